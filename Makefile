@@ -1,0 +1,48 @@
+# corosnap developer commands. Every target builds what it needs on its own.
+#   make test        venv + lint (ruff) + types (mypy) + the whole pytest suite
+#   make demo        snapshot a generator to a file in one process, finish it in another
+#   make bench       the size/speed benchmark (benchmarks/)
+#   make fuzz        the long fuzzing campaign
+#   make test-matrix the suite on every supported interpreter found or buildable
+
+PYTHON ?= $(shell command -v python3.11 || echo $(HOME)/.pyenv/versions/3.11.7/bin/python3.11)
+PYVER := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+VENV ?= .venv-$(PYVER)
+VPY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: test lint typecheck pytest demo bench fuzz test-matrix clean venv
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml setup.py $(wildcard src/corosnap/frames/*.c src/corosnap/frames/*.h)
+	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip setuptools wheel
+	$(VPY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks examples
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+pytest: $(STAMP)
+	$(VPY) -m pytest -q $(PYTEST_ARGS)
+
+test: lint typecheck pytest
+
+demo: $(STAMP)
+	$(VPY) examples/demo.py
+
+bench: $(STAMP)
+	$(VPY) benchmarks/run.py $(BENCH_ARGS)
+
+fuzz: $(STAMP)
+	$(VPY) -m corosnap.fuzz --inputs 100000
+
+test-matrix:
+	bash tools/test-matrix.sh
+
+clean:
+	rm -rf .venv-* build src/*.egg-info src/corosnap/frames/*.so

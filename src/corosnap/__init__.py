@@ -1,0 +1,36 @@
+"""corosnap: portable snapshots of suspended generators and coroutines.
+
+``dumps`` captures a suspended (or not yet started) generator or ``async def``
+coroutine, recursively through ``yield from`` / ``await`` chains, into a compact
+msgpack blob; ``loads`` rebuilds a real generator/coroutine from it, here or in
+another process that can import the same code.
+"""
+
+from __future__ import annotations
+
+from ._errors import (
+    CodeMismatch,
+    CorosnapError,
+    CorruptSnapshot,
+    LimitExceeded,
+    RestoreError,
+    SignatureError,
+    SnapshotError,
+    UnsafeSnapshot,
+    UnsupportedInterpreter,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CodeMismatch",
+    "CorosnapError",
+    "CorruptSnapshot",
+    "LimitExceeded",
+    "RestoreError",
+    "SignatureError",
+    "SnapshotError",
+    "UnsafeSnapshot",
+    "UnsupportedInterpreter",
+    "__version__",
+]
