@@ -65,23 +65,30 @@ def resolve_name(module: str, qualname: str) -> Any:
     return obj
 
 
-_verified: dict[int, tuple[Any, tuple[str, str] | None]] = {}
+_verified: dict[int, tuple[Any, tuple[str, str]]] = {}
 
 
 def global_name(obj: Any) -> tuple[str, str] | None:
-    """(module, qualname) if that name resolves back to ``obj`` itself, else None."""
+    """(module, qualname) if that name resolves back to ``obj`` itself, else None.
+
+    Only positive answers are cached (keyed by id, holding the object): an
+    object reachable as a module attribute lives as long as its module, while
+    caching the many short-lived objects that have no such name (closures,
+    lambdas, bound methods) would grow without bound.
+    """
     hit = _verified.get(id(obj))
     if hit is not None and hit[0] is obj:
         return hit[1]
     module = getattr(obj, "__module__", None)
     qualname = getattr(obj, "__qualname__", None)
-    name: tuple[str, str] | None = None
-    if isinstance(module, str) and isinstance(qualname, str) and "<" not in qualname:
-        try:
-            if resolve_name(module, qualname) is obj:
-                name = (module, qualname)
-        except Exception:
-            name = None
+    if not isinstance(module, str) or not isinstance(qualname, str) or "<" in qualname:
+        return None
+    try:
+        if resolve_name(module, qualname) is not obj:
+            return None
+    except Exception:
+        return None
+    name = (module, qualname)
     _verified[id(obj)] = (obj, name)
     return name
 

@@ -122,9 +122,13 @@ frames_write(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         }
     }
     else {
+        /* co_code_adaptive may hold quickened forms: 3.11 rewrites RESUME
+         * into RESUME_QUICK once the code is warm (YIELD_VALUE is never
+         * specialized). */
+        int next_op = lasti + 1 < Py_SIZE(co) ? _Py_OPCODE(_PyCode_CODE(co)[lasti + 1]) : -1;
         if (lasti + 1 >= Py_SIZE(co) ||
             _Py_OPCODE(_PyCode_CODE(co)[lasti]) != YIELD_VALUE ||
-            _Py_OPCODE(_PyCode_CODE(co)[lasti + 1]) != RESUME) {
+            (next_op != RESUME && next_op != RESUME_QUICK)) {
             PyErr_Format(PyExc_ValueError, "offset %ld is not a resume point of %R",
                          lasti, co);
             return NULL;
