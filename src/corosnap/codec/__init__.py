@@ -6,13 +6,17 @@ handed to the frame hooks supplied by ``corosnap.snapshot``, which keeps this
 layer free of frame knowledge.
 """
 
-from ._decoder import Decoder
+from ._decoder import NULL_MARK, Decoder, Deferred, Tag, ext_hook
 from ._encoder import Encoder, type_name
 from ._picklers import pickler_id
 from ._tags import EXT_HEADER, EXT_NULL, EXT_SIGNED, NULL_EXT
 
 __all__ = [
     "Decoder",
+    "Deferred",
+    "NULL_MARK",
+    "Tag",
+    "ext_hook",
     "Encoder",
     "EXT_HEADER",
     "EXT_NULL",

@@ -23,6 +23,7 @@ from typing import Any
 from msgpack import ExtType
 
 from .._errors import CorruptSnapshot, RestoreError, UnsafeSnapshot
+from ..frames import backend
 from ._globals import WELLKNOWN, load_global
 from ._picklers import loads_with
 from ._tags import (
@@ -51,11 +52,82 @@ from ._tags import (
     T_TUPLE,
 )
 
-_WALK = frozenset({list, dict, ExtType})
 _SEQ_TYPES = frozenset({list, tuple, str, bytes})
 
+
+def _is_flat(v: list[Any]) -> bool:
+    return bool(backend().is_flat(v))
+
+
+class Tag:
+    """The decoded form of an EXT_TAG: one shared instance per kind."""
+
+    __slots__ = ("kind",)
+
+    def __init__(self, kind: int) -> None:
+        self.kind = kind
+
+
+class Deferred:
+    """An ext whose meaning depends on the walk (memo order): REF, BYTEARRAY,
+    PICKLE, NULL.  Resolved by Decoder.dec."""
+
+    __slots__ = ("code", "data")
+
+    def __init__(self, code: int, data: bytes) -> None:
+        self.code = code
+        self.data = data
+
+
+NULL_MARK = Deferred(EXT_NULL, b"\0")
+"""The decoded empty-slot marker; only frame slots may hold it."""
+
+_TAG_BY_DATA: dict[bytes, Tag] = {}
+_WALK = frozenset({list, dict, Deferred})
+
+
+def _bigint(data: bytes) -> int:
+    return int.from_bytes(data, "little", signed=True)
+
+
+def _complex(data: bytes) -> complex:
+    if len(data) != 16:
+        raise CorruptSnapshot("complex payload must be 16 bytes")
+    re, im = struct.unpack("<dd", data)
+    return complex(re, im)
+
+
+def _wellknown(data: bytes) -> Any:
+    if len(data) != 1 or data[0] >= len(WELLKNOWN):
+        raise CorruptSnapshot("unknown well-known global")
+    return WELLKNOWN[data[0]]
+
+
+def ext_hook(code: int, data: bytes) -> Any:
+    """msgpack ext_hook: decode what needs no context right away, mark the rest.
+
+    Runs inside ``msgpack.unpackb`` for every ext, so it is kept to a dict
+    lookup or two; msgpack's own ExtType constructor costs several times more.
+    """
+    if code == EXT_TAG:
+        tag = _TAG_BY_DATA.get(data)
+        if tag is None:
+            raise CorruptSnapshot(f"unknown tag {data!r}")
+        return tag
+    if code == EXT_REF or code == EXT_BYTEARRAY or code == EXT_PICKLE:
+        return Deferred(code, data)
+    if code == EXT_NULL:
+        return NULL_MARK
+    if code == EXT_BIGINT:
+        return _bigint(data)
+    if code == EXT_WELLKNOWN:
+        return _wellknown(data)
+    if code == EXT_COMPLEX:
+        return _complex(data)
+    return ExtType(code, data)  # the header; anything else is refused by the walk
+
 FrameHook = Callable[["Decoder", list[Any], int], Any]
-FunctionHook = Callable[["Decoder", list[Any], int], tuple[types.CodeType, dict[str, Any], int]]
+FunctionHook = Callable[["Decoder", list[Any], int], tuple[Any, int]]
 
 
 class Decoder:
@@ -90,8 +162,8 @@ class Decoder:
     def dec(self, v: Any) -> Any:
         t = type(v)
         if t is list:
-            if v and type(v[0]) is ExtType and v[0].code == EXT_TAG:
-                return self._tagged(v)
+            if v and type(v[0]) is Tag:
+                return _TAGGED[v[0].kind](self, v)
             self.memo.append(v)
             walk = _WALK
             dec = self.dec
@@ -107,8 +179,10 @@ class Decoder:
                 if type(x) in walk:
                     v[k] = dec(x)
             return v
+        if t is Deferred:
+            return self._deferred(v)
         if t is ExtType:
-            return self._ext(v)
+            raise CorruptSnapshot(f"unknown ext type {v.code}")
         return v
 
     def dec_items(self, items: Any) -> list[Any]:
@@ -118,29 +192,18 @@ class Decoder:
         dec = self.dec
         return [dec(x) if type(x) in walk else x for x in items]
 
-    # -- leaf exts --------------------------------------------------------
-    def _ext(self, v: ExtType) -> Any:
+    # -- context-dependent exts -----------------------------------------
+    def _deferred(self, v: Deferred) -> Any:
         code, data = v.code, v.data
         if code == EXT_REF:
             index = int.from_bytes(data, "big")
             if not 0 < len(data) <= 4 or index >= len(self.memo):
                 raise CorruptSnapshot(f"back-reference {index} points past the objects read so far")
             return self.memo[index]
-        if code == EXT_BIGINT:
-            return int.from_bytes(data, "little", signed=True)
-        if code == EXT_COMPLEX:
-            if len(data) != 16:
-                raise CorruptSnapshot("complex payload must be 16 bytes")
-            re, im = struct.unpack("<dd", data)
-            return complex(re, im)
         if code == EXT_BYTEARRAY:
             out = bytearray(data)
             self.memo.append(out)
             return out
-        if code == EXT_WELLKNOWN:
-            if len(data) != 1 or data[0] >= len(WELLKNOWN):
-                raise CorruptSnapshot("unknown well-known global")
-            return WELLKNOWN[data[0]]
         if code == EXT_PICKLE:
             if self.safe:
                 raise UnsafeSnapshot(
@@ -153,25 +216,13 @@ class Decoder:
                 raise RestoreError(f"the fallback pickler could not load a value: {exc!r}") from exc
             self.memo.append(obj)
             return obj
-        if code == EXT_NULL:
-            raise CorruptSnapshot("an empty-slot marker outside a frame slot")
-        raise CorruptSnapshot(f"unknown ext type {code}")
+        raise CorruptSnapshot("an empty-slot marker outside a frame slot")
 
     # -- tagged arrays ----------------------------------------------------
-    def _tagged(self, v: list[Any]) -> Any:
-        data = v[0].data
-        if len(data) != 1:
-            raise CorruptSnapshot("malformed tag")
-        handler = _TAGGED.get(data[0])
-        if handler is None:
-            raise CorruptSnapshot(f"unknown tag kind {data[0]}")
-        return handler(self, v)
-
     def _flat(self, v: list[Any]) -> Any:
         del v[0]
-        for x in v:
-            if type(x) in _WALK:
-                raise CorruptSnapshot("a flat list holds a non-scalar")
+        if not _is_flat(v):
+            raise CorruptSnapshot("a flat list holds a non-scalar")
         self.memo.append(v)
         return v
 
@@ -247,7 +298,8 @@ class Decoder:
         return cell
 
     def _function(self, v: list[Any]) -> Any:
-        code, globals_, i = self.code_hook(self, v, 1)
+        entry, i = self.code_hook(self, v, 1)
+        code, globals_ = entry.code, entry.globals
         tail = v[i:] + [None] * (5 - len(v[i:]))
         if len(tail) != 5:
             raise CorruptSnapshot("malformed function")
@@ -284,7 +336,7 @@ class Decoder:
             raise CorruptSnapshot("malformed reduce")
         func = self.dec(v[1])
         args = self.dec_items(v[2])
-        if v[0].data[0] == T_NEWOBJ:
+        if v[0].kind == T_NEWOBJ:
             if not isinstance(func, type):
                 raise CorruptSnapshot("object constructor is not a class")
             make: Any = func.__new__
@@ -391,4 +443,6 @@ _TAGGED: dict[int, Callable[[Decoder, list[Any]], Any]] = {
     T_SEQITER: Decoder._seqiter,
 }
 
-__all__ = ["Decoder", "EXT_NULL"]
+_TAG_BY_DATA.update({bytes([kind]): Tag(kind) for kind in _TAGGED})
+
+__all__ = ["Decoder", "Deferred", "NULL_MARK", "Tag", "ext_hook"]

@@ -71,6 +71,7 @@ _WELLKNOWN_EXT = {i: ExtType(EXT_WELLKNOWN, bytes([i])) for i in set(WELLKNOWN_I
 
 _TAG_TUPLE = TAGS[T_TUPLE]
 _TAG_FLAT = TAGS[T_FLATLIST]
+_TAG_FRAME = TAGS[T_FRAME]
 
 FrameHook = Callable[["Encoder", Any], list[Any]]
 
@@ -119,15 +120,27 @@ class Encoder:
             return text
         return index
 
-    def coderef(self, code: types.CodeType, ref: CodeRef) -> list[Any]:
+    def coderef(self, code: types.CodeType, ref: CodeRef, fp: int | None = None) -> list[Any]:
         """The fields naming ``code``: [module, qualname(+path), fingerprint] or [-1-k]."""
         k = self.codes.get(id(code))
         if k is not None:
             return [-1 - k]
         self.codes[id(code)] = len(self.codes)
-        module = self.string(ref.module)
-        qual = self.string(ref.qualname)
-        return [module, [qual, *ref.path] if ref.path else qual, fingerprint(code)]
+        strings = self.strings
+        module: str | int = ref.module
+        index = strings.get(module)
+        if index is None:
+            strings[module] = len(strings)
+        else:
+            module = index
+        qual: str | int = ref.qualname
+        index = strings.get(qual)
+        if index is None:
+            strings[qual] = len(strings)
+        else:
+            qual = index
+        return [module, [qual, *ref.path] if ref.path else qual,
+                fingerprint(code) if fp is None else fp]
 
     def _checkpoint(self) -> tuple[int, int, int]:
         return len(self.keep), len(self.strings), len(self.codes)
@@ -248,8 +261,9 @@ class Encoder:
         i = self.memo.get(id(v))
         if i is not None:
             return ref_ext(i)
-        self.register(v)
-        return [TAGS[T_FRAME], *self.frame_hook(self, v)]
+        self.memo[id(v)] = len(self.keep)
+        self.keep.append(v)
+        return [_TAG_FRAME, *self.frame_hook(self, v)]
 
     def _cell(self, v: types.CellType) -> Any:
         i = self.memo.get(id(v))

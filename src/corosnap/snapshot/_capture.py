@@ -13,7 +13,7 @@ import types
 from typing import Any
 
 from .._errors import SnapshotError
-from ..bytecode import CREATED, code_info, describe
+from ..bytecode import CREATED, CodeInfo, CodeRef, code_info, describe, fingerprint
 from ..codec import NULL_EXT, Encoder
 from ..frames import backend
 
@@ -42,35 +42,40 @@ def check_target(obj: Any) -> None:
     )
 
 
+_meta: dict[int, tuple[types.CodeType, CodeInfo, CodeRef, int]] = {}
+
+
+def _code_meta(code: types.CodeType, module: str | None) -> tuple[types.CodeType, CodeInfo,
+                                                                  CodeRef, int]:
+    """Everything capture needs about one code object, computed once."""
+    hit = _meta.get(id(code))
+    if hit is not None and hit[0] is code and hit[2].module == module:
+        return hit
+    hit = (code, code_info(code), describe(code, module), fingerprint(code))
+    _meta[id(code)] = hit
+    return hit
+
+
 def encode_frame(enc: Encoder, gen: Any) -> list[Any]:
     """Encode one generator/coroutine frame (its sub-generators recursively)."""
-    check_target(gen)
     frames = backend()
     state, lasti, localsplus, stack, exc, globals_ = frames.read(gen)
+    if state != frames.SUSPENDED and state != frames.CREATED:
+        _refuse_state(gen, state, globals_)
     code = gen.gi_code if type(gen) is types.GeneratorType else gen.cr_code
-    where = f"{describe_target(gen)} (module {globals_.get('__name__') if globals_ else '?'})"
-    if state == frames.RUNNING:
-        raise SnapshotError(
-            f"{where} is running: a generator cannot be captured while it executes "
-            "(dumps() must be called from outside it)"
-        )
-    if state != frames.CREATED and state != frames.SUSPENDED:
-        raise SnapshotError(f"{where} has finished or was closed: there is nothing to resume")
-    info = code_info(code)
+    _, info, ref, fp = _code_meta(code, globals_.get("__name__"))
     if state == frames.CREATED:
         lasti = CREATED
-    elif lasti not in info.resume:
-        raise SnapshotError(f"{where} is suspended at offset {lasti}, which is not a yield point")
-    if len(localsplus) != info.nlocalsplus or len(stack) != info.resume[lasti]:
+    depth = info.resume.get(lasti)
+    if depth is None or len(localsplus) != info.nlocalsplus or len(stack) != depth:
         raise SnapshotError(
-            f"{where}: frame shape ({len(localsplus)} slots, {len(stack)} stack values) does "
-            f"not match its bytecode ({info.nlocalsplus}, {info.resume[lasti]})"
+            f"{_where(gen, globals_)} is suspended at offset {lasti} with {len(stack)} stack "
+            f"values, which its bytecode does not explain (expected {depth})"
         )
-    fields = enc.coderef(code, describe(code, globals_.get("__name__")))
+    fields = enc.coderef(code, ref, fp)
     null = frames.NULL
     passthrough = enc.passthrough
     value = enc.enc
-    names = info.slot_names
     slot = -1
     try:
         if exc is None:
@@ -85,13 +90,30 @@ def encode_frame(enc: Encoder, gen: Any) -> list[Any]:
             slot = base + i
             fields.append(NULL_EXT if x is null else x if type(x) in passthrough else value(x))
     except SnapshotError as err:
+        names = info.slot_names
         if slot == -2:
             what = "the exception being handled"
         elif slot < len(names):
             what = f"local {names[slot]!r}"
         else:
             what = f"value stack slot {slot - len(names)}"
-        raise SnapshotError(f"in {where}, {what}: {err}") from None
+        raise SnapshotError(f"in {_where(gen, globals_)}, {what}: {err}") from None
     except RecursionError:
-        raise SnapshotError(f"in {where}: values nested too deeply to capture") from None
+        raise SnapshotError(f"in {_where(gen, globals_)}: values nested too deeply") from None
     return fields
+
+
+def _where(gen: Any, globals_: dict[str, Any] | None) -> str:
+    module = globals_.get("__name__") if globals_ else "?"
+    return f"{describe_target(gen)} (module {module})"
+
+
+def _refuse_state(gen: Any, state: int, globals_: dict[str, Any] | None) -> None:
+    check_target(gen)
+    if state == backend().RUNNING:
+        raise SnapshotError(
+            f"{_where(gen, globals_)} is running: a generator cannot be captured while it "
+            "executes (dumps() must be called from outside it)"
+        )
+    raise SnapshotError(f"{_where(gen, globals_)} has finished or was closed: there is "
+                        "nothing to resume")
