@@ -228,9 +228,7 @@ def check_round_trip(workload: workloads.Workload, snap: Corosnap) -> tuple[bool
     finally:
         close(original)
         close(restored)
-    detail = (
-        f"ok: same locals in {len(before)} frame(s), {len(expected[0])} more values, same result"
-    )
+    detail = f"same locals in {len(before)} frame(s), {len(expected[0])} more values, same result"
     if notes:
         detail += f" ({'; '.join(notes)})"
     return True, detail
