@@ -169,12 +169,15 @@ def find_corosnap() -> Corosnap:
     if dumps is None or loads is None:
         return Corosnap(version=version, reason="corosnap.dumps/loads do not exist yet")
     unsupported = getattr(corosnap, "UnsupportedInterpreter", ())
+    probe = workloads.WORKLOADS[0].make()
     try:
-        dumps(workloads.counter(1))
+        dumps(probe)
     except unsupported as exc:
         return Corosnap(version=version, reason=f"UnsupportedInterpreter: {exc}")
     except Exception:  # reported per workload later
         pass
+    finally:
+        probe.close()
     return Corosnap(dumps=dumps, loads=loads, version=version)
 
 
