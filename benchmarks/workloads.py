@@ -118,6 +118,40 @@ def answer_request(request):
     return PRICES[request.arg]
 
 
+# 4b. the bare shape the issue names: three ``async def`` levels awaiting a
+#     custom awaitable that carries one value.  The ``checkout`` chain above
+#     carries real data (a customer, an item list, a dataclass request) and is
+#     judged against its pickle floor instead.
+
+
+class Ticket:
+    def __init__(self, number):
+        self.number = number
+
+    def __await__(self):
+        answer = yield self
+        return answer
+
+
+async def lookup(number):
+    answer = await Ticket(number)
+    return answer
+
+
+async def fetch(number):
+    answer = await lookup(number)
+    return answer + 1
+
+
+async def handle(number):
+    answer = await fetch(number)
+    return answer * 2
+
+
+def answer_ticket(ticket):
+    return ticket.number * 10
+
+
 # ---------------------------------------------------------------------------
 # 5. a workflow-like loop with ``enumerate`` over 50 dict records
 
@@ -244,7 +278,14 @@ WORKLOADS = [
     ),
     Workload(
         "coroutine_chain",
-        "3-level `async def` chain awaiting a custom awaitable, at the 2nd of 4 requests",
+        "3-level `async def` chain awaiting a custom awaitable (one int inside)",
+        lambda: handle(7),
+        steps=1,
+        reply=answer_ticket,
+    ),
+    Workload(
+        "checkout",
+        "3-level `async def` checkout awaiting a dataclass request, at the 2nd of 4 requests",
         lambda: checkout("alice", ["apple", "pear", "fig", "plum"]),
         steps=2,
         reply=answer_request,

@@ -19,7 +19,9 @@ import corosnap
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN = ROOT / "benchmarks" / "run.py"
-WORKLOADS = ["counter", "running_totals", "chain", "coroutine_chain", "records", "large"]
+WORKLOADS = [
+    "counter", "running_totals", "chain", "coroutine_chain", "checkout", "records", "large",
+]
 SIZE_LIMITS = {"counter": 40, "chain": 150, "coroutine_chain": 150}
 
 CORE = hasattr(corosnap, "dumps") and hasattr(corosnap, "loads")

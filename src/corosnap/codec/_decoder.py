@@ -30,11 +30,12 @@ from ._tags import (
     EXT_BIGINT,
     EXT_BYTEARRAY,
     EXT_COMPLEX,
-    EXT_NULL,
+    EXT_NONE,
     EXT_PICKLE,
     EXT_REF,
     EXT_TAG,
     EXT_WELLKNOWN,
+    SHAPE_MIN,
     T_CELL,
     T_DICT,
     T_FLATLIST,
@@ -49,6 +50,7 @@ from ._tags import (
     T_REDUCE,
     T_SEQITER,
     T_SET,
+    T_SHAPED,
     T_TUPLE,
 )
 
@@ -69,8 +71,8 @@ class Tag:
 
 
 class Deferred:
-    """An ext whose meaning depends on the walk (memo order): REF, BYTEARRAY,
-    PICKLE, NULL.  Resolved by Decoder.dec."""
+    """An ext whose meaning depends on the walk (memo order) or its place: REF,
+    BYTEARRAY, PICKLE, frame-slot None.  Resolved by Decoder.dec."""
 
     __slots__ = ("code", "data")
 
@@ -79,8 +81,9 @@ class Deferred:
         self.data = data
 
 
-NULL_MARK = Deferred(EXT_NULL, b"\0")
-"""The decoded empty-slot marker; only frame slots may hold it."""
+NONE_MARK = Deferred(EXT_NONE, b"\0")
+"""The decoded frame-slot None (in frame slots nil means NULL); only frame slots
+may hold it."""
 
 _TAG_BY_DATA: dict[bytes, Tag] = {}
 _WALK = frozenset({list, dict, Deferred})
@@ -116,8 +119,8 @@ def ext_hook(code: int, data: bytes) -> Any:
         return tag
     if code == EXT_REF or code == EXT_BYTEARRAY or code == EXT_PICKLE:
         return Deferred(code, data)
-    if code == EXT_NULL:
-        return NULL_MARK
+    if code == EXT_NONE:
+        return NONE_MARK
     if code == EXT_BIGINT:
         return _bigint(data)
     if code == EXT_WELLKNOWN:
@@ -133,7 +136,8 @@ FunctionHook = Callable[["Decoder", list[Any], int], tuple[Any, int]]
 class Decoder:
     """One snapshot's worth of decoding state (memo, string and code tables)."""
 
-    __slots__ = ("memo", "strings", "codes", "safe", "allow", "frame_hook", "code_hook")
+    __slots__ = ("memo", "strings", "codes", "shapes", "safe", "allow", "frame_hook",
+                 "code_hook")
 
     def __init__(
         self,
@@ -145,6 +149,7 @@ class Decoder:
         self.memo: list[Any] = []
         self.strings: list[str] = []
         self.codes: list[Any] = []
+        self.shapes: list[tuple[str, ...]] = []
         self.safe = safe
         self.allow = allow
         self.frame_hook = frame_hook
@@ -173,6 +178,13 @@ class Decoder:
             return v
         if t is dict:
             self.memo.append(v)
+            if len(v) >= SHAPE_MIN:
+                keys = tuple(v)
+                for k in keys:
+                    if type(k) is not str:
+                        break
+                else:
+                    self.shapes.append(keys)
             walk = _WALK
             dec = self.dec
             for k, x in v.items():
@@ -216,7 +228,7 @@ class Decoder:
                 raise RestoreError(f"the fallback pickler could not load a value: {exc!r}") from exc
             self.memo.append(obj)
             return obj
-        raise CorruptSnapshot("an empty-slot marker outside a frame slot")
+        raise CorruptSnapshot("a frame-slot None marker outside a frame slot")
 
     # -- tagged arrays ----------------------------------------------------
     def _flat(self, v: list[Any]) -> Any:
@@ -256,6 +268,21 @@ class Decoder:
                 out[key] = dec(v[i + 1])
         except TypeError as exc:
             raise CorruptSnapshot(f"unhashable dict key: {exc}") from exc
+        return out
+
+    def _shaped(self, v: list[Any]) -> Any:
+        index = v[1] if len(v) > 1 else None
+        if type(index) is not int or not 0 <= index < len(self.shapes):
+            raise CorruptSnapshot("dict shape reference points past the shapes read so far")
+        keys = self.shapes[index]
+        if len(v) - 2 != len(keys):
+            raise CorruptSnapshot("dict shape and values differ in length")
+        out: dict[str, Any] = {}
+        self.memo.append(out)
+        walk = _WALK
+        dec = self.dec
+        for k, x in zip(keys, v[2:], strict=True):
+            out[k] = dec(x) if type(x) in walk else x
         return out
 
     def _global(self, v: list[Any]) -> Any:
@@ -428,6 +455,7 @@ def _set_state(obj: Any, state: Any) -> None:
 _TAGGED: dict[int, Callable[[Decoder, list[Any]], Any]] = {
     T_TUPLE: Decoder._tuple,
     T_SET: Decoder._set,
+    T_SHAPED: Decoder._shaped,
     T_FROZENSET: Decoder._frozenset,
     T_DICT: Decoder._dict_pairs,
     T_FLATLIST: Decoder._flat,
@@ -445,4 +473,4 @@ _TAGGED: dict[int, Callable[[Decoder, list[Any]], Any]] = {
 
 _TAG_BY_DATA.update({bytes([kind]): Tag(kind) for kind in _TAGGED})
 
-__all__ = ["Decoder", "Deferred", "NULL_MARK", "Tag", "ext_hook"]
+__all__ = ["Decoder", "Deferred", "NONE_MARK", "Tag", "ext_hook"]

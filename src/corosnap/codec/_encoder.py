@@ -40,6 +40,7 @@ from ._tags import (
     EXT_PICKLE,
     EXT_REF,
     EXT_WELLKNOWN,
+    SHAPE_MIN,
     T_CELL,
     T_DICT,
     T_FLATLIST,
@@ -54,6 +55,7 @@ from ._tags import (
     T_REDUCE,
     T_SEQITER,
     T_SET,
+    T_SHAPED,
     T_TUPLE,
     TAGS,
 )
@@ -72,6 +74,7 @@ _WELLKNOWN_EXT = {i: ExtType(EXT_WELLKNOWN, bytes([i])) for i in set(WELLKNOWN_I
 _TAG_TUPLE = TAGS[T_TUPLE]
 _TAG_FLAT = TAGS[T_FLATLIST]
 _TAG_FRAME = TAGS[T_FRAME]
+_TAG_SHAPED = TAGS[T_SHAPED]
 
 FrameHook = Callable[["Encoder", Any], list[Any]]
 
@@ -90,14 +93,15 @@ def ref_ext(index: int) -> ExtType:
 class Encoder:
     """One snapshot's worth of encoding state (memo, string and code tables)."""
 
-    __slots__ = ("memo", "keep", "strings", "codes", "busy", "pid", "frame_hook", "passthrough",
-                 "is_flat")
+    __slots__ = ("memo", "keep", "strings", "codes", "shapes", "busy", "pid", "frame_hook",
+                 "passthrough", "is_flat")
 
     def __init__(self, pid: int, frame_hook: FrameHook, strict_ints: bool = False) -> None:
         self.memo: dict[int, int] = {}
         self.keep: list[Any] = []
         self.strings: dict[str, int] = {}
         self.codes: dict[int, int] = {}
+        self.shapes: dict[tuple[str, ...], int] = {}
         self.busy: set[int] = set()
         self.pid = pid
         self.frame_hook = frame_hook
@@ -142,11 +146,11 @@ class Encoder:
         return [module, [qual, *ref.path] if ref.path else qual,
                 fingerprint(code) if fp is None else fp]
 
-    def _checkpoint(self) -> tuple[int, int, int]:
-        return len(self.keep), len(self.strings), len(self.codes)
+    def _checkpoint(self) -> tuple[int, int, int, int]:
+        return len(self.keep), len(self.strings), len(self.codes), len(self.shapes)
 
-    def _rollback(self, cp: tuple[int, int, int]) -> None:
-        nkeep, nstrings, ncodes = cp
+    def _rollback(self, cp: tuple[int, int, int, int]) -> None:
+        nkeep, nstrings, ncodes, nshapes = cp
         for obj in self.keep[nkeep:]:
             del self.memo[id(obj)]
         del self.keep[nkeep:]
@@ -154,6 +158,8 @@ class Encoder:
             del self.strings[text]
         for code_id in list(self.codes)[ncodes:]:
             del self.codes[code_id]
+        for shape in list(self.shapes)[nshapes:]:
+            del self.shapes[shape]
 
     # -- dispatch ---------------------------------------------------------
     def enc(self, v: Any) -> Any:
@@ -190,13 +196,24 @@ class Encoder:
             return ref_ext(i)
         self.register(v)
         scalar_keys = True
+        str_keys = True
         for k in v:
             tk = type(k)
-            if tk not in _MAP_KEYS or (tk is int and not _MIN_INT <= k < _MAX_INT):
-                scalar_keys = False
-                break
+            if tk is not str:
+                str_keys = False
+                if tk not in _MAP_KEYS or (tk is int and not _MIN_INT <= k < _MAX_INT):
+                    scalar_keys = False
+                    break
         p = self.passthrough
         enc = self.enc
+        if str_keys and len(v) >= SHAPE_MIN:
+            # Records repeat their keys: the first dict with these keys defines
+            # a shape, later ones store only the shape index and the values.
+            keys = tuple(v)
+            shape = self.shapes.get(keys)
+            if shape is not None:
+                return [_TAG_SHAPED, shape, *[x if type(x) in p else enc(x) for x in v.values()]]
+            self.shapes[keys] = len(self.shapes)
         if scalar_keys:
             return {k: (x if type(x) in p else enc(x)) for k, x in v.items()}
         out: list[Any] = [TAGS[T_DICT]]
@@ -264,6 +281,16 @@ class Encoder:
         self.memo[id(v)] = len(self.keep)
         self.keep.append(v)
         return [_TAG_FRAME, *self.frame_hook(self, v)]
+
+    def delegated_frame(self, v: Any) -> Any:
+        """A sub-generator on top of a delegating frame's stack: an untagged
+        array (that slot can never hold a plain list, so no tag is needed)."""
+        i = self.memo.get(id(v))
+        if i is not None:
+            return ref_ext(i)
+        self.memo[id(v)] = len(self.keep)
+        self.keep.append(v)
+        return self.frame_hook(self, v)
 
     def _cell(self, v: types.CellType) -> Any:
         i = self.memo.get(id(v))

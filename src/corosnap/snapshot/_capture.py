@@ -14,7 +14,7 @@ from typing import Any
 
 from .._errors import SnapshotError
 from ..bytecode import CREATED, CodeInfo, CodeRef, code_info, describe, fingerprint
-from ..codec import NULL_EXT, Encoder
+from ..codec import NONE_EXT, Encoder
 from ..frames import backend
 
 _GENERATOR_TYPES = (types.GeneratorType, types.CoroutineType)
@@ -83,12 +83,23 @@ def encode_frame(enc: Encoder, gen: Any) -> list[Any]:
         else:
             slot = -2
             fields.append([lasti, value(exc)])
+        # In frame slots nil stands for an empty slot (an unbound local is more
+        # common in a suspended frame than a None), and None gets an ext.
         for slot, x in enumerate(localsplus):  # noqa: B007 (slot names the error)
-            fields.append(NULL_EXT if x is null else x if type(x) in passthrough else value(x))
+            fields.append(None if x is null else NONE_EXT if x is None
+                          else x if type(x) in passthrough else value(x))
         base = len(localsplus)
+        if lasti in info.delegating and stack and type(stack[-1]) in _GENERATOR_TYPES:
+            *stack, sub = stack
+        else:
+            sub = null
         for i, x in enumerate(stack):
             slot = base + i
-            fields.append(NULL_EXT if x is null else x if type(x) in passthrough else value(x))
+            fields.append(None if x is null else NONE_EXT if x is None
+                          else x if type(x) in passthrough else value(x))
+        if sub is not null:
+            slot = base + len(stack)
+            fields.append(enc.delegated_frame(sub))
     except SnapshotError as err:
         names = info.slot_names
         if slot == -2:

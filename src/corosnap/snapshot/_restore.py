@@ -23,7 +23,7 @@ from typing import Any
 
 from .._errors import CodeMismatch, CorruptSnapshot
 from ..bytecode import CodeRef, code_info, fingerprint, locate
-from ..codec import NULL_MARK, Decoder, Deferred
+from ..codec import NONE_MARK, Decoder, Deferred, Tag
 from ..codec._globals import check_allowed
 from ..frames import backend
 
@@ -157,7 +157,17 @@ def decode_frame(dec: Decoder, v: list[Any], i: int) -> Any:
     frames = backend()
     null = frames.NULL
     decode = dec.dec
-    slots = [null if x is NULL_MARK else decode(x) if type(x) in _WALK else x for x in v[i:]]
+    raw = v[i:]
+    if pos in info.delegating and raw and type(raw[-1]) is list and raw[-1] and type(
+            raw[-1][0]) is not Tag:
+        # The sub-frame this frame delegates to, stored untagged (see capture).
+        last = raw.pop()
+        slots = [null if x is None else None if x is NONE_MARK else decode(x)
+                 if type(x) in _WALK else x for x in raw]
+        slots.append(decode_frame(dec, last, 0))
+    else:
+        slots = [null if x is None else None if x is NONE_MARK else decode(x)
+                 if type(x) in _WALK else x for x in raw]
     for index in info.cell_slots:
         if type(slots[index]) is not types.CellType:
             raise CorruptSnapshot(
