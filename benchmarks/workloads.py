@@ -128,6 +128,11 @@ class Ticket:
     def __init__(self, number):
         self.number = number
 
+    def __eq__(self, other):
+        return type(other) is Ticket and other.number == self.number
+
+    __hash__ = None
+
     def __await__(self):
         answer = yield self
         return answer
