@@ -14,7 +14,6 @@ from ._blob import DEFAULT_MAX_SIZE, HEADER, open_blob, sign
 from ._capture import check_target, encode_frame
 from ._restore import decode_coderef, decode_frame
 
-
 _local = threading.local()
 
 
@@ -27,8 +26,8 @@ def _packer() -> msgpack.Packer:
     return packer
 
 
-def _encode(obj: Any, pid: int, strict_ints: bool) -> bytes:
-    enc = Encoder(pid, encode_frame, strict_ints)
+def _encode(obj: Any, pid: int, strict: bool) -> bytes:
+    enc = Encoder(pid, encode_frame, strict)
     enc.register(obj)
     fields = encode_frame(enc, obj)
     fields.insert(0, HEADER)
@@ -50,10 +49,11 @@ def dumps(obj: Any, *, key: bytes | None = None, pickler: Any = None) -> bytes:
     check_target(obj)
     pid = pickler_id(pickler)
     try:
-        body = _encode(obj, pid, strict_ints=False)
-    except OverflowError:
-        # An int outside msgpack's 64-bit range slipped through the fast path.
-        body = _encode(obj, pid, strict_ints=True)
+        body = _encode(obj, pid, strict=False)
+    except (OverflowError, UnicodeEncodeError):
+        # An int outside msgpack's 64-bit range, or a str with a lone
+        # surrogate, slipped through the fast path: encode again, checking.
+        body = _encode(obj, pid, strict=True)
     if key is not None:
         return sign(body, key)
     return body
