@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from ._base import (
     MAX_KEY_BYTES,
+    BytesLike,
     Conflict,
     InvalidKey,
     NotFound,
@@ -31,6 +32,7 @@ from ._sqlite import SQLiteStore
 
 __all__ = [
     "MAX_KEY_BYTES",
+    "BytesLike",
     "Conflict",
     "DirectoryStore",
     "InvalidKey",

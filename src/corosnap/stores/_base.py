@@ -30,6 +30,9 @@ from typing import Self
 
 from .._errors import CorosnapError
 
+#: What ``put`` accepts as a blob; it is stored (and returned) as ``bytes``.
+BytesLike = bytes | bytearray | memoryview
+
 #: Longest key accepted, in UTF-8 bytes.  The same limit as S3 object keys, so
 #: a future object-store backend can hold every key the other backends hold.
 MAX_KEY_BYTES = 1024
@@ -198,7 +201,7 @@ class Store(abc.ABC):
         """Return the record under ``key``, or ``None`` if there is none."""
 
     @abc.abstractmethod
-    def put(self, key: str, blob: bytes, *, expected_version: int | None = None) -> int:
+    def put(self, key: str, blob: BytesLike, *, expected_version: int | None = None) -> int:
         """Store ``blob`` under ``key`` and return its new version.
 
         With ``expected_version`` the write only happens if the record is at

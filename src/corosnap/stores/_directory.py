@@ -69,6 +69,7 @@ from urllib.parse import unquote_to_bytes
 
 from ._base import (
     MAX_KEY_BYTES,
+    BytesLike,
     Conflict,
     NotFound,
     Record,
@@ -271,7 +272,7 @@ class DirectoryStore(Store):
 
     # -- writing -------------------------------------------------------
 
-    def put(self, key: str, blob: bytes, *, expected_version: int | None = None) -> int:
+    def put(self, key: str, blob: BytesLike, *, expected_version: int | None = None) -> int:
         key = validate_key(key)
         blob = validate_blob(blob)
         expected = validate_expected_version(expected_version)

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator
 
 from ._base import (
+    BytesLike,
     Conflict,
     NotFound,
     Record,
@@ -47,7 +48,7 @@ class MemoryStore(Store):
             self._check_open()
             return self._records.get(key)
 
-    def put(self, key: str, blob: bytes, *, expected_version: int | None = None) -> int:
+    def put(self, key: str, blob: BytesLike, *, expected_version: int | None = None) -> int:
         key = validate_key(key)
         blob = validate_blob(blob)
         expected = validate_expected_version(expected_version)

@@ -50,6 +50,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from ._base import (
+    BytesLike,
     Conflict,
     NotFound,
     Record,
@@ -233,7 +234,7 @@ class SQLiteStore(Store):
 
         return self._retry(read)
 
-    def put(self, key: str, blob: bytes, *, expected_version: int | None = None) -> int:
+    def put(self, key: str, blob: BytesLike, *, expected_version: int | None = None) -> int:
         key = validate_key(key)
         blob = validate_blob(blob)
         expected = validate_expected_version(expected_version)
