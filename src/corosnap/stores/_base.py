@@ -23,10 +23,9 @@ The contract, in one place (``docs/stores.md`` explains it at length, and
 from __future__ import annotations
 
 import abc
-import dataclasses
 from collections.abc import Iterator
 from types import TracebackType
-from typing import Self
+from typing import NamedTuple, Self
 
 from .._errors import CorosnapError
 
@@ -85,12 +84,12 @@ class NotFound(StoreError, KeyError):
         return f"no record for key {_short_repr(self.key)}{where}"
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Record:
+class Record(NamedTuple):
     """One stored value: the blob and the version it was written as.
 
     They are returned together because a compare-and-set needs the version of
-    exactly the blob the caller read.
+    exactly the blob the caller read.  A named tuple, so ``blob, version =
+    record`` works too.
     """
 
     blob: bytes

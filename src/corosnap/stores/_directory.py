@@ -65,7 +65,6 @@ import sys
 import threading
 import zlib
 from collections.abc import Iterator
-from urllib.parse import unquote_to_bytes
 
 from ._base import (
     MAX_KEY_BYTES,
@@ -121,9 +120,14 @@ def name_to_key(name: str) -> str | None:
     """
     if name.startswith((".", "+")):
         return None
+    first, *escaped = name.split("%")
     try:
-        key = unquote_to_bytes(name).decode("utf-8")
-    except UnicodeDecodeError:
+        raw = bytearray(first.encode("ascii"))
+        for part in escaped:
+            raw.append(int(part[:2], 16))
+            raw += part[2:].encode("ascii")
+        key = raw.decode("utf-8")
+    except ValueError:  # not ASCII, bad hex, a byte > 255 or not UTF-8
         return None
     if not key or "\0" in key or key_to_name(key) != name:
         return None
