@@ -25,6 +25,7 @@ library never imports this module.
 from __future__ import annotations
 
 import random
+import sys
 import threading
 import unicodedata
 from collections.abc import Callable, Iterator
@@ -120,11 +121,18 @@ def _run_threads(count: int, target: Callable[[int], object]) -> None:
             errors.append(exc)
 
     threads = [threading.Thread(target=body, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-        assert not thread.is_alive(), "a store operation hung for two minutes"
+    # Switch threads every microsecond instead of every 5 ms, so that a store
+    # whose operations are not atomic is caught between two steps.
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+            assert not thread.is_alive(), "a store operation hung for two minutes"
+    finally:
+        sys.setswitchinterval(interval)
     if errors:
         raise errors[0]
 
@@ -234,9 +242,7 @@ class StoreConformance:
             assert (info.value.expected, info.value.actual) == (stale, 2)
         assert store.get("k") == Record(b"b", 2)
 
-    def test_expected_version_of_missing_record_conflicts_with_actual_0(
-        self, store: Store
-    ) -> None:
+    def test_expected_version_of_missing_record_conflicts_with_actual_0(self, store: Store) -> None:
         with pytest.raises(Conflict) as info:
             store.put("k", b"x", expected_version=1)
         assert (info.value.expected, info.value.actual) == (1, 0)
@@ -467,9 +473,7 @@ class StoreConformance:
 
     # -- concurrency -------------------------------------------------------
 
-    def test_threads_incrementing_with_compare_and_set_lose_nothing(
-        self, store: Store
-    ) -> None:
+    def test_threads_incrementing_with_compare_and_set_lose_nothing(self, store: Store) -> None:
         threads, increments = 8, 25
         _run_threads(threads, lambda i: _increment(store, "counter", increments))
         assert store.get("counter") == Record(

@@ -202,9 +202,7 @@ class SQLiteStore(Store):
             raise StoreError(f"{self!r}: could not switch the database to WAL mode (got {mode!r})")
         conn.execute(_SCHEMA)
 
-    def _write(
-        self, conn: sqlite3.Connection, step: Callable[[sqlite3.Connection], T]
-    ) -> T:
+    def _write(self, conn: sqlite3.Connection, step: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``step`` inside BEGIN IMMEDIATE ... COMMIT; roll back if it raises."""
         conn.execute("BEGIN IMMEDIATE")
         try:
