@@ -5,6 +5,11 @@ These are the two calls most programs need: ``save`` is ``dumps`` then
 ``corosnap.loads`` are looked up when called, not when this module is
 imported, so the stores never import the snapshot machinery (and the C frame
 extension) unless a snapshot is actually taken.
+
+``store``, ``key`` and the generator are positional-only: ``dumps`` and
+``loads`` take a ``key=`` of their own (the HMAC key), and
+``save(store, "wf/1", gen, key=secret)`` must pass it through rather than
+collide with the store key.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ def save(
     store: Store,
     key: str,
     gen: object,
+    /,
     *,
     expected_version: int | None = None,
     **dumps_kwargs: Any,
@@ -36,7 +42,7 @@ def save(
     return store.put(key, blob, expected_version=expected_version)
 
 
-def restore(store: Store, key: str, **loads_kwargs: Any) -> Any:
+def restore(store: Store, key: str, /, **loads_kwargs: Any) -> Any:
     """Rebuild the generator or coroutine saved under ``key`` with ``corosnap.loads``.
 
     Raises :class:`~corosnap.stores.NotFound` (a ``KeyError``) if there is no
