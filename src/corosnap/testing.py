@@ -27,6 +27,7 @@ from __future__ import annotations
 import random
 import sys
 import threading
+import time
 import unicodedata
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -92,16 +93,25 @@ AWKWARD_KEYS: tuple[str, ...] = (
 )
 
 
-def _increment(store: Store, key: str, times: int) -> int:
-    """Add 1 to the decimal counter under ``key`` ``times`` times; return the conflicts seen."""
+def increment_counter(store: Store, key: str, times: int, *, pause: bool = False) -> int:
+    """Add 1 to the decimal counter under ``key``, ``times`` times; return the conflicts met.
+
+    Each increment reads the record and writes it back with
+    ``expected_version``, retrying on :class:`Conflict`: the loop a correct
+    compare-and-set must make lossless however many threads or processes run
+    it at once.  ``pause`` yields to other threads between the read and the
+    write, so that threads of one process really interleave there.
+    """
     conflicts = 0
     for _ in range(times):
         while True:
             record = store.get(key)
             value = int(record.blob) if record is not None else 0
             version = record.version if record is not None else 0
+            if pause:
+                time.sleep(0)
             try:
-                store.put(key, str(value + 1).encode(), expected_version=version)
+                store.put(key, b"%d" % (value + 1), expected_version=version)
                 break
             except Conflict:
                 conflicts += 1
@@ -475,7 +485,7 @@ class StoreConformance:
 
     def test_threads_incrementing_with_compare_and_set_lose_nothing(self, store: Store) -> None:
         threads, increments = 8, 25
-        _run_threads(threads, lambda i: _increment(store, "counter", increments))
+        _run_threads(threads, lambda i: increment_counter(store, "counter", increments, pause=True))
         assert store.get("counter") == Record(
             str(threads * increments).encode(), threads * increments
         )

@@ -10,23 +10,8 @@ from __future__ import annotations
 
 import sys
 
-from corosnap.stores import Conflict, DirectoryStore, SQLiteStore, Store
-
-
-def increment(store: Store, key: str, times: int) -> int:
-    """Add 1 to the decimal counter under ``key`` ``times`` times; return the conflicts seen."""
-    conflicts = 0
-    for _ in range(times):
-        while True:
-            record = store.get(key)
-            value = int(record.blob) if record is not None else 0
-            version = record.version if record is not None else 0
-            try:
-                store.put(key, b"%d" % (value + 1), expected_version=version)
-                break
-            except Conflict:
-                conflicts += 1
-    return conflicts
+from corosnap.stores import DirectoryStore, SQLiteStore, Store
+from corosnap.testing import increment_counter
 
 
 def main() -> None:
@@ -38,7 +23,7 @@ def main() -> None:
         store = SQLiteStore(path, durable=durable)
     print("ready", flush=True)
     sys.stdin.readline()
-    conflicts = increment(store, "counter", times)
+    conflicts = increment_counter(store, "counter", times)
     store.close()
     print(f"done {conflicts}", flush=True)
 

@@ -17,8 +17,7 @@ from pathlib import Path
 import pytest
 
 from corosnap.stores import DirectoryStore, MemoryStore, Record, SQLiteStore
-
-from .counter_worker import increment
+from corosnap.testing import increment_counter
 
 WORKERS = 8
 INCREMENTS = 200
@@ -100,24 +99,13 @@ def test_durable_processes_incrementing_with_compare_and_set_lose_nothing(
 
 
 def test_threads_incrementing_a_memory_store_lose_nothing() -> None:
-    # Switch threads every microsecond instead of every 5 ms: otherwise the
-    # GIL lets each thread run its whole loop alone and nothing collides.
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        _increment_in_threads()
-    finally:
-        sys.setswitchinterval(old)
-
-
-def _increment_in_threads() -> None:
     store = MemoryStore()
     barrier = threading.Barrier(WORKERS)
     conflicts: list[int] = []
 
     def work() -> None:
         barrier.wait()
-        conflicts.append(increment(store, "counter", INCREMENTS))
+        conflicts.append(increment_counter(store, "counter", INCREMENTS, pause=True))
 
     threads = [threading.Thread(target=work) for _ in range(WORKERS)]
     for thread in threads:

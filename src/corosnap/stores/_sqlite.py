@@ -182,9 +182,8 @@ class SQLiteStore(Store):
         while True:
             if self._closed:
                 raise StoreError(f"{self!r} is closed")
-            conn = self._conn()
             try:
-                return operation(conn)
+                return operation(self._conn())
             except sqlite3.Error as exc:
                 if not (isinstance(exc, sqlite3.OperationalError) and _is_busy(exc)):
                     raise StoreError(f"{self!r}: {exc}") from exc
