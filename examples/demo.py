@@ -27,8 +27,9 @@ LINES = [
 
 
 def first_half(path: str) -> None:
-    import corosnap
     from demo_jobs import word_report
+
+    import corosnap
 
     gen = word_report(LINES)
     progress = next(gen)

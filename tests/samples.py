@@ -254,3 +254,17 @@ def double(x):
 def self_referencing():
     me = yield "ready"
     yield me
+
+
+def displays(a, s):
+    lst = [*a, (yield "list")]
+    st = {*s, *(yield "set")}
+    return lst, st
+
+
+def yield_in_finally():
+    try:
+        raise ValueError("pending")
+    finally:
+        got = yield "in finally"
+        LOG.append(("finally got", got))

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import samples
-from _helpers import roundtrip
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+import samples
+from _helpers import roundtrip
 
 scalars = (
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)

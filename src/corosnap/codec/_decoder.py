@@ -15,6 +15,7 @@ Rules of this file:
 
 from __future__ import annotations
 
+import functools
 import struct
 import types
 from collections.abc import Callable
@@ -24,7 +25,7 @@ from msgpack import ExtType
 
 from .._errors import CorruptSnapshot, RestoreError, UnsafeSnapshot
 from ..frames import backend
-from ._globals import WELLKNOWN, load_global
+from ._globals import NEVER_CALLED, SAFE_CALLABLES, WELLKNOWN, load_global, module_allowed
 from ._picklers import loads_with
 from ._tags import (
     EXT_BIGINT,
@@ -362,6 +363,13 @@ class Decoder:
         if not 3 <= len(v) <= 6:
             raise CorruptSnapshot("malformed reduce")
         func = self.dec(v[1])
+        if id(func) in NEVER_CALLED:
+            raise CorruptSnapshot(f"a blob never rebuilds a {func.__name__} by calling it")
+        if self.safe and isinstance(func, types.BuiltinFunctionType | types.FunctionType |
+                                    functools.partial) and id(func) not in SAFE_CALLABLES:
+            if not isinstance(func, types.FunctionType) or not module_allowed(
+                    getattr(func, "__module__", "") or "", self.allow):
+                raise UnsafeSnapshot(f"safe mode refused to call {func!r}")
         args = self.dec_items(v[2])
         if v[0].kind == T_NEWOBJ:
             if not isinstance(func, type):

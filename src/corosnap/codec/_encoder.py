@@ -132,15 +132,15 @@ class Encoder:
         self.codes[id(code)] = len(self.codes)
         strings = self.strings
         module: str | int = ref.module
-        index = strings.get(module)
+        index = strings.get(ref.module)
         if index is None:
-            strings[module] = len(strings)
+            strings[ref.module] = len(strings)
         else:
             module = index
         qual: str | int = ref.qualname
-        index = strings.get(qual)
+        index = strings.get(ref.qualname)
         if index is None:
-            strings[qual] = len(strings)
+            strings[ref.qualname] = len(strings)
         else:
             qual = index
         return [module, [qual, *ref.path] if ref.path else qual,

@@ -65,6 +65,8 @@ def loads(
         raise
     except RecursionError:
         raise LimitExceeded("blob nested too deeply") from None
+    except MemoryError:
+        raise LimitExceeded("blob asks for more memory than is available") from None
     except (TypeError, ValueError, IndexError, KeyError, AttributeError, OverflowError) as exc:
         raise CorruptSnapshot(f"malformed blob: {exc!r}") from exc
     except Exception as exc:  # user code run by a reduce callable, an import, ...

@@ -23,6 +23,17 @@ from typing import Any
 
 from .._errors import CodeMismatch, CorruptSnapshot
 from ..bytecode import CodeRef, code_info, fingerprint, locate
+from ..bytecode._kinds import (
+    EXC,
+    EXC_OR_NONE,
+    ITER,
+    KIND_NAMES,
+    LASTI,
+    LIST,
+    NULLABLE,
+    SET,
+    slot_rules,
+)
 from ..codec import NONE_MARK, Decoder, Deferred, Tag
 from ..codec._globals import check_allowed
 from ..frames import backend
@@ -35,7 +46,8 @@ _RESUMABLE = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ITERABLE_C
 class CodeEntry:
     """Everything restore needs about one code object, found and checked once."""
 
-    __slots__ = ("module", "code", "globals", "info", "fn", "args", "kwargs", "label")
+    __slots__ = ("module", "code", "globals", "info", "rules", "ncodeunits", "fn", "args",
+                 "kwargs", "label")
 
     def __init__(self, module: types.ModuleType | None, code: types.CodeType,
                  globals_: dict[str, Any]) -> None:
@@ -43,6 +55,8 @@ class CodeEntry:
         self.code = code
         self.globals = globals_
         self.info = code_info(code)
+        self.rules = slot_rules(code)
+        self.ncodeunits = len(code.co_code) // 2
         self.label = f"{globals_.get('__name__')}.{code.co_qualname}()"
         self.fn: types.FunctionType | None = None
         self.args: tuple[Any, ...] = ()
@@ -124,6 +138,49 @@ def decode_coderef(dec: Decoder, v: list[Any], i: int) -> tuple[CodeEntry, int]:
     return entry, i + 3
 
 
+def _kind_ok(v: Any, kind: int, ncodeunits: int) -> bool:
+    if kind == ITER:
+        return hasattr(type(v), "__next__")
+    if kind == LIST:
+        return type(v) is list
+    if kind == SET:
+        return type(v) is set
+    if kind == EXC:
+        return isinstance(v, BaseException)
+    if kind == EXC_OR_NONE:
+        return v is None or isinstance(v, BaseException)
+    if kind == LASTI:
+        return type(v) is int and 0 <= v < ncodeunits
+    return True
+
+
+def _check_slots(entry: CodeEntry, pos: int, slots: list[Any], n: int, null: Any) -> None:
+    """Refuse values the interpreter would use unchecked (see bytecode._kinds)."""
+    rules = entry.rules
+    kinds = rules.stack_kinds(pos, len(slots) - n)
+    for j, kind in enumerate(kinds):
+        v = slots[n + j]
+        if v is null:
+            if not kind & NULLABLE:
+                raise CorruptSnapshot(
+                    f"{entry.label}: value stack slot {j} is empty where the bytecode always "
+                    "has a value"
+                )
+        elif kind & ~NULLABLE and not _kind_ok(v, kind & ~NULLABLE, entry.ncodeunits):
+            raise CorruptSnapshot(
+                f"{entry.label}: value stack slot {j} must be {KIND_NAMES[kind & ~NULLABLE]}, "
+                f"got {type(v).__name__}"
+            )
+    bound = rules.bound.get(pos)
+    if bound:
+        for index in bound:
+            if index < n and slots[index] is null:
+                raise CorruptSnapshot(
+                    f"{entry.label}: local {entry.info.slot_names[index]!r} is read without a "
+                    "check after this point, so it cannot be unbound"
+                )
+
+
 def decode_frame(dec: Decoder, v: list[Any], i: int) -> Any:
     """Rebuild one frame from v[i:] (see the module docstring)."""
     entry, i = decode_coderef(dec, v, i)
@@ -168,6 +225,7 @@ def decode_frame(dec: Decoder, v: list[Any], i: int) -> Any:
     else:
         slots = [null if x is None else None if x is NONE_MARK else decode(x)
                  if type(x) in _WALK else x for x in raw]
+    _check_slots(entry, pos, slots, n, null)
     for index in info.cell_slots:
         if type(slots[index]) is not types.CellType:
             raise CorruptSnapshot(
