@@ -48,6 +48,7 @@ the record instead of being run again.
 from __future__ import annotations
 
 import heapq
+import inspect
 import itertools
 import logging
 import os
@@ -149,6 +150,12 @@ class _Done:
     fatal: bool = False  # a BaseException (KeyboardInterrupt, SystemExit): stop the engine
 
 
+def _unstarted(coro: Any) -> bool:
+    if inspect.iscoroutine(coro):
+        return inspect.getcoroutinestate(coro) == inspect.CORO_CREATED
+    return inspect.getgeneratorstate(coro) == inspect.GEN_CREATED
+
+
 @dataclass
 class _Limit:
     running: int = 0
@@ -193,6 +200,7 @@ class Engine:
             if self.pool is not None:
                 # Never wait here for a step that hangs; its late result has nowhere to go.
                 self.pool.shutdown(wait=False, cancel_futures=True)
+            self.drop_unstarted()
             self.stats.elapsed = time.monotonic() - start
         if self.stats.unresumable:
             raise SchedulerError(
@@ -201,6 +209,17 @@ class Engine:
                 "(see the log for why; usually the workflow's code changed)"
             )
         return self.stats
+
+    def drop_unstarted(self) -> None:
+        """Close the coroutines of runs that never started, when the engine stops early.
+
+        Dropping one unclosed makes Python warn that it was "never awaited";
+        closing it runs no workflow code.  Suspended coroutines are left to the
+        garbage collector: the store has them, and the next engine resumes them.
+        """
+        for run in self.runs.values():
+            if run.coro is not None and _unstarted(run.coro):
+                run.coro.close()
 
     def wait_for_events(self, deadline: float | None) -> None:
         """Block until an attempt finishes or the next timer is due; handle what arrived."""
@@ -489,7 +508,11 @@ class Engine:
             try:
                 version = self.store.put(run_key(child_id), encode_run(rec), expected_version=0)
             except Conflict:
+                coro.close()
                 raw = self.store.get(run_key(child_id))  # created meanwhile by another worker
+            except BaseException:
+                coro.close()
+                raise
             else:
                 log.info("run %s started child run %s: %s", parent.id, child_id, op.call.describe())
                 self.ready.append(self.adopt(rec, version, coro))
