@@ -57,6 +57,22 @@ def rate(operation: Callable[[str], object], seconds: float) -> float:
             return count / (now - start)
 
 
+def fsync_latency(root: str, count: int = 50) -> float:
+    """Median seconds to write and fsync a small file under ``root``: what durable puts wait for."""
+    fd, path = tempfile.mkstemp(dir=root)
+    try:
+        times = []
+        for _ in range(count):
+            start = time.perf_counter()
+            os.pwrite(fd, b"x" * 100, 0)
+            os.fsync(fd)
+            times.append(time.perf_counter() - start)
+        return statistics.median(times)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+
+
 def measure(
     factory: Factory, size: int, seconds: float, repeat: int, root: str
 ) -> tuple[float, float]:
@@ -84,7 +100,9 @@ def main() -> None:
     print(
         f"Python {platform.python_version()} on {platform.system()} {platform.machine()}, "
         f"{os.cpu_count()} CPUs; stores under {root}; "
-        f"{args.repeat} x {args.seconds} s per cell, median\n"
+        f"{args.repeat} x {args.seconds} s per cell, median; "
+        f"fsync of a small file there: {fsync_latency(root) * 1000:.2f} ms (median); "
+        f"load average {os.getloadavg()[0]:.1f}\n"
     )
     print("| store | blob | put ops/s | get ops/s |")
     print("|---|---|---:|---:|")

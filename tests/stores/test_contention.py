@@ -75,7 +75,7 @@ def test_processes_incrementing_with_compare_and_set_lose_nothing(
     The locking and compare-and-set code is the same either way; without the
     fsyncs the 1600 serialised writes take a second or two rather than
     1600 fsync latencies (10+ s on a busy disk).  The durable variant is
-    marked slow.
+    marked slow (``pytest -m slow`` runs it).
     """
     path = tmp_path / ("store" if backend == "directory" else "store.db")
     conflicts = _run_processes(backend, path, durable=False)

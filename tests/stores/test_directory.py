@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -40,7 +41,9 @@ def test_record_file_holds_header_key_and_blob(tmp_path: Path) -> None:
     ],
     ids=["short", "truncated", "empty", "magic", "blob-bit", "version-bit"],
 )
-def test_damaged_files_are_reported_not_returned(tmp_path: Path, damage, message: str) -> None:  # type: ignore[no-untyped-def]
+def test_damaged_files_are_reported_not_returned(
+    tmp_path: Path, damage: Callable[[bytes], bytes], message: str
+) -> None:
     with DirectoryStore(tmp_path, durable=False) as store:
         store.put("k", b"some blob")
         file = tmp_path / "k"

@@ -105,7 +105,7 @@ def test_awkward_keys_map_to_safe_names(key: str) -> None:
         assert name_to_key(name) == key
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(legal_keys)
 def test_short_keys_round_trip_through_file_names(key: str) -> None:
     name = key_to_name(key)
@@ -114,7 +114,7 @@ def test_short_keys_round_trip_through_file_names(key: str) -> None:
         assert name_to_key(name) == key
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(legal_keys, legal_keys)
 def test_distinct_keys_get_names_distinct_even_ignoring_case(a: str, b: str) -> None:
     if a != b:

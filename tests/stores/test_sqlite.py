@@ -120,3 +120,26 @@ def test_a_store_cannot_be_used_after_fork(tmp_path: Path) -> None:
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0
         assert store.get("k") == Record(b"x", 1)  # the parent's store is unharmed
+
+
+def test_busy_errors_that_bypass_the_busy_timeout_are_retried(tmp_path: Path) -> None:
+    """SQLite reports some SQLITE_BUSY cases (e.g. during WAL recovery) without waiting."""
+    with SQLiteStore(tmp_path / "s.db", timeout=5) as store:
+        attempts = []
+
+        def flaky(conn: sqlite3.Connection) -> str:
+            attempts.append(time.monotonic())
+            if len(attempts) < 4:
+                busy = sqlite3.OperationalError("database is locked")
+                busy.sqlite_errorcode = sqlite3.SQLITE_BUSY  # type: ignore[misc]
+                raise busy
+            return "done"
+
+        assert store._retry(flaky) == "done"
+        assert len(attempts) == 4
+
+        def broken(conn: sqlite3.Connection) -> None:
+            raise sqlite3.OperationalError("no such table: nothing")
+
+        with pytest.raises(StoreError, match="no such table"):
+            store._retry(broken)

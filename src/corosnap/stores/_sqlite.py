@@ -96,13 +96,12 @@ else:
     _MANUAL_TRANSACTIONS = {"isolation_level": None}
 
 
-def _is_busy(exc: sqlite3.OperationalError) -> bool:
+def _is_busy(exc: sqlite3.Error) -> bool:
+    """True for "database is locked / busy", the errors worth retrying."""
+    # Errors raised by the sqlite3 module itself, not by SQLite, have no code.
     code = getattr(exc, "sqlite_errorcode", None)
-    if code is not None:
-        # Extended codes (SQLITE_BUSY_SNAPSHOT, ...) carry the primary code in the low byte.
-        return code & 0xFF in _BUSY_CODES
-    text = str(exc)
-    return "locked" in text or "busy" in text
+    # Extended codes (SQLITE_BUSY_SNAPSHOT, ...) carry the primary code in the low byte.
+    return code is not None and code & 0xFF in _BUSY_CODES
 
 
 class SQLiteStore(Store):
@@ -185,7 +184,7 @@ class SQLiteStore(Store):
             try:
                 return operation(self._conn())
             except sqlite3.Error as exc:
-                if not (isinstance(exc, sqlite3.OperationalError) and _is_busy(exc)):
+                if not _is_busy(exc):
                     raise StoreError(f"{self!r}: {exc}") from exc
                 if time.monotonic() >= deadline:
                     raise StoreError(
