@@ -34,11 +34,13 @@ from ._tags import (
     EXT_NONE,
     EXT_PICKLE,
     EXT_REF,
+    EXT_SURROGATE_STR,
     EXT_TAG,
     EXT_WELLKNOWN,
     SHAPE_MIN,
     T_CELL,
     T_DICT,
+    T_DONE,
     T_FLATLIST,
     T_FRAME,
     T_FROZENSET,
@@ -128,6 +130,11 @@ def ext_hook(code: int, data: bytes) -> Any:
         return _wellknown(data)
     if code == EXT_COMPLEX:
         return _complex(data)
+    if code == EXT_SURROGATE_STR:
+        try:
+            return data.decode("utf-8", "surrogatepass")
+        except UnicodeDecodeError as exc:
+            raise CorruptSnapshot(f"malformed string: {exc}") from None
     return ExtType(code, data)  # the header; anything else is refused by the walk
 
 FrameHook = Callable[["Decoder", list[Any], int], Any]
@@ -359,6 +366,15 @@ class Decoder:
     def _frame(self, v: list[Any]) -> Any:
         return self.frame_hook(self, v, 1)
 
+    def _done(self, v: list[Any]) -> Any:
+        entry, i = self.code_hook(self, v, 1)
+        if i != len(v):
+            raise CorruptSnapshot("malformed finished generator")
+        gen = entry.fresh()
+        gen.close()  # a created generator closes without running any code
+        self.memo.append(gen)
+        return gen
+
     def _reduce(self, v: list[Any]) -> Any:
         if not 3 <= len(v) <= 6:
             raise CorruptSnapshot("malformed reduce")
@@ -472,6 +488,7 @@ _TAGGED: dict[int, Callable[[Decoder, list[Any]], Any]] = {
     T_CELL: Decoder._cell,
     T_FUNCTION: Decoder._function,
     T_FRAME: Decoder._frame,
+    T_DONE: Decoder._done,
     T_REDUCE: Decoder._reduce,
     T_NEWOBJ: Decoder._reduce,
     T_RANGE: Decoder._range,
