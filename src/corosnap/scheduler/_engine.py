@@ -118,7 +118,7 @@ class _LiveRun:
     """A run in memory: its last written record, its coroutine, and the outcomes so far."""
 
     rec: RunRecord
-    version: int
+    version: int  # of the run record in the store; 0: not written yet (a new child run)
     coro: Any = None  # loaded from rec.snapshot when first advanced
     pending: set[int] = field(default_factory=set)  # ops of rec.waiting without an outcome
     outcomes: dict[int, Outcome] = field(default_factory=dict)
@@ -494,29 +494,23 @@ class Engine:
             return  # running here already; it resolves our op when it ends
         raw = self.store.get(run_key(child_id))
         if raw is None:
+            # The child's first checkpoint creates its record (compare-and-set on
+            # "must not exist"); a crash before that brings the parent back here.
             assert op.call is not None
             fn = op.call.fn
-            coro = None
             try:
                 coro = fn(*op.call.args, **(op.call.kwargs or {}))
-                rec = self.sched._new_run_record(child_id, fn, coro, parent=parent.id)
-            except Exception as exc:  # bad arguments, or arguments that cannot be snapshotted
-                if coro is not None:
-                    coro.close()
+            except Exception as exc:  # arguments that do not fit the signature
                 self.resolve(parent, op.seq, Outcome.failure(exc))
                 return
-            try:
-                version = self.store.put(run_key(child_id), encode_run(rec), expected_version=0)
-            except Conflict:
-                coro.close()
-                raw = self.store.get(run_key(child_id))  # created meanwhile by another worker
-            except BaseException:
-                coro.close()
-                raise
-            else:
-                log.info("run %s started child run %s: %s", parent.id, child_id, op.call.describe())
-                self.ready.append(self.adopt(rec, version, coro))
-                return
+            now = time.time()
+            rec = RunRecord(
+                child_id, self.sched._workflows[fn], parent=parent.id,
+                created=now, updated=now, pid=self.pid,
+            )  # fmt: skip
+            log.info("run %s started child run %s: %s", parent.id, child_id, op.call.describe())
+            self.ready.append(self.adopt(rec, 0, coro))
+            return
         assert raw is not None
         child = decode_run(child_id, raw.blob)
         if child.state == "running":
