@@ -99,13 +99,22 @@ def progress(db: Path) -> tuple[int, ...]:
 def test_sigkill_at_random_instants_loses_nothing_and_reruns_no_recorded_step(
     tmp_path: Path,
 ) -> None:
+    crash_loop(tmp_path, KILLS, seed=20240607)
+
+
+@pytest.mark.slow
+def test_sigkill_soak(tmp_path: Path) -> None:
+    crash_loop(tmp_path, 10 * KILLS, seed=int(time.time()))
+
+
+def crash_loop(tmp_path: Path, wanted: int, seed: int) -> None:
     db, log, err = tmp_path / "runs.db", tmp_path / "steps.log", tmp_path / "server.err"
-    rng = random.Random(20240607)
+    rng = random.Random(seed)
     server = Server(db, log, err)
     kills = finished = batches = moved = 0
     last = progress(db) if db.exists() else ()
     try:
-        while kills < KILLS:
+        while kills < wanted:
             server.send(f"run {batches}")
             pid = int(server.expect("pid ").split()[1])
             status_line = server.line(rng.uniform(0.0, MAX_DELAY))
@@ -154,7 +163,8 @@ def test_sigkill_at_random_instants_loses_nothing_and_reruns_no_recorded_step(
         f"attempts started, {len(rerun)} steps re-run after a kill, {retried} retry attempts"
     )
     assert kills >= 50
-    assert moved >= KILLS // 4, "most kills landed before the worker did anything"
+    print(f"seed {seed}")
+    assert moved >= wanted // 4, "most kills landed before the worker did anything"
     assert retried > 0
     assert rerun, "no kill landed inside a step"
     assert recorded == len(steps)  # every step that ran has exactly one outcome recorded
