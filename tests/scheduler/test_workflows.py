@@ -366,3 +366,31 @@ def test_permanent_error_is_an_exception_users_can_subclass() -> None:
     opts = FunctionOptions(wf.double, "double")
     assert opts.is_permanent(CardDeclined())
     assert isinstance(UnrecordableError("T", "m"), Exception)
+
+
+def test_steps_lists_what_ran_where(sched: Scheduler) -> None:
+    import os
+
+    wf.FAIL_TIMES["s"] = 1
+    run_id = sched.start(wf.pipeline, [1, 2])
+    sched.run_until_complete(timeout=30)
+    steps = sched.steps(run_id)
+    assert [s.seq for s in steps] == [1, 2, 3, 4]  # op 5 is the sleep, 6 the child run
+    assert {s.function for s in steps} == {"tests.scheduler.workflows.double"}
+    assert all(s.ok and s.attempts == 1 and s.pid == os.getpid() for s in steps)
+    assert all(s.started <= s.finished for s in steps)
+    assert [s.seq for s in sched.steps(f"{run_id}/6")] == [1]
+
+
+def test_forget_deletes_a_finished_run_with_its_children_and_steps(sched: Scheduler) -> None:
+    keep = sched.start(wf.one, 1, run_id="keep")
+    gone = sched.start(wf.parent, 1, run_id="gone")
+    sched.run_until_complete(timeout=30)
+    sched.forget(gone)
+    assert list(sched.run_ids()) == [keep]
+    assert all(k.startswith("step/keep/") for k in sched.store.keys("step/"))
+    with pytest.raises(RunNotFound):
+        sched.result(gone)
+    running = sched.start(wf.one, 1)
+    with pytest.raises(RunNotFinished):
+        sched.forget(running)

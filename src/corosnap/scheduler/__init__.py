@@ -47,7 +47,7 @@ from ._errors import (
     UnrecordableError,
 )
 from ._policy import FunctionOptions
-from ._scheduler import RunStatus, Scheduler
+from ._scheduler import RunStatus, Scheduler, StepInfo
 
 __all__ = [
     "Call",
@@ -63,6 +63,7 @@ __all__ = [
     "Sleep",
     "Stats",
     "StepContext",
+    "StepInfo",
     "StepTimeout",
     "UnrecordableError",
     "call",

@@ -32,9 +32,11 @@ from ._errors import RunNotFinished, RunNotFound
 from ._policy import ExceptionTypes, FunctionOptions
 from ._records import (
     RUN_PREFIX,
+    STEP_PREFIX,
     RunRecord,
     State,
     decode_run,
+    decode_step,
     encode_run,
     run_key,
     validate_run_id,
@@ -47,6 +49,19 @@ log = logging.getLogger("corosnap.scheduler")
 
 def _name(fn: Callable[..., Any]) -> str:
     return f"{fn.__module__}.{fn.__qualname__}"
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """One recorded step of a run: what ran, how it ended, and where (``Scheduler.steps``)."""
+
+    seq: int
+    function: str
+    ok: bool
+    attempts: int  #: attempts made by the process that recorded it
+    pid: int  #: the process that recorded it
+    started: float  #: wall-clock time of its first attempt in that process
+    finished: float
 
 
 @dataclass(frozen=True)
@@ -242,6 +257,37 @@ class Scheduler:
         if rec.outcome.ok:
             return value
         raise value
+
+    def steps(self, run_id: str) -> list[StepInfo]:
+        """The recorded steps of run ``run_id`` (not of its child runs), in order."""
+        prefix = f"{STEP_PREFIX}{validate_run_id_or_child(run_id)}/"
+        found = []
+        for key in list(self.store.keys(prefix)):
+            seq = key[len(prefix) :]
+            raw = self.store.get(key)
+            if not seq.isdigit() or raw is None:
+                continue  # a child run's step, or deleted meanwhile
+            rec = decode_step(key, raw.blob)
+            found.append(StepInfo(
+                int(seq), rec.fn, rec.outcome.ok, rec.attempts, rec.pid, rec.started, rec.finished
+            ))  # fmt: skip
+        return sorted(found, key=lambda s: s.seq)
+
+    def forget(self, run_id: str) -> None:
+        """Delete a finished run: its record, its child runs and all their step records.
+
+        Finished runs stay in the store until forgotten (``run_until_complete``
+        reads every run record when it starts, so a store that only grows
+        makes every start slower).  RunNotFinished if the run is still running.
+        """
+        if self._record(run_id).state == "running":
+            raise RunNotFinished(f"run {run_id!r} is still running; it cannot be forgotten")
+        prefixes = (f"{STEP_PREFIX}{run_id}/", f"{RUN_PREFIX}{run_id}/")
+        for key in [k for p in prefixes for k in self.store.keys(p)] + [run_key(run_id)]:
+            try:
+                self.store.delete(key)
+            except KeyError:
+                pass  # deleted meanwhile
 
     def run_ids(self, *, state: State | None = None) -> Iterator[str]:
         """The ids of the runs in the store (child runs included), optionally only in ``state``."""
