@@ -103,7 +103,8 @@ class Stats:
     snapshot_bytes: int = 0  #: sum of the corosnap snapshot sizes written
     record_bytes: int = 0  #: sum of the run record sizes written (snapshot included)
     snapshot_seconds: float = 0.0  #: time spent in corosnap.dumps
-    write_seconds: float = 0.0  #: time spent writing run records
+    write_seconds: float = 0.0  #: time spent writing run records at checkpoints
+    step_write_seconds: float = 0.0  #: time spent writing step records
     steps_recorded: int = 0  #: step outcomes written by this process
     steps_found_recorded: int = 0  #: step outcomes found in the store, not run again
     attempts: int = 0  #: step attempts started
@@ -631,6 +632,7 @@ class Engine:
             outcome, attempt.options.name, attempt.number, self.pid,
             attempt.first_started, time.time(),
         )  # fmt: skip
+        t0 = time.perf_counter()
         try:
             self.store.put(key, encode_step(rec), expected_version=0)
         except Conflict:
@@ -642,6 +644,7 @@ class Engine:
                         run.id, op.describe())  # fmt: skip
         else:
             self.stats.steps_recorded += 1
+            self.stats.step_write_seconds += time.perf_counter() - t0
             if log.isEnabledFor(logging.DEBUG):
                 log.debug(
                     "run %s step %s: %s after %d attempt(s) in %.3f s",
