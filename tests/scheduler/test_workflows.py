@@ -394,3 +394,7 @@ def test_forget_deletes_a_finished_run_with_its_children_and_steps(sched: Schedu
     running = sched.start(wf.one, 1)
     with pytest.raises(RunNotFinished):
         sched.forget(running)
+
+
+def test_arguments_that_cannot_be_recorded_raise_at_the_await(sched: Scheduler) -> None:
+    assert run(sched, wf.lambda_argument) == "UnrecordableError"

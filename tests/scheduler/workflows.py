@@ -250,6 +250,14 @@ async def holds_lock() -> None:
     del lock
 
 
+async def lambda_argument() -> str:
+    try:
+        await call(double, lambda: 1)
+    except Exception as exc:
+        return type(exc).__name__
+    return "accepted"
+
+
 async def keys() -> list[str]:
     return await gather(call(key), call(key))
 
@@ -284,7 +292,7 @@ WORKFLOWS = [
     one, fan_out, pipeline, catches, gather_fails, gather_collects, gather_nothing,
     generator_flow, inline_helper, parent, grandparent_child, child_fails, catches_nothing,
     fails, flaky_flow, refused_flow, sleeper, slow_flow, many_slow, awaits_foreign,
-    calls_unregistered, holds_lock, keys, unpicklable_flow, odd_flow,
+    calls_unregistered, holds_lock, keys, lambda_argument, unpicklable_flow, odd_flow,
 ]  # fmt: skip
 
 

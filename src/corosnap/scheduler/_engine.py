@@ -188,6 +188,8 @@ class Engine:
         deadline = None if timeout is None else start + timeout
         if self.sched.workers:
             self.pool = ThreadPoolExecutor(self.sched.workers, thread_name_prefix="corosnap-step")
+        elif any(o.timeout is not None for o in self.sched._functions.values()):
+            log.warning("steps run inline (workers=0): their timeouts are not enforced")
         try:
             self.recover()
             while self.runs:
@@ -308,9 +310,10 @@ class Engine:
                 return
             try:
                 waiting, next_seq = self.plan(run, yielded)
+                waiting.pickle_calls()
                 break
-            except TypeError as exc:
-                # Not something we can wait for: raise it at the workflow's await.
+            except (TypeError, UnrecordableError) as exc:
+                # Not something we can wait for (or record): raise it at the workflow's await.
                 value, error = None, exc
         if self.checkpoint(run, waiting, next_seq):
             self.wire(run, fresh=True)

@@ -174,6 +174,26 @@ class Waiting:
     ops: list[Op]
     gather: bool = False
     return_exceptions: bool = False
+    #: The calls pickled, once known to pickle (see ``pickle_calls``); not compared.
+    calls_blob: bytes | None = field(default=None, compare=False)
+
+    def pickle_calls(self) -> bytes | None:
+        """Pickle the ops' functions and arguments; UnrecordableError if they do not pickle.
+
+        One pickle for all the calls, so a function called by many ops of a
+        gather is named once (pickle's memo).  Cached in ``calls_blob``.
+        """
+        if self.calls_blob is None:
+            calls = [(op.call.fn, op.call.args, op.call.kwargs) for op in self.ops if op.call]
+            if not calls:
+                return None
+            try:
+                self.calls_blob = pickle.dumps(calls, protocol=pickle.HIGHEST_PROTOCOL)
+            except Exception as exc:
+                raise UnrecordableError(
+                    "call arguments", f"the arguments cannot be recorded (pickled): {exc}"
+                ) from exc
+        return self.calls_blob
 
     def describe(self) -> str:
         return ", ".join(op.describe() for op in self.ops) or "nothing"
@@ -199,14 +219,11 @@ class RunRecord:
 
 
 def _encode_waiting(waiting: Waiting) -> dict[str, Any]:
-    # The calls' functions and arguments go into one pickle, so a function
-    # called by many ops of a gather is named once (pickle's memo).
-    calls = [(op.call.fn, op.call.args, op.call.kwargs) for op in waiting.ops if op.call]
     return {
         "gather": waiting.gather,
         "return_exceptions": waiting.return_exceptions,
         "ops": [[op.seq, op.kind, op.until] for op in waiting.ops],
-        "calls": pickle.dumps(calls, protocol=pickle.HIGHEST_PROTOCOL) if calls else None,
+        "calls": waiting.pickle_calls(),
     }
 
 
@@ -221,7 +238,7 @@ def _decode_waiting(raw: dict[str, Any]) -> Waiting:
             ops.append(Op(seq, kind, call=Call(fn, tuple(args), kwargs)))
         else:
             raise CorruptSnapshot(f"unknown op kind {kind!r}")
-    return Waiting(ops, bool(raw["gather"]), bool(raw["return_exceptions"]))
+    return Waiting(ops, bool(raw["gather"]), bool(raw["return_exceptions"]), raw["calls"])
 
 
 def encode_run(rec: RunRecord) -> bytes:
