@@ -398,3 +398,27 @@ def test_forget_deletes_a_finished_run_with_its_children_and_steps(sched: Schedu
 
 def test_arguments_that_cannot_be_recorded_raise_at_the_await(sched: Scheduler) -> None:
     assert run(sched, wf.lambda_argument) == "UnrecordableError"
+
+
+def test_runs_that_cannot_be_restored_are_left_alone_and_reported() -> None:
+    from dataclasses import replace
+
+    from corosnap.scheduler import SchedulerError
+    from corosnap.scheduler._records import decode_run, encode_run
+
+    store = MemoryStore()
+    s = wf.register(Scheduler(store))
+    parent = s.start(wf.waits_for_child, 0.3)
+    other = s.start(wf.one, 5)
+    with pytest.raises(TimeoutError):
+        s.run_until_complete(timeout=0.1)  # the parent now waits on its sleeping child
+    child_key = f"run/{parent}/1"
+    raw = store.get(child_key)
+    assert raw is not None
+    damaged = replace(decode_run(f"{parent}/1", raw.blob), snapshot=b"not a snapshot")
+    store.put(child_key, encode_run(damaged))
+    with pytest.raises(SchedulerError, match=f"could not be resumed.*{parent}/1"):
+        wf.register(Scheduler(store)).run_until_complete(timeout=10)
+    assert s.result(other) == 10  # everything else finished
+    assert s.status(parent).state == "running" and s.status(f"{parent}/1").state == "running"
+    assert store.get(child_key) == (encode_run(damaged), raw.version + 1)  # left as it was

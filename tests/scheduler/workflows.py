@@ -218,6 +218,10 @@ async def sleeper(seconds: float) -> float:
     return time.time() - start
 
 
+async def waits_for_child(seconds: float) -> float:
+    return await call(sleeper, seconds)
+
+
 async def slow_flow(seconds: float) -> Any:
     return await call(slow, seconds)
 
@@ -291,7 +295,7 @@ STEPS: dict[Any, dict[str, Any]] = {
 WORKFLOWS = [
     one, fan_out, pipeline, catches, gather_fails, gather_collects, gather_nothing,
     generator_flow, inline_helper, parent, grandparent_child, child_fails, catches_nothing,
-    fails, flaky_flow, refused_flow, sleeper, slow_flow, many_slow, awaits_foreign,
+    fails, flaky_flow, refused_flow, sleeper, waits_for_child, slow_flow, many_slow, awaits_foreign,
     calls_unregistered, holds_lock, keys, lambda_argument, unpicklable_flow, odd_flow,
 ]  # fmt: skip
 

@@ -193,12 +193,13 @@ class Engine:
         try:
             self.recover()
             while self.runs:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise TimeoutError(f"runs still unfinished: {', '.join(sorted(self.runs))}")
                 self.fire_timers()
                 while self.ready:
                     self.advance(self.ready.popleft())
-                if not self.runs:
+                if not self.runs or not self.wait_for_events(deadline):
                     break
-                self.wait_for_events(deadline)
         finally:
             if self.pool is not None:
                 # Never wait here for a step that hangs; its late result has nowhere to go.
@@ -224,32 +225,36 @@ class Engine:
             if run.coro is not None and _unstarted(run.coro):
                 run.coro.close()
 
-    def wait_for_events(self, deadline: float | None) -> None:
-        """Block until an attempt finishes or the next timer is due; handle what arrived."""
+    def wait_for_events(self, deadline: float | None) -> bool:
+        """Block until an attempt finishes or the next timer is due; handle what arrived.
+
+        Returns False when nothing can ever arrive: every remaining run waits
+        on a child run that could not be resumed.
+        """
         wait: float | None = None
         if self.timers:
             wait = max(0.0, self.timers[0][0] - time.time())
-        if deadline is not None:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"runs still unfinished: {', '.join(sorted(self.runs))}")
-            wait = left if wait is None else min(wait, left)
-        if wait is None and self.in_flight == 0 and self.events.empty():
+        elif self.in_flight == 0 and self.events.empty():
+            if self.stats.unresumable:
+                return False  # their parents wait for them; run() reports them
             # Every run waits, yet nothing can wake any of them: a bug, not a state to sit in.
             raise SchedulerError(
                 "scheduler stuck: runs wait but no step, timer or child run is in progress: "
                 + "; ".join(f"{r.id} waits on {r.rec.waiting}" for r in self.runs.values())
             )
+        if deadline is not None:
+            left = max(0.0, deadline - time.monotonic())
+            wait = left if wait is None else min(wait, left)
         try:
             done = self.events.get(timeout=wait)
         except queue.Empty:
-            return
+            return True
         while True:
             self.on_attempt_done(done)
             try:
                 done = self.events.get_nowait()
             except queue.Empty:
-                return
+                return True
 
     def at(self, due: float, action: Callable[[], None]) -> None:
         heapq.heappush(self.timers, (due, next(self.tiebreak), action))
