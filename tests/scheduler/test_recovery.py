@@ -68,6 +68,9 @@ def start_workload(sched: Scheduler) -> dict[str, Any]:
         sched.start(wf.generator_flow, 3, run_id="generator"): 6 + 200 + 6,
         sched.start(wf.gather_collects, run_id="collects"): [2, "ValueError", None],
         sched.start(wf.fails, "w", run_id="fails"): ValueError,
+        sched.start(wf.awaits_in_handlers, 1, run_id="handlers"): [
+            "broken 1: 2", 4, 6, 200, 120, [0, 2],
+        ],
     }  # fmt: skip
 
 

@@ -422,3 +422,27 @@ def test_runs_that_cannot_be_restored_are_left_alone_and_reported() -> None:
     assert s.result(other) == 10  # everything else finished
     assert s.status(parent).state == "running" and s.status(f"{parent}/1").state == "running"
     assert store.get(child_key) == (encode_run(damaged), raw.version + 1)  # left as it was
+
+
+def test_awaits_inside_except_finally_and_async_with(sched: Scheduler) -> None:
+    assert run(sched, wf.awaits_in_handlers, 1) == ["broken 1: 2", 4, 6, 200, 120, [0, 2]]
+
+
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
+def test_stopping_early_closes_the_dropped_coroutines_quietly(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    import gc
+
+    store = MemoryStore()
+    wf.reset(store)
+    s = wf.register(Scheduler(store, workers=0))
+    run_id = s.start(wf.awaits_in_handlers, 1)
+    wf.INTERRUPT_ON.add(2)  # stops the engine while the run waits inside `try: ... finally: await`
+    with pytest.raises(KeyboardInterrupt):
+        s.run_until_complete(timeout=30)
+    gc.collect()
+    assert "ignored GeneratorExit" not in capfd.readouterr().err
+    wf.INTERRUPT_ON.clear()
+    wf.register(Scheduler(store)).run_until_complete(timeout=30)
+    assert s.result(run_id) == ["broken 1: 2", 4, 6, 200, 120, [0, 2]]

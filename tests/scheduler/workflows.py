@@ -30,6 +30,7 @@ LOG: list[tuple[str, int]] = []
 VIOLATIONS: list[str] = []
 STORE: Store | None = None
 FAIL_TIMES: dict[str, int] = {}  # step argument -> how many attempts fail before one succeeds
+INTERRUPT_ON: set[int] = set()  # double(x) raises KeyboardInterrupt for these x
 _lock = threading.Lock()
 _running: dict[str, int] = {}  # run id -> slow() calls running now
 MAX_RUNNING: dict[str, int] = {}  # run id -> most slow() calls seen running at once
@@ -40,6 +41,7 @@ def reset(store: Store | None = None) -> None:
     LOG.clear()
     VIOLATIONS.clear()
     FAIL_TIMES.clear()
+    INTERRUPT_ON.clear()
     STORE = store
 
 
@@ -57,6 +59,8 @@ def _note() -> Any:
 
 def double(x: int) -> int:
     _note()
+    if x in INTERRUPT_ON:
+        raise KeyboardInterrupt(f"double({x})")
     return 2 * x
 
 
@@ -262,6 +266,38 @@ async def lambda_argument() -> str:
     return "accepted"
 
 
+async def awaits_in_handlers(x: int) -> list[Any]:
+    """Suspends inside an except block, a finally block and an async with."""
+    out: list[Any] = []
+    try:
+        await call(broken, x)
+    except ValueError as exc:
+        out.append(f"{exc}: {await call(double, x)}")
+    try:
+        out.append(await call(double, x + 1))
+    finally:
+        out.append(await call(double, x + 2))
+    async with Resource() as res:
+        out.append(await call(double, res.opened))
+    out.append(res.closed)
+    out.append([await call(double, i) for i in range(2)])
+    return out
+
+
+class Resource:
+    """An async context manager whose enter and exit await steps."""
+
+    def __init__(self) -> None:
+        self.opened = self.closed = 0
+
+    async def __aenter__(self) -> Resource:
+        self.opened = await call(double, 50)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.closed = await call(double, 60)
+
+
 async def keys() -> list[str]:
     return await gather(call(key), call(key))
 
@@ -296,7 +332,8 @@ WORKFLOWS = [
     one, fan_out, pipeline, catches, gather_fails, gather_collects, gather_nothing,
     generator_flow, inline_helper, parent, grandparent_child, child_fails, catches_nothing,
     fails, flaky_flow, refused_flow, sleeper, waits_for_child, slow_flow, many_slow, awaits_foreign,
-    calls_unregistered, holds_lock, keys, lambda_argument, unpicklable_flow, odd_flow,
+    calls_unregistered, holds_lock, keys, lambda_argument, awaits_in_handlers, unpicklable_flow,
+    odd_flow,
 ]  # fmt: skip
 
 

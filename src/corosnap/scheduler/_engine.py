@@ -48,7 +48,6 @@ the record instead of being run again.
 from __future__ import annotations
 
 import heapq
-import inspect
 import itertools
 import logging
 import os
@@ -151,12 +150,6 @@ class _Done:
     fatal: bool = False  # a BaseException (KeyboardInterrupt, SystemExit): stop the engine
 
 
-def _unstarted(coro: Any) -> bool:
-    if inspect.iscoroutine(coro):
-        return inspect.getcoroutinestate(coro) == inspect.CORO_CREATED
-    return inspect.getgeneratorstate(coro) == inspect.GEN_CREATED
-
-
 @dataclass
 class _Limit:
     running: int = 0
@@ -204,7 +197,7 @@ class Engine:
             if self.pool is not None:
                 # Never wait here for a step that hangs; its late result has nowhere to go.
                 self.pool.shutdown(wait=False, cancel_futures=True)
-            self.drop_unstarted()
+            self.drop_coroutines()
             self.stats.elapsed = time.monotonic() - start
         if self.stats.unresumable:
             raise SchedulerError(
@@ -214,16 +207,25 @@ class Engine:
             )
         return self.stats
 
-    def drop_unstarted(self) -> None:
-        """Close the coroutines of runs that never started, when the engine stops early.
+    def drop_coroutines(self) -> None:
+        """Close the coroutines of the runs still unfinished when the engine stops early.
 
-        Dropping one unclosed makes Python warn that it was "never awaited";
-        closing it runs no workflow code.  Suspended coroutines are left to the
-        garbage collector: the store has them, and the next engine resumes them.
+        The runs are safe in the store; these in-memory copies are garbage.
+        Python closes a dropped coroutine anyway, by raising GeneratorExit at
+        its ``await``, which runs the workflow's ``finally`` blocks and
+        ``__aexit__`` methods in this process (an ``await`` there fails with
+        "coroutine ignored GeneratorExit").  Closing them here does the same at
+        a known moment and keeps those errors off stderr; one never started
+        just closes (and is not reported as "never awaited").
         """
         for run in self.runs.values():
-            if run.coro is not None and _unstarted(run.coro):
-                run.coro.close()
+            coro, run.coro = run.coro, None
+            if coro is None:
+                continue
+            try:
+                coro.close()
+            except Exception as exc:
+                log.debug("run %s: closing its dropped coroutine raised %r", run.id, exc)
 
     def wait_for_events(self, deadline: float | None) -> bool:
         """Block until an attempt finishes or the next timer is due; handle what arrived.
