@@ -1,10 +1,10 @@
-"""Make the flat test helpers (``samples``, ``_helpers``) importable by their bare names.
+"""Shared test setup.
 
-The core tests import ``samples`` and ``_helpers`` as top-level modules (the
-snapshots they take name ``samples`` as the module of their code, and child
-interpreters import it under that name).  Since ``tests/`` became a package
-(``tests/stores`` uses relative imports), pytest no longer puts ``tests/`` on
-``sys.path`` by itself, so this file does.
+The test directory is also put on ``sys.path``: the core tests import their
+sample generators as the top-level module ``samples`` (corosnap finds code by
+module name, also in the child processes the cross-process tests start, which
+get the same directory on their path), while ``tests`` itself is a package so
+the store tests can use relative imports.
 """
 
 from __future__ import annotations
@@ -12,6 +12,6 @@ from __future__ import annotations
 import os
 import sys
 
-_TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
-if _TESTS_DIR not in sys.path:
-    sys.path.insert(0, _TESTS_DIR)
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+if TESTS_DIR not in sys.path:
+    sys.path.insert(0, TESTS_DIR)
