@@ -133,6 +133,8 @@ def test_attempts_and_permanence() -> None:
     assert not t.is_permanent(ConnectionRefusedError())
     assert t.is_permanent(ConnectionResetError())  # permanent wins over transient
     assert t.is_permanent(ValueError())
+    assert not t.is_permanent(StepTimeout())  # the scheduler's own error stays transient
+    assert opts(permanent=(StepTimeout,)).is_permanent(StepTimeout())
 
 
 @pytest.mark.parametrize(

@@ -13,8 +13,8 @@ Rules
   :class:`~corosnap.scheduler.PermanentError`, or an instance of one of the
   function's ``permanent`` classes, or, when ``transient`` is given, *not* an
   instance of one of those.  Everything else is **transient**.
-  :class:`~corosnap.scheduler.StepTimeout` is transient unless listed in
-  ``permanent``.
+  :class:`~corosnap.scheduler.StepTimeout`, the scheduler's own error, is
+  transient unless listed in ``permanent``, whatever ``transient`` says.
 * The pause before attempt ``k + 1`` is exponential with "equal jitter":
   ``d = min(max_backoff, backoff * 2 ** (k - 1))``, then a uniform draw from
   ``[d / 2, d]``.  Half the pause is guaranteed (the downstream service gets
@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ._errors import PermanentError
+from ._errors import PermanentError, StepTimeout
 
 ExceptionTypes = tuple[type[BaseException], ...]
 
@@ -79,7 +79,9 @@ class FunctionOptions:
         """True if ``exc`` must not be retried (see the module docstring for the rule)."""
         if isinstance(exc, PermanentError) or isinstance(exc, self.permanent):
             return True
-        return self.transient is not None and not isinstance(exc, self.transient)
+        if self.transient is None or isinstance(exc, StepTimeout):
+            return False
+        return not isinstance(exc, self.transient)
 
     def should_retry(self, exc: BaseException, attempt: int) -> bool:
         """True if attempt number ``attempt`` failed with ``exc`` and another attempt is due."""

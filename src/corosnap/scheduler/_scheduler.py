@@ -85,7 +85,7 @@ class Scheduler:
     in the loop, one at a time; timeouts are then not enforced).  Only one
     process should run :meth:`run_until_complete` on a store at a time; a
     second one is detected by the compare-and-set on every run record and
-    backs off, run by run.
+    backs off, run by run.  Use a scheduler from one thread at a time.
     """
 
     def __init__(self, store: Store, *, workers: int = 8) -> None:
