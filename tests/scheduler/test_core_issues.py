@@ -44,12 +44,6 @@ def _dumps_seconds(gen: object, rounds: int = 20) -> float:
     return best
 
 
-@pytest.mark.xfail(
-    reason="core: dumps indexes every global of each captured frame's module on every call "
-    "(Encoder.note_globals), so a checkpoint costs O(module size): ~4 ms with 1,000 "
-    "instance globals against ~25 µs with 10",
-    strict=False,
-)
 def test_dumps_cost_does_not_grow_with_the_size_of_the_module(modules: Path) -> None:
     small = _suspended_in(modules, "corosnap_small_module", 10)
     big = _suspended_in(modules, "corosnap_big_module", 2000)
