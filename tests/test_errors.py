@@ -306,3 +306,24 @@ def test_hash_flooding_sets_are_refused_quickly():
     with pytest.raises(corosnap.CorruptSnapshot, match="hash-flooding"):
         corosnap.loads(_repack(tree))
     assert time.perf_counter() - start < 5
+
+
+def test_safe_mode_refuses_descriptors_reached_through_a_class():
+    tree = _holding_tree(None)
+    tree[-2] = [msgpack.ExtType(0, bytes([6])), "samples", "Point.__getattribute__"]
+    with pytest.raises(corosnap.UnsafeSnapshot):
+        corosnap.loads(_repack(tree), safe=True, allow=("samples",))
+
+
+def test_deep_chains_of_unguarded_objects_are_refused():
+    tree = _holding_tree(None)
+    reduce_tag = msgpack.ExtType(0, bytes([11]))
+    enumerate_ref = msgpack.ExtType(5, bytes([1]))  # well-known builtins.enumerate
+    n = 5_000
+    # memo: 0 = the generator, 1 = the list below, then one enumerate each.
+    chain = [[reduce_tag, enumerate_ref, [[msgpack.ExtType(0, bytes([1]))]]]]
+    chain += [[reduce_tag, enumerate_ref, [msgpack.ExtType(1, (2 + i).to_bytes(2, "big"))]]
+              for i in range(n)]
+    tree[-2] = chain
+    with pytest.raises(corosnap.LimitExceeded, match="nested more than"):
+        corosnap.loads(_repack(tree))
