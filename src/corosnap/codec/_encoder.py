@@ -223,7 +223,12 @@ class Encoder:
         i = self.memo.get(id(v))
         if i is not None:
             return ref_ext(i)
+        # 3.11 reduces to (iter, (the whole range,), items consumed); 3.12+
+        # to (iter, (the remaining range,), None).  Both decode as
+        # iter(range) advanced by index; None means "nothing consumed".
         _, (r,), index = v.__reduce__()
+        if index is None:
+            index = 0
         self.register(v)
         enc = self.enc
         if r.step == 1:

@@ -33,7 +33,7 @@ from types import ModuleType
 
 from .._errors import UnsupportedInterpreter
 
-SUPPORTED = ((3, 11),)
+SUPPORTED = ((3, 11), (3, 12), (3, 13), (3, 14), (3, 15))
 """CPython minor versions with a frame module."""
 
 PY_MINOR = sys.version_info[1]
