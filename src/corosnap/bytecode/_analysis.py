@@ -24,6 +24,7 @@ is suspended on.  A created (never started) frame has offset ``-1``.
 from __future__ import annotations
 
 import dis
+import sys
 import types
 from dataclasses import dataclass
 
@@ -47,8 +48,19 @@ _TERMINAL = {
     for name in ("RETURN_VALUE", "RETURN_CONST", "RAISE_VARARGS", "RERAISE")
     if name in dis.opmap
 }
-_JUMPS = set(dis.hasjrel) | set(dis.hasjabs)
+# 3.14+: END_ASYNC_FOR is listed in hasjrel, but its oparg only names the
+# loop's END_SEND for sys.monitoring's BRANCH events; control falls through.
+_JUMPS = (set(dis.hasjrel) | set(dis.hasjabs)) - {
+    dis.opmap[name] for name in ("END_ASYNC_FOR", "INSTRUMENTED_END_ASYNC_FOR") if name in dis.opmap
+}
 _HAVE_ARGUMENT = dis.HAVE_ARGUMENT
+
+# RESUME's oparg says where it is: 0 function start, 1 after yield, 2 after
+# yield from, 3 after await.  3.11/3.12 use the whole oparg; 3.13 and 3.14
+# keep the location in the low 2 bits and add a flag (4: "exception depth
+# is 1"); 3.15 widens the location to 3 bits (4: start of a generator
+# expression) and moves the flag to 8.
+_RESUME_LOCATION_MASK = 0x7 if sys.version_info >= (3, 15) else 0x3
 
 CREATED = -1
 """The offset that stands for a created, never started frame."""
@@ -160,7 +172,7 @@ def analyze(code: types.CodeType) -> CodeInfo:
             continue
         at = ins.offset // 2
         resume[at] = depth[ins.offset] - 1
-        if (nxt.arg or 0) >= 2:  # RESUME after a yield inside yield from / await
+        if (nxt.arg or 0) & _RESUME_LOCATION_MASK >= 2:  # after yield from / await
             delegating.add(at)
     names = slot_names(code)
     celled = set(code.co_cellvars) | set(code.co_freevars)

@@ -207,8 +207,9 @@ frames_is_flat(PyObject *module, PyObject *obj)
             }
             continue;
         }
-        if (t != &PyUnicode_Type && t != &PyFloat_Type &&
-            t != &PyBool_Type && t != &_PyNone_Type && t != &PyBytes_Type) {
+        /* None by identity: _PyNone_Type stopped being exported in 3.13. */
+        if (item != Py_None && t != &PyUnicode_Type && t != &PyFloat_Type &&
+            t != &PyBool_Type && t != &PyBytes_Type) {
             Py_RETURN_FALSE;
         }
     }
