@@ -175,8 +175,8 @@ cs_parse_write(PyObject *const *args, Py_ssize_t nargs, PyCodeObject *(*code_of)
                      co->co_stacksize, depth);
         return -1;
     }
-    if (w->lasti < 0 && (w->lasti != -1 || depth != 0)) {
-        PyErr_SetString(PyExc_ValueError, "a created generator has no stack");
+    if (w->lasti < -1) {
+        PyErr_Format(PyExc_ValueError, "offset %ld is not a resume point of %R", w->lasti, co);
         return -1;
     }
     if (cs_check_slots(w->locals, 0, "local") < 0 ||
@@ -266,9 +266,17 @@ cs_module_init(PyObject *m, int tagged_ints)
     return 0;
 }
 
+/* Version-specific helpers a module adds to its method table (3.15:
+ * virtual_iterable): it #undefs and redefines this before expanding
+ * COROSNAP_FRAMES_MODULE, which expands it lazily. */
+#ifndef CS_EXTRA_METHODS
+#define CS_EXTRA_METHODS
+#endif
+
 /* TAGGED: 1 when this interpreter keeps tagged integers in frame slots. */
 #define COROSNAP_FRAMES_MODULE(NAME, INITFUNC, TAGGED)                         \
     static PyMethodDef frames_methods[] = {                                    \
+        CS_EXTRA_METHODS                                                       \
         {"read", (PyCFunction)frames_read, METH_O,                            \
          "read(gen) -> (state, lasti, localsplus, stack, exc_value, globals)"},\
         {"write", (PyCFunction)(void (*)(void))frames_write, METH_FASTCALL,   \

@@ -106,6 +106,11 @@ frames_write(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_ValueError, "write() needs a freshly created generator");
         return NULL;
     }
+    if (w.lasti == -1 && PyList_GET_SIZE(w.stack) != 0) {
+        /* A created frame keeps the (empty) stack its prologue left. */
+        PyErr_SetString(PyExc_ValueError, "a created generator has no stack");
+        return NULL;
+    }
     int yield_oparg = 0;
     if (w.lasti >= 0) {
         yield_oparg = cs_yield_oparg(co, w.lasti, YIELD_VALUE, RESUME);

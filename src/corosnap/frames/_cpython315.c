@@ -32,4 +32,20 @@ cs_state(PyGenObject *g)
 
 #include "_stackref_frames.h"
 
+/* 3.15 iterates some sequences "virtually": GET_ITER leaves the sequence
+ * itself and a tagged index on the stack instead of an iterator object, and
+ * FOR_ITER / SEND then call the type's _tp_iteritem slot directly, without
+ * checking it is set.  The restore path asks this before it writes a
+ * (sequence, index) pair: only types with the slot may sit there. */
+static PyObject *
+frames_virtual_iterable(PyObject *module, PyObject *obj)
+{
+    return PyBool_FromLong(Py_TYPE(obj)->_tp_iteritem != NULL);
+}
+
+#undef CS_EXTRA_METHODS
+#define CS_EXTRA_METHODS                                                       \
+    {"virtual_iterable", (PyCFunction)frames_virtual_iterable, METH_O,         \
+     "virtual_iterable(obj) -> bool: 3.15 can walk obj with a tagged index"},
+
 COROSNAP_FRAMES_MODULE("corosnap.frames._cpython315", PyInit__cpython315, 1)

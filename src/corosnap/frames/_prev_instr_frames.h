@@ -100,10 +100,15 @@ frames_write(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_ValueError, "write() needs a freshly created generator");
         return NULL;
     }
+    Py_ssize_t depth = PyList_GET_SIZE(w.stack);
+    if (w.lasti == -1 && depth != 0) {
+        /* A created frame keeps the (empty) stack its prologue left. */
+        PyErr_SetString(PyExc_ValueError, "a created generator has no stack");
+        return NULL;
+    }
     if (w.lasti >= 0 && cs_yield_oparg(co, w.lasti, YIELD_VALUE, RESUME) < 0) {
         return NULL;
     }
-    Py_ssize_t depth = PyList_GET_SIZE(w.stack);
     /* Everything is checked: commit.  Old values are released only after
      * the frame is fully written, so a destructor that runs during the
      * release sees a consistent frame. */

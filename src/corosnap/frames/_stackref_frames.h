@@ -130,8 +130,19 @@ frames_write(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     _PyInterpreterFrame *f = &g->gi_iframe;
     PyCodeObject *co = _PyFrame_GetCode(f);
     int n = co->co_nlocalsplus;
-    if (g->gi_frame_state != FRAME_CREATED || f->stackpointer != f->localsplus + n) {
+    /* A fresh generator's stack holds whatever its prologue pushed before
+     * RETURN_GENERATOR: nothing, except in 3.15's generator expressions,
+     * which evaluate iter(.0) first and so start with an iterator pair. */
+    Py_ssize_t fresh = f->stackpointer - (f->localsplus + n);
+    if (g->gi_frame_state != FRAME_CREATED || fresh < 0 || fresh > co->co_stacksize) {
         PyErr_SetString(PyExc_ValueError, "write() needs a freshly created generator");
+        return NULL;
+    }
+    Py_ssize_t depth = PyList_GET_SIZE(w.stack);
+    if (w.lasti == -1 && depth != fresh) {
+        /* A created frame keeps the shape its prologue gave it. */
+        PyErr_Format(PyExc_ValueError, "a created %R has %zd stack values, got %zd", co,
+                     fresh, depth);
         return NULL;
     }
     int yield_oparg = 0;
@@ -144,14 +155,16 @@ frames_write(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             return NULL;
         }
     }
-    Py_ssize_t depth = PyList_GET_SIZE(w.stack);
-    /* Everything is checked: commit.  Old values are released only after
-     * the frame is fully written, so a destructor that runs during the
-     * release sees a consistent frame. */
-    _PyStackRef *old = PyMem_Malloc(sizeof(_PyStackRef) * (n > 0 ? n : 1));
+    /* Everything is checked: commit.  Old values (locals and the prologue's
+     * stack) are released only after the frame is fully written, so a
+     * destructor that runs during the release sees a consistent frame. */
+    Py_ssize_t nold = n + fresh;
+    _PyStackRef *old = PyMem_Malloc(sizeof(_PyStackRef) * (nold > 0 ? nold : 1));
     if (old == NULL) return PyErr_NoMemory();
-    for (int i = 0; i < n; i++) {
+    for (Py_ssize_t i = 0; i < nold; i++) {
         old[i] = f->localsplus[i];
+    }
+    for (int i = 0; i < n; i++) {
         f->localsplus[i] = cs_object_to_slot(PyList_GET_ITEM(w.locals, i));
     }
     for (Py_ssize_t i = 0; i < depth; i++) {
@@ -165,7 +178,7 @@ frames_write(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         f->instr_ptr = _PyCode_CODE(co) + w.lasti + 1;
         g->gi_frame_state = yield_oparg ? FRAME_SUSPENDED_YIELD_FROM : FRAME_SUSPENDED;
     }
-    for (int i = 0; i < n; i++) {
+    for (Py_ssize_t i = 0; i < nold; i++) {
         PyStackRef_XCLOSE(old[i]);
     }
     PyMem_Free(old);

@@ -16,6 +16,7 @@ from .._errors import SnapshotError
 from ..bytecode import CREATED, code_info, describe
 from ..codec import NULL_EXT, Encoder
 from ..frames import backend
+from ._slots import untag
 
 _GENERATOR_TYPES = (types.GeneratorType, types.CoroutineType)
 
@@ -66,6 +67,7 @@ def encode_frame(enc: Encoder, gen: Any) -> list[Any]:
             f"{where}: frame shape ({len(localsplus)} slots, {len(stack)} stack values) does "
             f"not match its bytecode ({info.nlocalsplus}, {info.resume[lasti]})"
         )
+    stack = untag(info, lasti, stack, frames, where)
     fields = enc.coderef(code, describe(code, globals_.get("__name__")))
     null = frames.NULL
     passthrough = enc.passthrough

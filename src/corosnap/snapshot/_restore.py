@@ -7,9 +7,10 @@ Order of work for one frame, and why:
 3. Build a fresh generator by calling a function made from the code with
    placeholder arguments: only the prologue up to RETURN_GENERATOR runs, no
    user code.  Register it in the memo (its own locals may refer to it).
-4. Decode the slots, check the kinds the interpreter relies on without
-   checking (cells where the code has cells, the exception, the delegated-to
-   iterator), and only then write the frame in one C call.
+4. Decode the slots, check what the interpreter relies on without checking
+   (cells where the code has cells; every stack slot against its kind and the
+   locals the code reads unchecked, see ``_slots``), and only then write the
+   frame in one C call.
 A failure at any step leaves no half-written frame behind: the fresh
 generator is simply dropped.
 """
@@ -27,6 +28,7 @@ from ..bytecode import CodeRef, code_info, fingerprint, locate
 from ..codec import EXT_NULL, Decoder
 from ..codec._globals import check_allowed
 from ..frames import backend
+from ._slots import check_and_tag
 
 _RESUMABLE = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ITERABLE_COROUTINE
 
@@ -45,7 +47,11 @@ def fresh_generator(code: types.CodeType, globals_: dict[str, Any]) -> Any:
         fn = types.FunctionType(code, globals_, code.co_name, None, closure)
         argc = code.co_argcount
         kwonly = code.co_varnames[argc : argc + code.co_kwonlyargcount]
-        hit = (code, fn, (None,) * argc, dict.fromkeys(kwonly))
+        # 3.15: a generator expression's prologue runs iter(.0) before
+        # RETURN_GENERATOR, so that argument needs an (inert) iterable.
+        iterable = set(code_info(code).iterable_args)
+        args = tuple(() if i in iterable else None for i in range(argc))
+        hit = (code, fn, args, dict.fromkeys(kwonly))
         _fresh_cache[id(code)] = hit
     return hit[1](*hit[2], **hit[3])
 
@@ -136,13 +142,7 @@ def decode_frame(dec: Decoder, v: list[Any], i: int) -> Any:
                 f"{where}: slot {info.slot_names[index]!r} must hold a cell, got "
                 f"{type(slots[index]).__name__}"
             )
-    if pos in info.delegating:
-        sub = slots[-1]
-        if not (type(sub) in (types.GeneratorType, types.CoroutineType)
-                or hasattr(type(sub), "__next__")):
-            raise CorruptSnapshot(
-                f"{where}: delegates to a {type(sub).__name__}, which is not an iterator"
-            )
+    check_and_tag(info, pos, slots, frames, where)
     try:
         frames.write(gen, pos, slots[:n], slots[n:], exc)
     except (TypeError, ValueError) as err:
