@@ -339,7 +339,8 @@ def analyze(code: types.CodeType) -> CodeInfo:
     if CREATED not in resume:  # no RETURN_GENERATOR: not a generator's code
         resume[CREATED], stack_kinds[CREATED], bound[CREATED] = 0, (), frozenset()
     tagged = {
-        at: tuple(j for j, k in enumerate(st) if k in TAGGED_KINDS) for at, st in stack_kinds.items()
+        at: tuple(j for j, k in enumerate(st) if k in TAGGED_KINDS)
+        for at, st in stack_kinds.items()
     }
     names = slot_names(code)
     celled = set(code.co_cellvars) | set(code.co_freevars)
