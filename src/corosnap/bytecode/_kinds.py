@@ -44,11 +44,18 @@ PREV = "None or exception"
 """The previously handled exception PUSH_EXC_INFO saved (POP_EXCEPT puts it
 back into the thread state), or the "rest" of an ``except*`` match."""
 ITER = "iterator"
-"""A for-loop iterator or a yield from / await receiver (up to 3.14): FOR_ITER
-calls its tp_iternext without checking that the type has one."""
+"""A for-loop iterator (up to 3.14): FOR_ITER calls its tp_iternext without
+checking that the type has one."""
+RECV = "awaited iterator"
+"""The sub-iterator of a yield from / await (SEND's receiver): a generator,
+coroutine or iterator.  SEND and gen.throw()/close() look up what they call,
+so any object is safe here; the check keeps blobs honest."""
 SRC = "iterable or iterator"
-"""3.15: first slot of a for loop / yield from pair: an iterator when the next
-slot is NULL, a sequence walked in place when the next slot is an index."""
+"""3.15: first slot of a for-loop pair: an iterator when the next slot is
+NULL, a sequence walked in place when the next slot is an index."""
+RSRC = "awaited iterable or iterator"
+"""3.15: first slot of a yield from / await pair (SEND): as RECV when the next
+slot is NULL, a sequence walked in place when it is an index."""
 IDX = "NULL or index"
 """3.15: second slot of such a pair: NULL, or a tagged integer index."""
 LIST = "list"
@@ -157,14 +164,21 @@ def _iter_slots() -> Kinds:
     return (SRC, IDX) if V >= (3, 15) else (ITER,)
 
 
+def _recv_slots() -> Kinds:
+    # 3.15: SEND takes the same kind of pair (GET_ITER with the yield-from
+    # oparg, or GET_AWAITABLE followed by PUSH_NULL).
+    return (RSRC, IDX) if V >= (3, 15) else (RECV,)
+
+
 def _get_iter(st: Kinds, arg: int, e: int) -> Kinds:
+    # 3.15's GET_ITER serves yield from too (nonzero oparg); SEND relabels.
     return (*st[:-1], *_iter_slots())
 
 
 def _get_receiver(st: Kinds, arg: int, e: int) -> Kinds:
     # GET_AWAITABLE; GET_YIELD_FROM_ITER (<= 3.14).  3.15 pushes a NULL after
     # GET_AWAITABLE with PUSH_NULL; SEND relabels the pair.
-    return (*st[:-1], SRC if V >= (3, 15) else ITER)
+    return (*st[:-1], RSRC if V >= (3, 15) else RECV)
 
 
 def _for_iter(st: Kinds, arg: int, e: int) -> Kinds:
@@ -179,8 +193,8 @@ def _send(st: Kinds, arg: int, e: int) -> Kinds:
     # also pops the receiver (effect -1).
     if e < 0:
         return (*st[: len(st) + e - 1], OBJ)
-    n = len(_iter_slots())
-    return (*st[: -n - 1], *_iter_slots(), OBJ)
+    n = len(_recv_slots())
+    return (*st[: -n - 1], *_recv_slots(), OBJ)
 
 
 def _build(kind: str, per_item: int) -> Rule:

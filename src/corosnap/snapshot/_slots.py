@@ -35,6 +35,8 @@ from ..bytecode._kinds import (
     OBJ,
     OPT,
     PREV,
+    RECV,
+    RSRC,
     SET,
     SRC,
     TAGGED_KINDS,
@@ -42,9 +44,14 @@ from ..bytecode._kinds import (
 
 
 def _is_iterator(v: Any) -> bool:
-    # FOR_ITER and SEND call tp_iternext; a type has one exactly when it (or
-    # a base) defines __next__.
-    return type(v) in (types.GeneratorType, types.CoroutineType) or hasattr(type(v), "__next__")
+    # FOR_ITER calls tp_iternext unchecked; a type has one exactly when it
+    # (or a base) defines __next__.  Coroutines have none.
+    return hasattr(type(v), "__next__")
+
+
+def _is_receiver(v: Any) -> bool:
+    # What GET_AWAITABLE / GET_YIELD_FROM_ITER can leave for SEND.
+    return type(v) is types.CoroutineType or hasattr(type(v), "__next__")
 
 
 _CHECKS: dict[str, Callable[[Any], bool]] = {
@@ -52,6 +59,7 @@ _CHECKS: dict[str, Callable[[Any], bool]] = {
     EXC: lambda v: isinstance(v, BaseException),
     PREV: lambda v: v is None or isinstance(v, BaseException),
     ITER: _is_iterator,
+    RECV: _is_receiver,
     LIST: lambda v: type(v) is list,
     SET: lambda v: type(v) is set,
     DICT: lambda v: type(v) is dict,
@@ -101,10 +109,10 @@ def check_and_tag(info: CodeInfo, at: int, slots: list[Any], frames: Any, where:
         if kind == IDX:
             # 3.15: (iterator, NULL) or (sequence walked in place, index).
             src = slots[n + j - 1]
-            if j == 0 or kinds[j - 1] != SRC or src is null:
+            if j == 0 or kinds[j - 1] not in (SRC, RSRC) or src is null:
                 raise CorruptSnapshot(f"{where}: malformed iteration pair at stack slot {j}")
             if v is null:
-                if not _is_iterator(src):
+                if not (_is_iterator if kinds[j - 1] == SRC else _is_receiver)(src):
                     raise CorruptSnapshot(
                         f"{where}: stack slot {j - 1} must hold an iterator, got "
                         f"{type(src).__name__}"
@@ -119,7 +127,7 @@ def check_and_tag(info: CodeInfo, at: int, slots: list[Any], frames: Any, where:
             continue
         if v is null:
             raise CorruptSnapshot(f"{where}: value stack slot {j} must hold {kind}, got NULL")
-        if kind == SRC:
+        if kind == SRC or kind == RSRC:
             continue  # checked with the IDX slot above it
         if kind == LASTI:
             if type(v) is not int or not 0 <= v < info.code_units:
