@@ -26,8 +26,10 @@ from _helpers import TESTS_DIR, in_child
 from corosnap import frames as frames_pkg
 from corosnap.bytecode import _kinds as K
 from corosnap.bytecode import code_info
+from corosnap.bytecode._analysis import DELEGATE
+from corosnap.bytecode._kinds import slot_rules
 from corosnap.codec import EXT_HEADER, EXT_SIGNED
-from corosnap.codec._tags import NULL_EXT, T_SET, TAGS
+from corosnap.codec._tags import NONE_EXT, T_SET, TAGS
 
 FRAMES = frames_pkg.backend()
 V = sys.version_info[:2]
@@ -56,6 +58,12 @@ def code_of(gen: Any) -> types.CodeType:
     return gen.gi_code if type(gen) is types.GeneratorType else gen.cr_code
 
 
+def kinds_at(gen: Any, at: int, depth: int) -> tuple[int, ...]:
+    rules = slot_rules(code_of(gen))
+    assert rules.ok, code_of(gen).co_qualname
+    return rules.stack_kinds(at, depth)
+
+
 def assert_frame_matches_analysis(gen: Any) -> None:
     """The real frame has exactly the slot kinds the analysis predicts."""
     state, lasti, localsplus, stack, exc, _ = FRAMES.read(gen)
@@ -63,32 +71,32 @@ def assert_frame_matches_analysis(gen: Any) -> None:
         return
     info = code_info(code_of(gen))
     at = -1 if state == FRAMES.CREATED else lasti
-    assert at in info.resume, f"{at} not a resume point of {info.slot_names}"
-    kinds = info.stack_kinds[at]
-    assert len(stack) == len(kinds) == info.resume[at]
+    assert at in info.resume, f"{at} not a resume point of {code_of(gen).co_qualname}"
+    assert len(stack) == info.resume[at]
+    kinds = kinds_at(gen, at, len(stack))
     for j, (v, kind) in enumerate(zip(stack, kinds, strict=True)):
+        base = kind & ~K.NULLABLE
         where = f"{code_of(gen).co_qualname} at {at}, stack[{j}] ({kind}) = {v!r}"
         if v is FRAMES.NULL:
-            assert kind in (K.OPT, K.IDX), where
+            assert kind & K.NULLABLE, where
         elif type(v) is FRAMES.TaggedInt:
-            assert kind in K.TAGGED_KINDS, where
-        elif kind == K.LASTI:
+            assert base in K.TAGGED, where
+        elif base == K.INDEX:
+            raise AssertionError(where)  # NULL or a tagged int only
+        elif base == K.LASTI:
             assert V < (3, 14) and type(v) is int, where
-        elif kind == K.EXC:
+        elif base == K.EXC:
             assert isinstance(v, BaseException), where
-        elif kind == K.PREV:
+        elif base == K.EXC_OR_NONE:
             assert v is None or isinstance(v, BaseException), where
-        elif kind == K.ITER:
-            assert hasattr(type(v), "__next__"), where
-        elif kind == K.RECV:
-            assert type(v) is types.CoroutineType or hasattr(type(v), "__next__"), where
-        elif kind in (K.LIST, K.SET, K.DICT):
-            assert type(v).__name__ == kind, where
-        else:
-            assert kind in (K.OBJ, K.OPT, K.SRC, K.RSRC), where
-        if kind in (K.RECV, K.RSRC) and type(v) in (types.GeneratorType, types.CoroutineType):
+        elif base == K.ITER:
+            nxt = stack[j + 1] if j + 1 < len(stack) else None
+            assert hasattr(type(v), "__next__") or type(nxt) is FRAMES.TaggedInt, where
+        elif base in (K.LIST, K.SET):
+            assert type(v).__name__ == K.KIND_NAMES[base].split()[-1], where
+        if type(v) in (types.GeneratorType, types.CoroutineType):
             assert_frame_matches_analysis(v)
-    for index in info.bound[at]:
+    for index in slot_rules(code_of(gen)).bound.get(at, ()):
         assert localsplus[index] is not FRAMES.NULL, info.slot_names[index]
 
 
@@ -139,12 +147,18 @@ def test_delegating_suspensions_keep_gi_yieldfrom_and_delegate_slot():
     at = FRAMES.read(g2)[1]
     assert at in info.delegating
     assert type(g2.gi_yieldfrom) is types.GeneratorType
-    assert FRAMES.read(g2)[3][info.delegate] is g2.gi_yieldfrom
+    assert FRAMES.read(g2)[3][DELEGATE] is g2.gi_yieldfrom
     c = vs.nested_awaits(1)
     c.send(None)
     c2 = corosnap.loads(corosnap.dumps(c))
     assert type(c2.cr_await) is types.CoroutineType
     assert type(c2.cr_await.cr_await) is types.CoroutineType
+
+
+def _lasti_slot(c: Any) -> int:
+    state, at, _, stack, _, _ = FRAMES.read(c)
+    kinds = kinds_at(c, at, len(stack))
+    return [k & ~K.NULLABLE for k in kinds].index(K.LASTI)
 
 
 def test_tagged_slots_are_plain_ints_in_the_blob():
@@ -153,11 +167,7 @@ def test_tagged_slots_are_plain_ints_in_the_blob():
     c = vs.async_with([], True)
     for value in (None, "in", "body"):
         c.send(value)
-    stack = FRAMES.read(c)[3]
-    info = code_info(c.cr_code)
-    at = FRAMES.read(c)[1]
-    assert K.LASTI in info.stack_kinds[at]
-    lasti = stack[info.stack_kinds[at].index(K.LASTI)]
+    lasti = FRAMES.read(c)[3][_lasti_slot(c)]
     assert type(lasti) is (FRAMES.TaggedInt if V >= (3, 14) else int)
     tree = msgpack.unpackb(corosnap.dumps(c), raw=False, strict_map_key=False)
     assert int(lasti) in tree  # stored natively, as an int
@@ -293,8 +303,8 @@ def test_restore_refuses_a_null_in_an_object_slot():
     next(g)
     tree, pos = _frame_fields(g)
     n = code_info(g.gi_code).nlocalsplus
-    tree[pos + 1 + n] = NULL_EXT  # the loop's iterator (or sequence)
-    _refused(tree, "must hold|malformed iteration pair")
+    tree[pos + 1 + n] = None  # nil: an empty slot where the loop's iterator/sequence is
+    _refused(tree, "empty where the bytecode|walks by index")
 
 
 def test_restore_refuses_a_non_iterator_where_for_iter_calls_next():
@@ -302,9 +312,9 @@ def test_restore_refuses_a_non_iterator_where_for_iter_calls_next():
     next(g)
     tree, pos = _frame_fields(g)
     n = code_info(g.gi_code).nlocalsplus
-    j = n + (1 if V < (3, 15) else 2)  # the inner range loop's iterator / sequence
+    j = n + (1 if V < (3, 15) else 2)  # the inner loop's iterator (3.15: its sequence)
     tree[pos + 1 + j] = 12345
-    _refused(tree, "iterator|walked by index")
+    _refused(tree, "must be an iterator|walks by index")
 
 
 def test_restore_refuses_a_lasti_outside_the_code():
@@ -312,38 +322,35 @@ def test_restore_refuses_a_lasti_outside_the_code():
     for value in (None, "in", "body"):
         c.send(value)
     tree, pos = _frame_fields(c)
-    info = code_info(c.cr_code)
-    at = FRAMES.read(c)[1]
-    j = info.nlocalsplus + info.stack_kinds[at].index(K.LASTI)
+    j = code_info(c.cr_code).nlocalsplus + _lasti_slot(c)
     assert type(tree[pos + 1 + j]) is int
-    tree[pos + 1 + j] = 10**6
-    _refused(tree, "offset into the code")
-    tree[pos + 1 + j] = "12"
-    _refused(tree, "offset into the code")
+    for bad in (10**6, -1, "12"):
+        tree[pos + 1 + j] = bad
+        _refused(tree, "instruction offset")
 
 
 def test_restore_refuses_a_non_exception_where_the_handler_keeps_one():
     g = vs.in_except()
     next(g)
     tree, pos = _frame_fields(g)
-    info = code_info(g.gi_code)
-    at = FRAMES.read(g)[1]
-    j = info.nlocalsplus + info.stack_kinds[at].index(K.PREV)
+    state, at, _, stack, _, _ = FRAMES.read(g)
+    kinds = [k & ~K.NULLABLE for k in kinds_at(g, at, len(stack))]
+    j = code_info(g.gi_code).nlocalsplus + kinds.index(K.EXC_OR_NONE)
     tree[pos + 1 + j] = "not an exception"
-    _refused(tree, "None or exception")
+    _refused(tree, "an exception or None")
 
 
 def test_restore_refuses_a_non_list_comprehension_accumulator():
     c = vs.comprehensions([1, 2])
     c.send(None)
-    info = code_info(c.cr_code)
-    at = FRAMES.read(c)[1]
-    if K.LIST not in info.stack_kinds[at]:
+    state, at, _, stack, _, _ = FRAMES.read(c)
+    kinds = [k & ~K.NULLABLE for k in kinds_at(c, at, len(stack))]
+    if K.LIST not in kinds:
         pytest.skip("this CPython runs comprehensions in their own frame")
     tree, pos = _frame_fields(c)
-    j = info.nlocalsplus + info.stack_kinds[at].index(K.LIST)
+    j = code_info(c.cr_code).nlocalsplus + kinds.index(K.LIST)
     tree[pos + 1 + j] = {"not": "a list"}
-    _refused(tree, "must hold a list")
+    _refused(tree, "must be a list")
 
 
 @pytest.mark.skipif(V < (3, 12), reason="3.11's LOAD_FAST checks for NULL itself")
@@ -355,11 +362,11 @@ def test_restore_refuses_an_empty_local_the_code_reads_unchecked():
     at = FRAMES.read(g)[1]
     # After the yield, `total += <sent>` stores total before anything reads
     # it again, but `while total < n` reads n unchecked.
-    assert info.bound[at] == {info.slot_names.index("n")}
-    tree[pos + 1 + info.slot_names.index("n")] = NULL_EXT
-    _refused(tree, "local 'n' is empty")
+    assert slot_rules(g.gi_code).bound[at] == {info.slot_names.index("n")}
+    tree[pos + 1 + info.slot_names.index("n")] = None
+    _refused(tree, "local 'n' is read without a check")
     tree, pos = _frame_fields(g)
-    tree[pos + 1 + info.slot_names.index("total")] = NULL_EXT
+    tree[pos + 1 + info.slot_names.index("total")] = None
     assert corosnap.loads(msgpack.packb(tree, use_bin_type=True)).send(1) == 1
 
 
@@ -369,7 +376,7 @@ def test_restore_accepts_a_legitimately_empty_local():
     info = code_info(g.gi_code)
     at = FRAMES.read(g)[1]
     never = info.slot_names.index("never")
-    assert never not in info.bound[at]
+    assert never not in slot_rules(g.gi_code).bound.get(at, ())
     assert FRAMES.read(g)[2][never] is FRAMES.NULL
     g2 = corosnap.loads(corosnap.dumps(g))
     assert g2.send(7) == "never unbound"
@@ -385,10 +392,11 @@ def test_restore_refuses_an_index_on_a_type_without_virtual_iteration():
     tree[pos + 1 + n] = ["a list", "is fine"]
     corosnap.loads(msgpack.packb(tree, use_bin_type=True))
     tree[pos + 1 + n] = [TAGS[T_SET], 1, 2]  # a set has no _tp_iteritem
-    _refused(tree, "cannot be walked by index")
+    _refused(tree, "walks by index")
     tree[pos + 1 + n] = [1]
-    tree[pos + 2 + n] = -1
-    _refused(tree, "cannot be walked by index")
+    for bad in (-1, "1", NONE_EXT):
+        tree[pos + 2 + n] = bad
+        _refused(tree, "walks by index")
 
 
 def test_the_analysis_checks_itself_against_dis_on_the_standard_library():
@@ -412,10 +420,8 @@ def test_the_analysis_checks_itself_against_dis_on_the_standard_library():
         with open(mod.__file__, encoding="utf-8") as f:
             top = compile(f.read(), mod.__file__, "exec")
         for co in walk(top):
-            info = code_info(co)
-            for kinds in info.stack_kinds.values():
-                assert K.MIXED not in kinds, co.co_qualname
-                resumes += 1
+            assert slot_rules(co).ok, co.co_qualname
+            resumes += len(slot_rules(co).stack)
     assert resumes > 100
 
 

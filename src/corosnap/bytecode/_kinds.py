@@ -1,274 +1,346 @@
-"""Slot kinds: what the interpreter takes for granted about each stack slot.
+"""What kind of object each frame slot must hold at a resume point.
 
-What lives here: the per-version facts about how instructions create, move and
-consume value-stack slots whose contents the interpreter uses *without
-checking*, written as small tables and rules keyed by instruction name, each
-commented with the versions it applies to.  ``_analysis`` runs them over a code
-object's bytecode; nothing here touches a frame.
+What lives here: the answer to "which values would the interpreter use
+*without checking* after this frame resumes?", derived from the bytecode that
+produced each stack slot.  ``corosnap.snapshot`` checks restored values
+against these kinds before writing the frame, so a hostile or corrupt blob
+cannot make CPython dereference a wrong object later.
 
-Why it matters: restoring writes values into a frame that the interpreter then
-trusts.  A NULL where it expects an object, an object where it expects one of
-3.14+'s *tagged integers* (or the reverse), a non-list where LIST_APPEND
-appends, a non-iterator where FOR_ITER calls tp_iternext: each of these
-crashes CPython instead of raising.  The analysis labels every stack slot at
-every resume point with one of the kinds below, and the restore path checks
-each decoded value against its slot's kind before the frame is written.
+The dangerous uses (CPython 3.11-3.15), and the kind that guards each:
 
-Theory of operation: an abstract interpretation over stacks of kinds.  Most
-instructions are described by ``dis.stack_effect`` alone, read through three
-generic classes (no stack effect at all, pops only, or "pops its inputs and
-pushes one result"); the instructions that push, move or consume a kind other
-than OBJ have explicit rules.  Where two paths meet with different kinds, the
-kinds join (OBJ and OPT give OPT; anything else gives MIXED, which the restore
-path refuses: conservative, never unsafe).
+- ``FOR_ITER`` calls ``tp_iternext`` of its slot directly: ITER (the slot came
+  from ``GET_ITER``).
+- ``LIST_APPEND`` / ``LIST_EXTEND`` (and ``PREP_RERAISE_STAR``) cast their slot
+  to a list: LIST (from ``BUILD_LIST``); ``SET_UPDATE`` to a set: SET.
+- ``RERAISE``, ``WITH_EXCEPT_START``, ``POP_EXCEPT`` and ``sys.exc_info`` read
+  exception slots as exception objects: EXC for the exception an exception
+  handler pushes, EXC_OR_NONE for the previous exception ``PUSH_EXC_INFO``
+  saves below it.
+- ``RERAISE oparg`` jumps to the instruction offset stored in the handler's
+  ``lasti`` slot: LASTI (an int inside the code).
+- 3.14+ keeps the handler's ``lasti`` as a *tagged integer* (not an object)
+  and ``RERAISE`` untags it unchecked; 3.15 also walks sequences "virtually":
+  ``GET_ITER`` leaves the sequence and an index slot (NULL for a real
+  iterator, else a tagged integer), and ``FOR_ITER`` / ``SEND`` call the
+  sequence type's ``_tp_iteritem`` unchecked when the index is tagged: INDEX
+  for that slot.  Tagged integers are plain ints in the blob; the snapshot
+  layer converts at the frame boundary, for the kinds in ``TAGGED``.
+- Every stack slot must be non-NULL except those the bytecode itself fills
+  with NULL: ``PUSH_NULL``, the NULL half of ``LOAD_GLOBAL`` / ``LOAD_ATTR`` /
+  ``LOAD_SUPER_ATTR`` / ``LOAD_METHOD`` (``dis`` shows it as ``NULL + name`` or
+  ``name + NULL``, the position changed in 3.13) and ``LOAD_FAST_AND_CLEAR``:
+  those get the NULLABLE flag.
+
+Theory of operation: the same abstract interpretation as ``_analysis`` but
+over tuples of labels.  An instruction's pops are derived from its net stack
+effect and its number of pushes, which is 1 unless the tables below say
+otherwise; special instructions (SWAP, COPY, the producers above) are handled
+by name.  At a join the labels meet: equal labels stay, different ones become
+ANY (with NULLABLE if either allows NULL), so a merge can only make the check
+weaker, never reject a frame the interpreter could really produce.  If the
+label stacks ever disagree in depth with ``_analysis`` the code gets no kind
+information except "not NULL", which can only refuse, never crash.
+
+Locals: from 3.12 on ``LOAD_FAST`` (and its super-instructions) read a local
+without checking for NULL when the compiler proved it bound.  ``must_bind``
+is a backward analysis: the locals some path from the resume point reads
+with such an instruction before storing them must not be NULL.  3.11 checks
+every ``LOAD_FAST``, so it has no such locals.
 """
 
 from __future__ import annotations
 
 import dis
 import sys
-from collections.abc import Callable
+import types
+
+from ._analysis import (
+    CREATED,
+    JUMPS,
+    TERMINAL,
+    UNCONDITIONAL,
+    code_info,
+    slot_names,
+    stack_depths,
+)
 
 V = sys.version_info[:2]
 
-OBJ = "object"
-"""Any object; never NULL, never a tagged integer."""
-OPT = "object or NULL"
-"""A NULL-or-callable/self slot (PUSH_NULL, LOAD_GLOBAL/LOAD_ATTR method forms)."""
-LASTI = "handler lasti"
-"""The offset an exception handler with ``lasti`` pushed: an int object up to
-3.13, a tagged integer from 3.14 (the interpreter untags it without a check)."""
-EXC = "exception"
-"""The exception an exception handler is handling."""
-PREV = "None or exception"
-"""The previously handled exception PUSH_EXC_INFO saved (POP_EXCEPT puts it
-back into the thread state), or the "rest" of an ``except*`` match."""
-ITER = "iterator"
-"""A for-loop iterator (up to 3.14): FOR_ITER calls its tp_iternext without
-checking that the type has one."""
-RECV = "awaited iterator"
-"""The sub-iterator of a yield from / await (SEND's receiver): a generator,
-coroutine or iterator.  SEND and gen.throw()/close() look up what they call,
-so any object is safe here; the check keeps blobs honest."""
-SRC = "iterable or iterator"
-"""3.15: first slot of a for-loop pair: an iterator when the next slot is
-NULL, a sequence walked in place when the next slot is an index."""
-RSRC = "awaited iterable or iterator"
-"""3.15: first slot of a yield from / await pair (SEND): as RECV when the next
-slot is NULL, a sequence walked in place when it is an index."""
-IDX = "NULL or index"
-"""3.15: second slot of such a pair: NULL, or a tagged integer index."""
-LIST = "list"
-SET = "set"
-DICT = "dict"
-"""Comprehension / display accumulators: LIST_APPEND, LIST_EXTEND, MAP_ADD,
-SET_UPDATE and CALL_INTRINSIC_1(LIST_TO_TUPLE) cast them without a check."""
-MIXED = "unknown"
-"""Two paths disagree: the restore path refuses to write this slot."""
-SAVED_PREFIX = "saved local@"
-"""``saved local@<offset>``: the value LOAD_FAST_AND_CLEAR at that offset took
-out of a local (3.12+ inlined comprehensions) to put back afterwards; NULL when
-the local was unbound (see ``_analysis`` for when it may not be NULL)."""
+ANY = 0
+ITER = 1
+LIST = 2
+SET = 3
+EXC = 4
+EXC_OR_NONE = 5
+LASTI = 6
+INDEX = 7
+"""3.15: the index slot above a sequence walked in place (NULL, or a tagged
+integer; the slot below must then support virtual iteration)."""
+NULLABLE = 8
+"""Flag: the slot may be empty (NULL)."""
 
-Kinds = tuple[str, ...]
-Rule = Callable[[Kinds, int, int], Kinds]
-"""(stack kinds before, oparg, stack effect) -> stack kinds after."""
+KIND_NAMES = {ANY: "any object", ITER: "an iterator", LIST: "a list", SET: "a set",
+              EXC: "an exception", EXC_OR_NONE: "an exception or None",
+              LASTI: "an instruction offset", INDEX: "NULL or a sequence index"}
 
-TAGGED_KINDS = frozenset({LASTI, IDX}) if V >= (3, 14) else frozenset({IDX})
-"""Kinds whose integer values live as tagged integers in the frame (3.14+)."""
+TAGGED = frozenset({LASTI, INDEX}) if V >= (3, 14) else frozenset()
+"""Kinds whose values are tagged integers in a 3.14+ frame (ints in the blob)."""
 
-
-def _names(*names: str) -> frozenset[int]:
-    return frozenset(dis.opmap[n] for n in names if n in dis.opmap)
-
-
-# Instructions that leave the stack alone (stack effect 0, nothing replaced).
-NO_STACK = _names(
-    "NOP", "NOT_TAKEN", "RESUME", "EXTENDED_ARG", "CACHE", "JUMP_FORWARD", "JUMP_BACKWARD",
-    "JUMP_BACKWARD_NO_INTERRUPT", "JUMP", "JUMP_NO_INTERRUPT", "KW_NAMES", "MAKE_CELL",
-    "COPY_FREE_VARS", "DELETE_FAST", "DELETE_DEREF", "DELETE_NAME", "DELETE_GLOBAL",
-    "SETUP_ANNOTATIONS", "ENTER_EXECUTOR", "RETURN_GENERATOR",
+_PUSH_NOTHING = frozenset(
+    name for name in dis.opmap
+    if name.startswith(("STORE_", "DELETE_", "POP_", "JUMP", "RETURN_", "RAISE_"))
+    or name in {
+        "NOP", "RESUME", "EXTENDED_ARG", "CACHE", "RERAISE", "PRINT_EXPR", "IMPORT_STAR",
+        "LIST_APPEND", "SET_ADD", "MAP_ADD", "LIST_EXTEND", "SET_UPDATE", "DICT_UPDATE",
+        "DICT_MERGE", "END_ASYNC_FOR", "SETUP_ANNOTATIONS", "COPY_FREE_VARS", "MAKE_CELL",
+        "KW_NAMES", "PRECALL", "END_FOR", "INTERPRETER_EXIT", "NOT_TAKEN", "POP_ITER",
+        "RESUME_CHECK", "ENTER_EXECUTOR",
+    }
 )
-# Instructions that only pop (their stack effect is minus the pops).
-# JUMP_IF_TRUE_OR_POP / JUMP_IF_FALSE_OR_POP: 3.11 only; pop when not jumping.
-POP_ONLY = _names(
-    "POP_TOP", "STORE_FAST", "STORE_NAME", "STORE_GLOBAL", "STORE_DEREF", "STORE_ATTR",
-    "STORE_SUBSCR", "STORE_SLICE", "DELETE_ATTR", "DELETE_SUBSCR", "STORE_FAST_STORE_FAST",
-    "STORE_FAST_MAYBE_NULL", "POP_JUMP_IF_FALSE", "POP_JUMP_IF_TRUE", "POP_JUMP_IF_NONE",
-    "POP_JUMP_IF_NOT_NONE", "POP_JUMP_FORWARD_IF_FALSE", "POP_JUMP_FORWARD_IF_TRUE",
-    "POP_JUMP_FORWARD_IF_NONE", "POP_JUMP_FORWARD_IF_NOT_NONE", "POP_JUMP_BACKWARD_IF_FALSE",
-    "POP_JUMP_BACKWARD_IF_TRUE", "POP_JUMP_BACKWARD_IF_NONE", "POP_JUMP_BACKWARD_IF_NOT_NONE",
-    "JUMP_IF_TRUE_OR_POP", "JUMP_IF_FALSE_OR_POP", "LIST_APPEND", "SET_ADD", "MAP_ADD",
-    "LIST_EXTEND", "SET_UPDATE", "DICT_UPDATE", "DICT_MERGE", "END_FOR", "POP_ITER",
-    "POP_EXCEPT", "END_ASYNC_FOR", "RETURN_VALUE", "RETURN_CONST", "RAISE_VARARGS", "RERAISE",
-    "IMPORT_STAR", "PRINT_EXPR", "INTERPRETER_EXIT", "EXIT_INIT_CHECK",
-)
-# Instructions that pop one value and push stack-effect + 1 new ones.
-POP_ONE = _names("UNPACK_SEQUENCE", "UNPACK_EX", "BEFORE_WITH", "BEFORE_ASYNC_WITH")
+_PUSH_TWO = frozenset({"BEFORE_WITH", "BEFORE_ASYNC_WITH", "PUSH_EXC_INFO", "LOAD_METHOD",
+                       "CHECK_EG_MATCH", "LOAD_SPECIAL", "CLEANUP_THROW"})
+_NULL_PAIRS = frozenset({"LOAD_GLOBAL", "LOAD_ATTR", "LOAD_SUPER_ATTR", "LOAD_METHOD"})
+_UNPACK = frozenset({"UNPACK_SEQUENCE", "UNPACK_EX"})
+_RETURN_GENERATOR = dis.opmap.get("RETURN_GENERATOR", -1)
+
+_UNCHECKED_LOADS: frozenset[str]
+if sys.version_info >= (3, 12):
+    # LOAD_FAST and friends read without a NULL check (LOAD_FAST_CHECK exists).
+    _UNCHECKED_LOADS = frozenset({"LOAD_FAST", "LOAD_FAST_LOAD_FAST", "LOAD_FAST_BORROW",
+                                  "LOAD_FAST_BORROW_LOAD_FAST_BORROW",
+                                  "STORE_FAST_LOAD_FAST"})
+else:
+    _UNCHECKED_LOADS = frozenset()
+_PAIRED_LOCALS = frozenset({"LOAD_FAST_LOAD_FAST", "LOAD_FAST_BORROW_LOAD_FAST_BORROW",
+                            "STORE_FAST_STORE_FAST", "STORE_FAST_LOAD_FAST"})
 
 
-def _method_pair() -> Kinds:
-    # 3.11/3.12 push NULL (or the unbound method) *below* the callable/self;
-    # 3.13+ push the callable first and NULL-or-self after it.
-    return (OPT, OBJ) if V <= (3, 12) else (OBJ, OPT)
-
-
-def _push_null(st: Kinds, arg: int, e: int) -> Kinds:
-    return (*st, OPT)
-
-
-def _load_global(st: Kinds, arg: int, e: int) -> Kinds:
-    # 3.11+: the low bit of the oparg also pushes a NULL for the call.
-    return (*st, *_method_pair()) if arg & 1 else (*st, OBJ)
-
-
-def _load_attr(st: Kinds, arg: int, e: int) -> Kinds:
-    # 3.12+: the low bit selects the method form (LOAD_METHOD folded in).
-    if V >= (3, 12) and arg & 1:
-        return (*st[:-1], *_method_pair())
-    return (*st[:-1], OBJ)
-
-
-def _load_method(st: Kinds, arg: int, e: int) -> Kinds:  # 3.11
-    return (*st[:-1], OPT, OBJ)
-
-
-def _load_super_attr(st: Kinds, arg: int, e: int) -> Kinds:  # 3.12+: pops 3
-    return (*st[:-3], *(_method_pair() if arg & 1 else (OBJ,)))
-
-
-def _load_special(st: Kinds, arg: int, e: int) -> Kinds:  # 3.14+: (owner -- attr, self_or_null)
-    return (*st[:-1], OBJ, OPT)
-
-
-def _copy(st: Kinds, arg: int, e: int) -> Kinds:
-    return (*st, st[-arg])
-
-
-def _swap(st: Kinds, arg: int, e: int) -> Kinds:
-    out = list(st)
-    out[-1], out[-arg] = out[-arg], out[-1]
-    return tuple(out)
-
-
-def _push_exc_info(st: Kinds, arg: int, e: int) -> Kinds:  # (exc -- prev_exc, exc)
-    return (*st[:-1], PREV, st[-1])
-
-
-def _check_eg_match(st: Kinds, arg: int, e: int) -> Kinds:  # (exc, type -- rest, match)
-    return (*st[:-2], PREV, OBJ)
-
-
-def _iter_slots() -> Kinds:
-    # 3.15: iteration keeps two slots: (iterator, NULL) or (sequence, index).
-    return (SRC, IDX) if V >= (3, 15) else (ITER,)
-
-
-def _recv_slots() -> Kinds:
-    # 3.15: SEND takes the same kind of pair (GET_ITER with the yield-from
-    # oparg, or GET_AWAITABLE followed by PUSH_NULL).
-    return (RSRC, IDX) if V >= (3, 15) else (RECV,)
-
-
-def _get_iter(st: Kinds, arg: int, e: int) -> Kinds:
-    # 3.15's GET_ITER serves yield from too (nonzero oparg); SEND relabels.
-    return (*st[:-1], *_iter_slots())
-
-
-def _get_receiver(st: Kinds, arg: int, e: int) -> Kinds:
-    # GET_AWAITABLE; GET_YIELD_FROM_ITER (<= 3.14).  3.15 pushes a NULL after
-    # GET_AWAITABLE with PUSH_NULL; SEND relabels the pair.
-    return (*st[:-1], RSRC if V >= (3, 15) else RECV)
-
-
-def _for_iter(st: Kinds, arg: int, e: int) -> Kinds:
-    n = len(_iter_slots())
-    kept = (*st[:-n], *_iter_slots())
-    return (*kept, *(OBJ,) * e) if e >= 0 else kept[:e]
-
-
-def _send(st: Kinds, arg: int, e: int) -> Kinds:
-    # (receiver, [3.15: null_or_index,] value -- receiver, [..,] result); from
-    # 3.12 the jump (sub-iterator finished) has the same shape.  3.11's jump
-    # also pops the receiver (effect -1).
-    if e < 0:
-        return (*st[: len(st) + e - 1], OBJ)
-    n = len(_recv_slots())
-    return (*st[: -n - 1], *_recv_slots(), OBJ)
-
-
-def _build(kind: str, per_item: int) -> Rule:
-    def rule(st: Kinds, arg: int, e: int) -> Kinds:
-        return (*st[: len(st) - arg * per_item], kind)
-
-    return rule
-
-
-def _load_fast_and_clear(st: Kinds, arg: int, e: int) -> Kinds:  # 3.12+
-    return (*st, OPT)  # relabelled per offset by the analysis
-
-
-RULES: dict[int, Rule] = {}
-for _name, _rule in (
-    ("PUSH_NULL", _push_null),
-    ("LOAD_GLOBAL", _load_global),
-    ("LOAD_ATTR", _load_attr),
-    ("LOAD_METHOD", _load_method),
-    ("LOAD_SUPER_ATTR", _load_super_attr),
-    ("LOAD_SPECIAL", _load_special),
-    ("LOAD_FAST_AND_CLEAR", _load_fast_and_clear),
-    ("COPY", _copy),
-    ("SWAP", _swap),
-    ("PUSH_EXC_INFO", _push_exc_info),
-    ("CHECK_EG_MATCH", _check_eg_match),
-    ("GET_ITER", _get_iter),
-    ("GET_YIELD_FROM_ITER", _get_receiver),
-    ("GET_AWAITABLE", _get_receiver),
-    ("FOR_ITER", _for_iter),
-    ("SEND", _send),
-    ("BUILD_LIST", _build(LIST, 1)),
-    ("BUILD_SET", _build(SET, 1)),
-    ("BUILD_MAP", _build(DICT, 2)),
-):
-    if _name in dis.opmap:
-        RULES[dis.opmap[_name]] = _rule
-
-
-def transfer(op: int, arg: int, st: Kinds, e: int) -> Kinds:
-    """Stack kinds after one instruction whose stack effect (on this edge) is e."""
-    rule = RULES.get(op)
-    if rule is not None:
-        return rule(st, arg, e)
-    if op in NO_STACK:
-        return st
-    if op in POP_ONLY:
-        return st[: len(st) + e] if e < 0 else st
-    if op in POP_ONE:
-        return (*st[:-1], *(OBJ,) * (e + 1))
-    if e > 0:
-        return (*st, *(OBJ,) * e)
-    # Everything else consumes its inputs and pushes one result in the place
-    # of the deepest input (BINARY_OP, CALL, COMPARE_OP, TO_BOOL, YIELD_VALUE..).
-    return (*st[: len(st) + e - 1], OBJ)
-
-
-def handler_entry(st: Kinds, depth: int, lasti: bool) -> Kinds:
-    """Kinds at an exception handler: the preserved slots, [lasti], exception."""
-    return (*st[:depth], *((LASTI,) if lasti else ()), EXC)
-
-
-def join(a: Kinds, b: Kinds) -> Kinds:
-    """Kinds where two paths meet (same depth)."""
+def _meet(a: int, b: int) -> int:
     if a == b:
         return a
-    out = []
-    for x, y in zip(a, b, strict=True):
-        if x == y:
-            out.append(x)
-        elif {x, y} <= {OBJ, OPT} or (x.startswith(SAVED_PREFIX) and y == OPT):
-            out.append(OPT)
-        elif y.startswith(SAVED_PREFIX) and x == OPT:
-            out.append(OPT)
+    return ANY | ((a | b) & NULLABLE)
+
+
+def _effect(ins: dis.Instruction, jump: bool) -> int:
+    if ins.opcode < dis.HAVE_ARGUMENT:
+        return dis.stack_effect(ins.opcode, jump=jump)
+    return dis.stack_effect(ins.opcode, ins.arg, jump=jump)
+
+
+def _step(ins: dis.Instruction, labels: tuple[int, ...], jump: bool) -> tuple[int, ...]:
+    """Labels after ``ins`` (taking the jump edge if ``jump``)."""
+    name = ins.opname
+    net = _effect(ins, jump)
+    if ins.opcode == _RETURN_GENERATOR:
+        return labels + (ANY,)  # gen_send_ex pushes the first sent value
+    if name == "SWAP":
+        n = ins.arg or 0
+        swapped = list(labels)
+        swapped[-1], swapped[-n] = swapped[-n], swapped[-1]
+        return tuple(swapped)
+    if name == "COPY":
+        return labels + (labels[-(ins.arg or 0)],)
+    if name == "GET_ITER":
+        if V >= (3, 15):
+            # (iterable -- iter_or_sequence, index_or_null).  A nonzero oparg
+            # marks yield from, whose receiver SEND may also be a coroutine.
+            return labels[:-1] + (ANY if ins.arg else ITER, INDEX | NULLABLE)
+        return labels[:-1] + (ITER,)
+    if name == "SEND" and V >= (3, 15):
+        # (receiver, index_or_null, value -- receiver, index_or_null, result):
+        # after GET_AWAITABLE the index slot comes from PUSH_NULL.
+        return labels[:-2] + (INDEX | NULLABLE, ANY)
+    if name == "BUILD_LIST":
+        return labels[: len(labels) - (ins.arg or 0)] + (LIST,)
+    if name == "BUILD_SET":
+        return labels[: len(labels) - (ins.arg or 0)] + (SET,)
+    if name == "PUSH_EXC_INFO":
+        return labels[:-1] + (EXC_OR_NONE, EXC)
+    if name == "PUSH_NULL" or name == "LOAD_FAST_AND_CLEAR":
+        return labels + (ANY | NULLABLE,)
+    if name == "FOR_ITER" and not jump:
+        return labels + (ANY,)  # peeks at the iterator, pushes the next value
+    if name in _UNPACK:
+        return labels[:-1] + (ANY,) * (net + 1)
+    pushes = 0 if name in _PUSH_NOTHING else 2 if name in _PUSH_TWO else 1
+    if name == "FOR_ITER":  # the exhausted edge: the iterator goes, nothing comes
+        pushes = 0
+    if name in _NULL_PAIRS and net >= 1 and "NULL" in ins.argrepr:
+        pushes = 2
+    pops = pushes - net
+    if pops < 0:
+        pushes, pops = net, 0
+    out = labels[: len(labels) - pops]
+    if pushes == 2 and name in _NULL_PAIRS and "NULL" in ins.argrepr:
+        before, _, after = ins.argrepr.partition("+")
+        low = ANY | NULLABLE if "NULL" in before else ANY
+        high = ANY | NULLABLE if "NULL" in after else ANY
+        return out + (low, high)
+    return out + (ANY,) * pushes
+
+
+def _kinds(code: types.CodeType) -> dict[int, tuple[int, ...]]:
+    instrs, depth = stack_depths(code)
+    following = {ins.offset: instrs[i + 1].offset for i, ins in enumerate(instrs[:-1])}
+    by_offset = {ins.offset: ins for ins in instrs}
+    handlers = [
+        (e.start, e.end, e.target, e.depth, e.lasti)
+        for e in dis.Bytecode(code).exception_entries  # type: ignore[attr-defined]
+    ]
+    state: dict[int, tuple[int, ...]] = {}
+    work: list[tuple[int, tuple[int, ...]]] = []
+
+    def flow(offset: int, labels: tuple[int, ...]) -> None:
+        old = state.get(offset)
+        if old is None:
+            state[offset] = labels
+            work.append((offset, labels))
+        elif old != labels:
+            if len(old) != len(labels):
+                raise ValueError("label depth mismatch")
+            merged = tuple(_meet(a, b) for a, b in zip(old, labels, strict=True))
+            if merged != old:
+                state[offset] = merged
+                work.append((offset, merged))
+
+    flow(instrs[0].offset, ())
+    while work:
+        offset, labels = work.pop()
+        if state.get(offset) != labels:
+            continue
+        ins = by_offset[offset]
+        if len(labels) != depth.get(offset, -1):
+            raise ValueError("label depth disagrees with the depth analysis")
+        for start, end, target, hdepth, lasti in handlers:
+            # 3.15 generator expressions: the outer handler (depth 2, for the
+            # iterator pair) also covers END_FOR / POP_ITER / RETURN_VALUE
+            # after the loop, where the stack is shallower.  Those cannot
+            # raise, so no exception edge leaves them.
+            if start <= offset < end and len(labels) >= hdepth:
+                flow(target, labels[:hdepth] + ((LASTI,) if lasti else ()) + (EXC,))
+        if ins.opcode in TERMINAL:
+            continue
+        if ins.opcode in JUMPS:
+            flow(ins.argval, _step(ins, labels, True))
+            if ins.opcode in UNCONDITIONAL:
+                continue
+        nxt = following.get(offset)
+        if nxt is not None:
+            flow(nxt, _step(ins, labels, False))
+    info = code_info(code)
+    out: dict[int, tuple[int, ...]] = {}
+    for ins in instrs:
+        at = ins.offset // 2
+        if at in info.resume and ins.opname == "YIELD_VALUE" and ins.offset in state:
+            out[at] = state[ins.offset][:-1]  # the yielded value is popped
+        elif ins.opcode == _RETURN_GENERATOR and ins.offset in state and CREATED not in out:
+            out[CREATED] = state[ins.offset]  # what the generator is created with
+    return out
+
+
+def _local_indexes(code: types.CodeType, ins: dis.Instruction) -> tuple[int, ...]:
+    """localsplus indexes an instruction reads or writes (super-instructions: two)."""
+    arg = ins.arg or 0
+    if ins.opname in _PAIRED_LOCALS:
+        return (arg >> 4, arg & 15)
+    return (arg,)
+
+
+def _must_bind(code: types.CodeType) -> dict[int, frozenset[int]]:
+    if not _UNCHECKED_LOADS:
+        return {}
+    instrs, depth = stack_depths(code)
+    index = {ins.offset: i for i, ins in enumerate(instrs)}
+    succ: list[list[int]] = [[] for _ in instrs]
+    handlers = [(e.start, e.end, e.target)
+                for e in dis.Bytecode(code).exception_entries]  # type: ignore[attr-defined]
+    reads: list[frozenset[int]] = []
+    writes: list[frozenset[int]] = []
+    for i, ins in enumerate(instrs):
+        name = ins.opname
+        locs = _local_indexes(code, ins)
+        if name == "STORE_FAST_LOAD_FAST":
+            # 3.13+: stores the first local, then loads the second; `for v in
+            # ...: f(v)` stores and loads the same one, which is then no read
+            # of a possibly unbound local.
+            writes.append(frozenset(locs[:1]))
+            reads.append(frozenset(locs[1:]) - frozenset(locs[:1]))
+        elif name in _UNCHECKED_LOADS:
+            writes.append(frozenset())
+            reads.append(frozenset(locs))
+        elif name.startswith("STORE_FAST"):
+            writes.append(frozenset(locs))
+            reads.append(frozenset())
         else:
-            out.append(MIXED)
-    return tuple(out)
+            writes.append(frozenset())
+            reads.append(frozenset())
+        for start, end, target in handlers:
+            if start <= ins.offset < end:
+                succ[i].append(index[target])
+        if ins.opcode in TERMINAL:
+            continue
+        if ins.opcode in JUMPS:
+            succ[i].append(index[ins.argval])
+            if ins.opcode in UNCONDITIONAL:
+                continue
+        if i + 1 < len(instrs):
+            succ[i].append(i + 1)
+    need: list[frozenset[int]] = [frozenset()] * len(instrs)
+    changed = True
+    while changed:
+        changed = False
+        for i in range(len(instrs) - 1, -1, -1):
+            out: frozenset[int] = frozenset().union(*(need[j] for j in succ[i]))
+            new = (out - writes[i]) | reads[i]
+            if new != need[i]:
+                need[i] = new
+                changed = True
+    info = code_info(code)
+    result: dict[int, frozenset[int]] = {}
+    for i, ins in enumerate(instrs):
+        at = ins.offset // 2
+        if at in info.resume and ins.opname == "YIELD_VALUE" and i + 1 < len(instrs):
+            result[at] = need[i + 1]
+    # A created frame starts right after RETURN_GENERATOR (3.15 generator
+    # expressions read their argument before it, and never again).
+    start = next((i + 1 for i, ins in enumerate(instrs) if ins.opcode == _RETURN_GENERATOR), 0)
+    result[CREATED] = need[start] if start < len(instrs) else frozenset()
+    return result
+
+
+class SlotRules:
+    """Per-resume-point rules for one code object (see the module docstring)."""
+
+    __slots__ = ("stack", "bound", "ok")
+
+    def __init__(self, code: types.CodeType) -> None:
+        try:
+            self.stack = _kinds(code)
+            self.ok = True
+        except (ValueError, KeyError, IndexError):
+            self.stack = {}
+            self.ok = False
+        self.bound = _must_bind(code)
+
+    def stack_kinds(self, offset: int, depth: int) -> tuple[int, ...]:
+        kinds = self.stack.get(offset)
+        if kinds is None or len(kinds) != depth:
+            return (ANY,) * depth  # no information: every slot still must be non-NULL
+        return kinds
+
+
+_cache: dict[int, tuple[types.CodeType, SlotRules]] = {}
+
+
+def slot_rules(code: types.CodeType) -> SlotRules:
+    """Cached :class:`SlotRules` for ``code`` (keyed by identity)."""
+    hit = _cache.get(id(code))
+    if hit is not None and hit[0] is code:
+        return hit[1]
+    rules = SlotRules(code)
+    _cache[id(code)] = (code, rules)
+    return rules
+
+
+__all__ = ["ANY", "EXC", "EXC_OR_NONE", "INDEX", "ITER", "KIND_NAMES", "LASTI", "LIST",
+           "NULLABLE", "SET", "TAGGED", "SlotRules", "slot_names", "slot_rules"]

@@ -7,10 +7,9 @@ Order of work for one frame, and why:
 3. Build a fresh generator by calling a function made from the code with
    placeholder arguments: only the prologue up to RETURN_GENERATOR runs, no
    user code.  Register it in the memo (its own locals may refer to it).
-4. Decode the slots, check what the interpreter relies on without checking
-   (cells where the code has cells; every stack slot against its kind and the
-   locals the code reads unchecked, see ``_slots``), and only then write the
-   frame in one C call.
+4. Decode the slots, check the kinds the interpreter relies on without
+   checking (cells where the code has cells, the exception, the delegated-to
+   iterator), and only then write the frame in one C call.
 A failure at any step leaves no half-written frame behind: the fresh
 generator is simply dropped.
 """
@@ -18,47 +17,84 @@ generator is simply dropped.
 from __future__ import annotations
 
 import inspect
+import sys
 import types
 from typing import Any
 
-from msgpack import ExtType
-
 from .._errors import CodeMismatch, CorruptSnapshot
 from ..bytecode import CodeRef, code_info, fingerprint, locate
-from ..codec import EXT_NULL, Decoder
+from ..bytecode._analysis import DELEGATE
+from ..bytecode._kinds import (
+    EXC,
+    EXC_OR_NONE,
+    INDEX,
+    ITER,
+    KIND_NAMES,
+    LASTI,
+    LIST,
+    NULLABLE,
+    SET,
+    TAGGED,
+    slot_rules,
+)
+from ..codec import NONE_MARK, Decoder, Deferred, Tag
 from ..codec._globals import check_allowed
 from ..frames import backend
-from ._slots import check_and_tag
+
+_WALK = frozenset({list, dict, Deferred})
+V = sys.version_info[:2]
 
 _RESUMABLE = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ITERABLE_COROUTINE
 
-_fresh_cache: dict[int, tuple[types.CodeType, types.FunctionType, tuple[Any, ...],
-                              dict[str, Any]]] = {}
+
+class CodeEntry:
+    """Everything restore needs about one code object, found and checked once."""
+
+    __slots__ = ("module", "code", "globals", "info", "rules", "ncodeunits", "fn", "args",
+                 "kwargs", "label")
+
+    def __init__(self, module: types.ModuleType | None, code: types.CodeType,
+                 globals_: dict[str, Any]) -> None:
+        self.module = module
+        self.code = code
+        self.globals = globals_
+        self.info = code_info(code)
+        self.rules = slot_rules(code)
+        self.ncodeunits = len(code.co_code) // 2
+        self.label = f"{globals_.get('__name__')}.{code.co_qualname}()"
+        self.fn: types.FunctionType | None = None
+        self.args: tuple[Any, ...] = ()
+        self.kwargs: dict[str, Any] = {}
+
+    def fresh(self) -> Any:
+        """A new, created generator/coroutine of this code; runs no user code.
+
+        The function is made from the code with placeholder cells and called
+        with placeholder arguments: CPython runs only the prologue (argument
+        binding, MAKE_CELL, COPY_FREE_VARS) up to RETURN_GENERATOR.  Every slot
+        is overwritten by the restore right after.
+        """
+        if self.fn is None:
+            code = self.code
+            flags = code.co_flags
+            if not flags & _RESUMABLE or flags & inspect.CO_ASYNC_GENERATOR:
+                raise CorruptSnapshot(f"{self.label} is not a generator or coroutine function")
+            closure = tuple(types.CellType() for _ in code.co_freevars) or None
+            self.fn = types.FunctionType(code, self.globals, code.co_name, None, closure)
+            argc = code.co_argcount
+            # 3.15: a generator expression's prologue runs iter(.0) before
+            # RETURN_GENERATOR, so that argument gets an inert iterable.
+            iterable = self.info.iterable_args
+            self.args = tuple(() if i in iterable else None for i in range(argc))
+            self.kwargs = dict.fromkeys(code.co_varnames[argc : argc + code.co_kwonlyargcount])
+        return self.fn(*self.args, **self.kwargs)
 
 
-def fresh_generator(code: types.CodeType, globals_: dict[str, Any]) -> Any:
-    """A new, created generator/coroutine of ``code``; runs no user code."""
-    hit = _fresh_cache.get(id(code))
-    if hit is None or hit[0] is not code or hit[1].__globals__ is not globals_:
-        flags = code.co_flags
-        if not flags & _RESUMABLE or flags & inspect.CO_ASYNC_GENERATOR:
-            raise CorruptSnapshot(f"{code.co_qualname} is not a generator or coroutine function")
-        closure = tuple(types.CellType() for _ in code.co_freevars) or None
-        fn = types.FunctionType(code, globals_, code.co_name, None, closure)
-        argc = code.co_argcount
-        kwonly = code.co_varnames[argc : argc + code.co_kwonlyargcount]
-        # 3.15: a generator expression's prologue runs iter(.0) before
-        # RETURN_GENERATOR, so that argument needs an (inert) iterable.
-        iterable = set(code_info(code).iterable_args)
-        args = tuple(() if i in iterable else None for i in range(argc))
-        hit = (code, fn, args, dict.fromkeys(kwonly))
-        _fresh_cache[id(code)] = hit
-    return hit[1](*hit[2], **hit[3])
+_entries: dict[tuple[Any, ...], CodeEntry] = {}
 
 
-def decode_coderef(dec: Decoder, v: list[Any], i: int) -> tuple[types.CodeType, dict[str, Any],
-                                                                 int]:
-    """Read the code fields at v[i:], returning (code, globals, next index)."""
+def decode_coderef(dec: Decoder, v: list[Any], i: int) -> tuple[CodeEntry, int]:
+    """Read the code fields at v[i:], returning (entry, next index)."""
     if i >= len(v):
         raise CorruptSnapshot("truncated code reference")
     first = v[i]
@@ -66,85 +102,174 @@ def decode_coderef(dec: Decoder, v: list[Any], i: int) -> tuple[types.CodeType, 
         k = -1 - first
         if k >= len(dec.codes):
             raise CorruptSnapshot(f"code reference {k} points past the codes read so far")
-        code, globals_ = dec.codes[k]
-        return code, globals_, i + 1
+        return dec.codes[k], i + 1
     if i + 3 > len(v):
         raise CorruptSnapshot("truncated code reference")
-    module = dec.string(first)
+    strings = dec.strings
+    if type(first) is str:
+        strings.append(first)
+        module = first
+    else:
+        module = dec.string(first)
     qual_f, fp = v[i + 1], v[i + 2]
-    if type(qual_f) is list:
+    path: tuple[int, ...] = ()
+    if type(qual_f) is str:
+        strings.append(qual_f)
+        qual = qual_f
+    elif type(qual_f) is list:
         if not qual_f or not all(type(p) is int and 0 <= p < 1 << 16 for p in qual_f[1:]):
             raise CorruptSnapshot("malformed nested code path")
-        ref = CodeRef(module, dec.string(qual_f[0]), tuple(qual_f[1:]))
+        qual = dec.string(qual_f[0])
+        path = tuple(qual_f[1:])
     else:
-        ref = CodeRef(module, dec.string(qual_f))
+        qual = dec.string(qual_f)
     if type(fp) is not int:
         raise CorruptSnapshot("malformed code fingerprint")
     if dec.safe:
-        check_allowed(ref.module, ref.qualname, dec.allow, "code of")
-    code, globals_ = locate(ref)
-    now = fingerprint(code)
-    if now != fp:
-        raise CodeMismatch(
-            f"{ref.module}.{code.co_qualname}(): its code changed since the snapshot was taken "
-            f"(fingerprint {fp:016x} in the snapshot, {now:016x} now); a changed function "
-            "cannot resume an old frame"
-        )
-    dec.codes.append((code, globals_))
-    return code, globals_, i + 3
+        check_allowed(module, qual, dec.allow, "code of")
+    key = (module, qual, path, fp)
+    entry = _entries.get(key)
+    if entry is None or sys.modules.get(module) is not entry.module:
+        ref = CodeRef(module, qual, path)
+        code, globals_ = locate(ref)
+        now = fingerprint(code)
+        if now != fp:
+            raise CodeMismatch(
+                f"{module}.{code.co_qualname}(): its code changed since the snapshot was "
+                f"taken (fingerprint {fp:016x} in the snapshot, {now:016x} now); a changed "
+                "function cannot resume an old frame"
+            )
+        entry = CodeEntry(sys.modules.get(module), code, globals_)
+        _entries[key] = entry
+    dec.codes.append(entry)
+    return entry, i + 3
+
+
+def _kind_ok(v: Any, kind: int, ncodeunits: int) -> bool:
+    if kind == ITER:
+        return hasattr(type(v), "__next__")
+    if kind == LIST:
+        return type(v) is list
+    if kind == SET:
+        return type(v) is set
+    if kind == EXC:
+        return isinstance(v, BaseException)
+    if kind == EXC_OR_NONE:
+        return v is None or isinstance(v, BaseException)
+    if kind == LASTI:
+        return type(v) is int and 0 <= v < ncodeunits
+    return True
+
+
+def _check_slots(entry: CodeEntry, pos: int, slots: list[Any], n: int, frames: Any) -> None:
+    """Refuse values the interpreter would use unchecked (see bytecode._kinds);
+    turn the ints of 3.14+ tagged slots into ``frames.TaggedInt`` (in place)."""
+    null = frames.NULL
+    rules = entry.rules
+    kinds = rules.stack_kinds(pos, len(slots) - n)
+    for j, kind in enumerate(kinds):
+        v = slots[n + j]
+        if kind & ~NULLABLE == INDEX and v is not null:
+            # 3.15: a sequence walked in place; FOR_ITER / SEND call its
+            # type's _tp_iteritem without checking the type has one.
+            if type(v) is not int or v < 0 or j == 0 or not frames.virtual_iterable(
+                    slots[n + j - 1]):
+                raise CorruptSnapshot(
+                    f"{entry.label}: value stack slots {j - 1}, {j} must be a sequence CPython "
+                    f"walks by index and its index, got {type(slots[n + j - 1]).__name__}, {v!r}"
+                )
+            slots[n + j] = frames.TaggedInt(v)
+            continue
+        if (j + 1 < len(kinds) and kinds[j + 1] & ~NULLABLE == INDEX
+                and slots[n + j + 1] is not null):
+            continue  # walked by index: checked with the index slot above
+        if v is null:
+            if not kind & NULLABLE:
+                raise CorruptSnapshot(
+                    f"{entry.label}: value stack slot {j} is empty where the bytecode always "
+                    "has a value"
+                )
+        elif kind & ~NULLABLE and not _kind_ok(v, kind & ~NULLABLE, entry.ncodeunits):
+            raise CorruptSnapshot(
+                f"{entry.label}: value stack slot {j} must be {KIND_NAMES[kind & ~NULLABLE]}, "
+                f"got {type(v).__name__}"
+            )
+        elif kind & ~NULLABLE in TAGGED and v is not null:
+            slots[n + j] = frames.TaggedInt(v)  # 3.14+: the handler's lasti
+    bound = rules.bound.get(pos)
+    if bound:
+        for index in bound:
+            if index < n and slots[index] is null:
+                raise CorruptSnapshot(
+                    f"{entry.label}: local {entry.info.slot_names[index]!r} is read without a "
+                    "check after this point, so it cannot be unbound"
+                )
 
 
 def decode_frame(dec: Decoder, v: list[Any], i: int) -> Any:
     """Rebuild one frame from v[i:] (see the module docstring)."""
-    code, globals_, i = decode_coderef(dec, v, i)
-    info = code_info(code)
-    where = f"{code.co_qualname}()"
+    entry, i = decode_coderef(dec, v, i)
+    info = entry.info
     if i >= len(v):
-        raise CorruptSnapshot(f"{where}: truncated frame")
+        raise CorruptSnapshot(f"{entry.label}: truncated frame")
     pos = v[i]
     exc_f = None
     if type(pos) is list:
         if len(pos) != 2:
-            raise CorruptSnapshot(f"{where}: malformed position")
+            raise CorruptSnapshot(f"{entry.label}: malformed position")
         pos, exc_f = pos
-    if type(pos) is not int or pos not in info.resume:
-        raise CorruptSnapshot(f"{where}: offset {pos!r} is not a resume point of its code")
+    depth = info.resume.get(pos) if type(pos) is int else None
+    if depth is None:
+        raise CorruptSnapshot(f"{entry.label}: offset {pos!r} is not a resume point of its code")
     i += 1
     n = info.nlocalsplus
-    depth = len(v) - i - n
-    if depth != info.resume[pos]:
+    if len(v) - i - n != depth:
         raise CorruptSnapshot(
-            f"{where}: {depth} stack values at offset {pos}, but its bytecode has "
-            f"{info.resume[pos]} there"
+            f"{entry.label}: {len(v) - i - n} stack values at offset {pos}, but its bytecode "
+            f"has {depth} there"
         )
-    gen = fresh_generator(code, globals_)
+    gen = entry.fresh()
     dec.memo.append(gen)
     exc = None
     if exc_f is not None:
         exc = dec.dec(exc_f)
         if not isinstance(exc, BaseException):
-            raise CorruptSnapshot(f"{where}: the handled exception is a {type(exc).__name__}")
+            raise CorruptSnapshot(f"{entry.label}: the handled exception is a "
+                                  f"{type(exc).__name__}")
     frames = backend()
     null = frames.NULL
     decode = dec.dec
-    slots = []
-    for x in v[i:]:
-        t = type(x)
-        if t is ExtType and x.code == EXT_NULL:
-            slots.append(null)
-        elif t is list or t is dict or t is ExtType:
-            slots.append(decode(x))
-        else:
-            slots.append(x)
+    raw = v[i:]
+    sub_at = len(raw) + DELEGATE
+    if pos in info.delegating and sub_at >= n and type(raw[sub_at]) is list and raw[
+            sub_at] and type(raw[sub_at][0]) is not Tag:
+        # The sub-frame this frame delegates to, stored untagged (see capture);
+        # decoded in slot order, so memo indexes match the capture side.
+        slots = [null if x is None else None if x is NONE_MARK else decode(x)
+                 if type(x) in _WALK else x for x in raw[:sub_at]]
+        slots.append(decode_frame(dec, raw[sub_at], 0))
+        slots.extend(null if x is None else None if x is NONE_MARK else decode(x)
+                     if type(x) in _WALK else x for x in raw[sub_at + 1:])
+    else:
+        slots = [null if x is None else None if x is NONE_MARK else decode(x)
+                 if type(x) in _WALK else x for x in raw]
+    _check_slots(entry, pos, slots, n, frames)
     for index in info.cell_slots:
         if type(slots[index]) is not types.CellType:
             raise CorruptSnapshot(
-                f"{where}: slot {info.slot_names[index]!r} must hold a cell, got "
+                f"{entry.label}: slot {info.slot_names[index]!r} must hold a cell, got "
                 f"{type(slots[index]).__name__}"
             )
-    check_and_tag(info, pos, slots, frames, where)
+    if pos in info.delegating:
+        sub = slots[DELEGATE]
+        if not (type(sub) in (types.GeneratorType, types.CoroutineType)
+                or hasattr(type(sub), "__next__")
+                or (V >= (3, 15) and frames.virtual_iterable(sub))):
+            raise CorruptSnapshot(
+                f"{entry.label}: delegates to a {type(sub).__name__}, which is not an iterator"
+            )
     try:
         frames.write(gen, pos, slots[:n], slots[n:], exc)
     except (TypeError, ValueError) as err:
-        raise CorruptSnapshot(f"{where}: {err}") from err
+        raise CorruptSnapshot(f"{entry.label}: {err}") from err
     return gen
