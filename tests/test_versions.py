@@ -92,7 +92,7 @@ def assert_frame_matches_analysis(gen: Any) -> None:
         elif base == K.ITER:
             nxt = stack[j + 1] if j + 1 < len(stack) else None
             assert hasattr(type(v), "__next__") or type(nxt) is FRAMES.TaggedInt, where
-        elif base in (K.LIST, K.SET):
+        elif base in (K.LIST, K.SET, K.DICT):
             assert type(v).__name__ == K.KIND_NAMES[base].split()[-1], where
         if type(v) in (types.GeneratorType, types.CoroutineType):
             assert_frame_matches_analysis(v)
@@ -351,6 +351,21 @@ def test_restore_refuses_a_non_list_comprehension_accumulator():
     j = code_info(c.cr_code).nlocalsplus + kinds.index(K.LIST)
     tree[pos + 1 + j] = {"not": "a list"}
     _refused(tree, "must be a list")
+
+
+def test_restore_refuses_a_non_dict_comprehension_accumulator():
+    c = vs.comprehensions([1, 2])
+    for value in (None, 1, 2, 3, 4):
+        c.send(value)
+    state, at, _, stack, _, _ = FRAMES.read(c)
+    kinds = [k & ~K.NULLABLE for k in kinds_at(c, at, len(stack))]
+    if K.DICT not in kinds:
+        pytest.skip("this CPython runs comprehensions in their own frame")
+    tree, pos = _frame_fields(c)
+    j = code_info(c.cr_code).nlocalsplus + kinds.index(K.DICT)
+    assert corosnap.loads(msgpack.packb(tree, use_bin_type=True)) is not None
+    tree[pos + 1 + j] = ["not", "a dict"]
+    _refused(tree, "must be a dict")
 
 
 @pytest.mark.skipif(V < (3, 12), reason="3.11's LOAD_FAST checks for NULL itself")

@@ -180,6 +180,23 @@ def in_with(log):
     yield ("after", log)
 
 
+class StaticExitCM:
+    """__exit__ is a staticmethod: 3.14+ LOAD_SPECIAL pushes (exit, NULL)."""
+
+    def __enter__(self) -> StaticExitCM:
+        return self
+
+    @staticmethod
+    def __exit__(et: Any, ev: Any, tb: Any) -> None:
+        return None
+
+
+def in_static_exit_with():
+    with StaticExitCM():
+        got = yield "in with"
+    yield ("after", got)
+
+
 def with_in_except_in_loop(log):
     for i in range(2):
         try:
@@ -328,6 +345,7 @@ CASES: dict[str, tuple[Any, list[Any]]] = {
     "in_with": (lambda: in_with([]), [None, "v", None, None]),
     "in_with_raise": (lambda: in_with([]), [None, "raise", None]),
     "in_with_throw": (lambda: in_with([]), [None, THROW, None]),
+    "in_static_exit_with": (in_static_exit_with, [None, "v", None]),
     "with_in_except_in_loop": (lambda: with_in_except_in_loop([]), [None, None, None]),
     "except_star": (except_star, [None, None, None]),
     "match_pair": (lambda: matching([1, 2]), [None, "p"]),

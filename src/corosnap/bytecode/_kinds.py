@@ -11,7 +11,9 @@ The dangerous uses (CPython 3.11-3.15), and the kind that guards each:
 - ``FOR_ITER`` calls ``tp_iternext`` of its slot directly: ITER (the slot came
   from ``GET_ITER``).
 - ``LIST_APPEND`` / ``LIST_EXTEND`` (and ``PREP_RERAISE_STAR``) cast their slot
-  to a list: LIST (from ``BUILD_LIST``); ``SET_UPDATE`` to a set: SET.
+  to a list: LIST (from ``BUILD_LIST``); ``SET_UPDATE`` to a set: SET;
+  ``MAP_ADD`` to a dict: DICT (from ``BUILD_MAP``; 3.12+ inlined dict
+  comprehensions hold it across an ``await``).
 - ``RERAISE``, ``WITH_EXCEPT_START``, ``POP_EXCEPT`` and ``sys.exc_info`` read
   exception slots as exception objects: EXC for the exception an exception
   handler pushes, EXC_OR_NONE for the previous exception ``PUSH_EXC_INFO``
@@ -76,12 +78,16 @@ LASTI = 6
 INDEX = 7
 """3.15: the index slot above a sequence walked in place (NULL, or a tagged
 integer; the slot below must then support virtual iteration)."""
-NULLABLE = 8
+DICT = 8
+"""3.12+ inlined dict comprehensions keep their dict on the stack across an
+await; MAP_ADD casts it to a dict unchecked (from BUILD_MAP)."""
+NULLABLE = 16
 """Flag: the slot may be empty (NULL)."""
 
 KIND_NAMES = {ANY: "any object", ITER: "an iterator", LIST: "a list", SET: "a set",
               EXC: "an exception", EXC_OR_NONE: "an exception or None",
-              LASTI: "an instruction offset", INDEX: "NULL or a sequence index"}
+              LASTI: "an instruction offset", INDEX: "NULL or a sequence index",
+              DICT: "a dict"}
 
 TAGGED = frozenset({LASTI, INDEX}) if V >= (3, 14) else frozenset()
 """Kinds whose values are tagged integers in a 3.14+ frame (ints in the blob)."""
@@ -154,6 +160,12 @@ def _step(ins: dis.Instruction, labels: tuple[int, ...], jump: bool) -> tuple[in
         return labels[: len(labels) - (ins.arg or 0)] + (LIST,)
     if name == "BUILD_SET":
         return labels[: len(labels) - (ins.arg or 0)] + (SET,)
+    if name == "BUILD_MAP":
+        return labels[: len(labels) - 2 * (ins.arg or 0)] + (DICT,)
+    if name == "LOAD_SPECIAL":
+        # 3.14+: (owner -- attr, self_or_null): NULL when the special method
+        # is not a plain method (a staticmethod, a callable object, ...).
+        return labels[:-1] + (ANY, ANY | NULLABLE)
     if name == "PUSH_EXC_INFO":
         return labels[:-1] + (EXC_OR_NONE, EXC)
     if name == "PUSH_NULL" or name == "LOAD_FAST_AND_CLEAR":
@@ -342,5 +354,5 @@ def slot_rules(code: types.CodeType) -> SlotRules:
     return rules
 
 
-__all__ = ["ANY", "EXC", "EXC_OR_NONE", "INDEX", "ITER", "KIND_NAMES", "LASTI", "LIST",
+__all__ = ["ANY", "DICT", "EXC", "EXC_OR_NONE", "INDEX", "ITER", "KIND_NAMES", "LASTI", "LIST",
            "NULLABLE", "SET", "TAGGED", "SlotRules", "slot_names", "slot_rules"]

@@ -25,6 +25,7 @@ from .._errors import CodeMismatch, CorruptSnapshot
 from ..bytecode import CodeRef, code_info, fingerprint, locate
 from ..bytecode._analysis import DELEGATE
 from ..bytecode._kinds import (
+    DICT,
     EXC,
     EXC_OR_NONE,
     INDEX,
@@ -152,6 +153,8 @@ def _kind_ok(v: Any, kind: int, ncodeunits: int) -> bool:
         return type(v) is list
     if kind == SET:
         return type(v) is set
+    if kind == DICT:
+        return type(v) is dict
     if kind == EXC:
         return isinstance(v, BaseException)
     if kind == EXC_OR_NONE:
