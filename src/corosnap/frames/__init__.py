@@ -33,7 +33,7 @@ from types import ModuleType
 
 from .._errors import UnsupportedInterpreter
 
-SUPPORTED = ((3, 11),)
+SUPPORTED = ((3, 11), (3, 12), (3, 13), (3, 14), (3, 15))
 """CPython minor versions with a frame module."""
 
 PY_MINOR = sys.version_info[1]
@@ -42,21 +42,39 @@ _backend: ModuleType | None = None
 _reason: str | None = None
 
 
-def _load() -> None:
-    global _backend, _reason
-    impl = platform.python_implementation()
-    version = sys.version_info[:2]
+def probe(impl: str, version: tuple[int, int], gil_disabled: object) -> str | None:
+    """Why an interpreter cannot be supported, or None if it can.
+
+    ``impl`` is ``platform.python_implementation()``, ``version`` the
+    ``(major, minor)`` pair and ``gil_disabled`` the ``Py_GIL_DISABLED`` config
+    variable.  Free-threaded builds (3.13+) keep frame slots with different
+    reference tags and let other threads touch a generator while we write
+    it; corosnap refuses them rather than guess.
+    """
     if impl != "CPython":
-        _reason = f"corosnap needs CPython; this is {impl}"
-    elif version not in SUPPORTED:
+        return f"corosnap needs CPython; this is {impl}"
+    if version not in SUPPORTED:
         supported = ", ".join(f"{a}.{b}" for a, b in SUPPORTED)
-        _reason = (
+        return (
             f"corosnap supports CPython {supported}; this is {version[0]}.{version[1]} "
             "(frame layouts and bytecode differ between minor versions)"
         )
-    elif sysconfig.get_config_var("Py_GIL_DISABLED"):
-        _reason = "free-threaded CPython builds are not supported"
-    else:
+    if gil_disabled:
+        return (
+            "free-threaded CPython builds (Py_GIL_DISABLED) are not supported: their frames "
+            "hold references tagged differently and other threads may run a generator while "
+            "it is captured or restored; use the default (GIL) build"
+        )
+    return None
+
+
+def _load() -> None:
+    global _backend, _reason
+    version = sys.version_info[:2]
+    _reason = probe(
+        platform.python_implementation(), version, sysconfig.get_config_var("Py_GIL_DISABLED")
+    )
+    if _reason is None:
         try:
             _backend = importlib.import_module(f"{__name__}._cpython{version[0]}{version[1]}")
         except ImportError as exc:
@@ -75,4 +93,4 @@ def backend() -> ModuleType:
 
 _load()
 
-__all__ = ["SUPPORTED", "PY_MINOR", "backend"]
+__all__ = ["SUPPORTED", "PY_MINOR", "backend", "probe"]
