@@ -8,16 +8,35 @@ small interface:
     ``state`` is one of CREATED, SUSPENDED, RUNNING, FINISHED.  For CREATED and
     SUSPENDED frames, ``lasti`` is the code-unit offset of the ``YIELD_VALUE``
     the frame is suspended on (or that version's created-frame position),
-    ``localsplus`` and ``stack`` are lists with :data:`NULL` for empty slots,
-    and ``exc_value`` is the exception being handled (or None).
+    ``localsplus`` and ``stack`` are lists with :data:`NULL` for empty slots
+    and, from 3.14, ``TaggedInt`` for the stack slots the interpreter keeps
+    as tagged integers (a handler's ``lasti``; on 3.15 also the index of a
+    sequence walked in place), and ``exc_value`` is the exception being
+    handled (or None).  A created frame's stack is empty, except on 3.15 for
+    generator expressions (``iter(.0)`` runs before ``RETURN_GENERATOR``).
 
 ``write(gen, lasti, localsplus, stack, exc_value)``
     Overwrites a freshly created generator's frame.  ``lasti == -1`` keeps it
-    in the created state.  The C side re-checks shapes and the opcode at
-    ``lasti``; the caller must already have validated everything against the
-    bytecode (``corosnap.bytecode``).
+    in the created state (with the stack shape its prologue gave it).  Any
+    other ``lasti`` leaves it suspended exactly as ``YIELD_VALUE`` would,
+    including 3.13+'s separate yield-from state.  ``TaggedInt`` values are
+    written as tagged integers (3.14+ only).  The C side re-checks shapes
+    and the opcode at ``lasti``; the caller must already have validated
+    everything against the bytecode (``corosnap.bytecode``: resume points,
+    depths and slot kinds).
 
 ``is_flat(list) -> bool``: the codec's fast path (only exact scalars inside).
+
+Constants: ``NULL``, ``TaggedInt``, ``TAGGED_INTS`` (whether this version has
+tagged slots), the four states.  3.15 adds ``virtual_iterable(obj) -> bool``:
+whether the interpreter can walk ``obj`` by index (its type's
+``_tp_iteritem``), which a (sequence, index) stack pair requires.
+
+Which files serve which version: ``_cpython311.c`` and ``_cpython312.c`` share
+``_prev_instr_frames.h`` (same layout and meaning), ``_cpython313.c`` stands
+alone (``instr_ptr`` semantics, yield-from state), ``_cpython314.c`` and
+``_cpython315.c`` share ``_stackref_frames.h`` (tagged stack references) and
+differ only in the frame-state enum.  ``_common.h`` holds what is layout-free.
 
 Importing this package never fails: on an interpreter without a matching
 module, :func:`backend` raises ``UnsupportedInterpreter`` with the reason.
