@@ -1,0 +1,192 @@
+"""Drive generators/coroutines with a fixed send protocol and record exact traces.
+
+Shared by the test process and the worker process (``_worker.py``), so both
+sides drive the same way.  Nothing here imports ``corosnap`` at module level.
+
+Send protocol
+-------------
+Step 0 is ``obj.send(None)`` (the same as ``next(obj)``, and the only way to
+start a coroutine); step ``k >= 1`` sends ``send_value(k) == k * 7 % 5``.  A run
+split at ``k`` drives steps ``0 .. k-1`` here (``k`` yields), snapshots, and the
+other side continues at step ``k``.  ``k == 0`` snapshots a not-yet-started
+object.
+
+Traces
+------
+A :class:`Trace` holds ``repr()`` strings only: the yielded values, the
+outcome (``"return <repr>"`` or ``"raise <Type><args repr>"``) and the entries
+appended to the module's ``LOG``.  Generated values are ints, strings, tuples
+and lists, so ``repr`` is exact and identical in every process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+import sys
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+MAX_STEPS = 5_000  # a generated program never gets near this; more means a runaway
+
+
+def send_value(step: int) -> int | None:
+    """The value sent at ``step`` (None at step 0, which starts the object)."""
+    return None if step == 0 else step * 7 % 5
+
+
+class Runaway(AssertionError):
+    """The object yielded more than ``MAX_STEPS`` times."""
+
+
+@dataclass
+class Trace:
+    yields: list[str] = field(default_factory=list)
+    outcome: str | None = None  # None while still suspended
+    log: list[str] = field(default_factory=list)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"yields": self.yields, "outcome": self.outcome, "log": self.log}
+
+    @classmethod
+    def from_wire(cls, d: dict[str, Any]) -> Trace:
+        return cls(list(d["yields"]), d["outcome"], list(d["log"]))
+
+    def __add__(self, later: Trace) -> Trace:
+        """This (a first part, still suspended) followed by ``later``."""
+        return Trace(self.yields + later.yields, later.outcome, self.log + later.log)
+
+    def describe(self) -> str:
+        ys = "\n".join(f"    [{i}] {y}" for i, y in enumerate(self.yields))
+        lg = "\n".join(f"    {x}" for x in self.log)
+        return f"  yields:\n{ys}\n  outcome: {self.outcome}\n  LOG:\n{lg}"
+
+
+def outcome_of(exc: BaseException) -> str:
+    if isinstance(exc, StopIteration):
+        return f"return {exc.value!r}"
+    return f"raise {type(exc).__qualname__}{exc.args!r}"
+
+
+def drive(
+    obj: Any, start_step: int = 0, max_yields: int | None = None
+) -> tuple[list[str], str | None]:
+    """Send the protocol values to ``obj`` from ``start_step`` on.
+
+    Stops after ``max_yields`` yields (outcome None: still suspended) or when
+    ``obj`` returns or raises.  Returns (yield reprs, outcome).
+    """
+    yields: list[str] = []
+    step = start_step
+    while max_yields is None or len(yields) < max_yields:
+        try:
+            value = obj.send(send_value(step))
+        except StopIteration as exc:
+            return yields, outcome_of(exc)
+        except Exception as exc:  # the program's own exception is part of the trace
+            return yields, outcome_of(exc)
+        yields.append(repr(value))
+        step += 1
+        if step > MAX_STEPS:
+            raise Runaway(f"more than {MAX_STEPS} steps")
+    return yields, None
+
+
+def module_log(module: ModuleType) -> list[Any]:
+    log: list[Any] | None = getattr(module, "LOG", None)
+    return log if log is not None else []
+
+
+def run_uninterrupted(module: ModuleType, fn: str, args: tuple[Any, ...] | list[Any]) -> Trace:
+    """Run ``module.fn(*args)`` to the end in this process."""
+    log = module_log(module)
+    log.clear()
+    obj = getattr(module, fn)(*args)
+    yields, outcome = drive(obj)
+    if outcome is None:  # pragma: no cover - drive(max_yields=None) always finishes
+        raise AssertionError("did not finish")
+    trace = Trace(yields, outcome, [repr(x) for x in log])
+    log.clear()
+    return trace
+
+
+def run_first_part(module: ModuleType, fn: str, args: Any, k: int) -> tuple[Any, Trace]:
+    """Create ``module.fn(*args)`` and take ``k`` yields from it; return (object, trace)."""
+    log = module_log(module)
+    log.clear()
+    obj = getattr(module, fn)(*args)
+    yields, outcome = drive(obj, 0, max_yields=k)
+    if outcome is not None:
+        raise AssertionError(f"finished after {len(yields)} yields, before k={k}: {outcome}")
+    return obj, Trace(yields, None, [repr(x) for x in log])
+
+
+def discard(obj: Any, module: ModuleType) -> None:
+    """Close the original object without letting its cleanup pollute ``LOG``."""
+    log = module_log(module)
+    saved = list(log)
+    try:
+        obj.close()
+    except BaseException:  # noqa: B036 - a finally that yields, etc.: not what we test
+        pass
+    log[:] = saved
+
+
+def resume(module: ModuleType, blob: bytes, start_step: int) -> Trace:
+    """``corosnap.loads(blob)`` and drive it from ``start_step`` to the end.
+
+    ``LOG`` is cleared before ``loads``: anything ``loads`` itself appended
+    (it must not run user code) shows up in the trace.
+    """
+    import corosnap
+
+    log = module_log(module)
+    log.clear()
+    obj = corosnap.loads(blob)
+    yields, outcome = drive(obj, start_step)
+    trace = Trace(yields, outcome, [repr(x) for x in log])
+    log.clear()
+    return trace
+
+
+def run_split_local(module: ModuleType, fn: str, args: Any, k: int) -> Trace:
+    """Take ``k`` yields, ``dumps``, close the original, ``loads`` here and finish."""
+    import corosnap
+
+    obj, first = run_first_part(module, fn, args, k)
+    blob = corosnap.dumps(obj)
+    first.log = [repr(x) for x in module_log(module)]
+    discard(obj, module)
+    return first + resume(module, blob, k)
+
+
+# --- generated modules on disk -------------------------------------------------
+
+
+def module_name_for(source: str) -> str:
+    return "corosnap_gen_" + hashlib.sha256(source.encode()).hexdigest()[:16]
+
+
+def write_module(directory: str, source: str, name: str | None = None) -> str:
+    """Write ``source`` as ``<directory>/<name>.py`` (atomically) and return the name."""
+    name = name or module_name_for(source)
+    path = os.path.join(directory, name + ".py")
+    if not os.path.exists(path):
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(source)
+        os.replace(tmp, path)
+    return name
+
+
+def import_from(directory: str, name: str) -> ModuleType:
+    """Import module ``name`` from ``directory`` (added to ``sys.path`` if needed)."""
+    if directory not in sys.path:
+        sys.path.insert(0, directory)
+    mod = sys.modules.get(name)
+    if mod is None:
+        importlib.invalidate_caches()  # the file may be newer than the finder's listing
+        mod = importlib.import_module(name)
+    return mod
