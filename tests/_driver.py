@@ -162,6 +162,32 @@ def run_split_local(module: ModuleType, fn: str, args: Any, k: int) -> Trace:
     return first + resume(module, blob, k)
 
 
+def run_split(module: ModuleType, fn: str, args: Any, k: int, worker: Any) -> Trace:
+    """Take ``k`` yields here, ``dumps``, and let another process ``loads`` and finish.
+
+    ``worker`` is a ``_worker.WorkerClient``: a separate interpreter that imports
+    the same module file (from the same directory) and drives the restored
+    object from step ``k``.  Returns the combined trace.
+    """
+    import corosnap
+
+    obj, first = run_first_part(module, fn, args, k)
+    blob = corosnap.dumps(obj)
+    first.log = [repr(x) for x in module_log(module)]
+    discard(obj, module)
+    directory = os.path.dirname(os.path.abspath(module.__file__ or ""))
+    return first + worker.resume(directory, module.__name__, blob, k)
+
+
+def core_available() -> bool:
+    """Whether the installed corosnap has ``dumps`` and ``loads`` yet."""
+    try:
+        import corosnap
+    except ImportError:
+        return False
+    return hasattr(corosnap, "dumps") and hasattr(corosnap, "loads")
+
+
 # --- generated modules on disk -------------------------------------------------
 
 

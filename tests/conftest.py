@@ -1,0 +1,60 @@
+"""Shared fixtures of the test suite.
+
+* ``worker``: one second interpreter (``tests/_worker.py``) for the whole session,
+  restarted on demand after a crash; cross-process tests send it blobs.
+* ``gen_dir``: a directory on ``sys.path`` (here and in the worker) where
+  generated modules are written, one file per distinct source.
+* ``load_generated``: writes a ``_gensrc.GenModule`` there and imports it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+if HERE not in sys.path:  # the helper modules (_driver, _worker, ...) live here
+    sys.path.insert(0, HERE)
+
+import _driver  # noqa: E402
+from _worker import WorkerClient  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def worker() -> Iterator[WorkerClient]:
+    """The session's worker process (same interpreter as the tests)."""
+    client = WorkerClient()
+    client.ping()
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def gen_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    path = str(tmp_path_factory.mktemp("corosnap_gen"))
+    sys.path.insert(0, path)
+    yield path
+    sys.path.remove(path)
+
+
+@pytest.fixture(scope="session")
+def load_generated(gen_dir: str) -> Callable[[Any], ModuleType]:
+    """``load_generated(gen_module) -> module``: write the source to ``gen_dir``, import it."""
+
+    def load(gm: Any) -> ModuleType:
+        name = _driver.write_module(gen_dir, gm.source, gm.name)
+        return _driver.import_from(gen_dir, name)
+
+    return load
+
+
+@pytest.fixture(scope="session")
+def fixture_dir() -> str:
+    """The directory of hand-written modules used by cross-process tests (``tests/``)."""
+    return str(Path(HERE))
