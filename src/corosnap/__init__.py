@@ -19,6 +19,7 @@ from ._errors import (
     UnsafeSnapshot,
     UnsupportedInterpreter,
 )
+from .snapshot import dump, dumps, load, loads
 
 __version__ = "0.1.0"
 
@@ -33,4 +34,8 @@ __all__ = [
     "UnsafeSnapshot",
     "UnsupportedInterpreter",
     "__version__",
+    "dump",
+    "dumps",
+    "load",
+    "loads",
 ]

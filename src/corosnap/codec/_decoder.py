@@ -1,0 +1,394 @@
+"""msgpack trees -> values (blob format version 1); the mirror of _encoder.
+
+Rules of this file:
+- ``msgpack.unpackb`` has already parsed the bytes; this walk turns tagged
+  arrays and exts back into objects, top-down, so that an object can be
+  registered in the memo *before* its children when the encoder did so (that
+  is what makes cycles work).  The registration point of every kind matches
+  the encoder exactly (docs/format.md has the table).
+- Lists and dicts from the unpacker are reused in place: a list of plain
+  values costs one scan, a flat list (``T_FLATLIST``) costs none.
+- Nothing here trusts the input.  Every malformed shape raises
+  CorruptSnapshot; globals are resolved through the safe-mode gate; the
+  fallback pickler is refused in safe mode.
+"""
+
+from __future__ import annotations
+
+import struct
+import types
+from collections.abc import Callable
+from typing import Any
+
+from msgpack import ExtType
+
+from .._errors import CorruptSnapshot, RestoreError, UnsafeSnapshot
+from ._globals import WELLKNOWN, load_global
+from ._picklers import loads_with
+from ._tags import (
+    EXT_BIGINT,
+    EXT_BYTEARRAY,
+    EXT_COMPLEX,
+    EXT_NULL,
+    EXT_PICKLE,
+    EXT_REF,
+    EXT_TAG,
+    EXT_WELLKNOWN,
+    T_CELL,
+    T_DICT,
+    T_FLATLIST,
+    T_FRAME,
+    T_FROZENSET,
+    T_FUNCTION,
+    T_GLOBAL,
+    T_MODULE,
+    T_NEWOBJ,
+    T_RANGE,
+    T_RANGEITER,
+    T_REDUCE,
+    T_SEQITER,
+    T_SET,
+    T_TUPLE,
+)
+
+_WALK = frozenset({list, dict, ExtType})
+_SEQ_TYPES = frozenset({list, tuple, str, bytes})
+
+FrameHook = Callable[["Decoder", list[Any], int], Any]
+FunctionHook = Callable[["Decoder", list[Any], int], tuple[types.CodeType, dict[str, Any], int]]
+
+
+class Decoder:
+    """One snapshot's worth of decoding state (memo, string and code tables)."""
+
+    __slots__ = ("memo", "strings", "codes", "safe", "allow", "frame_hook", "code_hook")
+
+    def __init__(
+        self,
+        frame_hook: FrameHook,
+        code_hook: FunctionHook,
+        safe: bool = False,
+        allow: tuple[str, ...] = (),
+    ) -> None:
+        self.memo: list[Any] = []
+        self.strings: list[str] = []
+        self.codes: list[Any] = []
+        self.safe = safe
+        self.allow = allow
+        self.frame_hook = frame_hook
+        self.code_hook = code_hook
+
+    def string(self, field: Any) -> str:
+        """Inverse of Encoder.string: a new string is appended to the table."""
+        if type(field) is str:
+            self.strings.append(field)
+            return field
+        if type(field) is int and 0 <= field < len(self.strings):
+            return self.strings[field]
+        raise CorruptSnapshot(f"bad string reference {field!r}")
+
+    def dec(self, v: Any) -> Any:
+        t = type(v)
+        if t is list:
+            if v and type(v[0]) is ExtType and v[0].code == EXT_TAG:
+                return self._tagged(v)
+            self.memo.append(v)
+            walk = _WALK
+            dec = self.dec
+            for i, x in enumerate(v):
+                if type(x) in walk:
+                    v[i] = dec(x)
+            return v
+        if t is dict:
+            self.memo.append(v)
+            walk = _WALK
+            dec = self.dec
+            for k, x in v.items():
+                if type(x) in walk:
+                    v[k] = dec(x)
+            return v
+        if t is ExtType:
+            return self._ext(v)
+        return v
+
+    def dec_items(self, items: Any) -> list[Any]:
+        if type(items) is not list:
+            raise CorruptSnapshot("expected an array")
+        walk = _WALK
+        dec = self.dec
+        return [dec(x) if type(x) in walk else x for x in items]
+
+    # -- leaf exts --------------------------------------------------------
+    def _ext(self, v: ExtType) -> Any:
+        code, data = v.code, v.data
+        if code == EXT_REF:
+            index = int.from_bytes(data, "big")
+            if not 0 < len(data) <= 4 or index >= len(self.memo):
+                raise CorruptSnapshot(f"back-reference {index} points past the objects read so far")
+            return self.memo[index]
+        if code == EXT_BIGINT:
+            return int.from_bytes(data, "little", signed=True)
+        if code == EXT_COMPLEX:
+            if len(data) != 16:
+                raise CorruptSnapshot("complex payload must be 16 bytes")
+            re, im = struct.unpack("<dd", data)
+            return complex(re, im)
+        if code == EXT_BYTEARRAY:
+            out = bytearray(data)
+            self.memo.append(out)
+            return out
+        if code == EXT_WELLKNOWN:
+            if len(data) != 1 or data[0] >= len(WELLKNOWN):
+                raise CorruptSnapshot("unknown well-known global")
+            return WELLKNOWN[data[0]]
+        if code == EXT_PICKLE:
+            if self.safe:
+                raise UnsafeSnapshot(
+                    "safe mode refused a value serialized with the fallback pickler "
+                    "(loading it could run arbitrary code)"
+                )
+            try:
+                obj = loads_with(data)
+            except Exception as exc:
+                raise RestoreError(f"the fallback pickler could not load a value: {exc!r}") from exc
+            self.memo.append(obj)
+            return obj
+        if code == EXT_NULL:
+            raise CorruptSnapshot("an empty-slot marker outside a frame slot")
+        raise CorruptSnapshot(f"unknown ext type {code}")
+
+    # -- tagged arrays ----------------------------------------------------
+    def _tagged(self, v: list[Any]) -> Any:
+        data = v[0].data
+        if len(data) != 1:
+            raise CorruptSnapshot("malformed tag")
+        handler = _TAGGED.get(data[0])
+        if handler is None:
+            raise CorruptSnapshot(f"unknown tag kind {data[0]}")
+        return handler(self, v)
+
+    def _flat(self, v: list[Any]) -> Any:
+        del v[0]
+        for x in v:
+            if type(x) in _WALK:
+                raise CorruptSnapshot("a flat list holds a non-scalar")
+        self.memo.append(v)
+        return v
+
+    def _tuple(self, v: list[Any]) -> Any:
+        return tuple(self.dec_items(v[1:]))
+
+    def _set(self, v: list[Any]) -> Any:
+        out: set[Any] = set()
+        self.memo.append(out)
+        try:
+            out.update(self.dec_items(v[1:]))
+        except TypeError as exc:
+            raise CorruptSnapshot(f"unhashable set item: {exc}") from exc
+        return out
+
+    def _frozenset(self, v: list[Any]) -> Any:
+        try:
+            return frozenset(self.dec_items(v[1:]))
+        except TypeError as exc:
+            raise CorruptSnapshot(f"unhashable frozenset item: {exc}") from exc
+
+    def _dict_pairs(self, v: list[Any]) -> Any:
+        if len(v) % 2 != 1:
+            raise CorruptSnapshot("dict pairs of odd length")
+        out: dict[Any, Any] = {}
+        self.memo.append(out)
+        dec = self.dec
+        try:
+            for i in range(1, len(v), 2):
+                key = dec(v[i])
+                out[key] = dec(v[i + 1])
+        except TypeError as exc:
+            raise CorruptSnapshot(f"unhashable dict key: {exc}") from exc
+        return out
+
+    def _global(self, v: list[Any]) -> Any:
+        if len(v) != 3:
+            raise CorruptSnapshot("malformed global reference")
+        obj = load_global(self.string(v[1]), self.string(v[2]), self.safe, self.allow)
+        self.memo.append(obj)
+        return obj
+
+    def _module(self, v: list[Any]) -> Any:
+        if len(v) != 2:
+            raise CorruptSnapshot("malformed module reference")
+        name = self.string(v[1])
+        obj = load_global(name.rpartition(".")[0] or name, name.rpartition(".")[2], self.safe,
+                          self.allow) if "." in name else self._import(name)
+        if not isinstance(obj, types.ModuleType):
+            raise CorruptSnapshot(f"{name} is not a module")
+        self.memo.append(obj)
+        return obj
+
+    def _import(self, name: str) -> Any:
+        import importlib
+
+        from ._globals import check_allowed
+
+        if self.safe:
+            check_allowed(name, "", self.allow, "module")
+        try:
+            return importlib.import_module(name)
+        except Exception as exc:
+            raise RestoreError(f"cannot import module {name!r}: {exc!r}") from exc
+
+    def _cell(self, v: list[Any]) -> Any:
+        if len(v) > 2:
+            raise CorruptSnapshot("malformed cell")
+        cell = types.CellType()
+        self.memo.append(cell)
+        if len(v) == 2:
+            cell.cell_contents = self.dec(v[1])
+        return cell
+
+    def _function(self, v: list[Any]) -> Any:
+        code, globals_, i = self.code_hook(self, v, 1)
+        tail = v[i:] + [None] * (5 - len(v[i:]))
+        if len(tail) != 5:
+            raise CorruptSnapshot("malformed function")
+        closure_f, defaults_f, kwdefaults_f, qualname, fdict_f = tail
+        closure = tuple(self.dec_items(closure_f)) if closure_f is not None else None
+        if len(closure or ()) != len(code.co_freevars) or not all(
+            type(c) is types.CellType for c in closure or ()
+        ):
+            raise CorruptSnapshot(f"closure of {code.co_qualname} does not match its code")
+        defaults = tuple(self.dec_items(defaults_f)) if defaults_f is not None else None
+        fn = types.FunctionType(code, globals_, code.co_name, defaults, closure)
+        if kwdefaults_f is not None:
+            kw = self.dec(kwdefaults_f)
+            if type(kw) is not dict:
+                raise CorruptSnapshot("function keyword defaults must be a dict")
+            fn.__kwdefaults__ = kw
+        if qualname is not None:
+            if type(qualname) is not str:
+                raise CorruptSnapshot("function qualname must be a string")
+            fn.__qualname__ = qualname
+        if fdict_f is not None:
+            fdict = self.dec(fdict_f)
+            if type(fdict) is not dict:
+                raise CorruptSnapshot("function __dict__ must be a dict")
+            fn.__dict__.update(fdict)
+        self.memo.append(fn)
+        return fn
+
+    def _frame(self, v: list[Any]) -> Any:
+        return self.frame_hook(self, v, 1)
+
+    def _reduce(self, v: list[Any]) -> Any:
+        if not 3 <= len(v) <= 6:
+            raise CorruptSnapshot("malformed reduce")
+        func = self.dec(v[1])
+        args = self.dec_items(v[2])
+        if v[0].data[0] == T_NEWOBJ:
+            if not isinstance(func, type):
+                raise CorruptSnapshot("object constructor is not a class")
+            make: Any = func.__new__
+            args = [func, *args]
+        else:
+            if not callable(func):
+                raise CorruptSnapshot("reduce callable is not callable")
+            make = func
+        try:
+            obj = make(*args)
+        except Exception as exc:
+            raise RestoreError(f"rebuilding a {getattr(func, '__qualname__', func)!r} failed: "
+                               f"{exc!r}") from exc
+        self.memo.append(obj)
+        rest = v[3:] + [None] * (6 - len(v))
+        state_f, list_f, dict_f = rest
+        try:
+            if state_f is not None:
+                _set_state(obj, self.dec(state_f))
+            if list_f is not None:
+                items = self.dec_items(list_f)
+                if hasattr(obj, "extend"):
+                    obj.extend(items)
+                else:
+                    for item in items:
+                        obj.append(item)
+            if dict_f is not None:
+                flat = self.dec_items(dict_f)
+                for k in range(0, len(flat) - 1, 2):
+                    obj[flat[k]] = flat[k + 1]
+        except (CorruptSnapshot, RestoreError):
+            raise
+        except Exception as exc:
+            raise RestoreError(f"restoring the state of a {type(obj).__qualname__} failed: "
+                               f"{exc!r}") from exc
+        return obj
+
+    def _range(self, v: list[Any]) -> Any:
+        if len(v) != 4:
+            raise CorruptSnapshot("malformed range")
+        try:
+            return range(self.dec(v[1]), self.dec(v[2]), self.dec(v[3]))
+        except (TypeError, ValueError) as exc:
+            raise CorruptSnapshot(f"malformed range: {exc}") from exc
+
+    def _rangeiter(self, v: list[Any]) -> Any:
+        fields = [self.dec(x) for x in v[1:]]
+        if not 2 <= len(fields) <= 4 or not all(type(f) is int for f in fields):
+            raise CorruptSnapshot("malformed range iterator")
+        index = fields.pop()
+        if len(fields) == 1:
+            fields.insert(0, 0)
+        try:
+            it = iter(range(*fields))
+            it.__setstate__(index)  # type: ignore[attr-defined]
+        except (TypeError, ValueError) as exc:
+            raise CorruptSnapshot(f"malformed range iterator: {exc}") from exc
+        self.memo.append(it)
+        return it
+
+    def _seqiter(self, v: list[Any]) -> Any:
+        if len(v) != 3 or type(v[2]) is not int:
+            raise CorruptSnapshot("malformed sequence iterator")
+        seq = self.dec(v[1])
+        if type(seq) not in _SEQ_TYPES:
+            raise CorruptSnapshot(f"a sequence iterator over a {type(seq).__name__}")
+        it = iter(seq)
+        it.__setstate__(v[2])
+        self.memo.append(it)
+        return it
+
+
+def _set_state(obj: Any, state: Any) -> None:
+    """Apply reduce state exactly as pickle's BUILD opcode does."""
+    setstate = getattr(obj, "__setstate__", None)
+    if setstate is not None:
+        setstate(state)
+        return
+    slotstate = None
+    if isinstance(state, tuple) and len(state) == 2:
+        state, slotstate = state
+    if state:
+        obj.__dict__.update(state)
+    if slotstate:
+        for k, x in slotstate.items():
+            setattr(obj, k, x)
+
+
+_TAGGED: dict[int, Callable[[Decoder, list[Any]], Any]] = {
+    T_TUPLE: Decoder._tuple,
+    T_SET: Decoder._set,
+    T_FROZENSET: Decoder._frozenset,
+    T_DICT: Decoder._dict_pairs,
+    T_FLATLIST: Decoder._flat,
+    T_GLOBAL: Decoder._global,
+    T_MODULE: Decoder._module,
+    T_CELL: Decoder._cell,
+    T_FUNCTION: Decoder._function,
+    T_FRAME: Decoder._frame,
+    T_REDUCE: Decoder._reduce,
+    T_NEWOBJ: Decoder._reduce,
+    T_RANGE: Decoder._range,
+    T_RANGEITER: Decoder._rangeiter,
+    T_SEQITER: Decoder._seqiter,
+}
+
+__all__ = ["Decoder", "EXT_NULL"]

@@ -1,0 +1,446 @@
+"""Values -> msgpack-ready trees (blob format version 1).
+
+Rules of this file:
+- The encoder produces a tree of msgpack-native values and ``ExtType``s; the
+  caller packs it once.  It never does I/O.
+- Object identity is kept across the whole snapshot with a memo: every
+  mutable or identity-bearing object gets the next index when it is *registered*,
+  and a later occurrence becomes ``EXT_REF(index)``.  When an object is
+  registered (before its children, after them, or between constructor
+  arguments and state) is fixed per kind and mirrored exactly by the decoder;
+  the table in docs/format.md lists it.  Tuples, frozensets, ranges and
+  scalars are values: they are not memoised.
+- Every memoised object is kept alive until the encoder is dropped, so an
+  ``id()`` can never be reused by a temporary created during encoding.
+- Anything not handled natively goes through the reduce protocol (like
+  pickle, with ``copyreg.dispatch_table`` first); if that needs something not
+  importable by name, the object is handed whole to the fallback pickler.  A
+  failed attempt is rolled back so memo indexes stay in step with the output.
+"""
+
+from __future__ import annotations
+
+import copyreg
+import struct
+import types
+from collections.abc import Callable
+from typing import Any
+
+from msgpack import ExtType
+
+from .._errors import SnapshotError
+from ..bytecode import CodeRef, describe, fingerprint
+from ..frames import backend
+from ._globals import WELLKNOWN_INDEX, global_name
+from ._picklers import dumps_with
+from ._tags import (
+    EXT_BIGINT,
+    EXT_BYTEARRAY,
+    EXT_COMPLEX,
+    EXT_PICKLE,
+    EXT_REF,
+    EXT_WELLKNOWN,
+    T_CELL,
+    T_DICT,
+    T_FLATLIST,
+    T_FRAME,
+    T_FROZENSET,
+    T_FUNCTION,
+    T_GLOBAL,
+    T_MODULE,
+    T_NEWOBJ,
+    T_RANGE,
+    T_RANGEITER,
+    T_REDUCE,
+    T_SEQITER,
+    T_SET,
+    T_TUPLE,
+    TAGS,
+)
+
+_MIN_INT = -(2**63)
+_MAX_INT = 2**64
+_NONE_TYPE = type(None)
+_PASS_FAST = frozenset({str, int, float, bool, _NONE_TYPE, bytes})
+_PASS_STRICT = frozenset({str, float, bool, _NONE_TYPE, bytes})
+_MAP_KEYS = frozenset({str, int, float, bool, _NONE_TYPE, bytes})
+_FLAT_MIN = 16
+_NEWOBJ = copyreg.__newobj__  # type: ignore[attr-defined]
+_REFS = [ExtType(EXT_REF, bytes([i])) for i in range(256)]
+_WELLKNOWN_EXT = {i: ExtType(EXT_WELLKNOWN, bytes([i])) for i in set(WELLKNOWN_INDEX.values())}
+
+_TAG_TUPLE = TAGS[T_TUPLE]
+_TAG_FLAT = TAGS[T_FLATLIST]
+
+FrameHook = Callable[["Encoder", Any], list[Any]]
+
+
+def type_name(obj: object) -> str:
+    t = type(obj)
+    return t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
+
+
+def ref_ext(index: int) -> ExtType:
+    if index < 256:
+        return _REFS[index]
+    return ExtType(EXT_REF, index.to_bytes(2 if index < 65536 else 4, "big"))
+
+
+class Encoder:
+    """One snapshot's worth of encoding state (memo, string and code tables)."""
+
+    __slots__ = ("memo", "keep", "strings", "codes", "busy", "pid", "frame_hook", "passthrough",
+                 "is_flat")
+
+    def __init__(self, pid: int, frame_hook: FrameHook, strict_ints: bool = False) -> None:
+        self.memo: dict[int, int] = {}
+        self.keep: list[Any] = []
+        self.strings: dict[str, int] = {}
+        self.codes: dict[int, int] = {}
+        self.busy: set[int] = set()
+        self.pid = pid
+        self.frame_hook = frame_hook
+        # With strict_ints, ints always go through enc() (range check); the
+        # fast mode lets msgpack see them directly and is retried strictly if
+        # packing overflows.
+        self.passthrough = _PASS_STRICT if strict_ints else _PASS_FAST
+        self.is_flat = backend().is_flat
+
+    # -- tables -----------------------------------------------------------
+    def register(self, obj: Any) -> None:
+        self.memo[id(obj)] = len(self.keep)
+        self.keep.append(obj)
+
+    def string(self, text: str) -> str | int:
+        """A string stored once per blob: the text the first time, its index later."""
+        index = self.strings.get(text)
+        if index is None:
+            self.strings[text] = len(self.strings)
+            return text
+        return index
+
+    def coderef(self, code: types.CodeType, ref: CodeRef) -> list[Any]:
+        """The fields naming ``code``: [module, qualname(+path), fingerprint] or [-1-k]."""
+        k = self.codes.get(id(code))
+        if k is not None:
+            return [-1 - k]
+        self.codes[id(code)] = len(self.codes)
+        module = self.string(ref.module)
+        qual = self.string(ref.qualname)
+        return [module, [qual, *ref.path] if ref.path else qual, fingerprint(code)]
+
+    def _checkpoint(self) -> tuple[int, int, int]:
+        return len(self.keep), len(self.strings), len(self.codes)
+
+    def _rollback(self, cp: tuple[int, int, int]) -> None:
+        nkeep, nstrings, ncodes = cp
+        for obj in self.keep[nkeep:]:
+            del self.memo[id(obj)]
+        del self.keep[nkeep:]
+        for text in list(self.strings)[nstrings:]:
+            del self.strings[text]
+        for code_id in list(self.codes)[ncodes:]:
+            del self.codes[code_id]
+
+    # -- dispatch ---------------------------------------------------------
+    def enc(self, v: Any) -> Any:
+        t = type(v)
+        if t in self.passthrough:
+            return v
+        if t is int:
+            if _MIN_INT <= v < _MAX_INT:
+                return v
+            return ExtType(EXT_BIGINT, v.to_bytes((v.bit_length() + 8) // 8, "little", signed=True))
+        handler = _DISPATCH.get(t)
+        if handler is not None:
+            return handler(self, v)
+        return self._other(v)
+
+    def enc_items(self, items: Any) -> list[Any]:
+        p = self.passthrough
+        enc = self.enc
+        return [x if type(x) in p else enc(x) for x in items]
+
+    # -- containers -------------------------------------------------------
+    def _list(self, v: list[Any]) -> Any:
+        i = self.memo.get(id(v))
+        if i is not None:
+            return ref_ext(i)
+        self.register(v)
+        if len(v) >= _FLAT_MIN and self.is_flat(v):
+            return [_TAG_FLAT, *v]
+        return self.enc_items(v)
+
+    def _dict(self, v: dict[Any, Any]) -> Any:
+        i = self.memo.get(id(v))
+        if i is not None:
+            return ref_ext(i)
+        self.register(v)
+        scalar_keys = True
+        for k in v:
+            tk = type(k)
+            if tk not in _MAP_KEYS or (tk is int and not _MIN_INT <= k < _MAX_INT):
+                scalar_keys = False
+                break
+        p = self.passthrough
+        enc = self.enc
+        if scalar_keys:
+            return {k: (x if type(x) in p else enc(x)) for k, x in v.items()}
+        out: list[Any] = [TAGS[T_DICT]]
+        for k, x in v.items():
+            out.append(enc(k))
+            out.append(x if type(x) in p else enc(x))
+        return out
+
+    def _tuple(self, v: tuple[Any, ...]) -> Any:
+        return [_TAG_TUPLE, *self.enc_items(v)]
+
+    def _set(self, v: set[Any]) -> Any:
+        i = self.memo.get(id(v))
+        if i is not None:
+            return ref_ext(i)
+        self.register(v)
+        return [TAGS[T_SET], *self.enc_items(v)]
+
+    def _frozenset(self, v: frozenset[Any]) -> Any:
+        return [TAGS[T_FROZENSET], *self.enc_items(v)]
+
+    def _bytearray(self, v: bytearray) -> Any:
+        i = self.memo.get(id(v))
+        if i is not None:
+            return ref_ext(i)
+        self.register(v)
+        return ExtType(EXT_BYTEARRAY, bytes(v))
+
+    def _complex(self, v: complex) -> Any:
+        return ExtType(EXT_COMPLEX, struct.pack("<dd", v.real, v.imag))
+
+    def _range(self, v: range) -> Any:
+        return [TAGS[T_RANGE], self.enc(v.start), self.enc(v.stop), self.enc(v.step)]
+
+    # -- iterators --------------------------------------------------------
+    def _rangeiter(self, v: Any) -> Any:
+        i = self.memo.get(id(v))
+        if i is not None:
+            return ref_ext(i)
+        _, (r,), index = v.__reduce__()
+        self.register(v)
+        enc = self.enc
+        if r.step == 1:
+            if r.start == 0:
+                return [TAGS[T_RANGEITER], enc(r.stop), enc(index)]
+            return [TAGS[T_RANGEITER], enc(r.start), enc(r.stop), enc(index)]
+        return [TAGS[T_RANGEITER], enc(r.start), enc(r.stop), enc(r.step), enc(index)]
+
+    def _seqiter(self, v: Any) -> Any:
+        i = self.memo.get(id(v))
+        if i is not None:
+            return ref_ext(i)
+        rv = v.__reduce__()
+        seq = rv[1][0]
+        index = rv[2] if len(rv) > 2 else 0
+        encoded = self.enc(seq)
+        self.register(v)
+        return [TAGS[T_SEQITER], encoded, index]
+
+    # -- code-bearing objects --------------------------------------------
+    def _frame(self, v: Any) -> Any:
+        i = self.memo.get(id(v))
+        if i is not None:
+            return ref_ext(i)
+        self.register(v)
+        return [TAGS[T_FRAME], *self.frame_hook(self, v)]
+
+    def _cell(self, v: types.CellType) -> Any:
+        i = self.memo.get(id(v))
+        if i is not None:
+            return ref_ext(i)
+        self.register(v)
+        try:
+            contents = v.cell_contents
+        except ValueError:
+            return [TAGS[T_CELL]]
+        return [TAGS[T_CELL], self.enc(contents)]
+
+    def _global_or_none(self, v: Any) -> Any:
+        wk = WELLKNOWN_INDEX.get(id(v))
+        if wk is not None:
+            return _WELLKNOWN_EXT[wk]
+        i = self.memo.get(id(v))
+        if i is not None:
+            return ref_ext(i)
+        name = global_name(v)
+        if name is None:
+            return None
+        self.register(v)
+        return [TAGS[T_GLOBAL], self.string(name[0]), self.string(name[1])]
+
+    def _function(self, v: types.FunctionType) -> Any:
+        out = self._global_or_none(v)
+        if out is not None:
+            return out
+        code = v.__code__
+        try:
+            ref = describe(code, v.__globals__.get("__name__"))
+        except SnapshotError as exc:
+            return self._pickle(v, exc)
+        key = id(v)
+        if key in self.busy:
+            raise SnapshotError(
+                f"function {v.__qualname__} refers to itself through its defaults"
+            )
+        cp = self._checkpoint()
+        self.busy.add(key)
+        try:
+            fields = self.coderef(code, ref)
+            closure = v.__closure__
+            fdict = v.__dict__
+            tail = [
+                self.enc_items(closure) if closure else None,
+                self.enc_items(v.__defaults__) if v.__defaults__ else None,
+                self.enc(v.__kwdefaults__) if v.__kwdefaults__ else None,
+                v.__qualname__ if v.__qualname__ != code.co_qualname else None,
+                self.enc(fdict) if fdict else None,
+            ]
+        except SnapshotError as exc:
+            self._rollback(cp)
+            return self._pickle(v, exc)
+        finally:
+            self.busy.discard(key)
+        while tail and tail[-1] is None:
+            tail.pop()
+        self.register(v)
+        return [TAGS[T_FUNCTION], *fields, *tail]
+
+    def _class(self, v: type) -> Any:
+        out = self._global_or_none(v)
+        if out is not None:
+            return out
+        return self._pickle(v, SnapshotError(f"class {v.__qualname__} is not importable by name"))
+
+    def _module(self, v: types.ModuleType) -> Any:
+        i = self.memo.get(id(v))
+        if i is not None:
+            return ref_ext(i)
+        self.register(v)
+        return [TAGS[T_MODULE], self.string(v.__name__)]
+
+    def _builtin(self, v: Any) -> Any:
+        out = self._global_or_none(v)
+        if out is not None:
+            return out
+        return self._other(v)
+
+    # -- everything else --------------------------------------------------
+    def _other(self, v: Any) -> Any:
+        if isinstance(v, type):
+            return self._class(v)
+        i = self.memo.get(id(v))
+        if i is not None:
+            return ref_ext(i)
+        if id(v) in self.busy:
+            raise SnapshotError(
+                f"a {type_name(v)} refers to itself through its own constructor arguments"
+            )
+        cp = self._checkpoint()
+        try:
+            return self._reduce(v)
+        except SnapshotError as exc:
+            self._rollback(cp)
+            return self._pickle(v, exc)
+
+    def _reduce(self, v: Any) -> Any:
+        t = type(v)
+        reducer = copyreg.dispatch_table.get(t)
+        try:
+            rv = reducer(v) if reducer is not None else v.__reduce_ex__(4)
+        except Exception as exc:
+            raise SnapshotError(f"{type_name(v)} cannot be reduced: {exc}") from None
+        if isinstance(rv, str):
+            module = getattr(v, "__module__", None)
+            name = global_name(v)
+            if name is None:
+                raise SnapshotError(f"{type_name(v)} reduces to the name {module}.{rv}, "
+                                    "which does not resolve back to it")
+            self.register(v)
+            return [TAGS[T_GLOBAL], self.string(name[0]), self.string(name[1])]
+        if not isinstance(rv, tuple) or not 2 <= len(rv) <= 6:
+            raise SnapshotError(f"{type_name(v)}.__reduce_ex__ returned {rv!r}")
+        func, args = rv[0], rv[1]
+        rest = list(rv[2:]) + [None] * (6 - len(rv))
+        state, listitems, dictitems, setter = rest
+        if setter is not None:
+            raise SnapshotError(f"{type_name(v)} uses a state setter, not supported natively")
+        if not isinstance(args, tuple):
+            raise SnapshotError(f"{type_name(v)}.__reduce_ex__ gave non-tuple arguments")
+        self.busy.add(id(v))
+        try:
+            if func is _NEWOBJ and args and isinstance(args[0], type):
+                head = [TAGS[T_NEWOBJ], self._class_ref(args[0]), self.enc_items(args[1:])]
+            else:
+                head = [TAGS[T_REDUCE], self._callable_ref(func), self.enc_items(args)]
+        finally:
+            self.busy.discard(id(v))
+        self.register(v)
+        tail = [
+            None if state is None else self.enc(state),
+            None if listitems is None else self.enc_items(list(listitems)),
+            None if dictitems is None else self.enc_items(
+                [x for pair in dictitems for x in pair]
+            ),
+        ]
+        while tail and tail[-1] is None:
+            tail.pop()
+        return [*head, *tail]
+
+    def _class_ref(self, cls: type) -> Any:
+        out = self._global_or_none(cls)
+        if out is None:
+            raise SnapshotError(f"class {cls.__module__}.{cls.__qualname__} is not importable "
+                                "by name")
+        return out
+
+    def _callable_ref(self, func: Any) -> Any:
+        out = self._global_or_none(func)
+        if out is None:
+            raise SnapshotError(f"reduce callable {func!r} is not importable by name")
+        return out
+
+    def _pickle(self, v: Any, why: Exception) -> Any:
+        i = self.memo.get(id(v))
+        if i is not None:
+            return ref_ext(i)
+        try:
+            payload = dumps_with(self.pid, v)
+        except Exception as exc:
+            raise SnapshotError(
+                f"cannot serialize {type_name(v)}: {why}; the fallback pickler failed too: {exc}"
+            ) from None
+        self.register(v)
+        return ExtType(EXT_PICKLE, payload)
+
+
+_DISPATCH: dict[type, Callable[[Encoder, Any], Any]] = {
+    list: Encoder._list,
+    dict: Encoder._dict,
+    tuple: Encoder._tuple,
+    set: Encoder._set,
+    frozenset: Encoder._frozenset,
+    bytearray: Encoder._bytearray,
+    complex: Encoder._complex,
+    range: Encoder._range,
+    type(iter(range(1))): Encoder._rangeiter,
+    type(iter(range(2**64))): Encoder._rangeiter,
+    type(iter([])): Encoder._seqiter,
+    type(iter(())): Encoder._seqiter,
+    type(iter("")): Encoder._seqiter,
+    type(iter("\u20ac")): Encoder._seqiter,
+    type(iter(b"")): Encoder._seqiter,
+    types.CellType: Encoder._cell,
+    types.FunctionType: Encoder._function,
+    types.ModuleType: Encoder._module,
+    types.GeneratorType: Encoder._frame,
+    types.CoroutineType: Encoder._frame,
+    types.BuiltinFunctionType: Encoder._builtin,
+    type: Encoder._class,
+}

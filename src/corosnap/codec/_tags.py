@@ -1,0 +1,50 @@
+"""The ext type codes and tags of blob format version 1 (see docs/format.md).
+
+Values msgpack holds natively (None, bool, int in [-2**63, 2**64), float, str,
+bytes, list, dict with scalar keys) are stored natively.  Everything else is
+either a *leaf ext* (an msgpack ext whose payload is raw bytes) or a *tagged
+array*: an msgpack array whose first element is the 3-byte ext
+``EXT_TAG`` carrying one kind byte.  A plain list can never start with a bare
+``EXT_TAG`` (no value encodes to one), so the two never collide.
+
+These numbers are part of the format: never renumber, only add.
+"""
+
+from __future__ import annotations
+
+from msgpack import ExtType
+
+# Leaf ext codes.
+EXT_TAG = 0  # first element of a tagged array; payload: one kind byte
+EXT_REF = 1  # back-reference; payload: big-endian memo index (1, 2 or 4 bytes)
+EXT_BIGINT = 2  # int outside msgpack's range; payload: signed little-endian
+EXT_COMPLEX = 3  # payload: two little-endian doubles
+EXT_BYTEARRAY = 4  # payload: the bytes
+EXT_WELLKNOWN = 5  # a global from the well-known table; payload: one index byte
+EXT_PICKLE = 6  # fallback pickler; payload: pickler id byte + pickle stream
+EXT_NULL = 7  # empty frame slot (unbound local, NULL on the stack); payload: b"\0"
+EXT_HEADER = 0x43  # "C": blob header; payload: (format << 5 | python minor)
+EXT_SIGNED = 0x53  # "S": signed-blob header; same payload
+
+# Tag kinds (the byte inside EXT_TAG).
+T_TUPLE = 1  # [tag, *items]
+T_SET = 2  # [tag, *items]
+T_FROZENSET = 3  # [tag, *items]
+T_DICT = 4  # [tag, k0, v0, k1, v1, ...]  (dict with a non-scalar key)
+T_FLATLIST = 5  # [tag, *scalars]  (list of scalars only: decoded without a walk)
+T_GLOBAL = 6  # [tag, module, qualname]  (strings or string-table indexes)
+T_MODULE = 7  # [tag, module]
+T_CELL = 8  # [tag] (empty) or [tag, contents]
+T_FUNCTION = 9  # [tag, coderef..., closure, defaults, kwdefaults, qualname, dict]
+T_FRAME = 10  # [tag, coderef..., position, *localsplus, *stack]
+T_REDUCE = 11  # [tag, callable, args, state, listitems, dictitems]
+T_NEWOBJ = 12  # [tag, cls, args, state, listitems, dictitems]
+T_RANGE = 13  # [tag, start, stop, step]
+T_RANGEITER = 14  # [tag, stop, index] | [tag, start, stop, index] | [tag, start, stop, step, index]
+T_SEQITER = 15  # [tag, sequence, index]
+
+TAGS = {kind: ExtType(EXT_TAG, bytes([kind])) for kind in range(1, 16)}
+NULL_EXT = ExtType(EXT_NULL, b"\0")
+
+PICKLERS = {1: "pickle", 2: "cloudpickle", 3: "dill"}
+PICKLER_IDS = {name: code for code, name in PICKLERS.items()}
