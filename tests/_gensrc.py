@@ -55,6 +55,7 @@ classes whose ``__aenter__``/``__aexit__``/``__anext__`` themselves await.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,6 +65,30 @@ from hypothesis import strategies as st
 from _driver import module_name_for
 
 ENTRY = "main"
+
+# Constructs that the core is known to get wrong (see the xfail tests in
+# test_differential.py).  While a name is listed here the strategy steers
+# around it, so the differential tests keep finding *other* bugs; remove it
+# once the core handles it.  ``COROSNAP_GENSRC_AVOID`` overrides the set
+# (comma separated; empty string = generate everything).
+#   global_on_stack:   a yield inside ``LOG.append(...)``: the module-level list
+#                      sits on the value stack and is restored as a copy.
+#   finished_in_local: a helper generator/coroutine kept in a local after it
+#                      finished: dumps refuses it ("has finished or was closed").
+#   traceback_in_local: ``ACM.__aexit__`` awaiting while an exception passes
+#                      through ``async with``: its ``tb`` argument is a traceback,
+#                      which dumps refuses ("cannot serialize traceback").
+KNOWN_ISSUES = frozenset({"global_on_stack", "finished_in_local", "traceback_in_local"})
+
+
+def _avoid_from_env() -> frozenset[str]:
+    env = os.environ.get("COROSNAP_GENSRC_AVOID")
+    if env is None:
+        return KNOWN_ISSUES
+    return frozenset(x.strip() for x in env.split(",") if x.strip())
+
+
+AVOID = _avoid_from_env()
 
 # ---------------------------------------------------------------------------
 # module prelude: the fixed classes every generated module defines
@@ -128,7 +153,7 @@ class ACM:
         return self.tag + got
 
     async def __aexit__(self, et, ev, tb):
-        got = await Val(('aexit', self.tag))
+        {drop_tb}got = await Val(('aexit', self.tag))
         LOG.append(('aexit', self.tag, got, None if et is None else et.__name__))
         return False
 
@@ -160,6 +185,9 @@ class GenModule:
     kind: str  # "gen" or "coro"
     args: tuple[int, ...]
     entry: str = ENTRY
+
+    def __repr__(self) -> str:  # the source itself is shown by note() in the tests
+        return f"GenModule({self.name}, kind={self.kind!r}, args={self.args!r})"
 
     @property
     def name(self) -> str:
@@ -223,6 +251,7 @@ class _Builder:
 
     draw: Callable[[st.SearchStrategy[Any]], Any]
     is_async: bool
+    avoid: frozenset[str] = AVOID
     counter: int = 0
     budget: int = 0  # statements left in the current function
     has_yield: bool = False
@@ -528,6 +557,8 @@ class _Builder:
         return [f"{name} = {self.sexpr(sc)}"], sc.add("strs", name)
 
     def s_log(self, sc: Scope) -> tuple[list[str], Scope]:
+        if "global_on_stack" in self.avoid:
+            sc = sc.with_(can_yield=False)
         value = self.sexpr(sc) if self.chance(25) else self.iexpr(sc)
         return [f"LOG.append(({self.tag()}, {value}))"], sc
 
@@ -580,6 +611,8 @@ class _Builder:
         # no early exit in between, so the object is always delegated to
         lines += self.block(sc.with_(depth=sc.depth + 1, can_exit=False), 1, 2)
         lines.append(f"{name} = {self.delegate(g)}")
+        if "finished_in_local" in self.avoid:
+            lines.append(f"del {g}")
         return lines, sc.add("ints", name)
 
     def s_genexp(self, sc: Scope) -> tuple[list[str], Scope]:
@@ -798,13 +831,14 @@ class _Builder:
             else:
                 name = self.fresh("sub")
                 gsc = csc.with_(can_yield=True)
+                lsc = csc if "global_on_stack" in self.avoid else gsc
                 saved = self.has_yield
                 head = f"async def {name}(t):" if self.is_async else f"def {name}(t):"
                 lines += [
                     head,
                     f"    nonlocal {target}",
                     f"    {target} = {target} + {self.y_expr(f'(t, {target})')}",
-                    f"    LOG.append(('{name}', {target}, {self.iexpr(gsc, 1)}))",
+                    f"    LOG.append(('{name}', {target}, {self.iexpr(lsc, 1)}))",
                     f"    return {self.iexpr(csc, 1)}",
                 ]
                 self.has_yield = saved  # the owner's own body still needs a yield
@@ -848,7 +882,10 @@ def _build(draw: Callable[[st.SearchStrategy[Any]], Any], kind: str) -> GenModul
     b = _Builder(draw=draw, is_async=(kind == "coro"))
     parts: list[str] = [_PRELUDE.format(kind=kind)]
     if b.is_async:
-        parts.append(_CORO_PRELUDE)
+        drop_tb = "tb = None  # steer around a known issue\n        "
+        parts.append(
+            _CORO_PRELUDE.replace("{drop_tb}", drop_tb if "traceback_in_local" in b.avoid else "")
+        )
     pures: list[str] = []
     for i in range(b.n(1, 2)):
         name = f"pure{i}"
