@@ -78,7 +78,11 @@ ENTRY = "main"
 #   traceback_in_local: ``ACM.__aexit__`` awaiting while an exception passes
 #                      through ``async with``: its ``tb`` argument is a traceback,
 #                      which dumps refuses ("cannot serialize traceback").
-KNOWN_ISSUES = frozenset({"global_on_stack", "finished_in_local", "traceback_in_local"})
+#   surrogate_str:     a str with a lone surrogate (e.g. from os.fsdecode) in a
+#                      local: dumps raises a raw UnicodeEncodeError from msgpack.
+KNOWN_ISSUES = frozenset(
+    {"global_on_stack", "finished_in_local", "traceback_in_local", "surrogate_str"}
+)
 
 
 def _avoid_from_env() -> frozenset[str]:
@@ -112,6 +116,22 @@ class CM:
     def __exit__(self, et, ev, tb):
         LOG.append(('exit', self.tag, None if et is None else et.__name__))
         return False
+
+
+class Box:
+    """A plain object with one int attribute (pickled by the fallback pickler)."""
+
+    def __init__(self, v):
+        self.v = v
+
+
+def counter(n):
+    """A generator that tolerates None being sent (it is started with next())."""
+    total = 0
+    for i in range(n):
+        got = yield ('c', i)
+        total += 0 if got is None else got
+    return total
 
 
 class Quiet:
@@ -208,8 +228,9 @@ class Scope:
     ints: tuple[str, ...] = ()  # int-valued names definitely bound (assignable)
     ro_ints: tuple[str, ...] = ()  # int-valued, read-only: loop counters, ``e.args[1]``
     strs: tuple[str, ...] = ()  # str-valued names definitely bound
-    seqs: tuple[str, ...] = ()  # local lists of ints, never mutated
+    seqs: tuple[str, ...] = ()  # local lists of ints; only ever shrink (``pop``)
     dicts: tuple[str, ...] = ()  # local dicts str -> int, never mutated
+    boxes: tuple[str, ...] = ()  # local Box objects (attribute ``v``: int)
     helpers: tuple[str, ...] = ()  # delegatable helpers, each taking (x, y)
     closures: tuple[str, ...] = ()  # plain callables taking one int, returning int
     gclosures: tuple[str, ...] = ()  # nested generator/coroutine closures taking one int
@@ -309,7 +330,9 @@ class _Builder:
         kind = self.pick(
             [
                 ("lit", 3),
+                ("biglit", 1),
                 ("var", 7 if sc.readable else 0),
+                ("attr", 2 if sc.boxes else 0),
                 ("add", 3 if d else 0),
                 ("sub", 2 if d else 0),
                 ("mul", 1 if d else 0),
@@ -325,10 +348,17 @@ class _Builder:
                 ("yield_bare", 1 if d and can_y else 0),
                 ("delegate", 1 if d and can_y and sc.helpers else 0),
                 ("gdelegate", 1 if d and can_y and sc.gclosures else 0),
+                ("acomp", 1 if d and can_y and self.is_async else 0),
             ]
         )
         if kind == "lit":
             return str(self.n(0, 9))
+        if kind == "biglit":  # negative, and beyond 64 bits
+            return self.draw(
+                st.sampled_from(["(-3)", "(2 ** 70)", "(-(2 ** 64) - 1)", "(1 << 63)"])
+            )
+        if kind == "attr":
+            return self.draw(st.sampled_from(sc.boxes)) + ".v"
         if kind == "var":
             return self.draw(st.sampled_from(sc.readable))
         a = lambda: self.iexpr(sc, d - 1)  # noqa: E731
@@ -374,10 +404,48 @@ class _Builder:
         if kind == "gdelegate":
             g = self.draw(st.sampled_from(sc.gclosures))
             return f"({self.delegate(f'{g}({a()})')})"
+        if kind == "acomp":  # a comprehension that suspends: its own nested frame
+            self.has_yield = True
+            inner = sc.with_(can_yield=False).add("ints", "t")
+            if self.chance(50):
+                return f"sum([{self.iexpr(inner, 0)} async for t in ARange({a()} % 3)])"
+            return f"sum([(await Val(t)) for t in range({a()} % 3)])"
         raise AssertionError(kind)
 
     def iter_source(self, sc: Scope, d: int) -> str:
         """An iterable of at most 3 ints, without yields (used by comprehensions)."""
+        kind = self.pick(
+            [
+                ("range", 4),
+                ("list", 2),
+                ("seq", 2 if sc.seqs else 0),
+                ("tuple", 1),
+                ("reversed", 1),
+                ("map", 1),
+                ("filter", 1),
+                ("iter", 1),
+            ]
+        )
+        if kind == "range":
+            return f"range({self.iexpr(sc, d)} % 4)"
+        if kind == "list":
+            return f"[{', '.join(self.iexpr(sc, 0) for _ in range(self.n(0, 3)))}]"
+        if kind == "seq":
+            return self.draw(st.sampled_from(sc.seqs))
+        if kind == "tuple":
+            items = [self.iexpr(sc, 0) for _ in range(self.n(0, 3))]
+            return f"({', '.join(items)},)" if items else "()"
+        base = self.simple_source(sc, d)
+        if kind == "reversed":
+            return f"reversed({base})"
+        if kind == "map":
+            return f"map(abs, {base})"
+        if kind == "filter":
+            return f"filter(None, {base})"
+        return f"iter({base})"
+
+    def simple_source(self, sc: Scope, d: int) -> str:
+        """A reversible sequence of at most 3 ints: a range, a list literal or a local list."""
         kind = self.pick([("range", 2), ("list", 1), ("seq", 1 if sc.seqs else 0)])
         if kind == "range":
             return f"range({self.iexpr(sc, d)} % 4)"
@@ -401,7 +469,13 @@ class _Builder:
             ]
         )
         if kind == "lit":
-            return repr(self.draw(st.sampled_from(["a", "bc", "xyz", ""])))
+            # includes non-ASCII, a NUL and a lone surrogate (valid str, not UTF-8)
+            lits = ["a", "bc", "xyz", "", "é", "日本", "\x00", "\udc80", 'q"q']
+            if sc.in_fstr:  # 3.11: no backslash and no double quote inside a field
+                lits = lits[:6]
+            elif "surrogate_str" in self.avoid:
+                lits.remove("\udc80")
+            return repr(self.draw(st.sampled_from(lits)))
         if kind == "var":
             return self.draw(st.sampled_from(sc.strs))
         if kind == "str":
@@ -410,10 +484,12 @@ class _Builder:
             sc = sc.with_(in_fstr=True)
             parts = []
             for _ in range(self.n(1, 3)):
+                spec = self.draw(st.sampled_from(["", "", "!r", ":>4", ":^5"]))
                 if sc.strs and self.chance(30):
-                    parts.append("{" + self.draw(st.sampled_from(sc.strs)) + "}")
+                    parts.append("{" + self.draw(st.sampled_from(sc.strs)) + spec + "}")
                 else:
-                    parts.append("{" + self.iexpr(sc, d - 1) + "}")
+                    spec = spec or self.draw(st.sampled_from(["", ":03d", ":x"]))
+                    parts.append("{" + self.iexpr(sc, d - 1) + spec + "}")
             sep = self.draw(st.sampled_from(["-", ":", "", "/"]))
             return 'f"' + sep.join(parts) + '"'
         if kind == "concat":
@@ -424,6 +500,7 @@ class _Builder:
         kind = self.pick(
             [
                 ("cmp", 5),
+                ("chain", 1),
                 ("parity", 2),
                 ("in", 1 if sc.seqs else 0),
                 ("not", 1 if d else 0),
@@ -436,6 +513,8 @@ class _Builder:
         if kind == "cmp":
             op = self.draw(st.sampled_from(["<", "<=", ">", ">=", "==", "!="]))
             return f"{self.iexpr(sc, dd)} {op} {self.iexpr(sc, dd)}"
+        if kind == "chain":  # a < b <= c keeps b on the stack across the first test
+            return f"{self.iexpr(sc, dd)} < {self.iexpr(sc, dd)} <= {self.iexpr(sc, dd)}"
         if kind == "parity":
             return f"{self.iexpr(sc, dd)} % 2 == {self.n(0, 1)}"
         if kind == "in":
@@ -460,9 +539,13 @@ class _Builder:
                 ("tuple", 2),
                 ("list", 1),
                 ("acc", 1),
+                ("const", 1),
                 ("none", 1),
             ]
         )
+        if kind == "const":
+            consts = ["True", "False", "()", "[]", "(None,)", "b'\\x00b'"]
+            return self.draw(st.sampled_from(consts[:-1] if sc.in_fstr else consts))
         dd = max(d, 0)
         if kind == "int":
             return self.iexpr(sc, dd)
@@ -515,11 +598,18 @@ class _Builder:
                 ("yield", 6 if y else 0),
                 ("yassign", 4 if y else 0),
                 ("delegate", 3 if y and sc.helpers else 0),
-                ("unstarted", 1 if y and sc.helpers and deep else 0),
+                ("unstarted", 1 if y and deep and (sc.helpers or not self.is_async) else 0),
                 ("genexp", 1 if y and not self.is_async else 0),
                 ("gclosure", 1 if y and sc.gclosures else 0),
                 ("seq", 2),
                 ("dict", 2),
+                ("unpack", 1),
+                ("box", 1),
+                ("boxset", 2 if sc.boxes else 0),
+                ("alias", 1 if sc.boxes or sc.seqs else 0),
+                ("pop", 1 if sc.seqs else 0),
+                ("subaug", 1),
+                ("unbound", 1 if y else 0),
                 ("if", 3 if deep else 0),
                 ("for", 3 if loops_ok else 0),
                 ("while", 1 if loops_ok else 0),
@@ -572,7 +662,33 @@ class _Builder:
 
     def s_yassign(self, sc: Scope) -> tuple[list[str], Scope]:
         name = self.fresh("v")
-        kind = self.pick([("plain", 3), ("half", 2), ("call", 1), ("fstr", 1), ("list", 1)])
+        kind = self.pick(
+            [
+                ("plain", 3),
+                ("half", 2),
+                ("call", 1),
+                ("kwcall", 1 if sc.pures else 0),
+                ("fstr", 1),
+                ("list", 1),
+                ("dict", 1),
+            ]
+        )
+        if kind == "kwcall":  # keyword / star / double-star calls, half evaluated
+            f = self.draw(st.sampled_from(sc.pures))
+            vals = [self.iexpr(sc, 1), self.iexpr(sc, 1), self.iexpr(sc, 1)]
+            vals[self.n(0, 2)] = self.y_expr(self.yvalue(sc, 0) if self.chance(50) else None)
+            shape = self.pick([("kw", 1), ("star", 1), ("dstar", 1)])
+            if shape == "kw":
+                call = f"{f}({vals[0]}, z={vals[2]}, y={vals[1]})"
+            elif shape == "star":
+                call = f"{f}({vals[0]}, *[{vals[1]}, {vals[2]}])"
+            else:
+                call = f"{f}(**{{'x': {vals[0]}, 'y': {vals[1]}, 'z': {vals[2]}}})"
+            return [f"{name} = {call}"], sc.add("ints", name)
+        if kind == "dict":  # a dict display half built when suspended
+            dname = self.fresh("d")
+            rhs = f"{{'p': {self.iexpr(sc, 1)}, 'q': {self.y_expr(self.iexpr(sc, 1))}}}"
+            return [f"{dname} = {rhs}"], sc.add("dicts", dname)
         if kind == "plain":
             rhs = self.y_stmt(self.yvalue(sc))
             return [f"{name} = {rhs}"], sc.add("ints", name)
@@ -596,6 +712,59 @@ class _Builder:
         rhs = f"[{self.iexpr(sc, 1)}, {self.y_expr(self.iexpr(sc, 1))}, {self.iexpr(sc, 1)}]"
         return [f"{seq} = {rhs}"], sc.add("seqs", seq)
 
+    def s_unpack(self, sc: Scope) -> tuple[list[str], Scope]:
+        a, b = self.fresh("v"), self.fresh("v")
+        if self.chance(50):
+            return [f"{a}, {b} = {self.iexpr(sc, 1)}, {self.iexpr(sc, 1)}"], sc.add("ints", a).add(
+                "ints", b
+            )
+        q = self.fresh("q")
+        items = ", ".join(self.iexpr(sc, 1) for _ in range(self.n(1, 3)))
+        return [f"{a}, *{q} = [{items}]"], sc.add("ints", a).add("seqs", q)
+
+    def s_box(self, sc: Scope) -> tuple[list[str], Scope]:
+        name = self.fresh("b")
+        return [f"{name} = Box({self.iexpr(sc)})"], sc.add("boxes", name)
+
+    def s_boxset(self, sc: Scope) -> tuple[list[str], Scope]:
+        name = self.draw(st.sampled_from(sc.boxes))
+        op = self.draw(st.sampled_from(["=", "+=", "-="]))
+        return [f"{name}.v {op} {self.iexpr(sc)}"], sc
+
+    def s_alias(self, sc: Scope) -> tuple[list[str], Scope]:
+        """A second name for the same object: identity must survive the snapshot."""
+        kind = "boxes" if sc.boxes and (not sc.seqs or self.chance(50)) else "seqs"
+        src = self.draw(st.sampled_from(getattr(sc, kind)))
+        name = self.fresh("b" if kind == "boxes" else "q")
+        return [f"{name} = {src}"], sc.add(kind, name)
+
+    def s_pop(self, sc: Scope) -> tuple[list[str], Scope]:
+        # shrinking a list (maybe one a loop is walking) keeps every loop bounded
+        q = self.draw(st.sampled_from(sc.seqs))
+        return [f"if {q}:", f"    LOG.append(({self.tag()}, {q}.pop()))"], sc
+
+    def s_subaug(self, sc: Scope) -> tuple[list[str], Scope]:
+        """Augmented assignment to a subscript: container and key stay on the stack."""
+        if self.chance(50):
+            return ["if acc:", f"    acc[-1] += {self.iexpr(sc)}"], sc
+        d = self.fresh("d")
+        return [f"{d} = {{'p': {self.iexpr(sc, 0)}}}", f"{d}['p'] += {self.iexpr(sc)}"], sc.add(
+            "dicts", d
+        )
+
+    def s_unbound(self, sc: Scope) -> tuple[list[str], Scope]:
+        """A deleted local stays unbound (not None) across a snapshot."""
+        u = self.fresh("u")
+        return [
+            f"{u} = {self.iexpr(sc, 1)}",
+            f"del {u}",
+            self.y_stmt(self.yvalue(sc)),
+            "try:",
+            f"    LOG.append(('bound', {u}))",
+            "except NameError:",
+            f"    LOG.append(('unbound', {self.tag()}))",
+        ], sc
+
     def s_delegate(self, sc: Scope) -> tuple[list[str], Scope]:
         call = self.helper_call(sc, 1)
         if self.chance(30):
@@ -605,9 +774,15 @@ class _Builder:
 
     def s_unstarted(self, sc: Scope) -> tuple[list[str], Scope]:
         # a helper generator/coroutine object held unstarted in a local across yields
+        # (or, for generators, started by next() and so suspended in a local)
         g = self.fresh("g")
         name = self.fresh("v")
-        lines = [f"{g} = {self.helper_call(sc, 1)}"]
+        started = not self.is_async and (not sc.helpers or self.chance(40))
+        if started:  # then `yield from` resumes it with None: only counter() copes with that
+            lines = [f"{g} = counter({self.iexpr(sc, 1)} % 3 + 1)"]  # next() cannot finish it
+            lines.append(f"LOG.append(('first', next({g}, -1)))")
+        else:
+            lines = [f"{g} = {self.helper_call(sc, 1)}"]
         # no early exit in between, so the object is always delegated to
         lines += self.block(sc.with_(depth=sc.depth + 1, can_exit=False), 1, 2)
         lines.append(f"{name} = {self.delegate(g)}")
@@ -664,6 +839,8 @@ class _Builder:
                 ("values", 1),
                 ("enumerate", 2),
                 ("zip", 2),
+                ("iter", 2),
+                ("chars", 1 if sc.strs else 0),
             ]
         )
         pre: list[str] = []
@@ -697,6 +874,12 @@ class _Builder:
                 head, inner = f"for {i} in {dname}.keys():", inner.add("strs", i)
             else:
                 head, inner = f"for {i} in {dname}.values():", inner.add("ints", i)
+        elif kind == "iter":  # tuple, reversed, map, filter, iter(...)
+            head = f"for {i} in {self.iter_source(sc, 1)}:"
+            inner = inner.add("ints", i)
+        elif kind == "chars":
+            head = f"for {i} in {self.draw(st.sampled_from(sc.strs))}[:3]:"
+            inner = inner.add("strs", i)
         elif kind == "enumerate":
             j = self.fresh("j")
             src = self.iter_source(sc, 1)
@@ -708,7 +891,13 @@ class _Builder:
             b = self.iter_source(sc, 1)
             head = f"for {j}, {i} in zip({a}, {b}):"
             inner = inner.add("ints", j).add("ints", i)
-        return pre + [head] + _indent(self.block(inner)), sc
+        return pre + [head] + _indent(self.block(inner)) + self.loop_else(sc), sc
+
+    def loop_else(self, sc: Scope) -> list[str]:
+        """Sometimes an ``else:`` after a loop (runs when the loop did not break)."""
+        if not self.chance(15):
+            return []
+        return ["else:"] + _indent(self.block(sc.with_(depth=sc.depth + 1), 1, 2))
 
     def s_while(self, sc: Scope) -> tuple[list[str], Scope]:
         w = self.fresh("w")  # never added to the scope: nothing else may write it
@@ -717,7 +906,8 @@ class _Builder:
         )
         # w is read-only for the body: an assignment to it could loop forever
         lines = [f"{w} = 0", f"while {w} < {self.n(0, 3)}:", f"    {w} += 1"]
-        return lines + _indent(self.block(inner.add("ro_ints", w))), sc
+        body = _indent(self.block(inner.add("ro_ints", w)))
+        return lines + body + self.loop_else(sc), sc
 
     def s_try(self, sc: Scope) -> tuple[list[str], Scope]:
         inner = sc.with_(depth=sc.depth + 1)
@@ -858,7 +1048,22 @@ class _Builder:
         locals_ = [self.fresh("v") for _ in range(self.n(1, 2))]
         init = [f"{v} = {params[i % len(params)]} + {self.n(0, 5)}" for i, v in enumerate(locals_)]
         init += ["acc = []", f"s0 = {repr(self.draw(st.sampled_from(['s', 'go', ''])))}"]
-        sc = sc.with_(ints=(*params, *locals_), strs=("s0",), is_main=is_main)
+        # callers always pass two positional ints; the rest of the signature varies
+        # (restoring builds a frame for the code: defaults, *args, kw-only, **kwargs)
+        extra = self.pick([("", 4), ("default", 1), ("star", 1), ("kwonly", 1), ("all", 1)])
+        sig = list(params)
+        ints = list(params)
+        if extra == "default":
+            sig[-1] += f"={self.n(0, 5)}"
+        elif extra == "star":
+            sig.append("*rest")
+        elif extra == "kwonly":
+            sig += ["*", f"kw={self.n(0, 5)}"]
+            ints.append("kw")
+        elif extra == "all":
+            sig += ["*rest", f"kw={self.n(0, 5)}", "**extra"]
+            ints.append("kw")
+        sc = sc.with_(ints=(*ints, *locals_), strs=("s0",), is_main=is_main)
         clines: list[str] = []
         if self.chance(35):
             clines, sc = self.closures(sc, locals_)
@@ -873,8 +1078,8 @@ class _Builder:
             ret = f"return ({self.iexpr(sc, 1)}, s0, acc)"
         else:
             ret = f"return {self.iexpr(sc, 1)}"
-        head = f"async def {name}({', '.join(params)}):" if self.is_async else None
-        head = head or f"def {name}({', '.join(params)}):"
+        head = f"async def {name}({', '.join(sig)}):" if self.is_async else None
+        head = head or f"def {name}({', '.join(sig)}):"
         return [head] + _indent(init + clines + body + [ret])
 
 
