@@ -128,13 +128,18 @@ def discard(obj: Any, module: ModuleType) -> None:
     """Close the original object without letting its cleanup pollute ``LOG``."""
     log = module_log(module)
     saved = list(log)
+    hook = sys.unraisablehook
     with warnings.catch_warnings():
-        # closing drops unstarted helper coroutines held in locals: "never awaited"
+        # closing drops unstarted helper coroutines held in locals: "never awaited";
+        # a helper whose finally yields is finalized with "ignored GeneratorExit"
         warnings.simplefilter("ignore", RuntimeWarning)
+        sys.unraisablehook = lambda unraisable: None
         try:
             obj.close()
         except BaseException:  # noqa: B036 - a finally that yields, etc.: not what we test
             pass
+        finally:
+            sys.unraisablehook = hook
     log[:] = saved
 
 
@@ -183,13 +188,31 @@ def run_split(module: ModuleType, fn: str, args: Any, k: int, worker: Any) -> Tr
     return first + worker.resume(directory, module.__name__, blob, k)
 
 
-def core_available() -> bool:
-    """Whether the installed corosnap has ``dumps`` and ``loads`` yet."""
+def core_unavailable() -> str | None:
+    """Why split runs cannot work here (a skip reason), or None when they can.
+
+    Probes with the public API only: ``dumps`` and ``loads`` must exist, and
+    ``dumps`` of a trivial generator must not raise ``UnsupportedInterpreter``.
+    """
     try:
         import corosnap
-    except ImportError:
-        return False
-    return hasattr(corosnap, "dumps") and hasattr(corosnap, "loads")
+    except ImportError as exc:
+        return f"corosnap cannot be imported: {exc}"
+    if not (hasattr(corosnap, "dumps") and hasattr(corosnap, "loads")):
+        return "corosnap.dumps/loads are not implemented on this branch yet"
+
+    def probe() -> Any:
+        yield
+
+    try:
+        corosnap.dumps(probe())
+    except corosnap.UnsupportedInterpreter as exc:
+        return f"corosnap does not support this interpreter: {exc}"
+    return None
+
+
+def core_available() -> bool:
+    return core_unavailable() is None
 
 
 # --- generated modules on disk -------------------------------------------------

@@ -19,10 +19,8 @@ from _worker import WorkerClient, WorkerCrashed, WorkerError, WorkerTimeout, _sc
 
 MOD = "_xp_funcs"
 
-requires_core = pytest.mark.skipif(
-    not _driver.core_available(),
-    reason="corosnap.dumps/loads are not implemented on this branch yet",
-)
+_NO_CORE = _driver.core_unavailable()
+requires_core = pytest.mark.skipif(_NO_CORE is not None, reason=_NO_CORE or "")
 
 
 def _send(*values: Any) -> list[list[Any]]:
