@@ -19,7 +19,7 @@ Rules every generated module obeys, so traces are exact and comparable:
 * **It does not fail by accident.** Variables are tracked per block, so a name
   is only read where it is definitely bound; ``//`` and ``%`` are guarded with
   ``(d or 1)``; ints and strings are only mixed through ``str()`` / f-strings.
-  The only exceptions raised are ``ValueError('rN', int)`` on purpose, which an
+  The only exceptions raised are ``ValueError('LN', int)`` on purpose, which an
   enclosing handler (``except ValueError``, or the ``Quiet`` context manager)
   usually catches; a few are left uncaught so the trace ends in an exception.
 * **Side effects are visible.** Statements append to the module-level list
@@ -33,23 +33,41 @@ The source only uses syntax valid on CPython 3.11 and later (f-strings never
 nest quotes; no ``break``/``continue``/``return`` inside ``finally``, which 3.14
 warns about).
 
-Generated constructs: assignments and augmented assignments; ``+ - * // %``;
-comparisons, ``and``/``or``/``not``, conditional expressions; ``if``/``elif``/
-``else``; ``for`` over ``range``, list literals, local lists, ``dict.items()``
-/ ``.keys()`` / ``.values()``, ``enumerate`` and ``zip``; bounded ``while``;
-``break``/``continue``; early ``return``; ``x = yield from helper(...)`` and
-``yield from`` inside expressions; a helper generator kept unstarted in a
-local before being delegated to; ``yield from`` a generator expression;
-nested generator closures; ``try``/``except``/``else``/``finally`` with yields
-in every part and bare ``raise`` after a yield in a handler; ``with`` (one or
-two managers, including one that suppresses ``ValueError``); closures (inner
-``def`` with ``nonlocal``, lambdas reading free variables); comprehensions;
-half-evaluated expressions: ``a + (yield b)``, ``f(a, (yield), c)``,
-``acc.append((yield x))``, ``[a, (yield b)]``, f-strings containing a yield.
+Generated constructs
+--------------------
+* Statements: assignments, augmented assignments (also to ``acc[-1]``,
+  ``d['p']`` and ``box.v``), tuple and starred unpacking, ``del`` (the name
+  must stay unbound across a snapshot), ``if``/``elif``/``else``, ``for`` (over
+  ``range``, list and tuple literals, local lists that may shrink while being
+  walked, ``dict.items()``/``.keys()``/``.values()`` with values changed
+  mid-loop, ``enumerate``, ``zip``, ``reversed``, ``map``, ``filter``,
+  ``iter``, a partly consumed local iterator, a string), bounded ``while``,
+  ``for``/``while`` ... ``else``, conditional ``break``/``continue``/early
+  ``return``, ``try``/``except``/``else``/``finally`` with yields in every part,
+  bare ``raise`` after a yield in a handler, ``raise ... from``, exceptions
+  raised while another is handled (``__context__``/``__cause__`` logged),
+  ``with`` (one or two managers, one suppressing ``ValueError``).
+* Delegation: ``x = yield from helper(a, b, acc)`` (helpers share the caller's
+  list, so identity across frames matters) also inside expressions, helpers
+  calling earlier helpers, a helper kept unstarted in a local, a generator
+  started with ``next()`` and suspended in a local, ``yield from`` a generator
+  expression, nested generator closures using ``nonlocal``.
+* Values: small, negative and beyond-64-bit ints, non-ASCII / NUL / lone
+  surrogate strings, bytes, bools, None, tuples, lists, dicts, ``Box``
+  instances and aliases of them and of lists, bound methods (``ap =
+  acc.append``), closures (inner ``def`` with ``nonlocal``, lambdas), list
+  comprehensions.
+* Half-evaluated expressions at a suspension: ``a + (yield b)``, ``f(a,
+  (yield), c)``, keyword / ``*`` / ``**`` calls, ``acc.append((yield x))``,
+  ``[a, (yield b), c]``, ``{'p': a, 'q': (yield b)}``, chained comparisons,
+  f-strings (with conversions and format specs) containing a yield.
+* Signatures: defaults, ``*rest``, keyword-only, ``**extra``.
+
 The coroutine flavour replaces ``yield X`` by ``await Val(X)`` (``Val`` is a
 module-level awaitable whose ``__await__`` is a generator) and ``yield from
-h()`` by ``await h()``, and adds ``async with`` and ``async for`` on module
-classes whose ``__aenter__``/``__aexit__``/``__anext__`` themselves await.
+h()`` by ``await h()``, and adds ``async with`` / ``async for`` on module
+classes whose ``__aenter__``/``__aexit__``/``__anext__`` themselves await, and
+async comprehensions (a suspended comprehension frame of its own).
 """
 
 from __future__ import annotations
@@ -80,8 +98,20 @@ ENTRY = "main"
 #                      which dumps refuses ("cannot serialize traceback").
 #   surrogate_str:     a str with a lone surrogate (e.g. from os.fsdecode) in a
 #                      local: dumps raises a raw UnicodeEncodeError from msgpack.
+#   exc_chain:         an exception's __context__ / __cause__ is None after a
+#                      restore (seen by logging them in a handler after a yield).
+#   dict_iter_identity: a dict iterator (for over d.items()/.values()) restores
+#                      with its own copy of the dict: d['p'] = x in the loop body is
+#                      not seen by the rest of the loop.
 KNOWN_ISSUES = frozenset(
-    {"global_on_stack", "finished_in_local", "traceback_in_local", "surrogate_str"}
+    {
+        "global_on_stack",
+        "finished_in_local",
+        "traceback_in_local",
+        "surrogate_str",
+        "exc_chain",
+        "dict_iter_identity",
+    }
 )
 
 
@@ -231,6 +261,10 @@ class Scope:
     seqs: tuple[str, ...] = ()  # local lists of ints; only ever shrink (``pop``)
     dicts: tuple[str, ...] = ()  # local dicts str -> int, never mutated
     boxes: tuple[str, ...] = ()  # local Box objects (attribute ``v``: int)
+    lists: tuple[str, ...] = ("acc",)  # lists to append to (a helper's ``out`` is its caller's)
+    appenders: tuple[str, ...] = ()  # bound ``append`` methods of those lists
+    iters: tuple[str, ...] = ()  # local iterators over ints (maybe partly consumed)
+    iter_dicts: tuple[str, ...] = ()  # dicts that an enclosing loop is iterating
     helpers: tuple[str, ...] = ()  # delegatable helpers, each taking (x, y)
     closures: tuple[str, ...] = ()  # plain callables taking one int, returning int
     gclosures: tuple[str, ...] = ()  # nested generator/coroutine closures taking one int
@@ -333,6 +367,7 @@ class _Builder:
                 ("biglit", 1),
                 ("var", 7 if sc.readable else 0),
                 ("attr", 2 if sc.boxes else 0),
+                ("nextit", 1 if sc.iters else 0),
                 ("add", 3 if d else 0),
                 ("sub", 2 if d else 0),
                 ("mul", 1 if d else 0),
@@ -359,6 +394,8 @@ class _Builder:
             )
         if kind == "attr":
             return self.draw(st.sampled_from(sc.boxes)) + ".v"
+        if kind == "nextit":
+            return f"next({self.draw(st.sampled_from(sc.iters))}, -1)"
         if kind == "var":
             return self.draw(st.sampled_from(sc.readable))
         a = lambda: self.iexpr(sc, d - 1)  # noqa: E731
@@ -455,7 +492,8 @@ class _Builder:
 
     def helper_call(self, sc: Scope, d: int) -> str:
         h = self.draw(st.sampled_from(sc.helpers))
-        return f"{h}({self.iexpr(sc, d)}, {self.iexpr(sc, d)})"
+        out = self.draw(st.sampled_from(sc.lists))  # shared with the helper's frame
+        return f"{h}({self.iexpr(sc, d)}, {self.iexpr(sc, d)}, {out})"
 
     def sexpr(self, sc: Scope, d: int = 2) -> str:
         """A str-valued expression (uses single-quoted literals only)."""
@@ -604,6 +642,9 @@ class _Builder:
                 ("seq", 2),
                 ("dict", 2),
                 ("unpack", 1),
+                ("bind", 1),
+                ("iterlocal", 1),
+                ("dset", 2 if sc.dicts else 0),
                 ("box", 1),
                 ("boxset", 2 if sc.boxes else 0),
                 ("alias", 1 if sc.boxes or sc.seqs else 0),
@@ -620,6 +661,7 @@ class _Builder:
                 ("raise", 3 if sc.catches and ex else 0),
                 ("raise_uncaught", 2 if not sc.catches and ex else 0),
                 ("reraise", 3 if sc.in_handler and ex else 0),
+                ("nested_exc", 2 if sc.in_handler and sc.depth < 5 else 0),
                 ("break", 1 if sc.in_loop and ex else 0),
                 ("continue", 1 if sc.in_loop and ex else 0),
                 ("return", 1 if sc.depth > 0 and ex else 0),
@@ -653,9 +695,35 @@ class _Builder:
         return [f"LOG.append(({self.tag()}, {value}))"], sc
 
     def s_append(self, sc: Scope) -> tuple[list[str], Scope]:
-        if self.chance(20):
-            return [f"acc.extend([{self.iexpr(sc, 1)}, {self.iexpr(sc, 1)}])"], sc
-        return [f"acc.append({self.iexpr(sc)})"], sc
+        lst = self.draw(st.sampled_from(sc.lists))
+        kind = self.pick([("append", 4), ("extend", 1), ("bound", 2 if sc.appenders else 0)])
+        if kind == "extend":
+            return [f"{lst}.extend([{self.iexpr(sc, 1)}, {self.iexpr(sc, 1)}])"], sc
+        if kind == "bound":  # a bound method in a local: its __self__ is the list
+            return [f"{self.draw(st.sampled_from(sc.appenders))}({self.iexpr(sc)})"], sc
+        return [f"{lst}.append({self.iexpr(sc)})"], sc
+
+    def s_bind(self, sc: Scope) -> tuple[list[str], Scope]:
+        name = self.fresh("ap")
+        return [f"{name} = {self.draw(st.sampled_from(sc.lists))}.append"], sc.add(
+            "appenders", name
+        )
+
+    def s_iterlocal(self, sc: Scope) -> tuple[list[str], Scope]:
+        name = self.fresh("it")
+        lines = [f"{name} = iter({self.simple_source(sc, 1)})"]
+        if self.chance(50):
+            lines.append(f"LOG.append(({self.tag()}, next({name}, -1)))")
+        return lines, sc.add("iters", name)
+
+    def s_dset(self, sc: Scope) -> tuple[list[str], Scope]:
+        """Change a value of a dict (every generated dict has key 'p'), maybe mid-iteration."""
+        pool = sc.dicts
+        if "dict_iter_identity" in self.avoid:
+            pool = tuple(d for d in pool if d not in sc.iter_dicts)
+        if not pool:
+            return self.s_log(sc)
+        return [f"{self.draw(st.sampled_from(pool))}['p'] = {self.iexpr(sc)}"], sc
 
     def s_yield(self, sc: Scope) -> tuple[list[str], Scope]:
         return [self.y_stmt(self.yvalue(sc))], sc
@@ -785,9 +853,10 @@ class _Builder:
             lines = [f"{g} = {self.helper_call(sc, 1)}"]
         # no early exit in between, so the object is always delegated to
         lines += self.block(sc.with_(depth=sc.depth + 1, can_exit=False), 1, 2)
-        lines.append(f"{name} = {self.delegate(g)}")
-        if "finished_in_local" in self.avoid:
-            lines.append(f"del {g}")
+        if "finished_in_local" in self.avoid:  # also when the helper raises
+            lines += ["try:", f"    {name} = {self.delegate(g)}", "finally:", f"    del {g}"]
+        else:
+            lines.append(f"{name} = {self.delegate(g)}")
         return lines, sc.add("ints", name)
 
     def s_genexp(self, sc: Scope) -> tuple[list[str], Scope]:
@@ -808,7 +877,8 @@ class _Builder:
 
     def s_dict(self, sc: Scope) -> tuple[list[str], Scope]:
         name = self.fresh("d")
-        keys = self.draw(st.lists(st.sampled_from("pqrs"), min_size=1, max_size=3, unique=True))
+        keys = self.draw(st.lists(st.sampled_from("qrs"), max_size=2, unique=True))
+        keys.insert(self.n(0, len(keys)), "p")
         items = ", ".join(f"'{k}': {self.iexpr(sc, 1)}" for k in keys)
         return [f"{name} = {{{items}}}"], sc.add("dicts", name)
 
@@ -840,6 +910,7 @@ class _Builder:
                 ("enumerate", 2),
                 ("zip", 2),
                 ("iter", 2),
+                ("iterlocal", 1 if sc.iters else 0),
                 ("chars", 1 if sc.strs else 0),
             ]
         )
@@ -866,6 +937,7 @@ class _Builder:
             inner = inner.add("ints", i)
         elif kind in ("items", "keys", "values"):
             dname = pre[0].split(" = ")[0] if pre else self.draw(st.sampled_from(sc.dicts))
+            inner = inner.add("iter_dicts", dname)
             if kind == "items":
                 k = self.fresh("k")
                 head = f"for {k}, {i} in {dname}.items():"
@@ -876,6 +948,9 @@ class _Builder:
                 head, inner = f"for {i} in {dname}.values():", inner.add("ints", i)
         elif kind == "iter":  # tuple, reversed, map, filter, iter(...)
             head = f"for {i} in {self.iter_source(sc, 1)}:"
+            inner = inner.add("ints", i)
+        elif kind == "iterlocal":  # the same iterator object as a local: identity
+            head = f"for {i} in {self.draw(st.sampled_from(sc.iters))}:"
             inner = inner.add("ints", i)
         elif kind == "chars":
             head = f"for {i} in {self.draw(st.sampled_from(sc.strs))}[:3]:"
@@ -891,7 +966,13 @@ class _Builder:
             b = self.iter_source(sc, 1)
             head = f"for {j}, {i} in zip({a}, {b}):"
             inner = inner.add("ints", j).add("ints", i)
-        return pre + [head] + _indent(self.block(inner)) + self.loop_else(sc), sc
+        stmts = self.statements(inner, 1, 4, ypct=50)
+        if inner.iter_dicts != sc.iter_dicts and "dict_iter_identity" not in self.avoid:
+            if self.chance(50):  # change a value the rest of this loop will read
+                dset = f"{inner.iter_dicts[-1]}['p'] = {self.iexpr(sc)}"
+                stmts.insert(self.n(0, len(stmts)), [dset])
+        body = [ln for stmt in stmts for ln in stmt] or ["pass"]
+        return pre + [head] + _indent(body) + self.loop_else(sc), sc
 
     def loop_else(self, sc: Scope) -> list[str]:
         """Sometimes an ``else:`` after a loop (runs when the loop did not break)."""
@@ -928,6 +1009,8 @@ class _Builder:
             hlines = [f"LOG.append(('caught', {e}.args))"]
             if hsc.can_yield and self.chance(60):
                 hlines.append(f"{self.fresh('v')} = {self.y_stmt(f'{e}.args[1]')}")
+            if "exc_chain" not in self.avoid and self.chance(50):
+                hlines.append(f"LOG.append(('chain', repr({e}.__context__), repr({e}.__cause__)))")
             hlines += self.block(hsc, 0, 3)
             lines += [f"except ValueError as {e}:"] + _indent(hlines)
         if shape == "full" and self.chance(50):
@@ -968,7 +1051,9 @@ class _Builder:
         return [head] + _indent(self.block(inner)), sc
 
     def _raise(self, sc: Scope) -> list[str]:
-        return [f"if {self.cond(sc)}:", f"    raise ValueError({self.tag()}, {self.iexpr(sc, 1)})"]
+        cause = f" from {sc.in_handler}" if sc.in_handler and self.chance(40) else ""
+        exc = f"ValueError({self.tag()}, {self.iexpr(sc, 1)}){cause}"
+        return [f"if {self.cond(sc)}:", f"    raise {exc}"]
 
     def s_raise(self, sc: Scope) -> tuple[list[str], Scope]:
         return self._raise(sc), sc
@@ -977,6 +1062,22 @@ class _Builder:
         if not self.chance(60):  # keep most runs going to the end
             return self.s_log(sc)
         return self._raise(sc), sc
+
+    def s_nested_exc(self, sc: Scope) -> tuple[list[str], Scope]:
+        """An exception raised and caught while another one is being handled."""
+        e = self.fresh("e")
+        cause = f" from {sc.in_handler}" if self.chance(40) else ""
+        hsc = sc.with_(in_handler=e, depth=sc.depth + 1).add("ro_ints", f"{e}.args[1]")
+        hlines = [f"{self.fresh('v')} = {self.y_stmt(f'{e}.args[1]')}"] if sc.can_yield else []
+        if "exc_chain" not in self.avoid:
+            hlines.append(f"LOG.append(('chain', repr({e}.__context__), repr({e}.__cause__)))")
+        hlines += self.block(hsc, 0, 2)
+        return [
+            "try:",
+            f"    raise ValueError({self.tag()}, {self.iexpr(sc, 1)}){cause}",
+            f"except ValueError as {e}:",
+            *_indent(hlines),
+        ], sc
 
     def s_reraise(self, sc: Scope) -> tuple[list[str], Scope]:
         return [f"if {self.cond(sc)}:", "    raise"], sc
@@ -1042,6 +1143,7 @@ class _Builder:
         sc: Scope,
         budget: int,
         is_main: bool,
+        lists: list[str] | None = None,
     ) -> list[str]:
         self.budget = budget
         self.has_yield = False
@@ -1051,7 +1153,7 @@ class _Builder:
         # callers always pass two positional ints; the rest of the signature varies
         # (restoring builds a frame for the code: defaults, *args, kw-only, **kwargs)
         extra = self.pick([("", 4), ("default", 1), ("star", 1), ("kwonly", 1), ("all", 1)])
-        sig = list(params)
+        sig = [*params, *(lists or [])]
         ints = list(params)
         if extra == "default":
             sig[-1] += f"={self.n(0, 5)}"
@@ -1063,7 +1165,9 @@ class _Builder:
         elif extra == "all":
             sig += ["*rest", f"kw={self.n(0, 5)}", "**extra"]
             ints.append("kw")
-        sc = sc.with_(ints=(*ints, *locals_), strs=("s0",), is_main=is_main)
+        sc = sc.with_(
+            ints=(*ints, *locals_), strs=("s0",), is_main=is_main, lists=("acc", *(lists or []))
+        )
         clines: list[str] = []
         if self.chance(35):
             clines, sc = self.closures(sc, locals_)
@@ -1102,7 +1206,7 @@ def _build(draw: Callable[[st.SearchStrategy[Any]], Any], kind: str) -> GenModul
     for i in range(b.n(0, 3)):
         name = f"co{i}" if b.is_async else f"helper{i}"
         hsc = base.with_(helpers=tuple(helpers), max_loop_depth=1)
-        lines = b.function(name, ["x", "y"], hsc, budget=b.n(1, 8), is_main=False)
+        lines = b.function(name, ["x", "y"], hsc, budget=b.n(1, 8), is_main=False, lists=["out"])
         parts.append("\n\n" + "\n".join(lines) + "\n")
         helpers.append(name)
     msc = base.with_(helpers=tuple(helpers))

@@ -206,6 +206,24 @@ KNOWN_FAILURES = {
         "gen",
         "LOG = []\n\n\ndef main(p0, p1):\n    s = '\\udc80'\n    yield 1\n    return s\n",
     ),
+    # The __context__ (and __cause__) of an exception is None after a restore.
+    # Uninterrupted LOG: ["ValueError('v')", 'True'], split at k=1: ['None', 'False'].
+    "exc_chain": (
+        "gen",
+        "LOG = []\n\n\ndef main(p0, p1):\n    try:\n        raise ValueError('v')\n"
+        "    except ValueError as e:\n        try:\n            raise KeyError('k') from e\n"
+        "        except KeyError as k:\n            yield 1\n"
+        "            LOG.append(repr(k.__cause__))\n"
+        "            LOG.append(k.__context__ is e)\n",
+    ),
+    # A dict iterator restores with its own copy of the dict: the change made to
+    # d in the loop body after the restore is not seen by the loop.
+    # Uninterrupted yields [1, 20], split at k=1: [1, 2].
+    "dict_iter_identity": (
+        "gen",
+        "LOG = []\n\n\ndef main(p0, p1):\n    d = {'p': 1, 'q': 2}\n"
+        "    for k, v in d.items():\n        yield v\n        d['q'] = 20\n",
+    ),
 }
 
 
