@@ -151,3 +151,100 @@ def test_safe_mode_refuses_pickles_and_foreign_globals():
         corosnap.loads(corosnap.dumps(samples.counter(2)), safe=True, allow=("other",))
     assert list(corosnap.loads(corosnap.dumps(samples.counter(2)), safe=True,
                                allow=("samples",))) == [0, 1]
+
+
+def _suspended_tree(gen, steps=1):
+    for _ in range(steps):
+        next(gen)
+    return _frame_fields(corosnap.dumps(gen))
+
+
+def test_for_loop_iterator_slot_must_be_an_iterator():
+    tree = _suspended_tree(samples.counter(5))
+    assert corosnap.loads(_repack(tree)) is not None
+    for bad in (5, "abc", [1, 2], None):  # None (nil) is an empty slot here
+        tree[-1] = bad
+        with pytest.raises(corosnap.CorruptSnapshot,
+                           match="must be an iterator|empty where the bytecode"):
+            corosnap.loads(_repack(tree))
+
+
+def test_list_and_set_display_slots_must_be_exact_list_and_set():
+    g = samples.displays([1], {2})
+    tree = _suspended_tree(g)
+    tree[-1] = [msgpack.ExtType(0, bytes([1])), 1]  # a tuple where LIST_APPEND wants a list
+    with pytest.raises(corosnap.CorruptSnapshot, match="must be a list"):
+        corosnap.loads(_repack(tree))
+    g = samples.displays([1], {2})
+    next(g)
+    g.send(None)
+    good = _frame_fields(corosnap.dumps(g))
+    with pytest.raises(StopIteration):
+        corosnap.loads(_repack(good)).send([3])
+    good[-1] = [1, 2]  # a list where SET_UPDATE wants a set
+    with pytest.raises(corosnap.CorruptSnapshot, match="must be a set"):
+        corosnap.loads(_repack(good))
+
+
+def test_exception_slots_must_hold_exceptions():
+    tree = _suspended_tree(samples.yield_in_finally())
+    for bad in ("not an exception", 3):
+        t = list(tree)
+        t[-1] = bad
+        with pytest.raises(corosnap.CorruptSnapshot, match="must be an exception"):
+            corosnap.loads(_repack(t))
+
+
+def test_null_only_where_the_bytecode_pushes_null():
+    g = samples.half_evaluated(1, 3)
+    tree = _suspended_tree(g)
+    # Stack at the first yield: [NULL (for the call), f3, a]: the NULL is legal...
+    assert tree[-3] is None
+    corosnap.loads(_repack(tree)).close()
+    # ...but not in place of the callable or the argument.
+    for slot in (-2, -1):
+        t = list(tree)
+        t[slot] = None
+        with pytest.raises(corosnap.CorruptSnapshot, match="empty where the bytecode"):
+            corosnap.loads(_repack(t))
+
+
+def test_restored_display_frames_still_work():
+    g = samples.displays([1], {2})
+    next(g)
+    g2 = corosnap.loads(corosnap.dumps(g))
+    g2.send(9)
+    with pytest.raises(StopIteration) as stop:
+        g2.send([3])
+    assert stop.value.value == ([1, 9], {2, 3})
+
+
+def test_lasti_kind_accepts_only_offsets_inside_the_code():
+    from corosnap.bytecode._kinds import LASTI
+    from corosnap.snapshot._restore import _kind_ok
+
+    assert _kind_ok(0, LASTI, 10) and _kind_ok(9, LASTI, 10)
+    for bad in (-1, 10, 2**40, "3", 3.0, True):
+        assert not _kind_ok(bad, LASTI, 10)
+
+
+def _holding_tree(value):
+    return _frame_fields(corosnap.dumps(suspended_holding(value)))
+
+
+def test_builtin_container_constructors_are_never_called_from_a_blob():
+    tree = _holding_tree(None)
+    tag = msgpack.ExtType(0, bytes([11]))  # T_REDUCE
+    tuple_ref = msgpack.ExtType(5, bytes([18]))  # well-known builtins.tuple
+    huge_range = [msgpack.ExtType(0, bytes([13])), 0, 10**12, 1]
+    tree[-1] = [tag, tuple_ref, [huge_range]]
+    with pytest.raises(corosnap.CorruptSnapshot, match="never rebuilds a tuple"):
+        corosnap.loads(_repack(tree))
+
+
+def test_safe_mode_refuses_getattr_gadgets():
+    g = suspended_holding([].append)  # reduces to getattr(list, "append")
+    blob = corosnap.dumps(g)
+    assert corosnap.loads(blob).send(None)[0] is not None
+    with pytest.raises(corosnap.UnsafeSnapshot, match="refused to call"):
+        corosnap.loads(blob, safe=True, allow=("samples",))

@@ -6,18 +6,22 @@ handed to the frame hooks supplied by ``corosnap.snapshot``, which keeps this
 layer free of frame knowledge.
 """
 
-from ._decoder import Decoder
+from ._decoder import NONE_MARK, Decoder, Deferred, Tag, ext_hook
 from ._encoder import Encoder, type_name
 from ._picklers import pickler_id
-from ._tags import EXT_HEADER, EXT_NULL, EXT_SIGNED, NULL_EXT
+from ._tags import EXT_HEADER, EXT_NONE, EXT_SIGNED, NONE_EXT
 
 __all__ = [
     "Decoder",
+    "Deferred",
+    "NONE_MARK",
+    "Tag",
+    "ext_hook",
     "Encoder",
     "EXT_HEADER",
-    "EXT_NULL",
+    "EXT_NONE",
     "EXT_SIGNED",
-    "NULL_EXT",
+    "NONE_EXT",
     "pickler_id",
     "type_name",
 ]

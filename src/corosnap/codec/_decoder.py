@@ -15,6 +15,7 @@ Rules of this file:
 
 from __future__ import annotations
 
+import functools
 import struct
 import types
 from collections.abc import Callable
@@ -23,19 +24,23 @@ from typing import Any
 from msgpack import ExtType
 
 from .._errors import CorruptSnapshot, RestoreError, UnsafeSnapshot
-from ._globals import WELLKNOWN, load_global
+from ..frames import backend
+from ._globals import NEVER_CALLED, SAFE_CALLABLES, WELLKNOWN, load_global, module_allowed
 from ._picklers import loads_with
 from ._tags import (
     EXT_BIGINT,
     EXT_BYTEARRAY,
     EXT_COMPLEX,
-    EXT_NULL,
+    EXT_NONE,
     EXT_PICKLE,
     EXT_REF,
+    EXT_SURROGATE_STR,
     EXT_TAG,
     EXT_WELLKNOWN,
+    SHAPE_MIN,
     T_CELL,
     T_DICT,
+    T_DONE,
     T_FLATLIST,
     T_FRAME,
     T_FROZENSET,
@@ -48,20 +53,99 @@ from ._tags import (
     T_REDUCE,
     T_SEQITER,
     T_SET,
+    T_SHAPED,
     T_TUPLE,
 )
 
-_WALK = frozenset({list, dict, ExtType})
 _SEQ_TYPES = frozenset({list, tuple, str, bytes})
 
+
+def _is_flat(v: list[Any]) -> bool:
+    return bool(backend().is_flat(v))
+
+
+class Tag:
+    """The decoded form of an EXT_TAG: one shared instance per kind."""
+
+    __slots__ = ("kind",)
+
+    def __init__(self, kind: int) -> None:
+        self.kind = kind
+
+
+class Deferred:
+    """An ext whose meaning depends on the walk (memo order) or its place: REF,
+    BYTEARRAY, PICKLE, frame-slot None.  Resolved by Decoder.dec."""
+
+    __slots__ = ("code", "data")
+
+    def __init__(self, code: int, data: bytes) -> None:
+        self.code = code
+        self.data = data
+
+
+NONE_MARK = Deferred(EXT_NONE, b"\0")
+"""The decoded frame-slot None (in frame slots nil means NULL); only frame slots
+may hold it."""
+
+_TAG_BY_DATA: dict[bytes, Tag] = {}
+_WALK = frozenset({list, dict, Deferred})
+
+
+def _bigint(data: bytes) -> int:
+    return int.from_bytes(data, "little", signed=True)
+
+
+def _complex(data: bytes) -> complex:
+    if len(data) != 16:
+        raise CorruptSnapshot("complex payload must be 16 bytes")
+    re, im = struct.unpack("<dd", data)
+    return complex(re, im)
+
+
+def _wellknown(data: bytes) -> Any:
+    if len(data) != 1 or data[0] >= len(WELLKNOWN):
+        raise CorruptSnapshot("unknown well-known global")
+    return WELLKNOWN[data[0]]
+
+
+def ext_hook(code: int, data: bytes) -> Any:
+    """msgpack ext_hook: decode what needs no context right away, mark the rest.
+
+    Runs inside ``msgpack.unpackb`` for every ext, so it is kept to a dict
+    lookup or two; msgpack's own ExtType constructor costs several times more.
+    """
+    if code == EXT_TAG:
+        tag = _TAG_BY_DATA.get(data)
+        if tag is None:
+            raise CorruptSnapshot(f"unknown tag {data!r}")
+        return tag
+    if code == EXT_REF or code == EXT_BYTEARRAY or code == EXT_PICKLE:
+        return Deferred(code, data)
+    if code == EXT_NONE:
+        return NONE_MARK
+    if code == EXT_BIGINT:
+        return _bigint(data)
+    if code == EXT_WELLKNOWN:
+        return _wellknown(data)
+    if code == EXT_COMPLEX:
+        return _complex(data)
+    if code == EXT_SURROGATE_STR:
+        try:
+            return data.decode("utf-8", "surrogatepass")
+        except UnicodeDecodeError as exc:
+            raise CorruptSnapshot(f"malformed string: {exc}") from None
+    return ExtType(code, data)  # the header; anything else is refused by the walk
+
 FrameHook = Callable[["Decoder", list[Any], int], Any]
-FunctionHook = Callable[["Decoder", list[Any], int], tuple[types.CodeType, dict[str, Any], int]]
+FunctionHook = Callable[["Decoder", list[Any], int], tuple[Any, int]]
 
 
 class Decoder:
     """One snapshot's worth of decoding state (memo, string and code tables)."""
 
-    __slots__ = ("memo", "strings", "codes", "safe", "allow", "frame_hook", "code_hook")
+    __slots__ = ("memo", "strings", "codes", "shapes", "safe", "allow", "frame_hook",
+                 "code_hook")
 
     def __init__(
         self,
@@ -73,6 +157,7 @@ class Decoder:
         self.memo: list[Any] = []
         self.strings: list[str] = []
         self.codes: list[Any] = []
+        self.shapes: list[tuple[str, ...]] = []
         self.safe = safe
         self.allow = allow
         self.frame_hook = frame_hook
@@ -90,8 +175,8 @@ class Decoder:
     def dec(self, v: Any) -> Any:
         t = type(v)
         if t is list:
-            if v and type(v[0]) is ExtType and v[0].code == EXT_TAG:
-                return self._tagged(v)
+            if v and type(v[0]) is Tag:
+                return _TAGGED[v[0].kind](self, v)
             self.memo.append(v)
             walk = _WALK
             dec = self.dec
@@ -101,14 +186,23 @@ class Decoder:
             return v
         if t is dict:
             self.memo.append(v)
+            if len(v) >= SHAPE_MIN:
+                keys = tuple(v)
+                for k in keys:
+                    if type(k) is not str:
+                        break
+                else:
+                    self.shapes.append(keys)
             walk = _WALK
             dec = self.dec
             for k, x in v.items():
                 if type(x) in walk:
                     v[k] = dec(x)
             return v
+        if t is Deferred:
+            return self._deferred(v)
         if t is ExtType:
-            return self._ext(v)
+            raise CorruptSnapshot(f"unknown ext type {v.code}")
         return v
 
     def dec_items(self, items: Any) -> list[Any]:
@@ -118,29 +212,18 @@ class Decoder:
         dec = self.dec
         return [dec(x) if type(x) in walk else x for x in items]
 
-    # -- leaf exts --------------------------------------------------------
-    def _ext(self, v: ExtType) -> Any:
+    # -- context-dependent exts -----------------------------------------
+    def _deferred(self, v: Deferred) -> Any:
         code, data = v.code, v.data
         if code == EXT_REF:
             index = int.from_bytes(data, "big")
             if not 0 < len(data) <= 4 or index >= len(self.memo):
                 raise CorruptSnapshot(f"back-reference {index} points past the objects read so far")
             return self.memo[index]
-        if code == EXT_BIGINT:
-            return int.from_bytes(data, "little", signed=True)
-        if code == EXT_COMPLEX:
-            if len(data) != 16:
-                raise CorruptSnapshot("complex payload must be 16 bytes")
-            re, im = struct.unpack("<dd", data)
-            return complex(re, im)
         if code == EXT_BYTEARRAY:
             out = bytearray(data)
             self.memo.append(out)
             return out
-        if code == EXT_WELLKNOWN:
-            if len(data) != 1 or data[0] >= len(WELLKNOWN):
-                raise CorruptSnapshot("unknown well-known global")
-            return WELLKNOWN[data[0]]
         if code == EXT_PICKLE:
             if self.safe:
                 raise UnsafeSnapshot(
@@ -153,25 +236,13 @@ class Decoder:
                 raise RestoreError(f"the fallback pickler could not load a value: {exc!r}") from exc
             self.memo.append(obj)
             return obj
-        if code == EXT_NULL:
-            raise CorruptSnapshot("an empty-slot marker outside a frame slot")
-        raise CorruptSnapshot(f"unknown ext type {code}")
+        raise CorruptSnapshot("a frame-slot None marker outside a frame slot")
 
     # -- tagged arrays ----------------------------------------------------
-    def _tagged(self, v: list[Any]) -> Any:
-        data = v[0].data
-        if len(data) != 1:
-            raise CorruptSnapshot("malformed tag")
-        handler = _TAGGED.get(data[0])
-        if handler is None:
-            raise CorruptSnapshot(f"unknown tag kind {data[0]}")
-        return handler(self, v)
-
     def _flat(self, v: list[Any]) -> Any:
         del v[0]
-        for x in v:
-            if type(x) in _WALK:
-                raise CorruptSnapshot("a flat list holds a non-scalar")
+        if not _is_flat(v):
+            raise CorruptSnapshot("a flat list holds a non-scalar")
         self.memo.append(v)
         return v
 
@@ -205,6 +276,21 @@ class Decoder:
                 out[key] = dec(v[i + 1])
         except TypeError as exc:
             raise CorruptSnapshot(f"unhashable dict key: {exc}") from exc
+        return out
+
+    def _shaped(self, v: list[Any]) -> Any:
+        index = v[1] if len(v) > 1 else None
+        if type(index) is not int or not 0 <= index < len(self.shapes):
+            raise CorruptSnapshot("dict shape reference points past the shapes read so far")
+        keys = self.shapes[index]
+        if len(v) - 2 != len(keys):
+            raise CorruptSnapshot("dict shape and values differ in length")
+        out: dict[str, Any] = {}
+        self.memo.append(out)
+        walk = _WALK
+        dec = self.dec
+        for k, x in zip(keys, v[2:], strict=True):
+            out[k] = dec(x) if type(x) in walk else x
         return out
 
     def _global(self, v: list[Any]) -> Any:
@@ -247,7 +333,8 @@ class Decoder:
         return cell
 
     def _function(self, v: list[Any]) -> Any:
-        code, globals_, i = self.code_hook(self, v, 1)
+        entry, i = self.code_hook(self, v, 1)
+        code, globals_ = entry.code, entry.globals
         tail = v[i:] + [None] * (5 - len(v[i:]))
         if len(tail) != 5:
             raise CorruptSnapshot("malformed function")
@@ -279,12 +366,28 @@ class Decoder:
     def _frame(self, v: list[Any]) -> Any:
         return self.frame_hook(self, v, 1)
 
+    def _done(self, v: list[Any]) -> Any:
+        entry, i = self.code_hook(self, v, 1)
+        if i != len(v):
+            raise CorruptSnapshot("malformed finished generator")
+        gen = entry.fresh()
+        gen.close()  # a created generator closes without running any code
+        self.memo.append(gen)
+        return gen
+
     def _reduce(self, v: list[Any]) -> Any:
         if not 3 <= len(v) <= 6:
             raise CorruptSnapshot("malformed reduce")
         func = self.dec(v[1])
+        if id(func) in NEVER_CALLED:
+            raise CorruptSnapshot(f"a blob never rebuilds a {func.__name__} by calling it")
+        if self.safe and isinstance(func, types.BuiltinFunctionType | types.FunctionType |
+                                    functools.partial) and id(func) not in SAFE_CALLABLES:
+            if not isinstance(func, types.FunctionType) or not module_allowed(
+                    getattr(func, "__module__", "") or "", self.allow):
+                raise UnsafeSnapshot(f"safe mode refused to call {func!r}")
         args = self.dec_items(v[2])
-        if v[0].data[0] == T_NEWOBJ:
+        if v[0].kind == T_NEWOBJ:
             if not isinstance(func, type):
                 raise CorruptSnapshot("object constructor is not a class")
             make: Any = func.__new__
@@ -376,6 +479,7 @@ def _set_state(obj: Any, state: Any) -> None:
 _TAGGED: dict[int, Callable[[Decoder, list[Any]], Any]] = {
     T_TUPLE: Decoder._tuple,
     T_SET: Decoder._set,
+    T_SHAPED: Decoder._shaped,
     T_FROZENSET: Decoder._frozenset,
     T_DICT: Decoder._dict_pairs,
     T_FLATLIST: Decoder._flat,
@@ -384,6 +488,7 @@ _TAGGED: dict[int, Callable[[Decoder, list[Any]], Any]] = {
     T_CELL: Decoder._cell,
     T_FUNCTION: Decoder._function,
     T_FRAME: Decoder._frame,
+    T_DONE: Decoder._done,
     T_REDUCE: Decoder._reduce,
     T_NEWOBJ: Decoder._reduce,
     T_RANGE: Decoder._range,
@@ -391,4 +496,6 @@ _TAGGED: dict[int, Callable[[Decoder, list[Any]], Any]] = {
     T_SEQITER: Decoder._seqiter,
 }
 
-__all__ = ["Decoder", "EXT_NULL"]
+_TAG_BY_DATA.update({bytes([kind]): Tag(kind) for kind in _TAGGED})
+
+__all__ = ["Decoder", "Deferred", "NONE_MARK", "Tag", "ext_hook"]

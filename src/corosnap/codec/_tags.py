@@ -22,7 +22,8 @@ EXT_COMPLEX = 3  # payload: two little-endian doubles
 EXT_BYTEARRAY = 4  # payload: the bytes
 EXT_WELLKNOWN = 5  # a global from the well-known table; payload: one index byte
 EXT_PICKLE = 6  # fallback pickler; payload: pickler id byte + pickle stream
-EXT_NULL = 7  # empty frame slot (unbound local, NULL on the stack); payload: b"\0"
+EXT_NONE = 7  # None in a frame slot, where nil means an empty (NULL) slot; payload: b"\0"
+EXT_SURROGATE_STR = 8  # str that UTF-8 cannot encode (lone surrogates); payload: surrogatepass
 EXT_HEADER = 0x43  # "C": blob header; payload: (format << 5 | python minor)
 EXT_SIGNED = 0x53  # "S": signed-blob header; same payload
 
@@ -42,9 +43,14 @@ T_NEWOBJ = 12  # [tag, cls, args, state, listitems, dictitems]
 T_RANGE = 13  # [tag, start, stop, step]
 T_RANGEITER = 14  # [tag, stop, index] | [tag, start, stop, index] | [tag, start, stop, step, index]
 T_SEQITER = 15  # [tag, sequence, index]
+T_SHAPED = 16  # [tag, shape index, *values]  (dict whose str keys repeat an earlier dict's)
+T_DONE = 17  # [tag, coderef...]  (a generator/coroutine that already finished)
 
-TAGS = {kind: ExtType(EXT_TAG, bytes([kind])) for kind in range(1, 16)}
-NULL_EXT = ExtType(EXT_NULL, b"\0")
+TAGS = {kind: ExtType(EXT_TAG, bytes([kind])) for kind in range(1, 18)}
+
+SHAPE_MIN = 2
+"""A dict with at least this many keys, all str, defines or reuses a shape."""
+NONE_EXT = ExtType(EXT_NONE, b"\0")
 
 PICKLERS = {1: "pickle", 2: "cloudpickle", 3: "dill"}
 PICKLER_IDS = {name: code for code, name in PICKLERS.items()}

@@ -13,8 +13,9 @@ import types
 from typing import Any
 
 from .._errors import SnapshotError
-from ..bytecode import CREATED, code_info, describe
-from ..codec import NULL_EXT, Encoder
+from ..bytecode import CREATED, CodeInfo, CodeRef, code_info, describe, fingerprint
+from ..codec import NONE_EXT, Encoder
+from ..codec._tags import T_DONE, TAGS
 from ..frames import backend
 
 _GENERATOR_TYPES = (types.GeneratorType, types.CoroutineType)
@@ -42,35 +43,45 @@ def check_target(obj: Any) -> None:
     )
 
 
+_meta: dict[int, tuple[types.CodeType, CodeInfo, CodeRef, int]] = {}
+
+
+def _code_meta(code: types.CodeType, module: str | None) -> tuple[types.CodeType, CodeInfo,
+                                                                  CodeRef, int]:
+    """Everything capture needs about one code object, computed once."""
+    hit = _meta.get(id(code))
+    if hit is not None and hit[0] is code and hit[2].module == module:
+        return hit
+    hit = (code, code_info(code), describe(code, module), fingerprint(code))
+    _meta[id(code)] = hit
+    return hit
+
+
 def encode_frame(enc: Encoder, gen: Any) -> list[Any]:
     """Encode one generator/coroutine frame (its sub-generators recursively)."""
-    check_target(gen)
     frames = backend()
     state, lasti, localsplus, stack, exc, globals_ = frames.read(gen)
     code = gen.gi_code if type(gen) is types.GeneratorType else gen.cr_code
-    where = f"{describe_target(gen)} (module {globals_.get('__name__') if globals_ else '?'})"
-    if state == frames.RUNNING:
-        raise SnapshotError(
-            f"{where} is running: a generator cannot be captured while it executes "
-            "(dumps() must be called from outside it)"
-        )
-    if state != frames.CREATED and state != frames.SUSPENDED:
-        raise SnapshotError(f"{where} has finished or was closed: there is nothing to resume")
-    info = code_info(code)
+    if state != frames.SUSPENDED and state != frames.CREATED:
+        if state == frames.FINISHED and enc.keep and enc.keep[0] is not gen:
+            # A finished generator held as a value (a helper kept in a local):
+            # its frame is gone, so only its code is stored.
+            return [TAGS[T_DONE], *enc.coderef(code, _describe_finished(enc, gen, code))]
+        _refuse_state(gen, state, globals_)
+    enc.note_globals(globals_)
+    _, info, ref, fp = _code_meta(code, globals_.get("__name__"))
     if state == frames.CREATED:
         lasti = CREATED
-    elif lasti not in info.resume:
-        raise SnapshotError(f"{where} is suspended at offset {lasti}, which is not a yield point")
-    if len(localsplus) != info.nlocalsplus or len(stack) != info.resume[lasti]:
+    depth = info.resume.get(lasti)
+    if depth is None or len(localsplus) != info.nlocalsplus or len(stack) != depth:
         raise SnapshotError(
-            f"{where}: frame shape ({len(localsplus)} slots, {len(stack)} stack values) does "
-            f"not match its bytecode ({info.nlocalsplus}, {info.resume[lasti]})"
+            f"{_where(gen, globals_)} is suspended at offset {lasti} with {len(stack)} stack "
+            f"values, which its bytecode does not explain (expected {depth})"
         )
-    fields = enc.coderef(code, describe(code, globals_.get("__name__")))
+    fields = enc.coderef(code, ref, fp)
     null = frames.NULL
     passthrough = enc.passthrough
     value = enc.enc
-    names = info.slot_names
     slot = -1
     try:
         if exc is None:
@@ -78,20 +89,67 @@ def encode_frame(enc: Encoder, gen: Any) -> list[Any]:
         else:
             slot = -2
             fields.append([lasti, value(exc)])
+        # In frame slots nil stands for an empty slot (an unbound local is more
+        # common in a suspended frame than a None), and None gets an ext.
         for slot, x in enumerate(localsplus):  # noqa: B007 (slot names the error)
-            fields.append(NULL_EXT if x is null else x if type(x) in passthrough else value(x))
+            fields.append(None if x is null else NONE_EXT if x is None
+                          else x if type(x) in passthrough else _slot(value(x)))
         base = len(localsplus)
+        if lasti in info.delegating and stack and type(stack[-1]) in _GENERATOR_TYPES:
+            *stack, sub = stack
+        else:
+            sub = null
         for i, x in enumerate(stack):
             slot = base + i
-            fields.append(NULL_EXT if x is null else x if type(x) in passthrough else value(x))
+            fields.append(None if x is null else NONE_EXT if x is None
+                          else x if type(x) in passthrough else _slot(value(x)))
+        if sub is not null:
+            slot = base + len(stack)
+            fields.append(enc.delegated_frame(sub))
     except SnapshotError as err:
+        names = info.slot_names
         if slot == -2:
             what = "the exception being handled"
         elif slot < len(names):
             what = f"local {names[slot]!r}"
         else:
             what = f"value stack slot {slot - len(names)}"
-        raise SnapshotError(f"in {where}, {what}: {err}") from None
+        raise SnapshotError(f"in {_where(gen, globals_)}, {what}: {err}") from None
     except RecursionError:
-        raise SnapshotError(f"in {where}: values nested too deeply to capture") from None
+        raise SnapshotError(f"in {_where(gen, globals_)}: values nested too deeply") from None
     return fields
+
+
+def _describe_finished(enc: Encoder, gen: Any, code: types.CodeType) -> CodeRef:
+    """Name the code of a finished generator, whose frame (and globals) are
+    gone: it was made by code of one of the modules being captured."""
+    for module in enc.modules:
+        try:
+            return describe(code, module)
+        except SnapshotError:
+            continue
+    raise SnapshotError(
+        f"{describe_target(gen)} has finished, and its code is not found in the modules of "
+        "the frames being captured"
+    )
+
+
+def _slot(encoded: Any) -> Any:
+    """A value encoded as nil (a dropped traceback) is None, not an empty slot."""
+    return NONE_EXT if encoded is None else encoded
+
+
+def _where(gen: Any, globals_: dict[str, Any] | None) -> str:
+    module = globals_.get("__name__") if globals_ else "?"
+    return f"{describe_target(gen)} (module {module})"
+
+
+def _refuse_state(gen: Any, state: int, globals_: dict[str, Any] | None) -> None:
+    check_target(gen)
+    if state == backend().RUNNING:
+        raise SnapshotError(
+            f"{_where(gen, globals_)} is running: a generator cannot be captured while it "
+            "executes (dumps() must be called from outside it)"
+        )
+    raise SnapshotError(f"{_where(gen, globals_)} has finished or was closed: there is "
+                        "nothing to resume")

@@ -17,42 +17,77 @@ generator is simply dropped.
 from __future__ import annotations
 
 import inspect
+import sys
 import types
 from typing import Any
 
-from msgpack import ExtType
-
 from .._errors import CodeMismatch, CorruptSnapshot
 from ..bytecode import CodeRef, code_info, fingerprint, locate
-from ..codec import EXT_NULL, Decoder
+from ..bytecode._kinds import (
+    EXC,
+    EXC_OR_NONE,
+    ITER,
+    KIND_NAMES,
+    LASTI,
+    LIST,
+    NULLABLE,
+    SET,
+    slot_rules,
+)
+from ..codec import NONE_MARK, Decoder, Deferred, Tag
 from ..codec._globals import check_allowed
 from ..frames import backend
 
+_WALK = frozenset({list, dict, Deferred})
+
 _RESUMABLE = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ITERABLE_COROUTINE
 
-_fresh_cache: dict[int, tuple[types.CodeType, types.FunctionType, tuple[Any, ...],
-                              dict[str, Any]]] = {}
+
+class CodeEntry:
+    """Everything restore needs about one code object, found and checked once."""
+
+    __slots__ = ("module", "code", "globals", "info", "rules", "ncodeunits", "fn", "args",
+                 "kwargs", "label")
+
+    def __init__(self, module: types.ModuleType | None, code: types.CodeType,
+                 globals_: dict[str, Any]) -> None:
+        self.module = module
+        self.code = code
+        self.globals = globals_
+        self.info = code_info(code)
+        self.rules = slot_rules(code)
+        self.ncodeunits = len(code.co_code) // 2
+        self.label = f"{globals_.get('__name__')}.{code.co_qualname}()"
+        self.fn: types.FunctionType | None = None
+        self.args: tuple[Any, ...] = ()
+        self.kwargs: dict[str, Any] = {}
+
+    def fresh(self) -> Any:
+        """A new, created generator/coroutine of this code; runs no user code.
+
+        The function is made from the code with placeholder cells and called
+        with placeholder arguments: CPython runs only the prologue (argument
+        binding, MAKE_CELL, COPY_FREE_VARS) up to RETURN_GENERATOR.  Every slot
+        is overwritten by the restore right after.
+        """
+        if self.fn is None:
+            code = self.code
+            flags = code.co_flags
+            if not flags & _RESUMABLE or flags & inspect.CO_ASYNC_GENERATOR:
+                raise CorruptSnapshot(f"{self.label} is not a generator or coroutine function")
+            closure = tuple(types.CellType() for _ in code.co_freevars) or None
+            self.fn = types.FunctionType(code, self.globals, code.co_name, None, closure)
+            argc = code.co_argcount
+            self.args = (None,) * argc
+            self.kwargs = dict.fromkeys(code.co_varnames[argc : argc + code.co_kwonlyargcount])
+        return self.fn(*self.args, **self.kwargs)
 
 
-def fresh_generator(code: types.CodeType, globals_: dict[str, Any]) -> Any:
-    """A new, created generator/coroutine of ``code``; runs no user code."""
-    hit = _fresh_cache.get(id(code))
-    if hit is None or hit[0] is not code or hit[1].__globals__ is not globals_:
-        flags = code.co_flags
-        if not flags & _RESUMABLE or flags & inspect.CO_ASYNC_GENERATOR:
-            raise CorruptSnapshot(f"{code.co_qualname} is not a generator or coroutine function")
-        closure = tuple(types.CellType() for _ in code.co_freevars) or None
-        fn = types.FunctionType(code, globals_, code.co_name, None, closure)
-        argc = code.co_argcount
-        kwonly = code.co_varnames[argc : argc + code.co_kwonlyargcount]
-        hit = (code, fn, (None,) * argc, dict.fromkeys(kwonly))
-        _fresh_cache[id(code)] = hit
-    return hit[1](*hit[2], **hit[3])
+_entries: dict[tuple[Any, ...], CodeEntry] = {}
 
 
-def decode_coderef(dec: Decoder, v: list[Any], i: int) -> tuple[types.CodeType, dict[str, Any],
-                                                                 int]:
-    """Read the code fields at v[i:], returning (code, globals, next index)."""
+def decode_coderef(dec: Decoder, v: list[Any], i: int) -> tuple[CodeEntry, int]:
+    """Read the code fields at v[i:], returning (entry, next index)."""
     if i >= len(v):
         raise CorruptSnapshot("truncated code reference")
     first = v[i]
@@ -60,80 +95,141 @@ def decode_coderef(dec: Decoder, v: list[Any], i: int) -> tuple[types.CodeType, 
         k = -1 - first
         if k >= len(dec.codes):
             raise CorruptSnapshot(f"code reference {k} points past the codes read so far")
-        code, globals_ = dec.codes[k]
-        return code, globals_, i + 1
+        return dec.codes[k], i + 1
     if i + 3 > len(v):
         raise CorruptSnapshot("truncated code reference")
-    module = dec.string(first)
+    strings = dec.strings
+    if type(first) is str:
+        strings.append(first)
+        module = first
+    else:
+        module = dec.string(first)
     qual_f, fp = v[i + 1], v[i + 2]
-    if type(qual_f) is list:
+    path: tuple[int, ...] = ()
+    if type(qual_f) is str:
+        strings.append(qual_f)
+        qual = qual_f
+    elif type(qual_f) is list:
         if not qual_f or not all(type(p) is int and 0 <= p < 1 << 16 for p in qual_f[1:]):
             raise CorruptSnapshot("malformed nested code path")
-        ref = CodeRef(module, dec.string(qual_f[0]), tuple(qual_f[1:]))
+        qual = dec.string(qual_f[0])
+        path = tuple(qual_f[1:])
     else:
-        ref = CodeRef(module, dec.string(qual_f))
+        qual = dec.string(qual_f)
     if type(fp) is not int:
         raise CorruptSnapshot("malformed code fingerprint")
     if dec.safe:
-        check_allowed(ref.module, ref.qualname, dec.allow, "code of")
-    code, globals_ = locate(ref)
-    now = fingerprint(code)
-    if now != fp:
-        raise CodeMismatch(
-            f"{ref.module}.{code.co_qualname}(): its code changed since the snapshot was taken "
-            f"(fingerprint {fp:016x} in the snapshot, {now:016x} now); a changed function "
-            "cannot resume an old frame"
-        )
-    dec.codes.append((code, globals_))
-    return code, globals_, i + 3
+        check_allowed(module, qual, dec.allow, "code of")
+    key = (module, qual, path, fp)
+    entry = _entries.get(key)
+    if entry is None or sys.modules.get(module) is not entry.module:
+        ref = CodeRef(module, qual, path)
+        code, globals_ = locate(ref)
+        now = fingerprint(code)
+        if now != fp:
+            raise CodeMismatch(
+                f"{module}.{code.co_qualname}(): its code changed since the snapshot was "
+                f"taken (fingerprint {fp:016x} in the snapshot, {now:016x} now); a changed "
+                "function cannot resume an old frame"
+            )
+        entry = CodeEntry(sys.modules.get(module), code, globals_)
+        _entries[key] = entry
+    dec.codes.append(entry)
+    return entry, i + 3
+
+
+def _kind_ok(v: Any, kind: int, ncodeunits: int) -> bool:
+    if kind == ITER:
+        return hasattr(type(v), "__next__")
+    if kind == LIST:
+        return type(v) is list
+    if kind == SET:
+        return type(v) is set
+    if kind == EXC:
+        return isinstance(v, BaseException)
+    if kind == EXC_OR_NONE:
+        return v is None or isinstance(v, BaseException)
+    if kind == LASTI:
+        return type(v) is int and 0 <= v < ncodeunits
+    return True
+
+
+def _check_slots(entry: CodeEntry, pos: int, slots: list[Any], n: int, null: Any) -> None:
+    """Refuse values the interpreter would use unchecked (see bytecode._kinds)."""
+    rules = entry.rules
+    kinds = rules.stack_kinds(pos, len(slots) - n)
+    for j, kind in enumerate(kinds):
+        v = slots[n + j]
+        if v is null:
+            if not kind & NULLABLE:
+                raise CorruptSnapshot(
+                    f"{entry.label}: value stack slot {j} is empty where the bytecode always "
+                    "has a value"
+                )
+        elif kind & ~NULLABLE and not _kind_ok(v, kind & ~NULLABLE, entry.ncodeunits):
+            raise CorruptSnapshot(
+                f"{entry.label}: value stack slot {j} must be {KIND_NAMES[kind & ~NULLABLE]}, "
+                f"got {type(v).__name__}"
+            )
+    bound = rules.bound.get(pos)
+    if bound:
+        for index in bound:
+            if index < n and slots[index] is null:
+                raise CorruptSnapshot(
+                    f"{entry.label}: local {entry.info.slot_names[index]!r} is read without a "
+                    "check after this point, so it cannot be unbound"
+                )
 
 
 def decode_frame(dec: Decoder, v: list[Any], i: int) -> Any:
     """Rebuild one frame from v[i:] (see the module docstring)."""
-    code, globals_, i = decode_coderef(dec, v, i)
-    info = code_info(code)
-    where = f"{code.co_qualname}()"
+    entry, i = decode_coderef(dec, v, i)
+    info = entry.info
     if i >= len(v):
-        raise CorruptSnapshot(f"{where}: truncated frame")
+        raise CorruptSnapshot(f"{entry.label}: truncated frame")
     pos = v[i]
     exc_f = None
     if type(pos) is list:
         if len(pos) != 2:
-            raise CorruptSnapshot(f"{where}: malformed position")
+            raise CorruptSnapshot(f"{entry.label}: malformed position")
         pos, exc_f = pos
-    if type(pos) is not int or pos not in info.resume:
-        raise CorruptSnapshot(f"{where}: offset {pos!r} is not a resume point of its code")
+    depth = info.resume.get(pos) if type(pos) is int else None
+    if depth is None:
+        raise CorruptSnapshot(f"{entry.label}: offset {pos!r} is not a resume point of its code")
     i += 1
     n = info.nlocalsplus
-    depth = len(v) - i - n
-    if depth != info.resume[pos]:
+    if len(v) - i - n != depth:
         raise CorruptSnapshot(
-            f"{where}: {depth} stack values at offset {pos}, but its bytecode has "
-            f"{info.resume[pos]} there"
+            f"{entry.label}: {len(v) - i - n} stack values at offset {pos}, but its bytecode "
+            f"has {depth} there"
         )
-    gen = fresh_generator(code, globals_)
+    gen = entry.fresh()
     dec.memo.append(gen)
     exc = None
     if exc_f is not None:
         exc = dec.dec(exc_f)
         if not isinstance(exc, BaseException):
-            raise CorruptSnapshot(f"{where}: the handled exception is a {type(exc).__name__}")
+            raise CorruptSnapshot(f"{entry.label}: the handled exception is a "
+                                  f"{type(exc).__name__}")
     frames = backend()
     null = frames.NULL
     decode = dec.dec
-    slots = []
-    for x in v[i:]:
-        t = type(x)
-        if t is ExtType and x.code == EXT_NULL:
-            slots.append(null)
-        elif t is list or t is dict or t is ExtType:
-            slots.append(decode(x))
-        else:
-            slots.append(x)
+    raw = v[i:]
+    if pos in info.delegating and raw and type(raw[-1]) is list and raw[-1] and type(
+            raw[-1][0]) is not Tag:
+        # The sub-frame this frame delegates to, stored untagged (see capture).
+        last = raw.pop()
+        slots = [null if x is None else None if x is NONE_MARK else decode(x)
+                 if type(x) in _WALK else x for x in raw]
+        slots.append(decode_frame(dec, last, 0))
+    else:
+        slots = [null if x is None else None if x is NONE_MARK else decode(x)
+                 if type(x) in _WALK else x for x in raw]
+    _check_slots(entry, pos, slots, n, null)
     for index in info.cell_slots:
         if type(slots[index]) is not types.CellType:
             raise CorruptSnapshot(
-                f"{where}: slot {info.slot_names[index]!r} must hold a cell, got "
+                f"{entry.label}: slot {info.slot_names[index]!r} must hold a cell, got "
                 f"{type(slots[index]).__name__}"
             )
     if pos in info.delegating:
@@ -141,10 +237,10 @@ def decode_frame(dec: Decoder, v: list[Any], i: int) -> Any:
         if not (type(sub) in (types.GeneratorType, types.CoroutineType)
                 or hasattr(type(sub), "__next__")):
             raise CorruptSnapshot(
-                f"{where}: delegates to a {type(sub).__name__}, which is not an iterator"
+                f"{entry.label}: delegates to a {type(sub).__name__}, which is not an iterator"
             )
     try:
         frames.write(gen, pos, slots[:n], slots[n:], exc)
     except (TypeError, ValueError) as err:
-        raise CorruptSnapshot(f"{where}: {err}") from err
+        raise CorruptSnapshot(f"{entry.label}: {err}") from err
     return gen
