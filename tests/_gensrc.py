@@ -84,35 +84,19 @@ from _driver import module_name_for
 
 ENTRY = "main"
 
-# Constructs that the core is known to get wrong (see the xfail tests in
+# Constructs that the core is known to get wrong (see KNOWN_FAILURES in
 # test_differential.py).  While a name is listed here the strategy steers
 # around it, so the differential tests keep finding *other* bugs; remove it
 # once the core handles it.  ``COROSNAP_GENSRC_AVOID`` overrides the set
 # (comma separated; empty string = generate everything).
-#   global_on_stack:   a yield inside ``LOG.append(...)``: the module-level list
-#                      sits on the value stack and is restored as a copy.
-#   finished_in_local: a helper generator/coroutine kept in a local after it
-#                      finished: dumps refuses it ("has finished or was closed").
-#   traceback_in_local: ``ACM.__aexit__`` awaiting while an exception passes
-#                      through ``async with``: its ``tb`` argument is a traceback,
-#                      which dumps refuses ("cannot serialize traceback").
-#   surrogate_str:     a str with a lone surrogate (e.g. from os.fsdecode) in a
-#                      local: dumps raises a raw UnicodeEncodeError from msgpack.
-#   exc_chain:         an exception's __context__ / __cause__ is None after a
-#                      restore (seen by logging them in a handler after a yield).
+#   exc_chain:          an exception's __context__ / __cause__ is None after a
+#                       restore (seen by logging them in a handler after a yield).
 #   dict_iter_identity: a dict iterator (for over d.items()/.values()) restores
-#                      with its own copy of the dict: d['p'] = x in the loop body is
-#                      not seen by the rest of the loop.
-KNOWN_ISSUES = frozenset(
-    {
-        "global_on_stack",
-        "finished_in_local",
-        "traceback_in_local",
-        "surrogate_str",
-        "exc_chain",
-        "dict_iter_identity",
-    }
-)
+#                       with its own copy of the dict: d['p'] = x in the loop body
+#                       is not seen by the rest of the loop.
+# Fixed since (still generated, and kept as regression tests): global_on_stack,
+# finished_in_local, traceback_in_local, surrogate_str.
+KNOWN_ISSUES = frozenset({"exc_chain", "dict_iter_identity"})
 
 
 def _avoid_from_env() -> frozenset[str]:

@@ -165,29 +165,28 @@ def test_split_cross_process(kind: str, load_generated: Callable, worker) -> Non
 
 
 # ---------------------------------------------------------------------------
-# minimal reproductions of failures the differential tests found in the core
-# (the strategy steers around them while they are in _gensrc.KNOWN_ISSUES)
+# minimal reproductions of failures the differential tests found in the core.
+# FIXED ones are regression tests; KNOWN_FAILURES are xfail until fixed (the
+# strategy steers around those while they are in _gensrc.KNOWN_ISSUES).
 # ---------------------------------------------------------------------------
 
-KNOWN_FAILURES = {
+FIXED = {
     # A yield inside the argument list of a call on a module-level object: the
-    # bound method and the global list are on the value stack and come back as
-    # copies, so LOG.append after the restore appends to a detached list.
-    # Uninterrupted LOG == ['2'], split at k=1: LOG == [] (return value 0, not 1).
+    # global list on the value stack came back as a copy, so LOG.append after
+    # the restore appended to a detached list (LOG == [] instead of ['2'] at k=1).
     "global_on_stack": (
         "gen",
         "LOG = []\n\n\ndef main(p0, p1):\n    LOG.append((yield))\n    return len(LOG)\n",
     ),
-    # A finished helper generator still held in a local: dumps raises
-    # SnapshotError("... local 'g': generator helper() (module ?) has finished or
-    # was closed: there is nothing to resume") at k=2.
+    # A finished helper generator still held in a local: dumps raised
+    # SnapshotError("... has finished or was closed: there is nothing to resume") at k=2.
     "finished_in_local": (
         "gen",
         "LOG = []\n\n\ndef helper():\n    yield 1\n\n\n"
         "def main(p0, p1):\n    g = helper()\n    yield from g\n    yield 2\n",
     ),
     # An exception passing through `async with` whose __aexit__ awaits: the
-    # suspended __aexit__ frame holds the traceback in `tb`; dumps raises
+    # suspended __aexit__ frame holds a traceback in `tb`; dumps raised
     # SnapshotError("... local 'tb': cannot serialize traceback") at k=1.
     "traceback_in_local": (
         "coro",
@@ -200,12 +199,14 @@ KNOWN_FAILURES = {
         "            raise ValueError(1)\n    except ValueError as e:\n        return e.args\n",
     ),
     # A str holding a lone surrogate (what os.fsdecode/surrogateescape produce)
-    # in a local: dumps raises a bare UnicodeEncodeError ("surrogates not
-    # allowed") from msgpack, not even a SnapshotError, at k=1.
+    # in a local: dumps raised a bare UnicodeEncodeError from msgpack at k=1.
     "surrogate_str": (
         "gen",
         "LOG = []\n\n\ndef main(p0, p1):\n    s = '\\udc80'\n    yield 1\n    return s\n",
     ),
+}
+
+KNOWN_FAILURES = {
     # The __context__ (and __cause__) of an exception is None after a restore.
     # Uninterrupted LOG: ["ValueError('v')", 'True'], split at k=1: ['None', 'False'].
     "exc_chain": (
@@ -227,12 +228,9 @@ KNOWN_FAILURES = {
 }
 
 
-@requires_core
-@pytest.mark.xfail(strict=False, reason="known core failure, see KNOWN_FAILURES")
-@pytest.mark.parametrize("issue", sorted(KNOWN_FAILURES))
-@pytest.mark.parametrize("where", ["same_process", "cross_process"])
-def test_known_failure(issue: str, where: str, load_generated: Callable, worker) -> None:
-    kind, source = KNOWN_FAILURES[issue]
+def _check_source_all_k(
+    kind: str, source: str, where: str, load_generated: Callable, worker
+) -> None:
     gm = _gensrc.GenModule(source=source, kind=kind, args=(0, 0))
     if where == "same_process":
         split = _driver.run_split_local
@@ -246,3 +244,25 @@ def test_known_failure(issue: str, where: str, load_generated: Callable, worker)
     for k in range(len(want.yields) + 1):
         got = split(module, gm.entry, gm.args, k)
         assert got == want, _mismatch(k, want, got)
+
+
+WHERE = pytest.mark.parametrize("where", ["same_process", "cross_process"])
+
+
+@requires_core
+@pytest.mark.parametrize("issue", sorted(FIXED))
+@WHERE
+def test_fixed_failure_stays_fixed(
+    issue: str, where: str, load_generated: Callable, worker
+) -> None:
+    kind, source = FIXED[issue]
+    _check_source_all_k(kind, source, where, load_generated, worker)
+
+
+@requires_core
+@pytest.mark.xfail(strict=False, reason="known core failure, see KNOWN_FAILURES")
+@pytest.mark.parametrize("issue", sorted(KNOWN_FAILURES))
+@WHERE
+def test_known_failure(issue: str, where: str, load_generated: Callable, worker) -> None:
+    kind, source = KNOWN_FAILURES[issue]
+    _check_source_all_k(kind, source, where, load_generated, worker)
