@@ -217,6 +217,15 @@ KNOWN_FAILURES = {
         "            LOG.append(repr(k.__cause__))\n"
         "            LOG.append(k.__context__ is e)\n",
     ),
+    # Like global_on_stack (fixed), but the list is a global of *another* module:
+    # ``other.LIST.append((yield))`` still restores the list as a copy.
+    # Uninterrupted returns [2], split at k=1 returns [].
+    "foreign_global_on_stack": (
+        "gen",
+        "import _xp_funcs\n\nLOG = []\n\n\ndef main(p0, p1):\n"
+        "    _xp_funcs.LOG.clear()\n    _xp_funcs.LOG.append((yield))\n"
+        "    return list(_xp_funcs.LOG)\n",
+    ),
     # A dict iterator restores with its own copy of the dict: the change made to
     # d in the loop body after the restore is not seen by the loop.
     # Uninterrupted yields [1, 20], split at k=1: [1, 2].
