@@ -26,6 +26,7 @@ import importlib
 import os
 import sys
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -226,7 +227,7 @@ def core_available() -> bool:
 
 
 def module_name_for(source: str) -> str:
-    return "corosnap_gen_" + hashlib.sha256(source.encode()).hexdigest()[:16]
+    return GENERATED_PREFIX + hashlib.sha256(source.encode()).hexdigest()[:16]
 
 
 def write_module(directory: str, source: str, name: str | None = None) -> str:
@@ -241,12 +242,28 @@ def write_module(directory: str, source: str, name: str | None = None) -> str:
     return name
 
 
+GENERATED_PREFIX = "corosnap_gen_"
+KEEP_GENERATED = 200  # generated modules kept in sys.modules (least recently used go)
+_recent: OrderedDict[str, None] = OrderedDict()
+
+
 def import_from(directory: str, name: str) -> ModuleType:
-    """Import module ``name`` from ``directory`` (added to ``sys.path`` if needed)."""
+    """Import module ``name`` from ``directory`` (added to ``sys.path`` if needed).
+
+    Generated modules are evicted from ``sys.modules`` least recently used
+    first, so a long run (many examples, shrinking) does not grow without
+    bound; one example only ever uses its own module.
+    """
     if directory not in sys.path:
         sys.path.insert(0, directory)
     mod = sys.modules.get(name)
     if mod is None:
         importlib.invalidate_caches()  # the file may be newer than the finder's listing
         mod = importlib.import_module(name)
+    if name.startswith(GENERATED_PREFIX):
+        _recent[name] = None
+        _recent.move_to_end(name)
+        while len(_recent) > KEEP_GENERATED:
+            old, _ = _recent.popitem(last=False)
+            sys.modules.pop(old, None)
     return mod
