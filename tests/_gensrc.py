@@ -590,8 +590,10 @@ class _Builder:
         """
         out: list[list[str]] = []
         start = sc
-        for _ in range(self.n(lo, hi)):
-            if self.budget <= 0:
+        for i in range(hi):
+            # one "another statement?" draw per statement (not a count up front), so
+            # the shrinker can delete a statement by deleting its own draws
+            if self.budget <= 0 or (i >= lo and self.n(0, 99) < 22):
                 break
             self.budget -= 1
             stmt, sc = self.stmt(sc)
