@@ -9,7 +9,10 @@ The yields, the outcome (return value or exception) and the side effects in
 Example counts: 150 per flavour in-process, 60 cross-process, 100 for the
 well-formedness checks of the generator itself.  ``COROSNAP_HYPOTHESIS_EXAMPLES=N``
 scales them all so that the cross-process tests run ``N`` examples (in-process
-ones 2.5 N).  Hypothesis prints the failing module source (``note``) and ``k``.
+ones 2.5 N).  Hypothesis prints the failing module source (``note``) and ``k``;
+``python tests/_reduce.py failing.py`` shrinks such a source further by
+deleting statements.  ``COROSNAP_GENSRC_AVOID`` (see ``_gensrc.KNOWN_ISSUES``)
+chooses which known core failures the strategy steers around.
 """
 
 from __future__ import annotations
