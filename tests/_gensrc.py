@@ -89,14 +89,13 @@ ENTRY = "main"
 # around it, so the differential tests keep finding *other* bugs; remove it
 # once the core handles it.  ``COROSNAP_GENSRC_AVOID`` overrides the set
 # (comma separated; empty string = generate everything).
-#   exc_chain:          an exception's __context__ / __cause__ is None after a
-#                       restore (seen by logging them in a handler after a yield).
-#   dict_iter_identity: a dict iterator (for over d.items()/.values()) restores
-#                       with its own copy of the dict: d['p'] = x in the loop body
-#                       is not seen by the rest of the loop.
-# Fixed since (still generated, and kept as regression tests): global_on_stack,
-# finished_in_local, traceback_in_local, surrogate_str.
-KNOWN_ISSUES = frozenset({"exc_chain", "dict_iter_identity"})
+# Names the strategy knows how to steer around (for COROSNAP_GENSRC_AVOID):
+# global_on_stack, finished_in_local, traceback_in_local, surrogate_str,
+# exc_chain, dict_iter_identity (see FIXED in test_differential.py for each).
+# All fixed since (still generated, and kept as regression tests in FIXED):
+# global_on_stack, finished_in_local, traceback_in_local, surrogate_str,
+# exc_chain, dict_iter_identity.
+KNOWN_ISSUES: frozenset[str] = frozenset()
 
 
 def _avoid_from_env() -> frozenset[str]:
