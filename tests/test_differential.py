@@ -225,9 +225,6 @@ FIXED = {
         "LOG = []\n\n\ndef main(p0, p1):\n    d = {'p': 1, 'q': 2}\n"
         "    for k, v in d.items():\n        yield v\n        d['q'] = 20\n",
     ),
-}
-
-KNOWN_FAILURES = {
     # A dict view (d.keys(), .values(), .items()) held in a local restores
     # detached from the dict: keys added after the restore are not seen.
     # Uninterrupted returns ['p', 'q'], split at k=1 returns ['p'].
@@ -236,6 +233,9 @@ KNOWN_FAILURES = {
         "LOG = []\n\n\ndef main(p0, p1):\n    d = {'p': 1}\n    ks = d.keys()\n"
         "    yield 1\n    d['q'] = 2\n    return list(ks)\n",
     ),
+}
+
+KNOWN_FAILURES = {
     # Like global_on_stack (fixed), but the list is a global of *another* module:
     # ``other.LIST.append((yield))`` still restores the list as a copy.
     # Uninterrupted returns [2], split at k=1 returns [].

@@ -41,6 +41,7 @@ from ._tags import (
     T_CELL,
     T_DICT,
     T_DICTITER,
+    T_DICTVIEW,
     T_DONE,
     T_EXCEPTION,
     T_FLATLIST,
@@ -497,6 +498,16 @@ class Decoder:
         self.memo.append(it)
         return it
 
+    def _dictview(self, v: list[Any]) -> Any:
+        if len(v) != 3 or v[2] not in (0, 1, 2):
+            raise CorruptSnapshot("malformed dict view")
+        target = self.dec(v[1])
+        if type(target) is not dict:
+            raise CorruptSnapshot("a dict view of a non-dict")
+        view = (target.keys, target.values, target.items)[v[2]]()
+        self.memo.append(view)
+        return view
+
     def _range(self, v: list[Any]) -> Any:
         if len(v) != 4:
             raise CorruptSnapshot("malformed range")
@@ -582,6 +593,7 @@ _TAGGED: dict[int, Callable[[Decoder, list[Any]], Any]] = {
     T_DONE: Decoder._done,
     T_EXCEPTION: Decoder._exception,
     T_DICTITER: Decoder._dictiter,
+    T_DICTVIEW: Decoder._dictview,
     T_REDUCE: Decoder._reduce,
     T_NEWOBJ: Decoder._reduce,
     T_RANGE: Decoder._range,

@@ -46,6 +46,7 @@ from ._tags import (
     T_CELL,
     T_DICT,
     T_DICTITER,
+    T_DICTVIEW,
     T_DONE,
     T_EXCEPTION,
     T_FLATLIST,
@@ -392,6 +393,16 @@ class Encoder:
         self.register(v)
         return [TAGS[T_DICTITER], encoded, _DICT_ITER_KINDS[type(v)], position]
 
+    def _dictview(self, v: Any) -> Any:
+        i = self.memo.get(id(v))
+        if i is not None:
+            return ref_ext(i)
+        # The live dict itself (``view.mapping`` is only a read-only proxy of it).
+        target = next(r for r in gc.get_referents(v) if type(r) is dict)
+        encoded = self.enc(target)
+        self.register(v)
+        return [TAGS[T_DICTVIEW], encoded, _DICT_VIEW_KINDS[type(v)]]
+
     # -- code-bearing objects --------------------------------------------
     def _frame(self, v: Any) -> Any:
         i = self.memo.get(id(v))
@@ -603,6 +614,8 @@ _DICT_ITER_KINDS: dict[type, int] = {
     type(iter({})): 0, type(iter({}.values())): 1, type(iter({}.items())): 2,
 }
 
+_DICT_VIEW_KINDS: dict[type, int] = {type({}.keys()): 0, type({}.values()): 1, type({}.items()): 2}
+
 _DISPATCH: dict[type, Callable[[Encoder, Any], Any]] = {
     list: Encoder._list,
     dict: Encoder._dict,
@@ -621,6 +634,9 @@ _DISPATCH: dict[type, Callable[[Encoder, Any], Any]] = {
     type(iter(b"")): Encoder._seqiter,
     types.CellType: Encoder._cell,
     type(iter({})): Encoder._dictiter,
+    type({}.keys()): Encoder._dictview,
+    type({}.values()): Encoder._dictview,
+    type({}.items()): Encoder._dictview,
     type(iter({}.values())): Encoder._dictiter,
     type(iter({}.items())): Encoder._dictiter,
     types.FunctionType: Encoder._function,

@@ -47,8 +47,9 @@ T_SHAPED = 16  # [tag, shape index, *values]  (dict whose str keys repeat an ear
 T_DONE = 17  # [tag, coderef...]  (a generator/coroutine that already finished)
 T_EXCEPTION = 18  # [tag, reduce array, cause, context, suppress_context]
 T_DICTITER = 19  # [tag, dict, kind (0 keys, 1 values, 2 items), position]
+T_DICTVIEW = 20  # [tag, dict, kind (0 keys, 1 values, 2 items)]
 
-TAGS = {kind: ExtType(EXT_TAG, bytes([kind])) for kind in range(1, 20)}
+TAGS = {kind: ExtType(EXT_TAG, bytes([kind])) for kind in range(1, 21)}
 
 HASHED_MIN = 64
 """Hashed containers at least this long are checked for hash flooding on load."""
