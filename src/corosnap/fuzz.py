@@ -147,6 +147,16 @@ def _advance(obj: Any, steps: Any) -> bool:
 def build_corpus() -> list[Seed]:
     """Real blobs of every zoo scenario at each of its suspension points."""
     seeds: list[Seed] = []
+    hook = sys.unraisablehook
+    sys.unraisablehook = lambda _unraisable: None  # zoo generators complaining on close
+    try:
+        _capture_all(seeds)
+    finally:
+        sys.unraisablehook = hook
+    return seeds
+
+
+def _capture_all(seeds: list[Seed]) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for sc in zoo.SCENARIOS:
@@ -169,7 +179,6 @@ def build_corpus() -> list[Seed]:
                     except BaseException:  # noqa: BLE001, S110 - zoo quirks on close
                         pass
         gc.collect()
-    return seeds
 
 
 # ---------------------------------------------------------------------------
@@ -1249,6 +1258,12 @@ def run_one(inp: Input, timeout: float) -> tuple[str, str, str]:
         return "restored", phase, ""
     except Hang:
         return "hang", phase, "late"
+    except:  # noqa: E722 - only a bare except sees a non-exception raised by a broken frame
+        # The interpreter raised an object that is not an exception (a frame put its
+        # exception slots in a state CPython never makes): no ``except`` clause can
+        # catch it, so it would unwind any program to the top.  Count it as a crash.
+        bad = sys.exc_info()[1]
+        return "crash", phase, f"corrupt: a {type(bad).__name__} raised as an exception"
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         try:
@@ -1605,6 +1620,8 @@ def _crash_sig(detail: str) -> int | None:
 
 
 def bucket(outcome: str, phase: str, detail: str) -> str:
+    if outcome == "crash" and detail.startswith("corrupt:"):
+        return f"{detail[9:]} (in {phase})"
     if outcome == "crash":
         sig = _crash_sig(detail)
         return crash_key(sig, detail.split("\n", 1)[1] if "\n" in detail else "")

@@ -1,0 +1,330 @@
+"""Holes found by the fuzzing campaign (issue 3), one minimal reproduction each.
+
+Every reproduction runs in a fresh interpreter, since most of them take the
+interpreter down (a segfault, or an object that is not an exception raised as
+one).  The child script ends by printing ``OK`` when ``loads`` refused the blob
+with a ``CorosnapError`` or the restored object resumed, closed and was
+collected without harm; the test asserts exactly that.
+
+While a hole is open its test is ``xfail(strict=True)``; the fix flips it to
+XPASS, which fails the suite until the mark is removed.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+PRELUDE = """
+import gc, resource, sys
+import msgpack
+from msgpack import ExtType as X
+import corosnap
+from corosnap import _fuzz_zoo as zoo
+
+def tag(kind):
+    return X(0, bytes([kind]))
+
+def ref(i):
+    return X(1, i.to_bytes(1 if i < 256 else 4, "big"))
+
+WELLKNOWN = lambda i: X(5, bytes([i]))  # noqa: E731
+GETATTR, ITER, BYTES, BYTEARRAY = WELLKNOWN(6), WELLKNOWN(0), WELLKNOWN(25), WELLKNOWN(19)
+T_TUPLE, T_DICT, T_GLOBAL, T_CELL, T_FRAME, T_REDUCE = 1, 4, 6, 8, 10, 11
+
+def tree_of(gen):
+    return msgpack.unpackb(corosnap.dumps(gen), strict_map_key=False)
+
+def blob_of(tree):
+    return msgpack.packb(tree, use_bin_type=True)
+
+def expect_refused_or_harmless(blob, safe=False, allow=(), actions=("send", "close")):
+    try:
+        obj = corosnap.loads(blob, safe=safe, allow=allow)
+    except corosnap.CorosnapError:
+        gc.collect()
+        print("OK")
+        return
+    for action in actions:
+        try:
+            if action == "send":
+                obj.send(None)
+            elif action == "throw":
+                obj.throw(ValueError("x"))
+            else:
+                obj.close()
+        except BaseException:
+            pass
+    del obj
+    gc.collect()
+    print("OK")
+"""
+
+
+def run_child(body: str, limit_mb: int | None = None) -> subprocess.CompletedProcess[str]:
+    script = PRELUDE
+    if limit_mb:
+        script += (f"resource.setrlimit(resource.RLIMIT_AS, ({limit_mb} << 20, "
+                   f"{limit_mb} << 20))\n")
+    script += textwrap.dedent(body)
+    return subprocess.run([sys.executable, "-W", "ignore", "-c", script], capture_output=True,
+                          text=True, timeout=120)
+
+
+def assert_ok(proc: subprocess.CompletedProcess[str]) -> None:
+    tail = (proc.stdout + proc.stderr)[-1500:]
+    assert proc.returncode == 0, f"child died with {proc.returncode}:\n{tail}"
+    assert proc.stdout.strip().endswith("OK"), tail
+
+
+# -- 1. FOR_ITER over a slot that did not come from GET_ITER -----------------
+
+
+@pytest.mark.xfail(strict=True, reason="issue 3: genexpr FOR_ITER slot (LOAD_FAST .0) unchecked")
+def test_genexpr_iterator_slot_must_be_an_iterator():
+    # A generator expression loops over its ".0" argument with LOAD_FAST + FOR_ITER
+    # (no GET_ITER), so the slot FOR_ITER calls tp_iternext on is typed "any".  An
+    # int there segfaults on the next send.
+    assert_ok(run_child("""
+        g = zoo.delegate_genexpr(4); next(g)
+        t = tree_of(g)   # [.., position, total, <genexpr frame: .., .0, i, ITERATOR>]
+        t[-1][-1] = 12345
+        expect_refused_or_harmless(blob_of(t))
+    """))
+
+
+@pytest.mark.xfail(strict=True, reason="issue 3: created genexpr's .0 argument unchecked")
+def test_unstarted_genexpr_argument_must_be_an_iterator():
+    # Same hole in a created (never started) generator expression: ".0" is an
+    # argument, and the first next() runs FOR_ITER on it.  Safe mode too.
+    assert_ok(run_child("""
+        g = zoo.unstarted_genexpr_holder(3); next(g)
+        t = tree_of(g)   # slot g = [T_FRAME, .., -1 (created), .0, i]
+        t[6][5] = 12345
+        try:
+            outer = corosnap.loads(blob_of(t), safe=True, allow=("corosnap._fuzz_zoo",))
+        except corosnap.CorosnapError:
+            print("OK"); sys.exit(0)
+        inner, _ = outer.send(None)
+        try:
+            next(inner)
+        except BaseException:
+            pass
+        print("OK")
+    """))
+
+
+# -- 2. A frame that delegates (yield from / await) to itself ---------------
+
+
+@pytest.mark.xfail(strict=True, reason="issue 3: delegation cycle -> unbounded C recursion")
+@pytest.mark.parametrize("action", ["close", "throw", "drop"])
+def test_generator_delegating_to_itself(action):
+    # The delegated sub-iterator is a back-reference to memo entry 0: the frame
+    # itself.  gen_close()/_gen_throw() follow gi_yieldfrom without a recursion
+    # check: close, throw and even dropping the generator (its finalizer closes
+    # it) recurse until the C stack overflows.
+    assert_ok(run_child(f"""
+        g = zoo.mid_gen(1); next(g)
+        t = tree_of(g)
+        t[-1] = ref(0)
+        actions = {{"close": ("close",), "throw": ("throw",), "drop": ()}}[{action!r}]
+        expect_refused_or_harmless(blob_of(t), actions=actions)
+    """))
+
+
+@pytest.mark.xfail(strict=True, reason="issue 3: delegation cycle in a coroutine")
+def test_coroutine_awaiting_itself():
+    assert_ok(run_child("""
+        c = zoo.mid_coro(1); c.send(None)
+        t = tree_of(c)
+        t[-1] = ref(0)
+        expect_refused_or_harmless(blob_of(t), actions=("throw",))
+    """))
+
+
+@pytest.mark.xfail(strict=True, reason="issue 3: a rejected blob's half-built frames crash")
+def test_rejected_blob_with_self_delegating_subframe():
+    # loads() rightly raises CorruptSnapshot (a bad back-reference after the
+    # sub-frame), but the sub-frame, already written and delegating to itself,
+    # is dropped with the decoder's memo: its finalizer crashes the process.
+    assert_ok(run_child("""
+        c = zoo.holds(0); next(c)
+        leaf = zoo.leaf_coro(5); leaf.send(None)
+        t = tree_of(c)                    # [.., position, value, got]
+        sub = tree_of(leaf)[1:]
+        sub[-1] = ref(1)                  # memo 1 = this coroutine
+        t[5] = [tag(T_FRAME), *sub]
+        t[6] = ref(200)                   # then something invalid
+        expect_refused_or_harmless(blob_of(t))
+    """))
+
+
+# -- 3. except* handler results --------------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="issue 3: except* result list items unchecked")
+@pytest.mark.parametrize("items", ["[12345]", "[]"])
+def test_except_star_results_must_be_exceptions(items):
+    # At a yield inside an ``except*`` clause the stack holds the list the
+    # handlers' results are appended to; PREP_RERAISE_STAR reads its items as
+    # exceptions without checking.  An int there is raised as if it were an
+    # exception (no ``except`` clause can catch it: the program unwinds to the
+    # top); other contents segfault.
+    assert_ok(run_child(f"""
+        g = zoo.in_except_star(); next(g); g.send("v")
+        t = tree_of(g)
+        assert type(t[-2]) is list
+        t[-2] = {items}
+        if {items!r} == "[]":
+            # the segfaulting shape the fuzzer found: the unmatched rest of the
+            # group (appended to the list before PREP_RERAISE_STAR) is an int
+            t[-1] = 0
+        try:
+            obj = corosnap.loads(blob_of(t))
+        except corosnap.CorosnapError:
+            print("OK"); sys.exit(0)
+        try:
+            obj.send(None)
+        except BaseException:
+            pass
+        print("OK")
+    """))
+
+
+# -- 4. Object graphs deeper than the msgpack nesting limit ----------------
+
+
+@pytest.mark.xfail(strict=True, reason="issue 3: back-reference chains bypass depth limits")
+def test_long_cell_chain_through_back_references():
+    # Each cell holds the previous one by back-reference: the blob is flat (10 MB,
+    # well under max_size) but the object graph is a million levels deep, and
+    # cells have no trashcan: freeing the chain recurses in C and segfaults.
+    # Works in safe mode (no globals at all).
+    assert_ok(run_child("""
+        g = zoo.holds(0); next(g)
+        t = tree_of(g)
+        n = 1_000_000
+        cells = [[tag(T_CELL)]] + [[tag(T_CELL), ref(2 + i)] for i in range(1, n)]
+        # a dict with a repeated key drops the list that held the cells; only the
+        # last cell, kept by the tuple, holds the chain
+        t[5] = [tag(T_TUPLE), [tag(T_DICT), 0, cells, 0, None], ref(n + 1)]
+        expect_refused_or_harmless(blob_of(t), safe=True, allow=("corosnap._fuzz_zoo",),
+                                   actions=())
+    """))
+
+
+# -- 5. Memory: sizes declared through well-known constructors ---------------
+
+
+@pytest.mark.xfail(strict=True, reason="issue 3: reduce of bytes(n) allocates what n says")
+def test_wellknown_constructor_with_an_absurd_size():
+    # Safe mode allows the well-known table, and bytes/bytearray/list... are in it:
+    # a 40-byte blob asks for bytes(2**31) and loads() tries to allocate 2 GiB (the
+    # child has a 1 GiB address-space limit, so here it is a MemoryError wrapped in
+    # RestoreError; without a limit it is a real 2 GiB allocation).
+    assert_ok(run_child("""
+        g = zoo.holds(0); next(g)
+        t = tree_of(g)
+        t[5] = [tag(T_REDUCE), BYTES, [2**31]]
+        try:
+            corosnap.loads(blob_of(t), safe=True, allow=("corosnap._fuzz_zoo",))
+        except corosnap.CorosnapError as exc:
+            chain, e = [], exc
+            while e is not None:
+                chain.append(type(e).__name__); e = e.__cause__ or e.__context__
+            assert "MemoryError" not in chain, chain
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        assert peak < 400_000, f"peak RSS {peak} kB"
+        print("OK")
+    """, limit_mb=1024))
+
+
+# -- 6. Safe mode ------------------------------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="issue 3: safe mode: getattr reaches builtins.eval")
+def test_safe_mode_getattr_cannot_reach_eval():
+    # getattr is in the always-allowed well-known table: getattr(iter, "__self__")
+    # is the builtins module, getattr(that, "eval") is eval, and a reduce calls it.
+    assert_ok(run_child("""
+        g = zoo.holds(0); next(g)
+        t = tree_of(g)
+        builtins_mod = [tag(T_REDUCE), GETATTR, [ITER, "__self__"]]
+        evalf = [tag(T_REDUCE), GETATTR, [builtins_mod, "eval"]]
+        t[5] = [tag(T_REDUCE), evalf, ["__import__('os').getpid()"]]
+        try:
+            obj = corosnap.loads(blob_of(t), safe=True, allow=("corosnap._fuzz_zoo",))
+        except corosnap.UnsafeSnapshot:
+            print("OK"); sys.exit(0)
+        print("ran code in safe mode:", obj.send(None))
+    """))
+
+
+@pytest.mark.xfail(strict=True, reason="issue 3: safe mode: qualname walks out of the module")
+@pytest.mark.parametrize("qualname", ["itertools.count", "__builtins__.get",
+                                      "dataclasses.sys.exit"])
+def test_safe_mode_qualname_cannot_leave_the_allowed_module(qualname):
+    # The allow list is checked against the module name only; the qualname is then
+    # walked with getattr, through the allowed module's own imports and its
+    # __builtins__ dict, to anything.
+    assert_ok(run_child(f"""
+        g = zoo.holds(0); next(g)
+        t = tree_of(g)
+        t[5] = [tag(T_GLOBAL), "corosnap._fuzz_zoo", {qualname!r}]
+        try:
+            obj = corosnap.loads(blob_of(t), safe=True, allow=("corosnap._fuzz_zoo",))
+        except corosnap.UnsafeSnapshot:
+            print("OK"); sys.exit(0)
+        print("reached", obj.send(None))
+    """))
+
+
+# -- 7. Exceptions that are not Exception ----------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="issue 3: SystemExit from a reduce escapes loads")
+def test_system_exit_from_a_reduce_does_not_escape_loads():
+    # loads() wraps every Exception in RestoreError, but a reduce callable that
+    # raises SystemExit (or GeneratorExit) goes straight through: ``except
+    # CorosnapError`` around loads() does not stop the process from exiting.
+    assert_ok(run_child("""
+        g = zoo.holds(0); next(g)
+        t = tree_of(g)
+        t[5] = [tag(T_REDUCE), [tag(T_GLOBAL), "sys", "exit"], [3]]
+        try:
+            corosnap.loads(blob_of(t))
+        except corosnap.CorosnapError:
+            pass
+        print("OK")
+    """))
+
+
+# -- 8. Stack slots typed by the instruction that made them -----------------
+
+
+@pytest.mark.xfail(strict=True, reason="issue 3: BUILD_MAP slot not checked (SystemError)")
+def test_dict_display_slot_must_be_a_dict():
+    # Not a crash: at the yield in ``{**d, "k": (yield)}`` the stack holds the dict
+    # BUILD_MAP made; a list there makes DICT_UPDATE raise SystemError ("bad
+    # argument to internal function") when resumed: a frame CPython never makes.
+    assert_ok(run_child("""
+        g = zoo.displays([1, 2], {3}, {"d": 4}); next(g); g.send(5); g.send([6])
+        t = tree_of(g)
+        assert t[-2] == {"d": 4}, t
+        t[-2] = [1, 2]
+        try:
+            obj = corosnap.loads(blob_of(t))
+        except corosnap.CorosnapError:
+            print("OK"); sys.exit(0)
+        try:
+            obj.send(7)
+        except SystemError as exc:
+            print("SystemError:", exc); sys.exit(0)
+        except BaseException:
+            pass
+        print("OK")
+    """))
