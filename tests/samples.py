@@ -268,3 +268,42 @@ def yield_in_finally():
     finally:
         got = yield "in finally"
         LOG.append(("finally got", got))
+
+
+def append_to_module_log():
+    LOG.append((yield "first"))
+    LOG.append((yield "second"))
+
+
+def keeps_finished_helper():
+    helper = sub(1)
+    next(helper)
+    try:
+        helper.send(2)
+    except StopIteration as stop:
+        result = stop.value
+    got = yield result
+    yield helper, got
+
+
+class AsyncCM:
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, et, ev, tb):
+        await Ready("exiting")
+        LOG.append(("aexit", et.__name__ if et else None, tb is None))
+        return True
+
+
+async def async_with_error():
+    async with AsyncCM():
+        raise KeyError("inside")
+    return "after"
+
+
+def surrogates():
+    s = "bad\udcff"
+    d = {"k\udc80": s}
+    yield s
+    yield s, d

@@ -226,3 +226,25 @@ def test_lasti_kind_accepts_only_offsets_inside_the_code():
     assert _kind_ok(0, LASTI, 10) and _kind_ok(9, LASTI, 10)
     for bad in (-1, 10, 2**40, "3", 3.0, True):
         assert not _kind_ok(bad, LASTI, 10)
+
+
+def _holding_tree(value):
+    return _frame_fields(corosnap.dumps(suspended_holding(value)))
+
+
+def test_builtin_container_constructors_are_never_called_from_a_blob():
+    tree = _holding_tree(None)
+    tag = msgpack.ExtType(0, bytes([11]))  # T_REDUCE
+    tuple_ref = msgpack.ExtType(5, bytes([18]))  # well-known builtins.tuple
+    huge_range = [msgpack.ExtType(0, bytes([13])), 0, 10**12, 1]
+    tree[-1] = [tag, tuple_ref, [huge_range]]
+    with pytest.raises(corosnap.CorruptSnapshot, match="never rebuilds a tuple"):
+        corosnap.loads(_repack(tree))
+
+
+def test_safe_mode_refuses_getattr_gadgets():
+    g = suspended_holding([].append)  # reduces to getattr(list, "append")
+    blob = corosnap.dumps(g)
+    assert corosnap.loads(blob).send(None)[0] is not None
+    with pytest.raises(corosnap.UnsafeSnapshot, match="refused to call"):
+        corosnap.loads(blob, safe=True, allow=("samples",))

@@ -269,3 +269,43 @@ def test_generator_that_refers_to_itself():
     assert g.send(g) is g
     g2 = roundtrip(g)
     assert corosnap.frames.backend().read(g2)[2][0] is g2
+
+
+def test_module_level_mutable_values_are_shared_not_copied():
+    samples.LOG.clear()
+    g = samples.append_to_module_log()
+    next(g)
+    g2 = roundtrip(g)
+    g2.send("a")
+    assert samples.LOG == ["a"]  # appended to the module's own list, not a copy
+    samples.LOG.clear()
+    g.close()
+
+
+def test_finished_helper_generator_in_a_local():
+    g = samples.keeps_finished_helper()
+    assert next(g) == 4
+    g2 = roundtrip(g)
+    helper, got = g2.send("x")
+    assert got == "x" and helper.gi_frame is None
+    with pytest.raises(StopIteration):
+        next(helper)
+
+
+def test_traceback_argument_is_dropped_to_none():
+    samples.LOG.clear()
+    c = samples.async_with_error()
+    assert c.send(None) == "exiting"  # __aexit__ awaits while KeyError passes through
+    c2 = roundtrip(c)
+    with pytest.raises(StopIteration) as stop:
+        c2.send(None)
+    assert stop.value.value == "after"
+    assert samples.LOG == [("aexit", "KeyError", True)]  # tb restored as None
+    c.close()
+
+
+def test_strings_with_lone_surrogates():
+    g = samples.surrogates()
+    assert next(g) == "bad\udcff"
+    s, d = roundtrip(g).send(None)
+    assert s == "bad\udcff" and d == {"k\udc80": "bad\udcff"}

@@ -15,6 +15,7 @@ Rules of this file:
 
 from __future__ import annotations
 
+import functools
 import struct
 import types
 from collections.abc import Callable
@@ -24,7 +25,7 @@ from msgpack import ExtType
 
 from .._errors import CorruptSnapshot, RestoreError, UnsafeSnapshot
 from ..frames import backend
-from ._globals import WELLKNOWN, load_global
+from ._globals import NEVER_CALLED, SAFE_CALLABLES, WELLKNOWN, load_global, module_allowed
 from ._picklers import loads_with
 from ._tags import (
     EXT_BIGINT,
@@ -33,11 +34,13 @@ from ._tags import (
     EXT_NONE,
     EXT_PICKLE,
     EXT_REF,
+    EXT_SURROGATE_STR,
     EXT_TAG,
     EXT_WELLKNOWN,
     SHAPE_MIN,
     T_CELL,
     T_DICT,
+    T_DONE,
     T_FLATLIST,
     T_FRAME,
     T_FROZENSET,
@@ -127,6 +130,11 @@ def ext_hook(code: int, data: bytes) -> Any:
         return _wellknown(data)
     if code == EXT_COMPLEX:
         return _complex(data)
+    if code == EXT_SURROGATE_STR:
+        try:
+            return data.decode("utf-8", "surrogatepass")
+        except UnicodeDecodeError as exc:
+            raise CorruptSnapshot(f"malformed string: {exc}") from None
     return ExtType(code, data)  # the header; anything else is refused by the walk
 
 FrameHook = Callable[["Decoder", list[Any], int], Any]
@@ -358,10 +366,26 @@ class Decoder:
     def _frame(self, v: list[Any]) -> Any:
         return self.frame_hook(self, v, 1)
 
+    def _done(self, v: list[Any]) -> Any:
+        entry, i = self.code_hook(self, v, 1)
+        if i != len(v):
+            raise CorruptSnapshot("malformed finished generator")
+        gen = entry.fresh()
+        gen.close()  # a created generator closes without running any code
+        self.memo.append(gen)
+        return gen
+
     def _reduce(self, v: list[Any]) -> Any:
         if not 3 <= len(v) <= 6:
             raise CorruptSnapshot("malformed reduce")
         func = self.dec(v[1])
+        if id(func) in NEVER_CALLED:
+            raise CorruptSnapshot(f"a blob never rebuilds a {func.__name__} by calling it")
+        if self.safe and isinstance(func, types.BuiltinFunctionType | types.FunctionType |
+                                    functools.partial) and id(func) not in SAFE_CALLABLES:
+            if not isinstance(func, types.FunctionType) or not module_allowed(
+                    getattr(func, "__module__", "") or "", self.allow):
+                raise UnsafeSnapshot(f"safe mode refused to call {func!r}")
         args = self.dec_items(v[2])
         if v[0].kind == T_NEWOBJ:
             if not isinstance(func, type):
@@ -464,6 +488,7 @@ _TAGGED: dict[int, Callable[[Decoder, list[Any]], Any]] = {
     T_CELL: Decoder._cell,
     T_FUNCTION: Decoder._function,
     T_FRAME: Decoder._frame,
+    T_DONE: Decoder._done,
     T_REDUCE: Decoder._reduce,
     T_NEWOBJ: Decoder._reduce,
     T_RANGE: Decoder._range,

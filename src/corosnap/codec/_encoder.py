@@ -39,10 +39,12 @@ from ._tags import (
     EXT_COMPLEX,
     EXT_PICKLE,
     EXT_REF,
+    EXT_SURROGATE_STR,
     EXT_WELLKNOWN,
     SHAPE_MIN,
     T_CELL,
     T_DICT,
+    T_DONE,
     T_FLATLIST,
     T_FRAME,
     T_FROZENSET,
@@ -64,7 +66,8 @@ _MIN_INT = -(2**63)
 _MAX_INT = 2**64
 _NONE_TYPE = type(None)
 _PASS_FAST = frozenset({str, int, float, bool, _NONE_TYPE, bytes})
-_PASS_STRICT = frozenset({str, float, bool, _NONE_TYPE, bytes})
+_PASS_STRICT = frozenset({float, bool, _NONE_TYPE, bytes})
+_BY_REFERENCE = frozenset({list, dict, set, bytearray})
 _MAP_KEYS = frozenset({str, int, float, bool, _NONE_TYPE, bytes})
 _FLAT_MIN = 16
 _NEWOBJ = copyreg.__newobj__  # type: ignore[attr-defined]
@@ -75,8 +78,20 @@ _TAG_TUPLE = TAGS[T_TUPLE]
 _TAG_FLAT = TAGS[T_FLATLIST]
 _TAG_FRAME = TAGS[T_FRAME]
 _TAG_SHAPED = TAGS[T_SHAPED]
+_TAG_DONE = TAGS[T_DONE]
 
 FrameHook = Callable[["Encoder", Any], list[Any]]
+
+
+def _is_plain_instance(value: Any) -> bool:
+    """An instance of a user class (not a function, class, module or builtin)."""
+    t = type(value)
+    return (
+        t.__module__ not in ("builtins", "types", "typing", "abc")
+        and not isinstance(value, type | types.FunctionType | types.ModuleType
+                           | types.BuiltinFunctionType)
+        and hasattr(value, "__dict__")
+    )
 
 
 def type_name(obj: object) -> str:
@@ -94,9 +109,9 @@ class Encoder:
     """One snapshot's worth of encoding state (memo, string and code tables)."""
 
     __slots__ = ("memo", "keep", "strings", "codes", "shapes", "busy", "pid", "frame_hook",
-                 "passthrough", "is_flat")
+                 "passthrough", "is_flat", "strict", "globals_seen", "global_values", "modules")
 
-    def __init__(self, pid: int, frame_hook: FrameHook, strict_ints: bool = False) -> None:
+    def __init__(self, pid: int, frame_hook: FrameHook, strict: bool = False) -> None:
         self.memo: dict[int, int] = {}
         self.keep: list[Any] = []
         self.strings: dict[str, int] = {}
@@ -105,10 +120,17 @@ class Encoder:
         self.busy: set[int] = set()
         self.pid = pid
         self.frame_hook = frame_hook
-        # With strict_ints, ints always go through enc() (range check); the
-        # fast mode lets msgpack see them directly and is retried strictly if
-        # packing overflows.
-        self.passthrough = _PASS_STRICT if strict_ints else _PASS_FAST
+        # In strict mode ints and strs always go through enc() (range check,
+        # UTF-8 check); the fast mode lets msgpack see them directly and is
+        # retried strictly if packing overflows or meets a lone surrogate.
+        self.strict = strict
+        self.passthrough = _PASS_STRICT if strict else _PASS_FAST
+        # Mutable module-level values (a module's registry list, its LOG) are
+        # stored by reference, so a restored frame shares them with the module
+        # instead of holding a copy.  Indexed lazily per globals dict.
+        self.globals_seen: set[int] = set()
+        self.modules: list[str] = []
+        self.global_values: dict[int, tuple[str, str, Any]] = {}
         self.is_flat = backend().is_flat
 
     # -- tables -----------------------------------------------------------
@@ -170,6 +192,12 @@ class Encoder:
             if _MIN_INT <= v < _MAX_INT:
                 return v
             return ExtType(EXT_BIGINT, v.to_bytes((v.bit_length() + 8) // 8, "little", signed=True))
+        if t is str:  # strict mode only
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError:
+                return ExtType(EXT_SURROGATE_STR, v.encode("utf-8", "surrogatepass"))
+            return v
         handler = _DISPATCH.get(t)
         if handler is not None:
             return handler(self, v)
@@ -180,11 +208,39 @@ class Encoder:
         enc = self.enc
         return [x if type(x) in p else enc(x) for x in items]
 
+    # -- module-level values ---------------------------------------------
+    def note_globals(self, globals_: dict[str, Any]) -> None:
+        """Index the mutable values of a frame's module (once per snapshot)."""
+        if id(globals_) in self.globals_seen:
+            return
+        self.globals_seen.add(id(globals_))
+        module = globals_.get("__name__")
+        if not isinstance(module, str):
+            return
+        self.modules.append(module)
+        index = self.global_values
+        for name, value in globals_.items():
+            if (type(value) in _BY_REFERENCE or _is_plain_instance(value)) and not \
+                    name.startswith("__"):
+                index.setdefault(id(value), (module, name, value))
+
+    def _module_value(self, v: Any) -> Any:
+        """A global reference if ``v`` is a mutable value of a frame's module."""
+        hit = self.global_values.get(id(v))
+        if hit is None or hit[2] is not v:
+            return None
+        self.register(v)
+        return [TAGS[T_GLOBAL], self.string(hit[0]), self.string(hit[1])]
+
     # -- containers -------------------------------------------------------
     def _list(self, v: list[Any]) -> Any:
         i = self.memo.get(id(v))
         if i is not None:
             return ref_ext(i)
+        if self.global_values and id(v) in self.global_values:
+            out = self._module_value(v)
+            if out is not None:
+                return out
         self.register(v)
         if len(v) >= _FLAT_MIN and self.is_flat(v):
             return [_TAG_FLAT, *v]
@@ -194,11 +250,22 @@ class Encoder:
         i = self.memo.get(id(v))
         if i is not None:
             return ref_ext(i)
+        if self.global_values and id(v) in self.global_values:
+            out = self._module_value(v)
+            if out is not None:
+                return out
         self.register(v)
         scalar_keys = True
         str_keys = True
+        strict = self.strict
         for k in v:
             tk = type(k)
+            if strict and tk is str and not k.isascii():
+                try:
+                    k.encode("utf-8")
+                except UnicodeEncodeError:
+                    str_keys = scalar_keys = False
+                    break
             if tk is not str:
                 str_keys = False
                 if tk not in _MAP_KEYS or (tk is int and not _MIN_INT <= k < _MAX_INT):
@@ -216,11 +283,11 @@ class Encoder:
             self.shapes[keys] = len(self.shapes)
         if scalar_keys:
             return {k: (x if type(x) in p else enc(x)) for k, x in v.items()}
-        out: list[Any] = [TAGS[T_DICT]]
+        pairs: list[Any] = [TAGS[T_DICT]]
         for k, x in v.items():
-            out.append(enc(k))
-            out.append(x if type(x) in p else enc(x))
-        return out
+            pairs.append(enc(k))
+            pairs.append(x if type(x) in p else enc(x))
+        return pairs
 
     def _tuple(self, v: tuple[Any, ...]) -> Any:
         return [_TAG_TUPLE, *self.enc_items(v)]
@@ -229,6 +296,10 @@ class Encoder:
         i = self.memo.get(id(v))
         if i is not None:
             return ref_ext(i)
+        if self.global_values and id(v) in self.global_values:
+            out = self._module_value(v)
+            if out is not None:
+                return out
         self.register(v)
         return [TAGS[T_SET], *self.enc_items(v)]
 
@@ -280,7 +351,10 @@ class Encoder:
             return ref_ext(i)
         self.memo[id(v)] = len(self.keep)
         self.keep.append(v)
-        return [_TAG_FRAME, *self.frame_hook(self, v)]
+        fields = self.frame_hook(self, v)
+        if fields and fields[0] is _TAG_DONE:
+            return fields  # a finished generator: [T_DONE, coderef...]
+        return [_TAG_FRAME, *fields]
 
     def delegated_frame(self, v: Any) -> Any:
         """A sub-generator on top of a delegating frame's stack: an untagged
@@ -379,6 +453,10 @@ class Encoder:
         i = self.memo.get(id(v))
         if i is not None:
             return ref_ext(i)
+        if self.global_values and id(v) in self.global_values:
+            out = self._module_value(v)
+            if out is not None:
+                return out
         if id(v) in self.busy:
             raise SnapshotError(
                 f"a {type_name(v)} refers to itself through its own constructor arguments"
@@ -483,5 +561,6 @@ _DISPATCH: dict[type, Callable[[Encoder, Any], Any]] = {
     types.GeneratorType: Encoder._frame,
     types.CoroutineType: Encoder._frame,
     types.BuiltinFunctionType: Encoder._builtin,
+    types.TracebackType: lambda self, v: None,  # dropped, as pickle drops __traceback__
     type: Encoder._class,
 }

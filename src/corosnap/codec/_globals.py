@@ -53,6 +53,22 @@ WELLKNOWN: tuple[Any, ...] = (
 )
 WELLKNOWN_INDEX = {id(obj): i for i, obj in enumerate(WELLKNOWN)}
 
+SAFE_CALLABLES = frozenset(
+    id(obj) for obj in (builtins.iter, builtins.enumerate, builtins.zip, builtins.reversed,
+                        builtins.range, builtins.slice, functools.partial, builtins.object)
+)
+"""Well-known callables safe mode lets a blob call.  ``getattr``, ``map`` and
+``filter`` are left out on purpose: chained through the reduce protocol they
+reach any attribute (``f.__globals__['__builtins__'].eval``) or call anything."""
+
+NEVER_CALLED = frozenset(
+    id(obj) for obj in (builtins.list, builtins.tuple, builtins.set, builtins.frozenset,
+                        builtins.dict, builtins.bytes, builtins.bytearray, builtins.str,
+                        builtins.int, builtins.float, builtins.complex, builtins.bool)
+)
+"""Builtin types corosnap stores natively, so no blob it writes calls them; a blob
+that does (``tuple(range(10**12))``) is refused in every mode."""
+
 
 def resolve_name(module: str, qualname: str) -> Any:
     """Import ``module`` and walk ``qualname``; AttributeError/ImportError propagate."""

@@ -23,6 +23,7 @@ EXT_BYTEARRAY = 4  # payload: the bytes
 EXT_WELLKNOWN = 5  # a global from the well-known table; payload: one index byte
 EXT_PICKLE = 6  # fallback pickler; payload: pickler id byte + pickle stream
 EXT_NONE = 7  # None in a frame slot, where nil means an empty (NULL) slot; payload: b"\0"
+EXT_SURROGATE_STR = 8  # str that UTF-8 cannot encode (lone surrogates); payload: surrogatepass
 EXT_HEADER = 0x43  # "C": blob header; payload: (format << 5 | python minor)
 EXT_SIGNED = 0x53  # "S": signed-blob header; same payload
 
@@ -43,8 +44,9 @@ T_RANGE = 13  # [tag, start, stop, step]
 T_RANGEITER = 14  # [tag, stop, index] | [tag, start, stop, index] | [tag, start, stop, step, index]
 T_SEQITER = 15  # [tag, sequence, index]
 T_SHAPED = 16  # [tag, shape index, *values]  (dict whose str keys repeat an earlier dict's)
+T_DONE = 17  # [tag, coderef...]  (a generator/coroutine that already finished)
 
-TAGS = {kind: ExtType(EXT_TAG, bytes([kind])) for kind in range(1, 17)}
+TAGS = {kind: ExtType(EXT_TAG, bytes([kind])) for kind in range(1, 18)}
 
 SHAPE_MIN = 2
 """A dict with at least this many keys, all str, defines or reuses a shape."""

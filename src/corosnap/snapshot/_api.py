@@ -3,6 +3,7 @@ object a caller hands to dump/load."""
 
 from __future__ import annotations
 
+import threading
 from typing import IO, Any
 
 import msgpack
@@ -13,12 +14,28 @@ from ._blob import DEFAULT_MAX_SIZE, HEADER, open_blob, sign
 from ._capture import check_target, encode_frame
 from ._restore import decode_coderef, decode_frame
 
+_local = threading.local()
 
-def _encode(obj: Any, pid: int, strict_ints: bool) -> bytes:
-    enc = Encoder(pid, encode_frame, strict_ints)
+
+def _packer() -> msgpack.Packer:
+    """A reusable Packer per thread: msgpack.packb builds a new one per call,
+    which costs more than packing a small snapshot."""
+    packer = getattr(_local, "packer", None)
+    if packer is None:
+        packer = _local.packer = msgpack.Packer(use_bin_type=True, autoreset=True)
+    return packer
+
+
+def _encode(obj: Any, pid: int, strict: bool) -> bytes:
+    enc = Encoder(pid, encode_frame, strict)
     enc.register(obj)
     fields = encode_frame(enc, obj)
-    return msgpack.packb([HEADER, *fields], use_bin_type=True)
+    fields.insert(0, HEADER)
+    try:
+        return _packer().pack(fields)
+    except BaseException:
+        _local.packer = None  # a failed pack may leave data in the buffer
+        raise
 
 
 def dumps(obj: Any, *, key: bytes | None = None, pickler: Any = None) -> bytes:
@@ -32,10 +49,11 @@ def dumps(obj: Any, *, key: bytes | None = None, pickler: Any = None) -> bytes:
     check_target(obj)
     pid = pickler_id(pickler)
     try:
-        body = _encode(obj, pid, strict_ints=False)
-    except OverflowError:
-        # An int outside msgpack's 64-bit range slipped through the fast path.
-        body = _encode(obj, pid, strict_ints=True)
+        body = _encode(obj, pid, strict=False)
+    except (OverflowError, UnicodeEncodeError):
+        # An int outside msgpack's 64-bit range, or a str with a lone
+        # surrogate, slipped through the fast path: encode again, checking.
+        body = _encode(obj, pid, strict=True)
     if key is not None:
         return sign(body, key)
     return body
@@ -65,6 +83,8 @@ def loads(
         raise
     except RecursionError:
         raise LimitExceeded("blob nested too deeply") from None
+    except MemoryError:
+        raise LimitExceeded("blob asks for more memory than is available") from None
     except (TypeError, ValueError, IndexError, KeyError, AttributeError, OverflowError) as exc:
         raise CorruptSnapshot(f"malformed blob: {exc!r}") from exc
     except Exception as exc:  # user code run by a reduce callable, an import, ...

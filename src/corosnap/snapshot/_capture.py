@@ -15,6 +15,7 @@ from typing import Any
 from .._errors import SnapshotError
 from ..bytecode import CREATED, CodeInfo, CodeRef, code_info, describe, fingerprint
 from ..codec import NONE_EXT, Encoder
+from ..codec._tags import T_DONE, TAGS
 from ..frames import backend
 
 _GENERATOR_TYPES = (types.GeneratorType, types.CoroutineType)
@@ -60,9 +61,14 @@ def encode_frame(enc: Encoder, gen: Any) -> list[Any]:
     """Encode one generator/coroutine frame (its sub-generators recursively)."""
     frames = backend()
     state, lasti, localsplus, stack, exc, globals_ = frames.read(gen)
-    if state != frames.SUSPENDED and state != frames.CREATED:
-        _refuse_state(gen, state, globals_)
     code = gen.gi_code if type(gen) is types.GeneratorType else gen.cr_code
+    if state != frames.SUSPENDED and state != frames.CREATED:
+        if state == frames.FINISHED and enc.keep and enc.keep[0] is not gen:
+            # A finished generator held as a value (a helper kept in a local):
+            # its frame is gone, so only its code is stored.
+            return [TAGS[T_DONE], *enc.coderef(code, _describe_finished(enc, gen, code))]
+        _refuse_state(gen, state, globals_)
+    enc.note_globals(globals_)
     _, info, ref, fp = _code_meta(code, globals_.get("__name__"))
     if state == frames.CREATED:
         lasti = CREATED
@@ -87,7 +93,7 @@ def encode_frame(enc: Encoder, gen: Any) -> list[Any]:
         # common in a suspended frame than a None), and None gets an ext.
         for slot, x in enumerate(localsplus):  # noqa: B007 (slot names the error)
             fields.append(None if x is null else NONE_EXT if x is None
-                          else x if type(x) in passthrough else value(x))
+                          else x if type(x) in passthrough else _slot(value(x)))
         base = len(localsplus)
         if lasti in info.delegating and stack and type(stack[-1]) in _GENERATOR_TYPES:
             *stack, sub = stack
@@ -96,7 +102,7 @@ def encode_frame(enc: Encoder, gen: Any) -> list[Any]:
         for i, x in enumerate(stack):
             slot = base + i
             fields.append(None if x is null else NONE_EXT if x is None
-                          else x if type(x) in passthrough else value(x))
+                          else x if type(x) in passthrough else _slot(value(x)))
         if sub is not null:
             slot = base + len(stack)
             fields.append(enc.delegated_frame(sub))
@@ -112,6 +118,25 @@ def encode_frame(enc: Encoder, gen: Any) -> list[Any]:
     except RecursionError:
         raise SnapshotError(f"in {_where(gen, globals_)}: values nested too deeply") from None
     return fields
+
+
+def _describe_finished(enc: Encoder, gen: Any, code: types.CodeType) -> CodeRef:
+    """Name the code of a finished generator, whose frame (and globals) are
+    gone: it was made by code of one of the modules being captured."""
+    for module in enc.modules:
+        try:
+            return describe(code, module)
+        except SnapshotError:
+            continue
+    raise SnapshotError(
+        f"{describe_target(gen)} has finished, and its code is not found in the modules of "
+        "the frames being captured"
+    )
+
+
+def _slot(encoded: Any) -> Any:
+    """A value encoded as nil (a dropped traceback) is None, not an empty slot."""
+    return NONE_EXT if encoded is None else encoded
 
 
 def _where(gen: Any, globals_: dict[str, Any] | None) -> str:
