@@ -117,6 +117,39 @@ def test_unstarted_genexpr_argument_must_be_an_iterator():
     """))
 
 
+@pytest.mark.xfail(strict=True, reason="issue 3: async comprehension FOR_ITER slot unchecked")
+def test_async_comprehension_iterator_slot_must_be_an_iterator():
+    # A comprehension that awaits is a coroutine of its own (3.11) and loops like
+    # a generator expression: LOAD_FAST .0 + FOR_ITER.  Safe mode too.
+    assert_ok(run_child("""
+        c = zoo.coro_comprehensions([1, 2])
+        for _ in range(5):
+            c.send(None)
+        t = tree_of(c)
+        sub = t[-1]   # <dictcomp>: [.., position, .0, k, DICT, ITERATOR, key, <awaited>]
+        sub[7] = 12345
+        expect_refused_or_harmless(blob_of(t), safe=True, allow=("corosnap._fuzz_zoo",),
+                                   actions=("send", "send", "send"))
+    """))
+
+
+@pytest.mark.xfail(strict=True, reason="issue 3: MAP_ADD target (BUILD_MAP) unchecked")
+def test_async_dict_comprehension_target_must_be_a_dict():
+    # In an async dict comprehension the dict BUILD_MAP made sits on the stack
+    # across the await; MAP_ADD casts it to a dict without checking: a list there
+    # segfaults on resume.  Safe mode too.
+    assert_ok(run_child("""
+        c = zoo.coro_comprehensions([1, 2])
+        for _ in range(5):
+            c.send(None)
+        t = tree_of(c)
+        sub = t[-1]
+        sub[6] = [1, 2, 3]
+        expect_refused_or_harmless(blob_of(t), safe=True, allow=("corosnap._fuzz_zoo",),
+                                   actions=("send", "send", "send"))
+    """))
+
+
 # -- 2. A frame that delegates (yield from / await) to itself ---------------
 
 

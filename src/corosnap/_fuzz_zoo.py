@@ -406,6 +406,25 @@ async def coro_gather_like():
     return results
 
 
+async def coro_comprehensions(keys):
+    """Comprehensions that await: each is a coroutine of its own (3.11) that the
+    outer frame awaits, looping over its ".0" argument and building a list, set
+    or dict on its value stack."""
+    lst = [await Ready(("list", k)) for k in keys]
+    st = {await Ready(("set", k)) for k in keys}
+    dct = {k: await Ready(("dict", k)) for k in keys}
+    nested = [[await Ready(("nested", a, b)) for b in keys] for a in keys[:1]]
+    return lst, st, dct, nested
+
+
+async def coro_async_with_in_async_for():
+    total = []
+    async for i in Ticker(2):
+        async with AsyncResource(f"r{i}"):
+            total.append(await Ready(("deep", i)))
+    return total
+
+
 # -- closures, nonlocal, nested code ----------------------------------------
 
 
@@ -448,6 +467,25 @@ def closure_two_levels():
         return innermost()
 
     yield from outer()
+
+
+def lambda_generator_holder():
+    inner = lambda y: ((yield y), (yield y + 1))  # noqa: E731
+    got = yield from inner(1)
+    yield got
+
+
+def match_with_yield(subject):
+    match subject:
+        case [a, b] if (yield ("guard", a)):
+            got = yield ("sequence", a, b)
+        case {"k": v} if (yield ("mapping guard", v)):
+            got = yield ("mapping", v)
+        case Point(x=x) if (yield ("class guard", x)):
+            got = yield ("class", x)
+        case _:
+            got = yield "default"
+    return got
 
 
 def cell_argument(a):
@@ -731,6 +769,13 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("coro_gather_like", coro_gather_like, _sends(None, 1)),
     Scenario("amethod", lambda: Widget("w").amethod(3), _sends(None)),
     Scenario("unstarted_coro", lambda: unstarted_coro(1, y=5), ()),
+    Scenario("coro_comprehensions", lambda: coro_comprehensions([1, 2]), _sends(*_N[:9])),
+    Scenario("coro_async_with_in_async_for", coro_async_with_in_async_for,
+             _sends(*_N[:8])),
+    Scenario("lambda_generator_holder", lambda_generator_holder, _sends(None, 1, 2)),
+    Scenario("match_sequence", lambda: match_with_yield([1, 2]), _sends(None, True, 3)),
+    Scenario("match_fallthrough", lambda: match_with_yield({"k": 5}), _sends(None, True, 1)),
+    Scenario("match_class", lambda: match_with_yield(Point(1, [])), _sends(None, True, 1)),
     Scenario("closure_counter", closure_counter, _sends(None, 3, None, 5)),
     Scenario("closure_inner_generator", lambda: closure_inner_generator(10), _sends(*_N[:3])),
     Scenario("closure_two_levels", closure_two_levels, _sends(None)),
