@@ -275,6 +275,27 @@ def test_wellknown_constructor_with_an_absurd_size():
     """, limit_mb=1024))
 
 
+@pytest.mark.xfail(strict=True, reason="issue 3: colliding hashes make set/dict decoding O(n^2)")
+def test_colliding_set_items_do_not_hang():
+    # Ints equal modulo 2**61 - 1 share a hash, and EXT_BIGINT can store any int:
+    # a set of n such ints costs O(n^2) equality probes to build.  60,000 of them
+    # (a 0.8 MB blob) take about a minute; 250,000 (3 MB) most of an hour.  Safe
+    # mode too.  The child gives loads() 5 seconds.
+    assert_ok(run_child("""
+        import signal
+        g = zoo.holds(0); next(g)
+        t = tree_of(g)
+        M = 2**61 - 1
+        def big(v):
+            return X(2, v.to_bytes((v.bit_length() + 8) // 8, "little", signed=True))
+        t[5] = [tag(2), *[big(k * M) for k in range(1, 60_001)]]   # T_SET
+        blob = blob_of(t)
+        signal.alarm(5)
+        expect_refused_or_harmless(blob, safe=True, allow=("corosnap._fuzz_zoo",),
+                                   actions=())
+    """))
+
+
 # -- 6. Safe mode ------------------------------------------------------------
 
 

@@ -1034,6 +1034,28 @@ def t_lying_length(r: random.Random, tree: Any, g: Gen) -> bool:
     return True
 
 
+def t_collide(r: random.Random, tree: Any, g: Gen) -> bool:
+    """A set, frozenset or dict whose keys all share one hash (ints equal modulo
+    2**61 - 1, stored as EXT_BIGINT): building it costs O(n**2) comparisons."""
+    hit = _pick(r, tree)
+    if hit is None:
+        return False
+    c, k = hit
+    n = r.choice((500, 5000, 20_000))
+    m = 2**61 - 1
+    keys = []
+    for i in range(1, n + 1):
+        v = i * m
+        keys.append(ExtType(EXT_BIGINT, v.to_bytes((v.bit_length() + 8) // 8, "little",
+                                                   signed=True)))
+    kind = r.choice((T_SET, T_FROZENSET, T_DICT))
+    if kind == T_DICT:
+        c[k] = [tag(kind)] + [x for key in keys for x in (key, None)]
+    else:
+        c[k] = [tag(kind), *keys]
+    return True
+
+
 TREE_MUTATORS: dict[str, tuple[TreeMutator, int]] = {
     "replace": (t_replace, 12),
     "int": (t_int, 10),
@@ -1087,11 +1109,13 @@ def make_input(seed: int, index: int, corpus: Corpus) -> Input:
     ops: list[str] = [base.name]
     c = r.random()
     data = base.blob
-    if c < 0.002:
-        # rare, slow to build: a million-object chain through back-references
+    if c < 0.003:
+        # rare, slow to build and run: long chains through back-references, and
+        # hashed containers whose keys all collide
         tree = unpack(data)
-        if t_chain(r, tree, Gen(r, corpus)):
-            ops.append("chain")
+        mutator, name = (t_chain, "chain") if c < 0.002 else (t_collide, "collide")
+        if mutator(r, tree, Gen(r, corpus)):
+            ops.append(name)
             data = pack(tree)
     elif c < 0.3:
         for _ in range(r.choice((1, 1, 1, 2, 3))):
@@ -1227,10 +1251,17 @@ def _drive(obj: Any, script: int) -> str:
     return ",".join(trace)
 
 
+def time_budget(inp: Input, timeout: float) -> float:
+    """Seconds an input may take: ``timeout`` plus as much again per MB of blob.
+    Decoding runs at tens of MB/s, so only a superlinear path (colliding hashes,
+    an accidental quadratic walk) or a real hang gets near it."""
+    return timeout * (1.0 + len(inp.data) / 1_000_000)
+
+
 def run_one(inp: Input, timeout: float) -> tuple[str, str, str]:
     """(outcome, phase, detail) for one input, in this process."""
     zoo.LOG.clear()
-    signal.setitimer(signal.ITIMER_REAL, timeout)
+    signal.setitimer(signal.ITIMER_REAL, time_budget(inp, timeout))
     phase = "loads"
     try:
         try:
@@ -1347,7 +1378,9 @@ class Child:
 
     def send(self, job: Any) -> None:
         self.busy = job
-        self.deadline = time.monotonic() + self.ctx.hard_timeout
+        inp = job[1] if job[0] == "input" else None
+        extra = time_budget(inp, self.ctx.timeout) if inp is not None else 0.0
+        self.deadline = time.monotonic() + self.ctx.hard_timeout + extra
         try:
             _write_msg(self.w, job)
         except (BrokenPipeError, OSError):
@@ -1437,8 +1470,8 @@ def _child_main(ctx: Context, rfd: int, wfd: int, fault: Any) -> None:  # pragma
 class Context:
     corpus: Corpus
     seed: int = 0
-    timeout: float = 5.0
-    hard_timeout: float = 30.0
+    timeout: float = 3.0
+    hard_timeout: float = 60.0
     memory_mb: int = 1024
     workdir: str = ""
     recycle: int = 3000
@@ -1540,6 +1573,11 @@ def crash_key(sig: int | None, fault: str) -> str:
             step = "loads"
             break
         above.append(f"{f}:{fn}")
+    if step == "?" and len(frames) >= 50 and len(set(frames)) <= 5:
+        # faulthandler shows at most 100 frames: the same few, over and over, is
+        # an unbounded recursion that ran out of C stack
+        return f"{name} in unbounded recursion through " + " < ".join(
+            f"{f}:{fn}" for f, fn in sorted(set(frames)))
     where = " < ".join(above[:2])
     return f"{name} in {step}" + (f" at {where}" if where else "")
 
@@ -1639,7 +1677,7 @@ def get_corpus() -> Corpus:
     return _corpus_cache[0]
 
 
-def run_campaign(inputs: int, seed: int = 0, jobs: int = 1, timeout: float = 5.0,
+def run_campaign(inputs: int, seed: int = 0, jobs: int = 1, timeout: float = 3.0,
                  memory_mb: int = 1024, crash_dir: str | None = None,
                  minimize: bool = False, progress: bool = False,
                  start: int = 0) -> Report:
@@ -1653,7 +1691,7 @@ def run_campaign(inputs: int, seed: int = 0, jobs: int = 1, timeout: float = 5.0
     findings: dict[str, Finding] = {}
     corpus_failures: list[str] = []
     with tempfile.TemporaryDirectory(prefix="corosnap-fuzz-") as workdir:
-        ctx = Context(corpus, seed, timeout, max(30.0, timeout * 6), memory_mb, workdir)
+        ctx = Context(corpus, seed, timeout, max(60.0, timeout * 20), memory_mb, workdir)
         with Pool(ctx, jobs) as pool:
             # The unmutated corpus must restore: a check of the harness itself.
             seeds = (("input", Input(s.blob, False, 0, s.name)) for s in corpus.seeds)
@@ -1895,7 +1933,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--start", type=int, default=0, help="first input index")
     p.add_argument("--jobs", type=int, default=1)
-    p.add_argument("--timeout", type=float, default=5.0, help="seconds per input")
+    p.add_argument("--timeout", type=float, default=3.0,
+                   help="seconds an input may take, plus as much again per MB of blob")
     p.add_argument("--memory-mb", type=int, default=1024,
                    help="address space a child may add (RLIMIT_AS); 0: no limit")
     p.add_argument("--report", help="write the JSON report here")
@@ -1929,7 +1968,7 @@ def _replay(args: Any) -> int:
         with open(path, "rb") as fb:
             inp = Input(fb.read(), False, 0, path)
     with tempfile.TemporaryDirectory(prefix="corosnap-fuzz-") as workdir:
-        ctx = Context(get_corpus(), 0, args.timeout, max(30.0, args.timeout * 6),
+        ctx = Context(get_corpus(), 0, args.timeout, max(60.0, args.timeout * 20),
                       args.memory_mb, workdir)
         with Pool(ctx, 1) as pool:
             res = pool.run_one(inp)
