@@ -23,6 +23,16 @@ from .snapshot import dump, dumps, load, loads
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> object:
+    # save/restore live with the stores; importing them lazily keeps
+    # ``import corosnap`` from loading every storage backend.
+    if name in ("save", "restore"):
+        from .stores import _helpers
+
+        return getattr(_helpers, name)
+    raise AttributeError(f"module 'corosnap' has no attribute {name!r}")
+
 __all__ = [
     "CodeMismatch",
     "CorosnapError",
@@ -38,4 +48,6 @@ __all__ = [
     "dumps",
     "load",
     "loads",
+    "restore",
+    "save",
 ]
