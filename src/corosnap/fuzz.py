@@ -1208,6 +1208,25 @@ def _act_introspect(obj: Any) -> Any:
             dict(frame.f_locals) if frame is not None else None)
 
 
+class RedumpFailed(Exception):
+    """dumps() of a restored object raised something other than a CorosnapError."""
+
+
+def _act_redump(obj: Any) -> Any:
+    """Capture the restored object again and restore the copy: the frame must read
+    back as it was written."""
+    try:
+        blob = corosnap.dumps(obj)
+    except corosnap.CorosnapError:
+        return None
+    except Exception as exc:  # noqa: BLE001 - reported as suspicious
+        raise RedumpFailed(f"dumps: {type(exc).__name__}: {exc}") from None
+    try:
+        return corosnap.loads(blob)
+    except corosnap.CorosnapError as exc:
+        raise RedumpFailed(f"loads(dumps(restored)): {type(exc).__name__}: {exc}") from None
+
+
 def _act_collect() -> None:
     gc.collect()
 
@@ -1228,10 +1247,12 @@ def _drive(obj: Any, script: int) -> str:
             elif c < 0.77:
                 v = _act_throw(obj, r.choice((ValueError, KeyError, GeneratorExit,
                                               StopIteration, RuntimeError))("fuzz"))
-            elif c < 0.87:
+            elif c < 0.85:
                 v = _act_close(obj)
-            else:
+            elif c < 0.93:
                 v = _act_introspect(obj)
+            else:
+                v = _act_redump(obj)
             _short_repr.repr(v)
         except Hang:
             raise
@@ -1240,8 +1261,8 @@ def _drive(obj: Any, script: int) -> str:
             break
         except BaseException as exc:  # noqa: BLE001 - the generator's own behaviour
             trace.append(type(exc).__name__)
-            if isinstance(exc, SystemError):
-                return "SystemError:" + str(exc)[:120]
+            if isinstance(exc, (SystemError, RedumpFailed)):
+                return f"{type(exc).__name__}: {str(exc)[:160]}"
     try:
         _act_close(obj)
     except Hang:
@@ -1284,7 +1305,7 @@ def run_one(inp: Input, timeout: float) -> tuple[str, str, str]:
             _act_collect()
         except Hang:
             return "hang", phase, ""
-        if trace.startswith("SystemError:"):
+        if trace.startswith(("SystemError:", "RedumpFailed:")):
             return "restored", "resume", trace  # suspicious: reported separately
         return "restored", phase, ""
     except Hang:
@@ -1549,7 +1570,8 @@ class Report:
                     " [reproducible]" if f.reproducible else " [not reproducible alone]")
                 lines.append(f"  {f.outcome:<12}{f.count:>7}  #{f.index}  {f.key}{rep}")
         if self.suspicious:
-            lines += ["", "suspicious (restored, but resuming raised SystemError):"]
+            lines += ["", "suspicious (restored, but resuming raised SystemError, or the "
+                      "restored object did not survive dumps/loads again):"]
             for k, n in self.suspicious.most_common(10):
                 lines.append(f"  {n:>7}  {k}")
         return "\n".join(lines)
