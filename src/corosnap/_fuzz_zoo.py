@@ -604,6 +604,16 @@ def method_call(obj):
     return got
 
 
+def null_method_calls():
+    """LOAD_METHOD pushes NULL + the attribute when it is not a plain method (a module
+    attribute, a classmethod, a callable instance attribute): the NULL stays on the
+    stack across the yield in the arguments."""
+    m = decimal
+    a = m.Decimal((yield "module attribute through a local"))
+    b = datetime.date.fromordinal((yield "classmethod"))
+    return a, b
+
+
 def attribute_and_subscript(p):
     p.x = (yield "attr")
     p.y[0] = (yield "subscript")
@@ -792,6 +802,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("half_evaluated", lambda: half_evaluated(1, 3), _sends(None, 2, 3, 4, 5, 6, 7)),
     Scenario("displays", lambda: displays([1, 2], {3}, {"d": 4}), _sends(None, 5, [6], 7)),
     Scenario("method_call", lambda: method_call([0]), _sends(None, 1)),
+    Scenario("null_method_calls", null_method_calls, _sends(None, "1.5", 700000)),
     Scenario("attribute_and_subscript", lambda: attribute_and_subscript(Point(1, [2])),
              _sends(None, 3)),
     Scenario("holds_dataclass", lambda: holds(Point(1, [2])), _sends(None)),

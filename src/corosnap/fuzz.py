@@ -54,6 +54,7 @@ Theory of operation
 from __future__ import annotations
 
 import argparse
+import collections
 import dataclasses
 import faulthandler
 import gc
@@ -1290,7 +1291,7 @@ def run_one(inp: Input, timeout: float) -> tuple[str, str, str]:
         except corosnap.CorosnapError as exc:
             if _memory_in_chain(exc):
                 return "memoryerror", phase, f"{type(exc).__name__}: {str(exc)[:160]}"
-            return "rejected", phase, type(exc).__name__
+            return "rejected", phase, f"{type(exc).__name__}: {str(exc)[:200]}"
         except MemoryError as exc:
             return "memoryerror", phase, f"MemoryError: {str(exc)[:160]}"
         except Hang:
@@ -1535,6 +1536,7 @@ class Report:
     phases: Counter[str]
     rejections: Counter[str]
     seconds: float
+    safe_refusals: dict[str, list[str]] = dataclasses.field(default_factory=dict)
 
     @property
     def failures(self) -> int:
@@ -1544,7 +1546,8 @@ class Report:
         return {
             "seed": self.seed, "inputs": self.inputs, "seconds": round(self.seconds, 1),
             "counts": {o: self.counts[o] for o in OUTCOMES},
-            "corpus": {"size": self.corpus_size, "failures": self.corpus_failures},
+            "corpus": {"size": self.corpus_size, "failures": self.corpus_failures,
+                       "refused_in_safe_mode": self.safe_refusals},
             "rejections": dict(self.rejections.most_common()),
             "phases": dict(self.phases.most_common()),
             "suspicious": dict(self.suspicious.most_common(30)),
@@ -1569,6 +1572,14 @@ class Report:
                 rep = "" if f.reproducible is None else (
                     " [reproducible]" if f.reproducible else " [not reproducible alone]")
                 lines.append(f"  {f.outcome:<12}{f.count:>7}  #{f.index}  {f.key}{rep}")
+        if self.corpus_failures:
+            lines += ["", "corpus blobs that did NOT restore (default mode):"]
+            lines += [f"  {x}" for x in self.corpus_failures[:20]]
+        if self.safe_refusals:
+            n = sum(len(v) for v in self.safe_refusals.values())
+            lines += ["", f"corpus blobs refused in safe mode ({n}; allow={SAFE_ALLOW}):"]
+            for why, names in sorted(self.safe_refusals.items(), key=lambda kv: -len(kv[1])):
+                lines.append(f"  {len(names):>4}  {why}  (e.g. {names[0]})")
         if self.suspicious:
             lines += ["", "suspicious (restored, but resuming raised SystemError, or the "
                       "restored object did not survive dumps/loads again):"]
@@ -1712,6 +1723,7 @@ def run_campaign(inputs: int, seed: int = 0, jobs: int = 1, timeout: float = 3.0
     suspicious: Counter[str] = Counter()
     findings: dict[str, Finding] = {}
     corpus_failures: list[str] = []
+    safe_refusals: dict[str, list[str]] = collections.defaultdict(list)
     with tempfile.TemporaryDirectory(prefix="corosnap-fuzz-") as workdir:
         ctx = Context(corpus, seed, timeout, max(60.0, timeout * 20), memory_mb, workdir)
         with Pool(ctx, jobs) as pool:
@@ -1720,6 +1732,13 @@ def run_campaign(inputs: int, seed: int = 0, jobs: int = 1, timeout: float = 3.0
             for job, (outcome, _phase, detail) in pool.run(seeds):
                 if outcome != "restored":
                     corpus_failures.append(f"{job[1].origin}: {outcome} {detail[:200]}")
+            # ... and in safe mode (allowing the zoo's modules), where a refusal is
+            # not a failure but worth knowing: what can a safe-mode user not load?
+            seeds = (("input", Input(s.blob, True, 0, s.name)) for s in corpus.seeds)
+            for job, (outcome, _phase, detail) in pool.run(seeds):
+                if outcome != "restored":
+                    safe_refusals[re.sub(r"0x[0-9a-f]+", "0x..", detail)[:160]].append(
+                        job[1].origin)
             jobs_iter = (("index", i) for i in range(start, start + inputs))
             last = time.monotonic()
             done = 0
@@ -1728,7 +1747,7 @@ def run_campaign(inputs: int, seed: int = 0, jobs: int = 1, timeout: float = 3.0
                 counts[outcome] += 1
                 phases[f"{outcome}/{phase}"] += 1
                 if outcome == "rejected":
-                    rejections[detail] += 1
+                    rejections[detail.split(":", 1)[0]] += 1
                 elif outcome == "restored" and detail:
                     suspicious[other_key(detail)] += 1
                 else:
@@ -1755,7 +1774,7 @@ def run_campaign(inputs: int, seed: int = 0, jobs: int = 1, timeout: float = 3.0
                                                                  "memoryerror"):
                     f.minimized = minimize_input(pool, f.input, f.outcome)
     report = Report(seed, inputs, counts, len(corpus.seeds), corpus_failures, findings,
-                    suspicious, phases, rejections, time.monotonic() - t0)
+                    suspicious, phases, rejections, time.monotonic() - t0, dict(safe_refusals))
     if crash_dir:
         save_findings(report, crash_dir)
     return report
