@@ -1,7 +1,9 @@
 # corosnap developer commands. Every target builds what it needs on its own.
 #   make test        venv + lint (ruff) + types (mypy) + the whole pytest suite
-#   make demo        snapshot a generator to a file in one process, finish it in another
+#   make demo        a durable workflow killed part-way and resumed by a new process (the
+#                    main demo), then a generator snapshotted in one process, finished in another
 #   make bench       the size/speed benchmark (benchmarks/)
+#   make bench-scheduler  checkpoint overhead per await and workflow throughput on SQLite
 #   make fuzz        the long fuzzing campaign
 #   make test-matrix the suite on every supported interpreter found or buildable
 
@@ -11,7 +13,7 @@ VENV ?= .venv-$(PYVER)
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck pytest demo bench fuzz test-matrix clean venv
+.PHONY: test lint typecheck pytest demo bench bench-scheduler fuzz test-matrix clean venv
 
 venv: $(STAMP)
 
@@ -33,10 +35,16 @@ pytest: $(STAMP)
 test: lint typecheck pytest
 
 demo: $(STAMP)
+	$(VPY) examples/workflow_demo.py
+	@echo
+	@echo "== the snapshot underneath: a generator suspended in one process, finished in another =="
 	$(VPY) examples/demo.py
 
 bench: $(STAMP)
 	$(VPY) benchmarks/run.py $(BENCH_ARGS)
+
+bench-scheduler: $(STAMP)
+	$(VPY) benchmarks/bench_scheduler.py $(BENCH_ARGS)
 
 fuzz: $(STAMP)
 	$(VPY) -m corosnap.fuzz --inputs 100000

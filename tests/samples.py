@@ -307,3 +307,30 @@ def surrogates():
     d = {"k\udc80": s}
     yield s
     yield s, d
+
+
+def chained_exceptions():
+    try:
+        try:
+            raise KeyError("first")
+        except KeyError as first:
+            raise ValueError("second") from first
+    except ValueError as second:
+        yield second
+        yield second
+
+
+def edits_dict_while_iterating():
+    d = {"a": 1, "b": 2, "c": 3}
+    out = []
+    for k, v in d.items():
+        got = yield k
+        if got:
+            d["c"] = got  # the rest of the loop must see this
+        out.append((k, v))
+    return out
+
+
+def mid_gen(n):
+    got = yield from sub(n)
+    return got

@@ -248,3 +248,61 @@ def test_safe_mode_refuses_getattr_gadgets():
     assert corosnap.loads(blob).send(None)[0] is not None
     with pytest.raises(corosnap.UnsafeSnapshot, match="refused to call"):
         corosnap.loads(blob, safe=True, allow=("samples",))
+
+
+def test_delegation_cycle_is_refused():
+    g = samples.mid_gen(1)
+    next(g)
+    tree = _frame_fields(corosnap.dumps(g))
+    tree[-1] = msgpack.ExtType(1, bytes([0]))  # delegate to memo 0: the frame itself
+    with pytest.raises(corosnap.CorruptSnapshot, match="loops back"):
+        corosnap.loads(_repack(tree))
+
+
+def test_system_exit_from_a_constructor_does_not_escape_loads():
+    tree = _holding_tree(None)
+    tree[-2] = [msgpack.ExtType(0, bytes([11])),
+                [msgpack.ExtType(0, bytes([6])), "sys", "exit"], [3]]
+    with pytest.raises(corosnap.RestoreError, match="SystemExit"):
+        corosnap.loads(_repack(tree))
+
+
+@pytest.mark.parametrize("qualname", ["msgpack.packb", "__builtins__.get", "socket.socket"])
+def test_safe_mode_qualnames_cannot_walk_out_of_the_module(qualname):
+    tree = _holding_tree(None)
+    tree[-2] = [msgpack.ExtType(0, bytes([6])), "test_errors", qualname]
+    with pytest.raises(corosnap.UnsafeSnapshot):
+        corosnap.loads(_repack(tree), safe=True, allow=("samples", "test_errors"))
+
+
+def test_safe_mode_refuses_names_imported_from_other_modules():
+    tree = _holding_tree(None)
+    tree[-2] = [msgpack.ExtType(0, bytes([6])), "test_errors", "HEADER"]
+    corosnap.loads(_repack(tree), safe=False)  # fine in the default mode
+    tree[-2] = [msgpack.ExtType(0, bytes([6])), "samples", "dataclasses"]
+    with pytest.raises(corosnap.UnsafeSnapshot):
+        corosnap.loads(_repack(tree), safe=True, allow=("samples",))
+
+
+def test_cell_chains_are_refused():
+    tree = _holding_tree(None)
+    cell = msgpack.ExtType(0, bytes([8]))
+    tree[-2] = [cell, [cell, [cell, 1]]]
+    with pytest.raises(corosnap.CorruptSnapshot, match="cell holding a cell"):
+        corosnap.loads(_repack(tree))
+
+
+def test_hash_flooding_sets_are_refused_quickly():
+    import time
+
+    tree = _holding_tree(None)
+    m = 2**61 - 1
+
+    def big(v):
+        return msgpack.ExtType(2, v.to_bytes((v.bit_length() + 8) // 8, "little", signed=True))
+
+    tree[-2] = [msgpack.ExtType(0, bytes([2])), *[big(k * m) for k in range(1, 20_001)]]
+    start = time.perf_counter()
+    with pytest.raises(corosnap.CorruptSnapshot, match="hash-flooding"):
+        corosnap.loads(_repack(tree))
+    assert time.perf_counter() - start < 5

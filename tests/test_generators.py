@@ -309,3 +309,22 @@ def test_strings_with_lone_surrogates():
     assert next(g) == "bad\udcff"
     s, d = roundtrip(g).send(None)
     assert s == "bad\udcff" and d == {"k\udc80": "bad\udcff"}
+
+
+def test_exception_chains_survive():
+    g = samples.chained_exceptions()
+    exc = next(g)
+    got = next(roundtrip(g))
+    assert type(got) is ValueError and got.args == ("second",)
+    assert type(got.__cause__) is KeyError and got.__cause__.args == ("first",)
+    assert got.__suppress_context__ is exc.__suppress_context__
+    assert type(got.__context__) is KeyError
+
+
+def test_dict_iterator_stays_linked_to_its_dict():
+    expected = drive(samples.edits_dict_while_iterating(), [None, 30, None, None])
+    g = samples.edits_dict_while_iterating()
+    assert next(g) == "a"
+    rest = drive(roundtrip(g), [30, None, None])
+    assert [("yield", "a"), *rest] == expected
+    assert expected[-1] == ("return", [("a", 1), ("b", 2), ("c", 30)])

@@ -64,7 +64,9 @@ def _candidates(obj: Any) -> list[types.FunctionType]:
 
 def _resolve(module: types.ModuleType, qualname: str) -> Any:
     obj: Any = module
-    for part in qualname.split("."):
+    for i, part in enumerate(qualname.split(".")):
+        if i and not isinstance(obj, type):
+            raise AttributeError(f"{qualname} walks through a non-class")
         namespace = getattr(obj, "__dict__", None)
         if isinstance(obj, type) and namespace is not None and part in namespace:
             obj = namespace[part]  # the raw staticmethod/classmethod, not a bound method

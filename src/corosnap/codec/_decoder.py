@@ -37,10 +37,13 @@ from ._tags import (
     EXT_SURROGATE_STR,
     EXT_TAG,
     EXT_WELLKNOWN,
+    HASHED_MIN,
     SHAPE_MIN,
     T_CELL,
     T_DICT,
+    T_DICTITER,
     T_DONE,
+    T_EXCEPTION,
     T_FLATLIST,
     T_FRAME,
     T_FROZENSET,
@@ -145,7 +148,7 @@ class Decoder:
     """One snapshot's worth of decoding state (memo, string and code tables)."""
 
     __slots__ = ("memo", "strings", "codes", "shapes", "safe", "allow", "frame_hook",
-                 "code_hook")
+                 "code_hook", "active")
 
     def __init__(
         self,
@@ -158,6 +161,7 @@ class Decoder:
         self.strings: list[str] = []
         self.codes: list[Any] = []
         self.shapes: list[tuple[str, ...]] = []
+        self.active: set[int] = set()  # frames being decoded (delegation cycle check)
         self.safe = safe
         self.allow = allow
         self.frame_hook = frame_hook
@@ -253,14 +257,14 @@ class Decoder:
         out: set[Any] = set()
         self.memo.append(out)
         try:
-            out.update(self.dec_items(v[1:]))
+            out.update(_not_flooding(self.dec_items(v[1:])))
         except TypeError as exc:
             raise CorruptSnapshot(f"unhashable set item: {exc}") from exc
         return out
 
     def _frozenset(self, v: list[Any]) -> Any:
         try:
-            return frozenset(self.dec_items(v[1:]))
+            return frozenset(_not_flooding(self.dec_items(v[1:])))
         except TypeError as exc:
             raise CorruptSnapshot(f"unhashable frozenset item: {exc}") from exc
 
@@ -270,6 +274,9 @@ class Decoder:
         out: dict[Any, Any] = {}
         self.memo.append(out)
         dec = self.dec
+        if len(v) // 2 >= HASHED_MIN:
+            _not_flooding([dec(v[i]) if type(v[i]) in _WALK else v[i]
+                           for i in range(1, len(v), 2) if type(v[i]) is not Deferred])
         try:
             for i in range(1, len(v), 2):
                 key = dec(v[i])
@@ -329,7 +336,12 @@ class Decoder:
         cell = types.CellType()
         self.memo.append(cell)
         if len(v) == 2:
-            cell.cell_contents = self.dec(v[1])
+            contents = self.dec(v[1])
+            if type(contents) is types.CellType:
+                # Cells are freed without CPython's recursion guard: a long
+                # chain of cells in cells would overflow the C stack.
+                raise CorruptSnapshot("a cell holding a cell")
+            cell.cell_contents = contents
         return cell
 
     def _function(self, v: list[Any]) -> Any:
@@ -398,7 +410,9 @@ class Decoder:
             make = func
         try:
             obj = make(*args)
-        except Exception as exc:
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # SystemExit, GeneratorExit too: never escape loads
             raise RestoreError(f"rebuilding a {getattr(func, '__qualname__', func)!r} failed: "
                                f"{exc!r}") from exc
         self.memo.append(obj)
@@ -418,12 +432,40 @@ class Decoder:
                 flat = self.dec_items(dict_f)
                 for k in range(0, len(flat) - 1, 2):
                     obj[flat[k]] = flat[k + 1]
-        except (CorruptSnapshot, RestoreError):
+        except (CorruptSnapshot, RestoreError, KeyboardInterrupt):
             raise
-        except Exception as exc:
+        except BaseException as exc:
             raise RestoreError(f"restoring the state of a {type(obj).__qualname__} failed: "
                                f"{exc!r}") from exc
         return obj
+
+    def _exception(self, v: list[Any]) -> Any:
+        if len(v) != 5 or type(v[4]) is not bool:
+            raise CorruptSnapshot("malformed exception")
+        exc = self.dec(v[1])
+        if not isinstance(exc, BaseException):
+            raise CorruptSnapshot("an exception record that rebuilds a non-exception")
+        cause = self.dec(v[2])
+        context = self.dec(v[3])
+        for link in (cause, context):
+            if link is not None and not isinstance(link, BaseException):
+                raise CorruptSnapshot("an exception chained to a non-exception")
+        exc.__cause__ = cause
+        exc.__context__ = context
+        exc.__suppress_context__ = v[4]
+        return exc
+
+    def _dictiter(self, v: list[Any]) -> Any:
+        if len(v) != 4 or type(v[2]) is not int or type(v[3]) is not int:
+            raise CorruptSnapshot("malformed dict iterator")
+        target = self.dec(v[1])
+        if type(target) is not dict or v[2] not in (0, 1, 2) or not 0 <= v[3] <= len(target):
+            raise CorruptSnapshot("malformed dict iterator")
+        it = iter((target, target.values(), target.items())[v[2]])
+        for _ in range(v[3]):
+            next(it)
+        self.memo.append(it)
+        return it
 
     def _range(self, v: list[Any]) -> Any:
         if len(v) != 4:
@@ -460,6 +502,25 @@ class Decoder:
         return it
 
 
+def _not_flooding(items: list[Any]) -> list[Any]:
+    """Refuse hashed-container items crafted to collide (O(n**2) to insert).
+
+    Ints equal modulo 2**61 - 1 share a hash, and a blob can hold any int.  The
+    hashes themselves are ints below 2**61, so counting the distinct ones is
+    linear; genuine data has (almost) as many distinct hashes as items.
+    """
+    if len(items) >= HASHED_MIN:
+        try:
+            distinct = len(set(map(hash, items)))
+        except TypeError as exc:
+            raise CorruptSnapshot(f"unhashable item: {exc}") from exc
+        if distinct * 2 < len(items):
+            raise CorruptSnapshot(
+                f"{len(items)} items share {distinct} hashes: refusing a hash-flooding container"
+            )
+    return items
+
+
 def _set_state(obj: Any, state: Any) -> None:
     """Apply reduce state exactly as pickle's BUILD opcode does."""
     setstate = getattr(obj, "__setstate__", None)
@@ -489,6 +550,8 @@ _TAGGED: dict[int, Callable[[Decoder, list[Any]], Any]] = {
     T_FUNCTION: Decoder._function,
     T_FRAME: Decoder._frame,
     T_DONE: Decoder._done,
+    T_EXCEPTION: Decoder._exception,
+    T_DICTITER: Decoder._dictiter,
     T_REDUCE: Decoder._reduce,
     T_NEWOBJ: Decoder._reduce,
     T_RANGE: Decoder._range,

@@ -21,6 +21,7 @@ Rules of this file:
 from __future__ import annotations
 
 import copyreg
+import gc
 import struct
 import types
 from collections.abc import Callable
@@ -44,7 +45,9 @@ from ._tags import (
     SHAPE_MIN,
     T_CELL,
     T_DICT,
+    T_DICTITER,
     T_DONE,
+    T_EXCEPTION,
     T_FLATLIST,
     T_FRAME,
     T_FROZENSET,
@@ -81,6 +84,28 @@ _TAG_SHAPED = TAGS[T_SHAPED]
 _TAG_DONE = TAGS[T_DONE]
 
 FrameHook = Callable[["Encoder", Any], list[Any]]
+
+
+_module_indexes: dict[int, tuple[dict[str, Any], int, dict[int, tuple[str, str, Any]]]] = {}
+
+
+def _module_index(globals_: dict[str, Any], module: str) -> dict[int, tuple[str, str, Any]]:
+    """id -> (module, name, value) for a module's top-level mutable values.
+
+    Built once per module dict and rebuilt when its number of names changes,
+    so dumps() does not scan a large module on every call.  A hit is checked
+    against the live dict before use (a name may have been rebound since).
+    """
+    hit = _module_indexes.get(id(globals_))
+    if hit is not None and hit[0] is globals_ and hit[1] == len(globals_):
+        return hit[2]
+    index: dict[int, tuple[str, str, Any]] = {}
+    for name, value in list(globals_.items()):
+        if (type(value) in _BY_REFERENCE or _is_plain_instance(value)) and not \
+                name.startswith("__"):
+            index.setdefault(id(value), (module, name, value))
+    _module_indexes[id(globals_)] = (globals_, len(globals_), index)
+    return index
 
 
 def _is_plain_instance(value: Any) -> bool:
@@ -130,7 +155,7 @@ class Encoder:
         # instead of holding a copy.  Indexed lazily per globals dict.
         self.globals_seen: set[int] = set()
         self.modules: list[str] = []
-        self.global_values: dict[int, tuple[str, str, Any]] = {}
+        self.global_values: list[tuple[dict[str, Any], dict[int, tuple[str, str, Any]]]] = []
         self.is_flat = backend().is_flat
 
     # -- tables -----------------------------------------------------------
@@ -210,7 +235,7 @@ class Encoder:
 
     # -- module-level values ---------------------------------------------
     def note_globals(self, globals_: dict[str, Any]) -> None:
-        """Index the mutable values of a frame's module (once per snapshot)."""
+        """Use the index of a frame's module's mutable values (see _module_index)."""
         if id(globals_) in self.globals_seen:
             return
         self.globals_seen.add(id(globals_))
@@ -218,26 +243,27 @@ class Encoder:
         if not isinstance(module, str):
             return
         self.modules.append(module)
-        index = self.global_values
-        for name, value in globals_.items():
-            if (type(value) in _BY_REFERENCE or _is_plain_instance(value)) and not \
-                    name.startswith("__"):
-                index.setdefault(id(value), (module, name, value))
+        index = _module_index(globals_, module)
+        if index:
+            self.global_values.append((globals_, index))
 
     def _module_value(self, v: Any) -> Any:
         """A global reference if ``v`` is a mutable value of a frame's module."""
-        hit = self.global_values.get(id(v))
-        if hit is None or hit[2] is not v:
-            return None
-        self.register(v)
-        return [TAGS[T_GLOBAL], self.string(hit[0]), self.string(hit[1])]
+        for globals_, index in self.global_values:
+            hit = index.get(id(v))
+            # The index may be older than the module's last assignment: the
+            # name must still be bound to this very object.
+            if hit is not None and hit[2] is v and globals_.get(hit[1]) is v:
+                self.register(v)
+                return [TAGS[T_GLOBAL], self.string(hit[0]), self.string(hit[1])]
+        return None
 
     # -- containers -------------------------------------------------------
     def _list(self, v: list[Any]) -> Any:
         i = self.memo.get(id(v))
         if i is not None:
             return ref_ext(i)
-        if self.global_values and id(v) in self.global_values:
+        if self.global_values:
             out = self._module_value(v)
             if out is not None:
                 return out
@@ -250,7 +276,7 @@ class Encoder:
         i = self.memo.get(id(v))
         if i is not None:
             return ref_ext(i)
-        if self.global_values and id(v) in self.global_values:
+        if self.global_values:
             out = self._module_value(v)
             if out is not None:
                 return out
@@ -296,7 +322,7 @@ class Encoder:
         i = self.memo.get(id(v))
         if i is not None:
             return ref_ext(i)
-        if self.global_values and id(v) in self.global_values:
+        if self.global_values:
             out = self._module_value(v)
             if out is not None:
                 return out
@@ -344,6 +370,18 @@ class Encoder:
         self.register(v)
         return [TAGS[T_SEQITER], encoded, index]
 
+    def _dictiter(self, v: Any) -> Any:
+        i = self.memo.get(id(v))
+        if i is not None:
+            return ref_ext(i)
+        target = next((r for r in gc.get_referents(v) if type(r) is dict), None)
+        if target is None:  # exhausted: nothing left to walk
+            return self._other(v)
+        position = len(target) - v.__length_hint__()
+        encoded = self.enc(target)
+        self.register(v)
+        return [TAGS[T_DICTITER], encoded, _DICT_ITER_KINDS[type(v)], position]
+
     # -- code-bearing objects --------------------------------------------
     def _frame(self, v: Any) -> Any:
         i = self.memo.get(id(v))
@@ -375,6 +413,9 @@ class Encoder:
             contents = v.cell_contents
         except ValueError:
             return [TAGS[T_CELL]]
+        if type(contents) is types.CellType:
+            raise SnapshotError("a cell holding a cell is not supported (cells have no "
+                                "recursion guard when freed, so loads refuses them)")
         return [TAGS[T_CELL], self.enc(contents)]
 
     def _global_or_none(self, v: Any) -> Any:
@@ -453,7 +494,7 @@ class Encoder:
         i = self.memo.get(id(v))
         if i is not None:
             return ref_ext(i)
-        if self.global_values and id(v) in self.global_values:
+        if self.global_values:
             out = self._module_value(v)
             if out is not None:
                 return out
@@ -463,10 +504,19 @@ class Encoder:
             )
         cp = self._checkpoint()
         try:
+            if isinstance(v, BaseException):
+                return self._exception(v)
             return self._reduce(v)
         except SnapshotError as exc:
             self._rollback(cp)
             return self._pickle(v, exc)
+
+    def _exception(self, v: BaseException) -> Any:
+        """An exception with its chain (the reduce protocol drops __cause__ and
+        __context__; the traceback is dropped, as pickle does)."""
+        reduced = self._reduce(v)
+        return [TAGS[T_EXCEPTION], reduced, self.enc(v.__cause__), self.enc(v.__context__),
+                v.__suppress_context__]
 
     def _reduce(self, v: Any) -> Any:
         t = type(v)
@@ -539,6 +589,10 @@ class Encoder:
         return ExtType(EXT_PICKLE, payload)
 
 
+_DICT_ITER_KINDS: dict[type, int] = {
+    type(iter({})): 0, type(iter({}.values())): 1, type(iter({}.items())): 2,
+}
+
 _DISPATCH: dict[type, Callable[[Encoder, Any], Any]] = {
     list: Encoder._list,
     dict: Encoder._dict,
@@ -556,6 +610,9 @@ _DISPATCH: dict[type, Callable[[Encoder, Any], Any]] = {
     type(iter("\u20ac")): Encoder._seqiter,
     type(iter(b"")): Encoder._seqiter,
     types.CellType: Encoder._cell,
+    type(iter({})): Encoder._dictiter,
+    type(iter({}.values())): Encoder._dictiter,
+    type(iter({}.items())): Encoder._dictiter,
     types.FunctionType: Encoder._function,
     types.ModuleType: Encoder._module,
     types.GeneratorType: Encoder._frame,

@@ -18,6 +18,7 @@ import copyreg
 import functools
 import importlib
 import sys
+import types
 from typing import Any
 
 from .._errors import CorruptSnapshot, RestoreError, UnsafeSnapshot
@@ -70,13 +71,21 @@ NEVER_CALLED = frozenset(
 that does (``tuple(range(10**12))``) is refused in every mode."""
 
 
+class NotAClassWalk(AttributeError):
+    """A qualified name that steps through something other than a class."""
+
+
 def resolve_name(module: str, qualname: str) -> Any:
     """Import ``module`` and walk ``qualname``; AttributeError/ImportError propagate."""
     mod = sys.modules.get(module)
     if mod is None:
         mod = importlib.import_module(module)
     obj: Any = mod
-    for part in qualname.split("."):
+    for i, part in enumerate(qualname.split(".")):
+        if i and not isinstance(obj, type):
+            # A qualified name only ever walks through classes; anything else
+            # (another module, a dict such as __builtins__) is a way out.
+            raise NotAClassWalk(f"{module}.{qualname} walks through a non-class")
         obj = getattr(obj, part)
     return obj
 
@@ -129,6 +138,21 @@ def load_global(module: str, qualname: str, safe: bool, allow: tuple[str, ...]) 
     if safe:
         check_allowed(module, qualname, allow, "global")
     try:
-        return resolve_name(module, qualname)
+        obj = resolve_name(module, qualname)
+    except NotAClassWalk as exc:
+        if safe:
+            raise UnsafeSnapshot(f"safe mode refused {module}.{qualname}: {exc}") from None
+        raise RestoreError(f"cannot resolve global {module}.{qualname}: {exc}") from None
     except Exception as exc:
         raise RestoreError(f"cannot resolve global {module}.{qualname}: {exc!r}") from exc
+    if safe:
+        if isinstance(obj, types.ModuleType) and not module_allowed(obj.__name__, allow):
+            raise UnsafeSnapshot(f"safe mode refused {module}.{qualname}: it is the module "
+                                 f"{obj.__name__}, not in allow={allow!r}")
+        owner = getattr(obj, "__module__", None)
+        if isinstance(owner, str) and owner != module and not module_allowed(owner, allow):
+            raise UnsafeSnapshot(
+                f"safe mode refused {module}.{qualname}: it is {owner}.{qualname.split('.')[-1]}"
+                f", imported from a module not in allow={allow!r}"
+            )
+    return obj

@@ -45,8 +45,13 @@ T_RANGEITER = 14  # [tag, stop, index] | [tag, start, stop, index] | [tag, start
 T_SEQITER = 15  # [tag, sequence, index]
 T_SHAPED = 16  # [tag, shape index, *values]  (dict whose str keys repeat an earlier dict's)
 T_DONE = 17  # [tag, coderef...]  (a generator/coroutine that already finished)
+T_EXCEPTION = 18  # [tag, reduce array, cause, context, suppress_context]
+T_DICTITER = 19  # [tag, dict, kind (0 keys, 1 values, 2 items), position]
 
-TAGS = {kind: ExtType(EXT_TAG, bytes([kind])) for kind in range(1, 18)}
+TAGS = {kind: ExtType(EXT_TAG, bytes([kind])) for kind in range(1, 20)}
+
+HASHED_MIN = 64
+"""Hashed containers at least this long are checked for hash flooding on load."""
 
 SHAPE_MIN = 2
 """A dict with at least this many keys, all str, defines or reuses a shape."""

@@ -87,7 +87,9 @@ def loads(
         raise LimitExceeded("blob asks for more memory than is available") from None
     except (TypeError, ValueError, IndexError, KeyError, AttributeError, OverflowError) as exc:
         raise CorruptSnapshot(f"malformed blob: {exc!r}") from exc
-    except Exception as exc:  # user code run by a reduce callable, an import, ...
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # user code run by a reduce callable, an import, ...
         raise RestoreError(f"restoring the snapshot failed: {exc!r}") from exc
 
 

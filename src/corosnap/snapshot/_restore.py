@@ -21,7 +21,7 @@ import sys
 import types
 from typing import Any
 
-from .._errors import CodeMismatch, CorruptSnapshot
+from .._errors import CodeMismatch, CorruptSnapshot, LimitExceeded
 from ..bytecode import CodeRef, code_info, fingerprint, locate
 from ..bytecode._kinds import (
     EXC,
@@ -138,6 +138,31 @@ def decode_coderef(dec: Decoder, v: list[Any], i: int) -> tuple[CodeEntry, int]:
     return entry, i + 3
 
 
+MAX_CHAIN = 10_000
+"""The longest yield-from/await chain a blob may hold (frame-chain depth limit)."""
+
+
+def _check_no_delegation_cycle(dec: Decoder, entry: CodeEntry, gen: Any, sub: Any) -> None:
+    """close()/throw() follow the delegation chain in C without a recursion
+    guard: a chain that comes back to a frame (itself, or one still being
+    decoded above it) would overflow the C stack."""
+    x = sub
+    for _ in range(MAX_CHAIN):
+        if x is None:
+            return
+        if x is gen or id(x) in dec.active:
+            raise CorruptSnapshot(f"{entry.label}: its yield from / await chain loops back "
+                                  "to itself")
+        t = type(x)
+        if t is types.GeneratorType:
+            x = x.gi_yieldfrom
+        elif t is types.CoroutineType:
+            x = x.cr_await
+        else:
+            return
+    raise LimitExceeded(f"{entry.label}: yield from / await chain longer than {MAX_CHAIN}")
+
+
 def _kind_ok(v: Any, kind: int, ncodeunits: int) -> bool:
     if kind == ITER:
         return hasattr(type(v), "__next__")
@@ -205,6 +230,16 @@ def decode_frame(dec: Decoder, v: list[Any], i: int) -> Any:
         )
     gen = entry.fresh()
     dec.memo.append(gen)
+    dec.active.add(id(gen))
+    try:
+        return _fill_frame(dec, entry, gen, v, i, pos, exc_f, n)
+    finally:
+        dec.active.discard(id(gen))
+
+
+def _fill_frame(dec: Decoder, entry: CodeEntry, gen: Any, v: list[Any], i: int, pos: int,
+                exc_f: Any, n: int) -> Any:
+    info = entry.info
     exc = None
     if exc_f is not None:
         exc = dec.dec(exc_f)
@@ -239,6 +274,7 @@ def decode_frame(dec: Decoder, v: list[Any], i: int) -> Any:
             raise CorruptSnapshot(
                 f"{entry.label}: delegates to a {type(sub).__name__}, which is not an iterator"
             )
+        _check_no_delegation_cycle(dec, entry, gen, sub)
     try:
         frames.write(gen, pos, slots[:n], slots[n:], exc)
     except (TypeError, ValueError) as err:

@@ -1,0 +1,229 @@
+"""The scheduler's pure parts on their own: directives, retry policy, record encoding."""
+
+from __future__ import annotations
+
+import pickle
+import random
+import threading
+
+import msgpack
+import pytest
+
+import corosnap
+from corosnap import CorruptSnapshot
+from corosnap.scheduler import (
+    Call,
+    FunctionOptions,
+    Gather,
+    PermanentError,
+    Sleep,
+    StepTimeout,
+    UnrecordableError,
+    call,
+    gather,
+    sleep,
+)
+from corosnap.scheduler._records import (
+    Op,
+    Outcome,
+    RunRecord,
+    StepRecord,
+    Waiting,
+    decode_run,
+    decode_step,
+    dump_exception,
+    encode_run,
+    encode_step,
+    validate_run_id,
+)
+
+from . import workflows as wf
+
+# -- directives -----------------------------------------------------------------
+
+
+def test_awaiting_a_directive_yields_the_directive_and_returns_what_is_sent() -> None:
+    coro = wf.one(4)
+    directive = coro.send(None)
+    assert directive == Call(wf.double, (4,), None)
+    with pytest.raises(StopIteration) as stop:
+        coro.send(8)
+    assert stop.value.value == 8
+
+
+def test_a_directive_failure_is_raised_at_the_await() -> None:
+    coro = wf.catches("x")
+    coro.send(None)
+    with pytest.raises(StopIteration) as stop:
+        coro.throw(ValueError("nope"))
+    assert stop.value.value == "caught nope"
+
+
+def test_directives_pickle_and_snapshot() -> None:
+    for d in (call(wf.double, 1, k=2), sleep(3), gather(call(wf.double, 1), sleep(0))):
+        assert pickle.loads(pickle.dumps(d)) == d
+    coro = wf.fan_out([1, 2])
+    coro.send(None)
+    restored = corosnap.loads(corosnap.dumps(coro))
+    with pytest.raises(StopIteration) as stop:
+        restored.send([2, 4])
+    assert stop.value.value == [2, 4]
+
+
+def test_call_keeps_args_and_kwargs_and_stores_no_empty_dict() -> None:
+    assert call(wf.double, 1) == Call(wf.double, (1,), None)
+    assert call(wf.double, x=1).kwargs == {"x": 1}
+    assert call(wf.double, 1).describe() == "double(1)"
+    assert call(wf.double, "x" * 100).describe().endswith("...)")
+    with pytest.raises(TypeError):
+        call(42)  # type: ignore[call-overload]
+
+
+def test_sleep_refuses_negative_and_nan() -> None:
+    assert sleep(0) == Sleep(0.0)
+    for bad in (-1, float("nan")):
+        with pytest.raises(ValueError):
+            sleep(bad)
+
+
+def test_gather_takes_only_calls_and_sleeps() -> None:
+    g = gather(call(wf.double, 1), sleep(1), return_exceptions=True)
+    assert isinstance(g, Gather) and g.return_exceptions and len(g.items) == 2
+    coro = wf.one(1)
+    with pytest.raises(TypeError, match="register it"):
+        gather(coro)  # type: ignore[arg-type]
+    coro.close()
+    with pytest.raises(TypeError):
+        gather(gather())  # type: ignore[arg-type]
+
+
+# -- policy ----------------------------------------------------------------------
+
+
+def opts(**kw: object) -> FunctionOptions:
+    return FunctionOptions(wf.double, "double", **kw)  # type: ignore[arg-type]
+
+
+def test_backoff_doubles_up_to_the_cap_without_jitter() -> None:
+    o = opts(backoff=0.5, max_backoff=3, jitter=False)
+    assert [o.retry_delay(n) for n in range(1, 7)] == [0.5, 1, 2, 3, 3, 3]
+    assert o.retry_delay(10_000) == 3  # no overflow on huge attempt numbers
+
+
+def test_jitter_draws_from_the_upper_half_of_the_delay() -> None:
+    o = opts(backoff=1, max_backoff=100)
+    rng = random.Random(1)
+    for n in range(1, 8):
+        full = min(100, 2 ** (n - 1))
+        draws = [o.retry_delay(n, rng) for _ in range(200)]
+        assert all(full / 2 <= d <= full for d in draws)
+        assert max(draws) - min(draws) > full / 4  # actually spread out
+
+
+def test_attempts_and_permanence() -> None:
+    o = opts(retries=2)
+    assert o.max_attempts == 3
+    assert o.should_retry(ConnectionError(), 1) and o.should_retry(ConnectionError(), 2)
+    assert not o.should_retry(ConnectionError(), 3)
+    assert not o.should_retry(PermanentError(), 1)
+    assert o.should_retry(StepTimeout(), 1)
+    p = opts(permanent=(KeyError,))
+    assert p.is_permanent(KeyError()) and not p.is_permanent(ValueError())
+    t = opts(transient=(ConnectionError,), permanent=(ConnectionResetError,))
+    assert not t.is_permanent(ConnectionRefusedError())
+    assert t.is_permanent(ConnectionResetError())  # permanent wins over transient
+    assert t.is_permanent(ValueError())
+    assert not t.is_permanent(StepTimeout())  # the scheduler's own error stays transient
+    assert opts(permanent=(StepTimeout,)).is_permanent(StepTimeout())
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"retries": -1}, {"retries": 1.5}, {"retries": True}, {"backoff": -1},
+        {"max_backoff": float("nan")}, {"timeout": 0}, {"concurrency": 0},
+        {"concurrency": True},
+    ],
+)  # fmt: skip
+def test_bad_options_are_refused(bad: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        opts(**bad)
+
+
+def test_exception_classes_are_checked() -> None:
+    with pytest.raises(TypeError):
+        opts(permanent=(ValueError, "nope"))
+
+
+# -- records ---------------------------------------------------------------------
+
+
+def test_run_records_round_trip() -> None:
+    waiting = Waiting(
+        [
+            Op(4, "step", call=call(wf.double, 1, k={"a": 1})),
+            Op(5, "sleep", until=1718000000.5),
+            Op(6, "child", call=call(wf.one, 2)),
+            Op(7, "step", call=call(wf.double, 3)),
+        ],
+        gather=True,
+        return_exceptions=True,
+    )
+    rec = RunRecord(
+        "r1", "m.wf", snapshot=b"\x01\x02", waiting=waiting, next_seq=8, checkpoints=3,
+        parent="p", created=1.5, updated=2.5, pid=7,
+    )  # fmt: skip
+    blob = encode_run(rec)
+    assert decode_run("r1", blob) == rec
+    body = msgpack.unpackb(blob)  # readable with any msgpack tool
+    assert body["waiting"]["ops"] == [
+        [4, "step", None], [5, "sleep", 1718000000.5], [6, "child", None], [7, "step", None],
+    ]  # fmt: skip
+    assert body["state"] == "running" and body["snapshot"] == b"\x01\x02"
+    done = RunRecord("r2", "m.wf", state="done", outcome=Outcome.success([1, 2]))
+    assert decode_run("r2", encode_run(done)).outcome.load() == [1, 2]  # type: ignore[union-attr]
+
+
+def test_unknown_fields_are_kept_and_damage_is_reported() -> None:
+    body = msgpack.unpackb(encode_run(RunRecord("r", "w")))
+    body["future_field"] = 1
+    assert decode_run("r", msgpack.packb(body)).extra == {"future_field": 1}
+    body["format"] = 99
+    with pytest.raises(CorruptSnapshot, match="format"):
+        decode_run("r", msgpack.packb(body))
+    with pytest.raises(CorruptSnapshot):
+        decode_run("r", b"\xc1garbage")
+    with pytest.raises(CorruptSnapshot):
+        decode_step("step/r/1", b"\x90")
+
+
+def test_step_records_round_trip() -> None:
+    rec = StepRecord(Outcome.failure(ValueError("v")), "m.f", 3, 42, 1.0, 2.0)
+    back = decode_step("step/r/1", encode_step(rec))
+    assert back == rec
+    exc = back.outcome.load()
+    assert type(exc) is ValueError and exc.args == ("v",)
+
+
+def test_exceptions_that_do_not_round_trip_are_recorded_by_name() -> None:
+    class Local(Exception):
+        pass
+
+    for exc, name in [
+        (Local("x"), "test_parts.test_exceptions_that_do_not_round_trip_are_recorded_by_name"),
+        (wf.OddError("a", "b"), "tests.scheduler.workflows.OddError"),
+    ]:
+        back = pickle.loads(dump_exception(exc))
+        assert isinstance(back, UnrecordableError)
+        assert name in back.args[0] and str(exc) == back.args[1]
+    with pytest.raises(UnrecordableError):
+        Outcome.success(threading.Lock())
+
+
+def test_run_ids() -> None:
+    assert validate_run_id("order-1.2_a:b@c=d+e") == "order-1.2_a:b@c=d+e"
+    for bad in ("", "a/b", "a b", "x" * 201):
+        with pytest.raises(ValueError):
+            validate_run_id(bad)
+    with pytest.raises(TypeError):
+        validate_run_id(1)
