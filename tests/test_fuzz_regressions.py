@@ -174,7 +174,7 @@ def test_null_pushed_by_load_method_is_accepted():
 # -- 2. A frame that delegates (yield from / await) to itself ---------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 3: delegation cycle -> unbounded C recursion")
+# Fixed in main 94280dd.
 @pytest.mark.parametrize("action", ["close", "throw", "drop"])
 def test_generator_delegating_to_itself(action):
     # The delegated sub-iterator is a back-reference to memo entry 0: the frame
@@ -190,7 +190,7 @@ def test_generator_delegating_to_itself(action):
     """))
 
 
-@pytest.mark.xfail(strict=True, reason="issue 3: delegation cycle in a coroutine")
+# Fixed in main 94280dd.
 def test_coroutine_awaiting_itself():
     assert_ok(run_child("""
         c = zoo.mid_coro(1); c.send(None)
@@ -200,7 +200,7 @@ def test_coroutine_awaiting_itself():
     """))
 
 
-@pytest.mark.xfail(strict=True, reason="issue 3: a rejected blob's half-built frames crash")
+# Fixed in main 94280dd.
 def test_rejected_blob_with_self_delegating_subframe():
     # loads() rightly raises CorruptSnapshot (a bad back-reference after the
     # sub-frame), but the sub-frame, already written and delegating to itself,
@@ -252,7 +252,7 @@ def test_except_star_results_must_be_exceptions(items):
 # -- 4. Object graphs deeper than the msgpack nesting limit ----------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 3: back-reference chains bypass depth limits")
+# Fixed in main 94280dd.
 def test_long_cell_chain_through_back_references():
     # Each cell holds the previous one by back-reference: the blob is flat (10 MB,
     # well under max_size) but the object graph is a million levels deep, and
@@ -266,6 +266,30 @@ def test_long_cell_chain_through_back_references():
         # a dict with a repeated key drops the list that held the cells; only the
         # last cell, kept by the tuple, holds the chain
         t[5] = [tag(T_TUPLE), [tag(T_DICT), 0, cells, 0, None], ref(n + 1)]
+        expect_refused_or_harmless(blob_of(t), safe=True, allow=("corosnap._fuzz_zoo",),
+                                   actions=())
+    """))
+
+
+@pytest.mark.xfail(strict=True, reason="issue 3: slice (and enumerate, callable_iterator) "
+                   "chains through back-references")
+def test_long_slice_chain_through_back_references():
+    # The same shape with a type the cell fix does not cover: slice(slice(...))
+    # through back-references, 300,000 deep (a 4 MB blob).  slice has no trashcan
+    # either, so freeing the chain overflows the C stack.  enumerate(enumerate(..))
+    # and iter(object, iter(object, ...)) (callable_iterator, sentinel chain) do the
+    # same from about 1.5 million (20 MB); all three are callables safe mode allows.
+    assert_ok(run_child("""
+        g = zoo.holds(0); next(g)
+        t = tree_of(g)
+        n = 300_000
+        SLICE = WELLKNOWN(13)
+        # memo: 0 root, 1 the T_DICT's dict, 2 the holding list, 3.. the slices
+        items = [[tag(T_REDUCE), SLICE, [0]]]
+        items += [[tag(T_REDUCE), SLICE, [X(1, (2 + i).to_bytes(4, "big"))]]
+                  for i in range(1, n)]
+        t[5] = [tag(T_TUPLE), [tag(T_DICT), 0, items, 0, None],
+                X(1, (2 + n).to_bytes(4, "big"))]
         expect_refused_or_harmless(blob_of(t), safe=True, allow=("corosnap._fuzz_zoo",),
                                    actions=())
     """))
@@ -296,7 +320,7 @@ def test_wellknown_constructor_with_an_absurd_size():
     """, limit_mb=1024))
 
 
-@pytest.mark.xfail(strict=True, reason="issue 3: colliding hashes make set/dict decoding O(n^2)")
+# Fixed in main 94280dd.
 def test_colliding_set_items_do_not_hang():
     # Ints equal modulo 2**61 - 1 share a hash, and EXT_BIGINT can store any int:
     # a set of n such ints costs O(n^2) equality probes to build.  60,000 of them
@@ -338,7 +362,7 @@ def test_safe_mode_getattr_cannot_reach_eval():
     """))
 
 
-@pytest.mark.xfail(strict=True, reason="issue 3: safe mode: qualname walks out of the module")
+# Fixed in main 94280dd.
 @pytest.mark.parametrize("qualname", ["itertools.count", "__builtins__.get",
                                       "dataclasses.sys.exit"])
 def test_safe_mode_qualname_cannot_leave_the_allowed_module(qualname):
@@ -357,10 +381,41 @@ def test_safe_mode_qualname_cannot_leave_the_allowed_module(qualname):
     """))
 
 
+@pytest.mark.xfail(strict=True, reason="issue 3: safe mode: class walk reaches "
+                   "object.__getattribute__, then type() + partial(exec)")
+def test_safe_mode_class_walk_cannot_reach_a_getattr():
+    # Qualnames now walk only through classes, but a class has object's slot
+    # wrappers: Point.__getattribute__ is object.__getattribute__, a
+    # wrapper_descriptor (no __module__, so the owner check passes; not a builtin
+    # function, so the call check passes).  That is getattr again:
+    # __getattribute__(iter, "__self__") is builtins, then builtins.type,
+    # builtins.dict, builtins.exec; type("Evil", (dict,), {"__init__":
+    # partial(exec, CODE)}) is a class (classes may be called) whose __init__ runs
+    # exec(CODE, instance) when the blob instantiates it.
+    assert_ok(run_child("""
+        g = zoo.holds(0); next(g)
+        t = tree_of(g)
+        GA = [tag(T_GLOBAL), "corosnap._fuzz_zoo", "Point.__getattribute__"]
+        ga = lambda obj, name: [tag(T_REDUCE), GA, [obj, name]]
+        builtins_mod = ga(ITER, "__self__")
+        init = [tag(T_REDUCE), WELLKNOWN(12), [ga(builtins_mod, "exec"),
+                                               "import sys; sys.modules['pwned'] = 1"]]
+        evil = [tag(T_REDUCE), ga(builtins_mod, "type"),
+                ["Evil", [tag(T_TUPLE), ga(builtins_mod, "dict")], {"__init__": init}]]
+        t[5] = [tag(T_REDUCE), evil, []]
+        try:
+            corosnap.loads(blob_of(t), safe=True, allow=("corosnap._fuzz_zoo",))
+        except corosnap.UnsafeSnapshot:
+            pass
+        assert "pwned" not in sys.modules, "safe mode ran code from the blob"
+        print("OK")
+    """))
+
+
 # -- 7. Exceptions that are not Exception ----------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 3: SystemExit from a reduce escapes loads")
+# Fixed in main 94280dd.
 def test_system_exit_from_a_reduce_does_not_escape_loads():
     # loads() wraps every Exception in RestoreError, but a reduce callable that
     # raises SystemExit (or GeneratorExit) goes straight through: ``except

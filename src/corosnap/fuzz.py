@@ -964,10 +964,23 @@ def t_chain(r: random.Random, tree: Any, g: Gen) -> bool:
         return False
     slot = 5
     n = r.choice((1000, 30_000, 100_000))
-    kind = r.choice(("cell", "list", "dict", "function"))
+    kind = r.choice(("cell", "list", "dict", "function", "slice", "enumerate", "calliter"))
+    if kind == "slice" and r.random() < 0.5:
+        n = 300_000  # deep enough to overflow the C stack when freed
     # memo: 0 = root generator, 1 = the holding list, then the chain
     items: list[Any]
-    if kind == "cell":
+    slice_, enumerate_, iter_, object_ = (ExtType(EXT_WELLKNOWN, bytes([i]))
+                                          for i in (13, 1, 0, 10))
+    if kind == "slice":
+        items = [[tag(T_REDUCE), slice_, [0]]]
+        items += [[tag(T_REDUCE), slice_, [ref(1 + i)]] for i in range(1, n)]
+    elif kind == "enumerate":
+        items = [[tag(T_REDUCE), enumerate_, [ref(0)]]]
+        items += [[tag(T_REDUCE), enumerate_, [ref(1 + i)]] for i in range(1, n)]
+    elif kind == "calliter":
+        items = [[tag(T_REDUCE), iter_, [object_, None]]]
+        items += [[tag(T_REDUCE), iter_, [object_, ref(1 + i)]] for i in range(1, n)]
+    elif kind == "cell":
         items = [[tag(T_CELL)]] + [[tag(T_CELL), ref(1 + i)] for i in range(1, n)]
     elif kind == "list":
         items = [[]] + [[ref(1 + i)] for i in range(1, n)]
