@@ -1825,12 +1825,16 @@ def repro_snippet(inp: Input, outcome: str) -> str:
 # ---------------------------------------------------------------------------
 
 
-def minimize_input(pool: Pool, inp: Input, outcome: str, budget: int = 1500) -> Input:
-    """Shrink ``inp`` while it keeps producing ``outcome``: tree first, then bytes."""
+def minimize_input(pool: Pool, inp: Input, outcome: str, budget: int = 1500,
+                   seconds: float = 180.0) -> Input:
+    """Shrink ``inp`` while it keeps producing ``outcome``: tree first, then bytes
+    (bytes only below 64 KB: a large input is a long chain or a big container, whose
+    shape the tree pass already shows).  Stops after ``budget`` runs or ``seconds``."""
     tries = [0]
+    deadline = time.monotonic() + seconds
 
     def still(data: bytes) -> bool:
-        if tries[0] >= budget:
+        if tries[0] >= budget or time.monotonic() > deadline:
             return False
         tries[0] += 1
         cand = dataclasses.replace(inp, data=data)
@@ -1843,7 +1847,8 @@ def minimize_input(pool: Pool, inp: Input, outcome: str, budget: int = 1500) -> 
         tree = None
     if tree is not None:
         data = _minimize_tree(tree, still) or data
-    data = _ddmin(data, still)
+    if len(data) < 65536:
+        data = _ddmin(data, still)
     return dataclasses.replace(inp, data=data, origin=inp.origin + "+minimized")
 
 
