@@ -295,6 +295,39 @@ def test_long_slice_chain_through_back_references():
     """))
 
 
+@pytest.mark.xfail(strict=True, reason="issue 3: exception __context__ chains of any depth")
+def test_long_exception_chain_does_not_crash_when_raised():
+    # T_EXCEPTION links __context__ by back-reference, so a 300,000-deep chain is
+    # flat in the blob (8 MB).  The generator re-raises it with a bare ``raise``;
+    # uncaught, CPython's traceback printer recurses down the chain in C and
+    # segfaults (plain CPython does the same with such a chain, but only a blob can
+    # hand one to code that never built it).  The child lets it propagate: a clean
+    # exit with status 1 is the expected outcome.
+    proc = run_child("""
+        g = zoo.in_except(); next(g)
+        t = tree_of(g)   # position [offset, handled exception]; memo 0 = the generator
+        T_EXC = 18
+        n = 300_000
+        ref4 = lambda i: X(1, i.to_bytes(4, "big"))
+        # memo: 1 = ValueError (global), 2 = the args list, 3.. = the chain
+        chain = [[tag(T_EXC), [tag(T_REDUCE), ref4(1), [0]], None, None, False]]
+        chain += [[tag(T_EXC), [tag(T_REDUCE), ref4(1), [i]], None, ref4(2 + i), False]
+                  for i in range(1, n)]
+        t[4] = [t[4][0], [tag(T_EXC), [tag(T_REDUCE), [tag(T_GLOBAL), "builtins", "ValueError"],
+                                       [chain]], None, ref4(2 + n), False]]
+        t[5] = None
+        try:
+            g2 = corosnap.loads(blob_of(t), safe=True, allow=("corosnap._fuzz_zoo", "builtins"))
+        except corosnap.CorosnapError:
+            print("OK"); sys.exit(0)
+        g2.send(None)
+        print("OK", flush=True)
+        g2.send(None)   # re-raises the handled exception, uncaught
+    """)
+    tail = (proc.stdout + proc.stderr)[-800:]
+    assert proc.returncode in (0, 1) and "OK" in proc.stdout, f"{proc.returncode}: {tail}"
+
+
 # -- 5. Memory: sizes declared through well-known constructors ---------------
 
 

@@ -1241,6 +1241,13 @@ def _act_redump(obj: Any) -> Any:
         raise RedumpFailed(f"loads(dumps(restored)): {type(exc).__name__}: {exc}") from None
 
 
+def _act_report(exc: BaseException) -> None:
+    """Print an exception the resumed object raised, as an uncaught one would be
+    (the child's stderr is /dev/null): CPython's C traceback printer is where a
+    malformed exception or chain shows."""
+    sys.__excepthook__(type(exc), exc, exc.__traceback__)
+
+
 def _act_collect() -> None:
     gc.collect()
 
@@ -1275,6 +1282,8 @@ def _drive(obj: Any, script: int) -> str:
             break
         except BaseException as exc:  # noqa: BLE001 - the generator's own behaviour
             trace.append(type(exc).__name__)
+            if len(trace) <= 2:
+                _act_report(exc)
             if isinstance(exc, (SystemError, RedumpFailed)):
                 return f"{type(exc).__name__}: {str(exc)[:160]}"
     try:
