@@ -58,3 +58,22 @@ def in_child(blob: bytes, body: str = "result = drive(gen, SENDS)", sends: Any =
     if proc.returncode != 0:
         raise AssertionError(f"child failed ({proc.returncode}):\n{proc.stderr.decode()}")
     return pickle.loads(proc.stdout)
+
+
+def _dill_pickles_code() -> bool:
+    """Whether dill can pickle a function by value on this interpreter.
+
+    dill 0.4.1 (the newest release) reads ``code.co_lnotab``, which CPython
+    3.15 removed, so on 3.15 the "dill" fallback pickler cannot pickle code
+    by value; corosnap itself is unaffected."""
+    try:
+        import dill
+
+        dill.dumps(lambda: None)
+    except Exception:  # noqa: BLE001 - any failure means "not usable here"
+        return False
+    return True
+
+
+DILL_PICKLES_CODE = _dill_pickles_code()
+

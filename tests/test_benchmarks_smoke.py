@@ -22,7 +22,10 @@ RUN = ROOT / "benchmarks" / "run.py"
 WORKLOADS = [
     "counter", "running_totals", "chain", "coroutine_chain", "checkout", "records", "large",
 ]
-SIZE_LIMITS = {"counter": 40, "chain": 150, "coroutine_chain": 150}
+# 3.15 keeps a second stack slot per for loop (NULL, or the index of a
+# sequence walked in place): one more byte (nil) in the counter's blob.
+SIZE_LIMITS = {"counter": 40 + (sys.version_info >= (3, 15)), "chain": 150,
+               "coroutine_chain": 150}
 
 CORE = hasattr(corosnap, "dumps") and hasattr(corosnap, "loads")
 

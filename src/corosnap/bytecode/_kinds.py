@@ -11,13 +11,22 @@ The dangerous uses (CPython 3.11-3.15), and the kind that guards each:
 - ``FOR_ITER`` calls ``tp_iternext`` of its slot directly: ITER (the slot came
   from ``GET_ITER``).
 - ``LIST_APPEND`` / ``LIST_EXTEND`` (and ``PREP_RERAISE_STAR``) cast their slot
-  to a list: LIST (from ``BUILD_LIST``); ``SET_UPDATE`` to a set: SET.
+  to a list: LIST (from ``BUILD_LIST``); ``SET_UPDATE`` to a set: SET;
+  ``MAP_ADD`` to a dict: DICT (from ``BUILD_MAP``; 3.12+ inlined dict
+  comprehensions hold it across an ``await``).
 - ``RERAISE``, ``WITH_EXCEPT_START``, ``POP_EXCEPT`` and ``sys.exc_info`` read
   exception slots as exception objects: EXC for the exception an exception
   handler pushes, EXC_OR_NONE for the previous exception ``PUSH_EXC_INFO``
   saves below it.
 - ``RERAISE oparg`` jumps to the instruction offset stored in the handler's
   ``lasti`` slot: LASTI (an int inside the code).
+- 3.14+ keeps the handler's ``lasti`` as a *tagged integer* (not an object)
+  and ``RERAISE`` untags it unchecked; 3.15 also walks sequences "virtually":
+  ``GET_ITER`` leaves the sequence and an index slot (NULL for a real
+  iterator, else a tagged integer), and ``FOR_ITER`` / ``SEND`` call the
+  sequence type's ``_tp_iteritem`` unchecked when the index is tagged: INDEX
+  for that slot.  Tagged integers are plain ints in the blob; the snapshot
+  layer converts at the frame boundary, for the kinds in ``TAGGED``.
 - Every stack slot must be non-NULL except those the bytecode itself fills
   with NULL: ``PUSH_NULL``, the NULL half of ``LOAD_GLOBAL`` / ``LOAD_ATTR`` /
   ``LOAD_SUPER_ATTR`` / ``LOAD_METHOD`` (``dis`` shows it as ``NULL + name`` or
@@ -47,7 +56,17 @@ import dis
 import sys
 import types
 
-from ._analysis import CREATED, code_info, slot_names, stack_depths
+from ._analysis import (
+    CREATED,
+    JUMPS,
+    TERMINAL,
+    UNCONDITIONAL,
+    code_info,
+    slot_names,
+    stack_depths,
+)
+
+V = sys.version_info[:2]
 
 ANY = 0
 ITER = 1
@@ -56,12 +75,22 @@ SET = 3
 EXC = 4
 EXC_OR_NONE = 5
 LASTI = 6
-NULLABLE = 8
+INDEX = 7
+"""3.15: the index slot above a sequence walked in place (NULL, or a tagged
+integer; the slot below must then support virtual iteration)."""
+DICT = 8
+"""3.12+ inlined dict comprehensions keep their dict on the stack across an
+await; MAP_ADD casts it to a dict unchecked (from BUILD_MAP)."""
+NULLABLE = 16
 """Flag: the slot may be empty (NULL)."""
 
 KIND_NAMES = {ANY: "any object", ITER: "an iterator", LIST: "a list", SET: "a set",
               EXC: "an exception", EXC_OR_NONE: "an exception or None",
-              LASTI: "an instruction offset"}
+              LASTI: "an instruction offset", INDEX: "NULL or a sequence index",
+              DICT: "a dict"}
+
+TAGGED = frozenset({LASTI, INDEX}) if V >= (3, 14) else frozenset()
+"""Kinds whose values are tagged integers in a 3.14+ frame (ints in the blob)."""
 
 _PUSH_NOTHING = frozenset(
     name for name in dis.opmap
@@ -79,7 +108,6 @@ _PUSH_TWO = frozenset({"BEFORE_WITH", "BEFORE_ASYNC_WITH", "PUSH_EXC_INFO", "LOA
 _NULL_PAIRS = frozenset({"LOAD_GLOBAL", "LOAD_ATTR", "LOAD_SUPER_ATTR", "LOAD_METHOD"})
 _UNPACK = frozenset({"UNPACK_SEQUENCE", "UNPACK_EX"})
 _RETURN_GENERATOR = dis.opmap.get("RETURN_GENERATOR", -1)
-_JUMPS = set(dis.hasjrel) | set(dis.hasjabs)
 
 _UNCHECKED_LOADS: frozenset[str]
 if sys.version_info >= (3, 12):
@@ -119,11 +147,25 @@ def _step(ins: dis.Instruction, labels: tuple[int, ...], jump: bool) -> tuple[in
     if name == "COPY":
         return labels + (labels[-(ins.arg or 0)],)
     if name == "GET_ITER":
+        if V >= (3, 15):
+            # (iterable -- iter_or_sequence, index_or_null).  A nonzero oparg
+            # marks yield from, whose receiver SEND may also be a coroutine.
+            return labels[:-1] + (ANY if ins.arg else ITER, INDEX | NULLABLE)
         return labels[:-1] + (ITER,)
+    if name == "SEND" and V >= (3, 15):
+        # (receiver, index_or_null, value -- receiver, index_or_null, result):
+        # after GET_AWAITABLE the index slot comes from PUSH_NULL.
+        return labels[:-2] + (INDEX | NULLABLE, ANY)
     if name == "BUILD_LIST":
         return labels[: len(labels) - (ins.arg or 0)] + (LIST,)
     if name == "BUILD_SET":
         return labels[: len(labels) - (ins.arg or 0)] + (SET,)
+    if name == "BUILD_MAP":
+        return labels[: len(labels) - 2 * (ins.arg or 0)] + (DICT,)
+    if name == "LOAD_SPECIAL":
+        # 3.14+: (owner -- attr, self_or_null): NULL when the special method
+        # is not a plain method (a staticmethod, a callable object, ...).
+        return labels[:-1] + (ANY, ANY | NULLABLE)
     if name == "PUSH_EXC_INFO":
         return labels[:-1] + (EXC_OR_NONE, EXC)
     if name == "PUSH_NULL" or name == "LOAD_FAST_AND_CLEAR":
@@ -173,9 +215,6 @@ def _kinds(code: types.CodeType) -> dict[int, tuple[int, ...]]:
                 state[offset] = merged
                 work.append((offset, merged))
 
-    terminal = {"RETURN_VALUE", "RETURN_CONST", "RAISE_VARARGS", "RERAISE"}
-    unconditional = {"JUMP_FORWARD", "JUMP_BACKWARD", "JUMP_BACKWARD_NO_INTERRUPT",
-                     "JUMP_ABSOLUTE", "JUMP", "JUMP_NO_INTERRUPT"}
     flow(instrs[0].offset, ())
     while work:
         offset, labels = work.pop()
@@ -185,13 +224,17 @@ def _kinds(code: types.CodeType) -> dict[int, tuple[int, ...]]:
         if len(labels) != depth.get(offset, -1):
             raise ValueError("label depth disagrees with the depth analysis")
         for start, end, target, hdepth, lasti in handlers:
-            if start <= offset < end:
+            # 3.15 generator expressions: the outer handler (depth 2, for the
+            # iterator pair) also covers END_FOR / POP_ITER / RETURN_VALUE
+            # after the loop, where the stack is shallower.  Those cannot
+            # raise, so no exception edge leaves them.
+            if start <= offset < end and len(labels) >= hdepth:
                 flow(target, labels[:hdepth] + ((LASTI,) if lasti else ()) + (EXC,))
-        if ins.opname in terminal:
+        if ins.opcode in TERMINAL:
             continue
-        if ins.opcode in _JUMPS:
+        if ins.opcode in JUMPS:
             flow(ins.argval, _step(ins, labels, True))
-            if ins.opname in unconditional:
+            if ins.opcode in UNCONDITIONAL:
                 continue
         nxt = following.get(offset)
         if nxt is not None:
@@ -202,6 +245,8 @@ def _kinds(code: types.CodeType) -> dict[int, tuple[int, ...]]:
         at = ins.offset // 2
         if at in info.resume and ins.opname == "YIELD_VALUE" and ins.offset in state:
             out[at] = state[ins.offset][:-1]  # the yielded value is popped
+        elif ins.opcode == _RETURN_GENERATOR and ins.offset in state and CREATED not in out:
+            out[CREATED] = state[ins.offset]  # what the generator is created with
     return out
 
 
@@ -221,17 +266,17 @@ def _must_bind(code: types.CodeType) -> dict[int, frozenset[int]]:
     succ: list[list[int]] = [[] for _ in instrs]
     handlers = [(e.start, e.end, e.target)
                 for e in dis.Bytecode(code).exception_entries]  # type: ignore[attr-defined]
-    terminal = {"RETURN_VALUE", "RETURN_CONST", "RAISE_VARARGS", "RERAISE"}
-    unconditional = {"JUMP_FORWARD", "JUMP_BACKWARD", "JUMP_BACKWARD_NO_INTERRUPT",
-                     "JUMP_ABSOLUTE", "JUMP", "JUMP_NO_INTERRUPT"}
     reads: list[frozenset[int]] = []
     writes: list[frozenset[int]] = []
     for i, ins in enumerate(instrs):
         name = ins.opname
         locs = _local_indexes(code, ins)
         if name == "STORE_FAST_LOAD_FAST":
+            # 3.13+: stores the first local, then loads the second; `for v in
+            # ...: f(v)` stores and loads the same one, which is then no read
+            # of a possibly unbound local.
             writes.append(frozenset(locs[:1]))
-            reads.append(frozenset(locs[1:]))
+            reads.append(frozenset(locs[1:]) - frozenset(locs[:1]))
         elif name in _UNCHECKED_LOADS:
             writes.append(frozenset())
             reads.append(frozenset(locs))
@@ -244,11 +289,11 @@ def _must_bind(code: types.CodeType) -> dict[int, frozenset[int]]:
         for start, end, target in handlers:
             if start <= ins.offset < end:
                 succ[i].append(index[target])
-        if name in terminal:
+        if ins.opcode in TERMINAL:
             continue
-        if ins.opcode in _JUMPS:
+        if ins.opcode in JUMPS:
             succ[i].append(index[ins.argval])
-            if name in unconditional:
+            if ins.opcode in UNCONDITIONAL:
                 continue
         if i + 1 < len(instrs):
             succ[i].append(i + 1)
@@ -268,7 +313,10 @@ def _must_bind(code: types.CodeType) -> dict[int, frozenset[int]]:
         at = ins.offset // 2
         if at in info.resume and ins.opname == "YIELD_VALUE" and i + 1 < len(instrs):
             result[at] = need[i + 1]
-    result[CREATED] = need[0] if instrs else frozenset()
+    # A created frame starts right after RETURN_GENERATOR (3.15 generator
+    # expressions read their argument before it, and never again).
+    start = next((i + 1 for i, ins in enumerate(instrs) if ins.opcode == _RETURN_GENERATOR), 0)
+    result[CREATED] = need[start] if start < len(instrs) else frozenset()
     return result
 
 
@@ -306,5 +354,5 @@ def slot_rules(code: types.CodeType) -> SlotRules:
     return rules
 
 
-__all__ = ["ANY", "EXC", "EXC_OR_NONE", "ITER", "KIND_NAMES", "LASTI", "LIST", "NULLABLE",
-           "SET", "SlotRules", "slot_names", "slot_rules"]
+__all__ = ["ANY", "DICT", "EXC", "EXC_OR_NONE", "INDEX", "ITER", "KIND_NAMES", "LASTI", "LIST",
+           "NULLABLE", "SET", "TAGGED", "SlotRules", "slot_names", "slot_rules"]

@@ -15,7 +15,6 @@ Rules of this file:
 
 from __future__ import annotations
 
-import functools
 import struct
 import types
 from collections.abc import Callable
@@ -23,7 +22,7 @@ from typing import Any
 
 from msgpack import ExtType
 
-from .._errors import CorruptSnapshot, RestoreError, UnsafeSnapshot
+from .._errors import CorruptSnapshot, LimitExceeded, RestoreError, UnsafeSnapshot
 from ..frames import backend
 from ._globals import NEVER_CALLED, SAFE_CALLABLES, WELLKNOWN, load_global, module_allowed
 from ._picklers import loads_with
@@ -61,6 +60,10 @@ from ._tags import (
 )
 
 _SEQ_TYPES = frozenset({list, tuple, str, bytes})
+
+MAX_NESTING = 2_000
+"""The deepest chain of recursion-unguarded objects a blob may build (iterators
+of iterators, partials of partials...): CPython frees such chains recursively."""
 
 
 def _is_flat(v: list[Any]) -> bool:
@@ -148,7 +151,7 @@ class Decoder:
     """One snapshot's worth of decoding state (memo, string and code tables)."""
 
     __slots__ = ("memo", "strings", "codes", "shapes", "safe", "allow", "frame_hook",
-                 "code_hook", "active")
+                 "code_hook", "active", "depth")
 
     def __init__(
         self,
@@ -162,6 +165,11 @@ class Decoder:
         self.codes: list[Any] = []
         self.shapes: list[tuple[str, ...]] = []
         self.active: set[int] = set()  # frames being decoded (delegation cycle check)
+        # Nesting depth of rebuilt objects that CPython frees without its
+        # recursion guard (iterators, slices, partials, cells, ...): a chain of
+        # them built through back-references would overflow the C stack when
+        # freed.  Lists, tuples and dicts have the guard and reset the count.
+        self.depth: dict[int, int] = {}
         self.safe = safe
         self.allow = allow
         self.frame_hook = frame_hook
@@ -215,6 +223,19 @@ class Decoder:
         walk = _WALK
         dec = self.dec
         return [dec(x) if type(x) in walk else x for x in items]
+
+    def _nest(self, parts: Any) -> int:
+        """1 + the deepest unguarded chain among ``parts`` (LimitExceeded past MAX_NESTING)."""
+        depth = self.depth
+        deepest = 0
+        for part in parts:
+            d = depth.get(id(part), 0)
+            if d > deepest:
+                deepest = d
+        if deepest >= MAX_NESTING:
+            raise LimitExceeded(f"objects nested more than {MAX_NESTING} deep through "
+                                "back-references")
+        return deepest + 1
 
     # -- context-dependent exts -----------------------------------------
     def _deferred(self, v: Deferred) -> Any:
@@ -342,6 +363,7 @@ class Decoder:
                 # chain of cells in cells would overflow the C stack.
                 raise CorruptSnapshot("a cell holding a cell")
             cell.cell_contents = contents
+            self.depth[id(cell)] = self._nest((contents,))
         return cell
 
     def _function(self, v: list[Any]) -> Any:
@@ -393,11 +415,12 @@ class Decoder:
         func = self.dec(v[1])
         if id(func) in NEVER_CALLED:
             raise CorruptSnapshot(f"a blob never rebuilds a {func.__name__} by calling it")
-        if self.safe and isinstance(func, types.BuiltinFunctionType | types.FunctionType |
-                                    functools.partial) and id(func) not in SAFE_CALLABLES:
-            if not isinstance(func, types.FunctionType) or not module_allowed(
-                    getattr(func, "__module__", "") or "", self.allow):
-                raise UnsafeSnapshot(f"safe mode refused to call {func!r}")
+        if self.safe and id(func) not in SAFE_CALLABLES and not (
+                isinstance(func, type | types.FunctionType)
+                and module_allowed(getattr(func, "__module__", "") or "", self.allow)):
+            # Only classes and functions of the allowed modules, and the vetted
+            # builtins: no descriptors, bound methods or other builtins.
+            raise UnsafeSnapshot(f"safe mode refused to call {func!r}")
         args = self.dec_items(v[2])
         if v[0].kind == T_NEWOBJ:
             if not isinstance(func, type):
@@ -408,6 +431,7 @@ class Decoder:
             if not callable(func):
                 raise CorruptSnapshot("reduce callable is not callable")
             make = func
+        nest = self._nest(args)
         try:
             obj = make(*args)
         except KeyboardInterrupt:
@@ -416,11 +440,17 @@ class Decoder:
             raise RestoreError(f"rebuilding a {getattr(func, '__qualname__', func)!r} failed: "
                                f"{exc!r}") from exc
         self.memo.append(obj)
+        self.depth[id(obj)] = nest
         rest = v[3:] + [None] * (6 - len(v))
         state_f, list_f, dict_f = rest
         try:
             if state_f is not None:
-                _set_state(obj, self.dec(state_f))
+                state = self.dec(state_f)
+                parts = state if type(state) is tuple else (state,)
+                self.depth[id(obj)] = max(self.depth[id(obj)], self._nest(
+                    [x for p in parts for x in (p.values() if type(p) is dict else
+                                                p if type(p) is tuple else (p,))]))
+                _set_state(obj, state)
             if list_f is not None:
                 items = self.dec_items(list_f)
                 if hasattr(obj, "extend"):

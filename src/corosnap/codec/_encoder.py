@@ -350,7 +350,17 @@ class Encoder:
         i = self.memo.get(id(v))
         if i is not None:
             return ref_ext(i)
+        # 3.11 reduces to (iter, (the whole range,), items consumed); 3.12+
+        # to (iter, (the remaining range,), None).  Both decode as
+        # iter(range) advanced by index.  A remaining range(k, stop) is stored
+        # as range(stop) advanced by k: the same iterator, in 3.11's (shorter)
+        # shape.
         _, (r,), index = v.__reduce__()
+        if index is None:
+            if r.step == 1 and r.start >= 0:
+                r, index = range(r.stop), r.start
+            else:
+                index = 0
         self.register(v)
         enc = self.enc
         if r.step == 1:

@@ -118,6 +118,15 @@ def global_name(obj: Any) -> tuple[str, str] | None:
     return name
 
 
+_DESCRIPTORS = (
+    types.WrapperDescriptorType, types.MethodDescriptorType, types.ClassMethodDescriptorType,
+    types.GetSetDescriptorType, types.MemberDescriptorType, types.MethodWrapperType,
+    types.MethodType, types.BuiltinMethodType,
+)
+"""Attributes a qualified name reaches through an allowed class that are really
+someone else's code (``object.__getattribute__``, ``type.__subclasses__``)."""
+
+
 def module_allowed(module: str, allow: tuple[str, ...]) -> bool:
     return any(module == a or module.startswith(a + ".") for a in allow)
 
@@ -146,6 +155,9 @@ def load_global(module: str, qualname: str, safe: bool, allow: tuple[str, ...]) 
     except Exception as exc:
         raise RestoreError(f"cannot resolve global {module}.{qualname}: {exc!r}") from exc
     if safe:
+        if isinstance(obj, _DESCRIPTORS) and id(obj) not in SAFE_CALLABLES:
+            raise UnsafeSnapshot(f"safe mode refused {module}.{qualname}: a "
+                                 f"{type(obj).__name__} reached through a class")
         if isinstance(obj, types.ModuleType) and not module_allowed(obj.__name__, allow):
             raise UnsafeSnapshot(f"safe mode refused {module}.{qualname}: it is the module "
                                  f"{obj.__name__}, not in allow={allow!r}")

@@ -8,16 +8,35 @@ small interface:
     ``state`` is one of CREATED, SUSPENDED, RUNNING, FINISHED.  For CREATED and
     SUSPENDED frames, ``lasti`` is the code-unit offset of the ``YIELD_VALUE``
     the frame is suspended on (or that version's created-frame position),
-    ``localsplus`` and ``stack`` are lists with :data:`NULL` for empty slots,
-    and ``exc_value`` is the exception being handled (or None).
+    ``localsplus`` and ``stack`` are lists with :data:`NULL` for empty slots
+    and, from 3.14, ``TaggedInt`` for the stack slots the interpreter keeps
+    as tagged integers (a handler's ``lasti``; on 3.15 also the index of a
+    sequence walked in place), and ``exc_value`` is the exception being
+    handled (or None).  A created frame's stack is empty, except on 3.15 for
+    generator expressions (``iter(.0)`` runs before ``RETURN_GENERATOR``).
 
 ``write(gen, lasti, localsplus, stack, exc_value)``
     Overwrites a freshly created generator's frame.  ``lasti == -1`` keeps it
-    in the created state.  The C side re-checks shapes and the opcode at
-    ``lasti``; the caller must already have validated everything against the
-    bytecode (``corosnap.bytecode``).
+    in the created state (with the stack shape its prologue gave it).  Any
+    other ``lasti`` leaves it suspended exactly as ``YIELD_VALUE`` would,
+    including 3.13+'s separate yield-from state.  ``TaggedInt`` values are
+    written as tagged integers (3.14+ only).  The C side re-checks shapes
+    and the opcode at ``lasti``; the caller must already have validated
+    everything against the bytecode (``corosnap.bytecode``: resume points,
+    depths and slot kinds).
 
 ``is_flat(list) -> bool``: the codec's fast path (only exact scalars inside).
+
+Constants: ``NULL``, ``TaggedInt``, ``TAGGED_INTS`` (whether this version has
+tagged slots), the four states.  3.15 adds ``virtual_iterable(obj) -> bool``:
+whether the interpreter can walk ``obj`` by index (its type's
+``_tp_iteritem``), which a (sequence, index) stack pair requires.
+
+Which files serve which version: ``_cpython311.c`` and ``_cpython312.c`` share
+``_prev_instr_frames.h`` (same layout and meaning), ``_cpython313.c`` stands
+alone (``instr_ptr`` semantics, yield-from state), ``_cpython314.c`` and
+``_cpython315.c`` share ``_stackref_frames.h`` (tagged stack references) and
+differ only in the frame-state enum.  ``_common.h`` holds what is layout-free.
 
 Importing this package never fails: on an interpreter without a matching
 module, :func:`backend` raises ``UnsupportedInterpreter`` with the reason.
@@ -33,7 +52,7 @@ from types import ModuleType
 
 from .._errors import UnsupportedInterpreter
 
-SUPPORTED = ((3, 11),)
+SUPPORTED = ((3, 11), (3, 12), (3, 13), (3, 14), (3, 15))
 """CPython minor versions with a frame module."""
 
 PY_MINOR = sys.version_info[1]
@@ -42,21 +61,39 @@ _backend: ModuleType | None = None
 _reason: str | None = None
 
 
-def _load() -> None:
-    global _backend, _reason
-    impl = platform.python_implementation()
-    version = sys.version_info[:2]
+def probe(impl: str, version: tuple[int, int], gil_disabled: object) -> str | None:
+    """Why an interpreter cannot be supported, or None if it can.
+
+    ``impl`` is ``platform.python_implementation()``, ``version`` the
+    ``(major, minor)`` pair and ``gil_disabled`` the ``Py_GIL_DISABLED`` config
+    variable.  Free-threaded builds (3.13+) keep frame slots with different
+    reference tags and let other threads touch a generator while we write
+    it; corosnap refuses them rather than guess.
+    """
     if impl != "CPython":
-        _reason = f"corosnap needs CPython; this is {impl}"
-    elif version not in SUPPORTED:
+        return f"corosnap needs CPython; this is {impl}"
+    if version not in SUPPORTED:
         supported = ", ".join(f"{a}.{b}" for a, b in SUPPORTED)
-        _reason = (
+        return (
             f"corosnap supports CPython {supported}; this is {version[0]}.{version[1]} "
             "(frame layouts and bytecode differ between minor versions)"
         )
-    elif sysconfig.get_config_var("Py_GIL_DISABLED"):
-        _reason = "free-threaded CPython builds are not supported"
-    else:
+    if gil_disabled:
+        return (
+            "free-threaded CPython builds (Py_GIL_DISABLED) are not supported: their frames "
+            "hold references tagged differently and other threads may run a generator while "
+            "it is captured or restored; use the default (GIL) build"
+        )
+    return None
+
+
+def _load() -> None:
+    global _backend, _reason
+    version = sys.version_info[:2]
+    _reason = probe(
+        platform.python_implementation(), version, sysconfig.get_config_var("Py_GIL_DISABLED")
+    )
+    if _reason is None:
         try:
             _backend = importlib.import_module(f"{__name__}._cpython{version[0]}{version[1]}")
         except ImportError as exc:
@@ -75,4 +112,4 @@ def backend() -> ModuleType:
 
 _load()
 
-__all__ = ["SUPPORTED", "PY_MINOR", "backend"]
+__all__ = ["SUPPORTED", "PY_MINOR", "backend", "probe"]

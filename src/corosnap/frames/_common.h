@@ -1,13 +1,17 @@
 /* Shared, layout-free parts of the per-version frame modules.
  *
- * What lives here: the NULL-slot sentinel, the argument checks that do not
- * depend on struct layouts, and a small scanner used by the codec's fast path.
+ * What lives here: the NULL-slot sentinel and the TaggedInt type, the checks
+ * that do not depend on struct layouts (target type, the YIELD_VALUE/RESUME
+ * pair in the canonical bytecode), and a small scanner used by the codec's
+ * fast path.
  * What must never live here: anything that touches _PyInterpreterFrame or a
  * generator's fields.  Those belong to the one _cpython3XX.c file that is
  * compiled against that interpreter's own internal headers.
  *
  * Each _cpython3XX.c defines frames_read() and frames_write() and then
- * includes this file's COROSNAP_FRAMES_MODULE(...) macro at its end.
+ * expands this file's COROSNAP_FRAMES_MODULE(name, init, tagged) macro at its
+ * end; `tagged` says whether that interpreter keeps tagged integers in frame
+ * slots (exported as TAGGED_INTS).
  */
 #ifndef COROSNAP_FRAMES_COMMON_H
 #define COROSNAP_FRAMES_COMMON_H
@@ -19,6 +23,39 @@
  * frame slot: an unbound local or a NULL pushed on the value stack.  It is
  * kept distinct from None everywhere above this layer. */
 static PyObject *corosnap_NULL = NULL;
+
+/* The type of a *tagged integer* slot (CPython 3.14+): a value-stack slot that
+ * holds a raw integer instead of an object reference, such as the "lasti" an
+ * exception handler pushes or (3.15+) the index of a for loop or yield from
+ * walking a sequence without an iterator object.  read() reports such a slot
+ * as an instance of this int subclass, so it stays distinct from an int
+ * object; write() turns an instance back into a tagged slot, and only on a
+ * version that has them (CS_TAGGED_INTS). */
+static PyTypeObject *corosnap_TaggedInt = NULL;
+
+/* Largest value write() accepts in a tagged slot: code offsets and sequence
+ * indexes are non-negative and far below this; it leaves the 2 tag bits free
+ * on every platform. */
+#define CS_TAGGED_MAX (PY_SSIZE_T_MAX >> 3)
+
+static int
+cs_is_tagged(PyObject *v)
+{
+    return Py_TYPE(v) == corosnap_TaggedInt;
+}
+
+/* The value of a TaggedInt, or -1 with ValueError when out of range. */
+static Py_ssize_t
+cs_tagged_value(PyObject *v)
+{
+    Py_ssize_t x = PyLong_AsSsize_t(v);
+    if (x == -1 && PyErr_Occurred()) return -1;
+    if (x < 0 || x > CS_TAGGED_MAX) {
+        PyErr_Format(PyExc_ValueError, "tagged slot value %zd out of range", x);
+        return -1;
+    }
+    return x;
+}
 
 /* Frame states as the Python layer sees them, independent of the
  * interpreter's own (changing) enum values. */
@@ -34,6 +71,116 @@ cs_check_target(PyObject *gen)
         PyErr_Format(PyExc_TypeError,
                      "expected a generator or coroutine, got %.100s",
                      Py_TYPE(gen)->tp_name);
+        return -1;
+    }
+    return 0;
+}
+
+/* The oparg of the YIELD_VALUE at code unit `lasti`, or -1 with ValueError
+ * when `lasti` is not a YIELD_VALUE immediately followed by RESUME.
+ *
+ * Reads the *canonical* bytecode (PyCode_GetCode, i.e. co_code), never the
+ * adaptive copy the interpreter executes: that copy may hold specialized or
+ * quickened forms (3.11 RESUME_QUICK, 3.13+ RESUME_CHECK) and, from 3.12 on,
+ * INSTRUMENTED_* opcodes while sys.monitoring or a tracer is active.
+ * PyCode_GetCode deoptimizes all of them and caches the result on the code
+ * object, so this costs one lookup after the first call.  Public API on every
+ * supported version; the opcode numbers come from the caller, which is
+ * compiled against its own version's opcode tables. */
+static int
+cs_yield_oparg(PyCodeObject *co, long lasti, int yield_op, int resume_op)
+{
+    PyObject *code = PyCode_GetCode(co);
+    if (code == NULL) return -1;
+    Py_ssize_t units = PyBytes_GET_SIZE(code) / 2;
+    const unsigned char *b = (const unsigned char *)PyBytes_AS_STRING(code);
+    int oparg = -1;
+    if (lasti >= 0 && lasti + 1 < units && b[2 * lasti] == yield_op &&
+        b[2 * (lasti + 1)] == resume_op) {
+        oparg = b[2 * lasti + 1];
+    }
+    Py_DECREF(code);
+    if (oparg < 0) {
+        PyErr_Format(PyExc_ValueError, "offset %ld is not a resume point of %R", lasti,
+                     co);
+    }
+    return oparg;
+}
+
+/* Check every item of a localsplus/stack list before anything is written:
+ * no TaggedInt in localsplus, and none on the stack unless the interpreter
+ * has tagged slots (`tagged`), each in range. */
+static int
+cs_check_slots(PyObject *list, int tagged, const char *what)
+{
+    Py_ssize_t n = PyList_GET_SIZE(list);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *v = PyList_GET_ITEM(list, i);
+        if (!cs_is_tagged(v)) continue;
+        if (!tagged) {
+            PyErr_Format(PyExc_ValueError,
+                         "%s slot %zd: this interpreter has no tagged integer slots",
+                         what, i);
+            return -1;
+        }
+        if (cs_tagged_value(v) < 0) return -1;
+    }
+    return 0;
+}
+
+/* The arguments of write(gen, lasti, localsplus, stack, exc_value), parsed
+ * and checked against the code object (but not yet against the frame).
+ * Layout-free: it reads only the target's type and public code-object fields. */
+typedef struct {
+    PyObject *gen;
+    long lasti;
+    PyObject *locals;
+    PyObject *stack;
+    PyObject *exc;
+} cs_write_args;
+
+static int
+cs_parse_write(PyObject *const *args, Py_ssize_t nargs, PyCodeObject *(*code_of)(PyObject *),
+               int tagged, cs_write_args *w)
+{
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "write() takes exactly 5 arguments");
+        return -1;
+    }
+    w->gen = args[0];
+    w->locals = args[2];
+    w->stack = args[3];
+    w->exc = args[4];
+    if (cs_check_target(w->gen) < 0) return -1;
+    w->lasti = PyLong_AsLong(args[1]);
+    if (w->lasti == -1 && PyErr_Occurred()) return -1;
+    if (!PyList_CheckExact(w->locals) || !PyList_CheckExact(w->stack)) {
+        PyErr_SetString(PyExc_TypeError, "localsplus and stack must be lists");
+        return -1;
+    }
+    if (w->exc != Py_None && !PyExceptionInstance_Check(w->exc)) {
+        PyErr_SetString(PyExc_TypeError, "exc_value must be an exception or None");
+        return -1;
+    }
+    PyCodeObject *co = code_of(w->gen);
+    int n = co->co_nlocalsplus;
+    if (PyList_GET_SIZE(w->locals) != n) {
+        PyErr_Format(PyExc_ValueError, "%R has %d local slots, got %zd", co, n,
+                     PyList_GET_SIZE(w->locals));
+        return -1;
+    }
+    Py_ssize_t depth = PyList_GET_SIZE(w->stack);
+    if (depth > co->co_stacksize) {
+        PyErr_Format(PyExc_ValueError, "%R has a stack of %d, got %zd values", co,
+                     co->co_stacksize, depth);
+        return -1;
+    }
+    if (w->lasti < -1) {
+        PyErr_Format(PyExc_ValueError, "offset %ld is not a resume point of %R", w->lasti, co);
+        return -1;
+    }
+    if (cs_check_slots(w->locals, 0, "local") < 0 ||
+        cs_check_slots(w->stack, tagged, "stack") < 0) {
         return -1;
     }
     return 0;
@@ -60,8 +207,9 @@ frames_is_flat(PyObject *module, PyObject *obj)
             }
             continue;
         }
-        if (t != &PyUnicode_Type && t != &PyFloat_Type &&
-            t != &PyBool_Type && t != &_PyNone_Type && t != &PyBytes_Type) {
+        /* None by identity: _PyNone_Type stopped being exported in 3.13. */
+        if (item != Py_None && t != &PyUnicode_Type && t != &PyFloat_Type &&
+            t != &PyBool_Type && t != &PyBytes_Type) {
             Py_RETURN_FALSE;
         }
     }
@@ -72,10 +220,65 @@ static PyObject *frames_read(PyObject *module, PyObject *gen);
 static PyObject *frames_write(PyObject *module, PyObject *const *args,
                               Py_ssize_t nargs);
 
-#define COROSNAP_FRAMES_MODULE(NAME, INITFUNC)                                 \
+/* Python-level helper types, created once per process (only one version
+ * module is ever loaded): NULLType with its single instance, and TaggedInt. */
+static const char cs_helpers_source[] =
+    "class NULLType:\n"
+    "    '''An empty frame slot (unbound local / NULL).'''\n"
+    "    __slots__ = ()\n"
+    "    def __repr__(self): return 'NULL'\n"
+    "    def __reduce__(self): return 'NULL'\n"
+    "NULL = NULLType()\n"
+    "class TaggedInt(int):\n"
+    "    '''A tagged-integer frame slot (CPython 3.14+), not an int object.'''\n"
+    "    __slots__ = ()\n"
+    "    def __repr__(self): return f'TaggedInt({int(self)})'\n";
+
+static int
+cs_module_init(PyObject *m, int tagged_ints)
+{
+    if (corosnap_NULL == NULL) {
+        PyObject *ns = PyDict_New();
+        if (ns == NULL) return -1;
+        PyObject *r = PyRun_String(cs_helpers_source, Py_file_input, ns, ns);
+        if (r == NULL) { Py_DECREF(ns); return -1; }
+        Py_DECREF(r);
+        PyObject *null = PyDict_GetItemString(ns, "NULL");
+        PyObject *tagged = PyDict_GetItemString(ns, "TaggedInt");
+        if (null == NULL || tagged == NULL || !PyType_Check(tagged)) {
+            Py_DECREF(ns);
+            PyErr_SetString(PyExc_SystemError, "corosnap: helper types missing");
+            return -1;
+        }
+        corosnap_NULL = Py_NewRef(null);
+        corosnap_TaggedInt = (PyTypeObject *)Py_NewRef(tagged);
+        Py_DECREF(ns);
+    }
+    if (PyModule_AddObjectRef(m, "NULL", corosnap_NULL) < 0 ||
+        PyModule_AddObjectRef(m, "TaggedInt", (PyObject *)corosnap_TaggedInt) < 0 ||
+        PyModule_AddIntConstant(m, "TAGGED_INTS", tagged_ints) < 0 ||
+        PyModule_AddIntConstant(m, "CREATED", CS_CREATED) < 0 ||
+        PyModule_AddIntConstant(m, "SUSPENDED", CS_SUSPENDED) < 0 ||
+        PyModule_AddIntConstant(m, "RUNNING", CS_RUNNING) < 0 ||
+        PyModule_AddIntConstant(m, "FINISHED", CS_FINISHED) < 0) {
+        return -1;
+    }
+    return 0;
+}
+
+/* Version-specific helpers a module adds to its method table (3.15:
+ * virtual_iterable): it #undefs and redefines this before expanding
+ * COROSNAP_FRAMES_MODULE, which expands it lazily. */
+#ifndef CS_EXTRA_METHODS
+#define CS_EXTRA_METHODS
+#endif
+
+/* TAGGED: 1 when this interpreter keeps tagged integers in frame slots. */
+#define COROSNAP_FRAMES_MODULE(NAME, INITFUNC, TAGGED)                         \
     static PyMethodDef frames_methods[] = {                                    \
+        CS_EXTRA_METHODS                                                       \
         {"read", (PyCFunction)frames_read, METH_O,                            \
-         "read(gen) -> (state, lasti, localsplus, stack, exc_value, globals)"},        \
+         "read(gen) -> (state, lasti, localsplus, stack, exc_value, globals)"},\
         {"write", (PyCFunction)(void (*)(void))frames_write, METH_FASTCALL,   \
          "write(gen, lasti, localsplus, stack, exc_value) -> None"},          \
         {"is_flat", (PyCFunction)frames_is_flat, METH_O,                      \
@@ -89,34 +292,7 @@ static PyObject *frames_write(PyObject *module, PyObject *const *args,
     {                                                                          \
         PyObject *m = PyModule_Create(&frames_module);                         \
         if (m == NULL) return NULL;                                            \
-        if (corosnap_NULL == NULL) {                                           \
-            PyObject *ns = PyDict_New();                                       \
-            if (ns == NULL) { Py_DECREF(m); return NULL; }                     \
-            PyObject *r = PyRun_String(                                        \
-                "class NULLType:\n"                                            \
-                "    '''An empty frame slot (unbound local / NULL).'''\n"     \
-                "    __slots__ = ()\n"                                         \
-                "    def __repr__(self): return 'NULL'\n"                      \
-                "    def __reduce__(self): return 'NULL'\n"                    \
-                "NULL = NULLType()\n",                                         \
-                Py_file_input, ns, ns);                                        \
-            if (r == NULL) { Py_DECREF(ns); Py_DECREF(m); return NULL; }       \
-            Py_DECREF(r);                                                      \
-            corosnap_NULL = PyDict_GetItemString(ns, "NULL");                  \
-            Py_XINCREF(corosnap_NULL);                                         \
-            Py_DECREF(ns);                                                     \
-            if (corosnap_NULL == NULL) { Py_DECREF(m); return NULL; }         \
-        }                                                                      \
-        Py_INCREF(corosnap_NULL);                                              \
-        if (PyModule_AddObject(m, "NULL", corosnap_NULL) < 0) {                \
-            Py_DECREF(corosnap_NULL); Py_DECREF(m); return NULL;               \
-        }                                                                      \
-        if (PyModule_AddIntConstant(m, "CREATED", CS_CREATED) < 0 ||           \
-            PyModule_AddIntConstant(m, "SUSPENDED", CS_SUSPENDED) < 0 ||       \
-            PyModule_AddIntConstant(m, "RUNNING", CS_RUNNING) < 0 ||           \
-            PyModule_AddIntConstant(m, "FINISHED", CS_FINISHED) < 0) {         \
-            Py_DECREF(m); return NULL;                                         \
-        }                                                                      \
+        if (cs_module_init(m, (TAGGED)) < 0) { Py_DECREF(m); return NULL; }    \
         return m;                                                              \
     }
 

@@ -14,6 +14,8 @@ from typing import Any
 
 from .._errors import SnapshotError
 from ..bytecode import CREATED, CodeInfo, CodeRef, code_info, describe, fingerprint
+from ..bytecode._analysis import DELEGATE
+from ..bytecode._kinds import NULLABLE, TAGGED, slot_rules
 from ..codec import NONE_EXT, Encoder
 from ..codec._tags import T_DONE, TAGS
 from ..frames import backend
@@ -78,6 +80,8 @@ def encode_frame(enc: Encoder, gen: Any) -> list[Any]:
             f"{_where(gen, globals_)} is suspended at offset {lasti} with {len(stack)} stack "
             f"values, which its bytecode does not explain (expected {depth})"
         )
+    if frames.TAGGED_INTS:
+        stack = _untag(code, lasti, stack, frames.TaggedInt, gen, globals_)
     fields = enc.coderef(code, ref, fp)
     null = frames.NULL
     passthrough = enc.passthrough
@@ -95,17 +99,19 @@ def encode_frame(enc: Encoder, gen: Any) -> list[Any]:
             fields.append(None if x is null else NONE_EXT if x is None
                           else x if type(x) in passthrough else _slot(value(x)))
         base = len(localsplus)
-        if lasti in info.delegating and stack and type(stack[-1]) in _GENERATOR_TYPES:
-            *stack, sub = stack
-        else:
-            sub = null
+        # The sub-generator a delegating frame sends to is stored untagged, in
+        # its slot (the top of the stack; on 3.15 the slot below the top).
+        sub_at = len(stack) + DELEGATE
+        if not (lasti in info.delegating and sub_at >= 0
+                and type(stack[sub_at]) in _GENERATOR_TYPES):
+            sub_at = -1
         for i, x in enumerate(stack):
             slot = base + i
-            fields.append(None if x is null else NONE_EXT if x is None
-                          else x if type(x) in passthrough else _slot(value(x)))
-        if sub is not null:
-            slot = base + len(stack)
-            fields.append(enc.delegated_frame(sub))
+            if i == sub_at:
+                fields.append(enc.delegated_frame(x))
+            else:
+                fields.append(None if x is null else NONE_EXT if x is None
+                              else x if type(x) in passthrough else _slot(value(x)))
     except SnapshotError as err:
         names = info.slot_names
         if slot == -2:
@@ -118,6 +124,28 @@ def encode_frame(enc: Encoder, gen: Any) -> list[Any]:
     except RecursionError:
         raise SnapshotError(f"in {_where(gen, globals_)}: values nested too deeply") from None
     return fields
+
+
+def _untag(code: types.CodeType, lasti: int, stack: list[Any], tagged_int: Any,
+           gen: Any, globals_: Any) -> list[Any]:
+    """3.14+: the stack with its tagged integers (a handler's lasti, 3.15's
+    sequence indexes) as plain ints, after checking they sit exactly where
+    the bytecode analysis expects tagged slots (the restore side re-tags
+    the same slots)."""
+    if not any(type(x) is tagged_int for x in stack):
+        return stack
+    kinds = slot_rules(code).stack_kinds(lasti, len(stack))
+    out = list(stack)
+    for j, x in enumerate(stack):
+        if type(x) is tagged_int:
+            if kinds[j] & ~NULLABLE not in TAGGED:
+                raise SnapshotError(
+                    f"{_where(gen, globals_)}: value stack slot {j} holds a tagged integer "
+                    "where the bytecode analysis expects an object; corosnap does not know "
+                    "this code shape (please report it)"
+                )
+            out[j] = int(x)
+    return out
 
 
 def _describe_finished(enc: Encoder, gen: Any, code: types.CodeType) -> CodeRef:

@@ -23,15 +23,19 @@ from typing import Any
 
 from .._errors import CodeMismatch, CorruptSnapshot, LimitExceeded
 from ..bytecode import CodeRef, code_info, fingerprint, locate
+from ..bytecode._analysis import DELEGATE
 from ..bytecode._kinds import (
+    DICT,
     EXC,
     EXC_OR_NONE,
+    INDEX,
     ITER,
     KIND_NAMES,
     LASTI,
     LIST,
     NULLABLE,
     SET,
+    TAGGED,
     slot_rules,
 )
 from ..codec import NONE_MARK, Decoder, Deferred, Tag
@@ -39,6 +43,7 @@ from ..codec._globals import check_allowed
 from ..frames import backend
 
 _WALK = frozenset({list, dict, Deferred})
+V = sys.version_info[:2]
 
 _RESUMABLE = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ITERABLE_COROUTINE
 
@@ -78,7 +83,10 @@ class CodeEntry:
             closure = tuple(types.CellType() for _ in code.co_freevars) or None
             self.fn = types.FunctionType(code, self.globals, code.co_name, None, closure)
             argc = code.co_argcount
-            self.args = (None,) * argc
+            # 3.15: a generator expression's prologue runs iter(.0) before
+            # RETURN_GENERATOR, so that argument gets an inert iterable.
+            iterable = self.info.iterable_args
+            self.args = tuple(() if i in iterable else None for i in range(argc))
             self.kwargs = dict.fromkeys(code.co_varnames[argc : argc + code.co_kwonlyargcount])
         return self.fn(*self.args, **self.kwargs)
 
@@ -170,6 +178,8 @@ def _kind_ok(v: Any, kind: int, ncodeunits: int) -> bool:
         return type(v) is list
     if kind == SET:
         return type(v) is set
+    if kind == DICT:
+        return type(v) is dict
     if kind == EXC:
         return isinstance(v, BaseException)
     if kind == EXC_OR_NONE:
@@ -179,12 +189,28 @@ def _kind_ok(v: Any, kind: int, ncodeunits: int) -> bool:
     return True
 
 
-def _check_slots(entry: CodeEntry, pos: int, slots: list[Any], n: int, null: Any) -> None:
-    """Refuse values the interpreter would use unchecked (see bytecode._kinds)."""
+def _check_slots(entry: CodeEntry, pos: int, slots: list[Any], n: int, frames: Any) -> None:
+    """Refuse values the interpreter would use unchecked (see bytecode._kinds);
+    turn the ints of 3.14+ tagged slots into ``frames.TaggedInt`` (in place)."""
+    null = frames.NULL
     rules = entry.rules
     kinds = rules.stack_kinds(pos, len(slots) - n)
     for j, kind in enumerate(kinds):
         v = slots[n + j]
+        if kind & ~NULLABLE == INDEX and v is not null:
+            # 3.15: a sequence walked in place; FOR_ITER / SEND call its
+            # type's _tp_iteritem without checking the type has one.
+            if type(v) is not int or v < 0 or j == 0 or not frames.virtual_iterable(
+                    slots[n + j - 1]):
+                raise CorruptSnapshot(
+                    f"{entry.label}: value stack slots {j - 1}, {j} must be a sequence CPython "
+                    f"walks by index and its index, got {type(slots[n + j - 1]).__name__}, {v!r}"
+                )
+            slots[n + j] = frames.TaggedInt(v)
+            continue
+        if (j + 1 < len(kinds) and kinds[j + 1] & ~NULLABLE == INDEX
+                and slots[n + j + 1] is not null):
+            continue  # walked by index: checked with the index slot above
         if v is null:
             if not kind & NULLABLE:
                 raise CorruptSnapshot(
@@ -196,6 +222,8 @@ def _check_slots(entry: CodeEntry, pos: int, slots: list[Any], n: int, null: Any
                 f"{entry.label}: value stack slot {j} must be {KIND_NAMES[kind & ~NULLABLE]}, "
                 f"got {type(v).__name__}"
             )
+        elif kind & ~NULLABLE in TAGGED and v is not null:
+            slots[n + j] = frames.TaggedInt(v)  # 3.14+: the handler's lasti
     bound = rules.bound.get(pos)
     if bound:
         for index in bound:
@@ -250,17 +278,20 @@ def _fill_frame(dec: Decoder, entry: CodeEntry, gen: Any, v: list[Any], i: int, 
     null = frames.NULL
     decode = dec.dec
     raw = v[i:]
-    if pos in info.delegating and raw and type(raw[-1]) is list and raw[-1] and type(
-            raw[-1][0]) is not Tag:
-        # The sub-frame this frame delegates to, stored untagged (see capture).
-        last = raw.pop()
+    sub_at = len(raw) + DELEGATE
+    if pos in info.delegating and sub_at >= n and type(raw[sub_at]) is list and raw[
+            sub_at] and type(raw[sub_at][0]) is not Tag:
+        # The sub-frame this frame delegates to, stored untagged (see capture);
+        # decoded in slot order, so memo indexes match the capture side.
         slots = [null if x is None else None if x is NONE_MARK else decode(x)
-                 if type(x) in _WALK else x for x in raw]
-        slots.append(decode_frame(dec, last, 0))
+                 if type(x) in _WALK else x for x in raw[:sub_at]]
+        slots.append(decode_frame(dec, raw[sub_at], 0))
+        slots.extend(null if x is None else None if x is NONE_MARK else decode(x)
+                     if type(x) in _WALK else x for x in raw[sub_at + 1:])
     else:
         slots = [null if x is None else None if x is NONE_MARK else decode(x)
                  if type(x) in _WALK else x for x in raw]
-    _check_slots(entry, pos, slots, n, null)
+    _check_slots(entry, pos, slots, n, frames)
     for index in info.cell_slots:
         if type(slots[index]) is not types.CellType:
             raise CorruptSnapshot(
@@ -268,9 +299,10 @@ def _fill_frame(dec: Decoder, entry: CodeEntry, gen: Any, v: list[Any], i: int, 
                 f"{type(slots[index]).__name__}"
             )
     if pos in info.delegating:
-        sub = slots[-1]
+        sub = slots[DELEGATE]
         if not (type(sub) in (types.GeneratorType, types.CoroutineType)
-                or hasattr(type(sub), "__next__")):
+                or hasattr(type(sub), "__next__")
+                or (V >= (3, 15) and frames.virtual_iterable(sub))):
             raise CorruptSnapshot(
                 f"{entry.label}: delegates to a {type(sub).__name__}, which is not an iterator"
             )

@@ -1,0 +1,155 @@
+/* Frame access for CPython 3.13.
+ *
+ * Compiled with Py_BUILD_CORE against the 3.13 internal headers, so every
+ * field offset comes from CPython (see _cpython311.c for the family).
+ *
+ * Theory of operation (3.13), and how it differs from 3.11/3.12:
+ *  - The generator still embeds its frame as `PyObject *gi_iframe[]`, and
+ *    frame slots are still plain PyObject pointers with an int `stacktop`.
+ *  - The frame names its code through `f_executable` (a strong reference to
+ *    the code object; _PyFrame_GetCode() casts it).
+ *  - `instr_ptr` replaced `prev_instr` and means something else: the
+ *    instruction to run next.  YIELD_VALUE advances it past itself before
+ *    suspending, so a suspended frame's instr_ptr points at the RESUME that
+ *    follows the YIELD_VALUE, and gen_send_ex2() resumes exactly there after
+ *    pushing the sent value.  The "lasti" crossing this module's boundary stays
+ *    the YIELD_VALUE's index (instr_ptr - 1), like on every other version.
+ *  - Delegation is a frame state: YIELD_VALUE sets gi_frame_state to
+ *    FRAME_SUSPENDED + oparg, where the compiler gives oparg 1 to the
+ *    YIELD_VALUE inside a yield from / await and 0 elsewhere, i.e.
+ *    FRAME_SUSPENDED_YIELD_FROM for a delegating frame.  _PyGen_yf() (and so
+ *    gi_yieldfrom, throw() and close() delegation) trusts that state alone,
+ *    and gen_close() reads the RESUME's oparg at instr_ptr, so write() sets
+ *    both exactly as YIELD_VALUE would.
+ */
+#include "_common.h"
+#include "internal/pycore_frame.h"
+#include "opcode.h"
+
+static int
+cs_state(PyGenObject *g)
+{
+    switch (g->gi_frame_state) {
+    case FRAME_CREATED: return CS_CREATED;
+    case FRAME_SUSPENDED:
+    case FRAME_SUSPENDED_YIELD_FROM: return CS_SUSPENDED;
+    case FRAME_EXECUTING: return CS_RUNNING;
+    default: return CS_FINISHED;
+    }
+}
+
+static _PyInterpreterFrame *
+cs_frame(PyObject *gen)
+{
+    return (_PyInterpreterFrame *)((PyGenObject *)gen)->gi_iframe;
+}
+
+static PyCodeObject *
+cs_code_of(PyObject *gen)
+{
+    return _PyFrame_GetCode(cs_frame(gen));
+}
+
+static PyObject *
+cs_slots_to_list(PyObject **slots, int n)
+{
+    PyObject *list = PyList_New(n);
+    if (list == NULL) return NULL;
+    for (int i = 0; i < n; i++) {
+        PyObject *v = slots[i];
+        PyList_SET_ITEM(list, i, Py_NewRef(v != NULL ? v : corosnap_NULL));
+    }
+    return list;
+}
+
+static PyObject *
+frames_read(PyObject *module, PyObject *gen)
+{
+    if (cs_check_target(gen) < 0) return NULL;
+    PyGenObject *g = (PyGenObject *)gen;
+    int state = cs_state(g);
+    if (state != CS_CREATED && state != CS_SUSPENDED) {
+        return Py_BuildValue("(iOOOOO)", state, Py_None, Py_None, Py_None, Py_None,
+                             Py_None);
+    }
+    _PyInterpreterFrame *f = cs_frame(gen);
+    PyCodeObject *co = _PyFrame_GetCode(f);
+    int n = co->co_nlocalsplus;
+    int depth = f->stacktop - n;
+    if (depth < 0 || depth > co->co_stacksize) {
+        PyErr_Format(PyExc_SystemError, "corosnap: inconsistent stack depth %d in %R",
+                     depth, co);
+        return NULL;
+    }
+    /* Suspended: instr_ptr is the RESUME after the YIELD_VALUE.  Created: it
+     * is just past RETURN_GENERATOR (the Python layer ignores lasti then). */
+    int lasti = _PyInterpreterFrame_LASTI(f) - 1;
+    PyObject *locals = cs_slots_to_list(f->localsplus, n);
+    if (locals == NULL) return NULL;
+    PyObject *stack = cs_slots_to_list(f->localsplus + n, depth);
+    if (stack == NULL) { Py_DECREF(locals); return NULL; }
+    PyObject *exc = g->gi_exc_state.exc_value;
+    return Py_BuildValue("(iiNNOO)", state, lasti, locals, stack,
+                         exc != NULL ? exc : Py_None, f->f_globals);
+}
+
+static PyObject *
+frames_write(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    cs_write_args w;
+    if (cs_parse_write(args, nargs, cs_code_of, 0, &w) < 0) return NULL;
+    PyGenObject *g = (PyGenObject *)w.gen;
+    _PyInterpreterFrame *f = cs_frame(w.gen);
+    PyCodeObject *co = _PyFrame_GetCode(f);
+    int n = co->co_nlocalsplus;
+    if (g->gi_frame_state != FRAME_CREATED || f->stacktop != n) {
+        PyErr_SetString(PyExc_ValueError, "write() needs a freshly created generator");
+        return NULL;
+    }
+    if (w.lasti == -1 && PyList_GET_SIZE(w.stack) != 0) {
+        /* A created frame keeps the (empty) stack its prologue left. */
+        PyErr_SetString(PyExc_ValueError, "a created generator has no stack");
+        return NULL;
+    }
+    int yield_oparg = 0;
+    if (w.lasti >= 0) {
+        yield_oparg = cs_yield_oparg(co, w.lasti, YIELD_VALUE, RESUME);
+        if (yield_oparg < 0) return NULL;
+        if (yield_oparg > 1) {  /* 3.13 compiles only 0 and 1 */
+            PyErr_Format(PyExc_ValueError, "unexpected YIELD_VALUE oparg %d in %R",
+                         yield_oparg, co);
+            return NULL;
+        }
+    }
+    Py_ssize_t depth = PyList_GET_SIZE(w.stack);
+    /* Everything is checked: commit.  Old values are released only after
+     * the frame is fully written, so a destructor that runs during the
+     * release sees a consistent frame. */
+    PyObject **old = PyMem_Malloc(sizeof(PyObject *) * (n > 0 ? n : 1));
+    if (old == NULL) return PyErr_NoMemory();
+    for (int i = 0; i < n; i++) {
+        PyObject *v = PyList_GET_ITEM(w.locals, i);
+        old[i] = f->localsplus[i];
+        f->localsplus[i] = (v == corosnap_NULL) ? NULL : Py_NewRef(v);
+    }
+    for (Py_ssize_t i = 0; i < depth; i++) {
+        PyObject *v = PyList_GET_ITEM(w.stack, i);
+        f->localsplus[n + i] = (v == corosnap_NULL) ? NULL : Py_NewRef(v);
+    }
+    f->stacktop = n + (int)depth;
+    PyObject *old_exc = g->gi_exc_state.exc_value;
+    g->gi_exc_state.exc_value = (w.exc == Py_None) ? NULL : Py_NewRef(w.exc);
+    if (w.lasti >= 0) {
+        /* Exactly what YIELD_VALUE leaves behind (see the top comment). */
+        f->instr_ptr = _PyCode_CODE(co) + w.lasti + 1;
+        g->gi_frame_state = yield_oparg ? FRAME_SUSPENDED_YIELD_FROM : FRAME_SUSPENDED;
+    }
+    for (int i = 0; i < n; i++) {
+        Py_XDECREF(old[i]);
+    }
+    PyMem_Free(old);
+    Py_XDECREF(old_exc);
+    Py_RETURN_NONE;
+}
+
+COROSNAP_FRAMES_MODULE("corosnap.frames._cpython313", PyInit__cpython313, 0)

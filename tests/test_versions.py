@@ -1,0 +1,445 @@
+"""Per-version behaviour: every suspension shape round-trips on the running
+CPython, real frames match what the bytecode analysis says about them, blobs
+from another minor version are refused, unsupported interpreters are refused
+clearly, and restoring refuses slot values the interpreter could not survive.
+
+The same tests run on every supported version (``make test-matrix``); what
+differs between versions (tagged integers from 3.14, iteration pairs from
+3.15, ...) is checked against the version the test runs on.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import sysconfig
+import types
+from typing import Any
+
+import msgpack
+import pytest
+
+import corosnap
+import version_samples as vs
+from _helpers import TESTS_DIR, in_child
+from corosnap import frames as frames_pkg
+from corosnap.bytecode import _kinds as K
+from corosnap.bytecode import code_info
+from corosnap.bytecode._analysis import DELEGATE
+from corosnap.bytecode._kinds import slot_rules
+from corosnap.codec import EXT_HEADER, EXT_SIGNED
+from corosnap.codec._tags import NONE_EXT, T_SET, TAGS
+
+FRAMES = frames_pkg.backend()
+V = sys.version_info[:2]
+
+
+def run(gen: Any, script: list[Any]) -> list[Any]:
+    """Apply sends (or THROW) in turn; record what came out, normalised."""
+    out: list[Any] = []
+    for value in script:
+        try:
+            if value is vs.THROW:
+                got = gen.throw(vs.Boom("thrown"))
+            else:
+                got = gen.send(value)
+            out.append(("yield", repr(got)))
+        except StopIteration as stop:
+            out.append(("return", repr(stop.value)))
+            break
+        except BaseException as exc:  # noqa: BLE001 - compared, not handled
+            out.append(("raise", type(exc).__name__, repr(exc.args)))
+            break
+    return out
+
+
+def code_of(gen: Any) -> types.CodeType:
+    return gen.gi_code if type(gen) is types.GeneratorType else gen.cr_code
+
+
+def kinds_at(gen: Any, at: int, depth: int) -> tuple[int, ...]:
+    rules = slot_rules(code_of(gen))
+    assert rules.ok, code_of(gen).co_qualname
+    return rules.stack_kinds(at, depth)
+
+
+def assert_frame_matches_analysis(gen: Any) -> None:
+    """The real frame has exactly the slot kinds the analysis predicts."""
+    state, lasti, localsplus, stack, exc, _ = FRAMES.read(gen)
+    if state not in (FRAMES.CREATED, FRAMES.SUSPENDED):
+        return
+    info = code_info(code_of(gen))
+    at = -1 if state == FRAMES.CREATED else lasti
+    assert at in info.resume, f"{at} not a resume point of {code_of(gen).co_qualname}"
+    assert len(stack) == info.resume[at]
+    kinds = kinds_at(gen, at, len(stack))
+    for j, (v, kind) in enumerate(zip(stack, kinds, strict=True)):
+        base = kind & ~K.NULLABLE
+        where = f"{code_of(gen).co_qualname} at {at}, stack[{j}] ({kind}) = {v!r}"
+        if v is FRAMES.NULL:
+            assert kind & K.NULLABLE, where
+        elif type(v) is FRAMES.TaggedInt:
+            assert base in K.TAGGED, where
+        elif base == K.INDEX:
+            raise AssertionError(where)  # NULL or a tagged int only
+        elif base == K.LASTI:
+            assert V < (3, 14) and type(v) is int, where
+        elif base == K.EXC:
+            assert isinstance(v, BaseException), where
+        elif base == K.EXC_OR_NONE:
+            assert v is None or isinstance(v, BaseException), where
+        elif base == K.ITER:
+            nxt = stack[j + 1] if j + 1 < len(stack) else None
+            assert hasattr(type(v), "__next__") or type(nxt) is FRAMES.TaggedInt, where
+        elif base in (K.LIST, K.SET, K.DICT):
+            assert type(v).__name__ == K.KIND_NAMES[base].split()[-1], where
+        if type(v) in (types.GeneratorType, types.CoroutineType):
+            assert_frame_matches_analysis(v)
+    for index in slot_rules(code_of(gen)).bound.get(at, ()):
+        assert localsplus[index] is not FRAMES.NULL, info.slot_names[index]
+
+
+@pytest.mark.parametrize("name", sorted(vs.CASES))
+def test_every_suspension_round_trips_and_matches_the_analysis(name):
+    factory, script = vs.CASES[name]
+    suspensions = 0
+    for k in range(len(script)):
+        gen = factory()
+        head = run(gen, script[:k])
+        if head and head[-1][0] != "yield":
+            break
+        assert_frame_matches_analysis(gen)
+        restored = corosnap.loads(corosnap.dumps(gen))
+        assert_frame_matches_analysis(restored)
+        assert run(restored, script[k:]) == run(gen, script[k:]), f"after {k} steps"
+        suspensions += 1
+    assert suspensions >= 2
+
+
+@pytest.mark.parametrize("name", ["for_loops", "delegations", "async_with_exit_on_exception",
+                                  "comprehension_shadowing", "genexpr_list", "half_built"])
+def test_suspensions_resume_in_another_process(name):
+    factory, script = vs.CASES[name]
+    for k in (1, len(script) // 2):
+        gen = factory()
+        run(gen, script[:k])
+        blob = corosnap.dumps(gen)
+        body = "import version_samples as vs, test_versions\n" \
+               f"result = test_versions.run(gen, vs.CASES[{name!r}][1][{k}:])"
+        assert in_child(blob, body=body) == run(gen, script[k:])
+
+
+def test_created_frames_round_trip_with_their_prologue_stack():
+    # 3.15 generator expressions start with iter(.0) already on the stack.
+    g = vs.genexpr_over([4, 5])
+    info = code_info(g.gi_code)
+    assert info.resume[-1] == (2 if V >= (3, 15) else 0)
+    assert info.iterable_args == ((0,) if V >= (3, 15) else ())
+    assert list(corosnap.loads(corosnap.dumps(g))) == [8, 10]
+
+
+def test_delegating_suspensions_keep_gi_yieldfrom_and_delegate_slot():
+    g = vs.delegations()
+    next(g)
+    g2 = corosnap.loads(corosnap.dumps(g))
+    info = code_info(g2.gi_code)
+    at = FRAMES.read(g2)[1]
+    assert at in info.delegating
+    assert type(g2.gi_yieldfrom) is types.GeneratorType
+    assert FRAMES.read(g2)[3][DELEGATE] is g2.gi_yieldfrom
+    c = vs.nested_awaits(1)
+    c.send(None)
+    c2 = corosnap.loads(corosnap.dumps(c))
+    assert type(c2.cr_await) is types.CoroutineType
+    assert type(c2.cr_await.cr_await) is types.CoroutineType
+
+
+def _lasti_slot(c: Any) -> int:
+    state, at, _, stack, _, _ = FRAMES.read(c)
+    kinds = kinds_at(c, at, len(stack))
+    return [k & ~K.NULLABLE for k in kinds].index(K.LASTI)
+
+
+def test_tagged_slots_are_plain_ints_in_the_blob():
+    """3.14+ keeps the handler's lasti as a tagged integer; 3.15 also the
+    index of a sequence walked in place.  The blob holds plain ints either way."""
+    c = vs.async_with([], True)
+    for value in (None, "in", "body"):
+        c.send(value)
+    lasti = FRAMES.read(c)[3][_lasti_slot(c)]
+    assert type(lasti) is (FRAMES.TaggedInt if V >= (3, 14) else int)
+    tree = msgpack.unpackb(corosnap.dumps(c), raw=False, strict_map_key=False)
+    assert int(lasti) in tree  # stored natively, as an int
+    g = vs.for_loops()
+    next(g)
+    st = FRAMES.read(g)[3]
+    # The constant list [1, 2] is compiled to a tuple.
+    if V >= (3, 15):
+        assert st[0] == (1, 2) and type(st[1]) is FRAMES.TaggedInt and st[1] == 1
+    else:
+        assert type(st[0]).__name__ == "tuple_iterator"
+
+
+# -- blobs from another version, unsupported interpreters --------------------
+
+def _with_minor(blob: bytes, minor: int) -> bytes:
+    tree = msgpack.unpackb(blob, raw=False, strict_map_key=False)
+    head = tree[0]
+    assert head.code == EXT_HEADER
+    tree[0] = msgpack.ExtType(head.code, bytes([head.data[0] & ~31 | minor]))
+    return msgpack.packb(tree, use_bin_type=True)
+
+
+@pytest.mark.parametrize("minor", [m for m in (11, 12, 13, 14, 15, 16) if m != V[1]])
+def test_blob_from_another_minor_version_is_refused(minor):
+    g = vs.plain(3)
+    next(g)
+    blob = _with_minor(corosnap.dumps(g), minor)
+    expected = rf"CPython 3\.{minor}, this is CPython 3\.{V[1]}"
+    with pytest.raises(corosnap.CodeMismatch, match=expected):
+        corosnap.loads(blob)
+
+
+def test_signed_blob_from_another_minor_version_is_refused():
+    g = vs.plain(3)
+    next(g)
+    signed = corosnap.dumps(g, key=b"k")
+    tree = msgpack.unpackb(signed, raw=False)
+    assert tree[0].code == EXT_SIGNED
+    other = V[1] - 1
+    tree[0] = msgpack.ExtType(EXT_SIGNED, bytes([tree[0].data[0] & ~31 | other]))
+    with pytest.raises(corosnap.CodeMismatch, match=rf"CPython 3\.{other}"):
+        corosnap.loads(msgpack.packb(tree, use_bin_type=True), key=b"k")
+
+
+@pytest.mark.parametrize(
+    ("impl", "version", "gil_disabled", "reason"),
+    [
+        ("PyPy", (3, 11), False, "needs CPython; this is PyPy"),
+        ("CPython", (3, 10), False, "this is 3.10"),
+        ("CPython", (3, 16), False, "this is 3.16"),
+        ("CPython", (3, 14), True, "free-threaded"),
+        ("CPython", (3, 13), 1, "free-threaded"),
+    ],
+)
+def test_unsupported_interpreters_are_refused_clearly(monkeypatch, impl, version, gil_disabled,
+                                                      reason):
+    assert frames_pkg.probe(impl, version, gil_disabled) is not None
+    assert reason in frames_pkg.probe(impl, version, gil_disabled)
+    g = vs.plain(3)
+    next(g)
+    blob = corosnap.dumps(g)
+    # Simulate this process being such an interpreter: the backend is gone.
+    monkeypatch.setattr(frames_pkg, "_backend", None)
+    monkeypatch.setattr(frames_pkg, "_reason", frames_pkg.probe(impl, version, gil_disabled))
+    with pytest.raises(corosnap.UnsupportedInterpreter, match=reason):
+        corosnap.dumps(g)
+    with pytest.raises(corosnap.UnsupportedInterpreter, match=reason):
+        corosnap.loads(blob)
+
+
+def test_every_supported_version_is_accepted_by_the_probe():
+    for version in frames_pkg.SUPPORTED:
+        assert frames_pkg.probe("CPython", version, None) is None
+        assert frames_pkg.probe("CPython", version, 0) is None
+
+
+def test_this_interpreter_is_supported_and_not_free_threaded():
+    assert V in frames_pkg.SUPPORTED
+    assert not sysconfig.get_config_var("Py_GIL_DISABLED")
+    assert FRAMES.TAGGED_INTS == (V >= (3, 14))
+
+
+def _other_pythons() -> list[str]:
+    """Unsupported CPythons on this machine (for setup.py/import checks)."""
+    found = []
+    roots = [os.path.expanduser("~/.pyenv/versions")]
+    for root in roots:
+        if not os.path.isdir(root):
+            continue
+        for name in sorted(os.listdir(root)):
+            if name.startswith(("3.9.", "3.10.")):
+                exe = os.path.join(root, name, "bin", "python" + ".".join(name.split(".")[:2]))
+                if os.path.exists(exe):
+                    found.append(exe)
+    return found
+
+
+@pytest.mark.skipif(not _other_pythons(), reason="no CPython < 3.11 on this machine")
+@pytest.mark.parametrize("python", _other_pythons())
+def test_setup_py_compiles_nothing_on_an_unsupported_interpreter(python, tmp_path):
+    root = os.path.dirname(TESTS_DIR)
+    probe = (
+        "import runpy, sys, setuptools\n"
+        "captured = {}\n"
+        "setuptools.setup = lambda **kw: captured.update(kw)\n"
+        f"runpy.run_path({os.path.join(root, 'setup.py')!r})\n"
+        "print(len(captured['ext_modules']))\n"
+    )
+    proc = subprocess.run([python, "-c", probe], capture_output=True, text=True, cwd=root,
+                          timeout=60)
+    if proc.returncode != 0 and "No module named 'setuptools'" in proc.stderr:
+        pytest.skip(f"{python} has no setuptools")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "0"
+
+
+# -- restoring refuses what the interpreter could not survive ---------------
+
+def _frame_fields(gen: Any) -> tuple[list[Any], int]:
+    """The decoded blob tree and the index of the root frame's position field."""
+    tree = msgpack.unpackb(corosnap.dumps(gen), raw=False, strict_map_key=False)
+    return tree, 4  # [HEADER, module, qualname, fingerprint, position, *slots]
+
+
+def _refused(tree: list[Any], match: str) -> None:
+    with pytest.raises(corosnap.CorruptSnapshot, match=match):
+        corosnap.loads(msgpack.packb(tree, use_bin_type=True))
+
+
+def test_restore_refuses_a_null_in_an_object_slot():
+    g = vs.for_loops()
+    next(g)
+    tree, pos = _frame_fields(g)
+    n = code_info(g.gi_code).nlocalsplus
+    tree[pos + 1 + n] = None  # nil: an empty slot where the loop's iterator/sequence is
+    _refused(tree, "empty where the bytecode|walks by index")
+
+
+def test_restore_refuses_a_non_iterator_where_for_iter_calls_next():
+    g = vs.nested_loops()
+    next(g)
+    tree, pos = _frame_fields(g)
+    n = code_info(g.gi_code).nlocalsplus
+    j = n + (1 if V < (3, 15) else 2)  # the inner loop's iterator (3.15: its sequence)
+    tree[pos + 1 + j] = 12345
+    _refused(tree, "must be an iterator|walks by index")
+
+
+def test_restore_refuses_a_lasti_outside_the_code():
+    c = vs.async_with([], True)
+    for value in (None, "in", "body"):
+        c.send(value)
+    tree, pos = _frame_fields(c)
+    j = code_info(c.cr_code).nlocalsplus + _lasti_slot(c)
+    assert type(tree[pos + 1 + j]) is int
+    for bad in (10**6, -1, "12"):
+        tree[pos + 1 + j] = bad
+        _refused(tree, "instruction offset")
+
+
+def test_restore_refuses_a_non_exception_where_the_handler_keeps_one():
+    g = vs.in_except()
+    next(g)
+    tree, pos = _frame_fields(g)
+    state, at, _, stack, _, _ = FRAMES.read(g)
+    kinds = [k & ~K.NULLABLE for k in kinds_at(g, at, len(stack))]
+    j = code_info(g.gi_code).nlocalsplus + kinds.index(K.EXC_OR_NONE)
+    tree[pos + 1 + j] = "not an exception"
+    _refused(tree, "an exception or None")
+
+
+def test_restore_refuses_a_non_list_comprehension_accumulator():
+    c = vs.comprehensions([1, 2])
+    c.send(None)
+    state, at, _, stack, _, _ = FRAMES.read(c)
+    kinds = [k & ~K.NULLABLE for k in kinds_at(c, at, len(stack))]
+    if K.LIST not in kinds:
+        pytest.skip("this CPython runs comprehensions in their own frame")
+    tree, pos = _frame_fields(c)
+    j = code_info(c.cr_code).nlocalsplus + kinds.index(K.LIST)
+    tree[pos + 1 + j] = {"not": "a list"}
+    _refused(tree, "must be a list")
+
+
+def test_restore_refuses_a_non_dict_comprehension_accumulator():
+    c = vs.comprehensions([1, 2])
+    for value in (None, 1, 2, 3, 4):
+        c.send(value)
+    state, at, _, stack, _, _ = FRAMES.read(c)
+    kinds = [k & ~K.NULLABLE for k in kinds_at(c, at, len(stack))]
+    if K.DICT not in kinds:
+        pytest.skip("this CPython runs comprehensions in their own frame")
+    tree, pos = _frame_fields(c)
+    j = code_info(c.cr_code).nlocalsplus + kinds.index(K.DICT)
+    assert corosnap.loads(msgpack.packb(tree, use_bin_type=True)) is not None
+    tree[pos + 1 + j] = ["not", "a dict"]
+    _refused(tree, "must be a dict")
+
+
+@pytest.mark.skipif(V < (3, 12), reason="3.11's LOAD_FAST checks for NULL itself")
+def test_restore_refuses_an_empty_local_the_code_reads_unchecked():
+    g = vs.plain(10)
+    next(g)
+    tree, pos = _frame_fields(g)
+    info = code_info(g.gi_code)
+    at = FRAMES.read(g)[1]
+    # After the yield, `total += <sent>` stores total before anything reads
+    # it again, but `while total < n` reads n unchecked.
+    assert slot_rules(g.gi_code).bound[at] == {info.slot_names.index("n")}
+    tree[pos + 1 + info.slot_names.index("n")] = None
+    _refused(tree, "local 'n' is read without a check")
+    tree, pos = _frame_fields(g)
+    tree[pos + 1 + info.slot_names.index("total")] = None
+    assert corosnap.loads(msgpack.packb(tree, use_bin_type=True)).send(1) == 1
+
+
+def test_restore_accepts_a_legitimately_empty_local():
+    g = vs.odd_locals(False)
+    next(g)
+    info = code_info(g.gi_code)
+    at = FRAMES.read(g)[1]
+    never = info.slot_names.index("never")
+    assert never not in slot_rules(g.gi_code).bound.get(at, ())
+    assert FRAMES.read(g)[2][never] is FRAMES.NULL
+    g2 = corosnap.loads(corosnap.dumps(g))
+    assert g2.send(7) == "never unbound"
+
+
+@pytest.mark.skipif(V < (3, 15), reason="3.15 walks sequences by index")
+def test_restore_refuses_an_index_on_a_type_without_virtual_iteration():
+    g = vs.for_loops()
+    next(g)
+    tree, pos = _frame_fields(g)
+    n = code_info(g.gi_code).nlocalsplus
+    assert tree[pos + 1 + n][1:] == [1, 2] and tree[pos + 2 + n] == 1  # (tuple, index)
+    tree[pos + 1 + n] = ["a list", "is fine"]
+    corosnap.loads(msgpack.packb(tree, use_bin_type=True))
+    tree[pos + 1 + n] = [TAGS[T_SET], 1, 2]  # a set has no _tp_iteritem
+    _refused(tree, "walks by index")
+    tree[pos + 1 + n] = [1]
+    for bad in (-1, "1", NONE_EXT):
+        tree[pos + 2 + n] = bad
+        _refused(tree, "walks by index")
+
+
+def test_the_analysis_checks_itself_against_dis_on_the_standard_library():
+    """Every code object of a few large stdlib modules analyses without a
+    depth disagreement between the kinds rules and dis, and with no slot the
+    restore path would have to refuse (MIXED) at a resume point."""
+    import asyncio.base_events
+    import asyncio.tasks
+    import contextlib
+    import email.feedparser
+    import tokenize
+
+    def walk(co: types.CodeType):
+        yield co
+        for c in co.co_consts:
+            if isinstance(c, types.CodeType):
+                yield from walk(c)
+
+    resumes = 0
+    for mod in (asyncio.base_events, asyncio.tasks, contextlib, email.feedparser, tokenize):
+        with open(mod.__file__, encoding="utf-8") as f:
+            top = compile(f.read(), mod.__file__, "exec")
+        for co in walk(top):
+            assert slot_rules(co).ok, co.co_qualname
+            resumes += len(slot_rules(co).stack)
+    assert resumes > 100
+
+
+def test_cross_version_matrix_is_declared():
+    assert frames_pkg.SUPPORTED == ((3, 11), (3, 12), (3, 13), (3, 14), (3, 15))
+
