@@ -133,7 +133,7 @@ def test_async_comprehension_iterator_slot_must_be_an_iterator():
     """))
 
 
-@pytest.mark.xfail(strict=True, reason="issue 3: MAP_ADD target (BUILD_MAP) unchecked")
+# Fixed in main d4b4853.
 def test_async_dict_comprehension_target_must_be_a_dict():
     # In an async dict comprehension the dict BUILD_MAP made sits on the stack
     # across the await; MAP_ADD casts it to a dict without checking: a list there
@@ -271,8 +271,7 @@ def test_long_cell_chain_through_back_references():
     """))
 
 
-@pytest.mark.xfail(strict=True, reason="issue 3: slice (and enumerate, callable_iterator) "
-                   "chains through back-references")
+# Fixed in main 730dd94.
 def test_long_slice_chain_through_back_references():
     # The same shape with a type the cell fix does not cover: slice(slice(...))
     # through back-references, 300,000 deep (a 4 MB blob).  slice has no trashcan
@@ -414,8 +413,7 @@ def test_safe_mode_qualname_cannot_leave_the_allowed_module(qualname):
     """))
 
 
-@pytest.mark.xfail(strict=True, reason="issue 3: safe mode: class walk reaches "
-                   "object.__getattribute__, then type() + partial(exec)")
+# Fixed in main 730dd94.
 def test_safe_mode_class_walk_cannot_reach_a_getattr():
     # Qualnames now walk only through classes, but a class has object's slot
     # wrappers: Point.__getattribute__ is object.__getattribute__, a
@@ -468,7 +466,7 @@ def test_system_exit_from_a_reduce_does_not_escape_loads():
 # -- 8. Stack slots typed by the instruction that made them -----------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 3: BUILD_MAP slot not checked (SystemError)")
+# Fixed in main d4b4853.
 def test_dict_display_slot_must_be_a_dict():
     # Not a crash: at the yield in ``{**d, "k": (yield)}`` the stack holds the dict
     # BUILD_MAP made; a list there makes DICT_UPDATE raise SystemError ("bad
