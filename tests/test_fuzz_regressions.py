@@ -86,7 +86,6 @@ def assert_ok(proc: subprocess.CompletedProcess[str]) -> None:
 # -- 1. FOR_ITER over a slot that did not come from GET_ITER -----------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 3: genexpr FOR_ITER slot (LOAD_FAST .0) unchecked")
 def test_genexpr_iterator_slot_must_be_an_iterator():
     # A generator expression loops over its ".0" argument with LOAD_FAST + FOR_ITER
     # (no GET_ITER), so the slot FOR_ITER calls tp_iternext on is typed "any".  An
@@ -99,7 +98,6 @@ def test_genexpr_iterator_slot_must_be_an_iterator():
     """))
 
 
-@pytest.mark.xfail(strict=True, reason="issue 3: created genexpr's .0 argument unchecked")
 def test_unstarted_genexpr_argument_must_be_an_iterator():
     # Same hole in a created (never started) generator expression: ".0" is an
     # argument, and the first next() runs FOR_ITER on it.  Safe mode too.
@@ -121,7 +119,6 @@ def test_unstarted_genexpr_argument_must_be_an_iterator():
 
 
 @only311  # 3.12+ inlines comprehensions (PEP 709): no frame of their own
-@pytest.mark.xfail(strict=True, reason="issue 3: async comprehension FOR_ITER slot unchecked")
 def test_async_comprehension_iterator_slot_must_be_an_iterator():
     # A comprehension that awaits is a coroutine of its own (3.11) and loops like
     # a generator expression: LOAD_FAST .0 + FOR_ITER.  Safe mode too.
@@ -155,7 +152,6 @@ def test_async_dict_comprehension_target_must_be_a_dict():
     """))
 
 
-@pytest.mark.xfail(PY311, strict=True, reason="issue 3: NULL pushed by LOAD_METHOD is refused")
 def test_null_pushed_by_load_method_is_accepted():
     # Not a crash but a false refusal: in 3.11 LOAD_METHOD pushes NULL + attribute
     # when the attribute is not a plain method (a module attribute, a classmethod),

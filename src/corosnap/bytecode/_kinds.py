@@ -171,7 +171,12 @@ def _step(ins: dis.Instruction, labels: tuple[int, ...], jump: bool) -> tuple[in
     if name == "PUSH_NULL" or name == "LOAD_FAST_AND_CLEAR":
         return labels + (ANY | NULLABLE,)
     if name == "FOR_ITER" and not jump:
-        return labels + (ANY,)  # peeks at the iterator, pushes the next value
+        if V < (3, 15):
+            # Peeks at the iterator and pushes the next value.  Whatever pushed
+            # the slot (GET_ITER, or LOAD_FAST .0 in a comprehension), FOR_ITER
+            # calls its tp_iternext unchecked, so the loop body sees ITER.
+            return labels[:-1] + (ITER, ANY)
+        return labels + (ANY,)
     if name in _UNPACK:
         return labels[:-1] + (ANY,) * (net + 1)
     pushes = 0 if name in _PUSH_NOTHING else 2 if name in _PUSH_TWO else 1
@@ -183,6 +188,11 @@ def _step(ins: dis.Instruction, labels: tuple[int, ...], jump: bool) -> tuple[in
     if pops < 0:
         pushes, pops = net, 0
     out = labels[: len(labels) - pops]
+    if name == "LOAD_METHOD":
+        # 3.11: [method, self] or [NULL, attribute] (a module function, a
+        # classmethod); dis does not mark it in argrepr.  CALL treats a NULL
+        # in the lower slot as "no self", so only the lower slot may be NULL.
+        return out + (ANY | NULLABLE, ANY)
     if pushes == 2 and name in _NULL_PAIRS and "NULL" in ins.argrepr:
         before, _, after = ins.argrepr.partition("+")
         low = ANY | NULLABLE if "NULL" in before else ANY

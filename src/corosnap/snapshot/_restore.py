@@ -16,6 +16,7 @@ generator is simply dropped.
 
 from __future__ import annotations
 
+import dis
 import inspect
 import sys
 import types
@@ -51,7 +52,8 @@ _RESUMABLE = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ITERABLE_C
 class CodeEntry:
     """Everything restore needs about one code object, found and checked once."""
 
-    __slots__ = ("module", "code", "globals", "info", "rules", "ncodeunits", "fn", "args",
+    __slots__ = ("module", "code", "globals", "info", "rules", "ncodeunits", "dot0_iter", "fn",
+                 "args",
                  "kwargs", "label")
 
     def __init__(self, module: types.ModuleType | None, code: types.CodeType,
@@ -62,6 +64,7 @@ class CodeEntry:
         self.info = code_info(code)
         self.rules = slot_rules(code)
         self.ncodeunits = len(code.co_code) // 2
+        self.dot0_iter = _dot0_is_iterated(code)
         self.label = f"{globals_.get('__name__')}.{code.co_qualname}()"
         self.fn: types.FunctionType | None = None
         self.args: tuple[Any, ...] = ()
@@ -89,6 +92,16 @@ class CodeEntry:
             self.args = tuple(() if i in iterable else None for i in range(argc))
             self.kwargs = dict.fromkeys(code.co_varnames[argc : argc + code.co_kwonlyargcount])
         return self.fn(*self.args, **self.kwargs)
+
+
+def _dot0_is_iterated(code: types.CodeType) -> bool:
+    """A comprehension/genexpr whose '.0' argument goes straight to FOR_ITER
+    (CPython 3.11-3.14; 3.15 passes an already-iterated pair)."""
+    if sys.version_info >= (3, 15) or not code.co_argcount or code.co_varnames[0] != ".0":
+        return False
+    instrs = [ins for ins in dis.get_instructions(code) if ins.opname != "CACHE"]
+    return any(a.opname == "LOAD_FAST" and a.arg == 0 and b.opname == "FOR_ITER"
+               for a, b in zip(instrs, instrs[1:], strict=False))
 
 
 _entries: dict[tuple[Any, ...], CodeEntry] = {}
@@ -194,6 +207,9 @@ def _check_slots(entry: CodeEntry, pos: int, slots: list[Any], n: int, frames: A
     turn the ints of 3.14+ tagged slots into ``frames.TaggedInt`` (in place)."""
     null = frames.NULL
     rules = entry.rules
+    if pos == -1 and entry.dot0_iter and not hasattr(type(slots[0]), "__next__"):
+        raise CorruptSnapshot(f"{entry.label}: its '.0' argument must be an iterator "
+                              f"(the first FOR_ITER advances it), got {type(slots[0]).__name__}")
     kinds = rules.stack_kinds(pos, len(slots) - n)
     for j, kind in enumerate(kinds):
         v = slots[n + j]
