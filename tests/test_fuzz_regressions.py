@@ -86,6 +86,8 @@ def assert_ok(proc: subprocess.CompletedProcess[str]) -> None:
 # -- 1. FOR_ITER over a slot that did not come from GET_ITER -----------------
 
 
+@pytest.mark.skipif(sys.version_info >= (3, 15),
+                    reason="hand-built blob in the 3.11-3.14 layout (3.15 keeps two loop slots)")
 def test_genexpr_iterator_slot_must_be_an_iterator():
     # A generator expression loops over its ".0" argument with LOAD_FAST + FOR_ITER
     # (no GET_ITER), so the slot FOR_ITER calls tp_iternext on is typed "any".  An
