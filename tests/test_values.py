@@ -152,3 +152,86 @@ def test_reduce_shaped_objects_restore_natively_without_the_pickler():
     blob = corosnap.dumps(g, pickler="pickle")
     assert corosnap.loads(blob, safe=True, allow=("samples",)).send(None)[0] == samples.Point(
         1, [2])
+
+
+# -- lists of ints as packed arrays (EXT_INTLIST) ---------------------------------
+
+INT_LISTS = [
+    list(range(16)),  # width 1
+    list(range(-128, 128)),  # width 1, both ends
+    list(range(-129, 200)),  # width 2
+    [-(2**15), 2**15 - 1] * 8,  # width 2, both ends
+    [2**15] * 16,  # width 4
+    [-(2**31), 2**31 - 1] * 8,  # width 4, both ends
+    [2**31] + [0] * 15,  # width 8
+    [-(2**63), 2**63 - 1] * 8,  # width 8, both ends
+]
+
+
+@pytest.mark.parametrize("ints", INT_LISTS, ids=lambda v: f"{min(v)}..{max(v)}")
+def test_int_lists_are_packed_and_round_trip_exactly(ints):
+    from msgpack import unpackb
+
+    from corosnap.codec._tags import EXT_INTLIST
+
+    g = samples.holds(list(ints))
+    next(g)
+    blob = corosnap.dumps(g)
+    found = []
+    unpackb(blob, strict_map_key=False,
+            ext_hook=lambda code, data: found.append((code, data[0])) or None)
+    widths = [w for code, w in found if code == EXT_INTLIST]
+    assert len(widths) == 1
+    assert widths[0] == next(w for w in (1, 2, 4, 8)
+                             if all(-(2 ** (8 * w - 1)) <= x < 2 ** (8 * w - 1) for x in ints))
+    got = corosnap.loads(blob).send("x")[0]
+    assert got == ints and [type(x) for x in got] == [int] * len(ints)
+
+
+def test_int_lists_that_must_not_be_packed_stay_exact():
+    # bools are ints to array.array, not to corosnap; a big int or a float
+    # anywhere keeps the list on the general path.
+    for value in ([True, False] * 8, [0] * 15 + [2**64], [0] * 15 + [1.0],
+                  [0] * 15 + [-(2**63) - 1]):
+        got = resumed_value(value)
+        assert got == value and [type(x) for x in got] == [type(x) for x in value]
+
+
+def test_packed_int_list_keeps_identity_and_stays_mutable():
+    def two_names():
+        numbers = list(range(100))
+        alias = numbers
+        yield
+        alias.append(-1)
+        yield numbers
+
+    g = two_names()
+    next(g)
+    g2 = corosnap.loads(corosnap.dumps(g))
+    assert next(g2) == [*range(100), -1]
+
+
+def test_packed_int_list_is_smaller_than_msgpack_ints():
+    import msgpack
+
+    ints = [(i * 7919) % 1009 for i in range(1000)]
+    g = samples.holds(ints)
+    next(g)
+    assert len(corosnap.dumps(g)) < len(msgpack.packb(ints)) * 0.8
+
+
+@pytest.mark.parametrize("payload", [b"", b"\x03" + b"\0" * 3, b"\x02" + b"\0" * 3,
+                                     b"\x09" + b"\0" * 9])
+def test_malformed_int_list_payload_is_refused(payload):
+    import msgpack
+
+    from corosnap.codec._tags import EXT_INTLIST
+
+    g = samples.holds([0] * 20)
+    next(g)
+    tree = msgpack.unpackb(corosnap.dumps(g), strict_map_key=False)
+    index = next(i for i, x in enumerate(tree) if isinstance(x, msgpack.ExtType)
+                 and x.code == EXT_INTLIST)
+    tree[index] = msgpack.ExtType(EXT_INTLIST, payload)
+    with pytest.raises(corosnap.CorruptSnapshot, match="malformed int list"):
+        corosnap.loads(msgpack.packb(tree))

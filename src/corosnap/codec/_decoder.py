@@ -16,7 +16,9 @@ Rules of this file:
 from __future__ import annotations
 
 import struct
+import sys
 import types
+from array import array
 from collections.abc import Callable
 from typing import Any
 
@@ -30,6 +32,7 @@ from ._tags import (
     EXT_BIGINT,
     EXT_BYTEARRAY,
     EXT_COMPLEX,
+    EXT_INTLIST,
     EXT_NONE,
     EXT_PICKLE,
     EXT_REF,
@@ -37,6 +40,7 @@ from ._tags import (
     EXT_TAG,
     EXT_WELLKNOWN,
     HASHED_MIN,
+    INT_TYPECODES,
     SHAPE_MIN,
     T_CELL,
     T_DICT,
@@ -110,6 +114,22 @@ def _complex(data: bytes) -> complex:
     return complex(re, im)
 
 
+def _unpack_ints(data: bytes) -> list[int]:
+    """Inverse of the encoder's _pack_ints (EXT_INTLIST)."""
+    width = data[0] if data else 0
+    typecode = INT_TYPECODES.get(width)
+    if typecode is None or (len(data) - 1) % width:
+        raise CorruptSnapshot("malformed int list")
+    packed = array(typecode)
+    packed.frombytes(memoryview(data)[1:])
+    if _BIG_ENDIAN:
+        packed.byteswap()
+    return packed.tolist()
+
+
+_BIG_ENDIAN = sys.byteorder == "big"
+
+
 def _wellknown(data: bytes) -> Any:
     if len(data) != 1 or data[0] >= len(WELLKNOWN):
         raise CorruptSnapshot("unknown well-known global")
@@ -127,7 +147,7 @@ def ext_hook(code: int, data: bytes) -> Any:
         if tag is None:
             raise CorruptSnapshot(f"unknown tag {data!r}")
         return tag
-    if code == EXT_REF or code == EXT_BYTEARRAY or code == EXT_PICKLE:
+    if code == EXT_REF or code == EXT_BYTEARRAY or code == EXT_PICKLE or code == EXT_INTLIST:
         return Deferred(code, data)
     if code == EXT_NONE:
         return NONE_MARK
@@ -250,6 +270,10 @@ class Decoder:
             out = bytearray(data)
             self.memo.append(out)
             return out
+        if code == EXT_INTLIST:
+            ints = _unpack_ints(data)
+            self.memo.append(ints)
+            return ints
         if code == EXT_PICKLE:
             if self.safe:
                 raise UnsafeSnapshot(

@@ -38,10 +38,12 @@ from ._tags import (
     EXT_BIGINT,
     EXT_BYTEARRAY,
     EXT_COMPLEX,
+    EXT_INTLIST,
     EXT_PICKLE,
     EXT_REF,
     EXT_SURROGATE_STR,
     EXT_WELLKNOWN,
+    INTLIST_MIN,
     SHAPE_MIN,
     T_CELL,
     T_DICT,
@@ -135,7 +137,8 @@ class Encoder:
     """One snapshot's worth of encoding state (memo, string and code tables)."""
 
     __slots__ = ("memo", "keep", "strings", "codes", "shapes", "busy", "pid", "frame_hook",
-                 "passthrough", "is_flat", "strict", "globals_seen", "global_values", "modules")
+                 "passthrough", "is_flat", "pack_ints", "strict", "globals_seen",
+                 "global_values", "modules")
 
     def __init__(self, pid: int, frame_hook: FrameHook, strict: bool = False) -> None:
         self.memo: dict[int, int] = {}
@@ -157,7 +160,9 @@ class Encoder:
         self.globals_seen: set[int] = set()
         self.modules: list[str] = []
         self.global_values: list[tuple[dict[str, Any], dict[int, tuple[str, str, Any]]]] = []
-        self.is_flat = backend().is_flat
+        frames = backend()
+        self.is_flat = frames.is_flat
+        self.pack_ints = frames.pack_ints
 
     # -- tables -----------------------------------------------------------
     def register(self, obj: Any) -> None:
@@ -269,8 +274,12 @@ class Encoder:
             if out is not None:
                 return out
         self.register(v)
-        if len(v) >= _FLAT_MIN and self.is_flat(v):
-            return [_TAG_FLAT, *v]
+        if len(v) >= INTLIST_MIN:
+            packed = self.pack_ints(v)
+            if packed is not None:
+                return ExtType(EXT_INTLIST, packed)
+            if self.is_flat(v):
+                return [_TAG_FLAT, *v]
         return self.enc_items(v)
 
     def _dict(self, v: dict[Any, Any]) -> Any:

@@ -12,6 +12,8 @@ These numbers are part of the format: never renumber, only add.
 
 from __future__ import annotations
 
+from array import array
+
 from msgpack import ExtType
 
 # Leaf ext codes.
@@ -24,6 +26,7 @@ EXT_WELLKNOWN = 5  # a global from the well-known table; payload: one index byte
 EXT_PICKLE = 6  # fallback pickler; payload: pickler id byte + pickle stream
 EXT_NONE = 7  # None in a frame slot, where nil means an empty (NULL) slot; payload: b"\0"
 EXT_SURROGATE_STR = 8  # str that UTF-8 cannot encode (lone surrogates); payload: surrogatepass
+EXT_INTLIST = 9  # list of >= 16 ints: width byte (1, 2, 4, 8) + signed little-endian items
 EXT_HEADER = 0x43  # "C": blob header; payload: (format << 5 | python minor)
 EXT_SIGNED = 0x53  # "S": signed-blob header; same payload
 
@@ -56,6 +59,11 @@ HASHED_MIN = 64
 
 SHAPE_MIN = 2
 """A dict with at least this many keys, all str, defines or reuses a shape."""
+
+INTLIST_MIN = 16
+"""A list of at least this many ints (all fitting in 64 bits) is stored as EXT_INTLIST."""
+INT_TYPECODES = {1: "b", 2: "h", 4: next(c for c in "il" if array(c).itemsize == 4), 8: "q"}
+"""``array`` typecodes per EXT_INTLIST width (the C type of 4 bytes is looked up)."""
 NONE_EXT = ExtType(EXT_NONE, b"\0")
 
 PICKLERS = {1: "pickle", 2: "cloudpickle", 3: "dill"}

@@ -10,6 +10,7 @@ import msgpack
 
 from .._errors import CorosnapError, CorruptSnapshot, LimitExceeded, RestoreError
 from ..codec import Decoder, Encoder, pickler_id
+from ..frames import backend
 from ._blob import DEFAULT_MAX_SIZE, HEADER, open_blob, sign
 from ._capture import check_target, encode_frame
 from ._restore import decode_coderef, decode_frame
@@ -47,6 +48,7 @@ def dumps(obj: Any, *, key: bytes | None = None, pickler: Any = None) -> bytes:
     Raises SnapshotError naming the function, the slot and the type at fault.
     """
     check_target(obj)
+    backend()  # UnsupportedInterpreter, before anything else
     pid = pickler_id(pickler)
     try:
         body = _encode(obj, pid, strict=False)
@@ -75,6 +77,7 @@ def loads(
     payloads and any global outside the modules in ``allow``.  ``key``: verify
     the blob's HMAC-SHA256 signature before anything is decoded.
     """
+    backend()  # UnsupportedInterpreter, before anything else
     tree = open_blob(data, key, max_size)
     dec = Decoder(decode_frame, decode_coderef, safe, tuple(allow))
     try:

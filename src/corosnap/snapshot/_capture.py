@@ -13,7 +13,7 @@ import types
 from typing import Any
 
 from .._errors import SnapshotError
-from ..bytecode import CREATED, CodeInfo, CodeRef, code_info, describe, fingerprint
+from ..bytecode import CREATED, CodeRef, code_info, describe, fingerprint
 from ..bytecode._analysis import DELEGATE
 from ..bytecode._kinds import NULLABLE, TAGGED, slot_rules
 from ..codec import NONE_EXT, Encoder
@@ -45,23 +45,39 @@ def check_target(obj: Any) -> None:
     )
 
 
-_meta: dict[int, tuple[types.CodeType, CodeInfo, CodeRef, int]] = {}
+class _Meta:
+    """Everything capture needs about one code object, computed once: its
+    analysis, its name and fingerprint, and per suspension offset the stack
+    depth and which stack slot holds the delegated-to sub-generator."""
+
+    __slots__ = ("code", "module", "info", "ref", "fp", "n", "where")
+
+    def __init__(self, code: types.CodeType, module: str | None) -> None:
+        self.code = code
+        self.module = module
+        self.info = code_info(code)
+        self.ref = describe(code, module)
+        self.fp = fingerprint(code)
+        self.n = self.info.nlocalsplus
+        # offset -> (stack depth, index of the delegated sub-generator in the
+        # stack or -1)
+        self.where: dict[int, tuple[int, int]] = {}
+        for lasti, depth in self.info.resume.items():
+            sub_at = depth + DELEGATE
+            self.where[lasti] = (depth, sub_at if lasti in self.info.delegating
+                                 and sub_at >= 0 else -1)
 
 
-def _code_meta(code: types.CodeType, module: str | None) -> tuple[types.CodeType, CodeInfo,
-                                                                  CodeRef, int]:
-    """Everything capture needs about one code object, computed once."""
-    hit = _meta.get(id(code))
-    if hit is not None and hit[0] is code and hit[2].module == module:
-        return hit
-    hit = (code, code_info(code), describe(code, module), fingerprint(code))
-    _meta[id(code)] = hit
-    return hit
+_meta: dict[int, _Meta] = {}
+_frames: Any = None
 
 
 def encode_frame(enc: Encoder, gen: Any) -> list[Any]:
     """Encode one generator/coroutine frame (its sub-generators recursively)."""
-    frames = backend()
+    global _frames
+    frames = _frames
+    if frames is None:
+        frames = _frames = backend()
     state, lasti, localsplus, stack, exc, globals_ = frames.read(gen)
     code = gen.gi_code if type(gen) is types.GeneratorType else gen.cr_code
     if state != frames.SUSPENDED and state != frames.CREATED:
@@ -70,60 +86,85 @@ def encode_frame(enc: Encoder, gen: Any) -> list[Any]:
             # its frame is gone, so only its code is stored.
             return [TAGS[T_DONE], *enc.coderef(code, _describe_finished(enc, gen, code))]
         _refuse_state(gen, state, globals_)
-    enc.note_globals(globals_)
-    _, info, ref, fp = _code_meta(code, globals_.get("__name__"))
+    if id(globals_) not in enc.globals_seen:
+        enc.note_globals(globals_)
+    module = globals_.get("__name__")
+    meta = _meta.get(id(code))
+    if meta is None or meta.code is not code or meta.module != module:
+        meta = _meta[id(code)] = _Meta(code, module)
     if state == frames.CREATED:
         lasti = CREATED
-    depth = info.resume.get(lasti)
-    if depth is None or len(localsplus) != info.nlocalsplus or len(stack) != depth:
+    where = meta.where.get(lasti)
+    if where is None or len(localsplus) != meta.n or len(stack) != where[0]:
         raise SnapshotError(
             f"{_where(gen, globals_)} is suspended at offset {lasti} with {len(stack)} stack "
-            f"values, which its bytecode does not explain (expected {depth})"
+            f"values, which its bytecode does not explain "
+            f"(expected {where[0] if where else None})"
         )
     if frames.TAGGED_INTS:
         stack = _untag(code, lasti, stack, frames.TaggedInt, gen, globals_)
-    fields = enc.coderef(code, ref, fp)
+    fields = enc.coderef(code, meta.ref, meta.fp)
     null = frames.NULL
     passthrough = enc.passthrough
     value = enc.enc
-    slot = -1
     try:
-        if exc is None:
-            fields.append(lasti)
-        else:
-            slot = -2
-            fields.append([lasti, value(exc)])
+        fields.append(lasti if exc is None else [lasti, value(exc)])
         # In frame slots nil stands for an empty slot (an unbound local is more
         # common in a suspended frame than a None), and None gets an ext.
-        for slot, x in enumerate(localsplus):  # noqa: B007 (slot names the error)
-            fields.append(None if x is null else NONE_EXT if x is None
-                          else x if type(x) in passthrough else _slot(value(x)))
-        base = len(localsplus)
-        # The sub-generator a delegating frame sends to is stored untagged, in
-        # its slot (the top of the stack; on 3.15 the slot below the top).
-        sub_at = len(stack) + DELEGATE
-        if not (lasti in info.delegating and sub_at >= 0
-                and type(stack[sub_at]) in _GENERATOR_TYPES):
-            sub_at = -1
-        for i, x in enumerate(stack):
-            slot = base + i
-            if i == sub_at:
-                fields.append(enc.delegated_frame(x))
-            else:
-                fields.append(None if x is null else NONE_EXT if x is None
-                              else x if type(x) in passthrough else _slot(value(x)))
-    except SnapshotError as err:
-        names = info.slot_names
-        if slot == -2:
-            what = "the exception being handled"
-        elif slot < len(names):
-            what = f"local {names[slot]!r}"
+        fields += [None if x is null else NONE_EXT if x is None
+                   else x if type(x) in passthrough else _slot(value(x)) for x in localsplus]
+        sub_at = where[1]
+        if sub_at >= 0 and type(stack[sub_at]) in _GENERATOR_TYPES:
+            # The sub-generator a delegating frame sends to is stored
+            # untagged, in its slot (the top of the stack; on 3.15 the slot
+            # below the top).
+            fields += [None if x is null else NONE_EXT if x is None
+                       else x if type(x) in passthrough else _slot(value(x))
+                       for x in stack[:sub_at]]
+            fields.append(enc.delegated_frame(stack[sub_at]))
+            fields += [None if x is null else NONE_EXT if x is None
+                       else x if type(x) in passthrough else _slot(value(x))
+                       for x in stack[sub_at + 1:]]
         else:
-            what = f"value stack slot {slot - len(names)}"
+            fields += [None if x is null else NONE_EXT if x is None
+                       else x if type(x) in passthrough else _slot(value(x)) for x in stack]
+    except SnapshotError as err:
+        what = _failing_slot(enc, exc, localsplus, stack, meta.info.slot_names, null)
         raise SnapshotError(f"in {_where(gen, globals_)}, {what}: {err}") from None
     except RecursionError:
         raise SnapshotError(f"in {_where(gen, globals_)}: values nested too deeply") from None
     return fields
+
+
+def _failing_slot(enc: Encoder, exc: Any, localsplus: list[Any], stack: list[Any],
+                  names: tuple[str, ...], null: Any) -> str:
+    """Name the slot whose value could not be encoded (for the error message).
+
+    The fast path encodes the slots in bulk, so the failing one is found
+    again by encoding each slot's value on its own, in a scratch encoder
+    that knows the same modules (a failure does not depend on the memo).
+    """
+    candidates: list[tuple[str, Any]] = []
+    if exc is not None:
+        candidates.append(("the exception being handled", exc))
+    candidates += [(f"local {names[i]!r}" if i < len(names) else f"slot {i}", x)
+                   for i, x in enumerate(localsplus)]
+    candidates += [(f"value stack slot {j}", x) for j, x in enumerate(stack)]
+    for what, x in candidates:
+        if x is null or x is None:
+            continue
+        scratch = Encoder(enc.pid, enc.frame_hook, enc.strict)
+        if enc.keep:
+            scratch.register(enc.keep[0])  # the root: a finished generator elsewhere is a value
+        for globals_, _index in enc.global_values:
+            scratch.note_globals(globals_)
+        try:
+            scratch.enc(x)
+        except SnapshotError:
+            return what
+        except RecursionError:
+            return what
+    return "a value in the frame"
 
 
 def _untag(code: types.CodeType, lasti: int, stack: list[Any], tagged_int: Any,

@@ -53,8 +53,7 @@ class CodeEntry:
     """Everything restore needs about one code object, found and checked once."""
 
     __slots__ = ("module", "code", "globals", "info", "rules", "ncodeunits", "dot0_iter", "fn",
-                 "args",
-                 "kwargs", "label")
+                 "args", "kwargs", "label", "n", "plans")
 
     def __init__(self, module: types.ModuleType | None, code: types.CodeType,
                  globals_: dict[str, Any]) -> None:
@@ -66,9 +65,22 @@ class CodeEntry:
         self.ncodeunits = len(code.co_code) // 2
         self.dot0_iter = _dot0_is_iterated(code)
         self.label = f"{globals_.get('__name__')}.{code.co_qualname}()"
+        self.n = self.info.nlocalsplus
+        self.plans: dict[int, Plan] = {}
         self.fn: types.FunctionType | None = None
         self.args: tuple[Any, ...] = ()
         self.kwargs: dict[str, Any] = {}
+
+    def plan(self, pos: Any) -> Plan:
+        """The restore plan for resume offset ``pos`` (CorruptSnapshot if it is
+        not a resume point of this code)."""
+        depth = self.info.resume.get(pos) if type(pos) is int else None
+        if depth is None:
+            raise CorruptSnapshot(f"{self.label}: offset {pos!r} is not a resume point of "
+                                  "its code")
+        plan = Plan(self, pos, depth)
+        self.plans[pos] = plan
+        return plan
 
     def fresh(self) -> Any:
         """A new, created generator/coroutine of this code; runs no user code.
@@ -92,6 +104,31 @@ class CodeEntry:
             self.args = tuple(() if i in iterable else None for i in range(argc))
             self.kwargs = dict.fromkeys(code.co_varnames[argc : argc + code.co_kwonlyargcount])
         return self.fn(*self.args, **self.kwargs)
+
+
+class Plan:
+    """What restoring a frame of one code at one resume offset must check,
+    worked out once from the bytecode analysis and reused by every restore.
+
+    ``checks`` lists ``(slot index, kind, nullable)`` for every stack slot
+    (every stack slot must at least be non-empty unless the bytecode may
+    leave it NULL); ``general`` is set when a slot needs the full rules of
+    ``_check_slots`` (3.14+ tagged ints, 3.15 sequence/index pairs).
+    """
+
+    __slots__ = ("depth", "sub_at", "checks", "bound", "general", "delegating")
+
+    def __init__(self, entry: CodeEntry, pos: int, depth: int) -> None:
+        n = entry.n
+        self.depth = depth
+        kinds = entry.rules.stack_kinds(pos, depth)
+        self.general = any(k & ~NULLABLE == INDEX or k & ~NULLABLE in TAGGED for k in kinds)
+        self.checks = tuple((n + j, k & ~NULLABLE, bool(k & NULLABLE))
+                            for j, k in enumerate(kinds) if k != NULLABLE)
+        self.bound = tuple(i for i in entry.rules.bound.get(pos, ()) if i < n)
+        self.delegating = pos in entry.info.delegating
+        sub_at = n + depth + DELEGATE
+        self.sub_at = sub_at if self.delegating and sub_at >= n else -1
 
 
 def _dot0_is_iterated(code: types.CodeType) -> bool:
@@ -119,13 +156,22 @@ def decode_coderef(dec: Decoder, v: list[Any], i: int) -> tuple[CodeEntry, int]:
         return dec.codes[k], i + 1
     if i + 3 > len(v):
         raise CorruptSnapshot("truncated code reference")
+    qual_f, fp = v[i + 1], v[i + 2]
+    if type(first) is str and type(qual_f) is str and type(fp) is int and not dec.safe:
+        # Fast path: a code seen before, named by a plain module + qualname.
+        entry = _entries.get((first, qual_f, (), fp))
+        if entry is not None and sys.modules.get(first) is entry.module:
+            strings = dec.strings
+            strings.append(first)
+            strings.append(qual_f)
+            dec.codes.append(entry)
+            return entry, i + 3
     strings = dec.strings
     if type(first) is str:
         strings.append(first)
         module = first
     else:
         module = dec.string(first)
-    qual_f, fp = v[i + 1], v[i + 2]
     path: tuple[int, ...] = ()
     if type(qual_f) is str:
         strings.append(qual_f)
@@ -250,10 +296,13 @@ def _check_slots(entry: CodeEntry, pos: int, slots: list[Any], n: int, frames: A
                 )
 
 
+_frames: Any = None
+
+
 def decode_frame(dec: Decoder, v: list[Any], i: int) -> Any:
     """Rebuild one frame from v[i:] (see the module docstring)."""
+    global _frames
     entry, i = decode_coderef(dec, v, i)
-    info = entry.info
     if i >= len(v):
         raise CorruptSnapshot(f"{entry.label}: truncated frame")
     pos = v[i]
@@ -262,69 +311,95 @@ def decode_frame(dec: Decoder, v: list[Any], i: int) -> Any:
         if len(pos) != 2:
             raise CorruptSnapshot(f"{entry.label}: malformed position")
         pos, exc_f = pos
-    depth = info.resume.get(pos) if type(pos) is int else None
-    if depth is None:
-        raise CorruptSnapshot(f"{entry.label}: offset {pos!r} is not a resume point of its code")
+    plan = entry.plans.get(pos) if type(pos) is int else None
+    if plan is None:
+        plan = entry.plan(pos)
     i += 1
-    n = info.nlocalsplus
-    if len(v) - i - n != depth:
+    n = entry.n
+    if len(v) - i - n != plan.depth:
         raise CorruptSnapshot(
             f"{entry.label}: {len(v) - i - n} stack values at offset {pos}, but its bytecode "
-            f"has {depth} there"
+            f"has {plan.depth} there"
         )
-    gen = entry.fresh()
+    fn = entry.fn
+    gen = fn(*entry.args) if fn is not None and not entry.kwargs else entry.fresh()
     dec.memo.append(gen)
-    dec.active.add(id(gen))
+    active = dec.active
+    key = id(gen)
+    active.add(key)
     try:
-        return _fill_frame(dec, entry, gen, v, i, pos, exc_f, n)
+        exc = None
+        if exc_f is not None:
+            exc = dec.dec(exc_f)
+            if not isinstance(exc, BaseException):
+                raise CorruptSnapshot(f"{entry.label}: the handled exception is a "
+                                      f"{type(exc).__name__}")
+        frames = _frames
+        if frames is None:
+            frames = _frames = backend()
+        null = frames.NULL
+        decode = dec.dec
+        raw = v[i:]
+        sub_at = plan.sub_at
+        if sub_at >= 0 and type(raw[sub_at]) is list and raw[sub_at] and type(
+                raw[sub_at][0]) is not Tag:
+            # The sub-frame this frame delegates to, stored untagged (see
+            # capture); decoded in slot order, so memo indexes match capture.
+            slots = [null if x is None else None if x is NONE_MARK else decode(x)
+                     if type(x) in _WALK else x for x in raw[:sub_at]]
+            slots.append(decode_frame(dec, raw[sub_at], 0))
+            slots.extend(null if x is None else None if x is NONE_MARK else decode(x)
+                         if type(x) in _WALK else x for x in raw[sub_at + 1:])
+        else:
+            slots = [null if x is None else None if x is NONE_MARK else decode(x)
+                     if type(x) in _WALK else x for x in raw]
+        if plan.general:
+            _check_slots(entry, pos, slots, n, frames)
+        else:
+            for index, kind, nullable in plan.checks:
+                x = slots[index]
+                if x is null:
+                    if not nullable:
+                        raise CorruptSnapshot(
+                            f"{entry.label}: value stack slot {index - n} is empty where the "
+                            "bytecode always has a value"
+                        )
+                elif kind and not _kind_ok(x, kind, entry.ncodeunits):
+                    raise CorruptSnapshot(
+                        f"{entry.label}: value stack slot {index - n} must be "
+                        f"{KIND_NAMES[kind]}, got {type(x).__name__}"
+                    )
+            for index in plan.bound:
+                if slots[index] is null:
+                    raise CorruptSnapshot(
+                        f"{entry.label}: local {entry.info.slot_names[index]!r} is read "
+                        "without a check after this point, so it cannot be unbound"
+                    )
+            if pos == -1 and entry.dot0_iter and not hasattr(type(slots[0]), "__next__"):
+                raise CorruptSnapshot(
+                    f"{entry.label}: its '.0' argument must be an iterator (the first "
+                    f"FOR_ITER advances it), got {type(slots[0]).__name__}")
+        info = entry.info
+        for index in info.cell_slots:
+            if type(slots[index]) is not types.CellType:
+                raise CorruptSnapshot(
+                    f"{entry.label}: slot {info.slot_names[index]!r} must hold a cell, got "
+                    f"{type(slots[index]).__name__}"
+                )
+        if plan.delegating:
+            sub = slots[DELEGATE]
+            t = type(sub)
+            if not (t is types.GeneratorType or t is types.CoroutineType
+                    or hasattr(t, "__next__")
+                    or (V >= (3, 15) and frames.virtual_iterable(sub))):
+                raise CorruptSnapshot(
+                    f"{entry.label}: delegates to a {t.__name__}, which is not an iterator"
+                )
+            _check_no_delegation_cycle(dec, entry, gen, sub)
+        try:
+            frames.write(gen, pos, slots[:n], slots[n:], exc)
+        except (TypeError, ValueError) as err:
+            raise CorruptSnapshot(f"{entry.label}: {err}") from err
+        return gen
     finally:
-        dec.active.discard(id(gen))
-
-
-def _fill_frame(dec: Decoder, entry: CodeEntry, gen: Any, v: list[Any], i: int, pos: int,
-                exc_f: Any, n: int) -> Any:
-    info = entry.info
-    exc = None
-    if exc_f is not None:
-        exc = dec.dec(exc_f)
-        if not isinstance(exc, BaseException):
-            raise CorruptSnapshot(f"{entry.label}: the handled exception is a "
-                                  f"{type(exc).__name__}")
-    frames = backend()
-    null = frames.NULL
-    decode = dec.dec
-    raw = v[i:]
-    sub_at = len(raw) + DELEGATE
-    if pos in info.delegating and sub_at >= n and type(raw[sub_at]) is list and raw[
-            sub_at] and type(raw[sub_at][0]) is not Tag:
-        # The sub-frame this frame delegates to, stored untagged (see capture);
-        # decoded in slot order, so memo indexes match the capture side.
-        slots = [null if x is None else None if x is NONE_MARK else decode(x)
-                 if type(x) in _WALK else x for x in raw[:sub_at]]
-        slots.append(decode_frame(dec, raw[sub_at], 0))
-        slots.extend(null if x is None else None if x is NONE_MARK else decode(x)
-                     if type(x) in _WALK else x for x in raw[sub_at + 1:])
-    else:
-        slots = [null if x is None else None if x is NONE_MARK else decode(x)
-                 if type(x) in _WALK else x for x in raw]
-    _check_slots(entry, pos, slots, n, frames)
-    for index in info.cell_slots:
-        if type(slots[index]) is not types.CellType:
-            raise CorruptSnapshot(
-                f"{entry.label}: slot {info.slot_names[index]!r} must hold a cell, got "
-                f"{type(slots[index]).__name__}"
-            )
-    if pos in info.delegating:
-        sub = slots[DELEGATE]
-        if not (type(sub) in (types.GeneratorType, types.CoroutineType)
-                or hasattr(type(sub), "__next__")
-                or (V >= (3, 15) and frames.virtual_iterable(sub))):
-            raise CorruptSnapshot(
-                f"{entry.label}: delegates to a {type(sub).__name__}, which is not an iterator"
-            )
-        _check_no_delegation_cycle(dec, entry, gen, sub)
-    try:
-        frames.write(gen, pos, slots[:n], slots[n:], exc)
-    except (TypeError, ValueError) as err:
-        raise CorruptSnapshot(f"{entry.label}: {err}") from err
-    return gen
+        active.discard(key)
