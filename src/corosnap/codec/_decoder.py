@@ -32,6 +32,7 @@ from ._tags import (
     EXT_BIGINT,
     EXT_BYTEARRAY,
     EXT_COMPLEX,
+    EXT_HEADER,
     EXT_INTLIST,
     EXT_NONE,
     EXT_PICKLE,
@@ -100,6 +101,8 @@ NONE_MARK = Deferred(EXT_NONE, b"\0")
 may hold it."""
 
 _TAG_BY_DATA: dict[bytes, Tag] = {}
+_HEADERS = {bytes([b]): ExtType(EXT_HEADER, bytes([b])) for b in range(256)}
+"""One shared ExtType per header byte (building one costs more than unpacking a small blob)."""
 _WALK = frozenset({list, dict, Deferred})
 
 
@@ -162,7 +165,11 @@ def ext_hook(code: int, data: bytes) -> Any:
             return data.decode("utf-8", "surrogatepass")
         except UnicodeDecodeError as exc:
             raise CorruptSnapshot(f"malformed string: {exc}") from None
-    return ExtType(code, data)  # the header; anything else is refused by the walk
+    if code == EXT_HEADER:
+        header = _HEADERS.get(data)
+        if header is not None:
+            return header
+    return ExtType(code, data)  # a header; anything else is refused by the walk
 
 FrameHook = Callable[["Decoder", list[Any], int], Any]
 FunctionHook = Callable[["Decoder", list[Any], int], tuple[Any, int]]

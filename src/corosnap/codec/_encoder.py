@@ -137,8 +137,8 @@ class Encoder:
     """One snapshot's worth of encoding state (memo, string and code tables)."""
 
     __slots__ = ("memo", "keep", "strings", "codes", "shapes", "busy", "pid", "frame_hook",
-                 "passthrough", "is_flat", "pack_ints", "strict", "globals_seen",
-                 "global_values", "modules")
+                 "passthrough", "is_flat", "pack_ints", "str_keys", "strict", "globals_seen",
+                 "global_values", "global_ids", "modules")
 
     def __init__(self, pid: int, frame_hook: FrameHook, strict: bool = False) -> None:
         self.memo: dict[int, int] = {}
@@ -160,9 +160,13 @@ class Encoder:
         self.globals_seen: set[int] = set()
         self.modules: list[str] = []
         self.global_values: list[tuple[dict[str, Any], dict[int, tuple[str, str, Any]]]] = []
+        # id -> (globals, (module, name, value)) over every module noted so
+        # far: one lookup tells whether a value is some module's global.
+        self.global_ids: dict[int, tuple[dict[str, Any], tuple[str, str, Any]]] = {}
         frames = backend()
         self.is_flat = frames.is_flat
         self.pack_ints = frames.pack_ints
+        self.str_keys = frames.str_keys
 
     # -- tables -----------------------------------------------------------
     def register(self, obj: Any) -> None:
@@ -252,24 +256,35 @@ class Encoder:
         index = _module_index(globals_, module)
         if index:
             self.global_values.append((globals_, index))
+            ids = self.global_ids
+            for key, hit in index.items():
+                ids.setdefault(key, (globals_, hit))
 
     def _module_value(self, v: Any) -> Any:
         """A global reference if ``v`` is a mutable value of a frame's module."""
-        for globals_, index in self.global_values:
-            hit = index.get(id(v))
-            # The index may be older than the module's last assignment: the
-            # name must still be bound to this very object.
-            if hit is not None and hit[2] is v and globals_.get(hit[1]) is v:
-                self.register(v)
-                return [TAGS[T_GLOBAL], self.string(hit[0]), self.string(hit[1])]
-        return None
+        found = self.global_ids.get(id(v))
+        if found is None:
+            return None
+        globals_, hit = found
+        # The index may be older than the module's last assignment: the name
+        # must still be bound to this very object.
+        if not (hit[2] is v and globals_.get(hit[1]) is v):
+            for globals_, index in self.global_values:  # bound in another module?
+                other = index.get(id(v))
+                if other is not None and other[2] is v and globals_.get(other[1]) is v:
+                    hit = other
+                    break
+            else:
+                return None
+        self.register(v)
+        return [TAGS[T_GLOBAL], self.string(hit[0]), self.string(hit[1])]
 
     # -- containers -------------------------------------------------------
     def _list(self, v: list[Any]) -> Any:
         i = self.memo.get(id(v))
         if i is not None:
             return ref_ext(i)
-        if self.global_values:
+        if self.global_ids and id(v) in self.global_ids:
             out = self._module_value(v)
             if out is not None:
                 return out
@@ -283,14 +298,30 @@ class Encoder:
         return self.enc_items(v)
 
     def _dict(self, v: dict[Any, Any]) -> Any:
-        i = self.memo.get(id(v))
+        memo = self.memo
+        i = memo.get(id(v))
         if i is not None:
             return ref_ext(i)
-        if self.global_values:
+        if self.global_ids and id(v) in self.global_ids:
             out = self._module_value(v)
             if out is not None:
                 return out
-        self.register(v)
+        memo[id(v)] = len(self.keep)
+        self.keep.append(v)
+        p = self.passthrough
+        enc = self.enc
+        keys = self.str_keys(v)
+        if keys is not None and not self.strict:
+            if len(keys) >= SHAPE_MIN:
+                # Records repeat their keys: the first dict with these keys
+                # defines a shape, later ones store only the shape index and
+                # the values.
+                shape = self.shapes.get(keys)
+                if shape is not None:
+                    return [_TAG_SHAPED, shape, *[x if type(x) in p else enc(x)
+                                                  for x in v.values()]]
+                self.shapes[keys] = len(self.shapes)
+            return {k: (x if type(x) in p else enc(x)) for k, x in v.items()}
         scalar_keys = True
         str_keys = True
         strict = self.strict
@@ -307,11 +338,7 @@ class Encoder:
                 if tk not in _MAP_KEYS or (tk is int and not _MIN_INT <= k < _MAX_INT):
                     scalar_keys = False
                     break
-        p = self.passthrough
-        enc = self.enc
         if str_keys and len(v) >= SHAPE_MIN:
-            # Records repeat their keys: the first dict with these keys defines
-            # a shape, later ones store only the shape index and the values.
             keys = tuple(v)
             shape = self.shapes.get(keys)
             if shape is not None:
@@ -332,7 +359,7 @@ class Encoder:
         i = self.memo.get(id(v))
         if i is not None:
             return ref_ext(i)
-        if self.global_values:
+        if self.global_ids and id(v) in self.global_ids:
             out = self._module_value(v)
             if out is not None:
                 return out
@@ -524,7 +551,7 @@ class Encoder:
         i = self.memo.get(id(v))
         if i is not None:
             return ref_ext(i)
-        if self.global_values:
+        if self.global_ids and id(v) in self.global_ids:
             out = self._module_value(v)
             if out is not None:
                 return out

@@ -265,6 +265,33 @@ frames_pack_ints(PyObject *module, PyObject *obj)
     return out;
 }
 
+/* Codec fast path for dicts: the tuple of the keys when every key is exactly
+ * a str (a record's shape), else None. */
+static PyObject *
+frames_str_keys(PyObject *module, PyObject *obj)
+{
+    if (!PyDict_CheckExact(obj)) {
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t n = PyDict_GET_SIZE(obj);
+    PyObject *keys = PyTuple_New(n);
+    if (keys == NULL) return NULL;
+    Py_ssize_t pos = 0, i = 0;
+    PyObject *k, *v;
+    while (PyDict_Next(obj, &pos, &k, &v)) {
+        if (!PyUnicode_CheckExact(k) || i >= n) {
+            Py_DECREF(keys);
+            Py_RETURN_NONE;
+        }
+        PyTuple_SET_ITEM(keys, i++, Py_NewRef(k));
+    }
+    if (i != n) {
+        Py_DECREF(keys);
+        Py_RETURN_NONE;
+    }
+    return keys;
+}
+
 static PyObject *frames_read(PyObject *module, PyObject *gen);
 static PyObject *frames_write(PyObject *module, PyObject *const *args,
                               Py_ssize_t nargs);
@@ -332,6 +359,8 @@ cs_module_init(PyObject *m, int tagged_ints)
          "write(gen, lasti, localsplus, stack, exc_value) -> None"},          \
         {"is_flat", (PyCFunction)frames_is_flat, METH_O,                      \
          "is_flat(list) -> bool: only exact scalar items"},                   \
+        {"str_keys", (PyCFunction)frames_str_keys, METH_O,                    \
+         "str_keys(dict) -> tuple | None: the keys, if all exactly str"},     \
         {"pack_ints", (PyCFunction)frames_pack_ints, METH_O,                  \
          "pack_ints(list) -> bytes | None: an all-int list, packed"},         \
         {NULL, NULL, 0, NULL}};                                                \

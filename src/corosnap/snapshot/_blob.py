@@ -73,6 +73,8 @@ def unpack(data: bytes, max_size: int = DEFAULT_MAX_SIZE) -> list[Any]:
 def open_blob(data: bytes, key: bytes | None, max_size: int) -> list[Any]:
     """Verify and parse a blob, returning ``[HEADER, *root fields]``."""
     tree = unpack(data, max_size)
+    if tree[0] == HEADER and key is None:
+        return tree  # the common case: an unsigned blob of this version
     check_header(tree[0])
     if tree[0].code == EXT_SIGNED:
         if len(tree) != 3 or type(tree[1]) is not bytes or type(tree[2]) is not bytes:

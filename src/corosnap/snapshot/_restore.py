@@ -157,16 +157,23 @@ def decode_coderef(dec: Decoder, v: list[Any], i: int) -> tuple[CodeEntry, int]:
     if i + 3 > len(v):
         raise CorruptSnapshot("truncated code reference")
     qual_f, fp = v[i + 1], v[i + 2]
-    if type(first) is str and type(qual_f) is str and type(fp) is int and not dec.safe:
-        # Fast path: a code seen before, named by a plain module + qualname.
-        entry = _entries.get((first, qual_f, (), fp))
-        if entry is not None and sys.modules.get(first) is entry.module:
-            strings = dec.strings
-            strings.append(first)
-            strings.append(qual_f)
+    strings = dec.strings
+    if type(fp) is int and not dec.safe:
+        # Fast path: a code seen before, named by a plain module + qualname
+        # (each a new string or an index into the string table).
+        tf, tq = type(first), type(qual_f)
+        module_s = (first if tf is str else strings[first] if tf is int
+                    and 0 <= first < len(strings) else None)
+        qual_s = (qual_f if tq is str else strings[qual_f] if tq is int
+                  and 0 <= qual_f < len(strings) else None)
+        entry = _entries.get((module_s, qual_s, (), fp))
+        if entry is not None and sys.modules.get(module_s) is entry.module:
+            if tf is str:
+                strings.append(first)
+            if tq is str:
+                strings.append(qual_f)
             dec.codes.append(entry)
             return entry, i + 3
-    strings = dec.strings
     if type(first) is str:
         strings.append(first)
         module = first
@@ -341,8 +348,9 @@ def decode_frame(dec: Decoder, v: list[Any], i: int) -> Any:
         decode = dec.dec
         raw = v[i:]
         sub_at = plan.sub_at
-        if sub_at >= 0 and type(raw[sub_at]) is list and raw[sub_at] and type(
-                raw[sub_at][0]) is not Tag:
+        fresh_sub = (sub_at >= 0 and type(raw[sub_at]) is list and raw[sub_at]
+                     and type(raw[sub_at][0]) is not Tag)
+        if fresh_sub:
             # The sub-frame this frame delegates to, stored untagged (see
             # capture); decoded in slot order, so memo indexes match capture.
             slots = [null if x is None else None if x is NONE_MARK else decode(x)
@@ -395,7 +403,10 @@ def decode_frame(dec: Decoder, v: list[Any], i: int) -> Any:
                 raise CorruptSnapshot(
                     f"{entry.label}: delegates to a {t.__name__}, which is not an iterator"
                 )
-            _check_no_delegation_cycle(dec, entry, gen, sub)
+            if not fresh_sub:
+                # A sub-frame decoded just above is new: its own chain was
+                # checked against this frame (active then) when it was written.
+                _check_no_delegation_cycle(dec, entry, gen, sub)
         try:
             frames.write(gen, pos, slots[:n], slots[n:], exc)
         except (TypeError, ValueError) as err:
