@@ -167,7 +167,7 @@ def decode_coderef(dec: Decoder, v: list[Any], i: int) -> tuple[CodeEntry, int]:
         qual_s = (qual_f if tq is str else strings[qual_f] if tq is int
                   and 0 <= qual_f < len(strings) else None)
         entry = _entries.get((module_s, qual_s, (), fp))
-        if entry is not None and sys.modules.get(module_s) is entry.module:
+        if entry is not None and sys.modules.get(module_s or "") is entry.module:
             if tf is str:
                 strings.append(first)
             if tq is str:
