@@ -111,6 +111,21 @@ def _module_index(globals_: dict[str, Any], module: str) -> dict[int, tuple[str,
     return index
 
 
+class _Everything:
+    """A container holding everything: more than one module index to look in."""
+
+    __slots__ = ()
+
+    def __contains__(self, item: object) -> bool:
+        return True
+
+    def __bool__(self) -> bool:
+        return True
+
+
+_EVERYTHING = _Everything()
+
+
 def _is_plain_instance(value: Any) -> bool:
     """An instance of a user class (not a function, class, module or builtin)."""
     t = type(value)
@@ -138,7 +153,7 @@ class Encoder:
 
     __slots__ = ("memo", "keep", "strings", "codes", "shapes", "busy", "pid", "frame_hook",
                  "passthrough", "is_flat", "pack_ints", "str_keys", "strict", "globals_seen",
-                 "global_values", "global_ids", "modules")
+                 "global_values", "global_ids", "modules", "ctx")
 
     def __init__(self, pid: int, frame_hook: FrameHook, strict: bool = False) -> None:
         self.memo: dict[int, int] = {}
@@ -160,9 +175,11 @@ class Encoder:
         self.globals_seen: set[int] = set()
         self.modules: list[str] = []
         self.global_values: list[tuple[dict[str, Any], dict[int, tuple[str, str, Any]]]] = []
-        # id -> (globals, (module, name, value)) over every module noted so
-        # far: one lookup tells whether a value is some module's global.
-        self.global_ids: dict[int, tuple[dict[str, Any], tuple[str, str, Any]]] = {}
+        # Whether a value may be some noted module's global: that module's
+        # index (id -> (module, name, value)) when there is one, _EVERYTHING
+        # when there are more, empty when none.
+        self.global_ids: Any = {}
+        self.ctx: tuple[Any, ...] | None = None  # the snapshot layer's C fast-path view
         frames = backend()
         self.is_flat = frames.is_flat
         self.pack_ints = frames.pack_ints
@@ -256,28 +273,21 @@ class Encoder:
         index = _module_index(globals_, module)
         if index:
             self.global_values.append((globals_, index))
-            ids = self.global_ids
-            for key, hit in index.items():
-                ids.setdefault(key, (globals_, hit))
+            # One module (the common case): its cached index itself answers
+            # "is this some module's value?"; with more, every container asks
+            # _module_value, which looks in each.
+            self.global_ids = index if len(self.global_values) == 1 else _EVERYTHING
 
     def _module_value(self, v: Any) -> Any:
         """A global reference if ``v`` is a mutable value of a frame's module."""
-        found = self.global_ids.get(id(v))
-        if found is None:
-            return None
-        globals_, hit = found
-        # The index may be older than the module's last assignment: the name
-        # must still be bound to this very object.
-        if not (hit[2] is v and globals_.get(hit[1]) is v):
-            for globals_, index in self.global_values:  # bound in another module?
-                other = index.get(id(v))
-                if other is not None and other[2] is v and globals_.get(other[1]) is v:
-                    hit = other
-                    break
-            else:
-                return None
-        self.register(v)
-        return [TAGS[T_GLOBAL], self.string(hit[0]), self.string(hit[1])]
+        for globals_, index in self.global_values:
+            hit = index.get(id(v))
+            # The index may be older than the module's last assignment: the
+            # name must still be bound to this very object.
+            if hit is not None and hit[2] is v and globals_.get(hit[1]) is v:
+                self.register(v)
+                return [TAGS[T_GLOBAL], self.string(hit[0]), self.string(hit[1])]
+        return None
 
     # -- containers -------------------------------------------------------
     def _list(self, v: list[Any]) -> Any:

@@ -296,6 +296,8 @@ static PyObject *frames_read(PyObject *module, PyObject *gen);
 static PyObject *frames_write(PyObject *module, PyObject *const *args,
                               Py_ssize_t nargs);
 
+#include "_fastpath.h"
+
 /* Python-level helper types, created once per process (only one version
  * module is ever loaded): NULLType with its single instance, and TaggedInt. */
 static const char cs_helpers_source[] =
@@ -359,6 +361,12 @@ cs_module_init(PyObject *m, int tagged_ints)
          "write(gen, lasti, localsplus, stack, exc_value) -> None"},          \
         {"is_flat", (PyCFunction)frames_is_flat, METH_O,                      \
          "is_flat(list) -> bool: only exact scalar items"},                   \
+        {"configure", (PyCFunction)(void (*)(void))frames_configure,         \
+         METH_FASTCALL, "configure(...): the fast paths' Python objects"},    \
+        {"capture", (PyCFunction)(void (*)(void))frames_capture, METH_FASTCALL,\
+         "capture(gen, metas, ctx) -> fields | None"},                        \
+        {"restore", (PyCFunction)(void (*)(void))frames_restore, METH_FASTCALL,\
+         "restore(dec, v, i, fast_entries, sys_modules)"},                    \
         {"str_keys", (PyCFunction)frames_str_keys, METH_O,                    \
          "str_keys(dict) -> tuple | None: the keys, if all exactly str"},     \
         {"pack_ints", (PyCFunction)frames_pack_ints, METH_O,                  \

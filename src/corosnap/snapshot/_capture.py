@@ -19,6 +19,7 @@ from ..bytecode._kinds import NULLABLE, TAGGED, slot_rules
 from ..codec import NONE_EXT, Encoder
 from ..codec._tags import T_DONE, TAGS
 from ..frames import backend
+from . import _fast
 
 _GENERATOR_TYPES = (types.GeneratorType, types.CoroutineType)
 
@@ -66,18 +67,38 @@ class _Meta:
             sub_at = depth + DELEGATE
             self.where[lasti] = (depth, sub_at if lasti in self.info.delegating
                                  and sub_at >= 0 else -1)
+        # The same, as the C fast path reads it (frames/_fastpath.h).
+        ref = self.ref
+        _fast_metas[id(code)] = (code, module, self.where, self.n, ref.module,
+                                 None if ref.path else ref.qualname, self.fp, ref)
 
 
 _meta: dict[int, _Meta] = {}
-_frames: Any = None
+_fast_metas: dict[int, tuple[Any, ...]] = {}
 
 
 def encode_frame(enc: Encoder, gen: Any) -> list[Any]:
-    """Encode one generator/coroutine frame (its sub-generators recursively)."""
-    global _frames
-    frames = _frames
-    if frames is None:
-        frames = _frames = backend()
+    """Encode one generator/coroutine frame (its sub-generators recursively).
+
+    The C fast path (``frames.capture``) handles a frame whose code was seen
+    before; it declines anything else, which this function then encodes.
+    """
+    frames = _fast._frames or _fast.frames()
+    ctx = enc.ctx
+    if ctx is None:
+        # The encoder's tables and callbacks, in the order of CTX_* in
+        # frames/_fastpath.h; the tables are only ever mutated in place.
+        ctx = enc.ctx = (enc.globals_seen, enc.passthrough, enc.enc, enc.note_globals,
+                         enc.codes, enc.strings, enc.memo, enc.keep, enc.frame_hook, enc,
+                         enc.coderef, enc.delegated_frame)
+    try:
+        fields = frames.capture(gen, _fast_metas, ctx)
+    except SnapshotError as err:
+        raise _name_failure(enc, gen, frames, err) from None
+    except RecursionError:
+        raise SnapshotError(f"in {describe_target(gen)}: values nested too deeply") from None
+    if fields is not None:
+        return fields
     state, lasti, localsplus, stack, exc, globals_ = frames.read(gen)
     code = gen.gi_code if type(gen) is types.GeneratorType else gen.cr_code
     if state != frames.SUSPENDED and state != frames.CREATED:
@@ -134,6 +155,14 @@ def encode_frame(enc: Encoder, gen: Any) -> list[Any]:
     except RecursionError:
         raise SnapshotError(f"in {_where(gen, globals_)}: values nested too deeply") from None
     return fields
+
+
+def _name_failure(enc: Encoder, gen: Any, frames: Any, err: SnapshotError) -> SnapshotError:
+    """The fast path's error, with the frame and the slot named."""
+    _state, _lasti, localsplus, stack, exc, globals_ = frames.read(gen)
+    code = gen.gi_code if type(gen) is types.GeneratorType else gen.cr_code
+    what = _failing_slot(enc, exc, localsplus, stack, code_info(code).slot_names, frames.NULL)
+    return SnapshotError(f"in {_where(gen, globals_)}, {what}: {err}")
 
 
 def _failing_slot(enc: Encoder, exc: Any, localsplus: list[Any], stack: list[Any],

@@ -26,6 +26,7 @@ from .._errors import CodeMismatch, CorruptSnapshot, LimitExceeded
 from ..bytecode import CodeRef, code_info, fingerprint, locate
 from ..bytecode._analysis import DELEGATE
 from ..bytecode._kinds import (
+    ANY,
     DICT,
     EXC,
     EXC_OR_NONE,
@@ -41,7 +42,7 @@ from ..bytecode._kinds import (
 )
 from ..codec import NONE_MARK, Decoder, Deferred, Tag
 from ..codec._globals import check_allowed
-from ..frames import backend
+from . import _fast
 
 _WALK = frozenset({list, dict, Deferred})
 V = sys.version_info[:2]
@@ -53,7 +54,7 @@ class CodeEntry:
     """Everything restore needs about one code object, found and checked once."""
 
     __slots__ = ("module", "code", "globals", "info", "rules", "ncodeunits", "dot0_iter", "fn",
-                 "args", "kwargs", "label", "n", "plans")
+                 "args", "kwargs", "label", "n", "plans", "fast", "fast_plans")
 
     def __init__(self, module: types.ModuleType | None, code: types.CodeType,
                  globals_: dict[str, Any]) -> None:
@@ -67,6 +68,10 @@ class CodeEntry:
         self.label = f"{globals_.get('__name__')}.{code.co_qualname}()"
         self.n = self.info.nlocalsplus
         self.plans: dict[int, Plan] = {}
+        # What the C fast path (frames.restore) reads: set by enable_fast()
+        # once the code is resolved and checked; plans it may use, by offset.
+        self.fast: tuple[Any, ...] | None = None
+        self.fast_plans: dict[int, tuple[Any, ...]] = {}
         self.fn: types.FunctionType | None = None
         self.args: tuple[Any, ...] = ()
         self.kwargs: dict[str, Any] = {}
@@ -80,16 +85,24 @@ class CodeEntry:
                                   "its code")
         plan = Plan(self, pos, depth)
         self.plans[pos] = plan
+        fast = plan.fast(self, pos)
+        if fast is not None:
+            self.fast_plans[pos] = fast
         return plan
 
-    def fresh(self) -> Any:
-        """A new, created generator/coroutine of this code; runs no user code.
+    def enable_fast(self, key: tuple[str, str, int]) -> None:
+        """Let the C fast path restore frames of this code (named by ``key``)."""
+        try:
+            self.prepare()
+        except CorruptSnapshot:
+            return  # not a generator function: the Python path says so
+        if self.kwargs or self.fn is None:
+            return  # keyword-only arguments: the Python path calls fn(**kwargs)
+        self.fast = (self, self.module, self.fn, self.args, self.fast_plans, self.n, self.label)
+        _fast_entries[key] = self.fast
 
-        The function is made from the code with placeholder cells and called
-        with placeholder arguments: CPython runs only the prologue (argument
-        binding, MAKE_CELL, COPY_FREE_VARS) up to RETURN_GENERATOR.  Every slot
-        is overwritten by the restore right after.
-        """
+    def prepare(self) -> None:
+        """Build the function and placeholder arguments ``fresh`` calls."""
         if self.fn is None:
             code = self.code
             flags = code.co_flags
@@ -103,6 +116,18 @@ class CodeEntry:
             iterable = self.info.iterable_args
             self.args = tuple(() if i in iterable else None for i in range(argc))
             self.kwargs = dict.fromkeys(code.co_varnames[argc : argc + code.co_kwonlyargcount])
+
+    def fresh(self) -> Any:
+        """A new, created generator/coroutine of this code; runs no user code.
+
+        The function is made from the code with placeholder cells and called
+        with placeholder arguments: CPython runs only the prologue (argument
+        binding, MAKE_CELL, COPY_FREE_VARS) up to RETURN_GENERATOR.  Every slot
+        is overwritten by the restore right after.
+        """
+        if self.fn is None:
+            self.prepare()
+        assert self.fn is not None
         return self.fn(*self.args, **self.kwargs)
 
 
@@ -130,6 +155,33 @@ class Plan:
         sub_at = n + depth + DELEGATE
         self.sub_at = sub_at if self.delegating and sub_at >= n else -1
 
+    def fast(self, entry: CodeEntry, pos: int) -> tuple[Any, ...] | None:
+        return _plan_fast(self, entry, pos)
+
+
+_FAST_KINDS = {ANY: 0, ITER: 1, LIST: 2, SET: 3, DICT: 4, EXC: 5, EXC_OR_NONE: 6, LASTI: 7}
+"""Slot kinds the C fast path checks itself (codes of frames/_fastpath.h)."""
+
+
+def _plan_fast(plan: Plan, entry: CodeEntry, pos: int) -> tuple[Any, ...] | None:
+    """The plan as the C fast path reads it, or None where only Python applies
+    the rules (3.14+ tagged slots, 3.15 index pairs, a created comprehension's
+    '.0', a kind the C side does not know)."""
+    if plan.general or (pos == -1 and entry.dot0_iter):
+        return None
+    checks = []
+    for index, kind, nullable in plan.checks:
+        code = _FAST_KINDS.get(kind)
+        if code is None:
+            return None
+        checks.append((index, code, nullable, KIND_NAMES[kind]))
+    names = entry.info.slot_names
+    n = entry.n
+    return (plan.depth, plan.sub_at, tuple(checks),
+            tuple((i, names[i]) for i in plan.bound),
+            tuple((i, names[i]) for i in entry.info.cell_slots),
+            n + plan.depth + DELEGATE if plan.delegating else -1, entry.ncodeunits)
+
 
 def _dot0_is_iterated(code: types.CodeType) -> bool:
     """A comprehension/genexpr whose '.0' argument goes straight to FOR_ITER
@@ -142,6 +194,8 @@ def _dot0_is_iterated(code: types.CodeType) -> bool:
 
 
 _entries: dict[tuple[Any, ...], CodeEntry] = {}
+_fast_entries: dict[tuple[str, str, int], tuple[Any, ...]] = {}
+"""(module, qualname, fingerprint) -> CodeEntry.fast, for frames.restore."""
 
 
 def decode_coderef(dec: Decoder, v: list[Any], i: int) -> tuple[CodeEntry, int]:
@@ -208,6 +262,8 @@ def decode_coderef(dec: Decoder, v: list[Any], i: int) -> tuple[CodeEntry, int]:
             )
         entry = CodeEntry(sys.modules.get(module), code, globals_)
         _entries[key] = entry
+        if not path:
+            entry.enable_fast((module, qual, fp))
     dec.codes.append(entry)
     return entry, i + 3
 
@@ -303,12 +359,17 @@ def _check_slots(entry: CodeEntry, pos: int, slots: list[Any], n: int, frames: A
                 )
 
 
-_frames: Any = None
-
-
 def decode_frame(dec: Decoder, v: list[Any], i: int) -> Any:
-    """Rebuild one frame from v[i:] (see the module docstring)."""
-    global _frames
+    """Rebuild one frame from v[i:] (see the module docstring).
+
+    The C fast path (``frames.restore``) does the whole frame when its code
+    and plan are known already; it declines anything else, before any side
+    effect, and this function does the work.
+    """
+    frames = _fast._frames or _fast.frames()
+    gen = frames.restore(dec, v, i, _fast_entries, sys.modules)
+    if gen is not None:
+        return gen
     entry, i = decode_coderef(dec, v, i)
     if i >= len(v):
         raise CorruptSnapshot(f"{entry.label}: truncated frame")
@@ -341,9 +402,6 @@ def decode_frame(dec: Decoder, v: list[Any], i: int) -> Any:
             if not isinstance(exc, BaseException):
                 raise CorruptSnapshot(f"{entry.label}: the handled exception is a "
                                       f"{type(exc).__name__}")
-        frames = _frames
-        if frames is None:
-            frames = _frames = backend()
         null = frames.NULL
         decode = dec.dec
         raw = v[i:]
@@ -412,5 +470,11 @@ def decode_frame(dec: Decoder, v: list[Any], i: int) -> Any:
         except (TypeError, ValueError) as err:
             raise CorruptSnapshot(f"{entry.label}: {err}") from err
         return gen
+    except BaseException:
+        # Refused: the fresh generator is still in its created state (nothing
+        # was written); closing it runs no code and avoids a "coroutine was
+        # never awaited" warning.
+        gen.close()
+        raise
     finally:
         active.discard(key)

@@ -1,0 +1,788 @@
+/* Capture and restore of one frame in C: the snapshot layer's fast paths.
+ *
+ * Layout-free, like the rest of _common.h (which includes this file): built
+ * only on this version's frames_read(), frames_write() and cs_code_of(), and on
+ * Python objects the snapshot layer hands over once (configure()) and per call
+ * (its per-code caches and the codec's callbacks).
+ *
+ * Why in C: a small frame costs a few microseconds of Python glue per frame
+ * (code lookup, plan lookup, slot loops, checks), many times the pickle floor
+ * of its locals.  These functions do that glue in one call and call back into
+ * Python only for what needs it: encoding or decoding a non-trivial value,
+ * naming a code the first time, a sub-frame.
+ *
+ * Both are optional accelerators of corosnap/snapshot/_capture.py and
+ * _restore.py and make the same checks, from the same per-(code, offset)
+ * plans those modules build.  Whenever a frame needs anything they do not
+ * implement (a code seen for the first time, safe mode, a frame suspended
+ * inside an except block, 3.14+ tagged slots, a plan with rules only Python
+ * applies) they return None *before any side effect*, and the Python path
+ * does the whole frame.
+ */
+#ifndef COROSNAP_FRAMES_FASTPATH_H
+#define COROSNAP_FRAMES_FASTPATH_H
+
+static PyCodeObject *cs_code_of(PyObject *gen);
+
+/* Set once by configure(). */
+static PyObject *fp_CorruptSnapshot = NULL;  /* exception class */
+static PyObject *fp_Tag = NULL;              /* codec Tag type (first item of a tagged array) */
+static PyObject *fp_Deferred = NULL;         /* codec Deferred type (walked by dec.dec) */
+static PyObject *fp_NONE_MARK = NULL;        /* decoded frame-slot None */
+static PyObject *fp_NONE_EXT = NULL;         /* encoded frame-slot None */
+static PyObject *fp_decode_frame = NULL;     /* decode_frame(dec, v, i) */
+static PyObject *fp_cycle_check = NULL;      /* _check_no_delegation_cycle(dec, entry, gen, sub) */
+static PyObject *fp_virtual_iterable = NULL; /* 3.15: frames.virtual_iterable, else None */
+static PyObject *fp_s_next, *fp_s_name, *fp_s_safe, *fp_s_strings, *fp_s_codes, *fp_s_memo,
+    *fp_s_active, *fp_s_dec;
+
+/* hasattr() semantics: 1, 0, or -1 with an error other than AttributeError. */
+static int
+fp_hasattr(PyObject *obj, PyObject *name)
+{
+    PyObject *found = NULL;
+#if PY_VERSION_HEX >= 0x030D0000
+    int rc = PyObject_GetOptionalAttr(obj, name, &found);
+#else
+    int rc = _PyObject_LookupAttr(obj, name, &found);
+#endif
+    Py_XDECREF(found);
+    return rc;
+}
+
+/* Kind codes of the restore plans' checks (translated by _restore.Plan). */
+enum { FP_ANY = 0, FP_ITER, FP_LIST, FP_SET, FP_DICT, FP_EXC, FP_EXC_OR_NONE, FP_LASTI };
+
+static PyObject *
+frames_configure(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 8) {
+        PyErr_SetString(PyExc_TypeError, "configure() takes 8 arguments");
+        return NULL;
+    }
+    if (!PyType_Check(args[0]) || !PyType_Check(args[1]) || !PyType_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "configure(): bad types");
+        return NULL;
+    }
+    PyObject **slots[] = {&fp_CorruptSnapshot, &fp_Tag, &fp_Deferred, &fp_NONE_MARK,
+                          &fp_NONE_EXT, &fp_decode_frame, &fp_cycle_check,
+                          &fp_virtual_iterable};
+    for (int k = 0; k < 8; k++) {
+        Py_XSETREF(*slots[k], Py_NewRef(args[k]));
+    }
+#define FP_INTERN(var, text) \
+    if (var == NULL && (var = PyUnicode_InternFromString(text)) == NULL) return NULL;
+    FP_INTERN(fp_s_next, "__next__")
+    FP_INTERN(fp_s_name, "__name__")
+    FP_INTERN(fp_s_safe, "safe")
+    FP_INTERN(fp_s_strings, "strings")
+    FP_INTERN(fp_s_codes, "codes")
+    FP_INTERN(fp_s_memo, "memo")
+    FP_INTERN(fp_s_active, "active")
+    FP_INTERN(fp_s_dec, "dec")
+#undef FP_INTERN
+    Py_RETURN_NONE;
+}
+
+/* ------------------------------------------------------------------ capture */
+
+/* One frame slot, encoded: NULL -> nil, None -> NONE_EXT, a passthrough type
+ * as itself, anything else through enc() (whose None is NONE_EXT too). */
+static PyObject *
+fp_encode_slot(PyObject *x, PyObject *pass, PyObject *enc)
+{
+    if (x == corosnap_NULL) return Py_NewRef(Py_None);
+    if (x == Py_None) return Py_NewRef(fp_NONE_EXT);
+    int in = PySet_Contains(pass, (PyObject *)Py_TYPE(x));
+    if (in < 0) return NULL;
+    if (in) return Py_NewRef(x);
+    PyObject *out = PyObject_CallOneArg(enc, x);
+    if (out == Py_None) {
+        Py_DECREF(out);
+        return Py_NewRef(fp_NONE_EXT);
+    }
+    return out;
+}
+
+static int
+fp_append_new(PyObject *list, PyObject *item)
+{
+    if (item == NULL) return -1;
+    int rc = PyList_Append(list, item);
+    Py_DECREF(item);
+    return rc;
+}
+
+/* The code-reference fields of Encoder.coderef, for a code without a nested
+ * path: [module, qualname, fingerprint] with each string replaced by its index
+ * when the blob has it already, or [-1 - k] for the k-th code seen. */
+static PyObject *
+fp_coderef(PyCodeObject *co, PyObject *meta, PyObject *codes, PyObject *strings)
+{
+    PyObject *key = PyLong_FromVoidPtr(co);
+    if (key == NULL) return NULL;
+    PyObject *k = PyDict_GetItemWithError(codes, key);
+    if (k != NULL) {
+        Py_DECREF(key);
+        PyObject *neg = PyNumber_Negative(k);
+        if (neg == NULL) return NULL;
+        PyObject *one = PyLong_FromLong(1);
+        PyObject *ref = one == NULL ? NULL : PyNumber_Subtract(neg, one);
+        Py_XDECREF(one);
+        Py_DECREF(neg);
+        if (ref == NULL) return NULL;
+        PyObject *out = PyList_New(1);
+        if (out == NULL) {
+            Py_DECREF(ref);
+            return NULL;
+        }
+        PyList_SET_ITEM(out, 0, ref);
+        return out;
+    }
+    if (PyErr_Occurred()) {
+        Py_DECREF(key);
+        return NULL;
+    }
+    PyObject *count = PyLong_FromSsize_t(PyDict_GET_SIZE(codes));
+    int rc = count == NULL ? -1 : PyDict_SetItem(codes, key, count);
+    Py_XDECREF(count);
+    Py_DECREF(key);
+    if (rc < 0) return NULL;
+    PyObject *out = PyList_New(3);
+    if (out == NULL) return NULL;
+    for (int f = 0; f < 2; f++) {
+        PyObject *text = PyTuple_GET_ITEM(meta, 4 + f);  /* module, qualname */
+        PyObject *index = PyDict_GetItemWithError(strings, text);
+        if (index != NULL) {
+            PyList_SET_ITEM(out, f, Py_NewRef(index));
+            continue;
+        }
+        if (PyErr_Occurred()) goto error;
+        PyObject *next = PyLong_FromSsize_t(PyDict_GET_SIZE(strings));
+        rc = next == NULL ? -1 : PyDict_SetItem(strings, text, next);
+        Py_XDECREF(next);
+        if (rc < 0) goto error;
+        PyList_SET_ITEM(out, f, Py_NewRef(text));
+    }
+    PyList_SET_ITEM(out, 2, Py_NewRef(PyTuple_GET_ITEM(meta, 6)));
+    return out;
+error:
+    for (int f = 0; f < 2; f++) {
+        if (PyList_GET_ITEM(out, f) == NULL) PyList_SET_ITEM(out, f, Py_NewRef(Py_None));
+    }
+    PyList_SET_ITEM(out, 2, Py_NewRef(Py_None));
+    Py_DECREF(out);
+    return NULL;
+}
+
+enum { CTX_SEEN, CTX_PASS, CTX_ENC, CTX_NOTE, CTX_CODES, CTX_STRINGS, CTX_MEMO, CTX_KEEP,
+       CTX_HOOK, CTX_ENCODER, CTX_CODEREF, CTX_DELEGATE, CTX_SIZE };
+
+static PyObject *frames_capture(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+
+/* The sub-generator a delegating frame sends to (Encoder.delegated_frame):
+ * a back-reference if the snapshot holds it already, else registered in the
+ * memo and encoded here, or by the encoder's frame hook if declined. */
+static PyObject *
+fp_delegated(PyObject *module, PyObject *x, PyObject *metas, PyObject *ctx)
+{
+    PyObject *memo = PyTuple_GET_ITEM(ctx, CTX_MEMO), *keep = PyTuple_GET_ITEM(ctx, CTX_KEEP);
+    PyObject *key = PyLong_FromVoidPtr(x);
+    if (key == NULL) return NULL;
+    int known = PyDict_Contains(memo, key);
+    if (known != 0) {
+        Py_DECREF(key);
+        if (known < 0) return NULL;
+        return PyObject_CallOneArg(PyTuple_GET_ITEM(ctx, CTX_DELEGATE), x);
+    }
+    PyObject *index = PyLong_FromSsize_t(PyList_GET_SIZE(keep));
+    int rc = index == NULL ? -1 : PyDict_SetItem(memo, key, index);
+    Py_XDECREF(index);
+    Py_DECREF(key);
+    if (rc < 0 || PyList_Append(keep, x) < 0) return NULL;
+    PyObject *sub_args[3] = {x, metas, ctx};
+    PyObject *out = frames_capture(module, sub_args, 3);
+    if (out != Py_None) return out;
+    Py_DECREF(out);
+    return PyObject_CallFunctionObjArgs(PyTuple_GET_ITEM(ctx, CTX_HOOK),
+                                        PyTuple_GET_ITEM(ctx, CTX_ENCODER), x, NULL);
+}
+
+/* capture(gen, metas, ctx) -> the frame's fields (see _capture.encode_frame),
+ * or None.
+ * metas: {id(code): (code, module name, {offset: (depth, sub_at)}, nlocalsplus,
+ *                    module, qualname, fingerprint, CodeRef)}
+ * ctx:   the encoder's tables and callbacks, in CTX_* order (see
+ *        _capture._context). */
+static PyObject *
+frames_capture(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "capture() takes 3 arguments");
+        return NULL;
+    }
+    PyObject *gen = args[0], *metas = args[1], *ctx = args[2];
+    if (fp_NONE_EXT == NULL || (!PyGen_CheckExact(gen) && !PyCoro_CheckExact(gen)) ||
+        !PyDict_CheckExact(metas) || !PyTuple_CheckExact(ctx) ||
+        PyTuple_GET_SIZE(ctx) != CTX_SIZE || !PyAnySet_Check(PyTuple_GET_ITEM(ctx, CTX_SEEN)) ||
+        !PyAnySet_Check(PyTuple_GET_ITEM(ctx, CTX_PASS)) ||
+        !PyDict_CheckExact(PyTuple_GET_ITEM(ctx, CTX_CODES)) ||
+        !PyDict_CheckExact(PyTuple_GET_ITEM(ctx, CTX_STRINGS)) ||
+        !PyDict_CheckExact(PyTuple_GET_ITEM(ctx, CTX_MEMO)) ||
+        !PyList_CheckExact(PyTuple_GET_ITEM(ctx, CTX_KEEP))) {
+        Py_RETURN_NONE;
+    }
+    PyObject *seen = PyTuple_GET_ITEM(ctx, CTX_SEEN), *pass = PyTuple_GET_ITEM(ctx, CTX_PASS);
+    PyObject *enc = PyTuple_GET_ITEM(ctx, CTX_ENC);
+    PyObject *r = frames_read(module, gen);
+    if (r == NULL) return NULL;
+    PyObject *fields = NULL, *key = NULL, *meta = NULL, *lasti = NULL;
+    long state = PyLong_AsLong(PyTuple_GET_ITEM(r, 0));
+    if (state != CS_SUSPENDED && state != CS_CREATED) goto slow;
+    PyObject *locals = PyTuple_GET_ITEM(r, 2), *stack = PyTuple_GET_ITEM(r, 3);
+    PyObject *exc = PyTuple_GET_ITEM(r, 4), *globals = PyTuple_GET_ITEM(r, 5);
+    if (!PyDict_Check(globals)) goto slow;
+    key = PyLong_FromVoidPtr(globals);
+    if (key == NULL) goto error;
+    int has = PySet_Contains(seen, key);
+    Py_CLEAR(key);
+    if (has < 0) goto error;
+    PyCodeObject *co = cs_code_of(gen);
+    key = PyLong_FromVoidPtr(co);
+    if (key == NULL) goto error;
+    meta = Py_XNewRef(PyDict_GetItemWithError(metas, key));
+    Py_CLEAR(key);
+    if (meta == NULL) {
+        if (PyErr_Occurred()) goto error;
+        goto slow;
+    }
+    if (!PyTuple_CheckExact(meta) || PyTuple_GET_SIZE(meta) != 8 ||
+        PyTuple_GET_ITEM(meta, 0) != (PyObject *)co) {
+        goto slow;
+    }
+    PyObject *name = PyDict_GetItemWithError(globals, fp_s_name);
+    if (name == NULL) {
+        if (PyErr_Occurred()) goto error;
+        goto slow;
+    }
+    if (name != PyTuple_GET_ITEM(meta, 1)) {
+        int eq = PyObject_RichCompareBool(name, PyTuple_GET_ITEM(meta, 1), Py_EQ);
+        if (eq < 0) goto error;
+        if (!eq) goto slow;
+    }
+    lasti = state == CS_CREATED ? PyLong_FromLong(-1) : Py_NewRef(PyTuple_GET_ITEM(r, 1));
+    if (lasti == NULL) goto error;
+    PyObject *where_map = PyTuple_GET_ITEM(meta, 2);
+    if (!PyDict_CheckExact(where_map)) goto slow;
+    PyObject *where = PyDict_GetItemWithError(where_map, lasti);
+    if (where == NULL) {
+        if (PyErr_Occurred()) goto error;
+        goto slow;
+    }
+    if (!PyTuple_CheckExact(where) || PyTuple_GET_SIZE(where) != 2) goto slow;
+    Py_ssize_t depth = PyLong_AsSsize_t(PyTuple_GET_ITEM(where, 0));
+    Py_ssize_t sub_at = PyLong_AsSsize_t(PyTuple_GET_ITEM(where, 1));
+    Py_ssize_t n = PyLong_AsSsize_t(PyTuple_GET_ITEM(meta, 3));
+    if (PyErr_Occurred()) goto error;
+    if (PyList_GET_SIZE(locals) != n || PyList_GET_SIZE(stack) != depth) goto slow;
+    for (Py_ssize_t j = 0; j < depth; j++) {
+        if (cs_is_tagged(PyList_GET_ITEM(stack, j))) goto slow;
+    }
+
+    /* Committed: from here on this frame is encoded here. */
+    if (!has) {
+        PyObject *rc = PyObject_CallOneArg(PyTuple_GET_ITEM(ctx, CTX_NOTE), globals);
+        if (rc == NULL) goto error;
+        Py_DECREF(rc);
+    }
+    if (PyTuple_GET_ITEM(meta, 5) == Py_None) {  /* a nested code: Encoder.coderef */
+        fields = PyObject_CallFunctionObjArgs(PyTuple_GET_ITEM(ctx, CTX_CODEREF), (PyObject *)co,
+                                              PyTuple_GET_ITEM(meta, 7),
+                                              PyTuple_GET_ITEM(meta, 6), NULL);
+        if (fields != NULL && !PyList_CheckExact(fields)) {
+            PyErr_SetString(PyExc_TypeError, "coderef() must return a list");
+            goto error;
+        }
+    }
+    else {
+        fields = fp_coderef(co, meta, PyTuple_GET_ITEM(ctx, CTX_CODES),
+                            PyTuple_GET_ITEM(ctx, CTX_STRINGS));
+    }
+    if (fields == NULL) goto error;
+    if (exc == Py_None) {
+        if (PyList_Append(fields, lasti) < 0) goto error;
+    }
+    else {
+        PyObject *e = PyObject_CallOneArg(enc, exc);
+        if (e == NULL) goto error;
+        PyObject *pair = PyList_New(2);
+        if (pair == NULL) {
+            Py_DECREF(e);
+            goto error;
+        }
+        PyList_SET_ITEM(pair, 0, Py_NewRef(lasti));
+        PyList_SET_ITEM(pair, 1, e);
+        if (fp_append_new(fields, pair) < 0) goto error;
+    }
+    for (Py_ssize_t j = 0; j < n; j++) {
+        if (fp_append_new(fields, fp_encode_slot(PyList_GET_ITEM(locals, j), pass, enc)) < 0)
+            goto error;
+    }
+    for (Py_ssize_t j = 0; j < depth; j++) {
+        PyObject *x = PyList_GET_ITEM(stack, j);
+        PyObject *out;
+        if (j == sub_at && (PyGen_CheckExact(x) || PyCoro_CheckExact(x))) {
+            out = fp_delegated(module, x, metas, ctx);
+        }
+        else {
+            out = fp_encode_slot(x, pass, enc);
+        }
+        if (fp_append_new(fields, out) < 0) goto error;
+    }
+    Py_DECREF(lasti);
+    Py_DECREF(meta);
+    Py_DECREF(r);
+    return fields;
+slow:
+    Py_XDECREF(lasti);
+    Py_XDECREF(meta);
+    Py_DECREF(r);
+    Py_RETURN_NONE;
+error:
+    Py_XDECREF(key);
+    Py_XDECREF(fields);
+    Py_XDECREF(lasti);
+    Py_XDECREF(meta);
+    Py_DECREF(r);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ restore */
+
+static PyObject *
+fp_corrupt(PyObject *label, const char *format, ...)
+{
+    va_list va;
+    va_start(va, format);
+    PyObject *detail = PyUnicode_FromFormatV(format, va);
+    va_end(va);
+    if (detail == NULL) return NULL;
+    PyObject *msg = PyUnicode_FromFormat("%U: %U", label, detail);
+    Py_DECREF(detail);
+    if (msg != NULL) {
+        PyErr_SetObject(fp_CorruptSnapshot, msg);
+        Py_DECREF(msg);
+    }
+    return NULL;
+}
+
+/* A CorruptSnapshot naming a value's type as type(x).__name__ does. */
+static PyObject *
+fp_corrupt_type(PyObject *label, const char *format, PyObject *extra, PyObject *x)
+{
+    PyObject *name = PyType_GetName(Py_TYPE(x));
+    if (name == NULL) return NULL;
+    if (extra != NULL) {
+        fp_corrupt(label, format, extra, name);
+    }
+    else {
+        fp_corrupt(label, format, name);
+    }
+    Py_DECREF(name);
+    return NULL;
+}
+
+static int
+fp_kind_ok(PyObject *x, long kind, Py_ssize_t ncodeunits)
+{
+    switch (kind) {
+    case FP_ITER: return fp_hasattr((PyObject *)Py_TYPE(x), fp_s_next);
+    case FP_LIST: return PyList_CheckExact(x);
+    case FP_SET: return PySet_CheckExact(x);
+    case FP_DICT: return PyDict_CheckExact(x);
+    case FP_EXC: return PyExceptionInstance_Check(x);
+    case FP_EXC_OR_NONE: return x == Py_None || PyExceptionInstance_Check(x);
+    case FP_LASTI: {
+        if (!PyLong_CheckExact(x)) return 0;
+        int overflow = 0;
+        long long v = PyLong_AsLongLongAndOverflow(x, &overflow);
+        if (v == -1 && PyErr_Occurred()) return -1;
+        return !overflow && v >= 0 && v < ncodeunits;
+    }
+    default: return 1;
+    }
+}
+
+/* The string-table entry a code-reference field names: a str (new), or the
+ * index of an earlier one.  Borrowed; NULL (no error) when malformed. */
+static PyObject *
+fp_string(PyObject *field, PyObject *strings)
+{
+    if (PyUnicode_CheckExact(field)) return field;
+    if (!PyLong_CheckExact(field)) return NULL;
+    Py_ssize_t k = PyLong_AsSsize_t(field);
+    if (k == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return NULL;
+    }
+    if (k < 0 || k >= PyList_GET_SIZE(strings)) return NULL;
+    return PyList_GET_ITEM(strings, k);
+}
+
+/* restore(dec, v, i, fast_entries, sys_modules) -> generator | None
+ * fast_entries: {(module, qualname, fingerprint): fast}; a code back-reference
+ *   (a negative int) finds its entry in dec.codes and uses entry.fast.
+ * fast: (entry, module object, fn, args, plans, nlocalsplus, label)
+ * plans: {offset: (depth, sub_at, checks, bound, cells, delegate_at, ncodeunits)}
+ *   checks: ((slot, kind code, nullable, kind name), ...) for the stack slots;
+ *   bound, cells: ((slot, name), ...); sub_at: index in the slots of an
+ *   untagged sub-frame or -1; delegate_at: slot index of the delegated-to
+ *   iterator or -1. */
+static PyObject *
+frames_restore(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "restore() takes 5 arguments");
+        return NULL;
+    }
+    PyObject *dec = args[0], *v = args[1], *fast_entries = args[3], *sysmods = args[4];
+    if (fp_Tag == NULL || !PyList_CheckExact(v) || !PyLong_CheckExact(args[2]) ||
+        !PyDict_CheckExact(fast_entries) || !PyDict_Check(sysmods)) {
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t i = PyLong_AsSsize_t(args[2]);
+    if (i == -1 && PyErr_Occurred()) return NULL;
+    Py_ssize_t len = PyList_GET_SIZE(v);
+    if (i < 0 || i + 2 > len) Py_RETURN_NONE;
+
+    PyObject *strings = NULL, *codes = NULL, *fast = NULL, *key = NULL, *gen = NULL;
+    PyObject *memo = NULL, *active = NULL, *gen_id = NULL, *raw = NULL, *slots = NULL;
+    PyObject *decode = NULL, *result = NULL;
+    int safe_flag;
+    {
+        PyObject *safe = PyObject_GetAttr(dec, fp_s_safe);
+        if (safe == NULL) return NULL;
+        safe_flag = PyObject_IsTrue(safe);
+        Py_DECREF(safe);
+        if (safe_flag < 0) return NULL;
+        if (safe_flag) Py_RETURN_NONE;  /* safe mode checks every name: Python path */
+    }
+    strings = PyObject_GetAttr(dec, fp_s_strings);
+    codes = PyObject_GetAttr(dec, fp_s_codes);
+    if (strings == NULL || codes == NULL) goto error;
+    if (!PyList_CheckExact(strings) || !PyList_CheckExact(codes)) goto slow;
+
+    /* Pre-phase: find everything, change nothing. */
+    PyObject *first = PyList_GET_ITEM(v, i);
+    PyObject *new_module = NULL, *new_qual = NULL;  /* strings to append on commit */
+    Py_ssize_t at;                                 /* index of the position field */
+    Py_ssize_t k = -1;
+    if (PyLong_CheckExact(first)) {
+        k = PyLong_AsSsize_t(first);
+        if (k == -1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            goto slow;
+        }
+    }
+    if (k < -1 || (k == -1 && PyLong_CheckExact(first))) {
+        k = -1 - k;
+        if (k >= PyList_GET_SIZE(codes)) goto slow;
+        fast = PyObject_GetAttrString(PyList_GET_ITEM(codes, k), "fast");
+        if (fast == NULL) goto error;
+        at = i + 1;
+    }
+    else {
+        if (i + 4 > len) goto slow;
+        PyObject *qual_f = PyList_GET_ITEM(v, i + 1), *fp = PyList_GET_ITEM(v, i + 2);
+        if (!PyLong_CheckExact(fp)) goto slow;
+        PyObject *mod_s = fp_string(first, strings), *qual_s = fp_string(qual_f, strings);
+        if (mod_s == NULL || qual_s == NULL || !PyUnicode_CheckExact(mod_s) ||
+            !PyUnicode_CheckExact(qual_s)) {
+            goto slow;
+        }
+        key = PyTuple_Pack(3, mod_s, qual_s, fp);
+        if (key == NULL) goto error;
+        fast = Py_XNewRef(PyDict_GetItemWithError(fast_entries, key));
+        Py_CLEAR(key);
+        if (fast == NULL) {
+            if (PyErr_Occurred()) goto error;
+            goto slow;
+        }
+        if (!PyTuple_CheckExact(fast) || PyTuple_GET_SIZE(fast) != 7) goto slow;
+        PyObject *now = PyDict_GetItemWithError(sysmods, mod_s);
+        if (now == NULL && PyErr_Occurred()) goto error;
+        if (now != PyTuple_GET_ITEM(fast, 1)) goto slow;  /* module reloaded or gone */
+        new_module = PyUnicode_CheckExact(first) ? first : NULL;
+        new_qual = PyUnicode_CheckExact(qual_f) ? qual_f : NULL;
+        at = i + 3;
+    }
+    if (!PyTuple_CheckExact(fast) || PyTuple_GET_SIZE(fast) != 7) goto slow;
+    PyObject *entry = PyTuple_GET_ITEM(fast, 0), *fn = PyTuple_GET_ITEM(fast, 2);
+    PyObject *fn_args = PyTuple_GET_ITEM(fast, 3), *plans = PyTuple_GET_ITEM(fast, 4);
+    PyObject *label = PyTuple_GET_ITEM(fast, 6);
+    Py_ssize_t n = PyLong_AsSsize_t(PyTuple_GET_ITEM(fast, 5));
+    if (n == -1 && PyErr_Occurred()) goto error;
+    if (at >= len || !PyTuple_CheckExact(fn_args) || !PyDict_CheckExact(plans) ||
+        !PyUnicode_Check(label)) {
+        goto slow;
+    }
+    PyObject *pos = PyList_GET_ITEM(v, at);
+    if (!PyLong_CheckExact(pos)) goto slow;  /* an except-block position, or corrupt */
+    PyObject *plan = PyDict_GetItemWithError(plans, pos);
+    if (plan == NULL) {
+        if (PyErr_Occurred()) goto error;
+        goto slow;
+    }
+    if (!PyTuple_CheckExact(plan) || PyTuple_GET_SIZE(plan) != 7) goto slow;
+    Py_ssize_t depth = PyLong_AsSsize_t(PyTuple_GET_ITEM(plan, 0));
+    Py_ssize_t sub_at = PyLong_AsSsize_t(PyTuple_GET_ITEM(plan, 1));
+    Py_ssize_t delegate_at = PyLong_AsSsize_t(PyTuple_GET_ITEM(plan, 5));
+    Py_ssize_t ncodeunits = PyLong_AsSsize_t(PyTuple_GET_ITEM(plan, 6));
+    if (PyErr_Occurred()) goto error;
+    PyObject *checks = PyTuple_GET_ITEM(plan, 2), *bound = PyTuple_GET_ITEM(plan, 3);
+    PyObject *cells = PyTuple_GET_ITEM(plan, 4);
+    Py_ssize_t total = len - at - 1;
+    if (total != n + depth) goto slow;  /* Python names the mismatch */
+    if (!PyTuple_CheckExact(checks) || !PyTuple_CheckExact(bound) || !PyTuple_CheckExact(cells))
+        goto slow;
+
+    /* Commit: the same steps, in the same order, as _restore.decode_frame. */
+    if ((new_module != NULL && PyList_Append(strings, new_module) < 0) ||
+        (new_qual != NULL && PyList_Append(strings, new_qual) < 0)) {
+        goto error;
+    }
+    if (at == i + 3 && PyList_Append(codes, entry) < 0) goto error;
+    gen = PyObject_Call(fn, fn_args, NULL);
+    if (gen == NULL) goto error;
+    memo = PyObject_GetAttr(dec, fp_s_memo);
+    active = PyObject_GetAttr(dec, fp_s_active);
+    decode = PyObject_GetAttr(dec, fp_s_dec);
+    if (memo == NULL || active == NULL || decode == NULL) goto error;
+    if (!PyList_CheckExact(memo) || !PySet_CheckExact(active)) {
+        PyErr_SetString(PyExc_TypeError, "restore(): malformed decoder");
+        goto error;
+    }
+    if (PyList_Append(memo, gen) < 0) goto error;
+    gen_id = PyLong_FromVoidPtr(gen);
+    if (gen_id == NULL || PySet_Add(active, gen_id) < 0) {
+        Py_CLEAR(gen_id);
+        goto error;
+    }
+    /* From here on, leave through `done` so the frame leaves dec.active. */
+    raw = PyList_GetSlice(v, at + 1, len);  /* callbacks may touch v; walk a copy */
+    slots = raw == NULL ? NULL : PyList_New(total);
+    if (slots == NULL) goto done;
+    int fresh_sub = 0;
+    for (Py_ssize_t j = 0; j < total; j++) {
+        PyObject *x = PyList_GET_ITEM(raw, j), *y;
+        if (j == sub_at && PyList_CheckExact(x) && PyList_GET_SIZE(x) > 0 &&
+            (PyObject *)Py_TYPE(PyList_GET_ITEM(x, 0)) != fp_Tag) {
+            PyObject *zero = PyLong_FromLong(0);
+            y = zero == NULL ? NULL
+                             : PyObject_CallFunctionObjArgs(fp_decode_frame, dec, x, zero, NULL);
+            Py_XDECREF(zero);
+            fresh_sub = 1;
+        }
+        else if (x == Py_None) {
+            y = Py_NewRef(corosnap_NULL);
+        }
+        else if (x == fp_NONE_MARK) {
+            y = Py_NewRef(Py_None);
+        }
+        else if (PyList_CheckExact(x) || PyDict_CheckExact(x) ||
+                 (PyObject *)Py_TYPE(x) == fp_Deferred) {
+            y = PyObject_CallOneArg(decode, x);
+        }
+        else {
+            y = Py_NewRef(x);
+        }
+        if (y == NULL) goto done;
+        PyList_SET_ITEM(slots, j, y);
+    }
+    /* The kinds the interpreter relies on without checking. */
+    for (Py_ssize_t c = 0; c < PyTuple_GET_SIZE(checks); c++) {
+        PyObject *check = PyTuple_GET_ITEM(checks, c);
+        if (!PyTuple_CheckExact(check) || PyTuple_GET_SIZE(check) != 4 ||
+            !PyUnicode_Check(PyTuple_GET_ITEM(check, 3))) {
+            PyErr_SetString(PyExc_SystemError, "restore(): bad plan");
+            goto done;
+        }
+        Py_ssize_t index = PyLong_AsSsize_t(PyTuple_GET_ITEM(check, 0));
+        long kind = PyLong_AsLong(PyTuple_GET_ITEM(check, 1));
+        int nullable = PyObject_IsTrue(PyTuple_GET_ITEM(check, 2));
+        if (PyErr_Occurred() || nullable < 0) goto done;
+        if (index < n || index >= total) {
+            PyErr_SetString(PyExc_SystemError, "restore(): bad plan");
+            goto done;
+        }
+        PyObject *x = PyList_GET_ITEM(slots, index);
+        if (x == corosnap_NULL) {
+            if (!nullable) {
+                fp_corrupt(label, "value stack slot %zd is empty where the bytecode always "
+                                  "has a value", index - n);
+                goto done;
+            }
+            continue;
+        }
+        if (kind == FP_ANY) continue;
+        int ok = fp_kind_ok(x, kind, ncodeunits);
+        if (ok < 0) goto done;
+        if (!ok) {
+            PyObject *where = PyUnicode_FromFormat("value stack slot %zd must be %U", index - n,
+                                                   PyTuple_GET_ITEM(check, 3));
+            if (where != NULL) {
+                fp_corrupt_type(label, "%U, got %S", where, x);
+                Py_DECREF(where);
+            }
+            goto done;
+        }
+    }
+    for (Py_ssize_t c = 0; c < PyTuple_GET_SIZE(bound); c++) {
+        PyObject *pair = PyTuple_GET_ITEM(bound, c);
+        if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2) {
+            PyErr_SetString(PyExc_SystemError, "restore(): bad plan");
+            goto done;
+        }
+        Py_ssize_t index = PyLong_AsSsize_t(PyTuple_GET_ITEM(pair, 0));
+        if (index == -1 && PyErr_Occurred()) goto done;
+        if (index < 0 || index >= n) {
+            PyErr_SetString(PyExc_SystemError, "restore(): bad plan");
+            goto done;
+        }
+        if (PyList_GET_ITEM(slots, index) == corosnap_NULL) {
+            fp_corrupt(label, "local %R is read without a check after this point, so it "
+                              "cannot be unbound", PyTuple_GET_ITEM(pair, 1));
+            goto done;
+        }
+    }
+    for (Py_ssize_t c = 0; c < PyTuple_GET_SIZE(cells); c++) {
+        PyObject *pair = PyTuple_GET_ITEM(cells, c);
+        if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2) {
+            PyErr_SetString(PyExc_SystemError, "restore(): bad plan");
+            goto done;
+        }
+        Py_ssize_t index = PyLong_AsSsize_t(PyTuple_GET_ITEM(pair, 0));
+        if (index == -1 && PyErr_Occurred()) goto done;
+        if (index < 0 || index >= n) {
+            PyErr_SetString(PyExc_SystemError, "restore(): bad plan");
+            goto done;
+        }
+        PyObject *x = PyList_GET_ITEM(slots, index);
+        if (!PyCell_Check(x)) {
+            fp_corrupt_type(label, "slot %R must hold a cell, got %S", PyTuple_GET_ITEM(pair, 1),
+                            x);
+            goto done;
+        }
+    }
+    if (delegate_at >= 0) {
+        if (delegate_at >= total) {
+            PyErr_SetString(PyExc_SystemError, "restore(): bad plan");
+            goto done;
+        }
+        PyObject *sub = PyList_GET_ITEM(slots, delegate_at);
+        int ok = PyGen_CheckExact(sub) || PyCoro_CheckExact(sub);
+        if (!ok) {
+            ok = fp_hasattr((PyObject *)Py_TYPE(sub), fp_s_next);
+            if (ok < 0) goto done;
+        }
+        if (!ok && fp_virtual_iterable != Py_None) {
+            PyObject *vi = PyObject_CallOneArg(fp_virtual_iterable, sub);
+            if (vi == NULL) goto done;
+            ok = PyObject_IsTrue(vi);
+            Py_DECREF(vi);
+            if (ok < 0) goto done;
+        }
+        if (!ok) {
+            fp_corrupt_type(label, "delegates to a %S, which is not an iterator", NULL, sub);
+            goto done;
+        }
+        if (!fresh_sub) {
+            /* A sub-frame decoded just above is new: its own chain was checked
+             * against this frame (active then) when it was written. */
+            PyObject *rc = PyObject_CallFunctionObjArgs(fp_cycle_check, dec, entry, gen, sub,
+                                                        NULL);
+            if (rc == NULL) goto done;
+            Py_DECREF(rc);
+        }
+    }
+    {
+        PyObject *loc = PyList_GetSlice(slots, 0, n);
+        PyObject *stk = loc == NULL ? NULL : PyList_GetSlice(slots, n, total);
+        if (stk == NULL) {
+            Py_XDECREF(loc);
+            goto done;
+        }
+        PyObject *wargs[5] = {gen, pos, loc, stk, Py_None};
+        PyObject *w = frames_write(module, wargs, 5);
+        Py_DECREF(loc);
+        Py_DECREF(stk);
+        if (w == NULL) {
+            if (PyErr_ExceptionMatches(PyExc_TypeError) ||
+                PyErr_ExceptionMatches(PyExc_ValueError)) {
+                PyObject *type, *value, *tb;
+                PyErr_Fetch(&type, &value, &tb);
+                PyErr_NormalizeException(&type, &value, &tb);
+                fp_corrupt(label, "%S", value);
+                if (PyErr_Occurred()) {
+                    PyObject *t2, *v2, *tb2;
+                    PyErr_Fetch(&t2, &v2, &tb2);
+                    PyErr_NormalizeException(&t2, &v2, &tb2);
+                    if (v2 != NULL && value != NULL) {
+                        PyException_SetCause(v2, Py_NewRef(value));
+                    }
+                    PyErr_Restore(t2, v2, tb2);
+                }
+                Py_XDECREF(type);
+                Py_XDECREF(value);
+                Py_XDECREF(tb);
+            }
+            goto done;
+        }
+        Py_DECREF(w);
+    }
+    result = Py_NewRef(gen);
+done:
+    {
+        /* dec.active.discard(id(gen)), keeping any error being raised; a
+         * refused frame's fresh generator (still in its created state: nothing
+         * was written) is closed, so it goes without a "never awaited"
+         * warning and runs no code. */
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        if (PySet_Discard(active, gen_id) < 0) PyErr_Clear();
+        if (result == NULL) {
+            PyObject *rc = PyObject_CallMethod(gen, "close", NULL);
+            if (rc == NULL) PyErr_Clear();
+            Py_XDECREF(rc);
+        }
+        PyErr_Restore(type, value, tb);
+    }
+    Py_XDECREF(raw);
+    Py_XDECREF(slots);
+    Py_XDECREF(gen_id);
+    Py_XDECREF(decode);
+    Py_XDECREF(active);
+    Py_XDECREF(memo);
+    Py_XDECREF(gen);
+    Py_XDECREF(fast);
+    Py_XDECREF(strings);
+    Py_XDECREF(codes);
+    return result;
+slow:
+    Py_XDECREF(fast);
+    Py_XDECREF(strings);
+    Py_XDECREF(codes);
+    Py_RETURN_NONE;
+error:
+    Py_XDECREF(key);
+    Py_XDECREF(decode);
+    Py_XDECREF(active);
+    Py_XDECREF(memo);
+    Py_XDECREF(gen);
+    Py_XDECREF(fast);
+    Py_XDECREF(strings);
+    Py_XDECREF(codes);
+    return NULL;
+}
+
+#endif /* COROSNAP_FRAMES_FASTPATH_H */

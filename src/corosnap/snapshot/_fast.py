@@ -1,0 +1,32 @@
+"""The frame module, with its C fast paths configured (frames/_fastpath.h).
+
+``frames.capture`` and ``frames.restore`` do the per-frame glue of
+``_capture.encode_frame`` and ``_restore.decode_frame`` in C, from the same
+per-code caches and plans; they call back into the codec for values and into
+``decode_frame`` for sub-frames, and decline (return None, before any side
+effect) whatever the Python path must do.  This module hands them, once, the
+Python objects they need.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from .._errors import CorruptSnapshot
+from ..codec import NONE_EXT, NONE_MARK, Deferred, Tag
+from ..frames import backend
+
+_frames: ModuleType | None = None
+
+
+def frames() -> ModuleType:
+    """The configured frame module (UnsupportedInterpreter if there is none)."""
+    global _frames
+    if _frames is None:
+        module = backend()
+        from ._restore import _check_no_delegation_cycle, decode_frame
+
+        module.configure(CorruptSnapshot, Tag, Deferred, NONE_MARK, NONE_EXT, decode_frame,
+                         _check_no_delegation_cycle, getattr(module, "virtual_iterable", None))
+        _frames = module
+    return _frames
