@@ -548,6 +548,15 @@ class Decoder:
             raise CorruptSnapshot(f"malformed range: {exc}") from exc
 
     def _rangeiter(self, v: list[Any]) -> Any:
+        if len(v) == 3 and type(v[1]) is int and type(v[2]) is int:
+            # The common shape, iter(range(stop)) advanced by index.
+            try:
+                it = iter(range(v[1]))
+                it.__setstate__(v[2])  # type: ignore[attr-defined]
+            except (TypeError, ValueError, OverflowError) as exc:
+                raise CorruptSnapshot(f"malformed range iterator: {exc}") from exc
+            self.memo.append(it)
+            return it
         fields = [self.dec(x) for x in v[1:]]
         if not 2 <= len(fields) <= 4 or not all(type(f) is int for f in fields):
             raise CorruptSnapshot("malformed range iterator")

@@ -85,6 +85,11 @@ _TAG_FLAT = TAGS[T_FLATLIST]
 _TAG_FRAME = TAGS[T_FRAME]
 _TAG_SHAPED = TAGS[T_SHAPED]
 _TAG_DONE = TAGS[T_DONE]
+_TAG_RANGEITER = TAGS[T_RANGEITER]
+
+
+def _same(x: Any) -> Any:
+    return x
 
 FrameHook = Callable[["Encoder", Any], list[Any]]
 
@@ -153,7 +158,7 @@ class Encoder:
 
     __slots__ = ("memo", "keep", "strings", "codes", "shapes", "busy", "pid", "frame_hook",
                  "passthrough", "is_flat", "pack_ints", "str_keys", "strict", "globals_seen",
-                 "global_values", "global_ids", "modules", "ctx")
+                 "global_values", "global_ids", "modules", "ctx", "pending_globals")
 
     def __init__(self, pid: int, frame_hook: FrameHook, strict: bool = False) -> None:
         self.memo: dict[int, int] = {}
@@ -174,6 +179,7 @@ class Encoder:
         # instead of holding a copy.  Indexed lazily per globals dict.
         self.globals_seen: set[int] = set()
         self.modules: list[str] = []
+        self.pending_globals: list[dict[str, Any]] = []
         self.global_values: list[tuple[dict[str, Any], dict[int, tuple[str, str, Any]]]] = []
         # Whether a value may be some noted module's global: that module's
         # index (id -> (module, name, value)) when there is one, _EVERYTHING
@@ -262,24 +268,37 @@ class Encoder:
 
     # -- module-level values ---------------------------------------------
     def note_globals(self, globals_: dict[str, Any]) -> None:
-        """Use the index of a frame's module's mutable values (see _module_index)."""
-        if id(globals_) in self.globals_seen:
+        """Note a frame's module; the index of its mutable values (see
+        _module_index) is looked up only when a value may need it."""
+        key = id(globals_)
+        if key in self.globals_seen:
             return
-        self.globals_seen.add(id(globals_))
-        module = globals_.get("__name__")
-        if not isinstance(module, str):
-            return
-        self.modules.append(module)
-        index = _module_index(globals_, module)
-        if index:
-            self.global_values.append((globals_, index))
-            # One module (the common case): its cached index itself answers
-            # "is this some module's value?"; with more, every container asks
-            # _module_value, which looks in each.
-            self.global_ids = index if len(self.global_values) == 1 else _EVERYTHING
+        self.globals_seen.add(key)
+        self.pending_globals.append(globals_)
+        self.global_ids = _EVERYTHING  # resolved on first use
+
+    def resolve_globals(self) -> None:
+        """Look up the module indexes of the globals noted so far."""
+        pending = self.pending_globals
+        for globals_ in pending:
+            module = globals_.get("__name__")
+            if not isinstance(module, str):
+                continue
+            self.modules.append(module)
+            index = _module_index(globals_, module)
+            if index:
+                self.global_values.append((globals_, index))
+        pending.clear()
+        # One module (the common case): its cached index itself answers "is
+        # this some module's value?"; with more, every container asks
+        # _module_value, which looks in each.
+        n = len(self.global_values)
+        self.global_ids = self.global_values[0][1] if n == 1 else _EVERYTHING if n else {}
 
     def _module_value(self, v: Any) -> Any:
         """A global reference if ``v`` is a mutable value of a frame's module."""
+        if self.pending_globals:
+            self.resolve_globals()
         for globals_, index in self.global_values:
             hit = index.get(id(v))
             # The index may be older than the module's last assignment: the
@@ -409,12 +428,14 @@ class Encoder:
             else:
                 index = 0
         self.register(v)
-        enc = self.enc
+        # Range fields are ints: msgpack takes them as they are, except in
+        # strict mode (an int beyond 64 bits needs enc()).
+        enc = self.enc if self.strict else _same
         if r.step == 1:
             if r.start == 0:
-                return [TAGS[T_RANGEITER], enc(r.stop), enc(index)]
-            return [TAGS[T_RANGEITER], enc(r.start), enc(r.stop), enc(index)]
-        return [TAGS[T_RANGEITER], enc(r.start), enc(r.stop), enc(r.step), enc(index)]
+                return [_TAG_RANGEITER, enc(r.stop), enc(index)]
+            return [_TAG_RANGEITER, enc(r.start), enc(r.stop), enc(index)]
+        return [_TAG_RANGEITER, enc(r.start), enc(r.stop), enc(r.step), enc(index)]
 
     def _seqiter(self, v: Any) -> Any:
         i = self.memo.get(id(v))

@@ -201,7 +201,9 @@ fp_delegated(PyObject *module, PyObject *x, PyObject *metas, PyObject *ctx)
     Py_DECREF(key);
     if (rc < 0 || PyList_Append(keep, x) < 0) return NULL;
     PyObject *sub_args[3] = {x, metas, ctx};
+    if (Py_EnterRecursiveCall(" while capturing a yield from / await chain") < 0) return NULL;
     PyObject *out = frames_capture(module, sub_args, 3);
+    Py_LeaveRecursiveCall();
     if (out != Py_None) return out;
     Py_DECREF(out);
     return PyObject_CallFunctionObjArgs(PyTuple_GET_ITEM(ctx, CTX_HOOK),
@@ -358,6 +360,8 @@ error:
 }
 
 /* ------------------------------------------------------------------ restore */
+
+static PyObject *frames_restore(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 
 static PyObject *
 fp_corrupt(PyObject *label, const char *format, ...)
@@ -578,9 +582,21 @@ frames_restore(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         if (j == sub_at && PyList_CheckExact(x) && PyList_GET_SIZE(x) > 0 &&
             (PyObject *)Py_TYPE(PyList_GET_ITEM(x, 0)) != fp_Tag) {
             PyObject *zero = PyLong_FromLong(0);
-            y = zero == NULL ? NULL
-                             : PyObject_CallFunctionObjArgs(fp_decode_frame, dec, x, zero, NULL);
-            Py_XDECREF(zero);
+            y = NULL;
+            if (zero != NULL) {
+                /* This function first; decode_frame when it declines. */
+                PyObject *sub_args[5] = {dec, x, zero, fast_entries, sysmods};
+                y = NULL;
+                if (Py_EnterRecursiveCall(" while restoring a yield from / await chain") == 0) {
+                    y = frames_restore(module, sub_args, 5);
+                    Py_LeaveRecursiveCall();
+                }
+                if (y != NULL && y == Py_None) {
+                    Py_DECREF(y);
+                    y = PyObject_CallFunctionObjArgs(fp_decode_frame, dec, x, zero, NULL);
+                }
+                Py_DECREF(zero);
+            }
             fresh_sub = 1;
         }
         else if (x == Py_None) {

@@ -16,6 +16,7 @@ from ._capture import check_target, encode_frame
 from ._restore import decode_coderef, decode_frame
 
 _local = threading.local()
+_DEFAULT_PICKLER = pickler_id(None)
 
 
 def _packer() -> msgpack.Packer:
@@ -29,7 +30,8 @@ def _packer() -> msgpack.Packer:
 
 def _encode(obj: Any, pid: int, strict: bool) -> bytes:
     enc = Encoder(pid, encode_frame, strict)
-    enc.register(obj)
+    enc.memo[id(obj)] = 0  # the root is memo entry 0 (enc.register)
+    enc.keep.append(obj)
     fields = encode_frame(enc, obj)
     fields.insert(0, HEADER)
     try:
@@ -49,7 +51,7 @@ def dumps(obj: Any, *, key: bytes | None = None, pickler: Any = None) -> bytes:
     """
     check_target(obj)
     backend()  # UnsupportedInterpreter, before anything else
-    pid = pickler_id(pickler)
+    pid = _DEFAULT_PICKLER if pickler is None else pickler_id(pickler)
     try:
         body = _encode(obj, pid, strict=False)
     except (OverflowError, UnicodeEncodeError):

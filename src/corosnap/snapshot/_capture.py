@@ -183,6 +183,7 @@ def _failing_slot(enc: Encoder, exc: Any, localsplus: list[Any], stack: list[Any
         if x is null or x is None:
             continue
         scratch = Encoder(enc.pid, enc.frame_hook, enc.strict)
+        enc.resolve_globals()
         if enc.keep:
             scratch.register(enc.keep[0])  # the root: a finished generator elsewhere is a value
         for globals_, _index in enc.global_values:
@@ -221,6 +222,7 @@ def _untag(code: types.CodeType, lasti: int, stack: list[Any], tagged_int: Any,
 def _describe_finished(enc: Encoder, gen: Any, code: types.CodeType) -> CodeRef:
     """Name the code of a finished generator, whose frame (and globals) are
     gone: it was made by code of one of the modules being captured."""
+    enc.resolve_globals()
     for module in enc.modules:
         try:
             return describe(code, module)
