@@ -179,7 +179,7 @@ class Decoder:
     """One snapshot's worth of decoding state (memo, string and code tables)."""
 
     __slots__ = ("memo", "strings", "codes", "shapes", "safe", "allow", "frame_hook",
-                 "code_hook", "active", "depth")
+                 "code_hook", "active", "depth", "ctx")
 
     def __init__(
         self,
@@ -202,6 +202,15 @@ class Decoder:
         self.allow = allow
         self.frame_hook = frame_hook
         self.code_hook = code_hook
+        self.ctx: tuple[Any, ...] | None = None
+
+    def make_ctx(self) -> tuple[Any, ...]:
+        """This decoder's tables as the snapshot layer's C fast path reads them
+        (DCTX_* in frames/_fastpath.h).  It refers back to the decoder: drop it
+        (``ctx = None``) when done, so the decoder is freed without the GC."""
+        self.ctx = (self, self.memo, self.strings, self.codes, self.active, self.dec,
+                    True if self.safe else False)
+        return self.ctx
 
     def string(self, field: Any) -> str:
         """Inverse of Encoder.string: a new string is appended to the table."""

@@ -157,7 +157,7 @@ class Encoder:
     """One snapshot's worth of encoding state (memo, string and code tables)."""
 
     __slots__ = ("memo", "keep", "strings", "codes", "shapes", "busy", "pid", "frame_hook",
-                 "passthrough", "is_flat", "pack_ints", "str_keys", "strict", "globals_seen",
+                 "passthrough", "strict", "globals_seen",
                  "global_values", "global_ids", "modules", "ctx", "pending_globals")
 
     def __init__(self, pid: int, frame_hook: FrameHook, strict: bool = False) -> None:
@@ -186,10 +186,16 @@ class Encoder:
         # when there are more, empty when none.
         self.global_ids: Any = {}
         self.ctx: tuple[Any, ...] | None = None  # the snapshot layer's C fast-path view
-        frames = backend()
-        self.is_flat = frames.is_flat
-        self.pack_ints = frames.pack_ints
-        self.str_keys = frames.str_keys
+        if Encoder.is_flat is None:
+            frames = backend()
+            Encoder.is_flat = frames.is_flat
+            Encoder.pack_ints = frames.pack_ints
+            Encoder.str_keys = frames.str_keys
+
+    # The frame module's codec helpers (C functions: not bound as methods).
+    is_flat: Any = None
+    pack_ints: Any = None
+    str_keys: Any = None
 
     # -- tables -----------------------------------------------------------
     def register(self, obj: Any) -> None:
@@ -413,7 +419,8 @@ class Encoder:
 
     # -- iterators --------------------------------------------------------
     def _rangeiter(self, v: Any) -> Any:
-        i = self.memo.get(id(v))
+        memo = self.memo
+        i = memo.get(id(v))
         if i is not None:
             return ref_ext(i)
         # 3.11 reduces to (iter, (the whole range,), items consumed); 3.12+
@@ -427,9 +434,12 @@ class Encoder:
                 r, index = range(r.stop), r.start
             else:
                 index = 0
-        self.register(v)
+        memo[id(v)] = len(self.keep)  # register(v)
+        self.keep.append(v)
         # Range fields are ints: msgpack takes them as they are, except in
         # strict mode (an int beyond 64 bits needs enc()).
+        if r.step == 1 and r.start == 0 and not self.strict:
+            return [_TAG_RANGEITER, r.stop, index]
         enc = self.enc if self.strict else _same
         if r.step == 1:
             if r.start == 0:

@@ -34,7 +34,8 @@ static PyObject *fp_decode_frame = NULL;     /* decode_frame(dec, v, i) */
 static PyObject *fp_cycle_check = NULL;      /* _check_no_delegation_cycle(dec, entry, gen, sub) */
 static PyObject *fp_virtual_iterable = NULL; /* 3.15: frames.virtual_iterable, else None */
 static PyObject *fp_s_next, *fp_s_name, *fp_s_safe, *fp_s_strings, *fp_s_codes, *fp_s_memo,
-    *fp_s_active, *fp_s_dec;
+    *fp_s_active, *fp_s_dec, *fp_s_enc, *fp_s_note_globals, *fp_s_coderef, *fp_s_delegated,
+    *fp_s_frame_hook;
 
 /* hasattr() semantics: 1, 0, or -1 with an error other than AttributeError. */
 static int
@@ -80,23 +81,30 @@ frames_configure(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     FP_INTERN(fp_s_memo, "memo")
     FP_INTERN(fp_s_active, "active")
     FP_INTERN(fp_s_dec, "dec")
+    FP_INTERN(fp_s_enc, "enc")
+    FP_INTERN(fp_s_note_globals, "note_globals")
+    FP_INTERN(fp_s_coderef, "coderef")
+    FP_INTERN(fp_s_delegated, "delegated_frame")
+    FP_INTERN(fp_s_frame_hook, "frame_hook")
 #undef FP_INTERN
     Py_RETURN_NONE;
 }
 
 /* ------------------------------------------------------------------ capture */
 
+static PyObject *fp_call_method(PyObject *encoder, PyObject *name, PyObject *arg);
+
 /* One frame slot, encoded: NULL -> nil, None -> NONE_EXT, a passthrough type
- * as itself, anything else through enc() (whose None is NONE_EXT too). */
+ * as itself, anything else through encoder.enc() (whose None is NONE_EXT too). */
 static PyObject *
-fp_encode_slot(PyObject *x, PyObject *pass, PyObject *enc)
+fp_encode_slot(PyObject *x, PyObject *pass, PyObject *encoder)
 {
     if (x == corosnap_NULL) return Py_NewRef(Py_None);
     if (x == Py_None) return Py_NewRef(fp_NONE_EXT);
     int in = PySet_Contains(pass, (PyObject *)Py_TYPE(x));
     if (in < 0) return NULL;
     if (in) return Py_NewRef(x);
-    PyObject *out = PyObject_CallOneArg(enc, x);
+    PyObject *out = fp_call_method(encoder, fp_s_enc, x);
     if (out == Py_None) {
         Py_DECREF(out);
         return Py_NewRef(fp_NONE_EXT);
@@ -175,8 +183,15 @@ error:
     return NULL;
 }
 
-enum { CTX_SEEN, CTX_PASS, CTX_ENC, CTX_NOTE, CTX_CODES, CTX_STRINGS, CTX_MEMO, CTX_KEEP,
-       CTX_HOOK, CTX_ENCODER, CTX_CODEREF, CTX_DELEGATE, CTX_SIZE };
+enum { CTX_SEEN, CTX_PASS, CTX_CODES, CTX_STRINGS, CTX_MEMO, CTX_KEEP, CTX_ENCODER, CTX_SIZE };
+
+/* encoder.<name>(arg) without making a bound method. */
+static PyObject *
+fp_call_method(PyObject *encoder, PyObject *name, PyObject *arg)
+{
+    PyObject *margs[2] = {encoder, arg};
+    return PyObject_VectorcallMethod(name, margs, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+}
 
 static PyObject *frames_capture(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 
@@ -193,7 +208,7 @@ fp_delegated(PyObject *module, PyObject *x, PyObject *metas, PyObject *ctx)
     if (known != 0) {
         Py_DECREF(key);
         if (known < 0) return NULL;
-        return PyObject_CallOneArg(PyTuple_GET_ITEM(ctx, CTX_DELEGATE), x);
+        return fp_call_method(PyTuple_GET_ITEM(ctx, CTX_ENCODER), fp_s_delegated, x);
     }
     PyObject *index = PyLong_FromSsize_t(PyList_GET_SIZE(keep));
     int rc = index == NULL ? -1 : PyDict_SetItem(memo, key, index);
@@ -206,8 +221,11 @@ fp_delegated(PyObject *module, PyObject *x, PyObject *metas, PyObject *ctx)
     Py_LeaveRecursiveCall();
     if (out != Py_None) return out;
     Py_DECREF(out);
-    return PyObject_CallFunctionObjArgs(PyTuple_GET_ITEM(ctx, CTX_HOOK),
-                                        PyTuple_GET_ITEM(ctx, CTX_ENCODER), x, NULL);
+    PyObject *hook = PyObject_GetAttr(PyTuple_GET_ITEM(ctx, CTX_ENCODER), fp_s_frame_hook);
+    if (hook == NULL) return NULL;
+    out = PyObject_CallFunctionObjArgs(hook, PyTuple_GET_ITEM(ctx, CTX_ENCODER), x, NULL);
+    Py_DECREF(hook);
+    return out;
 }
 
 /* capture(gen, metas, ctx) -> the frame's fields (see _capture.encode_frame),
@@ -235,7 +253,7 @@ frames_capture(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         Py_RETURN_NONE;
     }
     PyObject *seen = PyTuple_GET_ITEM(ctx, CTX_SEEN), *pass = PyTuple_GET_ITEM(ctx, CTX_PASS);
-    PyObject *enc = PyTuple_GET_ITEM(ctx, CTX_ENC);
+    PyObject *encoder = PyTuple_GET_ITEM(ctx, CTX_ENCODER);
     PyObject *r = frames_read(module, gen);
     if (r == NULL) return NULL;
     PyObject *fields = NULL, *key = NULL, *meta = NULL, *lasti = NULL;
@@ -293,14 +311,15 @@ frames_capture(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 
     /* Committed: from here on this frame is encoded here. */
     if (!has) {
-        PyObject *rc = PyObject_CallOneArg(PyTuple_GET_ITEM(ctx, CTX_NOTE), globals);
+        PyObject *rc = fp_call_method(encoder, fp_s_note_globals, globals);
         if (rc == NULL) goto error;
         Py_DECREF(rc);
     }
     if (PyTuple_GET_ITEM(meta, 5) == Py_None) {  /* a nested code: Encoder.coderef */
-        fields = PyObject_CallFunctionObjArgs(PyTuple_GET_ITEM(ctx, CTX_CODEREF), (PyObject *)co,
-                                              PyTuple_GET_ITEM(meta, 7),
-                                              PyTuple_GET_ITEM(meta, 6), NULL);
+        PyObject *margs[4] = {encoder, (PyObject *)co, PyTuple_GET_ITEM(meta, 7),
+                              PyTuple_GET_ITEM(meta, 6)};
+        fields = PyObject_VectorcallMethod(fp_s_coderef, margs,
+                                           4 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
         if (fields != NULL && !PyList_CheckExact(fields)) {
             PyErr_SetString(PyExc_TypeError, "coderef() must return a list");
             goto error;
@@ -315,7 +334,7 @@ frames_capture(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         if (PyList_Append(fields, lasti) < 0) goto error;
     }
     else {
-        PyObject *e = PyObject_CallOneArg(enc, exc);
+        PyObject *e = fp_call_method(encoder, fp_s_enc, exc);
         if (e == NULL) goto error;
         PyObject *pair = PyList_New(2);
         if (pair == NULL) {
@@ -327,7 +346,7 @@ frames_capture(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         if (fp_append_new(fields, pair) < 0) goto error;
     }
     for (Py_ssize_t j = 0; j < n; j++) {
-        if (fp_append_new(fields, fp_encode_slot(PyList_GET_ITEM(locals, j), pass, enc)) < 0)
+        if (fp_append_new(fields, fp_encode_slot(PyList_GET_ITEM(locals, j), pass, encoder)) < 0)
             goto error;
     }
     for (Py_ssize_t j = 0; j < depth; j++) {
@@ -337,7 +356,7 @@ frames_capture(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             out = fp_delegated(module, x, metas, ctx);
         }
         else {
-            out = fp_encode_slot(x, pass, enc);
+            out = fp_encode_slot(x, pass, encoder);
         }
         if (fp_append_new(fields, out) < 0) goto error;
     }
@@ -433,7 +452,12 @@ fp_string(PyObject *field, PyObject *strings)
     return PyList_GET_ITEM(strings, k);
 }
 
-/* restore(dec, v, i, fast_entries, sys_modules) -> generator | None
+enum { DCTX_DEC, DCTX_MEMO, DCTX_STRINGS, DCTX_CODES, DCTX_ACTIVE, DCTX_DECODE, DCTX_SAFE,
+       DCTX_SIZE };
+
+/* restore(ctx, v, i, fast_entries, sys_modules) -> generator | None
+ * ctx: the decoder's tables, in DCTX_* order (Decoder.ctx): the decoder, its
+ *   memo, strings, codes and active lists/sets, its dec method, its safe flag.
  * fast_entries: {(module, qualname, fingerprint): fast}; a code back-reference
  *   (a negative int) finds its entry in dec.codes and uses entry.fast.
  * fast: (entry, module object, fn, args, plans, nlocalsplus, label)
@@ -449,32 +473,32 @@ frames_restore(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "restore() takes 5 arguments");
         return NULL;
     }
-    PyObject *dec = args[0], *v = args[1], *fast_entries = args[3], *sysmods = args[4];
-    if (fp_Tag == NULL || !PyList_CheckExact(v) || !PyLong_CheckExact(args[2]) ||
+    PyObject *ctx = args[0], *v = args[1], *fast_entries = args[3], *sysmods = args[4];
+    if (fp_Tag == NULL || !PyTuple_CheckExact(ctx) || PyTuple_GET_SIZE(ctx) != DCTX_SIZE ||
+        !PyList_CheckExact(v) || !PyLong_CheckExact(args[2]) ||
         !PyDict_CheckExact(fast_entries) || !PyDict_Check(sysmods)) {
         Py_RETURN_NONE;
+    }
+    PyObject *dec = PyTuple_GET_ITEM(ctx, DCTX_DEC);
+    if (PyTuple_GET_ITEM(ctx, DCTX_SAFE) != Py_False) {
+        Py_RETURN_NONE;  /* safe mode checks every name: Python path */
     }
     Py_ssize_t i = PyLong_AsSsize_t(args[2]);
     if (i == -1 && PyErr_Occurred()) return NULL;
     Py_ssize_t len = PyList_GET_SIZE(v);
     if (i < 0 || i + 2 > len) Py_RETURN_NONE;
 
-    PyObject *strings = NULL, *codes = NULL, *fast = NULL, *key = NULL, *gen = NULL;
-    PyObject *memo = NULL, *active = NULL, *gen_id = NULL, *raw = NULL, *slots = NULL;
-    PyObject *decode = NULL, *result = NULL;
-    int safe_flag;
-    {
-        PyObject *safe = PyObject_GetAttr(dec, fp_s_safe);
-        if (safe == NULL) return NULL;
-        safe_flag = PyObject_IsTrue(safe);
-        Py_DECREF(safe);
-        if (safe_flag < 0) return NULL;
-        if (safe_flag) Py_RETURN_NONE;  /* safe mode checks every name: Python path */
+    PyObject *strings = PyTuple_GET_ITEM(ctx, DCTX_STRINGS);
+    PyObject *codes = PyTuple_GET_ITEM(ctx, DCTX_CODES);
+    PyObject *memo = PyTuple_GET_ITEM(ctx, DCTX_MEMO);
+    PyObject *active = PyTuple_GET_ITEM(ctx, DCTX_ACTIVE);
+    PyObject *decode = PyTuple_GET_ITEM(ctx, DCTX_DECODE);
+    if (!PyList_CheckExact(strings) || !PyList_CheckExact(codes) || !PyList_CheckExact(memo) ||
+        !PySet_CheckExact(active)) {
+        Py_RETURN_NONE;
     }
-    strings = PyObject_GetAttr(dec, fp_s_strings);
-    codes = PyObject_GetAttr(dec, fp_s_codes);
-    if (strings == NULL || codes == NULL) goto error;
-    if (!PyList_CheckExact(strings) || !PyList_CheckExact(codes)) goto slow;
+    PyObject *fast = NULL, *key = NULL, *gen = NULL;
+    PyObject *gen_id = NULL, *raw = NULL, *slots = NULL, *result = NULL;
 
     /* Pre-phase: find everything, change nothing. */
     PyObject *first = PyList_GET_ITEM(v, i);
@@ -558,14 +582,6 @@ frames_restore(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (at == i + 3 && PyList_Append(codes, entry) < 0) goto error;
     gen = PyObject_Call(fn, fn_args, NULL);
     if (gen == NULL) goto error;
-    memo = PyObject_GetAttr(dec, fp_s_memo);
-    active = PyObject_GetAttr(dec, fp_s_active);
-    decode = PyObject_GetAttr(dec, fp_s_dec);
-    if (memo == NULL || active == NULL || decode == NULL) goto error;
-    if (!PyList_CheckExact(memo) || !PySet_CheckExact(active)) {
-        PyErr_SetString(PyExc_TypeError, "restore(): malformed decoder");
-        goto error;
-    }
     if (PyList_Append(memo, gen) < 0) goto error;
     gen_id = PyLong_FromVoidPtr(gen);
     if (gen_id == NULL || PySet_Add(active, gen_id) < 0) {
@@ -585,7 +601,7 @@ frames_restore(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             y = NULL;
             if (zero != NULL) {
                 /* This function first; decode_frame when it declines. */
-                PyObject *sub_args[5] = {dec, x, zero, fast_entries, sysmods};
+                PyObject *sub_args[5] = {ctx, x, zero, fast_entries, sysmods};
                 y = NULL;
                 if (Py_EnterRecursiveCall(" while restoring a yield from / await chain") == 0) {
                     y = frames_restore(module, sub_args, 5);
@@ -776,28 +792,16 @@ done:
     Py_XDECREF(raw);
     Py_XDECREF(slots);
     Py_XDECREF(gen_id);
-    Py_XDECREF(decode);
-    Py_XDECREF(active);
-    Py_XDECREF(memo);
     Py_XDECREF(gen);
     Py_XDECREF(fast);
-    Py_XDECREF(strings);
-    Py_XDECREF(codes);
     return result;
 slow:
     Py_XDECREF(fast);
-    Py_XDECREF(strings);
-    Py_XDECREF(codes);
     Py_RETURN_NONE;
 error:
     Py_XDECREF(key);
-    Py_XDECREF(decode);
-    Py_XDECREF(active);
-    Py_XDECREF(memo);
     Py_XDECREF(gen);
     Py_XDECREF(fast);
-    Py_XDECREF(strings);
-    Py_XDECREF(codes);
     return NULL;
 }
 

@@ -4,12 +4,13 @@ object a caller hands to dump/load."""
 from __future__ import annotations
 
 import threading
+from types import CoroutineType, GeneratorType
 from typing import IO, Any
 
 import msgpack
 
 from .._errors import CorosnapError, CorruptSnapshot, LimitExceeded, RestoreError
-from ..codec import Decoder, Encoder, pickler_id
+from ..codec import Decoder, Encoder, ext_hook, pickler_id
 from ..frames import backend
 from ._blob import DEFAULT_MAX_SIZE, HEADER, open_blob, sign
 from ._capture import check_target, encode_frame
@@ -32,10 +33,14 @@ def _encode(obj: Any, pid: int, strict: bool) -> bytes:
     enc = Encoder(pid, encode_frame, strict)
     enc.memo[id(obj)] = 0  # the root is memo entry 0 (enc.register)
     enc.keep.append(obj)
-    fields = encode_frame(enc, obj)
-    fields.insert(0, HEADER)
     try:
-        return _packer().pack(fields)
+        fields = encode_frame(enc, obj)
+    finally:
+        enc.ctx = None  # it refers back to enc (see _capture.encode_frame)
+    fields.insert(0, HEADER)
+    packer = getattr(_local, "packer", None) or _packer()
+    try:
+        return packer.pack(fields)
     except BaseException:
         _local.packer = None  # a failed pack may leave data in the buffer
         raise
@@ -49,7 +54,8 @@ def dumps(obj: Any, *, key: bytes | None = None, pickler: Any = None) -> bytes:
     ``"cloudpickle"`` (default), ``"pickle"`` or ``"dill"``.
     Raises SnapshotError naming the function, the slot and the type at fault.
     """
-    check_target(obj)
+    if type(obj) is not GeneratorType and type(obj) is not CoroutineType:
+        check_target(obj)  # raises, naming what it got
     backend()  # UnsupportedInterpreter, before anything else
     pid = _DEFAULT_PICKLER if pickler is None else pickler_id(pickler)
     try:
@@ -80,7 +86,17 @@ def loads(
     the blob's HMAC-SHA256 signature before anything is decoded.
     """
     backend()  # UnsupportedInterpreter, before anything else
-    tree = open_blob(data, key, max_size)
+    tree = None
+    if key is None and type(data) is bytes and len(data) <= max_size:
+        # The common case inline: an unsigned blob of this version.
+        try:
+            tree = msgpack.unpackb(data, strict_map_key=False, ext_hook=ext_hook)
+        except Exception:  # noqa: BLE001 - open_blob parses again and says what is wrong
+            tree = None
+        if type(tree) is not list or not tree or tree[0] != HEADER:
+            tree = None
+    if tree is None:
+        tree = open_blob(data, key, max_size)
     dec = Decoder(decode_frame, decode_coderef, safe, tuple(allow))
     try:
         return decode_frame(dec, tree, 1)
@@ -96,6 +112,8 @@ def loads(
         raise
     except BaseException as exc:  # user code run by a reduce callable, an import, ...
         raise RestoreError(f"restoring the snapshot failed: {exc!r}") from exc
+    finally:
+        dec.ctx = None  # it refers back to dec (see Decoder.make_ctx)
 
 
 def dump(obj: Any, file: IO[bytes], **kwargs: Any) -> None:

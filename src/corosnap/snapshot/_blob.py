@@ -59,8 +59,7 @@ def unpack(data: bytes, max_size: int = DEFAULT_MAX_SIZE) -> list[Any]:
     if len(data) > max_size:
         raise LimitExceeded(f"blob of {len(data)} bytes exceeds max_size={max_size}")
     try:
-        tree = msgpack.unpackb(data, raw=False, strict_map_key=False, use_list=True,
-                               ext_hook=ext_hook)
+        tree = msgpack.unpackb(data, strict_map_key=False, ext_hook=ext_hook)  # str, lists
     except (ValueError, msgpack.UnpackException, TypeError) as exc:
         raise CorruptSnapshot(f"not a valid msgpack document: {exc}") from None
     except RecursionError:

@@ -86,11 +86,10 @@ def encode_frame(enc: Encoder, gen: Any) -> list[Any]:
     frames = _fast._frames or _fast.frames()
     ctx = enc.ctx
     if ctx is None:
-        # The encoder's tables and callbacks, in the order of CTX_* in
-        # frames/_fastpath.h; the tables are only ever mutated in place.
-        ctx = enc.ctx = (enc.globals_seen, enc.passthrough, enc.enc, enc.note_globals,
-                         enc.codes, enc.strings, enc.memo, enc.keep, enc.frame_hook, enc,
-                         enc.coderef, enc.delegated_frame)
+        # The encoder's tables, in the order of CTX_* in frames/_fastpath.h
+        # (they are only ever mutated in place), and the encoder itself.
+        ctx = enc.ctx = (enc.globals_seen, enc.passthrough, enc.codes, enc.strings, enc.memo,
+                         enc.keep, enc)
     try:
         fields = frames.capture(gen, _fast_metas, ctx)
     except SnapshotError as err:

@@ -367,7 +367,7 @@ def decode_frame(dec: Decoder, v: list[Any], i: int) -> Any:
     effect, and this function does the work.
     """
     frames = _fast._frames or _fast.frames()
-    gen = frames.restore(dec, v, i, _fast_entries, sys.modules)
+    gen = frames.restore(dec.ctx or dec.make_ctx(), v, i, _fast_entries, sys.modules)
     if gen is not None:
         return gen
     entry, i = decode_coderef(dec, v, i)
