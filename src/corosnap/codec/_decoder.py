@@ -103,6 +103,19 @@ may hold it."""
 _TAG_BY_DATA: dict[bytes, Tag] = {}
 _HEADERS = {bytes([b]): ExtType(EXT_HEADER, bytes([b])) for b in range(256)}
 """One shared ExtType per header byte (building one costs more than unpacking a small blob)."""
+
+
+def constant_exts() -> dict[int, dict[bytes, Any]]:
+    """The exts ext_hook decodes to a constant, by code and payload: tags, the
+    header, a frame slot's None (the C ext_hook of frames/_fastpath.h answers
+    these without calling ext_hook)."""
+    return {EXT_TAG: dict(_TAG_BY_DATA), EXT_HEADER: dict(_HEADERS),
+            EXT_NONE: {b"\0": NONE_MARK}}
+
+
+def shared_header(byte: int) -> ExtType:
+    """The header ext ext_hook returns for this payload byte (always the same object)."""
+    return _HEADERS[bytes([byte])]
 _WALK = frozenset({list, dict, Deferred})
 
 

@@ -363,6 +363,8 @@ cs_module_init(PyObject *m, int tagged_ints)
          "is_flat(list) -> bool: only exact scalar items"},                   \
         {"configure", (PyCFunction)(void (*)(void))frames_configure,         \
          METH_FASTCALL, "configure(...): the fast paths' Python objects"},    \
+        {"ext_hook", (PyCFunction)(void (*)(void))frames_ext_hook, METH_FASTCALL,\
+         "ext_hook(code, data): msgpack ext_hook, constants first"},         \
         {"capture", (PyCFunction)(void (*)(void))frames_capture, METH_FASTCALL,\
          "capture(gen, metas, ctx) -> fields | None"},                        \
         {"restore", (PyCFunction)(void (*)(void))frames_restore, METH_FASTCALL,\

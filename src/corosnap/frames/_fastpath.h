@@ -33,9 +33,12 @@ static PyObject *fp_NONE_EXT = NULL;         /* encoded frame-slot None */
 static PyObject *fp_decode_frame = NULL;     /* decode_frame(dec, v, i) */
 static PyObject *fp_cycle_check = NULL;      /* _check_no_delegation_cycle(dec, entry, gen, sub) */
 static PyObject *fp_virtual_iterable = NULL; /* 3.15: frames.virtual_iterable, else None */
+static PyObject *fp_ext_tables = NULL;       /* {ext code: {payload: decoded object}} */
+static PyObject *fp_py_ext_hook = NULL;      /* codec ext_hook, for everything else */
+static PyObject *fp_tag_rangeiter = NULL;    /* the decoded Tag of T_RANGEITER */
 static PyObject *fp_s_next, *fp_s_name, *fp_s_safe, *fp_s_strings, *fp_s_codes, *fp_s_memo,
     *fp_s_active, *fp_s_dec, *fp_s_enc, *fp_s_note_globals, *fp_s_coderef, *fp_s_delegated,
-    *fp_s_frame_hook;
+    *fp_s_frame_hook, *fp_s_setstate;
 
 /* hasattr() semantics: 1, 0, or -1 with an error other than AttributeError. */
 static int
@@ -57,10 +60,17 @@ enum { FP_ANY = 0, FP_ITER, FP_LIST, FP_SET, FP_DICT, FP_EXC, FP_EXC_OR_NONE, FP
 static PyObject *
 frames_configure(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 8) {
-        PyErr_SetString(PyExc_TypeError, "configure() takes 8 arguments");
+    if (nargs != 11) {
+        PyErr_SetString(PyExc_TypeError, "configure() takes 11 arguments");
         return NULL;
     }
+    Py_XSETREF(fp_tag_rangeiter, Py_NewRef(args[10]));
+    if (!PyDict_CheckExact(args[8]) || !PyCallable_Check(args[9])) {
+        PyErr_SetString(PyExc_TypeError, "configure(): bad ext tables or hook");
+        return NULL;
+    }
+    Py_XSETREF(fp_ext_tables, Py_NewRef(args[8]));
+    Py_XSETREF(fp_py_ext_hook, Py_NewRef(args[9]));
     if (!PyType_Check(args[0]) || !PyType_Check(args[1]) || !PyType_Check(args[2])) {
         PyErr_SetString(PyExc_TypeError, "configure(): bad types");
         return NULL;
@@ -86,8 +96,30 @@ frames_configure(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     FP_INTERN(fp_s_coderef, "coderef")
     FP_INTERN(fp_s_delegated, "delegated_frame")
     FP_INTERN(fp_s_frame_hook, "frame_hook")
+    FP_INTERN(fp_s_setstate, "__setstate__")
 #undef FP_INTERN
     Py_RETURN_NONE;
+}
+
+/* msgpack ext_hook: the exts every blob is full of (its header, the tags of
+ * tagged arrays) are constants, looked up in the tables configure() gave;
+ * anything else goes to the codec's Python ext_hook. */
+static PyObject *
+frames_ext_hook(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (fp_py_ext_hook == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "ext_hook() before configure()");
+        return NULL;
+    }
+    if (nargs == 2 && PyBytes_CheckExact(args[1])) {
+        PyObject *table = PyDict_GetItemWithError(fp_ext_tables, args[0]);
+        if (table != NULL && PyDict_CheckExact(table)) {
+            PyObject *hit = PyDict_GetItemWithError(table, args[1]);
+            if (hit != NULL) return Py_NewRef(hit);
+        }
+        if (PyErr_Occurred()) return NULL;
+    }
+    return PyObject_Vectorcall(fp_py_ext_hook, args, (size_t)nargs, NULL);
 }
 
 /* ------------------------------------------------------------------ capture */
@@ -415,6 +447,45 @@ fp_corrupt_type(PyObject *label, const char *format, PyObject *extra, PyObject *
     return NULL;
 }
 
+/* iter(range(stop)) advanced to `index` and registered in the memo, or
+ * CorruptSnapshot (as Decoder._rangeiter). */
+static PyObject *
+fp_range_iter(PyObject *label, PyObject *stop, PyObject *index, PyObject *memo)
+{
+    PyObject *r = PyObject_CallOneArg((PyObject *)&PyRange_Type, stop);
+    PyObject *it = r == NULL ? NULL : PyObject_GetIter(r);
+    Py_XDECREF(r);
+    if (it != NULL) {
+        PyObject *margs[2] = {it, index};
+        PyObject *rc = PyObject_VectorcallMethod(fp_s_setstate, margs,
+                                                 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        if (rc == NULL) Py_CLEAR(it);
+        Py_XDECREF(rc);
+    }
+    if (it == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_TypeError) || PyErr_ExceptionMatches(PyExc_ValueError)
+            || PyErr_ExceptionMatches(PyExc_OverflowError)) {
+            PyObject *type, *value, *tb;
+            PyErr_Fetch(&type, &value, &tb);
+            PyErr_NormalizeException(&type, &value, &tb);
+            PyObject *msg = PyUnicode_FromFormat("malformed range iterator: %S", value);
+            if (msg != NULL) {
+                PyErr_SetObject(fp_CorruptSnapshot, msg);
+                Py_DECREF(msg);
+            }
+            Py_XDECREF(type);
+            Py_XDECREF(value);
+            Py_XDECREF(tb);
+        }
+        return NULL;
+    }
+    if (PyList_Append(memo, it) < 0) {
+        Py_DECREF(it);
+        return NULL;
+    }
+    return it;
+}
+
 static int
 fp_kind_ok(PyObject *x, long kind, Py_ssize_t ncodeunits)
 {
@@ -620,6 +691,15 @@ frames_restore(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         }
         else if (x == fp_NONE_MARK) {
             y = Py_NewRef(Py_None);
+        }
+        else if (PyList_CheckExact(x) && PyList_GET_SIZE(x) == 3 &&
+                 PyList_GET_ITEM(x, 0) == fp_tag_rangeiter &&
+                 PyLong_CheckExact(PyList_GET_ITEM(x, 1)) &&
+                 PyLong_CheckExact(PyList_GET_ITEM(x, 2))) {
+            /* A for loop over range(stop), the commonest stack value: what
+             * Decoder._rangeiter does for this shape, without the round trip
+             * through Python (the same errors become CorruptSnapshot). */
+            y = fp_range_iter(label, PyList_GET_ITEM(x, 1), PyList_GET_ITEM(x, 2), memo);
         }
         else if (PyList_CheckExact(x) || PyDict_CheckExact(x) ||
                  (PyObject *)Py_TYPE(x) == fp_Deferred) {

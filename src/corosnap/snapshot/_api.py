@@ -3,6 +3,7 @@ object a caller hands to dump/load."""
 
 from __future__ import annotations
 
+import sys
 import threading
 from types import CoroutineType, GeneratorType
 from typing import IO, Any
@@ -10,11 +11,11 @@ from typing import IO, Any
 import msgpack
 
 from .._errors import CorosnapError, CorruptSnapshot, LimitExceeded, RestoreError
-from ..codec import Decoder, Encoder, ext_hook, pickler_id
-from ..frames import backend
+from ..codec import Decoder, Encoder, pickler_id
+from . import _fast
 from ._blob import DEFAULT_MAX_SIZE, HEADER, open_blob, sign
 from ._capture import check_target, encode_frame
-from ._restore import decode_coderef, decode_frame
+from ._restore import _fast_entries, decode_coderef, decode_frame
 
 _local = threading.local()
 _DEFAULT_PICKLER = pickler_id(None)
@@ -56,7 +57,7 @@ def dumps(obj: Any, *, key: bytes | None = None, pickler: Any = None) -> bytes:
     """
     if type(obj) is not GeneratorType and type(obj) is not CoroutineType:
         check_target(obj)  # raises, naming what it got
-    backend()  # UnsupportedInterpreter, before anything else
+    _fast._frames or _fast.frames()  # UnsupportedInterpreter, before anything else
     pid = _DEFAULT_PICKLER if pickler is None else pickler_id(pickler)
     try:
         body = _encode(obj, pid, strict=False)
@@ -85,21 +86,23 @@ def loads(
     payloads and any global outside the modules in ``allow``.  ``key``: verify
     the blob's HMAC-SHA256 signature before anything is decoded.
     """
-    backend()  # UnsupportedInterpreter, before anything else
+    frames = _fast._frames or _fast.frames()  # UnsupportedInterpreter, before anything else
     tree = None
     if key is None and type(data) is bytes and len(data) <= max_size:
         # The common case inline: an unsigned blob of this version.
         try:
-            tree = msgpack.unpackb(data, strict_map_key=False, ext_hook=ext_hook)
+            tree = msgpack.unpackb(data, strict_map_key=False, ext_hook=frames.ext_hook)
         except Exception:  # noqa: BLE001 - open_blob parses again and says what is wrong
             tree = None
-        if type(tree) is not list or not tree or tree[0] != HEADER:
+        if type(tree) is not list or not tree or tree[0] is not HEADER:
             tree = None
     if tree is None:
         tree = open_blob(data, key, max_size)
-    dec = Decoder(decode_frame, decode_coderef, safe, tuple(allow))
+    dec = Decoder(decode_frame, decode_coderef, safe,
+                  allow if type(allow) is tuple else tuple(allow))
     try:
-        return decode_frame(dec, tree, 1)
+        gen = frames.restore(dec.make_ctx(), tree, 1, _fast_entries, sys.modules)
+        return gen if gen is not None else decode_frame(dec, tree, 1)
     except CorosnapError:
         raise
     except RecursionError:

@@ -20,10 +20,13 @@ from msgpack import ExtType
 
 from .._errors import CodeMismatch, CorruptSnapshot, LimitExceeded, SignatureError
 from ..codec import EXT_HEADER, EXT_SIGNED, ext_hook
+from ..codec._decoder import shared_header
 from ..frames import PY_MINOR
 
 FORMAT_VERSION = 1
-HEADER = ExtType(EXT_HEADER, bytes([FORMAT_VERSION << 5 | PY_MINOR]))
+HEADER = shared_header(FORMAT_VERSION << 5 | PY_MINOR)
+"""The header of this version's unsigned blobs: the very object ext_hook returns
+for it, so a parsed blob's header can be checked by identity."""
 SIGNED_HEADER = ExtType(EXT_SIGNED, bytes([FORMAT_VERSION << 5 | PY_MINOR]))
 TAG_SIZE = 32
 

@@ -13,8 +13,13 @@ from __future__ import annotations
 from types import ModuleType
 
 from .._errors import CorruptSnapshot
-from ..codec import NONE_EXT, NONE_MARK, Deferred, Tag
+from ..codec import NONE_EXT, NONE_MARK, Deferred, Tag, ext_hook
+from ..codec._decoder import _TAG_BY_DATA as TAGS_BY_DATA
+from ..codec._decoder import constant_exts
+from ..codec._tags import T_RANGEITER
 from ..frames import backend
+
+TAGS_DECODED = {tag.kind: tag for tag in TAGS_BY_DATA.values()}
 
 _frames: ModuleType | None = None
 
@@ -27,6 +32,7 @@ def frames() -> ModuleType:
         from ._restore import _check_no_delegation_cycle, decode_frame
 
         module.configure(CorruptSnapshot, Tag, Deferred, NONE_MARK, NONE_EXT, decode_frame,
-                         _check_no_delegation_cycle, getattr(module, "virtual_iterable", None))
+                         _check_no_delegation_cycle, getattr(module, "virtual_iterable", None),
+                         constant_exts(), ext_hook, TAGS_DECODED[T_RANGEITER])
         _frames = module
     return _frames
