@@ -335,3 +335,17 @@ def test_deep_chains_of_unguarded_objects_are_refused():
     tree[-2] = chain
     with pytest.raises(corosnap.LimitExceeded, match="nested more than"):
         corosnap.loads(_repack(tree))
+
+
+def test_is_exception_checks_the_type_not_what_the_object_claims():
+    from unittest import mock
+
+    from corosnap.codec import is_exception
+
+    class Exc(ValueError):
+        pass
+
+    fake = mock.NonCallableMock(spec=ValueError)
+    assert isinstance(fake, BaseException) and not is_exception(fake)
+    assert is_exception(ValueError()) and is_exception(Exc()) and is_exception(KeyboardInterrupt())
+    assert not is_exception(ValueError) and not is_exception(None)

@@ -223,15 +223,17 @@ def test_rejected_blob_with_self_delegating_subframe():
 # -- 3. except* handler results --------------------------------------------
 
 
-@pytest.mark.xfail(PY311, strict=True, reason="issue 3: except* result list items unchecked "
-                   "(3.12+ checks them in CALL_INTRINSIC_2: a SystemError, no crash)")
+# Fixed on branch safety: the list is EXC_LIST, the rest CHECK_EG_MATCH leaves
+# EXC_OR_NONE (bytecode._kinds), on every version.
 @pytest.mark.parametrize("items", ["[12345]", "[]"])
 def test_except_star_results_must_be_exceptions(items):
     # At a yield inside an ``except*`` clause the stack holds the list the
     # handlers' results are appended to; PREP_RERAISE_STAR reads its items as
     # exceptions without checking.  An int there is raised as if it were an
     # exception (no ``except`` clause can catch it: the program unwinds to the
-    # top); other contents segfault.
+    # top); other contents segfault.  3.12+ call the same C function through
+    # CALL_INTRINSIC_2, also unchecked (this blob happens to end in a
+    # SystemError from the traceback code there).
     assert_ok(run_child(f"""
         g = zoo.in_except_star(); next(g); g.send("v")
         t = tree_of(g)
@@ -251,6 +253,76 @@ def test_except_star_results_must_be_exceptions(items):
             pass
         print("OK")
     """))
+
+
+EXCEPT_STAR_COLLECTOR = """
+def collect():
+    errors = []
+    try:
+        raise ExceptionGroup("eg", [ValueError(1)])
+    except* ValueError:
+        errors.append((yield "in handler"))
+    yield errors
+"""
+
+
+def test_except_star_result_list_cannot_be_aliased():
+    # The result list passes the check at load time, but the blob makes it the
+    # same list as the local ``errors``, which the handler appends the sent value
+    # to before PREP_RERAISE_STAR reads it: an int raised as an exception.  The
+    # restore puts a copy of the checked list on the stack (nothing else holds
+    # it in a real frame).
+    assert_ok(run_child(EXCEPT_STAR_COLLECTOR + """
+from corosnap.codec import Decoder, ext_hook
+from corosnap.snapshot._restore import decode_coderef, decode_frame
+
+g = collect(); next(g)
+blob = corosnap.dumps(g)
+t = tree_of(g)   # [.., position, errors, prev exc, exc, RESULTS, rest, <errors.append>..]
+results = next(j for j in range(6, len(t)) if t[j] == [])
+assert t[5] == [], t
+# the memo index the decoder gives the local ``errors``: decode once and look
+dec = Decoder(decode_frame, decode_coderef)
+gen = decode_frame(dec, msgpack.unpackb(blob, strict_map_key=False, ext_hook=ext_hook), 1)
+t[results] = ref(next(i for i, o in enumerate(dec.memo) if o is gen.gi_frame.f_locals["errors"]))
+del gen, dec
+try:
+    g2 = corosnap.loads(blob_of(t))
+except corosnap.CorosnapError:
+    print("OK"); sys.exit(0)
+try:
+    print(g2.send(12345))
+except BaseException as exc:
+    print("raised", type(exc).__name__)
+del g2; gc.collect()
+print("OK")
+"""))
+
+
+def test_exception_slots_reject_objects_that_only_claim_to_be_exceptions():
+    # unittest.mock's spec= makes ``__class__`` return the spec: isinstance(m,
+    # BaseException) is true, but the object is no exception struct.  In the
+    # previous-exception slot of an ``except`` block POP_EXCEPT installs it as
+    # the handled exception; sys.exc_info() then reads a "traceback" from its
+    # memory and ``raise`` raises it.  Checks now use the type's flags, as
+    # CPython does (PyExceptionInstance_Check).
+    assert_ok(run_child("""
+def handler():
+    try:
+        raise KeyError("k")
+    except KeyError:
+        yield 1
+    info = sys.exc_info()
+    yield info
+    raise
+
+g = handler(); next(g)
+t = tree_of(g)   # the stack is [previous exception (None)]
+assert t[-1] == X(7, b"\\0"), t
+t[-1] = [tag(T_REDUCE), [tag(T_GLOBAL), "unittest.mock", "NonCallableMock"],
+         [[tag(T_GLOBAL), "builtins", "ValueError"]]]
+expect_refused_or_harmless(blob_of(t), actions=("send", "send", "send"))
+"""))
 
 
 # -- 4. Object graphs deeper than the msgpack nesting limit ----------------

@@ -71,6 +71,18 @@ def _is_flat(v: list[Any]) -> bool:
     return bool(backend().is_flat(v))
 
 
+_TYPE_FLAGS = type.__dict__["__flags__"].__get__
+_BASE_EXC_SUBCLASS = 1 << 30  # Py_TPFLAGS_BASE_EXC_SUBCLASS
+
+
+def is_exception(v: Any) -> bool:
+    """CPython's own test (``PyExceptionInstance_Check``): the flag a type
+    inherits from its C base.  ``isinstance(v, BaseException)`` can be fooled
+    by a ``__class__`` property (``unittest.mock``'s ``spec=`` does it), and
+    CPython would then read the object as an exception struct."""
+    return bool(_TYPE_FLAGS(type(v)) & _BASE_EXC_SUBCLASS)
+
+
 class Tag:
     """The decoded form of an EXT_TAG: one shared instance per kind."""
 
@@ -474,12 +486,12 @@ class Decoder:
         if len(v) != 5 or type(v[4]) is not bool:
             raise CorruptSnapshot("malformed exception")
         exc = self.dec(v[1])
-        if not isinstance(exc, BaseException):
+        if not is_exception(exc):
             raise CorruptSnapshot("an exception record that rebuilds a non-exception")
         cause = self.dec(v[2])
         context = self.dec(v[3])
         for link in (cause, context):
-            if link is not None and not isinstance(link, BaseException):
+            if link is not None and not is_exception(link):
                 raise CorruptSnapshot("an exception chained to a non-exception")
         exc.__cause__ = cause
         exc.__context__ = context
@@ -603,4 +615,4 @@ _TAGGED: dict[int, Callable[[Decoder, list[Any]], Any]] = {
 
 _TAG_BY_DATA.update({bytes([kind]): Tag(kind) for kind in _TAGGED})
 
-__all__ = ["Decoder", "Deferred", "NONE_MARK", "Tag", "ext_hook"]
+__all__ = ["Decoder", "Deferred", "NONE_MARK", "Tag", "ext_hook", "is_exception"]

@@ -28,6 +28,7 @@ from ..bytecode._analysis import DELEGATE
 from ..bytecode._kinds import (
     DICT,
     EXC,
+    EXC_LIST,
     EXC_OR_NONE,
     INDEX,
     ITER,
@@ -39,7 +40,7 @@ from ..bytecode._kinds import (
     TAGGED,
     slot_rules,
 )
-from ..codec import NONE_MARK, Decoder, Deferred, Tag
+from ..codec import NONE_MARK, Decoder, Deferred, Tag, is_exception
 from ..codec._globals import check_allowed
 from ..frames import backend
 
@@ -194,12 +195,22 @@ def _kind_ok(v: Any, kind: int, ncodeunits: int) -> bool:
     if kind == DICT:
         return type(v) is dict
     if kind == EXC:
-        return isinstance(v, BaseException)
+        return is_exception(v)
     if kind == EXC_OR_NONE:
-        return v is None or isinstance(v, BaseException)
+        return v is None or is_exception(v)
+    if kind == EXC_LIST:
+        return type(v) is list and all(x is None or is_exception(x) for x in v)
     if kind == LASTI:
         return type(v) is int and 0 <= v < ncodeunits
     return True
+
+
+def _describe(v: Any) -> str:
+    if type(v) is list:
+        bad = next((x for x in v if x is not None and not is_exception(x)), None)
+        if bad is not None:
+            return f"a list holding a value of type {type(bad).__name__}"
+    return type(v).__name__
 
 
 def _check_slots(entry: CodeEntry, pos: int, slots: list[Any], n: int, frames: Any) -> None:
@@ -236,10 +247,15 @@ def _check_slots(entry: CodeEntry, pos: int, slots: list[Any], n: int, frames: A
         elif kind & ~NULLABLE and not _kind_ok(v, kind & ~NULLABLE, entry.ncodeunits):
             raise CorruptSnapshot(
                 f"{entry.label}: value stack slot {j} must be {KIND_NAMES[kind & ~NULLABLE]}, "
-                f"got {type(v).__name__}"
+                f"got {_describe(v)}"
             )
         elif kind & ~NULLABLE in TAGGED and v is not null:
             slots[n + j] = frames.TaggedInt(v)  # 3.14+: the handler's lasti
+        elif kind & ~NULLABLE == EXC_LIST:
+            # Checked, then copied: only the stack holds this list in a real
+            # frame, while a blob could alias it with a list the code appends
+            # to (``errors.append((yield))``) before PREP_RERAISE_STAR reads it.
+            slots[n + j] = list(v)
     bound = rules.bound.get(pos)
     if bound:
         for index in bound:
@@ -287,7 +303,7 @@ def _fill_frame(dec: Decoder, entry: CodeEntry, gen: Any, v: list[Any], i: int, 
     exc = None
     if exc_f is not None:
         exc = dec.dec(exc_f)
-        if not isinstance(exc, BaseException):
+        if not is_exception(exc):
             raise CorruptSnapshot(f"{entry.label}: the handled exception is a "
                                   f"{type(exc).__name__}")
     frames = backend()
