@@ -337,6 +337,70 @@ def test_deep_chains_of_unguarded_objects_are_refused():
         corosnap.loads(_repack(tree))
 
 
+def test_longest_exception_chain_follows_cause_and_context_and_bounds_cycles():
+    from corosnap.codec._decoder import longest_exception_chain
+
+    def chain(n, link="__context__"):
+        e = ValueError(0)
+        for i in range(1, n):
+            x = ValueError(i)
+            setattr(x, link, e)
+            e = x
+        return e
+
+    assert longest_exception_chain([ValueError()]) == 1
+    assert longest_exception_chain([chain(10)]) == 10
+    assert longest_exception_chain([chain(10, "__cause__")]) == 10
+    top = ValueError("top")
+    top.__cause__, top.__context__ = chain(3), chain(7)
+    assert longest_exception_chain([top]) == 8  # the longer of the two links
+    # cycles: every exception of the cycle counts, whichever is the root
+    a, b, c = KeyError("a"), KeyError("b"), KeyError("c")
+    a.__cause__, b.__context__, c.__context__ = b, a, a
+    assert longest_exception_chain([a]) == 2
+    assert longest_exception_chain([c]) == 3
+    ring = [KeyError(i) for i in range(1500)]
+    for x, y in zip(ring, ring[1:] + ring[:1], strict=True):
+        x.__context__ = y
+    assert longest_exception_chain([ring[0]]) > 1000  # stops counting past the limit
+    assert longest_exception_chain([chain(5000)], limit=10**9) == 5000
+
+
+def _exception_chain_tree(n):
+    """A frame suspended in an except block whose handled exception heads a
+    __context__ chain of ``n`` exceptions (linked by back-references)."""
+    g = samples.in_except()
+    tree = _suspended_tree(g)
+    tag = lambda kind: msgpack.ExtType(0, bytes([kind]))  # noqa: E731
+    ref = lambda i: msgpack.ExtType(1, i.to_bytes(4, "big"))  # noqa: E731
+    # memo: 0 = the generator, 1 = ValueError, 2 = the list, 3.. = the chain
+    chain = [[tag(18), [tag(11), ref(1), [i]], None, ref(2 + i) if i else None, False]
+             for i in range(n - 1)]
+    assert type(tree[4]) is list, tree[4]
+    tree[4] = [tree[4][0], [tag(18), [tag(11), [tag(6), "builtins", "ValueError"], [chain]], None,
+                            ref(2 + n - 1) if n > 1 else None, False]]
+    return tree
+
+
+def test_exception_chains_longer_than_the_limit_are_refused():
+    from corosnap.codec._decoder import MAX_EXCEPTION_CHAIN
+
+    g = corosnap.loads(_repack(_exception_chain_tree(MAX_EXCEPTION_CHAIN)))
+    depth, e = 0, g.send(None)[1]  # sys.exc_info()[1] in the restored handler
+    while e is not None:
+        depth, e = depth + 1, e.__context__
+    assert depth == MAX_EXCEPTION_CHAIN
+    g.close()
+    with pytest.raises(corosnap.LimitExceeded, match="chain is longer than 1000"):
+        corosnap.loads(_repack(_exception_chain_tree(MAX_EXCEPTION_CHAIN + 1)))
+
+
+def test_real_exception_chains_round_trip():
+    g = samples.chained_exceptions()
+    next(g)
+    assert corosnap.loads(corosnap.dumps(g)) is not None
+
+
 def test_is_exception_checks_the_type_not_what_the_object_claims():
     from unittest import mock
 

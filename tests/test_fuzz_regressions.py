@@ -370,15 +370,15 @@ def test_long_slice_chain_through_back_references():
     """))
 
 
-@pytest.mark.xfail(PY311, strict=True, reason="issue 3: exception __context__ chains of any "
-                   "depth (3.12+'s printer guards its recursion)")
+# Fixed on branch safety: chains longer than MAX_EXCEPTION_CHAIN (1,000) are
+# refused with LimitExceeded, on every version.
 def test_long_exception_chain_does_not_crash_when_raised():
     # T_EXCEPTION links __context__ by back-reference, so a 300,000-deep chain is
     # flat in the blob (8 MB).  The generator re-raises it with a bare ``raise``;
-    # uncaught, CPython's traceback printer recurses down the chain in C and
+    # uncaught, CPython 3.11's traceback printer recurses down the chain in C and
     # segfaults (plain CPython does the same with such a chain, but only a blob can
-    # hand one to code that never built it).  The child lets it propagate: a clean
-    # exit with status 1 is the expected outcome.
+    # hand one to code that never built it; 3.12+ guard that recursion).  Were it
+    # restored, the child would let it propagate: a clean exit with status 1.
     proc = run_child("""
         g = zoo.in_except(); next(g)
         t = tree_of(g)   # position [offset, handled exception]; memo 0 = the generator
@@ -394,7 +394,8 @@ def test_long_exception_chain_does_not_crash_when_raised():
         t[5] = None
         try:
             g2 = corosnap.loads(blob_of(t), safe=True, allow=("corosnap._fuzz_zoo", "builtins"))
-        except corosnap.CorosnapError:
+        except corosnap.CorosnapError as exc:
+            print(type(exc).__name__, exc)
             print("OK"); sys.exit(0)
         g2.send(None)
         print("OK", flush=True)
@@ -402,6 +403,38 @@ def test_long_exception_chain_does_not_crash_when_raised():
     """)
     tail = (proc.stdout + proc.stderr)[-800:]
     assert proc.returncode in (0, 1) and "OK" in proc.stdout, f"{proc.returncode}: {tail}"
+    assert "LimitExceeded" in proc.stdout and "chain is longer than 1000" in proc.stdout, tail
+
+
+def test_exception_raised_by_a_constructor_does_not_carry_a_long_chain_out():
+    # Default mode: a reduce calls a fresh generator's ``throw`` (a bound method)
+    # with a blob-built exception at the head of a 300,000-long __context__
+    # chain.  loads() wraps what a constructor raises in RestoreError "from" it,
+    # so the chain would reach the caller's traceback printer (3.11: a segfault).
+    # The cause is dropped when its chain is too long to print.
+    proc = run_child("""
+        g = zoo.holds(0); next(g)
+        t = tree_of(g)
+        T_EXC = 18
+        n = 300_000
+        ref4 = lambda i: X(1, i.to_bytes(4, "big"))
+        # memo: 0 = the generator, 1 = zoo.holds, 2 = a fresh generator, 3 = its
+        # bound throw, 4 = ValueError, 5 = the chain's list, 6.. = the chain
+        throw = [tag(T_REDUCE), GETATTR,
+                 [[tag(T_REDUCE), [tag(T_GLOBAL), "corosnap._fuzz_zoo", "holds"], [0]], "throw"]]
+        chain = [[tag(T_EXC), [tag(T_REDUCE), ref4(4), [i]], None,
+                  ref4(5 + i) if i else None, False] for i in range(n)]
+        top = [tag(T_EXC), [tag(T_REDUCE), [tag(T_GLOBAL), "builtins", "ValueError"], [chain]],
+               None, ref4(5 + n), False]
+        t[5] = [tag(T_REDUCE), throw, [top]]
+        try:
+            corosnap.loads(blob_of(t))
+        except corosnap.CorosnapError as exc:
+            print(type(exc).__name__, exc.__cause__ is None, flush=True)
+            raise   # uncaught: the printer prints it and its cause chain
+    """)
+    tail = (proc.stdout + proc.stderr)[-800:]
+    assert proc.returncode == 1 and "RestoreError True" in proc.stdout, f"{proc.returncode}: {tail}"
 
 
 # -- 5. Memory: sizes declared through well-known constructors ---------------

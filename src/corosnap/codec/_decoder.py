@@ -66,6 +66,12 @@ MAX_NESTING = 2_000
 """The deepest chain of recursion-unguarded objects a blob may build (iterators
 of iterators, partials of partials...): CPython frees such chains recursively."""
 
+MAX_EXCEPTION_CHAIN = 1_000
+"""The longest ``__cause__`` / ``__context__`` chain a blob's exceptions may
+form.  CPython 3.11's traceback printer recurses in C once per link, without
+a guard (300,000 links overflow the C stack); a chain that long never comes
+from real code, whose handlers nest no deeper than the recursion limit."""
+
 
 def _is_flat(v: list[Any]) -> bool:
     return bool(backend().is_flat(v))
@@ -73,6 +79,90 @@ def _is_flat(v: list[Any]) -> bool:
 
 _TYPE_FLAGS = type.__dict__["__flags__"].__get__
 _BASE_EXC_SUBCLASS = 1 << 30  # Py_TPFLAGS_BASE_EXC_SUBCLASS
+
+
+_CAUSE = BaseException.__dict__["__cause__"].__get__
+_CONTEXT = BaseException.__dict__["__context__"].__get__
+
+
+def _links(exc: Any) -> list[Any]:
+    """The exceptions ``exc`` is chained to (read through BaseException's own
+    descriptors: a subclass's properties could run code or lie)."""
+    return [x for x in (_CAUSE(exc), _CONTEXT(exc)) if x is not None]
+
+
+def longest_exception_chain(roots: list[Any], limit: int = MAX_EXCEPTION_CHAIN) -> int:
+    """An upper bound on the longest chain of exceptions, linked by
+    ``__cause__`` or ``__context__``, that starts at one of ``roots``
+    (exceptions); stops counting once past ``limit``.
+
+    Exact when the links form no cycle.  Cycles are legal (CPython's printers
+    stop at an exception they have seen), so a walk's length is bounded by
+    counting every exception of a strongly connected component: Tarjan's
+    algorithm, iterative, then the longest path between components, which it
+    yields sinks first.  Linear in the number of exceptions reached."""
+    index: dict[int, int] = {}
+    low: dict[int, int] = {}
+    height: dict[int, int] = {}
+    on_stack: set[int] = set()
+    stack: list[Any] = []
+    longest = 0
+    for root in roots:
+        if id(root) in index:
+            continue
+        index[id(root)] = low[id(root)] = len(index)
+        stack.append(root)
+        on_stack.add(id(root))
+        work = [(root, iter(_links(root)))]
+        while work:
+            node, links = work[-1]
+            for nxt in links:
+                if id(nxt) not in index:
+                    index[id(nxt)] = low[id(nxt)] = len(index)
+                    stack.append(nxt)
+                    on_stack.add(id(nxt))
+                    work.append((nxt, iter(_links(nxt))))
+                    break
+                if id(nxt) in on_stack and index[id(nxt)] < low[id(node)]:
+                    low[id(node)] = index[id(nxt)]
+            else:
+                work.pop()
+                if work and low[id(node)] < low[id(work[-1][0])]:
+                    low[id(work[-1][0])] = low[id(node)]
+                if low[id(node)] != index[id(node)]:
+                    continue
+                component: list[Any] = []
+                while True:
+                    x = stack.pop()
+                    on_stack.discard(id(x))
+                    component.append(x)
+                    if x is node:
+                        break
+                members = {id(x) for x in component}
+                below = max((height[id(y)] for x in component for y in _links(x)
+                             if id(y) not in members), default=0)
+                h = len(component) + below
+                if h > limit:
+                    return h
+                for x in component:
+                    height[id(x)] = h
+                longest = max(longest, h)
+    return longest
+
+
+def check_exception_chains(roots: list[Any]) -> None:
+    """LimitExceeded when an exception chain from ``roots`` is too long to print."""
+    if roots and longest_exception_chain(roots) > MAX_EXCEPTION_CHAIN:
+        raise LimitExceeded(
+            f"an exception's __cause__/__context__ chain is longer than {MAX_EXCEPTION_CHAIN} "
+            "exceptions (CPython's traceback printer recurses once per link)"
+        )
+
+
+def printable_cause(exc: BaseException) -> BaseException | None:
+    """``exc`` as the cause of a corosnap error, unless its chain is too long to
+    print (a reduce callable can raise an exception the blob built)."""
+    return exc if longest_exception_chain([exc]) <= MAX_EXCEPTION_CHAIN else None
 
 
 def is_exception(v: Any) -> bool:
@@ -164,7 +254,7 @@ class Decoder:
     """One snapshot's worth of decoding state (memo, string and code tables)."""
 
     __slots__ = ("memo", "strings", "codes", "shapes", "safe", "allow", "frame_hook",
-                 "code_hook", "active", "depth")
+                 "code_hook", "active", "depth", "exceptions")
 
     def __init__(
         self,
@@ -183,6 +273,7 @@ class Decoder:
         # them built through back-references would overflow the C stack when
         # freed.  Lists, tuples and dicts have the guard and reset the count.
         self.depth: dict[int, int] = {}
+        self.exceptions: list[BaseException] = []  # built by reduces: chains checked at the end
         self.safe = safe
         self.allow = allow
         self.frame_hook = frame_hook
@@ -229,6 +320,11 @@ class Decoder:
         if t is ExtType:
             raise CorruptSnapshot(f"unknown ext type {v.code}")
         return v
+
+    def finish(self) -> None:
+        """Checks that need the whole object graph: run once, after the root frame
+        is decoded and before ``loads`` returns it."""
+        check_exception_chains(self.exceptions)
 
     def dec_items(self, items: Any) -> list[Any]:
         if type(items) is not list:
@@ -451,9 +547,11 @@ class Decoder:
             raise
         except BaseException as exc:  # SystemExit, GeneratorExit too: never escape loads
             raise RestoreError(f"rebuilding a {getattr(func, '__qualname__', func)!r} failed: "
-                               f"{exc!r}") from exc
+                               f"{exc!r}") from printable_cause(exc)
         self.memo.append(obj)
         self.depth[id(obj)] = nest
+        if is_exception(obj):
+            self.exceptions.append(obj)
         rest = v[3:] + [None] * (6 - len(v))
         state_f, list_f, dict_f = rest
         try:
@@ -479,7 +577,7 @@ class Decoder:
             raise
         except BaseException as exc:
             raise RestoreError(f"restoring the state of a {type(obj).__qualname__} failed: "
-                               f"{exc!r}") from exc
+                               f"{exc!r}") from printable_cause(exc)
         return obj
 
     def _exception(self, v: list[Any]) -> Any:
@@ -615,4 +713,6 @@ _TAGGED: dict[int, Callable[[Decoder, list[Any]], Any]] = {
 
 _TAG_BY_DATA.update({bytes([kind]): Tag(kind) for kind in _TAGGED})
 
-__all__ = ["Decoder", "Deferred", "NONE_MARK", "Tag", "ext_hook", "is_exception"]
+__all__ = ["Decoder", "Deferred", "MAX_EXCEPTION_CHAIN", "NONE_MARK", "Tag",
+           "check_exception_chains", "ext_hook", "is_exception", "longest_exception_chain",
+           "printable_cause"]

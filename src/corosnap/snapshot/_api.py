@@ -10,6 +10,7 @@ import msgpack
 
 from .._errors import CorosnapError, CorruptSnapshot, LimitExceeded, RestoreError
 from ..codec import Decoder, Encoder, pickler_id
+from ..codec._decoder import printable_cause
 from ._blob import DEFAULT_MAX_SIZE, HEADER, open_blob, sign
 from ._capture import check_target, encode_frame
 from ._restore import decode_coderef, decode_frame
@@ -78,7 +79,9 @@ def loads(
     tree = open_blob(data, key, max_size)
     dec = Decoder(decode_frame, decode_coderef, safe, tuple(allow))
     try:
-        return decode_frame(dec, tree, 1)
+        gen = decode_frame(dec, tree, 1)
+        dec.finish()
+        return gen
     except CorosnapError:
         raise
     except RecursionError:
@@ -86,11 +89,11 @@ def loads(
     except MemoryError:
         raise LimitExceeded("blob asks for more memory than is available") from None
     except (TypeError, ValueError, IndexError, KeyError, AttributeError, OverflowError) as exc:
-        raise CorruptSnapshot(f"malformed blob: {exc!r}") from exc
+        raise CorruptSnapshot(f"malformed blob: {exc!r}") from printable_cause(exc)
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # user code run by a reduce callable, an import, ...
-        raise RestoreError(f"restoring the snapshot failed: {exc!r}") from exc
+        raise RestoreError(f"restoring the snapshot failed: {exc!r}") from printable_cause(exc)
 
 
 def dump(obj: Any, file: IO[bytes], **kwargs: Any) -> None:
