@@ -413,3 +413,20 @@ def test_is_exception_checks_the_type_not_what_the_object_claims():
     assert isinstance(fake, BaseException) and not is_exception(fake)
     assert is_exception(ValueError()) and is_exception(Exc()) and is_exception(KeyboardInterrupt())
     assert not is_exception(ValueError) and not is_exception(None)
+
+
+def test_hash_flooding_bounds_the_largest_group_of_equal_hashes():
+    from corosnap.codec._decoder import _not_flooding
+    from corosnap.codec._tags import MAX_EQUAL_HASHES
+
+    m = 2**61 - 1
+    colliding = [k * m for k in range(1, MAX_EQUAL_HASHES + 1)]
+    padding = list(range(10**6, 10**6 + 10_000))
+    assert _not_flooding(colliding + padding)  # 64 may share a hash
+    assert _not_flooding(colliding)  # containers of up to 64 items are not even hashed
+    with pytest.raises(corosnap.CorruptSnapshot, match="65 of 65 items share the hash 0"):
+        _not_flooding(colliding + [(MAX_EQUAL_HASHES + 1) * m])
+    with pytest.raises(corosnap.CorruptSnapshot, match="65 of 10065 items share the hash 0"):
+        _not_flooding(colliding + [(MAX_EQUAL_HASHES + 1) * m] + padding)
+    with pytest.raises(corosnap.CorruptSnapshot, match="unhashable"):
+        _not_flooding([[]] * 100)

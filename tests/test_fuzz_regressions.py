@@ -483,6 +483,80 @@ def test_colliding_set_items_do_not_hang():
     """))
 
 
+COLLIDING_TUPLES = """
+M64 = (1 << 64) - 1
+P1, P2, P5 = 11400714785074694791, 14029467366897019727, 2870177450012600261
+
+def colliding_pairs(n, target=12345):
+    # 2-tuples of native ints that all hash to ``target``: CPython's tuple hash
+    # (xxHash-like, the same on 3.11-3.15) is invertible in its last item, and
+    # an int below 2**61 - 1 hashes to itself.
+    rotl = lambda x, r: ((x << r) | (x >> (64 - r))) & M64
+    rotr = lambda x, r: ((x >> r) | (x << (64 - r))) & M64
+    acc2 = (target - (2 ^ (P5 ^ 3527539))) & M64
+    x = rotr(acc2 * pow(P1, -1, 1 << 64) & M64, 31)
+    out, a = [], 0
+    while len(out) < n:
+        a += 1
+        acc1 = rotl((P5 + a * P2) & M64, 31) * P1 & M64
+        b = (x - acc1) * pow(P2, -1, 1 << 64) & M64
+        if b < (1 << 61) - 1:
+            out.append((a, b))
+    assert len({hash(p) for p in out[:100]}) == 1
+    return out
+
+def big(v):
+    return X(2, v.to_bytes((v.bit_length() + 8) // 8, "little", signed=True))
+"""
+
+
+# Fixed on branch safety: the largest group of equal hashes is bounded (64).
+@pytest.mark.parametrize("items", ["tuples", "bigints"])
+@pytest.mark.parametrize("kind", ["set", "frozenset", "dict"])
+def test_colliding_set_items_padded_with_distinct_ones_do_not_hang(kind, items):
+    # The check above counted distinct hashes (at least half as many as items),
+    # so 50,000 colliding items padded with 50,000 distinct ones passed it and
+    # took minutes to insert.  Colliding items: 2-tuples of small ints (no ext at
+    # all) or big ints equal modulo 2**61 - 1.  Safe mode too; 5 seconds.
+    assert_ok(run_child(COLLIDING_TUPLES + f"""
+import signal
+g = zoo.holds(0); next(g)
+t = tree_of(g)
+n = 50_000
+if {items!r} == "tuples":
+    colliding = [[tag(T_TUPLE), a, b] for a, b in colliding_pairs(n)]
+else:
+    colliding = [big(k * (2**61 - 1)) for k in range(1, n + 1)]
+keys = colliding + list(range(10**6, 10**6 + n))
+if {kind!r} == "dict":
+    t[5] = [tag(T_DICT)] + [x for key in keys for x in (key, None)]
+else:
+    t[5] = [tag(2 if {kind!r} == "set" else 3), *keys]
+blob = blob_of(t)
+signal.alarm(5)
+expect_refused_or_harmless(blob, safe=True, allow=("corosnap._fuzz_zoo",), actions=())
+"""))
+
+
+# Fixed on branch safety: EXT_BIGINT / EXT_COMPLEX are counted by hash as msgpack
+# reads them.
+def test_colliding_big_int_keys_of_a_plain_map_do_not_hang():
+    # A plain msgpack map is turned into a dict by msgpack itself, before the
+    # decoder sees it, and its keys may be exts: 60,000 big ints equal modulo
+    # 2**61 - 1 made msgpack.unpackb quadratic (a minute) with no check at all.
+    assert_ok(run_child(COLLIDING_TUPLES + """
+import signal
+g = zoo.holds(0); next(g)
+t = tree_of(g)
+n = 60_000
+t[5] = "PLACEHOLDER"
+body = b"".join(msgpack.packb(big(k * (2**61 - 1))) + b"\\xc0" for k in range(1, n + 1))
+blob = blob_of(t).replace(msgpack.packb("PLACEHOLDER"), b"\\xdf" + n.to_bytes(4, "big") + body)
+signal.alarm(5)
+expect_refused_or_harmless(blob, safe=True, allow=("corosnap._fuzz_zoo",), actions=())
+"""))
+
+
 # -- 6. Safe mode ------------------------------------------------------------
 
 

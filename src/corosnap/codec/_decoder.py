@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import struct
 import types
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -36,7 +37,7 @@ from ._tags import (
     EXT_SURROGATE_STR,
     EXT_TAG,
     EXT_WELLKNOWN,
-    HASHED_MIN,
+    MAX_EQUAL_HASHES,
     SHAPE_MIN,
     T_CELL,
     T_DICT,
@@ -218,33 +219,59 @@ def _wellknown(data: bytes) -> Any:
     return WELLKNOWN[data[0]]
 
 
-def ext_hook(code: int, data: bytes) -> Any:
-    """msgpack ext_hook: decode what needs no context right away, mark the rest.
+def new_ext_hook() -> Callable[[int, bytes], Any]:
+    """A msgpack ext_hook for one blob: decode what needs no context right away,
+    mark the rest.
 
     Runs inside ``msgpack.unpackb`` for every ext, so it is kept to a dict
     lookup or two; msgpack's own ExtType constructor costs several times more.
+
+    msgpack builds a map's dict itself, before the decoder sees it, and a map
+    key may be an ext: big ints (equal modulo 2**61 - 1) and complex numbers
+    whose hashes collide would make that dict quadratic to build.  So the
+    blob's big ints and complex numbers are counted by hash as they are read:
+    no more than MAX_EQUAL_HASHES distinct ones may share one.
     """
-    if code == EXT_TAG:
-        tag = _TAG_BY_DATA.get(data)
-        if tag is None:
-            raise CorruptSnapshot(f"unknown tag {data!r}")
-        return tag
-    if code == EXT_REF or code == EXT_BYTEARRAY or code == EXT_PICKLE:
-        return Deferred(code, data)
-    if code == EXT_NONE:
-        return NONE_MARK
-    if code == EXT_BIGINT:
-        return _bigint(data)
-    if code == EXT_WELLKNOWN:
-        return _wellknown(data)
-    if code == EXT_COMPLEX:
-        return _complex(data)
-    if code == EXT_SURROGATE_STR:
-        try:
-            return data.decode("utf-8", "surrogatepass")
-        except UnicodeDecodeError as exc:
-            raise CorruptSnapshot(f"malformed string: {exc}") from None
-    return ExtType(code, data)  # the header; anything else is refused by the walk
+    by_hash: dict[int, Any] = {}  # hash -> the first value, or a set once two differ
+
+    def counted(v: Any) -> Any:
+        h = hash(v)
+        old = by_hash.get(h)
+        if old is None:
+            by_hash[h] = v
+        elif type(old) is set:
+            old.add(v)
+            if len(old) > MAX_EQUAL_HASHES:
+                raise CorruptSnapshot(f"more than {MAX_EQUAL_HASHES} distinct numbers share "
+                                      "one hash: refusing a hash-flooding blob")
+        elif old != v:
+            by_hash[h] = {old, v}
+        return v
+
+    def ext_hook(code: int, data: bytes) -> Any:
+        if code == EXT_TAG:
+            tag = _TAG_BY_DATA.get(data)
+            if tag is None:
+                raise CorruptSnapshot(f"unknown tag {data!r}")
+            return tag
+        if code == EXT_REF or code == EXT_BYTEARRAY or code == EXT_PICKLE:
+            return Deferred(code, data)
+        if code == EXT_NONE:
+            return NONE_MARK
+        if code == EXT_BIGINT:
+            return counted(_bigint(data))
+        if code == EXT_WELLKNOWN:
+            return _wellknown(data)
+        if code == EXT_COMPLEX:
+            return counted(_complex(data))
+        if code == EXT_SURROGATE_STR:
+            try:
+                return data.decode("utf-8", "surrogatepass")
+            except UnicodeDecodeError as exc:
+                raise CorruptSnapshot(f"malformed string: {exc}") from None
+        return ExtType(code, data)  # the header; anything else is refused by the walk
+
+    return ext_hook
 
 FrameHook = Callable[["Decoder", list[Any], int], Any]
 FunctionHook = Callable[["Decoder", list[Any], int], tuple[Any, int]]
@@ -403,14 +430,12 @@ class Decoder:
             raise CorruptSnapshot("dict pairs of odd length")
         out: dict[Any, Any] = {}
         self.memo.append(out)
-        dec = self.dec
-        if len(v) // 2 >= HASHED_MIN:
-            _not_flooding([dec(v[i]) if type(v[i]) in _WALK else v[i]
-                           for i in range(1, len(v), 2) if type(v[i]) is not Deferred])
+        # Keys and values in the encoder's order (memo indexes follow it),
+        # then checked for hash flooding, then inserted (as pickle's SETITEMS).
+        flat = self.dec_items(v[1:])
+        keys = flat[0::2]
         try:
-            for i in range(1, len(v), 2):
-                key = dec(v[i])
-                out[key] = dec(v[i + 1])
+            out.update(zip(_not_flooding(keys), flat[1::2], strict=True))
         except TypeError as exc:
             raise CorruptSnapshot(f"unhashable dict key: {exc}") from exc
         return out
@@ -656,19 +681,27 @@ class Decoder:
 def _not_flooding(items: list[Any]) -> list[Any]:
     """Refuse hashed-container items crafted to collide (O(n**2) to insert).
 
-    Ints equal modulo 2**61 - 1 share a hash, and a blob can hold any int.  The
-    hashes themselves are ints below 2**61, so counting the distinct ones is
-    linear; genuine data has (almost) as many distinct hashes as items.
+    Ints equal modulo 2**61 - 1 share a hash, and a blob can hold any int (or a
+    tuple of ints chosen to collide, or an object of an allowed class).
+    Inserting a group of ``g`` items with one hash costs ``g**2 / 2``
+    comparisons, so the largest group is bounded, not the number of distinct
+    hashes (which padding with distinct items would satisfy).  A container of
+    at most MAX_EQUAL_HASHES items passes unchecked; a bigger one costs one
+    hash per item and a set of them, plus a count only when two collide.
     """
-    if len(items) >= HASHED_MIN:
+    n = len(items)
+    if n > MAX_EQUAL_HASHES:
         try:
-            distinct = len(set(map(hash, items)))
+            hashes = list(map(hash, items))
         except TypeError as exc:
             raise CorruptSnapshot(f"unhashable item: {exc}") from exc
-        if distinct * 2 < len(items):
-            raise CorruptSnapshot(
-                f"{len(items)} items share {distinct} hashes: refusing a hash-flooding container"
-            )
+        if len(set(hashes)) != n:
+            h, group = Counter(hashes).most_common(1)[0]
+            if group > MAX_EQUAL_HASHES:
+                raise CorruptSnapshot(
+                    f"{group} of {n} items share the hash {h}: refusing a hash-flooding "
+                    f"container (at most {MAX_EQUAL_HASHES} may)"
+                )
     return items
 
 
@@ -713,6 +746,12 @@ _TAGGED: dict[int, Callable[[Decoder, list[Any]], Any]] = {
 
 _TAG_BY_DATA.update({bytes([kind]): Tag(kind) for kind in _TAGGED})
 
+def ext_hook(code: int, data: bytes) -> Any:
+    """One ext on its own (no hash counts across calls; ``loads`` uses
+    ``new_ext_hook()`` per blob)."""
+    return new_ext_hook()(code, data)
+
+
 __all__ = ["Decoder", "Deferred", "MAX_EXCEPTION_CHAIN", "NONE_MARK", "Tag",
            "check_exception_chains", "ext_hook", "is_exception", "longest_exception_chain",
-           "printable_cause"]
+           "new_ext_hook", "printable_cause"]

@@ -51,8 +51,10 @@ T_DICTVIEW = 20  # [tag, dict, kind (0 keys, 1 values, 2 items)]
 
 TAGS = {kind: ExtType(EXT_TAG, bytes([kind])) for kind in range(1, 21)}
 
-HASHED_MIN = 64
-"""Hashed containers at least this long are checked for hash flooding on load."""
+MAX_EQUAL_HASHES = 64
+"""At most this many items of one set, frozenset or dict (keys), and at most
+this many distinct big ints or complex numbers of one blob, may share a hash
+(hash flooding); smaller containers are not checked."""
 
 SHAPE_MIN = 2
 """A dict with at least this many keys, all str, defines or reuses a shape."""
