@@ -102,6 +102,7 @@ from .codec._tags import (
     T_FROZENSET,
     T_FUNCTION,
     T_GLOBAL,
+    T_METHOD,
     T_MODULE,
     T_NEWOBJ,
     T_RANGE,
@@ -115,6 +116,11 @@ from .codec._tags import (
 
 OUTCOMES = ("rejected", "restored", "other", "crash", "hang", "memoryerror")
 FAILURES = ("other", "crash", "hang", "memoryerror")
+
+METHOD_NAMES = ("append", "__exit__", "__enter__", "read", "close", "send", "throw", "format",
+                "join", "get", "__reduce_ex__", "__getattribute__", "__init__", "__class__",
+                "missing", "name", 0, 3)
+"""Names a generated bound method (tag 21) asks for."""
 
 SAFE_ALLOW = ("corosnap._fuzz_zoo", "builtins", "datetime", "decimal", "itertools")
 """The allow list for inputs loaded in safe mode (what the zoo's blobs name)."""
@@ -470,7 +476,7 @@ class Gen:
         if code == EXT_REF:
             return ref(r.choice((0, 0, 1, 2, 3, r.randint(0, 40), r.randint(0, 2**32 - 1))))
         if code == EXT_TAG:
-            return tag(r.randint(0, 20))
+            return tag(r.randint(0, 22))
         if code == EXT_BIGINT:
             n = r.choice((0, 1, 8, 9, 16, 64, 4096))
             return ExtType(code, r.randbytes(n))
@@ -537,8 +543,15 @@ class Gen:
         r = self.rng
         kind = r.choice((T_TUPLE, T_SET, T_FROZENSET, T_DICT, T_FLATLIST, T_GLOBAL, T_MODULE,
                          T_CELL, T_FUNCTION, T_FRAME, T_REDUCE, T_NEWOBJ, T_RANGE, T_RANGEITER,
-                         T_SEQITER, T_SHAPED, 0, 17))
+                         T_SEQITER, T_SHAPED, T_METHOD, 0, 17))
         items = [self.value(depth + 1) for _ in range(r.randint(0, 4))]
+        if kind == T_METHOD:
+            # a bound method: of a value, of a zoo class or object, by a name
+            # that may or may not be a method of it (tag 21)
+            obj = r.choice((self.value(depth + 1), self.global_(), ref(r.randint(0, 12)),
+                            [tag(T_NEWOBJ), [tag(T_GLOBAL), "corosnap._fuzz_zoo", "Resource"],
+                             [], {"name": "r"}]))
+            return [tag(kind), obj, r.choice(METHOD_NAMES)]
         if kind == T_GLOBAL:
             return self.global_()
         if kind == T_MODULE:
@@ -778,7 +791,7 @@ def t_tag(r: random.Random, tree: Any, g: Gen) -> bool:
     lst = c[k]
     choice = r.random()
     if choice < 0.5:
-        lst[0] = tag(r.choice((r.randint(0, 18), tag_kind(lst) or 0)))
+        lst[0] = tag(r.choice((r.randint(0, 22), tag_kind(lst) or 0)))
     elif choice < 0.75 and len(lst) > 1:
         del lst[r.randrange(1, len(lst))]
     else:

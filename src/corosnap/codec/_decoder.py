@@ -25,7 +25,15 @@ from msgpack import ExtType
 
 from .._errors import CorruptSnapshot, LimitExceeded, RestoreError, UnsafeSnapshot
 from ..frames import backend
-from ._globals import NEVER_CALLED, SAFE_CALLABLES, WELLKNOWN, load_global, module_allowed
+from ._globals import (
+    NEVER_CALLED,
+    SAFE_CALLABLES,
+    WELLKNOWN,
+    check_method_allowed,
+    load_global,
+    module_allowed,
+    resolve_method,
+)
 from ._picklers import loads_with
 from ._tags import (
     EXT_BIGINT,
@@ -50,6 +58,7 @@ from ._tags import (
     T_FROZENSET,
     T_FUNCTION,
     T_GLOBAL,
+    T_METHOD,
     T_MODULE,
     T_NEWOBJ,
     T_RANGE,
@@ -462,6 +471,21 @@ class Decoder:
         self.memo.append(obj)
         return obj
 
+    def _method(self, v: list[Any]) -> Any:
+        if len(v) != 3:
+            raise CorruptSnapshot("malformed method")
+        obj = self.dec(v[1])
+        name = self.string(v[2])
+        try:
+            method, func = resolve_method(obj, name)
+        except LookupError as exc:
+            raise CorruptSnapshot(f"a method that is not one: {exc}") from None
+        if self.safe:
+            check_method_allowed(obj, name, func, self.allow)
+        self.memo.append(method)
+        self.depth[id(method)] = self._nest((obj,))
+        return method
+
     def _module(self, v: list[Any]) -> Any:
         if len(v) != 2:
             raise CorruptSnapshot("malformed module reference")
@@ -729,6 +753,7 @@ _TAGGED: dict[int, Callable[[Decoder, list[Any]], Any]] = {
     T_DICT: Decoder._dict_pairs,
     T_FLATLIST: Decoder._flat,
     T_GLOBAL: Decoder._global,
+    T_METHOD: Decoder._method,
     T_MODULE: Decoder._module,
     T_CELL: Decoder._cell,
     T_FUNCTION: Decoder._function,

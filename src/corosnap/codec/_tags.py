@@ -48,8 +48,9 @@ T_DONE = 17  # [tag, coderef...]  (a generator/coroutine that already finished)
 T_EXCEPTION = 18  # [tag, reduce array, cause, context, suppress_context]
 T_DICTITER = 19  # [tag, dict, kind (0 keys, 1 values, 2 items), position]
 T_DICTVIEW = 20  # [tag, dict, kind (0 keys, 1 values, 2 items)]
+T_METHOD = 21  # [tag, obj, name]  (a method found by name on a type: _globals.resolve_method)
 
-TAGS = {kind: ExtType(EXT_TAG, bytes([kind])) for kind in range(1, 21)}
+TAGS = {kind: ExtType(EXT_TAG, bytes([kind])) for kind in range(1, 22)}
 
 MAX_EQUAL_HASHES = 64
 """At most this many items of one set, frozenset or dict (keys), and at most
