@@ -433,3 +433,24 @@ def test_hash_flooding_bounds_the_largest_group_of_equal_hashes():
         _not_flooding(colliding + [(MAX_EQUAL_HASHES + 1) * m] + padding)
     with pytest.raises(corosnap.CorruptSnapshot, match="unhashable"):
         _not_flooding([[]] * 100)
+
+
+def test_a_blob_refused_for_its_exception_chain_runs_none_of_its_code():
+    # The chain check needs the whole blob, so it runs once the root frame's
+    # values are decoded, but before that frame is written: the refused
+    # generator is never resumed, not even by its finalizer (__exit__, finally).
+    import gc
+
+    g = samples.with_finally()
+    tree = _suspended_tree(g)  # [.., position, x, y, <stack: bound __exit__>]
+    g.close()
+    tag = lambda kind: msgpack.ExtType(0, bytes([kind]))  # noqa: E731
+    ref = lambda i: msgpack.ExtType(1, i.to_bytes(4, "big"))  # noqa: E731
+    # memo: 0 = the generator, 1 = the list, 2 = ValueError, 3.. = the chain
+    tree[6] = [[tag(18), [tag(11), [tag(6), "builtins", "ValueError"] if i == 0 else ref(2), [i]],
+                None, ref(2 + i) if i else None, False] for i in range(1001)]
+    samples.LOG.clear()
+    with pytest.raises(corosnap.LimitExceeded, match="chain is longer than 1000"):
+        corosnap.loads(_repack(tree))
+    gc.collect()
+    assert samples.LOG == []

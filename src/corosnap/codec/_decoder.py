@@ -358,8 +358,8 @@ class Decoder:
         return v
 
     def finish(self) -> None:
-        """Checks that need the whole object graph: run once, after the root frame
-        is decoded and before ``loads`` returns it."""
+        """Checks that need the whole object graph: run once, when the root
+        frame's values are decoded, before that frame is written."""
         check_exception_chains(self.exceptions)
 
     def dec_items(self, items: Any) -> list[Any]:

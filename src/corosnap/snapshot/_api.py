@@ -79,9 +79,7 @@ def loads(
     tree = open_blob(data, key, max_size)
     dec = Decoder(decode_frame, decode_coderef, safe, tuple(allow))
     try:
-        gen = decode_frame(dec, tree, 1)
-        dec.finish()
-        return gen
+        return decode_frame(dec, tree, 1, root=True)
     except CorosnapError:
         raise
     except RecursionError:

@@ -266,8 +266,10 @@ def _check_slots(entry: CodeEntry, pos: int, slots: list[Any], n: int, frames: A
                 )
 
 
-def decode_frame(dec: Decoder, v: list[Any], i: int) -> Any:
-    """Rebuild one frame from v[i:] (see the module docstring)."""
+def decode_frame(dec: Decoder, v: list[Any], i: int, root: bool = False) -> Any:
+    """Rebuild one frame from v[i:] (see the module docstring).  ``root``: the
+    blob's outermost frame, decoded last; the checks that need the whole
+    object graph (``Decoder.finish``) run just before it is written."""
     entry, i = decode_coderef(dec, v, i)
     info = entry.info
     if i >= len(v):
@@ -292,13 +294,13 @@ def decode_frame(dec: Decoder, v: list[Any], i: int) -> Any:
     dec.memo.append(gen)
     dec.active.add(id(gen))
     try:
-        return _fill_frame(dec, entry, gen, v, i, pos, exc_f, n)
+        return _fill_frame(dec, entry, gen, v, i, pos, exc_f, n, root)
     finally:
         dec.active.discard(id(gen))
 
 
 def _fill_frame(dec: Decoder, entry: CodeEntry, gen: Any, v: list[Any], i: int, pos: int,
-                exc_f: Any, n: int) -> Any:
+                exc_f: Any, n: int, root: bool) -> Any:
     info = entry.info
     exc = None
     if exc_f is not None:
@@ -339,6 +341,8 @@ def _fill_frame(dec: Decoder, entry: CodeEntry, gen: Any, v: list[Any], i: int, 
                 f"{entry.label}: delegates to a {type(sub).__name__}, which is not an iterator"
             )
         _check_no_delegation_cycle(dec, entry, gen, sub)
+    if root:
+        dec.finish()
     try:
         frames.write(gen, pos, slots[:n], slots[n:], exc)
     except (TypeError, ValueError) as err:
