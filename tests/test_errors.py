@@ -248,11 +248,14 @@ def test_builtin_container_constructors_are_never_called_from_a_blob():
 
 
 def test_safe_mode_refuses_getattr_gadgets():
-    g = suspended_holding([].append)  # reduces to getattr(list, "append")
-    blob = corosnap.dumps(g)
-    assert corosnap.loads(blob).send(None)[0] is not None
+    # A bound method is stored as one (tag 21) and checked; the getattr reduce
+    # older blobs used for it is refused, as is any other call of getattr.
+    tree = _holding_tree(None)
+    getattr_ref = msgpack.ExtType(5, bytes([6]))  # well-known builtins.getattr
+    tree[-2] = [msgpack.ExtType(0, bytes([11])), getattr_ref, [[1], "append"]]
+    assert corosnap.loads(_repack(tree)).send(None)[0] is not None
     with pytest.raises(corosnap.UnsafeSnapshot, match="refused to call"):
-        corosnap.loads(blob, safe=True, allow=("samples",))
+        corosnap.loads(_repack(tree), safe=True, allow=("samples",))
 
 
 def test_delegation_cycle_is_refused():
@@ -335,3 +338,119 @@ def test_deep_chains_of_unguarded_objects_are_refused():
     tree[-2] = chain
     with pytest.raises(corosnap.LimitExceeded, match="nested more than"):
         corosnap.loads(_repack(tree))
+
+
+def test_longest_exception_chain_follows_cause_and_context_and_bounds_cycles():
+    from corosnap.codec._decoder import longest_exception_chain
+
+    def chain(n, link="__context__"):
+        e = ValueError(0)
+        for i in range(1, n):
+            x = ValueError(i)
+            setattr(x, link, e)
+            e = x
+        return e
+
+    assert longest_exception_chain([ValueError()]) == 1
+    assert longest_exception_chain([chain(10)]) == 10
+    assert longest_exception_chain([chain(10, "__cause__")]) == 10
+    top = ValueError("top")
+    top.__cause__, top.__context__ = chain(3), chain(7)
+    assert longest_exception_chain([top]) == 8  # the longer of the two links
+    # cycles: every exception of the cycle counts, whichever is the root
+    a, b, c = KeyError("a"), KeyError("b"), KeyError("c")
+    a.__cause__, b.__context__, c.__context__ = b, a, a
+    assert longest_exception_chain([a]) == 2
+    assert longest_exception_chain([c]) == 3
+    ring = [KeyError(i) for i in range(1500)]
+    for x, y in zip(ring, ring[1:] + ring[:1], strict=True):
+        x.__context__ = y
+    assert longest_exception_chain([ring[0]]) > 1000  # stops counting past the limit
+    assert longest_exception_chain([chain(5000)], limit=10**9) == 5000
+
+
+def _exception_chain_tree(n):
+    """A frame suspended in an except block whose handled exception heads a
+    __context__ chain of ``n`` exceptions (linked by back-references)."""
+    g = samples.in_except()
+    tree = _suspended_tree(g)
+    tag = lambda kind: msgpack.ExtType(0, bytes([kind]))  # noqa: E731
+    ref = lambda i: msgpack.ExtType(1, i.to_bytes(4, "big"))  # noqa: E731
+    # memo: 0 = the generator, 1 = ValueError, 2 = the list, 3.. = the chain
+    chain = [[tag(18), [tag(11), ref(1), [i]], None, ref(2 + i) if i else None, False]
+             for i in range(n - 1)]
+    assert type(tree[4]) is list, tree[4]
+    tree[4] = [tree[4][0], [tag(18), [tag(11), [tag(6), "builtins", "ValueError"], [chain]], None,
+                            ref(2 + n - 1) if n > 1 else None, False]]
+    return tree
+
+
+def test_exception_chains_longer_than_the_limit_are_refused():
+    from corosnap.codec._decoder import MAX_EXCEPTION_CHAIN
+
+    g = corosnap.loads(_repack(_exception_chain_tree(MAX_EXCEPTION_CHAIN)))
+    depth, e = 0, g.send(None)[1]  # sys.exc_info()[1] in the restored handler
+    while e is not None:
+        depth, e = depth + 1, e.__context__
+    assert depth == MAX_EXCEPTION_CHAIN
+    g.close()
+    with pytest.raises(corosnap.LimitExceeded, match="chain is longer than 1000"):
+        corosnap.loads(_repack(_exception_chain_tree(MAX_EXCEPTION_CHAIN + 1)))
+
+
+def test_real_exception_chains_round_trip():
+    g = samples.chained_exceptions()
+    next(g)
+    assert corosnap.loads(corosnap.dumps(g)) is not None
+
+
+def test_is_exception_checks_the_type_not_what_the_object_claims():
+    from unittest import mock
+
+    from corosnap.codec import is_exception
+
+    class Exc(ValueError):
+        pass
+
+    fake = mock.NonCallableMock(spec=ValueError)
+    assert isinstance(fake, BaseException) and not is_exception(fake)
+    assert is_exception(ValueError()) and is_exception(Exc()) and is_exception(KeyboardInterrupt())
+    assert not is_exception(ValueError) and not is_exception(None)
+
+
+def test_hash_flooding_bounds_the_largest_group_of_equal_hashes():
+    from corosnap.codec._decoder import _not_flooding
+    from corosnap.codec._tags import MAX_EQUAL_HASHES
+
+    m = 2**61 - 1
+    colliding = [k * m for k in range(1, MAX_EQUAL_HASHES + 1)]
+    padding = list(range(10**6, 10**6 + 10_000))
+    assert _not_flooding(colliding + padding)  # 64 may share a hash
+    assert _not_flooding(colliding)  # containers of up to 64 items are not even hashed
+    with pytest.raises(corosnap.CorruptSnapshot, match="65 of 65 items share the hash 0"):
+        _not_flooding(colliding + [(MAX_EQUAL_HASHES + 1) * m])
+    with pytest.raises(corosnap.CorruptSnapshot, match="65 of 10065 items share the hash 0"):
+        _not_flooding(colliding + [(MAX_EQUAL_HASHES + 1) * m] + padding)
+    with pytest.raises(corosnap.CorruptSnapshot, match="unhashable"):
+        _not_flooding([[]] * 100)
+
+
+def test_a_blob_refused_for_its_exception_chain_runs_none_of_its_code():
+    # The chain check needs the whole blob, so it runs once the root frame's
+    # values are decoded, but before that frame is written: the refused
+    # generator is never resumed, not even by its finalizer (__exit__, finally).
+    import gc
+
+    g = samples.with_finally()
+    tree = _suspended_tree(g)  # [.., position, x, y, <stack: bound __exit__>]
+    g.close()
+    tag = lambda kind: msgpack.ExtType(0, bytes([kind]))  # noqa: E731
+    ref = lambda i: msgpack.ExtType(1, i.to_bytes(4, "big"))  # noqa: E731
+    # memo: 0 = the generator, 1 = the list, 2 = ValueError, 3.. = the chain
+    tree[6] = [[tag(18), [tag(11), [tag(6), "builtins", "ValueError"] if i == 0 else ref(2), [i]],
+                None, ref(2 + i) if i else None, False] for i in range(1001)]
+    samples.LOG.clear()
+    with pytest.raises(corosnap.LimitExceeded, match="chain is longer than 1000"):
+        corosnap.loads(_repack(tree))
+    gc.collect()
+    assert samples.LOG == []

@@ -223,15 +223,17 @@ def test_rejected_blob_with_self_delegating_subframe():
 # -- 3. except* handler results --------------------------------------------
 
 
-@pytest.mark.xfail(PY311, strict=True, reason="issue 3: except* result list items unchecked "
-                   "(3.12+ checks them in CALL_INTRINSIC_2: a SystemError, no crash)")
+# Fixed on branch safety: the list is EXC_LIST, the rest CHECK_EG_MATCH leaves
+# EXC_OR_NONE (bytecode._kinds), on every version.
 @pytest.mark.parametrize("items", ["[12345]", "[]"])
 def test_except_star_results_must_be_exceptions(items):
     # At a yield inside an ``except*`` clause the stack holds the list the
     # handlers' results are appended to; PREP_RERAISE_STAR reads its items as
     # exceptions without checking.  An int there is raised as if it were an
     # exception (no ``except`` clause can catch it: the program unwinds to the
-    # top); other contents segfault.
+    # top); other contents segfault.  3.12+ call the same C function through
+    # CALL_INTRINSIC_2, also unchecked (this blob happens to end in a
+    # SystemError from the traceback code there).
     assert_ok(run_child(f"""
         g = zoo.in_except_star(); next(g); g.send("v")
         t = tree_of(g)
@@ -251,6 +253,76 @@ def test_except_star_results_must_be_exceptions(items):
             pass
         print("OK")
     """))
+
+
+EXCEPT_STAR_COLLECTOR = """
+def collect():
+    errors = []
+    try:
+        raise ExceptionGroup("eg", [ValueError(1)])
+    except* ValueError:
+        errors.append((yield "in handler"))
+    yield errors
+"""
+
+
+def test_except_star_result_list_cannot_be_aliased():
+    # The result list passes the check at load time, but the blob makes it the
+    # same list as the local ``errors``, which the handler appends the sent value
+    # to before PREP_RERAISE_STAR reads it: an int raised as an exception.  The
+    # restore puts a copy of the checked list on the stack (nothing else holds
+    # it in a real frame).
+    assert_ok(run_child(EXCEPT_STAR_COLLECTOR + """
+from corosnap.codec import Decoder, ext_hook
+from corosnap.snapshot._restore import decode_coderef, decode_frame
+
+g = collect(); next(g)
+blob = corosnap.dumps(g)
+t = tree_of(g)   # [.., position, errors, prev exc, exc, RESULTS, rest, <errors.append>..]
+results = next(j for j in range(6, len(t)) if t[j] == [])
+assert t[5] == [], t
+# the memo index the decoder gives the local ``errors``: decode once and look
+dec = Decoder(decode_frame, decode_coderef)
+gen = decode_frame(dec, msgpack.unpackb(blob, strict_map_key=False, ext_hook=ext_hook), 1)
+t[results] = ref(next(i for i, o in enumerate(dec.memo) if o is gen.gi_frame.f_locals["errors"]))
+del gen, dec
+try:
+    g2 = corosnap.loads(blob_of(t))
+except corosnap.CorosnapError:
+    print("OK"); sys.exit(0)
+try:
+    print(g2.send(12345))
+except BaseException as exc:
+    print("raised", type(exc).__name__)
+del g2; gc.collect()
+print("OK")
+"""))
+
+
+def test_exception_slots_reject_objects_that_only_claim_to_be_exceptions():
+    # unittest.mock's spec= makes ``__class__`` return the spec: isinstance(m,
+    # BaseException) is true, but the object is no exception struct.  In the
+    # previous-exception slot of an ``except`` block POP_EXCEPT installs it as
+    # the handled exception; sys.exc_info() then reads a "traceback" from its
+    # memory and ``raise`` raises it.  Checks now use the type's flags, as
+    # CPython does (PyExceptionInstance_Check).
+    assert_ok(run_child("""
+def handler():
+    try:
+        raise KeyError("k")
+    except KeyError:
+        yield 1
+    info = sys.exc_info()
+    yield info
+    raise
+
+g = handler(); next(g)
+t = tree_of(g)   # the stack is [previous exception (None)]
+assert t[-1] == X(7, b"\\0"), t
+t[-1] = [tag(T_REDUCE), [tag(T_GLOBAL), "unittest.mock", "NonCallableMock"],
+         [[tag(T_GLOBAL), "builtins", "ValueError"]]]
+expect_refused_or_harmless(blob_of(t), actions=("send", "send", "send"))
+"""))
 
 
 # -- 4. Object graphs deeper than the msgpack nesting limit ----------------
@@ -298,15 +370,15 @@ def test_long_slice_chain_through_back_references():
     """))
 
 
-@pytest.mark.xfail(PY311, strict=True, reason="issue 3: exception __context__ chains of any "
-                   "depth (3.12+'s printer guards its recursion)")
+# Fixed on branch safety: chains longer than MAX_EXCEPTION_CHAIN (1,000) are
+# refused with LimitExceeded, on every version.
 def test_long_exception_chain_does_not_crash_when_raised():
     # T_EXCEPTION links __context__ by back-reference, so a 300,000-deep chain is
     # flat in the blob (8 MB).  The generator re-raises it with a bare ``raise``;
-    # uncaught, CPython's traceback printer recurses down the chain in C and
+    # uncaught, CPython 3.11's traceback printer recurses down the chain in C and
     # segfaults (plain CPython does the same with such a chain, but only a blob can
-    # hand one to code that never built it).  The child lets it propagate: a clean
-    # exit with status 1 is the expected outcome.
+    # hand one to code that never built it; 3.12+ guard that recursion).  Were it
+    # restored, the child would let it propagate: a clean exit with status 1.
     proc = run_child("""
         g = zoo.in_except(); next(g)
         t = tree_of(g)   # position [offset, handled exception]; memo 0 = the generator
@@ -322,7 +394,8 @@ def test_long_exception_chain_does_not_crash_when_raised():
         t[5] = None
         try:
             g2 = corosnap.loads(blob_of(t), safe=True, allow=("corosnap._fuzz_zoo", "builtins"))
-        except corosnap.CorosnapError:
+        except corosnap.CorosnapError as exc:
+            print(type(exc).__name__, exc)
             print("OK"); sys.exit(0)
         g2.send(None)
         print("OK", flush=True)
@@ -330,6 +403,38 @@ def test_long_exception_chain_does_not_crash_when_raised():
     """)
     tail = (proc.stdout + proc.stderr)[-800:]
     assert proc.returncode in (0, 1) and "OK" in proc.stdout, f"{proc.returncode}: {tail}"
+    assert "LimitExceeded" in proc.stdout and "chain is longer than 1000" in proc.stdout, tail
+
+
+def test_exception_raised_by_a_constructor_does_not_carry_a_long_chain_out():
+    # Default mode: a reduce calls a fresh generator's ``throw`` (a bound method)
+    # with a blob-built exception at the head of a 300,000-long __context__
+    # chain.  loads() wraps what a constructor raises in RestoreError "from" it,
+    # so the chain would reach the caller's traceback printer (3.11: a segfault).
+    # The cause is dropped when its chain is too long to print.
+    proc = run_child("""
+        g = zoo.holds(0); next(g)
+        t = tree_of(g)
+        T_EXC = 18
+        n = 300_000
+        ref4 = lambda i: X(1, i.to_bytes(4, "big"))
+        # memo: 0 = the generator, 1 = zoo.holds, 2 = a fresh generator, 3 = its
+        # bound throw, 4 = ValueError, 5 = the chain's list, 6.. = the chain
+        throw = [tag(T_REDUCE), GETATTR,
+                 [[tag(T_REDUCE), [tag(T_GLOBAL), "corosnap._fuzz_zoo", "holds"], [0]], "throw"]]
+        chain = [[tag(T_EXC), [tag(T_REDUCE), ref4(4), [i]], None,
+                  ref4(5 + i) if i else None, False] for i in range(n)]
+        top = [tag(T_EXC), [tag(T_REDUCE), [tag(T_GLOBAL), "builtins", "ValueError"], [chain]],
+               None, ref4(5 + n), False]
+        t[5] = [tag(T_REDUCE), throw, [top]]
+        try:
+            corosnap.loads(blob_of(t))
+        except corosnap.CorosnapError as exc:
+            print(type(exc).__name__, exc.__cause__ is None, flush=True)
+            raise   # uncaught: the printer prints it and its cause chain
+    """)
+    tail = (proc.stdout + proc.stderr)[-800:]
+    assert proc.returncode == 1 and "RestoreError True" in proc.stdout, f"{proc.returncode}: {tail}"
 
 
 # -- 5. Memory: sizes declared through well-known constructors ---------------
@@ -376,6 +481,80 @@ def test_colliding_set_items_do_not_hang():
         expect_refused_or_harmless(blob, safe=True, allow=("corosnap._fuzz_zoo",),
                                    actions=())
     """))
+
+
+COLLIDING_TUPLES = """
+M64 = (1 << 64) - 1
+P1, P2, P5 = 11400714785074694791, 14029467366897019727, 2870177450012600261
+
+def colliding_pairs(n, target=12345):
+    # 2-tuples of native ints that all hash to ``target``: CPython's tuple hash
+    # (xxHash-like, the same on 3.11-3.15) is invertible in its last item, and
+    # an int below 2**61 - 1 hashes to itself.
+    rotl = lambda x, r: ((x << r) | (x >> (64 - r))) & M64
+    rotr = lambda x, r: ((x >> r) | (x << (64 - r))) & M64
+    acc2 = (target - (2 ^ (P5 ^ 3527539))) & M64
+    x = rotr(acc2 * pow(P1, -1, 1 << 64) & M64, 31)
+    out, a = [], 0
+    while len(out) < n:
+        a += 1
+        acc1 = rotl((P5 + a * P2) & M64, 31) * P1 & M64
+        b = (x - acc1) * pow(P2, -1, 1 << 64) & M64
+        if b < (1 << 61) - 1:
+            out.append((a, b))
+    assert len({hash(p) for p in out[:100]}) == 1
+    return out
+
+def big(v):
+    return X(2, v.to_bytes((v.bit_length() + 8) // 8, "little", signed=True))
+"""
+
+
+# Fixed on branch safety: the largest group of equal hashes is bounded (64).
+@pytest.mark.parametrize("items", ["tuples", "bigints"])
+@pytest.mark.parametrize("kind", ["set", "frozenset", "dict"])
+def test_colliding_set_items_padded_with_distinct_ones_do_not_hang(kind, items):
+    # The check above counted distinct hashes (at least half as many as items),
+    # so 50,000 colliding items padded with 50,000 distinct ones passed it and
+    # took minutes to insert.  Colliding items: 2-tuples of small ints (no ext at
+    # all) or big ints equal modulo 2**61 - 1.  Safe mode too; 5 seconds.
+    assert_ok(run_child(COLLIDING_TUPLES + f"""
+import signal
+g = zoo.holds(0); next(g)
+t = tree_of(g)
+n = 50_000
+if {items!r} == "tuples":
+    colliding = [[tag(T_TUPLE), a, b] for a, b in colliding_pairs(n)]
+else:
+    colliding = [big(k * (2**61 - 1)) for k in range(1, n + 1)]
+keys = colliding + list(range(10**6, 10**6 + n))
+if {kind!r} == "dict":
+    t[5] = [tag(T_DICT)] + [x for key in keys for x in (key, None)]
+else:
+    t[5] = [tag(2 if {kind!r} == "set" else 3), *keys]
+blob = blob_of(t)
+signal.alarm(5)
+expect_refused_or_harmless(blob, safe=True, allow=("corosnap._fuzz_zoo",), actions=())
+"""))
+
+
+# Fixed on branch safety: EXT_BIGINT / EXT_COMPLEX are counted by hash as msgpack
+# reads them.
+def test_colliding_big_int_keys_of_a_plain_map_do_not_hang():
+    # A plain msgpack map is turned into a dict by msgpack itself, before the
+    # decoder sees it, and its keys may be exts: 60,000 big ints equal modulo
+    # 2**61 - 1 made msgpack.unpackb quadratic (a minute) with no check at all.
+    assert_ok(run_child(COLLIDING_TUPLES + """
+import signal
+g = zoo.holds(0); next(g)
+t = tree_of(g)
+n = 60_000
+t[5] = "PLACEHOLDER"
+body = b"".join(msgpack.packb(big(k * (2**61 - 1))) + b"\\xc0" for k in range(1, n + 1))
+blob = blob_of(t).replace(msgpack.packb("PLACEHOLDER"), b"\\xdf" + n.to_bytes(4, "big") + body)
+signal.alarm(5)
+expect_refused_or_harmless(blob, safe=True, allow=("corosnap._fuzz_zoo",), actions=())
+"""))
 
 
 # -- 6. Safe mode ------------------------------------------------------------

@@ -96,6 +96,20 @@ def test_identity_inside_objects_is_shared_with_locals():
     assert got[0].y is got[1] and got[0] is got[2]
 
 
+def test_identity_after_a_large_dict_with_object_keys():
+    # A dict with a non-scalar key and at least 64 keys (checked for hash
+    # flooding): its keys were decoded twice, once for the check, which gave
+    # every later back-reference the wrong memo index (here: ``shared`` came
+    # back as one of the keys).
+    shared = ["shared"]
+    d = {samples.Color.RED: 0, **{(i, "k"): [i] for i in range(80)},
+         **{samples.Point(i, []).x: i for i in range(3)}}
+    d[frozenset({1})] = shared
+    got = resumed_value((d, shared, shared))
+    assert got[0] == d and got[1] == ["shared"] and got[1] is got[2]
+    assert got[0][frozenset({1})] is got[1]
+
+
 def test_unimportable_class_goes_through_cloudpickle_by_default():
     @dataclasses.dataclass
     class Local:

@@ -90,6 +90,9 @@ def assert_frame_matches_analysis(gen: Any) -> None:
             assert isinstance(v, BaseException), where
         elif base == K.EXC_OR_NONE:
             assert v is None or isinstance(v, BaseException), where
+        elif base == K.EXC_LIST:
+            assert type(v) is list, where
+            assert all(x is None or isinstance(x, BaseException) for x in v), where
         elif base == K.ITER:
             nxt = stack[j + 1] if j + 1 < len(stack) else None
             assert hasattr(type(v), "__next__") or type(nxt) is FRAMES.TaggedInt, where

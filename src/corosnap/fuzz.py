@@ -102,6 +102,7 @@ from .codec._tags import (
     T_FROZENSET,
     T_FUNCTION,
     T_GLOBAL,
+    T_METHOD,
     T_MODULE,
     T_NEWOBJ,
     T_RANGE,
@@ -115,6 +116,11 @@ from .codec._tags import (
 
 OUTCOMES = ("rejected", "restored", "other", "crash", "hang", "memoryerror")
 FAILURES = ("other", "crash", "hang", "memoryerror")
+
+METHOD_NAMES = ("append", "__exit__", "__enter__", "read", "close", "send", "throw", "format",
+                "join", "get", "__reduce_ex__", "__getattribute__", "__init__", "__class__",
+                "missing", "name", 0, 3)
+"""Names a generated bound method (tag 21) asks for."""
 
 SAFE_ALLOW = ("corosnap._fuzz_zoo", "builtins", "datetime", "decimal", "itertools")
 """The allow list for inputs loaded in safe mode (what the zoo's blobs name)."""
@@ -470,7 +476,7 @@ class Gen:
         if code == EXT_REF:
             return ref(r.choice((0, 0, 1, 2, 3, r.randint(0, 40), r.randint(0, 2**32 - 1))))
         if code == EXT_TAG:
-            return tag(r.randint(0, 20))
+            return tag(r.randint(0, 22))
         if code == EXT_BIGINT:
             n = r.choice((0, 1, 8, 9, 16, 64, 4096))
             return ExtType(code, r.randbytes(n))
@@ -537,8 +543,15 @@ class Gen:
         r = self.rng
         kind = r.choice((T_TUPLE, T_SET, T_FROZENSET, T_DICT, T_FLATLIST, T_GLOBAL, T_MODULE,
                          T_CELL, T_FUNCTION, T_FRAME, T_REDUCE, T_NEWOBJ, T_RANGE, T_RANGEITER,
-                         T_SEQITER, T_SHAPED, 0, 17))
+                         T_SEQITER, T_SHAPED, T_METHOD, 0, 17))
         items = [self.value(depth + 1) for _ in range(r.randint(0, 4))]
+        if kind == T_METHOD:
+            # a bound method: of a value, of a zoo class or object, by a name
+            # that may or may not be a method of it (tag 21)
+            obj = r.choice((self.value(depth + 1), self.global_(), ref(r.randint(0, 12)),
+                            [tag(T_NEWOBJ), [tag(T_GLOBAL), "corosnap._fuzz_zoo", "Resource"],
+                             [], {"name": "r"}]))
+            return [tag(kind), obj, r.choice(METHOD_NAMES)]
         if kind == T_GLOBAL:
             return self.global_()
         if kind == T_MODULE:
@@ -778,7 +791,7 @@ def t_tag(r: random.Random, tree: Any, g: Gen) -> bool:
     lst = c[k]
     choice = r.random()
     if choice < 0.5:
-        lst[0] = tag(r.choice((r.randint(0, 18), tag_kind(lst) or 0)))
+        lst[0] = tag(r.choice((r.randint(0, 22), tag_kind(lst) or 0)))
     elif choice < 0.75 and len(lst) > 1:
         del lst[r.randrange(1, len(lst))]
     else:
@@ -1048,22 +1061,56 @@ def t_lying_length(r: random.Random, tree: Any, g: Gen) -> bool:
     return True
 
 
+_M64 = (1 << 64) - 1
+_XXP1, _XXP2, _XXP5 = 11400714785074694791, 14029467366897019727, 2870177450012600261
+
+
+def colliding_pairs(n: int, target: int = 12345) -> list[tuple[int, int]]:
+    """``n`` 2-tuples of small ints whose hashes all equal ``target``: CPython's
+    tuple hash (xxHash-like, the same on 3.11-3.15) can be solved for its last
+    item, and an int below 2**61 - 1 hashes to itself."""
+    def rotl(x: int, r: int) -> int:
+        return ((x << r) | (x >> (64 - r))) & _M64
+
+    x = (((target - (2 ^ (_XXP5 ^ 3527539))) & _M64) * pow(_XXP1, -1, 1 << 64)) & _M64
+    x = rotl(x, 64 - 31)
+    inv2 = pow(_XXP2, -1, 1 << 64)
+    out: list[tuple[int, int]] = []
+    a = 0
+    while len(out) < n:
+        a += 1
+        b = (x - rotl((_XXP5 + a * _XXP2) & _M64, 31) * _XXP1) * inv2 & _M64
+        if b < (1 << 61) - 1:
+            out.append((a, b))
+    return out
+
+
 def t_collide(r: random.Random, tree: Any, g: Gen) -> bool:
-    """A set, frozenset or dict whose keys all share one hash (ints equal modulo
-    2**61 - 1, stored as EXT_BIGINT): building it costs O(n**2) comparisons."""
+    """A set, frozenset, dict or plain map whose keys share one hash: building it
+    costs O(n**2) comparisons.  The keys are ints equal modulo 2**61 - 1 (stored
+    as EXT_BIGINT) or 2-tuples of small ints (``colliding_pairs``); half the
+    time padded with as many distinct keys (a check counting distinct hashes
+    lets that through).  A plain msgpack map is built by msgpack itself."""
     hit = _pick(r, tree)
     if hit is None:
         return False
     c, k = hit
     n = r.choice((500, 5000, 20_000))
-    m = 2**61 - 1
-    keys = []
-    for i in range(1, n + 1):
-        v = i * m
-        keys.append(ExtType(EXT_BIGINT, v.to_bytes((v.bit_length() + 8) // 8, "little",
-                                                   signed=True)))
-    kind = r.choice((T_SET, T_FROZENSET, T_DICT))
-    if kind == T_DICT:
+    kind = r.choice((T_SET, T_FROZENSET, T_DICT, -1))  # -1: a plain map
+    keys: list[Any] = []
+    if kind != -1 and r.random() < 0.5:
+        keys = [[tag(T_TUPLE), a, b] for a, b in colliding_pairs(n)]
+    else:
+        m = 2**61 - 1
+        for i in range(1, n + 1):
+            v = i * m
+            keys.append(ExtType(EXT_BIGINT, v.to_bytes((v.bit_length() + 8) // 8, "little",
+                                                       signed=True)))
+    if r.random() < 0.5:
+        keys += list(range(10**6, 10**6 + n))
+    if kind == -1:
+        c[k] = dict.fromkeys(keys)
+    elif kind == T_DICT:
         c[k] = [tag(kind)] + [x for key in keys for x in (key, None)]
     else:
         c[k] = [tag(kind), *keys]

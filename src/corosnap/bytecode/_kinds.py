@@ -20,6 +20,14 @@ The dangerous uses (CPython 3.11-3.15), and the kind that guards each:
   saves below it.
 - ``RERAISE oparg`` jumps to the instruction offset stored in the handler's
   ``lasti`` slot: LASTI (an int inside the code).
+- ``except*``: ``PREP_RERAISE_STAR`` (3.11; ``CALL_INTRINSIC_2
+  INTRINSIC_PREP_RERAISE_STAR`` from 3.12) reads the items of the list the
+  clauses' results are appended to as exceptions, unchecked (a naked
+  exception's result is even raised as is): EXC_LIST for the list, whose
+  ``BUILD_LIST`` is found by following list labels to that consumer.  The
+  unmatched rest ``CHECK_EG_MATCH`` leaves below its match is appended to
+  that list before the consumer runs: EXC_OR_NONE (when the value it split
+  was an exception).
 - 3.14+ keeps the handler's ``lasti`` as a *tagged integer* (not an object)
   and ``RERAISE`` untags it unchecked; 3.15 also walks sequences "virtually":
   ``GET_ITER`` leaves the sequence and an index slot (NULL for a real
@@ -81,13 +89,20 @@ integer; the slot below must then support virtual iteration)."""
 DICT = 8
 """3.12+ inlined dict comprehensions keep their dict on the stack across an
 await; MAP_ADD casts it to a dict unchecked (from BUILD_MAP)."""
+EXC_LIST = 9
+"""The list of an ``except*`` block's results: a list whose items are
+exceptions or None (PREP_RERAISE_STAR reads them unchecked)."""
 NULLABLE = 16
 """Flag: the slot may be empty (NULL)."""
+_ORIGIN = 32
+"""Inside the analysis only: a LIST label also carries ``(offset + 1) *
+_ORIGIN``, the BUILD_LIST that made it, so the lists reaching the except*
+consumer can be told apart; labels leave ``_kinds`` without it."""
 
 KIND_NAMES = {ANY: "any object", ITER: "an iterator", LIST: "a list", SET: "a set",
               EXC: "an exception", EXC_OR_NONE: "an exception or None",
               LASTI: "an instruction offset", INDEX: "NULL or a sequence index",
-              DICT: "a dict"}
+              DICT: "a dict", EXC_LIST: "a list of exceptions or None"}
 
 TAGGED = frozenset({LASTI, INDEX}) if V >= (3, 14) else frozenset()
 """Kinds whose values are tagged integers in a 3.14+ frame (ints in the blob)."""
@@ -124,7 +139,15 @@ _PAIRED_LOCALS = frozenset({"LOAD_FAST_LOAD_FAST", "LOAD_FAST_BORROW_LOAD_FAST_B
 def _meet(a: int, b: int) -> int:
     if a == b:
         return a
+    if a % _ORIGIN == b % _ORIGIN:
+        return a % _ORIGIN  # lists from two BUILD_LISTs: still a list, origin unknown
     return ANY | ((a | b) & NULLABLE)
+
+
+def _prep_reraise_star(ins: dis.Instruction) -> bool:
+    """The except* consumer: (orig, list -- exception or None)."""
+    return ins.opname == "PREP_RERAISE_STAR" or (
+        ins.opname == "CALL_INTRINSIC_2" and ins.argrepr == "INTRINSIC_PREP_RERAISE_STAR")
 
 
 def _effect(ins: dis.Instruction, jump: bool) -> int:
@@ -157,7 +180,7 @@ def _step(ins: dis.Instruction, labels: tuple[int, ...], jump: bool) -> tuple[in
         # after GET_AWAITABLE the index slot comes from PUSH_NULL.
         return labels[:-2] + (INDEX | NULLABLE, ANY)
     if name == "BUILD_LIST":
-        return labels[: len(labels) - (ins.arg or 0)] + (LIST,)
+        return labels[: len(labels) - (ins.arg or 0)] + (LIST + _ORIGIN * (ins.offset + 1),)
     if name == "BUILD_SET":
         return labels[: len(labels) - (ins.arg or 0)] + (SET,)
     if name == "BUILD_MAP":
@@ -168,6 +191,11 @@ def _step(ins: dis.Instruction, labels: tuple[int, ...], jump: bool) -> tuple[in
         return labels[:-1] + (ANY, ANY | NULLABLE)
     if name == "PUSH_EXC_INFO":
         return labels[:-1] + (EXC_OR_NONE, EXC)
+    if name == "CHECK_EG_MATCH":
+        # (exc_value, match_type -- rest, match): rest is the unmatched part
+        # of an exception group, the exception itself, or None.
+        rest = EXC_OR_NONE if labels[-2] in (EXC, EXC_OR_NONE) else ANY
+        return labels[:-2] + (rest, ANY)
     if name == "PUSH_NULL" or name == "LOAD_FAST_AND_CLEAR":
         return labels + (ANY | NULLABLE,)
     if name == "FOR_ITER" and not jump:
@@ -211,6 +239,7 @@ def _kinds(code: types.CodeType) -> dict[int, tuple[int, ...]]:
     ]
     state: dict[int, tuple[int, ...]] = {}
     work: list[tuple[int, tuple[int, ...]]] = []
+    exc_lists: set[int] = set()  # labels of the lists PREP_RERAISE_STAR reads
 
     def flow(offset: int, labels: tuple[int, ...]) -> None:
         old = state.get(offset)
@@ -233,6 +262,8 @@ def _kinds(code: types.CodeType) -> dict[int, tuple[int, ...]]:
         ins = by_offset[offset]
         if len(labels) != depth.get(offset, -1):
             raise ValueError("label depth disagrees with the depth analysis")
+        if _prep_reraise_star(ins) and labels[-1] >= _ORIGIN:
+            exc_lists.add(labels[-1])
         for start, end, target, hdepth, lasti in handlers:
             # 3.15 generator expressions: the outer handler (depth 2, for the
             # iterator pair) also covers END_FOR / POP_ITER / RETURN_VALUE
@@ -250,13 +281,17 @@ def _kinds(code: types.CodeType) -> dict[int, tuple[int, ...]]:
         if nxt is not None:
             flow(nxt, _step(ins, labels, False))
     info = code_info(code)
+
+    def final(labels: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(EXC_LIST if x in exc_lists else x % _ORIGIN for x in labels)
+
     out: dict[int, tuple[int, ...]] = {}
     for ins in instrs:
         at = ins.offset // 2
         if at in info.resume and ins.opname == "YIELD_VALUE" and ins.offset in state:
-            out[at] = state[ins.offset][:-1]  # the yielded value is popped
+            out[at] = final(state[ins.offset][:-1])  # the yielded value is popped
         elif ins.opcode == _RETURN_GENERATOR and ins.offset in state and CREATED not in out:
-            out[CREATED] = state[ins.offset]  # what the generator is created with
+            out[CREATED] = final(state[ins.offset])  # what the generator is created with
     return out
 
 
@@ -364,5 +399,5 @@ def slot_rules(code: types.CodeType) -> SlotRules:
     return rules
 
 
-__all__ = ["ANY", "DICT", "EXC", "EXC_OR_NONE", "INDEX", "ITER", "KIND_NAMES", "LASTI", "LIST",
-           "NULLABLE", "SET", "TAGGED", "SlotRules", "slot_names", "slot_rules"]
+__all__ = ["ANY", "DICT", "EXC", "EXC_LIST", "EXC_OR_NONE", "INDEX", "ITER", "KIND_NAMES",
+           "LASTI", "LIST", "NULLABLE", "SET", "TAGGED", "SlotRules", "slot_names", "slot_rules"]

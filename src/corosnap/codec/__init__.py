@@ -6,7 +6,7 @@ handed to the frame hooks supplied by ``corosnap.snapshot``, which keeps this
 layer free of frame knowledge.
 """
 
-from ._decoder import NONE_MARK, Decoder, Deferred, Tag, ext_hook
+from ._decoder import NONE_MARK, Decoder, Deferred, Tag, ext_hook, is_exception, new_ext_hook
 from ._encoder import Encoder, type_name
 from ._picklers import pickler_id
 from ._tags import EXT_HEADER, EXT_NONE, EXT_SIGNED, NONE_EXT
@@ -17,6 +17,8 @@ __all__ = [
     "NONE_MARK",
     "Tag",
     "ext_hook",
+    "is_exception",
+    "new_ext_hook",
     "Encoder",
     "EXT_HEADER",
     "EXT_NONE",

@@ -19,14 +19,24 @@ import struct
 import sys
 import types
 from array import array
+from collections import Counter
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from msgpack import ExtType
 
 from .._errors import CorruptSnapshot, LimitExceeded, RestoreError, UnsafeSnapshot
 from ..frames import backend
-from ._globals import NEVER_CALLED, SAFE_CALLABLES, WELLKNOWN, load_global, module_allowed
+from ._globals import (
+    NEVER_CALLED,
+    SAFE_CALLABLES,
+    WELLKNOWN,
+    check_method_allowed,
+    load_global,
+    module_allowed,
+    resolve_method,
+)
 from ._picklers import loads_with
 from ._tags import (
     EXT_BIGINT,
@@ -40,8 +50,8 @@ from ._tags import (
     EXT_SURROGATE_STR,
     EXT_TAG,
     EXT_WELLKNOWN,
-    HASHED_MIN,
     INT_TYPECODES,
+    MAX_EQUAL_HASHES,
     SHAPE_MIN,
     T_CELL,
     T_DICT,
@@ -54,6 +64,7 @@ from ._tags import (
     T_FROZENSET,
     T_FUNCTION,
     T_GLOBAL,
+    T_METHOD,
     T_MODULE,
     T_NEWOBJ,
     T_RANGE,
@@ -71,9 +82,111 @@ MAX_NESTING = 2_000
 """The deepest chain of recursion-unguarded objects a blob may build (iterators
 of iterators, partials of partials...): CPython frees such chains recursively."""
 
+MAX_EXCEPTION_CHAIN = 1_000
+"""The longest ``__cause__`` / ``__context__`` chain a blob's exceptions may
+form.  CPython 3.11's traceback printer recurses in C once per link, without
+a guard (300,000 links overflow the C stack); a chain that long never comes
+from real code, whose handlers nest no deeper than the recursion limit."""
+
 
 def _is_flat(v: list[Any]) -> bool:
     return bool(backend().is_flat(v))
+
+
+_TYPE_FLAGS = type.__dict__["__flags__"].__get__
+_BASE_EXC_SUBCLASS = 1 << 30  # Py_TPFLAGS_BASE_EXC_SUBCLASS
+
+
+_CAUSE = BaseException.__dict__["__cause__"].__get__
+_CONTEXT = BaseException.__dict__["__context__"].__get__
+
+
+def _links(exc: Any) -> list[Any]:
+    """The exceptions ``exc`` is chained to (read through BaseException's own
+    descriptors: a subclass's properties could run code or lie)."""
+    return [x for x in (_CAUSE(exc), _CONTEXT(exc)) if x is not None]
+
+
+def longest_exception_chain(roots: list[Any], limit: int = MAX_EXCEPTION_CHAIN) -> int:
+    """An upper bound on the longest chain of exceptions, linked by
+    ``__cause__`` or ``__context__``, that starts at one of ``roots``
+    (exceptions); stops counting once past ``limit``.
+
+    Exact when the links form no cycle.  Cycles are legal (CPython's printers
+    stop at an exception they have seen), so a walk's length is bounded by
+    counting every exception of a strongly connected component: Tarjan's
+    algorithm, iterative, then the longest path between components, which it
+    yields sinks first.  Linear in the number of exceptions reached."""
+    index: dict[int, int] = {}
+    low: dict[int, int] = {}
+    height: dict[int, int] = {}
+    on_stack: set[int] = set()
+    stack: list[Any] = []
+    longest = 0
+    for root in roots:
+        if id(root) in index:
+            continue
+        index[id(root)] = low[id(root)] = len(index)
+        stack.append(root)
+        on_stack.add(id(root))
+        work = [(root, iter(_links(root)))]
+        while work:
+            node, links = work[-1]
+            for nxt in links:
+                if id(nxt) not in index:
+                    index[id(nxt)] = low[id(nxt)] = len(index)
+                    stack.append(nxt)
+                    on_stack.add(id(nxt))
+                    work.append((nxt, iter(_links(nxt))))
+                    break
+                if id(nxt) in on_stack and index[id(nxt)] < low[id(node)]:
+                    low[id(node)] = index[id(nxt)]
+            else:
+                work.pop()
+                if work and low[id(node)] < low[id(work[-1][0])]:
+                    low[id(work[-1][0])] = low[id(node)]
+                if low[id(node)] != index[id(node)]:
+                    continue
+                component: list[Any] = []
+                while True:
+                    x = stack.pop()
+                    on_stack.discard(id(x))
+                    component.append(x)
+                    if x is node:
+                        break
+                members = {id(x) for x in component}
+                below = max((height[id(y)] for x in component for y in _links(x)
+                             if id(y) not in members), default=0)
+                h = len(component) + below
+                if h > limit:
+                    return h
+                for x in component:
+                    height[id(x)] = h
+                longest = max(longest, h)
+    return longest
+
+
+def check_exception_chains(roots: list[Any]) -> None:
+    """LimitExceeded when an exception chain from ``roots`` is too long to print."""
+    if roots and longest_exception_chain(roots) > MAX_EXCEPTION_CHAIN:
+        raise LimitExceeded(
+            f"an exception's __cause__/__context__ chain is longer than {MAX_EXCEPTION_CHAIN} "
+            "exceptions (CPython's traceback printer recurses once per link)"
+        )
+
+
+def printable_cause(exc: BaseException) -> BaseException | None:
+    """``exc`` as the cause of a corosnap error, unless its chain is too long to
+    print (a reduce callable can raise an exception the blob built)."""
+    return exc if longest_exception_chain([exc]) <= MAX_EXCEPTION_CHAIN else None
+
+
+def is_exception(v: Any) -> bool:
+    """CPython's own test (``PyExceptionInstance_Check``): the flag a type
+    inherits from its C base.  ``isinstance(v, BaseException)`` can be fooled
+    by a ``__class__`` property (``unittest.mock``'s ``spec=`` does it), and
+    CPython would then read the object as an exception struct."""
+    return bool(_TYPE_FLAGS(type(v)) & _BASE_EXC_SUBCLASS)
 
 
 class Tag:
@@ -152,11 +265,37 @@ def _wellknown(data: bytes) -> Any:
     return WELLKNOWN[data[0]]
 
 
-def ext_hook(code: int, data: bytes) -> Any:
-    """msgpack ext_hook: decode what needs no context right away, mark the rest.
+def _counted(by_hash: dict[int, Any], v: Any) -> Any:
+    """Count a decoded big int / complex by hash (see ext_hook_for)."""
+    h = hash(v)
+    old = by_hash.get(h)
+    if old is None:
+        by_hash[h] = v
+    elif type(old) is set:
+        old.add(v)
+        if len(old) > MAX_EQUAL_HASHES:
+            raise CorruptSnapshot(f"more than {MAX_EQUAL_HASHES} distinct numbers share "
+                                  "one hash: refusing a hash-flooding blob")
+    elif old != v:
+        by_hash[h] = {old, v}
+    return v
+
+
+def ext_hook_for(by_hash: dict[int, Any], code: int, data: bytes) -> Any:
+    """msgpack ext_hook, with one blob's state: decode what needs no context
+    right away, mark the rest.
 
     Runs inside ``msgpack.unpackb`` for every ext, so it is kept to a dict
     lookup or two; msgpack's own ExtType constructor costs several times more.
+    (The C ext_hook of frames/_fastpath.h answers the constant exts, tags and
+    the header, itself and calls this for the others.)
+
+    msgpack builds a map's dict itself, before the decoder sees it, and a map
+    key may be an ext: big ints (equal modulo 2**61 - 1) and complex numbers
+    whose hashes collide would make that dict quadratic to build.  So the
+    blob's big ints and complex numbers are counted by hash in ``by_hash``
+    (hash -> the first value, or a set once two differ) as they are read: no
+    more than MAX_EQUAL_HASHES distinct ones may share one.
     """
     if code == EXT_TAG:
         tag = _TAG_BY_DATA.get(data)
@@ -168,11 +307,11 @@ def ext_hook(code: int, data: bytes) -> Any:
     if code == EXT_NONE:
         return NONE_MARK
     if code == EXT_BIGINT:
-        return _bigint(data)
+        return _counted(by_hash, _bigint(data))
     if code == EXT_WELLKNOWN:
         return _wellknown(data)
     if code == EXT_COMPLEX:
-        return _complex(data)
+        return _counted(by_hash, _complex(data))
     if code == EXT_SURROGATE_STR:
         try:
             return data.decode("utf-8", "surrogatepass")
@@ -184,6 +323,12 @@ def ext_hook(code: int, data: bytes) -> Any:
             return header
     return ExtType(code, data)  # a header; anything else is refused by the walk
 
+
+def new_ext_hook() -> Callable[[int, bytes], Any]:
+    """A msgpack ext_hook for one blob (``ext_hook_for`` with fresh state)."""
+    return partial(ext_hook_for, {})
+
+
 FrameHook = Callable[["Decoder", list[Any], int], Any]
 FunctionHook = Callable[["Decoder", list[Any], int], tuple[Any, int]]
 
@@ -192,7 +337,7 @@ class Decoder:
     """One snapshot's worth of decoding state (memo, string and code tables)."""
 
     __slots__ = ("memo", "strings", "codes", "shapes", "safe", "allow", "frame_hook",
-                 "code_hook", "active", "depth", "ctx")
+                 "code_hook", "active", "depth", "exceptions", "ctx")
 
     def __init__(
         self,
@@ -211,6 +356,7 @@ class Decoder:
         # them built through back-references would overflow the C stack when
         # freed.  Lists, tuples and dicts have the guard and reset the count.
         self.depth: dict[int, int] = {}
+        self.exceptions: list[BaseException] = []  # built by reduces: chains checked at the end
         self.safe = safe
         self.allow = allow
         self.frame_hook = frame_hook
@@ -222,7 +368,7 @@ class Decoder:
         (DCTX_* in frames/_fastpath.h).  It refers back to the decoder: drop it
         (``ctx = None``) when done, so the decoder is freed without the GC."""
         self.ctx = (self, self.memo, self.strings, self.codes, self.active, self.dec,
-                    True if self.safe else False)
+                    True if self.safe else False, self.exceptions)
         return self.ctx
 
     def string(self, field: Any) -> str:
@@ -266,6 +412,11 @@ class Decoder:
         if t is ExtType:
             raise CorruptSnapshot(f"unknown ext type {v.code}")
         return v
+
+    def finish(self) -> None:
+        """Checks that need the whole object graph: run once, when the root
+        frame's values are decoded, before that frame is written."""
+        check_exception_chains(self.exceptions)
 
     def dec_items(self, items: Any) -> list[Any]:
         if type(items) is not list:
@@ -348,14 +499,12 @@ class Decoder:
             raise CorruptSnapshot("dict pairs of odd length")
         out: dict[Any, Any] = {}
         self.memo.append(out)
-        dec = self.dec
-        if len(v) // 2 >= HASHED_MIN:
-            _not_flooding([dec(v[i]) if type(v[i]) in _WALK else v[i]
-                           for i in range(1, len(v), 2) if type(v[i]) is not Deferred])
+        # Keys and values in the encoder's order (memo indexes follow it),
+        # then checked for hash flooding, then inserted (as pickle's SETITEMS).
+        flat = self.dec_items(v[1:])
+        keys = flat[0::2]
         try:
-            for i in range(1, len(v), 2):
-                key = dec(v[i])
-                out[key] = dec(v[i + 1])
+            out.update(zip(_not_flooding(keys), flat[1::2], strict=True))
         except TypeError as exc:
             raise CorruptSnapshot(f"unhashable dict key: {exc}") from exc
         return out
@@ -381,6 +530,21 @@ class Decoder:
         obj = load_global(self.string(v[1]), self.string(v[2]), self.safe, self.allow)
         self.memo.append(obj)
         return obj
+
+    def _method(self, v: list[Any]) -> Any:
+        if len(v) != 3:
+            raise CorruptSnapshot("malformed method")
+        obj = self.dec(v[1])
+        name = self.string(v[2])
+        try:
+            method, func = resolve_method(obj, name)
+        except LookupError as exc:
+            raise CorruptSnapshot(f"a method that is not one: {exc}") from None
+        if self.safe:
+            check_method_allowed(obj, name, func, self.allow)
+        self.memo.append(method)
+        self.depth[id(method)] = self._nest((obj,))
+        return method
 
     def _module(self, v: list[Any]) -> Any:
         if len(v) != 2:
@@ -492,9 +656,11 @@ class Decoder:
             raise
         except BaseException as exc:  # SystemExit, GeneratorExit too: never escape loads
             raise RestoreError(f"rebuilding a {getattr(func, '__qualname__', func)!r} failed: "
-                               f"{exc!r}") from exc
+                               f"{exc!r}") from printable_cause(exc)
         self.memo.append(obj)
         self.depth[id(obj)] = nest
+        if is_exception(obj):
+            self.exceptions.append(obj)
         rest = v[3:] + [None] * (6 - len(v))
         state_f, list_f, dict_f = rest
         try:
@@ -520,19 +686,19 @@ class Decoder:
             raise
         except BaseException as exc:
             raise RestoreError(f"restoring the state of a {type(obj).__qualname__} failed: "
-                               f"{exc!r}") from exc
+                               f"{exc!r}") from printable_cause(exc)
         return obj
 
     def _exception(self, v: list[Any]) -> Any:
         if len(v) != 5 or type(v[4]) is not bool:
             raise CorruptSnapshot("malformed exception")
         exc = self.dec(v[1])
-        if not isinstance(exc, BaseException):
+        if not is_exception(exc):
             raise CorruptSnapshot("an exception record that rebuilds a non-exception")
         cause = self.dec(v[2])
         context = self.dec(v[3])
         for link in (cause, context):
-            if link is not None and not isinstance(link, BaseException):
+            if link is not None and not is_exception(link):
                 raise CorruptSnapshot("an exception chained to a non-exception")
         exc.__cause__ = cause
         exc.__context__ = context
@@ -608,19 +774,27 @@ class Decoder:
 def _not_flooding(items: list[Any]) -> list[Any]:
     """Refuse hashed-container items crafted to collide (O(n**2) to insert).
 
-    Ints equal modulo 2**61 - 1 share a hash, and a blob can hold any int.  The
-    hashes themselves are ints below 2**61, so counting the distinct ones is
-    linear; genuine data has (almost) as many distinct hashes as items.
+    Ints equal modulo 2**61 - 1 share a hash, and a blob can hold any int (or a
+    tuple of ints chosen to collide, or an object of an allowed class).
+    Inserting a group of ``g`` items with one hash costs ``g**2 / 2``
+    comparisons, so the largest group is bounded, not the number of distinct
+    hashes (which padding with distinct items would satisfy).  A container of
+    at most MAX_EQUAL_HASHES items passes unchecked; a bigger one costs one
+    hash per item and a set of them, plus a count only when two collide.
     """
-    if len(items) >= HASHED_MIN:
+    n = len(items)
+    if n > MAX_EQUAL_HASHES:
         try:
-            distinct = len(set(map(hash, items)))
+            hashes = list(map(hash, items))
         except TypeError as exc:
             raise CorruptSnapshot(f"unhashable item: {exc}") from exc
-        if distinct * 2 < len(items):
-            raise CorruptSnapshot(
-                f"{len(items)} items share {distinct} hashes: refusing a hash-flooding container"
-            )
+        if len(set(hashes)) != n:
+            h, group = Counter(hashes).most_common(1)[0]
+            if group > MAX_EQUAL_HASHES:
+                raise CorruptSnapshot(
+                    f"{group} of {n} items share the hash {h}: refusing a hash-flooding "
+                    f"container (at most {MAX_EQUAL_HASHES} may)"
+                )
     return items
 
 
@@ -648,6 +822,7 @@ _TAGGED: dict[int, Callable[[Decoder, list[Any]], Any]] = {
     T_DICT: Decoder._dict_pairs,
     T_FLATLIST: Decoder._flat,
     T_GLOBAL: Decoder._global,
+    T_METHOD: Decoder._method,
     T_MODULE: Decoder._module,
     T_CELL: Decoder._cell,
     T_FUNCTION: Decoder._function,
@@ -665,4 +840,12 @@ _TAGGED: dict[int, Callable[[Decoder, list[Any]], Any]] = {
 
 _TAG_BY_DATA.update({bytes([kind]): Tag(kind) for kind in _TAGGED})
 
-__all__ = ["Decoder", "Deferred", "NONE_MARK", "Tag", "ext_hook"]
+def ext_hook(code: int, data: bytes) -> Any:
+    """One ext on its own (no hash counts across calls; ``loads`` uses
+    ``new_ext_hook()`` per blob)."""
+    return new_ext_hook()(code, data)
+
+
+__all__ = ["Decoder", "Deferred", "MAX_EXCEPTION_CHAIN", "NONE_MARK", "Tag",
+           "check_exception_chains", "ext_hook", "is_exception", "longest_exception_chain",
+           "new_ext_hook", "printable_cause"]

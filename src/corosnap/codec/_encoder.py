@@ -32,7 +32,7 @@ from msgpack import ExtType
 from .._errors import SnapshotError
 from ..bytecode import CodeRef, describe, fingerprint
 from ..frames import backend
-from ._globals import WELLKNOWN_INDEX, global_name
+from ._globals import WELLKNOWN_INDEX, global_name, resolve_method
 from ._picklers import dumps_with
 from ._tags import (
     EXT_BIGINT,
@@ -56,6 +56,7 @@ from ._tags import (
     T_FROZENSET,
     T_FUNCTION,
     T_GLOBAL,
+    T_METHOD,
     T_MODULE,
     T_NEWOBJ,
     T_RANGE,
@@ -583,7 +584,43 @@ class Encoder:
         out = self._global_or_none(v)
         if out is not None:
             return out
+        bound_to = v.__self__
+        if bound_to is not None and type(bound_to) is not types.ModuleType:
+            return self._method(v)  # a C method bound to an object: [].append
         return self._other(v)
+
+    def _method(self, v: Any) -> Any:
+        """A method found by name on a type, as [T_METHOD, obj, name] when
+        ``resolve_method`` finds this very method again (what safe mode can
+        check); otherwise through its reduce (``getattr(obj, name)``, which
+        safe mode refuses).  A bound method (Python or C): ``obj`` is its
+        ``__self__``; a C method descriptor: its class."""
+        i = self.memo.get(id(v))
+        if i is not None:
+            return ref_ext(i)
+        if self.global_values:
+            out = self._module_value(v)
+            if out is not None:
+                return out
+        obj = v.__objclass__ if type(v) is types.MethodDescriptorType else v.__self__
+        name = getattr(v, "__name__", None)
+        try:
+            if type(name) is not str:
+                raise LookupError(name)
+            resolved, _ = resolve_method(obj, name)
+        except LookupError:
+            return self._other(v)
+        if not (resolved is v or resolved == v):
+            return self._other(v)
+        if id(v) in self.busy:
+            raise SnapshotError(f"the method {name} refers to itself through its object")
+        self.busy.add(id(v))
+        try:
+            encoded = self.enc(obj)
+        finally:
+            self.busy.discard(id(v))
+        self.register(v)
+        return [TAGS[T_METHOD], encoded, self.string(name)]
 
     # -- everything else --------------------------------------------------
     def _other(self, v: Any) -> Any:
@@ -721,6 +758,8 @@ _DISPATCH: dict[type, Callable[[Encoder, Any], Any]] = {
     types.GeneratorType: Encoder._frame,
     types.CoroutineType: Encoder._frame,
     types.BuiltinFunctionType: Encoder._builtin,
+    types.MethodType: Encoder._method,
+    types.MethodDescriptorType: Encoder._method,
     types.TracebackType: lambda self, v: None,  # dropped, as pickle drops __traceback__
     type: Encoder._class,
 }

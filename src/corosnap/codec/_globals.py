@@ -127,6 +127,90 @@ _DESCRIPTORS = (
 someone else's code (``object.__getattribute__``, ``type.__subclasses__``)."""
 
 
+_MRO = type.__dict__["__mro__"].__get__
+_TYPE_DICT = type.__dict__["__dict__"].__get__
+
+
+def _static_lookup(cls: Any, name: str) -> Any:
+    """``name`` in the dicts along ``cls``'s MRO, as ``getattr`` finds a method,
+    without running any code (no ``__getattr__``, metaclass or descriptor)."""
+    for klass in _MRO(cls):
+        d = _TYPE_DICT(klass)
+        if name in d:
+            return d[name]
+    return None
+
+
+def resolve_method(obj: Any, name: str) -> tuple[Any, Any]:
+    """The method a blob's tag 21 ``[obj, name]`` stands for, and the function
+    or method descriptor it is made of.
+
+    Found by ``name`` on a type's MRO, never on ``obj`` itself, in one of these
+    shapes only: a plain Python function of ``type(obj)`` or a method
+    descriptor of a C type (bound to ``obj``: ``f.read``, ``[].append``); when
+    ``obj`` is a class, a ``classmethod`` or C class method of it (bound to
+    it: ``Cls.make``, ``date.fromordinal``) or a C method descriptor of it,
+    unbound (``list.append``, which 3.11's ``LOAD_METHOD`` leaves on the
+    stack).  The encoder uses tag 21 only when this gives back the very object
+    it holds.  LookupError otherwise.
+    """
+    attr = _static_lookup(type(obj), name)
+    if type(attr) is types.FunctionType:
+        return types.MethodType(attr, obj), attr
+    if type(attr) is types.MethodDescriptorType:
+        return attr.__get__(obj), attr
+    try:
+        attr = _static_lookup(obj, name)  # TypeError: obj is not a class
+    except TypeError:
+        attr = None
+    if type(attr) is classmethod and type(attr.__func__) is types.FunctionType:
+        return types.MethodType(attr.__func__, obj), attr.__func__
+    if type(attr) is types.ClassMethodDescriptorType:
+        return attr.__get__(None, obj), attr
+    if type(attr) is types.MethodDescriptorType:
+        return attr, attr
+    raise LookupError(f"{type(obj).__qualname__} has no method {name!r} to bind")
+
+
+_C_METHODS = (types.MethodDescriptorType, types.ClassMethodDescriptorType)
+
+
+SAFE_METHOD_OWNERS = frozenset(
+    id(t) for t in (list, dict, set, frozenset, bytearray, bytes, str, tuple, int, float,
+                    complex, bool)
+)
+"""Builtin types whose C methods safe mode binds to an object of the blob
+(``append = result.append``): their objects are plain data the blob can
+build anyway.  ``str.format`` and ``format_map`` are left out: a format
+string walks attributes (``"{0.__globals__}"``)."""
+_UNSAFE_METHOD_NAMES = frozenset({"format", "format_map"})
+
+
+def check_method_allowed(obj: Any, name: str, func: Any, allow: tuple[str, ...]) -> None:
+    """Safe mode gate for a method (tag 21): its function must come from an
+    allowed module, or be a C method of a builtin data type above or of a C
+    type of an allowed module.  ``obj`` itself was decoded by the same rules."""
+    if type(func) in _C_METHODS:
+        owner = func.__objclass__
+        if (id(owner) in SAFE_METHOD_OWNERS and name not in _UNSAFE_METHOD_NAMES) or (
+                id(owner) not in SAFE_METHOD_OWNERS
+                and module_allowed(getattr(owner, "__module__", "") or "", allow)):
+            return
+        where = f"{getattr(owner, '__module__', '?')}.{owner.__qualname__}.{name}"
+        if id(owner) in SAFE_METHOD_OWNERS:
+            raise UnsafeSnapshot(f"safe mode refused the method {where}: a format "
+                                 "string can walk the attributes of its arguments")
+    else:
+        module = func.__module__
+        if isinstance(module, str) and module_allowed(module, allow):
+            return
+        where = f"{module}.{func.__qualname__}"
+    raise UnsafeSnapshot(
+        f"safe mode refused the method {where} of a {type(obj).__qualname__} object: "
+        f"not a function of a module in allow={allow!r}"
+    )
+
+
 def module_allowed(module: str, allow: tuple[str, ...]) -> bool:
     return any(module == a or module.startswith(a + ".") for a in allow)
 
@@ -156,8 +240,15 @@ def load_global(module: str, qualname: str, safe: bool, allow: tuple[str, ...]) 
         raise RestoreError(f"cannot resolve global {module}.{qualname}: {exc!r}") from exc
     if safe:
         if isinstance(obj, _DESCRIPTORS) and id(obj) not in SAFE_CALLABLES:
-            raise UnsafeSnapshot(f"safe mode refused {module}.{qualname}: a "
-                                 f"{type(obj).__name__} reached through a class")
+            if "." in qualname:
+                why = f"a {type(obj).__name__} reached through a class"
+            else:
+                # A builtin function held as a value: a blob could put one
+                # (eval) where the code calls what it finds.
+                why = (f"a builtin {type(obj).__name__} held as a value (safe mode holds "
+                       "builtins only from its vetted set: iter, enumerate, zip, reversed, "
+                       "range, slice, functools.partial)")
+            raise UnsafeSnapshot(f"safe mode refused {module}.{qualname}: {why}")
         if isinstance(obj, types.ModuleType) and not module_allowed(obj.__name__, allow):
             raise UnsafeSnapshot(f"safe mode refused {module}.{qualname}: it is the module "
                                  f"{obj.__name__}, not in allow={allow!r}")

@@ -51,11 +51,14 @@ T_DONE = 17  # [tag, coderef...]  (a generator/coroutine that already finished)
 T_EXCEPTION = 18  # [tag, reduce array, cause, context, suppress_context]
 T_DICTITER = 19  # [tag, dict, kind (0 keys, 1 values, 2 items), position]
 T_DICTVIEW = 20  # [tag, dict, kind (0 keys, 1 values, 2 items)]
+T_METHOD = 21  # [tag, obj, name]  (a method found by name on a type: _globals.resolve_method)
 
-TAGS = {kind: ExtType(EXT_TAG, bytes([kind])) for kind in range(1, 21)}
+TAGS = {kind: ExtType(EXT_TAG, bytes([kind])) for kind in range(1, 22)}
 
-HASHED_MIN = 64
-"""Hashed containers at least this long are checked for hash flooding on load."""
+MAX_EQUAL_HASHES = 64
+"""At most this many items of one set, frozenset or dict (keys), and at most
+this many distinct big ints or complex numbers of one blob, may share a hash
+(hash flooding); smaller containers are not checked."""
 
 SHAPE_MIN = 2
 """A dict with at least this many keys, all str, defines or reuses a shape."""

@@ -364,11 +364,11 @@ cs_module_init(PyObject *m, int tagged_ints)
         {"configure", (PyCFunction)(void (*)(void))frames_configure,         \
          METH_FASTCALL, "configure(...): the fast paths' Python objects"},    \
         {"ext_hook", (PyCFunction)(void (*)(void))frames_ext_hook, METH_FASTCALL,\
-         "ext_hook(code, data): msgpack ext_hook, constants first"},         \
+         "ext_hook(state, code, data): msgpack ext_hook, constants first"},  \
         {"capture", (PyCFunction)(void (*)(void))frames_capture, METH_FASTCALL,\
          "capture(gen, metas, ctx) -> fields | None"},                        \
         {"restore", (PyCFunction)(void (*)(void))frames_restore, METH_FASTCALL,\
-         "restore(dec, v, i, fast_entries, sys_modules)"},                    \
+         "restore(ctx, v, i, fast_entries, sys_modules, root)"},              \
         {"str_keys", (PyCFunction)frames_str_keys, METH_O,                    \
          "str_keys(dict) -> tuple | None: the keys, if all exactly str"},     \
         {"pack_ints", (PyCFunction)frames_pack_ints, METH_O,                  \

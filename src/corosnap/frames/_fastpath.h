@@ -101,9 +101,11 @@ frames_configure(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
-/* msgpack ext_hook: the exts every blob is full of (its header, the tags of
- * tagged arrays) are constants, looked up in the tables configure() gave;
- * anything else goes to the codec's Python ext_hook. */
+/* ext_hook(state, code, data), bound to one blob's state with
+ * functools.partial and handed to msgpack: the exts every blob is full of
+ * (its header, the tags of tagged arrays) are constants, looked up in the
+ * tables configure() gave; anything else goes to the codec's Python
+ * ext_hook_for(state, code, data). */
 static PyObject *
 frames_ext_hook(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -111,10 +113,14 @@ frames_ext_hook(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_RuntimeError, "ext_hook() before configure()");
         return NULL;
     }
-    if (nargs == 2 && PyBytes_CheckExact(args[1])) {
-        PyObject *table = PyDict_GetItemWithError(fp_ext_tables, args[0]);
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "ext_hook() takes (state, code, data)");
+        return NULL;
+    }
+    if (PyBytes_CheckExact(args[2])) {
+        PyObject *table = PyDict_GetItemWithError(fp_ext_tables, args[1]);
         if (table != NULL && PyDict_CheckExact(table)) {
-            PyObject *hit = PyDict_GetItemWithError(table, args[1]);
+            PyObject *hit = PyDict_GetItemWithError(table, args[2]);
             if (hit != NULL) return Py_NewRef(hit);
         }
         if (PyErr_Occurred()) return NULL;
@@ -524,11 +530,13 @@ fp_string(PyObject *field, PyObject *strings)
 }
 
 enum { DCTX_DEC, DCTX_MEMO, DCTX_STRINGS, DCTX_CODES, DCTX_ACTIVE, DCTX_DECODE, DCTX_SAFE,
-       DCTX_SIZE };
+       DCTX_EXCEPTIONS, DCTX_SIZE };
 
-/* restore(ctx, v, i, fast_entries, sys_modules) -> generator | None
- * ctx: the decoder's tables, in DCTX_* order (Decoder.ctx): the decoder, its
- *   memo, strings, codes and active lists/sets, its dec method, its safe flag.
+/* restore(ctx, v, i, fast_entries, sys_modules, root) -> generator | None
+ * ctx: the decoder's tables, in DCTX_* order (Decoder.make_ctx): the decoder,
+ *   its memo, strings, codes and active lists/sets, its dec method, its safe
+ *   flag, the exceptions its reduces built (root: if any, dec.finish() checks
+ *   their chains before the root frame is written).
  * fast_entries: {(module, qualname, fingerprint): fast}; a code back-reference
  *   (a negative int) finds its entry in dec.codes and uses entry.fast.
  * fast: (entry, module object, fn, args, plans, nlocalsplus, label)
@@ -540,10 +548,12 @@ enum { DCTX_DEC, DCTX_MEMO, DCTX_STRINGS, DCTX_CODES, DCTX_ACTIVE, DCTX_DECODE, 
 static PyObject *
 frames_restore(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "restore() takes 5 arguments");
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "restore() takes 6 arguments");
         return NULL;
     }
+    int root = PyObject_IsTrue(args[5]);
+    if (root < 0) return NULL;
     PyObject *ctx = args[0], *v = args[1], *fast_entries = args[3], *sysmods = args[4];
     if (fp_Tag == NULL || !PyTuple_CheckExact(ctx) || PyTuple_GET_SIZE(ctx) != DCTX_SIZE ||
         !PyList_CheckExact(v) || !PyLong_CheckExact(args[2]) ||
@@ -672,10 +682,10 @@ frames_restore(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             y = NULL;
             if (zero != NULL) {
                 /* This function first; decode_frame when it declines. */
-                PyObject *sub_args[5] = {ctx, x, zero, fast_entries, sysmods};
+                PyObject *sub_args[6] = {ctx, x, zero, fast_entries, sysmods, Py_False};
                 y = NULL;
                 if (Py_EnterRecursiveCall(" while restoring a yield from / await chain") == 0) {
-                    y = frames_restore(module, sub_args, 5);
+                    y = frames_restore(module, sub_args, 6);
                     Py_LeaveRecursiveCall();
                 }
                 if (y != NULL && y == Py_None) {
@@ -813,6 +823,14 @@ frames_restore(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
              * against this frame (active then) when it was written. */
             PyObject *rc = PyObject_CallFunctionObjArgs(fp_cycle_check, dec, entry, gen, sub,
                                                         NULL);
+            if (rc == NULL) goto done;
+            Py_DECREF(rc);
+        }
+    }
+    if (root) {
+        PyObject *exceptions = PyTuple_GET_ITEM(ctx, DCTX_EXCEPTIONS);
+        if (!PyList_CheckExact(exceptions) || PyList_GET_SIZE(exceptions) > 0) {
+            PyObject *rc = PyObject_CallMethod(dec, "finish", NULL);
             if (rc == NULL) goto done;
             Py_DECREF(rc);
         }

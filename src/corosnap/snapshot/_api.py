@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from functools import partial
 from types import CoroutineType, GeneratorType
 from typing import IO, Any
 
@@ -12,6 +13,7 @@ import msgpack
 
 from .._errors import CorosnapError, CorruptSnapshot, LimitExceeded, RestoreError
 from ..codec import Decoder, Encoder, pickler_id
+from ..codec._decoder import printable_cause
 from . import _fast
 from ._blob import DEFAULT_MAX_SIZE, HEADER, open_blob, sign
 from ._capture import check_target, encode_frame
@@ -91,7 +93,10 @@ def loads(
     if key is None and type(data) is bytes and len(data) <= max_size:
         # The common case inline: an unsigned blob of this version.
         try:
-            tree = msgpack.unpackb(data, strict_map_key=False, ext_hook=frames.ext_hook)
+            # frames.ext_hook answers the constant exts in C; the blob's state
+            # (hash counts of its big numbers, see ext_hook_for) is the dict.
+            tree = msgpack.unpackb(data, strict_map_key=False,
+                                   ext_hook=partial(frames.ext_hook, {}))
         except Exception:  # noqa: BLE001 - open_blob parses again and says what is wrong
             tree = None
         if type(tree) is not list or not tree or tree[0] is not HEADER:
@@ -101,8 +106,8 @@ def loads(
     dec = Decoder(decode_frame, decode_coderef, safe,
                   allow if type(allow) is tuple else tuple(allow))
     try:
-        gen = frames.restore(dec.make_ctx(), tree, 1, _fast_entries, sys.modules)
-        return gen if gen is not None else decode_frame(dec, tree, 1)
+        gen = frames.restore(dec.make_ctx(), tree, 1, _fast_entries, sys.modules, True)
+        return gen if gen is not None else decode_frame(dec, tree, 1, root=True)
     except CorosnapError:
         raise
     except RecursionError:
@@ -110,11 +115,11 @@ def loads(
     except MemoryError:
         raise LimitExceeded("blob asks for more memory than is available") from None
     except (TypeError, ValueError, IndexError, KeyError, AttributeError, OverflowError) as exc:
-        raise CorruptSnapshot(f"malformed blob: {exc!r}") from exc
+        raise CorruptSnapshot(f"malformed blob: {exc!r}") from printable_cause(exc)
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # user code run by a reduce callable, an import, ...
-        raise RestoreError(f"restoring the snapshot failed: {exc!r}") from exc
+        raise RestoreError(f"restoring the snapshot failed: {exc!r}") from printable_cause(exc)
     finally:
         dec.ctx = None  # it refers back to dec (see Decoder.make_ctx)
 

@@ -19,7 +19,7 @@ import msgpack
 from msgpack import ExtType
 
 from .._errors import CodeMismatch, CorruptSnapshot, LimitExceeded, SignatureError
-from ..codec import EXT_HEADER, EXT_SIGNED, ext_hook
+from ..codec import EXT_HEADER, EXT_SIGNED, new_ext_hook
 from ..codec._decoder import shared_header
 from ..frames import PY_MINOR
 
@@ -62,7 +62,7 @@ def unpack(data: bytes, max_size: int = DEFAULT_MAX_SIZE) -> list[Any]:
     if len(data) > max_size:
         raise LimitExceeded(f"blob of {len(data)} bytes exceeds max_size={max_size}")
     try:
-        tree = msgpack.unpackb(data, strict_map_key=False, ext_hook=ext_hook)  # str, lists
+        tree = msgpack.unpackb(data, strict_map_key=False, ext_hook=new_ext_hook())
     except (ValueError, msgpack.UnpackException, TypeError) as exc:
         raise CorruptSnapshot(f"not a valid msgpack document: {exc}") from None
     except RecursionError:

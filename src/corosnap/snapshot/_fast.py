@@ -13,9 +13,9 @@ from __future__ import annotations
 from types import ModuleType
 
 from .._errors import CorruptSnapshot
-from ..codec import NONE_EXT, NONE_MARK, Deferred, Tag, ext_hook
+from ..codec import NONE_EXT, NONE_MARK, Deferred, Tag
 from ..codec._decoder import _TAG_BY_DATA as TAGS_BY_DATA
-from ..codec._decoder import constant_exts
+from ..codec._decoder import constant_exts, ext_hook_for
 from ..codec._tags import T_RANGEITER
 from ..frames import backend
 
@@ -33,6 +33,6 @@ def frames() -> ModuleType:
 
         module.configure(CorruptSnapshot, Tag, Deferred, NONE_MARK, NONE_EXT, decode_frame,
                          _check_no_delegation_cycle, getattr(module, "virtual_iterable", None),
-                         constant_exts(), ext_hook, TAGS_DECODED[T_RANGEITER])
+                         constant_exts(), ext_hook_for, TAGS_DECODED[T_RANGEITER])
         _frames = module
     return _frames

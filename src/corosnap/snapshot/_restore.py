@@ -29,6 +29,7 @@ from ..bytecode._kinds import (
     ANY,
     DICT,
     EXC,
+    EXC_LIST,
     EXC_OR_NONE,
     INDEX,
     ITER,
@@ -40,7 +41,7 @@ from ..bytecode._kinds import (
     TAGGED,
     slot_rules,
 )
-from ..codec import NONE_MARK, Decoder, Deferred, Tag
+from ..codec import NONE_MARK, Decoder, Deferred, Tag, is_exception
 from ..codec._globals import check_allowed
 from . import _fast
 
@@ -138,7 +139,8 @@ class Plan:
     ``checks`` lists ``(slot index, kind, nullable)`` for every stack slot
     (every stack slot must at least be non-empty unless the bytecode may
     leave it NULL); ``general`` is set when a slot needs the full rules of
-    ``_check_slots`` (3.14+ tagged ints, 3.15 sequence/index pairs).
+    ``_check_slots`` (3.14+ tagged ints, 3.15 sequence/index pairs, an
+    except* result list, which is checked item by item and copied).
     """
 
     __slots__ = ("depth", "sub_at", "checks", "bound", "general", "delegating")
@@ -147,7 +149,8 @@ class Plan:
         n = entry.n
         self.depth = depth
         kinds = entry.rules.stack_kinds(pos, depth)
-        self.general = any(k & ~NULLABLE == INDEX or k & ~NULLABLE in TAGGED for k in kinds)
+        self.general = any(k & ~NULLABLE in (INDEX, EXC_LIST) or k & ~NULLABLE in TAGGED
+                           for k in kinds)
         self.checks = tuple((n + j, k & ~NULLABLE, bool(k & NULLABLE))
                             for j, k in enumerate(kinds) if k != NULLABLE)
         self.bound = tuple(i for i in entry.rules.bound.get(pos, ()) if i < n)
@@ -303,12 +306,22 @@ def _kind_ok(v: Any, kind: int, ncodeunits: int) -> bool:
     if kind == DICT:
         return type(v) is dict
     if kind == EXC:
-        return isinstance(v, BaseException)
+        return is_exception(v)
     if kind == EXC_OR_NONE:
-        return v is None or isinstance(v, BaseException)
+        return v is None or is_exception(v)
+    if kind == EXC_LIST:
+        return type(v) is list and all(x is None or is_exception(x) for x in v)
     if kind == LASTI:
         return type(v) is int and 0 <= v < ncodeunits
     return True
+
+
+def _describe(v: Any) -> str:
+    if type(v) is list:
+        bad = next((x for x in v if x is not None and not is_exception(x)), None)
+        if bad is not None:
+            return f"a list holding a value of type {type(bad).__name__}"
+    return type(v).__name__
 
 
 def _check_slots(entry: CodeEntry, pos: int, slots: list[Any], n: int, frames: Any) -> None:
@@ -345,10 +358,15 @@ def _check_slots(entry: CodeEntry, pos: int, slots: list[Any], n: int, frames: A
         elif kind & ~NULLABLE and not _kind_ok(v, kind & ~NULLABLE, entry.ncodeunits):
             raise CorruptSnapshot(
                 f"{entry.label}: value stack slot {j} must be {KIND_NAMES[kind & ~NULLABLE]}, "
-                f"got {type(v).__name__}"
+                f"got {_describe(v)}"
             )
         elif kind & ~NULLABLE in TAGGED and v is not null:
             slots[n + j] = frames.TaggedInt(v)  # 3.14+: the handler's lasti
+        elif kind & ~NULLABLE == EXC_LIST:
+            # Checked, then copied: only the stack holds this list in a real
+            # frame, while a blob could alias it with a list the code appends
+            # to (``errors.append((yield))``) before PREP_RERAISE_STAR reads it.
+            slots[n + j] = list(v)
     bound = rules.bound.get(pos)
     if bound:
         for index in bound:
@@ -359,15 +377,17 @@ def _check_slots(entry: CodeEntry, pos: int, slots: list[Any], n: int, frames: A
                 )
 
 
-def decode_frame(dec: Decoder, v: list[Any], i: int) -> Any:
-    """Rebuild one frame from v[i:] (see the module docstring).
+def decode_frame(dec: Decoder, v: list[Any], i: int, root: bool = False) -> Any:
+    """Rebuild one frame from v[i:] (see the module docstring).  ``root``: the
+    blob's outermost frame, decoded last; the checks that need the whole
+    object graph (``Decoder.finish``) run just before it is written.
 
     The C fast path (``frames.restore``) does the whole frame when its code
     and plan are known already; it declines anything else, before any side
     effect, and this function does the work.
     """
     frames = _fast._frames or _fast.frames()
-    gen = frames.restore(dec.ctx or dec.make_ctx(), v, i, _fast_entries, sys.modules)
+    gen = frames.restore(dec.ctx or dec.make_ctx(), v, i, _fast_entries, sys.modules, root)
     if gen is not None:
         return gen
     entry, i = decode_coderef(dec, v, i)
@@ -399,7 +419,7 @@ def decode_frame(dec: Decoder, v: list[Any], i: int) -> Any:
         exc = None
         if exc_f is not None:
             exc = dec.dec(exc_f)
-            if not isinstance(exc, BaseException):
+            if not is_exception(exc):
                 raise CorruptSnapshot(f"{entry.label}: the handled exception is a "
                                       f"{type(exc).__name__}")
         null = frames.NULL
@@ -433,7 +453,7 @@ def decode_frame(dec: Decoder, v: list[Any], i: int) -> Any:
                 elif kind and not _kind_ok(x, kind, entry.ncodeunits):
                     raise CorruptSnapshot(
                         f"{entry.label}: value stack slot {index - n} must be "
-                        f"{KIND_NAMES[kind]}, got {type(x).__name__}"
+                        f"{KIND_NAMES[kind]}, got {_describe(x)}"
                     )
             for index in plan.bound:
                 if slots[index] is null:
@@ -465,6 +485,8 @@ def decode_frame(dec: Decoder, v: list[Any], i: int) -> Any:
                 # A sub-frame decoded just above is new: its own chain was
                 # checked against this frame (active then) when it was written.
                 _check_no_delegation_cycle(dec, entry, gen, sub)
+        if root:
+            dec.finish()
         try:
             frames.write(gen, pos, slots[:n], slots[n:], exc)
         except (TypeError, ValueError) as err:
