@@ -32,6 +32,22 @@ def _packer() -> msgpack.Packer:
     return packer
 
 
+def _blob_ext_hook(frames: Any) -> Any:
+    """The ext_hook for parsing one blob: ``frames.ext_hook`` (the constant exts
+    in C) bound to an empty state dict (hash counts of the blob's big numbers,
+    see codec ext_hook_for).  One per thread, emptied per blob: the state is
+    only used while msgpack parses, which runs no code that could load
+    another blob in this thread."""
+    hook = getattr(_local, "ext_hook", None)
+    if hook is None:
+        hook = _local.ext_hook = partial(frames.ext_hook, {})
+    else:
+        state = hook.args[0]
+        if state:
+            state.clear()
+    return hook
+
+
 def _encode(obj: Any, pid: int, strict: bool) -> bytes:
     enc = Encoder(pid, encode_frame, strict)
     enc.memo[id(obj)] = 0  # the root is memo entry 0 (enc.register)
@@ -93,10 +109,7 @@ def loads(
     if key is None and type(data) is bytes and len(data) <= max_size:
         # The common case inline: an unsigned blob of this version.
         try:
-            # frames.ext_hook answers the constant exts in C; the blob's state
-            # (hash counts of its big numbers, see ext_hook_for) is the dict.
-            tree = msgpack.unpackb(data, strict_map_key=False,
-                                   ext_hook=partial(frames.ext_hook, {}))
+            tree = msgpack.unpackb(data, strict_map_key=False, ext_hook=_blob_ext_hook(frames))
         except Exception:  # noqa: BLE001 - open_blob parses again and says what is wrong
             tree = None
         if type(tree) is not list or not tree or tree[0] is not HEADER:
