@@ -3,6 +3,7 @@
 #   make demo        a durable workflow killed part-way and resumed by a new process (the
 #                    main demo), then a generator snapshotted in one process, finished in another
 #   make bench       the size/speed benchmark (benchmarks/)
+#   make bench-matrix  the benchmark on every .venv-3.X made so far, one table per version
 #   make bench-scheduler  checkpoint overhead per await and workflow throughput on SQLite
 #   make fuzz        the long fuzzing campaign
 #   make test-matrix the suite on every supported CPython (3.11-3.15), found or built
@@ -18,7 +19,7 @@ VENV ?= .venv-$(PYVER)
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck pytest demo bench bench-scheduler fuzz test-matrix clean venv
+.PHONY: test lint typecheck pytest demo bench bench-matrix bench-scheduler fuzz test-matrix clean venv
 
 venv: $(STAMP)
 
@@ -49,6 +50,10 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(VPY) benchmarks/run.py $(BENCH_ARGS)
+
+# The benchmark on every .venv-3.X made so far (make test-matrix makes them all).
+bench-matrix: $(STAMP)
+	$(VPY) benchmarks/matrix.py $(sort $(wildcard .venv-3.*/bin/python)) $(BENCH_ARGS)
 
 bench-scheduler: $(STAMP)
 	$(VPY) benchmarks/bench_scheduler.py $(BENCH_ARGS)

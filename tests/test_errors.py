@@ -3,6 +3,7 @@ exceptions; restores are validated before any frame write."""
 
 from __future__ import annotations
 
+import re
 import socket
 import sys
 import threading
@@ -41,6 +42,38 @@ def test_unserializable_value_deep_in_a_chain_names_the_inner_function():
             corosnap.dumps(g)
     finally:
         s.close()
+
+
+def _lock_three_frames_down():
+    def inner():
+        x = threading.Lock()  # noqa: F841 - the unserializable local
+        yield 1
+
+    def middle():
+        yield from inner()
+
+    def outer():
+        yield from middle()
+
+    g = outer()
+    next(g)
+    return g
+
+
+def test_error_names_every_frame_down_to_the_slot_on_the_first_and_later_dumps():
+    # The first dumps of a code goes through the Python path, later ones
+    # through the C fast path (which recurses into sub-frames itself): both
+    # must name the whole chain.
+    g = _lock_three_frames_down()
+    messages = []
+    for _ in range(3):
+        with pytest.raises(corosnap.SnapshotError) as info:
+            corosnap.dumps(g)
+        messages.append(str(info.value))
+    assert len(set(messages)) == 1, messages
+    assert re.search(r"outer\(\).*value stack slot 0: in generator .*middle\(\).*value stack "
+                     r"slot 0: in generator .*inner\(\).*local 'x': cannot serialize "
+                     r"_thread.lock", messages[0]), messages[0]
 
 
 def test_error_hierarchy():

@@ -149,7 +149,7 @@ def encode_frame(enc: Encoder, gen: Any) -> list[Any]:
             fields += [None if x is null else NONE_EXT if x is None
                        else x if type(x) in passthrough else _slot(value(x)) for x in stack]
     except SnapshotError as err:
-        what = _failing_slot(enc, exc, localsplus, stack, meta.info.slot_names, null)
+        what, _ = _failing_slot(enc, exc, localsplus, stack, meta.info.slot_names, null)
         raise SnapshotError(f"in {_where(gen, globals_)}, {what}: {err}") from None
     except RecursionError:
         raise SnapshotError(f"in {_where(gen, globals_)}: values nested too deeply") from None
@@ -160,13 +160,17 @@ def _name_failure(enc: Encoder, gen: Any, frames: Any, err: SnapshotError) -> Sn
     """The fast path's error, with the frame and the slot named."""
     _state, _lasti, localsplus, stack, exc, globals_ = frames.read(gen)
     code = gen.gi_code if type(gen) is types.GeneratorType else gen.cr_code
-    what = _failing_slot(enc, exc, localsplus, stack, code_info(code).slot_names, frames.NULL)
-    return SnapshotError(f"in {_where(gen, globals_)}, {what}: {err}")
+    what, again = _failing_slot(enc, exc, localsplus, stack, code_info(code).slot_names,
+                                frames.NULL)
+    # The error met again by encoding that slot alone names the frames below
+    # this one (the C path recursed into them without naming them).
+    return SnapshotError(f"in {_where(gen, globals_)}, {what}: {again or err}")
 
 
 def _failing_slot(enc: Encoder, exc: Any, localsplus: list[Any], stack: list[Any],
-                  names: tuple[str, ...], null: Any) -> str:
-    """Name the slot whose value could not be encoded (for the error message).
+                  names: tuple[str, ...], null: Any) -> tuple[str, SnapshotError | None]:
+    """Name the slot whose value could not be encoded (for the error message),
+    with the error encoding it alone gives.
 
     The fast path encodes the slots in bulk, so the failing one is found
     again by encoding each slot's value on its own, in a scratch encoder
@@ -178,22 +182,24 @@ def _failing_slot(enc: Encoder, exc: Any, localsplus: list[Any], stack: list[Any
     candidates += [(f"local {names[i]!r}" if i < len(names) else f"slot {i}", x)
                    for i, x in enumerate(localsplus)]
     candidates += [(f"value stack slot {j}", x) for j, x in enumerate(stack)]
+    enc.resolve_globals()
     for what, x in candidates:
         if x is null or x is None:
             continue
         scratch = Encoder(enc.pid, enc.frame_hook, enc.strict)
-        enc.resolve_globals()
         if enc.keep:
             scratch.register(enc.keep[0])  # the root: a finished generator elsewhere is a value
         for globals_, _index in enc.global_values:
             scratch.note_globals(globals_)
         try:
             scratch.enc(x)
-        except SnapshotError:
-            return what
+        except SnapshotError as err:
+            return what, err
         except RecursionError:
-            return what
-    return "a value in the frame"
+            return what, None
+        finally:
+            scratch.ctx = None
+    return "a value in the frame", None
 
 
 def _untag(code: types.CodeType, lasti: int, stack: list[Any], tagged_int: Any,
