@@ -55,7 +55,8 @@ fp_hasattr(PyObject *obj, PyObject *name)
 }
 
 /* Kind codes of the restore plans' checks (translated by _restore.Plan). */
-enum { FP_ANY = 0, FP_ITER, FP_LIST, FP_SET, FP_DICT, FP_EXC, FP_EXC_OR_NONE, FP_LASTI };
+enum { FP_ANY = 0, FP_ITER, FP_LIST, FP_SET, FP_DICT, FP_EXC, FP_EXC_OR_NONE, FP_LASTI,
+       FP_INDEX_NULL /* 3.15: an index slot that must be empty in the blob, else decline */ };
 
 static PyObject *
 frames_configure(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -654,6 +655,18 @@ frames_restore(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (total != n + depth) goto slow;  /* Python names the mismatch */
     if (!PyTuple_CheckExact(checks) || !PyTuple_CheckExact(bound) || !PyTuple_CheckExact(cells))
         goto slow;
+    for (Py_ssize_t c = 0; c < PyTuple_GET_SIZE(checks); c++) {
+        /* A 3.15 index slot holding a (tagged) index: Python's path. */
+        PyObject *check = PyTuple_GET_ITEM(checks, c);
+        if (!PyTuple_CheckExact(check) || PyTuple_GET_SIZE(check) != 4) goto slow;
+        long kind = PyLong_AsLong(PyTuple_GET_ITEM(check, 1));
+        Py_ssize_t index = PyLong_AsSsize_t(PyTuple_GET_ITEM(check, 0));
+        if (PyErr_Occurred()) goto error;
+        if (kind == FP_INDEX_NULL &&
+            (index < 0 || index >= total || PyList_GET_ITEM(v, at + 1 + index) != Py_None)) {
+            goto slow;
+        }
+    }
 
     /* Commit: the same steps, in the same order, as _restore.decode_frame. */
     if ((new_module != NULL && PyList_Append(strings, new_module) < 0) ||
@@ -747,6 +760,10 @@ frames_restore(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             continue;
         }
         if (kind == FP_ANY) continue;
+        if (kind == FP_INDEX_NULL) {  /* empty in the blob: checked before committing */
+            PyErr_SetString(PyExc_SystemError, "restore(): an index slot was filled");
+            goto done;
+        }
         int ok = fp_kind_ok(x, kind, ncodeunits);
         if (ok < 0) goto done;
         if (!ok) {
