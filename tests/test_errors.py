@@ -487,3 +487,20 @@ def test_a_blob_refused_for_its_exception_chain_runs_none_of_its_code():
         corosnap.loads(_repack(tree))
     gc.collect()
     assert samples.LOG == []
+
+
+def test_big_number_hash_counts_are_per_blob():
+    # loads counts colliding big ints per blob (hash flooding of msgpack's
+    # own maps); the count must start afresh for every blob, or a process
+    # loading many legit blobs would start refusing them.
+    for start in (10, 50, 90):  # 40 distinct equal-hash ints per blob, 120 in all
+        colliding = [k * (2**61 - 1) for k in range(start, start + 40)]  # each > 2**64
+        assert len({hash(x) for x in colliding}) == 1
+        g = samples.holds(colliding)
+        next(g)
+        assert corosnap.loads(corosnap.dumps(g)).send("x")[0] == colliding
+    flood = [k * (2**61 - 1) for k in range(10, 80)]  # 70: over the limit in one blob
+    g = samples.holds(flood)
+    next(g)
+    with pytest.raises(corosnap.CorruptSnapshot, match="share one hash"):
+        corosnap.loads(corosnap.dumps(g))

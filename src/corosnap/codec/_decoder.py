@@ -361,15 +361,25 @@ class Decoder:
         self.allow = allow
         self.frame_hook = frame_hook
         self.code_hook = code_hook
-        self.ctx: tuple[Any, ...] | None = None
+        self.ctx: list[Any] | None = None
 
-    def make_ctx(self) -> tuple[Any, ...]:
-        """This decoder's tables as the snapshot layer's C fast path reads them
-        (DCTX_* in frames/_fastpath.h).  It refers back to the decoder: drop it
-        (``ctx = None``) when done, so the decoder is freed without the GC."""
-        self.ctx = (self, self.memo, self.strings, self.codes, self.active, self.dec,
-                    True if self.safe else False, self.exceptions)
+    def make_ctx(self) -> list[Any]:
+        """This decoder's state as the snapshot layer's C fast path reads it
+        (DCTX_* in frames/_fastpath.h; ``corosnap.snapshot._api.loads`` builds
+        one without a decoder, which is then made only if a frame needs it).
+        It refers back to the decoder: drop it (``ctx = None``) when done, so
+        the decoder is freed without the GC."""
+        self.ctx = [self, self.memo, self.strings, self.codes, self.active, self.dec,
+                    True if self.safe else False, self.exceptions, self.allow]
         return self.ctx
+
+    def adopt(self, ctx: list[Any]) -> None:
+        """Become the decoder of a context built without one: share its tables."""
+        self.memo, self.strings, self.codes, self.active = ctx[1], ctx[2], ctx[3], ctx[4]
+        self.exceptions = ctx[7]
+        self.ctx = ctx
+        ctx[0] = self
+        ctx[5] = self.dec
 
     def string(self, field: Any) -> str:
         """Inverse of Encoder.string: a new string is appended to the table."""

@@ -36,6 +36,7 @@ static PyObject *fp_virtual_iterable = NULL; /* 3.15: frames.virtual_iterable, e
 static PyObject *fp_ext_tables = NULL;       /* {ext code: {payload: decoded object}} */
 static PyObject *fp_py_ext_hook = NULL;      /* codec ext_hook, for everything else */
 static PyObject *fp_tag_rangeiter = NULL;    /* the decoded Tag of T_RANGEITER */
+static PyObject *fp_adopt = NULL;            /* adopt(ctx): the Decoder of a restore context */
 static PyObject *fp_s_next, *fp_s_name, *fp_s_safe, *fp_s_strings, *fp_s_codes, *fp_s_memo,
     *fp_s_active, *fp_s_dec, *fp_s_enc, *fp_s_note_globals, *fp_s_coderef, *fp_s_delegated,
     *fp_s_frame_hook, *fp_s_setstate;
@@ -61,11 +62,12 @@ enum { FP_ANY = 0, FP_ITER, FP_LIST, FP_SET, FP_DICT, FP_EXC, FP_EXC_OR_NONE, FP
 static PyObject *
 frames_configure(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 11) {
-        PyErr_SetString(PyExc_TypeError, "configure() takes 11 arguments");
+    if (nargs != 12) {
+        PyErr_SetString(PyExc_TypeError, "configure() takes 12 arguments");
         return NULL;
     }
     Py_XSETREF(fp_tag_rangeiter, Py_NewRef(args[10]));
+    Py_XSETREF(fp_adopt, Py_NewRef(args[11]));
     if (!PyDict_CheckExact(args[8]) || !PyCallable_Check(args[9])) {
         PyErr_SetString(PyExc_TypeError, "configure(): bad ext tables or hook");
         return NULL;
@@ -531,13 +533,35 @@ fp_string(PyObject *field, PyObject *strings)
 }
 
 enum { DCTX_DEC, DCTX_MEMO, DCTX_STRINGS, DCTX_CODES, DCTX_ACTIVE, DCTX_DECODE, DCTX_SAFE,
-       DCTX_EXCEPTIONS, DCTX_SIZE };
+       DCTX_EXCEPTIONS, DCTX_ALLOW, DCTX_SIZE };
+
+/* The restore context's Decoder and its dec method (new references), made
+ * by adopt(ctx) the first time a frame needs one: a snapshot whose values
+ * are all handled here never builds it. */
+static int
+fp_decoder(PyObject *ctx, PyObject **dec, PyObject **decode)
+{
+    if (PyList_GET_ITEM(ctx, DCTX_DEC) == Py_None) {
+        PyObject *rc = PyObject_CallOneArg(fp_adopt, ctx);
+        if (rc == NULL) return -1;
+        Py_DECREF(rc);
+    }
+    PyObject *d = PyList_GET_ITEM(ctx, DCTX_DEC), *m = PyList_GET_ITEM(ctx, DCTX_DECODE);
+    if (d == Py_None || m == Py_None) {
+        PyErr_SetString(PyExc_SystemError, "restore(): adopt() made no decoder");
+        return -1;
+    }
+    *dec = Py_NewRef(d);
+    *decode = Py_NewRef(m);
+    return 0;
+}
 
 /* restore(ctx, v, i, fast_entries, sys_modules, root) -> generator | None
- * ctx: the decoder's tables, in DCTX_* order (Decoder.make_ctx): the decoder,
- *   its memo, strings, codes and active lists/sets, its dec method, its safe
- *   flag, the exceptions its reduces built (root: if any, dec.finish() checks
- *   their chains before the root frame is written).
+ * ctx: a list, the decoding state in DCTX_* order (Decoder.make_ctx): the
+ *   Decoder or None (made on demand by adopt(ctx), see fp_decoder), the memo,
+ *   strings, codes and active lists/sets, the Decoder's dec method or None,
+ *   the safe flag, the exceptions reduces built (root: if any, dec.finish()
+ *   checks their chains before the root frame is written), the allow tuple.
  * fast_entries: {(module, qualname, fingerprint): fast}; a code back-reference
  *   (a negative int) finds its entry in dec.codes and uses entry.fast.
  * fast: (entry, module object, fn, args, plans, nlocalsplus, label)
@@ -556,13 +580,12 @@ frames_restore(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     int root = PyObject_IsTrue(args[5]);
     if (root < 0) return NULL;
     PyObject *ctx = args[0], *v = args[1], *fast_entries = args[3], *sysmods = args[4];
-    if (fp_Tag == NULL || !PyTuple_CheckExact(ctx) || PyTuple_GET_SIZE(ctx) != DCTX_SIZE ||
+    if (fp_Tag == NULL || !PyList_CheckExact(ctx) || PyList_GET_SIZE(ctx) != DCTX_SIZE ||
         !PyList_CheckExact(v) || !PyLong_CheckExact(args[2]) ||
         !PyDict_CheckExact(fast_entries) || !PyDict_Check(sysmods)) {
         Py_RETURN_NONE;
     }
-    PyObject *dec = PyTuple_GET_ITEM(ctx, DCTX_DEC);
-    if (PyTuple_GET_ITEM(ctx, DCTX_SAFE) != Py_False) {
+    if (PyList_GET_ITEM(ctx, DCTX_SAFE) != Py_False) {
         Py_RETURN_NONE;  /* safe mode checks every name: Python path */
     }
     Py_ssize_t i = PyLong_AsSsize_t(args[2]);
@@ -570,15 +593,17 @@ frames_restore(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_ssize_t len = PyList_GET_SIZE(v);
     if (i < 0 || i + 2 > len) Py_RETURN_NONE;
 
-    PyObject *strings = PyTuple_GET_ITEM(ctx, DCTX_STRINGS);
-    PyObject *codes = PyTuple_GET_ITEM(ctx, DCTX_CODES);
-    PyObject *memo = PyTuple_GET_ITEM(ctx, DCTX_MEMO);
-    PyObject *active = PyTuple_GET_ITEM(ctx, DCTX_ACTIVE);
-    PyObject *decode = PyTuple_GET_ITEM(ctx, DCTX_DECODE);
+    /* Borrowed from ctx, which holds them for the whole loads (only its
+     * decoder slots are ever set, by adopt). */
+    PyObject *strings = PyList_GET_ITEM(ctx, DCTX_STRINGS);
+    PyObject *codes = PyList_GET_ITEM(ctx, DCTX_CODES);
+    PyObject *memo = PyList_GET_ITEM(ctx, DCTX_MEMO);
+    PyObject *active = PyList_GET_ITEM(ctx, DCTX_ACTIVE);
     if (!PyList_CheckExact(strings) || !PyList_CheckExact(codes) || !PyList_CheckExact(memo) ||
-        !PySet_CheckExact(active)) {
+        !PySet_CheckExact(active) || !PyList_CheckExact(PyList_GET_ITEM(ctx, DCTX_EXCEPTIONS))) {
         Py_RETURN_NONE;
     }
+    PyObject *dec = NULL, *decode = NULL;  /* fp_decoder(), when needed */
     PyObject *fast = NULL, *key = NULL, *gen = NULL;
     PyObject *gen_id = NULL, *raw = NULL, *slots = NULL, *result = NULL;
 
@@ -703,7 +728,10 @@ frames_restore(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                 }
                 if (y != NULL && y == Py_None) {
                     Py_DECREF(y);
-                    y = PyObject_CallFunctionObjArgs(fp_decode_frame, dec, x, zero, NULL);
+                    y = NULL;
+                    if (dec != NULL || fp_decoder(ctx, &dec, &decode) == 0) {
+                        y = PyObject_CallFunctionObjArgs(fp_decode_frame, dec, x, zero, NULL);
+                    }
                 }
                 Py_DECREF(zero);
             }
@@ -726,7 +754,10 @@ frames_restore(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         }
         else if (PyList_CheckExact(x) || PyDict_CheckExact(x) ||
                  (PyObject *)Py_TYPE(x) == fp_Deferred) {
-            y = PyObject_CallOneArg(decode, x);
+            y = NULL;
+            if (dec != NULL || fp_decoder(ctx, &dec, &decode) == 0) {
+                y = PyObject_CallOneArg(decode, x);
+            }
         }
         else {
             y = Py_NewRef(x);
@@ -838,6 +869,7 @@ frames_restore(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         if (!fresh_sub) {
             /* A sub-frame decoded just above is new: its own chain was checked
              * against this frame (active then) when it was written. */
+            if (dec == NULL && fp_decoder(ctx, &dec, &decode) < 0) goto done;
             PyObject *rc = PyObject_CallFunctionObjArgs(fp_cycle_check, dec, entry, gen, sub,
                                                         NULL);
             if (rc == NULL) goto done;
@@ -845,8 +877,9 @@ frames_restore(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         }
     }
     if (root) {
-        PyObject *exceptions = PyTuple_GET_ITEM(ctx, DCTX_EXCEPTIONS);
-        if (!PyList_CheckExact(exceptions) || PyList_GET_SIZE(exceptions) > 0) {
+        PyObject *exceptions = PyList_GET_ITEM(ctx, DCTX_EXCEPTIONS);
+        if (PyList_GET_SIZE(exceptions) > 0) {
+            if (dec == NULL && fp_decoder(ctx, &dec, &decode) < 0) goto done;
             PyObject *rc = PyObject_CallMethod(dec, "finish", NULL);
             if (rc == NULL) goto done;
             Py_DECREF(rc);
@@ -909,6 +942,8 @@ done:
     Py_XDECREF(gen_id);
     Py_XDECREF(gen);
     Py_XDECREF(fast);
+    Py_XDECREF(dec);
+    Py_XDECREF(decode);
     return result;
 slow:
     Py_XDECREF(fast);

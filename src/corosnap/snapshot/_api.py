@@ -12,12 +12,12 @@ from typing import IO, Any
 import msgpack
 
 from .._errors import CorosnapError, CorruptSnapshot, LimitExceeded, RestoreError
-from ..codec import Decoder, Encoder, pickler_id
+from ..codec import Encoder, pickler_id
 from ..codec._decoder import printable_cause
 from . import _fast
 from ._blob import DEFAULT_MAX_SIZE, HEADER, open_blob, sign
 from ._capture import check_target, encode_frame
-from ._restore import _fast_entries, decode_coderef, decode_frame
+from ._restore import _fast_entries, adopt, decode_frame
 
 _local = threading.local()
 _DEFAULT_PICKLER = pickler_id(None)
@@ -33,18 +33,12 @@ def _packer() -> msgpack.Packer:
 
 
 def _blob_ext_hook(frames: Any) -> Any:
-    """The ext_hook for parsing one blob: ``frames.ext_hook`` (the constant exts
-    in C) bound to an empty state dict (hash counts of the blob's big numbers,
-    see codec ext_hook_for).  One per thread, emptied per blob: the state is
-    only used while msgpack parses, which runs no code that could load
-    another blob in this thread."""
-    hook = getattr(_local, "ext_hook", None)
-    if hook is None:
-        hook = _local.ext_hook = partial(frames.ext_hook, {})
-    else:
-        state = hook.args[0]
-        if state:
-            state.clear()
+    """This thread's ext_hook for parsing blobs: ``frames.ext_hook`` (the
+    constant exts in C) bound to a state dict (hash counts of the blob's big
+    numbers, see codec ext_hook_for), which loads empties before each blob.
+    One per thread is enough: the state is only used while msgpack parses,
+    which runs no code that could load another blob in this thread."""
+    hook = _local.ext_hook = partial(frames.ext_hook, {})
     return hook
 
 
@@ -108,19 +102,29 @@ def loads(
     tree = None
     if key is None and type(data) is bytes and len(data) <= max_size:
         # The common case inline: an unsigned blob of this version.
+        hook = getattr(_local, "ext_hook", None) or _blob_ext_hook(frames)
+        state = hook.args[0]
+        if state:
+            state.clear()
         try:
-            tree = msgpack.unpackb(data, strict_map_key=False, ext_hook=_blob_ext_hook(frames))
+            tree = msgpack.unpackb(data, strict_map_key=False, ext_hook=hook)
         except Exception:  # noqa: BLE001 - open_blob parses again and says what is wrong
             tree = None
         if type(tree) is not list or not tree or tree[0] is not HEADER:
             tree = None
     if tree is None:
         tree = open_blob(data, key, max_size)
-    dec = Decoder(decode_frame, decode_coderef, safe,
-                  allow if type(allow) is tuple else tuple(allow))
+    # The decoding state, without a Decoder: the C fast path makes one (adopt)
+    # only if a frame needs Python to decode a value (see Decoder.make_ctx).
+    ctx: list[Any] = [None, [], [], [], set(), None, True if safe else False, [],
+                      allow if type(allow) is tuple else tuple(allow)]
     try:
-        gen = frames.restore(dec.make_ctx(), tree, 1, _fast_entries, sys.modules, True)
-        return gen if gen is not None else decode_frame(dec, tree, 1, root=True)
+        gen = frames.restore(ctx, tree, 1, _fast_entries, sys.modules, True)
+        if gen is not None:
+            return gen
+        if ctx[0] is None:
+            adopt(ctx)
+        return decode_frame(ctx[0], tree, 1, root=True)
     except CorosnapError:
         raise
     except RecursionError:
@@ -134,7 +138,9 @@ def loads(
     except BaseException as exc:  # user code run by a reduce callable, an import, ...
         raise RestoreError(f"restoring the snapshot failed: {exc!r}") from printable_cause(exc)
     finally:
-        dec.ctx = None  # it refers back to dec (see Decoder.make_ctx)
+        if ctx[0] is not None:  # ctx and its decoder refer to each other
+            ctx[0].ctx = None
+            ctx[0] = ctx[5] = None
 
 
 def dump(obj: Any, file: IO[bytes], **kwargs: Any) -> None:

@@ -29,10 +29,10 @@ def frames() -> ModuleType:
     global _frames
     if _frames is None:
         module = backend()
-        from ._restore import _check_no_delegation_cycle, decode_frame
+        from ._restore import _check_no_delegation_cycle, adopt, decode_frame
 
         module.configure(CorruptSnapshot, Tag, Deferred, NONE_MARK, NONE_EXT, decode_frame,
                          _check_no_delegation_cycle, getattr(module, "virtual_iterable", None),
-                         constant_exts(), ext_hook_for, TAGS_DECODED[T_RANGEITER])
+                         constant_exts(), ext_hook_for, TAGS_DECODED[T_RANGEITER], adopt)
         _frames = module
     return _frames

@@ -280,6 +280,12 @@ def decode_coderef(dec: Decoder, v: list[Any], i: int) -> tuple[CodeEntry, int]:
     return entry, i + 3
 
 
+def adopt(ctx: list[Any]) -> None:
+    """The decoder of a restore context built without one (``loads``), made
+    the first time a frame needs it (frames/_fastpath.h, fp_decoder)."""
+    Decoder(decode_frame, decode_coderef, ctx[6], ctx[8]).adopt(ctx)
+
+
 MAX_CHAIN = 10_000
 """The longest yield-from/await chain a blob may hold (frame-chain depth limit)."""
 
