@@ -57,7 +57,7 @@ fp_hasattr(PyObject *obj, PyObject *name)
 
 /* Kind codes of the restore plans' checks (translated by _restore.Plan). */
 enum { FP_ANY = 0, FP_ITER, FP_LIST, FP_SET, FP_DICT, FP_EXC, FP_EXC_OR_NONE, FP_LASTI,
-       FP_INDEX_NULL /* 3.15: an index slot that must be empty in the blob, else decline */ };
+       FP_INDEX /* 3.15: NULL, or the index of the sequence in the slot below */ };
 
 static PyObject *
 frames_configure(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -340,14 +340,27 @@ frames_capture(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         if (PyErr_Occurred()) goto error;
         goto slow;
     }
-    if (!PyTuple_CheckExact(where) || PyTuple_GET_SIZE(where) != 2) goto slow;
+    if (!PyTuple_CheckExact(where) || PyTuple_GET_SIZE(where) != 3 ||
+        !PyTuple_CheckExact(PyTuple_GET_ITEM(where, 2))) {
+        goto slow;
+    }
+    PyObject *tagged_ok = PyTuple_GET_ITEM(where, 2);
     Py_ssize_t depth = PyLong_AsSsize_t(PyTuple_GET_ITEM(where, 0));
     Py_ssize_t sub_at = PyLong_AsSsize_t(PyTuple_GET_ITEM(where, 1));
     Py_ssize_t n = PyLong_AsSsize_t(PyTuple_GET_ITEM(meta, 3));
     if (PyErr_Occurred()) goto error;
     if (PyList_GET_SIZE(locals) != n || PyList_GET_SIZE(stack) != depth) goto slow;
     for (Py_ssize_t j = 0; j < depth; j++) {
-        if (cs_is_tagged(PyList_GET_ITEM(stack, j))) goto slow;
+        /* 3.14+ tagged integers only where the bytecode analysis expects
+         * them (a handler's lasti, a 3.15 sequence index); anywhere else the
+         * Python path says what is wrong. */
+        if (cs_is_tagged(PyList_GET_ITEM(stack, j))) {
+            PyObject *jj = PyLong_FromSsize_t(j);
+            int ok = jj == NULL ? -1 : PySequence_Contains(tagged_ok, jj);
+            Py_XDECREF(jj);
+            if (ok < 0) goto error;
+            if (!ok) goto slow;
+        }
     }
 
     /* Committed: from here on this frame is encoded here. */
@@ -393,7 +406,10 @@ frames_capture(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     for (Py_ssize_t j = 0; j < depth; j++) {
         PyObject *x = PyList_GET_ITEM(stack, j);
         PyObject *out;
-        if (j == sub_at && (PyGen_CheckExact(x) || PyCoro_CheckExact(x))) {
+        if (cs_is_tagged(x)) {
+            out = PyNumber_Long(x);  /* stored as a plain int, re-tagged on restore */
+        }
+        else if (j == sub_at && (PyGen_CheckExact(x) || PyCoro_CheckExact(x))) {
             out = fp_delegated(module, x, metas, ctx);
         }
         else {
@@ -680,18 +696,6 @@ frames_restore(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (total != n + depth) goto slow;  /* Python names the mismatch */
     if (!PyTuple_CheckExact(checks) || !PyTuple_CheckExact(bound) || !PyTuple_CheckExact(cells))
         goto slow;
-    for (Py_ssize_t c = 0; c < PyTuple_GET_SIZE(checks); c++) {
-        /* A 3.15 index slot holding a (tagged) index: Python's path. */
-        PyObject *check = PyTuple_GET_ITEM(checks, c);
-        if (!PyTuple_CheckExact(check) || PyTuple_GET_SIZE(check) != 4) goto slow;
-        long kind = PyLong_AsLong(PyTuple_GET_ITEM(check, 1));
-        Py_ssize_t index = PyLong_AsSsize_t(PyTuple_GET_ITEM(check, 0));
-        if (PyErr_Occurred()) goto error;
-        if (kind == FP_INDEX_NULL &&
-            (index < 0 || index >= total || PyList_GET_ITEM(v, at + 1 + index) != Py_None)) {
-            goto slow;
-        }
-    }
 
     /* Commit: the same steps, in the same order, as _restore.decode_frame. */
     if ((new_module != NULL && PyList_Append(strings, new_module) < 0) ||
@@ -782,6 +786,50 @@ frames_restore(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             goto done;
         }
         PyObject *x = PyList_GET_ITEM(slots, index);
+        if (c + 1 < PyTuple_GET_SIZE(checks)) {
+            /* The sequence below a filled 3.15 index is checked with it. */
+            PyObject *next = PyTuple_GET_ITEM(checks, c + 1);
+            if (PyTuple_CheckExact(next) && PyTuple_GET_SIZE(next) == 4 &&
+                PyLong_AsLong(PyTuple_GET_ITEM(next, 1)) == FP_INDEX &&
+                PyLong_AsSsize_t(PyTuple_GET_ITEM(next, 0)) == index + 1 &&
+                PyList_GET_ITEM(slots, index + 1) != corosnap_NULL) {
+                continue;
+            }
+            if (PyErr_Occurred()) goto done;
+        }
+        if (kind == FP_INDEX && x != corosnap_NULL) {
+            /* As _check_slots: FOR_ITER / SEND call the type's _tp_iteritem
+             * on the sequence below without checking it has one. */
+            PyObject *seq = index > n ? PyList_GET_ITEM(slots, index - 1) : NULL;
+            int ok = 0;
+            if (PyLong_CheckExact(x) && seq != NULL && fp_virtual_iterable != Py_None) {
+                Py_ssize_t iv = PyLong_AsSsize_t(x);
+                if (iv == -1 && PyErr_Occurred()) PyErr_Clear();  /* huge: refused below */
+                ok = iv >= 0;
+            }
+            if (ok) {
+                PyObject *vi = PyObject_CallOneArg(fp_virtual_iterable, seq);
+                if (vi == NULL) goto done;
+                ok = PyObject_IsTrue(vi);
+                Py_DECREF(vi);
+                if (ok < 0) goto done;
+            }
+            if (!ok) {
+                PyObject *prev = index > n ? PyList_GET_ITEM(slots, index - 1) : Py_None;
+                PyObject *pname = PyType_GetName(Py_TYPE(prev));
+                if (pname != NULL) {
+                    fp_corrupt(label, "value stack slots %zd, %zd must be a sequence CPython "
+                               "walks by index and its index, got %S, %R", index - n - 1,
+                               index - n, pname, x);
+                    Py_DECREF(pname);
+                }
+                goto done;
+            }
+            PyObject *tagged = PyObject_CallOneArg((PyObject *)corosnap_TaggedInt, x);
+            if (tagged == NULL) goto done;
+            PyList_SetItem(slots, index, tagged);  /* steals; releases the int */
+            continue;
+        }
         if (x == corosnap_NULL) {
             if (!nullable) {
                 fp_corrupt(label, "value stack slot %zd is empty where the bytecode always "
@@ -791,10 +839,6 @@ frames_restore(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             continue;
         }
         if (kind == FP_ANY) continue;
-        if (kind == FP_INDEX_NULL) {  /* empty in the blob: checked before committing */
-            PyErr_SetString(PyExc_SystemError, "restore(): an index slot was filled");
-            goto done;
-        }
         int ok = fp_kind_ok(x, kind, ncodeunits);
         if (ok < 0) goto done;
         if (!ok) {

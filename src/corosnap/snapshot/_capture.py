@@ -61,12 +61,16 @@ class _Meta:
         self.fp = fingerprint(code)
         self.n = self.info.nlocalsplus
         # offset -> (stack depth, index of the delegated sub-generator in the
-        # stack or -1)
-        self.where: dict[int, tuple[int, int]] = {}
+        # stack or -1, the stack slots that may hold a 3.14+ tagged integer)
+        self.where: dict[int, tuple[int, int, tuple[int, ...]]] = {}
+        rules = slot_rules(code) if TAGGED else None
         for lasti, depth in self.info.resume.items():
             sub_at = depth + DELEGATE
+            tagged = () if rules is None else tuple(
+                j for j, kind in enumerate(rules.stack_kinds(lasti, depth))
+                if kind & ~NULLABLE in TAGGED)
             self.where[lasti] = (depth, sub_at if lasti in self.info.delegating
-                                 and sub_at >= 0 else -1)
+                                 and sub_at >= 0 else -1, tagged)
         # The same, as the C fast path reads it (frames/_fastpath.h).
         ref = self.ref
         _fast_metas[id(code)] = (code, module, self.where, self.n, ref.module,

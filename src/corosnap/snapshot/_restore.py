@@ -164,24 +164,22 @@ class Plan:
 
 _FAST_KINDS = {ANY: 0, ITER: 1, LIST: 2, SET: 3, DICT: 4, EXC: 5, EXC_OR_NONE: 6, LASTI: 7}
 """Slot kinds the C fast path checks itself (codes of frames/_fastpath.h)."""
-_FAST_INDEX_NULL = 8
-"""FP_INDEX_NULL: a 3.15 index slot the blob must leave empty (else Python's path)."""
+_FAST_INDEX = 8
+"""FP_INDEX: a 3.15 index slot (NULL, or an index over a sequence CPython walks in place)."""
 
 
 def _plan_fast(plan: Plan, entry: CodeEntry, pos: int) -> tuple[Any, ...] | None:
     """The plan as the C fast path reads it, or None where only Python applies
     the rules (3.14+ tagged lasti slots, an except* result list, a created
-    comprehension's '.0', a kind the C side does not know).  A 3.15 index slot
-    is taken when the blob leaves it empty (C declines a filled one)."""
+    comprehension's '.0', a kind the C side does not know)."""
     if pos == -1 and entry.dot0_iter:
         return None
     checks = []
     for index, kind, nullable in plan.checks:
         if kind == INDEX:
-            # 3.15: the index above a sequence walked in place.  The C path
-            # takes the frame only when the blob has it empty (the iterator
-            # form); a tagged index needs _check_slots.
-            checks.append((index, _FAST_INDEX_NULL, True, KIND_NAMES[kind]))
+            # 3.15: the index above a sequence walked in place (or NULL above
+            # an iterator); the C path applies _check_slots' rule for it.
+            checks.append((index, _FAST_INDEX, True, KIND_NAMES[kind]))
             continue
         code = _FAST_KINDS.get(kind)
         if code is None or kind in TAGGED:
