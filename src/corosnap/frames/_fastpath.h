@@ -15,9 +15,9 @@
  * _restore.py and make the same checks, from the same per-(code, offset)
  * plans those modules build.  Whenever a frame needs anything they do not
  * implement (a code seen for the first time, safe mode, a frame suspended
- * inside an except block, 3.14+ tagged slots, a plan with rules only Python
- * applies) they return None *before any side effect*, and the Python path
- * does the whole frame.
+ * inside an except block, a 3.14+ handler's tagged lasti, a plan with rules
+ * only Python applies) they return None *before any side effect*, and the
+ * Python path does the whole frame.
  */
 #ifndef COROSNAP_FRAMES_FASTPATH_H
 #define COROSNAP_FRAMES_FASTPATH_H
