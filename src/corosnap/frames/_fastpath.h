@@ -439,6 +439,20 @@ error:
 
 static PyObject *frames_restore(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 
+/* The local slot of a plan's (slot, name) pair, or -1 with an error (the
+ * plans come from _restore.Plan: a malformed one is a bug, not bad input). */
+static Py_ssize_t
+fp_pair_slot(PyObject *pair, Py_ssize_t n)
+{
+    if (PyTuple_CheckExact(pair) && PyTuple_GET_SIZE(pair) == 2) {
+        Py_ssize_t index = PyLong_AsSsize_t(PyTuple_GET_ITEM(pair, 0));
+        if (index == -1 && PyErr_Occurred()) return -1;
+        if (index >= 0 && index < n) return index;
+    }
+    PyErr_SetString(PyExc_SystemError, "restore(): bad plan");
+    return -1;
+}
+
 static PyObject *
 fp_corrupt(PyObject *label, const char *format, ...)
 {
@@ -853,16 +867,8 @@ frames_restore(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     for (Py_ssize_t c = 0; c < PyTuple_GET_SIZE(bound); c++) {
         PyObject *pair = PyTuple_GET_ITEM(bound, c);
-        if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2) {
-            PyErr_SetString(PyExc_SystemError, "restore(): bad plan");
-            goto done;
-        }
-        Py_ssize_t index = PyLong_AsSsize_t(PyTuple_GET_ITEM(pair, 0));
-        if (index == -1 && PyErr_Occurred()) goto done;
-        if (index < 0 || index >= n) {
-            PyErr_SetString(PyExc_SystemError, "restore(): bad plan");
-            goto done;
-        }
+        Py_ssize_t index = fp_pair_slot(pair, n);
+        if (index < 0) goto done;
         if (PyList_GET_ITEM(slots, index) == corosnap_NULL) {
             fp_corrupt(label, "local %R is read without a check after this point, so it "
                               "cannot be unbound", PyTuple_GET_ITEM(pair, 1));
@@ -871,16 +877,8 @@ frames_restore(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     for (Py_ssize_t c = 0; c < PyTuple_GET_SIZE(cells); c++) {
         PyObject *pair = PyTuple_GET_ITEM(cells, c);
-        if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2) {
-            PyErr_SetString(PyExc_SystemError, "restore(): bad plan");
-            goto done;
-        }
-        Py_ssize_t index = PyLong_AsSsize_t(PyTuple_GET_ITEM(pair, 0));
-        if (index == -1 && PyErr_Occurred()) goto done;
-        if (index < 0 || index >= n) {
-            PyErr_SetString(PyExc_SystemError, "restore(): bad plan");
-            goto done;
-        }
+        Py_ssize_t index = fp_pair_slot(pair, n);
+        if (index < 0) goto done;
         PyObject *x = PyList_GET_ITEM(slots, index);
         if (!PyCell_Check(x)) {
             fp_corrupt_type(label, "slot %R must hold a cell, got %S", PyTuple_GET_ITEM(pair, 1),
