@@ -93,6 +93,8 @@ def _same(x: Any) -> Any:
     return x
 
 FrameHook = Callable[["Encoder", Any], list[Any]]
+"""``snapshot._capture.encode_frame``; the C fast path also calls it as
+``hook(enc, gen, False)`` for a frame it declined (see its ``fast`` flag)."""
 
 
 _module_indexes: dict[int, tuple[dict[str, Any], int, dict[int, tuple[str, str, Any]]]] = {}

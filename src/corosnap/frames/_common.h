@@ -76,6 +76,28 @@ cs_check_target(PyObject *gen)
     return 0;
 }
 
+/* read()'s answer for a generator that is neither created nor suspended:
+ * only its state. */
+static inline PyObject *
+cs_read_nothing(int state)
+{
+    return Py_BuildValue("(iOOOOO)", state, Py_None, Py_None, Py_None, Py_None, Py_None);
+}
+
+/* A list of frame slots (PyObject pointers, NULL for empty) for read(), for
+ * the layouts whose slots are plain object pointers (3.11-3.13). */
+static inline PyObject *
+cs_objects_to_list(PyObject **slots, int n)
+{
+    PyObject *list = PyList_New(n);
+    if (list == NULL) return NULL;
+    for (int i = 0; i < n; i++) {
+        PyObject *v = slots[i];
+        PyList_SET_ITEM(list, i, Py_NewRef(v != NULL ? v : corosnap_NULL));
+    }
+    return list;
+}
+
 /* The oparg of the YIELD_VALUE at code unit `lasti`, or -1 with ValueError
  * when `lasti` is not a YIELD_VALUE immediately followed by RESUME.
  *

@@ -30,7 +30,7 @@ static PyObject *fp_Tag = NULL;              /* codec Tag type (first item of a 
 static PyObject *fp_Deferred = NULL;         /* codec Deferred type (walked by dec.dec) */
 static PyObject *fp_NONE_MARK = NULL;        /* decoded frame-slot None */
 static PyObject *fp_NONE_EXT = NULL;         /* encoded frame-slot None */
-static PyObject *fp_decode_frame = NULL;     /* decode_frame(dec, v, i) */
+static PyObject *fp_decode_frame = NULL;     /* decode_frame(dec, v, i, root, fast) */
 static PyObject *fp_cycle_check = NULL;      /* _check_no_delegation_cycle(dec, entry, gen, sub) */
 static PyObject *fp_virtual_iterable = NULL; /* 3.15: frames.virtual_iterable, else None */
 static PyObject *fp_ext_tables = NULL;       /* {ext code: {payload: decoded object}} */
@@ -264,7 +264,9 @@ fp_delegated(PyObject *module, PyObject *x, PyObject *metas, PyObject *ctx)
     Py_DECREF(out);
     PyObject *hook = PyObject_GetAttr(PyTuple_GET_ITEM(ctx, CTX_ENCODER), fp_s_frame_hook);
     if (hook == NULL) return NULL;
-    out = PyObject_CallFunctionObjArgs(hook, PyTuple_GET_ITEM(ctx, CTX_ENCODER), x, NULL);
+    /* encode_frame(enc, gen, fast=False): this function just declined it. */
+    out = PyObject_CallFunctionObjArgs(hook, PyTuple_GET_ITEM(ctx, CTX_ENCODER), x, Py_False,
+                                       NULL);
     Py_DECREF(hook);
     return out;
 }
@@ -748,7 +750,9 @@ frames_restore(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                     Py_DECREF(y);
                     y = NULL;
                     if (dec != NULL || fp_decoder(ctx, &dec, &decode) == 0) {
-                        y = PyObject_CallFunctionObjArgs(fp_decode_frame, dec, x, zero, NULL);
+                        /* decode_frame(dec, x, 0, root=False, fast=False): declined above */
+                        y = PyObject_CallFunctionObjArgs(fp_decode_frame, dec, x, zero,
+                                                         Py_False, Py_False, NULL);
                     }
                 }
                 Py_DECREF(zero);

@@ -48,26 +48,13 @@ cs_code_of(PyObject *gen)
 }
 
 static PyObject *
-cs_slots_to_list(PyObject **slots, int n)
-{
-    PyObject *list = PyList_New(n);
-    if (list == NULL) return NULL;
-    for (int i = 0; i < n; i++) {
-        PyObject *v = slots[i];
-        PyList_SET_ITEM(list, i, Py_NewRef(v != NULL ? v : corosnap_NULL));
-    }
-    return list;
-}
-
-static PyObject *
 frames_read(PyObject *module, PyObject *gen)
 {
     if (cs_check_target(gen) < 0) return NULL;
     PyGenObject *g = (PyGenObject *)gen;
     int state = cs_state(g);
     if (state != CS_CREATED && state != CS_SUSPENDED) {
-        return Py_BuildValue("(iOOOOO)", state, Py_None, Py_None, Py_None, Py_None,
-                             Py_None);
+        return cs_read_nothing(state);
     }
     _PyInterpreterFrame *f = (_PyInterpreterFrame *)g->gi_iframe;
     PyCodeObject *co = f->f_code;
@@ -78,9 +65,9 @@ frames_read(PyObject *module, PyObject *gen)
                      depth, co);
         return NULL;
     }
-    PyObject *locals = cs_slots_to_list(f->localsplus, n);
+    PyObject *locals = cs_objects_to_list(f->localsplus, n);
     if (locals == NULL) return NULL;
-    PyObject *stack = cs_slots_to_list(f->localsplus + n, depth);
+    PyObject *stack = cs_objects_to_list(f->localsplus + n, depth);
     if (stack == NULL) { Py_DECREF(locals); return NULL; }
     PyObject *exc = g->gi_exc_state.exc_value;
     return Py_BuildValue("(iiNNOO)", state, _PyInterpreterFrame_LASTI(f), locals, stack,

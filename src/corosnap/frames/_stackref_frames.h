@@ -97,8 +97,7 @@ frames_read(PyObject *module, PyObject *gen)
     PyGenObject *g = (PyGenObject *)gen;
     int state = cs_state(g);
     if (state != CS_CREATED && state != CS_SUSPENDED) {
-        return Py_BuildValue("(iOOOOO)", state, Py_None, Py_None, Py_None, Py_None,
-                             Py_None);
+        return cs_read_nothing(state);
     }
     _PyInterpreterFrame *f = &g->gi_iframe;
     PyCodeObject *co = _PyFrame_GetCode(f);

@@ -124,7 +124,7 @@ def loads(
             return gen
         if ctx[0] is None:
             adopt(ctx)
-        return decode_frame(ctx[0], tree, 1, root=True)
+        return decode_frame(ctx[0], tree, 1, root=True, fast=False)
     except CorosnapError:
         raise
     except RecursionError:

@@ -81,27 +81,29 @@ _meta: dict[int, _Meta] = {}
 _fast_metas: dict[int, tuple[Any, ...]] = {}
 
 
-def encode_frame(enc: Encoder, gen: Any) -> list[Any]:
+def encode_frame(enc: Encoder, gen: Any, fast: bool = True) -> list[Any]:
     """Encode one generator/coroutine frame (its sub-generators recursively).
 
     The C fast path (``frames.capture``) handles a frame whose code was seen
     before; it declines anything else, which this function then encodes.
+    ``fast=False``: the C path already declined this frame (it calls back so).
     """
     frames = _fast._frames or _fast.frames()
-    ctx = enc.ctx
-    if ctx is None:
-        # The encoder's tables, in the order of CTX_* in frames/_fastpath.h
-        # (they are only ever mutated in place), and the encoder itself.
-        ctx = enc.ctx = (enc.globals_seen, enc.passthrough, enc.codes, enc.strings, enc.memo,
-                         enc.keep, enc)
-    try:
-        fields = frames.capture(gen, _fast_metas, ctx)
-    except SnapshotError as err:
-        raise _name_failure(enc, gen, frames, err) from None
-    except RecursionError:
-        raise SnapshotError(f"in {describe_target(gen)}: values nested too deeply") from None
-    if fields is not None:
-        return fields
+    if fast:
+        ctx = enc.ctx
+        if ctx is None:
+            # The encoder's tables, in the order of CTX_* in frames/_fastpath.h
+            # (they are only ever mutated in place), and the encoder itself.
+            ctx = enc.ctx = (enc.globals_seen, enc.passthrough, enc.codes, enc.strings,
+                             enc.memo, enc.keep, enc)
+        try:
+            fields = frames.capture(gen, _fast_metas, ctx)
+        except SnapshotError as err:
+            raise _name_failure(enc, gen, frames, err) from None
+        except RecursionError:
+            raise SnapshotError(f"in {describe_target(gen)}: values nested too deeply") from None
+        if fields is not None:
+            return fields
     state, lasti, localsplus, stack, exc, globals_ = frames.read(gen)
     code = gen.gi_code if type(gen) is types.GeneratorType else gen.cr_code
     if state != frames.SUSPENDED and state != frames.CREATED:

@@ -86,7 +86,7 @@ class CodeEntry:
                                   "its code")
         plan = Plan(self, pos, depth)
         self.plans[pos] = plan
-        fast = plan.fast(self, pos)
+        fast = _plan_fast(plan, self, pos)
         if fast is not None:
             self.fast_plans[pos] = fast
         return plan
@@ -158,8 +158,6 @@ class Plan:
         sub_at = n + depth + DELEGATE
         self.sub_at = sub_at if self.delegating and sub_at >= n else -1
 
-    def fast(self, entry: CodeEntry, pos: int) -> tuple[Any, ...] | None:
-        return _plan_fast(self, entry, pos)
 
 
 _FAST_KINDS = {ANY: 0, ITER: 1, LIST: 2, SET: 3, DICT: 4, EXC: 5, EXC_OR_NONE: 6, LASTI: 7}
@@ -390,19 +388,22 @@ def _check_slots(entry: CodeEntry, pos: int, slots: list[Any], n: int, frames: A
                 )
 
 
-def decode_frame(dec: Decoder, v: list[Any], i: int, root: bool = False) -> Any:
+def decode_frame(dec: Decoder, v: list[Any], i: int, root: bool = False,
+                 fast: bool = True) -> Any:
     """Rebuild one frame from v[i:] (see the module docstring).  ``root``: the
     blob's outermost frame, decoded last; the checks that need the whole
     object graph (``Decoder.finish``) run just before it is written.
 
     The C fast path (``frames.restore``) does the whole frame when its code
     and plan are known already; it declines anything else, before any side
-    effect, and this function does the work.
+    effect, and this function does the work.  ``fast=False``: the C path
+    already declined this frame (loads and the C path call back so).
     """
     frames = _fast._frames or _fast.frames()
-    gen = frames.restore(dec.ctx or dec.make_ctx(), v, i, _fast_entries, sys.modules, root)
-    if gen is not None:
-        return gen
+    if fast:
+        gen = frames.restore(dec.ctx or dec.make_ctx(), v, i, _fast_entries, sys.modules, root)
+        if gen is not None:
+            return gen
     entry, i = decode_coderef(dec, v, i)
     if i >= len(v):
         raise CorruptSnapshot(f"{entry.label}: truncated frame")
