@@ -23,7 +23,7 @@ STAMP := $(VENV)/.installed
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml setup.py $(wildcard src/corosnap/frames/*.c src/corosnap/frames/*.h)
+$(STAMP): pyproject.toml setup.py $(wildcard src/corosnap/*/*.c src/corosnap/*/*.h src/corosnap/*.h)
 	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip setuptools wheel
 	$(VPY) -m pip install -q -e '.[dev]'

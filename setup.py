@@ -34,7 +34,7 @@ if (
         Extension(
             f"corosnap.frames._cpython{tag}",
             sources=[source],
-            depends=sorted(glob.glob(os.path.join(FRAMES, "*.h"))),
+            depends=sorted(glob.glob(os.path.join(FRAMES, "*.h")) + glob.glob(os.path.join("src", "corosnap", "*", "_c*.c"))),
             define_macros=[("Py_BUILD_CORE", "1")],
             extra_compile_args=["-O2", "-Wall", "-Wno-missing-field-initializers"],
         )
