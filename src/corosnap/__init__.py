@@ -19,7 +19,7 @@ from ._errors import (
     UnsafeSnapshot,
     UnsupportedInterpreter,
 )
-from .snapshot import dump, dumps, load, loads
+from .snapshot import Pickler, Snapshotter, dump, dumps, load, loads
 
 __version__ = "0.1.0"
 
@@ -39,8 +39,10 @@ __all__ = [
     "CorruptSnapshot",
     "LimitExceeded",
     "RestoreError",
+    "Pickler",
     "SignatureError",
     "SnapshotError",
+    "Snapshotter",
     "UnsafeSnapshot",
     "UnsupportedInterpreter",
     "__version__",

@@ -20,7 +20,7 @@ from msgpack import ExtType
 
 from .._errors import CodeMismatch, CorruptSnapshot, LimitExceeded, SignatureError
 from ..codec import EXT_HEADER, EXT_SIGNED, new_ext_hook
-from ..codec._decoder import shared_header
+from ..codec._markers import shared_header
 from ..frames import PY_MINOR
 
 FORMAT_VERSION = 1

@@ -1,49 +1,197 @@
-/* Capture and restore of one frame in C: the snapshot layer's fast paths.
+/* The snapshot layer's C engine: capture and restore of a known frame.
  *
- * Layout-free, like the rest of _common.h (which includes this file): built
- * only on this version's frames_read(), frames_write() and cs_code_of(), and on
- * Python objects the snapshot layer hands over once (configure()) and per call
- * (its per-code caches and the codec's callbacks).
+ * What lives here: the C twin of the per-frame work of snapshot/_capture.py
+ * (capture) and snapshot/_restore.py (restore), for frames whose code the
+ * Python engine has already looked up, checked and planned.  A small frame
+ * costs a few microseconds of Python glue (code lookup, plan lookup, slot
+ * loops, checks), many times the pickle floor of its locals; here that glue
+ * is one call.  Python is called back only for what needs it: encoding or
+ * decoding a non-trivial value, naming a nested code, a sub-frame this
+ * engine declines.
  *
- * Why in C: a small frame costs a few microseconds of Python glue per frame
- * (code lookup, plan lookup, slot loops, checks), many times the pickle floor
- * of its locals.  These functions do that glue in one call and call back into
- * Python only for what needs it: encoding or decoding a non-trivial value,
- * naming a code the first time, a sub-frame.
+ * What must never live here: a struct layout (frames are read and written
+ * through the frames layer's C API, frames/_capi.h), a decision the Python
+ * engine did not make first, or a check of its own: the checks here are the
+ * Python engine's, one for one, with the same messages
+ * (tests/test_engines.py holds the two against each other).
  *
- * Both are optional accelerators of corosnap/snapshot/_capture.py and
- * _restore.py and make the same checks, from the same per-(code, offset)
- * plans those modules build.  Whenever a frame needs anything they do not
- * implement (a code seen for the first time, safe mode, a frame suspended
- * inside an except block, a 3.14+ handler's tagged lasti, a plan with rules
- * only Python applies) they return None *before any side effect*, and the
- * Python path does the whole frame.
+ * The contract with Python, defined once, here:
+ *  - Records (see _records.h) built by Python through snapshot/_contract.py,
+ *    read here by field: CaptureCode and Where (per code and offset,
+ *    capture), RestoreCode, Plan and Check (restore), and one CaptureState
+ *    or RestoreState per dumps/loads, which names every table this engine
+ *    reads or fills.  A field missing or unknown on either side is a
+ *    TypeError at construction and an ImportError when _contract.py loads.
+ *  - Python objects this engine hands out or compares with (CorruptSnapshot,
+ *    the decoder's markers, the slot kinds of bytecode/_kinds.py) are
+ *    imported by name when this module is imported; the kind numbers are
+ *    checked against Python's then (KINDS must equal _kinds.KIND_NAMES).
+ *  - Callbacks are methods, by name, of the objects a state names (as
+ *    _pickle calls persistent_id): the encoder's enc / note_globals /
+ *    coderef / delegated_frame, the decoder's dec / finish, and the snapshot
+ *    layer's frames.encode / frames.decode (the Python engine, for a frame
+ *    declined here), frames.adopt (a Decoder, made on demand) and
+ *    frames.check_chain.  Nothing is registered at start-up.
+ *
+ * Declining: capture() and restore() return None, *before any side effect*,
+ * for whatever only the Python engine does: a code seen for the first time
+ * (its record is not in the cache yet), safe mode, a frame suspended inside
+ * an except block, a nested code named by a path, anything malformed (so
+ * that Python names the problem).  The Python engine then does the whole
+ * frame.  Once committed, these functions finish the frame or raise.
  */
-#ifndef COROSNAP_FRAMES_FASTPATH_H
-#define COROSNAP_FRAMES_FASTPATH_H
+#include "../_records.h"
+#include "../frames/_capi.h"
 
-static PyCodeObject *cs_code_of(PyObject *gen);
+static CorosnapFramesCAPI *frames_api = NULL;
+#define NULL_SLOT (frames_api->null)
 
-/* Set once by configure(). */
-static PyObject *fp_CorruptSnapshot = NULL;  /* exception class */
-static PyObject *fp_Tag = NULL;              /* codec Tag type (first item of a tagged array) */
-static PyObject *fp_Deferred = NULL;         /* codec Deferred type (walked by dec.dec) */
-static PyObject *fp_NONE_MARK = NULL;        /* decoded frame-slot None */
-static PyObject *fp_NONE_EXT = NULL;         /* encoded frame-slot None */
-static PyObject *fp_decode_frame = NULL;     /* decode_frame(dec, v, i, root, fast) */
-static PyObject *fp_cycle_check = NULL;      /* _check_no_delegation_cycle(dec, entry, gen, sub) */
-static PyObject *fp_virtual_iterable = NULL; /* 3.15: frames.virtual_iterable, else None */
-static PyObject *fp_ext_tables = NULL;       /* {ext code: {payload: decoded object}} */
-static PyObject *fp_py_ext_hook = NULL;      /* codec ext_hook, for everything else */
-static PyObject *fp_tag_rangeiter = NULL;    /* the decoded Tag of T_RANGEITER */
-static PyObject *fp_adopt = NULL;            /* adopt(ctx): the Decoder of a restore context */
-static PyObject *fp_s_next, *fp_s_name, *fp_s_safe, *fp_s_strings, *fp_s_codes, *fp_s_memo,
-    *fp_s_active, *fp_s_dec, *fp_s_enc, *fp_s_note_globals, *fp_s_coderef, *fp_s_delegated,
-    *fp_s_frame_hook, *fp_s_setstate;
+/* ------------------------------------------------------------------ records */
+
+#define WHERE_FIELDS(F, R)  \
+    F(R, depth, SSIZE, RO)  \
+    F(R, sub_at, SSIZE, RO) \
+    F(R, tagged, TUPLE, RO)
+CS_RECORD(Where, WHERE_FIELDS, "corosnap.snapshot._csnapshot.Where",
+          "Capture, one code at one suspension offset: the stack depth, the stack index of "
+          "the sub-generator a delegating frame sends to (or -1), and the stack indexes that "
+          "may hold a 3.14+ tagged integer.")
+
+#define CAPTURE_CODE_FIELDS(F, R)      \
+    F(R, code, WEAKREF, RO)            \
+    F(R, module, ANY, RO)              \
+    F(R, nlocals, SSIZE, RO)           \
+    F(R, where, DICT, RO)              \
+    F(R, ref, ANY, RO)                 \
+    F(R, name_module, STR, RO)         \
+    F(R, name_qualname, STR_OR_NONE, RO) \
+    F(R, fingerprint, ANY, RO)         \
+    F(R, slot_names, TUPLE, RO)
+CS_RECORD(CaptureCode, CAPTURE_CODE_FIELDS, "corosnap.snapshot._csnapshot.CaptureCode",
+          "Capture, one code object: a weak reference to it, the __name__ of the globals it "
+          "was described with, its number of local slots, {offset: Where}, its CodeRef, the "
+          "module and qualname that name it (qualname None for a nested code), its "
+          "fingerprint and its slot names.")
+
+#define CHECK_FIELDS(F, R)      \
+    F(R, slot, SSIZE, RO)       \
+    F(R, kind, INT, RO)         \
+    F(R, nullable, BOOL, RO)    \
+    F(R, index_above, BOOL, RO) \
+    F(R, name, STR, RO)
+CS_RECORD(Check, CHECK_FIELDS, "corosnap.snapshot._csnapshot.Check",
+          "Restore, one stack slot: its index among the frame's slots, the kind it must "
+          "hold (bytecode._kinds, without NULLABLE), whether it may be empty, whether the "
+          "slot above is a 3.15 sequence index (which checks this one when filled), and the "
+          "kind's name for messages.")
+
+#define PLAN_FIELDS(F, R)        \
+    F(R, depth, SSIZE, RO)       \
+    F(R, sub_at, SSIZE, RO)      \
+    F(R, delegate_at, SSIZE, RO) \
+    F(R, checks, TUPLE, RO)      \
+    F(R, bound, TUPLE, RO)       \
+    F(R, dot0, BOOL, RO)
+CS_RECORD(Plan, PLAN_FIELDS, "corosnap.snapshot._csnapshot.Plan",
+          "Restore, one code at one resume offset: the stack depth, the slot index of an "
+          "untagged sub-frame (or -1), of the iterator a delegating frame sends to (or -1), "
+          "the Checks of the stack slots, the locals that must be bound, and whether the "
+          "'.0' argument of a created comprehension must be an iterator.")
+
+#define RESTORE_CODE_FIELDS(F, R) \
+    F(R, module, WEAKREF, RO)     \
+    F(R, code, ANY, RO)           \
+    F(R, globals, DICT, RO)       \
+    F(R, label, STR, RO)          \
+    F(R, nlocals, SSIZE, RO)      \
+    F(R, ncodeunits, SSIZE, RO)   \
+    F(R, slot_names, TUPLE, RO)   \
+    F(R, cells, TUPLE, RO)        \
+    F(R, plans, DICT, RO)         \
+    F(R, fn, ANY, RO)             \
+    F(R, args, TUPLE, RO)         \
+    F(R, kwargs, DICT, RO)        \
+    F(R, dot0_iter, BOOL, RO)     \
+    F(R, info, ANY, RO)           \
+    F(R, rules, ANY, RO)
+CS_RECORD(RestoreCode, RESTORE_CODE_FIELDS, "corosnap.snapshot._csnapshot.RestoreCode",
+          "Restore, one code object, found by name and checked: a weak reference to its "
+          "module, the code, its globals, its label for messages, its numbers of local "
+          "slots and code units, its slot names and cell slots, {offset: Plan}, the function "
+          "that makes a fresh generator (None if the code makes none) with its placeholder "
+          "arguments, whether '.0' is iterated first, and its bytecode analyses.")
+
+#define CAPTURE_STATE_FIELDS(F, R) \
+    F(R, encoder, ANY, RO)         \
+    F(R, memo, DICT, RO)           \
+    F(R, keep, LIST, RO)           \
+    F(R, strings, DICT, RO)        \
+    F(R, codes, DICT, RO)          \
+    F(R, globals_seen, SET, RO)    \
+    F(R, passthrough, ANYSET, RO)  \
+    F(R, code_cache, DICT, RO)     \
+    F(R, frames, ANY, RO)
+CS_RECORD(CaptureState, CAPTURE_STATE_FIELDS, "corosnap.snapshot._csnapshot.CaptureState",
+          "One dumps, as the C engine sees it: the codec Encoder and its tables (memo, keep, "
+          "strings, codes, globals_seen, passthrough), {id(code): CaptureCode}, and the "
+          "snapshot layer's FrameEncoder (frames.encode: the Python engine).")
+
+#define RESTORE_STATE_FIELDS(F, R) \
+    F(R, decoder, ANY, RW)         \
+    F(R, memo, LIST, RO)           \
+    F(R, strings, LIST, RO)        \
+    F(R, codes, LIST, RO)          \
+    F(R, active, SET, RO)          \
+    F(R, exceptions, LIST, RO)     \
+    F(R, safe, BOOL, RO)           \
+    F(R, allow, TUPLE, RO)         \
+    F(R, code_cache, DICT, RO)     \
+    F(R, frames, ANY, RO)
+CS_RECORD(RestoreState, RESTORE_STATE_FIELDS, "corosnap.snapshot._csnapshot.RestoreState",
+          "One loads, as the C engine sees it: the codec Decoder (None until a value needs "
+          "one: frames.adopt(state) makes it, sharing these tables), the tables (memo, "
+          "strings, codes, active, exceptions), the options (safe, allow), "
+          "{(module, qualname, path, fingerprint): RestoreCode}, and the snapshot layer's "
+          "FrameDecoder.")
+
+/* ------------------------------------------------ names imported from Python */
+
+static PyObject *cs_CorruptSnapshot, *cs_Tag, *cs_Deferred, *cs_NONE_MARK, *cs_NONE_EXT,
+    *cs_TAG_OF_KIND, *cs_T_RANGEITER, *cs_TAGGED, *cs_KIND_NAMES;
+static PyObject *cs_tag_rangeiter = NULL;  /* cs_TAG_OF_KIND[T_RANGEITER] */
+
+static struct {
+    const char *module, *name;
+    PyObject **target;
+} cs_imports[] = {
+    {"corosnap._errors", "CorruptSnapshot", &cs_CorruptSnapshot},
+    {"corosnap.codec._markers", "Tag", &cs_Tag},
+    {"corosnap.codec._markers", "Deferred", &cs_Deferred},
+    {"corosnap.codec._markers", "NONE_MARK", &cs_NONE_MARK},
+    {"corosnap.codec._markers", "TAG_OF_KIND", &cs_TAG_OF_KIND},
+    {"corosnap.codec._tags", "NONE_EXT", &cs_NONE_EXT},
+    {"corosnap.codec._tags", "T_RANGEITER", &cs_T_RANGEITER},
+    {"corosnap.bytecode._kinds", "TAGGED", &cs_TAGGED},
+    {"corosnap.bytecode._kinds", "KIND_NAMES", &cs_KIND_NAMES},
+};
+
+/* The slot kinds of bytecode/_kinds.py, as this engine numbers them (checked
+ * against Python's numbers at import). */
+enum { K_ANY = 0, K_ITER = 1, K_LIST = 2, K_SET = 3, K_EXC = 4, K_EXC_OR_NONE = 5,
+       K_LASTI = 6, K_INDEX = 7, K_DICT = 8, K_EXC_LIST = 9, K_COUNT = 10 };
+static const char *cs_kind_names[K_COUNT] = {"ANY", "ITER", "LIST", "SET", "EXC", "EXC_OR_NONE",
+                                             "LASTI", "INDEX", "DICT", "EXC_LIST"};
+static unsigned int cs_tagged_kinds = 0; /* bit k: kind k is a tagged integer (3.14+) */
+
+/* Method and attribute names, interned once. */
+static PyObject *s_next, *s_name, *s_enc, *s_note_globals, *s_coderef, *s_delegated_frame,
+    *s_encode, *s_decode, *s_adopt, *s_check_chain, *s_dec, *s_finish, *s_setstate, *s_close;
+
+/* ------------------------------------------------------------------ helpers */
 
 /* hasattr() semantics: 1, 0, or -1 with an error other than AttributeError. */
 static int
-fp_hasattr(PyObject *obj, PyObject *name)
+cs_hasattr(PyObject *obj, PyObject *name)
 {
     PyObject *found = NULL;
 #if PY_VERSION_HEX >= 0x030D0000
@@ -55,106 +203,73 @@ fp_hasattr(PyObject *obj, PyObject *name)
     return rc;
 }
 
-/* Kind codes of the restore plans' checks (translated by _restore.Plan). */
-enum { FP_ANY = 0, FP_ITER, FP_LIST, FP_SET, FP_DICT, FP_EXC, FP_EXC_OR_NONE, FP_LASTI,
-       FP_INDEX /* 3.15: NULL, or the index of the sequence in the slot below */ };
-
+/* obj.<name>(*args) without making a bound method. */
 static PyObject *
-frames_configure(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+cs_call_method(PyObject *obj, PyObject *name, PyObject *a, PyObject *b, PyObject *c,
+               PyObject *d)
 {
-    if (nargs != 12) {
-        PyErr_SetString(PyExc_TypeError, "configure() takes 12 arguments");
-        return NULL;
-    }
-    Py_XSETREF(fp_tag_rangeiter, Py_NewRef(args[10]));
-    Py_XSETREF(fp_adopt, Py_NewRef(args[11]));
-    if (!PyDict_CheckExact(args[8]) || !PyCallable_Check(args[9])) {
-        PyErr_SetString(PyExc_TypeError, "configure(): bad ext tables or hook");
-        return NULL;
-    }
-    Py_XSETREF(fp_ext_tables, Py_NewRef(args[8]));
-    Py_XSETREF(fp_py_ext_hook, Py_NewRef(args[9]));
-    if (!PyType_Check(args[0]) || !PyType_Check(args[1]) || !PyType_Check(args[2])) {
-        PyErr_SetString(PyExc_TypeError, "configure(): bad types");
-        return NULL;
-    }
-    PyObject **slots[] = {&fp_CorruptSnapshot, &fp_Tag, &fp_Deferred, &fp_NONE_MARK,
-                          &fp_NONE_EXT, &fp_decode_frame, &fp_cycle_check,
-                          &fp_virtual_iterable};
-    for (int k = 0; k < 8; k++) {
-        Py_XSETREF(*slots[k], Py_NewRef(args[k]));
-    }
-#define FP_INTERN(var, text) \
-    if (var == NULL && (var = PyUnicode_InternFromString(text)) == NULL) return NULL;
-    FP_INTERN(fp_s_next, "__next__")
-    FP_INTERN(fp_s_name, "__name__")
-    FP_INTERN(fp_s_safe, "safe")
-    FP_INTERN(fp_s_strings, "strings")
-    FP_INTERN(fp_s_codes, "codes")
-    FP_INTERN(fp_s_memo, "memo")
-    FP_INTERN(fp_s_active, "active")
-    FP_INTERN(fp_s_dec, "dec")
-    FP_INTERN(fp_s_enc, "enc")
-    FP_INTERN(fp_s_note_globals, "note_globals")
-    FP_INTERN(fp_s_coderef, "coderef")
-    FP_INTERN(fp_s_delegated, "delegated_frame")
-    FP_INTERN(fp_s_frame_hook, "frame_hook")
-    FP_INTERN(fp_s_setstate, "__setstate__")
-#undef FP_INTERN
-    Py_RETURN_NONE;
+    PyObject *margs[5] = {obj, a, b, c, d};
+    size_t n = 1 + (a != NULL) + (b != NULL) + (c != NULL) + (d != NULL);
+    return PyObject_VectorcallMethod(name, margs, n | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
 }
 
-/* ext_hook(state, code, data), bound to one blob's state with
- * functools.partial and handed to msgpack: the exts every blob is full of
- * (its header, the tags of tagged arrays) are constants, looked up in the
- * tables configure() gave; anything else goes to the codec's Python
- * ext_hook_for(state, code, data). */
-static PyObject *
-frames_ext_hook(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+/* Whether weak reference `ref` refers to `obj` (which the caller holds). */
+static int
+cs_refers_to(PyObject *ref, PyObject *obj)
 {
-    if (fp_py_ext_hook == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "ext_hook() before configure()");
-        return NULL;
+#if PY_VERSION_HEX >= 0x030D0000
+    PyObject *x = NULL;
+    int rc = PyWeakref_GetRef(ref, &x);
+    if (rc < 0) {
+        PyErr_Clear();
+        return 0;
     }
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "ext_hook() takes (state, code, data)");
-        return NULL;
-    }
-    if (PyBytes_CheckExact(args[2])) {
-        PyObject *table = PyDict_GetItemWithError(fp_ext_tables, args[1]);
-        if (table != NULL && PyDict_CheckExact(table)) {
-            PyObject *hit = PyDict_GetItemWithError(table, args[2]);
-            if (hit != NULL) return Py_NewRef(hit);
-        }
-        if (PyErr_Occurred()) return NULL;
-    }
-    return PyObject_Vectorcall(fp_py_ext_hook, args, (size_t)nargs, NULL);
+    int same = x == obj;
+    Py_XDECREF(x); /* alive before the call, so not the last reference */
+    return same;
+#else
+    return PyWeakref_GET_OBJECT(ref) == obj;
+#endif
+}
+
+static int
+cs_is_generator(PyObject *x)
+{
+    return PyGen_CheckExact(x) || PyCoro_CheckExact(x);
+}
+
+static PyObject *
+cs_bad_record(const char *what)
+{
+    PyErr_Format(PyExc_SystemError, "corosnap C engine: %s is not the record it should be "
+                 "(a bug: the Python engine built something else)", what);
+    return NULL;
 }
 
 /* ------------------------------------------------------------------ capture */
 
-static PyObject *fp_call_method(PyObject *encoder, PyObject *name, PyObject *arg);
+static PyObject *cs_capture_frame(PyObject *state, PyObject *gen);
 
 /* One frame slot, encoded: NULL -> nil, None -> NONE_EXT, a passthrough type
  * as itself, anything else through encoder.enc() (whose None is NONE_EXT too). */
 static PyObject *
-fp_encode_slot(PyObject *x, PyObject *pass, PyObject *encoder)
+cs_encode_slot(CaptureState *st, PyObject *x)
 {
-    if (x == corosnap_NULL) return Py_NewRef(Py_None);
-    if (x == Py_None) return Py_NewRef(fp_NONE_EXT);
-    int in = PySet_Contains(pass, (PyObject *)Py_TYPE(x));
+    if (x == NULL_SLOT) return Py_NewRef(Py_None);
+    if (x == Py_None) return Py_NewRef(cs_NONE_EXT);
+    int in = PySet_Contains(st->passthrough, (PyObject *)Py_TYPE(x));
     if (in < 0) return NULL;
     if (in) return Py_NewRef(x);
-    PyObject *out = fp_call_method(encoder, fp_s_enc, x);
+    PyObject *out = cs_call_method(st->encoder, s_enc, x, NULL, NULL, NULL);
     if (out == Py_None) {
         Py_DECREF(out);
-        return Py_NewRef(fp_NONE_EXT);
+        return Py_NewRef(cs_NONE_EXT);
     }
     return out;
 }
 
 static int
-fp_append_new(PyObject *list, PyObject *item)
+cs_append_new(PyObject *list, PyObject *item)
 {
     if (item == NULL) return -1;
     int rc = PyList_Append(list, item);
@@ -162,203 +277,144 @@ fp_append_new(PyObject *list, PyObject *item)
     return rc;
 }
 
-/* The code-reference fields of Encoder.coderef, for a code without a nested
- * path: [module, qualname, fingerprint] with each string replaced by its index
- * when the blob has it already, or [-1 - k] for the k-th code seen. */
+/* A string stored once per blob (Encoder.string): the text the first time,
+ * its index later; new reference. */
 static PyObject *
-fp_coderef(PyCodeObject *co, PyObject *meta, PyObject *codes, PyObject *strings)
+cs_string(PyObject *strings, PyObject *text)
+{
+    PyObject *index = PyDict_GetItemWithError(strings, text);
+    if (index != NULL) return Py_NewRef(index);
+    if (PyErr_Occurred()) return NULL;
+    PyObject *next = PyLong_FromSsize_t(PyDict_GET_SIZE(strings));
+    int rc = next == NULL ? -1 : PyDict_SetItem(strings, text, next);
+    Py_XDECREF(next);
+    return rc < 0 ? NULL : Py_NewRef(text);
+}
+
+/* Encoder.coderef for a code without a nested path: [module, qualname,
+ * fingerprint] with each string replaced by its index when the blob has it
+ * already, or [-1 - k] for the k-th code seen. */
+static PyObject *
+cs_coderef(CaptureState *st, PyCodeObject *co, CaptureCode *cc)
 {
     PyObject *key = PyLong_FromVoidPtr(co);
     if (key == NULL) return NULL;
-    PyObject *k = PyDict_GetItemWithError(codes, key);
+    PyObject *k = PyDict_GetItemWithError(st->codes, key);
     if (k != NULL) {
         Py_DECREF(key);
-        PyObject *neg = PyNumber_Negative(k);
-        if (neg == NULL) return NULL;
-        PyObject *one = PyLong_FromLong(1);
-        PyObject *ref = one == NULL ? NULL : PyNumber_Subtract(neg, one);
-        Py_XDECREF(one);
-        Py_DECREF(neg);
-        if (ref == NULL) return NULL;
-        PyObject *out = PyList_New(1);
-        if (out == NULL) {
-            Py_DECREF(ref);
-            return NULL;
-        }
-        PyList_SET_ITEM(out, 0, ref);
-        return out;
+        Py_ssize_t kk = PyLong_AsSsize_t(k);
+        if (kk == -1 && PyErr_Occurred()) return NULL;
+        return Py_BuildValue("[n]", -1 - kk);
     }
     if (PyErr_Occurred()) {
         Py_DECREF(key);
         return NULL;
     }
-    PyObject *count = PyLong_FromSsize_t(PyDict_GET_SIZE(codes));
-    int rc = count == NULL ? -1 : PyDict_SetItem(codes, key, count);
+    PyObject *count = PyLong_FromSsize_t(PyDict_GET_SIZE(st->codes));
+    int rc = count == NULL ? -1 : PyDict_SetItem(st->codes, key, count);
     Py_XDECREF(count);
     Py_DECREF(key);
     if (rc < 0) return NULL;
-    PyObject *out = PyList_New(3);
-    if (out == NULL) return NULL;
-    for (int f = 0; f < 2; f++) {
-        PyObject *text = PyTuple_GET_ITEM(meta, 4 + f);  /* module, qualname */
-        PyObject *index = PyDict_GetItemWithError(strings, text);
-        if (index != NULL) {
-            PyList_SET_ITEM(out, f, Py_NewRef(index));
-            continue;
-        }
-        if (PyErr_Occurred()) goto error;
-        PyObject *next = PyLong_FromSsize_t(PyDict_GET_SIZE(strings));
-        rc = next == NULL ? -1 : PyDict_SetItem(strings, text, next);
-        Py_XDECREF(next);
-        if (rc < 0) goto error;
-        PyList_SET_ITEM(out, f, Py_NewRef(text));
+    PyObject *module = cs_string(st->strings, cc->name_module);
+    PyObject *qual = module == NULL ? NULL : cs_string(st->strings, cc->name_qualname);
+    if (qual == NULL) {
+        Py_XDECREF(module);
+        return NULL;
     }
-    PyList_SET_ITEM(out, 2, Py_NewRef(PyTuple_GET_ITEM(meta, 6)));
-    return out;
-error:
-    for (int f = 0; f < 2; f++) {
-        if (PyList_GET_ITEM(out, f) == NULL) PyList_SET_ITEM(out, f, Py_NewRef(Py_None));
-    }
-    PyList_SET_ITEM(out, 2, Py_NewRef(Py_None));
-    Py_DECREF(out);
-    return NULL;
+    return Py_BuildValue("[NNO]", module, qual, cc->fingerprint);
 }
-
-enum { CTX_SEEN, CTX_PASS, CTX_CODES, CTX_STRINGS, CTX_MEMO, CTX_KEEP, CTX_ENCODER, CTX_SIZE };
-
-/* encoder.<name>(arg) without making a bound method. */
-static PyObject *
-fp_call_method(PyObject *encoder, PyObject *name, PyObject *arg)
-{
-    PyObject *margs[2] = {encoder, arg};
-    return PyObject_VectorcallMethod(name, margs, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-}
-
-static PyObject *frames_capture(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 
 /* The sub-generator a delegating frame sends to (Encoder.delegated_frame):
  * a back-reference if the snapshot holds it already, else registered in the
- * memo and encoded here, or by the encoder's frame hook if declined. */
+ * memo and encoded here, or by the Python engine if declined. */
 static PyObject *
-fp_delegated(PyObject *module, PyObject *x, PyObject *metas, PyObject *ctx)
+cs_delegated(CaptureState *st, PyObject *x)
 {
-    PyObject *memo = PyTuple_GET_ITEM(ctx, CTX_MEMO), *keep = PyTuple_GET_ITEM(ctx, CTX_KEEP);
     PyObject *key = PyLong_FromVoidPtr(x);
     if (key == NULL) return NULL;
-    int known = PyDict_Contains(memo, key);
+    int known = PyDict_Contains(st->memo, key);
     if (known != 0) {
         Py_DECREF(key);
         if (known < 0) return NULL;
-        return fp_call_method(PyTuple_GET_ITEM(ctx, CTX_ENCODER), fp_s_delegated, x);
+        return cs_call_method(st->encoder, s_delegated_frame, x, NULL, NULL, NULL);
     }
-    PyObject *index = PyLong_FromSsize_t(PyList_GET_SIZE(keep));
-    int rc = index == NULL ? -1 : PyDict_SetItem(memo, key, index);
+    PyObject *index = PyLong_FromSsize_t(PyList_GET_SIZE(st->keep));
+    int rc = index == NULL ? -1 : PyDict_SetItem(st->memo, key, index);
     Py_XDECREF(index);
     Py_DECREF(key);
-    if (rc < 0 || PyList_Append(keep, x) < 0) return NULL;
-    PyObject *sub_args[3] = {x, metas, ctx};
+    if (rc < 0 || PyList_Append(st->keep, x) < 0) return NULL;
     if (Py_EnterRecursiveCall(" while capturing a yield from / await chain") < 0) return NULL;
-    PyObject *out = frames_capture(module, sub_args, 3);
+    PyObject *out = cs_capture_frame((PyObject *)st, x);
     Py_LeaveRecursiveCall();
     if (out != Py_None) return out;
     Py_DECREF(out);
-    PyObject *hook = PyObject_GetAttr(PyTuple_GET_ITEM(ctx, CTX_ENCODER), fp_s_frame_hook);
-    if (hook == NULL) return NULL;
-    /* encode_frame(enc, gen, fast=False): this function just declined it. */
-    out = PyObject_CallFunctionObjArgs(hook, PyTuple_GET_ITEM(ctx, CTX_ENCODER), x, Py_False,
-                                       NULL);
-    Py_DECREF(hook);
-    return out;
+    /* Declined just above: the Python engine, which does not offer it here again. */
+    return cs_call_method(st->frames, s_encode, st->encoder, x, NULL, NULL);
 }
 
-/* capture(gen, metas, ctx) -> the frame's fields (see _capture.encode_frame),
- * or None.
- * metas: {id(code): (code, module name, {offset: (depth, sub_at)}, nlocalsplus,
- *                    module, qualname, fingerprint, CodeRef)}
- * ctx:   the encoder's tables and callbacks, in CTX_* order (see
- *        _capture._context). */
+/* The fields of one frame (see _capture.encode_frame), or None. */
 static PyObject *
-frames_capture(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+cs_capture_frame(PyObject *state, PyObject *gen)
 {
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "capture() takes 3 arguments");
-        return NULL;
-    }
-    PyObject *gen = args[0], *metas = args[1], *ctx = args[2];
-    if (fp_NONE_EXT == NULL || (!PyGen_CheckExact(gen) && !PyCoro_CheckExact(gen)) ||
-        !PyDict_CheckExact(metas) || !PyTuple_CheckExact(ctx) ||
-        PyTuple_GET_SIZE(ctx) != CTX_SIZE || !PyAnySet_Check(PyTuple_GET_ITEM(ctx, CTX_SEEN)) ||
-        !PyAnySet_Check(PyTuple_GET_ITEM(ctx, CTX_PASS)) ||
-        !PyDict_CheckExact(PyTuple_GET_ITEM(ctx, CTX_CODES)) ||
-        !PyDict_CheckExact(PyTuple_GET_ITEM(ctx, CTX_STRINGS)) ||
-        !PyDict_CheckExact(PyTuple_GET_ITEM(ctx, CTX_MEMO)) ||
-        !PyList_CheckExact(PyTuple_GET_ITEM(ctx, CTX_KEEP))) {
-        Py_RETURN_NONE;
-    }
-    PyObject *seen = PyTuple_GET_ITEM(ctx, CTX_SEEN), *pass = PyTuple_GET_ITEM(ctx, CTX_PASS);
-    PyObject *encoder = PyTuple_GET_ITEM(ctx, CTX_ENCODER);
-    PyObject *r = frames_read(module, gen);
-    if (r == NULL) return NULL;
-    PyObject *fields = NULL, *key = NULL, *meta = NULL, *lasti = NULL;
-    long state = PyLong_AsLong(PyTuple_GET_ITEM(r, 0));
-    if (state != CS_SUSPENDED && state != CS_CREATED) goto slow;
-    PyObject *locals = PyTuple_GET_ITEM(r, 2), *stack = PyTuple_GET_ITEM(r, 3);
-    PyObject *exc = PyTuple_GET_ITEM(r, 4), *globals = PyTuple_GET_ITEM(r, 5);
-    if (!PyDict_Check(globals)) goto slow;
-    key = PyLong_FromVoidPtr(globals);
+    CaptureState *st = (CaptureState *)state;
+    if (!cs_is_generator(gen)) Py_RETURN_NONE;
+    CorosnapFrameState fs = {0};
+    if (frames_api->read(gen, &fs) < 0) return NULL;
+    PyObject *fields = NULL, *key = NULL, *lasti = NULL;
+    CaptureCode *cc = NULL;
+    if (fs.state != CS_SUSPENDED && fs.state != CS_CREATED) goto slow;
+    if (!PyDict_Check(fs.globals)) goto slow;
+    key = PyLong_FromVoidPtr(fs.globals);
     if (key == NULL) goto error;
-    int has = PySet_Contains(seen, key);
+    int has = PySet_Contains(st->globals_seen, key);
     Py_CLEAR(key);
     if (has < 0) goto error;
-    PyCodeObject *co = cs_code_of(gen);
+    PyCodeObject *co = frames_api->code_of(gen);
     key = PyLong_FromVoidPtr(co);
     if (key == NULL) goto error;
-    meta = Py_XNewRef(PyDict_GetItemWithError(metas, key));
+    PyObject *found = PyDict_GetItemWithError(st->code_cache, key);
     Py_CLEAR(key);
-    if (meta == NULL) {
+    if (found == NULL) {
         if (PyErr_Occurred()) goto error;
-        goto slow;
+        goto slow; /* first time: the Python engine makes the record */
     }
-    if (!PyTuple_CheckExact(meta) || PyTuple_GET_SIZE(meta) != 8 ||
-        PyTuple_GET_ITEM(meta, 0) != (PyObject *)co) {
-        goto slow;
+    if (!CaptureCode_Check(found)) {
+        cs_bad_record("a capture code-cache entry");
+        goto error;
     }
-    PyObject *name = PyDict_GetItemWithError(globals, fp_s_name);
+    cc = (CaptureCode *)Py_NewRef(found);
+    if (!cs_refers_to(cc->code, (PyObject *)co)) goto slow;
+    PyObject *name = PyDict_GetItemWithError(fs.globals, s_name);
     if (name == NULL) {
         if (PyErr_Occurred()) goto error;
         goto slow;
     }
-    if (name != PyTuple_GET_ITEM(meta, 1)) {
-        int eq = PyObject_RichCompareBool(name, PyTuple_GET_ITEM(meta, 1), Py_EQ);
+    if (name != cc->module) {
+        int eq = PyObject_RichCompareBool(name, cc->module, Py_EQ);
         if (eq < 0) goto error;
         if (!eq) goto slow;
     }
-    lasti = state == CS_CREATED ? PyLong_FromLong(-1) : Py_NewRef(PyTuple_GET_ITEM(r, 1));
+    lasti = PyLong_FromLong(fs.state == CS_CREATED ? -1 : fs.lasti);
     if (lasti == NULL) goto error;
-    PyObject *where_map = PyTuple_GET_ITEM(meta, 2);
-    if (!PyDict_CheckExact(where_map)) goto slow;
-    PyObject *where = PyDict_GetItemWithError(where_map, lasti);
-    if (where == NULL) {
+    PyObject *wobj = PyDict_GetItemWithError(cc->where, lasti);
+    if (wobj == NULL) {
         if (PyErr_Occurred()) goto error;
-        goto slow;
+        goto slow; /* the Python engine says what is wrong */
     }
-    if (!PyTuple_CheckExact(where) || PyTuple_GET_SIZE(where) != 3 ||
-        !PyTuple_CheckExact(PyTuple_GET_ITEM(where, 2))) {
-        goto slow;
+    if (!Where_Check(wobj)) {
+        cs_bad_record("a CaptureCode.where entry");
+        goto error;
     }
-    PyObject *tagged_ok = PyTuple_GET_ITEM(where, 2);
-    Py_ssize_t depth = PyLong_AsSsize_t(PyTuple_GET_ITEM(where, 0));
-    Py_ssize_t sub_at = PyLong_AsSsize_t(PyTuple_GET_ITEM(where, 1));
-    Py_ssize_t n = PyLong_AsSsize_t(PyTuple_GET_ITEM(meta, 3));
-    if (PyErr_Occurred()) goto error;
-    if (PyList_GET_SIZE(locals) != n || PyList_GET_SIZE(stack) != depth) goto slow;
+    Where *where = (Where *)wobj;
+    Py_ssize_t n = cc->nlocals, depth = where->depth;
+    if (PyList_GET_SIZE(fs.localsplus) != n || PyList_GET_SIZE(fs.stack) != depth) goto slow;
     for (Py_ssize_t j = 0; j < depth; j++) {
         /* 3.14+ tagged integers only where the bytecode analysis expects
          * them (a handler's lasti, a 3.15 sequence index); anywhere else the
-         * Python path says what is wrong. */
-        if (cs_is_tagged(PyList_GET_ITEM(stack, j))) {
+         * Python engine says what is wrong. */
+        if (Py_IS_TYPE(PyList_GET_ITEM(fs.stack, j), frames_api->tagged_int)) {
             PyObject *jj = PyLong_FromSsize_t(j);
-            int ok = jj == NULL ? -1 : PySequence_Contains(tagged_ok, jj);
+            int ok = jj == NULL ? -1 : PySequence_Contains(where->tagged, jj);
             Py_XDECREF(jj);
             if (ok < 0) goto error;
             if (!ok) goto slow;
@@ -367,96 +423,80 @@ frames_capture(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 
     /* Committed: from here on this frame is encoded here. */
     if (!has) {
-        PyObject *rc = fp_call_method(encoder, fp_s_note_globals, globals);
+        PyObject *rc = cs_call_method(st->encoder, s_note_globals, fs.globals, NULL, NULL, NULL);
         if (rc == NULL) goto error;
         Py_DECREF(rc);
     }
-    if (PyTuple_GET_ITEM(meta, 5) == Py_None) {  /* a nested code: Encoder.coderef */
-        PyObject *margs[4] = {encoder, (PyObject *)co, PyTuple_GET_ITEM(meta, 7),
-                              PyTuple_GET_ITEM(meta, 6)};
-        fields = PyObject_VectorcallMethod(fp_s_coderef, margs,
-                                           4 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    if (cc->name_qualname == Py_None) { /* a nested code: Encoder.coderef */
+        fields = cs_call_method(st->encoder, s_coderef, (PyObject *)co, cc->ref, cc->fingerprint,
+                                NULL);
         if (fields != NULL && !PyList_CheckExact(fields)) {
-            PyErr_SetString(PyExc_TypeError, "coderef() must return a list");
+            PyErr_SetString(PyExc_TypeError, "Encoder.coderef() must return a list");
             goto error;
         }
     }
     else {
-        fields = fp_coderef(co, meta, PyTuple_GET_ITEM(ctx, CTX_CODES),
-                            PyTuple_GET_ITEM(ctx, CTX_STRINGS));
+        fields = cs_coderef(st, co, cc);
     }
     if (fields == NULL) goto error;
-    if (exc == Py_None) {
+    if (fs.exc_value == Py_None) {
         if (PyList_Append(fields, lasti) < 0) goto error;
     }
     else {
-        PyObject *e = fp_call_method(encoder, fp_s_enc, exc);
+        PyObject *e = cs_call_method(st->encoder, s_enc, fs.exc_value, NULL, NULL, NULL);
         if (e == NULL) goto error;
-        PyObject *pair = PyList_New(2);
-        if (pair == NULL) {
-            Py_DECREF(e);
-            goto error;
-        }
-        PyList_SET_ITEM(pair, 0, Py_NewRef(lasti));
-        PyList_SET_ITEM(pair, 1, e);
-        if (fp_append_new(fields, pair) < 0) goto error;
+        if (cs_append_new(fields, Py_BuildValue("[ON]", lasti, e)) < 0) goto error;
     }
     for (Py_ssize_t j = 0; j < n; j++) {
-        if (fp_append_new(fields, fp_encode_slot(PyList_GET_ITEM(locals, j), pass, encoder)) < 0)
+        if (cs_append_new(fields, cs_encode_slot(st, PyList_GET_ITEM(fs.localsplus, j))) < 0)
             goto error;
     }
     for (Py_ssize_t j = 0; j < depth; j++) {
-        PyObject *x = PyList_GET_ITEM(stack, j);
+        PyObject *x = PyList_GET_ITEM(fs.stack, j);
         PyObject *out;
-        if (cs_is_tagged(x)) {
-            out = PyNumber_Long(x);  /* stored as a plain int, re-tagged on restore */
+        if (Py_IS_TYPE(x, frames_api->tagged_int)) {
+            out = PyNumber_Long(x); /* stored as a plain int, re-tagged on restore */
         }
-        else if (j == sub_at && (PyGen_CheckExact(x) || PyCoro_CheckExact(x))) {
-            out = fp_delegated(module, x, metas, ctx);
+        else if (j == where->sub_at && cs_is_generator(x)) {
+            out = cs_delegated(st, x);
         }
         else {
-            out = fp_encode_slot(x, pass, encoder);
+            out = cs_encode_slot(st, x);
         }
-        if (fp_append_new(fields, out) < 0) goto error;
+        if (cs_append_new(fields, out) < 0) goto error;
     }
     Py_DECREF(lasti);
-    Py_DECREF(meta);
-    Py_DECREF(r);
+    Py_DECREF(cc);
+    CorosnapFrameState_Clear(&fs);
     return fields;
 slow:
     Py_XDECREF(lasti);
-    Py_XDECREF(meta);
-    Py_DECREF(r);
+    Py_XDECREF(cc);
+    CorosnapFrameState_Clear(&fs);
     Py_RETURN_NONE;
 error:
     Py_XDECREF(key);
     Py_XDECREF(fields);
     Py_XDECREF(lasti);
-    Py_XDECREF(meta);
-    Py_DECREF(r);
+    Py_XDECREF(cc);
+    CorosnapFrameState_Clear(&fs);
     return NULL;
+}
+
+static PyObject *
+cs_capture(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !CaptureState_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "capture(state: CaptureState, gen)");
+        return NULL;
+    }
+    return cs_capture_frame(args[0], args[1]);
 }
 
 /* ------------------------------------------------------------------ restore */
 
-static PyObject *frames_restore(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
-
-/* The local slot of a plan's (slot, name) pair, or -1 with an error (the
- * plans come from _restore.Plan: a malformed one is a bug, not bad input). */
-static Py_ssize_t
-fp_pair_slot(PyObject *pair, Py_ssize_t n)
-{
-    if (PyTuple_CheckExact(pair) && PyTuple_GET_SIZE(pair) == 2) {
-        Py_ssize_t index = PyLong_AsSsize_t(PyTuple_GET_ITEM(pair, 0));
-        if (index == -1 && PyErr_Occurred()) return -1;
-        if (index >= 0 && index < n) return index;
-    }
-    PyErr_SetString(PyExc_SystemError, "restore(): bad plan");
-    return -1;
-}
-
 static PyObject *
-fp_corrupt(PyObject *label, const char *format, ...)
+cs_corrupt(PyObject *label, const char *format, ...)
 {
     va_list va;
     va_start(va, format);
@@ -466,7 +506,7 @@ fp_corrupt(PyObject *label, const char *format, ...)
     PyObject *msg = PyUnicode_FromFormat("%U: %U", label, detail);
     Py_DECREF(detail);
     if (msg != NULL) {
-        PyErr_SetObject(fp_CorruptSnapshot, msg);
+        PyErr_SetObject(cs_CorruptSnapshot, msg);
         Py_DECREF(msg);
     }
     return NULL;
@@ -474,15 +514,15 @@ fp_corrupt(PyObject *label, const char *format, ...)
 
 /* A CorruptSnapshot naming a value's type as type(x).__name__ does. */
 static PyObject *
-fp_corrupt_type(PyObject *label, const char *format, PyObject *extra, PyObject *x)
+cs_corrupt_type(PyObject *label, const char *format, PyObject *extra, PyObject *x)
 {
     PyObject *name = PyType_GetName(Py_TYPE(x));
     if (name == NULL) return NULL;
     if (extra != NULL) {
-        fp_corrupt(label, format, extra, name);
+        cs_corrupt(label, format, extra, name);
     }
     else {
-        fp_corrupt(label, format, name);
+        cs_corrupt(label, format, name);
     }
     Py_DECREF(name);
     return NULL;
@@ -491,15 +531,13 @@ fp_corrupt_type(PyObject *label, const char *format, PyObject *extra, PyObject *
 /* iter(range(stop)) advanced to `index` and registered in the memo, or
  * CorruptSnapshot (as Decoder._rangeiter). */
 static PyObject *
-fp_range_iter(PyObject *label, PyObject *stop, PyObject *index, PyObject *memo)
+cs_range_iter(PyObject *stop, PyObject *index, PyObject *memo)
 {
     PyObject *r = PyObject_CallOneArg((PyObject *)&PyRange_Type, stop);
     PyObject *it = r == NULL ? NULL : PyObject_GetIter(r);
     Py_XDECREF(r);
     if (it != NULL) {
-        PyObject *margs[2] = {it, index};
-        PyObject *rc = PyObject_VectorcallMethod(fp_s_setstate, margs,
-                                                 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        PyObject *rc = cs_call_method(it, s_setstate, index, NULL, NULL, NULL);
         if (rc == NULL) Py_CLEAR(it);
         Py_XDECREF(rc);
     }
@@ -511,7 +549,7 @@ fp_range_iter(PyObject *label, PyObject *stop, PyObject *index, PyObject *memo)
             PyErr_NormalizeException(&type, &value, &tb);
             PyObject *msg = PyUnicode_FromFormat("malformed range iterator: %S", value);
             if (msg != NULL) {
-                PyErr_SetObject(fp_CorruptSnapshot, msg);
+                PyErr_SetObject(cs_CorruptSnapshot, msg);
                 Py_DECREF(msg);
             }
             Py_XDECREF(type);
@@ -527,31 +565,64 @@ fp_range_iter(PyObject *label, PyObject *stop, PyObject *index, PyObject *memo)
     return it;
 }
 
+/* As _restore._kind_ok: 1, 0, or -1 with an error (SystemError for a kind
+ * this engine does not know: a plan with one is a bug, not bad input). */
 static int
-fp_kind_ok(PyObject *x, long kind, Py_ssize_t ncodeunits)
+cs_kind_ok(PyObject *x, int kind, Py_ssize_t ncodeunits)
 {
     switch (kind) {
-    case FP_ITER: return fp_hasattr((PyObject *)Py_TYPE(x), fp_s_next);
-    case FP_LIST: return PyList_CheckExact(x);
-    case FP_SET: return PySet_CheckExact(x);
-    case FP_DICT: return PyDict_CheckExact(x);
-    case FP_EXC: return PyExceptionInstance_Check(x);
-    case FP_EXC_OR_NONE: return x == Py_None || PyExceptionInstance_Check(x);
-    case FP_LASTI: {
+    case K_ANY: return 1;
+    case K_ITER: return cs_hasattr((PyObject *)Py_TYPE(x), s_next);
+    case K_LIST: return PyList_CheckExact(x);
+    case K_SET: return PySet_CheckExact(x);
+    case K_DICT: return PyDict_CheckExact(x);
+    case K_EXC: return PyExceptionInstance_Check(x);
+    case K_EXC_OR_NONE: return x == Py_None || PyExceptionInstance_Check(x);
+    case K_EXC_LIST: {
+        if (!PyList_CheckExact(x)) return 0;
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(x); i++) {
+            PyObject *item = PyList_GET_ITEM(x, i);
+            if (item != Py_None && !PyExceptionInstance_Check(item)) return 0;
+        }
+        return 1;
+    }
+    case K_LASTI: {
         if (!PyLong_CheckExact(x)) return 0;
         int overflow = 0;
         long long v = PyLong_AsLongLongAndOverflow(x, &overflow);
         if (v == -1 && PyErr_Occurred()) return -1;
         return !overflow && v >= 0 && v < ncodeunits;
     }
-    default: return 1;
+    default:
+        PyErr_Format(PyExc_SystemError, "corosnap C engine: unknown slot kind %d", kind);
+        return -1;
     }
+}
+
+/* As _restore._describe: the type of a refused value, and for a list the
+ * type of its first item that is neither None nor an exception. */
+static PyObject *
+cs_describe(PyObject *x)
+{
+    if (PyList_CheckExact(x)) {
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(x); i++) {
+            PyObject *item = PyList_GET_ITEM(x, i);
+            if (item != Py_None && !PyExceptionInstance_Check(item)) {
+                PyObject *name = PyType_GetName(Py_TYPE(item));
+                if (name == NULL) return NULL;
+                PyObject *out = PyUnicode_FromFormat("a list holding a value of type %U", name);
+                Py_DECREF(name);
+                return out;
+            }
+        }
+    }
+    return PyType_GetName(Py_TYPE(x));
 }
 
 /* The string-table entry a code-reference field names: a str (new), or the
  * index of an earlier one.  Borrowed; NULL (no error) when malformed. */
 static PyObject *
-fp_string(PyObject *field, PyObject *strings)
+cs_string_field(PyObject *field, PyObject *strings)
 {
     if (PyUnicode_CheckExact(field)) return field;
     if (!PyLong_CheckExact(field)) return NULL;
@@ -564,85 +635,220 @@ fp_string(PyObject *field, PyObject *strings)
     return PyList_GET_ITEM(strings, k);
 }
 
-enum { DCTX_DEC, DCTX_MEMO, DCTX_STRINGS, DCTX_CODES, DCTX_ACTIVE, DCTX_DECODE, DCTX_SAFE,
-       DCTX_EXCEPTIONS, DCTX_ALLOW, DCTX_SIZE };
-
-/* The restore context's Decoder and its dec method (new references), made
- * by adopt(ctx) the first time a frame needs one: a snapshot whose values
- * are all handled here never builds it. */
-static int
-fp_decoder(PyObject *ctx, PyObject **dec, PyObject **decode)
+/* The state's Decoder, made by frames.adopt(state) the first time a frame
+ * needs one (a snapshot whose values are all handled here never builds it).
+ * New reference. */
+static PyObject *
+cs_decoder(RestoreState *st)
 {
-    if (PyList_GET_ITEM(ctx, DCTX_DEC) == Py_None) {
-        PyObject *rc = PyObject_CallOneArg(fp_adopt, ctx);
-        if (rc == NULL) return -1;
+    if (st->decoder == Py_None) {
+        PyObject *rc = cs_call_method(st->frames, s_adopt, (PyObject *)st, NULL, NULL, NULL);
+        if (rc == NULL) return NULL;
         Py_DECREF(rc);
+        if (st->decoder == Py_None) {
+            PyErr_SetString(PyExc_SystemError, "frames.adopt(state) made no decoder");
+            return NULL;
+        }
     }
-    PyObject *d = PyList_GET_ITEM(ctx, DCTX_DEC), *m = PyList_GET_ITEM(ctx, DCTX_DECODE);
-    if (d == Py_None || m == Py_None) {
-        PyErr_SetString(PyExc_SystemError, "restore(): adopt() made no decoder");
-        return -1;
+    return Py_NewRef(st->decoder);
+}
+
+/* The checks of _restore.check_frame, in its order and with its messages,
+ * on the decoded slots of a frame about to be written: 0, or -1 with
+ * CorruptSnapshot (or the error a callback raised).  Converts the ints of
+ * 3.14+ tagged slots to TaggedInt and copies an except* result list, in
+ * place, as the Python engine does. */
+static int
+cs_check_frame(RestoreState *st, RestoreCode *rc, Plan *plan, PyObject *gen, PyObject *slots,
+               int fresh_sub, PyObject **dec)
+{
+    PyObject *label = rc->label;
+    Py_ssize_t n = rc->nlocals, total = PyList_GET_SIZE(slots);
+    if (plan->dot0) {
+        int ok = n > 0 ? cs_hasattr((PyObject *)Py_TYPE(PyList_GET_ITEM(slots, 0)), s_next) : 0;
+        if (ok < 0) return -1;
+        if (!ok) {
+            cs_corrupt_type(label, "its '.0' argument must be an iterator (the first FOR_ITER "
+                            "advances it), got %U", NULL,
+                            n > 0 ? PyList_GET_ITEM(slots, 0) : Py_None);
+            return -1;
+        }
     }
-    *dec = Py_NewRef(d);
-    *decode = Py_NewRef(m);
+    for (Py_ssize_t c = 0; c < PyTuple_GET_SIZE(plan->checks); c++) {
+        PyObject *item = PyTuple_GET_ITEM(plan->checks, c);
+        if (!Check_Check(item)) {
+            cs_bad_record("a Plan.checks item");
+            return -1;
+        }
+        Check *check = (Check *)item;
+        Py_ssize_t index = check->slot;
+        if (index < n || index >= total || (check->index_above && index + 1 >= total)) {
+            cs_bad_record("a Check's slot");
+            return -1;
+        }
+        PyObject *x = PyList_GET_ITEM(slots, index);
+        if (check->kind == K_INDEX && x != NULL_SLOT) {
+            /* 3.15: a sequence walked in place; FOR_ITER / SEND call its
+             * type's _tp_iteritem without checking the type has one. */
+            PyObject *seq = index > n ? PyList_GET_ITEM(slots, index - 1) : NULL;
+            int ok = 0;
+            if (PyLong_CheckExact(x) && seq != NULL && frames_api->virtual_iterable != NULL) {
+                Py_ssize_t iv = PyLong_AsSsize_t(x);
+                if (iv == -1 && PyErr_Occurred()) PyErr_Clear(); /* huge: refused below */
+                ok = iv >= 0 && frames_api->virtual_iterable(seq);
+            }
+            if (!ok) {
+                /* The slot below, as Python's slots[index - 1] (wrapping at 0) names it. */
+                PyObject *prev = PyList_GET_ITEM(slots, index > 0 ? index - 1 : total - 1);
+                PyObject *pname = PyType_GetName(Py_TYPE(prev));
+                if (pname != NULL) {
+                    cs_corrupt(label, "value stack slots %zd, %zd must be a sequence CPython "
+                               "walks by index and its index, got %U, %R", index - n - 1,
+                               index - n, pname, x);
+                    Py_DECREF(pname);
+                }
+                return -1;
+            }
+            PyObject *tagged = PyObject_CallOneArg((PyObject *)frames_api->tagged_int, x);
+            if (tagged == NULL) return -1;
+            PyList_SetItem(slots, index, tagged); /* steals; releases the int */
+            continue;
+        }
+        if (check->index_above && PyList_GET_ITEM(slots, index + 1) != NULL_SLOT) {
+            continue; /* walked by index: checked with the index slot above */
+        }
+        if (x == NULL_SLOT) {
+            if (!check->nullable) {
+                cs_corrupt(label, "value stack slot %zd is empty where the bytecode always "
+                                  "has a value", index - n);
+                return -1;
+            }
+            continue;
+        }
+        if (check->kind == K_ANY) continue;
+        int ok = cs_kind_ok(x, check->kind, rc->ncodeunits);
+        if (ok < 0) return -1;
+        if (!ok) {
+            PyObject *what = cs_describe(x);
+            if (what != NULL) {
+                cs_corrupt(label, "value stack slot %zd must be %U, got %U", index - n,
+                           check->name, what);
+                Py_DECREF(what);
+            }
+            return -1;
+        }
+        if (check->kind < K_COUNT && (cs_tagged_kinds >> check->kind) & 1) {
+            /* 3.14+: the handler's lasti is a tagged integer in the frame */
+            PyObject *tagged = PyObject_CallOneArg((PyObject *)frames_api->tagged_int, x);
+            if (tagged == NULL) return -1;
+            PyList_SetItem(slots, index, tagged);
+        }
+        else if (check->kind == K_EXC_LIST) {
+            /* Checked, then copied: only the stack holds this list in a real
+             * frame, while a blob could alias it with a list the code appends
+             * to before PREP_RERAISE_STAR reads it. */
+            PyObject *copy = PyList_GetSlice(x, 0, PyList_GET_SIZE(x));
+            if (copy == NULL) return -1;
+            PyList_SetItem(slots, index, copy);
+        }
+    }
+    for (Py_ssize_t c = 0; c < PyTuple_GET_SIZE(plan->bound); c++) {
+        Py_ssize_t index = PyLong_AsSsize_t(PyTuple_GET_ITEM(plan->bound, c));
+        if (index == -1 && PyErr_Occurred()) return -1;
+        if (index < 0 || index >= n || index >= PyTuple_GET_SIZE(rc->slot_names)) {
+            cs_bad_record("a Plan.bound item");
+            return -1;
+        }
+        if (PyList_GET_ITEM(slots, index) == NULL_SLOT) {
+            cs_corrupt(label, "local %R is read without a check after this point, so it "
+                              "cannot be unbound", PyTuple_GET_ITEM(rc->slot_names, index));
+            return -1;
+        }
+    }
+    for (Py_ssize_t c = 0; c < PyTuple_GET_SIZE(rc->cells); c++) {
+        Py_ssize_t index = PyLong_AsSsize_t(PyTuple_GET_ITEM(rc->cells, c));
+        if (index == -1 && PyErr_Occurred()) return -1;
+        if (index < 0 || index >= n || index >= PyTuple_GET_SIZE(rc->slot_names)) {
+            cs_bad_record("a RestoreCode.cells item");
+            return -1;
+        }
+        PyObject *x = PyList_GET_ITEM(slots, index);
+        if (!PyCell_Check(x)) {
+            cs_corrupt_type(label, "slot %R must hold a cell, got %U",
+                            PyTuple_GET_ITEM(rc->slot_names, index), x);
+            return -1;
+        }
+    }
+    if (plan->delegate_at >= 0) {
+        if (plan->delegate_at >= total) {
+            cs_bad_record("a Plan's delegate_at");
+            return -1;
+        }
+        PyObject *sub = PyList_GET_ITEM(slots, plan->delegate_at);
+        int ok = cs_is_generator(sub);
+        if (!ok) {
+            ok = cs_hasattr((PyObject *)Py_TYPE(sub), s_next);
+            if (ok < 0) return -1;
+        }
+        if (!ok && frames_api->virtual_iterable != NULL) {
+            ok = frames_api->virtual_iterable(sub);
+        }
+        if (!ok) {
+            cs_corrupt_type(label, "delegates to a %U, which is not an iterator", NULL, sub);
+            return -1;
+        }
+        if (!fresh_sub) {
+            /* A sub-frame decoded just above is new: its own chain was checked
+             * against this frame (active then) when it was written. */
+            if (*dec == NULL && (*dec = cs_decoder(st)) == NULL) return -1;
+            PyObject *r = cs_call_method(st->frames, s_check_chain, *dec, (PyObject *)rc, gen,
+                                         sub);
+            if (r == NULL) return -1;
+            Py_DECREF(r);
+        }
+    }
     return 0;
 }
 
-/* restore(ctx, v, i, fast_entries, sys_modules, root) -> generator | None
- * ctx: a list, the decoding state in DCTX_* order (Decoder.make_ctx): the
- *   Decoder or None (made on demand by adopt(ctx), see fp_decoder), the memo,
- *   strings, codes and active lists/sets, the Decoder's dec method or None,
- *   the safe flag, the exceptions reduces built (root: if any, dec.finish()
- *   checks their chains before the root frame is written), the allow tuple.
- * fast_entries: {(module, qualname, fingerprint): fast}; a code back-reference
- *   (a negative int) finds its entry in dec.codes and uses entry.fast.
- * fast: (entry, module object, fn, args, plans, nlocalsplus, label)
- * plans: {offset: (depth, sub_at, checks, bound, cells, delegate_at, ncodeunits)}
- *   checks: ((slot, kind code, nullable, kind name), ...) for the stack slots;
- *   bound, cells: ((slot, name), ...); sub_at: index in the slots of an
- *   untagged sub-frame or -1; delegate_at: slot index of the delegated-to
- *   iterator or -1. */
+static PyObject *cs_restore_frame(RestoreState *st, PyObject *v, Py_ssize_t i, int root);
+
+/* One decoded slot value (see _restore.decode_frame's slot walk). */
 static PyObject *
-frames_restore(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+cs_decode_slot(RestoreState *st, PyObject *x, PyObject **dec)
 {
-    if (nargs != 6) {
-        PyErr_SetString(PyExc_TypeError, "restore() takes 6 arguments");
-        return NULL;
+    if (x == Py_None) return Py_NewRef(NULL_SLOT);
+    if (x == cs_NONE_MARK) return Py_NewRef(Py_None);
+    if (PyList_CheckExact(x) && PyList_GET_SIZE(x) == 3 &&
+        PyList_GET_ITEM(x, 0) == cs_tag_rangeiter && PyLong_CheckExact(PyList_GET_ITEM(x, 1)) &&
+        PyLong_CheckExact(PyList_GET_ITEM(x, 2))) {
+        /* A for loop over range(stop), the commonest stack value: what
+         * Decoder._rangeiter does for this shape, without the round trip
+         * through Python (the same errors become CorruptSnapshot). */
+        return cs_range_iter(PyList_GET_ITEM(x, 1), PyList_GET_ITEM(x, 2), st->memo);
     }
-    int root = PyObject_IsTrue(args[5]);
-    if (root < 0) return NULL;
-    PyObject *ctx = args[0], *v = args[1], *fast_entries = args[3], *sysmods = args[4];
-    if (fp_Tag == NULL || !PyList_CheckExact(ctx) || PyList_GET_SIZE(ctx) != DCTX_SIZE ||
-        !PyList_CheckExact(v) || !PyLong_CheckExact(args[2]) ||
-        !PyDict_CheckExact(fast_entries) || !PyDict_Check(sysmods)) {
-        Py_RETURN_NONE;
+    if (PyList_CheckExact(x) || PyDict_CheckExact(x) || Py_IS_TYPE(x, (PyTypeObject *)cs_Deferred)) {
+        if (*dec == NULL && (*dec = cs_decoder(st)) == NULL) return NULL;
+        return cs_call_method(*dec, s_dec, x, NULL, NULL, NULL);
     }
-    if (PyList_GET_ITEM(ctx, DCTX_SAFE) != Py_False) {
-        Py_RETURN_NONE;  /* safe mode checks every name: Python path */
-    }
-    Py_ssize_t i = PyLong_AsSsize_t(args[2]);
-    if (i == -1 && PyErr_Occurred()) return NULL;
+    return Py_NewRef(x);
+}
+
+/* The frame at v[i:] (see _restore.decode_frame), or None (declined, with
+ * nothing changed). */
+static PyObject *
+cs_restore_frame(RestoreState *st, PyObject *v, Py_ssize_t i, int root)
+{
+    if (st->safe) Py_RETURN_NONE; /* safe mode checks every name: the Python engine */
     Py_ssize_t len = PyList_GET_SIZE(v);
     if (i < 0 || i + 2 > len) Py_RETURN_NONE;
-
-    /* Borrowed from ctx, which holds them for the whole loads (only its
-     * decoder slots are ever set, by adopt). */
-    PyObject *strings = PyList_GET_ITEM(ctx, DCTX_STRINGS);
-    PyObject *codes = PyList_GET_ITEM(ctx, DCTX_CODES);
-    PyObject *memo = PyList_GET_ITEM(ctx, DCTX_MEMO);
-    PyObject *active = PyList_GET_ITEM(ctx, DCTX_ACTIVE);
-    if (!PyList_CheckExact(strings) || !PyList_CheckExact(codes) || !PyList_CheckExact(memo) ||
-        !PySet_CheckExact(active) || !PyList_CheckExact(PyList_GET_ITEM(ctx, DCTX_EXCEPTIONS))) {
-        Py_RETURN_NONE;
-    }
-    PyObject *dec = NULL, *decode = NULL;  /* fp_decoder(), when needed */
-    PyObject *fast = NULL, *key = NULL, *gen = NULL;
-    PyObject *gen_id = NULL, *raw = NULL, *slots = NULL, *result = NULL;
+    PyObject *dec = NULL; /* cs_decoder(), when needed */
+    PyObject *found = NULL, *key = NULL, *gen = NULL, *path = NULL;
+    PyObject *gen_id = NULL, *raw = NULL, *slots = NULL, *result = NULL, *exc = NULL;
 
     /* Pre-phase: find everything, change nothing. */
     PyObject *first = PyList_GET_ITEM(v, i);
-    PyObject *new_module = NULL, *new_qual = NULL;  /* strings to append on commit */
-    Py_ssize_t at;                                 /* index of the position field */
+    PyObject *new_module = NULL, *new_qual = NULL; /* strings to append on commit */
+    Py_ssize_t at;                                /* index of the position field */
     Py_ssize_t k = -1;
     if (PyLong_CheckExact(first)) {
         k = PyLong_AsSsize_t(first);
@@ -652,284 +858,161 @@ frames_restore(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         }
     }
     if (k < -1 || (k == -1 && PyLong_CheckExact(first))) {
+        /* A back-reference to the k-th code of the blob. */
         k = -1 - k;
-        if (k >= PyList_GET_SIZE(codes)) goto slow;
-        fast = PyObject_GetAttrString(PyList_GET_ITEM(codes, k), "fast");
-        if (fast == NULL) goto error;
+        if (k >= PyList_GET_SIZE(st->codes)) goto slow;
+        found = Py_NewRef(PyList_GET_ITEM(st->codes, k));
         at = i + 1;
     }
     else {
         if (i + 4 > len) goto slow;
         PyObject *qual_f = PyList_GET_ITEM(v, i + 1), *fp = PyList_GET_ITEM(v, i + 2);
         if (!PyLong_CheckExact(fp)) goto slow;
-        PyObject *mod_s = fp_string(first, strings), *qual_s = fp_string(qual_f, strings);
+        PyObject *qual_field = qual_f;
+        path = PyTuple_New(0);
+        if (path == NULL) goto error;
+        if (PyList_CheckExact(qual_f)) {
+            /* A nested code: [qualname, *path through co_consts]. */
+            Py_ssize_t depth = PyList_GET_SIZE(qual_f) - 1;
+            if (depth < 0) goto slow;
+            qual_field = PyList_GET_ITEM(qual_f, 0);
+            Py_SETREF(path, PyTuple_New(depth));
+            if (path == NULL) goto error;
+            for (Py_ssize_t p = 0; p < depth; p++) {
+                PyObject *step = PyList_GET_ITEM(qual_f, p + 1);
+                if (!PyLong_CheckExact(step)) goto slow;
+                long x = PyLong_AsLong(step);
+                if (x == -1 && PyErr_Occurred()) {
+                    PyErr_Clear();
+                    goto slow;
+                }
+                if (x < 0 || x >= (1 << 16)) goto slow;
+                PyTuple_SET_ITEM(path, p, Py_NewRef(step));
+            }
+        }
+        PyObject *mod_s = cs_string_field(first, st->strings);
+        PyObject *qual_s = cs_string_field(qual_field, st->strings);
         if (mod_s == NULL || qual_s == NULL || !PyUnicode_CheckExact(mod_s) ||
             !PyUnicode_CheckExact(qual_s)) {
-            goto slow;
+            goto slow; /* malformed: the Python engine says how */
         }
-        key = PyTuple_Pack(3, mod_s, qual_s, fp);
+        key = PyTuple_Pack(4, mod_s, qual_s, path, fp);
         if (key == NULL) goto error;
-        fast = Py_XNewRef(PyDict_GetItemWithError(fast_entries, key));
+        found = Py_XNewRef(PyDict_GetItemWithError(st->code_cache, key));
         Py_CLEAR(key);
-        if (fast == NULL) {
+        if (found == NULL) {
             if (PyErr_Occurred()) goto error;
-            goto slow;
+            goto slow; /* first time: the Python engine finds and checks the code */
         }
-        if (!PyTuple_CheckExact(fast) || PyTuple_GET_SIZE(fast) != 7) goto slow;
-        PyObject *now = PyDict_GetItemWithError(sysmods, mod_s);
+        if (!RestoreCode_Check(found)) {
+            cs_bad_record("a restore code-cache entry");
+            goto error;
+        }
+        PyObject *now = PyDict_GetItemWithError(PyImport_GetModuleDict(), mod_s);
         if (now == NULL && PyErr_Occurred()) goto error;
-        if (now != PyTuple_GET_ITEM(fast, 1)) goto slow;  /* module reloaded or gone */
+        if (now == NULL || !cs_refers_to(((RestoreCode *)found)->module, now)) {
+            goto slow; /* module reloaded or gone */
+        }
         new_module = PyUnicode_CheckExact(first) ? first : NULL;
-        new_qual = PyUnicode_CheckExact(qual_f) ? qual_f : NULL;
+        new_qual = PyUnicode_CheckExact(qual_field) ? qual_field : NULL;
         at = i + 3;
     }
-    if (!PyTuple_CheckExact(fast) || PyTuple_GET_SIZE(fast) != 7) goto slow;
-    PyObject *entry = PyTuple_GET_ITEM(fast, 0), *fn = PyTuple_GET_ITEM(fast, 2);
-    PyObject *fn_args = PyTuple_GET_ITEM(fast, 3), *plans = PyTuple_GET_ITEM(fast, 4);
-    PyObject *label = PyTuple_GET_ITEM(fast, 6);
-    Py_ssize_t n = PyLong_AsSsize_t(PyTuple_GET_ITEM(fast, 5));
-    if (n == -1 && PyErr_Occurred()) goto error;
-    if (at >= len || !PyTuple_CheckExact(fn_args) || !PyDict_CheckExact(plans) ||
-        !PyUnicode_Check(label)) {
-        goto slow;
+    if (!RestoreCode_Check(found)) goto slow; /* a code the Python engine keeps otherwise */
+    RestoreCode *rc = (RestoreCode *)found;
+    if (rc->fn == Py_None || PyDict_GET_SIZE(rc->kwargs) != 0) {
+        goto slow; /* no generator function, or keyword-only arguments: fn(**kwargs) */
     }
-    PyObject *pos = PyList_GET_ITEM(v, at);
-    if (!PyLong_CheckExact(pos)) goto slow;  /* an except-block position, or corrupt */
-    PyObject *plan = PyDict_GetItemWithError(plans, pos);
-    if (plan == NULL) {
+    Py_ssize_t n = rc->nlocals;
+    if (at >= len) goto slow;
+    PyObject *pos = PyList_GET_ITEM(v, at), *exc_f = NULL;
+    if (PyList_CheckExact(pos) && PyList_GET_SIZE(pos) == 2) {
+        /* [offset, exception]: suspended inside an except block */
+        exc_f = PyList_GET_ITEM(pos, 1);
+        pos = PyList_GET_ITEM(pos, 0);
+    }
+    if (!PyLong_CheckExact(pos)) goto slow; /* corrupt: the Python engine says how */
+    PyObject *pobj = PyDict_GetItemWithError(rc->plans, pos);
+    if (pobj == NULL) {
         if (PyErr_Occurred()) goto error;
-        goto slow;
+        goto slow; /* the Python engine makes the plan, or refuses the offset */
     }
-    if (!PyTuple_CheckExact(plan) || PyTuple_GET_SIZE(plan) != 7) goto slow;
-    Py_ssize_t depth = PyLong_AsSsize_t(PyTuple_GET_ITEM(plan, 0));
-    Py_ssize_t sub_at = PyLong_AsSsize_t(PyTuple_GET_ITEM(plan, 1));
-    Py_ssize_t delegate_at = PyLong_AsSsize_t(PyTuple_GET_ITEM(plan, 5));
-    Py_ssize_t ncodeunits = PyLong_AsSsize_t(PyTuple_GET_ITEM(plan, 6));
-    if (PyErr_Occurred()) goto error;
-    PyObject *checks = PyTuple_GET_ITEM(plan, 2), *bound = PyTuple_GET_ITEM(plan, 3);
-    PyObject *cells = PyTuple_GET_ITEM(plan, 4);
-    Py_ssize_t total = len - at - 1;
-    if (total != n + depth) goto slow;  /* Python names the mismatch */
-    if (!PyTuple_CheckExact(checks) || !PyTuple_CheckExact(bound) || !PyTuple_CheckExact(cells))
-        goto slow;
-
-    /* Commit: the same steps, in the same order, as _restore.decode_frame. */
-    if ((new_module != NULL && PyList_Append(strings, new_module) < 0) ||
-        (new_qual != NULL && PyList_Append(strings, new_qual) < 0)) {
+    if (!Plan_Check(pobj)) {
+        cs_bad_record("a RestoreCode.plans entry");
         goto error;
     }
-    if (at == i + 3 && PyList_Append(codes, entry) < 0) goto error;
-    gen = PyObject_Call(fn, fn_args, NULL);
+    Plan *plan = (Plan *)pobj;
+    Py_ssize_t total = len - at - 1;
+    if (total != n + plan->depth) goto slow; /* the Python engine names the mismatch */
+
+    /* Commit: the same steps, in the same order, as _restore.decode_frame. */
+    if ((new_module != NULL && PyList_Append(st->strings, new_module) < 0) ||
+        (new_qual != NULL && PyList_Append(st->strings, new_qual) < 0)) {
+        goto error;
+    }
+    if (at == i + 3 && PyList_Append(st->codes, found) < 0) goto error;
+    gen = PyObject_Call(rc->fn, rc->args, NULL);
     if (gen == NULL) goto error;
-    if (PyList_Append(memo, gen) < 0) goto error;
+    if (PyList_Append(st->memo, gen) < 0) goto error;
     gen_id = PyLong_FromVoidPtr(gen);
-    if (gen_id == NULL || PySet_Add(active, gen_id) < 0) {
+    if (gen_id == NULL || PySet_Add(st->active, gen_id) < 0) {
         Py_CLEAR(gen_id);
         goto error;
     }
-    /* From here on, leave through `done` so the frame leaves dec.active. */
-    raw = PyList_GetSlice(v, at + 1, len);  /* callbacks may touch v; walk a copy */
-    slots = raw == NULL ? NULL : PyList_New(total);
+    /* From here on, leave through `done` so the frame leaves state.active. */
+    Py_INCREF(pos);
+    Py_XINCREF(exc_f);
+    raw = PyList_GetSlice(v, at + 1, len); /* callbacks may touch v: walk a copy */
+    if (raw == NULL) goto done;
+    if (exc_f != NULL) {
+        /* The exception being handled, decoded first (memo order, as capture). */
+        if (dec == NULL && (dec = cs_decoder(st)) == NULL) goto done;
+        exc = cs_call_method(dec, s_dec, exc_f, NULL, NULL, NULL);
+        if (exc == NULL) goto done;
+        if (!PyExceptionInstance_Check(exc)) {
+            cs_corrupt_type(rc->label, "the handled exception is a %U", NULL, exc);
+            goto done;
+        }
+    }
+    slots = PyList_New(total);
     if (slots == NULL) goto done;
     int fresh_sub = 0;
     for (Py_ssize_t j = 0; j < total; j++) {
         PyObject *x = PyList_GET_ITEM(raw, j), *y;
-        if (j == sub_at && PyList_CheckExact(x) && PyList_GET_SIZE(x) > 0 &&
-            (PyObject *)Py_TYPE(PyList_GET_ITEM(x, 0)) != fp_Tag) {
-            PyObject *zero = PyLong_FromLong(0);
+        if (j == plan->sub_at && PyList_CheckExact(x) && PyList_GET_SIZE(x) > 0 &&
+            !Py_IS_TYPE(PyList_GET_ITEM(x, 0), (PyTypeObject *)cs_Tag)) {
+            /* The untagged sub-frame this frame delegates to: here first,
+             * the Python engine when declined. */
             y = NULL;
-            if (zero != NULL) {
-                /* This function first; decode_frame when it declines. */
-                PyObject *sub_args[6] = {ctx, x, zero, fast_entries, sysmods, Py_False};
+            if (Py_EnterRecursiveCall(" while restoring a yield from / await chain") == 0) {
+                y = cs_restore_frame(st, x, 0, 0);
+                Py_LeaveRecursiveCall();
+            }
+            if (y == Py_None) {
+                Py_DECREF(y);
                 y = NULL;
-                if (Py_EnterRecursiveCall(" while restoring a yield from / await chain") == 0) {
-                    y = frames_restore(module, sub_args, 6);
-                    Py_LeaveRecursiveCall();
-                }
-                if (y != NULL && y == Py_None) {
-                    Py_DECREF(y);
-                    y = NULL;
-                    if (dec != NULL || fp_decoder(ctx, &dec, &decode) == 0) {
-                        /* decode_frame(dec, x, 0, root=False, fast=False): declined above */
-                        y = PyObject_CallFunctionObjArgs(fp_decode_frame, dec, x, zero,
-                                                         Py_False, Py_False, NULL);
+                if (dec != NULL || (dec = cs_decoder(st)) != NULL) {
+                    PyObject *zero = PyLong_FromLong(0);
+                    if (zero != NULL) {
+                        y = cs_call_method(st->frames, s_decode, dec, x, zero, NULL);
+                        Py_DECREF(zero);
                     }
                 }
-                Py_DECREF(zero);
             }
             fresh_sub = 1;
         }
-        else if (x == Py_None) {
-            y = Py_NewRef(corosnap_NULL);
-        }
-        else if (x == fp_NONE_MARK) {
-            y = Py_NewRef(Py_None);
-        }
-        else if (PyList_CheckExact(x) && PyList_GET_SIZE(x) == 3 &&
-                 PyList_GET_ITEM(x, 0) == fp_tag_rangeiter &&
-                 PyLong_CheckExact(PyList_GET_ITEM(x, 1)) &&
-                 PyLong_CheckExact(PyList_GET_ITEM(x, 2))) {
-            /* A for loop over range(stop), the commonest stack value: what
-             * Decoder._rangeiter does for this shape, without the round trip
-             * through Python (the same errors become CorruptSnapshot). */
-            y = fp_range_iter(label, PyList_GET_ITEM(x, 1), PyList_GET_ITEM(x, 2), memo);
-        }
-        else if (PyList_CheckExact(x) || PyDict_CheckExact(x) ||
-                 (PyObject *)Py_TYPE(x) == fp_Deferred) {
-            y = NULL;
-            if (dec != NULL || fp_decoder(ctx, &dec, &decode) == 0) {
-                y = PyObject_CallOneArg(decode, x);
-            }
-        }
         else {
-            y = Py_NewRef(x);
+            y = cs_decode_slot(st, x, &dec);
         }
         if (y == NULL) goto done;
         PyList_SET_ITEM(slots, j, y);
     }
-    /* The kinds the interpreter relies on without checking. */
-    for (Py_ssize_t c = 0; c < PyTuple_GET_SIZE(checks); c++) {
-        PyObject *check = PyTuple_GET_ITEM(checks, c);
-        if (!PyTuple_CheckExact(check) || PyTuple_GET_SIZE(check) != 4 ||
-            !PyUnicode_Check(PyTuple_GET_ITEM(check, 3))) {
-            PyErr_SetString(PyExc_SystemError, "restore(): bad plan");
-            goto done;
-        }
-        Py_ssize_t index = PyLong_AsSsize_t(PyTuple_GET_ITEM(check, 0));
-        long kind = PyLong_AsLong(PyTuple_GET_ITEM(check, 1));
-        int nullable = PyObject_IsTrue(PyTuple_GET_ITEM(check, 2));
-        if (PyErr_Occurred() || nullable < 0) goto done;
-        if (index < n || index >= total) {
-            PyErr_SetString(PyExc_SystemError, "restore(): bad plan");
-            goto done;
-        }
-        PyObject *x = PyList_GET_ITEM(slots, index);
-        if (c + 1 < PyTuple_GET_SIZE(checks)) {
-            /* The sequence below a filled 3.15 index is checked with it. */
-            PyObject *next = PyTuple_GET_ITEM(checks, c + 1);
-            if (PyTuple_CheckExact(next) && PyTuple_GET_SIZE(next) == 4 &&
-                PyLong_AsLong(PyTuple_GET_ITEM(next, 1)) == FP_INDEX &&
-                PyLong_AsSsize_t(PyTuple_GET_ITEM(next, 0)) == index + 1 &&
-                PyList_GET_ITEM(slots, index + 1) != corosnap_NULL) {
-                continue;
-            }
-            if (PyErr_Occurred()) goto done;
-        }
-        if (kind == FP_INDEX && x != corosnap_NULL) {
-            /* As _check_slots: FOR_ITER / SEND call the type's _tp_iteritem
-             * on the sequence below without checking it has one. */
-            PyObject *seq = index > n ? PyList_GET_ITEM(slots, index - 1) : NULL;
-            int ok = 0;
-            if (PyLong_CheckExact(x) && seq != NULL && fp_virtual_iterable != Py_None) {
-                Py_ssize_t iv = PyLong_AsSsize_t(x);
-                if (iv == -1 && PyErr_Occurred()) PyErr_Clear();  /* huge: refused below */
-                ok = iv >= 0;
-            }
-            if (ok) {
-                PyObject *vi = PyObject_CallOneArg(fp_virtual_iterable, seq);
-                if (vi == NULL) goto done;
-                ok = PyObject_IsTrue(vi);
-                Py_DECREF(vi);
-                if (ok < 0) goto done;
-            }
-            if (!ok) {
-                PyObject *prev = index > n ? PyList_GET_ITEM(slots, index - 1) : Py_None;
-                PyObject *pname = PyType_GetName(Py_TYPE(prev));
-                if (pname != NULL) {
-                    fp_corrupt(label, "value stack slots %zd, %zd must be a sequence CPython "
-                               "walks by index and its index, got %S, %R", index - n - 1,
-                               index - n, pname, x);
-                    Py_DECREF(pname);
-                }
-                goto done;
-            }
-            PyObject *tagged = PyObject_CallOneArg((PyObject *)corosnap_TaggedInt, x);
-            if (tagged == NULL) goto done;
-            PyList_SetItem(slots, index, tagged);  /* steals; releases the int */
-            continue;
-        }
-        if (x == corosnap_NULL) {
-            if (!nullable) {
-                fp_corrupt(label, "value stack slot %zd is empty where the bytecode always "
-                                  "has a value", index - n);
-                goto done;
-            }
-            continue;
-        }
-        if (kind == FP_ANY) continue;
-        int ok = fp_kind_ok(x, kind, ncodeunits);
-        if (ok < 0) goto done;
-        if (!ok) {
-            PyObject *where = PyUnicode_FromFormat("value stack slot %zd must be %U", index - n,
-                                                   PyTuple_GET_ITEM(check, 3));
-            if (where != NULL) {
-                fp_corrupt_type(label, "%U, got %S", where, x);
-                Py_DECREF(where);
-            }
-            goto done;
-        }
-    }
-    for (Py_ssize_t c = 0; c < PyTuple_GET_SIZE(bound); c++) {
-        PyObject *pair = PyTuple_GET_ITEM(bound, c);
-        Py_ssize_t index = fp_pair_slot(pair, n);
-        if (index < 0) goto done;
-        if (PyList_GET_ITEM(slots, index) == corosnap_NULL) {
-            fp_corrupt(label, "local %R is read without a check after this point, so it "
-                              "cannot be unbound", PyTuple_GET_ITEM(pair, 1));
-            goto done;
-        }
-    }
-    for (Py_ssize_t c = 0; c < PyTuple_GET_SIZE(cells); c++) {
-        PyObject *pair = PyTuple_GET_ITEM(cells, c);
-        Py_ssize_t index = fp_pair_slot(pair, n);
-        if (index < 0) goto done;
-        PyObject *x = PyList_GET_ITEM(slots, index);
-        if (!PyCell_Check(x)) {
-            fp_corrupt_type(label, "slot %R must hold a cell, got %S", PyTuple_GET_ITEM(pair, 1),
-                            x);
-            goto done;
-        }
-    }
-    if (delegate_at >= 0) {
-        if (delegate_at >= total) {
-            PyErr_SetString(PyExc_SystemError, "restore(): bad plan");
-            goto done;
-        }
-        PyObject *sub = PyList_GET_ITEM(slots, delegate_at);
-        int ok = PyGen_CheckExact(sub) || PyCoro_CheckExact(sub);
-        if (!ok) {
-            ok = fp_hasattr((PyObject *)Py_TYPE(sub), fp_s_next);
-            if (ok < 0) goto done;
-        }
-        if (!ok && fp_virtual_iterable != Py_None) {
-            PyObject *vi = PyObject_CallOneArg(fp_virtual_iterable, sub);
-            if (vi == NULL) goto done;
-            ok = PyObject_IsTrue(vi);
-            Py_DECREF(vi);
-            if (ok < 0) goto done;
-        }
-        if (!ok) {
-            fp_corrupt_type(label, "delegates to a %S, which is not an iterator", NULL, sub);
-            goto done;
-        }
-        if (!fresh_sub) {
-            /* A sub-frame decoded just above is new: its own chain was checked
-             * against this frame (active then) when it was written. */
-            if (dec == NULL && fp_decoder(ctx, &dec, &decode) < 0) goto done;
-            PyObject *rc = PyObject_CallFunctionObjArgs(fp_cycle_check, dec, entry, gen, sub,
-                                                        NULL);
-            if (rc == NULL) goto done;
-            Py_DECREF(rc);
-        }
-    }
-    if (root) {
-        PyObject *exceptions = PyList_GET_ITEM(ctx, DCTX_EXCEPTIONS);
-        if (PyList_GET_SIZE(exceptions) > 0) {
-            if (dec == NULL && fp_decoder(ctx, &dec, &decode) < 0) goto done;
-            PyObject *rc = PyObject_CallMethod(dec, "finish", NULL);
-            if (rc == NULL) goto done;
-            Py_DECREF(rc);
-        }
+    if (cs_check_frame(st, rc, plan, gen, slots, fresh_sub, &dec) < 0) goto done;
+    if (root && PyList_GET_SIZE(st->exceptions) > 0) {
+        /* Decoder.finish: the checks that need the whole object graph. */
+        if (dec == NULL && (dec = cs_decoder(st)) == NULL) goto done;
+        PyObject *r = cs_call_method(dec, s_finish, NULL, NULL, NULL, NULL);
+        if (r == NULL) goto done;
+        Py_DECREF(r);
     }
     {
         PyObject *loc = PyList_GetSlice(slots, 0, n);
@@ -938,17 +1021,19 @@ frames_restore(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             Py_XDECREF(loc);
             goto done;
         }
-        PyObject *wargs[5] = {gen, pos, loc, stk, Py_None};
-        PyObject *w = frames_write(module, wargs, 5);
+        long lasti = PyLong_AsLong(pos);
+        int w = (lasti == -1 && PyErr_Occurred())
+                    ? -1 : frames_api->write(gen, lasti, loc, stk, exc != NULL ? exc : Py_None);
         Py_DECREF(loc);
         Py_DECREF(stk);
-        if (w == NULL) {
+        if (w < 0) {
             if (PyErr_ExceptionMatches(PyExc_TypeError) ||
-                PyErr_ExceptionMatches(PyExc_ValueError)) {
+                PyErr_ExceptionMatches(PyExc_ValueError) ||
+                PyErr_ExceptionMatches(PyExc_OverflowError)) {
                 PyObject *type, *value, *tb;
                 PyErr_Fetch(&type, &value, &tb);
                 PyErr_NormalizeException(&type, &value, &tb);
-                fp_corrupt(label, "%S", value);
+                cs_corrupt(rc->label, "%S", value);
                 if (PyErr_Occurred()) {
                     PyObject *t2, *v2, *tb2;
                     PyErr_Fetch(&t2, &v2, &tb2);
@@ -964,41 +1049,192 @@ frames_restore(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             }
             goto done;
         }
-        Py_DECREF(w);
     }
     result = Py_NewRef(gen);
 done:
     {
-        /* dec.active.discard(id(gen)), keeping any error being raised; a
-         * refused frame's fresh generator (still in its created state: nothing
-         * was written) is closed, so it goes without a "never awaited"
-         * warning and runs no code. */
+        /* state.active.discard(id(gen)), keeping any error being raised; a
+         * refused frame's fresh generator (still in its created state:
+         * nothing was written) is closed, so it goes without a "never
+         * awaited" warning and runs no code. */
         PyObject *type, *value, *tb;
         PyErr_Fetch(&type, &value, &tb);
-        if (PySet_Discard(active, gen_id) < 0) PyErr_Clear();
+        if (PySet_Discard(st->active, gen_id) < 0) PyErr_Clear();
         if (result == NULL) {
-            PyObject *rc = PyObject_CallMethod(gen, "close", NULL);
-            if (rc == NULL) PyErr_Clear();
-            Py_XDECREF(rc);
+            PyObject *r = cs_call_method(gen, s_close, NULL, NULL, NULL, NULL);
+            if (r == NULL) PyErr_Clear();
+            Py_XDECREF(r);
         }
         PyErr_Restore(type, value, tb);
     }
+    Py_DECREF(pos);
+    Py_XDECREF(exc_f);
+    Py_XDECREF(exc);
     Py_XDECREF(raw);
     Py_XDECREF(slots);
     Py_XDECREF(gen_id);
     Py_XDECREF(gen);
-    Py_XDECREF(fast);
+    Py_XDECREF(found);
+    Py_XDECREF(path);
     Py_XDECREF(dec);
-    Py_XDECREF(decode);
     return result;
 slow:
-    Py_XDECREF(fast);
+    Py_XDECREF(found);
+    Py_XDECREF(path);
     Py_RETURN_NONE;
 error:
     Py_XDECREF(key);
     Py_XDECREF(gen);
-    Py_XDECREF(fast);
+    Py_XDECREF(found);
+    Py_XDECREF(path);
     return NULL;
 }
 
-#endif /* COROSNAP_FRAMES_FASTPATH_H */
+static PyObject *
+cs_restore(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4 || !RestoreState_Check(args[0]) || !PyList_CheckExact(args[1]) ||
+        !PyLong_CheckExact(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "restore(state: RestoreState, v: list, i: int, root)");
+        return NULL;
+    }
+    int root = PyObject_IsTrue(args[3]);
+    if (root < 0) return NULL;
+    Py_ssize_t i = PyLong_AsSsize_t(args[2]);
+    if (i == -1 && PyErr_Occurred()) return NULL;
+    return cs_restore_frame((RestoreState *)args[0], args[1], i, root);
+}
+
+/* ------------------------------------------------------------------ module */
+
+static int
+cs_import_names(void)
+{
+    for (size_t k = 0; k < sizeof(cs_imports) / sizeof(cs_imports[0]); k++) {
+        PyObject *module = PyImport_ImportModule(cs_imports[k].module);
+        if (module == NULL) return -1;
+        PyObject *v = PyObject_GetAttrString(module, cs_imports[k].name);
+        Py_DECREF(module);
+        if (v == NULL) return -1;
+        Py_XSETREF(*cs_imports[k].target, v);
+    }
+    if (!PyType_Check(cs_Tag) || !PyType_Check(cs_Deferred) || !PyDict_Check(cs_TAG_OF_KIND) ||
+        !PyDict_Check(cs_KIND_NAMES) || !PyAnySet_Check(cs_TAGGED)) {
+        PyErr_SetString(PyExc_ImportError, "corosnap.snapshot._csnapshot: the Python objects it "
+                                           "imports are not what it was built for");
+        return -1;
+    }
+    cs_tag_rangeiter = PyDict_GetItemWithError(cs_TAG_OF_KIND, cs_T_RANGEITER);
+    if (cs_tag_rangeiter == NULL || !Py_IS_TYPE(cs_tag_rangeiter, (PyTypeObject *)cs_Tag)) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_ImportError, "corosnap.snapshot._csnapshot: the decoder has "
+                                               "no tag for range iterators");
+        }
+        return -1;
+    }
+    Py_INCREF(cs_tag_rangeiter);
+    /* The slot kinds: the same numbers as bytecode/_kinds.py, and all of them. */
+    PyObject *kinds = PyImport_ImportModule("corosnap.bytecode._kinds");
+    if (kinds == NULL) return -1;
+    int rc = 0;
+    for (int k = 0; rc == 0 && k < K_COUNT; k++) {
+        PyObject *v = PyObject_GetAttrString(kinds, cs_kind_names[k]);
+        long x = v == NULL ? -1 : PyLong_AsLong(v);
+        Py_XDECREF(v);
+        if (x != k) {
+            if (!PyErr_Occurred()) {
+                PyErr_Format(PyExc_ImportError, "corosnap.snapshot._csnapshot numbers the slot "
+                             "kind %s %d, bytecode/_kinds.py %ld: rebuild corosnap",
+                             cs_kind_names[k], k, x);
+            }
+            rc = -1;
+        }
+    }
+    Py_DECREF(kinds);
+    if (rc < 0) return -1;
+    if (PyDict_GET_SIZE(cs_KIND_NAMES) != K_COUNT) {
+        PyErr_Format(PyExc_ImportError, "bytecode/_kinds.py has %zd slot kinds, "
+                     "corosnap.snapshot._csnapshot checks %d: teach it the new ones",
+                     PyDict_GET_SIZE(cs_KIND_NAMES), K_COUNT);
+        return -1;
+    }
+    for (int k = 0; k < K_COUNT; k++) {
+        PyObject *kk = PyLong_FromLong(k);
+        int in = kk == NULL ? -1 : PySet_Contains(cs_TAGGED, kk);
+        int named = kk == NULL ? -1 : PyDict_Contains(cs_KIND_NAMES, kk);
+        Py_XDECREF(kk);
+        if (in < 0 || named < 0) return -1;
+        if (!named) {
+            PyErr_Format(PyExc_ImportError, "bytecode/_kinds.py does not name slot kind %s",
+                         cs_kind_names[k]);
+            return -1;
+        }
+        if (in) cs_tagged_kinds |= 1u << k;
+    }
+    return 0;
+}
+
+static int
+cs_intern_names(void)
+{
+    struct {
+        PyObject **var;
+        const char *text;
+    } names[] = {
+        {&s_next, "__next__"}, {&s_name, "__name__"}, {&s_enc, "enc"},
+        {&s_note_globals, "note_globals"}, {&s_coderef, "coderef"},
+        {&s_delegated_frame, "delegated_frame"}, {&s_encode, "encode"}, {&s_decode, "decode"},
+        {&s_adopt, "adopt"}, {&s_check_chain, "check_chain"}, {&s_dec, "dec"},
+        {&s_finish, "finish"}, {&s_setstate, "__setstate__"}, {&s_close, "close"},
+    };
+    for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
+        if (*names[k].var == NULL && (*names[k].var = PyUnicode_InternFromString(names[k].text))
+                                         == NULL) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static PyMethodDef cs_methods[] = {
+    {"capture", (PyCFunction)(void (*)(void))cs_capture, METH_FASTCALL,
+     "capture(state: CaptureState, gen) -> the frame's fields, or None (declined)"},
+    {"restore", (PyCFunction)(void (*)(void))cs_restore, METH_FASTCALL,
+     "restore(state: RestoreState, v: list, i: int, root: bool) -> generator, or None "
+     "(declined)"},
+    {NULL, NULL, 0, NULL}};
+
+static struct PyModuleDef cs_module = {
+    PyModuleDef_HEAD_INIT, "corosnap.snapshot._csnapshot",
+    "The snapshot layer's C engine (see corosnap.snapshot._contract).", -1, cs_methods};
+
+PyMODINIT_FUNC
+PyInit__csnapshot(void)
+{
+    frames_api = CorosnapFrames_Import();
+    if (frames_api == NULL) return NULL;
+    if (cs_intern_names() < 0 || cs_import_names() < 0) return NULL;
+    PyObject *m = PyModule_Create(&cs_module);
+    if (m == NULL) return NULL;
+    cs_record_type *records[] = {&Where_Type, &CaptureCode_Type, &Check_Type, &Plan_Type,
+                                 &RestoreCode_Type, &CaptureState_Type, &RestoreState_Type};
+    for (size_t k = 0; k < sizeof(records) / sizeof(records[0]); k++) {
+        if (cs_record_ready(records[k], m) < 0) {
+            Py_DECREF(m);
+            return NULL;
+        }
+    }
+    PyObject *known = PyFrozenSet_New(NULL);
+    for (int k = 0; known != NULL && k < K_COUNT; k++) {
+        PyObject *kk = PyLong_FromLong(k);
+        if (kk == NULL || PySet_Add(known, kk) < 0) Py_CLEAR(known);
+        Py_XDECREF(kk);
+    }
+    if (known == NULL || PyModule_AddObjectRef(m, "KINDS", known) < 0) {
+        Py_XDECREF(known);
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_DECREF(known);
+    return m;
+}
