@@ -98,6 +98,17 @@ def delegating_to_keyword_only():
     yield from keyword_only(n=3)
 
 
+def value_holder():
+    ints = list(range(-5, 30))
+    wide = [2**40, -(2**40)] * 9
+    huge = [2**70] * 16
+    mixed = [1, "two", 3.0, None, b"five", True] * 4
+    records = [{"id": i, "name": f"n{i}", "tags": ["a", "b"], "score": i / 3} for i in range(6)]
+    by_number = {n: n * n for n in range(20)}
+    got = yield (ints, wide, huge, mixed, records, by_number)
+    yield got
+
+
 def _suspended(factory: Callable[[], Iterator[Any]], steps: int = 1) -> Iterator[Any]:
     g = factory()
     for _ in range(steps):
@@ -202,7 +213,7 @@ def case_nested_code_iterator_replaced() -> tuple[bytes, bytes]:
     tree = _tree(_suspended(lambda: doubled([1, 2, 3])))
     good = _blob(tree)
     sub = _sub_frame(tree)
-    sub[-1] = 4  # the generator expression's iterator (or 3.15's index)
+    sub[-1] = "nope"  # the generator expression's iterator (3.15: its index)
     return good, _blob(tree)
 
 
@@ -281,18 +292,22 @@ def test_restore_of_a_known_code_goes_through_c(monkeypatch: pytest.MonkeyPatch)
 
 @pytest.mark.parametrize("factory", [lambda: loop(10), delegating, with_cell,
                                      lambda: over_list([1, 2, 3]), in_except,
-                                     lambda: doubled([1, 2, 3])],
+                                     lambda: doubled([1, 2, 3]), value_holder],
                          ids=["loop", "delegating", "with_cell", "over_list", "in_except",
-                              "nested_code"])
+                              "nested_code", "values"])
 def test_both_engines_capture_byte_for_byte_alike(factory: Callable[[], Any]) -> None:
     g = _suspended(factory)
     python = default()._with_engine("python")
+    assert python._caches.codec.Encoder.pack_ints is _speedups.PYTHON.pack_ints
     first = python.dumps(g)
     assert python.dumps(g) == first  # its caches made on the first
+    expected = _outcome(python, first)
     if C_ENGINE:
         c = default()._with_engine("c")
+        assert c._caches.codec.Encoder.pack_ints is _speedups.C.pack_ints  # type: ignore[union-attr]
         assert c.dumps(g) == first  # cold: the C engine declines, Python encodes
         assert c.dumps(g) == first  # warm: the C engine encodes
+        assert _outcome(c, first) == _outcome(c, first) == expected  # cold, then warm
 
 
 def _count_calls(monkeypatch: pytest.MonkeyPatch, frames: Any, name: str) -> list[Any]:

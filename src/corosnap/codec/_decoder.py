@@ -241,6 +241,9 @@ class Decoder:
         # snapshot layer drops it when the loads is over.
         self.cstate: Any = None
 
+    # The scan of the engine this process runs (codec/_speedups.py).
+    is_flat = staticmethod(_HELPERS.is_flat)
+
     def string(self, field: Any) -> str:
         """Inverse of Encoder.string: a new string is appended to the table."""
         if type(field) is str:
@@ -341,7 +344,7 @@ class Decoder:
     # -- tagged arrays ----------------------------------------------------
     def _flat(self, v: list[Any]) -> Any:
         del v[0]
-        if not _HELPERS.is_flat(v):
+        if not self.is_flat(v):
             raise CorruptSnapshot("a flat list holds a non-scalar")
         self.memo.append(v)
         return v

@@ -19,6 +19,7 @@ import sys
 from array import array
 from collections.abc import Callable
 from functools import partial
+from itertools import compress
 from typing import Any, NamedTuple
 
 from .._accel import accelerator
@@ -27,6 +28,8 @@ from ._tags import INT_TYPECODES
 
 _NONE_TYPE = type(None)
 _FLAT_TYPES = frozenset({int, float, str, bytes, bool, _NONE_TYPE})
+_IS_INT = frozenset({int}).__contains__
+_ONLY_INT = {int}
 _MIN64 = -(2**63)
 _MAX64 = 2**63
 _BIG_ENDIAN = sys.byteorder == "big"
@@ -38,13 +41,18 @@ def is_flat(v: Any) -> bool:
     it as it is, with no identity bookkeeping."""
     if type(v) is not list:
         return False
+    # Scans by builtins (map, set, compress, min, max) iterate in C: a few
+    # times slower than _ccodec's one pass, several times faster than a loop.
     kinds = set(map(type, v))
     if not kinds <= _FLAT_TYPES:
         return False
     if int in kinds:
-        ints = [x for x in v if type(x) is int]
+        ints = v if len(kinds) == 1 else list(compress(v, map(_IS_INT, map(type, v))))
         return _MIN64 <= min(ints) and max(ints) < _MAX64
     return True
+
+
+_WIDTHS = tuple((width, INT_TYPECODES[width]) for width in (1, 2, 4, 8))
 
 
 def pack_ints(v: Any) -> bytes | None:
@@ -52,20 +60,19 @@ def pack_ints(v: Any) -> bytes | None:
     signed little-endian integer of the narrowest of 1, 2, 4 or 8 bytes that
     holds them all), or None unless ``v`` is exactly a list of exact ints that
     fit in 64 bits."""
-    if type(v) is not list:
+    if type(v) is not list or (v and set(map(type, v)) != _ONLY_INT):
         return None
-    if v and set(map(type, v)) != {int}:
-        return None
-    lo = min(min(v, default=0), 0)
-    hi = max(max(v, default=0), 0)
-    if lo < _MIN64 or hi >= _MAX64:
-        return None
-    width = (1 if lo >= -128 and hi <= 127 else 2 if lo >= -32768 and hi <= 32767
-             else 4 if lo >= -(2**31) and hi < 2**31 else 8)
-    packed = array(INT_TYPECODES[width], v)
-    if _BIG_ENDIAN:
-        packed.byteswap()
-    return bytes((width,)) + packed.tobytes()
+    for width, typecode in _WIDTHS:
+        # array() refuses an item out of its range at the first one it meets,
+        # so trying the narrow widths first costs little.
+        try:
+            packed = array(typecode, v)
+        except OverflowError:
+            continue
+        if _BIG_ENDIAN:
+            packed.byteswap()
+        return bytes((width,)) + packed.tobytes()
+    return None
 
 
 def str_keys(v: Any) -> tuple[str, ...] | None:

@@ -36,8 +36,9 @@ import msgpack
 from .._accel import ENGINE
 from .._errors import CorosnapError, CorruptSnapshot, LimitExceeded, RestoreError
 from .._weak import IdentityCache, ModuleCache
-from ..codec import Encoder, new_ext_hook, pickler_id
+from ..codec import pickler_id
 from ..codec._decoder import printable_cause
+from ..codec._engines import ENGINES
 from ..frames import backend
 from ._blob import DEFAULT_MAX_SIZE, HEADER, open_blob, sign
 from ._capture import FrameEncoder, check_target
@@ -54,10 +55,12 @@ class _Caches:
     caches (weak), the frame engines built on them, a reusable msgpack
     Packer per thread."""
 
-    __slots__ = ("engine", "capture_codes", "restore_codes", "frames_out", "frames_in", "local")
+    __slots__ = ("engine", "codec", "capture_codes", "restore_codes", "frames_out", "frames_in",
+                 "local")
 
     def __init__(self, engine: str) -> None:
         self.engine = engine
+        self.codec = ENGINES[engine]
         self.capture_codes: IdentityCache[Any] = IdentityCache()
         self.restore_codes: ModuleCache[Any] = ModuleCache()
         self.frames_out = FrameEncoder(self.capture_codes, engine)
@@ -175,7 +178,7 @@ class Snapshotter:
     def _encode(self, obj: Any, strict: bool) -> bytes:
         caches = self._caches
         hook = caches.frames_out.hook
-        enc = Encoder(self._pid, hook, strict)
+        enc = caches.codec.Encoder(self._pid, hook, strict)
         enc.memo[id(obj)] = 0  # the root is memo entry 0 (enc.register)
         enc.keep.append(obj)
         try:
@@ -202,13 +205,14 @@ class Snapshotter:
         if self.key is None and type(data) is bytes and len(data) <= self.max_size:
             # The common case inline: an unsigned blob of this version.
             try:
-                tree = msgpack.unpackb(data, strict_map_key=False, ext_hook=new_ext_hook())
+                tree = msgpack.unpackb(data, strict_map_key=False,
+                                       ext_hook=self._caches.codec.new_ext_hook())
             except Exception:  # noqa: BLE001 - open_blob parses again and says what is wrong
                 tree = None
             if type(tree) is not list or not tree or tree[0] is not HEADER:
                 tree = None
         if tree is None:
-            tree = open_blob(data, self.key, self.max_size)
+            tree = open_blob(data, self.key, self.max_size, self._caches.codec.new_ext_hook)
         try:
             return self._caches.frames_in.restore(tree, self.safe, self.allow)
         except CorosnapError:

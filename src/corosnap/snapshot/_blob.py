@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Callable
 from typing import Any
 
 import msgpack
@@ -55,14 +56,15 @@ def sign(body: bytes, key: bytes) -> bytes:
     return msgpack.packb([SIGNED_HEADER, tag, body], use_bin_type=True)
 
 
-def unpack(data: bytes, max_size: int = DEFAULT_MAX_SIZE) -> list[Any]:
+def unpack(data: bytes, max_size: int = DEFAULT_MAX_SIZE,
+           ext_hook: Callable[[], Any] = new_ext_hook) -> list[Any]:
     """Parse msgpack with limits; any parse failure is CorruptSnapshot."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"loads() takes bytes, got {type(data).__name__}")
     if len(data) > max_size:
         raise LimitExceeded(f"blob of {len(data)} bytes exceeds max_size={max_size}")
     try:
-        tree = msgpack.unpackb(data, strict_map_key=False, ext_hook=new_ext_hook())
+        tree = msgpack.unpackb(data, strict_map_key=False, ext_hook=ext_hook())
     except (ValueError, msgpack.UnpackException, TypeError) as exc:
         raise CorruptSnapshot(f"not a valid msgpack document: {exc}") from None
     except RecursionError:
@@ -72,9 +74,11 @@ def unpack(data: bytes, max_size: int = DEFAULT_MAX_SIZE) -> list[Any]:
     return tree
 
 
-def open_blob(data: bytes, key: bytes | None, max_size: int) -> list[Any]:
-    """Verify and parse a blob, returning ``[HEADER, *root fields]``."""
-    tree = unpack(data, max_size)
+def open_blob(data: bytes, key: bytes | None, max_size: int,
+              ext_hook: Callable[[], Any] = new_ext_hook) -> list[Any]:
+    """Verify and parse a blob, returning ``[HEADER, *root fields]``.
+    ``ext_hook`` makes msgpack's ext hook for one blob (the codec engine's)."""
+    tree = unpack(data, max_size, ext_hook)
     if tree[0] == HEADER and key is None:
         return tree  # the common case: an unsigned blob of this version
     check_header(tree[0])
@@ -85,7 +89,7 @@ def open_blob(data: bytes, key: bytes | None, max_size: int) -> list[Any]:
             expected = hmac.new(key, tree[2], hashlib.sha256).digest()
             if not hmac.compare_digest(expected, tree[1]):
                 raise SignatureError("signature does not match: wrong key or tampered blob")
-        tree = unpack(tree[2], max_size)
+        tree = unpack(tree[2], max_size, ext_hook)
         check_header(tree[0])
         if tree[0].code != EXT_HEADER:
             raise CorruptSnapshot("nested signed blob")

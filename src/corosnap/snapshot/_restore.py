@@ -50,6 +50,7 @@ from ..bytecode._kinds import (
     slot_rules,
 )
 from ..codec import NONE_MARK, Decoder, Deferred, Tag, is_exception
+from ..codec._engines import ENGINES
 from ..codec._globals import check_allowed
 from ..frames import NULL, TaggedInt, backend, virtual_iterable
 from . import _contract
@@ -281,10 +282,11 @@ class FrameDecoder:
     ``adopt`` for a Decoder when a value needs Python, and ``check_chain``.
     """
 
-    __slots__ = ("codes", "hook", "restore_c")
+    __slots__ = ("codes", "hook", "restore_c", "decoder")
 
     def __init__(self, codes: ModuleCache[Any], engine: str) -> None:
         self.codes = codes
+        self.decoder = ENGINES[engine].Decoder
         self.restore_c = _contract.restore if engine == "c" else None
         self.hook = self.decode if self.restore_c is None else self.decode_accelerated
 
@@ -295,7 +297,7 @@ class FrameDecoder:
     def restore(self, tree: list[Any], safe: bool, allow: tuple[str, ...]) -> Any:
         """The blob's root frame (``tree[1:]``), with its whole object graph."""
         if self.restore_c is None:
-            return self.decode(Decoder(self, safe, allow), tree, 1, root=True)
+            return self.decode(self.decoder(self, safe, allow), tree, 1, root=True)
         # The decoding state, without a Decoder: the C engine makes one
         # (adopt) only if a frame needs Python to decode a value.
         state = RestoreState(decoder=None, memo=[], strings=[], codes=[], active=set(),
@@ -314,7 +316,7 @@ class FrameDecoder:
     def adopt(self, state: Any) -> Decoder:
         """The Decoder of a C engine state built without one: it shares the
         state's tables (and becomes ``state.decoder``)."""
-        dec = Decoder(self, state.safe, state.allow)
+        dec = self.decoder(self, state.safe, state.allow)
         dec.memo, dec.strings, dec.codes = state.memo, state.strings, state.codes
         dec.active, dec.exceptions = state.active, state.exceptions
         dec.cstate = state
