@@ -310,9 +310,10 @@ def test_both_engines_capture_byte_for_byte_alike(factory: Callable[[], Any]) ->
         assert _outcome(c, first) == _outcome(c, first) == expected  # cold, then warm
 
 
-def _count_calls(monkeypatch: pytest.MonkeyPatch, frames: Any, name: str) -> list[Any]:
+def _count_calls(monkeypatch: pytest.MonkeyPatch, frames: Any, name: str,
+                 calls: list[Any] | None = None) -> list[Any]:
     real = getattr(frames, name)
-    calls: list[Any] = []
+    calls = [] if calls is None else calls
 
     def counting(*args: Any) -> Any:
         calls.append(args[1])
@@ -335,6 +336,7 @@ def test_a_frame_the_c_restore_declines_is_not_offered_to_it_again(
     blob = snapshotter.dumps(_suspended(factory))
     snapshotter.loads(blob).close()  # codes and plans known
     calls = _count_calls(monkeypatch, snapshotter._caches.frames_in, "restore_c")
+    _count_calls(monkeypatch, snapshotter._caches.frames_in, "restore_root", calls)
     g = snapshotter.loads(blob)
     assert len(calls) == 1, calls
     with pytest.raises(StopIteration):

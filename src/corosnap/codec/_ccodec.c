@@ -164,7 +164,7 @@ static struct {
 
 typedef struct {
     PyObject_HEAD
-    PyObject *by_hash; /* this blob's big ints and complex numbers, by hash */
+    PyObject *by_hash; /* this blob's big ints and complex numbers, by hash (or NULL) */
 } ExtHook;
 
 static PyObject *
@@ -174,11 +174,17 @@ cc_corrupt(const char *message)
     return NULL;
 }
 
-/* As _markers._counted: v (stolen), counted by hash in by_hash. */
+/* As _markers._counted: v (stolen), counted by hash in self->by_hash (made
+ * on first use: most blobs hold no big number). */
 static PyObject *
-cc_counted(PyObject *by_hash, PyObject *v)
+cc_counted(ExtHook *self, PyObject *v)
 {
     if (v == NULL) return NULL;
+    if (self->by_hash == NULL && (self->by_hash = PyDict_New()) == NULL) {
+        Py_DECREF(v);
+        return NULL;
+    }
+    PyObject *by_hash = self->by_hash;
     Py_hash_t h = PyObject_Hash(v);
     PyObject *key = h == -1 ? NULL : PyLong_FromSsize_t(h);
     if (key == NULL) goto error;
@@ -260,7 +266,7 @@ ExtHook_call(ExtHook *self, PyObject *args, PyObject *kwds)
     case EXT_NONE:
         return Py_NewRef(cc_NONE_MARK);
     case EXT_BIGINT:
-        return cc_counted(self->by_hash, cc_bigint(data));
+        return cc_counted(self, cc_bigint(data));
     case EXT_WELLKNOWN:
         if (len != 1 || (unsigned char)p[0] >= PyTuple_GET_SIZE(cc_WELLKNOWN)) {
             return cc_corrupt("unknown well-known global");
@@ -270,7 +276,7 @@ ExtHook_call(ExtHook *self, PyObject *args, PyObject *kwds)
         if (len != 16) return cc_corrupt("complex payload must be 16 bytes");
         double re = PyFloat_Unpack8(p, 1), im = PyFloat_Unpack8(p + 8, 1);
         if ((re == -1.0 || im == -1.0) && PyErr_Occurred()) return NULL;
-        return cc_counted(self->by_hash, PyComplex_FromDoubles(re, im));
+        return cc_counted(self, PyComplex_FromDoubles(re, im));
     }
     case EXT_SURROGATE_STR: {
         PyObject *s = PyUnicode_DecodeUTF8(p, len, "surrogatepass");
@@ -306,14 +312,7 @@ ExtHook_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_TypeError, "ExtHook() takes no arguments");
         return NULL;
     }
-    ExtHook *self = (ExtHook *)type->tp_alloc(type, 0);
-    if (self == NULL) return NULL;
-    self->by_hash = PyDict_New();
-    if (self->by_hash == NULL) {
-        Py_DECREF(self);
-        return NULL;
-    }
-    return (PyObject *)self;
+    return type->tp_alloc(type, 0);
 }
 
 static int

@@ -27,11 +27,11 @@ import sys
 import types
 from collections.abc import Callable
 from typing import Any
+from weakref import KeyedRef
 
 from msgpack import ExtType
 
 from .._errors import SnapshotError
-from .._weak import IdentityCache
 from ..bytecode import CodeRef, describe, fingerprint
 from ._globals import WELLKNOWN_INDEX, global_name, resolve_method
 from ._picklers import dumps_with
@@ -99,9 +99,18 @@ FrameHook = Callable[["Encoder", Any], list[Any]]
 coroutine -> the fields of its frame."""
 
 
-_module_indexes: IdentityCache[tuple[int, dict[int, tuple[str, str, Any]]]] = IdentityCache()
-"""module -> (its number of names when indexed, the index); weak: a module
-that goes away takes its index (and the values it holds) with it."""
+_module_indexes: dict[int, tuple[KeyedRef, int, dict[int, tuple[str, str, Any]]]] = {}
+"""id(a module's globals) -> (weak reference to the module, its number of names
+when indexed, the index).  Weak: a module that goes away takes its entry (and
+the values the index holds) with it.  While the entry exists its module is
+alive, and so is the module's dict (a module's __dict__ cannot be replaced):
+the id cannot have been reused."""
+
+
+def _drop_index(wr: KeyedRef) -> None:  # the module is being freed
+    hit = _module_indexes.get(wr.key)
+    if hit is not None and hit[0] is wr:
+        del _module_indexes[wr.key]
 
 
 def _module_index(globals_: dict[str, Any], module: str) -> dict[int, tuple[str, str, Any]]:
@@ -112,19 +121,21 @@ def _module_index(globals_: dict[str, Any], module: str) -> dict[int, tuple[str,
     against the live dict before use (a name may have been rebound since).
     Globals that are not an imported module's dict are indexed every time.
     """
-    owner = sys.modules.get(module)
-    if getattr(owner, "__dict__", None) is not globals_:
-        owner = None
-    hit = _module_indexes.get(owner) if owner is not None else None
-    if hit is not None and hit[0] == len(globals_):
-        return hit[1]
+    hit = _module_indexes.get(id(globals_))
+    if hit is not None and hit[1] == len(globals_):
+        return hit[2]
     index: dict[int, tuple[str, str, Any]] = {}
     for name, value in list(globals_.items()):
         if (type(value) in _BY_REFERENCE or _is_plain_instance(value)) and not \
                 name.startswith("__"):
             index.setdefault(id(value), (module, name, value))
-    if owner is not None:
-        _module_indexes.put(owner, (len(globals_), index))
+    owner = sys.modules.get(module)
+    if getattr(owner, "__dict__", None) is globals_:
+        try:
+            wr = KeyedRef(owner, _drop_index, id(globals_))
+        except TypeError:  # a module-like object without weak references: not cached
+            return index
+        _module_indexes[id(globals_)] = (wr, len(globals_), index)
     return index
 
 

@@ -33,9 +33,10 @@ from typing import IO, Any, Literal
 
 import msgpack
 
+from .. import frames as _frames
 from .._accel import ENGINE
 from .._errors import CorosnapError, CorruptSnapshot, LimitExceeded, RestoreError
-from .._weak import IdentityCache, ModuleCache
+from .._weak import ModuleCache, RecordCache
 from ..codec import pickler_id
 from ..codec._decoder import printable_cause
 from ..codec._engines import ENGINES
@@ -61,7 +62,7 @@ class _Caches:
     def __init__(self, engine: str) -> None:
         self.engine = engine
         self.codec = ENGINES[engine]
-        self.capture_codes: IdentityCache[Any] = IdentityCache()
+        self.capture_codes: RecordCache[Any] = RecordCache()
         self.restore_codes: ModuleCache[Any] = ModuleCache()
         self.frames_out = FrameEncoder(self.capture_codes, engine)
         self.frames_in = FrameDecoder(self.restore_codes, engine)
@@ -164,13 +165,14 @@ class Snapshotter:
         """
         if type(obj) is not GeneratorType and type(obj) is not CoroutineType:
             check_target(obj)  # raises, naming what it got
-        backend()  # UnsupportedInterpreter, before anything else
+        if _frames._backend is None:
+            backend()  # UnsupportedInterpreter, before anything else
         try:
-            body = self._encode(obj, strict=False)
+            body = self._encode(obj, False)
         except (OverflowError, UnicodeEncodeError):
             # An int outside msgpack's 64-bit range, or a str with a lone
             # surrogate, slipped through the fast path: encode again, checking.
-            body = self._encode(obj, strict=True)
+            body = self._encode(obj, True)
         if self.key is not None:
             return sign(body, self.key)
         return body
@@ -186,7 +188,7 @@ class Snapshotter:
         finally:
             enc.cstate = None  # it refers back to enc
         fields.insert(0, HEADER)
-        packer = caches.packer()
+        packer = getattr(caches.local, "packer", None) or caches.packer()
         try:
             return packer.pack(fields)
         except BaseException:
@@ -200,7 +202,8 @@ class Snapshotter:
     # -- restore ----------------------------------------------------------
     def loads(self, data: bytes) -> Any:
         """Rebuild the generator/coroutine captured in ``data``."""
-        backend()  # UnsupportedInterpreter, before anything else
+        if _frames._backend is None:
+            backend()  # UnsupportedInterpreter, before anything else
         tree = None
         if self.key is None and type(data) is bytes and len(data) <= self.max_size:
             # The common case inline: an unsigned blob of this version.

@@ -14,7 +14,7 @@ from typing import Any
 from weakref import ref as ref_to
 
 from .._errors import SnapshotError
-from .._weak import IdentityCache
+from .._weak import RecordCache
 from ..bytecode import CREATED, CodeRef, code_info, describe, fingerprint
 from ..bytecode._analysis import DELEGATE
 from ..bytecode._kinds import NULLABLE, TAGGED, slot_rules
@@ -51,7 +51,7 @@ def check_target(obj: Any) -> None:
     )
 
 
-def describe_code(codes: IdentityCache[Any], code: types.CodeType,
+def describe_code(codes: RecordCache[Any], code: types.CodeType,
                   module: str | None) -> Any:
     """The CaptureCode of ``code`` (run by globals named ``module``): its
     analysis, name and fingerprint, and per suspension offset the stack
@@ -92,7 +92,7 @@ class FrameEncoder:
 
     __slots__ = ("codes", "hook", "capture")
 
-    def __init__(self, codes: IdentityCache[Any], engine: str) -> None:
+    def __init__(self, codes: RecordCache[Any], engine: str) -> None:
         self.codes = codes
         self.capture = _contract.capture if engine == "c" else None
         self.hook: FrameHook = self.encode if self.capture is None else self.encode_accelerated

@@ -16,7 +16,10 @@ and checks the C engine reads, so there is no second, "fast" copy of any
 decision to keep in step.  Under the C engine the records are the C types of
 ``_csnapshot`` (typed fields, checked at construction, read-only); under the
 pure-Python engine, plain classes with the same fields.  Every record is
-built through this module, by keyword, every field exactly once.
+built through this module, by keyword, every field exactly once; the one
+exception is the C engine's ``restore_root``, which makes the RestoreState
+of a whole blob itself (the same record, with fresh tables) to save
+``loads`` building them in Python.
 
 What must never happen: a field added on one side only.  ``FIELDS`` below
 names every field once more; at import each C record's ``__fields__`` must
@@ -104,7 +107,10 @@ capture: Callable[..., Any] | None = None if C is None else C.capture
 """``capture(state, gen)``: the C engine's frame capture (None: pure Python)."""
 restore: Callable[..., Any] | None = None if C is None else C.restore
 """``restore(state, v, i, root)``: the C engine's frame restore (None: pure Python)."""
+restore_root: Callable[..., Any] | None = None if C is None else C.restore_root
+"""``restore_root(frames, code_cache, tree)``: a blob's root frame in the default mode,
+with a RestoreState the C engine makes itself (None: pure Python)."""
 
 __all__ = ["C", "ENGINE", "FIELDS", "RECORDS", "CaptureCode", "CaptureState", "Check", "Plan",
            "RestoreCode", "RestoreState", "Where", "capture", "check_fields", "python_record",
-           "restore"]
+           "restore", "restore_root"]

@@ -1105,6 +1105,41 @@ cs_restore(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return cs_restore_frame((RestoreState *)args[0], args[1], i, root);
 }
 
+/* restore_root(frames, code_cache, tree): the root frame of an unsigned
+ * blob in the default (not safe) mode, with a RestoreState made here (the
+ * record Python builds for a frame met inside a value, with fresh tables):
+ * the common case of loads, without building the state's lists in Python.
+ * A Decoder made on demand (frames.adopt) is let go of at the end. */
+static PyObject *
+cs_restore_root(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyDict_CheckExact(args[1]) || !PyList_CheckExact(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "restore_root(frames, code_cache: dict, tree: list)");
+        return NULL;
+    }
+    RestoreState *st = (RestoreState *)PyType_GenericAlloc(&RestoreState_Type.type, 0);
+    if (st == NULL) return NULL;
+    st->decoder = Py_NewRef(Py_None);
+    st->memo = PyList_New(0);
+    st->strings = PyList_New(0);
+    st->codes = PyList_New(0);
+    st->active = PySet_New(NULL);
+    st->exceptions = PyList_New(0);
+    st->safe = 0;
+    st->allow = PyTuple_New(0);
+    st->code_cache = Py_NewRef(args[1]);
+    st->frames = Py_NewRef(args[0]);
+    PyObject *out = NULL;
+    if (st->memo != NULL && st->strings != NULL && st->codes != NULL && st->active != NULL &&
+        st->exceptions != NULL && st->allow != NULL) {
+        out = cs_restore_frame(st, args[2], 1, 1);
+    }
+    /* The decoder refers to this state (its cstate): break the cycle here. */
+    Py_SETREF(st->decoder, Py_NewRef(Py_None));
+    Py_DECREF(st);
+    return out;
+}
+
 /* ------------------------------------------------------------------ module */
 
 static int
@@ -1199,6 +1234,9 @@ cs_intern_names(void)
 static PyMethodDef cs_methods[] = {
     {"capture", (PyCFunction)(void (*)(void))cs_capture, METH_FASTCALL,
      "capture(state: CaptureState, gen) -> the frame's fields, or None (declined)"},
+    {"restore_root", (PyCFunction)(void (*)(void))cs_restore_root, METH_FASTCALL,
+     "restore_root(frames, code_cache, tree) -> generator, or None (declined): a blob's root "
+     "frame, default mode, with a RestoreState of its own"},
     {"restore", (PyCFunction)(void (*)(void))cs_restore, METH_FASTCALL,
      "restore(state: RestoreState, v: list, i: int, root: bool) -> generator, or None "
      "(declined)"},

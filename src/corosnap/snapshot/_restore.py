@@ -282,12 +282,13 @@ class FrameDecoder:
     ``adopt`` for a Decoder when a value needs Python, and ``check_chain``.
     """
 
-    __slots__ = ("codes", "hook", "restore_c", "decoder")
+    __slots__ = ("codes", "hook", "restore_c", "restore_root", "decoder")
 
     def __init__(self, codes: ModuleCache[Any], engine: str) -> None:
         self.codes = codes
         self.decoder = ENGINES[engine].Decoder
         self.restore_c = _contract.restore if engine == "c" else None
+        self.restore_root = _contract.restore_root if engine == "c" else None
         self.hook = self.decode if self.restore_c is None else self.decode_accelerated
 
     fresh = staticmethod(fresh)
@@ -296,21 +297,20 @@ class FrameDecoder:
     # -- one blob ---------------------------------------------------------
     def restore(self, tree: list[Any], safe: bool, allow: tuple[str, ...]) -> Any:
         """The blob's root frame (``tree[1:]``), with its whole object graph."""
-        if self.restore_c is None:
-            return self.decode(self.decoder(self, safe, allow), tree, 1, root=True)
-        # The decoding state, without a Decoder: the C engine makes one
-        # (adopt) only if a frame needs Python to decode a value.
-        state = RestoreState(decoder=None, memo=[], strings=[], codes=[], active=set(),
-                             exceptions=[], safe=bool(safe), allow=allow,
-                             code_cache=self.codes.data, frames=self)
-        try:
-            gen = None if safe else self.restore_c(state, tree, 1, True)
+        if self.restore_root is not None and not safe:
+            # The C engine, with a state of its own (its tables made in C; a
+            # Decoder only if a value needs Python).  None: it declined,
+            # before any side effect.
+            gen = self.restore_root(self, self.codes.data, tree)
             if gen is not None:
                 return gen
-            return self.decode(state.decoder or self.adopt(state), tree, 1, root=True)
+        dec = self.decoder(self, safe, allow)
+        try:
+            return self.decode(dec, tree, 1, root=True)
         finally:
-            if state.decoder is not None:  # they refer to each other
-                state.decoder.cstate = None
+            state = dec.cstate  # made by decode_accelerated; they refer to each other
+            if state is not None:
+                dec.cstate = None
                 state.decoder = None
 
     def adopt(self, state: Any) -> Decoder:
