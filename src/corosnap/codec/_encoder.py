@@ -186,6 +186,8 @@ def pack_offered(obj: Any) -> ExtType:
     """msgpack ``default`` for a tree with buffers: a decided placeholder's ext."""
     if type(obj) is Offered and obj.ext is not None:
         return obj.ext
+    if type(obj) is int:  # msgpack asks default about an int past 64 bits
+        raise OverflowError("Integer value out of range")
     raise TypeError(f"cannot pack a {type(obj).__name__}")
 
 
