@@ -32,8 +32,11 @@ $(STAMP): pyproject.toml setup.py $(wildcard src/corosnap/frames/*.c src/corosna
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks examples
 
+# The package (mypy's own settings), then a small program written against the
+# public API as a user would, under --strict.
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy --strict --follow-imports=silent tests/public_api_program.py
 
 pytest: $(STAMP)
 	$(VPY) -m pytest -q $(PYTEST_ARGS)
