@@ -88,6 +88,19 @@ def test_refused_until_installed_and_after_uninstall():
             lib.dumps(gen)
 
 
+def test_dill_imported_after_install_reads_copyreg():
+    code = ("import sys, corosnap.pickling as c\n"
+            "c.install()\n"
+            "assert 'dill' not in sys.modules  # install() does not import dill\n"
+            "import dill, pickling_samples as ps\n"
+            "g = ps.holds(1); next(g)\n"
+            "print(dill.loads(dill.dumps(g)).send(2))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "PYTHONPATH": TESTS_DIR})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "((1,), 2)"
+
+
 def test_uninstall_restores_what_was_registered_before():
     def earlier(obj: Any) -> Any:
         return (str, ("earlier",))

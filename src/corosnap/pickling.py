@@ -3,7 +3,8 @@ frameworks built on them (multiprocessing, ``concurrent.futures``, Dask, Ray).
 
 What lives here: a reducer that turns a suspended generator or coroutine
 into ``(rebuild, (blob, buffers))``, ``install()`` / ``uninstall()`` to
-register it process-wide (``copyreg``, and dill's own table), and
+register it process-wide (``copyreg``, and dill's own table when dill is
+loaded), and
 ``rebuild``, the importable function a pickle calls to restore it.  Nothing
 here knows about frames or the blob format: it is ``corosnap.dumps`` and
 ``corosnap.loads`` seen from a pickler.
@@ -42,6 +43,7 @@ refer to comes back as two separate copies (see docs/pickling.md).
 from __future__ import annotations
 
 import copyreg
+import sys
 import threading
 import types
 from collections.abc import Callable, Iterable, Sequence
@@ -185,13 +187,14 @@ def _install(reducer: Reducer, load: _LoadOptions) -> Reducer:
 def _tables(reducer: Reducer) -> dict[str, tuple[dict[type, Any], Any]]:
     """The tables to register in, with the entry each takes.  copyreg's is
     read by pickle, cloudpickle, multiprocessing, ``copy`` and (through the
-    stock pickler it extends) dill; dill's own table comes first for dill."""
+    stock pickler it extends) dill; dill's own table, which dill reads first,
+    too when dill is imported already (importing it here would change the
+    stock pure-Python pickler, which dill extends on import)."""
     tables: dict[str, tuple[dict[type, Any], Any]] = {
         "copyreg": (copyreg.dispatch_table, reducer),
     }
-    try:
-        import dill
-    except ImportError:
+    dill = sys.modules.get("dill")
+    if dill is None:
         return tables
 
     def save(pickler: Any, obj: Any) -> None:
@@ -224,9 +227,8 @@ def uninstall() -> None:
 def _table(name: str) -> dict[type, Any] | None:
     if name == "copyreg":
         return copyreg.dispatch_table
-    try:
-        import dill
-    except ImportError:
+    dill = sys.modules.get("dill")
+    if dill is None:
         return None
     table: dict[type, Any] = dill.Pickler.dispatch
     return table
