@@ -26,6 +26,13 @@ def _fit(text: str, width: int) -> str:
     return text[: width - 3] + "..." if width > 3 else text[:width]
 
 
+def _type(name: str, width: int) -> str:
+    """A type name for a column: ``module.Class`` loses its module if too wide."""
+    if len(name) > width and "." in name:
+        name = name.rsplit(".", 1)[1]
+    return _fit(name, width)
+
+
 def _b(n: int | None) -> str:
     return "-" if n is None else f"{n:,}"
 
@@ -107,7 +114,7 @@ def _render_frame(out: list[str], f: FrameInfo, size: int, width: int) -> None:
     if f.line is not None:
         out.append(_fit(f"{sub}line {f.line}: {f.source or ''}", width))
     # slot table: name, kind, type, value, bytes
-    name_w, kind_w, type_w, bytes_w = 16, 8, 16, 8
+    name_w, kind_w, type_w, bytes_w = 14, 8, 18, 8
     value_w = width - len(sub) - name_w - kind_w - type_w - bytes_w - 4
     if value_w < 8:
         value_w = 8
@@ -116,12 +123,12 @@ def _render_frame(out: list[str], f: FrameInfo, size: int, width: int) -> None:
         if s.role and s.frame is None:
             value = f"{value} [{s.role}]" if value else f"[{s.role}]"
         out.append(f"{sub}{_fit(s.name, name_w):<{name_w}} {s.kind:<{kind_w}}"
-                   f"{_fit(s.type, type_w):<{type_w}} {_fit(value, value_w):<{value_w}} "
+                   f"{_type(s.type, type_w):<{type_w}} {_fit(value, value_w):<{value_w}} "
                    f"{_b(s.bytes):>{bytes_w}}")
     if f.exception is not None:
         e = f.exception
         out.append(f"{sub}{'(handling)':<{name_w}} {'':<{kind_w}}"
-                   f"{_fit(e.type, type_w):<{type_w}} {_fit(e.summary, value_w):<{value_w}} "
+                   f"{_type(e.type, type_w):<{type_w}} {_fit(e.summary, value_w):<{value_w}} "
                    f"{_b(e.bytes):>{bytes_w}}")
     label = f"(frame overhead: header, code reference {_b(f.code_bytes)} B, position)"
     room = width - len(sub) - bytes_w - 1

@@ -357,13 +357,13 @@ def _bigint_summary(w: Walker, node: Node, data: bytes) -> None:
 def _intlist_summary(w: Walker, node: Node, data: bytes) -> None:
     width = data[0] if data else 0
     if width in (1, 2, 4, 8) and (len(data) - 1) % width == 0:
-        node.summary = f"{(len(data) - 1) // width} ints, {width} bytes each"
+        node.summary = f"{(len(data) - 1) // width:,} ints, {width} bytes each"
     else:
         w.warn(f"{w.where(node)}: malformed packed int list")
 
 
 def _bytearray_summary(w: Walker, node: Node, data: bytes) -> None:
-    node.summary = f"{len(data)} bytes"
+    node.summary = f"{len(data):,} bytes"
 
 
 def _wellknown_name(w: Walker, node: Node, data: bytes) -> None:
@@ -768,7 +768,7 @@ class Walker:
             else:
                 node.summary = f"{end - start} bytes of UTF-8"
         elif family == mp.BIN:
-            node.type, node.summary = "bytes", f"{end - start} bytes"
+            node.type, node.summary = "bytes", f"{end - start:,} bytes"
         else:
             node.type = type(arg).__name__
             node.summary = _short(repr(arg), 32)
@@ -798,7 +798,7 @@ class Walker:
         spec = EXTS.get(code)
         if spec is None:
             self.approximate = True
-            node.summary = f"{len(data)} bytes"
+            node.summary = f"{len(data):,} bytes"
             return
         node.type = spec.type
         if spec.memo:
@@ -817,7 +817,7 @@ class Walker:
         value = self.value
         for i in range(count):
             pos, _ = value(pos, node, f"[{i}]")
-        node.summary = f"{count} items"
+        node.summary = f"{count:,} items"
         return pos
 
     def _map(self, node: Node, count: int, pos: int) -> int:
@@ -831,7 +831,7 @@ class Walker:
             pos, _ = value(kend, node, self.key_label(node, key, len(keys) - 1))
         if count >= SHAPE_MIN and all(type(k) is str for k in keys):
             self.shapes.append(tuple(keys))
-        node.summary = f"{count} items"
+        node.summary = f"{count:,} items"
         return pos
 
     def tagged(self, node: Node, kind: int, count: int, pos: int) -> int:
@@ -842,7 +842,7 @@ class Walker:
             node.type = f"unknown tag {kind}"
             for i in range(count):
                 pos, _ = self.value(pos, node, f"<{i}>")
-            node.summary = f"{count} items"
+            node.summary = f"{count:,} items"
             return pos
         node.type = spec.type
         if spec.layout == "F":
