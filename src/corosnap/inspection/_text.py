@@ -114,7 +114,7 @@ def _render_frame(out: list[str], f: FrameInfo, size: int, width: int) -> None:
     if f.line is not None:
         out.append(_fit(f"{sub}line {f.line}: {f.source or ''}", width))
     # slot table: name, kind, type, value, bytes
-    name_w, kind_w, type_w, bytes_w = 14, 8, 18, 8
+    name_w, kind_w, type_w, bytes_w = 14, 8, 18, 11  # 11: up to "268,435,456"
     value_w = width - len(sub) - name_w - kind_w - type_w - bytes_w - 4
     if value_w < 8:
         value_w = 8

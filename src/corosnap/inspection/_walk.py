@@ -729,6 +729,20 @@ class Walker:
         """Walk the value at ``pos``; returns (end, its node or None for a
         small scalar inside a container)."""
         buf = self.buf
+        if not force and pos < len(buf):
+            # Fast path: a small scalar inside a container needs no node (most
+            # of a big blob's values: ints, short strings, nil, bools).
+            b = buf[pos]
+            if b <= 0x7F or b >= 0xE0 or b == 0xC0 or b == 0xC2 or b == 0xC3:
+                end = pos + 1
+            elif 0xA0 <= b <= 0xBF:
+                end = pos + 1 + (b & 0x1F)
+            else:
+                end = 0
+            if end and end <= len(buf):
+                if parent is not None and end - pos > parent.biggest:
+                    parent.biggest = end - pos
+                return end, None
         family, arg, start, end = mp.head(buf, pos)
         node: Node | None = None
         if family == mp.ARRAY:
