@@ -401,6 +401,46 @@ def test_source_is_found_without_importing(tmp_path: Path, monkeypatch: Any) -> 
         sys.modules.pop(name, None)
 
 
+def test_loaded_code_is_found_without_running_attribute_hooks(tmp_path: Path,
+                                                               monkeypatch: Any) -> None:
+    """An imported module's classes are read through their __dict__: a
+    metaclass ``__getattribute__`` or a module ``__getattr__`` never runs."""
+    (tmp_path / "inspect_hooks.py").write_text(textwrap.dedent("""
+        HOSTILE = False
+        CALLS = []
+
+        class Meta(type):
+            def __getattribute__(cls, name):
+                if HOSTILE:
+                    CALLS.append(name)
+                return super().__getattribute__(name)
+
+        class Service(metaclass=Meta):
+            def run(self, n):
+                got = yield n
+
+        def __getattr__(name):
+            CALLS.append(name)
+            raise AttributeError(name)
+        """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import inspect_hooks
+
+    gen = inspect_hooks.Service().run(3)
+    next(gen)
+    blob = corosnap.dumps(gen)
+    gen.close()
+    inspect_hooks.HOSTILE = True
+    try:
+        info = corosnap.inspect(blob)
+    finally:
+        inspect_hooks.HOSTILE = False
+        del sys.modules["inspect_hooks"]
+    assert info.frames[0].code_found == "loaded"
+    assert [s.name for s in info.frames[0].slots] == ["self", "n", "got"]
+    assert inspect_hooks.CALLS == []
+
+
 def test_changed_code_is_reported(tmp_path: Path, monkeypatch: Any) -> None:
     mod = tmp_path / "inspect_changed.py"
     mod.write_text("def g(n):\n    yield n\n")

@@ -69,11 +69,25 @@ class Found:
         return lineno, text.strip() or None
 
 
+_CLASS_DICT = vars(type)["__dict__"].__get__
+_MODULE_DICT = vars(types.ModuleType)["__dict__"].__get__
+
+
 def _walk_dict(namespace: Any, part: str) -> Any:
-    d = namespace.__dict__ if isinstance(namespace, type | types.ModuleType) else None
-    if d is None:
+    """``namespace.__dict__[part]`` for a module or class, read through the C
+    descriptors themselves (a metaclass or module subclass could override
+    ``__dict__`` or ``__getattribute__``: nothing of theirs runs)."""
+    kind = type(namespace)  # not isinstance: it would read __class__
+    if issubclass(kind, types.ModuleType):
+        d = _MODULE_DICT(namespace)
+    elif issubclass(kind, type):
+        d = _CLASS_DICT(namespace)
+    else:
         return None
-    return d.get(part) if type(d) is dict or isinstance(d, types.MappingProxyType) else None
+    if type(d) is not dict and type(d) is not types.MappingProxyType:
+        return None
+    value = d.get(part)  # a str key: the lookup runs no user code
+    return value
 
 
 def _functions(obj: Any) -> list[types.FunctionType]:
@@ -181,7 +195,7 @@ class CodeFinder:
             return None, ""
         mismatch = ""
         loaded = sys.modules.get(module)
-        if isinstance(loaded, types.ModuleType):
+        if loaded is not None and issubclass(type(loaded), types.ModuleType):
             for code in self._from_loaded(loaded, qualname, path):
                 if fingerprint(code) == fp:
                     return Found(code, "loaded", None), ""
