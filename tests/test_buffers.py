@@ -3,6 +3,7 @@ modelled on pickle protocol 5, and memoryviews in frames."""
 
 from __future__ import annotations
 
+import json
 import pickle
 
 import msgpack
@@ -10,6 +11,7 @@ import pytest
 from msgpack import ExtType
 
 import corosnap
+import corosnap.inspection
 import pickling_samples as ps
 from _helpers import in_child
 from corosnap.codec._tags import BUFFER_MIN_SIZE, EXT_BUFFER
@@ -301,3 +303,17 @@ def test_a_view_sharing_memory_with_a_captured_bytearray_is_refused():
     gen = suspended(ps.holds(data, memoryview(data)))
     (values, _) = corosnap.loads(corosnap.dumps(gen)).send(None)
     assert values[1] == data
+
+
+def test_inspect_reads_buffers_in_and_out_of_band():
+    data = b"v" * BIG
+    gen = suspended(ps.holds(data, bytearray(data), memoryview(b"small view")))
+    for callback in (lambda pb: None, lambda pb: True):
+        blob = corosnap.dumps(gen, buffer_callback=callback)
+        info = corosnap.inspect(blob)
+        assert not info.warnings, info.warnings
+        text = json.dumps(info.to_json())
+        assert "approximate" not in text
+        summaries = [line for line in corosnap.inspection.render(info).splitlines()
+                     if "out-of-band buffer" in line or f"{BIG:,} bytes" in line]
+        assert len(summaries) >= 2, corosnap.inspection.render(info)
