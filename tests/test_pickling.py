@@ -327,24 +327,47 @@ def test_workers_with_a_key_set_by_their_initializer(tests_on_path):
         corosnap.pickling.uninstall()
 
 
-def test_dask_local_cluster(installed, tests_on_path):
-    import distributed  # a dev dependency: a missing one fails, it does not skip
-    from distributed.protocol import serialize
+_DASK = """
+import sys
+sys.path.insert(0, {tests!r})
+import distributed  # a dev dependency: a missing one fails, it does not skip
+from distributed.protocol import serialize
 
+import corosnap.pickling
+import pickling_samples as ps
+from test_pickling import check_advanced, graph, started
+
+if __name__ == "__main__":  # (spawned Dask workers import this file as __mp_main__)
+    corosnap.pickling.install()
     data = b"D" * 1_000_000
     gen = started(ps.holds(data))
     # Dask serializes with pickle protocol 5 and a buffer_callback: the
     # generator's large local is a frame of its own, the very bytes object.
     header, frames = serialize(gen)
-    assert header["serializer"] == "pickle"
+    assert header["serializer"] == "pickle", header
     assert sorted(memoryview(f).nbytes for f in frames)[-1] == len(data)
     assert any(memoryview(f).obj is data for f in frames)
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
-                                  dashboard_address=":0") as cluster, \
+                                  dashboard_address=":0") as cluster, \\
             distributed.Client(cluster) as client:
         check_advanced(client.submit(ps.advance_graph, graph(), pure=False).result(120))
         big, out = client.submit(ps.advance, gen, ["via dask"], pure=False).result(120)
-        assert out == [((data,), "via dask")]
+        assert out == [((data,), "via dask")], out
         acc, out = client.submit(ps.advance, started(ps.accumulate(1)), [1, 1],
                                  pure=False).result(120)
         assert out == [(2, 1), (3, 2)] and acc.send(1) == (4, 3)
+    print("dask ok")
+"""
+
+
+def test_dask_local_cluster(tmp_path):
+    # In a process of its own: importing distributed registers tblib's
+    # reducers for every exception class and for tracebacks in copyreg,
+    # which would change what the rest of this test session captures.
+    script = tmp_path / "dask_check.py"
+    script.write_text(_DASK.format(tests=TESTS_DIR))
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "PYTHONPATH": TESTS_DIR},
+                          cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().endswith("dask ok"), proc.stdout
