@@ -131,7 +131,7 @@ cc_str_keys(PyObject *module, PyObject *obj)
 /* The ext codes of blob format version 1 (codec/_tags.py; checked at import). */
 enum { EXT_TAG = 0, EXT_REF = 1, EXT_BIGINT = 2, EXT_COMPLEX = 3, EXT_BYTEARRAY = 4,
        EXT_WELLKNOWN = 5, EXT_PICKLE = 6, EXT_NONE = 7, EXT_SURROGATE_STR = 8,
-       EXT_INTLIST = 9, EXT_HEADER = 0x43 };
+       EXT_INTLIST = 9, EXT_BUFFER = 10, EXT_HEADER = 0x43 };
 
 /* Imported by name in the module's init (see the top comment). */
 static PyObject *cc_Deferred, *cc_NONE_MARK, *cc_TAG_BY_DATA, *cc_HEADERS, *cc_WELLKNOWN,
@@ -159,6 +159,7 @@ static struct {
     {"EXT_COMPLEX", EXT_COMPLEX}, {"EXT_BYTEARRAY", EXT_BYTEARRAY},
     {"EXT_WELLKNOWN", EXT_WELLKNOWN}, {"EXT_PICKLE", EXT_PICKLE}, {"EXT_NONE", EXT_NONE},
     {"EXT_SURROGATE_STR", EXT_SURROGATE_STR}, {"EXT_INTLIST", EXT_INTLIST},
+    {"EXT_BUFFER", EXT_BUFFER},
     {"EXT_HEADER", EXT_HEADER},
 };
 
@@ -259,7 +260,8 @@ ExtHook_call(ExtHook *self, PyObject *args, PyObject *kwds)
     case EXT_REF:
     case EXT_BYTEARRAY:
     case EXT_PICKLE:
-    case EXT_INTLIST: {
+    case EXT_INTLIST:
+    case EXT_BUFFER: {
         PyObject *cargs[2] = {code_obj, data};
         return PyObject_Vectorcall(cc_Deferred, cargs, 2, NULL);
     }

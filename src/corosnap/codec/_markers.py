@@ -33,6 +33,7 @@ from .._errors import CorruptSnapshot
 from ._globals import WELLKNOWN
 from ._tags import (
     EXT_BIGINT,
+    EXT_BUFFER,
     EXT_BYTEARRAY,
     EXT_COMPLEX,
     EXT_HEADER,
@@ -59,7 +60,7 @@ class Tag:
 
 class Deferred:
     """An ext whose meaning depends on the walk (memo order) or its place: REF,
-    BYTEARRAY, PICKLE, INTLIST, frame-slot None.  Resolved by Decoder.dec."""
+    BYTEARRAY, PICKLE, INTLIST, BUFFER, frame-slot None.  Resolved by Decoder.dec."""
 
     __slots__ = ("code", "data")
 
@@ -136,7 +137,8 @@ def ext_hook_for(by_hash: dict[int, Any], code: int, data: bytes) -> Any:
         if tag is None:
             raise CorruptSnapshot(f"unknown tag {data!r}")
         return tag
-    if code == EXT_REF or code == EXT_BYTEARRAY or code == EXT_PICKLE or code == EXT_INTLIST:
+    if (code == EXT_REF or code == EXT_BYTEARRAY or code == EXT_PICKLE or code == EXT_INTLIST
+            or code == EXT_BUFFER):
         return Deferred(code, data)
     if code == EXT_NONE:
         return NONE_MARK

@@ -15,19 +15,24 @@ per-code capture record, and per named code a restore record with its
 plans.  Make one Snapshotter and reuse it; ``replace()`` makes another with
 other options that shares them.
 
-Adding an option (``migrate=``, ``buffer_callback=``, ...) is a change in
-three places, all in this file: a keyword of ``Snapshotter.__init__``
-(validated there and stored as an attribute, listed in ``__slots__`` and
-``_OPTIONS``), the same keyword on the module function(s) it concerns
-(passed on to ``replace``, and compared with its default on the fast path),
-and the use of ``self.<option>`` where it acts (``dumps``/``loads`` here,
-or an argument of what they call).  Then its tests and docs.
+Where an option goes.  One that says how to snapshot (``pickler``, ``key``,
+``safe``, ``allow``, ``max_size``; later ``migrate``, ``manifests``,
+``migratable``) is an option of the Snapshotter, a change in three places of
+this file: a keyword of ``Snapshotter.__init__`` (validated there, stored as
+an attribute, listed in ``__slots__`` and ``_OPTIONS``), the same keyword on
+the module function(s) it concerns (passed on to ``replace``, and compared
+with its default on the fast path), and the use of ``self.<option>`` where
+it acts (``dumps``/``loads``, or an argument of what they call).  One that
+belongs to a single blob (``buffer_callback``, ``buffers``, as in pickle's
+``dumps``/``loads``) is a keyword of the ``dumps``/``loads`` methods and of
+the module functions, passed straight through.  Then its tests and docs.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from pickle import PickleBuffer
 from types import CoroutineType, GeneratorType
 from typing import IO, Any, Literal
 
@@ -35,18 +40,21 @@ import msgpack
 
 from .. import frames as _frames
 from .._accel import ENGINE
-from .._errors import CorosnapError, CorruptSnapshot, LimitExceeded, RestoreError
+from .._errors import CorosnapError, CorruptSnapshot, LimitExceeded, RestoreError, SnapshotError
 from .._weak import ModuleCache, RecordCache
-from ..codec import pickler_id
+from ..codec import BufferDecisions, pack_offered, pickler_id
 from ..codec._decoder import printable_cause
 from ..codec._engines import ENGINES
 from ..frames import backend
 from ._blob import DEFAULT_MAX_SIZE, HEADER, open_blob, sign
-from ._capture import FrameEncoder, check_target
+from ._capture import FrameEncoder, check_target, describe_target
 from ._restore import FrameDecoder
 
-Pickler = Literal["cloudpickle", "pickle", "dill"]
-"""The fallback picklers, for values corosnap cannot store natively."""
+Pickler = Literal["pickle", "cloudpickle", "dill"]
+"""The fallback picklers ``dumps(pickler=)`` accepts (None means cloudpickle)."""
+
+BufferCallback = Callable[[PickleBuffer], Any]
+"""``dumps(buffer_callback=)``: as pickle's (protocol 5)."""
 
 _OPTIONS = ("pickler", "key", "safe", "allow", "max_size")
 
@@ -158,29 +166,37 @@ class Snapshotter:
                 f"allow={self.allow!r}, max_size={self.max_size!r})")
 
     # -- capture ----------------------------------------------------------
-    def dumps(self, obj: Any) -> bytes:
+    def dumps(self, obj: Any, *, buffer_callback: BufferCallback | None = None) -> bytes:
         """Capture a suspended or not-yet-started generator/coroutine as bytes.
 
+        ``buffer_callback``: as pickle's (protocol 5): called, once the snapshot
+        is encoded, with a ``pickle.PickleBuffer`` of every bytes or bytearray
+        value of at least 4 KiB and every memoryview, in order; a false result
+        (e.g. ``list.append``'s None) leaves the buffer out of the blob, which
+        then holds only its index, and ``loads(..., buffers=)`` must be given
+        those buffers.
         Raises SnapshotError naming the function, the slot and the type at fault.
         """
         if type(obj) is not GeneratorType and type(obj) is not CoroutineType:
             check_target(obj)  # raises, naming what it got
         if _frames._backend is None:
             backend()  # UnsupportedInterpreter, before anything else
+        decisions = None if buffer_callback is None else BufferDecisions()
         try:
-            body = self._encode(obj, False)
+            body = self._encode(obj, False, decisions, buffer_callback)
         except (OverflowError, UnicodeEncodeError):
             # An int outside msgpack's 64-bit range, or a str with a lone
             # surrogate, slipped through the fast path: encode again, checking.
-            body = self._encode(obj, True)
+            body = self._encode(obj, True, decisions, buffer_callback)
         if self.key is not None:
-            return sign(body, self.key)
+            return sign(body, self.key, () if decisions is None else decisions.out)
         return body
 
-    def _encode(self, obj: Any, strict: bool) -> bytes:
+    def _encode(self, obj: Any, strict: bool, decisions: BufferDecisions | None = None,
+                buffer_callback: BufferCallback | None = None) -> bytes:
         caches = self._caches
         hook = caches.frames_out.hook
-        enc = caches.codec.Encoder(self._pid, hook, strict)
+        enc = caches.codec.Encoder(self._pid, hook, strict, buffer_callback)
         enc.memo[id(obj)] = 0  # the root is memo entry 0 (enc.register)
         enc.keep.append(obj)
         try:
@@ -188,6 +204,12 @@ class Snapshotter:
         finally:
             enc.cstate = None  # it refers back to enc
         fields.insert(0, HEADER)
+        if enc.offered:  # buffers: decided now that nothing can be rolled back
+            try:
+                enc.finish_buffers(decisions or BufferDecisions())
+            except SnapshotError as err:
+                raise SnapshotError(f"in {describe_target(obj)}: {err}") from None
+            return msgpack.Packer(use_bin_type=True, default=pack_offered).pack(fields)
         packer = getattr(caches.local, "packer", None) or caches.packer()
         try:
             return packer.pack(fields)
@@ -195,15 +217,23 @@ class Snapshotter:
             caches.local.packer = None  # a failed pack may leave data in the buffer
             raise
 
-    def dump(self, obj: Any, file: IO[bytes]) -> None:
-        """``file.write(self.dumps(obj))``."""
-        file.write(self.dumps(obj))
+    def dump(self, obj: Any, file: IO[bytes], *,
+             buffer_callback: BufferCallback | None = None) -> None:
+        """``file.write(self.dumps(obj, buffer_callback=buffer_callback))``."""
+        file.write(self.dumps(obj, buffer_callback=buffer_callback))
 
     # -- restore ----------------------------------------------------------
-    def loads(self, data: bytes) -> Any:
-        """Rebuild the generator/coroutine captured in ``data``."""
+    def loads(self, data: bytes, *, buffers: Iterable[Any] | None = None) -> Any:
+        """Rebuild the generator/coroutine captured in ``data``.
+
+        ``buffers``: the out-of-band buffers ``dumps``'s ``buffer_callback`` set
+        aside, in order (any bytes-like objects; the restored values share their
+        memory where the type allows, as pickle's do); a signature covers them.
+        """
         if _frames._backend is None:
             backend()  # UnsupportedInterpreter, before anything else
+        if buffers is not None:
+            buffers = _check_buffers(buffers)
         tree = None
         if self.key is None and type(data) is bytes and len(data) <= self.max_size:
             # The common case inline: an unsigned blob of this version.
@@ -215,9 +245,10 @@ class Snapshotter:
             if type(tree) is not list or not tree or tree[0] is not HEADER:
                 tree = None
         if tree is None:
-            tree = open_blob(data, self.key, self.max_size, self._caches.codec.new_ext_hook)
+            tree = open_blob(data, self.key, self.max_size, buffers,
+                             self._caches.codec.new_ext_hook)
         try:
-            return self._caches.frames_in.restore(tree, self.safe, self.allow)
+            return self._caches.frames_in.restore(tree, self.safe, self.allow, buffers)
         except CorosnapError:
             raise
         except RecursionError:
@@ -232,9 +263,21 @@ class Snapshotter:
             raise RestoreError(
                 f"restoring the snapshot failed: {exc!r}") from printable_cause(exc)
 
-    def load(self, file: IO[bytes]) -> Any:
-        """``self.loads(file.read())``."""
-        return self.loads(file.read())
+    def load(self, file: IO[bytes], *, buffers: Iterable[Any] | None = None) -> Any:
+        """``self.loads(file.read(), buffers=buffers)``."""
+        return self.loads(file.read(), buffers=buffers)
+
+
+def _check_buffers(buffers: Iterable[Any]) -> list[Any]:
+    out = list(buffers)
+    for i, buf in enumerate(out):
+        if type(buf) not in (bytes, bytearray, memoryview, PickleBuffer):
+            try:
+                memoryview(buf).release()
+            except TypeError:
+                raise TypeError(f"loads(): buffers[{i}] is a {type(buf).__name__}, not a "
+                                "bytes-like object") from None
+    return out
 
 
 _default = Snapshotter()
@@ -246,18 +289,29 @@ def default() -> Snapshotter:
     return _default
 
 
-def dumps(obj: Any, *, key: bytes | None = None, pickler: Pickler | None = None) -> bytes:
+def dumps(
+    obj: Any,
+    *,
+    key: bytes | None = None,
+    pickler: Pickler | None = None,
+    buffer_callback: BufferCallback | None = None,
+) -> bytes:
     """Capture a suspended or not-yet-started generator/coroutine as bytes.
 
     ``key``: sign the blob with HMAC-SHA256 (``loads(..., key=)`` verifies it).
     ``pickler``: the fallback pickler for values corosnap cannot store natively:
     ``"cloudpickle"`` (default), ``"pickle"`` or ``"dill"``.
+    ``buffer_callback``: as pickle's (protocol 5): called, once the snapshot is
+    encoded, with a ``pickle.PickleBuffer`` of every bytes or bytearray value of
+    at least 4 KiB and every memoryview, in order; a false result (e.g.
+    ``list.append``'s None) leaves the buffer out of the blob, which then holds
+    only its index, and ``loads(..., buffers=)`` must be given those buffers.
     Raises SnapshotError naming the function, the slot and the type at fault.
-    See ``Snapshotter`` for a reusable object holding these options.
+    See ``Snapshotter`` for a reusable object holding the options.
     """
-    if key is None and pickler is None:
-        return _default.dumps(obj)
-    return _default.replace(key=key, pickler=pickler).dumps(obj)
+    snap = _default if key is None and pickler is None else _default.replace(
+        key=key, pickler=pickler)
+    return snap.dumps(obj, buffer_callback=buffer_callback)
 
 
 def loads(
@@ -267,6 +321,7 @@ def loads(
     safe: bool = False,
     allow: Iterable[str] = (),
     max_size: int = DEFAULT_MAX_SIZE,
+    buffers: Iterable[Any] | None = None,
 ) -> Any:
     """Rebuild the generator/coroutine captured in ``data``.
 
@@ -274,24 +329,33 @@ def loads(
     can import modules and call the reduce callables the blob names, and the
     fallback pickler can run arbitrary code.  ``safe=True`` refuses pickled
     payloads and any global outside the modules in ``allow``.  ``key``: verify
-    the blob's HMAC-SHA256 signature before anything is decoded.  ``max_size``:
-    refuse larger blobs before parsing them.
+    the blob's HMAC-SHA256 signature (which covers ``buffers`` too) before
+    anything is decoded.  ``max_size``: refuse larger blobs before parsing
+    them.  ``buffers``: the out-of-band buffers ``dumps``'s ``buffer_callback``
+    set aside, in order (any bytes-like objects; the restored values share
+    their memory where the type allows, as pickle's do).
     """
     if key is None and safe is False and allow == () and max_size == DEFAULT_MAX_SIZE:
-        return _default.loads(data)
-    return _default.replace(key=key, safe=safe, allow=allow, max_size=max_size).loads(data)
+        snap = _default
+    else:
+        snap = _default.replace(key=key, safe=safe, allow=allow, max_size=max_size)
+    return snap.loads(data, buffers=buffers)
 
 
 def dump(obj: Any, file: IO[bytes], *, key: bytes | None = None,
-         pickler: Pickler | None = None) -> None:
-    """``file.write(dumps(obj, key=key, pickler=pickler))``."""
-    file.write(dumps(obj, key=key, pickler=pickler))
+         pickler: Pickler | None = None, buffer_callback: BufferCallback | None = None) -> None:
+    """``file.write(dumps(obj, key=key, pickler=pickler, buffer_callback=buffer_callback))``."""
+    file.write(dumps(obj, key=key, pickler=pickler, buffer_callback=buffer_callback))
 
 
 def load(file: IO[bytes], *, key: bytes | None = None, safe: bool = False,
-         allow: Iterable[str] = (), max_size: int = DEFAULT_MAX_SIZE) -> Any:
-    """``loads(file.read(), key=key, safe=safe, allow=allow, max_size=max_size)``."""
-    return loads(file.read(), key=key, safe=safe, allow=allow, max_size=max_size)
+         allow: Iterable[str] = (), max_size: int = DEFAULT_MAX_SIZE,
+         buffers: Iterable[Any] | None = None) -> Any:
+    """``loads(file.read(), key=key, safe=safe, allow=allow, max_size=max_size,
+    buffers=buffers)``."""
+    return loads(file.read(), key=key, safe=safe, allow=allow, max_size=max_size,
+                 buffers=buffers)
 
 
-__all__ = ["Pickler", "Snapshotter", "default", "dump", "dumps", "load", "loads"]
+__all__ = ["BufferCallback", "Pickler", "Snapshotter", "default", "dump", "dumps", "load",
+           "loads"]

@@ -295,18 +295,24 @@ class FrameDecoder:
     check_chain = staticmethod(check_chain)
 
     # -- one blob ---------------------------------------------------------
-    def restore(self, tree: list[Any], safe: bool, allow: tuple[str, ...]) -> Any:
-        """The blob's root frame (``tree[1:]``), with its whole object graph."""
+    def restore(self, tree: list[Any], safe: bool, allow: tuple[str, ...],
+                buffers: list[Any] | None = None) -> Any:
+        """The blob's root frame (``tree[1:]``), with its whole object graph.
+        ``buffers``: the out-of-band buffers of ``loads(buffers=)``."""
+        hook = self.decode
         if self.restore_root is not None and not safe:
-            # The C engine, with a state of its own (its tables made in C; a
-            # Decoder only if a value needs Python).  None: it declined,
-            # before any side effect.
-            gen = self.restore_root(self, self.codes.data, tree)
-            if gen is not None:
-                return gen
-        dec = self.decoder(self, safe, allow)
+            if buffers is None:
+                # The C engine, with a state of its own (its tables made in C;
+                # a Decoder only if a value needs Python).  None: it declined,
+                # before any side effect, and the Python engine does the root.
+                gen = self.restore_root(self, self.codes.data, tree)
+                if gen is not None:
+                    return gen
+            else:
+                hook = self.hook  # the C engine, with a Decoder that has the buffers
+        dec = self.decoder(self, safe, allow, buffers)
         try:
-            return self.decode(dec, tree, 1, root=True)
+            return hook(dec, tree, 1, root=True)
         finally:
             state = dec.cstate  # made by decode_accelerated; they refer to each other
             if state is not None:
