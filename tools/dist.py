@@ -17,10 +17,11 @@
 
 Wheel contents: the Python modules must be exactly those of ``src/corosnap``
 (no stray files, no tests), with three compiled modules, this version's frame
-module and the two C engines (codec, snapshot), and no C sources.  The fuzzer (``fuzz.py``, ``_fuzz_zoo.py``) is a dev tool
-on its way out of the package: while it is still in ``src/corosnap`` the
-wheel carrying it is reported as a warning; once it has moved, a wheel that
-carried it would fail the "exactly the modules of src/corosnap" check.
+module and the two C engines (codec, snapshot), and no C sources.  The
+fuzzer (``fuzz.py``, ``_fuzz_zoo.py``) is a dev tool on its way out of the
+package: while it is still in ``src/corosnap`` the wheel carrying it is
+reported as a warning; once it has moved, a wheel that carried it would fail
+the "exactly the modules of src/corosnap" check.
 
 Usage: ``python tools/dist.py [--versions 3.11 3.12 ...] [--out dist]``.
 Exit status 0 when every check of every version found passed.
@@ -159,9 +160,11 @@ def check_wheel(wheel: Path, ver: str, tree: Path, warnings: list[str]) -> dict[
     if extra or lacking:
         raise Failed(f"wheel modules differ from src/corosnap: extra {extra}, missing {lacking}")
     compiled = sorted(n for n in names if n.endswith((".so", ".pyd")))
-    wanted = (rf"corosnap/codec/_ccodec\.", rf"corosnap/frames/_cpython{tag}\.",
-              rf"corosnap/snapshot/_csnapshot\.")  # sorted: the frame module, the C engines
-    if len(compiled) != 3 or not all(re.match(w, c) for w, c in zip(wanted, compiled)):
+    wanted = (r"corosnap/codec/_ccodec\.", rf"corosnap/frames/_cpython{tag}\.",
+              r"corosnap/snapshot/_csnapshot\.")  # in sorted order
+    # zip(strict=False): a count other than 3 is refused just below
+    if len(compiled) != 3 or not all(re.match(w, c)
+                                     for w, c in zip(wanted, compiled, strict=False)):
         raise Failed(f"expected the frame module and the two C engines for {ver}, the wheel "
                      f"has {compiled}")
     sources = [n for n in names if n.endswith((".c", ".h"))]
