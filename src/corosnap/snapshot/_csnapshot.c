@@ -352,7 +352,7 @@ cs_delegated(CaptureState *st, PyObject *x)
     return cs_call_method(st->frames, s_encode, st->encoder, x, NULL, NULL);
 }
 
-/* The fields of one frame (see _capture.encode_frame), or None. */
+/* The fields of one frame (see _capture.FrameEncoder.encode), or None. */
 static PyObject *
 cs_capture_frame(PyObject *state, PyObject *gen)
 {
@@ -812,7 +812,7 @@ cs_check_frame(RestoreState *st, RestoreCode *rc, Plan *plan, PyObject *gen, PyO
 
 static PyObject *cs_restore_frame(RestoreState *st, PyObject *v, Py_ssize_t i, int root);
 
-/* One decoded slot value (see _restore.decode_frame's slot walk). */
+/* One decoded slot value (see the slot walk of _restore.FrameDecoder.decode). */
 static PyObject *
 cs_decode_slot(RestoreState *st, PyObject *x, PyObject **dec)
 {
@@ -833,7 +833,7 @@ cs_decode_slot(RestoreState *st, PyObject *x, PyObject **dec)
     return Py_NewRef(x);
 }
 
-/* The frame at v[i:] (see _restore.decode_frame), or None (declined, with
+/* The frame at v[i:] (see _restore.FrameDecoder.decode), or None (declined, with
  * nothing changed). */
 static PyObject *
 cs_restore_frame(RestoreState *st, PyObject *v, Py_ssize_t i, int root)
@@ -944,7 +944,7 @@ cs_restore_frame(RestoreState *st, PyObject *v, Py_ssize_t i, int root)
     Py_ssize_t total = len - at - 1;
     if (total != n + plan->depth) goto slow; /* the Python engine names the mismatch */
 
-    /* Commit: the same steps, in the same order, as _restore.decode_frame. */
+    /* Commit: the same steps, in the same order, as _restore.FrameDecoder.decode. */
     if ((new_module != NULL && PyList_Append(st->strings, new_module) < 0) ||
         (new_qual != NULL && PyList_Append(st->strings, new_qual) < 0)) {
         goto error;
