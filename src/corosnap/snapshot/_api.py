@@ -64,16 +64,19 @@ class _Caches:
     caches (weak), the frame engines built on them, a reusable msgpack
     Packer per thread."""
 
-    __slots__ = ("engine", "codec", "capture_codes", "restore_codes", "frames_out", "frames_in",
-                 "local")
+    __slots__ = ("engine", "codec", "Encoder", "new_ext_hook", "capture_codes", "restore_codes",
+                 "frames_out", "frames_in", "hook", "local")
 
     def __init__(self, engine: str) -> None:
         self.engine = engine
         self.codec = ENGINES[engine]
+        self.Encoder = self.codec.Encoder
+        self.new_ext_hook = self.codec.new_ext_hook
         self.capture_codes: RecordCache[Any] = RecordCache()
         self.restore_codes: ModuleCache[Any] = ModuleCache()
         self.frames_out = FrameEncoder(self.capture_codes, engine)
         self.frames_in = FrameDecoder(self.restore_codes, engine)
+        self.hook = self.frames_out.hook
         self.local = threading.local()
 
     def packer(self) -> msgpack.Packer:
@@ -181,41 +184,42 @@ class Snapshotter:
             check_target(obj)  # raises, naming what it got
         if _frames._backend is None:
             backend()  # UnsupportedInterpreter, before anything else
+        caches = self._caches
+        hook = caches.hook
         decisions = None if buffer_callback is None else BufferDecisions()
-        try:
-            body = self._encode(obj, False, decisions, buffer_callback)
-        except (OverflowError, UnicodeEncodeError):
-            # An int outside msgpack's 64-bit range, or a str with a lone
-            # surrogate, slipped through the fast path: encode again, checking.
-            body = self._encode(obj, True, decisions, buffer_callback)
+        strict = False
+        while True:
+            enc = caches.Encoder(self._pid, hook, strict, buffer_callback)
+            enc.memo[id(obj)] = 0  # the root is memo entry 0 (enc.register)
+            enc.keep.append(obj)
+            try:
+                fields = hook(enc, obj)
+                fields.insert(0, HEADER)
+                if enc.offered:  # buffers: decided now that nothing can be rolled back
+                    try:
+                        enc.finish_buffers(decisions or BufferDecisions())
+                    except SnapshotError as err:
+                        raise SnapshotError(f"in {describe_target(obj)}: {err}") from None
+                    body = msgpack.Packer(use_bin_type=True, default=pack_offered).pack(fields)
+                else:
+                    packer = getattr(caches.local, "packer", None) or caches.packer()
+                    try:
+                        body = packer.pack(fields)
+                    except BaseException:
+                        caches.local.packer = None  # a failed pack may leave data behind
+                        raise
+                break
+            except (OverflowError, UnicodeEncodeError):
+                # An int outside msgpack's 64-bit range, or a str with a lone
+                # surrogate, slipped through the fast path: encode again, checking.
+                if strict:
+                    raise
+                strict = True
+            finally:
+                enc.cstate = None  # it refers back to enc
         if self.key is not None:
             return sign(body, self.key, () if decisions is None else decisions.out)
         return body
-
-    def _encode(self, obj: Any, strict: bool, decisions: BufferDecisions | None = None,
-                buffer_callback: BufferCallback | None = None) -> bytes:
-        caches = self._caches
-        hook = caches.frames_out.hook
-        enc = caches.codec.Encoder(self._pid, hook, strict, buffer_callback)
-        enc.memo[id(obj)] = 0  # the root is memo entry 0 (enc.register)
-        enc.keep.append(obj)
-        try:
-            fields = hook(enc, obj)
-        finally:
-            enc.cstate = None  # it refers back to enc
-        fields.insert(0, HEADER)
-        if enc.offered:  # buffers: decided now that nothing can be rolled back
-            try:
-                enc.finish_buffers(decisions or BufferDecisions())
-            except SnapshotError as err:
-                raise SnapshotError(f"in {describe_target(obj)}: {err}") from None
-            return msgpack.Packer(use_bin_type=True, default=pack_offered).pack(fields)
-        packer = getattr(caches.local, "packer", None) or caches.packer()
-        try:
-            return packer.pack(fields)
-        except BaseException:
-            caches.local.packer = None  # a failed pack may leave data in the buffer
-            raise
 
     def dump(self, obj: Any, file: IO[bytes], *,
              buffer_callback: BufferCallback | None = None) -> None:
@@ -234,21 +238,21 @@ class Snapshotter:
             backend()  # UnsupportedInterpreter, before anything else
         if buffers is not None:
             buffers = _check_buffers(buffers)
+        caches = self._caches
         tree = None
         if self.key is None and type(data) is bytes and len(data) <= self.max_size:
             # The common case inline: an unsigned blob of this version.
             try:
                 tree = msgpack.unpackb(data, strict_map_key=False,
-                                       ext_hook=self._caches.codec.new_ext_hook())
+                                       ext_hook=caches.new_ext_hook())
             except Exception:  # noqa: BLE001 - open_blob parses again and says what is wrong
                 tree = None
             if type(tree) is not list or not tree or tree[0] is not HEADER:
                 tree = None
         if tree is None:
-            tree = open_blob(data, self.key, self.max_size, buffers,
-                             self._caches.codec.new_ext_hook)
+            tree = open_blob(data, self.key, self.max_size, buffers, caches.new_ext_hook)
         try:
-            return self._caches.frames_in.restore(tree, self.safe, self.allow, buffers)
+            return caches.frames_in.restore(tree, self.safe, self.allow, buffers)
         except CorosnapError:
             raise
         except RecursionError:
@@ -311,6 +315,8 @@ def dumps(
     """
     snap = _default if key is None and pickler is None else _default.replace(
         key=key, pickler=pickler)
+    if buffer_callback is None:
+        return snap.dumps(obj)
     return snap.dumps(obj, buffer_callback=buffer_callback)
 
 
@@ -339,7 +345,7 @@ def loads(
         snap = _default
     else:
         snap = _default.replace(key=key, safe=safe, allow=allow, max_size=max_size)
-    return snap.loads(data, buffers=buffers)
+    return snap.loads(data) if buffers is None else snap.loads(data, buffers=buffers)
 
 
 def dump(obj: Any, file: IO[bytes], *, key: bytes | None = None,

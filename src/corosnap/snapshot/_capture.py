@@ -102,7 +102,7 @@ class FrameEncoder:
         state = enc.cstate
         if state is None:
             # The encoder's tables, by name; it refers back to the encoder,
-            # which drops it when the dumps is over (Snapshotter._encode).
+            # which drops it when the dumps is over (Snapshotter.dumps).
             state = enc.cstate = CaptureState(
                 encoder=enc, memo=enc.memo, keep=enc.keep, strings=enc.strings, codes=enc.codes,
                 globals_seen=enc.globals_seen, passthrough=enc.passthrough,

@@ -299,17 +299,19 @@ class FrameDecoder:
                 buffers: list[Any] | None = None) -> Any:
         """The blob's root frame (``tree[1:]``), with its whole object graph.
         ``buffers``: the out-of-band buffers of ``loads(buffers=)``."""
-        hook = self.decode
-        if self.restore_root is not None and not safe:
-            if buffers is None:
-                # The C engine, with a state of its own (its tables made in C;
-                # a Decoder only if a value needs Python).  None: it declined,
-                # before any side effect, and the Python engine does the root.
-                gen = self.restore_root(self, self.codes.data, tree)
-                if gen is not None:
-                    return gen
-            else:
-                hook = self.hook  # the C engine, with a Decoder that has the buffers
+        restore_root = self.restore_root
+        if restore_root is not None and not safe and buffers is None:
+            # The C engine, with a state of its own (its tables made in C; a
+            # Decoder only if a value needs Python).  None: it declined, before
+            # any side effect, and the Python engine does the root.
+            gen = restore_root(self, self.codes.data, tree)
+            if gen is not None:
+                return gen
+            hook = self.decode
+        elif restore_root is not None and not safe:
+            hook = self.hook  # the C engine, with a Decoder that has the buffers
+        else:
+            hook = self.decode
         dec = self.decoder(self, safe, allow, buffers)
         try:
             return hook(dec, tree, 1, root=True)
