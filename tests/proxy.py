@@ -4,7 +4,8 @@ The server-backed stores must report a write whose answer was lost as
 "outcome unknown", and must not resend it.  To test that for real, the store
 talks to the server through this proxy; :meth:`CuttingProxy.cut_next_answer`
 arms it so that the next bytes the *server* sends on any connection are
-dropped and both sides of that connection are closed.  The server has then
+dropped and both sides of that connection are closed (an HTTP ``100 Continue``
+is let through: it comes before the request body, not after the request).  The server has then
 received, and carried out, the request; the client sees its connection die
 while waiting for the answer: exactly a network failure at the worst moment.
 
@@ -48,8 +49,9 @@ class CuttingProxy:
         with self._lock:
             self._closed = True
             sockets = list(self._sockets)
-        with contextlib.suppress(OSError):
-            self.listener.close()
+        # shutdown() wakes the thread blocked in accept(); close() alone would
+        # leave the socket listening until that accept() returned.
+        _close(self.listener)
         for sock in sockets:
             _close(sock)
 
@@ -89,7 +91,10 @@ class CuttingProxy:
                 data = source.recv(65536)
                 if not data:
                     break
-                if from_server and self._armed.is_set():
+                # An HTTP "100 Continue" only invites the client to send its
+                # body: pass it on, and lose the real answer that follows.
+                interim = data.startswith(b"HTTP/1.1 100 ") and data.endswith(b"\r\n\r\n")
+                if from_server and self._armed.is_set() and not interim:
                     with self._lock:
                         if self._armed.is_set():
                             self._armed.clear()

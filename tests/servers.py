@@ -365,6 +365,9 @@ class S3Server:
         )
 
     def stop(self) -> None:
+        if self.proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
