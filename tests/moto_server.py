@@ -7,10 +7,12 @@ This is moto's ``ThreadedMotoServer`` (the same WSGI application, request
 handler and threaded werkzeug server) with one addition: a lock around each
 request.  moto checks ``If-Match`` / ``If-None-Match`` and then writes, in two
 steps, so two threads of its server can both pass the check for the same
-object; Amazon S3 performs a conditional write atomically (the losers get
-412 Precondition Failed or 409 ConditionalRequestConflict).  Serialising the
-requests gives the test server the atomicity the real service has; without
-it the contention test loses increments inside moto, not inside the store.
+object (rarely: the interpreter must switch threads between the two steps,
+but nothing prevents it).  Amazon S3 performs a conditional write atomically
+(the losers get 412 Precondition Failed or 409 ConditionalRequestConflict).
+Serialising the requests gives the test server the atomicity the real
+service has, so that a lost increment in the contention test can only be
+the store's fault.
 """
 
 from __future__ import annotations

@@ -88,7 +88,9 @@ def _wait_port(port: int, proc: subprocess.Popen[Any] | None, log: Path, what: s
             if sock.connect_ex(("127.0.0.1", port)) == 0:
                 return
         time.sleep(0.02)
-    raise RuntimeError(f"{what} did not listen on port {port} in {STARTUP_TIMEOUT} s:\n{_tail(log)}")
+    raise RuntimeError(
+        f"{what} did not listen on port {port} in {STARTUP_TIMEOUT} s:\n{_tail(log)}"
+    )
 
 
 def _tail(path: Path, lines: int = 30) -> str:
@@ -204,7 +206,9 @@ class PostgresServer:
         )  # fmt: skip
 
     def running(self) -> bool:
-        status = self._run(str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "status", check=False)
+        status = self._run(
+            str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "status", check=False
+        )
         return status.returncode == 0
 
 
@@ -442,3 +446,57 @@ def open_store(spec: str, *, durable: bool = True) -> Any:
         client = boto3.client("s3", endpoint_url=config["endpoint"], **S3_CREDENTIALS)
         return S3Store(config["bucket"], config["prefix"], client=client)
     raise ValueError(backend)
+
+
+# -- after killing a client -------------------------------------------------
+
+
+def server_port(spec: str) -> int:
+    """The TCP port of the server a spec points at."""
+    config = json.loads(spec)
+    address = config.get("dsn") or config.get("url") or config["endpoint"]
+    return int(address.rsplit(":", 1)[1].split("/", 1)[0])
+
+
+def wait_until_dead_clients_are_gone(port: int, timeout: float = 30.0) -> None:
+    """Wait until the server on ``port`` has closed every connection whose client died.
+
+    A client killed while its request was on the wire leaves the server
+    holding the request: the server may still carry it out (PostgreSQL runs
+    and commits the statement, then finds nobody to answer).  Such a "ghost"
+    write can land after the client is dead.  The kernel answers the dead
+    client's end with a FIN, which leaves the server's socket in CLOSE_WAIT
+    until the server closes it, which it does only once it is done with what
+    it read.  So: no CLOSE_WAIT socket on the server's port means no ghost
+    write is still to come.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        waiting = _close_wait_sockets(port)
+        if not waiting:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the server on port {port} kept {waiting} dead connection(s)")
+        time.sleep(0.002)
+
+
+def _close_wait_sockets(port: int) -> int:
+    """How many TCP sockets with local port ``port`` are in CLOSE_WAIT."""
+    tables = [Path("/proc/net/tcp"), Path("/proc/net/tcp6")]
+    if not tables[0].exists():  # not Linux: psutil reads the same, more slowly
+        import psutil
+
+        return sum(
+            1
+            for conn in psutil.net_connections(kind="tcp")
+            if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_CLOSE_WAIT
+        )
+    count = 0
+    for table in tables:
+        with contextlib.suppress(OSError):
+            for line in table.read_text().splitlines()[1:]:
+                fields = line.split()
+                # fields[1] is "ADDRESS:PORT" in hex, fields[3] the state (08 = CLOSE_WAIT)
+                if fields[3] == "08" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    count += 1
+    return count

@@ -67,7 +67,9 @@ def test_records_live_in_the_documented_table_of_the_chosen_schema(
         store.put("run/1", b"\x00blob\xff")
         store.put("run/1", b"second")
     with admin(pg) as conn:
-        rows = conn.execute(f'SELECT key, version, blob FROM "{schema}".corosnap_records').fetchall()
+        rows = conn.execute(
+            f'SELECT key, version, blob FROM "{schema}".corosnap_records'
+        ).fetchall()
         assert rows == [("run/1", 2, b"second")]
         columns = conn.execute(
             "SELECT column_name, data_type, collation_name FROM information_schema.columns "
@@ -97,7 +99,7 @@ def test_a_schema_name_that_needs_quoting_works(pg: PostgresServer, tmp_path: Pa
 def test_stores_opened_at_once_by_many_threads_create_the_table_once(
     pg: PostgresServer, tmp_path: Path
 ) -> None:
-    """Concurrent CREATE TABLE IF NOT EXISTS can fail in PostgreSQL; the advisory lock prevents it."""
+    """Concurrent CREATE TABLE IF NOT EXISTS can fail in PostgreSQL; a lock prevents it."""
     from corosnap.stores import PostgresStore
 
     schema = schema_for(tmp_path)

@@ -21,7 +21,6 @@ from typing import Any
 import pytest
 
 from corosnap.stores import (
-    Conflict,
     DurabilityWarning,
     OutcomeUnknown,
     Record,
@@ -75,7 +74,9 @@ def config(rs: RedisServer) -> Iterator[Any]:
     client.close()
 
 
-def test_layout_is_a_hash_per_record_and_a_sorted_key_index(rs: RedisServer, tmp_path: Path) -> None:
+def test_layout_is_a_hash_per_record_and_a_sorted_key_index(
+    rs: RedisServer, tmp_path: Path
+) -> None:
     from corosnap.stores import RedisStore
 
     ns = namespace_for(tmp_path)

@@ -117,7 +117,9 @@ def test_keys_too_long_for_an_object_name_are_hashed_and_listed_in_order(
         for i, key in enumerate(keys):
             store.put(key, b"%d" % i)
         names = _objects(s3, prefix)
-        hashed = {f"{prefix}/h/{hashlib.sha256(k.encode()).hexdigest()}" for k in (long_dots, long_plain)}
+        hashed = {
+            f"{prefix}/h/{hashlib.sha256(k.encode()).hexdigest()}" for k in (long_dots, long_plain)
+        }
         assert hashed <= set(names) and len(names) == len(keys)
         assert f"{prefix}/r/{fits}" in names
         assert list(store.keys()) == sorted(keys)
@@ -148,9 +150,10 @@ def test_equal_blobs_at_different_versions_are_different_objects(
     from corosnap.stores import S3Store
 
     prefix = prefix_for(tmp_path)
-    with S3Store(s3.bucket, prefix, s3.client()) as stale, S3Store(
-        s3.bucket, prefix, s3.client()
-    ) as other:
+    with (
+        S3Store(s3.bucket, prefix, s3.client()) as stale,
+        S3Store(s3.bucket, prefix, s3.client()) as other,
+    ):
         stale.put("k", b"same")
         assert stale.get("k") == Record(b"same", 1)  # `stale` remembers version 1's ETag
         etags = {s3.client().head_object(Bucket=s3.bucket, Key=f"{prefix}/r/k")["ETag"]}
@@ -165,15 +168,14 @@ def test_equal_blobs_at_different_versions_are_different_objects(
         assert other.get("k") == Record(b"same", 3)
 
 
-def test_a_remembered_etag_that_went_stale_is_looked_up_again(
-    s3: S3Server, tmp_path: Path
-) -> None:
+def test_a_remembered_etag_that_went_stale_is_looked_up_again(s3: S3Server, tmp_path: Path) -> None:
     from corosnap.stores import S3Store
 
     prefix = prefix_for(tmp_path)
-    with S3Store(s3.bucket, prefix, s3.client()) as one, S3Store(
-        s3.bucket, prefix, s3.client()
-    ) as two:
+    with (
+        S3Store(s3.bucket, prefix, s3.client()) as one,
+        S3Store(s3.bucket, prefix, s3.client()) as two,
+    ):
         one.put("k", b"a")
         two.delete("k")
         two.put("k", b"b")  # version 1 again, different content

@@ -351,7 +351,7 @@ class PostgresStore(Store):
         if collation is None or collation[0] != "C":
             raise StoreError(
                 f"{self!r}: table {table.as_string(conn)} exists but its key column is not "
-                f"text COLLATE \"C\" (found {collation}); keys would not sort by code point"
+                f'text COLLATE "C" (found {collation}); keys would not sort by code point'
             )
 
         def q(text: str) -> str:
@@ -375,8 +375,12 @@ class PostgresStore(Store):
             ),
             "delete": q("DELETE FROM {t} WHERE key = %s RETURNING version"),
             "delete_if": q("DELETE FROM {t} WHERE key = %s AND version = %s RETURNING version"),
-            "keys_from": q(f"SELECT key FROM {{t}} WHERE key >= %s ORDER BY key LIMIT {_KEYS_PAGE}"),
-            "keys_after": q(f"SELECT key FROM {{t}} WHERE key > %s ORDER BY key LIMIT {_KEYS_PAGE}"),
+            "keys_from": q(
+                f"SELECT key FROM {{t}} WHERE key >= %s ORDER BY key LIMIT {_KEYS_PAGE}"
+            ),
+            "keys_after": q(
+                f"SELECT key FROM {{t}} WHERE key > %s ORDER BY key LIMIT {_KEYS_PAGE}"
+            ),
         }
 
     # -- the interface ------------------------------------------------------
@@ -479,8 +483,8 @@ def _describe(conninfo: str) -> str:
         params = psycopg.conninfo.conninfo_to_dict(conninfo)
     except psycopg.Error:
         return "<unparsable connection string>"
-    host = params.get("host", "localhost")
-    port = params.get("port", "5432")
-    user = params.get("user", "")
-    dbname = params.get("dbname", "")
+    host = str(params.get("host", "localhost"))
+    port = str(params.get("port", "5432"))
+    user = str(params.get("user", ""))
+    dbname = str(params.get("dbname", ""))
     return f"{user + '@' if user else ''}{host}:{port}/{dbname}"

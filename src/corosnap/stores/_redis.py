@@ -178,10 +178,13 @@ class RedisStore(Store):
             self._own_client = False
         else:
             raise TypeError(
-                f"RedisStore needs a redis:// URL or a redis.Redis client, not {type(client).__name__}"
+                "RedisStore needs a redis:// URL or a redis.Redis client, "
+                f"not {type(client).__name__}"
             )
         kwargs = self._client.connection_pool.connection_kwargs
-        where = kwargs.get("path") or f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
+        where = (
+            kwargs.get("path") or f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
+        )
         self._where = f"{where}/{kwargs.get('db', 0)}"
         self._index = f"{namespace}:i".encode()
         self._record_prefix = f"{namespace}:r:".encode()
@@ -242,8 +245,7 @@ class RedisStore(Store):
                     expected_version=expected,
                 ) from exc
             raise StoreUnavailable(
-                f"{self!r}: the connection was lost during {operation}; nothing was changed: "
-                f"{exc}",
+                f"{self!r}: the connection was lost during {operation}; nothing was changed: {exc}",
                 operation=operation,
                 key=key,
             ) from exc
@@ -417,7 +419,9 @@ class RedisStore(Store):
         return self._iter_keys(first, high)
 
     def _page(self, low: bytes, high: bytes) -> list[bytes]:
-        reply = self._read("keys", None, "ZRANGEBYLEX", self._index, low, high, "LIMIT", 0, _KEYS_PAGE)
+        reply = self._read(
+            "keys", None, "ZRANGEBYLEX", self._index, low, high, "LIMIT", 0, _KEYS_PAGE
+        )
         return list(reply)
 
     def _iter_keys(self, page: list[bytes], high: bytes) -> Iterator[str]:

@@ -54,6 +54,7 @@ Theory of operation
 from __future__ import annotations
 
 import collections
+import functools
 import hashlib
 import heapq
 import re
@@ -82,7 +83,7 @@ from ._base import (
 try:
     import botocore.exceptions as boto_errors
 except ImportError as _exc:  # pragma: no cover - exercised only without the extra
-    boto_errors = None  # type: ignore[assignment]
+    boto_errors = None
     _IMPORT_ERROR: ImportError | None = _exc
 else:
     _IMPORT_ERROR = None
@@ -373,7 +374,8 @@ class S3Store(Store):
                     "put",
                     key,
                     expected,
-                    lambda: self._client.put_object(
+                    functools.partial(
+                        self._client.put_object,
                         Bucket=self.bucket,
                         Key=name,
                         Body=body,
@@ -408,7 +410,9 @@ class S3Store(Store):
                     "delete",
                     key,
                     expected,
-                    lambda: self._client.delete_object(Bucket=self.bucket, Key=name, IfMatch=etag),
+                    functools.partial(
+                        self._client.delete_object, Bucket=self.bucket, Key=name, IfMatch=etag
+                    ),
                 )
             except _ConditionFailed:
                 self._forget(key)
@@ -460,13 +464,16 @@ class S3Store(Store):
             response = self._request(
                 "keys",
                 None,
-                lambda name=name: self._client.get_object(
-                    Bucket=self.bucket, Key=name, Range=f"bytes=0-{_HEADER.size + MAX_KEY_BYTES}"
+                functools.partial(
+                    self._client.get_object,
+                    Bucket=self.bucket,
+                    Key=name,
+                    Range=f"bytes=0-{_HEADER.size + MAX_KEY_BYTES}",
                 ),
             )
             if response is None:
                 continue  # deleted since it was listed
-            head = self._request("keys", None, lambda r=response: r["Body"].read())
+            head = self._request("keys", None, response["Body"].read)
             magic, _, size = _HEADER.unpack_from(head) if len(head) >= _HEADER.size else (b"", 0, 0)
             if magic != MAGIC or len(head) < _HEADER.size + size:
                 raise StoreError(f"{self!r}: object {name!r} is not a corosnap record")
