@@ -355,3 +355,29 @@ def test_a_server_restart_is_unavailable_while_down_and_invisible_after(
             except StoreUnavailable:
                 assert time.monotonic() < deadline, "the store did not reconnect in 60 s"
         assert store.get("k") == Record(b"v2", 2)
+
+
+def test_a_user_who_may_not_create_the_table_is_told_how_to_create_it(
+    pg: PostgresServer, tmp_path: Path
+) -> None:
+    from corosnap.stores import PostgresStore
+
+    schema = schema_for(tmp_path)
+    role = "limited_" + schema
+    with admin(pg) as conn:
+        conn.execute(f'CREATE ROLE "{role}" LOGIN')
+        conn.execute(f'REVOKE CREATE ON DATABASE {pg.database} FROM "{role}"')
+    dsn = f"postgresql://{role}@127.0.0.1:{pg.port}/{pg.database}"
+    with pytest.raises(StoreError, match="may not create it") as info:
+        PostgresStore(dsn, schema=schema)
+    statements = str(info.value).split("with: ", 1)[1]
+    with admin(pg) as conn:  # what the message says, run by someone who may
+        for statement in statements.split("; "):
+            conn.execute(statement)
+        conn.execute(f'GRANT USAGE ON SCHEMA "{schema}" TO "{role}"')
+        conn.execute(
+            f'GRANT SELECT, INSERT, UPDATE, DELETE ON "{schema}".corosnap_records TO "{role}"'
+        )
+    with PostgresStore(dsn, schema=schema) as store:
+        store.put("k", b"v")
+        assert store.get("k") == Record(b"v", 1)

@@ -330,19 +330,14 @@ class PostgresStore(Store):
             "SELECT to_regclass(%s) IS NOT NULL", (table.as_string(conn),)
         ).fetchone()[0]
         if not exists:
-            with conn.transaction():
-                conn.execute(
-                    "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_DDL_LOCK, self.schema)
-                )
-                conn.execute(
-                    sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema))
-                )
-                conn.execute(
-                    sql.SQL(
-                        'CREATE TABLE IF NOT EXISTS {} (key text COLLATE "C" PRIMARY KEY, '
-                        "version bigint NOT NULL CHECK (version > 0), blob bytea NOT NULL)"
-                    ).format(table)
-                )
+            try:
+                self._create(conn, table)
+            except psycopg.errors.InsufficientPrivilege as exc:
+                raise StoreError(
+                    f"{self!r}: table {table.as_string(conn)} does not exist and this user may "
+                    f"not create it ({exc}); have it created once by a user who may, with: "
+                    f"{'; '.join(_ddl_statements(self.schema, table.as_string(conn)))}"
+                ) from exc
         collation = conn.execute(
             "SELECT collation_name FROM information_schema.columns "
             "WHERE table_schema = %s AND table_name = %s AND column_name = 'key'",
@@ -382,6 +377,13 @@ class PostgresStore(Store):
                 f"SELECT key FROM {{t}} WHERE key > %s ORDER BY key LIMIT {_KEYS_PAGE}"
             ),
         }
+
+    def _create(self, conn: Any, table: Any) -> None:
+        """Create the schema and table, once, even when many processes open stores at once."""
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_DDL_LOCK, self.schema))
+            for statement in _ddl_statements(self.schema, table.as_string(conn)):
+                conn.execute(statement)
 
     # -- the interface ------------------------------------------------------
 
@@ -488,3 +490,13 @@ def _describe(conninfo: str) -> str:
     user = str(params.get("user", ""))
     dbname = str(params.get("dbname", ""))
     return f"{user + '@' if user else ''}{host}:{port}/{dbname}"
+
+
+def _ddl_statements(schema: str, table: str) -> list[str]:
+    """The statements that create the store's schema and table (``table`` is quoted)."""
+    quoted = '"' + schema.replace('"', '""') + '"'
+    return [
+        f"CREATE SCHEMA IF NOT EXISTS {quoted}",
+        f'CREATE TABLE IF NOT EXISTS {table} (key text COLLATE "C" PRIMARY KEY, '
+        "version bigint NOT NULL CHECK (version > 0), blob bytea NOT NULL)",
+    ]

@@ -57,6 +57,7 @@ import collections
 import functools
 import hashlib
 import heapq
+import os
 import re
 import struct
 import threading
@@ -153,6 +154,7 @@ class S3Store(Store):
         self._client = client
         self._lock = threading.Lock()
         self._closed = False
+        self._pid = os.getpid()
         # key -> (version, ETag), or (0, None) for a key known to be absent.
         self._etags: collections.OrderedDict[str, tuple[int, str | None]] = (
             collections.OrderedDict()
@@ -232,6 +234,12 @@ class S3Store(Store):
     def _check_open(self) -> None:
         if self._closed:
             raise StoreError(f"{self!r} is closed")
+        if os.getpid() != self._pid:
+            # botocore's connection pool would share sockets with the parent.
+            raise StoreError(
+                f"{self!r} was opened in process {self._pid} and cannot be used after fork; "
+                "open a new S3Store in this process"
+            )
 
     def _note_attempt(self, caught_exception: BaseException | None = None, **_: Any) -> None:
         """botocore's ``needs-retry`` handler: record whether an attempt may have reached S3."""
