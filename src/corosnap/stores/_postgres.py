@@ -356,16 +356,16 @@ class PostgresStore(Store):
             "get": q("SELECT blob, version FROM {t} WHERE key = %s"),
             "version": q("SELECT version FROM {t} WHERE key = %s"),
             "upsert": q(
-                "INSERT INTO {t} AS r (key, version, blob) VALUES (%s, 1, %s) "
+                "INSERT INTO {t} AS r (key, version, blob) VALUES (%s, 1, %b) "
                 "ON CONFLICT (key) DO UPDATE SET version = r.version + 1, blob = EXCLUDED.blob "
                 "RETURNING version"
             ),
             "create": q(
-                "INSERT INTO {t} (key, version, blob) VALUES (%s, 1, %s) "
+                "INSERT INTO {t} (key, version, blob) VALUES (%s, 1, %b) "
                 "ON CONFLICT (key) DO NOTHING RETURNING version"
             ),
             "replace": q(
-                "UPDATE {t} SET version = version + 1, blob = %s "
+                "UPDATE {t} SET version = version + 1, blob = %b "
                 "WHERE key = %s AND version = %s RETURNING version"
             ),
             "delete": q("DELETE FROM {t} WHERE key = %s RETURNING version"),
