@@ -307,8 +307,18 @@ def test_a_put_in_flight_when_the_server_is_killed_is_outcome_unknown(tmp_path: 
         assert len(outcome) == 1 and isinstance(outcome[0], OutcomeUnknown), outcome
         server.proc.wait()
         server.start()  # same directory: the append-only file is replayed
-        # The store's pooled connection died with the server; the next call reconnects.
-        assert store.get("k") == Record(b"v1", 1)  # the held put never ran, and was not resent
+        # The store's pooled connection died with the server; the next call
+        # reconnects.  While Redis loads its file it answers LOADING, which the
+        # store reports as StoreUnavailable (nothing ran): try again.
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                record = store.get("k")
+                break
+            except StoreUnavailable:
+                assert time.monotonic() < deadline, "redis-server did not finish loading"
+                time.sleep(0.01)
+        assert record == Record(b"v1", 1)  # the held put never ran, and was not resent
         assert store.put("k", b"v2", expected_version=1) == 2
         store.close()
     finally:
