@@ -8,6 +8,8 @@ another process that can import the same code.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ._errors import (
     CodeMismatch,
     CorosnapError,
@@ -21,6 +23,9 @@ from ._errors import (
 )
 from .snapshot import dump, dumps, load, loads
 
+if TYPE_CHECKING:  # for type checkers; at run time __getattr__ imports them on first use
+    from .stores._helpers import restore, save
+
 __version__ = "0.1.0"
 
 
@@ -31,6 +36,11 @@ def __getattr__(name: str) -> object:
         from .stores import _helpers
 
         return getattr(_helpers, name)
+    if name in ("inspect", "diff"):
+        # Inspection (corosnap.inspection) is loaded on first use.
+        from . import inspection
+
+        return getattr(inspection, name)
     raise AttributeError(f"module 'corosnap' has no attribute {name!r}")
 
 __all__ = [
@@ -44,8 +54,10 @@ __all__ = [
     "UnsafeSnapshot",
     "UnsupportedInterpreter",
     "__version__",
+    "diff",
     "dump",
     "dumps",
+    "inspect",
     "load",
     "loads",
     "restore",
