@@ -40,7 +40,8 @@ def test_importing_the_stores_imports_no_client_library() -> None:
     program = """
 import sys
 import corosnap.stores
-print(sorted(m for m in ("psycopg", "psycopg_pool", "redis", "boto3", "botocore") if m in sys.modules))
+names = ("psycopg", "psycopg_pool", "redis", "boto3", "botocore")
+print(sorted(m for m in names if m in sys.modules))
 """
     out = subprocess.run(
         [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=True
