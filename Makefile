@@ -30,7 +30,7 @@ $(STAMP): pyproject.toml setup.py $(wildcard src/corosnap/frames/*.c src/corosna
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks examples
+	$(VENV)/bin/ruff check src tests benchmarks examples tools
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy

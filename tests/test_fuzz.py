@@ -1,6 +1,6 @@
-"""The fuzzing campaign, small and seeded, as part of the suite (issue 3).
+"""The fuzzing campaign, small and seeded, as part of the suite.
 
-``python -m corosnap.fuzz`` runs the long campaign; here a few thousand
+``python -m corosnap_fuzz`` (``make fuzz``) runs the long campaign; here a few thousand
 inputs must end in ``rejected`` or ``restored`` only.  The harness itself is
 tested with a stand-in ``loads`` (the children are forked, so a monkeypatch
 made before the pool starts is what they run), and hypothesis drives
@@ -19,8 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 import corosnap
-from corosnap import _fuzz_zoo as zoo
-from corosnap import fuzz
+from corosnap_fuzz import fuzz, zoo
 
 CAMPAIGN_INPUTS = int(os.environ.get("COROSNAP_FUZZ_INPUTS", "3000"))
 
@@ -111,11 +110,11 @@ def test_harness_classifies_outcomes(monkeypatch, behaviour, outcome):
 
 def test_crash_bucket_names_signal_and_step():
     fault = ('Fatal Python error: Segmentation fault\n\nCurrent thread 0x1 (most recent call '
-             'first):\n  File "/x/_fuzz_zoo.py", line 3 in <genexpr>\n'
+             'first):\n  File "/x/zoo.py", line 3 in <genexpr>\n'
              '  File "/x/fuzz.py", line 9 in _act_close\n  File "/x/fuzz.py", line 10 in '
              '_drive\n')
     key = fuzz.crash_key(signal.SIGSEGV, fault)
-    assert key == "SIGSEGV in close at _fuzz_zoo.py:<genexpr>"
+    assert key == "SIGSEGV in close at zoo.py:<genexpr>"
 
 
 def test_minimizer_shrinks_a_crashing_input(monkeypatch):

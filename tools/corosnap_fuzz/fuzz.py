@@ -1,10 +1,10 @@
-"""The fuzzing campaign for ``corosnap.loads`` (project issue 3).
+"""The fuzzing campaign for ``corosnap.loads``: a developer tool, kept out of the wheel.
 
 Usage::
 
-    python -m corosnap.fuzz --inputs N [--seed S] [--jobs J] [--report PATH]
+    python -m corosnap_fuzz --inputs N [--seed S] [--jobs J] [--report PATH]
                             [--crash-dir DIR] [--minimize] [--timeout SECONDS]
-    python -m corosnap.fuzz --replay FILE [--minimize]
+    python -m corosnap_fuzz --replay FILE [--minimize]
 
 The promise under test: *any* bytes given to ``loads`` end in a
 ``CorosnapError`` subclass or in a correct restore; never a crash (signal), a
@@ -14,7 +14,7 @@ is resumed, closed or collected.
 
 Theory of operation
 -------------------
-1. *Corpus*: every scenario of ``corosnap._fuzz_zoo`` is driven through its
+1. *Corpus*: every scenario of ``corosnap_fuzz.zoo`` is driven through its
    script and captured at each suspension point (and once more unstarted):
    a few hundred real blobs covering every construct the zoo has.
 2. *Inputs*: input ``i`` of a campaign with seed ``S`` is a pure function of
@@ -81,10 +81,8 @@ import msgpack
 from msgpack import ExtType
 
 import corosnap
-
-from . import _fuzz_zoo as zoo
-from .bytecode import CodeRef, code_info, locate
-from .codec._tags import (
+from corosnap.bytecode import CodeRef, code_info, locate
+from corosnap.codec._tags import (
     EXT_BIGINT,
     EXT_BYTEARRAY,
     EXT_COMPLEX,
@@ -114,6 +112,8 @@ from .codec._tags import (
     T_TUPLE,
 )
 
+from . import zoo
+
 OUTCOMES = ("rejected", "restored", "other", "crash", "hang", "memoryerror")
 FAILURES = ("other", "crash", "hang", "memoryerror")
 
@@ -122,7 +122,7 @@ METHOD_NAMES = ("append", "__exit__", "__enter__", "read", "close", "send", "thr
                 "missing", "name", 0, 3)
 """Names a generated bound method (tag 21) asks for."""
 
-SAFE_ALLOW = ("corosnap._fuzz_zoo", "builtins", "datetime", "decimal", "itertools")
+SAFE_ALLOW = ("corosnap_fuzz.zoo", "builtins", "datetime", "decimal", "itertools")
 """The allow list for inputs loaded in safe mode (what the zoo's blobs name)."""
 
 SIGN_KEY = b"corosnap-fuzz"
@@ -421,20 +421,20 @@ def walk(tree: Any, deintern: bool = False) -> TreeWalk:
 INTS = (0, 1, -1, 2, 7, 127, 128, 255, 256, -32, -33, 65535, 65536, 2**31 - 1, 2**31,
         2**32, 2**62, 2**63 - 1, -(2**63), 2**64 - 1, -(2**31))
 SAFE_GLOBALS = (
-    ("corosnap._fuzz_zoo", "Point"), ("corosnap._fuzz_zoo", "Color"),
-    ("corosnap._fuzz_zoo", "double"), ("corosnap._fuzz_zoo", "Ready"),
-    ("corosnap._fuzz_zoo", "Widget.static"), ("corosnap._fuzz_zoo", "Resource"),
-    ("corosnap._fuzz_zoo", "loop_range"), ("corosnap._fuzz_zoo", "Slotted"),
-    ("corosnap._fuzz_zoo", "Counter"), ("corosnap._fuzz_zoo", "LOG"),
+    ("corosnap_fuzz.zoo", "Point"), ("corosnap_fuzz.zoo", "Color"),
+    ("corosnap_fuzz.zoo", "double"), ("corosnap_fuzz.zoo", "Ready"),
+    ("corosnap_fuzz.zoo", "Widget.static"), ("corosnap_fuzz.zoo", "Resource"),
+    ("corosnap_fuzz.zoo", "loop_range"), ("corosnap_fuzz.zoo", "Slotted"),
+    ("corosnap_fuzz.zoo", "Counter"), ("corosnap_fuzz.zoo", "LOG"),
     ("builtins", "len"), ("builtins", "ValueError"), ("builtins", "KeyError"),
     ("builtins", "StopIteration"), ("builtins", "GeneratorExit"), ("builtins", "object"),
     ("builtins", "list"), ("builtins", "max"), ("builtins", "BaseException"),
     ("datetime", "datetime"), ("datetime", "timedelta"), ("decimal", "Decimal"),
     ("itertools", "count"), ("itertools", "repeat"), ("builtins", "nosuchname"),
-    ("nosuchmodule", "x"), ("corosnap._fuzz_zoo", "Point.nosuch"),
+    ("nosuchmodule", "x"), ("corosnap_fuzz.zoo", "Point.nosuch"),
 )
 WELLKNOWN_COUNT = 27
-STRINGS = ("", "a", "ready", "__init__", "x" * 40, "\u20ac", "samples", "corosnap._fuzz_zoo",
+STRINGS = ("", "a", "ready", "__init__", "x" * 40, "\u20ac", "samples", "corosnap_fuzz.zoo",
            "loop_range", "__next__", "\x00", "é" * 3)
 
 
@@ -549,14 +549,14 @@ class Gen:
             # a bound method: of a value, of a zoo class or object, by a name
             # that may or may not be a method of it (tag 21)
             obj = r.choice((self.value(depth + 1), self.global_(), ref(r.randint(0, 12)),
-                            [tag(T_NEWOBJ), [tag(T_GLOBAL), "corosnap._fuzz_zoo", "Resource"],
+                            [tag(T_NEWOBJ), [tag(T_GLOBAL), "corosnap_fuzz.zoo", "Resource"],
                              [], {"name": "r"}]))
             return [tag(kind), obj, r.choice(METHOD_NAMES)]
         if kind == T_GLOBAL:
             return self.global_()
         if kind == T_MODULE:
-            return [tag(kind), r.choice(("corosnap._fuzz_zoo", "datetime", "nosuch", "builtins",
-                                         "corosnap._fuzz_zoo.itertools", 0, 5))]
+            return [tag(kind), r.choice(("corosnap_fuzz.zoo", "datetime", "nosuch", "builtins",
+                                         "corosnap_fuzz.zoo.itertools", 0, 5))]
         if kind == T_CELL:
             return [tag(kind)] + items[:1]
         if kind in (T_REDUCE, T_NEWOBJ):
@@ -1867,11 +1867,12 @@ def save_findings(report: Report, crash_dir: str) -> None:
 def repro_snippet(inp: Input, outcome: str) -> str:
     return (
         f"# corosnap fuzz reproduction ({outcome}); origin: {inp.origin}\n"
-        "import corosnap, corosnap._fuzz_zoo\n"
-        "from corosnap.fuzz import _drive\n"
+        "import corosnap, corosnap_fuzz.fuzz  # PYTHONPATH=tools\n"
+
+        "from corosnap_fuzz.fuzz import _drive\n"
         f"blob = bytes.fromhex({inp.data.hex()!r})\n"
         f"obj = corosnap.loads(blob, safe={inp.safe!r}"
-        + (", allow=corosnap.fuzz.SAFE_ALLOW" if inp.safe else "") + ")\n"
+        + (", allow=corosnap_fuzz.fuzz.SAFE_ALLOW" if inp.safe else "") + ")\n"
         f"_drive(obj, {inp.script})  # send/throw/close as the fuzzer did\n"
     )
 
@@ -2037,12 +2038,15 @@ def _reexec_with_fixed_hash_seed() -> None:
     """Input generation never depends on str hashing, but restores and the zoo
     do; a fixed hash seed makes a whole campaign repeatable."""
     if os.environ.get("PYTHONHASHSEED") is None:
-        env = dict(os.environ, PYTHONHASHSEED="0")
-        os.execve(sys.executable, [sys.executable, "-m", "corosnap.fuzz", *sys.argv[1:]], env)
+        tools = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # tools/
+        path = os.environ.get("PYTHONPATH")
+        env = dict(os.environ, PYTHONHASHSEED="0",
+                   PYTHONPATH=tools + (os.pathsep + path if path else ""))
+        os.execve(sys.executable, [sys.executable, "-m", "corosnap_fuzz", *sys.argv[1:]], env)
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m corosnap.fuzz", description=__doc__.split(
+    p = argparse.ArgumentParser(prog="python -m corosnap_fuzz", description=__doc__.split(
         "\n\n")[0])
     p.add_argument("--inputs", type=int, default=10_000)
     p.add_argument("--seed", type=int, default=0)
@@ -2094,6 +2098,3 @@ def _replay(args: Any) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    _reexec_with_fixed_hash_seed()
-    sys.exit(main())

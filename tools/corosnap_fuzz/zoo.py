@@ -15,7 +15,7 @@ rich values (dataclass, enum, datetime, Decimal, big ints, sets, nested dicts,
 cycles) and generators that are never started.
 
 ``SCENARIOS`` lists them with a script of values to drive each one, so
-``corosnap.fuzz`` can capture every scenario at each of its suspension points.
+``corosnap_fuzz`` can capture every scenario at each of its suspension points.
 
 Rule for this file: the work a generator does between two suspensions must not
 depend on the *size* of the values it holds (no ``sum(items)`` over a local),
