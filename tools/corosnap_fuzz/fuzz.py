@@ -57,7 +57,9 @@ import argparse
 import collections
 import dataclasses
 import faulthandler
+import functools
 import gc
+import itertools
 import json
 import os
 import pickle
@@ -87,6 +89,7 @@ from corosnap.codec._tags import (
     EXT_BYTEARRAY,
     EXT_COMPLEX,
     EXT_HEADER,
+    EXT_INTLIST,
     EXT_NONE,
     EXT_PICKLE,
     EXT_REF,
@@ -95,6 +98,10 @@ from corosnap.codec._tags import (
     EXT_WELLKNOWN,
     T_CELL,
     T_DICT,
+    T_DICTITER,
+    T_DICTVIEW,
+    T_DONE,
+    T_EXCEPTION,
     T_FLATLIST,
     T_FRAME,
     T_FROZENSET,
@@ -404,6 +411,169 @@ class TreeWalk:
                 self.value(y)
 
 
+_MEMO_EXTS = frozenset({EXT_BYTEARRAY, EXT_INTLIST, EXT_PICKLE})
+_MEMO_AFTER = frozenset({T_GLOBAL, T_MODULE, T_FLATLIST, T_RANGEITER, T_SEQITER, T_DICTITER,
+                         T_DICTVIEW, T_DONE, T_METHOD})
+"""Tags the decoder registers in the memo once their fields are read."""
+
+
+class MemoWalk(TreeWalk):
+    """A TreeWalk that also follows the decoder's memo: which index each object
+    gets and which objects are still being built (registered, their contents
+    not yet read) at each place in the tree.
+
+    Registration order, as in ``codec._decoder`` and ``snapshot._restore``:
+    plain lists and dicts, sets, dict pairs, shaped dicts and cells before
+    their contents; a frame's generator after its code reference, before its
+    slots; a reduce's object after its callable and arguments, before its
+    state, list and dict items; a function once it is complete; tuples,
+    frozensets and ranges never.  ``sites`` lists, for every value read while
+    something is being built, ``(container, key, open indexes, in_reduce)``:
+    the places a back-reference can close a cycle.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.memo = 0
+        self.open: list[int] = []
+        self.reduce_depth = 0
+        self.sites: list[tuple[Any, Any, tuple[int, ...], bool]] = []
+        self.state_sites: list[tuple[Any, int, int]] = []
+
+    def _site(self, c: Any, k: Any) -> None:
+        if self.open and len(self.sites) < 4000:
+            self.sites.append((c, k, tuple(self.open[-6:]), self.reduce_depth > 0))
+
+    def _items(self, c: Any, lo: int = 0) -> None:
+        if type(c) is list:
+            for k in range(lo, len(c)):
+                self._site(c, k)
+                self.value(c[k])
+
+    def _at(self, c: list[Any], k: int) -> None:
+        if k < len(c):
+            self._site(c, k)
+            self.value(c[k])
+
+    def _opened(self) -> None:
+        self.open.append(self.memo)
+        self.memo += 1
+
+    def frame(self, v: list[Any], i: int) -> None:
+        code, fields, j = self.coderef(v, i)
+        fr = FrameRef(v, i, j, code, fields)
+        self.frames.append(fr)
+        self._opened()  # the fresh generator
+        try:
+            if j >= len(v):
+                return
+            pos = v[j]
+            if type(pos) is list and len(pos) > 1:
+                self._at(pos, 1)
+            info = fr.info
+            last = v[-1] if len(v) > j + 1 else None
+            pos0 = pos[0] if type(pos) is list and pos else pos
+            delegated = (info is not None and pos0 in info.delegating and type(last) is list
+                         and tag_kind(last) is None and bool(last))
+            for k in range(j + 1, len(v)):
+                if delegated and k == len(v) - 1:
+                    self.frame(v[k], 0)
+                else:
+                    self._at(v, k)
+        finally:
+            self.open.pop()
+
+    def value(self, x: Any) -> None:
+        self.steps += 1
+        if self.steps > 20000:
+            return
+        t = type(x)
+        if t is ExtType:
+            if x.code in _MEMO_EXTS:
+                self.memo += 1
+            return
+        if t is dict:
+            self._opened()
+            for key in list(x):
+                self._site(x, key)
+                self.value(x[key])
+            self.open.pop()
+            return
+        if t is not list:
+            return
+        kind = tag_kind(x)
+        if kind is None:
+            self._opened()
+            self._items(x)
+            self.open.pop()
+        elif kind == T_FRAME:
+            self.frame(x, 1)
+        elif kind in (T_SET, T_DICT, T_CELL):
+            self._opened()
+            self._items(x, 1)
+            self.open.pop()
+        elif kind == T_SHAPED:
+            self._opened()
+            self._items(x, 2)
+            self.open.pop()
+        elif kind in (T_TUPLE, T_FROZENSET, T_RANGE, T_EXCEPTION):
+            self._items(x, 1)
+        elif kind in (T_REDUCE, T_NEWOBJ):
+            self.reduce_depth += 1
+            self._at(x, 1)
+            if len(x) > 2:
+                self._items(x[2])
+            self._opened()
+            state = x[3] if len(x) > 3 else None
+            if tag_kind(state) == T_TUPLE:
+                # Direct parts of the state (a partial's func, args, keywords):
+                # where a reference back to the object itself is set by C code.
+                self.state_sites.extend((state, k, self.memo - 1)
+                                        for k in range(1, len(state)))
+                args = state[2] if len(state) > 2 else None
+                if tag_kind(args) == T_TUPLE:
+                    self.state_sites.extend((args, k, self.memo - 1)
+                                            for k in range(1, len(args)))
+            self._at(x, 3)
+            for k in (4, 5):
+                if k < len(x):
+                    self._items(x[k])
+            self.open.pop()
+            self.reduce_depth -= 1
+        elif kind == T_FUNCTION:
+            _, _, j = self.coderef(x, 1)
+            for k in range(j, len(x)):
+                if k - j < 2:
+                    self._items(x[k])  # closure, defaults: read item by item
+                else:
+                    self._at(x, k)
+            self.memo += 1
+        elif kind in _MEMO_AFTER:
+            if kind == T_GLOBAL:
+                self.string(x, 1)
+                self.string(x, 2)
+            elif kind == T_MODULE:
+                self.string(x, 1)
+            elif kind == T_DONE:
+                self.coderef(x, 1)
+            elif kind == T_METHOD:
+                self._at(x, 1)
+                self.string(x, 2)
+            elif kind != T_FLATLIST:
+                self._items(x, 1)
+            self.memo += 1
+
+
+def memo_walk(tree: Any) -> MemoWalk:
+    w = MemoWalk()
+    if type(tree) is list and len(tree) > 1:
+        try:
+            w.frame(tree, 1)
+        except RecursionError:
+            pass
+    return w
+
+
 def walk(tree: Any, deintern: bool = False) -> TreeWalk:
     w = TreeWalk(deintern)
     if type(tree) is list and len(tree) > 1:
@@ -620,11 +790,16 @@ class Corpus:
         self.blobs = [s.blob for s in seeds]
         self.coderefs: list[tuple[Any, Any, Any]] = []
         self.root_fields: list[list[Any]] = []
+        self.stateful: list[int] = []
+        """Seeds holding objects rebuilt from reduce state (partials, iterators
+        with state): where a back-reference can make an object reach itself."""
         seen = set()
-        for blob in self.blobs:
+        for i, blob in enumerate(self.blobs):
             tree = unpack(blob)
             if type(tree[0]) is ExtType and tree[0].code == EXT_SIGNED:
                 continue
+            if memo_walk(tree).state_sites:
+                self.stateful.append(i)
             w = walk(tree, deintern=True)
             self.root_fields.append(tree[1:])
             for fr in w.frames:
@@ -814,6 +989,33 @@ def t_ref(r: random.Random, tree: Any, g: Gen) -> bool:
         return False
     c, k = hit
     c[k] = ref(index)
+    return True
+
+
+def t_cycle(r: random.Random, tree: Any, g: Gen) -> bool:
+    """Retarget a value inside a reduce's state or arguments, or inside a
+    container, at an object still being built there: the reduce object itself,
+    the container, or one of their ancestors (a partial whose func is itself,
+    an iterator advancing itself, a list holding itself...).  Usually a
+    replacement; sometimes the back-reference is added beside the value."""
+    w = memo_walk(tree)
+    if w.state_sites and r.random() < 0.4:
+        # The reported shape: a reduce's own state names the object itself.
+        c, k, target = r.choice(w.state_sites)
+        if k < len(c):
+            c[k] = ref(target)
+            return True
+    sites = [s for s in w.sites if s[3]] if r.random() < 0.7 else w.sites
+    sites = sites or w.sites
+    if not sites:
+        return False
+    c, k, open_, _ = r.choice(sites)
+    # The nearest open object most often: the one whose contents these are.
+    target = open_[-1] if r.random() < 0.6 else r.choice(open_)
+    if type(c) is list and r.random() < 0.25 and not (k == 0 and tag_kind(c) is not None):
+        c.insert(k + 1, ref(target))
+    else:
+        c[k] = ref(target)
     return True
 
 
@@ -1123,6 +1325,7 @@ TREE_MUTATORS: dict[str, tuple[TreeMutator, int]] = {
     "ext": (t_ext, 8),
     "tag": (t_tag, 6),
     "ref": (t_ref, 6),
+    "cycle": (t_cycle, 14),
     "delete": (t_delete, 5),
     "insert": (t_insert, 4),
     "copy": (t_copy, 4),
@@ -1164,8 +1367,10 @@ def make_input(seed: int, index: int, corpus: Corpus) -> Input:
     """Input ``index`` of campaign ``seed``: a pure function of both and the corpus."""
     r = random.Random(f"corosnap-fuzz/{seed}/{index}")
     si = r.randrange(len(corpus.seeds))
+    if corpus.stateful and r.random() < 0.1:
+        si = r.choice(corpus.stateful)
     base = corpus.seeds[si]
-    safe = r.random() < 0.25
+    safe = r.random() < 0.5
     script = r.getrandbits(32)
     ops: list[str] = [base.name]
     c = r.random()
@@ -1299,14 +1504,191 @@ def _act_collect() -> None:
     gc.collect()
 
 
+# -- using what was restored ------------------------------------------------------
+#
+# A value the blob built may be harmless to hold and fatal to use (a partial
+# whose func is itself crashed the interpreter only when called).  So before it
+# is resumed, every value reachable from the restored frames' locals is used
+# as code would use it: called, iterated, hashed, compared and repr'd.  Each
+# use is its own function, so a crash's Python stack names it.
+
+_step = ""
+"""What the child is doing, for a hang's report ("use: call functools.partial")."""
+
+_SAFE_CALL_MODULES = frozenset({"corosnap_fuzz.zoo", "builtins", "functools", "itertools",
+                                "datetime", "decimal", "collections", "enum", "dataclasses"})
+_SAFE_BUILTINS = frozenset({"len", "max", "min", "abs", "repr", "hash", "iter", "next", "sorted",
+                            "sum", "any", "all", "bool", "str", "int", "float", "tuple",
+                            "list", "dict", "set", "frozenset", "range", "slice", "enumerate",
+                            "zip", "reversed", "map", "filter", "format", "divmod", "round",
+                            "object", "type", "isinstance", "id", "ord", "chr", "bytes",
+                            "bytearray", "complex"})
+"""Builtins the fuzzer may call with a blob's arguments (never ``input``,
+``breakpoint``, ``open``, ``exit``: a blob may name any global in default mode)."""
+
+
+def _callable_ok(v: Any) -> bool:
+    """Whether calling ``v`` can only run code of the zoo, of data types and of
+    the harmless builtins above.  Partials and methods are unwrapped; one that
+    does not end within 64 steps (a loop) is called: that is the bug to find."""
+    for _ in range(64):
+        if isinstance(v, functools.partial):
+            v = v.func
+        elif type(v) is types.MethodType:
+            v = v.__func__
+        else:
+            break
+    else:
+        return True
+    if type(v) is types.BuiltinFunctionType:
+        owner = v.__self__
+        if owner is None or type(owner) is types.ModuleType:
+            return v.__name__ in _SAFE_BUILTINS and getattr(owner, "__name__", "") in (
+                "builtins", "")
+        return type(owner).__module__ in _SAFE_CALL_MODULES or isinstance(
+            owner, (types.GeneratorType, types.CoroutineType))
+    if type(v) in (types.MethodWrapperType, types.WrapperDescriptorType,
+                   types.MethodDescriptorType):
+        return getattr(v, "__objclass__", type).__module__ in _SAFE_CALL_MODULES
+    module = getattr(v, "__module__", None)
+    if isinstance(v, type) or type(v) is types.FunctionType:
+        return module == "corosnap_fuzz.zoo" or (isinstance(v, type) and
+                                                 module in _SAFE_CALL_MODULES)
+    return type(v).__module__ in _SAFE_CALL_MODULES and callable(v)
+
+
+def _act_call(v: Any) -> Any:
+    try:
+        v()
+    except Hang:
+        raise
+    except BaseException:  # noqa: BLE001, S110 - then with an argument
+        pass
+    return v(1)
+
+
+def _act_iterate(v: Any) -> Any:
+    it = iter(v)
+    out = []
+    for _ in range(3):
+        out.append(next(it))
+    return out
+
+
+def _act_hash(v: Any) -> Any:
+    return hash(v)
+
+
+def _act_compare(v: Any) -> Any:
+    return v == v, v != 0
+
+
+def _act_repr(v: Any) -> Any:
+    return repr(v)
+
+
+def _act_str(v: Any) -> Any:
+    return str(v)
+
+
+_USES: tuple[tuple[str, Callable[[Any], Any]], ...] = (
+    ("repr", _act_repr), ("str", _act_str), ("hash", _act_hash), ("compare", _act_compare),
+    ("iterate", _act_iterate), ("call", _act_call))
+
+
+def _frames_of(obj: Any) -> list[Any]:
+    """The frames of a restored generator/coroutine and of what it delegates to."""
+    out = []
+    for _ in range(50):
+        frame = getattr(obj, "gi_frame", None) or getattr(obj, "cr_frame", None)
+        if frame is None:
+            break
+        out.append(frame)
+        obj = getattr(obj, "gi_yieldfrom", None) or getattr(obj, "cr_await", None)
+        if obj is None:
+            break
+    return out
+
+
+def _reachable(roots: list[Any], limit: int = 300) -> list[Any]:
+    """Values reachable from ``roots`` through containers, partials, methods,
+    cells and instance dicts (breadth first, each at most once, a few items per
+    container)."""
+    seen: set[int] = set()
+    out: list[Any] = []
+    queue = collections.deque(roots)
+    while queue and len(out) < limit:
+        v = queue.popleft()
+        if id(v) in seen:
+            continue
+        seen.add(id(v))
+        out.append(v)
+        t = type(v)
+        try:
+            if t in (list, tuple, set, frozenset, collections.deque):
+                queue.extend(list(v)[:20] if t in (list, tuple) else
+                             list(itertools.islice(v, 20)))
+            elif t is dict:
+                for k, x in list(v.items())[:20]:
+                    queue.extend((k, x))
+            elif isinstance(v, functools.partial):
+                queue.extend((v.func, *v.args[:20], *list(v.keywords.values())[:20]))
+            elif t is types.MethodType:
+                queue.extend((v.__func__, v.__self__))
+            elif t is types.CellType:
+                queue.append(v.cell_contents)
+            elif t is slice:
+                queue.extend((v.start, v.stop, v.step))
+            elif isinstance(getattr(v, "__dict__", None), dict) and t.__module__ == \
+                    "corosnap_fuzz.zoo":
+                queue.extend(list(vars(v).values())[:20])
+        except Hang:
+            raise
+        except BaseException:  # noqa: BLE001, S110 - an empty cell, a property...
+            pass
+    return out
+
+
+def _use_values(obj: Any) -> None:
+    """Use every value reachable from the restored frames' locals (see above)."""
+    global _step
+    roots: list[Any] = []
+    for frame in _frames_of(obj):
+        _step = "use: read f_locals"
+        try:
+            roots.extend(dict(frame.f_locals).values())
+        except Hang:
+            raise
+        except BaseException:  # noqa: BLE001, S112 - reading locals of a broken frame
+            continue
+    for v in _reachable(roots):
+        name = type(v).__qualname__
+        for use, act in _USES:
+            if use == "call" and not (callable(v) and _callable_ok(v)):
+                continue
+            if use == "iterate" and isinstance(v, (types.GeneratorType, types.CoroutineType)):
+                continue  # resuming is _drive's business
+            _step = f"use: {use} {name}"
+            try:
+                _short_repr.repr(act(v))
+            except Hang:
+                raise
+            except BaseException:  # noqa: BLE001, S110 - the value's own behaviour
+                pass
+    _step = ""
+
+
 def _drive(obj: Any, script: int) -> str:
     """Resume a restored generator/coroutine a few times; ordinary exceptions are its
     own business.  Returns a short trace (exception types) for the record.  Each kind
     of action is its own function, so a crash's Python stack names it."""
+    global _step
     r = random.Random(script)
     trace: list[str] = []
     for _ in range(r.randint(1, 4)):
         c = r.random()
+        _step = "resume: " + ("send" if c < 0.62 else "throw" if c < 0.77 else "close"
+                              if c < 0.85 else "introspect" if c < 0.93 else "dumps/loads")
         try:
             if c < 0.5:
                 v = _act_send(obj, None)
@@ -1333,6 +1715,7 @@ def _drive(obj: Any, script: int) -> str:
                 _act_report(exc)
             if isinstance(exc, (SystemError, RedumpFailed)):
                 return f"{type(exc).__name__}: {str(exc)[:160]}"
+    _step = "resume: close"
     try:
         _act_close(obj)
     except Hang:
@@ -1350,10 +1733,17 @@ def time_budget(inp: Input, timeout: float) -> float:
 
 
 def run_one(inp: Input, timeout: float) -> tuple[str, str, str]:
-    """(outcome, phase, detail) for one input, in this process."""
+    """(outcome, phase, detail) for one input, in this process.
+
+    Phases: ``loads``; ``use`` (every value reachable from the restored frames'
+    locals called, iterated, hashed, compared, repr'd: _use_values); ``resume``
+    (sent to, thrown into, closed: _drive); ``gc``.  A hang's detail says what
+    the child was doing when the budget ran out."""
+    global _step
     zoo.LOG.clear()
     signal.setitimer(signal.ITIMER_REAL, time_budget(inp, timeout))
     phase = "loads"
+    _step = "loads"
     try:
         try:
             obj = corosnap.loads(inp.data, safe=inp.safe, allow=SAFE_ALLOW if inp.safe else ())
@@ -1364,22 +1754,25 @@ def run_one(inp: Input, timeout: float) -> tuple[str, str, str]:
         except MemoryError as exc:
             return "memoryerror", phase, f"MemoryError: {str(exc)[:160]}"
         except Hang:
-            return "hang", phase, ""
+            return "hang", phase, _step
         except BaseException as exc:  # noqa: BLE001 - that is the finding
             return "other", phase, f"{type(exc).__name__}: {str(exc)[:160]}"
-        phase = "resume"
         try:
+            phase = "use"
+            _use_values(obj)
+            phase = "resume"
             trace = _drive(obj, inp.script)
             del obj
             phase = "gc"
+            _step = "gc"
             _act_collect()
         except Hang:
-            return "hang", phase, ""
+            return "hang", phase, _step
         if trace.startswith(("SystemError:", "RedumpFailed:")):
             return "restored", "resume", trace  # suspicious: reported separately
         return "restored", phase, ""
     except Hang:
-        return "hang", phase, "late"
+        return "hang", phase, f"late ({_step})"
     except:  # noqa: E722 - only a bare except sees a non-exception raised by a broken frame
         # The interpreter raised an object that is not an exception (a frame put its
         # exception slots in a state CPython never makes): no ``except`` clause can
@@ -1561,8 +1954,8 @@ def _child_main(ctx: Context, rfd: int, wfd: int, fault: Any) -> None:  # pragma
 class Context:
     corpus: Corpus
     seed: int = 0
-    timeout: float = 3.0
-    hard_timeout: float = 60.0
+    timeout: float = 10.0
+    hard_timeout: float = 30.0
     memory_mb: int = 1024
     workdir: str = ""
     recycle: int = 3000
@@ -1766,7 +2159,7 @@ def bucket(outcome: str, phase: str, detail: str) -> str:
         sig = _crash_sig(detail)
         return crash_key(sig, detail.split("\n", 1)[1] if "\n" in detail else "")
     if outcome == "hang":
-        return f"hang in {phase}"
+        return f"hang in {phase}" + (f" ({detail})" if detail else "")
     return f"{phase}: {other_key(detail)}"
 
 
@@ -1779,7 +2172,7 @@ def get_corpus() -> Corpus:
     return _corpus_cache[0]
 
 
-def run_campaign(inputs: int, seed: int = 0, jobs: int = 1, timeout: float = 3.0,
+def run_campaign(inputs: int, seed: int = 0, jobs: int = 1, timeout: float = 10.0,
                  memory_mb: int = 1024, crash_dir: str | None = None,
                  minimize: bool = False, progress: bool = False,
                  start: int = 0) -> Report:
@@ -1794,7 +2187,7 @@ def run_campaign(inputs: int, seed: int = 0, jobs: int = 1, timeout: float = 3.0
     corpus_failures: list[str] = []
     safe_refusals: dict[str, list[str]] = collections.defaultdict(list)
     with tempfile.TemporaryDirectory(prefix="corosnap-fuzz-") as workdir:
-        ctx = Context(corpus, seed, timeout, max(60.0, timeout * 20), memory_mb, workdir)
+        ctx = Context(corpus, seed, timeout, max(30.0, timeout * 3), memory_mb, workdir)
         with Pool(ctx, jobs) as pool:
             # The unmutated corpus must restore: a check of the harness itself.
             seeds = (("input", Input(s.blob, False, 0, s.name)) for s in corpus.seeds)
@@ -2052,7 +2445,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--start", type=int, default=0, help="first input index")
     p.add_argument("--jobs", type=int, default=1)
-    p.add_argument("--timeout", type=float, default=3.0,
+    p.add_argument("--timeout", type=float, default=10.0,
                    help="seconds an input may take, plus as much again per MB of blob")
     p.add_argument("--memory-mb", type=int, default=1024,
                    help="address space a child may add (RLIMIT_AS); 0: no limit")
@@ -2087,7 +2480,7 @@ def _replay(args: Any) -> int:
         with open(path, "rb") as fb:
             inp = Input(fb.read(), False, 0, path)
     with tempfile.TemporaryDirectory(prefix="corosnap-fuzz-") as workdir:
-        ctx = Context(get_corpus(), 0, args.timeout, max(60.0, args.timeout * 20),
+        ctx = Context(get_corpus(), 0, args.timeout, max(30.0, args.timeout * 3),
                       args.memory_mb, workdir)
         with Pool(ctx, 1) as pool:
             res = pool.run_one(inp)

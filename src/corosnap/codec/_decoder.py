@@ -827,7 +827,7 @@ class Decoder:
                 path.append(obj)
                 names = " -> ".join(_type_name(y) for y in reversed(path))
                 raise CorruptSnapshot(
-                    f"a {_type_name(obj)} object reaches itself ({names}): CPython calls "
+                    f"an object that reaches itself ({names}): CPython calls "
                     "or advances such objects through one another without its recursion "
                     "guard, so using it could overflow the C stack")
             if k in seen or k in settled:
