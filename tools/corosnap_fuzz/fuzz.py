@@ -524,13 +524,13 @@ class MemoWalk(TreeWalk):
             if len(x) > 2:
                 self._items(x[2])
             self._opened()
-            state = x[3] if len(x) > 3 else None
+            state: Any = x[3] if len(x) > 3 else None
             if tag_kind(state) == T_TUPLE:
                 # Direct parts of the state (a partial's func, args, keywords):
                 # where a reference back to the object itself is set by C code.
                 self.state_sites.extend((state, k, self.memo - 1)
                                         for k in range(1, len(state)))
-                args = state[2] if len(state) > 2 else None
+                args: Any = state[2] if len(state) > 2 else None
                 if tag_kind(args) == T_TUPLE:
                     self.state_sites.extend((args, k, self.memo - 1)
                                             for k in range(1, len(args)))
