@@ -336,3 +336,32 @@ def test_error_names_the_stack_slot_or_local() -> None:
     with pytest.raises(corosnap.CorruptSnapshot,
                        match=r"^tests\._unguarded\.caller\(\): local 'f': a cell holding a cell"):
         corosnap.loads(_raw(t))
+
+
+# -- constructors given ints they convert in quadratic time ---------------------
+
+
+def test_safe_mode_refuses_ints_past_the_interpreters_digit_limit() -> None:
+    # decimal.Decimal(int) converts quadratically: a 200 KB int took 10 s.
+    # Safe mode bounds the ints it passes to constructors as CPython bounds
+    # int <-> str conversions (sys.get_int_max_str_digits()).
+    import decimal
+
+    g = _started(ug.holder(decimal.Decimal(7)))
+    t = msgpack.unpackb(corosnap.dumps(g), strict_map_key=False)
+    big = 10 ** 6000
+    t[5][2] = [ExtType(2, big.to_bytes(big.bit_length() // 8 + 1, "little", signed=True))]
+    allow = ("tests._unguarded", "decimal")
+    with pytest.raises(corosnap.UnsafeSnapshot,
+                       match=r"local 'v': safe mode refused to call 'Decimal' with an int of "
+                             r"19932 bits \(more than sys.get_int_max_str_digits\(\) = "):
+        corosnap.loads(_raw(t), safe=True, allow=allow)
+    assert corosnap.loads(_raw(t)).send(None) == decimal.Decimal(big)  # default mode: trusted
+    old = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(0)
+    try:
+        assert corosnap.loads(_raw(t), safe=True, allow=allow).send(None) == decimal.Decimal(big)
+    finally:
+        sys.set_int_max_str_digits(old)
+    small = _started(ug.holder(2**14000))  # stored natively (EXT_BIGINT), never an argument
+    assert corosnap.loads(corosnap.dumps(small), safe=True, allow=allow).send(None) == 2**14000

@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import dataclasses
 import faulthandler
 import functools
@@ -121,8 +122,19 @@ from corosnap.codec._tags import (
 
 from . import zoo
 
-OUTCOMES = ("rejected", "restored", "other", "crash", "hang", "memoryerror")
-FAILURES = ("other", "crash", "hang", "memoryerror")
+OUTCOMES = ("rejected", "restored", "other", "crash", "hang", "memoryerror", "differ")
+FAILURES = ("other", "crash", "hang", "memoryerror", "differ")
+
+ENGINES: dict[str, dict[str, str]] = {
+    "c": {},
+    "python": {"COROSNAP_PUREPYTHON": "1"},
+}
+"""Engines an input can be loaded through (``--engines c,python``): the
+environment a fresh worker interpreter is started with.  ``COROSNAP_PUREPYTHON=1``
+selects corosnap's pure-Python engine when it is imported; an input loaded
+through several engines must end the same way in each (same outcome and
+exception class, or the same behaviour when resumed), else it is a ``differ``
+failure."""
 
 METHOD_NAMES = ("append", "__exit__", "__enter__", "read", "close", "send", "throw", "format",
                 "join", "get", "__reduce_ex__", "__getattribute__", "__init__", "__class__",
@@ -1515,6 +1527,11 @@ def _act_collect() -> None:
 _step = ""
 """What the child is doing, for a hang's report ("use: call functools.partial")."""
 
+_behaviour: list[str] = []
+"""What the last resume did (values yielded, exception types raised), for
+comparing engines (``--engines``); object addresses are blanked."""
+_ADDRESS = re.compile(r"(0x)?[0-9a-f]{6,}")  # also the tail of one reprlib cut short
+
 _SAFE_CALL_MODULES = frozenset({"corosnap_fuzz.zoo", "builtins", "functools", "itertools",
                                 "datetime", "decimal", "collections", "enum", "dataclasses"})
 _SAFE_BUILTINS = frozenset({"len", "max", "min", "abs", "repr", "hash", "iter", "next", "sorted",
@@ -1591,6 +1608,8 @@ def _act_str(v: Any) -> Any:
     return str(v)
 
 
+_CONTAINERS = frozenset({list, tuple, dict, set, frozenset, collections.deque})
+_WHOLE = frozenset({"repr", "str", "hash", "compare"})
 _USES: tuple[tuple[str, Callable[[Any], Any]], ...] = (
     ("repr", _act_repr), ("str", _act_str), ("hash", _act_hash), ("compare", _act_compare),
     ("iterate", _act_iterate), ("call", _act_call))
@@ -1661,9 +1680,17 @@ def _use_values(obj: Any) -> None:
             raise
         except BaseException:  # noqa: BLE001, S112 - reading locals of a broken frame
             continue
+    top = {id(v) for v in roots}
     for v in _reachable(roots):
         name = type(v).__qualname__
+        inner = id(v) not in top and type(v) in _CONTAINERS
         for use, act in _USES:
+            if inner and use in _WHOLE:
+                # The local holding it was repr'd, compared, hashed as a whole:
+                # doing it again for each container inside would be quadratic
+                # in a chain's depth (a 100,000-deep list takes 0.1 s to refuse
+                # repr on 3.13, and is repr'd on 3.14).
+                continue
             if use == "call" and not (callable(v) and _callable_ok(v)):
                 continue
             if use == "iterate" and isinstance(v, (types.GeneratorType, types.CoroutineType)):
@@ -1685,6 +1712,7 @@ def _drive(obj: Any, script: int) -> str:
     global _step
     r = random.Random(script)
     trace: list[str] = []
+    _behaviour.clear()
     for _ in range(r.randint(1, 4)):
         c = r.random()
         _step = "resume: " + ("send" if c < 0.62 else "throw" if c < 0.77 else "close"
@@ -1703,7 +1731,7 @@ def _drive(obj: Any, script: int) -> str:
                 v = _act_introspect(obj)
             else:
                 v = _act_redump(obj)
-            _short_repr.repr(v)
+            _behaviour.append("y:" + _ADDRESS.sub("0x..", _short_repr.repr(v)))
         except Hang:
             raise
         except StopIteration:
@@ -1711,6 +1739,7 @@ def _drive(obj: Any, script: int) -> str:
             break
         except BaseException as exc:  # noqa: BLE001 - the generator's own behaviour
             trace.append(type(exc).__name__)
+            _behaviour.append(type(exc).__name__)
             if len(trace) <= 2:
                 _act_report(exc)
             if isinstance(exc, (SystemError, RedumpFailed)):
@@ -1848,6 +1877,18 @@ class Child:
             try:
                 os.close(to_child_w)
                 os.close(from_child_r)
+                if self.ctx.engine:
+                    # A fresh interpreter: an engine is chosen when corosnap is
+                    # imported, and this process imported it already.
+                    for fd in (to_child_r, from_child_w, fault.fileno()):
+                        os.set_inheritable(fd, True)
+                    tools = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+                    env = dict(os.environ, **ENGINES[self.ctx.engine],
+                               PYTHONPATH=os.pathsep.join(
+                                   [tools, *filter(None, [os.environ.get("PYTHONPATH")])]))
+                    os.execve(sys.executable, [
+                        sys.executable, "-c", "from corosnap_fuzz.fuzz import _worker_main; "
+                        f"_worker_main({to_child_r}, {from_child_w}, {fault.fileno()})"], env)
                 _child_main(self.ctx, to_child_r, from_child_w, fault)
             finally:
                 os._exit(0)
@@ -1859,6 +1900,8 @@ class Child:
         self.r = from_child_r
         self.done = 0
         self.busy = None
+        if self.ctx.engine:
+            _write_msg(self.w, dataclasses.replace(self.ctx, engine=""))
 
     def send(self, job: Any) -> None:
         self.busy = job
@@ -1914,6 +1957,15 @@ class Child:
             pass
 
 
+def _worker_main(rfd: int, wfd: int, fault_fd: int) -> None:  # pragma: no cover
+    """A worker started as a fresh interpreter (one engine of ``--engines``):
+    reads its Context, then serves inputs as a forked child does."""
+    ctx = _read_msg(rfd)
+    with open(fault_fd, "w+b", closefd=True) as fault:
+        _child_main(ctx, rfd, wfd, fault)
+    os._exit(0)
+
+
 def _child_main(ctx: Context, rfd: int, wfd: int, fault: Any) -> None:  # pragma: no cover
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGALRM, _on_alarm)
@@ -1941,13 +1993,14 @@ def _child_main(ctx: Context, rfd: int, wfd: int, fault: Any) -> None:  # pragma
             inp = make_input(ctx.seed, payload, ctx.corpus)
         else:
             inp = payload
+        _behaviour.clear()
         try:
             result = run_one(inp, ctx.timeout)
         except Hang:
             result = ("hang", "late", "")
         except MemoryError:
             result = ("memoryerror", "late", "")
-        _write_msg(wfd, result)
+        _write_msg(wfd, (*result, "|".join(_behaviour)))
 
 
 @dataclasses.dataclass
@@ -1959,6 +2012,9 @@ class Context:
     memory_mb: int = 1024
     workdir: str = ""
     recycle: int = 3000
+    engine: str = ""
+    """"" forks children of this process; an ENGINES name starts each child as
+    a fresh interpreter with that engine's environment."""
 
 
 # ---------------------------------------------------------------------------
@@ -2092,6 +2148,7 @@ class Pool:
     def __init__(self, ctx: Context, jobs: int) -> None:
         self.ctx = ctx
         self.children = [Child(ctx) for _ in range(max(1, jobs))]
+        self.behaviour = ""  # of the result last yielded (see _behaviour)
 
     def close(self) -> None:
         for c in self.children:
@@ -2127,7 +2184,8 @@ class Pool:
                     job = c.busy
                     msg = c.result()
                     if msg is not None:
-                        yield job, msg
+                        self.behaviour = msg[3]
+                        yield job, msg[:3]
                         continue
                     sig, text = c.reap()
                     c.start()
@@ -2172,11 +2230,26 @@ def get_corpus() -> Corpus:
     return _corpus_cache[0]
 
 
+def _signature(outcome: str, phase: str, detail: str, behaviour: str) -> str:
+    """What must be the same when one input is loaded through two engines."""
+    if outcome in ("rejected", "other"):
+        return f"{outcome} in {phase}: {detail.split(':', 1)[0]}"
+    if outcome == "restored":
+        return f"restored: {behaviour}"
+    return outcome
+
+
 def run_campaign(inputs: int, seed: int = 0, jobs: int = 1, timeout: float = 10.0,
                  memory_mb: int = 1024, crash_dir: str | None = None,
                  minimize: bool = False, progress: bool = False,
-                 start: int = 0) -> Report:
-    """Run inputs ``start .. start+inputs-1`` of campaign ``seed``; see the module doc."""
+                 start: int = 0, engines: tuple[str, ...] = ()) -> Report:
+    """Run inputs ``start .. start+inputs-1`` of campaign ``seed``; see the module doc.
+
+    ``engines``: () forks children of this process (the engine it imported);
+    one or more ENGINES names run each input in a fresh worker per engine, and
+    with two or more, every input through each of them: the first engine's
+    outcome is counted, and any other engine ending differently is a
+    ``differ`` failure."""
     corpus = get_corpus()
     t0 = time.monotonic()
     counts: Counter[str] = Counter()
@@ -2186,9 +2259,24 @@ def run_campaign(inputs: int, seed: int = 0, jobs: int = 1, timeout: float = 10.
     findings: dict[str, Finding] = {}
     corpus_failures: list[str] = []
     safe_refusals: dict[str, list[str]] = collections.defaultdict(list)
+
+    def found(outcome: str, key: str, index: int, detail: str) -> None:
+        inp = make_input(seed, index, corpus)
+        f = findings.get(key)
+        if f is None:
+            findings[key] = Finding(outcome, key, 1, index, inp, detail)
+        else:
+            f.count += 1
+            if len(inp.data) < len(f.input.data):
+                f.index, f.input, f.detail = index, inp, detail
+
     with tempfile.TemporaryDirectory(prefix="corosnap-fuzz-") as workdir:
-        ctx = Context(corpus, seed, timeout, max(30.0, timeout * 3), memory_mb, workdir)
-        with Pool(ctx, jobs) as pool:
+        ctx = Context(corpus, seed, timeout, max(30.0, timeout * 3), memory_mb, workdir,
+                      engine=engines[0] if engines else "")
+        with contextlib.ExitStack() as stack:
+            pool = stack.enter_context(Pool(ctx, jobs))
+            others = [(e, stack.enter_context(Pool(dataclasses.replace(ctx, engine=e), jobs)))
+                      for e in engines[1:]]
             # The unmutated corpus must restore: a check of the harness itself.
             seeds = (("input", Input(s.blob, False, 0, s.name)) for s in corpus.seeds)
             for job, (outcome, _phase, detail) in pool.run(seeds):
@@ -2201,35 +2289,45 @@ def run_campaign(inputs: int, seed: int = 0, jobs: int = 1, timeout: float = 10.
                 if outcome != "restored":
                     safe_refusals[re.sub(r"0x[0-9a-f]+", "0x..", detail)[:160]].append(
                         job[1].origin)
-            jobs_iter = (("index", i) for i in range(start, start + inputs))
             last = time.monotonic()
             done = 0
-            for job, (outcome, phase, detail) in pool.run(jobs_iter):
-                done += 1
-                counts[outcome] += 1
-                phases[f"{outcome}/{phase}"] += 1
-                if outcome == "rejected":
-                    rejections[detail.split(":", 1)[0]] += 1
-                elif outcome == "restored" and detail:
-                    suspicious[other_key(detail)] += 1
-                else:
+            batch = 256 if others else inputs
+            for lo in range(start, start + inputs, max(batch, 1)):
+                indexes = range(lo, min(lo + batch, start + inputs))
+                firsts: dict[int, tuple[str, str, str, str]] = {}
+                for job, (outcome, phase, detail) in pool.run(("index", i) for i in indexes):
                     index = job[1]
-                    if outcome in FAILURES:
-                        key = f"{outcome}: {bucket(outcome, phase, detail)}"
-                        inp = make_input(seed, index, corpus)
-                        f = findings.get(key)
-                        if f is None:
-                            findings[key] = Finding(outcome, key, 1, index, inp, detail)
-                        else:
-                            f.count += 1
-                            if len(inp.data) < len(f.input.data):
-                                f.index, f.input, f.detail = index, inp, detail
-                if progress and time.monotonic() - last > 10:
-                    last = time.monotonic()
-                    fails = sum(counts[o] for o in FAILURES)
-                    print(f"  {done}/{inputs} inputs, {fails} failures, "
-                          f"{done / (last - t0):.0f}/s", file=sys.stderr, flush=True)
+                    if others:
+                        firsts[index] = (outcome, phase, detail, pool.behaviour)
+                    done += 1
+                    counts[outcome] += 1
+                    phases[f"{outcome}/{phase}"] += 1
+                    if outcome == "rejected":
+                        rejections[detail.split(":", 1)[0]] += 1
+                    elif outcome == "restored" and detail:
+                        suspicious[other_key(detail)] += 1
+                    elif outcome in FAILURES:
+                        found(outcome, f"{outcome}: {bucket(outcome, phase, detail)}", index,
+                              detail)
+                    if progress and time.monotonic() - last > 10:
+                        last = time.monotonic()
+                        fails = sum(counts[o] for o in FAILURES)
+                        print(f"  {done}/{inputs} inputs, {fails} failures, "
+                              f"{done / (last - t0):.0f}/s", file=sys.stderr, flush=True)
+                for engine, other in others:
+                    for job, res in other.run(("index", i) for i in indexes):
+                        index = job[1]
+                        first = _signature(*firsts[index])
+                        second = _signature(*res, other.behaviour)
+                        if first != second:
+                            counts["differ"] += 1
+                            key = (f"differ: {engines[0]} {first[:60]!r} but {engine} "
+                                   f"{second[:60]!r}")
+                            found("differ", re.sub(r"0x[0-9a-f]+", "0x..", key), index,
+                                  f"{engines[0]}: {first}\n{engine}: {second}\n{res[2]}")
             for f in findings.values():
+                if f.outcome == "differ":
+                    continue
                 res = pool.run_one(f.input)
                 f.reproducible = res[0] == f.outcome
                 if minimize and f.reproducible and f.outcome in ("crash", "other",
@@ -2454,13 +2552,21 @@ def main(argv: list[str] | None = None) -> int:
                    help="where failing inputs are saved (default: fuzz-findings)")
     p.add_argument("--minimize", action="store_true", help="shrink each failing input")
     p.add_argument("--replay", help="run one saved input (.json or .bin) and print its outcome")
+    p.add_argument("--engines", default="",
+                   help="comma-separated engines to load every input through, each in "
+                        f"fresh worker interpreters ({', '.join(ENGINES)}); two or more "
+                        "must agree on every input (default: this interpreter's, forked)")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
     if args.replay:
         return _replay(args)
+    engines = tuple(e for e in args.engines.split(",") if e)
+    unknown = [e for e in engines if e not in ENGINES]
+    if unknown:
+        p.error(f"unknown engine(s) {unknown}; known: {', '.join(ENGINES)}")
     report = run_campaign(args.inputs, args.seed, args.jobs, args.timeout, args.memory_mb,
                           args.crash_dir, args.minimize, progress=not args.quiet,
-                          start=args.start)
+                          start=args.start, engines=engines)
     print(report.table())
     if report.findings:
         print(f"\nfailing inputs saved in {args.crash_dir}/")

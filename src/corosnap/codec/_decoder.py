@@ -704,6 +704,8 @@ class Decoder:
             # builtins: no descriptors, bound methods or other builtins.
             raise UnsafeSnapshot(f"safe mode refused to call {func!r}")
         args = self.dec_items(v[2])
+        if self.safe:
+            _no_huge_ints(func, args)
         if v[0].kind == T_NEWOBJ:
             if not isinstance(func, type):
                 raise CorruptSnapshot("object constructor is not a class")
@@ -927,6 +929,26 @@ class Decoder:
         it.__setstate__(v[2])
         self.memo.append(it)
         return it
+
+
+def _no_huge_ints(func: Any, args: list[Any]) -> None:
+    """Safe mode: refuse to pass a constructor an int longer than CPython's own
+    bound for quadratic int conversions (``sys.get_int_max_str_digits()``,
+    4,300 digits by default; 0 turns it off).  Decoding a big int is linear,
+    but a constructor may convert it quadratically: ``decimal.Decimal`` of a
+    200 KB int takes about 10 s.  Ints inside a tuple argument count too."""
+    limit = sys.get_int_max_str_digits()
+    if not limit:
+        return
+    bits = int(limit * 3.3219280948873626) + 1  # log2(10)
+    for a in args:
+        for x in (a if type(a) is tuple else (a,)):
+            if type(x) is int and x.bit_length() > bits:
+                raise UnsafeSnapshot(
+                    f"safe mode refused to call {getattr(func, '__qualname__', func)!r} with "
+                    f"an int of {x.bit_length()} bits (more than "
+                    f"sys.get_int_max_str_digits() = {limit} digits; constructors may "
+                    "convert it in quadratic time)")
 
 
 def _type_name(x: Any) -> str:
