@@ -11,6 +11,12 @@ Rules of this file:
 - Nothing here trusts the input.  Every malformed shape raises
   CorruptSnapshot; globals are resolved through the safe-mode gate; the
   fallback pickler is refused in safe mode.
+- Registering an object before its contents is what lets a back-reference
+  close a cycle.  Cycles through lists, dicts, sets and Python code are what
+  real code makes and come back; objects CPython calls, advances or hashes
+  without its recursion guard (partials, C iterators, slices, tuples) are
+  tracked instead: chains of them are bounded (``depth``, MAX_NESTING) and
+  one that reaches itself is refused (``_check_no_unguarded_cycle``).
 """
 
 from __future__ import annotations
