@@ -18,13 +18,17 @@ cd "$ROOT"
 VER=$1 INPUTS=$2
 shift 2
 
+is_version() {  # is_version PYTHON X.Y: that interpreter runs, and is that version
+    "$1" -c "import sys; sys.exit('%d.%d' % sys.version_info[:2] != '$2')" 2>/dev/null
+}
+
 find_python() {  # same search order as tools/test-matrix.sh
     local ver=$1 var cand
     var="PYTHON_${ver/./_}"
     for cand in "${!var:-}" "$(command -v "python$ver" 2>/dev/null)" \
                 $(ls -d "$HOME"/.pyenv/versions/"$ver".*/bin/"python$ver" 2>/dev/null | sort -Vr) \
                 "${XDG_CACHE_HOME:-$HOME/.cache}/cpython/$ver/bin/python$ver"; do
-        if [ -n "$cand" ] && [ -x "$cand" ]; then
+        if [ -n "$cand" ] && [ -x "$cand" ] && is_version "$cand" "$ver"; then
             echo "$cand"
             return
         fi

@@ -1524,6 +1524,9 @@ def _act_collect() -> None:
 # as code would use it: called, iterated, hashed, compared and repr'd.  Each
 # use is its own function, so a crash's Python stack names it.
 
+_CONTAINERS = frozenset({list, tuple, dict, set, frozenset, collections.deque})
+_WHOLE = frozenset({"repr", "str", "hash", "compare"})
+
 _step = ""
 """What the child is doing, for a hang's report ("use: call functools.partial")."""
 
@@ -1601,15 +1604,18 @@ def _act_compare(v: Any) -> Any:
 
 
 def _act_repr(v: Any) -> Any:
+    if type(v) in _CONTAINERS:
+        # Bounded: CPython's repr of n lists, each holding the one before
+        # (flat in a blob), is quadratic, n times the recursion limit (10,000
+        # on 3.13).  Each item reached is repr'd on its own (_reachable).
+        return _short_repr.repr(v)
     return repr(v)
 
 
 def _act_str(v: Any) -> Any:
-    return str(v)
+    return _short_repr.repr(v) if type(v) in _CONTAINERS else str(v)
 
 
-_CONTAINERS = frozenset({list, tuple, dict, set, frozenset, collections.deque})
-_WHOLE = frozenset({"repr", "str", "hash", "compare"})
 _USES: tuple[tuple[str, Callable[[Any], Any]], ...] = (
     ("repr", _act_repr), ("str", _act_str), ("hash", _act_hash), ("compare", _act_compare),
     ("iterate", _act_iterate), ("call", _act_call))
