@@ -41,12 +41,12 @@ HEADER = ExtType(0x43, bytes([1 << 5 | MINOR]))
 
 def _fuzz() -> Any:
     """The fuzzer (corpus builder and mutators), wherever it lives."""
-    for name in ("corosnap.fuzz", "tools.fuzz", "fuzz"):
+    for name in ("corosnap_fuzz.fuzz", "corosnap.fuzz", "tools.fuzz", "fuzz"):
         try:
             return importlib.import_module(name)
         except ImportError:
             continue
-    raise AssertionError("cannot find the fuzzer module (corosnap.fuzz or tools/fuzz.py)")
+    raise AssertionError("cannot find the fuzzer module (tools/corosnap_fuzz/fuzz.py)")
 
 
 _corpus: list[Any] = []
