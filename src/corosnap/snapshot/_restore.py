@@ -103,8 +103,11 @@ class CodeEntry:
         names = self.info.slot_names
         where = (f"local {names[index]!r}" if 0 <= index < n and index < len(names)
                  else f"value stack slot {index - n}")
+        msg = str(exc)
+        if msg.startswith(f"{self.label}: "):  # already names this frame (the C path's own checks)
+            msg = msg[len(self.label) + 2:]
         try:
-            named = type(exc)(f"{self.label}: {where}: {exc}")
+            named = type(exc)(f"{self.label}: {where}: {msg}")
         except Exception:  # noqa: BLE001 - a subclass with another signature
             return exc
         named.__cause__ = exc.__cause__
