@@ -85,6 +85,7 @@ from msgpack import ExtType
 
 import corosnap
 from corosnap.bytecode import CodeRef, code_info, locate
+from corosnap.bytecode._analysis import DELEGATE
 from corosnap.codec._tags import (
     EXT_BIGINT,
     EXT_BYTEARRAY,
@@ -309,6 +310,22 @@ class FrameRef:
         return self.lst[self.pos_i] if self.pos_i < len(self.lst) else None
 
 
+def sub_frame_index(info: Any, pos: Any, v: list[Any], j: int) -> int | None:
+    """Index in ``v`` of the untagged sub-frame a frame delegates to (its fields
+    start at ``v[j]``, the position), as ``_restore.decode_frame`` finds it:
+    stack slot ``depth + DELEGATE`` (the top before 3.15; 3.15 keeps a NULL or
+    an index above it)."""
+    if info is None or type(pos) is not int or pos not in info.delegating:
+        return None
+    depth = info.resume.get(pos)
+    if depth is None:
+        return None
+    k = j + 1 + info.nlocalsplus + depth + DELEGATE
+    if j < k < len(v) and type(v[k]) is list and v[k] and tag_kind(v[k]) is None:
+        return k
+    return None
+
+
 class TreeWalk:
     """Walk a tree in the decoder's order, tracking its string and code tables.
 
@@ -381,13 +398,9 @@ class TreeWalk:
             for x in pos[1:]:
                 self.value(x)
             pos = pos[0] if pos else None
-        info = fr.info
-        rest = range(j + 1, len(v))
-        last = v[-1] if len(v) > j + 1 else None
-        delegated = (info is not None and pos in info.delegating and type(last) is list
-                     and tag_kind(last) is None and bool(last))
-        for k in rest:
-            if delegated and k == len(v) - 1:
+        sub = sub_frame_index(fr.info, pos, v, j)
+        for k in range(j + 1, len(v)):
+            if k == sub:
                 self.frame(v[k], 0)
             else:
                 self.value(v[k])
@@ -482,13 +495,10 @@ class MemoWalk(TreeWalk):
             pos = v[j]
             if type(pos) is list and len(pos) > 1:
                 self._at(pos, 1)
-            info = fr.info
-            last = v[-1] if len(v) > j + 1 else None
             pos0 = pos[0] if type(pos) is list and pos else pos
-            delegated = (info is not None and pos0 in info.delegating and type(last) is list
-                         and tag_kind(last) is None and bool(last))
+            sub = sub_frame_index(fr.info, pos0, v, j)
             for k in range(j + 1, len(v)):
-                if delegated and k == len(v) - 1:
+                if k == sub:
                     self.frame(v[k], 0)
                 else:
                     self._at(v, k)
@@ -994,7 +1004,8 @@ def t_ref(r: random.Random, tree: Any, g: Gen) -> bool:
     index = r.choice((0, 0, 1, 1, 2, 3, r.randint(0, 12), r.randint(0, 300)))
     if deleg and r.random() < 0.5:
         fr = r.choice(deleg)
-        fr.lst[-1] = ref(index)
+        # the delegated slot: the top of the stack, below 3.15's NULL-or-index
+        fr.lst[len(fr.lst) + DELEGATE] = ref(index)
         return True
     hit = _pick(r, tree)
     if hit is None:
