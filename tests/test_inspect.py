@@ -599,6 +599,19 @@ def test_truncated_and_garbled_blobs_are_refused_cleanly() -> None:
             render(info)
 
 
+def test_bytes_line_of_a_large_unverified_signed_blob_fits_the_width() -> None:
+    # A signed blob of a megabyte read without its key: header, envelope and the
+    # unread body do not fit one 80-column line with the total.
+    from corosnap_fuzz import zoo
+
+    g = zoo.holds(b"x" * 1_000_000)
+    next(g)
+    info = Inspector().inspect(corosnap.dumps(g, key=b"k" * 32))
+    text = render(info)
+    assert all(len(line) <= 80 for line in text.splitlines()), text
+    assert "body (not read)" in text and f"= {info.size:,}" in text
+
+
 def _fuzz_one(data: bytes) -> None:
     try:
         info = Inspector().inspect(data)
