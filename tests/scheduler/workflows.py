@@ -49,9 +49,14 @@ def _note() -> Any:
     ctx = current_step()
     with _lock:
         LOG.append((ctx.idempotency_key, ctx.attempt))
-    if STORE is not None and STORE.get(f"step/{ctx.idempotency_key}") is not None:
+    if STORE is not None and is_recorded(STORE, ctx.run_id, ctx.seq):
         VIOLATIONS.append(ctx.idempotency_key)
     return ctx
+
+
+def is_recorded(store: Store, run_id: str, seq: int) -> bool:
+    """Is step ``seq`` of ``run_id`` recorded in ``store`` (so must never run again)?"""
+    return any(s.seq == seq for s in Scheduler(store).steps(run_id))
 
 
 # -- steps -----------------------------------------------------------------------
