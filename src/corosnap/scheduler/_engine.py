@@ -275,6 +275,7 @@ class Engine:
         self.legacy_checked = False
         self.stopping = False
         self.stop_deadline = 0.0
+        self.resuming: str | None = None  # the run whose coroutine is running, for hooks/logs
 
     def __repr__(self) -> str:
         return f"<Engine {self.id} holding {len(self.runs)} run(s) of {self.store!r}>"
@@ -330,15 +331,14 @@ class Engine:
             )
         return self.stats
 
+    def next_due(self) -> float:
+        """When, by our clock, a timer, the next listing or the end of a grace period is due."""
+        due = self.stop_deadline if self.stopping else self.scan_due
+        return min(due, self.timers[0][0]) if self.timers else due
+
     def wait(self, deadline: float | None, stoppable: bool) -> None:
         """Block until an attempt finishes, a timer or the next listing is due, or a wake-up."""
-        now = self.clock()
-        due = [self.timers[0][0]] if self.timers else []
-        if self.stopping:
-            due.append(self.stop_deadline)
-        else:
-            due.append(self.scan_due)
-        wait = max(0.0, min(due) - now)
+        wait = max(0.0, self.next_due() - self.clock())
         if deadline is not None:
             wait = min(wait, max(0.0, deadline - time.monotonic()))
         if stoppable:
@@ -528,13 +528,14 @@ class Engine:
         self.rng.shuffle(candidates)
         room = self.max_runs - len(self.runs)
         batch = max(0, min(CLAIM_BATCH, room))
-        if len(candidates) > batch:
+        if 0 < batch < len(candidates):
             self.scan_due = now  # more to look at: list again once this batch is done
         for run_id, marker in candidates[:batch]:
             self.inspecting += 1
             self.agenda.append(partial(self.inspect, run_id, marker))
-        if self.next_look:
-            self.scan_due = min(self.scan_due, min(self.next_look.values()))
+        later = [t for t in self.next_look.values() if t > now]
+        if later:
+            self.scan_due = min(self.scan_due, min(later))
         self.confirmed = idle and not candidates and self.until_idle
 
     def inspect(self, run_id: str, marker: str) -> None:
@@ -605,6 +606,9 @@ class Engine:
             self.discard(coro)
             self.store_trouble(f"claiming run {rec.run_id}", exc)
             return None
+        except BaseException:
+            self.discard(coro)
+            raise
         self.stats.claims += 1
         self.stats.runs_resumed += 1
         self.stats.writes += 1
@@ -870,25 +874,31 @@ class Engine:
                 self.forget_run(run)
                 return
         value, error = self.answer(run)
-        while True:
-            try:
-                if error is not None:
-                    yielded = run.coro.throw(error)
-                else:
-                    yielded = run.coro.send(value)
-            except StopIteration as stop:
-                self.finish(run, True, stop.value)
-                return
-            except Exception as exc:
-                self.finish(run, False, exc)
-                return
-            try:
-                waiting, next_seq = self.plan(run, yielded)
-                waiting.pickle_calls()
-                break
-            except (TypeError, UnrecordableError) as exc:
-                # Not something we can wait for (or record): raise it at the workflow's await.
-                value, error = None, exc
+        self.resuming = run.id
+        try:
+            while True:
+                try:
+                    if error is not None:
+                        yielded = run.coro.throw(error)
+                    else:
+                        yielded = run.coro.send(value)
+                except StopIteration as stop:
+                    self.resuming = None
+                    self.finish(run, True, stop.value)
+                    return
+                except Exception as exc:
+                    self.resuming = None
+                    self.finish(run, False, exc)
+                    return
+                try:
+                    waiting, next_seq = self.plan(run, yielded)
+                    waiting.pickle_calls()
+                    break
+                except (TypeError, UnrecordableError) as exc:
+                    # Not something we can wait for (or record): raise it at the workflow's await.
+                    value, error = None, exc
+        finally:
+            self.resuming = None
         self.checkpoint(run, waiting, next_seq)
 
     def answer(self, run: _LiveRun) -> tuple[Any, BaseException | None]:

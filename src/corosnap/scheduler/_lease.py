@@ -18,7 +18,7 @@ States of a run record, and the writes that move between them::
                   claim (CAS)                       finish (CAS)
     unowned ---------------------> owned by W ------------------> done/failed
     (owner null,                    |  ^   |
-     or lease + skew < now,         |  |   | checkpoint / record outcome /
+     or lease + skew <= now,         |  |   | checkpoint / record outcome /
      or W's process is dead)        |  +---+ renew: CAS, lease = now + L
        ^   ^                        |
        |   +------------------------+ release (CAS, owner null): graceful stop,
@@ -154,6 +154,6 @@ def claimable(rec: RunRecord, me: str, now: float, skew: float) -> tuple[bool, f
         # we could not learn (a store error) made us drop it.  The record is the
         # truth; take it back.
         return True, None
-    if rec.lease + skew < now or owner_is_dead(rec.owner):
+    if rec.lease + skew <= now or owner_is_dead(rec.owner):
         return True, None
     return False, rec.lease + skew
