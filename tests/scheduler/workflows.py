@@ -315,6 +315,18 @@ async def unpicklable_flow() -> str:
     return "no"
 
 
+async def chain(n: int) -> int:
+    """``n`` sequential steps: a long history."""
+    total = 0
+    for i in range(n):
+        total += await call(double, i)
+    return total
+
+
+async def slow_then_double(seconds: float, x: int) -> list[Any]:
+    return [await call(slow, seconds), await call(double, x)]
+
+
 async def odd_flow() -> str:
     try:
         await call(odd_error)
@@ -338,7 +350,7 @@ WORKFLOWS = [
     generator_flow, inline_helper, parent, grandparent_child, child_fails, catches_nothing,
     fails, flaky_flow, refused_flow, sleeper, waits_for_child, slow_flow, many_slow, awaits_foreign,
     calls_unregistered, holds_lock, keys, lambda_argument, awaits_in_handlers, unpicklable_flow,
-    odd_flow,
+    odd_flow, chain, slow_then_double,
 ]  # fmt: skip
 
 

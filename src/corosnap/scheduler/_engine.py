@@ -166,6 +166,7 @@ class _LiveRun:
     new_history: list[tuple[HistoryEntry, str]] = field(default_factory=list)  # not yet written
     writes: int = 0  # successful writes by this engine: renewal timers check it
     chunk_written: int = -1  # index of the last history chunk this engine wrote
+    chunk_failed_at: int = -1  # value of `writes` when writing a chunk last failed
     deferred: list[_Attempt] = field(default_factory=list)  # to start once the lease is renewed
 
     @property
@@ -553,7 +554,7 @@ class Engine:
             # The marker is written before the run record: a start in progress, or
             # one that died between its two writes.
             self.settled.add(run_id)
-            self.next_look[run_id] = now + self.poll
+            self.look_again(run_id, now + self.poll)
             self.agenda.append(lambda: self.delete_orphan_marker(run_id, marker))
             return
         try:
@@ -570,7 +571,7 @@ class Engine:
             return
         ok, look_again = claimable(rec, self.id, now, self.skew)
         if not ok:
-            self.next_look[run_id] = look_again if look_again is not None else now + self.poll
+            self.look_again(run_id, look_again if look_again is not None else now + self.poll)
             return
         if len(self.runs) >= self.max_runs:
             return
@@ -600,7 +601,7 @@ class Engine:
         except Conflict:
             # Another worker claimed it first (or it moved on): look again later.
             self.discard(coro)
-            self.next_look[rec.run_id] = now + self.poll
+            self.look_again(rec.run_id, now + self.poll)
             return None
         except StoreError as exc:
             self.discard(coro)
@@ -621,6 +622,11 @@ class Engine:
         if self.holds(run) and run not in self.ready:
             self.release_if_only_sleeping(run)
         return run
+
+    def look_again(self, run_id: str, at: float) -> None:
+        """Inspect ``run_id`` again no earlier than ``at`` (and list the runs by then)."""
+        self.next_look[run_id] = at
+        self.scan_due = min(self.scan_due, at)
 
     def discard(self, coro: Any) -> None:
         try:
@@ -787,9 +793,16 @@ class Engine:
             return
         count = run.writes
         self.at(self.clock() + self.lease / 3, lambda: self.maybe_renew(run, count))
-        if len(run.rec.history) >= HISTORY_CHUNK and run.chunk_written != run.rec.chunks:
+        if self.chunk_due(run):
             chunk = run.rec.chunks
             self.agenda.appendleft(lambda: self.write_chunk(run, chunk))
+
+    def chunk_due(self, run: _LiveRun) -> bool:
+        return (
+            len(run.rec.history) >= HISTORY_CHUNK
+            and run.chunk_written != run.rec.chunks
+            and run.chunk_failed_at != run.writes
+        )
 
     def maybe_renew(self, run: _LiveRun, count: int) -> None:
         if self.holds(run) and run.writes == count and run not in self.ready:
@@ -803,14 +816,17 @@ class Engine:
         owner's written history extends every earlier one, so two workers
         writing chunk ``n`` write the same bytes: a plain put is safe.
         """
-        if not self.holds(run) or run.rec.chunks != chunk or run.chunk_written == chunk:
+        if not self.holds(run) or run.rec.chunks != chunk or not self.chunk_due(run):
             return
         try:
             self.store.put(
                 steplog_key(run.id, chunk), encode_chunk(run.rec.history[:HISTORY_CHUNK])
             )
         except StoreError as exc:
-            self.store_trouble(f"writing step history of run {run.id}", exc)
+            # The next write keeps the entries in the run record; a later one tries again.
+            self.stats.store_errors += 1
+            log.warning("run %s: could not write its step history chunk: %r", run.id, exc)
+            run.chunk_failed_at = run.writes  # not again before the run's next write
             return
         run.chunk_written = chunk
 
@@ -851,7 +867,7 @@ class Engine:
             return
         self.stats.leases_lost += 1
         log.warning("run %s: letting it go: %s", run.id, why)
-        self.next_look[run.id] = self.clock()  # take it back if the record says we may
+        self.look_again(run.id, self.clock())  # take it back if the record says we may
         self.forget_run(run)
 
     # -- advancing a run ---------------------------------------------------------
@@ -865,6 +881,11 @@ class Engine:
             self.ready.appendleft(run)
             self.stats.renewals += 1
             self.flush(run)
+            return
+        if self.chunk_due(run):
+            # A busy run is always ready: its history chunk goes first, as this step's write.
+            self.ready.appendleft(run)
+            self.write_chunk(run, run.rec.chunks)
             return
         if run.coro is None:
             try:
