@@ -137,25 +137,51 @@ class Scheduler:
         max_runs: int = 100,
         grace: float = 30.0,
     ) -> None:
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
-            raise ValueError(f"workers must be an int >= 0, not {workers!r}")
-        if executor is not None and not isinstance(executor, Executor):
-            raise TypeError(
-                f"executor must be a concurrent.futures.Executor, not {type(executor).__name__}"
-            )
-        if isinstance(max_runs, bool) or not isinstance(max_runs, int) or max_runs < 1:
-            raise ValueError(f"max_runs must be an int >= 1, not {max_runs!r}")
         self.store = store
-        self.workers = workers
-        self.executor = executor
-        self.lease = _positive("lease", lease)
-        self.clock_skew = _positive("clock_skew", clock_skew, zero=True)
-        self.poll = _positive("poll", poll)
-        self.max_runs = max_runs
-        self.grace = _positive("grace", grace, zero=True)
         self._functions: dict[Callable[..., Any], FunctionOptions] = {}
         self._workflows: dict[Callable[..., Any], str] = {}
         self._serving: Engine | None = None
+        self.configure(
+            workers=workers, executor=executor, lease=lease, clock_skew=clock_skew, poll=poll,
+            max_runs=max_runs, grace=grace,
+        )  # fmt: skip
+
+    def configure(self, **settings: Any) -> None:
+        """Change settings (the keyword arguments of the constructor but ``store``), checked.
+
+        They apply to the next :meth:`run_until_complete` or :meth:`serve`.
+        """
+        unknown = set(settings) - {
+            "workers", "executor", "lease", "clock_skew", "poll", "max_runs", "grace",
+        }  # fmt: skip
+        if unknown:
+            raise TypeError(f"unknown scheduler settings: {', '.join(sorted(unknown))}")
+        if "workers" in settings:
+            workers = settings["workers"]
+            if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+                raise ValueError(f"workers must be an int >= 0, not {workers!r}")
+            self.workers = workers
+        if "executor" in settings:
+            executor = settings["executor"]
+            if executor is not None and not isinstance(executor, Executor):
+                raise TypeError(
+                    "executor must be a concurrent.futures.Executor, "
+                    f"not {type(executor).__name__}"
+                )
+            self.executor = executor
+        if "max_runs" in settings:
+            max_runs = settings["max_runs"]
+            if isinstance(max_runs, bool) or not isinstance(max_runs, int) or max_runs < 1:
+                raise ValueError(f"max_runs must be an int >= 1, not {max_runs!r}")
+            self.max_runs = max_runs
+        if "lease" in settings:
+            self.lease = _positive("lease", settings["lease"])
+        if "clock_skew" in settings:
+            self.clock_skew = _positive("clock_skew", settings["clock_skew"], zero=True)
+        if "poll" in settings:
+            self.poll = _positive("poll", settings["poll"])
+        if "grace" in settings:
+            self.grace = _positive("grace", settings["grace"], zero=True)
 
     def __repr__(self) -> str:
         where = f"executor={self.executor!r}" if self.executor else f"workers={self.workers}"
