@@ -34,6 +34,7 @@ import importlib
 import logging
 import os
 import re
+import signal
 import sys
 import threading
 from collections.abc import Sequence
@@ -190,6 +191,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # A SIGTERM that arrives while the application is still being imported stops
+    # the worker as soon as it starts, gracefully, rather than killing it.
+    early = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: early.set()) for sig in _STOP_SIGNALS}
+    try:
+        return _main(argv, early)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def _main(argv: Sequence[str] | None, early: threading.Event) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(),
@@ -215,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     log.info("worker starting on %r (lease %g s, poll %g s)", sched.store, sched.lease, sched.poll)
-    stats = sched.serve(handle_signals=True)
+    stats = sched.serve(handle_signals=True, stop=early)
     log.info(
         "worker stopped: %d claims, %d runs done, %d failed, %d checkpoints, %d steps recorded, "
         "%d released, %d leases lost",
