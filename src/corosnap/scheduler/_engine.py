@@ -140,6 +140,7 @@ class Stats:
     snapshot_seconds: float = 0.0  #: time spent in corosnap.dumps
     write_seconds: float = 0.0  #: time spent writing run records at checkpoints
     writes: int = 0  #: run record writes of every kind (checkpoints, outcomes, leases)
+    history_writes: int = 0  #: step history chunks written (one per 32 steps recorded)
     steps_recorded: int = 0  #: step outcomes written by this worker
     steps_found_recorded: int = 0  #: step outcomes found in the store, not run again
     attempts: int = 0  #: step attempts started
@@ -829,6 +830,7 @@ class Engine:
             run.chunk_failed_at = run.writes  # not again before the run's next write
             return
         run.chunk_written = chunk
+        self.stats.history_writes += 1
 
     def flush(self, run: _LiveRun) -> None:
         """Write the outcomes recorded since the last write, renewing the lease."""
