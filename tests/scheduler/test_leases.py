@@ -396,14 +396,17 @@ def test_two_workers_share_the_runs_and_run_every_step_once(tmp_path: Path) -> N
     db = tmp_path / "runs.db"
     checker = SQLiteStore(db)
     wf.reset(checker)
-    s = wf.register(Scheduler(checker, workers=2, max_runs=4))
+    s = wf.register(Scheduler(checker, workers=2, max_runs=2))
     ids = [s.start(wf.pipeline, [i, i + 1]) for i in range(20)]
+    slow = [s.start(wf.slow_then_double, 0.1, i) for i in range(6)]
     results: list[Any] = []
+    together = threading.Barrier(2)
 
     def worker() -> None:
         with SQLiteStore(db) as own:
-            results.append(wf.register(Scheduler(own, workers=2, max_runs=4, poll=0.05))
-                           .run_until_complete(timeout=60))  # fmt: skip
+            sched = wf.register(Scheduler(own, workers=2, max_runs=2, poll=0.05))
+            together.wait()
+            results.append(sched.run_until_complete(timeout=60))
 
     threads = [threading.Thread(target=worker) for _ in range(2)]
     for t in threads:
@@ -411,8 +414,9 @@ def test_two_workers_share_the_runs_and_run_every_step_once(tmp_path: Path) -> N
     for t in threads:
         t.join()
     assert [s.result(i)["total"] for i in ids] == [4 * (2 * i + 1) for i in range(20)]
+    assert [s.result(i) for i in slow] == [[0.1, 2 * i] for i in range(6)]
     assert all(r.claims > 0 for r in results), [r.claims for r in results]
-    assert sum(r.runs_done for r in results) == 40
+    assert sum(r.runs_done for r in results) == 46
     counts = Counter(k for k, _ in wf.LOG)
     assert set(counts.values()) == {1}, "a step ran twice without any crash"
     assert not wf.VIOLATIONS
