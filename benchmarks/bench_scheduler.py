@@ -123,14 +123,14 @@ class Servers:
         if not self.postgres:
             try:
                 pg = servers.start_postgres()
-                self.postgres = pg.dsn()
+                self.postgres = pg.dsn
                 self._stop.append(lambda: servers.stop_postgres(pg))
             except BaseException as exc:  # pytest.skip is a BaseException
                 self.notes.append(f"PostgreSQL not started: {exc}")
         if not self.redis:
             try:
                 rd = servers.start_redis()
-                self.redis = rd.url()
+                self.redis = rd.url
                 self._stop.append(lambda: servers.stop_redis(rd))
             except BaseException as exc:
                 self.notes.append(f"Redis not started: {exc}")
