@@ -319,6 +319,17 @@ def test_a_finished_run_whose_finisher_died_loses_its_marker_at_the_next_listing
     assert list(store.keys(LIVE_PREFIX)) == [] and s.result(run_id) == 4
 
 
+def test_starting_a_run_again_puts_back_a_marker_that_went_missing(store: MemoryStore) -> None:
+    s = sched_on(store)
+    s.start(wf.one, 1, run_id="lost")
+    (marker,) = store.keys(LIVE_PREFIX)
+    store.delete(marker)  # as if a failed start's marker had been cleaned up
+    assert s.start(wf.one, 1, run_id="lost") == "lost"
+    assert list(store.keys(LIVE_PREFIX)) == [marker]
+    s.run_until_complete(timeout=10)
+    assert s.result("lost") == 2
+
+
 def test_forget_deletes_the_marker_history_chunks_and_children(store: MemoryStore) -> None:
     s = sched_on(store)
     run_id = s.start(wf.chain, 2 * HISTORY_CHUNK + 6)

@@ -18,6 +18,7 @@ holds the very same function object, and the lookup works there too.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import math
@@ -302,7 +303,9 @@ class Scheduler:
         chosen = run_id
         if chosen is not None:
             validate_run_id(chosen)
-            if store.get(run_key(chosen)) is not None:
+            raw = store.get(run_key(chosen))
+            if raw is not None:
+                self._ensure_marker(decode_run(chosen, raw.blob))
                 return chosen
         coro = workflow(*args, **kwargs)
         try:
@@ -323,7 +326,8 @@ class Scheduler:
             try:
                 store.put(run_key(rid), encode_run(rec), expected_version=0)
             except Conflict:
-                store.delete(mkey)
+                with contextlib.suppress(KeyError):
+                    store.delete(mkey)
                 if chosen is not None:
                     return chosen  # started by someone else meanwhile
                 continue  # a random id collided: draw another
@@ -333,6 +337,20 @@ class Scheduler:
                 store.put(mkey, stamp, expected_version=0)  # a cleaner deleted it meanwhile
             log.info("run %s started: %s", rid, self._workflows[workflow])
             return rid
+
+    def _ensure_marker(self, rec: RunRecord) -> None:
+        """A running top-level run must be listed: put its marker back if it is missing.
+
+        Only a start that failed between its writes (a lost connection) and
+        then waited long enough for its marker to be cleaned up can leave a
+        run without one; starting it again with its ``run_id`` repairs that.
+        """
+        if rec.state != "running" or rec.parent is not None or rec.marker is None:
+            return
+        key = marker_key(rec.run_id, rec.marker)
+        if self._store.get(key) is None:
+            with contextlib.suppress(Conflict):
+                self._store.put(key, repr(time.time()).encode(), expected_version=0)
 
     def run_until_complete(self, *, timeout: float | None = None) -> Stats:
         """Drive every unfinished run in the store to its end; return what was done.
