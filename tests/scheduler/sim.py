@@ -230,6 +230,7 @@ class SimStore(Store):
     def _enter(self) -> str | None:
         w = self.world.current
         if w is None:
+            self.world.client_yields()  # workers move on between the client's store calls
             return None
         if w.crash_in_op == "before":
             w.crash_in_op = None
@@ -340,6 +341,7 @@ class World:
     runs: dict[str, int] = field(default_factory=dict)  # root run id -> expected result
     to_start: list[tuple[int, bool, int]] = field(default_factory=list)
     chaos: bool = True
+    in_client_yield: bool = False
     done_checked: int = -1
     counts: Counters = field(default_factory=Counters)
     trace: list[str] = field(default_factory=list)
@@ -484,6 +486,22 @@ class World:
                 coro.close()  # the process is gone; closing only keeps Python quiet
         w.engine = None
         self.calls = [c for c in self.calls if c.worker is not w]
+
+    def client_yields(self) -> None:
+        """Between two store calls of ``start``: let workers take a few steps."""
+        if self.in_client_yield:
+            return
+        self.in_client_yield = True
+        try:
+            for _ in range(self.rng.choice([0, 0, 1, 2, 5])):
+                runnable = [w for w in self.workers if w.engine is not None and not w.idle
+                            and w.paused_until <= self.now]  # fmt: skip
+                if not runnable:
+                    break
+                self.step(self.rng.choice(runnable))
+        finally:
+            self.in_client_yield = False
+            self.current = None
 
     def start_run(self) -> None:
         n, long_sleep, loop = self.to_start.pop(0)

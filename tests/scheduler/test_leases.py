@@ -290,6 +290,40 @@ def test_markers_list_exactly_the_unfinished_top_level_runs(store: MemoryStore) 
     assert list(store.keys(LIVE_PREFIX)) == []  # finishers delete theirs; children have none
 
 
+def test_a_run_listed_while_it_is_being_started_is_claimed_once_its_record_is_there(
+    store: MemoryStore,
+) -> None:
+    s, clock = sched_on(store), Clock()
+    a = engine(s, clock, "a")
+    a.executor = None  # steps inline
+
+    class Slow(Store):
+        """The client's store: worker a runs while start() is between its writes."""
+
+        def get(self, key: str) -> Record | None:
+            return store.get(key)
+
+        def put(self, key: str, blob: BytesLike, *, expected_version: int | None = None) -> int:
+            if key.startswith("run/"):
+                drive(a)  # a lists the new marker and finds no run record yet
+            return store.put(key, blob, expected_version=expected_version)
+
+        def delete(self, key: str, *, expected_version: int | None = None) -> None:
+            store.delete(key, expected_version=expected_version)
+
+        def keys(self, prefix: str = "") -> Iterator[str]:
+            return store.keys(prefix)
+
+        def close(self) -> None:
+            pass
+
+    run_id = sched_on(Slow()).start(wf.one, 2)
+    assert a.stats.claims == 0 and store.get(f"run/{run_id}") is not None
+    clock.t += 1.0  # the next poll
+    drive(a)
+    assert s.result(run_id) == 4
+
+
 def test_a_marker_left_by_a_start_that_died_is_cleaned_up_only_when_old(
     store: MemoryStore,
 ) -> None:

@@ -268,7 +268,8 @@ class Engine:
         self.stats = Stats()
         # What this engine knows about the top-level runs it listed.
         self.listed: dict[str, str] = {}  # run id -> marker, from the last listing
-        self.settled: set[str] = set()  # listed runs that need nobody: finished, or no record
+        self.settled: set[str] = set()  # listed runs that are finished (marker being deleted)
+        self.absent: set[str] = set()  # listed runs with no record yet (a start in progress?)
         self.next_look: dict[str, float] = {}  # run id -> not worth inspecting before then
         self.unresumable: dict[str, str] = {}  # run id -> why its snapshot would not load
         self.scan_due = 0.0
@@ -371,7 +372,8 @@ class Engine:
             return False
         unsettled = [
             r for r in self.listed
-            if r not in self.settled and r not in self.unresumable and r not in self.runs
+            if r not in self.settled and r not in self.absent and r not in self.unresumable
+            and r not in self.runs
         ]  # fmt: skip
         if unsettled:
             return False
@@ -520,6 +522,7 @@ class Engine:
             listed[run_id] = marker
         self.listed = listed
         self.settled &= listed.keys()
+        self.absent &= listed.keys()
         for gone in [r for r in self.next_look if r not in listed]:
             del self.next_look[gone]
         candidates = [
@@ -552,12 +555,13 @@ class Engine:
             return
         now = self.clock()
         if raw is None:
-            # The marker is written before the run record: a start in progress, or
-            # one that died between its two writes.
-            self.settled.add(run_id)
+            # The marker is written before the run record: a start in progress (look
+            # again soon), or one that died between its writes (cleaned up when old).
+            self.absent.add(run_id)
             self.look_again(run_id, now + self.poll)
             self.agenda.append(lambda: self.delete_orphan_marker(run_id, marker))
             return
+        self.absent.discard(run_id)
         try:
             rec = decode_run(run_id, raw.blob)
         except CorosnapError as exc:
