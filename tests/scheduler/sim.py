@@ -153,6 +153,9 @@ async def child(x: int) -> int:
     _world().resumed()
     y = await call(add, x, 100)
     _world().resumed()
+    if x % 3 == 0:
+        await sleep(2 * LEASE)  # the child is let go, then its waiting parent
+        _world().resumed()
     return y
 
 

@@ -210,6 +210,26 @@ def test_a_timer_longer_than_the_lease_lets_the_run_go_until_it_is_due(
     assert s.status(run_id).state == "done" and b.stats.claims == 1
 
 
+def test_a_parent_waiting_on_a_long_sleeping_child_is_let_go_too(store: MemoryStore) -> None:
+    s, clock = sched_on(store), Clock()
+    run_id = s.start(wf.waits_for_child, 100)
+    a, b = engine(s, clock, "a"), engine(s, clock, "b")
+    drive(a)  # the parent starts the child, which checkpoints its sleep and is let go
+    clock.t += 1  # a looks at the child again at its next poll, and lets the parent go
+    drive(a)
+    assert not a.runs
+    parent, child = record(store, run_id), record(store, f"{run_id}/1")
+    assert parent.owner is None and child.owner is None and parent.wake == child.wake
+    renewals = a.stats.renewals
+    clock.t += 98.5
+    drive(a, b)
+    assert s.status(run_id).state == "running" and a.stats.renewals == renewals
+    clock.t += 0.5
+    drive(a, b)
+    assert s.status(run_id).state == "done"
+    assert a.stats.claims + b.stats.claims == 1 + 2  # the first claim, then parent and child
+
+
 def test_a_graceful_stop_records_what_finished_and_lets_go_of_the_rest(
     store: MemoryStore,
 ) -> None:

@@ -169,6 +169,7 @@ class _LiveRun:
     chunk_written: int = -1  # index of the last history chunk this engine wrote
     chunk_failed_at: int = -1  # value of `writes` when writing a chunk last failed
     deferred: list[_Attempt] = field(default_factory=list)  # to start once the lease is renewed
+    child_wake: dict[int, float] = field(default_factory=dict)  # pending child op -> its wake
 
     @property
     def id(self) -> str:
@@ -1060,15 +1061,28 @@ class Engine:
                 self.start_attempt(_Attempt(run, op, options, 1, now))
 
     def release_if_only_sleeping(self, run: _LiveRun) -> None:
-        """A claimed run that only waits for a timer due after the lease: let go until then."""
+        """A run that only waits for timers due after the lease: let go until the first.
+
+        Its timers are its own sleeps, and the wake times of child runs let go
+        until a timer of theirs (so a family of long-sleeping runs costs no
+        renewals).
+        """
         waiting = run.rec.waiting
-        if waiting is None or not run.pending:
+        if waiting is None or not run.pending or self.stopping:
             return
-        ops = [op for op in waiting.ops if op.seq in run.pending]
-        if all(op.kind == "sleep" for op in ops):
-            due = min(op.until for op in ops if op.until is not None)
-            if due > self.clock() + self.lease:
-                self.agenda.append(lambda: self.release(run, wake=due))
+        times = []
+        for op in waiting.ops:
+            if op.seq not in run.pending:
+                continue
+            if op.kind == "sleep" and op.until is not None:
+                times.append(op.until)
+            elif op.kind == "child" and op.seq in run.child_wake:
+                times.append(run.child_wake[op.seq])
+            else:
+                return
+        due = min(times)
+        if due > self.clock() + self.lease:
+            self.agenda.append(lambda: self.release(run, wake=due))
 
     def _wake(self, run: _LiveRun, seq: int) -> Callable[[], None]:
         return lambda: self.resolve(run, seq, SLEPT)
@@ -1172,25 +1186,37 @@ class Engine:
             return
         if child_id in self.unresumable:
             return  # the parent is blocked on it
-        ok, look_again = claimable(child, self.id, self.clock(), self.skew)
+        now = self.clock()
+        ok, look_again = claimable(child, self.id, now, self.skew)
         if ok and not self.stopping:
             self.agenda.appendleft(lambda: self.claim_child(parent, op.seq, child, raw.version))
+        elif child.owner is None and child.wake is not None and child.wake > now:
+            # Let go, sleeping until a timer: nothing can happen to it before then.
+            parent.child_wake[op.seq] = child.wake
+            self.poll_child_later(parent, op.seq, child.wake, not_before=True)
+            self.release_if_only_sleeping(parent)
         else:
+            parent.child_wake.pop(op.seq, None)
             self.poll_child_later(parent, op.seq, look_again)
 
     def claim_child(self, parent: _LiveRun, seq: int, child: RunRecord, version: int) -> None:
         if self.claim(child, version) is None:
             self.poll_child_later(parent, seq)
 
-    def poll_child_later(self, parent: _LiveRun, seq: int, at: float | None = None) -> None:
-        """Look at the child run of op ``seq`` again after a poll interval (or at ``at``)."""
+    def poll_child_later(
+        self, parent: _LiveRun, seq: int, at: float | None = None, not_before: bool = False
+    ) -> None:
+        """Look at the child run of op ``seq`` again after a poll interval, or by ``at``.
+
+        ``not_before``: at ``at`` exactly, not earlier (a child let go until then).
+        """
         waiting = parent.rec.waiting
         op = next((o for o in waiting.ops if o.seq == seq), None) if waiting else None
         if op is None:
             return
         due = self.clock() + self.poll
         if at is not None:
-            due = min(due, at)
+            due = at if not_before else min(due, at)
         self.at(due, lambda: self.agenda.append(lambda: self.inspect_child(parent, op)))
 
     # -- steps -----------------------------------------------------------------
