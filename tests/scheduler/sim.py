@@ -394,7 +394,9 @@ class World:
             if e is None:
                 continue
             run = e.runs.get(run_id)
-            if run is not None and (run.version == 0 or e.clock() < run.rec.lease):
+            if run is not None and run.version == 0:  # a new child, under its parent's lease
+                run = e.runs.get(run.rec.parent or "")
+            if run is not None and run.version > 0 and e.clock() < run.rec.lease:
                 found.append(w)
         return found
 

@@ -492,8 +492,15 @@ class Engine:
         return self.runs.get(run.id) is run
 
     def lease_ok(self, run: _LiveRun) -> bool:
-        """Is our lease on ``run`` comfortably valid by our clock (at least half of it left)?"""
-        return run.version == 0 or self.clock() < run.rec.lease - self.lease / 2
+        """Is our lease on ``run`` comfortably valid by our clock (at least half of it left)?
+
+        A child run not written yet has no lease of its own: it lives under its
+        parent's, which created it.
+        """
+        if run.version == 0:
+            parent = self.runs.get(run.rec.parent or "")
+            return parent is not None and self.lease_ok(parent)
+        return self.clock() < run.rec.lease - self.lease / 2
 
     # -- finding runs ------------------------------------------------------------
 
@@ -885,9 +892,7 @@ class Engine:
             return
         if not self.lease_ok(run):
             # We have not written for too long (a stall?): renew before acting.
-            self.ready.appendleft(run)
-            self.stats.renewals += 1
-            self.flush(run)
+            self.renew_first(run)
             return
         if self.chunk_due(run):
             # A busy run is always ready: its history chunk goes first, as this step's write.
@@ -928,6 +933,21 @@ class Engine:
         finally:
             self.resuming = None
         self.checkpoint(run, waiting, next_seq)
+
+    def renew_first(self, run: _LiveRun) -> None:
+        """Renew the lease ``run`` acts under (its own, or its parent's), keeping it ready."""
+        self.stats.renewals += 1
+        if run.version > 0:
+            self.ready.appendleft(run)
+            self.flush(run)
+            return
+        parent = self.runs.get(run.rec.parent or "")
+        if parent is None:
+            # Its parent was let go: whoever holds the parent now creates the child.
+            self.forget_run(run)
+            return
+        self.ready.appendleft(run)
+        self.flush(parent)  # a refused write drops the parent; the child goes next step
 
     def answer(self, run: _LiveRun) -> tuple[Any, BaseException | None]:
         """The value the pending ``await`` returns, or the exception it raises."""
