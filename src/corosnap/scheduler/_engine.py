@@ -74,6 +74,7 @@ import logging
 import os
 import queue
 import random
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -286,7 +287,7 @@ class Engine:
 
     # -- the real loop -----------------------------------------------------------
 
-    def loop(self, timeout: float | None = None, stop: Any = None) -> Stats:
+    def loop(self, timeout: float | None = None, stop: threading.Event | None = None) -> Stats:
         """Step until done (see ``until_idle``) or stopped; block while there is nothing to do.
 
         ``stop`` is a ``threading.Event`` checked between steps.  Raises
