@@ -18,6 +18,8 @@ process, where the C engine is loaded:
 
 from __future__ import annotations
 
+import functools
+import re
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -106,6 +108,20 @@ def value_holder():
     records = [{"id": i, "name": f"n{i}", "tags": ["a", "b"], "score": i / 3} for i in range(6)]
     by_number = {n: n * n for n in range(20)}
     got = yield (ints, wide, huge, mixed, records, by_number)
+    yield got
+
+
+def add(a, b):
+    return a + b
+
+
+def calls(f):
+    yield 1
+    yield f(2)
+
+
+def delegating_to_calls():
+    got = yield from calls(functools.partial(add, 1))
     yield got
 
 
@@ -232,12 +248,48 @@ def case_index_negative() -> tuple[bytes, bytes]:
     return good, _blob(tree)
 
 
+def case_partial_that_is_its_own_func() -> tuple[bytes, bytes]:
+    # Refused by the codec (an object reaching itself without CPython's
+    # recursion guard), which the C engine calls back: both name the local.
+    tree = _tree(_suspended(lambda: calls(functools.partial(add, 1))))
+    good = _blob(tree)
+    # local f: [tag 11, partial, [[global add]], [tag 1, <func: ref 1>, (1,), {}, None]]
+    tree[5][3][1] = msgpack.ExtType(1, bytes([2]))  # memo 2: the partial itself
+    return good, _blob(tree)
+
+
+def case_partial_that_is_its_own_func_in_a_sub_frame() -> tuple[bytes, bytes]:
+    # The same, one frame down: the delegating frame names its stack slot
+    # holding the sub-frame, then the sub-frame names its local.
+    tree = _tree(_suspended(delegating_to_calls))
+    good = _blob(tree)
+    sub = _sub_frame(tree)
+    partial = next(x for x in sub if type(x) is list and x and _is_tag(x[0]))
+    memo = next(x.data[0] for x in partial[3] if isinstance(x, msgpack.ExtType)
+                and x.code == 1)  # the state's func, a back-reference to add
+    partial[3][1] = msgpack.ExtType(1, bytes([memo + 1]))  # the partial itself
+    return good, _blob(tree)
+
+
+def case_iterator_is_a_reference_past_the_memo() -> tuple[bytes, bytes]:
+    # An error of the codec in a value stack slot names the slot.
+    tree = _tree(_suspended(lambda: loop(10)))
+    good = _blob(tree)
+    frame = _last_list(tree)
+    frame[_tagged_slot(frame, 14)] = msgpack.ExtType(1, bytes([99]))
+    return good, _blob(tree)
+
+
 def case_intact() -> tuple[bytes, bytes]:
     blob = corosnap.dumps(_suspended(delegating))
     return blob, blob
 
 
 CASES = {
+    "partial_that_is_its_own_func": case_partial_that_is_its_own_func,
+    "partial_that_is_its_own_func_in_a_sub_frame":
+        case_partial_that_is_its_own_func_in_a_sub_frame,
+    "iterator_is_a_reference_past_the_memo": case_iterator_is_a_reference_past_the_memo,
     "iterator_replaced_by_int": case_iterator_replaced_by_int,
     "iterator_slot_emptied": case_iterator_slot_emptied,
     "iterator_slot_holds_a_tuple": case_iterator_slot_holds_a_tuple,
@@ -250,6 +302,23 @@ CASES = {
 if V >= (3, 15):
     CASES["sequence_walked_by_index_replaced"] = case_sequence_walked_by_index_replaced
     CASES["index_negative"] = case_index_negative
+
+
+# How the message starts for the refusals that name a slot (a regular
+# expression): an error of the codec names the local or value stack slot that
+# held the value, on both engines, one frame label per frame down a
+# delegation chain (the stack slot of a sub-frame depends on the version).
+_SELF_CALLING = (r"an object that reaches itself \(functools\.partial -> "
+                 r"functools\.partial\): CPython calls")
+NAMED = {
+    "partial_that_is_its_own_func":
+        rf"tests\.test_engines\.calls\(\): local 'f': {_SELF_CALLING}",
+    "partial_that_is_its_own_func_in_a_sub_frame":
+        r"tests\.test_engines\.delegating_to_calls\(\): value stack slot \d: "
+        rf"tests\.test_engines\.calls\(\): local 'f': {_SELF_CALLING}",
+    "iterator_is_a_reference_past_the_memo":
+        r"tests\.test_engines\.loop\(\): value stack slot 0: \w",
+}
 
 
 def _spy_python_engine(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
@@ -278,6 +347,8 @@ def test_python_and_c_restore_agree(name: str, monkeypatch: pytest.MonkeyPatch) 
     assert calls == [], "the warm run should have been decided by the C engine"
     if name != "intact":
         assert python[0] == "CorruptSnapshot", python
+    if name in NAMED:
+        assert re.match(NAMED[name], python[1]), python
 
 
 @needs_c

@@ -156,7 +156,7 @@ CS_RECORD(RestoreState, RESTORE_STATE_FIELDS, "corosnap.snapshot._csnapshot.Rest
 
 /* ------------------------------------------------ names imported from Python */
 
-static PyObject *cs_CorruptSnapshot, *cs_Tag, *cs_Deferred, *cs_NONE_MARK, *cs_NONE_EXT,
+static PyObject *cs_CorruptSnapshot, *cs_RestoreError, *cs_Tag, *cs_Deferred, *cs_NONE_MARK, *cs_NONE_EXT,
     *cs_TAG_OF_KIND, *cs_T_RANGEITER, *cs_TAGGED, *cs_KIND_NAMES;
 static PyObject *cs_tag_rangeiter = NULL;  /* cs_TAG_OF_KIND[T_RANGEITER] */
 
@@ -165,6 +165,7 @@ static struct {
     PyObject **target;
 } cs_imports[] = {
     {"corosnap._errors", "CorruptSnapshot", &cs_CorruptSnapshot},
+    {"corosnap._errors", "RestoreError", &cs_RestoreError},
     {"corosnap.codec._markers", "Tag", &cs_Tag},
     {"corosnap.codec._markers", "Deferred", &cs_Deferred},
     {"corosnap.codec._markers", "NONE_MARK", &cs_NONE_MARK},
@@ -812,6 +813,57 @@ cs_check_frame(RestoreState *st, RestoreCode *rc, Plan *plan, PyObject *gen, PyO
 
 static PyObject *cs_restore_frame(RestoreState *st, PyObject *v, Py_ssize_t i, int root);
 
+/* As _restore.slot_error: the RestoreError being raised while slot j of a
+ * frame of rc's code was decoded becomes an error of the same class whose
+ * message says which local or value stack slot held the value (the codec
+ * only knows the value): "<label>: local 'f': <message>".  Any other error,
+ * and one whose class cannot be built from a message (an Exception from its
+ * constructor), is left as it is.  Like Python's `raise named from
+ * exc.__cause__` in an except clause: the cause is kept, the context is the
+ * original error and is not shown. */
+static void
+cs_name_slot(RestoreCode *rc, Py_ssize_t j)
+{
+    if (!PyErr_ExceptionMatches(cs_RestoreError)) return;
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (value == NULL) {
+        PyErr_Restore(type, value, tb);
+        return;
+    }
+    if (tb != NULL) PyException_SetTraceback(value, tb);
+    Py_ssize_t n = rc->nlocals;
+    PyObject *where = (j >= 0 && j < n && j < PyTuple_GET_SIZE(rc->slot_names))
+        ? PyUnicode_FromFormat("local %R", PyTuple_GET_ITEM(rc->slot_names, j))
+        : PyUnicode_FromFormat("value stack slot %zd", j - n);
+    PyObject *text = where == NULL ? NULL
+                                   : PyUnicode_FromFormat("%U: %U: %S", rc->label, where, value);
+    Py_XDECREF(where);
+    if (text == NULL) goto failed; /* as str(exc) failing in Python: that error */
+    PyObject *named = PyObject_CallOneArg((PyObject *)Py_TYPE(value), text);
+    Py_DECREF(text);
+    if (named == NULL || !PyExceptionInstance_Check(named)) {
+        if (named == NULL && !PyErr_ExceptionMatches(PyExc_Exception)) goto failed;
+        /* a subclass with another signature: the error as it was */
+        PyErr_Clear();
+        Py_XDECREF(named);
+        PyErr_Restore(type, value, tb);
+        return;
+    }
+    PyException_SetCause(named, PyException_GetCause(value)); /* steals; suppresses context */
+    PyException_SetContext(named, Py_NewRef(value));          /* steals */
+    Py_DECREF(type);
+    Py_DECREF(value);
+    Py_XDECREF(tb);
+    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(named)), named, NULL);
+    return;
+failed:
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(tb);
+}
+
 /* One decoded slot value (see the slot walk of _restore.FrameDecoder.decode). */
 static PyObject *
 cs_decode_slot(RestoreState *st, PyObject *x, PyObject **dec)
@@ -1003,7 +1055,10 @@ cs_restore_frame(RestoreState *st, PyObject *v, Py_ssize_t i, int root)
         else {
             y = cs_decode_slot(st, x, &dec);
         }
-        if (y == NULL) goto done;
+        if (y == NULL) {
+            cs_name_slot(rc, j);
+            goto done;
+        }
         PyList_SET_ITEM(slots, j, y);
     }
     if (cs_check_frame(st, rc, plan, gen, slots, fresh_sub, &dec) < 0) goto done;

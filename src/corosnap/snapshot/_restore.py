@@ -30,7 +30,7 @@ import types
 from typing import Any
 from weakref import ref as ref_to
 
-from .._errors import CodeMismatch, CorruptSnapshot, LimitExceeded
+from .._errors import CodeMismatch, CorruptSnapshot, LimitExceeded, RestoreError
 from .._weak import ModuleCache
 from ..bytecode import CodeRef, code_info, fingerprint, locate
 from ..bytecode._analysis import DELEGATE
@@ -136,6 +136,33 @@ def fresh(entry: Any) -> Any:
     if entry.fn is None:
         raise CorruptSnapshot(f"{entry.label} is not a generator or coroutine function")
     return entry.fn(*entry.args, **entry.kwargs)
+
+
+def slot_error(entry: Any, index: int, exc: BaseException) -> BaseException:
+    """``exc``, raised while decoding the value of slot ``index`` of a frame of
+    ``entry``'s code, as an error of the same class whose message says which
+    local or value stack slot held the value (the codec only knows the
+    value): ``pkg.gen(): local 'f': ...``; an error from a sub-frame keeps
+    the sub-frame's own label after the slot (``pkg.outer(): value stack slot
+    1: pkg.inner(): local 'f': ...``).  Anything but a RestoreError is
+    returned as it is, and so is one whose class cannot be built from a
+    message.  The C engine's cs_name_slot does the same, with the same
+    message."""
+    if not isinstance(exc, RestoreError):
+        return exc
+    n = entry.nlocals
+    names = entry.slot_names
+    where = (f"local {names[index]!r}" if 0 <= index < n and index < len(names)
+             else f"value stack slot {index - n}")
+    try:
+        named = type(exc)(f"{entry.label}: {where}: {exc}")
+    except Exception:  # noqa: BLE001 - a subclass with another signature
+        return exc
+    if not isinstance(named, BaseException):
+        return exc
+    named.__cause__ = exc.__cause__
+    named.__suppress_context__ = True
+    return named
 
 
 def _dot0_is_iterated(code: types.CodeType) -> bool:
@@ -389,17 +416,25 @@ class FrameDecoder:
             sub_at = plan.sub_at
             fresh_sub = bool(sub_at >= 0 and type(raw[sub_at]) is list and raw[sub_at]
                              and type(raw[sub_at][0]) is not Tag)
-            if fresh_sub:
-                # The sub-frame this frame delegates to, stored untagged (see
-                # capture); decoded in slot order, so memo indexes match capture.
-                slots = [null if x is None else None if x is NONE_MARK else decode(x)
-                         if type(x) in _WALK else x for x in raw[:sub_at]]
-                slots.append(self.hook(dec, raw[sub_at], 0))
-                slots.extend(null if x is None else None if x is NONE_MARK else decode(x)
-                             if type(x) in _WALK else x for x in raw[sub_at + 1:])
-            else:
-                slots = [null if x is None else None if x is NONE_MARK else decode(x)
-                         if type(x) in _WALK else x for x in raw]
+            # Slots in order, so memo indexes match capture; an error names
+            # the slot (len(slots) is the index of the one being decoded).
+            slots: list[Any] = []
+            append = slots.append
+            try:
+                if fresh_sub:
+                    # The sub-frame this frame delegates to, stored untagged
+                    # (see capture), decoded in its place.
+                    for x in raw[:sub_at]:
+                        append(null if x is None else None if x is NONE_MARK else decode(x)
+                               if type(x) in _WALK else x)
+                    append(self.hook(dec, raw[sub_at], 0))
+                    raw = raw[sub_at + 1:]
+                for x in raw:
+                    append(null if x is None else None if x is NONE_MARK else decode(x)
+                           if type(x) in _WALK else x)
+            except RestoreError as err:
+                named = slot_error(entry, len(slots), err)
+                raise named from named.__cause__
             check_frame(entry, plan, gen, slots, fresh_sub, dec)
             if root:
                 dec.finish()
@@ -489,4 +524,4 @@ class FrameDecoder:
 
 
 __all__ = ["FrameDecoder", "MAX_CHAIN", "check_chain", "check_frame", "fresh", "make_entry",
-           "make_plan"]
+           "make_plan", "slot_error"]
