@@ -617,12 +617,9 @@ cv_ref(Py_ssize_t index)
 /* memo lookup: 1 and *out (a back-reference) when v is in the memo, 0 when
  * not, -1 on error. */
 static int
-cv_memo_ref(Enc *e, PyObject *v, PyObject **out)
+cv_memo_ref_key(Enc *e, PyObject *key, PyObject **out)
 {
-    PyObject *key = PyLong_FromVoidPtr(v);
-    if (key == NULL) return -1;
     PyObject *i = PyDict_GetItemWithError(e->memo, key);
-    Py_DECREF(key);
     if (i == NULL) return PyErr_Occurred() ? -1 : 0;
     Py_ssize_t index = PyLong_AsSsize_t(i);
     if (index == -1 && PyErr_Occurred()) return -1;
@@ -634,17 +631,35 @@ cv_memo_ref(Enc *e, PyObject *v, PyObject **out)
     return *out == NULL ? -1 : 1;
 }
 
-/* Encoder.register */
+static int
+cv_memo_ref(Enc *e, PyObject *v, PyObject **out)
+{
+    PyObject *key = PyLong_FromVoidPtr(v);
+    if (key == NULL) return -1;
+    int r = cv_memo_ref_key(e, key, out);
+    Py_DECREF(key);
+    return r;
+}
+
+/* Encoder.register (key: id(v)) */
+static int
+cv_register_key(Enc *e, PyObject *key, PyObject *v)
+{
+    PyObject *index = PyLong_FromSsize_t(PyList_GET_SIZE(e->keep));
+    int rc = index == NULL ? -1 : PyDict_SetItem(e->memo, key, index);
+    Py_XDECREF(index);
+    if (rc < 0) return -1;
+    return PyList_Append(e->keep, v);
+}
+
 static int
 cv_register(Enc *e, PyObject *v)
 {
     PyObject *key = PyLong_FromVoidPtr(v);
-    PyObject *index = key == NULL ? NULL : PyLong_FromSsize_t(PyList_GET_SIZE(e->keep));
-    int rc = index == NULL ? -1 : PyDict_SetItem(e->memo, key, index);
-    Py_XDECREF(key);
-    Py_XDECREF(index);
-    if (rc < 0) return -1;
-    return PyList_Append(e->keep, v);
+    if (key == NULL) return -1;
+    int rc = cv_register_key(e, key, v);
+    Py_DECREF(key);
+    return rc;
 }
 
 static PyObject *
@@ -656,20 +671,22 @@ cv_call(Enc *e, PyObject *name, PyObject *arg)
 /* `if self.global_ids and id(v) in self.global_ids: out = self._module_value(v)`:
  * 1 and *out when v is a module's global, 0 when not, -1 on error. */
 static int
-cv_module_value(Enc *e, PyObject *v, PyObject **out)
+cv_module_value(Enc *e, PyObject *v, PyObject *key, PyObject **out)
 {
     PyObject *ids = cv_slot(e->self, F_GLOBAL_IDS);
     if (ids == NULL) return -1;
-    if (PyDict_CheckExact(ids) && PyDict_GET_SIZE(ids) == 0) return 0;
-    Py_INCREF(ids);
-    int truth = PyObject_IsTrue(ids);
-    int in = 0;
-    if (truth > 0) {
-        PyObject *key = PyLong_FromVoidPtr(v);
-        in = key == NULL ? -1 : PySequence_Contains(ids, key);
-        Py_XDECREF(key);
+    int truth, in = 0;
+    if (PyDict_CheckExact(ids)) { /* one module's index (or none) */
+        if (PyDict_GET_SIZE(ids) == 0) return 0;
+        truth = 1;
+        in = PyDict_Contains(ids, key);
     }
-    Py_DECREF(ids);
+    else { /* more than one: _EVERYTHING */
+        Py_INCREF(ids);
+        truth = PyObject_IsTrue(ids);
+        if (truth > 0) in = PySequence_Contains(ids, key);
+        Py_DECREF(ids);
+    }
     if (truth < 0 || in < 0) return -1;
     if (!truth || !in) return 0;
     PyObject *r = cv_call(e, cv_s_module_value, v);
@@ -745,21 +762,35 @@ error:
 /* memo, then a module's global: the two ways a container or instance met
  * before (or owned by a module) is written.  1 and *out, 0, or -1. */
 static int
-cv_known(Enc *e, PyObject *v, PyObject **out)
+cv_known(Enc *e, PyObject *v, PyObject *key, PyObject **out)
 {
-    int r = cv_memo_ref(e, v, out);
+    int r = cv_memo_ref_key(e, key, out);
     if (r != 0) return r;
-    return cv_module_value(e, v, out);
+    return cv_module_value(e, v, key, out);
 }
+
+/* The start of a container or instance's encoding: its id (*key, owned by
+ * the caller) and 1 with *out when it is known already (cv_known). */
+#define CV_KNOWN_OR_RETURN(e, v, key, out)                                    \
+    PyObject *key = PyLong_FromVoidPtr(v);                                    \
+    if (key == NULL) return NULL;                                             \
+    {                                                                         \
+        int r_ = cv_known(e, v, key, &out);                                   \
+        if (r_ != 0) {                                                        \
+            Py_DECREF(key);                                                   \
+            return r_ < 0 ? NULL : out;                                       \
+        }                                                                     \
+    }
 
 /* Encoder._list */
 static PyObject *
 cv_list(Enc *e, PyObject *v)
 {
     PyObject *out = NULL;
-    int r = cv_known(e, v, &out);
-    if (r != 0) return r < 0 ? NULL : out;
-    if (cv_register(e, v) < 0) return NULL;
+    CV_KNOWN_OR_RETURN(e, v, key, out)
+    int rc = cv_register_key(e, key, v);
+    Py_DECREF(key);
+    if (rc < 0) return NULL;
     if (PyList_GET_SIZE(v) >= cv_intlist_min) {
         PyObject *packed = cc_pack_ints(NULL, v);
         if (packed == NULL) return NULL;
@@ -846,9 +877,10 @@ static PyObject *
 cv_dict(Enc *e, PyObject *v)
 {
     PyObject *out = NULL;
-    int r = cv_known(e, v, &out);
-    if (r != 0) return r < 0 ? NULL : out;
-    if (cv_register(e, v) < 0) return NULL;
+    CV_KNOWN_OR_RETURN(e, v, id_key, out)
+    int reg = cv_register_key(e, id_key, v);
+    Py_DECREF(id_key);
+    if (reg < 0) return NULL;
     PyObject *keys = cc_str_keys(NULL, v);
     if (keys == NULL) return NULL;
     if (keys != Py_None) {
@@ -915,9 +947,10 @@ static PyObject *
 cv_set(Enc *e, PyObject *v)
 {
     PyObject *out = NULL;
-    int r = cv_known(e, v, &out);
-    if (r != 0) return r < 0 ? NULL : out;
-    if (cv_register(e, v) < 0) return NULL;
+    CV_KNOWN_OR_RETURN(e, v, key, out)
+    int rc = cv_register_key(e, key, v);
+    Py_DECREF(key);
+    if (rc < 0) return NULL;
     return cv_items(e, cv_tags[T_SET], v);
 }
 
@@ -1033,7 +1066,7 @@ cv_append_steal(PyObject *list, PyObject *x)
 
 /* Encoder._reduce */
 static PyObject *
-cv_reduce(Enc *e, PyObject *v)
+cv_reduce(Enc *e, PyObject *v, PyObject *key)
 {
     PyObject *reducer = PyDict_GetItemWithError(cv_copyreg_dispatch, (PyObject *)Py_TYPE(v));
     if (reducer == NULL && PyErr_Occurred()) return NULL;
@@ -1050,7 +1083,7 @@ cv_reduce(Enc *e, PyObject *v)
         Py_XDECREF(value);
         return NULL;
     }
-    PyObject *out = NULL, *head = NULL, *key = NULL;
+    PyObject *out = NULL, *head = NULL;
     if (PyUnicode_Check(rv)) {
         PyObject *name = PyObject_CallOneArg(cv_global_name, v);
         if (name == NULL) goto done;
@@ -1089,8 +1122,7 @@ cv_reduce(Enc *e, PyObject *v)
         cv_fail(v, ".__reduce_ex__ gave non-tuple arguments", NULL, NULL);
         goto done;
     }
-    key = PyLong_FromVoidPtr(v);
-    if (key == NULL || PySet_Add(e->busy, key) < 0) goto done;
+    if (PySet_Add(e->busy, key) < 0) goto done;
     head = PyList_New(0);
     if (head != NULL) {
         int rc;
@@ -1122,7 +1154,7 @@ cv_reduce(Enc *e, PyObject *v)
             Py_CLEAR(head);
         }
     }
-    if (head == NULL || cv_register(e, v) < 0) goto done;
+    if (head == NULL || cv_register_key(e, key, v) < 0) goto done;
     PyObject *tail[3] = {NULL, NULL, NULL};
     int ok = 1;
     if (state != Py_None) {
@@ -1164,7 +1196,6 @@ cv_reduce(Enc *e, PyObject *v)
     if (ok) out = Py_NewRef(head);
 done:
     Py_XDECREF(head);
-    Py_XDECREF(key);
     Py_DECREF(rv);
     return out;
 }
@@ -1177,17 +1208,17 @@ cv_other(Enc *e, PyObject *v)
 {
     if (PyType_Check(v) || PyExceptionInstance_Check(v)) return cv_call(e, cv_s_other, v);
     PyObject *out = NULL;
-    int r = cv_known(e, v, &out);
-    if (r != 0) return r < 0 ? NULL : out;
-    PyObject *key = PyLong_FromVoidPtr(v);
-    if (key == NULL) return NULL;
+    CV_KNOWN_OR_RETURN(e, v, key, out)
     int busy = PySet_Contains(e->busy, key);
-    Py_DECREF(key);
-    if (busy != 0) return busy < 0 ? NULL : cv_call(e, cv_s_other, v);
+    if (busy != 0) {
+        Py_DECREF(key);
+        return busy < 0 ? NULL : cv_call(e, cv_s_other, v);
+    }
     Py_ssize_t cp[5] = {PyList_GET_SIZE(e->keep), PyDict_GET_SIZE(e->strings),
                         PyDict_GET_SIZE(e->codes), PyDict_GET_SIZE(e->shapes),
                         PyList_GET_SIZE(e->offered)};
-    out = cv_reduce(e, v);
+    out = cv_reduce(e, v, key);
+    Py_DECREF(key);
     if (out != NULL || !PyErr_ExceptionMatches(cv_SnapshotError)) return out;
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);

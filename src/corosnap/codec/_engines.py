@@ -16,9 +16,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from .._accel import accelerator
 from ._decoder import Decoder
 from ._encoder import Encoder
-from .._accel import accelerator
 from ._speedups import ACTIVE, PYTHON, C, Helpers
 
 
@@ -36,6 +36,7 @@ def _bind(helpers: Helpers) -> CodecEngine:
              "pack_ints": staticmethod(helpers.pack_ints),
              "str_keys": staticmethod(helpers.str_keys)}
     if helpers.engine == "c":
+        assert _C_VALUES is not None
         # The C value encoder: Encoder.enc and Encoder.enc_items in C, the
         # rest of the Encoder (and everything they leave to it) Python's.
         scans.update(enc=_C_VALUES.enc, enc_items=_C_VALUES.enc_items)
