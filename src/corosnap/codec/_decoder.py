@@ -337,7 +337,7 @@ class Decoder:
     """One snapshot's worth of decoding state (memo, string and code tables)."""
 
     __slots__ = ("memo", "strings", "codes", "shapes", "safe", "allow", "frame_hook",
-                 "code_hook", "active", "depth", "exceptions", "ctx")
+                 "code_hook", "active", "depth", "exceptions", "ctx", "after")
 
     def __init__(
         self,
@@ -362,6 +362,9 @@ class Decoder:
         self.frame_hook = frame_hook
         self.code_hook = code_hook
         self.ctx: list[Any] | None = None
+        # Steps to take once the whole blob is restored, added while decoding
+        # (restored async generators in flight take the event loop's hooks).
+        self.after: list[Callable[[], None]] = []
 
     def make_ctx(self) -> list[Any]:
         """This decoder's state as the snapshot layer's C fast path reads it
@@ -632,8 +635,7 @@ class Decoder:
         entry, i = self.code_hook(self, v, 1)
         if i != len(v):
             raise CorruptSnapshot("malformed finished generator")
-        gen = entry.fresh()
-        gen.close()  # a created generator closes without running any code
+        gen = entry.finished()  # made and closed without running any of its code
         self.memo.append(gen)
         return gen
 

@@ -161,7 +161,8 @@ class Encoder:
 
     __slots__ = ("memo", "keep", "strings", "codes", "shapes", "busy", "pid", "frame_hook",
                  "passthrough", "strict", "globals_seen",
-                 "global_values", "global_ids", "modules", "ctx", "pending_globals")
+                 "global_values", "global_ids", "modules", "ctx", "pending_globals",
+                 "after")
 
     def __init__(self, pid: int, frame_hook: FrameHook, strict: bool = False) -> None:
         self.memo: dict[int, int] = {}
@@ -189,6 +190,9 @@ class Encoder:
         # when there are more, empty when none.
         self.global_ids: Any = {}
         self.ctx: tuple[Any, ...] | None = None  # the snapshot layer's C fast-path view
+        # Checks that need the whole snapshot, added while encoding (an async
+        # generator with an operation in flight needs its awaitable): finish().
+        self.after: list[Callable[[Encoder], None]] = []
         if Encoder.is_flat is None:
             frames = backend()
             Encoder.is_flat = frames.is_flat
@@ -199,6 +203,11 @@ class Encoder:
     is_flat: Any = None
     pack_ints: Any = None
     str_keys: Any = None
+
+    def finish(self) -> None:
+        """Run the checks that need the whole snapshot, once it is encoded."""
+        for check in self.after:
+            check(self)
 
     # -- tables -----------------------------------------------------------
     def register(self, obj: Any) -> None:

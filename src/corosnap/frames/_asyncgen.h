@@ -29,10 +29,11 @@
  *     StopAsyncIteration / GeneratorExit.
  *   - ag_hooks_inited / ag_origin_or_finalizer: the event loop's
  *     sys.set_asyncgen_hooks() hooks, taken from the running thread by the
- *     first asend/athrow/aclose/__anext__ (async_gen_init_hooks: firstiter
- *     is called, finalizer is kept).  Never captured: a restored async
- *     generator starts with them unset, so the restoring thread's hooks
- *     apply at its next operation, as for a fresh one.
+ *     first asend/athrow/aclose/__anext__ (async_gen_init_hooks: the
+ *     finalizer is kept, then firstiter is called).  Never captured: a
+ *     restored async generator starts with them unset, so the restoring
+ *     thread's hooks apply at its next operation, as for a fresh one, or
+ *     through ag_take_hooks (snapshot/_asyncgen.py says when).
  *
  * The restated structs (read from genobject.c of each version):
  *
@@ -402,6 +403,31 @@ frames_ag_set_flags(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+/* ag_take_hooks(agen, finalizer) -> bool: what async_gen_init_hooks() does
+ * before it calls firstiter (the caller calls it next): mark the hooks taken
+ * and keep `finalizer` (None: none).  False, and nothing changed, when the
+ * generator took hooks already. */
+static PyObject *
+frames_ag_take_hooks(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "ag_take_hooks() takes exactly 2 arguments");
+        return NULL;
+    }
+    if (cs_check_agen(args[0]) < 0) return NULL;
+    PyAsyncGenObject *ag = (PyAsyncGenObject *)args[0];
+    if (ag->ag_hooks_inited) Py_RETURN_FALSE;
+    if (ag->ag_origin_or_finalizer != NULL) {
+        PyErr_SetString(PyExc_ValueError, "async generator has a finalizer but no hooks");
+        return NULL;
+    }
+    ag->ag_hooks_inited = 1;
+    if (args[1] != Py_None) {
+        ag->ag_origin_or_finalizer = Py_NewRef(args[1]);
+    }
+    Py_RETURN_TRUE;
+}
+
 /* aw_read(obj) -> (kind, target, state, payload):
  *   asend:   (0, agen, state, ()) for __anext__(), (0, agen, state, (v,)) for asend(v)
  *   athrow:  (1, agen, state, ()) for aclose(), (1, agen, state, (typ[, val[, tb]]))
@@ -564,6 +590,8 @@ frames_aw_new(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     {"ag_flags", (PyCFunction)frames_ag_flags, METH_O,                        \
      "ag_flags(agen) -> closed | running_async << 1 | hooks_inited << 2"},    \
     {"ag_set_flags", (PyCFunction)(void (*)(void))frames_ag_set_flags,        \
-     METH_FASTCALL, "ag_set_flags(agen, flags): a restored generator's flags"},
+     METH_FASTCALL, "ag_set_flags(agen, flags): a restored generator's flags"},\
+    {"ag_take_hooks", (PyCFunction)(void (*)(void))frames_ag_take_hooks,      \
+     METH_FASTCALL, "ag_take_hooks(agen, finalizer) -> bool"},
 
 #endif /* COROSNAP_FRAMES_ASYNCGEN_H */

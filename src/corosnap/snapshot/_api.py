@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 import threading
 from functools import partial
-from types import CoroutineType, GeneratorType
+from types import AsyncGeneratorType, CoroutineType, GeneratorType
 from typing import IO, Any
 
 import msgpack
@@ -14,7 +14,7 @@ import msgpack
 from .._errors import CorosnapError, CorruptSnapshot, LimitExceeded, RestoreError
 from ..codec import Encoder, pickler_id
 from ..codec._decoder import printable_cause
-from . import _fast
+from . import _asyncgen, _fast
 from ._blob import DEFAULT_MAX_SIZE, HEADER, open_blob, sign
 from ._capture import check_target, encode_frame
 from ._restore import _fast_entries, adopt, decode_frame
@@ -47,7 +47,10 @@ def _encode(obj: Any, pid: int, strict: bool) -> bytes:
     enc.memo[id(obj)] = 0  # the root is memo entry 0 (enc.register)
     enc.keep.append(obj)
     try:
-        fields = encode_frame(enc, obj)
+        fields = (encode_frame(enc, obj) if type(obj) is not AsyncGeneratorType
+                  else _asyncgen.encode_root(enc, obj))
+        if enc.after:
+            enc.finish()
     finally:
         enc.ctx = None  # it refers back to enc (see _capture.encode_frame)
     fields.insert(0, HEADER)
@@ -120,11 +123,14 @@ def loads(
                       allow if type(allow) is tuple else tuple(allow)]
     try:
         gen = frames.restore(ctx, tree, 1, _fast_entries, sys.modules, True)
-        if gen is not None:
-            return gen
-        if ctx[0] is None:
-            adopt(ctx)
-        return decode_frame(ctx[0], tree, 1, root=True, fast=False)
+        if gen is None:
+            if ctx[0] is None:
+                adopt(ctx)
+            gen = decode_frame(ctx[0], tree, 1, root=True, fast=False)
+        if ctx[0] is not None and ctx[0].after:
+            for step in ctx[0].after:
+                step()
+        return gen
     except CorosnapError:
         raise
     except RecursionError:

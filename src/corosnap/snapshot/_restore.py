@@ -42,13 +42,15 @@ from ..bytecode._kinds import (
     slot_rules,
 )
 from ..codec import NONE_MARK, Decoder, Deferred, Tag, is_exception
+from ..codec._tags import T_ASYNCGEN
 from ..codec._globals import check_allowed
-from . import _fast
+from . import _asyncgen, _fast
 
 _WALK = frozenset({list, dict, Deferred})
 V = sys.version_info[:2]
 
 _RESUMABLE = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ITERABLE_COROUTINE
+_AGEN = inspect.CO_ASYNC_GENERATOR
 
 
 class CodeEntry:
@@ -97,8 +99,10 @@ class CodeEntry:
             self.prepare()
         except CorruptSnapshot:
             return  # not a generator function: the Python path says so
-        if self.kwargs or self.fn is None:
-            return  # keyword-only arguments: the Python path calls fn(**kwargs)
+        if self.kwargs or self.fn is None or self.code.co_flags & _AGEN:
+            # keyword-only arguments: the Python path calls fn(**kwargs); async
+            # generators: snapshot/_asyncgen.py restores their own state too
+            return
         self.fast = (self, self.module, self.fn, self.args, self.fast_plans, self.n, self.label)
         _fast_entries[key] = self.fast
 
@@ -107,8 +111,9 @@ class CodeEntry:
         if self.fn is None:
             code = self.code
             flags = code.co_flags
-            if not flags & _RESUMABLE or flags & inspect.CO_ASYNC_GENERATOR:
-                raise CorruptSnapshot(f"{self.label} is not a generator or coroutine function")
+            if not flags & (_RESUMABLE | _AGEN):
+                raise CorruptSnapshot(f"{self.label} is not a generator, coroutine or async "
+                                      "generator function")
             closure = tuple(types.CellType() for _ in code.co_freevars) or None
             self.fn = types.FunctionType(code, self.globals, code.co_name, None, closure)
             argc = code.co_argcount
@@ -130,6 +135,16 @@ class CodeEntry:
             self.prepare()
         assert self.fn is not None
         return self.fn(*self.args, **self.kwargs)
+
+    def finished(self) -> Any:
+        """A finished generator/coroutine/async generator of this code, made
+        and closed without running any of its code."""
+        gen = self.fresh()
+        if type(gen) is types.AsyncGeneratorType:
+            _asyncgen.finished(gen)
+        else:
+            gen.close()  # a created generator closes without running any code
+        return gen
 
 
 class Plan:
@@ -303,7 +318,8 @@ def _check_no_delegation_cycle(dec: Decoder, entry: CodeEntry, gen: Any, sub: An
         elif t is types.CoroutineType:
             x = x.cr_await
         else:
-            return
+            # async generators and their awaitables pass it on too
+            x = _asyncgen.delegate_of(x)
     raise LimitExceeded(f"{entry.label}: yield from / await chain longer than {MAX_CHAIN}")
 
 
@@ -389,10 +405,12 @@ def _check_slots(entry: CodeEntry, pos: int, slots: list[Any], n: int, frames: A
 
 
 def decode_frame(dec: Decoder, v: list[Any], i: int, root: bool = False,
-                 fast: bool = True) -> Any:
+                 fast: bool = True, agflags: int = -1) -> Any:
     """Rebuild one frame from v[i:] (see the module docstring).  ``root``: the
     blob's outermost frame, decoded last; the checks that need the whole
     object graph (``Decoder.finish``) run just before it is written.
+    ``agflags``: the frame is an async generator's, with these flags
+    (snapshot/_asyncgen.py); -1: a generator's or a coroutine's.
 
     The C fast path (``frames.restore``) does the whole frame when its code
     and plan are known already; it declines anything else, before any side
@@ -404,7 +422,16 @@ def decode_frame(dec: Decoder, v: list[Any], i: int, root: bool = False,
         gen = frames.restore(dec.ctx or dec.make_ctx(), v, i, _fast_entries, sys.modules, root)
         if gen is not None:
             return gen
+    if i < len(v) and type(v[i]) is Tag:
+        # A blob whose root is an async generator: its tag and flags first.
+        if not root or v[i].kind != T_ASYNCGEN:
+            raise CorruptSnapshot("malformed frame")
+        return _asyncgen.decode(dec, v, i, root=True)
     entry, i = decode_coderef(dec, v, i)
+    if bool(entry.code.co_flags & _AGEN) != (agflags >= 0):
+        raise CorruptSnapshot(f"{entry.label} is {'an' if agflags < 0 else 'not an'} async "
+                              "generator, where the blob has "
+                              f"{'a generator or coroutine' if agflags < 0 else 'one'}")
     if i >= len(v):
         raise CorruptSnapshot(f"{entry.label}: truncated frame")
     pos = v[i]
@@ -499,18 +526,25 @@ def decode_frame(dec: Decoder, v: list[Any], i: int, root: bool = False,
                 # A sub-frame decoded just above is new: its own chain was
                 # checked against this frame (active then) when it was written.
                 _check_no_delegation_cycle(dec, entry, gen, sub)
+        if agflags > 0 and agflags & _asyncgen.RUNNING and not plan.delegating:
+            raise CorruptSnapshot(f"{entry.label}: an async generator with an operation in "
+                                  "flight is suspended inside an await, not at a yield")
         if root:
             dec.finish()
         try:
             frames.write(gen, pos, slots[:n], slots[n:], exc)
         except (TypeError, ValueError) as err:
             raise CorruptSnapshot(f"{entry.label}: {err}") from err
+        if agflags > 0:
+            frames.ag_set_flags(gen, agflags)  # checked above; a fresh generator
         return gen
     except BaseException:
         # Refused: the fresh generator is still in its created state (nothing
         # was written); closing it runs no code and avoids a "coroutine was
-        # never awaited" warning.
-        gen.close()
+        # never awaited" warning.  (A created async generator has no close()
+        # and needs none: dropped, it closes without running code.)
+        if agflags < 0:
+            gen.close()
         raise
     finally:
         active.discard(key)
