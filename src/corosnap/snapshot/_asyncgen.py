@@ -102,7 +102,9 @@ def _read(aw: Any) -> tuple[int, Any, int, tuple[Any, ...]]:
 def encode_root(enc: Encoder, agen: Any) -> list[Any]:
     """The fields of a blob whose root is ``agen`` (already registered as memo
     entry 0): refused while an operation is in flight (see the rule above)."""
-    if backend().ag_flags(agen) & RUNNING:
+    frames = backend()
+    if frames.ag_flags(agen) & RUNNING and frames.read(agen)[0] != frames.RUNNING:
+        # (one executing right now is refused as running, by encode_frame)
         raise SnapshotError(
             f"{_where(agen)} is awaiting inside an __anext__()/asend()/athrow()/aclose() "
             "that is still in flight; that operation's state belongs to the coroutine "

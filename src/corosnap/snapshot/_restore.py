@@ -23,7 +23,7 @@ import types
 from typing import Any
 
 from .._errors import CodeMismatch, CorruptSnapshot, LimitExceeded
-from ..bytecode import CodeRef, code_info, fingerprint, locate
+from ..bytecode import CodeRef, code_info, fingerprint, locate, types_coroutine_copy
 from ..bytecode._analysis import DELEGATE
 from ..bytecode._kinds import (
     ANY,
@@ -277,6 +277,12 @@ def decode_coderef(dec: Decoder, v: list[Any], i: int) -> tuple[CodeEntry, int]:
         ref = CodeRef(module, qual, path)
         code, globals_ = locate(ref)
         now = fingerprint(code)
+        if now != fp and path:
+            # A generator function decorated with types.coroutine inside the
+            # root: its code is a flagged copy of the constant (bytecode/_locate).
+            copy = types_coroutine_copy(code)
+            if copy is not None and fingerprint(copy) == fp:
+                code, now = copy, fp
         if now != fp:
             raise CodeMismatch(
                 f"{module}.{code.co_qualname}(): its code changed since the snapshot was "
