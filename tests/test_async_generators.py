@@ -15,6 +15,7 @@ import types
 import warnings
 from typing import Any
 
+import msgpack
 import pytest
 
 import agen_samples as ags
@@ -404,3 +405,174 @@ a.LOG.clear()
 result = (asyncio.run(main()), a.LOG, seen)
 """
     assert in_asyncio_child(blob, body) == (1, [("produced", 1), "producer finally"], [True])
+
+
+# -- hostile blobs: refused cleanly, never a crash -------------------------------
+
+TAG = msgpack.ExtType
+
+
+def _tag(kind: int) -> Any:
+    return msgpack.ExtType(0, bytes([kind]))
+
+
+def _tree(obj: Any) -> list[Any]:
+    return msgpack.unpackb(corosnap.dumps(obj), strict_map_key=False)
+
+
+def _load(tree: list[Any]) -> Any:
+    return corosnap.loads(msgpack.packb(tree, use_bin_type=True))
+
+
+def _in_flight_tree() -> tuple[Any, list[Any]]:
+    """consume(3) after one step: [header, coderef(3), position, n, acc, x,
+    stack: the async generator (async for's iterator), its asend in flight]."""
+    co = ags.consume(3)
+    co.send(None)
+    tree = _tree(co)
+    assert tree[8][0] == _tag(22) and tree[9][0] == _tag(23), tree
+    return co, tree
+
+
+def _suspended_tree() -> tuple[Any, list[Any]]:
+    ag = ags.ticker(3)
+    run_aw(ag.__anext__(), [1])
+    tree = _tree(ag)
+    assert tree[1] == _tag(22) and tree[2] == 0
+    return ag, tree
+
+
+@pytest.mark.parametrize("flags", [-1, 4, 255, "x", None])
+def test_hostile_async_generator_flags(flags: Any):
+    ag, tree = _suspended_tree()
+    tree[2] = flags
+    with pytest.raises(corosnap.CorruptSnapshot, match="malformed async generator flags"):
+        _load(tree)
+    quietly_drop(ag)
+
+
+def test_hostile_root_in_flight():
+    ag, tree = _suspended_tree()
+    tree[2] = 2
+    with pytest.raises(corosnap.CorruptSnapshot, match="root async generator"):
+        _load(tree)
+    quietly_drop(ag)
+
+
+def test_hostile_in_flight_flag_on_a_generator_at_a_yield():
+    co, tree = _in_flight_tree()
+    # the async generator in the stack, suspended at its await: make it one at a yield
+    ag, ag_tree = _suspended_tree()
+    tree[8] = [_tag(22), 2, *ag_tree[3:]]
+    with pytest.raises(corosnap.CorruptSnapshot, match="suspended inside an await, not at a "
+                                                       "yield"):
+        _load(tree)
+    quietly_drop(co)
+    quietly_drop(ag)
+
+
+def test_hostile_generator_code_under_the_async_generator_tag():
+    g = ags.yield_from_wrapper()
+    g.send(None)
+    tree = _tree(g)
+    with pytest.raises(corosnap.CorruptSnapshot, match="is not an async generator"):
+        _load([tree[0], _tag(22), 0, *tree[1:]])
+    g.close()
+
+
+def test_hostile_async_generator_code_in_a_plain_frame():
+    ag, tree = _suspended_tree()
+    with pytest.raises(corosnap.CorruptSnapshot, match="is an async generator, where the blob "
+                                                       "has a generator or coroutine"):
+        _load([tree[0], *tree[3:]])
+    # and as a value
+    g = ags.yield_from_wrapper()
+    g.send(None)
+    gtree = _tree(g)
+    with pytest.raises(corosnap.CorruptSnapshot):
+        _load([*gtree[:-1], [_tag(10), *tree[3:]]])
+    quietly_drop(ag)
+    g.close()
+
+
+@pytest.mark.parametrize("field,value,match", [
+    (1, 5, "belongs to an async generator, not a int"),
+    (2, 3, "malformed async_generator_asend state 3"),
+    (2, -1, "malformed async_generator_asend state -1"),
+    (2, "1", "malformed async_generator_asend state"),
+])
+def test_hostile_asend_fields(field: int, value: Any, match: str):
+    co, tree = _in_flight_tree()
+    tree[9][field] = value
+    with pytest.raises(corosnap.CorruptSnapshot, match=match):
+        _load(tree)
+    quietly_drop(co)
+
+
+def test_hostile_awaitable_payloads():
+    co, tree = _in_flight_tree()
+    tree[9] = [*tree[9], 1, 2]  # asend takes at most one value
+    with pytest.raises(corosnap.CorruptSnapshot, match="asend takes at most 1 values"):
+        _load(tree)
+    co, tree = _in_flight_tree()
+    tree[9] = [_tag(24), *tree[9][1:], 1, 2, 3, 4]  # athrow at most three
+    with pytest.raises(corosnap.CorruptSnapshot, match="athrow takes at most 3 values"):
+        _load(tree)
+    co, tree = _in_flight_tree()
+    tree[9] = [_tag(23)]
+    with pytest.raises(corosnap.CorruptSnapshot, match="malformed async_generator_asend"):
+        _load(tree)
+    quietly_drop(co)
+
+
+def test_hostile_coroutine_wrapper():
+    g = ags.yield_from_wrapper()
+    g.send(None)
+    tree = _tree(g)
+    # the delegate: the last stack value (on 3.15 the one before a NULL index slot)
+    (at,) = [i for i, x in enumerate(tree) if type(x) is list and x[:1] == [_tag(25)]]
+    tree[at] = [_tag(25), [1, 2]]
+    with pytest.raises(corosnap.CorruptSnapshot, match="wraps a coroutine, not a list"):
+        _load(tree)
+    tree[at] = [_tag(25)]
+    with pytest.raises(corosnap.CorruptSnapshot, match="malformed coroutine_wrapper"):
+        _load(tree)
+    g.close()
+
+
+def test_hostile_delegation_cycle_back_to_the_frame():
+    # The async generator's await target replaced by the root coroutine,
+    # which awaits the generator's asend: close()/throw() would recurse in C
+    # without end.
+    co, tree = _in_flight_tree()
+    ag_fields = tree[8]
+    (at,) = [i for i, x in enumerate(ag_fields) if type(x) is list and x[1:2] == ["Val.__await__"]]
+    ag_fields[at] = msgpack.ExtType(1, b"\x00")  # memo 0: the root coroutine
+    with pytest.raises(corosnap.CorruptSnapshot, match="loops back to itself"):
+        _load(tree)
+    quietly_drop(co)
+
+
+def test_hostile_delegation_cycle_through_an_asend():
+    # An async generator X (decoded first, as a value) awaits a coroutine
+    # decoded inside it, which awaits an asend of X: only following the
+    # asend to its generator finds the loop.
+    co = ags.consume(3)
+    co.send(None)
+    (ag,) = [x for x in gc.get_referents(co.cr_await) if type(x) is types.AsyncGeneratorType]
+
+    def holder(*values: Any) -> Any:
+        yield values
+
+    h = holder(ag, co)
+    next(h)
+    tree = _tree(h)
+    values = tree[-1]
+    assert values[0] == _tag(1) and values[1][0] == _tag(22) and values[2][0] == _tag(10)
+    ag_fields, co_fields = values[1], values[2]
+    (at,) = [i for i, x in enumerate(ag_fields) if type(x) is list and x[1:2] == ["Val.__await__"]]
+    ag_fields[at] = co_fields[1:]  # the coroutine, as the generator's await target
+    values[2] = None
+    with pytest.raises(corosnap.CorruptSnapshot, match="loops back to itself"):
+        _load(tree)
+    quietly_drop(co)
