@@ -122,6 +122,16 @@ async def manual(n: int) -> list[Any]:
     return [first, second, await ag.asend("again")]
 
 
+async def with_anext_default(n: int) -> list[Any]:
+    """anext(ag, default) (an anext_awaitable wrapping the __anext__) in flight,
+    past the generator's end too."""
+    ag = ticker(n)
+    out = []
+    for _ in range(n + 1):
+        out.append(await anext(ag, "done"))
+    return out
+
+
 async def finished_in_local() -> Any:
     """A finished async generator held in a local (stored as its code)."""
     ag = ticker(0)

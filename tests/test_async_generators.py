@@ -155,10 +155,11 @@ def test_finished_async_generator_root_is_refused_with_its_module():
 # -- in flight: captured through the awaiter ----------------------------------------
 
 @pytest.mark.parametrize("make", [lambda: ags.consume(3), lambda: ags.pipeline(2),
-                                  lambda: ags.manual(3), ags.finished_in_local,
-                                  ags.await_wrapper, ags.yield_from_wrapper],
-                         ids=["async_for", "pipeline", "manual", "finished_in_local",
-                              "await_wrapper", "yield_from_wrapper"])
+                                  lambda: ags.manual(3), lambda: ags.with_anext_default(2),
+                                  ags.finished_in_local, ags.await_wrapper,
+                                  ags.yield_from_wrapper],
+                         ids=["async_for", "pipeline", "manual", "anext_default",
+                              "finished_in_local", "await_wrapper", "yield_from_wrapper"])
 def test_split_at_every_step_same_process(make: Any):
     want = whole_trace(make, SENDS)
     assert want[0][-1][0] == "return", want
@@ -166,8 +167,9 @@ def test_split_at_every_step_same_process(make: Any):
         assert split_trace(make, SENDS, k, child=False) == want, f"split at k={k}"
 
 
-@pytest.mark.parametrize("make", [lambda: ags.consume(2), lambda: ags.pipeline(2)],
-                         ids=["async_for", "pipeline"])
+@pytest.mark.parametrize("make", [lambda: ags.consume(2), lambda: ags.pipeline(2),
+                                  lambda: ags.with_anext_default(2)],
+                         ids=["async_for", "pipeline", "anext_default"])
 def test_split_at_every_step_in_another_process(make: Any):
     want = whole_trace(make, SENDS)
     for k in range(len(want[0])):
@@ -575,4 +577,24 @@ def test_hostile_delegation_cycle_through_an_asend():
     values[2] = None
     with pytest.raises(corosnap.CorruptSnapshot, match="loops back to itself"):
         _load(tree)
+    quietly_drop(co)
+
+
+def test_hostile_anext_awaitable():
+    co = ags.with_anext_default(2)
+    co.send(None)
+    tree = _tree(co)
+    (at,) = [i for i, x in enumerate(tree) if type(x) is list and x[:1] == [_tag(26)]]
+    bad = list(tree)
+    bad[at] = [_tag(26), tree[at][1]]
+    with pytest.raises(corosnap.CorruptSnapshot, match="malformed anext_awaitable"):
+        _load(bad)
+    # Wrapping something that is not awaitable: restored (it is an iterator
+    # either way), and refused by CPython when used, which checks what it wraps
+    # at every step.
+    bad = list(tree)
+    bad[at] = [_tag(26), 5, "d"]
+    co2 = _load(bad)
+    with pytest.raises(TypeError, match="int"):
+        co2.send(None)
     quietly_drop(co)

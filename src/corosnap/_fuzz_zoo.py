@@ -479,6 +479,15 @@ async def agen_awaits_in_finally():
         note(("closed after", got))
 
 
+async def coro_anext_default(n):
+    """anext(ag, default): an anext_awaitable wrapping the __anext__ in flight."""
+    ag = agen_ticks(n)
+    out = []
+    for _ in range(n + 1):  # noqa: UP028
+        out.append(await anext(ag, "end"))
+    return out
+
+
 async def coro_agen_aclose_in_flight():
     ag = agen_awaits_in_finally()
     await ag.__anext__()
@@ -903,6 +912,7 @@ SCENARIOS: tuple[Scenario, ...] = (
              _sends(*_N[:8])),
     Scenario("coro_agen_async_for", lambda: coro_agen_async_for(2), _sends(*_N[:12])),
     Scenario("coro_agen_manual", coro_agen_manual, _sends(*_N[:6])),
+    Scenario("coro_anext_default", lambda: coro_anext_default(2), _sends(*_N[:3])),
     Scenario("coro_agen_aclose_in_flight", coro_agen_aclose_in_flight, _sends(None, "x")),
     Scenario("coro_agen_athrow_in_flight", coro_agen_athrow_in_flight, _sends(None, 5)),
     Scenario("coro_wrapper_local", coro_wrapper_local, _sends(None, 1)),

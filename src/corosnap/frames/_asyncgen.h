@@ -8,6 +8,8 @@
  *   async_generator_asend   what __anext__() / asend(v) return
  *   async_generator_athrow  what athrow(...) / aclose() return
  *   coroutine_wrapper       what coro.__await__() returns
+ *   anext_awaitable         what anext(it, default) returns
+ *                           (Objects/iterobject.c, private too)
  *
  * What must never live here: anything about frames themselves (the frame of
  * an async generator is read and written by the version's read()/write(),
@@ -61,6 +63,14 @@
  *   coroutine_wrapper (3.11-3.15):
  *       PyObject_HEAD
  *       PyCoroObject *cw_coroutine;
+ *
+ *   anext_awaitable (3.11-3.15; Objects/iterobject.c):
+ *       PyObject_HEAD
+ *       PyObject *wrapped;            what it.__anext__() returned
+ *       PyObject *default_value;
+ *     Stateless beyond these: every send/throw/close asks `wrapped` for its
+ *     awaitable iterator again (type-checked there) and passes the call on,
+ *     turning StopAsyncIteration into StopIteration(default_value).
  *
  * How they behave (the same on every version where it matters here): an
  * awaitable in state INIT has not been iterated; its first send() checks
@@ -135,18 +145,40 @@ typedef struct {
     PyCoroObject *cw_coroutine;
 } cs_coro_wrapper;
 
+typedef struct {
+    PyObject_HEAD
+    PyObject *wrapped;
+    PyObject *default_value;
+} cs_anext;
+
 /* Kinds of aw_read()/aw_new(), shared with snapshot/_asyncgen.py. */
 #define CS_AW_ASEND 0
 #define CS_AW_ATHROW 1
 #define CS_AW_WRAPPER 2
+#define CS_AW_ANEXT 3
 
 /* The probe's results: the types (NULL until probed), and what differed
  * from the restatement (empty when the layouts were confirmed). */
 static PyTypeObject *cs_asend_type = NULL;
 static PyTypeObject *cs_athrow_type = NULL;
 static PyTypeObject *cs_wrapper_type = NULL;
+static PyTypeObject *cs_anext_type = NULL;
+/* An async iterator whose __anext__ returns None: anext(it, default) with it
+ * makes an anext_awaitable without any async generator (aw_new). */
+static PyObject *cs_anext_source = NULL;
 static int cs_ag_probed = 0;
 static char cs_ag_problem[256] = "";
+
+/* builtins.anext (a new reference). */
+static PyObject *
+cs_builtin_anext(void)
+{
+    PyObject *builtins = PyImport_ImportModule("builtins");
+    if (builtins == NULL) return NULL;
+    PyObject *fn = PyObject_GetAttrString(builtins, "anext");
+    Py_DECREF(builtins);
+    return fn;
+}
 
 static const char cs_ag_probe_source[] =
     "class Step:\n"
@@ -157,7 +189,13 @@ static const char cs_ag_probe_source[] =
     "    await Step()\n"
     "    yield 1\n"
     "async def coro():\n"
-    "    pass\n";
+    "    pass\n"
+    "class AIter:\n"
+    "    __slots__ = ()\n"
+    "    def __aiter__(self):\n"
+    "        return self\n"
+    "    def __anext__(self):\n"
+    "        return None\n";
 
 static void
 cs_ag_fail(const char *what)
@@ -206,7 +244,7 @@ cs_ag_probe(void)
     }
     Py_DECREF(r);
     PyObject *agen = NULL, *asend = NULL, *anext = NULL, *athrow = NULL, *aclose = NULL;
-    PyObject *sent = NULL, *coro = NULL, *wrapper = NULL;
+    PyObject *sent = NULL, *coro = NULL, *wrapper = NULL, *anext_aw = NULL, *anext_fn = NULL;
     int rc = -1;
     PyObject *agen_fn = PyDict_GetItemString(ns, "agen");
     PyObject *coro_fn = PyDict_GetItemString(ns, "coro");
@@ -295,8 +333,33 @@ cs_ag_probe(void)
             cs_ag_fail("coroutine_wrapper does not hold its coroutine where restated");
         }
     }
+    /* anext(agen, default): an anext_awaitable wrapping agen's __anext__(). */
+    anext_fn = cs_builtin_anext();
+    if (anext_fn == NULL) goto done;
+    anext_aw = PyObject_CallFunctionObjArgs(anext_fn, agen, Py_Ellipsis, NULL);
+    if (anext_aw == NULL) goto done;
+    if (cs_ag_probe_type(anext_aw, &cs_anext_type, sizeof(cs_anext), "anext_awaitable")) {
+        cs_anext *x = (cs_anext *)anext_aw;
+        if (x->default_value != Py_Ellipsis || x->wrapped == NULL ||
+            Py_TYPE(x->wrapped) != cs_asend_type ||
+            ((cs_asend *)x->wrapped)->ags_gen != ag) {
+            cs_ag_fail("anext_awaitable fields differ from anext(agen, default)'s");
+        }
+        else {
+            ((cs_asend *)x->wrapped)->ags_state = CS_AW_CLOSED;
+        }
+    }
+    PyObject *source_cls = PyDict_GetItemString(ns, "AIter");
+    if (source_cls == NULL) {
+        PyErr_SetString(PyExc_SystemError, "corosnap: async generator probe incomplete");
+        goto done;
+    }
+    cs_anext_source = PyObject_CallNoArgs(source_cls);
+    if (cs_anext_source == NULL) goto done;
     rc = 0;
 done:
+    Py_XDECREF(anext_aw);
+    Py_XDECREF(anext_fn);
     Py_XDECREF(sent);
     Py_XDECREF(anext);
     Py_XDECREF(athrow);
@@ -314,7 +377,8 @@ done:
     }
     Py_DECREF(ns);
     if (rc == 0) {
-        if (cs_asend_type == NULL || cs_athrow_type == NULL || cs_wrapper_type == NULL) {
+        if (cs_asend_type == NULL || cs_athrow_type == NULL || cs_wrapper_type == NULL ||
+            cs_anext_type == NULL) {
             PyErr_SetString(PyExc_SystemError, "corosnap: async generator probe incomplete");
             return -1;
         }
@@ -350,14 +414,15 @@ cs_check_agen(PyObject *agen)
 }
 
 /* aw_types() -> (async_generator_asend, async_generator_athrow,
- * coroutine_wrapper): the types, even when their layouts were refused (so
- * the caller can still recognise them and say why they cannot be stored). */
+ * coroutine_wrapper, anext_awaitable): the types, even when their layouts
+ * were refused (so the caller can still recognise them and say why they
+ * cannot be stored). */
 static PyObject *
 frames_aw_types(PyObject *module, PyObject *Py_UNUSED(ignored))
 {
     if (cs_ag_probe() < 0) return NULL;
-    return PyTuple_Pack(3, (PyObject *)cs_asend_type, (PyObject *)cs_athrow_type,
-                        (PyObject *)cs_wrapper_type);
+    return PyTuple_Pack(4, (PyObject *)cs_asend_type, (PyObject *)cs_athrow_type,
+                        (PyObject *)cs_wrapper_type, (PyObject *)cs_anext_type);
 }
 
 /* ag_flags(agen) -> int: bit 0 ag_closed, bit 1 ag_running_async, bit 2
@@ -432,6 +497,7 @@ frames_ag_take_hooks(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
  *   asend:   (0, agen, state, ()) for __anext__(), (0, agen, state, (v,)) for asend(v)
  *   athrow:  (1, agen, state, ()) for aclose(), (1, agen, state, (typ[, val[, tb]]))
  *   wrapper: (2, coroutine, 0, ())
+ *   anext:   (3, wrapped, 0, (default,))
  * state: 0 INIT, 1 ITER, 2 CLOSED.  TypeError for any other object. */
 static PyObject *
 frames_aw_read(PyObject *module, PyObject *obj)
@@ -445,6 +511,14 @@ frames_aw_read(PyObject *module, PyObject *obj)
             return NULL;
         }
         return Py_BuildValue("(iOi())", CS_AW_WRAPPER, coro, 0);
+    }
+    if (t == cs_anext_type) {
+        cs_anext *x = (cs_anext *)obj;
+        if (x->wrapped == NULL || x->default_value == NULL) {
+            PyErr_SetString(PyExc_SystemError, "corosnap: anext_awaitable with a NULL field");
+            return NULL;
+        }
+        return Py_BuildValue("(iOi(O))", CS_AW_ANEXT, x->wrapped, 0, x->default_value);
     }
     int kind, state;
     PyAsyncGenObject *gen;
@@ -504,8 +578,38 @@ frames_aw_read(PyObject *module, PyObject *obj)
     return Py_BuildValue("(iOiN)", kind, (PyObject *)gen, state, payload);
 }
 
+/* An anext_awaitable wrapping `wrapped` (any object: it is asked for its
+ * awaitable iterator, type-checked, at each use) with `default`: made by
+ * anext() on an inert async iterator, then pointed at `wrapped`. */
+static PyObject *
+cs_anext_new(PyObject *wrapped, PyObject *payload)
+{
+    if (!PyTuple_CheckExact(payload) || PyTuple_GET_SIZE(payload) != 1) {
+        PyErr_SetString(PyExc_ValueError, "anext_awaitable takes exactly one default value");
+        return NULL;
+    }
+    if (cs_ag_ready() < 0) return NULL;
+    PyObject *anext_fn = cs_builtin_anext();
+    if (anext_fn == NULL) return NULL;
+    PyObject *obj = PyObject_CallFunctionObjArgs(anext_fn, cs_anext_source,
+                                                 PyTuple_GET_ITEM(payload, 0), NULL);
+    Py_DECREF(anext_fn);
+    if (obj == NULL) return NULL;
+    if (Py_TYPE(obj) != cs_anext_type || ((cs_anext *)obj)->wrapped != Py_None) {
+        Py_DECREF(obj);
+        PyErr_SetString(PyExc_SystemError, "corosnap: anext() made an unexpected awaitable");
+        return NULL;
+    }
+    cs_anext *x = (cs_anext *)obj;
+    PyObject *old = x->wrapped;
+    x->wrapped = Py_NewRef(wrapped);
+    Py_DECREF(old);
+    return obj;
+}
+
 /* aw_new(kind, agen, state, payload) -> a new asend (kind 0) or athrow
- * (kind 1) of `agen`, in `state`, with the payload aw_read() describes.
+ * (kind 1) of `agen`, in `state`, with the payload aw_read() describes; or
+ * (kind 3) an anext_awaitable wrapping `agen` (then any object; state 0).
  * Everything is checked before the object is made; the generator's hooks
  * are left as they were (see the top comment). */
 static PyObject *
@@ -517,6 +621,15 @@ frames_aw_new(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     long kind = PyLong_AsLong(args[0]);
     if (kind == -1 && PyErr_Occurred()) return NULL;
+    if (kind == CS_AW_ANEXT) {
+        long state = PyLong_AsLong(args[2]);
+        if (state == -1 && PyErr_Occurred()) return NULL;
+        if (state != 0) {
+            PyErr_Format(PyExc_ValueError, "anext_awaitable state %ld out of range", state);
+            return NULL;
+        }
+        return cs_anext_new(args[1], args[3]);
+    }
     PyObject *agen = args[1];
     long state = PyLong_AsLong(args[2]);
     if (state == -1 && PyErr_Occurred()) return NULL;
@@ -582,7 +695,7 @@ frames_aw_new(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 
 #define CS_ASYNCGEN_METHODS                                                    \
     {"aw_types", (PyCFunction)frames_aw_types, METH_NOARGS,                   \
-     "aw_types() -> (asend type, athrow type, coroutine_wrapper type)"},      \
+     "aw_types() -> (asend, athrow, coroutine_wrapper, anext_awaitable types)"},\
     {"aw_read", (PyCFunction)frames_aw_read, METH_O,                          \
      "aw_read(awaitable) -> (kind, target, state, payload)"},                 \
     {"aw_new", (PyCFunction)(void (*)(void))frames_aw_new, METH_FASTCALL,     \

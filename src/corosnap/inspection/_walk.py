@@ -77,6 +77,7 @@ from ..codec._tags import (
     EXT_WELLKNOWN,
     PICKLERS,
     SHAPE_MIN,
+    T_ANEXT,
     T_ASEND,
     T_ASYNCGEN,
     T_ATHROW,
@@ -373,6 +374,7 @@ TAGS: dict[int, TagSpec] = {
     T_ATHROW: TagSpec("async_generator_athrow", "viv*^", ("<agen>", "", "<args>[{i}]"),
                       _awaitable_summary),
     T_CORO_WRAPPER: TagSpec("coroutine_wrapper", "v^", ("<coroutine>",), _awaitable_summary),
+    T_ANEXT: TagSpec("anext_awaitable", "vv^", ("<awaitable>", "<default>"), _awaitable_summary),
 }
 """Tag kinds, one line each (docs/format.md section 3 has the table)."""
 

@@ -3,8 +3,9 @@
 What lives here: how an async generator is stored (its frame, exactly as a
 generator's, behind a tag that carries the generator's own state), how the
 objects standing between it and its awaiter are stored (``__anext__()`` /
-``asend(v)``, ``athrow(...)`` / ``aclose()``, and the ``coroutine_wrapper``
-``coro.__await__()`` returns), and the rule that ties them together.
+``asend(v)``, ``athrow(...)`` / ``aclose()``, the ``coroutine_wrapper``
+``coro.__await__()`` returns, and the ``anext_awaitable`` of ``anext(it,
+default)``), and the rule that ties them together.
 What must never leak out: struct layouts.  ``frames`` reads and writes
 them (``frames/_asyncgen.h``), after checking its restatement of CPython's
 private structs against the running interpreter.
@@ -40,8 +41,9 @@ the memo right after its code reference, like any frame.
 ``T_ASEND``: ``[tag, agen, state]`` (``__anext__()``) or ``[tag, agen, state,
 value]`` (``asend(value)``); ``T_ATHROW``: ``[tag, agen, state]``
 (``aclose()``) or ``[tag, agen, state, typ, val?, tb?]``; state 0 not
-started, 1 in flight, 2 done.  ``T_CORO_WRAPPER``: ``[tag, coroutine]``.
-These three are registered after their parts.
+started, 1 in flight, 2 done.  ``T_CORO_WRAPPER``: ``[tag, coroutine]``;
+``T_ANEXT``: ``[tag, awaitable, default]``.  These four are registered after
+their parts.
 """
 
 from __future__ import annotations
@@ -55,7 +57,15 @@ from .._errors import CorruptSnapshot, SnapshotError, UnsupportedInterpreter
 from ..codec import Decoder, Encoder
 from ..codec import _decoder, _encoder
 from ..codec._encoder import ref_ext
-from ..codec._tags import T_ASEND, T_ASYNCGEN, T_ATHROW, T_CORO_WRAPPER, T_DONE, TAGS
+from ..codec._tags import (
+    T_ANEXT,
+    T_ASEND,
+    T_ASYNCGEN,
+    T_ATHROW,
+    T_CORO_WRAPPER,
+    T_DONE,
+    TAGS,
+)
 from ..frames import backend
 
 AsyncGeneratorType = types.AsyncGeneratorType
@@ -65,7 +75,7 @@ CLOSED = 1
 RUNNING = 2
 """Flag bit: ag_running_async (an asend/athrow is in flight)."""
 
-ASEND, ATHROW, WRAPPER = 0, 1, 2
+ASEND, ATHROW, WRAPPER, ANEXT = 0, 1, 2, 3
 """Kinds of ``frames.aw_read`` / ``frames.aw_new``."""
 INIT, ITER, DONE = 0, 1, 2
 """States of an asend/athrow: not started, in flight, finished."""
@@ -77,10 +87,10 @@ _KIND_OF_TAG = {T_ASEND: ASEND, T_ATHROW: ATHROW}
 _STATE_NAMES = ("not started", "in flight", "finished")
 
 try:
-    ASEND_TYPE, ATHROW_TYPE, WRAPPER_TYPE = backend().aw_types()
-    AWAITABLE_TYPES: tuple[type, ...] = (ASEND_TYPE, ATHROW_TYPE, WRAPPER_TYPE)
+    ASEND_TYPE, ATHROW_TYPE, WRAPPER_TYPE, ANEXT_TYPE = backend().aw_types()
+    AWAITABLE_TYPES: tuple[type, ...] = (ASEND_TYPE, ATHROW_TYPE, WRAPPER_TYPE, ANEXT_TYPE)
 except UnsupportedInterpreter:  # nothing can be captured here anyway
-    ASEND_TYPE = ATHROW_TYPE = WRAPPER_TYPE = None
+    ASEND_TYPE = ATHROW_TYPE = WRAPPER_TYPE = ANEXT_TYPE = None
     AWAITABLE_TYPES = ()
 
 
@@ -134,14 +144,17 @@ def _fields(enc: Encoder, agen: Any) -> list[Any]:
 
 
 def encode_awaitable(enc: Encoder, aw: Any) -> Any:
-    """An asend/athrow (with its generator) or a coroutine_wrapper (with its
-    coroutine), registered after its parts."""
+    """An asend/athrow (with its generator), a coroutine_wrapper (with its
+    coroutine) or an anext_awaitable (with what it wraps), registered after
+    its parts."""
     i = enc.memo.get(id(aw))
     if i is not None:
         return ref_ext(i)
     kind, target, state, payload = _read(aw)
     if kind == WRAPPER:
         out = [TAGS[T_CORO_WRAPPER], enc.enc(target)]
+    elif kind == ANEXT:
+        out = [TAGS[T_ANEXT], enc.enc(target), enc.enc(payload[0])]
     else:
         out = [_AW_TAGS[kind], enc.enc(target), state, *enc.enc_items(payload)]
     enc.register(aw)
@@ -225,6 +238,14 @@ def decode_awaitable(dec: Decoder, v: list[Any]) -> Any:
         wrapper = coro.__await__()  # runs none of the coroutine's code
         dec.memo.append(wrapper)
         return wrapper
+    if kind_tag == T_ANEXT:
+        if len(v) != 3:
+            raise CorruptSnapshot("malformed anext_awaitable")
+        wrapped, default = dec.dec(v[1]), dec.dec(v[2])
+        aw = backend().aw_new(ANEXT, wrapped, 0, (default,))
+        dec.memo.append(aw)
+        dec.depth[id(aw)] = dec._nest((wrapped, default))
+        return aw
     kind = _KIND_OF_TAG[kind_tag]
     name = "async_generator_asend" if kind == ASEND else "async_generator_athrow"
     if len(v) < 3:
@@ -279,9 +300,9 @@ def install() -> None:
     _decoder._TAGGED[T_ASYNCGEN] = decode_value
     for t in AWAITABLE_TYPES:
         _encoder._DISPATCH[t] = encode_awaitable
-    for kind in (T_ASEND, T_ATHROW, T_CORO_WRAPPER):
+    for kind in (T_ASEND, T_ATHROW, T_CORO_WRAPPER, T_ANEXT):
         _decoder._TAGGED[kind] = decode_awaitable
-    for kind in (T_ASYNCGEN, T_ASEND, T_ATHROW, T_CORO_WRAPPER):
+    for kind in (T_ASYNCGEN, T_ASEND, T_ATHROW, T_CORO_WRAPPER, T_ANEXT):
         _decoder._TAG_BY_DATA.setdefault(bytes([kind]), _decoder.Tag(kind))
 
 
