@@ -1,10 +1,12 @@
-"""Capture: a suspended generator/coroutine -> the fields of one frame.
+"""Capture: a suspended generator/coroutine/async generator -> the fields of one frame.
 
 A frame is encoded as ``[coderef..., position, *localsplus, *stack]``:
 ``coderef`` names the code (see Encoder.coderef), ``position`` is the resume
 offset (``-1`` for a created frame), or ``[offset, exception]`` when the frame
 is suspended inside an ``except`` block.  The number of stack values is not
 stored: it is implied by the code and the offset, and checked on restore.
+An async generator's frame is encoded here too; the tag and state around it
+are ``_asyncgen``'s.
 """
 
 from __future__ import annotations
