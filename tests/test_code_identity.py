@@ -96,10 +96,9 @@ def test_missing_function_is_a_code_mismatch(tmp_path, blob):
 def test_inner_types_coroutine_round_trips_as_the_decorated_generator():
     import inspect
 
+    import agen_samples
     import corosnap
     from _helpers import drive, in_child
-
-    import agen_samples
 
     g = agen_samples.outer_with_types_coroutine()
     assert g.send(None) == ("gb", 5)
@@ -115,10 +114,9 @@ def test_inner_types_coroutine_round_trips_as_the_decorated_generator():
 
 
 def test_coroutine_awaiting_an_inner_types_coroutine_resumes_in_another_process():
+    import agen_samples
     import corosnap
     from _helpers import drive, in_child
-
-    import agen_samples
 
     for k in range(3):
         c = agen_samples.awaits_inner_types_coroutine()
@@ -133,8 +131,8 @@ def test_coroutine_awaiting_an_inner_types_coroutine_resumes_in_another_process(
 def test_inner_types_coroutine_fingerprint_still_decides():
     import msgpack
 
-    import corosnap
     import agen_samples
+    import corosnap
 
     g = agen_samples.outer_with_types_coroutine()
     g.send(None)

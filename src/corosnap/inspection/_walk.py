@@ -927,8 +927,8 @@ class Walker:
             node.summary = f"{count:,} items"
             return pos
         node.type = spec.type
+        fields: list[Any] = []
         if spec.layout.endswith("F"):
-            fields: list[Any] = []
             for code in spec.layout[:-1]:  # raw scalars first: an async generator's flags
                 if count < 1:
                     raise CorruptSnapshot(f"{self.where(node)}: truncated {spec.type}")
@@ -941,7 +941,6 @@ class Walker:
             if spec.namer is not None:
                 spec.namer(self, node, fields)
             return pos
-        fields: list[Any] = []
         left = count
         for code, star, label in _steps(spec):
             if code == "^":

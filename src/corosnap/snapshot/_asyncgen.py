@@ -54,8 +54,7 @@ import types
 from typing import Any
 
 from .._errors import CorruptSnapshot, SnapshotError, UnsupportedInterpreter
-from ..codec import Decoder, Encoder
-from ..codec import _decoder, _encoder
+from ..codec import Decoder, Encoder, _decoder, _encoder
 from ..codec._encoder import ref_ext
 from ..codec._tags import (
     T_ANEXT,

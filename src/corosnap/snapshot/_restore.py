@@ -42,8 +42,8 @@ from ..bytecode._kinds import (
     slot_rules,
 )
 from ..codec import NONE_MARK, Decoder, Deferred, Tag, is_exception
-from ..codec._tags import T_ASYNCGEN
 from ..codec._globals import check_allowed
+from ..codec._tags import T_ASYNCGEN
 from . import _asyncgen, _fast
 
 _WALK = frozenset({list, dict, Deferred})
