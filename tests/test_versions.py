@@ -56,7 +56,9 @@ def run(gen: Any, script: list[Any]) -> list[Any]:
 
 
 def code_of(gen: Any) -> types.CodeType:
-    return gen.gi_code if type(gen) is types.GeneratorType else gen.cr_code
+    t = type(gen)
+    return (gen.gi_code if t is types.GeneratorType else gen.cr_code
+            if t is types.CoroutineType else gen.ag_code)
 
 
 def kinds_at(gen: Any, at: int, depth: int) -> tuple[int, ...]:
@@ -98,7 +100,7 @@ def assert_frame_matches_analysis(gen: Any) -> None:
             assert hasattr(type(v), "__next__") or type(nxt) is FRAMES.TaggedInt, where
         elif base in (K.LIST, K.SET, K.DICT):
             assert type(v).__name__ == K.KIND_NAMES[base].split()[-1], where
-        if type(v) in (types.GeneratorType, types.CoroutineType):
+        if type(v) in (types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType):
             assert_frame_matches_analysis(v)
     for index in slot_rules(code_of(gen)).bound.get(at, ()):
         assert localsplus[index] is not FRAMES.NULL, info.slot_names[index]
@@ -157,6 +159,81 @@ def test_delegating_suspensions_keep_gi_yieldfrom_and_delegate_slot():
     c2 = corosnap.loads(corosnap.dumps(c))
     assert type(c2.cr_await) is types.CoroutineType
     assert type(c2.cr_await.cr_await) is types.CoroutineType
+
+
+def test_async_generator_frames_match_the_analysis_at_every_step():
+    """Async generator code on this version: each `yield` is a wrapped value
+    (3.11 ASYNC_GEN_WRAP, 3.12+ CALL_INTRINSIC_1 INTRINSIC_ASYNC_GEN_WRAP) then
+    a non-delegating YIELD_VALUE; each await a delegating one; the real frames
+    (the coroutine, the generators in flight under it) are what the analysis
+    says, and their capture round-trips, at every step."""
+    import dis
+    import gc
+
+    import agen_samples as ags
+
+    for fn in (ags.ticker, ags.inner_pairs, ags.closer):
+        code = fn.__code__
+        info = code_info(code)
+        instrs = [i for i in dis.get_instructions(code) if i.opname != "CACHE"]
+        for k, ins in enumerate(instrs):
+            if ins.opname != "YIELD_VALUE" or ins.offset // 2 not in info.resume:
+                continue
+            wrapped = instrs[k - 1].opname == "ASYNC_GEN_WRAP" or (
+                instrs[k - 1].opname == "CALL_INTRINSIC_1"
+                and instrs[k - 1].argrepr == "INTRINSIC_ASYNC_GEN_WRAP")
+            assert wrapped == (ins.offset // 2 not in info.delegating), (fn, ins)
+            assert (instrs[k - 1].opname == "ASYNC_GEN_WRAP") == (wrapped and V == (3, 11))
+            if V >= (3, 13):
+                assert ins.arg == (0 if wrapped else 1)
+
+    def agens_under(obj: Any) -> list[Any]:
+        out = []
+        while obj is not None:
+            if type(obj).__name__ == "async_generator_asend":
+                obj = next(x for x in gc.get_referents(obj)
+                           if type(x) is types.AsyncGeneratorType)
+            if type(obj) is types.AsyncGeneratorType:
+                out.append(obj)
+                obj = obj.ag_await
+            elif type(obj) is types.CoroutineType:
+                obj = obj.cr_await
+            else:
+                break
+        return out
+
+    seen = 0
+    done: list[Any] = []
+    for k in range(8):
+        co = ags.pipeline(2)
+        try:
+            for value in [None, *range(k)]:
+                co.send(value)
+        except StopIteration:
+            break
+        under = agens_under(co)
+        assert all(a.ag_running for a in under[:-1]), k
+        seen += len(under)
+        for frame_owner in (co, *under):
+            assert_frame_matches_analysis(frame_owner)
+        restored = corosnap.loads(corosnap.dumps(co))
+        assert len(agens_under(restored)) == len(under)
+        for frame_owner in (restored, *agens_under(restored)):
+            assert_frame_matches_analysis(frame_owner)
+        done.extend((co, restored))
+    assert seen >= 4
+    hook = sys.unraisablehook
+    sys.unraisablehook = lambda unraisable: None  # generators closed mid-await complain
+    try:
+        for x in done:
+            try:
+                x.close()
+            except RuntimeError:
+                pass
+        del x, done, co, restored
+        gc.collect()
+    finally:
+        sys.unraisablehook = hook
 
 
 def _lasti_slot(c: Any) -> int:
