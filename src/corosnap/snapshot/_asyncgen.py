@@ -137,8 +137,8 @@ def _fields(enc: Encoder, agen: Any) -> list[Any]:
     fields = enc.frame_hook(enc, agen)
     if fields and fields[0] is _TAG_DONE:
         return fields  # finished: its code only (restored finished)
-    if flags & RUNNING and _check_in_flight not in enc.after:
-        enc.after.append(_check_in_flight)
+    if flags & RUNNING:
+        _in_flight(enc).running.append(agen)
     return [_TAG, flags, *fields]
 
 
@@ -155,33 +155,43 @@ def encode_awaitable(enc: Encoder, aw: Any) -> Any:
     elif kind == ANEXT:
         out = [TAGS[T_ANEXT], enc.enc(target), enc.enc(payload[0])]
     else:
+        if state == ITER:
+            _in_flight(enc).driven.add(id(target))
         out = [_AW_TAGS[kind], enc.enc(target), state, *enc.enc_items(payload)]
     enc.register(aw)
     return out
 
 
-def _check_in_flight(enc: Encoder) -> None:
-    """Every async generator captured with an operation in flight must come
-    with the awaitable driving it (Encoder.finish, once all is encoded)."""
-    frames = backend()
-    running = [x for x in enc.keep
-               if type(x) is AsyncGeneratorType and frames.ag_flags(x) & RUNNING]
-    if not running:
-        return
-    driven = set()
-    for x in enc.keep:
-        if type(x) is ASEND_TYPE or type(x) is ATHROW_TYPE:
-            _kind, agen, state, _payload = _read(x)
-            if state == ITER:
-                driven.add(id(agen))
-    for agen in running:
-        if id(agen) not in driven:
-            raise SnapshotError(
-                f"{_where(agen)} has an __anext__()/asend()/athrow()/aclose() in flight, "
-                "but the snapshot does not hold the awaitable driving it (its awaiter is "
-                "elsewhere); without it the restored generator could never resume: "
-                "snapshot the coroutine that awaits it"
-            )
+class _InFlight:
+    """The check that every async generator captured with an operation in
+    flight comes with the awaitable driving it (``Encoder.finish`` runs it
+    once all is encoded): the generators seen in flight, and the ids of the
+    generators whose in-flight awaitable was encoded."""
+
+    __slots__ = ("running", "driven")
+
+    def __init__(self) -> None:
+        self.running: list[Any] = []
+        self.driven: set[int] = set()
+
+    def __call__(self, enc: Encoder) -> None:
+        for agen in self.running:
+            if id(agen) not in self.driven:
+                raise SnapshotError(
+                    f"{_where(agen)} has an __anext__()/asend()/athrow()/aclose() in flight, "
+                    "but the snapshot does not hold the awaitable driving it (its awaiter is "
+                    "elsewhere); without it the restored generator could never resume: "
+                    "snapshot the coroutine that awaits it"
+                )
+
+
+def _in_flight(enc: Encoder) -> _InFlight:
+    for check in enc.after:
+        if type(check) is _InFlight:
+            return check
+    check = _InFlight()
+    enc.after.append(check)
+    return check
 
 
 def _where(agen: Any) -> str:
