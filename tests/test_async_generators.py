@@ -453,6 +453,15 @@ def test_hostile_async_generator_flags(flags: Any):
     quietly_drop(ag)
 
 
+def test_hostile_nested_root_tags():
+    ag, tree = _suspended_tree()
+    with pytest.raises(corosnap.CorruptSnapshot):
+        _load([tree[0], *([_tag(22), 0] * 5000), *tree[3:]])
+    with pytest.raises(corosnap.CorruptSnapshot, match="malformed frame"):
+        _load([tree[0], _tag(10), *tree[3:]])
+    quietly_drop(ag)
+
+
 def test_hostile_root_in_flight():
     ag, tree = _suspended_tree()
     tree[2] = 2

@@ -428,7 +428,7 @@ def decode_frame(dec: Decoder, v: list[Any], i: int, root: bool = False,
         gen = frames.restore(dec.ctx or dec.make_ctx(), v, i, _fast_entries, sys.modules, root)
         if gen is not None:
             return gen
-    if i < len(v) and type(v[i]) is Tag:
+    if agflags < 0 and i < len(v) and type(v[i]) is Tag:
         # A blob whose root is an async generator: its tag and flags first.
         if not root or v[i].kind != T_ASYNCGEN:
             raise CorruptSnapshot("malformed frame")
