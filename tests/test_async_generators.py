@@ -168,8 +168,10 @@ def test_split_at_every_step_same_process(make: Any):
 
 
 @pytest.mark.parametrize("make", [lambda: ags.consume(2), lambda: ags.pipeline(2),
-                                  lambda: ags.with_anext_default(2)],
-                         ids=["async_for", "pipeline", "anext_default"])
+                                  lambda: ags.with_anext_default(2), ags.await_wrapper,
+                                  ags.yield_from_wrapper],
+                         ids=["async_for", "pipeline", "anext_default", "await_wrapper",
+                              "yield_from_wrapper"])
 def test_split_at_every_step_in_another_process(make: Any):
     want = whole_trace(make, SENDS)
     for k in range(len(want[0])):
