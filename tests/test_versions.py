@@ -236,6 +236,62 @@ def test_async_generator_frames_match_the_analysis_at_every_step():
         sys.unraisablehook = hook
 
 
+_APPEND_CHILD = """
+import sys, msgpack
+sys.path.insert(0, {tests!r})
+import corosnap, version_samples as vs
+# Let the interpreter specialize the call site (3.13: CALL_LIST_APPEND).
+for _ in range(300):
+    g = vs.appends_what_it_is_sent([])
+    next(g)
+    try:
+        g.send(1)
+    except StopIteration:
+        pass
+g = vs.appends_what_it_is_sent([])
+next(g)
+tree = msgpack.unpackb(corosnap.dumps(g), strict_map_key=False)
+assert tree[-2] == [msgpack.ExtType(0, bytes([21])), msgpack.ExtType(5, bytes([14])),
+                    "append"] or sys.version_info < (3, 13), tree
+tree[-1] = None  # the self slot above list.append: empty
+try:
+    g2 = corosnap.loads(msgpack.packb(tree))
+except corosnap.CorruptSnapshot as exc:
+    print("refused:", exc)
+else:
+    try:
+        g2.send(5)
+    except TypeError as exc:
+        print("TypeError:", exc)
+print("alive")
+"""
+
+
+def test_restore_refuses_an_empty_self_under_list_append():
+    # CPython 3.13's CALL_LIST_APPEND reads the self slot above list.append
+    # without checking it for NULL: a blob that empties it must be refused
+    # (a crash otherwise, once the call site is specialized).  In a child:
+    # if this regresses, the child dies, not the test run.
+    proc = subprocess.run([sys.executable, "-c", _APPEND_CHILD.format(tests=TESTS_DIR)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == "alive"
+    first = proc.stdout.splitlines()[0]
+    if V == (3, 13):
+        assert first.startswith("refused: ") and "list.append" in first, first
+    else:
+        assert first.startswith(("refused: ", "TypeError: ")), first
+
+
+def test_a_legitimate_null_above_list_append_restores():
+    g = vs.unbound_append([1])
+    next(g)
+    g2 = corosnap.loads(corosnap.dumps(g))
+    with pytest.raises(StopIteration) as stop:
+        g2.send(2)
+    assert stop.value.value == [1, 2]
+
+
 def _lasti_slot(c: Any) -> int:
     state, at, _, stack, _, _ = FRAMES.read(c)
     kinds = kinds_at(c, at, len(stack))

@@ -27,6 +27,7 @@ from ..bytecode import CodeRef, code_info, fingerprint, locate, types_coroutine_
 from ..bytecode._analysis import DELEGATE
 from ..bytecode._kinds import (
     ANY,
+    CALL1_SELF,
     DICT,
     EXC,
     EXC_LIST,
@@ -47,6 +48,7 @@ from ..codec._tags import T_ASYNCGEN
 from . import _asyncgen, _fast
 
 _WALK = frozenset({list, dict, Deferred})
+_LIST_APPEND = list.append
 V = sys.version_info[:2]
 
 _RESUMABLE = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ITERABLE_COROUTINE
@@ -187,8 +189,8 @@ class Plan:
         n = entry.n
         self.depth = depth
         kinds = entry.rules.stack_kinds(pos, depth)
-        self.general = any(k & ~NULLABLE in (INDEX, EXC_LIST) or k & ~NULLABLE in TAGGED
-                           for k in kinds)
+        self.general = any(k & ~NULLABLE in (INDEX, EXC_LIST, CALL1_SELF)
+                           or k & ~NULLABLE in TAGGED for k in kinds)
         self.checks = tuple((n + j, k & ~NULLABLE, bool(k & NULLABLE))
                             for j, k in enumerate(kinds) if k != NULLABLE)
         self.bound = tuple(i for i in entry.rules.bound.get(pos, ()) if i < n)
@@ -410,6 +412,12 @@ def _check_slots(entry: CodeEntry, pos: int, slots: list[Any], n: int, frames: A
                 raise CorruptSnapshot(
                     f"{entry.label}: value stack slot {j} is empty where the bytecode always "
                     "has a value"
+                )
+            if kind & ~NULLABLE == CALL1_SELF and j and slots[n + j - 1] is _LIST_APPEND:
+                # 3.13's CALL_LIST_APPEND reads this slot without a NULL check.
+                raise CorruptSnapshot(
+                    f"{entry.label}: value stack slot {j} is empty above list.append, which "
+                    "CPython 3.13 calls without checking its self slot"
                 )
         elif kind & ~NULLABLE and not _kind_ok(v, kind & ~NULLABLE, entry.ncodeunits):
             raise CorruptSnapshot(
