@@ -427,5 +427,6 @@ def slot_rules(code: types.CodeType) -> SlotRules:
     return rules
 
 
-__all__ = ["ANY", "CALL1_SELF", "DICT", "EXC", "EXC_LIST", "EXC_OR_NONE", "INDEX", "ITER", "KIND_NAMES",
-           "LASTI", "LIST", "NULLABLE", "SET", "TAGGED", "SlotRules", "slot_names", "slot_rules"]
+__all__ = ["ANY", "CALL1_SELF", "DICT", "EXC", "EXC_LIST", "EXC_OR_NONE", "INDEX", "ITER",
+           "KIND_NAMES", "LASTI", "LIST", "NULLABLE", "SET", "TAGGED", "SlotRules", "slot_names",
+           "slot_rules"]
