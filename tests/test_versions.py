@@ -30,7 +30,6 @@ from corosnap.bytecode._analysis import DELEGATE
 from corosnap.bytecode._kinds import slot_rules
 from corosnap.codec import EXT_HEADER, EXT_SIGNED
 from corosnap.codec._tags import NONE_EXT, T_SET, TAGS
-from corosnap.snapshot import _fast as snapshot_fast
 
 FRAMES = frames_pkg.backend()
 V = sys.version_info[:2]
@@ -250,7 +249,15 @@ for _ in range(300):
         pass
 g = vs.appends_what_it_is_sent([])
 next(g)
-tree = msgpack.unpackb(corosnap.dumps(g), strict_map_key=False)
+good = corosnap.dumps(g)
+# Restored once intact: its code and plan are known, so the C engine (when
+# it runs) decides the tampered blob itself, with its own copy of the check.
+corosnap.loads(good).close()
+from corosnap.snapshot._restore import FrameDecoder
+python_frames = []
+real = FrameDecoder.decode
+FrameDecoder.decode = lambda self, *a, **k: python_frames.append(1) or real(self, *a, **k)
+tree = msgpack.unpackb(good, strict_map_key=False)
 assert tree[-2] == [msgpack.ExtType(0, bytes([21])), msgpack.ExtType(5, bytes([14])),
                     "append"] or sys.version_info < (3, 13), tree
 tree[-1] = None  # the self slot above list.append: empty
@@ -263,6 +270,8 @@ else:
         g2.send(5)
     except TypeError as exc:
         print("TypeError:", exc)
+from corosnap import _accel
+print("python engine frames:", len(python_frames), _accel.ENGINE)
 print("alive")
 """
 
@@ -276,6 +285,8 @@ def test_restore_refuses_an_empty_self_under_list_append():
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[-1] == "alive"
+    frames, engine = proc.stdout.splitlines()[-2].split(": ")[1].split()
+    assert frames == ("0" if engine == "c" else "1"), proc.stdout  # C decided it alone
     first = proc.stdout.splitlines()[0]
     if V == (3, 13):
         assert first.startswith("refused: ") and "list.append" in first, first
@@ -367,10 +378,8 @@ def test_unsupported_interpreters_are_refused_clearly(monkeypatch, impl, version
     g = vs.plain(3)
     next(g)
     blob = corosnap.dumps(g)
-    # Simulate this process being such an interpreter: the backend is gone
-    # (and so never configured for the snapshot layer's fast paths).
+    # Simulate this process being such an interpreter: the backend is gone.
     monkeypatch.setattr(frames_pkg, "_backend", None)
-    monkeypatch.setattr(snapshot_fast, "_frames", None)
     monkeypatch.setattr(frames_pkg, "_reason", frames_pkg.probe(impl, version, gil_disabled))
     with pytest.raises(corosnap.UnsupportedInterpreter, match=reason):
         corosnap.dumps(g)

@@ -56,6 +56,7 @@ from typing import Any
 from .._errors import CorruptSnapshot, SnapshotError, UnsupportedInterpreter
 from ..codec import Decoder, Encoder, _decoder, _encoder
 from ..codec._encoder import ref_ext
+from ..codec._markers import register_tags
 from ..codec._tags import (
     T_ANEXT,
     T_ASEND,
@@ -205,8 +206,6 @@ def _where(agen: Any) -> str:
 def decode(dec: Decoder, v: list[Any], i: int, root: bool = False) -> Any:
     """The async generator whose tag is at ``v[i]`` (its flags follow, then
     its frame fields)."""
-    from ._restore import decode_frame
-
     if i + 2 >= len(v):
         raise CorruptSnapshot("truncated async generator")
     flags = v[i + 1]
@@ -215,7 +214,9 @@ def decode(dec: Decoder, v: list[Any], i: int, root: bool = False) -> Any:
     if root and flags & RUNNING:
         raise CorruptSnapshot("the root async generator of a blob cannot have an operation "
                               "in flight (its awaiter would hold that)")
-    agen = decode_frame(dec, v, i + 2, root=root, fast=False, agflags=flags)
+    # The Python engine's decode itself: the C engine declines async generators.
+    frames: Any = dec.frames  # snapshot/_restore.py's FrameDecoder
+    agen = frames.decode(dec, v, i + 2, root=root, agflags=flags)
     if flags & RUNNING:
         dec.after.append(functools.partial(take_hooks, agen))
     return agen
@@ -312,7 +313,7 @@ def install() -> None:
     for kind in (T_ASEND, T_ATHROW, T_CORO_WRAPPER, T_ANEXT):
         _decoder._TAGGED[kind] = decode_awaitable
     for kind in (T_ASYNCGEN, T_ASEND, T_ATHROW, T_CORO_WRAPPER, T_ANEXT):
-        _decoder._TAG_BY_DATA.setdefault(bytes([kind]), _decoder.Tag(kind))
+        register_tags((kind,))
 
 
 install()
