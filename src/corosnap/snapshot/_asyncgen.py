@@ -10,6 +10,14 @@ What must never leak out: struct layouts.  ``frames`` reads and writes
 them (``frames/_asyncgen.h``), after checking its restatement of CPython's
 private structs against the running interpreter.
 
+Engines.  All of this is Python on both engines: the C engine declines an
+async generator's frame (capture: it takes only generators and coroutines;
+restore: it leaves every ``CO_ASYNC_GENERATOR`` code to the Python engine),
+so ``FrameEncoder.encode`` / ``FrameDecoder.decode`` do those frames, while
+the coroutines around them and the ones they await go through the C engine
+as usual.  The blobs and outcomes are the same either way
+(``tests/test_engines.py``).
+
 The rule.  While an ``__anext__()``/``asend()``/``athrow()``/``aclose()`` is
 in flight, the async generator is suspended inside an ``await`` with
 ``ag_running_async`` set, and where that operation stands (started or not,
