@@ -337,7 +337,7 @@ class Decoder:
     """One snapshot's worth of decoding state (memo, string and code tables)."""
 
     __slots__ = ("memo", "strings", "codes", "shapes", "safe", "allow", "frame_hook",
-                 "code_hook", "active", "depth", "exceptions", "ctx")
+                 "code_hook", "active", "depth", "exceptions", "ctx", "migration")
 
     def __init__(
         self,
@@ -362,6 +362,9 @@ class Decoder:
         self.frame_hook = frame_hook
         self.code_hook = code_hook
         self.ctx: list[Any] | None = None
+        # loads(migrate=True): the snapshot layer's migration session (the
+        # codec only carries it to the frame and code hooks).
+        self.migration: Any = None
 
     def make_ctx(self) -> list[Any]:
         """This decoder's state as the snapshot layer's C fast path reads it

@@ -12,12 +12,12 @@ from typing import IO, Any
 import msgpack
 
 from .._errors import CorosnapError, CorruptSnapshot, LimitExceeded, RestoreError
-from ..codec import Encoder, pickler_id
+from ..codec import Decoder, Encoder, pickler_id
 from ..codec._decoder import printable_cause
 from . import _fast
-from ._blob import DEFAULT_MAX_SIZE, HEADER, open_blob, sign
+from ._blob import DEFAULT_MAX_SIZE, HEADER, HEADER2, open_blob, sign
 from ._capture import check_target, encode_frame
-from ._restore import _fast_entries, adopt, decode_frame
+from ._restore import _fast_entries, adopt, decode_coderef, decode_frame
 
 _local = threading.local()
 _DEFAULT_PICKLER = pickler_id(None)
@@ -42,15 +42,28 @@ def _blob_ext_hook(frames: Any) -> Any:
     return hook
 
 
-def _encode(obj: Any, pid: int, strict: bool) -> bytes:
-    enc = Encoder(pid, encode_frame, strict)
+def _encode(obj: Any, pid: int, strict: bool, migratable: bool = False) -> bytes:
+    if migratable:
+        # The signature table is built from the codes and offsets the Python
+        # capture path records (snapshot/_signature.py); the C capture path is
+        # not used for these blobs.
+        from ._signature import SigEncoder, record_frame, signature_table
+
+        enc: Encoder = SigEncoder(pid, record_frame, strict)
+        hook: Any = record_frame
+    else:
+        enc = Encoder(pid, encode_frame, strict)
+        hook = encode_frame
     enc.memo[id(obj)] = 0  # the root is memo entry 0 (enc.register)
     enc.keep.append(obj)
     try:
-        fields = encode_frame(enc, obj)
+        fields = hook(enc, obj)
+        if migratable:
+            fields[0:0] = [HEADER2, signature_table(enc)]
+        else:
+            fields.insert(0, HEADER)
     finally:
         enc.ctx = None  # it refers back to enc (see _capture.encode_frame)
-    fields.insert(0, HEADER)
     packer = getattr(_local, "packer", None) or _packer()
     try:
         return packer.pack(fields)
@@ -59,12 +72,17 @@ def _encode(obj: Any, pid: int, strict: bool) -> bytes:
         raise
 
 
-def dumps(obj: Any, *, key: bytes | None = None, pickler: Any = None) -> bytes:
+def dumps(obj: Any, *, key: bytes | None = None, pickler: Any = None,
+          migratable: bool = False) -> bytes:
     """Capture a suspended or not-yet-started generator/coroutine as bytes.
 
     ``key``: sign the blob with HMAC-SHA256 (``loads(..., key=)`` verifies it).
     ``pickler``: the fallback pickler for values corosnap cannot store natively:
     ``"cloudpickle"`` (default), ``"pickle"`` or ``"dill"``.
+    ``migratable``: embed a compact description of each frame's code (local
+    names, the suspension point's structural identity), so that
+    ``loads(blob, migrate=True)`` can move the frames onto edited code with
+    nothing but the blob (docs/evolution.md).
     Raises SnapshotError naming the function, the slot and the type at fault.
     """
     if type(obj) is not GeneratorType and type(obj) is not CoroutineType:
@@ -72,11 +90,11 @@ def dumps(obj: Any, *, key: bytes | None = None, pickler: Any = None) -> bytes:
     _fast._frames or _fast.frames()  # UnsupportedInterpreter, before anything else
     pid = _DEFAULT_PICKLER if pickler is None else pickler_id(pickler)
     try:
-        body = _encode(obj, pid, strict=False)
+        body = _encode(obj, pid, False, migratable)
     except (OverflowError, UnicodeEncodeError):
         # An int outside msgpack's 64-bit range, or a str with a lone
         # surrogate, slipped through the fast path: encode again, checking.
-        body = _encode(obj, pid, strict=True)
+        body = _encode(obj, pid, True, migratable)
     if key is not None:
         return sign(body, key)
     return body
@@ -89,6 +107,9 @@ def loads(
     safe: bool = False,
     allow: tuple[str, ...] | list[str] = (),
     max_size: int = DEFAULT_MAX_SIZE,
+    migrate: bool = False,
+    manifests: Any = None,
+    migrations: Any = None,
 ) -> Any:
     """Rebuild the generator/coroutine captured in ``data``.
 
@@ -97,6 +118,14 @@ def loads(
     fallback pickler can run arbitrary code.  ``safe=True`` refuses pickled
     payloads and any global outside the modules in ``allow``.  ``key``: verify
     the blob's HMAC-SHA256 signature before anything is decoded.
+
+    ``migrate=True``: a frame whose function changed since the snapshot is
+    moved onto the new code when a correspondence can be proven (or an
+    explicit migration is registered), instead of raising CodeMismatch; the
+    old code's description comes from the blob (``dumps(migratable=True)``)
+    or from ``manifests`` (a ``corosnap.migrate.Manifest``, a path to one, or
+    a list of them).  ``migrations``: the registry of explicit migrations
+    (default: ``corosnap.migrate.migrations``).  See docs/evolution.md.
     """
     frames = _fast._frames or _fast.frames()  # UnsupportedInterpreter, before anything else
     tree = None
@@ -114,17 +143,41 @@ def loads(
             tree = None
     if tree is None:
         tree = open_blob(data, key, max_size)
-    # The decoding state, without a Decoder: the C fast path makes one (adopt)
-    # only if a frame needs Python to decode a value (see Decoder.make_ctx).
-    ctx: list[Any] = [None, [], [], [], set(), None, True if safe else False, [],
-                      allow if type(allow) is tuple else tuple(allow)]
+    session = None
+    if migrate or manifests is not None or migrations is not None:
+        from ._migrate import new_session
+
+        session = new_session(migrate, manifests, migrations)
+    return restore_tree(frames, tree, safe, allow, session)
+
+
+def restore_tree(frames: Any, tree: list[Any], safe: bool, allow: Any,
+                 session: Any = None) -> Any:
+    """Rebuild the root frame of a parsed, verified blob (``open_blob``'s tree).
+
+    ``session``: the migration session of ``loads(migrate=True)`` (see
+    snapshot/_migrate.py), or None.
+    """
+    start = 2 if tree[0] is HEADER2 else 1
+    allow_t = allow if type(allow) is tuple else tuple(allow)
+    if session is None:
+        # The decoding state, without a Decoder: the C fast path makes one
+        # (adopt) only if a frame needs Python to decode a value (see
+        # Decoder.make_ctx).
+        ctx: list[Any] = [None, [], [], [], set(), None, True if safe else False, [], allow_t]
+    else:
+        dec = Decoder(decode_frame, decode_coderef, safe, allow_t)
+        dec.migration = session
+        session.raw_table = tree[1] if start == 2 and len(tree) > 1 else None
+        ctx = dec.make_ctx()
     try:
-        gen = frames.restore(ctx, tree, 1, _fast_entries, sys.modules, True)
-        if gen is not None:
-            return gen
+        if session is None or session.fast:
+            gen = frames.restore(ctx, tree, start, _fast_entries, sys.modules, True)
+            if gen is not None:
+                return gen
         if ctx[0] is None:
             adopt(ctx)
-        return decode_frame(ctx[0], tree, 1, root=True, fast=False)
+        return decode_frame(ctx[0], tree, start, root=True, fast=False)
     except CorosnapError:
         raise
     except RecursionError:

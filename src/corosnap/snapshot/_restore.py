@@ -256,24 +256,42 @@ def decode_coderef(dec: Decoder, v: list[Any], i: int) -> tuple[CodeEntry, int]:
         raise CorruptSnapshot("malformed code fingerprint")
     if dec.safe:
         check_allowed(module, qual, dec.allow, "code of")
-    key = (module, qual, path, fp)
-    entry = _entries.get(key)
+    entry = _entries.get((module, qual, path, fp))
     if entry is None or sys.modules.get(module) is not entry.module:
         ref = CodeRef(module, qual, path)
-        code, globals_ = locate(ref)
-        now = fingerprint(code)
-        if now != fp:
-            raise CodeMismatch(
-                f"{module}.{code.co_qualname}(): its code changed since the snapshot was "
-                f"taken (fingerprint {fp:016x} in the snapshot, {now:016x} now); a changed "
-                "function cannot resume an old frame"
-            )
-        entry = CodeEntry(sys.modules.get(module), code, globals_)
-        _entries[key] = entry
-        if not path:
-            entry.enable_fast((module, qual, fp))
+        try:
+            entry = entry_for(ref, fp)
+        except CodeMismatch as exc:
+            if dec.migration is None:
+                raise
+            # loads(migrate=True): the frame (or value) of this code may still
+            # move onto the new code (snapshot/_migrate.py decides, or raises
+            # CodeMismatch saying why not).
+            entry = dec.migration.entry(dec, ref, fp, exc)
     dec.codes.append(entry)
     return entry, i + 3
+
+
+def entry_for(ref: CodeRef, fp: int) -> CodeEntry:
+    """The checked entry of the code ``ref`` names, if its fingerprint is ``fp``
+    (CodeMismatch otherwise, naming the function)."""
+    key = (ref.module, ref.qualname, ref.path, fp)
+    entry = _entries.get(key)
+    if entry is not None and sys.modules.get(ref.module) is entry.module:
+        return entry
+    code, globals_ = locate(ref)
+    now = fingerprint(code)
+    if now != fp:
+        raise CodeMismatch(
+            f"{ref.module}.{code.co_qualname}(): its code changed since the snapshot was "
+            f"taken (fingerprint {fp:016x} in the snapshot, {now:016x} now); a changed "
+            "function cannot resume an old frame"
+        )
+    entry = CodeEntry(sys.modules.get(ref.module), code, globals_)
+    _entries[key] = entry
+    if not ref.path:
+        entry.enable_fast((ref.module, ref.qualname, fp))
+    return entry
 
 
 def adopt(ctx: list[Any]) -> None:
@@ -400,11 +418,16 @@ def decode_frame(dec: Decoder, v: list[Any], i: int, root: bool = False,
     already declined this frame (loads and the C path call back so).
     """
     frames = _fast._frames or _fast.frames()
-    if fast:
+    if fast and (dec.migration is None or dec.migration.fast):
         gen = frames.restore(dec.ctx or dec.make_ctx(), v, i, _fast_entries, sys.modules, root)
         if gen is not None:
             return gen
     entry, i = decode_coderef(dec, v, i)
+    if type(entry) is not CodeEntry:
+        # The code changed and loads(migrate=True) found how to move the frame
+        # (snapshot/_migrate.py): it decodes the old fields, maps them onto the
+        # new code and ends in check_and_write, as below.
+        return entry.decode_frame(dec, v, i, root)
     if i >= len(v):
         raise CorruptSnapshot(f"{entry.label}: truncated frame")
     pos = v[i]
@@ -432,80 +455,13 @@ def decode_frame(dec: Decoder, v: list[Any], i: int, root: bool = False,
     try:
         exc = None
         if exc_f is not None:
-            exc = dec.dec(exc_f)
-            if not is_exception(exc):
-                raise CorruptSnapshot(f"{entry.label}: the handled exception is a "
-                                      f"{type(exc).__name__}")
-        null = frames.NULL
-        decode = dec.dec
+            exc = decode_exception(dec, entry, exc_f)
         raw = v[i:]
         sub_at = plan.sub_at
         fresh_sub = (sub_at >= 0 and type(raw[sub_at]) is list and raw[sub_at]
                      and type(raw[sub_at][0]) is not Tag)
-        if fresh_sub:
-            # The sub-frame this frame delegates to, stored untagged (see
-            # capture); decoded in slot order, so memo indexes match capture.
-            slots = [null if x is None else None if x is NONE_MARK else decode(x)
-                     if type(x) in _WALK else x for x in raw[:sub_at]]
-            slots.append(decode_frame(dec, raw[sub_at], 0))
-            slots.extend(null if x is None else None if x is NONE_MARK else decode(x)
-                         if type(x) in _WALK else x for x in raw[sub_at + 1:])
-        else:
-            slots = [null if x is None else None if x is NONE_MARK else decode(x)
-                     if type(x) in _WALK else x for x in raw]
-        if plan.general:
-            _check_slots(entry, pos, slots, n, frames)
-        else:
-            for index, kind, nullable in plan.checks:
-                x = slots[index]
-                if x is null:
-                    if not nullable:
-                        raise CorruptSnapshot(
-                            f"{entry.label}: value stack slot {index - n} is empty where the "
-                            "bytecode always has a value"
-                        )
-                elif kind and not _kind_ok(x, kind, entry.ncodeunits):
-                    raise CorruptSnapshot(
-                        f"{entry.label}: value stack slot {index - n} must be "
-                        f"{KIND_NAMES[kind]}, got {_describe(x)}"
-                    )
-            for index in plan.bound:
-                if slots[index] is null:
-                    raise CorruptSnapshot(
-                        f"{entry.label}: local {entry.info.slot_names[index]!r} is read "
-                        "without a check after this point, so it cannot be unbound"
-                    )
-            if pos == -1 and entry.dot0_iter and not hasattr(type(slots[0]), "__next__"):
-                raise CorruptSnapshot(
-                    f"{entry.label}: its '.0' argument must be an iterator (the first "
-                    f"FOR_ITER advances it), got {type(slots[0]).__name__}")
-        info = entry.info
-        for index in info.cell_slots:
-            if type(slots[index]) is not types.CellType:
-                raise CorruptSnapshot(
-                    f"{entry.label}: slot {info.slot_names[index]!r} must hold a cell, got "
-                    f"{type(slots[index]).__name__}"
-                )
-        if plan.delegating:
-            sub = slots[DELEGATE]
-            t = type(sub)
-            if not (t is types.GeneratorType or t is types.CoroutineType
-                    or hasattr(t, "__next__")
-                    or (V >= (3, 15) and frames.virtual_iterable(sub))):
-                raise CorruptSnapshot(
-                    f"{entry.label}: delegates to a {t.__name__}, which is not an iterator"
-                )
-            if not fresh_sub:
-                # A sub-frame decoded just above is new: its own chain was
-                # checked against this frame (active then) when it was written.
-                _check_no_delegation_cycle(dec, entry, gen, sub)
-        if root:
-            dec.finish()
-        try:
-            frames.write(gen, pos, slots[:n], slots[n:], exc)
-        except (TypeError, ValueError) as err:
-            raise CorruptSnapshot(f"{entry.label}: {err}") from err
-        return gen
+        slots = decode_slots(dec, raw, sub_at if fresh_sub else -1, frames.NULL)
+        return check_and_write(dec, entry, plan, pos, slots, exc, gen, root, bool(fresh_sub))
     except BaseException:
         # Refused: the fresh generator is still in its created state (nothing
         # was written); closing it runs no code and avoids a "coroutine was
@@ -514,3 +470,102 @@ def decode_frame(dec: Decoder, v: list[Any], i: int, root: bool = False,
         raise
     finally:
         active.discard(key)
+
+
+def decode_exception(dec: Decoder, entry: CodeEntry, exc_f: Any) -> Any:
+    """The exception a frame suspended in an ``except`` block is handling."""
+    exc = dec.dec(exc_f)
+    if not is_exception(exc):
+        raise CorruptSnapshot(f"{entry.label}: the handled exception is a {type(exc).__name__}")
+    return exc
+
+
+def decode_slots(dec: Decoder, raw: list[Any], sub_at: int, null: Any) -> list[Any]:
+    """A frame's slot and stack fields as values, in field order (so memo
+    indexes match capture); ``sub_at``: the index of an untagged sub-frame
+    (the frame a delegating frame sends to, see capture), or -1."""
+    decode = dec.dec
+    if sub_at >= 0:
+        slots = [null if x is None else None if x is NONE_MARK else decode(x)
+                 if type(x) in _WALK else x for x in raw[:sub_at]]
+        slots.append(decode_frame(dec, raw[sub_at], 0))
+        slots.extend(null if x is None else None if x is NONE_MARK else decode(x)
+                     if type(x) in _WALK else x for x in raw[sub_at + 1:])
+        return slots
+    return [null if x is None else None if x is NONE_MARK else decode(x)
+            if type(x) in _WALK else x for x in raw]
+
+
+def check_and_write(dec: Decoder, entry: CodeEntry, plan: Plan, pos: int, slots: list[Any],
+                    exc: Any, gen: Any, root: bool, fresh_sub: bool) -> Any:
+    """Every check a restored frame must pass, then the write into ``gen``.
+
+    This is the one gate into frame memory for the Python path: a frame
+    decoded from a blob and a frame migrated onto new code both end here
+    (``slots``: localsplus then stack, ``len(slots) == entry.n + plan.depth``).
+    ``fresh_sub``: the delegated-to sub-generator was decoded just before, as
+    this frame's sub-frame (its own chain was checked when it was written).
+    """
+    frames = _fast._frames or _fast.frames()
+    null = frames.NULL
+    n = entry.n
+    if len(slots) != n + plan.depth:
+        raise CorruptSnapshot(f"{entry.label}: {len(slots) - n} stack values at offset {pos}, "
+                              f"but its bytecode has {plan.depth} there")
+    if plan.general:
+        _check_slots(entry, pos, slots, n, frames)
+    else:
+        for index, kind, nullable in plan.checks:
+            x = slots[index]
+            if x is null:
+                if not nullable:
+                    raise CorruptSnapshot(
+                        f"{entry.label}: value stack slot {index - n} is empty where the "
+                        "bytecode always has a value"
+                    )
+            elif kind and not _kind_ok(x, kind, entry.ncodeunits):
+                raise CorruptSnapshot(
+                    f"{entry.label}: value stack slot {index - n} must be "
+                    f"{KIND_NAMES[kind]}, got {_describe(x)}"
+                )
+        for index in plan.bound:
+            if slots[index] is null:
+                raise CorruptSnapshot(
+                    f"{entry.label}: local {entry.info.slot_names[index]!r} is read "
+                    "without a check after this point, so it cannot be unbound"
+                )
+        if pos == -1 and entry.dot0_iter and not hasattr(type(slots[0]), "__next__"):
+            raise CorruptSnapshot(
+                f"{entry.label}: its '.0' argument must be an iterator (the first "
+                f"FOR_ITER advances it), got {type(slots[0]).__name__}")
+    info = entry.info
+    for index in info.cell_slots:
+        if type(slots[index]) is not types.CellType:
+            raise CorruptSnapshot(
+                f"{entry.label}: slot {info.slot_names[index]!r} must hold a cell, got "
+                f"{type(slots[index]).__name__}"
+            )
+    if plan.delegating:
+        sub = slots[DELEGATE]
+        t = type(sub)
+        if not (t is types.GeneratorType or t is types.CoroutineType
+                or hasattr(t, "__next__")
+                or (V >= (3, 15) and frames.virtual_iterable(sub))):
+            raise CorruptSnapshot(
+                f"{entry.label}: delegates to a {t.__name__}, which is not an iterator"
+            )
+        if not fresh_sub:
+            # A sub-frame decoded just above is new: its own chain was
+            # checked against this frame (active then) when it was written.
+            _check_no_delegation_cycle(dec, entry, gen, sub)
+    if root:
+        dec.finish()
+    migration = dec.migration
+    if migration is not None and migration.dry_run:
+        migration.checked(gen)  # a check: everything validated, nothing written
+        return gen
+    try:
+        frames.write(gen, pos, slots[:n], slots[n:], exc)
+    except (TypeError, ValueError) as err:
+        raise CorruptSnapshot(f"{entry.label}: {err}") from err
+    return gen
