@@ -383,8 +383,10 @@ class _Analysis:
             return st[:len(st) - n] + (L.make("precall", None, parts),
                                        L.make("precall.self", None, parts))
         if name == "END_SEND":
-            # 3.12+: (receiver, value -- value).
-            return st[:-2] + (st[-1],)
+            # 3.12-3.14: (receiver, value -- value); 3.15: (receiver,
+            # index_or_null, value -- value).
+            net = effect(ins.opcode, ins.arg, jump)
+            return st[:len(st) + net - 1] + (st[-1],)
         if name == "CHECK_EXC_MATCH":
             return st[:-1] + (L.make("exc-match", None, st[-1:]),)
         net = effect(ins.opcode, ins.arg, jump)
@@ -473,7 +475,8 @@ class _Analysis:
         if op in TERMINAL:
             return out
         name = _norm(ins.opname)
-        cond_jump = cond_fall = None
+        cond_jump: Any = None
+        cond_fall: Any = None
         if name in _TRUTH:
             t = _label_bytes(st[-1])
             cond_jump, cond_fall = ("truth", t, _TRUTH[name]), ("truth", t, not _TRUTH[name])
@@ -672,7 +675,8 @@ def _compute(code: types.CodeType) -> Shape:
     # A frame that never ran: what its prologue pushed (3.15 genexprs).
     start_depth = info.resume.get(CREATED, 0)
     start_key = _hash32([b"start", start_depth.to_bytes(4, "little")])
-    start_slots = tuple(_stack_label(b"start", ROLE_AUX) for _ in range(start_depth))
+    start_slots = tuple(_stack_label(an.labels.make("prologue", j), ROLE_AUX)
+                        for j in range(start_depth))
     points.append(Point(CREATED, code.co_firstlineno, KIND_START, start_key, start_key,
                         start_slots, 0, 1, "start", (), (), (-1,) * start_depth))
     alike: dict[int, list[int]] = {}

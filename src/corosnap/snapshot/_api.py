@@ -59,7 +59,7 @@ def _encode(obj: Any, pid: int, strict: bool, migratable: bool = False) -> bytes
     try:
         fields = hook(enc, obj)
         if migratable:
-            fields[0:0] = [HEADER2, signature_table(enc)]
+            fields[0:0] = [HEADER2, signature_table(enc)]  # type: ignore[arg-type]
         else:
             fields.insert(0, HEADER)
     finally:

@@ -204,7 +204,7 @@ def _functions(module: types.ModuleType) -> Iterator[types.FunctionType]:
 
 
 def _unwrapped(obj: Any) -> Iterable[types.FunctionType]:
-    out = []
+    out: list[types.FunctionType] = []
     for _ in range(32):
         if isinstance(obj, (staticmethod, classmethod, types.MethodType)):
             obj = obj.__func__

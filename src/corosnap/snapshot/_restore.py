@@ -427,7 +427,7 @@ def decode_frame(dec: Decoder, v: list[Any], i: int, root: bool = False,
         # The code changed and loads(migrate=True) found how to move the frame
         # (snapshot/_migrate.py): it decodes the old fields, maps them onto the
         # new code and ends in check_and_write, as below.
-        return entry.decode_frame(dec, v, i, root)
+        return entry.decode_frame(dec, v, i, root)  # type: ignore[attr-defined]
     if i >= len(v):
         raise CorruptSnapshot(f"{entry.label}: truncated frame")
     pos = v[i]
