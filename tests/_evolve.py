@@ -19,7 +19,7 @@ def install(name: str, source: str) -> types.ModuleType:
     """Make ``source`` the module ``name`` (replacing any earlier version)."""
     module = types.ModuleType(name)
     module.__file__ = f"<{name}>"
-    code = compile(textwrap.dedent(source), f"<{name}>", "exec")
+    code = compile(textwrap.dedent(source), f"<{name}>", "exec", dont_inherit=True)
     sys.modules[name] = module
     exec(code, module.__dict__)
     return module

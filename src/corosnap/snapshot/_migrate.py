@@ -85,9 +85,9 @@ from ._restore import (
 )
 from ._signature import CodeSig, PointSig, nested_codes, table_from_blob
 
-_FLAG_KIND = {inspect.CO_GENERATOR: "generator", inspect.CO_COROUTINE: "coroutine",
+_FLAG_KIND = {inspect.CO_ASYNC_GENERATOR: "async generator", inspect.CO_COROUTINE: "coroutine",
               inspect.CO_ITERABLE_COROUTINE: "generator-based coroutine",
-              inspect.CO_ASYNC_GENERATOR: "async generator"}
+              inspect.CO_GENERATOR: "generator"}
 
 
 def _hint() -> str:
@@ -322,6 +322,9 @@ class Session:
                 if fingerprint(c) == fp:
                     path = _find_path(root, c)
                     assert path is not None
+                    self.outcomes.append(FrameOutcome(
+                        str(ref), "automatic", f"{c.co_qualname}: the same code, found at its "
+                        f"new place in {ref.module}.{ref.qualname}"))
                     return entry_for(CodeRef(ref.module, ref.qualname, path), fp)
             if sig is None or sig.qualname is None:
                 raise NeedsMigration(
