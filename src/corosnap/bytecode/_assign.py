@@ -127,11 +127,14 @@ class _Graph:
                     out.append(i + 1)
             self.succ.append(out)
 
-    def run(self, starts: list[int], unassigned: frozenset[int],
-            stop_at_read: bool) -> tuple[list[frozenset[int] | None], Read | None]:
-        """Propagate "may be unassigned" sets from ``starts`` (instruction
-        indexes, each beginning with ``unassigned``).  With ``stop_at_read``,
-        return the first read of a local in the set."""
+    def run(self, starts: list[int], unassigned: frozenset[int], stop_at_read: bool,
+            tracked: frozenset[int] | None = None,
+            ) -> tuple[list[frozenset[int] | None], Read | None]:
+        """Propagate "may be unassigned" sets of the ``tracked`` locals (default:
+        ``unassigned``) from ``starts`` (instruction indexes, each beginning
+        with ``unassigned``).  With ``stop_at_read``, return the first read of a
+        local in the set."""
+        follow = unassigned if tracked is None else tracked
         state: list[frozenset[int] | None] = [None] * len(self.instrs)
         work: list[int] = []
         for s in starts:
@@ -148,7 +151,10 @@ class _Graph:
                         ins = self.instrs[i]
                         line = ins.positions.lineno if ins.positions else None
                         return state, Read(r, self.names[r], line)
-            after = (cur | frozenset(kills)) - frozenset(writes) if kills or writes else cur
+            # Only the tracked locals are followed: a `del` of another local
+            # is the program's own business (its state comes from the frame).
+            after = (cur | (frozenset(kills) & follow)) - frozenset(writes) \
+                if kills or writes else cur
             for j in self.exc[i]:
                 self._flow(state, work, j, cur)
             for j in self.succ[i]:
@@ -219,7 +225,7 @@ def maybe_unbound(code: types.CodeType, offset: int) -> frozenset[int]:
     unbound = frozenset(i for i in range(nargs, n - nfree))
     if offset == CREATED:
         return unbound
-    state, _ = g.run([0], unbound, False)
+    state, _ = g.run([0], unbound, False, frozenset(range(n)))
     at = state[g.at[offset * 2]]
     return frozenset() if at is None else at
 
