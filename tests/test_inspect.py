@@ -67,7 +67,8 @@ def key_for(name: str) -> bytes | None:
 def check_attribution(info: SnapshotInfo) -> None:
     """The parts add up to the blob's size, at every level."""
     root = info.frames[0].bytes if info.frames else 0
-    assert info.header_bytes + info.envelope_bytes + info.unread_bytes + root == info.size
+    assert (info.header_bytes + info.envelope_bytes + info.unread_bytes + info.migration_bytes
+            + root == info.size)
     for f in info.frames:
         exc = f.exception.bytes if f.exception else 0
         assert f.bytes == f.overhead_bytes + exc + sum(s.bytes for s in f.slots), f
@@ -586,7 +587,7 @@ def test_truncated_and_garbled_blobs_are_refused_cleanly() -> None:
     with pytest.raises(CorruptSnapshot, match="no header"):
         corosnap.inspect(msgpack.packb([1, 2, 3]))
     with pytest.raises(CorruptSnapshot, match="format version"):
-        corosnap.inspect(bytes([blob[0], 0xD4, 0x43, 2 << 5 | MINOR]) + blob[4:])
+        corosnap.inspect(bytes([blob[0], 0xD4, 0x43, 3 << 5 | MINOR]) + blob[4:])
     for i in range(len(blob)):
         for flip in (0x01, 0x80, 0xFF):
             damaged = bytearray(blob)
@@ -597,6 +598,21 @@ def test_truncated_and_garbled_blobs_are_refused_cleanly() -> None:
                 continue
             check_attribution(info)
             render(info)
+
+
+def test_migratable_blobs_show_their_signature_table() -> None:
+    gen = _workload("checkout")
+    plain = corosnap.inspect(corosnap.dumps(gen))
+    info = corosnap.inspect(corosnap.dumps(gen, migratable=True))
+    check_attribution(info)
+    assert info.format_version == 2 and plain.format_version == 1
+    assert info.migration_bytes > 0 and plain.migration_bytes == 0
+    assert [f.qualname for f in info.frames] == [f.qualname for f in plain.frames]
+    assert info.frames[0].bytes == plain.frames[0].bytes
+    assert "migration signatures" in render(info)
+    signed = Inspector(key=b"k").inspect(corosnap.dumps(gen, migratable=True, key=b"k"))
+    check_attribution(signed)
+    assert signed.migration_bytes == info.migration_bytes
 
 
 def _fuzz_one(data: bytes) -> None:

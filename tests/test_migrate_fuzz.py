@@ -312,7 +312,7 @@ def _forge(r: random.Random, p: int, blob: bytes, manifest: dict[str, Any],
 # -- running in forked children ------------------------------------------------------------
 
 def _exercise(gen: Any) -> None:
-    """What a hostile frame must survive: a plain snapshot round trip, running, throwing, closing."""
+    """What a hostile frame must survive: a plain round trip, running, throwing, closing."""
     again = corosnap.loads(corosnap.dumps(gen))  # a normal restore accepts the migrated frame
     r = random.Random(len(repr(type(gen))))
     for g in (gen, again):

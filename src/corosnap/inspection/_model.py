@@ -158,7 +158,8 @@ class SnapshotInfo:
     """Everything ``corosnap.inspect`` learned about one blob.
 
     Byte attribution is exact: ``size == header_bytes + envelope_bytes +
-    unread_bytes + frames[0].bytes`` (no frames: without it), and every frame's
+    unread_bytes + migration_bytes + frames[0].bytes`` (no frames: without
+    it), and every frame's
     ``bytes == overhead_bytes + exception.bytes + sum(slot.bytes)``, where a
     slot holding a sub-frame counts that frame's ``bytes``.
     """
@@ -185,6 +186,8 @@ class SnapshotInfo:
     """Things a restore would refuse or that the inspector could not follow
     (the blob is still readable)."""
     schema_version: int = SCHEMA_VERSION
+    migration_bytes: int = 0
+    """Migratable blobs (format 2): the signature table migration reads."""
 
     def to_dict(self) -> dict[str, Any]:
         """The documented JSON form (plain dicts, lists, str, int, float, bool, None)."""

@@ -64,6 +64,8 @@ def render(info: SnapshotInfo, width: int = 80) -> str:
         parts.append(f"signature envelope {_b(info.envelope_bytes)}")
     if info.unread_bytes:
         parts.append(f"body (not read) {_b(info.unread_bytes)}")
+    if info.migration_bytes:
+        parts.append(f"migration signatures {_b(info.migration_bytes)}")
     if info.frames:
         parts.append(f"frames {_b(info.frames[0].bytes)}")
     add(f"  bytes: {' + '.join(parts)} = {_b(info.size)}")

@@ -60,8 +60,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-import corosnap
-
 from .._errors import CorosnapError
 from ..stores import Conflict
 from ._context import _CURRENT, StepContext
@@ -203,7 +201,8 @@ class Engine:
             raise SchedulerError(
                 f"{len(self.stats.unresumable)} run(s) could not be resumed and were left "
                 f"as they are in the store: {', '.join(self.stats.unresumable)} "
-                "(see the log for why; usually the workflow's code changed)"
+                "(see the log, or Scheduler.status(), for why: usually the workflow's code "
+                "changed and needs an explicit migration, see docs/evolution.md)"
             )
         return self.stats
 
@@ -296,8 +295,11 @@ class Engine:
             return  # abandoned meanwhile
         if run.coro is None:
             try:
-                run.coro = corosnap.loads(run.rec.snapshot or b"")
+                run.coro = self.sched._restore(run.rec.snapshot)
             except CorosnapError as exc:
+                # Left in the store untouched: Scheduler.status() says
+                # "needs-migration" and why; it resumes once a migration (or
+                # the old code) is supplied.
                 log.error("run %s: its snapshot cannot be resumed, leaving it: %r", run.id, exc)
                 self.stats.unresumable.append(run.id)
                 del self.runs[run.id]
@@ -377,7 +379,7 @@ class Engine:
         """Snapshot the run and write it with its new ops; False if the run ended instead."""
         t0 = time.perf_counter()
         try:
-            snapshot = corosnap.dumps(run.coro)
+            snapshot = self.sched._snapshot(run.coro)
         except CorosnapError as exc:
             log.info("run %s: cannot snapshot the workflow at its await: %s", run.id, exc)
             self.finish(run, False, exc)

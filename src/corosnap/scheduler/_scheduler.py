@@ -22,13 +22,15 @@ import secrets
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar, overload
+from typing import Any, Literal, TypeVar, overload
 
 import corosnap
 
+from ..migrate import Migrations, check
 from ..stores import Conflict, Store
 from ._engine import Engine, Stats
 from ._errors import RunNotFinished, RunNotFound
+from ._manifests import ManifestRecorder, StoreManifests
 from ._policy import ExceptionTypes, FunctionOptions
 from ._records import (
     RUN_PREFIX,
@@ -70,12 +72,18 @@ class RunStatus:
 
     run_id: str
     workflow: str
-    state: State
+    state: State | Literal["needs-migration"]
+    """``running``, ``done``, ``failed``, or ``needs-migration``: the run is
+    unfinished and its snapshot cannot resume on the current code (its
+    workflow changed and no correspondence or explicit migration applies);
+    ``problem`` says why.  The run stays in the store untouched and resumes
+    once a migration (or the old code) is supplied."""
     checkpoints: int
     waiting_on: tuple[str, ...]
     parent: str | None
     created: float
     updated: float
+    problem: str | None = None
 
 
 class Scheduler:
@@ -88,16 +96,56 @@ class Scheduler:
     backs off, run by run.  Use a scheduler from one thread at a time.
     """
 
-    def __init__(self, store: Store, *, workers: int = 8) -> None:
+    def __init__(self, store: Store, *, workers: int = 8, migrate: bool = True,
+                 migrations: Migrations | None = None) -> None:
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
             raise ValueError(f"workers must be an int >= 0, not {workers!r}")
+        if migrations is not None and not isinstance(migrations, Migrations):
+            raise TypeError(f"migrations= takes a corosnap.migrate.Migrations, not "
+                            f"{type(migrations).__name__}")
         self.store = store
         self.workers = workers
+        # Deploys: runs suspended on an older version of their workflow are
+        # migrated on resume (docs/evolution.md).  The store keeps the
+        # description of every version the scheduler checkpoints.
+        self.migrate = migrate
+        self.migrations = migrations
+        self._manifests = ManifestRecorder(store)
         self._functions: dict[Callable[..., Any], FunctionOptions] = {}
         self._workflows: dict[Callable[..., Any], str] = {}
 
     def __repr__(self) -> str:
         return f"Scheduler({self.store!r}, workers={self.workers})"
+
+    # -- the two snapshot calls --------------------------------------------------
+
+    def _snapshot(self, coro: Any) -> bytes:
+        """The snapshot of a suspended (or not yet started) workflow coroutine;
+        the first time a version of its code is seen, its manifest is kept in
+        the store, so the run can migrate after a deploy."""
+        self._manifests.remember(coro)
+        return corosnap.dumps(coro)
+
+    def _restore(self, snapshot: bytes | None) -> Any:
+        """The workflow coroutine of a run record: the one place snapshots are loaded."""
+        if not self.migrate:
+            return corosnap.loads(snapshot or b"")
+        return corosnap.loads(snapshot or b"", migrate=True,
+                              manifests=StoreManifests(self.store),
+                              migrations=self.migrations)
+
+    def _stranded(self, snapshot: bytes | None) -> str | None:
+        """Why an unfinished run's snapshot cannot resume on the current code, or None."""
+        verdict = check(snapshot or b"", manifests=StoreManifests(self.store),
+                        migrations=self.migrations)
+        if verdict.status == "resumes":
+            return None
+        if verdict.status == "migrates":
+            return None if self.migrate else (
+                "its workflow changed; it would migrate, but this scheduler was made with "
+                "migrate=False")
+        # A damaged snapshot is not a deploy problem: the run stays "running".
+        return verdict.reason if verdict.code_changed else None
 
     # -- registration ------------------------------------------------------------
 
@@ -215,7 +263,7 @@ class Scheduler:
         return RunRecord(
             run_id,
             self._workflows[workflow],
-            snapshot=corosnap.dumps(coro),
+            snapshot=self._snapshot(coro),
             parent=parent,
             created=now,
             updated=now,
@@ -240,12 +288,23 @@ class Scheduler:
         return decode_run(run_id, raw.blob)
 
     def status(self, run_id: str) -> RunStatus:
-        """Where run ``run_id`` stands, read from the store (so from any process)."""
+        """Where run ``run_id`` stands, read from the store (so from any process).
+
+        An unfinished run whose snapshot cannot resume on the current code is
+        ``needs-migration`` (checked without resuming it, like ``corosnap
+        check``), with the reason in ``problem``.
+        """
         rec = self._record(run_id)
         waiting = () if rec.waiting is None else tuple(op.describe() for op in rec.waiting.ops)
+        state: Any = rec.state
+        problem = None
+        if rec.state == "running":
+            problem = self._stranded(rec.snapshot)
+            if problem is not None:
+                state = "needs-migration"
         return RunStatus(
-            rec.run_id, rec.workflow, rec.state, rec.checkpoints, waiting,
-            rec.parent, rec.created, rec.updated,
+            rec.run_id, rec.workflow, state, rec.checkpoints, waiting,
+            rec.parent, rec.created, rec.updated, problem,
         )  # fmt: skip
 
     def result(self, run_id: str) -> Any:
@@ -289,15 +348,24 @@ class Scheduler:
             except KeyError:
                 pass  # deleted meanwhile
 
-    def run_ids(self, *, state: State | None = None) -> Iterator[str]:
-        """The ids of the runs in the store (child runs included), optionally only in ``state``."""
+    def run_ids(self, *, state: State | Literal["needs-migration"] | None = None
+                ) -> Iterator[str]:
+        """The ids of the runs in the store (child runs included), optionally only in
+        ``state`` (``needs-migration``: the unfinished runs that cannot resume on
+        the current code, see :meth:`status`)."""
         for key in list(self.store.keys(RUN_PREFIX)):
             run_id = key[len(RUN_PREFIX) :]
             if state is None:
                 yield run_id
                 continue
             raw = self.store.get(key)
-            if raw is not None and decode_run(run_id, raw.blob).state == state:
+            if raw is None:
+                continue
+            rec = decode_run(run_id, raw.blob)
+            if state == "needs-migration":
+                if rec.state == "running" and self._stranded(rec.snapshot) is not None:
+                    yield run_id
+            elif rec.state == state:
                 yield run_id
 
 

@@ -43,6 +43,14 @@ class Verdict:
     status: str
     reason: str = ""
     frames: tuple[FrameOutcome, ...] = field(default=())
+    error: str = ""
+    """For ``needs-migration`` and ``refused``: the name of the exception a
+    restore raises (``NeedsMigration``, ``CodeMismatch``, ``CorruptSnapshot``, ...)."""
+
+    @property
+    def code_changed(self) -> bool:
+        """Stranded because of the code (changed or gone), not a damaged blob."""
+        return self.error in ("NeedsMigration", "CodeMismatch")
 
     @property
     def stranded(self) -> bool:
@@ -63,7 +71,7 @@ class Verdict:
         return f"refused: {self.reason}"
 
     def to_json(self) -> dict[str, Any]:
-        return {"status": self.status, "reason": self.reason,
+        return {"status": self.status, "reason": self.reason, "error": self.error,
                 "frames": [{"function": f.function, "how": f.how, "detail": f.detail}
                            for f in self.frames]}
 
@@ -79,13 +87,14 @@ def check(data: bytes, *, manifests: Any = None, migrations: Any = None,
         tree = open_blob(data, key, max_size)
         session = new_session(True, manifests, migrations, dry_run=True)
     except CorosnapError as exc:
-        return Verdict(REFUSED, str(exc))
+        return Verdict(REFUSED, str(exc), (), type(exc).__name__)
     try:
         restore_tree(frames, tree, safe, allow, session)
     except NeedsMigration as exc:
-        return Verdict(NEEDS_MIGRATION, str(exc), tuple(session.outcomes))
+        return Verdict(NEEDS_MIGRATION, str(exc), tuple(session.outcomes), type(exc).__name__)
     except CorosnapError as exc:
-        return Verdict(REFUSED, f"{type(exc).__name__}: {exc}", tuple(session.outcomes))
+        return Verdict(REFUSED, f"{type(exc).__name__}: {exc}", tuple(session.outcomes),
+                       type(exc).__name__)
     finally:
         session.close_fresh()
     if session.outcomes:
