@@ -76,6 +76,7 @@ class _Graph:
         instrs = list(dis.get_instructions(code))
         self.instrs = instrs
         self.memo: dict[tuple[int, frozenset[int]], Read | None] = {}
+        self.unbound_at: dict[int, frozenset[int]] = {}
         self.at = {ins.offset: i for i, ins in enumerate(instrs)}
         self.names = names
         handlers = [(e.start, e.end, self.at[e.target])
@@ -218,6 +219,9 @@ def maybe_unbound(code: types.CodeType, offset: int) -> frozenset[int]:
     ``code`` from its start (arguments and free variables are bound there;
     every other local, cell variables' contents included, starts unbound)."""
     g = _graph(code)
+    hit = g.unbound_at.get(offset)
+    if hit is not None:
+        return hit
     nargs = code.co_argcount + code.co_kwonlyargcount + bool(
         code.co_flags & 0x04) + bool(code.co_flags & 0x08)
     nfree = len(code.co_freevars)
@@ -226,6 +230,9 @@ def maybe_unbound(code: types.CodeType, offset: int) -> frozenset[int]:
     if offset == CREATED:
         return unbound
     state, _ = g.run([0], unbound, False, frozenset(range(n)))
+    for i, ins in enumerate(g.instrs):  # one run answers every resume offset
+        if ins.opname == "YIELD_VALUE" and state[i] is not None:
+            g.unbound_at[ins.offset // 2] = state[i]  # type: ignore[assignment]
     at = state[g.at[offset * 2]]
     return frozenset() if at is None else at
 

@@ -11,13 +11,15 @@ from typing import IO, Any
 
 import msgpack
 
-from .._errors import CorosnapError, CorruptSnapshot, LimitExceeded, RestoreError
+from .._errors import CodeMismatch, CorosnapError, CorruptSnapshot, LimitExceeded, RestoreError
 from ..codec import Decoder, Encoder, pickler_id
 from ..codec._decoder import printable_cause
 from . import _fast
 from ._blob import DEFAULT_MAX_SIZE, HEADER, HEADER2, open_blob, sign
 from ._capture import check_target, encode_frame
+from ._migrate import new_session
 from ._restore import _fast_entries, adopt, decode_coderef, decode_frame
+from ._signature import signature_table
 
 _local = threading.local()
 _DEFAULT_PICKLER = pickler_id(None)
@@ -43,23 +45,14 @@ def _blob_ext_hook(frames: Any) -> Any:
 
 
 def _encode(obj: Any, pid: int, strict: bool, migratable: bool = False) -> bytes:
-    if migratable:
-        # The signature table is built from the codes and offsets the Python
-        # capture path records (snapshot/_signature.py); the C capture path is
-        # not used for these blobs.
-        from ._signature import SigEncoder, record_frame, signature_table
-
-        enc: Encoder = SigEncoder(pid, record_frame, strict)
-        hook: Any = record_frame
-    else:
-        enc = Encoder(pid, encode_frame, strict)
-        hook = encode_frame
+    enc = Encoder(pid, encode_frame, strict)
     enc.memo[id(obj)] = 0  # the root is memo entry 0 (enc.register)
     enc.keep.append(obj)
     try:
-        fields = hook(enc, obj)
+        fields = encode_frame(enc, obj)
         if migratable:
-            fields[0:0] = [HEADER2, signature_table(enc)]  # type: ignore[arg-type]
+            # Format 2: the signature table after the header (docs/format.md).
+            fields[0:0] = [HEADER2, signature_table(enc, _fast._frames or _fast.frames())]
         else:
             fields.insert(0, HEADER)
     finally:
@@ -139,16 +132,23 @@ def loads(
             tree = msgpack.unpackb(data, strict_map_key=False, ext_hook=hook)
         except Exception:  # noqa: BLE001 - open_blob parses again and says what is wrong
             tree = None
-        if type(tree) is not list or not tree or tree[0] is not HEADER:
+        if type(tree) is not list or not tree or (tree[0] is not HEADER
+                                                  and tree[0] is not HEADER2):
             tree = None
     if tree is None:
         tree = open_blob(data, key, max_size)
-    session = None
     if migrate or manifests is not None or migrations is not None:
-        from ._migrate import new_session
-
         session = new_session(migrate, manifests, migrations)
-    return restore_tree(frames, tree, safe, allow, session)
+        try:
+            # Migration costs nothing while the code has not changed: the
+            # blob is restored as usual, and only a changed function makes it
+            # restore again (from the bytes: decoding consumed the tree) with
+            # the migration session.
+            return restore_tree(frames, tree, safe, allow)
+        except CodeMismatch:
+            tree = open_blob(data, key, max_size)
+        return restore_tree(frames, tree, safe, allow, session)
+    return restore_tree(frames, tree, safe, allow)
 
 
 def restore_tree(frames: Any, tree: list[Any], safe: bool, allow: Any,

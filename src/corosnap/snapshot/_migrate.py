@@ -49,6 +49,7 @@ and returns the new point (by source line or ordinal) and the new locals.
 from __future__ import annotations
 
 import inspect
+import sys
 import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -307,12 +308,34 @@ class Session:
         """What decode_coderef gets for a code whose fingerprint did not match:
         a normal entry if the very code is still there under another path, else
         a MigratingEntry; CodeMismatch if the function itself is gone."""
+        sig = self.sig(len(dec.codes), ref, fp)
+        key = (ref, fp, None if sig is None else (sig.qualname, sig.nested))
+        hit = _resolved.get(key)
+        if hit is not None and sys.modules.get(ref.module) is hit[0]:
+            kind, entry, root_function, note = hit[1:]
+            if note is not None:
+                self.outcomes.append(note)
+            if kind == "same":
+                return entry
+            return MigratingEntry(self, entry, ref, fp, sig, root_function)
+        result = self._resolve(dec, ref, fp, sig, mismatch)
+        if len(_resolved) > 4096:
+            _resolved.clear()
+        _resolved[key] = (sys.modules.get(ref.module), *result)
+        kind, entry, root_function, note = result
+        if note is not None:
+            self.outcomes.append(note)
+        if kind == "same":
+            return entry
+        return MigratingEntry(self, entry, ref, fp, sig, root_function)
+
+    def _resolve(self, dec: Any, ref: CodeRef, fp: int, sig: CodeSig | None,
+                 mismatch: CodeMismatch) -> tuple[str, CodeEntry, Any, FrameOutcome | None]:
         try:
             code, _globals = locate(CodeRef(ref.module, ref.qualname))
         except CodeMismatch:
             raise mismatch from None
         root = code
-        sig = self.sig(len(dec.codes), ref, fp)
         if ref.path:
             # Nested code (an inner generator, a generator expression): its
             # co_consts path moves with edits of the enclosing function, so it
@@ -322,10 +345,11 @@ class Session:
                 if fingerprint(c) == fp:
                     path = _find_path(root, c)
                     assert path is not None
-                    self.outcomes.append(FrameOutcome(
+                    note = FrameOutcome(
                         str(ref), "automatic", f"{c.co_qualname}: the same code, found at its "
-                        f"new place in {ref.module}.{ref.qualname}"))
-                    return entry_for(CodeRef(ref.module, ref.qualname, path), fp)
+                        f"new place in {ref.module}.{ref.qualname}")
+                    return ("same", entry_for(CodeRef(ref.module, ref.qualname, path), fp),
+                            None, note)
             if sig is None or sig.qualname is None:
                 raise NeedsMigration(
                     f"{mismatch}; the code nested in {ref.module}.{ref.qualname} changed and "
@@ -348,8 +372,16 @@ class Session:
         else:
             new_ref = CodeRef(ref.module, ref.qualname)
         new = entry_for(new_ref, fingerprint(code))
-        return MigratingEntry(self, new, ref, fp, sig, root_function=None if ref.path else
-                              _root_function(ref.module, ref.qualname))
+        return ("migrating", new, None if ref.path else _root_function(ref.module, ref.qualname),
+                None)
+
+
+_resolved: dict[Any, tuple[Any, ...]] = {}
+"""(old code reference, fingerprint, nested name) -> (module object, how it resolves):
+the new code found for an old one, reused while the module is the same object."""
+_plans: dict[Any, tuple[types.CodeType, Any]] = {}
+"""Automatic migration plans, by the new code, the old code's description and
+the old offset (they are pure functions of those)."""
 
 
 def new_session(migrate: bool, manifests: Any, migrations_: Any,
@@ -360,9 +392,12 @@ def new_session(migrate: bool, manifests: Any, migrations_: Any,
     if migrations_ is not None and not isinstance(migrations_, Migrations):
         raise TypeError(f"migrations= takes a corosnap.migrate.Migrations registry, not "
                         f"{type(migrations_).__name__}")
-    from ._manifest import as_source
+    source = None
+    if manifests is not None:
+        from ._manifest import as_source
 
-    return Session(Migrator(as_source(manifests), migrations_), None, dry_run)
+        source = as_source(manifests)
+    return Session(Migrator(source, migrations_), None, dry_run)
 
 
 # -- one frame ------------------------------------------------------------------------
@@ -400,7 +435,6 @@ class MigratingEntry:
         self.sig = sig
         self.root_function = root_function
         self.label = new.label
-        self.plans: dict[int, _Plan] = {}
 
     # -- as a code reference of a value (codec tags 9 and 17) ---------------------
     @property
@@ -485,7 +519,8 @@ class MigratingEntry:
             else:
                 assert plan is not None
                 new_pos, new_slots = plan.new_pos, self._build(plan, old, slots, frames.NULL)
-                detail = self._detail(old, plan)
+                # The text is only read by check(): loads does not format it.
+                detail = self._detail(old, plan) if self.session.dry_run else ""
                 how = "automatic"
             new_plan = new.plans.get(new_pos) or new.plan(new_pos)
             check_and_write(dec, new, new_plan, new_pos, new_slots, exc, gen, root, fresh_sub)
@@ -515,9 +550,28 @@ class MigratingEntry:
                                  f"code's suspension points ({exc}); {_hint()}") from None
 
     def _plan(self, pos: int, old: PointSig, in_except: bool) -> _Plan:
-        plan = self.plans.get(pos)
-        if plan is not None:
-            return plan
+        assert self.sig is not None
+        sig = self.sig
+        code = self.new.code
+        key = (id(code), self.fp, pos, in_except, sig.names, sig.cells, sig.nfree, sig.flags,
+               old, self.root_function is not None)
+        hit = _plans.get(key)
+        if hit is not None and hit[0] is code:
+            if isinstance(hit[1], NeedsMigration):
+                raise NeedsMigration(str(hit[1]))
+            return hit[1]  # type: ignore[no-any-return]
+        try:
+            plan = self._plan_uncached(pos, old, in_except)
+        except NeedsMigration as exc:
+            plan = exc
+        if len(_plans) > 4096:
+            _plans.clear()
+        _plans[key] = (code, plan)
+        if isinstance(plan, NeedsMigration):
+            raise plan
+        return plan
+
+    def _plan_uncached(self, pos: int, old: PointSig, in_except: bool) -> _Plan:
         assert self.sig is not None
         sig = self.sig
         code = self.new.code
@@ -533,9 +587,7 @@ class MigratingEntry:
             raise NeedsMigration(f"{self._mismatch_head()}: {old.describe()} was in an `except` "
                                  "block, its counterpart is not")
         sources, new_names, dropped, added = self._map_locals(point)
-        plan = _Plan(point.offset, point, sources, new_names, dropped, added)
-        self.plans[pos] = plan
-        return plan
+        return _Plan(point.offset, point, sources, new_names, dropped, added)
 
     def _match(self, sh: Shape, pos: int, old: PointSig) -> Point:
         if pos == CREATED or old.kind == KIND_START:

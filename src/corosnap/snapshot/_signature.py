@@ -29,10 +29,8 @@ from typing import Any
 from .._errors import CorruptSnapshot
 from ..bytecode import CREATED, CodeRef, code_info
 from ..bytecode._identity import KIND_NAMES, Point, UnsupportedShape, shape
-from ..bytecode._locate import _root_function
+from ..bytecode._locate import _describe_cache, _root_function
 from ..codec import Encoder
-from ..codec._tags import T_DONE, TAGS
-from ._capture import encode_frame
 
 RESUMABLE_FLAGS = (inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ITERABLE_COROUTINE
                    | inspect.CO_ASYNC_GENERATOR)
@@ -352,49 +350,62 @@ def code_from_json(v: Any) -> tuple[CodeSig, tuple[int, ...]]:
 
 # -- writing migratable blobs ---------------------------------------------------------
 
-class SigEncoder(Encoder):
-    """An Encoder that remembers every code it names and every offset a frame
-    of it is suspended at, for the signature table of a migratable blob."""
-
-    __slots__ = ("code_list", "offsets")
-
-    def __init__(self, pid: int, frame_hook: Any, strict: bool = False) -> None:
-        super().__init__(pid, frame_hook, strict)
-        self.code_list: list[tuple[types.CodeType, CodeRef]] = []
-        self.offsets: dict[int, set[int]] = {}
-
-    def coderef(self, code: types.CodeType, ref: CodeRef, fp: int | None = None) -> list[Any]:
-        new = id(code) not in self.codes
-        out = super().coderef(code, ref, fp)
-        if new:
-            self.code_list.append((code, ref))
-        return out
+_table_cache: dict[tuple[int, tuple[int, ...], CodeRef], tuple[types.CodeType, list[Any]]] = {}
+"""(code, offsets, name) -> the code's entry in a signature table (never mutated:
+msgpack only reads it), so a workflow checkpointed again and again costs one
+dictionary lookup per frame for its signature."""
 
 
-def record_frame(enc: Any, gen: Any, fast: bool = True) -> list[Any]:
-    """``encode_frame`` on the Python path, noting the frame's code and offset."""
-    fields = encode_frame(enc, gen, False)
-    if fields and fields[0] is TAGS[T_DONE]:
-        return fields  # a finished generator: no offset
-    code = gen.gi_code if type(gen) is types.GeneratorType else gen.cr_code
-    k = enc.codes.get(id(code))
-    at = 1 if type(fields[0]) is int and fields[0] < 0 else 3
-    pos = fields[at]
-    if type(pos) is list:
-        pos = pos[0]
-    if k is not None and type(pos) is int:
-        enc.offsets.setdefault(k, set()).add(pos)
-    return fields
-
-
-def signature_table(enc: SigEncoder) -> list[Any]:
+def signature_table(enc: Encoder, frames: Any) -> list[Any]:
     """The signature table of a migratable blob: one entry per code it names,
-    in the order the blob names them (docs/format.md)."""
+    in the order the blob names them (docs/format.md).
+
+    Built after the blob's fields, from the encoder's tables: every code the
+    blob names is the code of a generator, coroutine or function the encoder
+    registered (``enc.keep``), and ``enc.codes`` gives its index; each frame's
+    resume offset is read again from the frame.  So capture itself is the same
+    as for any blob (the C fast path included).
+    """
+    n = len(enc.codes)
+    codes: list[types.CodeType | None] = [None] * n
+    offsets: list[set[int]] = [set() for _ in range(n)]
+    for obj in enc.keep:
+        t = type(obj)
+        if t is types.GeneratorType or t is types.CoroutineType:
+            code = obj.gi_code if t is types.GeneratorType else obj.cr_code
+            k = enc.codes.get(id(code))
+            if k is None:
+                continue
+            codes[k] = code
+            state, lasti = frames.read(obj)[:2]
+            if state == frames.CREATED:
+                offsets[k].add(CREATED)
+            elif state == frames.SUSPENDED:
+                offsets[k].add(lasti)
+        elif t is types.FunctionType:
+            code = obj.__code__
+            k = enc.codes.get(id(code))
+            if k is not None:
+                codes[k] = code
     out: list[Any] = []
-    for k, (code, ref) in enumerate(enc.code_list):
+    for k, code in enumerate(codes):
+        hit = _describe_cache.get(id(code)) if code is not None else None
+        if code is None or hit is None or hit[0] is not code:
+            out.append(None)  # not found again: this code has no signature
+            continue
+        ref = hit[1]
+        key = (id(code), tuple(sorted(offsets[k])), ref)
+        hit = _table_cache.get(key)
+        if hit is not None and hit[0] is code:
+            out.append(hit[1])
+            continue
         root = None
         if ref.path:
             fn = _root_function(ref.module, ref.qualname)
             root = fn.__code__ if fn is not None else None
-        out.append(code_to_blob(code_sig(code, ref, root, sorted(enc.offsets.get(k, ())))))
+        entry = code_to_blob(code_sig(code, ref, root, key[1]))
+        if len(_table_cache) > 4096:
+            _table_cache.clear()
+        _table_cache[key] = (code, entry)
+        out.append(entry)
     return out
