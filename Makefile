@@ -5,6 +5,9 @@
 #   make bench       the size/speed benchmark (benchmarks/)
 #   make bench-matrix  the benchmark on every .venv-3.X made so far, one table per version
 #   make bench-scheduler  checkpoint overhead per await and workflow throughput on SQLite
+#   make bench-migration  bytes and time migratable snapshots add, migration onto edited code
+#   make demo-deploy a workflow suspended at a step, a bug fixed after it, the deploy, the run
+#                    finishing on the fixed code (docs/evolution.md)
 #   make fuzz        the long fuzzing campaign
 #   make test-matrix the suite on every supported CPython (3.11-3.15), found or built
 #                    (3.11: make test; the others: make pytest); MATRIX_ARGS="3.14" picks
@@ -19,7 +22,8 @@ VENV ?= .venv-$(PYVER)
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck pytest demo bench bench-matrix bench-scheduler fuzz test-matrix clean venv
+.PHONY: test lint typecheck pytest demo demo-deploy bench bench-matrix bench-scheduler \
+	bench-migration fuzz test-matrix clean venv
 
 venv: $(STAMP)
 
@@ -57,6 +61,12 @@ bench-matrix: $(STAMP)
 
 bench-scheduler: $(STAMP)
 	$(VPY) benchmarks/bench_scheduler.py $(BENCH_ARGS)
+
+bench-migration: $(STAMP)
+	$(VPY) benchmarks/bench_migration.py $(BENCH_ARGS)
+
+demo-deploy: $(STAMP)
+	$(VPY) examples/deploy_demo.py
 
 fuzz: $(STAMP)
 	$(VPY) -m corosnap.fuzz --inputs 100000
