@@ -31,8 +31,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
-import corosnap  # noqa: E402
 import workloads  # noqa: E402
+
+import corosnap  # noqa: E402
 
 
 def timed(fn: Any, rounds: int) -> float:

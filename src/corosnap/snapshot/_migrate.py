@@ -559,16 +559,17 @@ class MigratingEntry:
         if hit is not None and hit[0] is code:
             if isinstance(hit[1], NeedsMigration):
                 raise NeedsMigration(str(hit[1]))
-            return hit[1]  # type: ignore[no-any-return]
+            return hit[1]
         try:
             plan = self._plan_uncached(pos, old, in_except)
         except NeedsMigration as exc:
-            plan = exc
+            if len(_plans) > 4096:
+                _plans.clear()
+            _plans[key] = (code, exc)
+            raise
         if len(_plans) > 4096:
             _plans.clear()
         _plans[key] = (code, plan)
-        if isinstance(plan, NeedsMigration):
-            raise plan
         return plan
 
     def _plan_uncached(self, pos: int, old: PointSig, in_except: bool) -> _Plan:

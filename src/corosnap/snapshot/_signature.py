@@ -389,11 +389,11 @@ def signature_table(enc: Encoder, frames: Any) -> list[Any]:
                 codes[k] = code
     out: list[Any] = []
     for k, code in enumerate(codes):
-        hit = _describe_cache.get(id(code)) if code is not None else None
-        if code is None or hit is None or hit[0] is not code:
+        named = _describe_cache.get(id(code)) if code is not None else None
+        if code is None or named is None or named[0] is not code:
             out.append(None)  # not found again: this code has no signature
             continue
-        ref = hit[1]
+        ref = named[1]
         key = (id(code), tuple(sorted(offsets[k])), ref)
         hit = _table_cache.get(key)
         if hit is not None and hit[0] is code:
