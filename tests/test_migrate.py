@@ -658,3 +658,30 @@ def test_migration_decorator_registers_in_the_default_registry():
         assert drive(corosnap.loads(blob, migrate=True)) == [2, 7, ("return", "over")]
     finally:
         migrations._by_key.clear()
+
+
+def test_function_value_in_a_local_moves_to_its_new_code():
+    old = """
+def job(k):
+    f = lambda v: v + k
+    got = yield f(1)
+    return f(got)
+"""
+    blob, _ = snap_old(old, "job", (10,), 1)
+    install(MOD, old.replace("lambda v: v + k", "lambda v: v * k").replace(
+        "return f(got)", "return f(got), 'v2'"))
+    assert drive(corosnap.loads(blob, migrate=True), [3]) == [("return", (30, "v2"))]
+
+
+def test_function_value_whose_closure_changed_is_refused():
+    old = """
+def job(k, j):
+    g = lambda: j
+    f = lambda v: v + k
+    got = yield f(1)
+    return f(got) + g()
+"""
+    blob, _ = snap_old(old, "job", (10, 5), 1)
+    install(MOD, old.replace("lambda v: v + k", "lambda v: v + k + j"))
+    with pytest.raises(corosnap.NeedsMigration, match="function value"):
+        corosnap.loads(blob, migrate=True)

@@ -84,7 +84,7 @@ from ._restore import (
     decode_slots,
     entry_for,
 )
-from ._signature import CodeSig, PointSig, nested_codes, table_from_blob
+from ._signature import RESUMABLE_FLAGS, CodeSig, PointSig, nested_codes, table_from_blob
 
 _FLAG_KIND = {inspect.CO_ASYNC_GENERATOR: "async generator", inspect.CO_COROUTINE: "coroutine",
               inspect.CO_ITERABLE_COROUTINE: "generator-based coroutine",
@@ -490,6 +490,7 @@ class MigratingEntry:
                 "old version's manifest (corosnap manifest) with manifests=" +
                 (" (the explicit migration registered for it needs it too)" if explicit
                  else ""))
+        self._check_flags()
         plan = None if explicit is not None else self._plan(pos, old, exc_f is not None)
         nold = len(sig.names)
         raw = v[i + 1:]
@@ -572,16 +573,17 @@ class MigratingEntry:
         _plans[key] = (code, plan)
         return plan
 
-    def _plan_uncached(self, pos: int, old: PointSig, in_except: bool) -> _Plan:
+    def _check_flags(self) -> None:
+        """A generator stays a generator, a coroutine a coroutine."""
         assert self.sig is not None
         sig = self.sig
-        code = self.new.code
-        new_flags = code.co_flags & (inspect.CO_GENERATOR | inspect.CO_COROUTINE
-                                     | inspect.CO_ITERABLE_COROUTINE | inspect.CO_ASYNC_GENERATOR)
+        new_flags = self.new.code.co_flags & RESUMABLE_FLAGS
         if sig.flags and new_flags != sig.flags:
             raise NeedsMigration(
                 f"{self._mismatch_head()}: it was a {_kind_of(sig.flags)} and is now a "
                 f"{_kind_of(new_flags)}")
+
+    def _plan_uncached(self, pos: int, old: PointSig, in_except: bool) -> _Plan:
         sh = self._shape()
         point = self._match(sh, pos, old)
         if in_except and ROLE_EXCEPT not in (s & 7 for s in point.stack):
@@ -783,7 +785,7 @@ class MigratingEntry:
             raise NeedsMigration(f"{self.label}: the explicit migration returned "
                                  f"{type(result).__name__}, not a corosnap.migrate.Resume")
         sh = self._shape()
-        point = self._resolve(sh, result)
+        point = self._resolve_point(sh, result)
         new_slots = self._explicit_locals(result, slots[:nold], null)
         if result.stack is KEEP:
             if point.stack != old.stack:
@@ -807,7 +809,7 @@ class MigratingEntry:
         detail = f"{old.describe()} -> {point.describe()} in the new code (explicit)"
         return point.offset, new_slots + stack, new_exc, detail
 
-    def _resolve(self, sh: Shape, r: Resume) -> Point:
+    def _resolve_point(self, sh: Shape, r: Resume) -> Point:
         label = self.label
         if r.start:
             return sh.points[CREATED]
@@ -896,7 +898,13 @@ def _distance(a: tuple[int, ...], b: tuple[int, ...]) -> int:
 
 
 def _stack_diff(old: tuple[int, ...], new: tuple[int, ...], sh: Shape) -> list[str]:
-    """Why the live context differs, in terms of loops / with / except blocks."""
+    """Why the live context differs, in terms of loops / with / except blocks.
+
+    ``sh.renders`` names a stack label when the new code has that construct
+    somewhere (then the point moved out of it); a structural slot of the old
+    frame the new code does not have at all is named by its role (a changed
+    loop: another slot with the same role stands where it was).
+    """
     rest = list(new)
     missing = []
     for x in old:
@@ -904,41 +912,38 @@ def _stack_diff(old: tuple[int, ...], new: tuple[int, ...], sh: Shape) -> list[s
             rest.remove(x)
         else:
             missing.append(x)
-    out = []
+    out: list[str] = []
     structural = (ROLE_FOR, ROLE_WITH, ROLE_EXCEPT)
+    kinds = {ROLE_FOR: "a `for` loop", ROLE_WITH: "a `with` block",
+             ROLE_EXCEPT: "an `except` block"}
     for x in missing:
         role = x & 7
         if role not in structural:
             continue
         name = sh.renders.get(x)
-        if name is None:
-            kind = {ROLE_FOR: "a `for` loop", ROLE_WITH: "a `with` block",
-                    ROLE_EXCEPT: "an `except` block"}[role]
-            # A loop / with block of the same kind at the new point: it changed.
-            if any(y & 7 == role for y in rest):
-                other = next(sh.renders.get(y, ROLE_NAMES[role]) for y in rest if y & 7 == role)
-                out.append(f"the resume point was inside {kind} that the new code changed "
-                           f"(now {other})")
-                rest = [y for y in rest if y != next(z for z in rest if z & 7 == role)]
-                continue
-            out.append(f"the resume point was inside {kind} that the new code does not have")
-        else:
+        if name is not None:
             out.append(f"the resume point moved from inside {name} to outside it")
+            continue
+        replacement = next((y for y in rest if y & 7 == role), None)
+        if replacement is None:
+            out.append(f"the resume point was inside {kinds[role]} that the new code does "
+                       "not have")
+            continue
+        # The same kind of construct stands where the old one was: it changed.
+        rest.remove(replacement)
+        now = sh.renders.get(replacement, ROLE_NAMES[role])
+        out.append(f"the resume point was inside {kinds[role]} that the new code changed "
+                   f"(now {now})")
     for x in rest:
         role = x & 7
-        if role == ROLE_WITH:
-            if sh.renders.get(x, "").endswith("`") and x in sh.renders:
-                out.append(f"the new code has it inside {sh.renders[x]}, which the old frame "
-                           "never entered (its `__enter__` never ran)")
+        if role == ROLE_WITH and x in sh.renders:
+            out.append(f"the new code has it inside {sh.renders[x]}, which the old frame "
+                       "never entered (its `__enter__` never ran)")
         elif role in structural:
             out.append(f"the new code has it inside {sh.renders.get(x, ROLE_NAMES[role])}, "
                        "which the old frame was not in")
     if not out:
         out.append("the expression around the suspension changed (its pending operands "
                    "differ)")
-    # One with block shows as two slots on 3.14+ (__exit__ and its self): say it once.
-    seen: list[str] = []
-    for line in out:
-        if line not in seen:
-            seen.append(line)
-    return seen
+    # One with block is two slots on 3.14+ (__exit__ and its self): say it once.
+    return list(dict.fromkeys(out))
