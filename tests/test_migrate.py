@@ -685,3 +685,46 @@ def job(k, j):
     install(MOD, old.replace("lambda v: v + k", "lambda v: v + k + j"))
     with pytest.raises(corosnap.NeedsMigration, match="function value"):
         corosnap.loads(blob, migrate=True)
+
+
+# -- the commands ----------------------------------------------------------------------------
+
+def test_manifest_and_check_commands(tmp_path, capsys, monkeypatch):
+    import json
+
+    from corosnap.cli import main
+
+    src_dir = tmp_path / "code"
+    src_dir.mkdir()
+    (src_dir / "cmdmod.py").write_text(COUNT_OLD)
+    monkeypatch.syspath_prepend(str(src_dir))
+    import importlib
+
+    sys.modules.pop("cmdmod", None)
+    mod = importlib.import_module("cmdmod")
+    blobs = tmp_path / "blobs"
+    blobs.mkdir()
+    for name, steps in (("a.bin", 1), ("b.bin", 2)):
+        gen = mod.job([1, 2, 3])
+        for _ in range(steps):
+            next(gen)
+        (blobs / name).write_bytes(corosnap.dumps(gen))
+    (blobs / "notes.txt").write_text("not a blob")
+    assert main(["manifest", "cmdmod", "-o", str(tmp_path / "v1.json")]) == 0
+    assert json.loads((tmp_path / "v1.json").read_text())["modules"]["cmdmod"]["job"]
+    # Unchanged code: everything resumes.
+    assert main(["check", str(blobs)]) == 0
+    assert "2 resume as is" in capsys.readouterr().out
+    # A fix after the resume point, deployed.
+    (src_dir / "cmdmod.py").write_text(COUNT_OLD.replace("return total", "return -total"))
+    sys.modules.pop("cmdmod", None)
+    importlib.invalidate_caches()
+    assert main(["check", str(blobs)]) == 1  # plain blobs, no manifest: stranded
+    out = capsys.readouterr().out
+    assert "needs an explicit migration" in out and "2 would be stranded" in out
+    assert main(["check", str(blobs), "--manifest", str(tmp_path / "v1.json"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["summary"] == {"migrates": 2}
+    assert [r["key"] for r in report["snapshots"]] == ["a.bin", "b.bin"]
+    assert main(["check", "no.such.module:store"]) == 2
+    sys.modules.pop("cmdmod", None)

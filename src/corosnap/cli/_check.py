@@ -8,8 +8,9 @@ would be stranded, so it can gate a deploy.  TARGET is
 
 * a directory of blob files (every file, recursively; hidden ones skipped;
   files that are not corosnap blobs are ignored);
-* a store: ``sqlite:PATH`` (or a path ending in ``.db`` / ``.sqlite``),
-  ``dir:PATH`` (a DirectoryStore), or ``module:attribute`` naming a Store
+* a store: ``sqlite:PATH`` / ``sqlite:///PATH`` (or a path ending in ``.db``
+  / ``.sqlite``), ``dir:PATH`` (a DirectoryStore), the URL of a server store
+  where this corosnap has them, or ``module:attribute`` naming a Store
   instance or a function returning one (any backend, yours included).
 
 In a store, a value that is a corosnap blob is checked, and so is the
@@ -71,6 +72,18 @@ def open_target(target: str) -> tuple[Any, str]:
     """(a Store or a directory path, a description) for a TARGET argument."""
     from ..stores import DirectoryStore, SQLiteStore, Store
 
+    if "://" in target:
+        scheme, rest = target.split("://", 1)
+        if scheme == "sqlite" and rest.startswith("/"):  # sqlite:///relative, sqlite:////abs
+            return SQLiteStore(rest[1:]), target
+        if scheme in ("dir", "file"):
+            return DirectoryStore(rest), target
+        try:  # the scheduler's worker knows the server stores' URLs, where it has them
+            from ..scheduler._cli import open_store
+        except ImportError:
+            raise CorosnapError(f"unknown store URL {target!r}: use sqlite:PATH, dir:PATH, a "
+                                "directory of blobs, or module:attribute naming a Store") from None
+        return open_store(target), target
     if target.startswith("sqlite:"):
         return SQLiteStore(target[len("sqlite:"):]), target
     if target.startswith("dir:"):
