@@ -119,6 +119,8 @@ _PUSH_TWO = frozenset({"BEFORE_WITH", "BEFORE_ASYNC_WITH", "PUSH_EXC_INFO", "LOA
                        "CHECK_EG_MATCH", "LOAD_SPECIAL", "CLEANUP_THROW", "CHECK_EXC_MATCH"})
 _NULL_PAIRS = frozenset({"LOAD_GLOBAL", "LOAD_ATTR", "LOAD_SUPER_ATTR", "LOAD_METHOD"})
 _UNPACK = frozenset({"UNPACK_SEQUENCE", "UNPACK_EX"})
+_CONST_ARGS = frozenset(dis.hasconst)
+_NAME_ARGS = frozenset(set(dis.hasname) | set(dis.haslocal) | set(dis.hasfree))
 _TRUTH = {"POP_JUMP_IF_FALSE": False, "POP_JUMP_IF_TRUE": True,
           "JUMP_IF_FALSE_OR_POP": False, "JUMP_IF_TRUE_OR_POP": True}
 """Conditional jumps on truth: the outcome their *jump* edge stands for."""
@@ -161,12 +163,13 @@ def _const_text(value: Any) -> str:
 class _Labels:
     """Makes labels and remembers how to render them (one per analysis)."""
 
-    __slots__ = ("made", "render_info", "text")
+    __slots__ = ("made", "render_info", "text", "shown")
 
     def __init__(self) -> None:
         self.made: dict[tuple[Any, ...], int] = {}
         self.render_info: dict[int, tuple[str, Any, tuple[int, ...]]] = {}
         self.text: dict[int, str] = {}  # constants: their repr
+        self.shown: dict[int, str] = {}  # other operations: their argument as dis shows it
 
     def make(self, op: str, arg: Any = None, inputs: tuple[Any, ...] = ()) -> int:
         for x in inputs:
@@ -389,6 +392,9 @@ class _Analysis:
             return st[:len(st) + net - 1] + (st[-1],)
         if name == "CHECK_EXC_MATCH":
             return st[:-1] + (L.make("exc-match", None, st[-1:]),)
+        if name == "SET_FUNCTION_ATTRIBUTE":
+            # 3.13+: (attribute, function -- function).
+            return st[:-2] + (st[-1],)
         net = effect(ins.opcode, ins.arg, jump)
         if name in _TRUTH or name in _NONE:
             return st[:len(st) + net]
@@ -413,17 +419,30 @@ class _Analysis:
         if name in ("LIST_APPEND", "SET_ADD", "MAP_ADD", "LIST_EXTEND", "SET_UPDATE",
                     "DICT_UPDATE", "DICT_MERGE"):
             return st[:len(st) - pops]  # the container below keeps its label
-        arg: Any = ins.argrepr if ins.arg is not None and ins.opcode not in dis.hasjrel \
-            and ins.opcode not in dis.hasjabs else None
-        if name in ("LOAD_ATTR", "LOAD_METHOD", "LOAD_SUPER_ATTR", "STORE_ATTR"):
+        # The argument by meaning: a name or a constant by value (their indexes
+        # into co_names / co_consts move with edits elsewhere), a plain number
+        # (an operator, a count, flags) as is, a jump target not at all.
+        op = ins.opcode
+        arg: Any
+        if op in _CONST_ARGS:
+            arg = _const_key(ins.argval)
+        elif op in _NAME_ARGS:
             arg = ins.argval
+        elif op in dis.hasjrel or op in dis.hasjabs:
+            arg = None
+        else:
+            arg = ins.arg
         if name == "CALL" and ins.offset in self.kw:
             arg = ("kw", self.kw[ins.offset], ins.arg)
         base = st[:len(st) - pops]
         if pushes == 0:
             return base
-        return base + tuple(L.make(f"{name}#{i}" if pushes > 1 else name, arg, inputs)
-                            for i in range(pushes))
+        out = tuple(L.make(f"{name}#{i}" if pushes > 1 else name, arg, inputs)
+                    for i in range(pushes))
+        for h in out:
+            if h != TOP:
+                L.shown.setdefault(h, ins.argrepr)  # the operator as dis shows it
+        return base + out
 
     # -- fixpoint ------------------------------------------------------------
     def run(self) -> dict[int, tuple[Any, ...]]:
@@ -532,6 +551,7 @@ class _Renderer:
     def __init__(self, an: _Analysis) -> None:
         self.info = an.labels.render_info
         self.text = an.labels.text
+        self.shown = an.labels.shown
         self.null = an.NULL
 
     def __call__(self, x: Any, depth: int = 0) -> str:
@@ -539,7 +559,8 @@ class _Renderer:
             return " | ".join(sorted(self(v, depth + 1) for v in x))
         if type(x) is not int or x == TOP or x not in self.info or depth > 12:
             return "…"
-        op, arg, inputs = self.info[x]
+        op, number, inputs = self.info[x]
+        arg = self.shown.get(x) or number
         r = [self(i, depth + 1) for i in inputs]
         if op in ("local", "global"):
             return str(arg)
@@ -574,7 +595,7 @@ class _Renderer:
             return f"{r[0]} {sym} {r[1]}"
         if op in ("IS_OP", "CONTAINS_OP") and len(r) == 2:
             word = "is" if op == "IS_OP" else "in"
-            neg = str(arg) == "1"
+            neg = number == 1
             word = f"{word} not" if neg and word == "is" else f"not {word}" if neg else word
             return f"{r[0]} {word} {r[1]}"
         if op in _BINARY and len(r) == 2:
