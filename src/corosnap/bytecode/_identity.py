@@ -437,12 +437,12 @@ class _Analysis:
         base = st[:len(st) - pops]
         if pushes == 0:
             return base
-        out = tuple(L.make(f"{name}#{i}" if pushes > 1 else name, arg, inputs)
-                    for i in range(pushes))
-        for h in out:
+        made = tuple(L.make(f"{name}#{i}" if pushes > 1 else name, arg, inputs)
+                     for i in range(pushes))
+        for h in made:
             if h != TOP:
                 L.shown.setdefault(h, ins.argrepr)  # the operator as dis shows it
-        return base + out
+        return base + made
 
     # -- fixpoint ------------------------------------------------------------
     def run(self) -> dict[int, tuple[Any, ...]]:
