@@ -5,18 +5,27 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Callable, Iterable
 from functools import partial
+from pickle import PickleBuffer
 from types import CoroutineType, GeneratorType
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 import msgpack
 
-from .._errors import CodeMismatch, CorosnapError, CorruptSnapshot, LimitExceeded, RestoreError
-from ..codec import Decoder, Encoder, pickler_id
+from .._errors import (
+    CodeMismatch,
+    CorosnapError,
+    CorruptSnapshot,
+    LimitExceeded,
+    RestoreError,
+    SnapshotError,
+)
+from ..codec import BufferDecisions, Decoder, Encoder, pack_offered, pickler_id
 from ..codec._decoder import printable_cause
 from . import _fast
 from ._blob import DEFAULT_MAX_SIZE, HEADER, HEADER2, open_blob, sign
-from ._capture import check_target, encode_frame
+from ._capture import check_target, describe_target, encode_frame
 from ._migrate import new_session
 from ._restore import _fast_entries, adopt, decode_coderef, decode_frame
 from ._signature import signature_table
@@ -44,8 +53,15 @@ def _blob_ext_hook(frames: Any) -> Any:
     return hook
 
 
-def _encode(obj: Any, pid: int, strict: bool, migratable: bool = False) -> bytes:
-    enc = Encoder(pid, encode_frame, strict)
+Pickler = Literal["pickle", "cloudpickle", "dill"]
+"""The fallback picklers ``dumps(pickler=)`` accepts (None means cloudpickle)."""
+
+
+def _encode(obj: Any, pid: int, strict: bool,
+            decisions: BufferDecisions | None = None,
+            buffer_callback: Callable[[PickleBuffer], Any] | None = None,
+            migratable: bool = False) -> bytes:
+    enc = Encoder(pid, encode_frame, strict, buffer_callback)
     enc.memo[id(obj)] = 0  # the root is memo entry 0 (enc.register)
     enc.keep.append(obj)
     try:
@@ -57,6 +73,12 @@ def _encode(obj: Any, pid: int, strict: bool, migratable: bool = False) -> bytes
             fields.insert(0, HEADER)
     finally:
         enc.ctx = None  # it refers back to enc (see _capture.encode_frame)
+    if enc.offered:  # buffers: decided now that nothing can be rolled back
+        try:
+            enc.finish_buffers(decisions or BufferDecisions())
+        except SnapshotError as err:
+            raise SnapshotError(f"in {describe_target(obj)}: {err}") from None
+        return msgpack.Packer(use_bin_type=True, default=pack_offered).pack(fields)
     packer = getattr(_local, "packer", None) or _packer()
     try:
         return packer.pack(fields)
@@ -65,13 +87,24 @@ def _encode(obj: Any, pid: int, strict: bool, migratable: bool = False) -> bytes
         raise
 
 
-def dumps(obj: Any, *, key: bytes | None = None, pickler: Any = None,
-          migratable: bool = False) -> bytes:
+def dumps(
+    obj: Any,
+    *,
+    key: bytes | None = None,
+    pickler: Pickler | None = None,
+    buffer_callback: Callable[[PickleBuffer], Any] | None = None,
+    migratable: bool = False,
+) -> bytes:
     """Capture a suspended or not-yet-started generator/coroutine as bytes.
 
     ``key``: sign the blob with HMAC-SHA256 (``loads(..., key=)`` verifies it).
     ``pickler``: the fallback pickler for values corosnap cannot store natively:
     ``"cloudpickle"`` (default), ``"pickle"`` or ``"dill"``.
+    ``buffer_callback``: as pickle's (protocol 5): called, once the snapshot is
+    encoded, with a ``pickle.PickleBuffer`` of every bytes or bytearray value of
+    at least 4 KiB and every memoryview, in order; a false result (e.g.
+    ``list.append``'s None) leaves the buffer out of the blob, which then holds
+    only its index, and ``loads(..., buffers=)`` must be given those buffers.
     ``migratable``: embed a compact description of each frame's code (local
     names, the suspension point's structural identity), so that
     ``loads(blob, migrate=True)`` can move the frames onto edited code with
@@ -82,14 +115,15 @@ def dumps(obj: Any, *, key: bytes | None = None, pickler: Any = None,
         check_target(obj)  # raises, naming what it got
     _fast._frames or _fast.frames()  # UnsupportedInterpreter, before anything else
     pid = _DEFAULT_PICKLER if pickler is None else pickler_id(pickler)
+    decisions = None if buffer_callback is None else BufferDecisions()
     try:
-        body = _encode(obj, pid, False, migratable)
+        body = _encode(obj, pid, False, decisions, buffer_callback, migratable)
     except (OverflowError, UnicodeEncodeError):
         # An int outside msgpack's 64-bit range, or a str with a lone
         # surrogate, slipped through the fast path: encode again, checking.
-        body = _encode(obj, pid, True, migratable)
+        body = _encode(obj, pid, True, decisions, buffer_callback, migratable)
     if key is not None:
-        return sign(body, key)
+        return sign(body, key, () if decisions is None else decisions.out)
     return body
 
 
@@ -100,6 +134,7 @@ def loads(
     safe: bool = False,
     allow: tuple[str, ...] | list[str] = (),
     max_size: int = DEFAULT_MAX_SIZE,
+    buffers: Iterable[Any] | None = None,
     migrate: bool = False,
     manifests: Any = None,
     migrations: Any = None,
@@ -110,7 +145,10 @@ def loads(
     can import modules and call the reduce callables the blob names, and the
     fallback pickler can run arbitrary code.  ``safe=True`` refuses pickled
     payloads and any global outside the modules in ``allow``.  ``key``: verify
-    the blob's HMAC-SHA256 signature before anything is decoded.
+    the blob's HMAC-SHA256 signature (which covers ``buffers`` too) before
+    anything is decoded.  ``buffers``: the out-of-band buffers ``dumps``'s
+    ``buffer_callback`` set aside, in order (any bytes-like objects; the
+    restored values share their memory where the type allows, as pickle's do).
 
     ``migrate=True``: a frame whose function changed since the snapshot is
     moved onto the new code when a correspondence can be proven (or an
@@ -121,6 +159,8 @@ def loads(
     (default: ``corosnap.migrate.migrations``).  See docs/evolution.md.
     """
     frames = _fast._frames or _fast.frames()  # UnsupportedInterpreter, before anything else
+    if buffers is not None:
+        buffers = _check_buffers(buffers)
     tree = None
     if key is None and type(data) is bytes and len(data) <= max_size:
         # The common case inline: an unsigned blob of this version.
@@ -136,7 +176,7 @@ def loads(
                                                   and tree[0] is not HEADER2):
             tree = None
     if tree is None:
-        tree = open_blob(data, key, max_size)
+        tree = open_blob(data, key, max_size, buffers)
     if migrate or manifests is not None or migrations is not None:
         session = new_session(migrate, manifests, migrations)
         try:
@@ -144,15 +184,15 @@ def loads(
             # blob is restored as usual, and only a changed function makes it
             # restore again (from the bytes: decoding consumed the tree) with
             # the migration session.
-            return restore_tree(frames, tree, safe, allow)
+            return restore_tree(frames, tree, safe, allow, buffers)
         except CodeMismatch:
-            tree = open_blob(data, key, max_size)
-        return restore_tree(frames, tree, safe, allow, session)
-    return restore_tree(frames, tree, safe, allow)
+            tree = open_blob(data, key, max_size, buffers)
+        return restore_tree(frames, tree, safe, allow, buffers, session)
+    return restore_tree(frames, tree, safe, allow, buffers)
 
 
 def restore_tree(frames: Any, tree: list[Any], safe: bool, allow: Any,
-                 session: Any = None) -> Any:
+                 buffers: list[Any] | None = None, session: Any = None) -> Any:
     """Rebuild the root frame of a parsed, verified blob (``open_blob``'s tree).
 
     ``session``: the migration session of ``loads(migrate=True)`` (see
@@ -160,15 +200,16 @@ def restore_tree(frames: Any, tree: list[Any], safe: bool, allow: Any,
     """
     start = 2 if tree[0] is HEADER2 else 1
     allow_t = allow if type(allow) is tuple else tuple(allow)
-    if session is None:
-        # The decoding state, without a Decoder: the C fast path makes one
-        # (adopt) only if a frame needs Python to decode a value (see
-        # Decoder.make_ctx).
-        ctx: list[Any] = [None, [], [], [], set(), None, True if safe else False, [], allow_t]
+    ctx: list[Any]
+    if buffers is None and session is None:
+        # The decoding state, without a Decoder: the C fast path makes one (adopt)
+        # only if a frame needs Python to decode a value (see Decoder.make_ctx).
+        ctx = [None, [], [], [], set(), None, True if safe else False, [], allow_t]
     else:
-        dec = Decoder(decode_frame, decode_coderef, safe, allow_t)
-        dec.migration = session
-        session.raw_table = tree[1] if start == 2 and len(tree) > 1 else None
+        dec = Decoder(decode_frame, decode_coderef, safe, allow_t, buffers)
+        if session is not None:
+            dec.migration = session
+            session.raw_table = tree[1] if start == 2 and len(tree) > 1 else None
         ctx = dec.make_ctx()
     try:
         if session is None or session.fast:
@@ -194,6 +235,18 @@ def restore_tree(frames: Any, tree: list[Any], safe: bool, allow: Any,
         if ctx[0] is not None:  # ctx and its decoder refer to each other
             ctx[0].ctx = None
             ctx[0] = ctx[5] = None
+
+
+def _check_buffers(buffers: Iterable[Any]) -> list[Any]:
+    out = list(buffers)
+    for i, buf in enumerate(out):
+        if type(buf) not in (bytes, bytearray, memoryview, PickleBuffer):
+            try:
+                memoryview(buf).release()
+            except TypeError:
+                raise TypeError(f"loads(): buffers[{i}] is a {type(buf).__name__}, not a "
+                                "bytes-like object") from None
+    return out
 
 
 def dump(obj: Any, file: IO[bytes], **kwargs: Any) -> None:

@@ -89,7 +89,7 @@ def check(data: bytes, *, manifests: Any = None, migrations: Any = None,
     except CorosnapError as exc:
         return Verdict(REFUSED, str(exc), (), type(exc).__name__)
     try:
-        restore_tree(frames, tree, safe, allow, session)
+        restore_tree(frames, tree, safe, allow, None, session)
     except NeedsMigration as exc:
         return Verdict(NEEDS_MIGRATION, str(exc), tuple(session.outcomes), type(exc).__name__)
     except CorosnapError as exc:
