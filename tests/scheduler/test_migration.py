@@ -163,3 +163,32 @@ def test_check_command_on_a_scheduler_store(tmp_path, capsys):
 
     report = json.loads(capsys.readouterr().out)
     assert report["summary"] == {"migrates": 1} and report["stranded"] == 0
+
+
+def test_check_command_on_a_redis_store(redis_server, tmp_path, capsys, monkeypatch):
+    """A server store, named by URL (its own database) and by module:attribute."""
+    import json
+
+    from corosnap.cli import main
+    from corosnap.stores import RedisStore
+
+    url = f"redis://127.0.0.1:{redis_server.port}/9"  # a database of its own
+    store = RedisStore(url)
+    try:
+        for key in list(store.keys("")):
+            store.delete(key)
+        run_id = _suspended_run(store)
+    finally:
+        store.close()
+    install(MOD, RENAMED)
+    assert main(["check", url, "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["summary"] == {"needs-migration": 1}
+    assert report["snapshots"][0]["key"] == f"run/{run_id}"
+    (tmp_path / "redis_target.py").write_text(
+        f"from corosnap.stores import RedisStore\n\ndef store():\n    return RedisStore({url!r})\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    install(MOD, FIXED)
+    assert main(["check", "redis_target:store"]) == 0
+    assert "migrates automatically" in capsys.readouterr().out
+    sys.modules.pop("redis_target", None)

@@ -9,9 +9,10 @@ would be stranded, so it can gate a deploy.  TARGET is
 * a directory of blob files (every file, recursively; hidden ones skipped;
   files that are not corosnap blobs are ignored);
 * a store: ``sqlite:PATH`` / ``sqlite:///PATH`` (or a path ending in ``.db``
-  / ``.sqlite``), ``dir:PATH`` (a DirectoryStore), the URL of a server store
-  where this corosnap has them, or ``module:attribute`` naming a Store
-  instance or a function returning one (any backend, yours included).
+  / ``.sqlite``), ``dir:PATH`` (a DirectoryStore), ``postgresql://...``,
+  ``redis://...``, ``s3://bucket/prefix`` (the server stores, with their
+  optional dependencies), or ``module:attribute`` naming a Store instance or
+  a function returning one (any backend, yours included).
 
 In a store, a value that is a corosnap blob is checked, and so is the
 snapshot of every unfinished scheduler run (``run/...`` records); the
@@ -78,12 +79,24 @@ def open_target(target: str) -> tuple[Any, str]:
             return SQLiteStore(rest[1:]), target
         if scheme in ("dir", "file"):
             return DirectoryStore(rest), target
-        try:  # the scheduler's worker knows the server stores' URLs, where it has them
-            from ..scheduler._cli import open_store
-        except ImportError:
-            raise CorosnapError(f"unknown store URL {target!r}: use sqlite:PATH, dir:PATH, a "
-                                "directory of blobs, or module:attribute naming a Store") from None
-        return open_store(target), target
+        if scheme in ("postgresql", "postgres"):
+            from ..stores import PostgresStore
+
+            return PostgresStore(target), target
+        if scheme in ("redis", "rediss", "unix"):
+            from ..stores import RedisStore
+
+            return RedisStore(target), target
+        if scheme == "s3":
+            from ..stores import S3Store
+
+            bucket, _, prefix = rest.partition("/")
+            if not bucket:
+                raise CorosnapError(f"an S3 store is s3://bucket/prefix, not {target!r}")
+            return S3Store(bucket, prefix), target
+        raise CorosnapError(f"unknown store URL {target!r}: use sqlite:///PATH, dir:PATH, "
+                            "postgresql://, redis://, s3://bucket/prefix, a directory of blobs, "
+                            "or module:attribute naming a Store")
     if target.startswith("sqlite:"):
         return SQLiteStore(target[len("sqlite:"):]), target
     if target.startswith("dir:"):
