@@ -728,3 +728,33 @@ def test_manifest_and_check_commands(tmp_path, capsys, monkeypatch):
     assert [r["key"] for r in report["snapshots"]] == ["a.bin", "b.bin"]
     assert main(["check", "no.such.module:store"]) == 2
     sys.modules.pop("cmdmod", None)
+
+
+def test_a_pending_value_the_analysis_cannot_tell_apart_is_refused():
+    # Five conditional expressions in one operand: 32 ways to compute it, more
+    # than the labels keep apart, so it is opaque (unlike one conditional,
+    # whose alternatives are compared as a set).
+    old = """
+def job(c, d, a, b):
+    r = [(a if c else b) + (a if d else b) + (b if c else a) + (b if d else a)
+         + (a if c and d else b), (yield 0)]
+    return r
+"""
+    blob, _ = snap_old(old, "job", (True, False, 1, 2), 1)
+    install(MOD, old.replace("(b if c else a)", "(b if c else a + 1)"))
+    with pytest.raises(corosnap.NeedsMigration, match="cannot tell apart"):
+        corosnap.loads(blob, migrate=True)
+
+
+def test_a_pending_conditional_operand_is_compared_as_a_set():
+    old = """
+def job(c, a, b):
+    r = [(a if c else b) + 1, (yield 0)]
+    return r
+"""
+    blob, _ = snap_old(old, "job", (True, 1, 2), 1)
+    install(MOD, old.replace("(a if c else b) + 1", "(a if c else b * 2) + 1"))
+    with pytest.raises(corosnap.NeedsMigration, match="expression around the suspension"):
+        corosnap.loads(blob, migrate=True)
+    install(MOD, old.replace("return r", "return r, 'v2'"))
+    assert drive(corosnap.loads(blob, migrate=True), [5]) == [("return", ([2, 5], "v2"))]

@@ -50,9 +50,11 @@ whole-function lifetime analysis) are ``LOAD_FAST``; the super-instructions
 split; 3.11's forward and backward jump forms are one; ``TO_BOOL`` (3.13+)
 is transparent.  At a join the labels of a slot meet: equal labels stay, a
 few different ones form a set (a conditional expression), more become TOP;
-any operation on a set or TOP gives TOP.  This keeps the transfer functions
-monotone, so the fixpoint does not depend on the order the work list visits
-instructions in, i.e. on code elsewhere in the function.
+an operation on a set gives the set of its results (``(a if c else b) + 1``
+is ``{a + 1, b + 1}``), on TOP gives TOP.  Sets only grow along the work
+list and are capped, so the transfer functions are monotone and the fixpoint
+does not depend on the order the work list visits instructions in, i.e. on
+code elsewhere in the function.
 
 Path conditions are computed on the instruction graph (exception edges
 included) with every conditional edge labelled by its test: for each test
@@ -99,8 +101,9 @@ ROLE_NAMES = {ROLE_VALUE: "a value of the expression around the suspension",
               ROLE_DELEGATE: "the iterator delegated to", ROLE_AUX: "an interpreter slot"}
 
 TOP = -1
-"""The label of a slot whose value depends on which way control came."""
-_PHI_MAX = 4
+"""The label of a slot whose value depends on more ways through the code than
+the analysis tells apart (a set of alternatives larger than _PHI_MAX)."""
+_PHI_MAX = 16
 _RESUME = dis.opmap["RESUME"]
 _YIELD_VALUE = dis.opmap["YIELD_VALUE"]
 _RETURN_GENERATOR = dis.opmap.get("RETURN_GENERATOR", -1)
@@ -171,9 +174,26 @@ class _Labels:
         self.text: dict[int, str] = {}  # constants: their repr
         self.shown: dict[int, str] = {}  # other operations: their argument as dis shows it
 
-    def make(self, op: str, arg: Any = None, inputs: tuple[Any, ...] = ()) -> int:
+    def make(self, op: str, arg: Any = None, inputs: tuple[Any, ...] = ()) -> Any:
+        """The label of ``op(arg, *inputs)``.  An input that is a set of
+        alternatives (a conditional expression) gives the set of the
+        results, up to _PHI_MAX of them (more: TOP); a TOP input gives TOP."""
+        if any(type(x) is frozenset for x in inputs):
+            results: set[Any] = {()}
+            for x in inputs:
+                choices = x if type(x) is frozenset else (x,)
+                results = {r + (c,) for r in results for c in choices}
+                if len(results) > _PHI_MAX:
+                    return TOP
+            made = frozenset(self._make(op, arg, r) for r in results)
+            if TOP in made:
+                return TOP
+            return next(iter(made)) if len(made) == 1 else made
+        return self._make(op, arg, inputs)
+
+    def _make(self, op: str, arg: Any, inputs: tuple[Any, ...]) -> int:
         for x in inputs:
-            if type(x) is not int or x == TOP:
+            if x == TOP:
                 return TOP
         key = (op, arg, inputs)
         h = self.made.get(key)
@@ -381,10 +401,11 @@ class _Analysis:
             # 3.11: dis books CALL's pops in two parts (PRECALL -argc, CALL
             # -1).  The callable pair and the arguments are folded into two
             # labels here, which CALL then consumes, so no operand is lost.
+            # (The second label is a constant: two labels made from the same
+            # alternatives would multiply them when CALL combines the two.)
             n = (ins.arg or 0) + 2
             parts = st[len(st) - n:]
-            return st[:len(st) - n] + (L.make("precall", None, parts),
-                                       L.make("precall.self", None, parts))
+            return st[:len(st) - n] + (L.make("precall", None, parts), L.make("precall.pad"))
         if name == "END_SEND":
             # 3.12-3.14: (receiver, value -- value); 3.15: (receiver,
             # index_or_null, value -- value).
@@ -439,9 +460,10 @@ class _Analysis:
             return base
         made = tuple(L.make(f"{name}#{i}" if pushes > 1 else name, arg, inputs)
                      for i in range(pushes))
-        for h in made:
-            if h != TOP:
-                L.shown.setdefault(h, ins.argrepr)  # the operator as dis shows it
+        for h in made:  # the operator as dis shows it, for messages
+            for one in (h if type(h) is frozenset else (h,)):
+                if one != TOP:
+                    L.shown.setdefault(one, ins.argrepr)
         return base + made
 
     # -- fixpoint ------------------------------------------------------------
@@ -516,11 +538,19 @@ class _Analysis:
         return out
 
 
+def _op_of(info: dict[int, tuple[str, Any, tuple[int, ...]]], x: Any) -> str:
+    """The operation that made a label (of all alternatives of a set, if they agree)."""
+    if type(x) is frozenset:
+        ops = {info[e][0] for e in x if e in info}
+        return ops.pop() if len(ops) == 1 else ""
+    return info[x][0] if type(x) is int and x in info else ""
+
+
 def _roles(an: _Analysis, labels: tuple[Any, ...], delegate_at: int) -> list[int]:
     info = an.labels.render_info
     roles = []
     for j, x in enumerate(labels):
-        op = info[x][0] if type(x) is int and x in info else ""
+        op = _op_of(info, x)
         if j == delegate_at:
             roles.append(ROLE_DELEGATE)
         elif op == "iter" or op == "GET_AITER":
@@ -617,6 +647,14 @@ def _hash32(parts: list[bytes]) -> int:
 
 def _stack_label(x: Any, role: int) -> int:
     return (_hash32([b"slot", _label_bytes(x)]) & ~7) | role
+
+
+OPAQUE = frozenset(_stack_label(TOP, role) for role in range(8))
+"""Stack labels that say nothing about the value: a slot whose value depends
+on more ways through the code than a label tells apart (an operation on a
+conditional expression's result, say).  Two such slots are not known to mean
+the same, so an automatic migration refuses a point that has one (4391
+points of the 3.11 standard library have 2)."""
 
 
 def _compute(code: types.CodeType) -> Shape:
@@ -733,14 +771,12 @@ def _compute(code: types.CodeType) -> Shape:
 
 
 def _is_self_half(an: _Analysis, x: Any) -> bool:
-    info = an.labels.render_info.get(x) if type(x) is int else None
-    return info is not None and info[0] == "special.self"
+    return _op_of(an.labels.render_info, x) == "special.self"
 
 
 def _describe_slot(render: _Renderer, x: Any, role: int) -> str:
     if role == ROLE_FOR:
-        info = render.info.get(x) if type(x) is int else None
-        loop = "async for" if info is not None and info[0] == "GET_AITER" else "for"
+        loop = "async for" if _op_of(render.info, x) == "GET_AITER" else "for"
         return f"the `{loop}` loop over `{render(x)}`"
     if role == ROLE_WITH:
         return f"the `with` block on `{render(x)}`"

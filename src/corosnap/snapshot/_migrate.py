@@ -64,6 +64,7 @@ from ..bytecode._identity import (
     KIND_NAMES,
     KIND_START,
     KIND_YIELD_FROM,
+    OPAQUE,
     ROLE_EXCEPT,
     ROLE_FOR,
     ROLE_LASTI,
@@ -612,6 +613,12 @@ class MigratingEntry:
         if point.stack != old.stack or point.kind != old.kind:
             raise NeedsMigration(f"{self._mismatch_head()}: the live context at "
                                  f"{old.describe()} differs in the new code")
+        if OPAQUE.intersection(point.stack):
+            raise NeedsMigration(
+                f"{self._mismatch_head()}: the value stack at {old.describe()} holds a value "
+                "whose origin the analysis cannot tell apart (an operation on a conditional "
+                "expression, pending across the suspension), so the old and the new code are "
+                f"not known to mean the same by it; {_hint()}")
         return point
 
     def _why_no_counterpart(self, sh: Shape, old: PointSig) -> str:
