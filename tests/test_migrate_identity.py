@@ -233,7 +233,7 @@ def _codes(module: types.ModuleType):
 
 
 @pytest.mark.parametrize("modname", ["samples", "version_samples", "_xp_funcs",
-                                     "corosnap._fuzz_zoo", "asyncio.tasks", "asyncio.locks",
+                                     "corosnap_fuzz.zoo", "asyncio.tasks", "asyncio.locks",
                                      "contextlib", "os"])
 def test_every_generator_and_coroutine_is_analysed(modname: str) -> None:
     import importlib

@@ -19,12 +19,15 @@ Store layout::
 One record per code object (code nested in a function has its own
 fingerprint and its ``path``).  Records are small (a few hundred bytes) and
 written once; they are never deleted by the scheduler (a run suspended on a
-version may outlive every process that ran it).
+version may outlive every process that ran it).  A record that cannot be
+written (the store is unavailable) does not fail the checkpoint: it is
+tried again at the next checkpoint of that version.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import types
 from typing import Any
@@ -34,7 +37,9 @@ from ..bytecode import describe, fingerprint
 from ..bytecode._locate import _find_path, _root_function
 from ..snapshot._migrate import SignatureSource
 from ..snapshot._signature import CodeSig, code_from_json, code_sig, code_to_json, nested_codes
-from ..stores import Conflict, Store
+from ..stores import Conflict, Store, StoreError
+
+log = logging.getLogger("corosnap.scheduler")
 
 PREFIX = "manifest/"
 FORMAT = 1
@@ -120,4 +125,12 @@ class ManifestRecorder:
                                expected_version=0)
             except Conflict:
                 pass  # recorded before, by this or another worker
+            except StoreError as exc:
+                # Not recorded (the store is down, or the write's outcome is
+                # unknown): the checkpoint does not depend on it, and the
+                # next checkpoint of this version tries again.
+                log.warning("could not record the manifest of %s.%s (%016x): %r",
+                            ref.module, c.co_qualname, fp, exc)
+                self._codes.pop(id(code), None)
+                continue
             self._done.add(done)

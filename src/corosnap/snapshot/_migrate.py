@@ -512,7 +512,7 @@ class MigratingEntry:
         dec.active.add(key)
         try:
             exc = decode_exception(dec, new, exc_f) if exc_f is not None else None
-            slots = decode_slots(dec, raw, sub_at if fresh_sub else -1, frames.NULL)
+            slots = decode_slots(dec, new, raw, sub_at if fresh_sub else -1, frames.NULL)
             if explicit is not None:
                 new_pos, new_slots, exc, detail = self._explicit(
                     explicit, pos, old, slots, exc, frames.NULL)

@@ -22,7 +22,7 @@ import sys
 import types
 from typing import Any
 
-from .._errors import CodeMismatch, CorruptSnapshot, LimitExceeded
+from .._errors import CodeMismatch, CorruptSnapshot, LimitExceeded, RestoreError
 from ..bytecode import CodeRef, code_info, fingerprint, locate
 from ..bytecode._analysis import DELEGATE
 from ..bytecode._kinds import (
@@ -90,6 +90,29 @@ class CodeEntry:
         if fast is not None:
             self.fast_plans[pos] = fast
         return plan
+
+    def slot_error(self, index: int, exc: BaseException) -> BaseException:
+        """``exc``, raised while decoding the value of slot ``index``, as an
+        error of the same class whose message says which local or value stack
+        slot of this frame held the value (the codec only knows the value).
+        Called by decode_frame and by the C fast path (frames/_fastpath.h);
+        anything but a RestoreError is returned as it is."""
+        if not isinstance(exc, RestoreError):
+            return exc
+        n = self.n
+        names = self.info.slot_names
+        where = (f"local {names[index]!r}" if 0 <= index < n and index < len(names)
+                 else f"value stack slot {index - n}")
+        msg = str(exc)
+        if msg.startswith(f"{self.label}: "):  # already names this frame (the C path's own checks)
+            msg = msg[len(self.label) + 2:]
+        try:
+            named = type(exc)(f"{self.label}: {where}: {msg}")
+        except Exception:  # noqa: BLE001 - a subclass with another signature
+            return exc
+        named.__cause__ = exc.__cause__
+        named.__suppress_context__ = True
+        return named
 
     def enable_fast(self, key: tuple[str, str, int]) -> None:
         """Let the C fast path restore frames of this code (named by ``key``)."""
@@ -460,7 +483,7 @@ def decode_frame(dec: Decoder, v: list[Any], i: int, root: bool = False,
         sub_at = plan.sub_at
         fresh_sub = (sub_at >= 0 and type(raw[sub_at]) is list and raw[sub_at]
                      and type(raw[sub_at][0]) is not Tag)
-        slots = decode_slots(dec, raw, sub_at if fresh_sub else -1, frames.NULL)
+        slots = decode_slots(dec, entry, raw, sub_at if fresh_sub else -1, frames.NULL)
         return check_and_write(dec, entry, plan, pos, slots, exc, gen, root, bool(fresh_sub))
     except BaseException:
         # Refused: the fresh generator is still in its created state (nothing
@@ -480,20 +503,32 @@ def decode_exception(dec: Decoder, entry: CodeEntry, exc_f: Any) -> Any:
     return exc
 
 
-def decode_slots(dec: Decoder, raw: list[Any], sub_at: int, null: Any) -> list[Any]:
+def decode_slots(dec: Decoder, entry: CodeEntry, raw: list[Any], sub_at: int,
+                 null: Any) -> list[Any]:
     """A frame's slot and stack fields as values, in field order (so memo
     indexes match capture); ``sub_at``: the index of an untagged sub-frame
-    (the frame a delegating frame sends to, see capture), or -1."""
+    (the frame a delegating frame sends to, see capture), or -1.  An error
+    names the slot (``len(slots)`` is the index of the one being decoded)
+    through ``entry.slot_error``."""
     decode = dec.dec
-    if sub_at >= 0:
-        slots = [null if x is None else None if x is NONE_MARK else decode(x)
-                 if type(x) in _WALK else x for x in raw[:sub_at]]
-        slots.append(decode_frame(dec, raw[sub_at], 0))
-        slots.extend(null if x is None else None if x is NONE_MARK else decode(x)
-                     if type(x) in _WALK else x for x in raw[sub_at + 1:])
-        return slots
-    return [null if x is None else None if x is NONE_MARK else decode(x)
-            if type(x) in _WALK else x for x in raw]
+    slots: list[Any] = []
+    append = slots.append
+    try:
+        if sub_at >= 0:
+            # The sub-frame this frame delegates to, stored untagged (see
+            # capture), decoded in its place.
+            for x in raw[:sub_at]:
+                append(null if x is None else None if x is NONE_MARK else decode(x)
+                       if type(x) in _WALK else x)
+            append(decode_frame(dec, raw[sub_at], 0))
+            raw = raw[sub_at + 1:]
+        for x in raw:
+            append(null if x is None else None if x is NONE_MARK else decode(x)
+                   if type(x) in _WALK else x)
+    except RestoreError as err:
+        named = entry.slot_error(len(slots), err)
+        raise named from named.__cause__
+    return slots
 
 
 def check_and_write(dec: Decoder, entry: CodeEntry, plan: Plan, pos: int, slots: list[Any],
