@@ -410,13 +410,13 @@ def test_forged_signatures_and_manifests_never_get_past_the_restore_checks():
 
 def test_every_migrated_frame_passes_through_the_restore_gate(monkeypatch):
     calls = []
-    real_gate = _migrate.check_and_write
+    real_gate = _migrate.write_frame
 
     def gate(dec, entry, plan, pos, slots, exc, gen, root, fresh_sub):
         calls.append(entry.label)
         return real_gate(dec, entry, plan, pos, slots, exc, gen, root, fresh_sub)
 
-    monkeypatch.setattr(_migrate, "check_and_write", gate)
+    monkeypatch.setattr(_migrate, "write_frame", gate)
     old, new, fn, args, steps = PAIRS[2]
     m = install(MOD, old)
     gen = getattr(m, fn)(*args)

@@ -3,7 +3,7 @@
 What lives here: ``check(blob)``, the heart of ``corosnap check``.  It runs the
 whole restore of ``loads(blob, migrate=True)`` as a *dry run*: every frame is
 decoded, matched, migrated and validated by the very checks a restore applies
-(``_restore.check_and_write``), and then *not* written: the fresh generators
+(``_restore.write_frame``), and then *not* written: the fresh generators
 are closed in their created state, so no user code of the frames runs (no
 ``finally`` block, no ``__exit__``).  Decoding values may still import modules
 and call the reduce callables a blob names, as ``loads`` does: check trusted
@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._errors import CorosnapError, NeedsMigration
-from . import _fast
+from ..frames import backend
 from ._blob import DEFAULT_MAX_SIZE, open_blob
-from ._migrate import FrameOutcome, new_session
+from ._migrate import FrameOutcome, Session
 
 RESUMES, MIGRATES, NEEDS_MIGRATION, REFUSED = "resumes", "migrates", "needs-migration", "refused"
 STRANDED = frozenset({NEEDS_MIGRATION, REFUSED})
@@ -80,16 +80,20 @@ def check(data: bytes, *, manifests: Any = None, migrations: Any = None,
           key: bytes | None = None, safe: bool = False, allow: Any = (),
           max_size: int = DEFAULT_MAX_SIZE) -> Verdict:
     """What ``loads(data, migrate=True, ...)`` would do on the current code."""
-    from ._api import restore_tree
+    from ._api import _split_table, default
 
     try:
-        frames = _fast._frames or _fast.frames()
-        tree = open_blob(data, key, max_size)
-        session = new_session(True, manifests, migrations, dry_run=True)
+        snap = default().replace(key=key, safe=safe, allow=allow, max_size=max_size,
+                                 migrate=True, manifests=manifests, migrations=migrations)
+        backend()  # UnsupportedInterpreter, before anything else
+        tree = open_blob(data, snap.key, snap.max_size)
+        table = _split_table(tree)
+        assert snap._migrator is not None
+        session = Session(snap._migrator, table, dry_run=True)
     except CorosnapError as exc:
         return Verdict(REFUSED, str(exc), (), type(exc).__name__)
     try:
-        restore_tree(frames, tree, safe, allow, None, session)
+        snap._restore(tree, None, session)
     except NeedsMigration as exc:
         return Verdict(NEEDS_MIGRATION, str(exc), tuple(session.outcomes), type(exc).__name__)
     except CorosnapError as exc:

@@ -2,12 +2,15 @@
 
 What lives here: what ``loads(migrate=True)`` does for a frame whose code's
 fingerprint no longer matches.  ``Session.entry`` (called by
-``_restore.decode_coderef`` when the fingerprint check fails) finds the new
+``FrameDecoder.coderef`` when the fingerprint check fails) finds the new
 code and the description of the old one (the blob's signature table or a
-manifest); ``MigratingEntry.decode_frame`` (called by ``_restore.decode_frame``)
+manifest); ``MigratingEntry.decode_frame`` (called by ``FrameDecoder.decode``)
 decodes the old frame's fields, proves a correspondence or applies an explicit
-migration, and hands the new frame to ``_restore.check_and_write``, the very
-function that validates and writes every restored frame.  So a migration can
+migration, and hands the new frame to ``_restore.write_frame``, the very
+function that validates and writes every frame the Python engine restores.
+A migration runs on the Python engine only: the C engine restores what did
+not change, and a blob with a changed code is restored again, wholly in
+Python, by a session (``Snapshotter.loads``), with the same results.  So a migration can
 choose a resume point and values, but it cannot write anything a normal
 restore would refuse.  No I/O here; manifests arrive as objects.
 
@@ -39,7 +42,7 @@ Theory of operation, for one frame suspended at old point P:
    meaning), except an exception handler's ``lasti`` (an instruction offset
    of the *old* code), which becomes an offset its handler covers in the new
    code.
-4. ``check_and_write`` applies every check of a normal restore.
+4. ``write_frame`` applies every check of a normal restore.
 
 Explicit migrations (registered per function and old fingerprint) replace
 steps 1-3 with user code that gets the old point and the old locals by name
@@ -56,6 +59,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._errors import CodeMismatch, CorruptSnapshot, NeedsMigration
+from .._weak import IdentityCache, ModuleCache
 from ..bytecode import CREATED, CodeRef, fingerprint
 from ..bytecode._analysis import DELEGATE
 from ..bytecode._assign import maybe_unbound, maybe_written, read_before_assigned
@@ -77,14 +81,8 @@ from ..bytecode._identity import (
 )
 from ..bytecode._locate import _find_path, _root_function, locate
 from ..codec import Tag
-from . import _fast
-from ._restore import (
-    CodeEntry,
-    check_and_write,
-    decode_exception,
-    decode_slots,
-    entry_for,
-)
+from ..frames import NULL
+from ._restore import decode_exception, fresh, make_plan, write_frame
 from ._signature import RESUMABLE_FLAGS, CodeSig, PointSig, nested_codes, table_from_blob
 
 _FLAG_KIND = {inspect.CO_ASYNC_GENERATOR: "async generator", inspect.CO_COROUTINE: "coroutine",
@@ -271,17 +269,14 @@ class Session:
     """The migration state of one ``loads``: the blob's signature table, the
     options, and what happened to each migrated frame."""
 
-    __slots__ = ("migrator", "raw_table", "table", "outcomes", "dry_run", "fast", "fresh")
+    __slots__ = ("migrator", "raw_table", "table", "outcomes", "dry_run", "fresh")
 
     def __init__(self, migrator: Migrator, raw_table: Any, dry_run: bool = False) -> None:
         self.migrator = migrator
         self.raw_table = raw_table
         self.table: list[CodeSig | None] | None = None
         self.outcomes: list[FrameOutcome] = []
-        self.dry_run = dry_run
-        # The C fast path writes frames itself: a dry run (a check) keeps to
-        # the Python path, which stops before the write.
-        self.fast = not dry_run
+        self.dry_run = dry_run  # a check: frames are validated, never written
         self.fresh: list[Any] = []
 
     def checked(self, gen: Any) -> None:
@@ -306,13 +301,14 @@ class Session:
         return self.migrator.manifests.lookup(ref.module, ref.qualname, ref.path, fp)
 
     def entry(self, dec: Any, ref: CodeRef, fp: int, mismatch: CodeMismatch) -> Any:
-        """What decode_coderef gets for a code whose fingerprint did not match:
+        """What FrameDecoder.coderef gets for a code whose fingerprint did not match:
         a normal entry if the very code is still there under another path, else
         a MigratingEntry; CodeMismatch if the function itself is gone."""
         sig = self.sig(len(dec.codes), ref, fp)
         key = (ref, fp, None if sig is None else (sig.qualname, sig.nested))
+        module = sys.modules.get(ref.module)
         hit = _resolved.get(key)
-        if hit is not None and sys.modules.get(ref.module) is hit[0]:
+        if hit is not None and module is not None and module is hit[0]():
             kind, entry, root_function, note = hit[1:]
             if note is not None:
                 self.outcomes.append(note)
@@ -320,9 +316,10 @@ class Session:
                 return entry
             return MigratingEntry(self, entry, ref, fp, sig, root_function)
         result = self._resolve(dec, ref, fp, sig, mismatch)
-        if len(_resolved) > 4096:
-            _resolved.clear()
-        _resolved[key] = (sys.modules.get(ref.module), *result)
+        module = sys.modules.get(ref.module)
+        module_ref = _resolved.ref(module) if module is not None else None
+        if module_ref is not None:
+            _resolved.put(module, key, (module_ref, *result))
         kind, entry, root_function, note = result
         if note is not None:
             self.outcomes.append(note)
@@ -331,7 +328,7 @@ class Session:
         return MigratingEntry(self, entry, ref, fp, sig, root_function)
 
     def _resolve(self, dec: Any, ref: CodeRef, fp: int, sig: CodeSig | None,
-                 mismatch: CodeMismatch) -> tuple[str, CodeEntry, Any, FrameOutcome | None]:
+                 mismatch: CodeMismatch) -> tuple[str, Any, Any, FrameOutcome | None]:
         try:
             code, _globals = locate(CodeRef(ref.module, ref.qualname))
         except CodeMismatch:
@@ -349,8 +346,8 @@ class Session:
                     note = FrameOutcome(
                         str(ref), "automatic", f"{c.co_qualname}: the same code, found at its "
                         f"new place in {ref.module}.{ref.qualname}")
-                    return ("same", entry_for(CodeRef(ref.module, ref.qualname, path), fp),
-                            None, note)
+                    same_ref = CodeRef(ref.module, ref.qualname, path)
+                    return ("same", dec.frames.entry_for(same_ref, fp), None, note)
             if sig is None or sig.qualname is None:
                 raise NeedsMigration(
                     f"{mismatch}; the code nested in {ref.module}.{ref.qualname} changed and "
@@ -372,24 +369,28 @@ class Session:
             new_ref = CodeRef(ref.module, ref.qualname, path)
         else:
             new_ref = CodeRef(ref.module, ref.qualname)
-        new = entry_for(new_ref, fingerprint(code))
+        new = dec.frames.entry_for(new_ref, fingerprint(code))
         return ("migrating", new, None if ref.path else _root_function(ref.module, ref.qualname),
                 None)
 
 
-_resolved: dict[Any, tuple[Any, ...]] = {}
-"""(old code reference, fingerprint, nested name) -> (module object, how it resolves):
-the new code found for an old one, reused while the module is the same object."""
-_plans: dict[Any, tuple[types.CodeType, Any]] = {}
-"""Automatic migration plans, by the new code, the old code's description and
-the old offset (they are pure functions of those)."""
+_resolved: ModuleCache[tuple[Any, ...]] = ModuleCache()
+"""(old code reference, fingerprint, nested name) -> (weak reference to the
+module, how it resolves): the new code found for an old one, reused while the
+module is the same object, dropped with the module."""
+_plans: IdentityCache[dict[Any, Any]] = IdentityCache()
+"""new code -> {(old fingerprint, offset, the old code's description, ...):
+an automatic migration plan, or the message of the refusal} (pure functions
+of those), held as long as the new code lives."""
 
 
-def new_session(migrate: bool, manifests: Any, migrations_: Any,
-                dry_run: bool = False) -> Session:
-    """The session of ``loads(migrate=True, manifests=..., migrations=...)``."""
+def make_migrator(migrate: bool, manifests: Any, migrations_: Any) -> Migrator | None:
+    """The migration options of a Snapshotter, checked (None: ``migrate=False``).
+    ``manifests``: anything ``_manifest.as_source`` takes, read once here."""
     if not migrate:
-        raise TypeError("manifests= and migrations= are options of loads(migrate=True)")
+        if manifests is not None or migrations_ is not None:
+            raise TypeError("manifests= and migrations= are options of migrate=True")
+        return None
     if migrations_ is not None and not isinstance(migrations_, Migrations):
         raise TypeError(f"migrations= takes a corosnap.migrate.Migrations registry, not "
                         f"{type(migrations_).__name__}")
@@ -398,7 +399,16 @@ def new_session(migrate: bool, manifests: Any, migrations_: Any,
         from ._manifest import as_source
 
         source = as_source(manifests)
-    return Session(Migrator(source, migrations_), None, dry_run)
+    return Migrator(source, migrations_)
+
+
+def new_session(migrate: bool, manifests: Any, migrations_: Any,
+                dry_run: bool = False) -> Session:
+    """The session of ``loads(migrate=True, manifests=..., migrations=...)``."""
+    migrator = make_migrator(migrate, manifests, migrations_)
+    if migrator is None:
+        raise TypeError("a migration session needs migrate=True")
+    return Session(migrator, None, dry_run)
 
 
 # -- one frame ------------------------------------------------------------------------
@@ -424,10 +434,7 @@ class _Plan:
 class MigratingEntry:
     """A code reference whose code changed: frames of it are migrated."""
 
-    # frames.restore (the C fast path) reads `.fast` of dec.codes entries.
-    fast = None
-
-    def __init__(self, session: Session, new: CodeEntry, ref: CodeRef, fp: int,
+    def __init__(self, session: Session, new: Any, ref: CodeRef, fp: int,
                  sig: CodeSig | None, root_function: types.FunctionType | None) -> None:
         self.session = session
         self.new = new
@@ -460,7 +467,7 @@ class MigratingEntry:
 
     def fresh(self) -> Any:
         """A finished generator of this code (tag 17): the code does not matter."""
-        return self.new.fresh()
+        return fresh(self.new)
 
     # -- frames ---------------------------------------------------------------------
     def _mismatch_head(self) -> str:
@@ -505,27 +512,26 @@ class MigratingEntry:
             sub_at = -1
         fresh_sub = bool(sub_at >= 0 and type(raw[sub_at]) is list and raw[sub_at]
                          and type(raw[sub_at][0]) is not Tag)
-        frames = _fast._frames or _fast.frames()
-        gen = new.fresh()
+        gen = fresh(new)
         dec.memo.append(gen)
         key = id(gen)
         dec.active.add(key)
         try:
             exc = decode_exception(dec, new, exc_f) if exc_f is not None else None
-            slots = decode_slots(dec, new, raw, sub_at if fresh_sub else -1, frames.NULL)
+            slots = dec.frames.decode_slots(dec, new, raw, sub_at if fresh_sub else -1)
             if explicit is not None:
                 new_pos, new_slots, exc, detail = self._explicit(
-                    explicit, pos, old, slots, exc, frames.NULL)
+                    explicit, pos, old, slots, exc, NULL)
                 how = "explicit"
                 fresh_sub = False  # the user may have put another iterator there
             else:
                 assert plan is not None
-                new_pos, new_slots = plan.new_pos, self._build(plan, old, slots, frames.NULL)
+                new_pos, new_slots = plan.new_pos, self._build(plan, old, slots, NULL)
                 # The text is only read by check(): loads does not format it.
                 detail = self._detail(old, plan) if self.session.dry_run else ""
                 how = "automatic"
-            new_plan = new.plans.get(new_pos) or new.plan(new_pos)
-            check_and_write(dec, new, new_plan, new_pos, new_slots, exc, gen, root, fresh_sub)
+            new_plan = new.plans.get(new_pos) or make_plan(new, new_pos)
+            write_frame(dec, new, new_plan, new_pos, new_slots, exc, gen, root, fresh_sub)
             self.session.outcomes.append(FrameOutcome(str(self.ref), how, detail))
             return gen
         except BaseException:
@@ -555,23 +561,22 @@ class MigratingEntry:
         assert self.sig is not None
         sig = self.sig
         code = self.new.code
-        key = (id(code), self.fp, pos, in_except, sig.names, sig.cells, sig.nfree, sig.flags,
+        key = (self.fp, pos, in_except, sig.names, sig.cells, sig.nfree, sig.flags,
                old, self.root_function is not None)
-        hit = _plans.get(key)
-        if hit is not None and hit[0] is code:
-            if isinstance(hit[1], NeedsMigration):
-                raise NeedsMigration(str(hit[1]))
-            return hit[1]
+        known = _plans.get(code)
+        if known is None:
+            known = _plans.put(code, {})
+        hit = known.get(key)
+        if hit is not None:
+            if type(hit) is str:
+                raise NeedsMigration(hit)
+            return hit
         try:
             plan = self._plan_uncached(pos, old, in_except)
         except NeedsMigration as exc:
-            if len(_plans) > 4096:
-                _plans.clear()
-            _plans[key] = (code, exc)
+            known[key] = str(exc)
             raise
-        if len(_plans) > 4096:
-            _plans.clear()
-        _plans[key] = (code, plan)
+        known[key] = plan
         return plan
 
     def _check_flags(self) -> None:

@@ -9,7 +9,7 @@ forms are untrusted input: the readers check every field's type and range and
 raise ``CorruptSnapshot`` naming the field.  A forged signature can make
 migration *choose* a wrong (but real) resume point of the new code; it can
 never get a frame past the checks a normal restore applies, because the
-migrated frame goes through those same checks (``_restore.check_and_write``).
+migrated frame goes through those same checks (``_restore.write_frame``).
 
 A signature holds no offsets of the new code and nothing that identifies the
 old code beyond its fingerprint (which the blob or the manifest key gives):
@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._errors import CorruptSnapshot
+from .._weak import IdentityCache
 from ..bytecode import CREATED, CodeRef, code_info
 from ..bytecode._identity import KIND_NAMES, Point, UnsupportedShape, shape
 from ..bytecode._locate import _describe_cache, _root_function
@@ -350,10 +351,11 @@ def code_from_json(v: Any) -> tuple[CodeSig, tuple[int, ...]]:
 
 # -- writing migratable blobs ---------------------------------------------------------
 
-_table_cache: dict[tuple[int, tuple[int, ...], CodeRef], tuple[types.CodeType, list[Any]]] = {}
-"""(code, offsets, name) -> the code's entry in a signature table (never mutated:
-msgpack only reads it), so a workflow checkpointed again and again costs one
-dictionary lookup per frame for its signature."""
+_table_cache: IdentityCache[dict[tuple[tuple[int, ...], CodeRef], list[Any]]] = IdentityCache()
+"""code -> {(offsets, name): the code's entry in a signature table} (never
+mutated: msgpack only reads it), so a workflow checkpointed again and again
+costs two dictionary lookups per frame for its signature; held as long as
+the code lives."""
 
 
 def signature_table(enc: Encoder, frames: Any) -> list[Any]:
@@ -364,7 +366,7 @@ def signature_table(enc: Encoder, frames: Any) -> list[Any]:
     blob names is the code of a generator, coroutine or function the encoder
     registered (``enc.keep``), and ``enc.codes`` gives its index; each frame's
     resume offset is read again from the frame.  So capture itself is the same
-    as for any blob (the C fast path included).
+    as for any blob (the C engine included).
     """
     n = len(enc.codes)
     codes: list[types.CodeType | None] = [None] * n
@@ -389,23 +391,23 @@ def signature_table(enc: Encoder, frames: Any) -> list[Any]:
                 codes[k] = code
     out: list[Any] = []
     for k, code in enumerate(codes):
-        named = _describe_cache.get(id(code)) if code is not None else None
-        if code is None or named is None or named[0] is not code:
+        ref = _describe_cache.get(code) if code is not None else None
+        if code is None or ref is None:
             out.append(None)  # not found again: this code has no signature
             continue
-        ref = named[1]
-        key = (id(code), tuple(sorted(offsets[k])), ref)
-        hit = _table_cache.get(key)
-        if hit is not None and hit[0] is code:
-            out.append(hit[1])
+        key = (tuple(sorted(offsets[k])), ref)
+        known = _table_cache.get(code)
+        if known is None:
+            known = _table_cache.put(code, {})
+        hit = known.get(key)
+        if hit is not None:
+            out.append(hit)
             continue
         root = None
         if ref.path:
             fn = _root_function(ref.module, ref.qualname)
             root = fn.__code__ if fn is not None else None
-        entry = code_to_blob(code_sig(code, ref, root, key[1]))
-        if len(_table_cache) > 4096:
-            _table_cache.clear()
-        _table_cache[key] = (code, entry)
+        entry = code_to_blob(code_sig(code, ref, root, key[0]))
+        known[key] = entry
         out.append(entry)
     return out
