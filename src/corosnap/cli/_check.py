@@ -70,60 +70,28 @@ def _is_blob(raw: bytes) -> bool:
 
 
 def open_target(target: str) -> tuple[Any, str]:
-    """(a Store or a directory path, a description) for a TARGET argument."""
-    from ..stores import DirectoryStore, SQLiteStore, Store
+    """(a Store or a directory path, a description) for a TARGET argument.
 
-    if "://" in target:
-        scheme, rest = target.split("://", 1)
-        if scheme == "sqlite" and rest.startswith("/"):  # sqlite:///relative, sqlite:////abs
-            return SQLiteStore(rest[1:]), target
-        if scheme in ("dir", "file"):
-            return DirectoryStore(rest), target
-        if scheme in ("postgresql", "postgres"):
-            from ..stores import PostgresStore
+    A directory is a directory of blobs (every file read as one), and
+    ``sqlite:PATH`` or an existing ``*.db`` file a SQLite store; every other
+    form (``sqlite:///``, ``dir:``, ``postgresql://``, ``redis://``,
+    ``s3://``, ``module:attribute``) goes through ``corosnap.stores.open_store``,
+    the opener the scheduler's worker uses.
+    """
+    from ..stores import SQLiteStore
+    from ..stores._url import is_url, open_store
 
-            return PostgresStore(target), target
-        if scheme in ("redis", "rediss", "unix"):
-            from ..stores import RedisStore
-
-            return RedisStore(target), target
-        if scheme == "s3":
-            from ..stores import S3Store
-
-            bucket, _, prefix = rest.partition("/")
-            if not bucket:
-                raise CorosnapError(f"an S3 store is s3://bucket/prefix, not {target!r}")
-            return S3Store(bucket, prefix), target
-        raise CorosnapError(f"unknown store URL {target!r}: use sqlite:///PATH, dir:PATH, "
-                            "postgresql://, redis://, s3://bucket/prefix, a directory of blobs, "
-                            "or module:attribute naming a Store")
-    if target.startswith("sqlite:"):
+    if target.startswith("sqlite:") and not target.startswith("sqlite://"):
         return SQLiteStore(target[len("sqlite:"):]), target
-    if target.startswith("dir:"):
-        return DirectoryStore(target[len("dir:"):]), target
+    if is_url(target):
+        return open_store(target), target
     if os.path.isdir(target):
         return target, f"directory {target}"
     if target.endswith((".db", ".sqlite", ".sqlite3")) and os.path.exists(target):
         return SQLiteStore(target), target
-    module, sep, attr = target.partition(":")
-    if sep and module and attr and "/" not in module:
-        try:
-            obj: Any = importlib.import_module(module)
-        except ImportError as exc:
-            raise CorosnapError(f"cannot import {module!r}: {exc}") from None
-        for part in attr.split("."):
-            try:
-                obj = getattr(obj, part)
-            except AttributeError:
-                raise CorosnapError(f"{module} has no attribute {attr!r}") from None
-        if not isinstance(obj, Store) and callable(obj):
-            obj = obj()
-        if not isinstance(obj, Store):
-            raise CorosnapError(f"{target} is a {type(obj).__name__}, not a "
-                             "corosnap Store (or a function returning one)")
-        return obj, target
-    raise CorosnapError(f"{target!r} is neither a directory, a store "
-                     "(sqlite:PATH, dir:PATH) nor a module:attribute naming a Store")
+    raise CorosnapError(f"{target!r} is neither a directory of blobs, a store (sqlite:///PATH, "
+                        "dir:PATH, postgresql://, redis://, s3://bucket/prefix) nor a "
+                        "module:attribute naming a Store")
 
 
 def _snapshots(source: Any) -> Iterator[tuple[str, bytes | None, str]]:

@@ -373,6 +373,12 @@ _default = Snapshotter()
 """The instance the module functions use (and share caches with)."""
 
 
+_migratable = _default.replace(migratable=True)
+_migrating = _default.replace(migrate=True)
+"""The default instance with ``migratable=True`` / ``migrate=True`` alone (the
+module functions' common cases, made once: they share its caches)."""
+
+
 def default() -> Snapshotter:
     """The Snapshotter behind ``corosnap.dumps``/``loads`` (its caches are theirs)."""
     return _default
@@ -403,8 +409,10 @@ def dumps(
     Raises SnapshotError naming the function, the slot and the type at fault.
     See ``Snapshotter`` for a reusable object holding the options.
     """
-    snap = _default if key is None and pickler is None and migratable is False else (
-        _default.replace(key=key, pickler=pickler, migratable=migratable))
+    if key is None and pickler is None:
+        snap = _migratable if migratable is True else _default
+    else:
+        snap = _default.replace(key=key, pickler=pickler, migratable=migratable)
     if buffer_callback is None:
         return snap.dumps(obj)
     return snap.dumps(obj, buffer_callback=buffer_callback)
@@ -444,8 +452,8 @@ def loads(
     ``corosnap.migrate.migrations``).  See docs/evolution.md.
     """
     if (key is None and safe is False and allow == () and max_size == DEFAULT_MAX_SIZE
-            and migrate is False and manifests is None and migrations is None):
-        snap = _default
+            and manifests is None and migrations is None):
+        snap = _migrating if migrate is True else _default
     else:
         snap = _default.replace(key=key, safe=safe, allow=allow, max_size=max_size,
                                 migrate=migrate, manifests=manifests, migrations=migrations)
