@@ -92,14 +92,14 @@ def open_store(spec: str, options: dict[str, Any] | None = None) -> Store:
                 )
             return SQLiteStore(path, **options)
         if scheme in ("postgresql", "postgres"):
-            return _server_store("PostgresStore", "postgres")(spec, **options)  # type: ignore[no-any-return]
+            return _server_store("PostgresStore", "postgres")(spec, **options)
         if scheme in ("redis", "rediss", "unix"):
-            return _server_store("RedisStore", "redis")(spec, **options)  # type: ignore[no-any-return]
+            return _server_store("RedisStore", "redis")(spec, **options)
         if scheme == "s3":
             bucket, _, prefix = spec[len("s3://") :].partition("/")
             if not bucket:
                 raise BadStoreSpec(f"an S3 store is s3://bucket/prefix, not {spec!r}")
-            return _server_store("S3Store", "s3")(bucket, prefix, **options)  # type: ignore[no-any-return]
+            return _server_store("S3Store", "s3")(bucket, prefix, **options)
         if scheme in ("dir", "file"):
             return DirectoryStore(spec.split("://", 1)[1], **options)
         raise BadStoreSpec(
