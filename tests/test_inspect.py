@@ -524,6 +524,9 @@ def test_json_output_follows_the_documented_schema() -> None:
                 assert set(slot) >= {"name", "kind", "type", "bytes"}
     validate(corosnap.inspect(blobs[0][0], find_code=False).to_dict())
     validate(corosnap.inspect(sample_blobs()[-1][1]).to_dict())  # signed, no key
+    migratable = corosnap.inspect(corosnap.dumps(_workload("checkout"), migratable=True))
+    assert migratable.migration_signatures
+    validate(migratable.to_dict())
     validate_diff = fastjsonschema.compile(schemas["diff"])
     validate_diff(corosnap.diff(blobs[0][0], blobs[1][0]).to_dict())
     # the schema does reject a wrong shape
@@ -610,9 +613,19 @@ def test_migratable_blobs_show_their_signature_table() -> None:
     assert [f.qualname for f in info.frames] == [f.qualname for f in plain.frames]
     assert info.frames[0].bytes == plain.frames[0].bytes
     assert "migration signatures" in render(info)
+    # One signature per code the blob names, each named by its code; with the
+    # table's own header they account for every byte of the table.
+    assert info.migration_bytes == info.migration_table_bytes + sum(
+        s.bytes for s in info.migration_signatures)
+    names = [s.code for s in info.migration_signatures]
+    assert {f"{f.module}.{f.qualname}" for f in info.frames} <= set(names)
+    assert all(s.bytes > 1 for s in info.migration_signatures
+               if s.code in {f"{f.module}.{f.qualname}" for f in info.frames})
+    assert SnapshotInfo.from_dict(info.to_dict()) == info
     signed = Inspector(key=b"k").inspect(corosnap.dumps(gen, migratable=True, key=b"k"))
     check_attribution(signed)
     assert signed.migration_bytes == info.migration_bytes
+    assert signed.migration_signatures == info.migration_signatures
 
 
 def test_bytes_line_of_a_large_unverified_signed_blob_fits_the_width() -> None:

@@ -28,7 +28,7 @@ from .._errors import CorruptSnapshot, LimitExceeded, SignatureError
 from ..codec._tags import EXT_HEADER, EXT_SIGNED
 from . import _msgpack as mp
 from ._code import CodeFinder
-from ._model import Contributor, SharedObject, SnapshotInfo
+from ._model import Contributor, MigrationSignature, SharedObject, SnapshotInfo
 from ._walk import Node, Walker
 
 FORMAT_VERSION = 1
@@ -180,16 +180,27 @@ class Inspector:
         walker = Walker(buf, minor, finder)
         root = Node(0, "generator", None, "")
         migration_bytes = 0
+        entry_bytes: list[int] = []
+        table_head = 0
         if version == MIGRATABLE_VERSION:
-            # The migration signature table (docs/format.md): not a frame field.
+            # The migration signature table (docs/format.md): not a frame
+            # field; an array with one entry per code the blob names.
             if count < 2:
                 raise CorruptSnapshot("migratable blob without its signature table")
             try:
-                table_end = mp.skip(buf, pos)
+                family, n, at, _ = mp.head(buf, pos)
+                if family != mp.ARRAY:
+                    raise CorruptSnapshot("the signature table of a migratable blob is not "
+                                          "an array")
+                table_head = at - pos
+                for _ in range(n):
+                    end = mp.skip(buf, at)
+                    entry_bytes.append(end - at)
+                    at = end
             except mp.Malformed as exc:
                 raise CorruptSnapshot(f"malformed signature table: {exc}") from None
-            migration_bytes = table_end - pos
-            pos, count = table_end, count - 1
+            migration_bytes = at - pos
+            pos, count = at, count - 1
         try:
             with _deep_enough():
                 walker.frame(pos, count - 1, 0, root, "root", None, None)
@@ -221,7 +232,8 @@ class Inspector:
             header_bytes=header_bytes, envelope_bytes=0, unread_bytes=0,
             frames=frames, shared=_shared(walker),
             contributors=self._contributors(walker, len(buf)), warnings=warnings,
-            migration_bytes=migration_bytes)
+            migration_bytes=migration_bytes, migration_table_bytes=table_head,
+            migration_signatures=_signatures(walker, entry_bytes, warnings))
 
     def _contributors(self, walker: Walker, size: int) -> list[Contributor]:
         candidates = [n for n in walker.nodes
@@ -247,6 +259,19 @@ def _validate(buf: bytes) -> None:
             from None
     except RecursionError:
         raise LimitExceeded("msgpack nesting too deep") from None
+
+
+def _signatures(walker: Walker, entry_bytes: list[int],
+                warnings: list[str]) -> list[MigrationSignature]:
+    """A migratable blob's signature table entries, named by the code the blob
+    names at the same index (its code table, in the order it names them)."""
+    codes = walker.codes
+    if entry_bytes and len(entry_bytes) != len(codes):
+        warnings.append(f"the signature table has {len(entry_bytes)} entries for the "
+                        f"{len(codes)} codes the blob names: a migration would refuse it")
+    return [MigrationSignature(f"{codes[k].module}.{codes[k].qualname}" if k < len(codes)
+                               else f"(entry {k}, no such code)", b)
+            for k, b in enumerate(entry_bytes)]
 
 
 def _shared(walker: Walker) -> list[SharedObject]:

@@ -83,6 +83,16 @@ def render(info: SnapshotInfo, width: int = 80) -> str:
         add(line)
         line = "       "
     add(line + total)
+    if info.migration_signatures:
+        # Every entry, wrapped (a long name alone is cut to the width).
+        line = "  migration signatures:"
+        for sig in info.migration_signatures:
+            piece = f" {sig.code} {_b(sig.bytes)} B"
+            if len(line) + len(piece) + 1 > width and line.strip().endswith(","):
+                add(_fit(line, width))
+                line = "   "
+            line += piece + ","
+        add(_fit(line.rstrip(","), width))
     if info.frames:
         add("")
         add("frames, outermost first")
