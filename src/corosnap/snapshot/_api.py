@@ -55,7 +55,7 @@ from ..codec._engines import ENGINES
 from ..frames import backend
 from ._blob import DEFAULT_MAX_SIZE, HEADER, HEADER2, open_blob, sign
 from ._capture import FrameEncoder, check_target, describe_target
-from ._migrate import Migrator, Session, make_migrator
+from ._migrate import Migrations, Migrator, Session, make_migrator
 from ._restore import FrameDecoder
 from ._signature import signature_table
 
@@ -160,7 +160,7 @@ class Snapshotter:
         migratable: bool = False,
         migrate: bool = False,
         manifests: Any = None,
-        migrations: Any = None,
+        migrations: Migrations | None = None,
     ) -> None:
         self._pid = pickler_id(pickler)  # ValueError naming the choices
         self.pickler = pickler
@@ -428,7 +428,7 @@ def loads(
     buffers: Iterable[Any] | None = None,
     migrate: bool = False,
     manifests: Any = None,
-    migrations: Any = None,
+    migrations: Migrations | None = None,
 ) -> Any:
     """Rebuild the generator/coroutine captured in ``data``.
 
@@ -472,7 +472,7 @@ def dump(obj: Any, file: IO[bytes], *, key: bytes | None = None,
 def load(file: IO[bytes], *, key: bytes | None = None, safe: bool = False,
          allow: Iterable[str] = (), max_size: int = DEFAULT_MAX_SIZE,
          buffers: Iterable[Any] | None = None, migrate: bool = False, manifests: Any = None,
-         migrations: Any = None) -> Any:
+         migrations: Migrations | None = None) -> Any:
     """``loads(file.read(), key=key, safe=safe, allow=allow, max_size=max_size,
     buffers=buffers, migrate=migrate, manifests=manifests, migrations=migrations)``."""
     return loads(file.read(), key=key, safe=safe, allow=allow, max_size=max_size,
