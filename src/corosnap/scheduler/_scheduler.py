@@ -35,6 +35,7 @@ from typing import Any, Literal, TypeVar, overload
 import corosnap
 
 from ..migrate import Migrations, check
+from ..snapshot._api import default as default_snapshotter
 from ..stores import Conflict, Store
 from ._engine import Engine, Stats
 from ._errors import RunNotFinished, RunNotFound, SchedulerError
@@ -160,6 +161,9 @@ class Scheduler:
         self._workflows: dict[Callable[..., Any], str] = {}
         self._serving: Engine | None = None
         self._manifests: ManifestRecorder | None = None
+        # The Snapshotter that loads this scheduler's runs, with the options
+        # it was made for (store, migrate, migrations): remade when they change.
+        self._loader: tuple[tuple[Any, ...], corosnap.Snapshotter] | None = None
         self.configure(
             workers=workers, executor=executor, lease=lease, clock_skew=clock_skew, poll=poll,
             max_runs=max_runs, grace=grace, migrate=migrate, migrations=migrations,
@@ -238,11 +242,15 @@ class Scheduler:
 
     def _restore(self, snapshot: bytes | None) -> Any:
         """The workflow coroutine of a run record: the one place snapshots are loaded."""
-        if not self.migrate:
-            return corosnap.loads(snapshot or b"")
-        return corosnap.loads(snapshot or b"", migrate=True,
-                              manifests=StoreManifests(self._store),
-                              migrations=self.migrations)
+        options = (self._store, self.migrate, self.migrations)
+        loader = self._loader
+        if loader is None or loader[0][0] is not options[0] or loader[0][1:] != options[1:]:
+            # Sharing the default instance's caches with _snapshot's dumps.
+            snap = default_snapshotter().replace(
+                migrate=self.migrate, migrations=self.migrations if self.migrate else None,
+                manifests=StoreManifests(self._store) if self.migrate else None)
+            loader = self._loader = (options, snap)
+        return loader[1].loads(snapshot or b"")
 
     def _stranded(self, snapshot: bytes | None) -> str | None:
         """Why an unfinished run's snapshot cannot resume on the current code, or None."""
