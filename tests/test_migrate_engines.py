@@ -196,3 +196,45 @@ def test_inspect_command_reads_a_migratable_blob(tmp_path: Any, capsys: Any) -> 
         assert "migration signatures" in capsys.readouterr().out
     finally:
         sys.modules.pop("engines_inspect", None)
+
+
+BUF_OLD = """
+def job(data):
+    total = 0
+    for x in data:
+        total += len(x)
+        got = yield total
+    return total
+"""
+BUF_NEW = """
+def job(data):
+    total = 0
+    for x in data:
+        total += len(x)
+        got = yield total
+    return -total
+"""
+
+
+@pytest.mark.parametrize("engine", ["c", "python"])
+def test_signed_migratable_blobs_with_out_of_band_buffers_migrate(engine: str) -> None:
+    if engine == "c" and ENGINE != "c":
+        pytest.skip("the C engine is not loaded (COROSNAP_PUREPYTHON=1)")
+    snap = default()._with_engine(engine).replace(key=b"secret", migratable=True)
+    mod = install("engines_signed", BUF_OLD)
+    try:
+        gen = mod.job([b"x" * 5000, b"y" * 7000])
+        next(gen)
+        buffers: list[Any] = []
+        blob = snap.dumps(gen, buffer_callback=buffers.append)
+        assert len(buffers) == 2
+        install("engines_signed", BUF_NEW)
+        migrating = snap.replace(migrate=True)
+        assert drive(migrating.loads(blob, buffers=buffers)) == [12000, ("return", -12000)]
+        with pytest.raises(corosnap.SignatureError):
+            migrating.replace(key=b"other").loads(blob, buffers=buffers)
+        with pytest.raises(corosnap.SignatureError):
+            migrating.loads(blob, buffers=buffers[:1] + [b"z" * 7000])
+        assert check(blob, key=b"secret").status == "refused"  # buffers are not given
+    finally:
+        sys.modules.pop("engines_signed", None)
