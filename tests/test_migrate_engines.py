@@ -236,5 +236,6 @@ def test_signed_migratable_blobs_with_out_of_band_buffers_migrate(engine: str) -
         with pytest.raises(corosnap.SignatureError):
             migrating.loads(blob, buffers=buffers[:1] + [b"z" * 7000])
         assert check(blob, key=b"secret").status == "refused"  # buffers are not given
+        assert check(blob, key=b"secret", buffers=buffers).status == "migrates"
     finally:
         sys.modules.pop("engines_signed", None)

@@ -78,22 +78,25 @@ class Verdict:
 
 def check(data: bytes, *, manifests: Any = None, migrations: Any = None,
           key: bytes | None = None, safe: bool = False, allow: Any = (),
-          max_size: int = DEFAULT_MAX_SIZE) -> Verdict:
-    """What ``loads(data, migrate=True, ...)`` would do on the current code."""
-    from ._api import _split_table, default
+          max_size: int = DEFAULT_MAX_SIZE, buffers: Any = None) -> Verdict:
+    """What ``loads(data, migrate=True, ...)`` would do on the current code.
+    ``buffers``: the out-of-band buffers of a blob dumped with ``buffer_callback``."""
+    from ._api import _check_buffers, _split_table, default
 
     try:
         snap = default().replace(key=key, safe=safe, allow=allow, max_size=max_size,
                                  migrate=True, manifests=manifests, migrations=migrations)
         backend()  # UnsupportedInterpreter, before anything else
-        tree = open_blob(data, snap.key, snap.max_size)
+        if buffers is not None:
+            buffers = _check_buffers(buffers)
+        tree = open_blob(data, snap.key, snap.max_size, buffers)
         table = _split_table(tree)
         assert snap._migrator is not None
         session = Session(snap._migrator, table, dry_run=True)
     except CorosnapError as exc:
         return Verdict(REFUSED, str(exc), (), type(exc).__name__)
     try:
-        snap._restore(tree, None, session)
+        snap._restore(tree, buffers, session)
     except NeedsMigration as exc:
         return Verdict(NEEDS_MIGRATION, str(exc), tuple(session.outcomes), type(exc).__name__)
     except CorosnapError as exc:
