@@ -223,7 +223,8 @@ class Snapshotter:
         value of at least 4 KiB and every memoryview, in order; a false result
         (e.g. ``list.append``'s None) leaves the buffer out of the blob, which
         then holds only its index, and ``loads(..., buffers=)`` must be given
-        those buffers.
+        those buffers.  With ``migratable=True`` (an option), the blob is
+        format 2 and carries its frames' code descriptions.
         Raises SnapshotError naming the function, the slot and the type at fault.
         """
         if type(obj) is not GeneratorType and type(obj) is not CoroutineType:
@@ -284,6 +285,8 @@ class Snapshotter:
         ``buffers``: the out-of-band buffers ``dumps``'s ``buffer_callback`` set
         aside, in order (any bytes-like objects; the restored values share their
         memory where the type allows, as pickle's do); a signature covers them.
+        With ``migrate=True`` (an option), a frame whose function changed is
+        moved onto the new code, or ``NeedsMigration`` says why not.
         """
         if _frames._backend is None:
             backend()  # UnsupportedInterpreter, before anything else
