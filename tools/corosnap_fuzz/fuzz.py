@@ -1617,7 +1617,8 @@ _step = ""
 _behaviour: list[str] = []
 """What the last resume did (values yielded, exception types raised), for
 comparing engines (``--engines``); object addresses are blanked."""
-_ADDRESS = re.compile(r"(0x)?[0-9a-f]{6,}")  # also the tail of one reprlib cut short
+_ADDRESS = re.compile(r"(0x)?[0-9a-f]{6,}|(?<=\.\.\.)[0-9a-f]+(?=>)")
+"""An object address, also the tail of one reprlib cut short (``...b20>``)."""
 
 _SAFE_CALL_MODULES = frozenset({"corosnap_fuzz.zoo", "builtins", "functools", "itertools",
                                 "datetime", "decimal", "collections", "enum", "dataclasses"})
