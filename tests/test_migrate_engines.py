@@ -239,3 +239,38 @@ def test_signed_migratable_blobs_with_out_of_band_buffers_migrate(engine: str) -
         assert check(blob, key=b"secret", buffers=buffers).status == "migrates"
     finally:
         sys.modules.pop("engines_signed", None)
+
+
+DONE_OLD = """
+def helper():
+    yield 1
+
+
+def job():
+    h = helper()
+    for _ in h:
+        pass
+    got = yield "ready"
+    return (got, h.gi_frame)
+"""
+DONE_NEW = DONE_OLD.replace("yield 1", "yield 2")
+
+
+@pytest.mark.parametrize("engine", ["c", "python"])
+@pytest.mark.parametrize("migratable", [True, False])
+def test_a_finished_generator_of_changed_code_is_rebuilt(engine: str, migratable: bool) -> None:
+    # A local holds a finished generator whose function changed: the blob
+    # keeps only its code reference, and any code of that function makes an
+    # equally finished generator.
+    if engine == "c" and ENGINE != "c":
+        pytest.skip("the C engine is not loaded (COROSNAP_PUREPYTHON=1)")
+    snap = default()._with_engine(engine).replace(migratable=migratable)
+    mod = install("engines_done", DONE_OLD)
+    try:
+        gen = mod.job()
+        assert next(gen) == "ready"
+        blob = snap.dumps(gen)
+        install("engines_done", DONE_NEW)
+        assert drive(snap.replace(migrate=True).loads(blob), [5]) == [("return", (5, None))]
+    finally:
+        sys.modules.pop("engines_done", None)

@@ -465,9 +465,20 @@ class MigratingEntry:
     def globals(self) -> dict[str, Any]:
         return self.new.globals
 
-    def fresh(self) -> Any:
-        """A finished generator of this code (tag 17): the code does not matter."""
-        return fresh(self.new)
+    # A finished generator of this code (the codec's tag 17, which
+    # FrameDecoder.fresh makes from these and closes at once): the code
+    # does not matter, so the new code's function makes it.
+    @property
+    def fn(self) -> Any:
+        return self.new.fn
+
+    @property
+    def args(self) -> tuple[Any, ...]:
+        return self.new.args
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return self.new.kwargs
 
     # -- frames ---------------------------------------------------------------------
     def _mismatch_head(self) -> str:
