@@ -160,8 +160,8 @@ def test_memo_matches_the_decoder(monkeypatch: Any) -> None:
     so shared objects and back-references point at the right thing."""
     monkeypatch.setattr(sys, "unraisablehook", lambda _: None)  # zoo generators on close
     for seed in corpus():
-        if seed.name.endswith("/signed"):
-            continue
+        if seed.name.endswith(("/signed", "/migratable")):
+            continue  # the same frames as a plain seed, behind an envelope or a table
         tree = msgpack.unpackb(seed.blob, strict_map_key=False, ext_hook=new_ext_hook())
         frames = default()._caches.frames_in  # frames.decode: the Python engine
         dec = Decoder(frames)
