@@ -21,6 +21,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 # ---------------------------------------------------------------------------
@@ -209,6 +210,63 @@ def make_payload(size=1_000_000):
 
 
 # ---------------------------------------------------------------------------
+# 7. an agent/workflow state: ~200 small frozen dataclass instances and enums
+
+
+class Status(Enum):
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class Role(Enum):
+    USER = 1
+    ASSISTANT = 2
+    TOOL = 3
+
+
+@dataclass(frozen=True)
+class Step:
+    number: int
+    name: str
+    status: Status
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Message:
+    role: Role
+    text: str
+    tokens: int
+
+
+def run_agent(steps, history):
+    results = []
+    for step in steps:
+        reply = yield ("run", step.number, step.name)
+        results.append(Step(step.number, step.name, Status.DONE if reply else Status.FAILED,
+                            step.attempts + 1))
+        history.append(Message(Role.TOOL, f"{step.name}: {reply}", 12))
+    return results
+
+
+def make_agent_state(count=100):
+    rng = random.Random(7)
+    steps = [Step(i, f"step-{i}", Status.PENDING, 0) for i in range(count)]
+    history = [
+        Message(rng.choice(list(Role)), f"message {i}", rng.randrange(5, 200))
+        for i in range(count)
+    ]
+    return run_agent(steps, history)
+
+
+def answer_step(request):
+    _, number, _ = request
+    return number % 4 != 0
+
+
+# ---------------------------------------------------------------------------
 # The registry
 
 
@@ -308,6 +366,13 @@ WORKLOADS = [
         lambda: send_chunks(list(range(10_000)), make_payload()),
         steps=3,
         large=True,
+    ),
+    Workload(
+        "dataclasses",
+        "agent state: 100 frozen dataclass steps and 100 messages holding enums, at step 40",
+        make_agent_state,
+        steps=40,
+        reply=answer_step,
     ),
 ]
 

@@ -358,6 +358,18 @@ class Encoder:
         enc = self.enc
         return [x if type(x) in p else enc(x) for x in items]
 
+    # The C engine's Encoder replaces enc and enc_items with their C twins
+    # (codec/_ccodec.c), which hand back to these what they leave to Python:
+    # the strict re-encoding (every int and str checked) and the kinds in
+    # _DISPATCH past the containers (functions, classes, frames, buffers...).
+    _enc_python = enc
+
+    def _enc_other(self, v: Any) -> Any:
+        handler = _DISPATCH.get(type(v))
+        if handler is not None:
+            return handler(self, v)
+        return self._other(v)
+
     # -- module-level values ---------------------------------------------
     def note_globals(self, globals_: dict[str, Any]) -> None:
         """Note a frame's module; the index of its mutable values (see
