@@ -8,6 +8,9 @@
 #   make bench       the size/speed benchmark (benchmarks/)
 #   make bench-matrix  the benchmark on every .venv-3.X made so far, one table per version
 #   make bench-scheduler  checkpoint overhead per await and workflow throughput on SQLite
+#   make bench-migration  bytes and time migratable snapshots add, migration onto edited code
+#   make demo-deploy a workflow suspended at a step, a bug fixed after it, the deploy, the run
+#                    finishing on the fixed code (docs/evolution.md)
 #   make fuzz        the long fuzzing campaign: 100,000 inputs on 3.11; FUZZ_VERSION=3.12
 #                    FUZZ_INPUTS=20000 picks the version and count (tools/fuzz-campaign.sh)
 #   make test-matrix the suite on every supported CPython (3.11-3.15), found or built
@@ -26,7 +29,8 @@ VENV ?= .venv-$(PYVER)
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck pytest pytest-pure demo bench bench-matrix bench-scheduler fuzz test-matrix dist clean venv
+.PHONY: test lint typecheck pytest pytest-pure demo demo-deploy bench bench-matrix \
+	bench-scheduler bench-migration fuzz test-matrix dist clean venv
 
 venv: $(STAMP)
 
@@ -72,6 +76,12 @@ bench-matrix: $(STAMP)
 
 bench-scheduler: $(STAMP)
 	$(VPY) benchmarks/bench_scheduler.py $(BENCH_ARGS)
+
+bench-migration: $(STAMP)
+	$(VPY) benchmarks/bench_migration.py $(BENCH_ARGS)
+
+demo-deploy: $(STAMP)
+	$(VPY) examples/deploy_demo.py
 
 # The fuzzing campaign (tools/corosnap_fuzz, not part of the wheel), nice'd, on one
 # version; report and failing inputs in build/fuzz/<version>/.  FUZZ_SEED, FUZZ_JOBS,

@@ -151,17 +151,18 @@ def discard(obj: Any, module: ModuleType) -> None:
     log[:] = saved
 
 
-def resume(module: ModuleType, blob: bytes, start_step: int) -> Trace:
+def resume(module: ModuleType, blob: bytes, start_step: int, migrate: bool = False) -> Trace:
     """``corosnap.loads(blob)`` and drive it from ``start_step`` to the end.
 
     ``LOG`` is cleared before ``loads``: anything ``loads`` itself appended
-    (it must not run user code) shows up in the trace.
+    (it must not run user code) shows up in the trace.  ``migrate``:
+    ``loads(blob, migrate=True)`` (the module may be a newer version).
     """
     import corosnap
 
     log = module_log(module)
     log.clear()
-    obj = corosnap.loads(blob)
+    obj = corosnap.loads(blob, migrate=True) if migrate else corosnap.loads(blob)
     yields, outcome = drive(obj, start_step)
     trace = Trace(yields, outcome, [repr(x) for x in log])
     log.clear()

@@ -1270,3 +1270,111 @@ def coro_modules(draw: Callable[[st.SearchStrategy[Any]], Any]) -> GenModule:
 
 def modules(kind: str) -> st.SearchStrategy[GenModule]:
     return gen_modules() if kind == "gen" else coro_modules()
+
+
+# ---------------------------------------------------------------------------
+# behaviour-preserving edits (the differential tests' migration mode)
+# ---------------------------------------------------------------------------
+#
+# ``edited(source)`` draws a new version of a generated module that behaves
+# exactly like the old one: what a deploy of an unrelated change looks like
+# from inside a suspended frame.  Every edit keeps the suspension points,
+# their expressions, enclosing constructs and path conditions, so a snapshot
+# of the old module must migrate onto the new one automatically and finish
+# with the very trace of the uninterrupted old run.  The edits:
+#
+# * an unrelated statement inserted before or after any statement of any
+#   function (``pass``, a call of a new module-level no-op, ``LOG``-free);
+# * a dead local (assigned, never read) inserted likewise;
+# * a docstring added to a function (it changes the code's constants);
+# * module-level definitions after the prelude reordered (functions only
+#   refer to each other at call time);
+# * comments and blank lines added anywhere between statements.
+#
+# Statements are located with ``ast``, so an insertion always lands at a
+# statement boundary with the indentation of its neighbour.
+
+_EDIT_KINDS = ["statement", "dead_local", "docstring", "reorder", "comment"]
+
+
+def _statement_sites(source: str) -> list[tuple[int, int, int]]:
+    """(first line, last line, column) of every statement inside a function."""
+    import ast
+
+    tree = ast.parse(source)
+    sites: list[tuple[int, int, int]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for sub in ast.walk(node):
+                if isinstance(sub, ast.stmt) and sub is not node and sub.end_lineno is not None:
+                    sites.append((sub.lineno, sub.end_lineno, sub.col_offset))
+    return sorted(set(sites))
+
+
+def _function_heads(source: str) -> list[tuple[int, int]]:
+    """(line of the first body statement, its column) of every function."""
+    import ast
+
+    out = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            out.append((first.lineno, first.col_offset))
+    return sorted(out)
+
+
+def _top_level_defs(source: str, after_line: int) -> list[tuple[int, int]]:
+    """(first line, last line) of module-level function definitions after ``after_line``."""
+    import ast
+
+    out = []
+    for node in ast.parse(source).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.lineno > after_line:
+            out.append((node.lineno, node.end_lineno or node.lineno))
+    return out
+
+
+@st.composite
+def edited(draw: Callable[[st.SearchStrategy[Any]], Any], source: str) -> str:
+    """A behaviour-preserving edit of a generated module's ``source`` (see above)."""
+    lines = source.split("\n")
+    kinds = draw(st.lists(st.sampled_from(_EDIT_KINDS), min_size=1, max_size=3))
+    counter = [0]
+
+    def fresh() -> str:
+        counter[0] += 1
+        return f"_edit{counter[0]}"
+
+    for kind in kinds:
+        text = "\n".join(lines)
+        if kind in ("statement", "dead_local"):
+            sites = _statement_sites(text)
+            first, last, col = draw(st.sampled_from(sites))
+            after = draw(st.booleans())
+            if kind == "statement":
+                stmt = draw(st.sampled_from(["pass", "_noop()", "_noop(len('unrelated'))"]))
+            else:
+                stmt = f"{fresh()} = {draw(st.integers(0, 99))}"
+            at = last if after else first - 1
+            lines.insert(at, " " * col + stmt)
+        elif kind == "docstring":
+            heads = _function_heads(text)
+            line, col = draw(st.sampled_from(heads))
+            lines.insert(line - 1, " " * col + f'"""Edited: {fresh()}."""')
+        elif kind == "comment":
+            sites = _statement_sites(text)
+            first, _last, col = draw(st.sampled_from(sites))
+            lines[first - 1:first - 1] = [" " * col + f"# {fresh()}", ""]
+        else:  # reorder two module-level definitions after the prelude
+            start = next(i for i, ln in enumerate(lines) if ln.startswith("def pure0"))
+            defs = _top_level_defs(text, start)
+            if len(defs) < 2:
+                continue
+            i = draw(st.integers(0, len(defs) - 2))
+            (a0, a1), (b0, b1) = defs[i], defs[i + 1]
+            block_a, block_b = lines[a0 - 1:a1], lines[b0 - 1:b1]
+            lines[a0 - 1:b1] = block_b + [""] * 2 + block_a
+    text = "\n".join(lines)
+    if "_noop(" in text and "\ndef _noop(" not in text:
+        text += "\n\ndef _noop(*args):\n    return None\n"
+    return text

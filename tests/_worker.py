@@ -97,7 +97,8 @@ def _op_run(req: dict[str, Any]) -> dict[str, Any]:
 
 def _op_resume(req: dict[str, Any]) -> dict[str, Any]:
     mod = _driver.import_from(req["dir"], req["module"])
-    return {"trace": _driver.resume(mod, req["blob"], req["start_step"]).to_wire()}
+    trace = _driver.resume(mod, req["blob"], req["start_step"], bool(req.get("migrate")))
+    return {"trace": trace.to_wire()}
 
 
 def _op_script(req: dict[str, Any]) -> dict[str, Any]:
@@ -337,10 +338,13 @@ class WorkerClient:
         reply = self.request("run", dir=directory, module=module, fn=fn, args=list(args))
         return _driver.Trace.from_wire(reply["trace"])
 
-    def resume(self, directory: str, module: str, blob: bytes, start_step: int) -> _driver.Trace:
-        """``loads(blob)`` in the worker and drive it from ``start_step`` to the end."""
+    def resume(self, directory: str, module: str, blob: bytes, start_step: int,
+               migrate: bool = False) -> _driver.Trace:
+        """``loads(blob)`` in the worker and drive it from ``start_step`` to the end
+        (``migrate``: ``loads(blob, migrate=True)``)."""
         reply = self.request(
-            "resume", dir=directory, module=module, blob=blob, start_step=start_step
+            "resume", dir=directory, module=module, blob=blob, start_step=start_step,
+            migrate=migrate,
         )
         return _driver.Trace.from_wire(reply["trace"])
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, assert_type
 
 import corosnap
+import corosnap.migrate
 import corosnap.pickling
 from corosnap.scheduler import RunStatus, Scheduler, Stats, call, gather, sleep
 from corosnap.stores import DirectoryStore, MemoryStore, Record, SQLiteStore, Store
@@ -61,6 +62,13 @@ def snapshots() -> int:
         pass
     else:
         raise AssertionError("Snapshotter(pickler='json') was accepted")
+    migrating = corosnap.Snapshotter(migratable=True).replace(
+        migrate=True, migrations=corosnap.migrate.Migrations())
+    described: bytes = migrating.dumps(gen)
+    assert migrating.loads(described).send(1) == 4
+    assert corosnap.loads(described, migrate=True, manifests=[]).send(1) == 4
+    verdict: corosnap.migrate.Verdict = corosnap.migrate.check(described)
+    assert verdict.status == "resumes"
     return len(blob)
 
 

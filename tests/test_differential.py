@@ -23,6 +23,7 @@ from types import ModuleType
 
 import pytest
 from hypothesis import HealthCheck, assume, given, note, settings
+from hypothesis import strategies as st
 
 import _driver
 import _gensrc
@@ -286,3 +287,64 @@ def test_fixed_failure_stays_fixed(
 def test_known_failure(issue: str, where: str, load_generated: Callable, worker) -> None:
     kind, source = KNOWN_FAILURES[issue]
     _check_source_all_k(kind, source, where, load_generated, worker)
+
+
+# ---------------------------------------------------------------------------
+# migration mode: snapshot the old program at every suspension, migrate it to
+# a behaviour-preserving edit of itself in the worker, and finish there.
+# ---------------------------------------------------------------------------
+
+
+def _migration_pair(gm: _gensrc.GenModule, new_source: str, root: str) -> tuple[str, str, str]:
+    """Write the old and the new source under one module name, in two directories
+    (this process imports the old one, the worker the new one)."""
+    import hashlib
+
+    name = "corosnap_mig_" + hashlib.sha256((gm.source + "\0" + new_source).encode()
+                                            ).hexdigest()[:16]
+    old_dir, new_dir = os.path.join(root, "old"), os.path.join(root, "new")
+    os.makedirs(old_dir, exist_ok=True)
+    os.makedirs(new_dir, exist_ok=True)
+    _driver.write_module(old_dir, gm.source, name)
+    _driver.write_module(new_dir, new_source, name)
+    return name, old_dir, new_dir
+
+
+@requires_core
+@KINDS
+def test_migrate_to_an_edited_program_cross_process(kind: str, worker, gen_dir: str) -> None:
+    """dumps(migratable=True) after k yields of the old program, loads(migrate=True)
+    in the worker on a behaviour-preserving edit of it: the trace is the
+    uninterrupted old run's, for every k (no migration may be refused)."""
+    import corosnap
+    from corosnap.bytecode import fingerprint
+
+    changed = [0, 0]  # examples whose entry point's code changed, examples
+
+    @_settings(40)
+    @given(gm=_gensrc.modules(kind), data=st.data())
+    def check(gm: _gensrc.GenModule, data: st.DataObject) -> None:
+        new_source = data.draw(_gensrc.edited(gm.source), label="edited")
+        note(_describe(gm))
+        note(f"# the edited version\n{new_source}")
+        name, old_dir, new_dir = _migration_pair(gm, new_source, gen_dir)
+        module = _driver.import_from(old_dir, name)
+        new_main = next(c for c in compile(new_source, name, "exec").co_consts
+                        if getattr(c, "co_name", None) == gm.entry)
+        changed[0] += fingerprint(new_main) != fingerprint(getattr(module, gm.entry).__code__)
+        changed[1] += 1
+        want = _driver.run_uninterrupted(module, gm.entry, gm.args)
+        assume(len(want.yields) <= MAX_YIELDS)
+        for k in range(len(want.yields) + 1):
+            obj, first = _driver.run_first_part(module, gm.entry, gm.args, k)
+            blob = corosnap.dumps(obj, migratable=True)
+            first.log = [repr(x) for x in _driver.module_log(module)]
+            _driver.discard(obj, module)
+            got = first + worker.resume(new_dir, name, blob, k, migrate=True)
+            if got != want:
+                note(f"failed at k={k}")
+                raise AssertionError(_mismatch(k, want, got))
+
+    check()
+    # The edits must really change the code the frames run most of the time.
+    assert changed[0] * 4 >= changed[1], changed

@@ -67,7 +67,8 @@ def key_for(name: str) -> bytes | None:
 def check_attribution(info: SnapshotInfo) -> None:
     """The parts add up to the blob's size, at every level."""
     root = info.frames[0].bytes if info.frames else 0
-    assert info.header_bytes + info.envelope_bytes + info.unread_bytes + root == info.size
+    assert (info.header_bytes + info.envelope_bytes + info.unread_bytes + info.migration_bytes
+            + root == info.size)
     for f in info.frames:
         exc = f.exception.bytes if f.exception else 0
         assert f.bytes == f.overhead_bytes + exc + sum(s.bytes for s in f.slots), f
@@ -159,8 +160,8 @@ def test_memo_matches_the_decoder(monkeypatch: Any) -> None:
     so shared objects and back-references point at the right thing."""
     monkeypatch.setattr(sys, "unraisablehook", lambda _: None)  # zoo generators on close
     for seed in corpus():
-        if seed.name.endswith("/signed"):
-            continue
+        if seed.name.endswith(("/signed", "/migratable")):
+            continue  # the same frames as a plain seed, behind an envelope or a table
         tree = msgpack.unpackb(seed.blob, strict_map_key=False, ext_hook=new_ext_hook())
         frames = default()._caches.frames_in  # frames.decode: the Python engine
         dec = Decoder(frames)
@@ -557,6 +558,9 @@ def test_json_output_follows_the_documented_schema() -> None:
                 assert set(slot) >= {"name", "kind", "type", "bytes"}
     validate(corosnap.inspect(blobs[0][0], find_code=False).to_dict())
     validate(corosnap.inspect(sample_blobs()[-1][1]).to_dict())  # signed, no key
+    migratable = corosnap.inspect(corosnap.dumps(_workload("checkout"), migratable=True))
+    assert migratable.migration_signatures
+    validate(migratable.to_dict())
     validate_diff = fastjsonschema.compile(schemas["diff"])
     validate_diff(corosnap.diff(blobs[0][0], blobs[1][0]).to_dict())
     # the schema does reject a wrong shape
@@ -620,7 +624,7 @@ def test_truncated_and_garbled_blobs_are_refused_cleanly() -> None:
     with pytest.raises(CorruptSnapshot, match="no header"):
         corosnap.inspect(msgpack.packb([1, 2, 3]))
     with pytest.raises(CorruptSnapshot, match="format version"):
-        corosnap.inspect(bytes([blob[0], 0xD4, 0x43, 2 << 5 | MINOR]) + blob[4:])
+        corosnap.inspect(bytes([blob[0], 0xD4, 0x43, 3 << 5 | MINOR]) + blob[4:])
     for i in range(len(blob)):
         for flip in (0x01, 0x80, 0xFF):
             damaged = bytearray(blob)
@@ -631,6 +635,31 @@ def test_truncated_and_garbled_blobs_are_refused_cleanly() -> None:
                 continue
             check_attribution(info)
             render(info)
+
+
+def test_migratable_blobs_show_their_signature_table() -> None:
+    gen = _workload("checkout")
+    plain = corosnap.inspect(corosnap.dumps(gen))
+    info = corosnap.inspect(corosnap.dumps(gen, migratable=True))
+    check_attribution(info)
+    assert info.format_version == 2 and plain.format_version == 1
+    assert info.migration_bytes > 0 and plain.migration_bytes == 0
+    assert [f.qualname for f in info.frames] == [f.qualname for f in plain.frames]
+    assert info.frames[0].bytes == plain.frames[0].bytes
+    assert "migration signatures" in render(info)
+    # One signature per code the blob names, each named by its code; with the
+    # table's own header they account for every byte of the table.
+    assert info.migration_bytes == info.migration_table_bytes + sum(
+        s.bytes for s in info.migration_signatures)
+    names = [s.code for s in info.migration_signatures]
+    assert {f"{f.module}.{f.qualname}" for f in info.frames} <= set(names)
+    assert all(s.bytes > 1 for s in info.migration_signatures
+               if s.code in {f"{f.module}.{f.qualname}" for f in info.frames})
+    assert SnapshotInfo.from_dict(info.to_dict()) == info
+    signed = Inspector(key=b"k").inspect(corosnap.dumps(gen, migratable=True, key=b"k"))
+    check_attribution(signed)
+    assert signed.migration_bytes == info.migration_bytes
+    assert signed.migration_signatures == info.migration_signatures
 
 
 def test_bytes_line_of_a_large_unverified_signed_blob_fits_the_width() -> None:

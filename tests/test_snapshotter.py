@@ -89,7 +89,7 @@ def test_replace_changes_options_and_shares_the_caches() -> None:
     assert (other.key, other.safe, other.allow) == (b"k", True, ("samples",))
     assert other._caches is snap._caches
     with pytest.raises(TypeError, match="unknown option"):
-        snap.replace(migrate=True)
+        snap.replace(colour=True)
     assert snap.replace() is not snap
 
 

@@ -29,6 +29,16 @@ class CodeMismatch(RestoreError):
     """The code named by the snapshot is missing or behaves differently now."""
 
 
+class NeedsMigration(CodeMismatch):
+    """The code changed and no correspondence could be proven (``loads(migrate=True)``).
+
+    The message says why (a suspension point with no counterpart, a new local
+    read before it is assigned, ...).  An explicit migration registered for
+    the function and the old fingerprint (``corosnap.migrate.migration``), or
+    the old code, resolves it.
+    """
+
+
 class CorruptSnapshot(RestoreError):
     """The blob is truncated, damaged, forged or not a corosnap blob at all."""
 
@@ -51,6 +61,7 @@ __all__ = [
     "SnapshotError",
     "RestoreError",
     "CodeMismatch",
+    "NeedsMigration",
     "CorruptSnapshot",
     "SignatureError",
     "UnsafeSnapshot",

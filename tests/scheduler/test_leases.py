@@ -392,7 +392,9 @@ def test_forget_deletes_the_marker_history_chunks_and_children(store: MemoryStor
     assert sum(1 for _ in store.keys(f"steplog/{run_id}/")) == 2
     s.forget(run_id)
     s.forget(child)
-    assert list(store.keys()) == []
+    # Only the descriptions of the code versions remain: they outlive runs
+    # (a run on another worker may still be suspended on one, docs/evolution.md).
+    assert [k for k in store.keys() if not k.startswith("manifest/")] == []
 
 
 def test_run_ids_with_an_at_sign_do_not_share_markers(store: MemoryStore) -> None:

@@ -48,13 +48,29 @@ class Counting(Store):
         pass
 
 
+def _codes_of(fn: object) -> list[object]:
+    import types
+
+    root = fn.__code__  # type: ignore[attr-defined]
+    out, todo = [], [root]
+    while todo:
+        code = todo.pop()
+        out.append(code)
+        todo.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
+    return out
+
+
 def test_each_await_costs_one_write_and_history_one_more_per_chunk() -> None:
     for n in (1, 5, HISTORY_CHUNK, 3 * HISTORY_CHUNK + 7):
         store = Counting()
         wf.reset()
         s = wf.register(Scheduler(store, workers=0))
         run_id = s.start(wf.chain, n)
+        manifests = store.puts.pop("manifest", 0)
         assert store.puts == {"live": 2, "run": 1}  # start: marker, record, marker again
+        # and, the first time a version of the workflow is seen in a store, its
+        # description for migrations after a deploy (docs/evolution.md), once:
+        assert manifests == len(_codes_of(wf.chain))
         store.puts.clear()
         s.run_until_complete(timeout=60)
         assert s.result(run_id) == 2 * sum(range(n))

@@ -205,6 +205,14 @@ def _capture_all(seeds: list[Seed]) -> None:
                     if k == 1 and len(seeds) % 4 == 0:
                         seeds.append(Seed(f"{sc.name}@{k}/signed",
                                           corosnap.dumps(obj, key=SIGN_KEY)))
+                    if k >= 1 and len(seeds) % 3 == 0:
+                        # A migratable blob (format 2, a signature table after
+                        # the header), loaded with migrate=True (run_one).
+                        try:
+                            seeds.append(Seed(f"{sc.name}@{k}/migratable",
+                                              corosnap.dumps(obj, migratable=True)))
+                        except corosnap.SnapshotError:
+                            pass
                 finally:
                     try:
                         obj.close()
@@ -243,6 +251,40 @@ def unpack(data: bytes) -> Any:
 
 def pack(tree: Any) -> bytes:
     return msgpack.packb(tree, use_bin_type=True)
+
+
+def is_migratable(header: Any) -> bool:
+    """A format-2 header: the blob's second item is the migration signature
+    table, and the root frame's fields start at index 2."""
+    return (type(header) is ExtType and header.code == EXT_HEADER and len(header.data) == 1
+            and header.data[0] >> 5 == 2)
+
+
+def root_at(tree: list[Any]) -> int:
+    """Where the root frame's fields start in a blob's tree."""
+    return 2 if tree and is_migratable(tree[0]) else 1
+
+
+def migratable_data(data: bytes) -> bool:
+    """Does ``data`` start like a format-2 blob (array head, then its header)?
+    Such inputs are loaded with ``migrate=True``."""
+    return bytes([0xD4, EXT_HEADER, 2 << 5 | sys.version_info[1]]) in data[:8]
+
+
+def _jiggle(r: random.Random, v: Any, depth: int = 0) -> Any:
+    """A hostile edit somewhere inside a signature table (lists, ints, strings)."""
+    if type(v) is list and v and depth < 6 and r.random() < 0.8:
+        i = r.randrange(len(v))
+        c = r.random()
+        if c < 0.1:
+            del v[i]
+        elif c < 0.2:
+            v.insert(i, r.choice((None, 0, -1, 1 << 20, "x", [], [0, 0])))
+        else:
+            v[i] = _jiggle(r, v[i], depth + 1)
+        return v
+    return r.choice((None, 0, -1, 1, 2, 255, 1 << 16, -(1 << 40), "", "total", ".0",
+                     [], [None], [[]], True, b"\x00", 3.5, [v, v]))
 
 
 def tag_kind(v: Any) -> int | None:
@@ -609,9 +651,9 @@ class MemoWalk(TreeWalk):
 
 def memo_walk(tree: Any) -> MemoWalk:
     w = MemoWalk()
-    if type(tree) is list and len(tree) > 1:
+    if type(tree) is list and len(tree) > root_at(tree):
         try:
-            w.frame(tree, 1)
+            w.frame(tree, root_at(tree))
         except RecursionError:
             pass
     return w
@@ -619,9 +661,9 @@ def memo_walk(tree: Any) -> MemoWalk:
 
 def walk(tree: Any, deintern: bool = False) -> TreeWalk:
     w = TreeWalk(deintern)
-    if type(tree) is list and len(tree) > 1:
+    if type(tree) is list and len(tree) > root_at(tree):
         try:
-            w.frame(tree, 1)
+            w.frame(tree, root_at(tree))
         except RecursionError:
             pass
     return w
@@ -844,7 +886,7 @@ class Corpus:
             if memo_walk(tree).state_sites:
                 self.stateful.append(i)
             w = walk(tree, deintern=True)
-            self.root_fields.append(tree[1:])
+            self.root_fields.append(tree[root_at(tree):])
             for fr in w.frames:
                 if fr.fields is not None:
                     key = repr(fr.fields)
@@ -1423,9 +1465,11 @@ def make_input(seed: int, index: int, corpus: Corpus) -> Input:
         # rare, slow to build and run: long chains through back-references, and
         # hashed containers whose keys all collide
         tree = unpack(data)
+        table = _take_table(tree)
         mutator, name = (t_chain, "chain") if c < 0.002 else (t_collide, "collide")
         if mutator(r, tree, Gen(r, corpus)):
             ops.append(name)
+            _put_table(r, tree, table, ops)
             data = pack(tree)
     elif c < 0.3:
         for _ in range(r.choice((1, 1, 1, 2, 3))):
@@ -1446,7 +1490,9 @@ def make_input(seed: int, index: int, corpus: Corpus) -> Input:
             except (OverflowError, ValueError, TypeError, RecursionError) as exc:
                 ops.append(f"unpackable:{type(exc).__name__}")
         else:
+            table = _take_table(tree)
             _mutate_tree(r, tree, g, ops)
+            _put_table(r, tree, table, ops)
         try:
             data = g.pack_spliced(tree)
         except (OverflowError, ValueError, TypeError, RecursionError) as exc:
@@ -1457,6 +1503,33 @@ def make_input(seed: int, index: int, corpus: Corpus) -> Input:
             data = BYTE_MUTATORS[name](r, data, corpus)
             ops.append(name)
     return Input(data, safe, script, "+".join(ops))
+
+
+_NO_TABLE = object()
+
+
+def _take_table(tree: Any) -> Any:
+    """A migratable blob's signature table, taken out so that the tree
+    mutators see ``[header, *root fields]`` as in any other blob."""
+    if type(tree) is list and len(tree) > 1 and is_migratable(tree[0]):
+        return tree.pop(1)
+    return _NO_TABLE
+
+
+def _put_table(r: random.Random, tree: Any, table: Any, ops: list[str]) -> None:
+    """Put the table back (forged one time in three: hostile signatures must
+    not make a migration write what a normal restore would refuse)."""
+    if table is _NO_TABLE or type(tree) is not list or not tree:
+        return
+    if r.random() < 0.33:
+        table = _jiggle(r, table)
+        ops.append("table")
+    if len(tree) > 3 and type(tree[3]) is int and r.random() < 0.4:
+        # The root code's fingerprint no longer matches: loads(migrate=True)
+        # takes the migration path, guided by the (possibly forged) table.
+        tree[3] ^= 1 << r.randrange(64)
+        ops.append("changed-code")
+    tree.insert(1, table)
 
 
 def _mutate_tree(r: random.Random, tree: Any, g: Gen, ops: list[str]) -> None:
@@ -1565,7 +1638,8 @@ _step = ""
 _behaviour: list[str] = []
 """What the last resume did (values yielded, exception types raised), for
 comparing engines (``--engines``); object addresses are blanked."""
-_ADDRESS = re.compile(r"(0x)?[0-9a-f]{6,}")  # also the tail of one reprlib cut short
+_ADDRESS = re.compile(r"(0x)?[0-9a-f]{6,}|(?<=\.\.\.)[0-9a-f]+(?=>)")
+"""An object address, also the tail of one reprlib cut short (``...b20>``)."""
 
 _SAFE_CALL_MODULES = frozenset({"corosnap_fuzz.zoo", "builtins", "functools", "itertools",
                                 "datetime", "decimal", "collections", "enum", "dataclasses"})
@@ -1813,7 +1887,8 @@ def run_one(inp: Input, timeout: float) -> tuple[str, str, str]:
     _step = "loads"
     try:
         try:
-            obj = corosnap.loads(inp.data, safe=inp.safe, allow=SAFE_ALLOW if inp.safe else ())
+            obj = corosnap.loads(inp.data, safe=inp.safe, allow=SAFE_ALLOW if inp.safe else (),
+                                 migrate=migratable_data(inp.data))
         except corosnap.CorosnapError as exc:
             if _memory_in_chain(exc):
                 return "memoryerror", phase, f"{type(exc).__name__}: {str(exc)[:160]}"
@@ -2401,7 +2476,8 @@ def repro_snippet(inp: Input, outcome: str) -> str:
         "from corosnap_fuzz.fuzz import _drive\n"
         f"blob = bytes.fromhex({inp.data.hex()!r})\n"
         f"obj = corosnap.loads(blob, safe={inp.safe!r}"
-        + (", allow=corosnap_fuzz.fuzz.SAFE_ALLOW" if inp.safe else "") + ")\n"
+        + (", allow=corosnap_fuzz.fuzz.SAFE_ALLOW" if inp.safe else "")
+        + (", migrate=True" if migratable_data(inp.data) else "") + ")\n"
         f"_drive(obj, {inp.script})  # send/throw/close as the fuzzer did\n"
     )
 

@@ -41,6 +41,11 @@ COMMANDS: tuple[Command, ...] = (
             "bytes go (reads it without restoring anything)"),
     Command("diff", "corosnap.cli._diff", "compare two snapshots frame by frame and slot by "
             "slot (size regressions)"),
+    Command("manifest", "corosnap.cli._manifest", "print the manifest (JSON) of the current "
+            "version of modules: what snapshots taken now need to migrate later"),
+    Command("check", "corosnap.cli._check", "say what the current code does with every "
+            "snapshot in a directory or store (resumes / migrates / needs a migration / "
+            "refused); exit status 1 if any would be stranded"),
 )
 """The subcommands, in the order ``corosnap --help`` lists them."""
 

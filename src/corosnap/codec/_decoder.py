@@ -261,7 +261,7 @@ class Decoder:
 
     __slots__ = ("memo", "strings", "codes", "shapes", "safe", "allow", "frames", "active",
                  "depth", "pinned", "follows", "building", "settled", "walk_budget",
-                 "follower_types", "exceptions", "cstate", "buffers", "after")
+                 "follower_types", "exceptions", "cstate", "buffers", "after", "migration")
 
     def __init__(
         self,
@@ -306,6 +306,9 @@ class Decoder:
         # Steps to take once the whole blob is restored, added while decoding
         # (restored async generators in flight take the event loop's hooks).
         self.after: list[Callable[[], None]] = []
+        # loads(migrate=True): the snapshot layer's migration session (the
+        # codec only carries it to the frame and code hooks).
+        self.migration: Any = None
 
     # The scan of the engine this process runs (codec/_speedups.py).
     is_flat = staticmethod(_HELPERS.is_flat)

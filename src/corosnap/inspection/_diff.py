@@ -77,7 +77,7 @@ class SnapshotDiff:
     size_b: int
     delta: int
     envelope_delta: int
-    """Change in header, signature envelope and unread bytes together."""
+    """Change in header, signature envelope, unread bytes and migration signatures together."""
     frames: list[FrameDiff]
 
     def changed(self) -> list[tuple[FrameDiff, SlotDiff | None]]:
@@ -166,7 +166,8 @@ def diff(a: Any, b: Any, **options: Any) -> SnapshotDiff:
             slots=_slot_diffs(fa, fb)))
 
     def envelope(info: SnapshotInfo) -> int:
-        return info.header_bytes + info.envelope_bytes + info.unread_bytes
+        return (info.header_bytes + info.envelope_bytes + info.unread_bytes
+                + info.migration_bytes)
 
     return SnapshotDiff(size_a=ia.size, size_b=ib.size, delta=ib.size - ia.size,
                         envelope_delta=envelope(ib) - envelope(ia), frames=frames)

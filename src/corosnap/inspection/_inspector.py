@@ -28,10 +28,12 @@ from .._errors import CorruptSnapshot, LimitExceeded, SignatureError
 from ..codec._tags import EXT_HEADER, EXT_SIGNED
 from . import _msgpack as mp
 from ._code import CodeFinder
-from ._model import Contributor, SharedObject, SnapshotInfo
+from ._model import Contributor, MigrationSignature, SharedObject, SnapshotInfo
 from ._walk import Node, Walker
 
 FORMAT_VERSION = 1
+MIGRATABLE_VERSION = 2
+"""Format 1 with a migration signature table after the header (dumps(migratable=True))."""
 DEFAULT_MAX_SIZE = 256 * 1024 * 1024
 """Blobs larger than this are refused before parsing (as ``loads`` does)."""
 
@@ -73,9 +75,10 @@ def _header(buf: bytes, pos: int) -> tuple[int, int, int, int]:
     if family != mp.EXT or code not in (EXT_HEADER, EXT_SIGNED) or end - start != 1:
         raise CorruptSnapshot("not a corosnap blob (no header)")
     version, minor = buf[start] >> 5, buf[start] & 31
-    if version != FORMAT_VERSION:
+    if version not in (FORMAT_VERSION, MIGRATABLE_VERSION):
         raise CorruptSnapshot(f"blob format version {version} is not supported by this "
-                              f"corosnap (it reads version {FORMAT_VERSION})")
+                              f"corosnap (it reads versions {FORMAT_VERSION}, "
+                              f"{MIGRATABLE_VERSION})")
     return code, version, minor, end
 
 
@@ -129,7 +132,7 @@ class Inspector:
         if code == EXT_HEADER:
             if self.key is not None:
                 raise SignatureError("blob is not signed, but a key was given")
-            return self._unsigned(buf, count, end, minor, header_bytes)
+            return self._unsigned(buf, count, end, minor, header_bytes, version)
         # [SIGNED_HEADER, tag, body]
         if count != 3:
             raise CorruptSnapshot("malformed signed blob")
@@ -154,15 +157,17 @@ class Inspector:
             family, inner_count, pos, _ = mp.head(body, 0)
             if family != mp.ARRAY or inner_count < 1:
                 raise CorruptSnapshot("the signed body is not a corosnap blob")
-            inner_code, _, inner_minor, inner_end = _header(body, pos)
+            inner_code, inner_version, inner_minor, inner_end = _header(body, pos)
         except CorruptSnapshot as exc:
             raise CorruptSnapshot(f"signed body: {exc}") from None
         if inner_code != EXT_HEADER:
             raise CorruptSnapshot("nested signed blob")
-        info = self._unsigned(body, inner_count, inner_end, inner_minor, inner_end - pos)
+        info = self._unsigned(body, inner_count, inner_end, inner_minor, inner_end - pos,
+                              inner_version)
         # The signature, the body's wrapping and its own header are the envelope.
         info.size, info.header_bytes = len(buf), header_bytes
-        info.envelope_bytes = len(buf) - header_bytes - info.frames[0].bytes
+        info.envelope_bytes = (len(buf) - header_bytes - info.frames[0].bytes
+                               - info.migration_bytes)
         info.signed, info.verified = True, True
         if inner_minor != minor:
             info.warnings.insert(0, f"the signed header says CPython 3.{minor}, the body "
@@ -170,10 +175,32 @@ class Inspector:
         return info
 
     def _unsigned(self, buf: bytes, count: int, pos: int, minor: int,
-                  header_bytes: int) -> SnapshotInfo:
+                  header_bytes: int, version: int = FORMAT_VERSION) -> SnapshotInfo:
         finder = self.finder(minor)
         walker = Walker(buf, minor, finder)
         root = Node(0, "generator", None, "")
+        migration_bytes = 0
+        entry_bytes: list[int] = []
+        table_head = 0
+        if version == MIGRATABLE_VERSION:
+            # The migration signature table (docs/format.md): not a frame
+            # field; an array with one entry per code the blob names.
+            if count < 2:
+                raise CorruptSnapshot("migratable blob without its signature table")
+            try:
+                family, n, at, _ = mp.head(buf, pos)
+                if family != mp.ARRAY:
+                    raise CorruptSnapshot("the signature table of a migratable blob is not "
+                                          "an array")
+                table_head = at - pos
+                for _ in range(n):
+                    end = mp.skip(buf, at)
+                    entry_bytes.append(end - at)
+                    at = end
+            except mp.Malformed as exc:
+                raise CorruptSnapshot(f"malformed signature table: {exc}") from None
+            migration_bytes = at - pos
+            pos, count = at, count - 1
         try:
             with _deep_enough():
                 walker.root(pos, count - 1, root)
@@ -182,7 +209,7 @@ class Inspector:
         # The root frame's extent includes the outer array header (and, the
         # header being the array's first item, the header too): take it out.
         frames = walker.frames
-        frames[0].bytes -= header_bytes
+        frames[0].bytes -= header_bytes + migration_bytes
         frames[0].overhead_bytes = frames[0].bytes - sum(s.bytes for s in frames[0].slots) - (
             frames[0].exception.bytes if frames[0].exception else 0)
         warnings = []
@@ -200,11 +227,13 @@ class Inspector:
             warnings.append("the blob has ext types or tags this corosnap does not know: "
                             "back-references after them may point at the wrong object")
         return SnapshotInfo(
-            size=len(buf), format_version=FORMAT_VERSION, python=f"3.{minor}", signed=False,
+            size=len(buf), format_version=version, python=f"3.{minor}", signed=False,
             verified=None, picklers=dict(sorted(walker.picklers.items())),
             header_bytes=header_bytes, envelope_bytes=0, unread_bytes=0,
             frames=frames, shared=_shared(walker),
-            contributors=self._contributors(walker, len(buf)), warnings=warnings)
+            contributors=self._contributors(walker, len(buf)), warnings=warnings,
+            migration_bytes=migration_bytes, migration_table_bytes=table_head,
+            migration_signatures=_signatures(walker, entry_bytes, warnings))
 
     def _contributors(self, walker: Walker, size: int) -> list[Contributor]:
         candidates = [n for n in walker.nodes
@@ -230,6 +259,19 @@ def _validate(buf: bytes) -> None:
             from None
     except RecursionError:
         raise LimitExceeded("msgpack nesting too deep") from None
+
+
+def _signatures(walker: Walker, entry_bytes: list[int],
+                warnings: list[str]) -> list[MigrationSignature]:
+    """A migratable blob's signature table entries, named by the code the blob
+    names at the same index (its code table, in the order it names them)."""
+    codes = walker.codes
+    if entry_bytes and len(entry_bytes) != len(codes):
+        warnings.append(f"the signature table has {len(entry_bytes)} entries for the "
+                        f"{len(codes)} codes the blob names: a migration would refuse it")
+    return [MigrationSignature(f"{codes[k].module}.{codes[k].qualname}" if k < len(codes)
+                               else f"(entry {k}, no such code)", b)
+            for k, b in enumerate(entry_bytes)]
 
 
 def _shared(walker: Walker) -> list[SharedObject]:

@@ -154,11 +154,25 @@ class Contributor:
 
 
 @dataclasses.dataclass
+class MigrationSignature:
+    """One entry of a migratable blob's signature table: the description of
+    one code the blob names (local names, suspension points), which
+    ``loads(migrate=True)`` reads when that code has changed."""
+
+    code: str
+    """``module.qualname`` of the code (as its frames show it), in the order
+    the blob names its codes."""
+    bytes: int
+    """The entry's bytes (1 for a code with no description: not a frame's)."""
+
+
+@dataclasses.dataclass
 class SnapshotInfo:
     """Everything ``corosnap.inspect`` learned about one blob.
 
     Byte attribution is exact: ``size == header_bytes + envelope_bytes +
-    unread_bytes + frames[0].bytes`` (no frames: without it), and every frame's
+    unread_bytes + migration_bytes + frames[0].bytes`` (no frames: without
+    it), and every frame's
     ``bytes == overhead_bytes + exception.bytes + sum(slot.bytes)``, where a
     slot holding a sub-frame counts that frame's ``bytes``.
     """
@@ -185,6 +199,13 @@ class SnapshotInfo:
     """Things a restore would refuse or that the inspector could not follow
     (the blob is still readable)."""
     schema_version: int = SCHEMA_VERSION
+    migration_bytes: int = 0
+    """Migratable blobs (format 2): the signature table migration reads,
+    ``== migration_table_bytes + sum(s.bytes for s in migration_signatures)``."""
+    migration_signatures: list[MigrationSignature] = dataclasses.field(default_factory=list)
+    """Migratable blobs: the table's entries, one per code the blob names."""
+    migration_table_bytes: int = 0
+    """Migratable blobs: the table's own array header."""
 
     def to_dict(self) -> dict[str, Any]:
         """The documented JSON form (plain dicts, lists, str, int, float, bool, None)."""
@@ -224,6 +245,7 @@ _NESTED: dict[tuple[str, str], tuple[str, Any]] = {
     ("SnapshotInfo", "frames"): ("list", FrameInfo),
     ("SnapshotInfo", "shared"): ("list", SharedObject),
     ("SnapshotInfo", "contributors"): ("list", Contributor),
+    ("SnapshotInfo", "migration_signatures"): ("list", MigrationSignature),
     ("FrameInfo", "slots"): ("list", SlotInfo),
     ("FrameInfo", "exception"): ("one", ValueInfo),
     ("SharedObject", "first"): ("one", Location),
@@ -232,4 +254,4 @@ _NESTED: dict[tuple[str, str], tuple[str, Any]] = {
 }
 
 __all__ = ["SCHEMA_VERSION", "SLOT_KINDS", "Contributor", "FrameInfo", "Location",
-           "SharedObject", "SlotInfo", "SnapshotInfo", "ValueInfo"]
+           "MigrationSignature", "SharedObject", "SlotInfo", "SnapshotInfo", "ValueInfo"]

@@ -64,6 +64,8 @@ def render(info: SnapshotInfo, width: int = 80) -> str:
         parts.append(f"envelope {_b(info.envelope_bytes)}")  # the signature's
     if info.unread_bytes:
         parts.append(f"body (not read) {_b(info.unread_bytes)}")
+    if info.migration_bytes:
+        parts.append(f"migration signatures {_b(info.migration_bytes)}")
     if info.frames:
         parts.append(f"frames {_b(info.frames[0].bytes)}")
     # One line when it fits the width, else continued under the first part
@@ -81,6 +83,16 @@ def render(info: SnapshotInfo, width: int = 80) -> str:
         add(line)
         line = "       "
     add(line + total)
+    if info.migration_signatures:
+        # Every entry, wrapped (a long name alone is cut to the width).
+        line = "  migration signatures:"
+        for sig in info.migration_signatures:
+            piece = f" {sig.code} {_b(sig.bytes)} B"
+            if len(line) + len(piece) + 1 > width and line.strip().endswith(","):
+                add(_fit(line, width))
+                line = "   "
+            line += piece + ","
+        add(_fit(line.rstrip(","), width))
     if info.frames:
         add("")
         add("frames, outermost first")

@@ -1,7 +1,8 @@
 """The command-line worker: ``python -m corosnap.scheduler worker --store URL module:scheduler``.
 
 What lives here: turning a store *spec* (a URL, a directory, or
-``module:attr``) into a :class:`~corosnap.stores.Store`, finding the user's
+``module:attr``) into a :class:`~corosnap.stores.Store` (through
+``corosnap.stores.open_store``, shared with ``corosnap check``), finding the user's
 :class:`~corosnap.scheduler.Scheduler`, and running it as a long-lived
 worker that stops gracefully on SIGTERM or SIGINT.  The server-backed stores
 (and their client libraries) are imported only when their URL is used.
@@ -30,33 +31,20 @@ store's constructor: ``durable=false``, ``schema=jobs``, ``namespace=prod``,
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
-import re
 import signal
 import sys
 import threading
 from collections.abc import Sequence
 from typing import Any
 
-from ..stores import DirectoryStore, SQLiteStore, Store
+from ..stores import BadStoreSpec, Store, _url
 from ._errors import SchedulerError
 
-_TARGET = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
+_TARGET = _url.TARGET
 
 log = logging.getLogger("corosnap.scheduler")
-
-
-def _server_store(name: str, extra: str) -> Any:
-    """``corosnap.stores.<name>``, or a SchedulerError saying which extra to install."""
-    stores = importlib.import_module("corosnap.stores")
-    try:
-        return getattr(stores, name)
-    except (AttributeError, ImportError) as exc:
-        raise SchedulerError(
-            f"{name} is not available ({exc}); install it with: pip install 'corosnap[{extra}]'"
-        ) from exc
 
 
 def _option_value(text: str) -> Any:
@@ -85,63 +73,19 @@ def parse_options(pairs: Sequence[str]) -> dict[str, Any]:
 
 def load_object(target: str) -> Any:
     """The object named ``package.module:attr`` (attributes may be dotted)."""
-    module_name, _, attr = target.partition(":")
     try:
-        obj: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise SchedulerError(
-            f"cannot import module {module_name!r} (from {target!r}): {exc}"
-        ) from exc
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise SchedulerError(f"module {module_name!r} has no attribute {attr!r}") from None
-    return obj
+        return _url.load_object(target)
+    except BadStoreSpec as exc:
+        raise SchedulerError(str(exc)) from exc.__cause__
 
 
 def open_store(spec: str, options: dict[str, Any] | None = None) -> Store:
-    """The store a spec names (see the module docstring for the forms)."""
-    options = dict(options or {})
-    if "://" in spec:
-        scheme = spec.split("://", 1)[0].lower()
-        if scheme == "sqlite":
-            path = spec[len("sqlite:///") :] if spec.lower().startswith("sqlite:///") else ""
-            if not path:
-                raise SchedulerError(
-                    f"a SQLite store is sqlite:///relative/path or sqlite:////absolute/path, "
-                    f"not {spec!r}"
-                )
-            return SQLiteStore(path, **options)
-        if scheme in ("postgresql", "postgres"):
-            return _server_store("PostgresStore", "postgres")(spec, **options)
-        if scheme in ("redis", "rediss", "unix"):
-            return _server_store("RedisStore", "redis")(spec, **options)
-        if scheme == "s3":
-            bucket, _, prefix = spec[len("s3://") :].partition("/")
-            if not bucket:
-                raise SchedulerError(f"an S3 store is s3://bucket/prefix, not {spec!r}")
-            return _server_store("S3Store", "s3")(bucket, prefix, **options)
-        if scheme in ("dir", "file"):
-            return DirectoryStore(spec.split("://", 1)[1], **options)
-        raise SchedulerError(
-            f"unknown store URL scheme {scheme!r} in {spec!r}: use sqlite:///, postgresql://, "
-            "redis://, s3://, a directory, or module:attr"
-        )
-    if spec.startswith("dir:"):
-        return DirectoryStore(spec[len("dir:") :], **options)
-    if _TARGET.fullmatch(spec) and not os.path.exists(spec):
-        obj = load_object(spec)
-        if callable(obj) and not isinstance(obj, Store):
-            obj = obj(**options)
-        elif options:
-            raise SchedulerError(f"{spec} is a store already: it takes no --store-option")
-        if not isinstance(obj, Store):
-            raise SchedulerError(f"{spec} is a {type(obj).__name__}, not a corosnap Store")
-        return obj
-    if spec in ("memory:", ":memory:"):
-        raise SchedulerError("a memory store lives in one process: a worker needs a shared store")
-    return DirectoryStore(spec, **options)
+    """The store a spec names (``corosnap.stores.open_store``, the opener
+    ``corosnap check`` shares; see the module docstring for the forms)."""
+    try:
+        return _url.open_store(spec, options)
+    except BadStoreSpec as exc:
+        raise SchedulerError(str(exc)) from exc.__cause__
 
 
 def load_scheduler(target: str) -> Any:

@@ -332,7 +332,8 @@ class Engine:
             raise SchedulerError(
                 f"{len(self.stats.unresumable)} run(s) could not be resumed and were left "
                 f"as they are in the store: {', '.join(self.stats.unresumable)} "
-                "(see the log for why; usually the workflow's code changed)"
+                "(see the log, or Scheduler.status(), for why: usually the workflow's code "
+                "changed and needs an explicit migration, see docs/evolution.md)"
             )
         return self.stats
 
@@ -649,7 +650,10 @@ class Engine:
             pass
 
     def give_up(self, run_id: str, exc: Exception) -> None:
-        """``run_id`` cannot be resumed by this worker: leave it in the store untouched."""
+        """``run_id`` cannot be resumed by this worker: leave it in the store untouched.
+
+        Scheduler.status() says "needs-migration" and why when its code
+        changed; it resumes once a migration (or the old code) is supplied."""
         if run_id not in self.unresumable:
             log.error("run %s: its snapshot cannot be resumed, leaving it: %r", run_id, exc)
             self.unresumable[run_id] = repr(exc)

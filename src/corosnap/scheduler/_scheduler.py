@@ -30,13 +30,16 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any, TypeVar, overload
+from typing import Any, Literal, TypeVar, overload
 
 import corosnap
 
+from ..migrate import Migrations, check
+from ..snapshot._api import default as default_snapshotter
 from ..stores import Conflict, Store
 from ._engine import Engine, Stats
 from ._errors import RunNotFinished, RunNotFound, SchedulerError
+from ._manifests import ManifestRecorder, StoreManifests
 from ._policy import ExceptionTypes, FunctionOptions
 from ._records import (
     LIVE_PREFIX,
@@ -85,7 +88,12 @@ class RunStatus:
 
     run_id: str
     workflow: str
-    state: State
+    state: State | Literal["needs-migration"]
+    """``running``, ``done``, ``failed``, or ``needs-migration``: the run is
+    unfinished and its snapshot cannot resume on the current code (its
+    workflow changed and no correspondence or explicit migration applies);
+    ``problem`` says why.  The run stays in the store untouched and resumes
+    once a migration (or the old code) is supplied."""
     checkpoints: int
     waiting_on: tuple[str, ...]
     parent: str | None
@@ -93,6 +101,7 @@ class RunStatus:
     updated: float
     owner: str | None = None  #: the worker holding the run's lease, if any
     lease_until: float = 0.0  #: wall-clock time that lease ends unless renewed
+    problem: str | None = None  #: why a ``needs-migration`` run cannot resume
 
 
 def _positive(name: str, value: object, *, zero: bool = False) -> float:
@@ -124,6 +133,13 @@ class Scheduler:
     ``store`` may be None for a scheduler that only registers functions and
     gets its store later (``sched.store = ...``), as the command-line worker
     does with ``--store``.  Use a scheduler from one thread at a time.
+
+    ``migrate``: a run suspended on an older version of its workflow is moved
+    onto the current code when corosnap can prove the correspondence
+    (docs/evolution.md); the scheduler keeps each version's description in
+    the store the first time it checkpoints it, so no flag or manifest is
+    needed.  ``migrations``: a ``corosnap.migrate.Migrations`` registry of
+    explicit migrations (default: the module-level one).
     """
 
     def __init__(
@@ -137,14 +153,20 @@ class Scheduler:
         poll: float = 1.0,
         max_runs: int = 100,
         grace: float = 30.0,
+        migrate: bool = True,
+        migrations: Migrations | None = None,
     ) -> None:
         self.store = store
         self._functions: dict[Callable[..., Any], FunctionOptions] = {}
         self._workflows: dict[Callable[..., Any], str] = {}
         self._serving: Engine | None = None
+        self._manifests: ManifestRecorder | None = None
+        # The Snapshotter that loads this scheduler's runs, with the options
+        # it was made for (store, migrate, migrations): remade when they change.
+        self._loader: tuple[tuple[Any, ...], corosnap.Snapshotter] | None = None
         self.configure(
             workers=workers, executor=executor, lease=lease, clock_skew=clock_skew, poll=poll,
-            max_runs=max_runs, grace=grace,
+            max_runs=max_runs, grace=grace, migrate=migrate, migrations=migrations,
         )  # fmt: skip
 
     def configure(self, **settings: Any) -> None:
@@ -154,6 +176,7 @@ class Scheduler:
         """
         unknown = set(settings) - {
             "workers", "executor", "lease", "clock_skew", "poll", "max_runs", "grace",
+            "migrate", "migrations",
         }  # fmt: skip
         if unknown:
             raise TypeError(f"unknown scheduler settings: {', '.join(sorted(unknown))}")
@@ -183,6 +206,16 @@ class Scheduler:
             self.poll = _positive("poll", settings["poll"])
         if "grace" in settings:
             self.grace = _positive("grace", settings["grace"], zero=True)
+        if "migrate" in settings:
+            if not isinstance(settings["migrate"], bool):
+                raise TypeError(f"migrate must be True or False, not {settings['migrate']!r}")
+            self.migrate = settings["migrate"]
+        if "migrations" in settings:
+            migrations = settings["migrations"]
+            if migrations is not None and not isinstance(migrations, Migrations):
+                raise TypeError("migrations must be a corosnap.migrate.Migrations, not "
+                                f"{type(migrations).__name__}")
+            self.migrations = migrations
 
     def __repr__(self) -> str:
         where = f"executor={self.executor!r}" if self.executor else f"workers={self.workers}"
@@ -197,12 +230,40 @@ class Scheduler:
     # -- the two snapshot calls --------------------------------------------------
 
     def _snapshot(self, coro: Any) -> bytes:
-        """The snapshot of a suspended (or not yet started) workflow coroutine."""
+        """The snapshot of a suspended (or not yet started) workflow coroutine;
+        the first time a version of its code is seen, its manifest is kept in
+        the store, so the run can migrate after a deploy."""
+        store = self._store
+        recorder = self._manifests
+        if recorder is None or recorder.store is not store:
+            recorder = self._manifests = ManifestRecorder(store)
+        recorder.remember(coro)
         return corosnap.dumps(coro)
 
     def _restore(self, snapshot: bytes | None) -> Any:
         """The workflow coroutine of a run record: the one place snapshots are loaded."""
-        return corosnap.loads(snapshot or b"")
+        options = (self._store, self.migrate, self.migrations)
+        loader = self._loader
+        if loader is None or loader[0][0] is not options[0] or loader[0][1:] != options[1:]:
+            # Sharing the default instance's caches with _snapshot's dumps.
+            snap = default_snapshotter().replace(
+                migrate=self.migrate, migrations=self.migrations if self.migrate else None,
+                manifests=StoreManifests(self._store) if self.migrate else None)
+            loader = self._loader = (options, snap)
+        return loader[1].loads(snapshot or b"")
+
+    def _stranded(self, snapshot: bytes | None) -> str | None:
+        """Why an unfinished run's snapshot cannot resume on the current code, or None."""
+        verdict = check(snapshot or b"", manifests=StoreManifests(self._store),
+                        migrations=self.migrations)
+        if verdict.status == "resumes":
+            return None
+        if verdict.status == "migrates":
+            return None if self.migrate else (
+                "its workflow changed; it would migrate, but this scheduler was made with "
+                "migrate=False")
+        # A damaged snapshot is not a deploy problem: the run stays "running".
+        return verdict.reason if verdict.code_changed else None
 
     # -- registration ------------------------------------------------------------
 
@@ -417,12 +478,23 @@ class Scheduler:
         return decode_run(run_id, raw.blob)
 
     def status(self, run_id: str) -> RunStatus:
-        """Where run ``run_id`` stands, read from the store (so from any process)."""
+        """Where run ``run_id`` stands, read from the store (so from any process).
+
+        An unfinished run whose snapshot cannot resume on the current code is
+        ``needs-migration`` (checked without resuming it, like ``corosnap
+        check``), with the reason in ``problem``.
+        """
         rec = self._record(run_id)
         waiting = () if rec.waiting is None else tuple(op.describe() for op in rec.waiting.ops)
+        state: Any = rec.state
+        problem = None
+        if rec.state == "running":
+            problem = self._stranded(rec.snapshot)
+            if problem is not None:
+                state = "needs-migration"
         return RunStatus(
-            rec.run_id, rec.workflow, rec.state, rec.checkpoints, waiting,
-            rec.parent, rec.created, rec.updated, rec.owner, rec.lease,
+            rec.run_id, rec.workflow, state, rec.checkpoints, waiting,
+            rec.parent, rec.created, rec.updated, rec.owner, rec.lease, problem,
         )  # fmt: skip
 
     def result(self, run_id: str) -> Any:
@@ -488,8 +560,11 @@ class Scheduler:
             except KeyError:
                 pass  # deleted meanwhile
 
-    def run_ids(self, *, state: State | None = None) -> Iterator[str]:
-        """The ids of the runs in the store (child runs included), optionally only in ``state``."""
+    def run_ids(self, *, state: State | Literal["needs-migration"] | None = None
+                ) -> Iterator[str]:
+        """The ids of the runs in the store (child runs included), optionally only in
+        ``state`` (``needs-migration``: the unfinished runs that cannot resume on
+        the current code, see :meth:`status`)."""
         store = self._store
         for key in list(store.keys(RUN_PREFIX)):
             run_id = key[len(RUN_PREFIX) :]
@@ -497,7 +572,13 @@ class Scheduler:
                 yield run_id
                 continue
             raw = store.get(key)
-            if raw is not None and decode_run(run_id, raw.blob).state == state:
+            if raw is None:
+                continue
+            rec = decode_run(run_id, raw.blob)
+            if state == "needs-migration":
+                if rec.state == "running" and self._stranded(rec.snapshot) is not None:
+                    yield run_id
+            elif rec.state == state:
                 yield run_id
 
 

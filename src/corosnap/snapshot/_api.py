@@ -16,8 +16,8 @@ plans.  Make one Snapshotter and reuse it; ``replace()`` makes another with
 other options that shares them.
 
 Where an option goes.  One that says how to snapshot (``pickler``, ``key``,
-``safe``, ``allow``, ``max_size``; later ``migrate``, ``manifests``,
-``migratable``) is an option of the Snapshotter, a change in three places of
+``safe``, ``allow``, ``max_size``, ``migratable``, ``migrate``,
+``manifests``, ``migrations``) is an option of the Snapshotter, a change in three places of
 this file: a keyword of ``Snapshotter.__init__`` (validated there, stored as
 an attribute, listed in ``__slots__`` and ``_OPTIONS``), the same keyword on
 the module function(s) it concerns (passed on to ``replace``, and compared
@@ -40,16 +40,25 @@ import msgpack
 
 from .. import frames as _frames
 from .._accel import ENGINE
-from .._errors import CorosnapError, CorruptSnapshot, LimitExceeded, RestoreError, SnapshotError
+from .._errors import (
+    CodeMismatch,
+    CorosnapError,
+    CorruptSnapshot,
+    LimitExceeded,
+    RestoreError,
+    SnapshotError,
+)
 from .._weak import ModuleCache, RecordCache
 from ..codec import BufferDecisions, pack_offered, pickler_id
 from ..codec._decoder import printable_cause
 from ..codec._engines import ENGINES
 from ..frames import backend
 from . import _asyncgen
-from ._blob import DEFAULT_MAX_SIZE, HEADER, open_blob, sign
+from ._blob import DEFAULT_MAX_SIZE, HEADER, HEADER2, open_blob, sign
 from ._capture import FrameEncoder, check_target, describe_target
+from ._migrate import Migrations, Migrator, Session, make_migrator
 from ._restore import FrameDecoder
+from ._signature import signature_table
 
 Pickler = Literal["pickle", "cloudpickle", "dill"]
 """The fallback picklers ``dumps(pickler=)`` accepts (None means cloudpickle)."""
@@ -57,7 +66,8 @@ Pickler = Literal["pickle", "cloudpickle", "dill"]
 BufferCallback = Callable[[PickleBuffer], Any]
 """``dumps(buffer_callback=)``: as pickle's (protocol 5)."""
 
-_OPTIONS = ("pickler", "key", "safe", "allow", "max_size")
+_OPTIONS = ("pickler", "key", "safe", "allow", "max_size", "migratable", "migrate", "manifests",
+            "migrations")
 
 
 class _Caches:
@@ -66,7 +76,7 @@ class _Caches:
     Packer per thread."""
 
     __slots__ = ("engine", "codec", "Encoder", "new_ext_hook", "capture_codes", "restore_codes",
-                 "frames_out", "frames_in", "hook", "local")
+                 "frames_out", "frames_in", "frames_migrating", "hook", "local")
 
     def __init__(self, engine: str) -> None:
         self.engine = engine
@@ -77,6 +87,9 @@ class _Caches:
         self.restore_codes: ModuleCache[Any] = ModuleCache()
         self.frames_out = FrameEncoder(self.capture_codes, engine)
         self.frames_in = FrameDecoder(self.restore_codes, engine)
+        # A blob whose code changed is migrated on the Python engine: the C
+        # engine restores only unchanged code (snapshot/_migrate.py).
+        self.frames_migrating = FrameDecoder(self.restore_codes, engine, frames_in_c=False)
         self.hook = self.frames_out.hook
         self.local = threading.local()
 
@@ -110,13 +123,32 @@ class Snapshotter:
         Module names (each allowing its submodules) safe mode accepts.
     ``max_size``
         ``loads`` refuses larger blobs before parsing them (LimitExceeded).
+    ``migratable``
+        ``dumps`` embeds a compact description of each frame's code (local
+        names, the suspension point's structural identity), so that
+        ``loads`` with ``migrate=True`` can move the frames onto edited code
+        with nothing but the blob (blob format 2, docs/evolution.md).
+    ``migrate``
+        ``loads`` moves a frame whose function changed since the snapshot
+        onto the new code when a correspondence can be proven (or an
+        explicit migration is registered), instead of raising CodeMismatch;
+        ``NeedsMigration`` says why when it cannot.  Unchanged code restores
+        as usual, at the usual speed.
+    ``manifests``
+        With ``migrate``: descriptions of old code for blobs that carry none
+        (a ``corosnap.migrate.Manifest``, a path to one, its JSON object, or
+        a list of these), read when the Snapshotter is made.
+    ``migrations``
+        With ``migrate``: the registry of explicit migrations (default:
+        ``corosnap.migrate.migrations``).
 
     The instance holds its caches (per code object and per named function,
     weakly: dropping a module frees what they hold), so make one and reuse
     it; ``replace(**options)`` makes one with other options that shares them.
     """
 
-    __slots__ = ("pickler", "key", "safe", "allow", "max_size", "_pid", "_caches")
+    __slots__ = ("pickler", "key", "safe", "allow", "max_size", "migratable", "migrate",
+                 "manifests", "migrations", "_pid", "_migrator", "_caches")
 
     def __init__(
         self,
@@ -126,6 +158,10 @@ class Snapshotter:
         safe: bool = False,
         allow: Iterable[str] = (),
         max_size: int = DEFAULT_MAX_SIZE,
+        migratable: bool = False,
+        migrate: bool = False,
+        manifests: Any = None,
+        migrations: Migrations | None = None,
     ) -> None:
         self._pid = pickler_id(pickler)  # ValueError naming the choices
         self.pickler = pickler
@@ -142,6 +178,14 @@ class Snapshotter:
         if type(max_size) is not int or max_size < 0:
             raise TypeError(f"max_size must be an int >= 0, got {max_size!r}")
         self.max_size = max_size
+        for name, flag in (("migratable", migratable), ("migrate", migrate)):
+            if type(flag) is not bool:
+                raise TypeError(f"{name} must be True or False, got {flag!r}")
+        self.migratable = migratable
+        self.migrate = migrate
+        self.manifests = manifests
+        self.migrations = migrations
+        self._migrator: Migrator | None = make_migrator(migrate, manifests, migrations)
         self._caches = _Caches(ENGINE)
 
     def replace(self, **options: Any) -> Snapshotter:
@@ -166,8 +210,10 @@ class Snapshotter:
 
     def __repr__(self) -> str:
         key = None if self.key is None else "<set>"
+        extra = "".join(f", {name}={getattr(self, name)!r}" for name in _OPTIONS[5:]
+                        if getattr(self, name) not in (False, None))
         return (f"Snapshotter(pickler={self.pickler!r}, key={key}, safe={self.safe!r}, "
-                f"allow={self.allow!r}, max_size={self.max_size!r})")
+                f"allow={self.allow!r}, max_size={self.max_size!r}{extra})")
 
     # -- capture ----------------------------------------------------------
     def dumps(self, obj: Any, *, buffer_callback: BufferCallback | None = None) -> bytes:
@@ -178,7 +224,8 @@ class Snapshotter:
         value of at least 4 KiB and every memoryview, in order; a false result
         (e.g. ``list.append``'s None) leaves the buffer out of the blob, which
         then holds only its index, and ``loads(..., buffers=)`` must be given
-        those buffers.
+        those buffers.  With ``migratable=True`` (an option), the blob is
+        format 2 and carries its frames' code descriptions.
         Raises SnapshotError naming the function, the slot and the type at fault.
         """
         if type(obj) is not GeneratorType and type(obj) is not CoroutineType:
@@ -198,7 +245,12 @@ class Snapshotter:
                           else _asyncgen.encode_root(enc, obj))
                 if enc.after:
                     enc.finish()
-                fields.insert(0, HEADER)
+                if self.migratable:
+                    # Format 2: the signature table after the header, built
+                    # from the encoder's tables (docs/format.md).
+                    fields[0:0] = [HEADER2, signature_table(enc, _frames)]
+                else:
+                    fields.insert(0, HEADER)
                 if enc.offered:  # buffers: decided now that nothing can be rolled back
                     try:
                         enc.finish_buffers(decisions or BufferDecisions())
@@ -237,6 +289,8 @@ class Snapshotter:
         ``buffers``: the out-of-band buffers ``dumps``'s ``buffer_callback`` set
         aside, in order (any bytes-like objects; the restored values share their
         memory where the type allows, as pickle's do); a signature covers them.
+        With ``migrate=True`` (an option), a frame whose function changed is
+        moved onto the new code, or ``NeedsMigration`` says why not.
         """
         if _frames._backend is None:
             backend()  # UnsupportedInterpreter, before anything else
@@ -251,12 +305,36 @@ class Snapshotter:
                                        ext_hook=caches.new_ext_hook())
             except Exception:  # noqa: BLE001 - open_blob parses again and says what is wrong
                 tree = None
-            if type(tree) is not list or not tree or tree[0] is not HEADER:
+            if type(tree) is not list or not tree or (tree[0] is not HEADER
+                                                      and tree[0] is not HEADER2):
                 tree = None
         if tree is None:
             tree = open_blob(data, self.key, self.max_size, buffers, caches.new_ext_hook)
+        table = _split_table(tree)
+        migrator = self._migrator
+        if migrator is None:
+            return self._restore(tree, buffers)
         try:
-            return caches.frames_in.restore(tree, self.safe, self.allow, buffers)
+            # Migration costs nothing while the code has not changed: the
+            # blob is restored as usual (C engine included), and only a
+            # changed function makes it restore again, from the bytes
+            # (decoding consumes the tree), with a migration session.
+            return self._restore(tree, buffers)
+        except CodeMismatch:
+            tree = open_blob(data, self.key, self.max_size, buffers, caches.new_ext_hook)
+            _split_table(tree)
+        return self._restore(tree, buffers, Session(migrator, table))
+
+    def _restore(self, tree: list[Any], buffers: list[Any] | None,
+                 session: Session | None = None) -> Any:
+        """The root frame of a parsed, verified blob (``[header, *root fields]``);
+        ``session``: a migration session (frames in Python, see _migrate.py)."""
+        caches = self._caches
+        try:
+            if session is None:
+                return caches.frames_in.restore(tree, self.safe, self.allow, buffers)
+            return caches.frames_migrating.restore(tree, self.safe, self.allow, buffers,
+                                                   session)
         except CorosnapError:
             raise
         except RecursionError:
@@ -276,6 +354,16 @@ class Snapshotter:
         return self.loads(file.read(), buffers=buffers)
 
 
+def _split_table(tree: list[Any]) -> Any:
+    """A migratable blob's signature table (None for any other blob), taken
+    out of ``tree`` so that it reads ``[header, *root fields]`` as format 1."""
+    if tree[0] is not HEADER2:
+        return None
+    if len(tree) < 2:
+        raise CorruptSnapshot("migratable blob without its signature table")
+    return tree.pop(1)
+
+
 def _check_buffers(buffers: Iterable[Any]) -> list[Any]:
     out = list(buffers)
     for i, buf in enumerate(out):
@@ -292,6 +380,12 @@ _default = Snapshotter()
 """The instance the module functions use (and share caches with)."""
 
 
+_migratable = _default.replace(migratable=True)
+_migrating = _default.replace(migrate=True)
+"""The default instance with ``migratable=True`` / ``migrate=True`` alone (the
+module functions' common cases, made once: they share its caches)."""
+
+
 def default() -> Snapshotter:
     """The Snapshotter behind ``corosnap.dumps``/``loads`` (its caches are theirs)."""
     return _default
@@ -303,6 +397,7 @@ def dumps(
     key: bytes | None = None,
     pickler: Pickler | None = None,
     buffer_callback: BufferCallback | None = None,
+    migratable: bool = False,
 ) -> bytes:
     """Capture a suspended or not-yet-started generator/coroutine/async generator.
 
@@ -314,11 +409,17 @@ def dumps(
     at least 4 KiB and every memoryview, in order; a false result (e.g.
     ``list.append``'s None) leaves the buffer out of the blob, which then holds
     only its index, and ``loads(..., buffers=)`` must be given those buffers.
+    ``migratable``: embed a compact description of each frame's code (local
+    names, the suspension point's structural identity), so that
+    ``loads(blob, migrate=True)`` can move the frames onto edited code with
+    nothing but the blob (docs/evolution.md).
     Raises SnapshotError naming the function, the slot and the type at fault.
     See ``Snapshotter`` for a reusable object holding the options.
     """
-    snap = _default if key is None and pickler is None else _default.replace(
-        key=key, pickler=pickler)
+    if key is None and pickler is None:
+        snap = _migratable if migratable is True else _default
+    else:
+        snap = _default.replace(key=key, pickler=pickler, migratable=migratable)
     if buffer_callback is None:
         return snap.dumps(obj)
     return snap.dumps(obj, buffer_callback=buffer_callback)
@@ -332,6 +433,9 @@ def loads(
     allow: Iterable[str] = (),
     max_size: int = DEFAULT_MAX_SIZE,
     buffers: Iterable[Any] | None = None,
+    migrate: bool = False,
+    manifests: Any = None,
+    migrations: Migrations | None = None,
 ) -> Any:
     """Rebuild the generator/coroutine/async generator captured in ``data``.
 
@@ -344,27 +448,42 @@ def loads(
     them.  ``buffers``: the out-of-band buffers ``dumps``'s ``buffer_callback``
     set aside, in order (any bytes-like objects; the restored values share
     their memory where the type allows, as pickle's do).
+
+    ``migrate=True``: a frame whose function changed since the snapshot is
+    moved onto the new code when a correspondence can be proven (or an
+    explicit migration is registered), instead of raising CodeMismatch
+    (``NeedsMigration`` says why not); the old code's description comes from
+    the blob (``dumps(migratable=True)``) or from ``manifests`` (a
+    ``corosnap.migrate.Manifest``, a path to one, or a list of them).
+    ``migrations``: the registry of explicit migrations (default:
+    ``corosnap.migrate.migrations``).  See docs/evolution.md.
     """
-    if key is None and safe is False and allow == () and max_size == DEFAULT_MAX_SIZE:
-        snap = _default
+    if (key is None and safe is False and allow == () and max_size == DEFAULT_MAX_SIZE
+            and manifests is None and migrations is None):
+        snap = _migrating if migrate is True else _default
     else:
-        snap = _default.replace(key=key, safe=safe, allow=allow, max_size=max_size)
+        snap = _default.replace(key=key, safe=safe, allow=allow, max_size=max_size,
+                                migrate=migrate, manifests=manifests, migrations=migrations)
     return snap.loads(data) if buffers is None else snap.loads(data, buffers=buffers)
 
 
 def dump(obj: Any, file: IO[bytes], *, key: bytes | None = None,
-         pickler: Pickler | None = None, buffer_callback: BufferCallback | None = None) -> None:
-    """``file.write(dumps(obj, key=key, pickler=pickler, buffer_callback=buffer_callback))``."""
-    file.write(dumps(obj, key=key, pickler=pickler, buffer_callback=buffer_callback))
+         pickler: Pickler | None = None, buffer_callback: BufferCallback | None = None,
+         migratable: bool = False) -> None:
+    """``file.write(dumps(obj, key=key, pickler=pickler, buffer_callback=buffer_callback,
+    migratable=migratable))``."""
+    file.write(dumps(obj, key=key, pickler=pickler, buffer_callback=buffer_callback,
+                     migratable=migratable))
 
 
 def load(file: IO[bytes], *, key: bytes | None = None, safe: bool = False,
          allow: Iterable[str] = (), max_size: int = DEFAULT_MAX_SIZE,
-         buffers: Iterable[Any] | None = None) -> Any:
+         buffers: Iterable[Any] | None = None, migrate: bool = False, manifests: Any = None,
+         migrations: Migrations | None = None) -> Any:
     """``loads(file.read(), key=key, safe=safe, allow=allow, max_size=max_size,
-    buffers=buffers)``."""
+    buffers=buffers, migrate=migrate, manifests=manifests, migrations=migrations)``."""
     return loads(file.read(), key=key, safe=safe, allow=allow, max_size=max_size,
-                 buffers=buffers)
+                 buffers=buffers, migrate=migrate, manifests=manifests, migrations=migrations)
 
 
 __all__ = ["BufferCallback", "Pickler", "Snapshotter", "default", "dump", "dumps", "load",

@@ -30,6 +30,13 @@ FORMAT_VERSION = 1
 HEADER = shared_header(FORMAT_VERSION << 5 | PY_MINOR)
 """The header of this version's unsigned blobs: the very object ext_hook returns
 for it, so a parsed blob's header can be checked by identity."""
+MIGRATABLE_VERSION = 2
+HEADER2 = shared_header(MIGRATABLE_VERSION << 5 | PY_MINOR)
+"""The header of a migratable blob (``dumps(migratable=True)``): format 1 with a
+signature table after the header (docs/format.md).  Only such blobs carry it,
+so a corosnap that predates it refuses them by version instead of misreading
+them; every other blob stays format 1, byte for byte."""
+VERSIONS = (FORMAT_VERSION, MIGRATABLE_VERSION)
 SIGNED_HEADER = ExtType(EXT_SIGNED, bytes([FORMAT_VERSION << 5 | PY_MINOR]))
 TAG_SIZE = 32
 
@@ -41,10 +48,10 @@ def check_header(h: Any) -> None:
     if type(h) is not ExtType or h.code not in (EXT_HEADER, EXT_SIGNED) or len(h.data) != 1:
         raise CorruptSnapshot("not a corosnap blob (no header)")
     version, minor = h.data[0] >> 5, h.data[0] & 31
-    if version != FORMAT_VERSION:
+    if version not in VERSIONS:
         raise CorruptSnapshot(
             f"blob format version {version} is not supported by this corosnap "
-            f"(it reads version {FORMAT_VERSION})"
+            f"(it reads versions {', '.join(map(str, VERSIONS))})"
         )
     if minor != PY_MINOR:
         raise CodeMismatch(
@@ -87,7 +94,8 @@ def unpack(data: bytes, max_size: int = DEFAULT_MAX_SIZE,
 def open_blob(data: bytes, key: bytes | None, max_size: int,
               buffers: Sequence[Any] | None = None,
               ext_hook: Callable[[], Any] = new_ext_hook) -> list[Any]:
-    """Verify and parse a blob, returning ``[HEADER, *root fields]``.
+    """Verify and parse a blob, returning ``[HEADER, *root fields]`` (or, for a
+    migratable blob, ``[HEADER2, signature table, *root fields]``).
     ``buffers``: the out-of-band buffers, which a signature also covers;
     ``ext_hook`` makes msgpack's ext hook for one blob (the codec engine's)."""
     tree = unpack(data, max_size, ext_hook)

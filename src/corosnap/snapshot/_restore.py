@@ -37,7 +37,7 @@ from collections.abc import Callable
 from typing import Any
 from weakref import ref as ref_to
 
-from .._errors import CodeMismatch, CorruptSnapshot, LimitExceeded, RestoreError
+from .._errors import CodeMismatch, CorruptSnapshot, LimitExceeded, NeedsMigration, RestoreError
 from .._weak import ModuleCache
 from ..bytecode import CodeRef, code_info, fingerprint, locate, types_coroutine_copy
 from ..bytecode._analysis import DELEGATE
@@ -327,6 +327,43 @@ def check_frame(entry: Any, plan: Any, gen: Any, slots: list[Any], fresh_sub: bo
             check_chain(dec, entry, gen, sub)
 
 
+def decode_exception(dec: Decoder, entry: Any, exc_f: Any) -> Any:
+    """The exception a frame suspended in an ``except`` block is handling."""
+    exc = dec.dec(exc_f)
+    if not is_exception(exc):
+        raise CorruptSnapshot(f"{entry.label}: the handled exception is a {type(exc).__name__}")
+    return exc
+
+
+def write_frame(dec: Decoder, entry: Any, plan: Any, pos: int, slots: list[Any], exc: Any,
+                gen: Any, root: bool, fresh_sub: bool) -> Any:
+    """Every check a restored frame must pass, then the write into ``gen``.
+
+    The one gate into frame memory of the Python engine: a frame decoded
+    from a blob and a frame migrated onto new code (snapshot/_migrate.py)
+    both end here (``slots``: localsplus then stack).  ``fresh_sub``: the
+    delegated-to sub-generator was decoded just before, as this frame's
+    sub-frame (its own chain was checked when it was written).  A check
+    (``corosnap.migrate.check``, a dry run) stops before the write.
+    """
+    n = entry.nlocals
+    if len(slots) != n + plan.depth:
+        raise CorruptSnapshot(f"{entry.label}: {len(slots) - n} stack values at offset {pos}, "
+                              f"but its bytecode has {plan.depth} there")
+    check_frame(entry, plan, gen, slots, fresh_sub, dec)
+    if root:
+        dec.finish()
+    migration = dec.migration
+    if migration is not None and migration.dry_run:
+        migration.checked(gen)  # a check: everything validated, nothing written
+        return gen
+    try:
+        backend().write(gen, pos, slots[:n], slots[n:], exc)
+    except (TypeError, ValueError) as err:
+        raise CorruptSnapshot(f"{entry.label}: {err}") from err
+    return gen
+
+
 class FrameDecoder:
     """Fields -> frames, for one Snapshotter: its per-code cache and its engine.
 
@@ -341,11 +378,14 @@ class FrameDecoder:
 
     __slots__ = ("codes", "hook", "restore_c", "restore_root", "decoder")
 
-    def __init__(self, codes: ModuleCache[Any], engine: str) -> None:
+    def __init__(self, codes: ModuleCache[Any], engine: str, frames_in_c: bool = True) -> None:
         self.codes = codes
         self.decoder = ENGINES[engine].Decoder
-        self.restore_c = _contract.restore if engine == "c" else None
-        self.restore_root = _contract.restore_root if engine == "c" else None
+        # frames_in_c=False: the codec of ``engine``, every frame in Python
+        # (the migration session's decoder: see Snapshotter.loads).
+        use_c = engine == "c" and frames_in_c
+        self.restore_c = _contract.restore if use_c else None
+        self.restore_root = _contract.restore_root if use_c else None
         self.hook = self.decode if self.restore_c is None else self.decode_accelerated
 
     fresh = staticmethod(fresh)
@@ -354,10 +394,17 @@ class FrameDecoder:
 
     # -- one blob ---------------------------------------------------------
     def restore(self, tree: list[Any], safe: bool, allow: tuple[str, ...],
-                buffers: list[Any] | None = None) -> Any:
+                buffers: list[Any] | None = None, migration: Any = None) -> Any:
         """The blob's root frame (``tree[1:]``), with its whole object graph.
-        ``buffers``: the out-of-band buffers of ``loads(buffers=)``."""
+        ``buffers``: the out-of-band buffers of ``loads(buffers=)``;
+        ``migration``: the session of ``loads(migrate=True)`` (snapshot/_migrate.py)
+        that a changed code is handed to, on a FrameDecoder with its frames in
+        Python."""
         restore_root = self.restore_root
+        if migration is not None:
+            dec = self.decoder(self, safe, allow, buffers)
+            dec.migration = migration
+            return self.decode(dec, tree, 1, root=True)
         if restore_root is not None and not safe and buffers is None:
             # The C engine, with a state of its own (its tables made in C; a
             # Decoder only if a value needs Python).  None: it declined, before
@@ -429,6 +476,15 @@ class FrameDecoder:
                 raise CorruptSnapshot("malformed frame")
             return _asyncgen.decode(dec, v, i, root=True)
         entry, i = self.coderef(dec, v, i)
+        if type(entry) is not RestoreCode:
+            # The code changed and loads(migrate=True) found how to move the
+            # frame (snapshot/_migrate.py): it decodes the old fields, maps
+            # them onto the new code and ends in write_frame, as below.
+            if agflags >= 0:
+                raise NeedsMigration(f"{entry.label}: an async generator's frame cannot be "
+                                     "migrated to changed code (only generators and "
+                                     "coroutines can)")
+            return entry.decode_frame(dec, v, i, root)
         if bool(entry.code.co_flags & _AGEN) != (agflags >= 0):
             raise CorruptSnapshot(f"{entry.label} is {'an' if agflags < 0 else 'not an'} async "
                                   "generator, where the blob has "
@@ -458,50 +514,19 @@ class FrameDecoder:
         key = id(gen)
         active.add(key)
         try:
-            exc = None
-            if exc_f is not None:
-                exc = dec.dec(exc_f)
-                if not is_exception(exc):
-                    raise CorruptSnapshot(f"{entry.label}: the handled exception is a "
-                                          f"{type(exc).__name__}")
-            null = NULL
-            decode = dec.dec
+            exc = None if exc_f is None else decode_exception(dec, entry, exc_f)
             raw = v[i:]
             sub_at = plan.sub_at
             fresh_sub = bool(sub_at >= 0 and type(raw[sub_at]) is list and raw[sub_at]
                              and type(raw[sub_at][0]) is not Tag)
-            # Slots in order, so memo indexes match capture; an error names
-            # the slot (len(slots) is the index of the one being decoded).
-            slots: list[Any] = []
-            append = slots.append
-            try:
-                if fresh_sub:
-                    # The sub-frame this frame delegates to, stored untagged
-                    # (see capture), decoded in its place.
-                    for x in raw[:sub_at]:
-                        append(null if x is None else None if x is NONE_MARK else decode(x)
-                               if type(x) in _WALK else x)
-                    append(self.hook(dec, raw[sub_at], 0))
-                    raw = raw[sub_at + 1:]
-                for x in raw:
-                    append(null if x is None else None if x is NONE_MARK else decode(x)
-                           if type(x) in _WALK else x)
-            except RestoreError as err:
-                named = slot_error(entry, len(slots), err)
-                raise named from named.__cause__
-            check_frame(entry, plan, gen, slots, fresh_sub, dec)
             if agflags > 0 and agflags & _asyncgen.RUNNING and plan.delegate_at < 0:
                 raise CorruptSnapshot(f"{entry.label}: an async generator with an operation "
                                       "in flight is suspended inside an await, not at a yield")
-            if root:
-                dec.finish()
-            frames = backend()
-            try:
-                frames.write(gen, pos, slots[:n], slots[n:], exc)
-            except (TypeError, ValueError) as err:
-                raise CorruptSnapshot(f"{entry.label}: {err}") from err
-            if agflags > 0:
-                frames.ag_set_flags(gen, agflags)  # checked by _asyncgen; a fresh generator
+            slots = self.decode_slots(dec, entry, raw, sub_at if fresh_sub else -1)
+            write_frame(dec, entry, plan, pos, slots, exc, gen, root, fresh_sub)
+            migration = dec.migration
+            if agflags > 0 and (migration is None or not migration.dry_run):
+                backend().ag_set_flags(gen, agflags)  # checked by _asyncgen; a fresh generator
             return gen
         except BaseException:
             # Refused: the fresh generator is still in its created state
@@ -514,6 +539,60 @@ class FrameDecoder:
             raise
         finally:
             active.discard(key)
+
+    def decode_slots(self, dec: Decoder, entry: Any, raw: list[Any], sub_at: int) -> list[Any]:
+        """A frame's slot and stack fields as values, in field order (so memo
+        indexes match capture); ``sub_at``: the index of an untagged
+        sub-frame (the frame a delegating frame sends to, see capture), or
+        -1.  An error names the slot (``len(slots)`` is the index of the one
+        being decoded)."""
+        null = NULL
+        decode = dec.dec
+        slots: list[Any] = []
+        append = slots.append
+        try:
+            if sub_at >= 0:
+                # The sub-frame this frame delegates to, stored untagged (see
+                # capture), decoded in its place.
+                for x in raw[:sub_at]:
+                    append(null if x is None else None if x is NONE_MARK else decode(x)
+                           if type(x) in _WALK else x)
+                append(self.hook(dec, raw[sub_at], 0))
+                raw = raw[sub_at + 1:]
+            for x in raw:
+                append(null if x is None else None if x is NONE_MARK else decode(x)
+                       if type(x) in _WALK else x)
+        except RestoreError as err:
+            named = slot_error(entry, len(slots), err)
+            raise named from named.__cause__
+        return slots
+
+    def entry_for(self, ref: CodeRef, fp: int) -> Any:
+        """The checked RestoreCode of the code ``ref`` names, if its
+        fingerprint is ``fp`` (CodeMismatch otherwise, naming the function)."""
+        key = (ref.module, ref.qualname, ref.path, fp)
+        entry = self.codes.data.get(key)
+        if entry is not None and sys.modules.get(ref.module) is entry.module():
+            return entry
+        code, globals_ = locate(ref)
+        now = fingerprint(code)
+        if now != fp and ref.path:
+            # A generator function decorated with types.coroutine inside the
+            # root: its code is a flagged copy of the constant (bytecode/_locate).
+            copy = types_coroutine_copy(code)
+            if copy is not None and fingerprint(copy) == fp:
+                code, now = copy, fp
+        if now != fp:
+            raise CodeMismatch(
+                f"{ref.module}.{code.co_qualname}(): its code changed since the snapshot was "
+                f"taken (fingerprint {fp:016x} in the snapshot, {now:016x} now); a "
+                "changed function cannot resume an old frame"
+            )
+        owner = sys.modules.get(ref.module)
+        entry = make_entry(self.codes, owner, code, globals_)
+        if owner is not None:
+            self.codes.put(owner, key, entry)
+        return entry
 
     def coderef(self, dec: Decoder, v: list[Any], i: int) -> tuple[Any, int]:
         """Read the code fields at v[i:], returning (entry, next index)."""
@@ -566,31 +645,21 @@ class FrameDecoder:
             raise CorruptSnapshot("malformed code fingerprint")
         if dec.safe:
             check_allowed(module, qual, dec.allow, "code of")
-        key = (module, qual, path, fp)
-        entry = cache.get(key)
+        entry = cache.get((module, qual, path, fp))
         if entry is None or sys.modules.get(module) is not entry.module():
             ref = CodeRef(module, qual, path)
-            code, globals_ = locate(ref)
-            now = fingerprint(code)
-            if now != fp and path:
-                # A generator function decorated with types.coroutine inside the
-                # root: its code is a flagged copy of the constant (bytecode/_locate).
-                copy = types_coroutine_copy(code)
-                if copy is not None and fingerprint(copy) == fp:
-                    code, now = copy, fp
-            if now != fp:
-                raise CodeMismatch(
-                    f"{module}.{code.co_qualname}(): its code changed since the snapshot was "
-                    f"taken (fingerprint {fp:016x} in the snapshot, {now:016x} now); a "
-                    "changed function cannot resume an old frame"
-                )
-            owner = sys.modules.get(module)
-            entry = make_entry(self.codes, owner, code, globals_)
-            if owner is not None:
-                self.codes.put(owner, key, entry)
+            try:
+                entry = self.entry_for(ref, fp)
+            except CodeMismatch as exc:
+                if dec.migration is None:
+                    raise
+                # loads(migrate=True): the frame (or value) of this code may
+                # still move onto the new code (snapshot/_migrate.py decides,
+                # or raises NeedsMigration saying why not).
+                entry = dec.migration.entry(dec, ref, fp, exc)
         dec.codes.append(entry)
         return entry, i + 3
 
 
-__all__ = ["FrameDecoder", "MAX_CHAIN", "check_chain", "check_frame", "finished", "fresh",
-           "make_entry", "make_plan", "slot_error"]
+__all__ = ["FrameDecoder", "MAX_CHAIN", "check_chain", "check_frame", "decode_exception",
+           "finished", "fresh", "make_entry", "make_plan", "slot_error", "write_frame"]

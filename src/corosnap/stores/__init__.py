@@ -38,6 +38,7 @@ from ._directory import DirectoryStore
 from ._helpers import restore, save
 from ._memory import MemoryStore
 from ._sqlite import SQLiteStore
+from ._url import BadStoreSpec, open_store
 
 if TYPE_CHECKING:
     from ._postgres import PostgresStore
@@ -61,6 +62,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "MAX_KEY_BYTES",
+    "BadStoreSpec",
     "BytesLike",
     "Conflict",
     "DirectoryStore",
@@ -77,6 +79,7 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreUnavailable",
+    "open_store",
     "restore",
     "save",
     "validate_blob",
