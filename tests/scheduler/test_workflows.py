@@ -381,11 +381,14 @@ def test_runs_that_cannot_be_restored_are_left_alone_and_reported() -> None:
 
     store = MemoryStore()
     s = wf.register(Scheduler(store))
-    parent = s.start(wf.waits_for_child, 0.3)
+    parent = s.start(wf.waits_for_child, 2.0)
     other = s.start(wf.one, 5)
-    with pytest.raises(TimeoutError):
-        s.run_until_complete(timeout=0.1)  # the parent now waits on its sleeping child
     child_key = f"run/{parent}/1"
+    for _ in range(50):  # until the parent waits on its sleeping child (slow on a busy machine)
+        with pytest.raises(TimeoutError):
+            s.run_until_complete(timeout=0.1)
+        if store.get(child_key) is not None:
+            break
     raw = store.get(child_key)
     assert raw is not None
     damaged = replace(decode_run(f"{parent}/1", raw.blob), snapshot=b"not a snapshot")
