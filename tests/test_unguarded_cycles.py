@@ -43,7 +43,7 @@ def ref(i):
     return X(1, i.to_bytes(4, "big"))
 
 ITER, PARTIAL, SLICE = X(5, bytes([0])), X(5, bytes([12])), X(5, bytes([13]))
-T_TUPLE, T_SET, T_GLOBAL, T_REDUCE, T_METHOD = 1, 2, 6, 11, 21
+T_TUPLE, T_SET, T_GLOBAL, T_REDUCE, T_SEQITER, T_METHOD = 1, 2, 6, 11, 15, 21
 ADD = [tag(T_GLOBAL), "tests._unguarded", "add"]
 
 def tree_of(gen):
@@ -175,6 +175,31 @@ def test_itertools_object_advancing_itself_is_refused(safe: bool) -> None:
     assert "REFUSED" in out
     if sys.version_info < (3, 14):
         assert "reaches itself (itertools.chain -> itertools.chain)" in out
+
+
+@pytest.mark.parametrize("safe", [True, False])
+def test_itertools_chain_whose_source_yields_the_chain_is_refused(safe: bool) -> None:
+    # The chain's source is a tuple iterator over (the chain,): chain_next
+    # calls iter() on what its source yields, then next() on it: itself, in C,
+    # without the recursion guard (SIGSEGV on 3.11, found by the campaign).
+    # 3.14 dropped itertools pickling, so there the state is refused anyway.
+    out = run_child(f"""
+        CH = [tag(T_REDUCE), [tag(T_GLOBAL), "itertools", "chain"], [],
+              [tag(T_TUPLE), [tag(T_SEQITER), [tag(T_TUPLE), ref(3)], 0]]]
+        expect(holder_tree([CH]), safe={safe}, allow=("tests._unguarded", "itertools"))
+    """)
+    assert "REFUSED" in out
+    if sys.version_info < (3, 14):
+        assert "reaches itself (tuple_iterator -> itertools.chain -> tuple_iterator)" in out
+
+
+def test_a_tuple_iterator_over_values_that_reach_no_iterator_still_loads() -> None:
+    # The same shape with a harmless item: restored and used.
+    out = run_child("""
+        IT = [tag(T_SEQITER), [tag(T_TUPLE), 1, [tag(T_REDUCE), ITER, [[1, 2]]], ref(1)], 0]
+        expect(holder_tree([IT]), safe=True, allow=("tests._unguarded",))
+    """)
+    assert "RESTORED" in out
 
 
 @pytest.mark.parametrize("safe", [True, False])

@@ -261,7 +261,8 @@ class Decoder:
 
     __slots__ = ("memo", "strings", "codes", "shapes", "safe", "allow", "frames", "active",
                  "depth", "pinned", "follows", "building", "settled", "walk_budget",
-                 "follower_types", "exceptions", "cstate", "buffers", "after", "migration")
+                 "follower_types", "exceptions", "cstate", "buffers", "after", "migration",
+                 "seqiters")
 
     def __init__(
         self,
@@ -294,6 +295,12 @@ class Decoder:
         self.settled: set[int] = set()
         self.walk_budget = MAX_CYCLE_WALK
         self.follower_types: dict[type, bool] = {}
+        # Sequence iterators over a list or tuple, with their sequence: what
+        # they yield is followed by an unguarded consumer (``itertools.chain``
+        # calls iter() and next() on each item its source yields), and a list
+        # may still be filling when its iterator is made, so their edges are
+        # read in finish(), once every value is decoded.
+        self.seqiters: list[tuple[Any, Any]] = []
         self.exceptions: list[BaseException] = []  # built by reduces: chains checked at the end
         self.safe = safe
         self.allow = allow
@@ -359,6 +366,8 @@ class Decoder:
         """Checks that need the whole object graph: run once, when the root
         frame's values are decoded, before that frame is written."""
         check_exception_chains(self.exceptions)
+        if self.seqiters:
+            self._check_sequence_iterators()
 
     def dec_items(self, items: Any) -> list[Any]:
         if type(items) is not list:
@@ -767,6 +776,60 @@ class Decoder:
             settled.update(seen)
             settled.add(target)
 
+    def _check_sequence_iterators(self) -> None:
+        """The unguarded-cycle check through sequence iterators, once every
+        value is decoded (``finish``).
+
+        An iterator over a list or tuple yields its items, and an unguarded
+        consumer follows them: ``itertools.chain`` calls ``iter()`` then
+        ``next()`` on each item its source yields, so a chain whose source
+        yields the chain itself recursed in C until the stack overflowed
+        (3.11, found by the fuzzing campaign).  A list may still be filling
+        when its iterator is made, so the iterators' edges (the rebuilt
+        objects of the checked kind among the sequence's items, looking inside
+        tuples) are read now, and every cycle through one of them is found by
+        a depth-first search from each (three colours, linear, within the
+        blob's walk budget)."""
+        follows = self.follows
+        for it, seq in self.seqiters:
+            edges = follows[id(it)] = []
+            self._add_edges(edges, list(seq))
+        done: set[int] = set()
+        budget = self.walk_budget
+        for it, _ in self.seqiters:
+            if id(it) in done:
+                continue
+            path: list[Any] = [it]
+            on_path = {id(it)}
+            work = [iter(follows[id(it)])]
+            while work:
+                for nxt in work[-1]:
+                    k = id(nxt)
+                    if k in on_path:
+                        at = next(n for n, y in enumerate(path) if y is nxt)
+                        names = " -> ".join(_type_name(y) for y in [*path[at:], nxt])
+                        raise CorruptSnapshot(
+                            f"an object that reaches itself ({names}): CPython calls or "
+                            "advances such objects through one another without its "
+                            "recursion guard, so using it could overflow the C stack")
+                    if k in done:
+                        continue
+                    budget -= 1
+                    if budget < 0:
+                        raise LimitExceeded(
+                            "checking the blob's partials and iterators for cycles took "
+                            f"more than {MAX_CYCLE_WALK} steps")
+                    path.append(nxt)
+                    on_path.add(k)
+                    work.append(iter(follows[k]))
+                    break
+                else:
+                    work.pop()
+                    y = path.pop()
+                    on_path.discard(id(y))
+                    done.add(id(y))
+        self.walk_budget = budget
+
     def _exception(self, v: list[Any]) -> Any:
         if len(v) != 5 or type(v[4]) is not bool:
             raise CorruptSnapshot("malformed exception")
@@ -846,6 +909,11 @@ class Decoder:
         it = iter(seq)
         it.__setstate__(v[2])
         self.memo.append(it)
+        if type(seq) is list or type(seq) is tuple:
+            # A node of the unguarded-cycle check: what it yields is followed
+            # by unguarded consumers; its edges are read in finish().
+            self.follows[id(it)] = []
+            self.seqiters.append((it, seq))
         return it
 
 
