@@ -382,8 +382,14 @@ class FrameDecoder:
         if i >= len(v):
             raise CorruptSnapshot(f"{entry.label}: truncated frame")
         pos = v[i]
+        # ``[offset, exception]``: suspended inside an except block.  Whether
+        # the frame handles an exception is the shape of the position, never
+        # the value in it: ``exception`` is a normal value, where msgpack nil
+        # is None (docs/format.md), so ``[offset, nil]`` is refused below as
+        # "the handled exception is a NoneType", as the C engine does.
+        handling = type(pos) is list
         exc_f = None
-        if type(pos) is list:
+        if handling:
             if len(pos) != 2:
                 raise CorruptSnapshot(f"{entry.label}: malformed position")
             pos, exc_f = pos
@@ -405,7 +411,7 @@ class FrameDecoder:
         active.add(key)
         try:
             exc = None
-            if exc_f is not None:
+            if handling:
                 exc = dec.dec(exc_f)
                 if not is_exception(exc):
                     raise CorruptSnapshot(f"{entry.label}: the handled exception is a "
