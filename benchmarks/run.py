@@ -67,7 +67,7 @@ import workloads
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# Targets (from the benchmark issue).
+# Targets (docs/benchmarks.md, "Targets").
 SIZE_LIMITS = {"counter": 40, "chain": 150, "coroutine_chain": 150}
 SIZE_AT_MOST_PICKLE_FLOOR = ("records",)
 # corosnap time / pickle time, dumps and loads each: value-heavy frames, tiny
@@ -93,7 +93,9 @@ warnings.filterwarnings(
 
 def chain_of(obj: Any) -> list[Any]:
     """The generators/coroutines of a chain, outermost first, following
-    ``gi_yieldfrom`` / ``cr_await`` while they lead to a generator or coroutine."""
+    ``gi_yieldfrom`` / ``cr_await`` / ``ag_await`` while they lead to a
+    generator, coroutine or async generator, and an ``__anext__()`` in
+    flight to its async generator."""
     chain = []
     while True:
         if isinstance(obj, types.GeneratorType):
@@ -102,11 +104,18 @@ def chain_of(obj: Any) -> list[Any]:
         elif isinstance(obj, types.CoroutineType):
             chain.append(obj)
             obj = obj.cr_await
+        elif isinstance(obj, types.AsyncGeneratorType):
+            chain.append(obj)
+            obj = obj.ag_await
+        elif type(obj).__name__ == "async_generator_asend":
+            obj = next(x for x in gc.get_referents(obj) if isinstance(x, types.AsyncGeneratorType))
         else:
             return chain
 
 
 def frame_of(obj: Any) -> types.FrameType:
+    if isinstance(obj, types.AsyncGeneratorType):
+        return obj.ag_frame
     return obj.gi_frame if isinstance(obj, types.GeneratorType) else obj.cr_frame
 
 

@@ -119,7 +119,7 @@ def answer_request(request):
     return PRICES[request.arg]
 
 
-# 4b. the bare shape the issue names: three ``async def`` levels awaiting a
+# 4b. the bare shape: three ``async def`` levels awaiting a
 #     custom awaitable that carries one value.  The ``checkout`` chain above
 #     carries real data (a customer, an item list, a dataclass request) and is
 #     judged against its pickle floor instead.
@@ -267,6 +267,33 @@ def answer_step(request):
 
 
 # ---------------------------------------------------------------------------
+# 8. a token stream: a coroutine collecting what an async generator yields,
+#    the generator awaiting each chunk from its source.  Measured while the
+#    coroutine's ``async for`` has an ``__anext__()`` in flight.
+
+
+async def stream_tokens(prompt, max_chunks):
+    sent = 0
+    while sent < max_chunks:
+        chunk = await Request("chunk", (prompt, sent))
+        sent += 1
+        for token in chunk.split():
+            yield token
+
+
+async def summarize(prompt):
+    tokens = []
+    async for token in stream_tokens(prompt, 6):
+        tokens.append(token)
+    return " ".join(tokens)
+
+
+def answer_chunk(request):
+    prompt, n = request.arg
+    return f"{prompt} part {n}"
+
+
+# ---------------------------------------------------------------------------
 # The registry
 
 
@@ -359,6 +386,13 @@ WORKLOADS = [
         lambda: review_orders(make_orders(50)),
         steps=20,
         reply=decide,
+    ),
+    Workload(
+        "token_stream",
+        "`async for` over an async generator awaiting each chunk, 3rd chunk in flight",
+        lambda: summarize("weather report"),
+        steps=3,
+        reply=answer_chunk,
     ),
     Workload(
         "large",

@@ -237,7 +237,7 @@ class Encoder:
     __slots__ = ("memo", "keep", "strings", "codes", "shapes", "busy", "pid", "frame_hook",
                  "passthrough", "strict", "globals_seen",
                  "global_values", "global_ids", "modules", "cstate", "pending_globals",
-                 "buffer_callback", "offered")
+                 "buffer_callback", "offered", "after")
 
     def __init__(self, pid: int, frame_hook: FrameHook, strict: bool = False,
                  buffer_callback: Callable[[PickleBuffer], Any] | None = None) -> None:
@@ -271,6 +271,9 @@ class Encoder:
         # index (id -> (module, name, value)) when there is one, _EVERYTHING
         # when there are more, empty when none.
         self.global_ids: Any = {}
+        # Checks that need the whole snapshot, added while encoding (an async
+        # generator with an operation in flight needs its awaitable): finish().
+        self.after: list[Callable[[Encoder], None]] = []
         # The snapshot layer's C engine's view of this encoding (a CaptureState
         # sharing these tables), or None; it refers back to the encoder, so the
         # snapshot layer drops it when the dumps is over.
@@ -280,6 +283,11 @@ class Encoder:
     is_flat = staticmethod(_HELPERS.is_flat)
     pack_ints = staticmethod(_HELPERS.pack_ints)
     str_keys = staticmethod(_HELPERS.str_keys)
+
+    def finish(self) -> None:
+        """Run the checks that need the whole snapshot, once it is encoded."""
+        for check in self.after:
+            check(self)
 
     # -- tables -----------------------------------------------------------
     def register(self, obj: Any) -> None:

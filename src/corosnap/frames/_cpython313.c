@@ -140,4 +140,6 @@ cs_write(PyObject *gen, long lasti, PyObject *locals, PyObject *stack, PyObject 
     return 0;
 }
 
+#include "_asyncgen.h"
+
 COROSNAP_FRAMES_MODULE("corosnap.frames._cpython313", PyInit__cpython313, 0)

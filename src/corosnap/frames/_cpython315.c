@@ -57,4 +57,6 @@ frames_virtual_iterable(PyObject *module, PyObject *obj)
     {"virtual_iterable", (PyCFunction)frames_virtual_iterable, METH_O,         \
      "virtual_iterable(obj) -> bool: 3.15 can walk obj with a tagged index"},
 
+#include "_asyncgen.h"
+
 COROSNAP_FRAMES_MODULE("corosnap.frames._cpython315", PyInit__cpython315, 1)
