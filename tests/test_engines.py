@@ -230,6 +230,28 @@ def case_handled_exception_replaced_by_an_int() -> tuple[bytes, bytes]:
     return good, _blob(tree)
 
 
+def case_handled_exception_is_nil() -> tuple[bytes, bytes]:
+    # The exception in [offset, exception] is a normal value: nil is None
+    # there, not an empty slot, so it is not an exception.
+    tree = _tree(_suspended(in_except))
+    good = _blob(tree)
+    position = next(i for i, x in enumerate(tree) if type(x) is list and len(x) == 2
+                    and type(x[0]) is int)
+    tree[position][1] = None
+    return good, _blob(tree)
+
+
+def case_nil_handled_exception_outside_an_except_block() -> tuple[bytes, bytes]:
+    # A frame outside any except block given the [offset, exception] form
+    # with nil: refused the same way (the form says an exception is handled).
+    tree = _tree(_suspended(lambda: loop(10)))
+    good = _blob(tree)
+    position = 4  # [header, module, qualname, fingerprint, position, ...]
+    assert type(tree[position]) is int
+    tree[position] = [tree[position], None]
+    return good, _blob(tree)
+
+
 def case_nested_code_iterator_replaced() -> tuple[bytes, bytes]:
     tree = _tree(_suspended(lambda: doubled([1, 2, 3])))
     good = _blob(tree)
@@ -313,6 +335,9 @@ CASES = {
     "delegation_to_an_int": case_delegation_to_an_int,
     "cell_replaced_by_int": case_cell_replaced_by_int,
     "handled_exception_replaced_by_an_int": case_handled_exception_replaced_by_an_int,
+    "handled_exception_is_nil": case_handled_exception_is_nil,
+    "nil_handled_exception_outside_an_except_block":
+        case_nil_handled_exception_outside_an_except_block,
     "nested_code_iterator_replaced": case_nested_code_iterator_replaced,
     "intact": case_intact,
 }
@@ -337,6 +362,10 @@ NAMED = {
         r"tests\.test_engines\.loop\(\): value stack slot \d+: back-reference 99 ",
     "range_iterator_index_overflows":
         r"tests\.test_engines\.loop\(\): value stack slot \d+: malformed range iterator: ",
+    "handled_exception_is_nil":
+        r"tests\.test_engines\.in_except\(\): the handled exception is a NoneType$",
+    "nil_handled_exception_outside_an_except_block":
+        r"tests\.test_engines\.loop\(\): the handled exception is a NoneType$",
 }
 
 

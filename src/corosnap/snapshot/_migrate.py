@@ -491,7 +491,10 @@ class MigratingEntry:
             raise CorruptSnapshot(f"{self.label}: truncated frame")
         pos = v[i]
         exc_f = None
-        if type(pos) is list:
+        # [offset, exception]: suspended in an except block; a nil there is
+        # None, which decode_exception refuses (as FrameDecoder.decode does).
+        handling = type(pos) is list
+        if handling:
             if len(pos) != 2:
                 raise CorruptSnapshot(f"{self.label}: malformed position")
             pos, exc_f = pos
@@ -510,7 +513,7 @@ class MigratingEntry:
                 (" (the explicit migration registered for it needs it too)" if explicit
                  else ""))
         self._check_flags()
-        plan = None if explicit is not None else self._plan(pos, old, exc_f is not None)
+        plan = None if explicit is not None else self._plan(pos, old, handling)
         nold = len(sig.names)
         raw = v[i + 1:]
         if len(raw) != nold + len(old.stack):
@@ -528,7 +531,7 @@ class MigratingEntry:
         key = id(gen)
         dec.active.add(key)
         try:
-            exc = decode_exception(dec, new, exc_f) if exc_f is not None else None
+            exc = decode_exception(dec, new, exc_f) if handling else None
             slots = dec.frames.decode_slots(dec, new, raw, sub_at if fresh_sub else -1)
             if explicit is not None:
                 new_pos, new_slots, exc, detail = self._explicit(

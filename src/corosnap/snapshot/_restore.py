@@ -492,8 +492,14 @@ class FrameDecoder:
         if i >= len(v):
             raise CorruptSnapshot(f"{entry.label}: truncated frame")
         pos = v[i]
+        # ``[offset, exception]``: suspended inside an except block.  Whether
+        # the frame handles an exception is the shape of the position, never
+        # the value in it: ``exception`` is a normal value, where msgpack nil
+        # is None (docs/format.md), so ``[offset, nil]`` is refused below as
+        # "the handled exception is a NoneType", as the C engine does.
+        handling = type(pos) is list
         exc_f = None
-        if type(pos) is list:
+        if handling:
             if len(pos) != 2:
                 raise CorruptSnapshot(f"{entry.label}: malformed position")
             pos, exc_f = pos
@@ -514,7 +520,7 @@ class FrameDecoder:
         key = id(gen)
         active.add(key)
         try:
-            exc = None if exc_f is None else decode_exception(dec, entry, exc_f)
+            exc = decode_exception(dec, entry, exc_f) if handling else None
             raw = v[i:]
             sub_at = plan.sub_at
             fresh_sub = bool(sub_at >= 0 and type(raw[sub_at]) is list and raw[sub_at]
