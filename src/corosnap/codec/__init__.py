@@ -11,6 +11,8 @@ from ._encoder import Encoder, type_name
 from ._picklers import pickler_id
 from ._tags import EXT_HEADER, EXT_NONE, EXT_SIGNED, NONE_EXT
 
+from . import _iterators  # noqa: E402, I001  (registers the builtin iterators' tags)
+
 __all__ = [
     "Decoder",
     "Deferred",

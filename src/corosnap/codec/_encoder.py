@@ -74,7 +74,9 @@ _MAX_INT = 2**64
 _NONE_TYPE = type(None)
 _PASS_FAST = frozenset({str, int, float, bool, _NONE_TYPE, bytes})
 _PASS_STRICT = frozenset({float, bool, _NONE_TYPE, bytes})
-_BY_REFERENCE = frozenset({list, dict, set, bytearray})
+BY_REFERENCE: set[type] = {list, dict, set, bytearray}
+"""Types whose module-level values are stored by reference (_iterators adds the
+builtin iterators)."""
 _MAP_KEYS = frozenset({str, int, float, bool, _NONE_TYPE, bytes})
 _FLAT_MIN = 16
 _NEWOBJ = copyreg.__newobj__  # type: ignore[attr-defined]
@@ -112,7 +114,7 @@ def _module_index(globals_: dict[str, Any], module: str) -> dict[int, tuple[str,
         return hit[2]
     index: dict[int, tuple[str, str, Any]] = {}
     for name, value in list(globals_.items()):
-        if (type(value) in _BY_REFERENCE or _is_plain_instance(value)) and not \
+        if (type(value) in BY_REFERENCE or _is_plain_instance(value)) and not \
                 name.startswith("__"):
             index.setdefault(id(value), (module, name, value))
     _module_indexes[id(globals_)] = (globals_, len(globals_), index)
@@ -161,7 +163,8 @@ class Encoder:
 
     __slots__ = ("memo", "keep", "strings", "codes", "shapes", "busy", "pid", "frame_hook",
                  "passthrough", "strict", "globals_seen",
-                 "global_values", "global_ids", "modules", "ctx", "pending_globals")
+                 "global_values", "global_ids", "modules", "ctx", "pending_globals",
+                 "filling")
 
     def __init__(self, pid: int, frame_hook: FrameHook, strict: bool = False) -> None:
         self.memo: dict[int, int] = {}
@@ -170,6 +173,7 @@ class Encoder:
         self.codes: dict[int, int] = {}
         self.shapes: dict[tuple[str, ...], int] = {}
         self.busy: set[int] = set()
+        self.filling: set[int] = set()  # tee buffers whose values are being encoded
         self.pid = pid
         self.frame_hook = frame_hook
         # In strict mode ints and strs always go through enc() (range check,

@@ -373,10 +373,18 @@ cs_module_init(PyObject *m, int tagged_ints)
 #define CS_EXTRA_METHODS
 #endif
 
+/* The builtin-iterator functions (iter_read, iter_write, iter_layouts):
+ * defined by _itertools.h, which each module includes through its version's
+ * _itertools3XX.h. */
+#ifndef CS_ITER_METHODS
+#define CS_ITER_METHODS
+#endif
+
 /* TAGGED: 1 when this interpreter keeps tagged integers in frame slots. */
 #define COROSNAP_FRAMES_MODULE(NAME, INITFUNC, TAGGED)                         \
     static PyMethodDef frames_methods[] = {                                    \
         CS_EXTRA_METHODS                                                       \
+        CS_ITER_METHODS                                                        \
         {"read", (PyCFunction)frames_read, METH_O,                            \
          "read(gen) -> (state, lasti, localsplus, stack, exc_value, globals)"},\
         {"write", (PyCFunction)(void (*)(void))frames_write, METH_FASTCALL,   \

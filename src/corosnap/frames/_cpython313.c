@@ -139,4 +139,6 @@ frames_write(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+#include "_itertools313.h"
+
 COROSNAP_FRAMES_MODULE("corosnap.frames._cpython313", PyInit__cpython313, 0)
