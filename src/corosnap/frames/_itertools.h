@@ -396,13 +396,16 @@ typedef struct {
     int n;
 } cs_trash;
 
-/* *slot = value (a borrowed reference, or NULL / the NULL sentinel for NULL);
- * the old value is kept in `t` until cs_empty(). */
+/* *slot = value (a borrowed reference, or NULL); the old value is kept in
+ * `t` until cs_empty().  The NULL sentinel is an ordinary object here: only
+ * the fields documented as NULL-able translate it (a blob can name the
+ * sentinel as a global, so it must never become NULL where CPython does not
+ * expect one). */
 static void
 cs_put(PyObject **slot, PyObject *value, cs_trash *t)
 {
     PyObject *old = *slot;
-    *slot = (value == NULL || value == corosnap_NULL) ? NULL : Py_NewRef(value);
+    *slot = Py_XNewRef(value);
     assert(t->n < CS_TRASH_MAX);
     t->items[t->n++] = old;
 }
@@ -1009,7 +1012,7 @@ cs_teedata_write(PyObject *obj, PyObject *const *f, Py_ssize_t n)
                 return -1;
             }
         }
-        cs_put(&d->nextlink, link, &t);
+        cs_put(&d->nextlink, link == corosnap_NULL ? NULL : link, &t);
         cs_empty(&t);
         return 0;
     }
