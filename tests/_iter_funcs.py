@@ -55,6 +55,19 @@ def over(iterator: Any) -> Any:
         yield x
 
 
+def holder(x: Any) -> Any:
+    """Holds an iterator in its only local: suspended at "ready", then takes from it."""
+    yield "ready"
+    yield take(x)
+
+
+def take(x: Any, n: int = 30) -> list[Any]:
+    out = []
+    for v in it.islice(x, n):
+        out.append(list(v) if type(v).__name__ == "_grouper" else v)
+    return out
+
+
 def count_fast():
     for x in it.count(10):
         yield x

@@ -152,6 +152,24 @@ def type_name(obj: object) -> str:
     return t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
 
 
+NO_REDUCE: tuple[type, ...] = ()
+"""Types whose subclasses must not go through the reduce protocol (the
+itertools types; set by _iterators)."""
+
+
+def _base_name(v: Any) -> str:
+    base = next(t for t in type(v).__mro__ if t in NO_REDUCE)
+    return f"{base.__module__}.{base.__qualname__}"
+
+
+def final_error(message: str) -> SnapshotError:
+    """A SnapshotError no fallback can fix: the encoder does not hand the
+    object, or any object holding it, to the fallback pickler."""
+    err = SnapshotError(message)
+    err.final = True  # type: ignore[attr-defined]
+    return err
+
+
 def ref_ext(index: int) -> ExtType:
     if index < 256:
         return _REFS[index]
@@ -643,6 +661,13 @@ class Encoder:
             raise SnapshotError(
                 f"a {type_name(v)} refers to itself through its own constructor arguments"
             )
+        if NO_REDUCE and isinstance(v, NO_REDUCE):
+            # A subclass of an itertools type: its reduce is itertools' own,
+            # deprecated by 3.12 and 3.13 and gone in 3.14 (the fallback
+            # picklers would call it too).
+            raise final_error(f"cannot serialize {type_name(v)}: a subclass of "
+                              f"{_base_name(v)} (only the itertools types themselves are "
+                              "captured)")
         cp = self._checkpoint()
         try:
             if isinstance(v, BaseException):
@@ -720,10 +745,14 @@ class Encoder:
         i = self.memo.get(id(v))
         if i is not None:
             return ref_ext(i)
+        if getattr(why, "final", False):
+            # A value inside v was refused for good (the fallback pickler
+            # already failed on it): pickling v would meet it again.
+            raise final_error(f"cannot serialize {type_name(v)}: {why}") from None
         try:
             payload = dumps_with(self.pid, v)
         except Exception as exc:
-            raise SnapshotError(
+            raise final_error(
                 f"cannot serialize {type_name(v)}: {why}; the fallback pickler failed too: {exc}"
             ) from None
         self.register(v)

@@ -43,7 +43,7 @@ import itertools
 from collections.abc import Callable
 from typing import Any
 
-from .._errors import CorruptSnapshot, SnapshotError
+from .._errors import CorruptSnapshot
 from ..frames import backend
 from . import _decoder, _encoder
 from ._globals import check_callable_allowed
@@ -202,7 +202,9 @@ def encode(enc: Any, v: Any) -> Any:
     try:
         fields = kind.read(v) if kind.read is not None else _layer().iter_read(v)
     except (TypeError, ValueError) as exc:
-        raise SnapshotError(f"cannot capture a {kind.name}: {exc}") from None
+        # Final: the fallback pickler would only call the deprecated (3.12,
+        # 3.13) or missing (3.14+) itertools pickling on it.
+        raise _encoder.final_error(f"cannot capture a {kind.name}: {exc}") from None
     if kind is _TEE_DATA:
         return _encode_tee_data(enc, v, kind, fields)
     if kind.tag == T_TEE:
@@ -240,8 +242,8 @@ def _check_tee(enc: Any, fields: tuple[Any, ...]) -> None:
     # being encoded (one of its values holds a tee reading it) has none yet.
     dataobj, index = fields
     if index and id(dataobj) in enc.filling:
-        raise SnapshotError("cannot capture an itertools.tee whose buffered values hold "
-                            "a tee on that same buffer")
+        raise _encoder.final_error("cannot capture an itertools.tee whose buffered values "
+                                   "hold a tee on that same buffer")
 
 
 # -- decoding -----------------------------------------------------------------
@@ -293,10 +295,56 @@ def _write(kind: Kind, obj: Any, fields: tuple[Any, ...]) -> None:
         raise CorruptSnapshot(f"malformed {kind.name}: {exc}") from None
 
 
+# -- inside a fallback-pickled value -----------------------------------------------
+
+def rebuild(tag: int) -> Any:
+    """A fresh iterator of the kind with this tag: the reconstructor the
+    fallback picklers use for a builtin iterator inside a value they pickle
+    (an instance of a class defined in a function, holding a ``count``)."""
+    kind = BY_TAG.get(tag) if type(tag) is int else None
+    if kind is None:
+        raise ValueError(f"no builtin iterator has the tag {tag!r}")
+    return kind.inert()
+
+
+def set_state(obj: Any, fields: tuple[Any, ...]) -> None:
+    """The fallback picklers' state setter for ``rebuild``: write ``fields``
+    (NULL travels as None, in the only positions that may hold it)."""
+    kind = BY_TYPE[type(obj)]
+    null = _layer().NULL
+    if type(fields) is not tuple:
+        raise TypeError(f"the state of a {kind.name} must be a tuple")
+    if kind is _TEE_DATA and len(fields) >= 2:
+        _layer().iter_write(obj, (0, fields[:-2]))
+        _layer().iter_write(obj, (1, null if fields[-2] is None else fields[-2]))
+        _layer().iter_write(obj, (2, fields[-1]))
+        return
+    rest = kind.nullable_rest
+    if rest >= 0:
+        fields = fields[:rest] + tuple(null if x is None else x for x in fields[rest:])
+    _layer().iter_write(obj, fields)
+
+
+def reduce_for_pickle(v: Any) -> tuple[Any, ...]:
+    """``copyreg``-style reducer of a builtin iterator for the fallback
+    picklers (their own reduce would be itertools' deprecated one): rebuilt
+    fresh, then ``set_state`` writes its fields (which makes cycles work)."""
+    kind = BY_TYPE[type(v)]
+    fields = kind.read(v) if kind.read is not None else _layer().iter_read(v)
+    null = _layer().NULL
+    state = tuple(None if x is null else x for x in fields)
+    return (rebuild, (kind.tag,), state, None, None, set_state)
+
+
+PICKLE_REDUCERS: dict[type, Callable[[Any], tuple[Any, ...]]] = {
+    k.type: reduce_for_pickle for k in KINDS}
+
+
 # -- wiring -------------------------------------------------------------------
 
 def install() -> None:
     """Register the kinds in the codec's dispatch tables (idempotent)."""
+    _encoder.NO_REDUCE = tuple(k.type for k in KINDS if k.type.__module__ == "itertools")
     for kind in KINDS:
         _encoder._DISPATCH[kind.type] = encode
         _encoder.BY_REFERENCE.add(kind.type)
@@ -306,4 +354,5 @@ def install() -> None:
 
 install()
 
-__all__ = ["BY_TAG", "BY_TYPE", "KINDS", "Kind", "decode", "encode", "install"]
+__all__ = ["BY_TAG", "BY_TYPE", "KINDS", "PICKLE_REDUCERS", "Kind", "decode", "encode",
+           "install", "rebuild", "reduce_for_pickle", "set_state"]
