@@ -253,6 +253,89 @@ def test_a_long_chain_of_iterators_is_refused_before_freeing_it_could_overflow()
         corosnap.loads(msgpack.packb(tree))
 
 
+def memo_base() -> int:
+    """The memo index the value of ``holder``'s local gets in a held blob."""
+    g = fx.holder(iter(()))
+    next(g)
+    tree = msgpack.unpackb(corosnap.dumps(g), strict_map_key=False)
+    base = 0
+    while True:
+        tree[-1] = [[1], ref(base)]
+        probe = corosnap.loads(msgpack.packb(tree))
+        x = probe.gi_frame.f_locals["x"]
+        if x[1] is x[0]:
+            return base - 1  # x itself comes just before its first item
+        base += 1
+
+
+def test_an_iterator_that_would_call_itself_is_corrupt() -> None:
+    """CPython's C iterators call their inputs without a recursion check: an
+    input cycle would overflow the C stack on the first next()."""
+    me = ref(memo_base())
+    cycles = [
+        ("islice of itself", T_ISLICE, [me, 0, -1, 1, 0]),
+        ("zip_longest of itself", T_ZIP_LONGEST, [None, ITER, me]),
+        ("cycle of itself", T_CYCLE, [[], 0, me]),
+        ("map over itself", T_MAP, [None, me]),
+        ("islice -> pairwise -> islice", T_ISLICE, [[tag(T_PAIRWISE), me], 0, -1, 1, 0]),
+        ("groupby over its own group", T_GROUPBY, [[tag(T_GROUPER), me, "k", True], None]),
+        ("islice -> enumerate -> islice", T_ISLICE,
+         [[tag(T_REDUCE), wellknown(enumerate), [me]], 0, -1, 1, 0]),
+    ]
+    for name, kind, fields in cycles:
+        with pytest.raises(corosnap.CorruptSnapshot, match="would call itself"):
+            load_held(fields, kind)
+        print(name, "refused")
+
+
+RECURSE = textwrap.dedent('''
+    import sys, msgpack
+    import test_iterators_hostile as h
+    me = h.ref(h.memo_base())
+    cases = {
+        "chain yielding itself": (h.T_CHAIN, [[h.tag(h.T_SEQITER), [me], 0]]),
+        "chain yielding an islice of itself": (
+            h.T_CHAIN, [[h.tag(h.T_SEQITER), [[h.tag(h.T_ISLICE), me, 0, -1, 1, 0]], 0]]),
+        "starmap over itself": (h.T_STARMAP, [None, [h.tag(h.T_SEQITER), [me] * 5000, 0]]),
+    }
+    for name, (kind, fields) in cases.items():
+        x = h.load_held(fields, kind, safe=True, allow=("_iter_funcs",))
+        try:
+            next(x)
+        except RecursionError:
+            print(name, "RecursionError")
+''')
+
+
+def test_a_chain_or_starmap_fed_itself_raises_instead_of_crashing(tmp_path: Any) -> None:
+    """What a chain or starmap calls next() on comes from the items it
+    reads, so no check at load sees it: restored ones relay those calls
+    through Python, where recursion has a limit (CPython crashes otherwise)."""
+    script = tmp_path / "recurse.py"
+    script.write_text(RECURSE)
+    env = dict(os.environ, PYTHONPATH=TESTS + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.splitlines() == [
+        "chain yielding itself RecursionError",
+        "chain yielding an islice of itself RecursionError",
+        "starmap over itself RecursionError",
+    ]
+
+
+def test_restored_chains_and_starmaps_keep_their_real_inputs_in_the_blob() -> None:
+    source = iter([[1, 2], [3]])
+    ch = it.chain.from_iterable(source)
+    next(ch)
+    g = fx.holder(ch)
+    next(g)
+    g2 = corosnap.loads(corosnap.dumps(g))
+    again = msgpack.unpackb(corosnap.dumps(g2), strict_map_key=False)
+    assert again == msgpack.unpackb(corosnap.dumps(g), strict_map_key=False)
+    assert next(g2) == [2, 3]
+
+
 FUZZ = textwrap.dedent('''
     import gc, itertools as it, json, os, random, select, signal, sys, time, warnings
     warnings.simplefilter("error", DeprecationWarning)
@@ -419,12 +502,21 @@ def test_safe_mode_refuses_an_iterator_that_would_call_a_dangerous_function(
     load_held(fields, kind)  # the default mode (trusted input) restores it
 
 
-@pytest.mark.parametrize("func", [str, int, bool, tuple, iter])
+@pytest.mark.parametrize("func", [str, int, bool, iter, zip])
 def test_safe_mode_lets_iterators_call_harmless_builtins(func: Any) -> None:
     digits = [tag(T_SEQITER), ["1", "23"], 0]
     x = load_held([wellknown(func), digits], T_MAP, safe=True, allow=("_iter_funcs",))
-    assert [list(v) if func is iter else v for v in x] == [
-        list(v) if func is iter else v for v in map(func, ["1", "23"])]
+    lazy = func in (iter, zip)
+    assert [list(v) if lazy else v for v in x] == [
+        list(v) if lazy else v for v in map(func, ["1", "23"])]
+
+
+@pytest.mark.parametrize("func", [tuple, list, set, frozenset, dict, bytes, bytearray])
+def test_safe_mode_refuses_functions_that_consume_an_item(func: Any) -> None:
+    """An item may be an iterator; consuming it from C, the map could call its
+    own next() again without any recursion check."""
+    with pytest.raises(corosnap.UnsafeSnapshot, match="calling"):
+        load_held([wellknown(func), ITER], T_MAP, safe=True, allow=("_iter_funcs",))
 
 
 def test_safe_mode_lets_filter_test_truth() -> None:

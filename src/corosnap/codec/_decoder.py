@@ -337,7 +337,7 @@ class Decoder:
     """One snapshot's worth of decoding state (memo, string and code tables)."""
 
     __slots__ = ("memo", "strings", "codes", "shapes", "safe", "allow", "frame_hook",
-                 "code_hook", "active", "depth", "exceptions", "ctx")
+                 "code_hook", "active", "depth", "exceptions", "ctx", "iterators")
 
     def __init__(
         self,
@@ -362,6 +362,7 @@ class Decoder:
         self.frame_hook = frame_hook
         self.code_hook = code_hook
         self.ctx: list[Any] | None = None
+        self.iterators: Any = None  # _iterators.Restoring, once a builtin iterator is met
 
     def make_ctx(self) -> list[Any]:
         """This decoder's state as the snapshot layer's C fast path reads it

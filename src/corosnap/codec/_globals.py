@@ -212,16 +212,18 @@ def check_method_allowed(obj: Any, name: str, func: Any, allow: tuple[str, ...])
 
 
 HARMLESS_CALLABLES = SAFE_CALLABLES | frozenset(
-    id(obj) for obj in (builtins.list, builtins.dict, builtins.set, builtins.frozenset,
-                        builtins.tuple, builtins.bytearray, builtins.int, builtins.str,
-                        builtins.float, builtins.complex, builtins.bool, builtins.bytes,
-                        type(None))
+    id(obj) for obj in (builtins.int, builtins.str, builtins.float, builtins.complex,
+                        builtins.bool, type(None))
 )
 """Well-known globals an iterator of a safe-mode blob may call on its items
-(``map(str, xs)``, ``filter(bool, xs)``): constructors of plain data and the
-safe callables.  Not ``getattr``, ``map``, ``filter`` or the ``copyreg``
-helpers: called on items the blob chooses, they walk attributes, call
-anything or build instances of any class."""
+(``map(str, xs)``, ``filter(bool, xs)``): the safe callables (lazy: ``iter``,
+``zip``...) and constructors of scalars.  Not ``getattr``, ``map``, ``filter``
+or the ``copyreg`` helpers: called on items the blob chooses, they walk
+attributes, call anything or build instances of any class.  Not ``list``,
+``tuple``, ``set``, ``dict``, ``bytes`` and the like either: they consume an
+item that may be an iterator, and an iterator consuming, in C, iterators the
+blob chose can recurse without bound (``map(tuple, iter([m, m, ...]))`` with
+``m`` that very map)."""
 
 
 def check_callable_allowed(func: Any, allow: tuple[str, ...], holder: str,

@@ -39,7 +39,9 @@ filter's, a key function...) must be one safe mode lets a blob call
 
 from __future__ import annotations
 
+import gc
 import itertools
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -100,14 +102,93 @@ def _read_call_iter(v: Any) -> tuple[Any, ...]:
     return () if len(args) == 1 else args
 
 
+def _at(i: int) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
+    return lambda fields: fields[i:i + 1]
+
+
+class _Relay:
+    """An iterator passing ``next()`` on to ``it``, through a Python frame.
+
+    Why: CPython's C iterators call each other's ``next()`` without any
+    recursion check, so one that ends up calling itself recurses until the C
+    stack overflows (``c = chain.from_iterable(l); l.append(c); next(c)``
+    segfaults every CPython).  A blob must not be able to build that.  The
+    inputs an iterator gets when it is created (islice's, zip_longest's, ...)
+    are known when it is restored and checked for such a cycle
+    (``_check_calls``); but a chain takes its next input from what its source
+    yields, and starmap turns each item into a tuple (consuming it if it is an
+    iterator), which no check can see ahead.  A restored chain or starmap
+    therefore gets its inputs through relays: every call passes through a
+    Python frame, and a cycle ends in RecursionError instead.  Capture
+    unwraps them (``_unrelay``): the blob holds the real iterators."""
+
+    __slots__ = ("it",)
+
+    def __init__(self, it: Any) -> None:
+        if not hasattr(type(it), "__next__"):
+            raise TypeError(f"{type(it).__name__} is not an iterator")
+        self.it = it
+
+    def __iter__(self) -> _Relay:
+        return self
+
+    def __next__(self) -> Any:
+        return next(self.it)
+
+    def __reduce__(self) -> Any:
+        return (iter, (self.it,))  # the iterator itself: iter() of an iterator
+
+
+class _ChainSource(_Relay):
+    """A chain's source: each iterable it yields comes relayed (the chain's
+    next input; chain_next calls ``iter()`` on it, which gives back the relay)."""
+
+    __slots__ = ()
+
+    def __next__(self) -> Any:
+        return _Relay(iter(next(self.it)))
+
+
+class _StarmapInput(_Relay):
+    """A starmap's input: each item comes as a tuple, made here (starmap_next
+    makes it in C otherwise, consuming an item that may be an iterator)."""
+
+    __slots__ = ()
+
+    def __next__(self) -> Any:
+        item = next(self.it)
+        return item if type(item) is tuple else tuple(item)
+
+
+_RELAYS = (_Relay, _ChainSource, _StarmapInput)
+
+
+def _relay_chain(fields: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(_ChainSource(x) if n == 0 else _Relay(x) for n, x in enumerate(fields))
+
+
+def _relay_starmap(fields: tuple[Any, ...]) -> tuple[Any, ...]:
+    return (fields[0], _StarmapInput(fields[1]), *fields[2:]) if len(fields) >= 2 else fields
+
+
+def _unrelay(fields: tuple[Any, ...]) -> tuple[Any, ...]:
+    for x in fields:
+        if type(x) in _RELAYS:
+            return tuple(x.it if type(x) in _RELAYS else x for x in fields)
+    return fields
+
+
 class Kind:
     """One builtin iterator type, as the codec stores it."""
 
-    __slots__ = ("tag", "tag_ext", "type", "name", "inert", "read", "calls", "nullable_rest")
+    __slots__ = ("tag", "tag_ext", "type", "name", "inert", "read", "calls", "nullable_rest",
+                 "inputs", "relay")
 
     def __init__(self, tag: int, type_: type, name: str, inert: Callable[[], Any],
                  read: Callable[[Any], tuple[Any, ...]] | None = None,
-                 calls: tuple[int, ...] = (), nullable_rest: int = -1) -> None:
+                 calls: tuple[int, ...] = (), nullable_rest: int = -1,
+                 inputs: Callable[[tuple[Any, ...]], Any] | None = None,
+                 relay: Callable[[tuple[Any, ...]], tuple[Any, ...]] | None = None) -> None:
         self.tag = tag
         self.tag_ext = TAGS[tag]
         self.type = type_
@@ -121,6 +202,10 @@ class Kind:
         self.calls = calls
         # From this position on, fields may be NULL (nil), and None is ext(7).
         self.nullable_rest = nullable_rest
+        # The fields it calls next() on, from its fields (see _check_calls).
+        self.inputs = inputs
+        # The fields to write, with the relays it needs (see _Relay).
+        self.relay = relay
 
 
 def _kinds() -> list[Kind]:
@@ -128,29 +213,33 @@ def _kinds() -> list[Kind]:
     kinds = [
         Kind(T_COUNT, it.count, "itertools.count", it.count),
         Kind(T_REPEAT, it.repeat, "itertools.repeat", lambda: it.repeat(None, 0)),
-        Kind(T_CYCLE, it.cycle, "itertools.cycle", lambda: it.cycle(())),
-        Kind(T_ISLICE, it.islice, "itertools.islice", lambda: it.islice((), 0)),
-        Kind(T_CHAIN, it.chain, "itertools.chain", it.chain),
+        Kind(T_CYCLE, it.cycle, "itertools.cycle", lambda: it.cycle(()), inputs=_at(2)),
+        Kind(T_ISLICE, it.islice, "itertools.islice", lambda: it.islice((), 0), inputs=_at(0)),
+        Kind(T_CHAIN, it.chain, "itertools.chain", it.chain, relay=_relay_chain),
         Kind(T_ZIP_LONGEST, it.zip_longest, "itertools.zip_longest", it.zip_longest,
-             nullable_rest=1),
+             nullable_rest=1, inputs=lambda f: f[1:]),
         Kind(T_ACCUMULATE, it.accumulate, "itertools.accumulate", lambda: it.accumulate(()),
-             calls=(2,)),
-        Kind(T_PAIRWISE, it.pairwise, "itertools.pairwise", lambda: it.pairwise(())),
-        Kind(T_COMPRESS, it.compress, "itertools.compress", lambda: it.compress((), ())),
+             calls=(2,), inputs=_at(0)),
+        Kind(T_PAIRWISE, it.pairwise, "itertools.pairwise", lambda: it.pairwise(()),
+             inputs=_at(0)),
+        Kind(T_COMPRESS, it.compress, "itertools.compress", lambda: it.compress((), ()),
+             inputs=lambda f: f[:2]),
         Kind(T_DROPWHILE, it.dropwhile, "itertools.dropwhile",
-             lambda: it.dropwhile(None, ()), calls=(0,)),
+             lambda: it.dropwhile(None, ()), calls=(0,), inputs=_at(1)),
         Kind(T_TAKEWHILE, it.takewhile, "itertools.takewhile",
-             lambda: it.takewhile(None, ()), calls=(0,)),
+             lambda: it.takewhile(None, ()), calls=(0,), inputs=_at(1)),
         Kind(T_FILTERFALSE, it.filterfalse, "itertools.filterfalse",
-             lambda: it.filterfalse(None, ()), calls=(0,)),
+             lambda: it.filterfalse(None, ()), calls=(0,), inputs=_at(1)),
         Kind(T_STARMAP, it.starmap, "itertools.starmap", lambda: it.starmap(None, ()),
-             calls=(0,)),
+             calls=(0,), relay=_relay_starmap),
         Kind(T_TEE, it._tee, "itertools.tee", lambda: it._tee(())),  # type: ignore[attr-defined]
         Kind(T_TEE_DATA, it._tee_dataobject, "itertools._tee_dataobject",  # type: ignore[attr-defined]
              lambda: it._tee_dataobject(iter(()), [], None)),  # type: ignore[attr-defined]
-        Kind(T_GROUPBY, it.groupby, "itertools.groupby", lambda: it.groupby(()), calls=(1,)),
+        Kind(T_GROUPBY, it.groupby, "itertools.groupby", lambda: it.groupby(()), calls=(1,),
+             inputs=_at(0)),
         Kind(T_GROUPER, it._grouper, "itertools._grouper",  # type: ignore[attr-defined]
-             lambda: it._grouper(it.groupby(()), None)),  # type: ignore[attr-defined]
+             lambda: it._grouper(it.groupby(()), None),  # type: ignore[attr-defined]
+             inputs=_at(0)),  # next() steps its groupby
         Kind(T_PRODUCT, it.product, "itertools.product", it.product),
         Kind(T_PERMUTATIONS, it.permutations, "itertools.permutations",
              lambda: it.permutations((), 0)),
@@ -159,16 +248,18 @@ def _kinds() -> list[Kind]:
         Kind(T_CWR, it.combinations_with_replacement,
              "itertools.combinations_with_replacement",
              lambda: it.combinations_with_replacement((), 0)),
-        Kind(T_MAP, map, "map", lambda: map(None, ()), read=_read_map, calls=(0,)),
+        Kind(T_MAP, map, "map", lambda: map(None, ()), read=_read_map, calls=(0,),
+             inputs=lambda f: [x for x in f[1:] if x is not True]),
         Kind(T_FILTER, filter, "filter", lambda: filter(None, ()), read=_read_filter,
-             calls=(0,)),
+             calls=(0,), inputs=_at(1)),
         Kind(T_REVERSED, reversed, "reversed", lambda: reversed(()), read=_read_reversed),
         Kind(T_CALL_ITER, _CALL_ITER, "callable_iterator", lambda: iter(int, 0),
-             read=_read_call_iter, calls=(0,)),
+             read=_read_call_iter, calls=(0,), inputs=_at(0)),
     ]
     batched = getattr(it, "batched", None)  # 3.12+
     if batched is not None:
-        kinds.append(Kind(T_BATCHED, batched, "itertools.batched", lambda: batched((), 1)))
+        kinds.append(Kind(T_BATCHED, batched, "itertools.batched", lambda: batched((), 1),
+                          inputs=_at(0)))
     return kinds
 
 
@@ -200,7 +291,7 @@ def encode(enc: Any, v: Any) -> Any:
             return out
     kind = BY_TYPE[type(v)]
     try:
-        fields = kind.read(v) if kind.read is not None else _layer().iter_read(v)
+        fields = _unrelay(kind.read(v) if kind.read is not None else _layer().iter_read(v))
     except (TypeError, ValueError) as exc:
         # Final: the fallback pickler would only call the deprecated (3.12,
         # 3.13) or missing (3.14+) itertools pickling on it.
@@ -248,12 +339,29 @@ def _check_tee(enc: Any, fields: tuple[Any, ...]) -> None:
 
 # -- decoding -----------------------------------------------------------------
 
+class Restoring:
+    """One load's bookkeeping for _check_calls: the iterators made but not
+    written yet (no inputs so far), and those whose every path of next()
+    calls was checked and leads only to written objects (frozen: written
+    iterators never change their inputs while loading)."""
+
+    __slots__ = ("unwritten", "verified")
+
+    def __init__(self) -> None:
+        self.unwritten: dict[int, Any] = {}
+        self.verified: dict[int, Any] = {}
+
+
 def decode(dec: Any, v: list[Any]) -> Any:
     kind = BY_TAG[v[0].kind]
+    state = dec.iterators
+    if state is None:
+        state = dec.iterators = Restoring()
     if kind is _TEE_DATA:
-        return _decode_tee_data(dec, v, kind)
+        return _decode_tee_data(dec, v, kind, state)
     obj = kind.inert()
     dec.memo.append(obj)
+    state.unwritten[id(obj)] = obj
     rest = kind.nullable_rest
     null = _layer().NULL
     mark = _decoder.NONE_MARK
@@ -268,21 +376,26 @@ def decode(dec: Any, v: list[Any]) -> Any:
             if n < len(fields):
                 check_callable_allowed(fields[n], dec.allow, f"a {kind.name}")
     _write(kind, obj, tuple(fields))
+    del state.unwritten[id(obj)]
+    if kind.inputs is not None:
+        _check_calls(state, kind, obj)
     dec.depth[id(obj)] = dec._nest(fields)
     return obj
 
 
-def _decode_tee_data(dec: Any, v: list[Any], kind: Kind) -> Any:
+def _decode_tee_data(dec: Any, v: list[Any], kind: Kind, state: Restoring) -> Any:
     if len(v) < 3:
         raise CorruptSnapshot("malformed itertools._tee_dataobject")
     obj = kind.inert()
     dec.memo.append(obj)
+    state.unwritten[id(obj)] = obj
     values = tuple(dec.dec_items(v[1:-2]))
     _write(kind, obj, (0, values))
     link = v[-2]
     _write(kind, obj, (1, _layer().NULL if link is None else dec.dec(link)))
     source = dec.dec(v[-1])
     _write(kind, obj, (2, source))
+    del state.unwritten[id(obj)]
     # The chain of next buffers is freed in a loop, not recursively.
     dec.depth[id(obj)] = dec._nest((*values, source))
     return obj
@@ -290,9 +403,78 @@ def _decode_tee_data(dec: Any, v: list[Any], kind: Kind) -> Any:
 
 def _write(kind: Kind, obj: Any, fields: tuple[Any, ...]) -> None:
     try:
-        _layer().iter_write(obj, fields)
+        _layer().iter_write(obj, fields if kind.relay is None else kind.relay(fields))
     except (TypeError, ValueError, OverflowError) as exc:
         raise CorruptSnapshot(f"malformed {kind.name}: {exc}") from None
+
+
+_SEQ_ITERATORS = frozenset(type(x) for x in (
+    iter([]), reversed([]), iter(()), iter(""), iter("\u20ac"), iter(b""), iter(bytearray()),
+    iter(range(1)), iter(range(2**64)), iter({}), iter({}.values()), iter({}.items()),
+    reversed({}), reversed({}.values()), reversed({}.items()), iter(set()), iter(memoryview(b""))))
+"""C iterators whose next() reads a container and calls no other iterator."""
+
+_NO_CALLS = frozenset({types.GeneratorType, types.CoroutineType, *_RELAYS})
+"""Calls through these pass a Python frame (or raise when re-entered), so a
+cycle through them ends in RecursionError or ValueError, not a crash."""
+
+
+def _calls(x: Any) -> Any:
+    """What ``next(x)`` may call ``next()`` on, in C (an over-estimate for the
+    C iterators corosnap does not know)."""
+    t = type(x)
+    kind = BY_TYPE.get(t)
+    if kind is not None:
+        if kind.inputs is None:  # none, relayed (chain, starmap), or guarded (tee)
+            return ()
+        try:
+            fields = kind.read(x) if kind.read is not None else _layer().iter_read(x)
+        except (TypeError, ValueError):
+            return ()
+        null = _layer().NULL
+        return [y for y in kind.inputs(fields) if y is not null]
+    if t in _NO_CALLS or t in _SEQ_ITERATORS:
+        return ()
+    if t is types.BuiltinMethodType or t is types.MethodWrapperType:
+        return (x.__self__,)  # iter(it.__next__, sentinel)
+    if type(getattr(t, "__next__", None)) is not types.WrapperDescriptorType:
+        return ()  # not an iterator, or one written in Python
+    out: list[Any] = []
+    for r in gc.get_referents(x):  # enumerate, zip, ...: anything they hold
+        if type(r) is tuple or type(r) is list:
+            out.extend(r)
+        else:
+            out.append(r)
+    return out
+
+
+def _check_calls(state: Restoring, kind: Kind, obj: Any) -> None:
+    """CorruptSnapshot if ``next(obj)`` can reach ``next(obj)`` again through C
+    iterators only: CPython would recurse until the C stack overflows.  Run
+    when ``obj`` gets its inputs, which closes any such cycle through it (the
+    iterators it passes were either written already, with their inputs for
+    good, or are still unwritten, without inputs, and check it when they are)."""
+    todo = list(_calls(obj))
+    seen: dict[int, Any] = {}
+    verified = state.verified
+    unwritten = state.unwritten
+    complete = True
+    while todo:
+        x = todo.pop()
+        if x is obj:
+            raise CorruptSnapshot(f"malformed {kind.name}: its next() would call itself "
+                                  "through C iterators (CPython would overflow its stack)")
+        key = id(x)
+        if key in seen or key in verified:
+            continue
+        seen[key] = x
+        if key in unwritten:
+            complete = False
+            continue
+        todo.extend(_calls(x))
+    if complete:
+        verified.update(seen)
+        verified[id(obj)] = obj
 
 
 # -- inside a fallback-pickled value -----------------------------------------------
@@ -322,7 +504,7 @@ def set_state(obj: Any, fields: tuple[Any, ...]) -> None:
     rest = kind.nullable_rest
     if rest >= 0:
         fields = fields[:rest] + tuple(null if x is None else x for x in fields[rest:])
-    _layer().iter_write(obj, fields)
+    _layer().iter_write(obj, fields if kind.relay is None else kind.relay(fields))
 
 
 def reduce_for_pickle(v: Any) -> tuple[Any, ...]:
@@ -330,7 +512,7 @@ def reduce_for_pickle(v: Any) -> tuple[Any, ...]:
     picklers (their own reduce would be itertools' deprecated one): rebuilt
     fresh, then ``set_state`` writes its fields (which makes cycles work)."""
     kind = BY_TYPE[type(v)]
-    fields = kind.read(v) if kind.read is not None else _layer().iter_read(v)
+    fields = _unrelay(kind.read(v) if kind.read is not None else _layer().iter_read(v))
     null = _layer().NULL
     state = tuple(None if x is null else x for x in fields)
     return (rebuild, (kind.tag,), state, None, None, set_state)
