@@ -349,7 +349,8 @@ FUZZ = textwrap.dedent('''
     POOL = [None, True, False, 0, 1, -1, 2, 3, 56, 57, 58, 2**31, 2**63 - 1, -2**63,
             2**64 - 1, "s", b"b", 1.5, [], [1, 2], h.ITER, h.TUP(), h.TUP(h.TUP("a")),
             h.TUP("a", "b"), h.TEEDATA(1, 2), h.TEEDATA(*range(57)), h.GROUPBY, h.LEN,
-            h.NONE_EXT, [h.tag(h.T_CHAIN), h.ITER], [h.tag(h.T_COUNT), 5]]
+            h.NONE_EXT, [h.tag(h.T_CHAIN), h.ITER], [h.tag(h.T_COUNT), 5],
+            *(h.ref(i) for i in range(10))]  # back-references: the iterator itself, its parts
 
     def attempt(data, safe):
         # In a forked child: one byte once loads is done, one once resumed.
@@ -433,7 +434,7 @@ def test_random_fields_never_crash_the_interpreter(tmp_path: Any) -> None:
     script.write_text(FUZZ)
     env = dict(os.environ, PYTHONPATH=TESTS + os.pathsep + os.environ.get("PYTHONPATH", ""),
                PYTHONFAULTHANDLER="1")
-    rounds = int(os.environ.get("COROSNAP_ITER_FUZZ_ROUNDS", "1000"))
+    rounds = int(os.environ.get("COROSNAP_ITER_FUZZ_ROUNDS", "600"))
     proc = subprocess.run([sys.executable, str(script), "1", str(rounds)], capture_output=True,
                           text=True, env=env, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
