@@ -31,6 +31,11 @@ def __getattr__(name: str) -> object:
         from .stores import _helpers
 
         return getattr(_helpers, name)
+    if name in ("inspect", "diff"):
+        # Inspection (corosnap.inspection) is loaded on first use.
+        from . import inspection
+
+        return getattr(inspection, name)
     raise AttributeError(f"module 'corosnap' has no attribute {name!r}")
 
 __all__ = [
@@ -44,8 +49,10 @@ __all__ = [
     "UnsafeSnapshot",
     "UnsupportedInterpreter",
     "__version__",
+    "diff",
     "dump",
     "dumps",
+    "inspect",
     "load",
     "loads",
     "restore",
