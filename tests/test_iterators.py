@@ -319,3 +319,18 @@ def test_a_module_level_iterator_is_stored_by_reference() -> None:
     next(g)
     tree = msgpack.unpackb(corosnap.dumps(g), strict_map_key=False)
     assert [tag(T_GLOBAL), 0, "SHARED_COUNTER"] in tree  # the module name is string 0
+
+
+@pytest.mark.parametrize("make", [m for _, m in STATES], ids=[n for n, _ in STATES])
+def test_inspect_reads_every_iterator_without_restoring_it(make: Callable[[], Any]) -> None:
+    x = make()
+    g = holder(x)
+    next(g)
+    info = corosnap.inspect(corosnap.dumps(g))
+    assert info.warnings == []
+    (slot,) = info.frames[0].slots
+    want = type(x).__name__ if type(x).__module__ == "builtins" else \
+        f"itertools.{type(x).__name__}"
+    assert slot.type == want
+    frame = info.frames[0]
+    assert frame.overhead_bytes + sum(s.bytes for s in frame.slots) == frame.bytes
