@@ -16,9 +16,7 @@ from __future__ import annotations
 import itertools as it
 import operator
 import os
-import subprocess
 import sys
-import textwrap
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -32,12 +30,7 @@ import corosnap
 from _worker import WorkerClient, _script_step
 from corosnap.codec import _iterators
 from corosnap.codec._tags import (
-    T_CALL_ITER,
-    T_FILTER,
     T_GLOBAL,
-    T_MAP,
-    T_SEQITER,
-    T_TUPLE,
 )
 from corosnap.frames import backend
 

@@ -17,8 +17,8 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import textwrap
+import threading
 from typing import Any
 
 import msgpack
@@ -530,7 +530,7 @@ def test_safe_mode_lets_filter_test_truth() -> None:
 # -- what capture refuses ----------------------------------------------------------
 
 def consumer(t: Any) -> Any:
-    for x in t:
+    for x in t:  # noqa: UP028 - the tee on a for loop's stack
         yield x
 
 

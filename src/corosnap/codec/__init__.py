@@ -6,12 +6,12 @@ handed to the frame hooks supplied by ``corosnap.snapshot``, which keeps this
 layer free of frame knowledge.
 """
 
+# _iterators registers the builtin iterators' tags in the encoder and decoder.
+from . import _iterators  # noqa: F401
 from ._decoder import NONE_MARK, Decoder, Deferred, Tag, ext_hook, is_exception, new_ext_hook
 from ._encoder import Encoder, type_name
 from ._picklers import pickler_id
 from ._tags import EXT_HEADER, EXT_NONE, EXT_SIGNED, NONE_EXT
-
-from . import _iterators  # noqa: E402, I001  (registers the builtin iterators' tags)
 
 __all__ = [
     "Decoder",

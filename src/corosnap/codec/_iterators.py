@@ -32,6 +32,11 @@ tee's buffer (``_tee_dataobject``) is written in three steps, values, next
 buffer, then source, so that a tee met while decoding the source already
 finds the values it points into.
 
+Recursion: CPython's C iterators call their inputs without a recursion
+check.  An iterator whose inputs lead back to it is refused when it is
+written (``_check_calls``); a chain and a starmap, whose inputs come from
+the items they read, get them through Python relays (``_Relay``).
+
 Safe mode: every kind may be restored; a function an iterator calls (map's,
 filter's, a key function...) must be one safe mode lets a blob call
 (``_globals.check_callable_allowed``), since iterating it calls it.
@@ -39,6 +44,7 @@ filter's, a key function...) must be one safe mode lets a blob call
 
 from __future__ import annotations
 
+import builtins
 import gc
 import itertools
 import types
@@ -50,6 +56,7 @@ from ..frames import backend
 from . import _decoder, _encoder
 from ._globals import check_callable_allowed
 from ._tags import (
+    NONE_EXT,
     T_ACCUMULATE,
     T_BATCHED,
     T_CALL_ITER,
@@ -77,20 +84,21 @@ from ._tags import (
     T_TEE_DATA,
     T_ZIP_LONGEST,
     TAGS,
-    NONE_EXT,
 )
 
+
 def _read_map(v: Any) -> tuple[Any, ...]:
-    rv = map.__reduce__(v)  # (map, (func, *iters)) [, True]: 3.14+ strict
-    return (rv[1][0], True, *rv[1][1:]) if len(rv) > 2 and rv[2] else rv[1]
+    rv: Any = map.__reduce__(v)  # (map, (func, *iters)) [, True]: 3.14+ strict
+    return (rv[1][0], True, *rv[1][1:]) if len(rv) > 2 and rv[2] else tuple(rv[1])
 
 
 def _read_filter(v: Any) -> tuple[Any, ...]:
-    return filter.__reduce__(v)[1]  # type: ignore[no-any-return]
+    rv: Any = filter.__reduce__(v)  # (filter, (func, it))
+    return tuple(rv[1])
 
 
 def _read_reversed(v: Any) -> tuple[Any, ...]:
-    rv = reversed.__reduce__(v)  # (reversed, (seq,), index); exhausted: (reversed, ((),))
+    rv: Any = reversed.__reduce__(v)  # (reversed, (seq,), index); exhausted: (reversed, ((),))
     return () if len(rv) == 2 else (rv[1][0], rv[2])
 
 
@@ -98,8 +106,8 @@ _CALL_ITER = type(iter(int, 0))
 
 
 def _read_call_iter(v: Any) -> tuple[Any, ...]:
-    args = _CALL_ITER.__reduce__(v)[1]  # (iter, (callable, sentinel)); exhausted: (iter, ((),))
-    return () if len(args) == 1 else args
+    rv: Any = _CALL_ITER.__reduce__(v)  # (iter, (callable, sentinel)); exhausted: (iter, ((),))
+    return () if len(rv[1]) == 1 else tuple(rv[1])
 
 
 def _at(i: int) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
@@ -209,7 +217,8 @@ class Kind:
 
 
 def _kinds() -> list[Kind]:
-    it = itertools
+    it: Any = itertools  # constructors called with inert arguments stubs do not expect
+    bi: Any = builtins
     kinds = [
         Kind(T_COUNT, it.count, "itertools.count", it.count),
         Kind(T_REPEAT, it.repeat, "itertools.repeat", lambda: it.repeat(None, 0)),
@@ -232,13 +241,13 @@ def _kinds() -> list[Kind]:
              lambda: it.filterfalse(None, ()), calls=(0,), inputs=_at(1)),
         Kind(T_STARMAP, it.starmap, "itertools.starmap", lambda: it.starmap(None, ()),
              calls=(0,), relay=_relay_starmap),
-        Kind(T_TEE, it._tee, "itertools.tee", lambda: it._tee(())),  # type: ignore[attr-defined]
-        Kind(T_TEE_DATA, it._tee_dataobject, "itertools._tee_dataobject",  # type: ignore[attr-defined]
-             lambda: it._tee_dataobject(iter(()), [], None)),  # type: ignore[attr-defined]
+        Kind(T_TEE, it._tee, "itertools.tee", lambda: it._tee(())),
+        Kind(T_TEE_DATA, it._tee_dataobject, "itertools._tee_dataobject",
+             lambda: it._tee_dataobject(iter(()), [], None)),
         Kind(T_GROUPBY, it.groupby, "itertools.groupby", lambda: it.groupby(()), calls=(1,),
              inputs=_at(0)),
-        Kind(T_GROUPER, it._grouper, "itertools._grouper",  # type: ignore[attr-defined]
-             lambda: it._grouper(it.groupby(()), None),  # type: ignore[attr-defined]
+        Kind(T_GROUPER, it._grouper, "itertools._grouper",
+             lambda: it._grouper(it.groupby(()), None),
              inputs=_at(0)),  # next() steps its groupby
         Kind(T_PRODUCT, it.product, "itertools.product", it.product),
         Kind(T_PERMUTATIONS, it.permutations, "itertools.permutations",
@@ -248,9 +257,9 @@ def _kinds() -> list[Kind]:
         Kind(T_CWR, it.combinations_with_replacement,
              "itertools.combinations_with_replacement",
              lambda: it.combinations_with_replacement((), 0)),
-        Kind(T_MAP, map, "map", lambda: map(None, ()), read=_read_map, calls=(0,),
+        Kind(T_MAP, map, "map", lambda: bi.map(None, ()), read=_read_map, calls=(0,),
              inputs=lambda f: [x for x in f[1:] if x is not True]),
-        Kind(T_FILTER, filter, "filter", lambda: filter(None, ()), read=_read_filter,
+        Kind(T_FILTER, filter, "filter", lambda: bi.filter(None, ()), read=_read_filter,
              calls=(0,), inputs=_at(1)),
         Kind(T_REVERSED, reversed, "reversed", lambda: reversed(()), read=_read_reversed),
         Kind(T_CALL_ITER, _CALL_ITER, "callable_iterator", lambda: iter(int, 0),
@@ -408,10 +417,11 @@ def _write(kind: Kind, obj: Any, fields: tuple[Any, ...]) -> None:
         raise CorruptSnapshot(f"malformed {kind.name}: {exc}") from None
 
 
-_SEQ_ITERATORS = frozenset(type(x) for x in (
+_SEQ_SAMPLES: tuple[Any, ...] = (
     iter([]), reversed([]), iter(()), iter(""), iter("\u20ac"), iter(b""), iter(bytearray()),
     iter(range(1)), iter(range(2**64)), iter({}), iter({}.values()), iter({}.items()),
-    reversed({}), reversed({}.values()), reversed({}.items()), iter(set()), iter(memoryview(b""))))
+    reversed({}), reversed({}.values()), reversed({}.items()), iter(set()), iter(memoryview(b"")))
+_SEQ_ITERATORS: frozenset[type] = frozenset(type(x) for x in _SEQ_SAMPLES)
 """C iterators whose next() reads a container and calls no other iterator."""
 
 _NO_CALLS = frozenset({types.GeneratorType, types.CoroutineType, *_RELAYS})

@@ -65,8 +65,8 @@ def _pickler_class(name: str) -> type:
         inherited = getattr(base, "dispatch_table", None)
         if not isinstance(inherited, Mapping):  # the C pickler's member descriptor
             inherited = copyreg.dispatch_table
-        cls = type(f"Corosnap{base.__name__}", (base,),
-                   {"dispatch_table": ChainMap(PICKLE_REDUCERS, inherited)})  # type: ignore[arg-type]
+        table: Any = ChainMap(PICKLE_REDUCERS, inherited)  # type: ignore[arg-type]
+        cls = type(f"Corosnap{base.__name__}", (base,), {"dispatch_table": table})
         _pickler_classes[name] = cls
     return cls
 
