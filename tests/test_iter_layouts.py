@@ -85,6 +85,19 @@ def test_cycle() -> None:
     assert read(adv(c, 1)) == (["a", "b", "c"], 2)
 
 
+@pytest.mark.skipif(PY >= (3, 14), reason="3.14 removed cycle's firstpass (and __setstate__)")
+def test_cycle_after_setstate_does_not_save_again() -> None:
+    src = iter("ab")
+    c = it.cycle(src)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # 3.12, 3.13
+        c.__setstate__((["x", "y"], True))
+    assert read(c) == (["x", "y"], 0, src, True)
+    fresh = it.cycle(())
+    frames.iter_write(fresh, read(c))
+    assert [next(fresh) for _ in range(5)] == ["a", "b", "x", "y", "x"]
+
+
 def test_islice() -> None:
     src = iter(range(100))
     s = it.islice(src, 2, 50, 5)
