@@ -8,6 +8,9 @@
 #   make fuzz        the long fuzzing campaign
 #   make test-matrix the suite on every supported CPython (3.11-3.15), found or built
 #                    (3.11: make test; the others: make pytest); MATRIX_ARGS="3.14" picks
+#   make dist        the sdist (from a git archive export) and one wheel per supported
+#                    CPython found here, each installed in a fresh venv and smoke-tested
+#                    (tools/dist.py); DIST_ARGS="--versions 3.12" picks
 #
 # PYTHON=/path/to/python3.X selects the interpreter (and the .venv-3.X); the static
 # checks (ruff, mypy) do not depend on it, so STATIC_CHECKS= skips them, as the
@@ -19,7 +22,7 @@ VENV ?= .venv-$(PYVER)
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck pytest demo bench bench-matrix bench-scheduler fuzz test-matrix clean venv
+.PHONY: test lint typecheck pytest demo bench bench-matrix bench-scheduler fuzz test-matrix dist clean venv
 
 venv: $(STAMP)
 
@@ -32,8 +35,11 @@ $(STAMP): pyproject.toml setup.py $(wildcard src/corosnap/frames/*.c src/corosna
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks examples
 
+# The package (mypy's own settings), then a small program written against the
+# public API as a user would, under --strict.
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy --strict --follow-imports=silent tests/public_api_program.py
 
 pytest: $(STAMP)
 	$(VPY) -m pytest -q $(PYTEST_ARGS)
@@ -64,5 +70,8 @@ fuzz: $(STAMP)
 test-matrix:
 	bash tools/test-matrix.sh $(MATRIX_ARGS)
 
+dist: $(STAMP)
+	nice $(VPY) tools/dist.py $(DIST_ARGS)
+
 clean:
-	rm -rf .venv-* build src/*.egg-info src/corosnap/frames/*.so
+	rm -rf .venv-* build dist src/*.egg-info src/corosnap/frames/*.so

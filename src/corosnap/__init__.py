@@ -8,6 +8,8 @@ another process that can import the same code.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ._errors import (
     CodeMismatch,
     CorosnapError,
@@ -20,6 +22,9 @@ from ._errors import (
     UnsupportedInterpreter,
 )
 from .snapshot import dump, dumps, load, loads
+
+if TYPE_CHECKING:  # for type checkers; at run time __getattr__ imports them on first use
+    from .stores._helpers import restore, save
 
 __version__ = "0.1.0"
 

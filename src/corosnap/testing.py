@@ -18,8 +18,9 @@ skip those.  A test that does not apply to your store can be switched off by
 overriding it with a method that calls ``pytest.skip``, so the report still
 shows it.
 
-This module imports pytest, which is not a dependency of corosnap itself; the
-library never imports this module.
+This module is a pytest suite: install it with ``pip install 'corosnap[testing]'``
+(pytest is not a dependency of corosnap itself, and the library never imports
+this module).  Without pytest, importing it raises ImportError saying so.
 """
 
 from __future__ import annotations
@@ -33,7 +34,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import ClassVar
 
-import pytest
+try:
+    import pytest
+except ImportError as exc:  # pragma: no cover - exercised in a process without pytest
+    raise ImportError(
+        "corosnap.testing is a pytest suite and needs pytest: "
+        "pip install 'corosnap[testing]'"
+    ) from exc
 
 from corosnap import CorosnapError
 from corosnap.stores import (

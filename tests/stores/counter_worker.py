@@ -1,6 +1,7 @@
 """One of the processes of tests/stores/test_contention.py.
 
-``python counter_worker.py BACKEND PATH DURABLE INCREMENTS``: open the store,
+``python counter_worker.py BACKEND PATH DURABLE INCREMENTS``: open the store
+(for a server-backed store PATH is a spec from ``servers.spec_for``),
 print ``ready``, wait for a line on stdin (so all workers start together),
 then add 1 to the counter record INCREMENTS times with compare-and-set and
 retry, and print ``done CONFLICTS``.
@@ -8,10 +9,14 @@ retry, and print ``done CONFLICTS``.
 
 from __future__ import annotations
 
+import os
 import sys
 
 from corosnap.stores import DirectoryStore, SQLiteStore, Store
 from corosnap.testing import increment_counter
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import servers  # noqa: E402
 
 
 def main() -> None:
@@ -19,8 +24,10 @@ def main() -> None:
     store: Store
     if backend == "directory":
         store = DirectoryStore(path, durable=durable)
-    else:
+    elif backend == "sqlite":
         store = SQLiteStore(path, durable=durable)
+    else:
+        store = servers.open_store(path, durable=durable)
     print("ready", flush=True)
     sys.stdin.readline()
     conflicts = increment_counter(store, "counter", times)

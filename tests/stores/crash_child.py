@@ -1,6 +1,7 @@
 """The writers that tests/stores/test_crash.py kills with SIGKILL.
 
-Run as ``python crash_child.py BACKEND PATH``, this is a small fork server:
+Run as ``python crash_child.py BACKEND PATH``, this is a small fork server
+(for a server-backed store, PATH is a JSON spec from ``servers.spec_for``):
 it imports everything once, then for each seed it reads on stdin it forks a
 writer, prints ``pid PID``, waits for the writer to die and prints
 ``dead PID STATUS``.  Forking a warm process takes about a millisecond where
@@ -30,6 +31,14 @@ import sys
 import traceback
 
 from corosnap.stores import DirectoryStore, SQLiteStore, Store
+
+if __name__ == "__main__":  # run as a script: make tests/servers.py importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import servers  # noqa: E402
+
+#: Backends reached through a server; their PATH argument is a spec from
+#: ``servers.spec_for``.
+SERVER_BACKENDS = ("postgres", "redis", "s3")
 
 #: Short, path-like and long: the last one is too long for a file name, so
 #: the directory store files it under its hash.
@@ -66,7 +75,27 @@ def open_store(backend: str, path: str) -> Store:
         return DirectoryStore(path)
     if backend == "sqlite":
         return SQLiteStore(path)
+    if backend in SERVER_BACKENDS:
+        store: Store = servers.open_store(path)
+        return store
     raise ValueError(backend)
+
+
+def preload(backend: str) -> None:
+    """Import the backend's client library now, so each forked writer starts warm."""
+    if backend in SERVER_BACKENDS:
+        import corosnap.stores
+
+        getattr(
+            corosnap.stores,
+            {"postgres": "PostgresStore", "redis": "RedisStore"}.get(backend, "S3Store"),
+        )
+        if backend == "s3":
+            import boto3
+
+            # The first client of a process loads botocore's service model
+            # (about 0.1 s); do it here, once, rather than in every writer.
+            boto3.client("s3", region_name="us-east-1").close()
 
 
 def write_forever(backend: str, path: str, seed: int, out: int) -> None:
@@ -86,6 +115,7 @@ def write_forever(backend: str, path: str, seed: int, out: int) -> None:
 
 def main() -> None:
     backend, path = sys.argv[1], sys.argv[2]
+    preload(backend)
     out = sys.stdout.fileno()
     while line := sys.stdin.buffer.readline():
         pid = os.fork()

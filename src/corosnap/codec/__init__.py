@@ -9,7 +9,7 @@ layer free of frame knowledge.
 # _iterators registers the builtin iterators' tags in the encoder and decoder.
 from . import _iterators  # noqa: F401
 from ._decoder import NONE_MARK, Decoder, Deferred, Tag, ext_hook, is_exception, new_ext_hook
-from ._encoder import Encoder, type_name
+from ._encoder import BufferDecisions, Encoder, pack_offered, type_name
 from ._picklers import pickler_id
 from ._tags import EXT_HEADER, EXT_NONE, EXT_SIGNED, NONE_EXT
 
@@ -21,7 +21,9 @@ __all__ = [
     "ext_hook",
     "is_exception",
     "new_ext_hook",
+    "BufferDecisions",
     "Encoder",
+    "pack_offered",
     "EXT_HEADER",
     "EXT_NONE",
     "EXT_SIGNED",

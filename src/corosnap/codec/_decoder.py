@@ -39,7 +39,13 @@ from ._globals import (
 )
 from ._picklers import loads_with
 from ._tags import (
+    BUFFER_BYTEARRAY,
+    BUFFER_BYTES,
+    BUFFER_IN_BAND,
+    BUFFER_VIEW_READONLY,
+    BUFFER_VIEW_WRITABLE,
     EXT_BIGINT,
+    EXT_BUFFER,
     EXT_BYTEARRAY,
     EXT_COMPLEX,
     EXT_HEADER,
@@ -302,7 +308,8 @@ def ext_hook_for(by_hash: dict[int, Any], code: int, data: bytes) -> Any:
         if tag is None:
             raise CorruptSnapshot(f"unknown tag {data!r}")
         return tag
-    if code == EXT_REF or code == EXT_BYTEARRAY or code == EXT_PICKLE or code == EXT_INTLIST:
+    if (code == EXT_REF or code == EXT_BYTEARRAY or code == EXT_PICKLE or code == EXT_INTLIST
+            or code == EXT_BUFFER):
         return Deferred(code, data)
     if code == EXT_NONE:
         return NONE_MARK
@@ -337,7 +344,8 @@ class Decoder:
     """One snapshot's worth of decoding state (memo, string and code tables)."""
 
     __slots__ = ("memo", "strings", "codes", "shapes", "safe", "allow", "frame_hook",
-                 "code_hook", "active", "depth", "exceptions", "ctx", "iterators")
+                 "code_hook", "active", "depth", "exceptions", "ctx", "buffers",
+                 "iterators")
 
     def __init__(
         self,
@@ -345,6 +353,7 @@ class Decoder:
         code_hook: FunctionHook,
         safe: bool = False,
         allow: tuple[str, ...] = (),
+        buffers: list[Any] | None = None,
     ) -> None:
         self.memo: list[Any] = []
         self.strings: list[str] = []
@@ -362,6 +371,7 @@ class Decoder:
         self.frame_hook = frame_hook
         self.code_hook = code_hook
         self.ctx: list[Any] | None = None
+        self.buffers = buffers  # loads(buffers=): the out-of-band buffers, by index
         self.iterators: Any = None  # _iterators.Restoring, once a builtin iterator is met
 
     def make_ctx(self) -> list[Any]:
@@ -465,6 +475,10 @@ class Decoder:
             ints = _unpack_ints(data)
             self.memo.append(ints)
             return ints
+        if code == EXT_BUFFER:
+            obj = self._buffer(data)
+            self.memo.append(obj)
+            return obj
         if code == EXT_PICKLE:
             if self.safe:
                 raise UnsafeSnapshot(
@@ -478,6 +492,35 @@ class Decoder:
             self.memo.append(obj)
             return obj
         raise CorruptSnapshot("a frame-slot None marker outside a frame slot")
+
+    def _buffer(self, data: bytes) -> Any:
+        """An EXT_BUFFER: a bytes, bytearray or memoryview, from the blob (in
+        band) or from ``loads(buffers=)`` (out of band)."""
+        kind = data[0] if data else 0xFF
+        if BUFFER_IN_BAND <= kind <= BUFFER_IN_BAND | BUFFER_VIEW_WRITABLE:
+            kind ^= BUFFER_IN_BAND
+            if kind == BUFFER_BYTES:
+                return data[1:]
+            body = memoryview(data)[1:]
+            if kind == BUFFER_BYTEARRAY:
+                return bytearray(body)
+            if kind == BUFFER_VIEW_READONLY:
+                return body  # a read-only view of the blob's own copy
+            return memoryview(bytearray(body))
+        if not 0 <= kind <= BUFFER_VIEW_WRITABLE or len(data) not in (2, 3, 5):
+            raise CorruptSnapshot(f"malformed buffer reference {data[:5]!r}")
+        index = int.from_bytes(data[1:], "big")
+        buffers = self.buffers
+        if buffers is None:
+            raise CorruptSnapshot(
+                f"the blob refers to out-of-band buffer {index}, but loads() was given no "
+                "buffers= (a blob made with dumps(..., buffer_callback=) needs the buffers "
+                "the callback set aside, in the order it received them)"
+            )
+        if index >= len(buffers):
+            raise CorruptSnapshot(f"the blob refers to out-of-band buffer {index}, but loads() "
+                                  f"was given {len(buffers)} buffers")
+        return from_buffer(buffers[index], kind)
 
     # -- tagged arrays ----------------------------------------------------
     def _flat(self, v: list[Any]) -> Any:
@@ -780,6 +823,29 @@ class Decoder:
         it.__setstate__(v[2])
         self.memo.append(it)
         return it
+
+
+def from_buffer(buf: Any, kind: int) -> Any:
+    """The value an out-of-band buffer stands for, sharing its memory where
+    the type allows (as pickle does with ``buffers=``): a ``bytes`` that is
+    (or whose view covers) a whole bytes object is that object; a bytearray
+    likewise, when writable; a memoryview views ``buf`` itself.  Otherwise
+    (a bytes from a bytearray, a writable view of read-only memory) a copy."""
+    view = memoryview(buf)
+    if kind == BUFFER_BYTES or kind == BUFFER_BYTEARRAY:
+        want = bytes if kind == BUFFER_BYTES else bytearray
+        if type(buf) is want:
+            return buf
+        whole = view.obj
+        if (type(whole) is want and view.nbytes == len(whole) and view.contiguous
+                and (want is bytes or not view.readonly)):
+            return whole
+        return view.tobytes() if want is bytes else bytearray(view)
+    if view.ndim != 1 or view.format != "B" or not view.c_contiguous:
+        view = view.cast("B") if view.c_contiguous else memoryview(view.tobytes())
+    if kind == BUFFER_VIEW_READONLY:
+        return view if view.readonly else view.toreadonly()
+    return view if not view.readonly else memoryview(bytearray(view))
 
 
 def _not_flooding(items: list[Any]) -> list[Any]:

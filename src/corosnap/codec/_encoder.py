@@ -16,6 +16,13 @@ Rules of this file:
   pickle, with ``copyreg.dispatch_table`` first); if that needs something not
   importable by name, the object is handed whole to the fallback pickler.  A
   failed attempt is rolled back so memo indexes stay in step with the output.
+- Buffers (large bytes and bytearrays, every memoryview) are not encoded on
+  the spot: the encoder leaves an ``Offered`` placeholder and, once the whole
+  graph is encoded (nothing can be rolled back any more), ``finish_buffers``
+  asks the caller's ``buffer_callback`` about each, in order, as pickle does
+  with protocol 5's ``PickleBuffer``: in band (the data goes in the blob) or
+  out of band (the blob holds only its index).  Asking at the end means a
+  rolled-back attempt never hands the caller a buffer the blob does not use.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import gc
 import struct
 import types
 from collections.abc import Callable
+from pickle import PickleBuffer
 from typing import Any
 
 from msgpack import ExtType
@@ -35,7 +43,14 @@ from ..frames import backend
 from ._globals import WELLKNOWN_INDEX, global_name, resolve_method
 from ._picklers import dumps_with
 from ._tags import (
+    BUFFER_BYTEARRAY,
+    BUFFER_BYTES,
+    BUFFER_IN_BAND,
+    BUFFER_MIN_SIZE,
+    BUFFER_VIEW_READONLY,
+    BUFFER_VIEW_WRITABLE,
     EXT_BIGINT,
+    EXT_BUFFER,
     EXT_BYTEARRAY,
     EXT_COMPLEX,
     EXT_INTLIST,
@@ -74,6 +89,10 @@ _MAX_INT = 2**64
 _NONE_TYPE = type(None)
 _PASS_FAST = frozenset({str, int, float, bool, _NONE_TYPE, bytes})
 _PASS_STRICT = frozenset({float, bool, _NONE_TYPE, bytes})
+# With a buffer_callback, bytes go through enc() (Encoder._bytes: a large one
+# is offered as a buffer).
+_PASS_FAST_BUFFERS = _PASS_FAST - {bytes}
+_PASS_STRICT_BUFFERS = _PASS_STRICT - {bytes}
 BY_REFERENCE: set[type] = {list, dict, set, bytearray}
 """Types whose module-level values are stored by reference (_iterators adds the
 builtin iterators)."""
@@ -170,6 +189,42 @@ def final_error(message: str) -> SnapshotError:
     return err
 
 
+class Offered:
+    """A buffer in the encoded tree, decided by ``Encoder.finish_buffers``:
+    ``ext`` is then its EXT_BUFFER, which the packer's ``default`` writes
+    (``pack_offered``)."""
+
+    __slots__ = ("obj", "kind", "ext")
+
+    def __init__(self, obj: bytes | bytearray | memoryview, kind: int) -> None:
+        self.obj = obj
+        self.kind = kind
+        self.ext: ExtType | None = None
+
+
+def pack_offered(obj: Any) -> ExtType:
+    """msgpack ``default`` for a tree with buffers: a decided placeholder's ext."""
+    if type(obj) is Offered and obj.ext is not None:
+        return obj.ext
+    if type(obj) is int:  # msgpack asks default about an int past 64 bits
+        raise OverflowError("Integer value out of range")
+    raise TypeError(f"cannot pack a {type(obj).__name__}")
+
+
+class BufferDecisions:
+    """What ``buffer_callback`` answered, kept across the two encodings of
+    one ``dumps`` (a fast one and, if packing overflows, a strict one), so the
+    callback is asked about each buffer once.  ``order``: the ids of the
+    buffers sent out of band, in index order."""
+
+    __slots__ = ("in_band", "order", "out")
+
+    def __init__(self) -> None:
+        self.in_band: dict[int, tuple[Any, bool]] = {}
+        self.order: list[int] | None = None
+        self.out: list[PickleBuffer] = []  # the last encoding's out-of-band buffers
+
+
 def ref_ext(index: int) -> ExtType:
     if index < 256:
         return _REFS[index]
@@ -182,9 +237,10 @@ class Encoder:
     __slots__ = ("memo", "keep", "strings", "codes", "shapes", "busy", "pid", "frame_hook",
                  "passthrough", "strict", "globals_seen",
                  "global_values", "global_ids", "modules", "ctx", "pending_globals",
-                 "filling")
+                 "buffer_callback", "offered", "filling")
 
-    def __init__(self, pid: int, frame_hook: FrameHook, strict: bool = False) -> None:
+    def __init__(self, pid: int, frame_hook: FrameHook, strict: bool = False,
+                 buffer_callback: Callable[[PickleBuffer], Any] | None = None) -> None:
         self.memo: dict[int, int] = {}
         self.keep: list[Any] = []
         self.strings: dict[str, int] = {}
@@ -199,6 +255,12 @@ class Encoder:
         # retried strictly if packing overflows or meets a lone surrogate.
         self.strict = strict
         self.passthrough = _PASS_STRICT if strict else _PASS_FAST
+        # Buffers met so far (see Offered); with a callback, large bytes are
+        # among them, so they are no longer passed through.
+        self.buffer_callback = buffer_callback
+        self.offered: list[Offered] = []
+        if buffer_callback is not None:
+            self.passthrough = _PASS_STRICT_BUFFERS if strict else _PASS_FAST_BUFFERS
         # Mutable module-level values (a module's registry list, its LOG) are
         # stored by reference, so a restored frame shares them with the module
         # instead of holding a copy.  Indexed lazily per globals dict.
@@ -257,11 +319,13 @@ class Encoder:
         return [module, [qual, *ref.path] if ref.path else qual,
                 fingerprint(code) if fp is None else fp]
 
-    def _checkpoint(self) -> tuple[int, int, int, int]:
-        return len(self.keep), len(self.strings), len(self.codes), len(self.shapes)
+    def _checkpoint(self) -> tuple[int, int, int, int, int]:
+        return (len(self.keep), len(self.strings), len(self.codes), len(self.shapes),
+                len(self.offered))
 
-    def _rollback(self, cp: tuple[int, int, int, int]) -> None:
-        nkeep, nstrings, ncodes, nshapes = cp
+    def _rollback(self, cp: tuple[int, int, int, int, int]) -> None:
+        nkeep, nstrings, ncodes, nshapes, noffered = cp
+        del self.offered[noffered:]
         for obj in self.keep[nkeep:]:
             del self.memo[id(obj)]
         del self.keep[nkeep:]
@@ -353,7 +417,8 @@ class Encoder:
             packed = self.pack_ints(v)
             if packed is not None:
                 return ExtType(EXT_INTLIST, packed)
-            if self.is_flat(v):
+            if self.is_flat(v) and (self.buffer_callback is None or not any(
+                    type(x) is bytes and len(x) >= BUFFER_MIN_SIZE for x in v)):
                 return [_TAG_FLAT, *v]
         return self.enc_items(v)
 
@@ -433,8 +498,109 @@ class Encoder:
         i = self.memo.get(id(v))
         if i is not None:
             return ref_ext(i)
+        if self.buffer_callback is not None and len(v) >= BUFFER_MIN_SIZE:
+            return self._offer(v, BUFFER_BYTEARRAY)
         self.register(v)
         return ExtType(EXT_BYTEARRAY, bytes(v))
+
+    # -- buffers ----------------------------------------------------------
+    def _bytes(self, v: bytes) -> Any:
+        """Only with a buffer_callback (bytes are passed through otherwise)."""
+        if len(v) < BUFFER_MIN_SIZE:
+            return v
+        i = self.memo.get(id(v))
+        if i is not None:
+            return ref_ext(i)
+        return self._offer(v, BUFFER_BYTES)
+
+    def _memoryview(self, v: memoryview) -> Any:
+        i = self.memo.get(id(v))
+        if i is not None:
+            return ref_ext(i)
+        try:
+            shape_ok = v.ndim == 1 and v.format == "B" and v.c_contiguous
+        except ValueError:
+            raise SnapshotError("a released memoryview cannot be captured") from None
+        if not shape_ok:
+            raise SnapshotError(
+                f"a memoryview of format {v.format!r} and shape {v.shape}: only contiguous "
+                "one-dimensional byte views are captured (make one with view.cast('B'))"
+            )
+        return self._offer(v, BUFFER_VIEW_READONLY if v.readonly else BUFFER_VIEW_WRITABLE)
+
+    def _offer(self, v: bytes | bytearray | memoryview, kind: int) -> Offered:
+        self.register(v)  # registered like a bytearray: when met
+        out = Offered(v, kind)
+        self.offered.append(out)
+        return out
+
+    def finish_buffers(self, decisions: BufferDecisions) -> list[PickleBuffer]:
+        """Decide every buffer met (the whole graph is encoded by now), in
+        the order met, and return those sent out of band, in index order.
+
+        Without a buffer_callback every buffer stays in band.  With one, it
+        is called with a ``PickleBuffer`` of each: a true result keeps the
+        buffer in band, a false one (``list.append`` returns None) sends it
+        out of band, as pickle's ``buffer_callback`` does.
+        """
+        self._check_views()
+        callback = self.buffer_callback
+        known = decisions.in_band
+        out: list[PickleBuffer] = []
+        order: list[int] = []
+        for o in self.offered:
+            obj = o.obj
+            in_band = True
+            if callback is not None:
+                hit = known.get(id(obj))
+                if hit is None or hit[0] is not obj:
+                    in_band = bool(callback(PickleBuffer(obj)))
+                    known[id(obj)] = (obj, in_band)
+                else:
+                    in_band = hit[1]
+            if in_band:
+                o.ext = ExtType(EXT_BUFFER, bytes([o.kind | BUFFER_IN_BAND]) + bytes(obj))
+                continue
+            k = len(out)
+            out.append(PickleBuffer(obj))
+            order.append(id(obj))
+            o.ext = ExtType(EXT_BUFFER, bytes([o.kind]) + k.to_bytes(
+                1 if k < 256 else 2 if k < 65536 else 4, "big"))
+        decisions.out = out
+        if decisions.order is None:
+            decisions.order = order
+        elif decisions.order != order:
+            # A second (strict) encoding met the out-of-band buffers in
+            # another order than the first: the caller already has them in
+            # the first order, so the indexes would be wrong.
+            raise SnapshotError("out-of-band buffers were met in a different order when the "
+                                "snapshot was encoded again; please report this")
+        return out
+
+    def _check_views(self) -> None:
+        """A memoryview comes back viewing a buffer of its own: refuse one
+        whose memory the snapshot also holds in another object (the exporting
+        bytearray, or another view of it), where writes through one would no
+        longer show through the other."""
+        exporters: dict[int, memoryview] = {}
+        for o in self.offered:
+            if o.kind < BUFFER_VIEW_READONLY:
+                continue
+            view = o.obj
+            assert type(view) is memoryview
+            exporter = view.obj
+            if type(exporter) is bytes:
+                continue  # immutable: nothing to see through the view
+            if id(exporter) in self.memo or id(exporter) in exporters:
+                what = (f"another memoryview of the same {type_name(exporter)}"
+                        if id(exporter) in exporters
+                        else f"a {type_name(exporter)} the snapshot also holds")
+                raise SnapshotError(
+                    f"a memoryview of {len(view)} bytes shares its memory with {what}: "
+                    "restored, the two would no longer share it (capture only one of them, "
+                    "or copy the view with bytes(view))"
+                )
+            exporters[id(exporter)] = view
 
     def _complex(self, v: complex) -> Any:
         return ExtType(EXT_COMPLEX, struct.pack("<dd", v.real, v.imag))
@@ -772,6 +938,8 @@ _DISPATCH: dict[type, Callable[[Encoder, Any], Any]] = {
     set: Encoder._set,
     frozenset: Encoder._frozenset,
     bytearray: Encoder._bytearray,
+    bytes: Encoder._bytes,
+    memoryview: Encoder._memoryview,
     complex: Encoder._complex,
     range: Encoder._range,
     type(iter(range(1))): Encoder._rangeiter,

@@ -27,6 +27,7 @@ EXT_PICKLE = 6  # fallback pickler; payload: pickler id byte + pickle stream
 EXT_NONE = 7  # None in a frame slot, where nil means an empty (NULL) slot; payload: b"\0"
 EXT_SURROGATE_STR = 8  # str that UTF-8 cannot encode (lone surrogates); payload: surrogatepass
 EXT_INTLIST = 9  # list of >= 16 ints: width byte (1, 2, 4, 8) + signed little-endian items
+EXT_BUFFER = 10  # bytes/bytearray/memoryview offered as a buffer: kind byte + index or data
 EXT_HEADER = 0x43  # "C": blob header; payload: (format << 5 | python minor)
 EXT_SIGNED = 0x53  # "S": signed-blob header; same payload
 
@@ -98,6 +99,20 @@ INTLIST_MIN = 16
 INT_TYPECODES = {1: "b", 2: "h", 4: next(c for c in "il" if array(c).itemsize == 4), 8: "q"}
 """``array`` typecodes per EXT_INTLIST width (the C type of 4 bytes is looked up)."""
 NONE_EXT = ExtType(EXT_NONE, b"\0")
+
+# EXT_BUFFER kinds (the payload's first byte): what the buffer is restored as.
+# Out of band: the kind, then the buffer's index in ``loads(buffers=)``
+# (big-endian, 1, 2 or 4 bytes).  In band: the kind | BUFFER_IN_BAND, then the data.
+BUFFER_BYTES = 0
+BUFFER_BYTEARRAY = 1
+BUFFER_VIEW_READONLY = 2  # memoryview, read-only
+BUFFER_VIEW_WRITABLE = 3  # memoryview, writable
+BUFFER_IN_BAND = 0x80
+
+BUFFER_MIN_SIZE = 4096
+"""With a ``buffer_callback``, bytes and bytearray values of at least this
+many bytes are offered to it (memoryviews whatever their size); smaller ones
+are cheaper to copy than to carry as a buffer of their own."""
 
 PICKLERS = {1: "pickle", 2: "cloudpickle", 3: "dill"}
 PICKLER_IDS = {name: code for code, name in PICKLERS.items()}

@@ -62,6 +62,7 @@ from ..bytecode._kinds import ANY, KIND_NAMES, NULLABLE, slot_rules
 from ..codec._globals import WELLKNOWN
 from ..codec._tags import (
     EXT_BIGINT,
+    EXT_BUFFER,
     EXT_BYTEARRAY,
     EXT_COMPLEX,
     EXT_INTLIST,
@@ -419,6 +420,22 @@ def _bytearray_summary(w: Walker, node: Node, data: bytes) -> None:
     node.summary = f"{len(data):,} bytes"
 
 
+_BUFFER_TYPES = ("bytes", "bytearray", "memoryview", "memoryview")
+
+
+def _buffer_summary(w: Walker, node: Node, data: bytes) -> None:
+    """EXT_BUFFER: in band (kind | 0x80, then the data) or out of band (kind, index)."""
+    kind = data[0] if data else 0xFF
+    if 0x80 <= kind <= 0x83:
+        node.type = _BUFFER_TYPES[kind - 0x80]
+        node.summary = f"{len(data) - 1:,} bytes" + (" (read-only)" if kind == 0x82 else "")
+    elif kind <= 3 and len(data) in (2, 3, 5):
+        node.type = _BUFFER_TYPES[kind]
+        node.summary = f"out-of-band buffer {int.from_bytes(data[1:], 'big')}"
+    else:
+        w.warn(f"{w.where(node)}: malformed buffer reference")
+
+
 def _wellknown_name(w: Walker, node: Node, data: bytes) -> None:
     if len(data) == 1 and data[0] < len(WELLKNOWN):
         obj = WELLKNOWN[data[0]]
@@ -500,6 +517,7 @@ EXTS: dict[int, ExtSpec] = {
     EXT_PICKLE: ExtSpec("object", True, _pickled_type),
     EXT_SURROGATE_STR: ExtSpec("str", False),
     EXT_INTLIST: ExtSpec("list", True, _intlist_summary),
+    EXT_BUFFER: ExtSpec("buffer", True, _buffer_summary),
 }
 """Leaf ext types, one line each; EXT_REF, EXT_TAG and EXT_NONE are read by
 the walker itself."""

@@ -3,7 +3,9 @@
 Unsigned blob: one msgpack array ``[HEADER, *root frame fields]``.
 Signed blob:   one msgpack array ``[SIGNED_HEADER, tag, body]`` where ``body``
 is the unsigned blob's bytes and ``tag`` its HMAC-SHA256 under the user's key.
-The tag is checked (in constant time) before ``body`` is parsed.
+The tag is checked (in constant time) before ``body`` is parsed.  When the
+blob has out-of-band buffers (``dumps(buffer_callback=)``), the tag covers
+them too, in order, each preceded by its length as 8 little-endian bytes.
 
 The header is a 3-byte msgpack fixext: ext type ``C`` (or ``S`` when signed)
 and one byte ``format_version << 5 | python_minor``.
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Sequence
 from typing import Any
 
 import msgpack
@@ -50,9 +53,17 @@ def check_header(h: Any) -> None:
         )
 
 
-def sign(body: bytes, key: bytes) -> bytes:
-    tag = hmac.new(key, body, hashlib.sha256).digest()
-    return msgpack.packb([SIGNED_HEADER, tag, body], use_bin_type=True)
+def _tag(key: bytes, body: bytes, buffers: Sequence[Any] = ()) -> bytes:
+    mac = hmac.new(key, body, hashlib.sha256)
+    for buf in buffers:
+        with memoryview(buf) as view:
+            mac.update(view.nbytes.to_bytes(8, "little"))
+            mac.update(view if view.c_contiguous else view.tobytes())
+    return mac.digest()
+
+
+def sign(body: bytes, key: bytes, buffers: Sequence[Any] = ()) -> bytes:
+    return msgpack.packb([SIGNED_HEADER, _tag(key, body, buffers), body], use_bin_type=True)
 
 
 def unpack(data: bytes, max_size: int = DEFAULT_MAX_SIZE) -> list[Any]:
@@ -72,8 +83,10 @@ def unpack(data: bytes, max_size: int = DEFAULT_MAX_SIZE) -> list[Any]:
     return tree
 
 
-def open_blob(data: bytes, key: bytes | None, max_size: int) -> list[Any]:
-    """Verify and parse a blob, returning ``[HEADER, *root fields]``."""
+def open_blob(data: bytes, key: bytes | None, max_size: int,
+              buffers: Sequence[Any] | None = None) -> list[Any]:
+    """Verify and parse a blob, returning ``[HEADER, *root fields]``.
+    ``buffers``: the out-of-band buffers, which a signature also covers."""
     tree = unpack(data, max_size)
     if tree[0] == HEADER and key is None:
         return tree  # the common case: an unsigned blob of this version
@@ -82,7 +95,7 @@ def open_blob(data: bytes, key: bytes | None, max_size: int) -> list[Any]:
         if len(tree) != 3 or type(tree[1]) is not bytes or type(tree[2]) is not bytes:
             raise CorruptSnapshot("malformed signed blob")
         if key is not None:
-            expected = hmac.new(key, tree[2], hashlib.sha256).digest()
+            expected = _tag(key, tree[2], buffers or ())
             if not hmac.compare_digest(expected, tree[1]):
                 raise SignatureError("signature does not match: wrong key or tampered blob")
         tree = unpack(tree[2], max_size)

@@ -192,7 +192,7 @@ def _failing_slot(enc: Encoder, exc: Any, localsplus: list[Any], stack: list[Any
     for what, x in candidates:
         if x is null or x is None:
             continue
-        scratch = Encoder(enc.pid, enc.frame_hook, enc.strict)
+        scratch = Encoder(enc.pid, enc.frame_hook, enc.strict, enc.buffer_callback)
         if enc.keep:
             scratch.register(enc.keep[0])  # the root: a finished generator elsewhere is a value
         for globals_, _index in enc.global_values:

@@ -18,6 +18,10 @@ The contract, in one place (``docs/stores.md`` explains it at length, and
 * ``expected_version`` turns a write into a compare-and-set: ``0`` means "the
   record must not exist", ``n > 0`` means "the record must be at version n".
   A mismatch raises :class:`Conflict` and changes nothing.
+* Stores that talk to a server never resend a write on their own.  A server
+  that cannot be reached raises :class:`StoreUnavailable` (nothing changed,
+  retry at will); a write whose answer was lost raises :class:`OutcomeUnknown`
+  (it may have happened; the caller must find out before acting on it).
 """
 
 from __future__ import annotations
@@ -32,8 +36,9 @@ from .._errors import CorosnapError
 #: What ``put`` accepts as a blob; it is stored (and returned) as ``bytes``.
 BytesLike = bytes | bytearray | memoryview
 
-#: Longest key accepted, in UTF-8 bytes.  The same limit as S3 object keys, so
-#: a future object-store backend can hold every key the other backends hold.
+#: Longest key accepted, in UTF-8 bytes.  The same limit as S3 object keys
+#: (``S3Store`` files the few keys that do not fit beside its prefix under a
+#: hash, so it holds every key the other backends hold).
 MAX_KEY_BYTES = 1024
 
 
@@ -82,6 +87,57 @@ class NotFound(StoreError, KeyError):
         # KeyError.__str__ would print repr(args); say what is missing instead.
         where = f" in {self.where}" if self.where else ""
         return f"no record for key {_short_repr(self.key)}{where}"
+
+
+class StoreUnavailable(StoreError):
+    """The store's server could not be reached, or the connection broke during a read.
+
+    Nothing was changed: either the operation never reached the server, or it
+    was one that changes nothing (``get``, ``keys``).  Retrying is safe.
+    ``operation`` is the store method (``"get"``, ``"put"``, ...) and ``key``
+    the key it was called with (``None`` for ``keys``).
+    """
+
+    def __init__(self, message: str, *, operation: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.operation = operation
+        self.key = key
+
+
+class OutcomeUnknown(StoreError):
+    """A write reached the server, but its answer was lost: it may or may not have happened.
+
+    Raised by ``put`` and ``delete`` of the server-backed stores when the
+    connection broke (or timed out) after the request was sent and before the
+    answer arrived.  The store never resends such a write by itself: a resent
+    compare-and-set whose first copy had landed would fail with a
+    :class:`Conflict` against its own write, and a resent unconditional put
+    would write twice.  The caller decides: read the record back (its version
+    and blob tell whether this write landed, unless another writer wrote an
+    identical blob meanwhile) or treat the key's state as unknown, as a
+    worker treats a lost lease.
+
+    ``operation`` is ``"put"`` or ``"delete"``; ``key`` and
+    ``expected_version`` are what the call was given.  The low-level error is
+    chained as ``__cause__``.
+    """
+
+    def __init__(
+        self, message: str, *, operation: str, key: str, expected_version: int | None
+    ) -> None:
+        super().__init__(message)
+        self.operation = operation
+        self.key = key
+        self.expected_version = expected_version
+
+
+class DurabilityWarning(UserWarning):
+    """A store could not check that its server keeps acknowledged writes as durably as asked.
+
+    Raised (as a warning) when the server hides its settings, e.g. a managed
+    Redis that disables ``CONFIG``.  A server that is known not to provide the
+    durability asked for is refused with :class:`StoreError` instead.
+    """
 
 
 class Record(NamedTuple):
