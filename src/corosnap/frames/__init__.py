@@ -27,6 +27,16 @@ small interface:
 
 ``is_flat(list) -> bool``: the codec's fast path (only exact scalars inside).
 
+``iter_read(it) -> tuple`` / ``iter_write(it, fields)``
+    The state of a builtin iterator (itertools' iterators, ``map``,
+    ``filter``, ``reversed``, ``iter(callable, sentinel)``), which CPython keeps
+    in private structs only: the same abstract fields on every version
+    (documented at the top of ``_itertools.h``), read from and written into
+    each version's restated struct (``_itertools3XX.h``).  ``iter_write``
+    fills a fresh iterator and checks every field against the rest of the
+    state first.  ``iter_layouts()`` gives ``sizeof`` of each restated struct,
+    for the layout probe (``tests/test_iter_layouts.py``).
+
 Constants: ``NULL``, ``TaggedInt``, ``TAGGED_INTS`` (whether this version has
 tagged slots), the four states.  3.15 adds ``virtual_iterable(obj) -> bool``:
 whether the interpreter can walk ``obj`` by index (its type's
