@@ -5,7 +5,8 @@
 #   make bench       the size/speed benchmark (benchmarks/)
 #   make bench-matrix  the benchmark on every .venv-3.X made so far, one table per version
 #   make bench-scheduler  checkpoint overhead per await and workflow throughput on SQLite
-#   make fuzz        the long fuzzing campaign
+#   make fuzz        the long fuzzing campaign: 100,000 inputs on 3.11; FUZZ_VERSION=3.12
+#                    FUZZ_INPUTS=20000 picks the version and count (tools/fuzz-campaign.sh)
 #   make test-matrix the suite on every supported CPython (3.11-3.15), found or built
 #                    (3.11: make test; the others: make pytest); MATRIX_ARGS="3.14" picks
 #   make dist        the sdist (from a git archive export) and one wheel per supported
@@ -33,7 +34,7 @@ $(STAMP): pyproject.toml setup.py $(wildcard src/corosnap/frames/*.c src/corosna
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks examples
+	$(VENV)/bin/ruff check src tests benchmarks examples tools
 
 # The package (mypy's own settings), then a small program written against the
 # public API as a user would, under --strict.
@@ -64,8 +65,14 @@ bench-matrix: $(STAMP)
 bench-scheduler: $(STAMP)
 	$(VPY) benchmarks/bench_scheduler.py $(BENCH_ARGS)
 
-fuzz: $(STAMP)
-	$(VPY) -m corosnap.fuzz --inputs 100000
+# The fuzzing campaign (tools/corosnap_fuzz, not part of the wheel), nice'd, on one
+# version; report and failing inputs in build/fuzz/<version>/.  FUZZ_SEED, FUZZ_JOBS,
+# FUZZ_ENGINES ("c,python": every input through both engines) and FUZZ_ARGS pass through.
+FUZZ_VERSION ?= $(PYVER)
+FUZZ_INPUTS ?= 100000
+fuzz:
+	FUZZ_SEED=$(FUZZ_SEED) FUZZ_JOBS=$(FUZZ_JOBS) FUZZ_ENGINES=$(FUZZ_ENGINES) \
+		bash tools/fuzz-campaign.sh $(FUZZ_VERSION) $(FUZZ_INPUTS) $(FUZZ_ARGS)
 
 test-matrix:
 	bash tools/test-matrix.sh $(MATRIX_ARGS)

@@ -11,6 +11,7 @@ later ones in C (``frames.capture``); their blobs must be byte-identical.
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -67,6 +68,15 @@ def in_except():
 
 def delegating_to_in_except():
     yield from in_except()
+
+
+def add(a, b):
+    return a + b
+
+
+def calls(f):
+    yield 1
+    yield f(2)
 
 
 def _suspended(factory: Callable[[], Iterator[Any]], steps: int = 1) -> Iterator[Any]:
@@ -184,7 +194,18 @@ def case_intact() -> tuple[bytes, bytes]:
     return blob, blob
 
 
+def case_partial_that_is_its_own_func() -> tuple[bytes, bytes]:
+    # Refused by the codec (an object reaching itself without CPython's
+    # recursion guard), which the C path calls back: both paths name the local.
+    tree = _tree(_suspended(lambda: calls(functools.partial(add, 1))))
+    good = _blob(tree)
+    # local f: [tag 11, partial, [[global add]], [tag 1, <func: ref 1>, (1,), {}, None]]
+    tree[5][3][1] = msgpack.ExtType(1, bytes([2]))  # memo 2: the partial itself
+    return good, _blob(tree)
+
+
 CASES = {
+    "partial_that_is_its_own_func": case_partial_that_is_its_own_func,
     "iterator_replaced_by_int": case_iterator_replaced_by_int,
     "iterator_slot_emptied": case_iterator_slot_emptied,
     "iterator_slot_holds_a_tuple": case_iterator_slot_holds_a_non_iterator_object,
@@ -225,6 +246,9 @@ def test_python_and_c_restore_agree(name: str, monkeypatch: pytest.MonkeyPatch) 
     assert calls == [], "the warm run should have been decided by the C path"
     if name != "intact":
         assert cold[0] == "CorruptSnapshot", cold
+    if name == "partial_that_is_its_own_func":
+        assert cold[1].startswith("tests.test_fast_path.calls(): local 'f': an object that "
+                                  "reaches itself (functools.partial -> functools.partial)")
 
 
 def test_restore_of_a_known_code_goes_through_c(monkeypatch: pytest.MonkeyPatch) -> None:

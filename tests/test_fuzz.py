@@ -1,6 +1,6 @@
-"""The fuzzing campaign, small and seeded, as part of the suite (issue 3).
+"""The fuzzing campaign, small and seeded, as part of the suite.
 
-``python -m corosnap.fuzz`` runs the long campaign; here a few thousand
+``python -m corosnap_fuzz`` (``make fuzz``) runs the long campaign; here a few thousand
 inputs must end in ``rejected`` or ``restored`` only.  The harness itself is
 tested with a stand-in ``loads`` (the children are forked, so a monkeypatch
 made before the pool starts is what they run), and hypothesis drives
@@ -9,18 +9,21 @@ blob-shaped documents through the same forked runner.
 
 from __future__ import annotations
 
+import functools
 import gc
 import os
+import random
 import signal
+import sys
 import tempfile
 import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from msgpack import ExtType
 
 import corosnap
-from corosnap import _fuzz_zoo as zoo
-from corosnap import fuzz
+from corosnap_fuzz import fuzz, zoo
 
 CAMPAIGN_INPUTS = int(os.environ.get("COROSNAP_FUZZ_INPUTS", "3000"))
 
@@ -65,8 +68,66 @@ def test_mutators_produce_distinct_inputs():
     assert len({x.data for x in inputs}) > 350
     ops = " ".join(x.origin for x in inputs)
     for name in ("truncate", "bitflip", "splice", "position", "stack", "ref", "swap_frames",
-                 "generate", "ext", "tag", "deep", "lying_length"):
+                 "generate", "ext", "tag", "deep", "lying_length", "cycle"):
         assert name in ops, name
+
+
+def test_inputs_come_in_both_modes():
+    corpus = fuzz.get_corpus()
+    safe = sum(fuzz.make_input(4, i, corpus).safe for i in range(400))
+    assert 150 < safe < 250
+
+
+@pytest.mark.filterwarnings("ignore:coroutine .* was never awaited:RuntimeWarning")
+def test_memo_walk_follows_the_decoders_memo(monkeypatch):
+    # The cycle mutator aims back-references by memo index: MemoWalk must give
+    # every object the index the decoder gives it (counted where the root
+    # frame is about to be written, on the Python path safe mode takes).
+    from corosnap.codec._decoder import Decoder
+
+    sizes: list[int] = []
+    finish = Decoder.finish
+
+    def spy(self):
+        sizes.append(len(self.memo))
+        finish(self)
+
+    monkeypatch.setattr(Decoder, "finish", spy)
+    monkeypatch.setattr(sys, "unraisablehook", lambda _u: None)  # zoo generators on close
+    checked = 0
+    for s in fuzz.get_corpus().seeds:
+        tree = fuzz.unpack(s.blob)
+        if tree[0].code != fuzz.EXT_HEADER:
+            continue
+        sizes.clear()
+        try:
+            corosnap.loads(s.blob, safe=True, allow=fuzz.SAFE_ALLOW)
+        except corosnap.CorosnapError:
+            continue
+        assert sizes and sizes[-1] == fuzz.memo_walk(tree).memo, s.name
+        checked += 1
+    assert checked > 250
+
+
+def test_cycle_mutator_aims_at_objects_still_being_built():
+    corpus = fuzz.get_corpus()
+    seed = next(s for s in corpus.seeds if s.name == "uses_callables@1")
+    tree = fuzz.unpack(seed.blob)
+    w = fuzz.memo_walk(tree)
+    # the partials' own state parts, aimed at the partial itself
+    assert len({target for _c, _k, target in w.state_sites}) >= 4
+    def refs(t):
+        return sum(type(c[k]) is ExtType and c[k].code == fuzz.EXT_REF
+                   for c, k in fuzz.nodes(t, limit=100_000))
+
+    base = refs(tree)
+    more = 0
+    for i in range(50):
+        t = fuzz.unpack(seed.blob)
+        r = random.Random(i)
+        assert fuzz.t_cycle(r, t, fuzz.Gen(r, corpus))
+        more += refs(t) > base
+    assert more >= 40
 
 
 # -- the harness, with a stand-in loads -------------------------------------
@@ -109,13 +170,58 @@ def test_harness_classifies_outcomes(monkeypatch, behaviour, outcome):
         assert pool.run_one(inp)[0] in (outcome, "rejected")
 
 
+class _SlowRepr:
+    def __repr__(self):
+        time.sleep(30)
+        return "slow"
+
+
+def _holding(value):
+    def loads(data, **kwargs):
+        return zoo.holds(value)
+    return loads
+
+
+def test_harness_uses_restored_values_and_a_crash_names_the_use(monkeypatch):
+    # A partial that is its own func, made in pure Python: calling it
+    # overflows the C stack.  The harness calls it before resuming the
+    # generator that holds it, and the bucket says so.
+    p = functools.partial(zoo.double)
+    p.__setstate__((p, (), {}, None))
+    with _pool_with(monkeypatch, _holding([1, {"k": p}])) as pool:
+        outcome, phase, detail = pool.run_one(fuzz.Input(b"\x90", False, 1, "test"))
+    assert (outcome, phase) == ("crash", "")
+    assert fuzz.bucket(outcome, phase, detail) == "SIGSEGV in call"
+
+
+def test_harness_names_what_hung(monkeypatch):
+    with _pool_with(monkeypatch, _holding(_SlowRepr())) as pool:
+        res = pool.run_one(fuzz.Input(b"\x90", False, 1, "test"))
+    assert res == ("hang", "use", "use: repr _SlowRepr")
+    assert fuzz.bucket(*res) == "hang in use (use: repr _SlowRepr)"
+
+
+def test_engines_load_every_input_through_each_and_compare():
+    # Fresh worker interpreters per engine; while both run the same engine
+    # code, every input must end the same way in each.
+    report = fuzz.run_campaign(60, seed=5, jobs=1, timeout=5.0, engines=("c", "python"))
+    assert report.counts["differ"] == 0, report.table()
+    assert sum(report.counts[o] for o in ("rejected", "restored")) == 60
+    sig = fuzz._signature
+    assert sig("rejected", "loads", "CorruptSnapshot: x", "") == \
+        sig("rejected", "loads", "CorruptSnapshot: y", "")
+    assert sig("restored", "gc", "", "y:1|y:2") != sig("restored", "gc", "", "y:1|y:3")
+    assert sig("rejected", "loads", "CorruptSnapshot: x", "") != \
+        sig("rejected", "loads", "UnsafeSnapshot: x", "")
+
+
 def test_crash_bucket_names_signal_and_step():
     fault = ('Fatal Python error: Segmentation fault\n\nCurrent thread 0x1 (most recent call '
-             'first):\n  File "/x/_fuzz_zoo.py", line 3 in <genexpr>\n'
+             'first):\n  File "/x/zoo.py", line 3 in <genexpr>\n'
              '  File "/x/fuzz.py", line 9 in _act_close\n  File "/x/fuzz.py", line 10 in '
              '_drive\n')
     key = fuzz.crash_key(signal.SIGSEGV, fault)
-    assert key == "SIGSEGV in close at _fuzz_zoo.py:<genexpr>"
+    assert key == "SIGSEGV in close at zoo.py:<genexpr>"
 
 
 def test_minimizer_shrinks_a_crashing_input(monkeypatch):

@@ -1,4 +1,4 @@
-"""Holes found by the fuzzing campaign (issue 3), one minimal reproduction each.
+"""Holes found by the fuzzing campaign, one minimal reproduction each.
 
 Every reproduction runs in a fresh interpreter, since most of them take the
 interpreter down (a segfault, or an object that is not an exception raised as
@@ -12,12 +12,14 @@ XPASS, which fails the suite until the mark is removed.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
 
 import pytest
 
+TOOLS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools")
 PY311 = sys.version_info[:2] == (3, 11)
 only311 = pytest.mark.skipif(not PY311, reason="the blob layout of a CPython 3.11 construct")
 
@@ -26,7 +28,7 @@ import gc, resource, sys
 import msgpack
 from msgpack import ExtType as X
 import corosnap
-from corosnap import _fuzz_zoo as zoo
+from corosnap_fuzz import zoo
 
 def tag(kind):
     return X(0, bytes([kind]))
@@ -74,6 +76,7 @@ def run_child(body: str, limit_mb: int | None = None) -> subprocess.CompletedPro
                    f"{limit_mb} << 20))\n")
     script += textwrap.dedent(body)
     return subprocess.run([sys.executable, "-W", "ignore", "-c", script], capture_output=True,
+                          env={**os.environ, "PYTHONPATH": TOOLS},  # corosnap_fuzz.zoo
                           text=True, timeout=120)
 
 
@@ -108,7 +111,7 @@ def test_unstarted_genexpr_argument_must_be_an_iterator():
         t = tree_of(g)   # slot g = [T_FRAME, .., -1 (created), .0, i]
         t[6][5] = 12345
         try:
-            outer = corosnap.loads(blob_of(t), safe=True, allow=("corosnap._fuzz_zoo",))
+            outer = corosnap.loads(blob_of(t), safe=True, allow=("corosnap_fuzz.zoo",))
         except corosnap.CorosnapError:
             print("OK"); sys.exit(0)
         inner, _ = outer.send(None)
@@ -131,7 +134,7 @@ def test_async_comprehension_iterator_slot_must_be_an_iterator():
         t = tree_of(c)
         sub = t[-1]   # <dictcomp>: [.., position, .0, k, DICT, ITERATOR, key, <awaited>]
         sub[7] = 12345
-        expect_refused_or_harmless(blob_of(t), safe=True, allow=("corosnap._fuzz_zoo",),
+        expect_refused_or_harmless(blob_of(t), safe=True, allow=("corosnap_fuzz.zoo",),
                                    actions=("send", "send", "send"))
     """))
 
@@ -149,7 +152,7 @@ def test_async_dict_comprehension_target_must_be_a_dict():
         t = tree_of(c)
         sub = t[-1]
         sub[6] = [1, 2, 3]
-        expect_refused_or_harmless(blob_of(t), safe=True, allow=("corosnap._fuzz_zoo",),
+        expect_refused_or_harmless(blob_of(t), safe=True, allow=("corosnap_fuzz.zoo",),
                                    actions=("send", "send", "send"))
     """))
 
@@ -342,7 +345,7 @@ def test_long_cell_chain_through_back_references():
         # a dict with a repeated key drops the list that held the cells; only the
         # last cell, kept by the tuple, holds the chain
         t[5] = [tag(T_TUPLE), [tag(T_DICT), 0, cells, 0, None], ref(n + 1)]
-        expect_refused_or_harmless(blob_of(t), safe=True, allow=("corosnap._fuzz_zoo",),
+        expect_refused_or_harmless(blob_of(t), safe=True, allow=("corosnap_fuzz.zoo",),
                                    actions=())
     """))
 
@@ -365,7 +368,7 @@ def test_long_slice_chain_through_back_references():
                   for i in range(1, n)]
         t[5] = [tag(T_TUPLE), [tag(T_DICT), 0, items, 0, None],
                 X(1, (2 + n).to_bytes(4, "big"))]
-        expect_refused_or_harmless(blob_of(t), safe=True, allow=("corosnap._fuzz_zoo",),
+        expect_refused_or_harmless(blob_of(t), safe=True, allow=("corosnap_fuzz.zoo",),
                                    actions=())
     """))
 
@@ -393,7 +396,7 @@ def test_long_exception_chain_does_not_crash_when_raised():
                                        [chain]], None, ref4(2 + n), False]]
         t[5] = None
         try:
-            g2 = corosnap.loads(blob_of(t), safe=True, allow=("corosnap._fuzz_zoo", "builtins"))
+            g2 = corosnap.loads(blob_of(t), safe=True, allow=("corosnap_fuzz.zoo", "builtins"))
         except corosnap.CorosnapError as exc:
             print(type(exc).__name__, exc)
             print("OK"); sys.exit(0)
@@ -421,7 +424,7 @@ def test_exception_raised_by_a_constructor_does_not_carry_a_long_chain_out():
         # memo: 0 = the generator, 1 = zoo.holds, 2 = a fresh generator, 3 = its
         # bound throw, 4 = ValueError, 5 = the chain's list, 6.. = the chain
         throw = [tag(T_REDUCE), GETATTR,
-                 [[tag(T_REDUCE), [tag(T_GLOBAL), "corosnap._fuzz_zoo", "holds"], [0]], "throw"]]
+                 [[tag(T_REDUCE), [tag(T_GLOBAL), "corosnap_fuzz.zoo", "holds"], [0]], "throw"]]
         chain = [[tag(T_EXC), [tag(T_REDUCE), ref4(4), [i]], None,
                   ref4(5 + i) if i else None, False] for i in range(n)]
         top = [tag(T_EXC), [tag(T_REDUCE), [tag(T_GLOBAL), "builtins", "ValueError"], [chain]],
@@ -450,7 +453,7 @@ def test_wellknown_constructor_with_an_absurd_size():
         t = tree_of(g)
         t[5] = [tag(T_REDUCE), BYTES, [2**31]]
         try:
-            corosnap.loads(blob_of(t), safe=True, allow=("corosnap._fuzz_zoo",))
+            corosnap.loads(blob_of(t), safe=True, allow=("corosnap_fuzz.zoo",))
         except corosnap.CorosnapError as exc:
             chain, e = [], exc
             while e is not None:
@@ -478,7 +481,7 @@ def test_colliding_set_items_do_not_hang():
         t[5] = [tag(2), *[big(k * M) for k in range(1, 60_001)]]   # T_SET
         blob = blob_of(t)
         signal.alarm(5)
-        expect_refused_or_harmless(blob, safe=True, allow=("corosnap._fuzz_zoo",),
+        expect_refused_or_harmless(blob, safe=True, allow=("corosnap_fuzz.zoo",),
                                    actions=())
     """))
 
@@ -534,7 +537,7 @@ else:
     t[5] = [tag(2 if {kind!r} == "set" else 3), *keys]
 blob = blob_of(t)
 signal.alarm(5)
-expect_refused_or_harmless(blob, safe=True, allow=("corosnap._fuzz_zoo",), actions=())
+expect_refused_or_harmless(blob, safe=True, allow=("corosnap_fuzz.zoo",), actions=())
 """))
 
 
@@ -553,7 +556,7 @@ t[5] = "PLACEHOLDER"
 body = b"".join(msgpack.packb(big(k * (2**61 - 1))) + b"\\xc0" for k in range(1, n + 1))
 blob = blob_of(t).replace(msgpack.packb("PLACEHOLDER"), b"\\xdf" + n.to_bytes(4, "big") + body)
 signal.alarm(5)
-expect_refused_or_harmless(blob, safe=True, allow=("corosnap._fuzz_zoo",), actions=())
+expect_refused_or_harmless(blob, safe=True, allow=("corosnap_fuzz.zoo",), actions=())
 """))
 
 
@@ -571,7 +574,7 @@ def test_safe_mode_getattr_cannot_reach_eval():
         evalf = [tag(T_REDUCE), GETATTR, [builtins_mod, "eval"]]
         t[5] = [tag(T_REDUCE), evalf, ["__import__('os').getpid()"]]
         try:
-            obj = corosnap.loads(blob_of(t), safe=True, allow=("corosnap._fuzz_zoo",))
+            obj = corosnap.loads(blob_of(t), safe=True, allow=("corosnap_fuzz.zoo",))
         except corosnap.UnsafeSnapshot:
             print("OK"); sys.exit(0)
         print("ran code in safe mode:", obj.send(None))
@@ -588,9 +591,9 @@ def test_safe_mode_qualname_cannot_leave_the_allowed_module(qualname):
     assert_ok(run_child(f"""
         g = zoo.holds(0); next(g)
         t = tree_of(g)
-        t[5] = [tag(T_GLOBAL), "corosnap._fuzz_zoo", {qualname!r}]
+        t[5] = [tag(T_GLOBAL), "corosnap_fuzz.zoo", {qualname!r}]
         try:
-            obj = corosnap.loads(blob_of(t), safe=True, allow=("corosnap._fuzz_zoo",))
+            obj = corosnap.loads(blob_of(t), safe=True, allow=("corosnap_fuzz.zoo",))
         except corosnap.UnsafeSnapshot:
             print("OK"); sys.exit(0)
         print("reached", obj.send(None))
@@ -610,7 +613,7 @@ def test_safe_mode_class_walk_cannot_reach_a_getattr():
     assert_ok(run_child("""
         g = zoo.holds(0); next(g)
         t = tree_of(g)
-        GA = [tag(T_GLOBAL), "corosnap._fuzz_zoo", "Point.__getattribute__"]
+        GA = [tag(T_GLOBAL), "corosnap_fuzz.zoo", "Point.__getattribute__"]
         ga = lambda obj, name: [tag(T_REDUCE), GA, [obj, name]]
         builtins_mod = ga(ITER, "__self__")
         init = [tag(T_REDUCE), WELLKNOWN(12), [ga(builtins_mod, "exec"),
@@ -619,7 +622,7 @@ def test_safe_mode_class_walk_cannot_reach_a_getattr():
                 ["Evil", [tag(T_TUPLE), ga(builtins_mod, "dict")], {"__init__": init}]]
         t[5] = [tag(T_REDUCE), evil, []]
         try:
-            corosnap.loads(blob_of(t), safe=True, allow=("corosnap._fuzz_zoo",))
+            corosnap.loads(blob_of(t), safe=True, allow=("corosnap_fuzz.zoo",))
         except corosnap.UnsafeSnapshot:
             pass
         assert "pwned" not in sys.modules, "safe mode ran code from the blob"

@@ -17,10 +17,10 @@
 
 Wheel contents: the Python modules must be exactly those of ``src/corosnap``
 (no stray files, no tests), with one compiled frame module, this version's,
-and no C sources.  The fuzzer (``fuzz.py``, ``_fuzz_zoo.py``) is a dev tool
-on its way out of the package: while it is still in ``src/corosnap`` the
-wheel carrying it is reported as a warning; once it has moved, a wheel that
-carried it would fail the "exactly the modules of src/corosnap" check.
+and no C sources.  The fuzzer is a dev tool outside the package
+(``tools/corosnap_fuzz``): a wheel carrying a fuzz module is reported, and
+one carrying anything beyond ``src/corosnap`` fails the "exactly the modules
+of src/corosnap" check.
 
 Usage: ``python tools/dist.py [--versions 3.11 3.12 ...] [--out dist]``.
 Exit status 0 when every check of every version found passed.

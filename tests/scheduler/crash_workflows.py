@@ -41,7 +41,7 @@ def _start() -> Any:
     line = f"start {ctx.idempotency_key} {ctx.attempt} {os.getpid()}\n"
     os.write(_log_fd, line.encode())
     assert sched is not None
-    if sched.store.get(f"step/{ctx.idempotency_key}") is not None:
+    if any(s.seq == ctx.seq for s in sched.steps(ctx.run_id)):
         os.write(_log_fd, f"VIOLATION {ctx.idempotency_key}\n".encode())
     time.sleep(0.002 + (_h(ctx.idempotency_key) % 8) / 1000)  # a few ms: kills land inside steps
     return ctx

@@ -156,7 +156,7 @@ def crash_loop(tmp_path: Path, wanted: int, seed: int) -> None:
     steps = {key for key, _ in attempts}
     rerun = {key for (key, _), n in attempts.items() if n > 1}  # same attempt again: a kill
     retried = sum(1 for _, attempt in attempts if attempt != "1")
-    recorded = sum(1 for k in check.store.keys("step/"))
+    recorded = sum(len(check.steps(run_id)) for run_id in check.run_ids())
     print(
         f"\n{kills} kills ({moved} after progress), {finished} workers finished, "
         f"{batches + 1} batches, {recorded} steps recorded, {sum(attempts.values())} step "

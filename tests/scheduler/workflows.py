@@ -12,6 +12,7 @@ again.  ``VIOLATIONS`` collects the keys where it was.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import Any
@@ -49,9 +50,14 @@ def _note() -> Any:
     ctx = current_step()
     with _lock:
         LOG.append((ctx.idempotency_key, ctx.attempt))
-    if STORE is not None and STORE.get(f"step/{ctx.idempotency_key}") is not None:
+    if STORE is not None and is_recorded(STORE, ctx.run_id, ctx.seq):
         VIOLATIONS.append(ctx.idempotency_key)
     return ctx
+
+
+def is_recorded(store: Store, run_id: str, seq: int) -> bool:
+    """Is step ``seq`` of ``run_id`` recorded in ``store`` (so must never run again)?"""
+    return any(s.seq == seq for s in Scheduler(store).steps(run_id))
 
 
 # -- steps -----------------------------------------------------------------------
@@ -114,6 +120,23 @@ class OddError(Exception):
 def odd_error() -> None:
     _note()
     raise OddError("x", "y")
+
+
+def where() -> tuple[int, str]:
+    """Where a step runs: the process id, and the idempotency key it was given there."""
+    return os.getpid(), current_step().idempotency_key
+
+
+def fails_once(x: Any) -> str:
+    """Fails its first attempt, whatever process it runs in."""
+    if current_step().attempt == 1:
+        raise ConnectionError(f"first attempt at {x}")
+    return f"ok-{x}"
+
+
+def exits_process() -> None:
+    """Kills the process it runs in (a process pool's worker): the pool breaks."""
+    os._exit(3)
 
 
 # -- workflows -----------------------------------------------------------------
@@ -310,6 +333,28 @@ async def unpicklable_flow() -> str:
     return "no"
 
 
+async def chain(n: int) -> int:
+    """``n`` sequential steps: a long history."""
+    total = 0
+    for i in range(n):
+        total += await call(double, i)
+    return total
+
+
+async def slow_then_double(seconds: float, x: int) -> list[Any]:
+    return [await call(slow, seconds), await call(double, x)]
+
+
+async def spread(n: int) -> list[Any]:
+    """``n`` steps at once, each saying where it ran; then one that fails once."""
+    places = await gather(*(call(where) for _ in range(n)))
+    return [places, await call(fails_once, n)]
+
+
+async def breaks_pool() -> None:
+    await call(exits_process)
+
+
 async def odd_flow() -> str:
     try:
         await call(odd_error)
@@ -327,13 +372,16 @@ STEPS: dict[Any, dict[str, Any]] = {
     key: {},
     unpicklable_result: {"retries": 0},
     odd_error: {"retries": 0},
+    where: {},
+    fails_once: {"retries": 2, "backoff": 0.001},
+    exits_process: {"retries": 0},
 }
 WORKFLOWS = [
     one, fan_out, pipeline, catches, gather_fails, gather_collects, gather_nothing,
     generator_flow, inline_helper, parent, grandparent_child, child_fails, catches_nothing,
     fails, flaky_flow, refused_flow, sleeper, waits_for_child, slow_flow, many_slow, awaits_foreign,
     calls_unregistered, holds_lock, keys, lambda_argument, awaits_in_handlers, unpicklable_flow,
-    odd_flow,
+    odd_flow, chain, slow_then_double, spread, breaks_pool,
 ]  # fmt: skip
 
 

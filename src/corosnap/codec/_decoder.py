@@ -11,6 +11,12 @@ Rules of this file:
 - Nothing here trusts the input.  Every malformed shape raises
   CorruptSnapshot; globals are resolved through the safe-mode gate; the
   fallback pickler is refused in safe mode.
+- Registering an object before its contents is what lets a back-reference
+  close a cycle.  Cycles through lists, dicts, sets and Python code are what
+  real code makes and come back; objects CPython calls, advances or hashes
+  without its recursion guard (partials, C iterators, slices, tuples) are
+  tracked instead: chains of them are bounded (``depth``, MAX_NESTING) and
+  one that reaches itself is refused (``_check_no_unguarded_cycle``).
 """
 
 from __future__ import annotations
@@ -86,7 +92,14 @@ _SEQ_TYPES = frozenset({list, tuple, str, bytes})
 
 MAX_NESTING = 2_000
 """The deepest chain of recursion-unguarded objects a blob may build (iterators
-of iterators, partials of partials...): CPython frees such chains recursively."""
+of iterators, partials of partials, slices in tuples in slices...): CPython
+frees, calls, advances and hashes such chains recursively, without its guard."""
+
+MAX_CYCLE_WALK = 1_000_000
+"""Steps the unguarded-cycle check (``Decoder._check_no_unguarded_cycle``) may
+take over one blob.  Real blobs take a few per rebuilt iterator or partial
+(every finished part of the graph is walked once); only a graph built to
+make the check slow gets near it, and is refused with LimitExceeded."""
 
 MAX_EXCEPTION_CHAIN = 1_000
 """The longest ``__cause__`` / ``__context__`` chain a blob's exceptions may
@@ -100,6 +113,30 @@ def _is_flat(v: list[Any]) -> bool:
 
 
 _TYPE_FLAGS = type.__dict__["__flags__"].__get__
+_MRO = type.__dict__["__mro__"].__get__
+_TYPE_DICT = type.__dict__["__dict__"].__get__
+
+
+def follows_unguarded(cls: type) -> bool:
+    """Whether CPython's C code calls or advances an object of ``cls`` by
+    following the references it was built from, without its recursion guard.
+
+    That is the case when ``__call__`` or ``__next__`` is C code (a slot
+    wrapper, not a Python function): ``functools.partial`` calls its
+    ``func`` (``partial_vectorcall``, every version 3.11-3.15), a bound
+    method its ``__func__``, ``iter(f, sentinel)`` calls ``f``,
+    ``enumerate``/``zip``/``map``/``itertools.chain``... advance the
+    iterators they hold.  A Python ``__call__``/``__next__`` runs in a new
+    Python frame, which counts against the recursion limit.  Found on the
+    MRO's dicts, running no code."""
+    for name in ("__call__", "__next__"):
+        for klass in _MRO(cls):
+            attr = _TYPE_DICT(klass).get(name)
+            if attr is not None:
+                if type(attr) is not types.FunctionType:
+                    return True
+                break
+    return False
 _BASE_EXC_SUBCLASS = 1 << 30  # Py_TPFLAGS_BASE_EXC_SUBCLASS
 
 
@@ -344,8 +381,8 @@ class Decoder:
     """One snapshot's worth of decoding state (memo, string and code tables)."""
 
     __slots__ = ("memo", "strings", "codes", "shapes", "safe", "allow", "frame_hook",
-                 "code_hook", "active", "depth", "exceptions", "ctx", "buffers",
-                 "iterators")
+                 "code_hook", "active", "depth", "pinned", "follows", "building", "settled",
+                 "walk_budget", "follower_types", "exceptions", "ctx", "buffers")
 
     def __init__(
         self,
@@ -363,8 +400,22 @@ class Decoder:
         # Nesting depth of rebuilt objects that CPython frees without its
         # recursion guard (iterators, slices, partials, cells, ...): a chain of
         # them built through back-references would overflow the C stack when
-        # freed.  Lists, tuples and dicts have the guard and reset the count.
+        # freed.  Lists and dicts have the guard (and are never hashed) and
+        # reset the count.  Tuples do not: up to 3.13 CPython hashes a tuple's
+        # items without the guard (3.12+ hash a slice's fields the same way),
+        # so a tuple counts one more than its deepest item, and is pinned
+        # while it is counted (it is not in the memo; its id must stay its own).
         self.depth: dict[int, int] = {}
+        self.pinned: list[Any] = []
+        # The unguarded-cycle check (_check_no_unguarded_cycle): for each
+        # rebuilt object whose type follows_unguarded(), the rebuilt objects
+        # of that kind among its arguments and state; the ones whose state is
+        # being decoded; the ones known to reach none of those.
+        self.follows: dict[int, list[Any]] = {}
+        self.building: set[int] = set()
+        self.settled: set[int] = set()
+        self.walk_budget = MAX_CYCLE_WALK
+        self.follower_types: dict[type, bool] = {}
         self.exceptions: list[BaseException] = []  # built by reduces: chains checked at the end
         self.safe = safe
         self.allow = allow
@@ -372,7 +423,6 @@ class Decoder:
         self.code_hook = code_hook
         self.ctx: list[Any] | None = None
         self.buffers = buffers  # loads(buffers=): the out-of-band buffers, by index
-        self.iterators: Any = None  # _iterators.Restoring, once a builtin iterator is met
 
     def make_ctx(self) -> list[Any]:
         """This decoder's state as the snapshot layer's C fast path reads it
@@ -531,7 +581,15 @@ class Decoder:
         return v
 
     def _tuple(self, v: list[Any]) -> Any:
-        return tuple(self.dec_items(v[1:]))
+        items = self.dec_items(v[1:])
+        out = tuple(items)
+        if self.depth:
+            # Hashed without CPython's recursion guard (see __init__).
+            nest = self._nest(items)
+            if nest > 1:
+                self.depth[id(out)] = nest
+                self.pinned.append(out)
+        return out
 
     def _set(self, v: list[Any]) -> Any:
         out: set[Any] = set()
@@ -694,6 +752,8 @@ class Decoder:
             # builtins: no descriptors, bound methods or other builtins.
             raise UnsafeSnapshot(f"safe mode refused to call {func!r}")
         args = self.dec_items(v[2])
+        if self.safe:
+            _no_huge_ints(func, args)
         if v[0].kind == T_NEWOBJ:
             if not isinstance(func, type):
                 raise CorruptSnapshot("object constructor is not a class")
@@ -717,6 +777,19 @@ class Decoder:
             self.exceptions.append(obj)
         rest = v[3:] + [None] * (6 - len(v))
         state_f, list_f, dict_f = rest
+        cls = type(obj)
+        follower = self.follower_types.get(cls)
+        if follower is None:
+            follower = self.follower_types[cls] = follows_unguarded(cls)
+        edges: list[Any] | None = None
+        if follower:
+            # Its arguments were built before it: they cannot lead back to it.
+            # Its state, list and dict items are decoded after it is in the
+            # memo, so a back-reference there can close a cycle.
+            edges = self.follows[id(obj)] = []
+            self._add_edges(edges, args)
+            if state_f is not None or list_f is not None or dict_f is not None:
+                self.building.add(id(obj))
         try:
             if state_f is not None:
                 state = self.dec(state_f)
@@ -724,9 +797,13 @@ class Decoder:
                 self.depth[id(obj)] = max(self.depth[id(obj)], self._nest(
                     [x for p in parts for x in (p.values() if type(p) is dict else
                                                 p if type(p) is tuple else (p,))]))
+                if edges is not None:
+                    self._add_edges(edges, parts)
                 _set_state(obj, state)
             if list_f is not None:
                 items = self.dec_items(list_f)
+                if edges is not None:
+                    self._add_edges(edges, items)
                 if hasattr(obj, "extend"):
                     obj.extend(items)
                 else:
@@ -734,6 +811,8 @@ class Decoder:
                         obj.append(item)
             if dict_f is not None:
                 flat = self.dec_items(dict_f)
+                if edges is not None:
+                    self._add_edges(edges, flat)
                 for k in range(0, len(flat) - 1, 2):
                     obj[flat[k]] = flat[k + 1]
         except (CorruptSnapshot, RestoreError, KeyboardInterrupt):
@@ -741,7 +820,82 @@ class Decoder:
         except BaseException as exc:
             raise RestoreError(f"restoring the state of a {type(obj).__qualname__} failed: "
                                f"{exc!r}") from printable_cause(exc)
+        if edges is not None and id(obj) in self.building:
+            self.building.discard(id(obj))
+            self._check_no_unguarded_cycle(obj)
         return obj
+
+    def _add_edges(self, edges: list[Any], values: Any) -> None:
+        """Append to ``edges`` the rebuilt objects that follow references
+        unguarded among ``values``, looking inside tuples (a partial's
+        ``args``, a state tuple) but not inside lists, dicts or sets, which
+        CPython only walks, never calls or advances through.  Every such
+        object is registered in ``follows`` when it is built, before any
+        back-reference can name it."""
+        follows = self.follows
+        for x in values:
+            if type(x) is tuple:
+                self._add_edges(edges, x)
+            elif id(x) in follows:
+                edges.append(x)
+
+    def _check_no_unguarded_cycle(self, obj: Any) -> None:
+        """Refuse ``obj`` if, through the objects it follows without CPython's
+        recursion guard (its ``follows`` edges, then theirs...), it reaches
+        itself.
+
+        A blob decodes an object's reduce state after registering the object
+        in the memo, so a back-reference in that state can name the object
+        itself or an ancestor still being built: ``partial.__setstate__((p,
+        ...))`` makes a partial that calls itself, and CPython's
+        ``partial_vectorcall`` recurses in C until the stack overflows (every
+        version 3.11-3.15; so do ``itertools.chain``'s ``__setstate__`` and a
+        ``map`` or ``iter(f, sentinel)`` built around such a partial).  Real
+        code never builds such a loop: it could not call or advance it.
+
+        Every cycle of such edges is closed by a late edge (state decoded
+        after the memo entry), so checking each object once its state is set
+        finds every cycle, when its last member completes.  Objects whose
+        walk meets no object still being built can never join a later cycle:
+        they are ``settled`` and not walked again.  The total walk of a blob
+        is bounded by MAX_CYCLE_WALK (LimitExceeded)."""
+        follows, settled, building = self.follows, self.settled, self.building
+        target = id(obj)
+        parent: dict[int, tuple[int, Any]] = {}
+        seen: set[int] = set()
+        stack = [(target, x) for x in follows[target]]
+        open_ = False
+        budget = self.walk_budget
+        while stack:
+            frm, x = stack.pop()
+            k = id(x)
+            if k == target:
+                path = [x]
+                while frm != target:
+                    frm, y = parent[frm]
+                    path.append(y)
+                path.append(obj)
+                names = " -> ".join(_type_name(y) for y in reversed(path))
+                raise CorruptSnapshot(
+                    f"an object that reaches itself ({names}): CPython calls "
+                    "or advances such objects through one another without its recursion "
+                    "guard, so using it could overflow the C stack")
+            if k in seen or k in settled:
+                continue
+            budget -= 1
+            if budget < 0:
+                raise LimitExceeded(
+                    f"checking the blob's partials and iterators for cycles took more than "
+                    f"{MAX_CYCLE_WALK} steps")
+            seen.add(k)
+            parent[k] = (frm, x)
+            if k in building:
+                open_ = True
+            stack.extend((k, y) for y in follows[k])
+        self.walk_budget = budget
+        if not open_:
+            settled.update(seen)
+            settled.add(target)
 
     def _exception(self, v: list[Any]) -> Any:
         if len(v) != 5 or type(v[4]) is not bool:
@@ -846,6 +1000,31 @@ def from_buffer(buf: Any, kind: int) -> Any:
     if kind == BUFFER_VIEW_READONLY:
         return view if view.readonly else view.toreadonly()
     return view if not view.readonly else memoryview(bytearray(view))
+
+
+def _no_huge_ints(func: Any, args: list[Any]) -> None:
+    """Safe mode: refuse to pass a constructor an int longer than CPython's own
+    bound for quadratic int conversions (``sys.get_int_max_str_digits()``,
+    4,300 digits by default; 0 turns it off).  Decoding a big int is linear,
+    but a constructor may convert it quadratically: ``decimal.Decimal`` of a
+    200 KB int takes about 10 s.  Ints inside a tuple argument count too."""
+    limit = sys.get_int_max_str_digits()
+    if not limit:
+        return
+    bits = int(limit * 3.3219280948873626) + 1  # log2(10)
+    for a in args:
+        for x in (a if type(a) is tuple else (a,)):
+            if type(x) is int and x.bit_length() > bits:
+                raise UnsafeSnapshot(
+                    f"safe mode refused to call {getattr(func, '__qualname__', func)!r} with "
+                    f"an int of {x.bit_length()} bits (more than "
+                    f"sys.get_int_max_str_digits() = {limit} digits; constructors may "
+                    "convert it in quadratic time)")
+
+
+def _type_name(x: Any) -> str:
+    t = type(x)
+    return t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
 
 
 def _not_flooding(items: list[Any]) -> list[Any]:

@@ -32,10 +32,13 @@ tee's buffer (``_tee_dataobject``) is written in three steps, values, next
 buffer, then source, so that a tee met while decoding the source already
 finds the values it points into.
 
-Recursion: CPython's C iterators call their inputs without a recursion
-check.  An iterator whose inputs lead back to it is refused when it is
-written (``_check_calls``); a chain and a starmap, whose inputs come from
-the items they read, get them through Python relays (``_Relay``).
+Recursion: CPython's C iterators advance their inputs and call their
+functions without a recursion guard.  Each restored iterator joins the
+decoder's graph of such objects (``Decoder.follows``, with the reduce-built
+partials, enumerates, zips...) once its fields are written, and one that
+reaches itself is refused (``Decoder._check_no_unguarded_cycle``); a chain and
+a starmap, whose inputs come from the items they read, get them through
+Python relays instead (``_Relay``).
 
 Safe mode: every kind may be restored; a function an iterator calls (map's,
 filter's, a key function...) must be one safe mode lets a blob call
@@ -45,9 +48,7 @@ filter's, a key function...) must be one safe mode lets a blob call
 from __future__ import annotations
 
 import builtins
-import gc
 import itertools
-import types
 from collections.abc import Callable
 from typing import Any
 
@@ -123,7 +124,7 @@ class _Relay:
     segfaults every CPython).  A blob must not be able to build that.  The
     inputs an iterator gets when it is created (islice's, zip_longest's, ...)
     are known when it is restored and checked for such a cycle
-    (``_check_calls``); but a chain takes its next input from what its source
+    (``Decoder._check_no_unguarded_cycle``); but a chain takes its next input from what its source
     yields, and starmap turns each item into a tuple (consuming it if it is an
     iterator), which no check can see ahead.  A restored chain or starmap
     therefore gets its inputs through relays: every call passes through a
@@ -192,6 +193,12 @@ class Kind:
     __slots__ = ("tag", "tag_ext", "type", "name", "inert", "read", "calls", "nullable_rest",
                  "inputs", "relay")
 
+    def edges(self, fields: tuple[Any, ...]) -> list[Any]:
+        """The fields it advances or calls, in C, when it is advanced."""
+        out = list(self.inputs(fields)) if self.inputs is not None else []
+        out.extend(fields[n] for n in self.calls if n < len(fields))
+        return out
+
     def __init__(self, tag: int, type_: type, name: str, inert: Callable[[], Any],
                  read: Callable[[Any], tuple[Any, ...]] | None = None,
                  calls: tuple[int, ...] = (), nullable_rest: int = -1,
@@ -210,7 +217,7 @@ class Kind:
         self.calls = calls
         # From this position on, fields may be NULL (nil), and None is ext(7).
         self.nullable_rest = nullable_rest
-        # The fields it calls next() on, from its fields (see _check_calls).
+        # The fields it calls next() on, from its fields (see edges()).
         self.inputs = inputs
         # The fields to write, with the relays it needs (see _Relay).
         self.relay = relay
@@ -348,29 +355,18 @@ def _check_tee(enc: Any, fields: tuple[Any, ...]) -> None:
 
 # -- decoding -----------------------------------------------------------------
 
-class Restoring:
-    """One load's bookkeeping for _check_calls: the iterators made but not
-    written yet (no inputs so far), and those whose every path of next()
-    calls was checked and leads only to written objects (frozen: written
-    iterators never change their inputs while loading)."""
-
-    __slots__ = ("unwritten", "verified")
-
-    def __init__(self) -> None:
-        self.unwritten: dict[int, Any] = {}
-        self.verified: dict[int, Any] = {}
-
-
 def decode(dec: Any, v: list[Any]) -> Any:
     kind = BY_TAG[v[0].kind]
-    state = dec.iterators
-    if state is None:
-        state = dec.iterators = Restoring()
     if kind is _TEE_DATA:
-        return _decode_tee_data(dec, v, kind, state)
+        return _decode_tee_data(dec, v, kind)
     obj = kind.inert()
     dec.memo.append(obj)
-    state.unwritten[id(obj)] = obj
+    # A C iterator: in the decoder's graph of objects CPython advances or
+    # calls without its recursion guard (Decoder._check_no_unguarded_cycle),
+    # still being built until its fields are written.
+    edges: list[Any] = []
+    dec.follows[id(obj)] = edges
+    dec.building.add(id(obj))
     rest = kind.nullable_rest
     null = _layer().NULL
     mark = _decoder.NONE_MARK
@@ -385,26 +381,24 @@ def decode(dec: Any, v: list[Any]) -> Any:
             if n < len(fields):
                 check_callable_allowed(fields[n], dec.allow, f"a {kind.name}")
     _write(kind, obj, tuple(fields))
-    del state.unwritten[id(obj)]
-    if kind.inputs is not None:
-        _check_calls(state, kind, obj)
+    dec.building.discard(id(obj))
+    dec._add_edges(edges, kind.edges(tuple(fields)))
+    dec._check_no_unguarded_cycle(obj)
     dec.depth[id(obj)] = dec._nest(fields)
     return obj
 
 
-def _decode_tee_data(dec: Any, v: list[Any], kind: Kind, state: Restoring) -> Any:
+def _decode_tee_data(dec: Any, v: list[Any], kind: Kind) -> Any:
     if len(v) < 3:
         raise CorruptSnapshot("malformed itertools._tee_dataobject")
     obj = kind.inert()
     dec.memo.append(obj)
-    state.unwritten[id(obj)] = obj
     values = tuple(dec.dec_items(v[1:-2]))
     _write(kind, obj, (0, values))
     link = v[-2]
     _write(kind, obj, (1, _layer().NULL if link is None else dec.dec(link)))
     source = dec.dec(v[-1])
     _write(kind, obj, (2, source))
-    del state.unwritten[id(obj)]
     # The chain of next buffers is freed in a loop, not recursively.
     dec.depth[id(obj)] = dec._nest((*values, source))
     return obj
@@ -415,76 +409,6 @@ def _write(kind: Kind, obj: Any, fields: tuple[Any, ...]) -> None:
         _layer().iter_write(obj, fields if kind.relay is None else kind.relay(fields))
     except (TypeError, ValueError, OverflowError) as exc:
         raise CorruptSnapshot(f"malformed {kind.name}: {exc}") from None
-
-
-_SEQ_SAMPLES: tuple[Any, ...] = (
-    iter([]), reversed([]), iter(()), iter(""), iter("\u20ac"), iter(b""), iter(bytearray()),
-    iter(range(1)), iter(range(2**64)), iter({}), iter({}.values()), iter({}.items()),
-    reversed({}), reversed({}.values()), reversed({}.items()), iter(set()), iter(memoryview(b"")))
-_SEQ_ITERATORS: frozenset[type] = frozenset(type(x) for x in _SEQ_SAMPLES)
-"""C iterators whose next() reads a container and calls no other iterator."""
-
-_NO_CALLS = frozenset({types.GeneratorType, types.CoroutineType, *_RELAYS})
-"""Calls through these pass a Python frame (or raise when re-entered), so a
-cycle through them ends in RecursionError or ValueError, not a crash."""
-
-
-def _calls(x: Any) -> Any:
-    """What ``next(x)`` may call ``next()`` on, in C (an over-estimate for the
-    C iterators corosnap does not know)."""
-    t = type(x)
-    kind = BY_TYPE.get(t)
-    if kind is not None:
-        if kind.inputs is None:  # none, relayed (chain, starmap), or guarded (tee)
-            return ()
-        try:
-            fields = kind.read(x) if kind.read is not None else _layer().iter_read(x)
-        except (TypeError, ValueError):
-            return ()
-        null = _layer().NULL
-        return [y for y in kind.inputs(fields) if y is not null]
-    if t in _NO_CALLS or t in _SEQ_ITERATORS:
-        return ()
-    if t is types.BuiltinMethodType or t is types.MethodWrapperType:
-        return (x.__self__,)  # iter(it.__next__, sentinel)
-    if type(getattr(t, "__next__", None)) is not types.WrapperDescriptorType:
-        return ()  # not an iterator, or one written in Python
-    out: list[Any] = []
-    for r in gc.get_referents(x):  # enumerate, zip, ...: anything they hold
-        if type(r) is tuple or type(r) is list:
-            out.extend(r)
-        else:
-            out.append(r)
-    return out
-
-
-def _check_calls(state: Restoring, kind: Kind, obj: Any) -> None:
-    """CorruptSnapshot if ``next(obj)`` can reach ``next(obj)`` again through C
-    iterators only: CPython would recurse until the C stack overflows.  Run
-    when ``obj`` gets its inputs, which closes any such cycle through it (the
-    iterators it passes were either written already, with their inputs for
-    good, or are still unwritten, without inputs, and check it when they are)."""
-    todo = list(_calls(obj))
-    seen: dict[int, Any] = {}
-    verified = state.verified
-    unwritten = state.unwritten
-    complete = True
-    while todo:
-        x = todo.pop()
-        if x is obj:
-            raise CorruptSnapshot(f"malformed {kind.name}: its next() would call itself "
-                                  "through C iterators (CPython would overflow its stack)")
-        key = id(x)
-        if key in seen or key in verified:
-            continue
-        seen[key] = x
-        if key in unwritten:
-            complete = False
-            continue
-        todo.extend(_calls(x))
-    if complete:
-        verified.update(seen)
-        verified[id(obj)] = obj
 
 
 # -- inside a fallback-pickled value -----------------------------------------------

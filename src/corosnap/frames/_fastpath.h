@@ -588,6 +588,30 @@ fp_decoder(PyObject *ctx, PyObject **dec, PyObject **decode)
     return 0;
 }
 
+/* The error raised while decoding slot j, renamed by the code entry so it
+ * says which local or value stack slot held the value, as decode_frame's
+ * errors do (CodeEntry.slot_error; it keeps anything but a RestoreError). */
+static void
+fp_name_slot(PyObject *entry, Py_ssize_t j)
+{
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (value == NULL) {
+        PyErr_Restore(type, value, tb);
+        return;
+    }
+    if (tb != NULL) PyException_SetTraceback(value, tb);
+    PyObject *named = PyObject_CallMethod(entry, "slot_error", "nO", j, value);
+    if (named != NULL) {
+        PyErr_SetObject((PyObject *)Py_TYPE(named), named);
+        Py_DECREF(named);
+    }
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(tb);
+}
+
 /* restore(ctx, v, i, fast_entries, sys_modules, root) -> generator | None
  * ctx: a list, the decoding state in DCTX_* order (Decoder.make_ctx): the
  *   Decoder or None (made on demand by adopt(ctx), see fp_decoder), the memo,
@@ -784,7 +808,10 @@ frames_restore(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         else {
             y = Py_NewRef(x);
         }
-        if (y == NULL) goto done;
+        if (y == NULL) {
+            fp_name_slot(entry, j);
+            goto done;
+        }
         PyList_SET_ITEM(slots, j, y);
     }
     /* The kinds the interpreter relies on without checking. */

@@ -66,7 +66,21 @@ def render(info: SnapshotInfo, width: int = 80) -> str:
         parts.append(f"body (not read) {_b(info.unread_bytes)}")
     if info.frames:
         parts.append(f"frames {_b(info.frames[0].bytes)}")
-    add(f"  bytes: {' + '.join(parts)} = {_b(info.size)}")
+    # One line when it fits the width, else continued under the first part
+    # (a signed blob of a megabyte or more, not verified, needs two).
+    line = "  bytes: "
+    for i, part in enumerate(parts):
+        piece = part if i == 0 else f" + {part}"
+        if i and len(line) + len(piece) > width:
+            add(line)
+            line = f"         + {part}"
+        else:
+            line += piece
+    total = f" = {_b(info.size)}"
+    if len(line) + len(total) > width:
+        add(line)
+        line = "       "
+    add(line + total)
     if info.frames:
         add("")
         add("frames, outermost first")

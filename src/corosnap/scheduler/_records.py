@@ -8,26 +8,65 @@ Store layout
 ------------
 ``run/<run_id>``
     One record per run, rewritten (compare-and-set on its version) at every
-    checkpoint.  A msgpack map, readable with any msgpack tool::
+    checkpoint, and whenever its owner records a step outcome, renews or
+    gives up its lease.  A msgpack map, readable with any msgpack tool::
 
-        {"format": 1, "workflow": "billing.billing", "state": "running",
+        {"format": 2, "workflow": "billing.billing", "state": "running",
          "snapshot": <corosnap blob>, "next_seq": 7, "checkpoints": 3,
          "waiting": {"gather": true, "return_exceptions": false,
                      "ops": [[4, "step", null], [5, "sleep", 1718000000.5],
                              [6, "child", null]],
                      "calls": <pickled [(fn, args, kwargs) of op 4, ... of op 6]>},
-         "outcome": null, "parent": null, "created": ..., "updated": ..., "pid": 4242}
+         "outcomes": [[4, true, <pickled value>]],
+         "history": [["billing.charge", "host:4242:9f1c.a01b2c"],
+                     [[3, 0, true, 1, 1, 1718000000.1, 1718000000.2], ...]],
+         "chunks": 0,
+         "owner": "host:4242:9f1c", "lease": 1718000030.2, "wake": null,
+         "outcome": null, "parent": null, "marker": "18f0c2a41b7d",
+         "created": ..., "updated": ..., "pid": 4242}
 
     ``snapshot`` is the workflow coroutine suspended at the ``await`` that
-    produced ``waiting``.  ``state`` is ``running`` until the coroutine
-    returns (``done``, ``outcome`` is its pickled return value) or raises
-    (``failed``, ``outcome`` is the pickled exception); then ``snapshot`` and
-    ``waiting`` are dropped.
+    produced ``waiting``.  ``outcomes`` holds the final outcome of every step
+    op of ``waiting`` recorded so far (a gather records them as they come);
+    the snapshot and the outcomes it was resumed with are therefore always
+    written together, in one write: the checkpoint that consumes an outcome
+    is the write that records it.  ``history`` lists the steps recorded so
+    far (sequence number, function, ok, attempts, worker, first start,
+    finish), oldest first, minus the ``chunks`` full chunks moved out to
+    ``steplog/`` records; function names and worker ids are stored once, in
+    the list before the rows, and the rows give their index.
 
-``step/<run_id>/<seq>``
-    The final outcome of one step, written once (compare-and-set on "must not
-    exist"): ``{"ok": bool, "data": <pickled value or exception>,
-    "fn": name, "attempts": n, "pid": pid, "started": t, "finished": t}``.
+    ``owner`` / ``lease`` are the lease: the worker that may advance the run
+    and the wall-clock time its claim ends unless renewed.  ``owner`` null
+    means nobody holds it; ``wake`` (with no owner) is the earliest time the
+    run has anything to do (a long durable timer), so workers leave it alone
+    until then.
+
+    ``state`` is ``running`` until the coroutine returns (``done``,
+    ``outcome`` is its pickled return value) or raises (``failed``,
+    ``outcome`` is the pickled exception); then ``snapshot``, ``waiting``
+    and ``outcomes`` are dropped and the lease is released.
+
+``steplog/<run_id>/<n>``
+    Chunk ``n`` of the run's step history: a msgpack list of exactly
+    :data:`HISTORY_CHUNK` history entries, written once before the run record
+    that drops them from its ``history``.  Its content is a function of the
+    run's committed history, so writing it twice (two owners, a crash between
+    the two writes) writes the same bytes.
+
+``live/<run_id>@<marker>``
+    An empty record that exists while a top-level run is unfinished: the
+    index workers list to find runs to claim, so that finished runs cost
+    nothing.  ``marker`` is a random token chosen at ``start``, so a run
+    that is forgotten and started again under the same id gets a new key,
+    and deleting an old marker can never delete the new one.  Child runs
+    have no marker: they are found through their parent.
+
+``step/<run_id>/<seq>`` (format 1 only)
+    The stores written by the first version of the scheduler kept one record
+    per step outcome.  They are still read: a format-1 run resumes (its
+    pending steps are looked up there) and its steps are listed; new runs
+    never write them.
 
 A child workflow started by op ``seq`` of run ``R`` is the run ``R/<seq>``;
 its outcome lives in its own run record.  Run ids chosen by users therefore
@@ -54,9 +93,16 @@ from .._errors import CorruptSnapshot
 from ._directives import Call
 from ._errors import UnrecordableError
 
-FORMAT = 1
+FORMAT = 2
 RUN_PREFIX = "run/"
-STEP_PREFIX = "step/"
+STEP_PREFIX = "step/"  # format 1 step records: read, never written
+STEPLOG_PREFIX = "steplog/"
+LIVE_PREFIX = "live/"
+
+#: History entries per ``steplog/`` chunk.  A run record carries at most this
+#: many (plus the ones recorded since its last write), so it stays small
+#: however long the run; a chunk costs one extra write per this many steps.
+HISTORY_CHUNK = 32
 
 State = Literal["running", "done", "failed"]
 OpKind = Literal["step", "sleep", "child"]
@@ -81,7 +127,26 @@ def run_key(run_id: str) -> str:
 
 
 def step_key(run_id: str, seq: int) -> str:
+    """The format-1 record of one step's outcome (read for runs written by that format)."""
     return f"{STEP_PREFIX}{run_id}/{seq}"
+
+
+def steplog_key(run_id: str, chunk: int) -> str:
+    return f"{STEPLOG_PREFIX}{run_id}/{chunk}"
+
+
+def marker_key(run_id: str, marker: str) -> str:
+    return f"{LIVE_PREFIX}{run_id}@{marker}"
+
+
+def parse_marker_key(key: str) -> tuple[str, str] | None:
+    """``(run_id, marker)`` of a ``live/`` key, or None if it is not one of ours."""
+    if not key.startswith(LIVE_PREFIX) or "@" not in key:
+        return None
+    run_id, marker = key[len(LIVE_PREFIX) :].rsplit("@", 1)
+    if not marker or not _RUN_ID.fullmatch(run_id):
+        return None
+    return run_id, marker
 
 
 def child_run_id(parent: str, seq: int) -> str:
@@ -199,6 +264,44 @@ class Waiting:
         return ", ".join(op.describe() for op in self.ops) or "nothing"
 
 
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One recorded step, as ``Scheduler.steps`` reports it."""
+
+    seq: int
+    fn: str
+    ok: bool
+    attempts: int  #: attempts made by the worker that recorded it
+    worker: str  #: the id of the worker that recorded it
+    started: float  #: wall-clock time of its first attempt in that worker
+    finished: float
+
+
+
+def encode_history(entries: tuple[HistoryEntry, ...] | list[HistoryEntry]) -> list[Any]:
+    """``[names, rows]``: function names and worker ids are stored once, rows index them.
+
+    A row is ``[seq, fn index, ok, attempts, worker index, started, finished]``,
+    about 25 bytes, where spelling the names out would take about 75.
+    """
+    names: dict[str, int] = {}
+    rows = []
+    for h in entries:
+        fn = names.setdefault(h.fn, len(names))
+        worker = names.setdefault(h.worker, len(names))
+        rows.append([h.seq, fn, h.ok, h.attempts, worker, h.started, h.finished])
+    return [list(names), rows]
+
+
+def decode_history(raw: list[Any]) -> tuple[HistoryEntry, ...]:
+    names, rows = raw
+    return tuple(
+        HistoryEntry(int(seq), str(names[fn]), bool(ok), int(attempts), str(names[worker]),
+                     float(started), float(finished))
+        for seq, fn, ok, attempts, worker, started, finished in rows
+    )  # fmt: skip
+
+
 @dataclass(slots=True)
 class RunRecord:
     """The decoded ``run/<id>`` record."""
@@ -215,7 +318,22 @@ class RunRecord:
     created: float = 0.0
     updated: float = 0.0
     pid: int = 0
+    #: Step outcomes of ``waiting``'s ops recorded so far, by sequence number.
+    outcomes: dict[int, Outcome] = field(default_factory=dict)
+    #: Recorded steps not yet moved to a ``steplog/`` chunk, oldest first.
+    history: tuple[HistoryEntry, ...] = ()
+    chunks: int = 0  #: full history chunks written under ``steplog/<run_id>/``
+    owner: str | None = None  #: the worker holding the lease, if any
+    lease: float = 0.0  #: wall-clock time the owner's lease ends
+    wake: float | None = None  #: with no owner: nothing to do before this time
+    marker: str | None = None  #: the token of a top-level run's ``live/`` key
+    format: int = FORMAT  #: 1 for records written by the first scheduler (step records)
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def steps_recorded(self) -> int:
+        """How many steps of this run are recorded (history entries, chunks included)."""
+        return self.chunks * HISTORY_CHUNK + len(self.history)
 
 
 def _encode_waiting(waiting: Waiting) -> dict[str, Any]:
@@ -242,6 +360,7 @@ def _decode_waiting(raw: dict[str, Any]) -> Waiting:
 
 
 def encode_run(rec: RunRecord) -> bytes:
+    """The record's bytes, always in the current format (a format-1 run is upgraded)."""
     waiting = None if rec.waiting is None else _encode_waiting(rec.waiting)
     outcome = None if rec.outcome is None else [rec.outcome.ok, rec.outcome.data]
     body = {
@@ -252,8 +371,15 @@ def encode_run(rec: RunRecord) -> bytes:
         "next_seq": rec.next_seq,
         "checkpoints": rec.checkpoints,
         "waiting": waiting,
+        "outcomes": [[seq, o.ok, o.data] for seq, o in rec.outcomes.items()],
+        "history": encode_history(rec.history),
+        "chunks": rec.chunks,
+        "owner": rec.owner,
+        "lease": rec.lease,
+        "wake": rec.wake,
         "outcome": outcome,
         "parent": rec.parent,
+        "marker": rec.marker,
         "created": rec.created,
         "updated": rec.updated,
         "pid": rec.pid,
@@ -265,14 +391,21 @@ def encode_run(rec: RunRecord) -> bytes:
 def decode_run(run_id: str, blob: bytes) -> RunRecord:
     try:
         body = msgpack.unpackb(blob, raw=False)
-        if body.pop("format") != FORMAT:
-            raise CorruptSnapshot(f"run {run_id!r}: unknown record format")
+        fmt = body.pop("format")
+        if fmt not in (1, FORMAT):
+            raise CorruptSnapshot(f"run {run_id!r}: unknown record format {fmt!r}")
         raw_waiting = body.pop("waiting")
         waiting = None if raw_waiting is None else _decode_waiting(raw_waiting)
         raw_outcome = body.pop("outcome")
         outcome = None if raw_outcome is None else Outcome(bool(raw_outcome[0]), raw_outcome[1])
+        outcomes = {int(seq): Outcome(bool(ok), data) for seq, ok, data in body.pop("outcomes", ())}
+        raw_history = body.pop("history", None)
+        history = decode_history(raw_history) if raw_history else ()
         known = {k: body.pop(k) for k in _RUN_FIELDS if k in body}
-        return RunRecord(run_id, waiting=waiting, outcome=outcome, extra=body, **known)
+        return RunRecord(
+            run_id, waiting=waiting, outcome=outcome, outcomes=outcomes, history=history,
+            format=fmt, extra=body, **known,
+        )  # fmt: skip
     except CorruptSnapshot:
         raise
     except Exception as exc:
@@ -281,8 +414,19 @@ def decode_run(run_id: str, blob: bytes) -> RunRecord:
 
 _RUN_FIELDS = (
     "workflow", "state", "snapshot", "next_seq", "checkpoints", "parent", "created", "updated",
-    "pid",
+    "pid", "chunks", "owner", "lease", "wake", "marker",
 )  # fmt: skip
+
+
+def encode_chunk(entries: tuple[HistoryEntry, ...]) -> bytes:
+    return msgpack.packb(encode_history(entries), use_bin_type=True)
+
+
+def decode_chunk(key: str, blob: bytes) -> list[HistoryEntry]:
+    try:
+        return list(decode_history(msgpack.unpackb(blob, raw=False)))
+    except Exception as exc:
+        raise CorruptSnapshot(f"step history {key!r} cannot be decoded: {exc!r}") from exc
 
 
 # -- steps ---------------------------------------------------------------------
@@ -290,7 +434,7 @@ _RUN_FIELDS = (
 
 @dataclass(frozen=True, slots=True)
 class StepRecord:
-    """The decoded ``step/<run>/<seq>`` record: the outcome and where it came from."""
+    """A format-1 ``step/<run>/<seq>`` record: the outcome and where it came from."""
 
     outcome: Outcome
     fn: str

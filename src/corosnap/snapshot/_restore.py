@@ -22,7 +22,7 @@ import sys
 import types
 from typing import Any
 
-from .._errors import CodeMismatch, CorruptSnapshot, LimitExceeded
+from .._errors import CodeMismatch, CorruptSnapshot, LimitExceeded, RestoreError
 from ..bytecode import CodeRef, code_info, fingerprint, locate
 from ..bytecode._analysis import DELEGATE
 from ..bytecode._kinds import (
@@ -90,6 +90,29 @@ class CodeEntry:
         if fast is not None:
             self.fast_plans[pos] = fast
         return plan
+
+    def slot_error(self, index: int, exc: BaseException) -> BaseException:
+        """``exc``, raised while decoding the value of slot ``index``, as an
+        error of the same class whose message says which local or value stack
+        slot of this frame held the value (the codec only knows the value).
+        Called by decode_frame and by the C fast path (frames/_fastpath.h);
+        anything but a RestoreError is returned as it is."""
+        if not isinstance(exc, RestoreError):
+            return exc
+        n = self.n
+        names = self.info.slot_names
+        where = (f"local {names[index]!r}" if 0 <= index < n and index < len(names)
+                 else f"value stack slot {index - n}")
+        msg = str(exc)
+        if msg.startswith(f"{self.label}: "):  # already names this frame (the C path's own checks)
+            msg = msg[len(self.label) + 2:]
+        try:
+            named = type(exc)(f"{self.label}: {where}: {msg}")
+        except Exception:  # noqa: BLE001 - a subclass with another signature
+            return exc
+        named.__cause__ = exc.__cause__
+        named.__suppress_context__ = True
+        return named
 
     def enable_fast(self, key: tuple[str, str, int]) -> None:
         """Let the C fast path restore frames of this code (named by ``key``)."""
@@ -442,17 +465,25 @@ def decode_frame(dec: Decoder, v: list[Any], i: int, root: bool = False,
         sub_at = plan.sub_at
         fresh_sub = (sub_at >= 0 and type(raw[sub_at]) is list and raw[sub_at]
                      and type(raw[sub_at][0]) is not Tag)
-        if fresh_sub:
-            # The sub-frame this frame delegates to, stored untagged (see
-            # capture); decoded in slot order, so memo indexes match capture.
-            slots = [null if x is None else None if x is NONE_MARK else decode(x)
-                     if type(x) in _WALK else x for x in raw[:sub_at]]
-            slots.append(decode_frame(dec, raw[sub_at], 0))
-            slots.extend(null if x is None else None if x is NONE_MARK else decode(x)
-                         if type(x) in _WALK else x for x in raw[sub_at + 1:])
-        else:
-            slots = [null if x is None else None if x is NONE_MARK else decode(x)
-                     if type(x) in _WALK else x for x in raw]
+        # Slots in order, so memo indexes match capture; an error names the
+        # slot (len(slots) is the index of the one being decoded).
+        slots: list[Any] = []
+        append = slots.append
+        try:
+            if fresh_sub:
+                # The sub-frame this frame delegates to, stored untagged (see
+                # capture), decoded in its place.
+                for x in raw[:sub_at]:
+                    append(null if x is None else None if x is NONE_MARK else decode(x)
+                           if type(x) in _WALK else x)
+                append(decode_frame(dec, raw[sub_at], 0))
+                raw = raw[sub_at + 1:]
+            for x in raw:
+                append(null if x is None else None if x is NONE_MARK else decode(x)
+                       if type(x) in _WALK else x)
+        except RestoreError as err:
+            named = entry.slot_error(len(slots), err)
+            raise named from named.__cause__
         if plan.general:
             _check_slots(entry, pos, slots, n, frames)
         else:

@@ -15,7 +15,7 @@ rich values (dataclass, enum, datetime, Decimal, big ints, sets, nested dicts,
 cycles) and generators that are never started.
 
 ``SCENARIOS`` lists them with a script of values to drive each one, so
-``corosnap.fuzz`` can capture every scenario at each of its suspension points.
+``corosnap_fuzz`` can capture every scenario at each of its suspension points.
 
 Rule for this file: the work a generator does between two suspensions must not
 depend on the *size* of the values it holds (no ``sum(items)`` over a local),
@@ -29,6 +29,7 @@ import dataclasses
 import datetime
 import decimal
 import enum
+import functools
 import itertools
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
@@ -762,6 +763,38 @@ def many_locals():
     yield v1 + v2 + v3 + v4 + v5 + v6, u0, u2, got
 
 
+def uses_callables():
+    """Values built by safe mode's vetted callables and native codecs (partials,
+    a partial of a partial, a callable iterator, zip/enumerate over iterators,
+    slices, dict views, bound methods, cells), used again after the resume:
+    called, advanced, hashed, measured."""
+    inc = functools.partial(f3, 1)
+    inc.tag = "kept"  # a partial with a __dict__ is not flattened into the next one
+    twice = functools.partial(inc, 2)
+    # Without arguments or keywords, CPython calls a partial's func through
+    # vectorcall with a fixed-size argument array: nothing but the C stack grows.
+    plain = functools.partial(double)
+    plain.tag = "plain"
+    outer = functools.partial(plain)
+    calls = iter(functools.partial(double, 2), 99)
+    pairs = zip(iter([1, 2, 3]), enumerate("abc", 1), strict=False)
+    back = reversed([4, 5, 6])
+    cut = slice(1, (2, 3), None)
+    table = {"a": 1, "b": 2}
+    view = table.items()
+    keys = iter(table)
+    box = [0]
+    push = box.append
+    shared = [twice]
+
+    def reach():
+        return shared[0]
+    got = yield "ready"
+    push(got)
+    yield (twice(3), reach()(4), outer(5), next(calls), next(pairs), next(back), cut.stop,
+           len(view), next(keys), box[-1], inc.tag)
+
+
 # -- signatures, methods, unstarted generators ------------------------------
 
 
@@ -874,6 +907,8 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("null_method_calls", null_method_calls, _sends(None, "1.5", 700000)),
     Scenario("attribute_and_subscript", lambda: attribute_and_subscript(Point(1, [2])),
              _sends(None, 3)),
+    Scenario("uses_callables", uses_callables, _sends(None, "pushed", None)),
+    Scenario("holds_partial", lambda: holds(functools.partial(kw, 1, b=2)), _sends(None)),
     Scenario("holds_dataclass", lambda: holds(Point(1, [2])), _sends(None)),
     Scenario("holds_enum", lambda: holds([Color.RED, Flags.B]), _sends(None)),
     Scenario("holds_nested", lambda: holds({"a": [{"b": {1, 2}}, (3, frozenset({4}))]}),

@@ -1,10 +1,10 @@
-"""The fuzzing campaign for ``corosnap.loads`` (project issue 3).
+"""The fuzzing campaign for ``corosnap.loads``: a developer tool, kept out of the wheel.
 
 Usage::
 
-    python -m corosnap.fuzz --inputs N [--seed S] [--jobs J] [--report PATH]
+    python -m corosnap_fuzz --inputs N [--seed S] [--jobs J] [--report PATH]
                             [--crash-dir DIR] [--minimize] [--timeout SECONDS]
-    python -m corosnap.fuzz --replay FILE [--minimize]
+    python -m corosnap_fuzz --replay FILE [--minimize]
 
 The promise under test: *any* bytes given to ``loads`` end in a
 ``CorosnapError`` subclass or in a correct restore; never a crash (signal), a
@@ -14,7 +14,7 @@ is resumed, closed or collected.
 
 Theory of operation
 -------------------
-1. *Corpus*: every scenario of ``corosnap._fuzz_zoo`` is driven through its
+1. *Corpus*: every scenario of ``corosnap_fuzz.zoo`` is driven through its
    script and captured at each suspension point (and once more unstarted):
    a few hundred real blobs covering every construct the zoo has.
 2. *Inputs*: input ``i`` of a campaign with seed ``S`` is a pure function of
@@ -55,9 +55,12 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import dataclasses
 import faulthandler
+import functools
 import gc
+import itertools
 import json
 import os
 import pickle
@@ -81,14 +84,14 @@ import msgpack
 from msgpack import ExtType
 
 import corosnap
-
-from . import _fuzz_zoo as zoo
-from .bytecode import CodeRef, code_info, locate
-from .codec._tags import (
+from corosnap.bytecode import CodeRef, code_info, locate
+from corosnap.bytecode._analysis import DELEGATE
+from corosnap.codec._tags import (
     EXT_BIGINT,
     EXT_BYTEARRAY,
     EXT_COMPLEX,
     EXT_HEADER,
+    EXT_INTLIST,
     EXT_NONE,
     EXT_PICKLE,
     EXT_REF,
@@ -97,6 +100,10 @@ from .codec._tags import (
     EXT_WELLKNOWN,
     T_CELL,
     T_DICT,
+    T_DICTITER,
+    T_DICTVIEW,
+    T_DONE,
+    T_EXCEPTION,
     T_FLATLIST,
     T_FRAME,
     T_FROZENSET,
@@ -114,15 +121,28 @@ from .codec._tags import (
     T_TUPLE,
 )
 
-OUTCOMES = ("rejected", "restored", "other", "crash", "hang", "memoryerror")
-FAILURES = ("other", "crash", "hang", "memoryerror")
+from . import zoo
+
+OUTCOMES = ("rejected", "restored", "other", "crash", "hang", "memoryerror", "differ")
+FAILURES = ("other", "crash", "hang", "memoryerror", "differ")
+
+ENGINES: dict[str, dict[str, str]] = {
+    "c": {},
+    "python": {"COROSNAP_PUREPYTHON": "1"},
+}
+"""Engines an input can be loaded through (``--engines c,python``): the
+environment a fresh worker interpreter is started with.  ``COROSNAP_PUREPYTHON=1``
+selects corosnap's pure-Python engine when it is imported; an input loaded
+through several engines must end the same way in each (same outcome and
+exception class, or the same behaviour when resumed), else it is a ``differ``
+failure."""
 
 METHOD_NAMES = ("append", "__exit__", "__enter__", "read", "close", "send", "throw", "format",
                 "join", "get", "__reduce_ex__", "__getattribute__", "__init__", "__class__",
                 "missing", "name", 0, 3)
 """Names a generated bound method (tag 21) asks for."""
 
-SAFE_ALLOW = ("corosnap._fuzz_zoo", "builtins", "datetime", "decimal", "itertools")
+SAFE_ALLOW = ("corosnap_fuzz.zoo", "builtins", "datetime", "decimal", "itertools")
 """The allow list for inputs loaded in safe mode (what the zoo's blobs name)."""
 
 SIGN_KEY = b"corosnap-fuzz"
@@ -290,6 +310,22 @@ class FrameRef:
         return self.lst[self.pos_i] if self.pos_i < len(self.lst) else None
 
 
+def sub_frame_index(info: Any, pos: Any, v: list[Any], j: int) -> int | None:
+    """Index in ``v`` of the untagged sub-frame a frame delegates to (its fields
+    start at ``v[j]``, the position), as ``_restore.decode_frame`` finds it:
+    stack slot ``depth + DELEGATE`` (the top before 3.15; 3.15 keeps a NULL or
+    an index above it)."""
+    if info is None or type(pos) is not int or pos not in info.delegating:
+        return None
+    depth = info.resume.get(pos)
+    if depth is None:
+        return None
+    k = j + 1 + info.nlocalsplus + depth + DELEGATE
+    if j < k < len(v) and type(v[k]) is list and v[k] and tag_kind(v[k]) is None:
+        return k
+    return None
+
+
 class TreeWalk:
     """Walk a tree in the decoder's order, tracking its string and code tables.
 
@@ -362,13 +398,9 @@ class TreeWalk:
             for x in pos[1:]:
                 self.value(x)
             pos = pos[0] if pos else None
-        info = fr.info
-        rest = range(j + 1, len(v))
-        last = v[-1] if len(v) > j + 1 else None
-        delegated = (info is not None and pos in info.delegating and type(last) is list
-                     and tag_kind(last) is None and bool(last))
-        for k in rest:
-            if delegated and k == len(v) - 1:
+        sub = sub_frame_index(fr.info, pos, v, j)
+        for k in range(j + 1, len(v)):
+            if k == sub:
                 self.frame(v[k], 0)
             else:
                 self.value(v[k])
@@ -404,6 +436,172 @@ class TreeWalk:
                 self.value(y)
 
 
+_MEMO_EXTS = frozenset({EXT_BYTEARRAY, EXT_INTLIST, EXT_PICKLE})
+_MEMO_AFTER = frozenset({T_GLOBAL, T_MODULE, T_FLATLIST, T_RANGEITER, T_SEQITER, T_DICTITER,
+                         T_DICTVIEW, T_DONE, T_METHOD})
+"""Tags the decoder registers in the memo once their fields are read."""
+
+
+class MemoWalk(TreeWalk):
+    """A TreeWalk that also follows the decoder's memo: which index each object
+    gets and which objects are still being built (registered, their contents
+    not yet read) at each place in the tree.
+
+    Registration order, as in ``codec._decoder`` and ``snapshot._restore``:
+    plain lists and dicts, sets, dict pairs, shaped dicts, cells and builtin
+    iterators (``codec._iterators``) before their contents; a frame's generator after its code reference, before its
+    slots; a reduce's object after its callable and arguments, before its
+    state, list and dict items; a function once it is complete; tuples,
+    frozensets and ranges never.  ``sites`` lists, for every value read while
+    something is being built, ``(container, key, open indexes, in_reduce)``:
+    the places a back-reference can close a cycle.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.memo = 0
+        self.open: list[int] = []
+        self.reduce_depth = 0
+        self.sites: list[tuple[Any, Any, tuple[int, ...], bool]] = []
+        self.state_sites: list[tuple[Any, int, int]] = []
+
+    def _site(self, c: Any, k: Any) -> None:
+        if self.open and len(self.sites) < 4000:
+            self.sites.append((c, k, tuple(self.open[-6:]), self.reduce_depth > 0))
+
+    def _items(self, c: Any, lo: int = 0) -> None:
+        if type(c) is list:
+            for k in range(lo, len(c)):
+                self._site(c, k)
+                self.value(c[k])
+
+    def _at(self, c: list[Any], k: int) -> None:
+        if k < len(c):
+            self._site(c, k)
+            self.value(c[k])
+
+    def _opened(self) -> None:
+        self.open.append(self.memo)
+        self.memo += 1
+
+    def frame(self, v: list[Any], i: int) -> None:
+        code, fields, j = self.coderef(v, i)
+        fr = FrameRef(v, i, j, code, fields)
+        self.frames.append(fr)
+        self._opened()  # the fresh generator
+        try:
+            if j >= len(v):
+                return
+            pos = v[j]
+            if type(pos) is list and len(pos) > 1:
+                self._at(pos, 1)
+            pos0 = pos[0] if type(pos) is list and pos else pos
+            sub = sub_frame_index(fr.info, pos0, v, j)
+            for k in range(j + 1, len(v)):
+                if k == sub:
+                    self.frame(v[k], 0)
+                else:
+                    self._at(v, k)
+        finally:
+            self.open.pop()
+
+    def value(self, x: Any) -> None:
+        self.steps += 1
+        if self.steps > 20000:
+            return
+        t = type(x)
+        if t is ExtType:
+            if x.code in _MEMO_EXTS:
+                self.memo += 1
+            return
+        if t is dict:
+            self._opened()
+            for key in list(x):
+                self._site(x, key)
+                self.value(x[key])
+            self.open.pop()
+            return
+        if t is not list:
+            return
+        kind = tag_kind(x)
+        if kind is None:
+            self._opened()
+            self._items(x)
+            self.open.pop()
+        elif kind == T_FRAME:
+            self.frame(x, 1)
+        elif kind in (T_SET, T_DICT, T_CELL):
+            self._opened()
+            self._items(x, 1)
+            self.open.pop()
+        elif kind == T_SHAPED:
+            self._opened()
+            self._items(x, 2)
+            self.open.pop()
+        elif kind in (T_TUPLE, T_FROZENSET, T_RANGE, T_EXCEPTION):
+            self._items(x, 1)
+        elif kind in ITERATOR_KINDS:
+            # a builtin iterator: registered before its fields (a fresh one
+            # from its constructor, written once they are decoded)
+            self._opened()
+            self._items(x, 1)
+            self.open.pop()
+        elif kind in (T_REDUCE, T_NEWOBJ):
+            self.reduce_depth += 1
+            self._at(x, 1)
+            if len(x) > 2:
+                self._items(x[2])
+            self._opened()
+            state: Any = x[3] if len(x) > 3 else None
+            if tag_kind(state) == T_TUPLE:
+                # Direct parts of the state (a partial's func, args, keywords):
+                # where a reference back to the object itself is set by C code.
+                self.state_sites.extend((state, k, self.memo - 1)
+                                        for k in range(1, len(state)))
+                args: Any = state[2] if len(state) > 2 else None
+                if tag_kind(args) == T_TUPLE:
+                    self.state_sites.extend((args, k, self.memo - 1)
+                                            for k in range(1, len(args)))
+            self._at(x, 3)
+            for k in (4, 5):
+                if k < len(x):
+                    self._items(x[k])
+            self.open.pop()
+            self.reduce_depth -= 1
+        elif kind == T_FUNCTION:
+            _, _, j = self.coderef(x, 1)
+            for k in range(j, len(x)):
+                if k - j < 2:
+                    self._items(x[k])  # closure, defaults: read item by item
+                else:
+                    self._at(x, k)
+            self.memo += 1
+        elif kind in _MEMO_AFTER:
+            if kind == T_GLOBAL:
+                self.string(x, 1)
+                self.string(x, 2)
+            elif kind == T_MODULE:
+                self.string(x, 1)
+            elif kind == T_DONE:
+                self.coderef(x, 1)
+            elif kind == T_METHOD:
+                self._at(x, 1)
+                self.string(x, 2)
+            elif kind != T_FLATLIST:
+                self._items(x, 1)
+            self.memo += 1
+
+
+def memo_walk(tree: Any) -> MemoWalk:
+    w = MemoWalk()
+    if type(tree) is list and len(tree) > 1:
+        try:
+            w.frame(tree, 1)
+        except RecursionError:
+            pass
+    return w
+
+
 def walk(tree: Any, deintern: bool = False) -> TreeWalk:
     w = TreeWalk(deintern)
     if type(tree) is list and len(tree) > 1:
@@ -421,22 +619,22 @@ def walk(tree: Any, deintern: bool = False) -> TreeWalk:
 INTS = (0, 1, -1, 2, 7, 127, 128, 255, 256, -32, -33, 65535, 65536, 2**31 - 1, 2**31,
         2**32, 2**62, 2**63 - 1, -(2**63), 2**64 - 1, -(2**31))
 SAFE_GLOBALS = (
-    ("corosnap._fuzz_zoo", "Point"), ("corosnap._fuzz_zoo", "Color"),
-    ("corosnap._fuzz_zoo", "double"), ("corosnap._fuzz_zoo", "Ready"),
-    ("corosnap._fuzz_zoo", "Widget.static"), ("corosnap._fuzz_zoo", "Resource"),
-    ("corosnap._fuzz_zoo", "loop_range"), ("corosnap._fuzz_zoo", "Slotted"),
-    ("corosnap._fuzz_zoo", "Counter"), ("corosnap._fuzz_zoo", "LOG"),
+    ("corosnap_fuzz.zoo", "Point"), ("corosnap_fuzz.zoo", "Color"),
+    ("corosnap_fuzz.zoo", "double"), ("corosnap_fuzz.zoo", "Ready"),
+    ("corosnap_fuzz.zoo", "Widget.static"), ("corosnap_fuzz.zoo", "Resource"),
+    ("corosnap_fuzz.zoo", "loop_range"), ("corosnap_fuzz.zoo", "Slotted"),
+    ("corosnap_fuzz.zoo", "Counter"), ("corosnap_fuzz.zoo", "LOG"),
     ("builtins", "len"), ("builtins", "ValueError"), ("builtins", "KeyError"),
     ("builtins", "StopIteration"), ("builtins", "GeneratorExit"), ("builtins", "object"),
     ("builtins", "list"), ("builtins", "max"), ("builtins", "BaseException"),
     ("datetime", "datetime"), ("datetime", "timedelta"), ("decimal", "Decimal"),
     ("itertools", "count"), ("itertools", "repeat"), ("builtins", "nosuchname"),
-    ("nosuchmodule", "x"), ("corosnap._fuzz_zoo", "Point.nosuch"),
+    ("nosuchmodule", "x"), ("corosnap_fuzz.zoo", "Point.nosuch"),
 )
 WELLKNOWN_COUNT = 27
 ITERATOR_KINDS = tuple(range(64, 90))
 """Tags of the builtin iterators (codec/_iterators.py)."""
-STRINGS = ("", "a", "ready", "__init__", "x" * 40, "\u20ac", "samples", "corosnap._fuzz_zoo",
+STRINGS = ("", "a", "ready", "__init__", "x" * 40, "\u20ac", "samples", "corosnap_fuzz.zoo",
            "loop_range", "__next__", "\x00", "é" * 3)
 
 
@@ -557,14 +755,14 @@ class Gen:
             # a bound method: of a value, of a zoo class or object, by a name
             # that may or may not be a method of it (tag 21)
             obj = r.choice((self.value(depth + 1), self.global_(), ref(r.randint(0, 12)),
-                            [tag(T_NEWOBJ), [tag(T_GLOBAL), "corosnap._fuzz_zoo", "Resource"],
+                            [tag(T_NEWOBJ), [tag(T_GLOBAL), "corosnap_fuzz.zoo", "Resource"],
                              [], {"name": "r"}]))
             return [tag(kind), obj, r.choice(METHOD_NAMES)]
         if kind == T_GLOBAL:
             return self.global_()
         if kind == T_MODULE:
-            return [tag(kind), r.choice(("corosnap._fuzz_zoo", "datetime", "nosuch", "builtins",
-                                         "corosnap._fuzz_zoo.itertools", 0, 5))]
+            return [tag(kind), r.choice(("corosnap_fuzz.zoo", "datetime", "nosuch", "builtins",
+                                         "corosnap_fuzz.zoo.itertools", 0, 5))]
         if kind == T_CELL:
             return [tag(kind)] + items[:1]
         if kind in (T_REDUCE, T_NEWOBJ):
@@ -628,11 +826,16 @@ class Corpus:
         self.blobs = [s.blob for s in seeds]
         self.coderefs: list[tuple[Any, Any, Any]] = []
         self.root_fields: list[list[Any]] = []
+        self.stateful: list[int] = []
+        """Seeds holding objects rebuilt from reduce state (partials, iterators
+        with state): where a back-reference can make an object reach itself."""
         seen = set()
-        for blob in self.blobs:
+        for i, blob in enumerate(self.blobs):
             tree = unpack(blob)
             if type(tree[0]) is ExtType and tree[0].code == EXT_SIGNED:
                 continue
+            if memo_walk(tree).state_sites:
+                self.stateful.append(i)
             w = walk(tree, deintern=True)
             self.root_fields.append(tree[1:])
             for fr in w.frames:
@@ -815,13 +1018,41 @@ def t_ref(r: random.Random, tree: Any, g: Gen) -> bool:
     index = r.choice((0, 0, 1, 1, 2, 3, r.randint(0, 12), r.randint(0, 300)))
     if deleg and r.random() < 0.5:
         fr = r.choice(deleg)
-        fr.lst[-1] = ref(index)
+        # the delegated slot: the top of the stack, below 3.15's NULL-or-index
+        fr.lst[len(fr.lst) + DELEGATE] = ref(index)
         return True
     hit = _pick(r, tree)
     if hit is None:
         return False
     c, k = hit
     c[k] = ref(index)
+    return True
+
+
+def t_cycle(r: random.Random, tree: Any, g: Gen) -> bool:
+    """Retarget a value inside a reduce's state or arguments, or inside a
+    container, at an object still being built there: the reduce object itself,
+    the container, or one of their ancestors (a partial whose func is itself,
+    an iterator advancing itself, a list holding itself...).  Usually a
+    replacement; sometimes the back-reference is added beside the value."""
+    w = memo_walk(tree)
+    if w.state_sites and r.random() < 0.4:
+        # The reported shape: a reduce's own state names the object itself.
+        c, k, target = r.choice(w.state_sites)
+        if k < len(c):
+            c[k] = ref(target)
+            return True
+    sites = [s for s in w.sites if s[3]] if r.random() < 0.7 else w.sites
+    sites = sites or w.sites
+    if not sites:
+        return False
+    c, k, open_, _ = r.choice(sites)
+    # The nearest open object most often: the one whose contents these are.
+    target = open_[-1] if r.random() < 0.6 else r.choice(open_)
+    if type(c) is list and r.random() < 0.25 and not (k == 0 and tag_kind(c) is not None):
+        c.insert(k + 1, ref(target))
+    else:
+        c[k] = ref(target)
     return True
 
 
@@ -1131,6 +1362,7 @@ TREE_MUTATORS: dict[str, tuple[TreeMutator, int]] = {
     "ext": (t_ext, 8),
     "tag": (t_tag, 6),
     "ref": (t_ref, 6),
+    "cycle": (t_cycle, 14),
     "delete": (t_delete, 5),
     "insert": (t_insert, 4),
     "copy": (t_copy, 4),
@@ -1172,8 +1404,10 @@ def make_input(seed: int, index: int, corpus: Corpus) -> Input:
     """Input ``index`` of campaign ``seed``: a pure function of both and the corpus."""
     r = random.Random(f"corosnap-fuzz/{seed}/{index}")
     si = r.randrange(len(corpus.seeds))
+    if corpus.stateful and r.random() < 0.1:
+        si = r.choice(corpus.stateful)
     base = corpus.seeds[si]
-    safe = r.random() < 0.25
+    safe = r.random() < 0.5
     script = r.getrandbits(32)
     ops: list[str] = [base.name]
     c = r.random()
@@ -1307,14 +1541,213 @@ def _act_collect() -> None:
     gc.collect()
 
 
+# -- using what was restored ------------------------------------------------------
+#
+# A value the blob built may be harmless to hold and fatal to use (a partial
+# whose func is itself crashed the interpreter only when called).  So before it
+# is resumed, every value reachable from the restored frames' locals is used
+# as code would use it: called, iterated, hashed, compared and repr'd.  Each
+# use is its own function, so a crash's Python stack names it.
+
+_CONTAINERS = frozenset({list, tuple, dict, set, frozenset, collections.deque})
+_WHOLE = frozenset({"repr", "str", "hash", "compare"})
+
+_step = ""
+"""What the child is doing, for a hang's report ("use: call functools.partial")."""
+
+_behaviour: list[str] = []
+"""What the last resume did (values yielded, exception types raised), for
+comparing engines (``--engines``); object addresses are blanked."""
+_ADDRESS = re.compile(r"(0x)?[0-9a-f]{6,}")  # also the tail of one reprlib cut short
+
+_SAFE_CALL_MODULES = frozenset({"corosnap_fuzz.zoo", "builtins", "functools", "itertools",
+                                "datetime", "decimal", "collections", "enum", "dataclasses"})
+_SAFE_BUILTINS = frozenset({"len", "max", "min", "abs", "repr", "hash", "iter", "next", "sorted",
+                            "sum", "any", "all", "bool", "str", "int", "float", "tuple",
+                            "list", "dict", "set", "frozenset", "range", "slice", "enumerate",
+                            "zip", "reversed", "map", "filter", "format", "divmod", "round",
+                            "object", "type", "isinstance", "id", "ord", "chr", "bytes",
+                            "bytearray", "complex"})
+"""Builtins the fuzzer may call with a blob's arguments (never ``input``,
+``breakpoint``, ``open``, ``exit``: a blob may name any global in default mode)."""
+
+
+def _callable_ok(v: Any) -> bool:
+    """Whether calling ``v`` can only run code of the zoo, of data types and of
+    the harmless builtins above.  Partials and methods are unwrapped; one that
+    does not end within 64 steps (a loop) is called: that is the bug to find."""
+    for _ in range(64):
+        if isinstance(v, functools.partial):
+            v = v.func
+        elif type(v) is types.MethodType:
+            v = v.__func__
+        else:
+            break
+    else:
+        return True
+    if type(v) is types.BuiltinFunctionType:
+        owner = v.__self__
+        if owner is None or type(owner) is types.ModuleType:
+            return v.__name__ in _SAFE_BUILTINS and getattr(owner, "__name__", "") in (
+                "builtins", "")
+        return type(owner).__module__ in _SAFE_CALL_MODULES or isinstance(
+            owner, (types.GeneratorType, types.CoroutineType))
+    if type(v) in (types.MethodWrapperType, types.WrapperDescriptorType,
+                   types.MethodDescriptorType):
+        return getattr(v, "__objclass__", type).__module__ in _SAFE_CALL_MODULES
+    module = getattr(v, "__module__", None)
+    if isinstance(v, type) or type(v) is types.FunctionType:
+        return module == "corosnap_fuzz.zoo" or (isinstance(v, type) and
+                                                 module in _SAFE_CALL_MODULES)
+    return type(v).__module__ in _SAFE_CALL_MODULES and callable(v)
+
+
+def _act_call(v: Any) -> Any:
+    try:
+        v()
+    except Hang:
+        raise
+    except BaseException:  # noqa: BLE001, S110 - then with an argument
+        pass
+    return v(1)
+
+
+def _act_iterate(v: Any) -> Any:
+    it = iter(v)
+    out = []
+    for _ in range(3):
+        out.append(next(it))
+    return out
+
+
+def _act_hash(v: Any) -> Any:
+    return hash(v)
+
+
+def _act_compare(v: Any) -> Any:
+    return v == v, v != 0
+
+
+def _act_repr(v: Any) -> Any:
+    if type(v) in _CONTAINERS:
+        # Bounded: CPython's repr of n lists, each holding the one before
+        # (flat in a blob), is quadratic, n times the recursion limit (10,000
+        # on 3.13).  Each item reached is repr'd on its own (_reachable).
+        return _short_repr.repr(v)
+    return repr(v)
+
+
+def _act_str(v: Any) -> Any:
+    return _short_repr.repr(v) if type(v) in _CONTAINERS else str(v)
+
+
+_USES: tuple[tuple[str, Callable[[Any], Any]], ...] = (
+    ("repr", _act_repr), ("str", _act_str), ("hash", _act_hash), ("compare", _act_compare),
+    ("iterate", _act_iterate), ("call", _act_call))
+
+
+def _frames_of(obj: Any) -> list[Any]:
+    """The frames of a restored generator/coroutine and of what it delegates to."""
+    out = []
+    for _ in range(50):
+        frame = getattr(obj, "gi_frame", None) or getattr(obj, "cr_frame", None)
+        if frame is None:
+            break
+        out.append(frame)
+        obj = getattr(obj, "gi_yieldfrom", None) or getattr(obj, "cr_await", None)
+        if obj is None:
+            break
+    return out
+
+
+def _reachable(roots: list[Any], limit: int = 300) -> list[Any]:
+    """Values reachable from ``roots`` through containers, partials, methods,
+    cells and instance dicts (breadth first, each at most once, a few items per
+    container)."""
+    seen: set[int] = set()
+    out: list[Any] = []
+    queue = collections.deque(roots)
+    while queue and len(out) < limit:
+        v = queue.popleft()
+        if id(v) in seen:
+            continue
+        seen.add(id(v))
+        out.append(v)
+        t = type(v)
+        try:
+            if t in (list, tuple, set, frozenset, collections.deque):
+                queue.extend(list(v)[:20] if t in (list, tuple) else
+                             list(itertools.islice(v, 20)))
+            elif t is dict:
+                for k, x in list(v.items())[:20]:
+                    queue.extend((k, x))
+            elif isinstance(v, functools.partial):
+                queue.extend((v.func, *v.args[:20], *list(v.keywords.values())[:20]))
+            elif t is types.MethodType:
+                queue.extend((v.__func__, v.__self__))
+            elif t is types.CellType:
+                queue.append(v.cell_contents)
+            elif t is slice:
+                queue.extend((v.start, v.stop, v.step))
+            elif isinstance(getattr(v, "__dict__", None), dict) and t.__module__ == \
+                    "corosnap_fuzz.zoo":
+                queue.extend(list(vars(v).values())[:20])
+        except Hang:
+            raise
+        except BaseException:  # noqa: BLE001, S110 - an empty cell, a property...
+            pass
+    return out
+
+
+def _use_values(obj: Any) -> None:
+    """Use every value reachable from the restored frames' locals (see above)."""
+    global _step
+    roots: list[Any] = []
+    for frame in _frames_of(obj):
+        _step = "use: read f_locals"
+        try:
+            roots.extend(dict(frame.f_locals).values())
+        except Hang:
+            raise
+        except BaseException:  # noqa: BLE001, S112 - reading locals of a broken frame
+            continue
+    top = {id(v) for v in roots}
+    for v in _reachable(roots):
+        name = type(v).__qualname__
+        inner = id(v) not in top and type(v) in _CONTAINERS
+        for use, act in _USES:
+            if inner and use in _WHOLE:
+                # The local holding it was repr'd, compared, hashed as a whole:
+                # doing it again for each container inside would be quadratic
+                # in a chain's depth (a 100,000-deep list takes 0.1 s to refuse
+                # repr on 3.13, and is repr'd on 3.14).
+                continue
+            if use == "call" and not (callable(v) and _callable_ok(v)):
+                continue
+            if use == "iterate" and isinstance(v, (types.GeneratorType, types.CoroutineType)):
+                continue  # resuming is _drive's business
+            _step = f"use: {use} {name}"
+            try:
+                _short_repr.repr(act(v))
+            except Hang:
+                raise
+            except BaseException:  # noqa: BLE001, S110 - the value's own behaviour
+                pass
+    _step = ""
+
+
 def _drive(obj: Any, script: int) -> str:
     """Resume a restored generator/coroutine a few times; ordinary exceptions are its
     own business.  Returns a short trace (exception types) for the record.  Each kind
     of action is its own function, so a crash's Python stack names it."""
+    global _step
     r = random.Random(script)
     trace: list[str] = []
+    _behaviour.clear()
     for _ in range(r.randint(1, 4)):
         c = r.random()
+        _step = "resume: " + ("send" if c < 0.62 else "throw" if c < 0.77 else "close"
+                              if c < 0.85 else "introspect" if c < 0.93 else "dumps/loads")
         try:
             if c < 0.5:
                 v = _act_send(obj, None)
@@ -1329,7 +1762,7 @@ def _drive(obj: Any, script: int) -> str:
                 v = _act_introspect(obj)
             else:
                 v = _act_redump(obj)
-            _short_repr.repr(v)
+            _behaviour.append("y:" + _ADDRESS.sub("0x..", _short_repr.repr(v)))
         except Hang:
             raise
         except StopIteration:
@@ -1337,10 +1770,12 @@ def _drive(obj: Any, script: int) -> str:
             break
         except BaseException as exc:  # noqa: BLE001 - the generator's own behaviour
             trace.append(type(exc).__name__)
+            _behaviour.append(type(exc).__name__)
             if len(trace) <= 2:
                 _act_report(exc)
             if isinstance(exc, (SystemError, RedumpFailed)):
                 return f"{type(exc).__name__}: {str(exc)[:160]}"
+    _step = "resume: close"
     try:
         _act_close(obj)
     except Hang:
@@ -1358,10 +1793,17 @@ def time_budget(inp: Input, timeout: float) -> float:
 
 
 def run_one(inp: Input, timeout: float) -> tuple[str, str, str]:
-    """(outcome, phase, detail) for one input, in this process."""
+    """(outcome, phase, detail) for one input, in this process.
+
+    Phases: ``loads``; ``use`` (every value reachable from the restored frames'
+    locals called, iterated, hashed, compared, repr'd: _use_values); ``resume``
+    (sent to, thrown into, closed: _drive); ``gc``.  A hang's detail says what
+    the child was doing when the budget ran out."""
+    global _step
     zoo.LOG.clear()
     signal.setitimer(signal.ITIMER_REAL, time_budget(inp, timeout))
     phase = "loads"
+    _step = "loads"
     try:
         try:
             obj = corosnap.loads(inp.data, safe=inp.safe, allow=SAFE_ALLOW if inp.safe else ())
@@ -1372,22 +1814,25 @@ def run_one(inp: Input, timeout: float) -> tuple[str, str, str]:
         except MemoryError as exc:
             return "memoryerror", phase, f"MemoryError: {str(exc)[:160]}"
         except Hang:
-            return "hang", phase, ""
+            return "hang", phase, _step
         except BaseException as exc:  # noqa: BLE001 - that is the finding
             return "other", phase, f"{type(exc).__name__}: {str(exc)[:160]}"
-        phase = "resume"
         try:
+            phase = "use"
+            _use_values(obj)
+            phase = "resume"
             trace = _drive(obj, inp.script)
             del obj
             phase = "gc"
+            _step = "gc"
             _act_collect()
         except Hang:
-            return "hang", phase, ""
+            return "hang", phase, _step
         if trace.startswith(("SystemError:", "RedumpFailed:")):
             return "restored", "resume", trace  # suspicious: reported separately
         return "restored", phase, ""
     except Hang:
-        return "hang", phase, "late"
+        return "hang", phase, f"late ({_step})"
     except:  # noqa: E722 - only a bare except sees a non-exception raised by a broken frame
         # The interpreter raised an object that is not an exception (a frame put its
         # exception slots in a state CPython never makes): no ``except`` clause can
@@ -1463,6 +1908,18 @@ class Child:
             try:
                 os.close(to_child_w)
                 os.close(from_child_r)
+                if self.ctx.engine:
+                    # A fresh interpreter: an engine is chosen when corosnap is
+                    # imported, and this process imported it already.
+                    for fd in (to_child_r, from_child_w, fault.fileno()):
+                        os.set_inheritable(fd, True)
+                    tools = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+                    env = dict(os.environ, **ENGINES[self.ctx.engine],
+                               PYTHONPATH=os.pathsep.join(
+                                   [tools, *filter(None, [os.environ.get("PYTHONPATH")])]))
+                    os.execve(sys.executable, [
+                        sys.executable, "-c", "from corosnap_fuzz.fuzz import _worker_main; "
+                        f"_worker_main({to_child_r}, {from_child_w}, {fault.fileno()})"], env)
                 _child_main(self.ctx, to_child_r, from_child_w, fault)
             finally:
                 os._exit(0)
@@ -1474,6 +1931,8 @@ class Child:
         self.r = from_child_r
         self.done = 0
         self.busy = None
+        if self.ctx.engine:
+            _write_msg(self.w, dataclasses.replace(self.ctx, engine=""))
 
     def send(self, job: Any) -> None:
         self.busy = job
@@ -1529,6 +1988,15 @@ class Child:
             pass
 
 
+def _worker_main(rfd: int, wfd: int, fault_fd: int) -> None:  # pragma: no cover
+    """A worker started as a fresh interpreter (one engine of ``--engines``):
+    reads its Context, then serves inputs as a forked child does."""
+    ctx = _read_msg(rfd)
+    with open(fault_fd, "w+b", closefd=True) as fault:
+        _child_main(ctx, rfd, wfd, fault)
+    os._exit(0)
+
+
 def _child_main(ctx: Context, rfd: int, wfd: int, fault: Any) -> None:  # pragma: no cover
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGALRM, _on_alarm)
@@ -1556,24 +2024,28 @@ def _child_main(ctx: Context, rfd: int, wfd: int, fault: Any) -> None:  # pragma
             inp = make_input(ctx.seed, payload, ctx.corpus)
         else:
             inp = payload
+        _behaviour.clear()
         try:
             result = run_one(inp, ctx.timeout)
         except Hang:
             result = ("hang", "late", "")
         except MemoryError:
             result = ("memoryerror", "late", "")
-        _write_msg(wfd, result)
+        _write_msg(wfd, (*result, "|".join(_behaviour)))
 
 
 @dataclasses.dataclass
 class Context:
     corpus: Corpus
     seed: int = 0
-    timeout: float = 3.0
-    hard_timeout: float = 60.0
+    timeout: float = 10.0
+    hard_timeout: float = 30.0
     memory_mb: int = 1024
     workdir: str = ""
     recycle: int = 3000
+    engine: str = ""
+    """"" forks children of this process; an ENGINES name starts each child as
+    a fresh interpreter with that engine's environment."""
 
 
 # ---------------------------------------------------------------------------
@@ -1707,6 +2179,7 @@ class Pool:
     def __init__(self, ctx: Context, jobs: int) -> None:
         self.ctx = ctx
         self.children = [Child(ctx) for _ in range(max(1, jobs))]
+        self.behaviour = ""  # of the result last yielded (see _behaviour)
 
     def close(self) -> None:
         for c in self.children:
@@ -1742,7 +2215,8 @@ class Pool:
                     job = c.busy
                     msg = c.result()
                     if msg is not None:
-                        yield job, msg
+                        self.behaviour = msg[3]
+                        yield job, msg[:3]
                         continue
                     sig, text = c.reap()
                     c.start()
@@ -1774,7 +2248,7 @@ def bucket(outcome: str, phase: str, detail: str) -> str:
         sig = _crash_sig(detail)
         return crash_key(sig, detail.split("\n", 1)[1] if "\n" in detail else "")
     if outcome == "hang":
-        return f"hang in {phase}"
+        return f"hang in {phase}" + (f" ({detail})" if detail else "")
     return f"{phase}: {other_key(detail)}"
 
 
@@ -1787,11 +2261,26 @@ def get_corpus() -> Corpus:
     return _corpus_cache[0]
 
 
-def run_campaign(inputs: int, seed: int = 0, jobs: int = 1, timeout: float = 3.0,
+def _signature(outcome: str, phase: str, detail: str, behaviour: str) -> str:
+    """What must be the same when one input is loaded through two engines."""
+    if outcome in ("rejected", "other"):
+        return f"{outcome} in {phase}: {detail.split(':', 1)[0]}"
+    if outcome == "restored":
+        return f"restored: {behaviour}"
+    return outcome
+
+
+def run_campaign(inputs: int, seed: int = 0, jobs: int = 1, timeout: float = 10.0,
                  memory_mb: int = 1024, crash_dir: str | None = None,
                  minimize: bool = False, progress: bool = False,
-                 start: int = 0) -> Report:
-    """Run inputs ``start .. start+inputs-1`` of campaign ``seed``; see the module doc."""
+                 start: int = 0, engines: tuple[str, ...] = ()) -> Report:
+    """Run inputs ``start .. start+inputs-1`` of campaign ``seed``; see the module doc.
+
+    ``engines``: () forks children of this process (the engine it imported);
+    one or more ENGINES names run each input in a fresh worker per engine, and
+    with two or more, every input through each of them: the first engine's
+    outcome is counted, and any other engine ending differently is a
+    ``differ`` failure."""
     corpus = get_corpus()
     t0 = time.monotonic()
     counts: Counter[str] = Counter()
@@ -1801,9 +2290,24 @@ def run_campaign(inputs: int, seed: int = 0, jobs: int = 1, timeout: float = 3.0
     findings: dict[str, Finding] = {}
     corpus_failures: list[str] = []
     safe_refusals: dict[str, list[str]] = collections.defaultdict(list)
+
+    def found(outcome: str, key: str, index: int, detail: str) -> None:
+        inp = make_input(seed, index, corpus)
+        f = findings.get(key)
+        if f is None:
+            findings[key] = Finding(outcome, key, 1, index, inp, detail)
+        else:
+            f.count += 1
+            if len(inp.data) < len(f.input.data):
+                f.index, f.input, f.detail = index, inp, detail
+
     with tempfile.TemporaryDirectory(prefix="corosnap-fuzz-") as workdir:
-        ctx = Context(corpus, seed, timeout, max(60.0, timeout * 20), memory_mb, workdir)
-        with Pool(ctx, jobs) as pool:
+        ctx = Context(corpus, seed, timeout, max(30.0, timeout * 3), memory_mb, workdir,
+                      engine=engines[0] if engines else "")
+        with contextlib.ExitStack() as stack:
+            pool = stack.enter_context(Pool(ctx, jobs))
+            others = [(e, stack.enter_context(Pool(dataclasses.replace(ctx, engine=e), jobs)))
+                      for e in engines[1:]]
             # The unmutated corpus must restore: a check of the harness itself.
             seeds = (("input", Input(s.blob, False, 0, s.name)) for s in corpus.seeds)
             for job, (outcome, _phase, detail) in pool.run(seeds):
@@ -1816,35 +2320,45 @@ def run_campaign(inputs: int, seed: int = 0, jobs: int = 1, timeout: float = 3.0
                 if outcome != "restored":
                     safe_refusals[re.sub(r"0x[0-9a-f]+", "0x..", detail)[:160]].append(
                         job[1].origin)
-            jobs_iter = (("index", i) for i in range(start, start + inputs))
             last = time.monotonic()
             done = 0
-            for job, (outcome, phase, detail) in pool.run(jobs_iter):
-                done += 1
-                counts[outcome] += 1
-                phases[f"{outcome}/{phase}"] += 1
-                if outcome == "rejected":
-                    rejections[detail.split(":", 1)[0]] += 1
-                elif outcome == "restored" and detail:
-                    suspicious[other_key(detail)] += 1
-                else:
+            batch = 256 if others else inputs
+            for lo in range(start, start + inputs, max(batch, 1)):
+                indexes = range(lo, min(lo + batch, start + inputs))
+                firsts: dict[int, tuple[str, str, str, str]] = {}
+                for job, (outcome, phase, detail) in pool.run(("index", i) for i in indexes):
                     index = job[1]
-                    if outcome in FAILURES:
-                        key = f"{outcome}: {bucket(outcome, phase, detail)}"
-                        inp = make_input(seed, index, corpus)
-                        f = findings.get(key)
-                        if f is None:
-                            findings[key] = Finding(outcome, key, 1, index, inp, detail)
-                        else:
-                            f.count += 1
-                            if len(inp.data) < len(f.input.data):
-                                f.index, f.input, f.detail = index, inp, detail
-                if progress and time.monotonic() - last > 10:
-                    last = time.monotonic()
-                    fails = sum(counts[o] for o in FAILURES)
-                    print(f"  {done}/{inputs} inputs, {fails} failures, "
-                          f"{done / (last - t0):.0f}/s", file=sys.stderr, flush=True)
+                    if others:
+                        firsts[index] = (outcome, phase, detail, pool.behaviour)
+                    done += 1
+                    counts[outcome] += 1
+                    phases[f"{outcome}/{phase}"] += 1
+                    if outcome == "rejected":
+                        rejections[detail.split(":", 1)[0]] += 1
+                    elif outcome == "restored" and detail:
+                        suspicious[other_key(detail)] += 1
+                    elif outcome in FAILURES:
+                        found(outcome, f"{outcome}: {bucket(outcome, phase, detail)}", index,
+                              detail)
+                    if progress and time.monotonic() - last > 10:
+                        last = time.monotonic()
+                        fails = sum(counts[o] for o in FAILURES)
+                        print(f"  {done}/{inputs} inputs, {fails} failures, "
+                              f"{done / (last - t0):.0f}/s", file=sys.stderr, flush=True)
+                for engine, other in others:
+                    for job, res in other.run(("index", i) for i in indexes):
+                        index = job[1]
+                        first = _signature(*firsts[index])
+                        second = _signature(*res, other.behaviour)
+                        if first != second:
+                            counts["differ"] += 1
+                            key = (f"differ: {engines[0]} {first[:60]!r} but {engine} "
+                                   f"{second[:60]!r}")
+                            found("differ", re.sub(r"0x[0-9a-f]+", "0x..", key), index,
+                                  f"{engines[0]}: {first}\n{engine}: {second}\n{res[2]}")
             for f in findings.values():
+                if f.outcome == "differ":
+                    continue
                 res = pool.run_one(f.input)
                 f.reproducible = res[0] == f.outcome
                 if minimize and f.reproducible and f.outcome in ("crash", "other",
@@ -1875,11 +2389,12 @@ def save_findings(report: Report, crash_dir: str) -> None:
 def repro_snippet(inp: Input, outcome: str) -> str:
     return (
         f"# corosnap fuzz reproduction ({outcome}); origin: {inp.origin}\n"
-        "import corosnap, corosnap._fuzz_zoo\n"
-        "from corosnap.fuzz import _drive\n"
+        "import corosnap, corosnap_fuzz.fuzz  # PYTHONPATH=tools\n"
+
+        "from corosnap_fuzz.fuzz import _drive\n"
         f"blob = bytes.fromhex({inp.data.hex()!r})\n"
         f"obj = corosnap.loads(blob, safe={inp.safe!r}"
-        + (", allow=corosnap.fuzz.SAFE_ALLOW" if inp.safe else "") + ")\n"
+        + (", allow=corosnap_fuzz.fuzz.SAFE_ALLOW" if inp.safe else "") + ")\n"
         f"_drive(obj, {inp.script})  # send/throw/close as the fuzzer did\n"
     )
 
@@ -2045,18 +2560,21 @@ def _reexec_with_fixed_hash_seed() -> None:
     """Input generation never depends on str hashing, but restores and the zoo
     do; a fixed hash seed makes a whole campaign repeatable."""
     if os.environ.get("PYTHONHASHSEED") is None:
-        env = dict(os.environ, PYTHONHASHSEED="0")
-        os.execve(sys.executable, [sys.executable, "-m", "corosnap.fuzz", *sys.argv[1:]], env)
+        tools = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # tools/
+        path = os.environ.get("PYTHONPATH")
+        env = dict(os.environ, PYTHONHASHSEED="0",
+                   PYTHONPATH=tools + (os.pathsep + path if path else ""))
+        os.execve(sys.executable, [sys.executable, "-m", "corosnap_fuzz", *sys.argv[1:]], env)
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m corosnap.fuzz", description=__doc__.split(
+    p = argparse.ArgumentParser(prog="python -m corosnap_fuzz", description=__doc__.split(
         "\n\n")[0])
     p.add_argument("--inputs", type=int, default=10_000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--start", type=int, default=0, help="first input index")
     p.add_argument("--jobs", type=int, default=1)
-    p.add_argument("--timeout", type=float, default=3.0,
+    p.add_argument("--timeout", type=float, default=10.0,
                    help="seconds an input may take, plus as much again per MB of blob")
     p.add_argument("--memory-mb", type=int, default=1024,
                    help="address space a child may add (RLIMIT_AS); 0: no limit")
@@ -2065,13 +2583,21 @@ def main(argv: list[str] | None = None) -> int:
                    help="where failing inputs are saved (default: fuzz-findings)")
     p.add_argument("--minimize", action="store_true", help="shrink each failing input")
     p.add_argument("--replay", help="run one saved input (.json or .bin) and print its outcome")
+    p.add_argument("--engines", default="",
+                   help="comma-separated engines to load every input through, each in "
+                        f"fresh worker interpreters ({', '.join(ENGINES)}); two or more "
+                        "must agree on every input (default: this interpreter's, forked)")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
     if args.replay:
         return _replay(args)
+    engines = tuple(e for e in args.engines.split(",") if e)
+    unknown = [e for e in engines if e not in ENGINES]
+    if unknown:
+        p.error(f"unknown engine(s) {unknown}; known: {', '.join(ENGINES)}")
     report = run_campaign(args.inputs, args.seed, args.jobs, args.timeout, args.memory_mb,
                           args.crash_dir, args.minimize, progress=not args.quiet,
-                          start=args.start)
+                          start=args.start, engines=engines)
     print(report.table())
     if report.findings:
         print(f"\nfailing inputs saved in {args.crash_dir}/")
@@ -2091,7 +2617,7 @@ def _replay(args: Any) -> int:
         with open(path, "rb") as fb:
             inp = Input(fb.read(), False, 0, path)
     with tempfile.TemporaryDirectory(prefix="corosnap-fuzz-") as workdir:
-        ctx = Context(get_corpus(), 0, args.timeout, max(60.0, args.timeout * 20),
+        ctx = Context(get_corpus(), 0, args.timeout, max(30.0, args.timeout * 3),
                       args.memory_mb, workdir)
         with Pool(ctx, 1) as pool:
             res = pool.run_one(inp)
@@ -2102,6 +2628,3 @@ def _replay(args: Any) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    _reexec_with_fixed_hash_seed()
-    sys.exit(main())
