@@ -452,9 +452,10 @@ class MemoWalk(TreeWalk):
     iterators (``codec._iterators``) before their contents; a frame's
     generator after its code reference, before its slots; a reduce's object
     after its callable and arguments, before its state, list and dict items;
-    a function once it is complete; tuples, frozensets and ranges never.  ``sites`` lists, for every value read while
-    something is being built, ``(container, key, open indexes, in_reduce)``:
-    the places a back-reference can close a cycle.
+    a function once it is complete; tuples, frozensets and ranges never.
+    ``sites`` lists, for every value read while something is being built,
+    ``(container, key, open indexes, in_reduce)``: the places a
+    back-reference can close a cycle.
     """
 
     def __init__(self) -> None:
