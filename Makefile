@@ -1,5 +1,8 @@
 # corosnap developer commands. Every target builds what it needs on its own.
-#   make test        venv + lint (ruff) + types (mypy) + the whole pytest suite
+#   make test        venv + lint (ruff) + types (mypy) + the whole pytest suite, twice: on the
+#                    C engine, then on the pure-Python one (COROSNAP_PUREPYTHON=1)
+#   make pytest      the suite on the C engine only (the matrix runs this on 3.12+);
+#                    make pytest-pure: on the pure-Python engine only
 #   make demo        a durable workflow killed part-way and resumed by a new process (the
 #                    main demo), then a generator snapshotted in one process, finished in another
 #   make bench       the size/speed benchmark (benchmarks/)
@@ -23,11 +26,11 @@ VENV ?= .venv-$(PYVER)
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck pytest demo bench bench-matrix bench-scheduler fuzz test-matrix dist clean venv
+.PHONY: test lint typecheck pytest pytest-pure demo bench bench-matrix bench-scheduler fuzz test-matrix dist clean venv
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml setup.py $(wildcard src/corosnap/frames/*.c src/corosnap/frames/*.h)
+$(STAMP): pyproject.toml setup.py $(wildcard src/corosnap/*/*.c src/corosnap/*/*.h src/corosnap/*.h)
 	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip setuptools wheel
 	$(VPY) -m pip install -q -e '.[dev]'
@@ -45,9 +48,14 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(VPY) -m pytest -q $(PYTEST_ARGS)
 
+# The same suite on the pure-Python engine: every layer's Python reference
+# code (frames still read and write through the C frame module).
+pytest-pure: $(STAMP)
+	COROSNAP_PUREPYTHON=1 $(VPY) -m pytest -q $(PYTEST_ARGS)
+
 STATIC_CHECKS ?= lint typecheck
 
-test: $(STATIC_CHECKS) pytest
+test: $(STATIC_CHECKS) pytest pytest-pure
 
 demo: $(STAMP)
 	$(VPY) examples/workflow_demo.py
@@ -81,4 +89,4 @@ dist: $(STAMP)
 	nice $(VPY) tools/dist.py $(DIST_ARGS)
 
 clean:
-	rm -rf .venv-* build dist src/*.egg-info src/corosnap/frames/*.so
+	rm -rf .venv-* build dist src/*.egg-info src/corosnap/*/*.so

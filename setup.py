@@ -1,13 +1,18 @@
-"""Build the one frame-access extension that matches the running interpreter.
+"""Build corosnap's C extensions for the running interpreter.
 
-The C module is compiled with ``Py_BUILD_CORE`` against the interpreter's own
-internal headers (``include/python3.X/internal/pycore_frame.h`` and friends),
-so struct layouts come from CPython itself rather than being restated by hand.
-Only the module for the interpreter doing the build is compiled; on an
-interpreter we do not support (PyPy, CPython < 3.11, a newer CPython) nothing is
-compiled and ``corosnap`` imports but raises ``UnsupportedInterpreter``.
-The shared headers beside the sources (``_common.h``, the per-layout
-``_*_frames.h``) are listed as dependencies so editing one rebuilds.
+- ``corosnap.frames._cpython3XX``: the frame-access module of this version,
+  compiled with ``Py_BUILD_CORE`` against the interpreter's own internal
+  headers (``include/python3.X/internal/pycore_frame.h`` and friends), so
+  struct layouts come from CPython itself rather than being restated by hand.
+- ``corosnap.codec._ccodec`` and ``corosnap.snapshot._csnapshot``: the C
+  engines of the codec and the snapshot layer (see ``corosnap/_accel.py``),
+  plain extensions that reach frames through the frame module's C API.
+
+Only the running interpreter's modules are compiled; on an interpreter we do
+not support (PyPy, CPython < 3.11, a newer CPython, a free-threaded build)
+nothing is compiled and ``corosnap`` imports but raises
+``UnsupportedInterpreter``.  The headers each module includes are listed as
+its dependencies, so editing one rebuilds.
 """
 
 import glob
@@ -18,7 +23,10 @@ import sysconfig
 
 from setuptools import Extension, setup
 
-FRAMES = os.path.join("src", "corosnap", "frames")
+PACKAGE = os.path.join("src", "corosnap")
+FRAMES = os.path.join(PACKAGE, "frames")
+HEADERS = sorted(glob.glob(os.path.join(FRAMES, "*.h")) + [os.path.join(PACKAGE, "_records.h")])
+COMPILE_ARGS = ["-O2", "-Wall", "-Wno-missing-field-initializers"]
 
 ext_modules = []
 tag = f"{sys.version_info[0]}{sys.version_info[1]}"
@@ -34,10 +42,19 @@ if (
         Extension(
             f"corosnap.frames._cpython{tag}",
             sources=[source],
-            depends=sorted(glob.glob(os.path.join(FRAMES, "*.h"))),
+            depends=HEADERS,
             define_macros=[("Py_BUILD_CORE", "1")],
-            extra_compile_args=["-O2", "-Wall", "-Wno-missing-field-initializers"],
+            extra_compile_args=COMPILE_ARGS,
         )
     )
+    for layer, name in (("codec", "_ccodec"), ("snapshot", "_csnapshot")):
+        ext_modules.append(
+            Extension(
+                f"corosnap.{layer}.{name}",
+                sources=[os.path.join(PACKAGE, layer, f"{name}.c")],
+                depends=HEADERS,
+                extra_compile_args=COMPILE_ARGS,
+            )
+        )
 
 setup(ext_modules=ext_modules)

@@ -502,6 +502,15 @@ def git_describe() -> str:
     return f"{commit} on {branch}{' (uncommitted changes)' if dirty else ''}"
 
 
+def _engine() -> str:
+    """Which corosnap engine runs: "c", or "python" (COROSNAP_PUREPYTHON=1)."""
+    try:
+        from corosnap import _accel
+    except ImportError:
+        return "n/a"
+    return getattr(_accel, "ENGINE", "c")
+
+
 def environment(snap: Corosnap, args: argparse.Namespace, min_rounds: int) -> dict[str, Any]:
     return {
         "python": sys.version.replace("\n", " "),
@@ -514,6 +523,7 @@ def environment(snap: Corosnap, args: argparse.Namespace, min_rounds: int) -> di
         "corosnap_available": snap.available,
         "corosnap_reason": snap.reason,
         "git": git_describe(),
+        "engine": _engine(),
         "msgpack_version": ".".join(map(str, msgpack.version)),
         "pickle_protocol": PICKLE_PROTOCOL,
         "quick": args.quick,
@@ -529,7 +539,8 @@ def markdown(env: dict[str, Any], results: list[dict[str, Any]], rows: list[dict
     add("")
     add(f"- Python: {env['implementation']} {env['python']}")
     add(f"- Platform: {env['platform']} ({env['machine']}, {env['cpus']} CPUs)")
-    corosnap_line = f"corosnap {env['corosnap_version']}, git {env['git']}"
+    corosnap_line = (f"corosnap {env['corosnap_version']}, git {env['git']}, "
+                     f"{env.get('engine', 'c')} engine")
     if not env["corosnap_available"]:
         corosnap_line += f"; corosnap columns n/a: {env['corosnap_reason']}"
     add(f"- {corosnap_line}")

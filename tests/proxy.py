@@ -93,14 +93,26 @@ class CuttingProxy:
                     break
                 # An HTTP "100 Continue" only invites the client to send its
                 # body: pass it on, and lose the real answer that follows.
-                interim = data.startswith(b"HTTP/1.1 100 ") and data.endswith(b"\r\n\r\n")
-                if from_server and self._armed.is_set() and not interim:
+                # Under load the interim answer and the real one can arrive in
+                # the same read: pass the interim part on and cut the rest.
+                # (Some servers send the interim answer twice.)
+                interim = b""
+                while data.startswith(b"HTTP/1.1 100 ") and b"\r\n\r\n" in data:
+                    end = data.index(b"\r\n\r\n") + 4
+                    interim, data = interim + data[:end], data[end:]
+                if from_server and self._armed.is_set() and data:
                     with self._lock:
                         if self._armed.is_set():
                             self._armed.clear()
                             self.cuts += 1
                             cut = True
+                            if interim:
+                                sink.sendall(interim)
                             break  # drop `data`; close both sides below
+                if interim:
+                    sink.sendall(interim)
+                if not data:
+                    continue
                 sink.sendall(data)
         except OSError:
             pass

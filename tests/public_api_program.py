@@ -51,6 +51,16 @@ def snapshots() -> int:
         corosnap.loads(b"not a blob")
     except corosnap.CorruptSnapshot as exc:
         assert "not a" in str(exc)
+    snap = corosnap.Snapshotter(pickler="pickle", key=b"k", safe=True,
+                                allow=["public_api_program"])
+    signed: bytes = snap.dumps(gen)
+    assert snap.replace(safe=False).loads(signed).send(1) == 4
+    try:
+        corosnap.Snapshotter(pickler="json")  # type: ignore[arg-type]
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("Snapshotter(pickler='json') was accepted")
     return len(blob)
 
 

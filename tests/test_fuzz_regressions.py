@@ -1,4 +1,10 @@
-"""Holes found by the fuzzing campaign, one minimal reproduction each.
+"""Hostile blobs that once crashed, hung or fooled ``loads``, one minimal
+reproduction each, found by the fuzzing campaign: frame slots holding values
+of the wrong kind (iterators, dicts, exceptions, except* result lists,
+cells), generators delegating to themselves, chains of cells, slices and
+exceptions deep enough to overflow the C stack, hash-flooding sets and maps,
+safe-mode escapes through getattr and qualnames, and errors escaping a
+reduce.  Each must now be refused with a clear error or restored harmlessly.
 
 Every reproduction runs in a fresh interpreter, since most of them take the
 interpreter down (a segfault, or an object that is not an exception raised as
@@ -277,7 +283,9 @@ def test_except_star_result_list_cannot_be_aliased():
     # it in a real frame).
     assert_ok(run_child(EXCEPT_STAR_COLLECTOR + """
 from corosnap.codec import Decoder, ext_hook
-from corosnap.snapshot._restore import decode_coderef, decode_frame
+from corosnap.snapshot._api import default
+
+frames = default()._caches.frames_in  # the Python engine's frame decoder: frames.decode
 
 g = collect(); next(g)
 blob = corosnap.dumps(g)
@@ -285,8 +293,8 @@ t = tree_of(g)   # [.., position, errors, prev exc, exc, RESULTS, rest, <errors.
 results = next(j for j in range(6, len(t)) if t[j] == [])
 assert t[5] == [], t
 # the memo index the decoder gives the local ``errors``: decode once and look
-dec = Decoder(decode_frame, decode_coderef)
-gen = decode_frame(dec, msgpack.unpackb(blob, strict_map_key=False, ext_hook=ext_hook), 1)
+dec = Decoder(frames)
+gen = frames.decode(dec, msgpack.unpackb(blob, strict_map_key=False, ext_hook=ext_hook), 1)
 t[results] = ref(next(i for i, o in enumerate(dec.memo) if o is gen.gi_frame.f_locals["errors"]))
 del gen, dec
 try:

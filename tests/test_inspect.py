@@ -32,7 +32,7 @@ from corosnap.inspection import Inspector, SnapshotInfo, render, render_diff
 from corosnap.inspection import _msgpack as mp
 from corosnap.inspection._code import CodeFinder
 from corosnap.inspection._walk import Node, Walker
-from corosnap.snapshot._restore import decode_coderef, decode_frame
+from corosnap.snapshot._api import default
 
 ROOT = Path(__file__).resolve().parents[1]
 MINOR = sys.version_info[1]
@@ -162,9 +162,9 @@ def test_memo_matches_the_decoder(monkeypatch: Any) -> None:
         if seed.name.endswith("/signed"):
             continue
         tree = msgpack.unpackb(seed.blob, strict_map_key=False, ext_hook=new_ext_hook())
-        dec = Decoder(decode_frame, decode_coderef)
-        dec.make_ctx()
-        gen = decode_frame(dec, tree, 1, root=True, fast=False)
+        frames = default()._caches.frames_in  # frames.decode: the Python engine
+        dec = Decoder(frames)
+        gen = frames.decode(dec, tree, 1, root=True)
         walker = Walker(seed.blob, MINOR, CodeFinder(MINOR, True, False, ()))
         _, count, pos, _ = mp.head(seed.blob, 0)
         walker.frame(mp.head(seed.blob, pos)[3], count - 1, 0, Node(0, "", None, ""), "root",
@@ -178,7 +178,7 @@ def test_memo_matches_the_decoder(monkeypatch: Any) -> None:
                 assert node.type.split(".")[-1] == name or node.type.startswith(
                     name.replace("long", "")[:5]) or name == "callable_iterator", (
                     seed.name, node.type, name)
-        dec.ctx = None
+        dec.cstate = None  # made if a sub-frame went to the C engine; it refers back to dec
         try:
             gen.close()
         except BaseException:  # noqa: BLE001, S110 - zoo generators complaining on close

@@ -70,7 +70,7 @@ def use(v, depth=0):
 def expect(tree, safe, allow=("tests._unguarded",), warm=False):
     blob = msgpack.packb(tree, use_bin_type=True)
     if warm:
-        corosnap.loads(corosnap.dumps(_warm())).close()  # the code's next restore takes the C path
+        corosnap.loads(corosnap.dumps(_warm())).close()  # its next restore takes the C engine
     try:
         g = corosnap.loads(blob, safe=safe, allow=allow if safe else ())
     except corosnap.CorosnapError as exc:
@@ -239,7 +239,7 @@ def _check(v: dict[str, Any]) -> None:
 def test_cycles_real_code_makes_still_load(safe: bool) -> None:
     g = _started(ug.holder(_cycles()))
     blob = corosnap.dumps(g)
-    for _ in range(2):  # the second restore of the code takes the C path
+    for _ in range(2):  # the second restore of the code takes the C engine (when loaded)
         g2 = corosnap.loads(blob, safe=safe, allow=("tests._unguarded",))
         _check(g2.send(None))
 

@@ -30,7 +30,6 @@ from corosnap.bytecode._analysis import DELEGATE
 from corosnap.bytecode._kinds import slot_rules
 from corosnap.codec import EXT_HEADER, EXT_SIGNED
 from corosnap.codec._tags import NONE_EXT, T_SET, TAGS
-from corosnap.snapshot import _fast as snapshot_fast
 
 FRAMES = frames_pkg.backend()
 V = sys.version_info[:2]
@@ -234,10 +233,8 @@ def test_unsupported_interpreters_are_refused_clearly(monkeypatch, impl, version
     g = vs.plain(3)
     next(g)
     blob = corosnap.dumps(g)
-    # Simulate this process being such an interpreter: the backend is gone
-    # (and so never configured for the snapshot layer's fast paths).
+    # Simulate this process being such an interpreter: the backend is gone.
     monkeypatch.setattr(frames_pkg, "_backend", None)
-    monkeypatch.setattr(snapshot_fast, "_frames", None)
     monkeypatch.setattr(frames_pkg, "_reason", frames_pkg.probe(impl, version, gil_disabled))
     with pytest.raises(corosnap.UnsupportedInterpreter, match=reason):
         corosnap.dumps(g)

@@ -16,11 +16,11 @@
    ``dist/dist.log``.
 
 Wheel contents: the Python modules must be exactly those of ``src/corosnap``
-(no stray files, no tests), with one compiled frame module, this version's,
-and no C sources.  The fuzzer is a dev tool outside the package
-(``tools/corosnap_fuzz``): a wheel carrying a fuzz module is reported, and
-one carrying anything beyond ``src/corosnap`` fails the "exactly the modules
-of src/corosnap" check.
+(no stray files, no tests), with three compiled modules, this version's frame
+module and the two C engines (codec, snapshot), and no C sources.  The
+fuzzer is a dev tool outside the package (``tools/corosnap_fuzz``): a wheel
+carrying a fuzz module is reported, and one carrying anything beyond
+``src/corosnap`` fails the "exactly the modules of src/corosnap" check.
 
 Usage: ``python tools/dist.py [--versions 3.11 3.12 ...] [--out dist]``.
 Exit status 0 when every check of every version found passed.
@@ -159,8 +159,13 @@ def check_wheel(wheel: Path, ver: str, tree: Path, warnings: list[str]) -> dict[
     if extra or lacking:
         raise Failed(f"wheel modules differ from src/corosnap: extra {extra}, missing {lacking}")
     compiled = sorted(n for n in names if n.endswith((".so", ".pyd")))
-    if len(compiled) != 1 or not re.match(rf"corosnap/frames/_cpython{tag}\.", compiled[0]):
-        raise Failed(f"expected one frame module for {ver}, the wheel has {compiled}")
+    wanted = (r"corosnap/codec/_ccodec\.", rf"corosnap/frames/_cpython{tag}\.",
+              r"corosnap/snapshot/_csnapshot\.")  # in sorted order
+    # zip(strict=False): a count other than 3 is refused just below
+    if len(compiled) != 3 or not all(re.match(w, c)
+                                     for w, c in zip(wanted, compiled, strict=False)):
+        raise Failed(f"expected the frame module and the two C engines for {ver}, the wheel "
+                     f"has {compiled}")
     sources = [n for n in names if n.endswith((".c", ".h"))]
     if sources:
         raise Failed(f"C sources in the wheel: {sources}")
@@ -174,7 +179,7 @@ def check_wheel(wheel: Path, ver: str, tree: Path, warnings: list[str]) -> dict[
     if fuzz:
         # Only possible while they are still package modules (checked above).
         warnings.append(f"{wheel.name}: the fuzzer is still in the package: {', '.join(fuzz)}")
-    return {"modules": len(modules), "compiled": compiled[0], "fuzz": fuzz,
+    return {"modules": len(modules), "compiled": compiled[1], "fuzz": fuzz,
             "size_kb": wheel.stat().st_size // 1024}
 
 

@@ -75,6 +75,10 @@ def main() -> int:
     frames = importlib.import_module(f"corosnap.frames._cpython{sys.version_info[0]}"
                                      f"{sys.version_info[1]}")
     seen["frame_module"] = Path(frames.__file__ or "?").name
+    from corosnap import _accel
+
+    assert _accel.ENGINE == "c", "the C engine did not load"  # ImportError otherwise, too
+    seen["engine"] = _accel.ENGINE
 
     gen = smoke_mod.job([1, 2, 3])
     assert next(gen) == 1

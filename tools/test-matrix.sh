@@ -6,7 +6,8 @@
 # .venv-X.Y made by the Makefile, and print a pass/fail summary with test
 # counts and wall times.
 #
-# The oldest supported version (3.11) runs `make test`: ruff + mypy + pytest.
+# The oldest supported version (3.11) runs `make test`: ruff + mypy + pytest on
+# the C engine and again on the pure-Python one (COROSNAP_PUREPYTHON=1).
 # Static checks do not depend on the interpreter, so the other versions run
 # `make pytest` only.  `tools/test-matrix.sh 3.14 3.15` runs just those.
 #
@@ -90,7 +91,7 @@ run_one() {  # run_one X.Y: writes $LOG_DIR/result-X.Y
     fi
     end=$(date +%s)
     summary=$(grep -E '^[0-9]+ (passed|failed)|^=+ .*(passed|failed|error)' "$LOG_DIR/test-$ver.log" \
-              2>/dev/null | tail -n 1 | sed -E 's/^=+ //; s/ =+$//; s/ in [0-9.]+s.*//')
+              2>/dev/null | sed -E 's/^=+ //; s/ =+$//; s/ in [0-9.]+s.*//' | paste -sd '+' -)
     printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$ver" "$([ $status = 0 ] && echo PASS || echo FAIL)" \
         "$((end - start))" "make $target" "${summary:-no pytest summary}" "$py" \
         >"$LOG_DIR/result-$ver"

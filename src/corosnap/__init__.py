@@ -21,7 +21,7 @@ from ._errors import (
     UnsafeSnapshot,
     UnsupportedInterpreter,
 )
-from .snapshot import dump, dumps, load, loads
+from .snapshot import Pickler, Snapshotter, dump, dumps, load, loads
 
 if TYPE_CHECKING:  # for type checkers; at run time __getattr__ imports them on first use
     from .stores._helpers import restore, save
@@ -49,8 +49,10 @@ __all__ = [
     "CorruptSnapshot",
     "LimitExceeded",
     "RestoreError",
+    "Pickler",
     "SignatureError",
     "SnapshotError",
+    "Snapshotter",
     "UnsafeSnapshot",
     "UnsupportedInterpreter",
     "__version__",

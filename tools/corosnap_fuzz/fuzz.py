@@ -312,7 +312,7 @@ class FrameRef:
 
 def sub_frame_index(info: Any, pos: Any, v: list[Any], j: int) -> int | None:
     """Index in ``v`` of the untagged sub-frame a frame delegates to (its fields
-    start at ``v[j]``, the position), as ``_restore.decode_frame`` finds it:
+    start at ``v[j]``, the position), as ``_restore.FrameDecoder.decode`` finds it:
     stack slot ``depth + DELEGATE`` (the top before 3.15; 3.15 keeps a NULL or
     an index above it)."""
     if info is None or type(pos) is not int or pos not in info.delegating:

@@ -36,6 +36,8 @@ import sys
 import types
 from dataclasses import dataclass
 
+from .._weak import IdentityCache
+
 V = sys.version_info[:2]
 _YIELD_VALUE = dis.opmap["YIELD_VALUE"]
 _RESUME = dis.opmap["RESUME"]
@@ -215,14 +217,12 @@ def analyze(code: types.CodeType) -> CodeInfo:
     return CodeInfo(resume, frozenset(delegating), names, cells, tuple(sorted(iterable_args)))
 
 
-_cache: dict[int, tuple[types.CodeType, CodeInfo]] = {}
+_cache: IdentityCache[CodeInfo] = IdentityCache()
 
 
 def code_info(code: types.CodeType) -> CodeInfo:
-    """Cached :func:`analyze`: keyed by identity, holding the code alive."""
-    hit = _cache.get(id(code))
-    if hit is not None and hit[0] is code:
-        return hit[1]
-    info = analyze(code)
-    _cache[id(code)] = (code, info)
+    """Cached :func:`analyze`: keyed by identity, holding the code weakly."""
+    info = _cache.get(code)
+    if info is None:
+        info = _cache.put(code, analyze(code))
     return info

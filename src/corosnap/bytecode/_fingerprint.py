@@ -22,6 +22,8 @@ from __future__ import annotations
 import hashlib
 import types
 
+from .._weak import IdentityCache
+
 
 def _const_bytes(value: object, out: list[bytes]) -> None:
     t = type(value)
@@ -73,14 +75,12 @@ def _compute(code: types.CodeType) -> int:
     return int.from_bytes(digest, "little")
 
 
-_cache: dict[int, tuple[types.CodeType, int]] = {}
+_cache: IdentityCache[int] = IdentityCache()
 
 
 def fingerprint(code: types.CodeType) -> int:
-    """The 64-bit fingerprint of ``code`` (cached by identity)."""
-    hit = _cache.get(id(code))
-    if hit is not None and hit[0] is code:
-        return hit[1]
-    fp = _compute(code)
-    _cache[id(code)] = (code, fp)
+    """The 64-bit fingerprint of ``code`` (cached by identity, holding it weakly)."""
+    fp = _cache.get(code)
+    if fp is None:
+        fp = _cache.put(code, _compute(code))
     return fp

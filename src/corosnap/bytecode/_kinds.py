@@ -64,6 +64,7 @@ import dis
 import sys
 import types
 
+from .._weak import IdentityCache
 from ._analysis import (
     CREATED,
     JUMPS,
@@ -386,16 +387,14 @@ class SlotRules:
         return kinds
 
 
-_cache: dict[int, tuple[types.CodeType, SlotRules]] = {}
+_cache: IdentityCache[SlotRules] = IdentityCache()
 
 
 def slot_rules(code: types.CodeType) -> SlotRules:
-    """Cached :class:`SlotRules` for ``code`` (keyed by identity)."""
-    hit = _cache.get(id(code))
-    if hit is not None and hit[0] is code:
-        return hit[1]
-    rules = SlotRules(code)
-    _cache[id(code)] = (code, rules)
+    """Cached :class:`SlotRules` for ``code`` (keyed by identity, holding it weakly)."""
+    rules = _cache.get(code)
+    if rules is None:
+        rules = _cache.put(code, SlotRules(code))
     return rules
 
 

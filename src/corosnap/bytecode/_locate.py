@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._errors import CodeMismatch, SnapshotError
+from .._weak import IdentityCache, ModuleCache
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +101,8 @@ def _root_function(module_name: str, qualname: str) -> types.FunctionType | None
     return None
 
 
-_describe_cache: dict[int, tuple[types.CodeType, CodeRef]] = {}
+_describe_cache: IdentityCache[CodeRef] = IdentityCache()
+"""code -> its CodeRef, holding the code weakly."""
 
 
 def describe(code: types.CodeType, module_name: str | None) -> CodeRef:
@@ -108,9 +110,9 @@ def describe(code: types.CodeType, module_name: str | None) -> CodeRef:
 
     Raises SnapshotError when the name would not lead back to this code.
     """
-    hit = _describe_cache.get(id(code))
-    if hit is not None and hit[0] is code:
-        return hit[1]
+    hit = _describe_cache.get(code)
+    if hit is not None:
+        return hit
     where = f"{code.co_qualname}() (module {module_name!r})"
     if not isinstance(module_name, str):
         raise SnapshotError(f"{where}: its globals have no __name__, so it cannot be imported")
@@ -132,11 +134,12 @@ def describe(code: types.CodeType, module_name: str | None) -> CodeRef:
                 "(was the module reloaded or the function redefined?)"
             )
         ref = CodeRef(module_name, root_name, path)
-    _describe_cache[id(code)] = (code, ref)
-    return ref
+    return _describe_cache.put(code, ref)
 
 
-_locate_cache: dict[CodeRef, tuple[types.ModuleType, types.CodeType, dict[str, Any]]] = {}
+_locate_cache: ModuleCache[tuple[Any, types.CodeType, dict[str, Any]]] = ModuleCache()
+"""CodeRef -> (module, code, globals) found for it, dropped when the module goes
+(the module is held by a weak reference: the tuple's first item is its ``ref``)."""
 
 
 def locate(ref: CodeRef) -> tuple[types.CodeType, dict[str, Any]]:
@@ -146,7 +149,7 @@ def locate(ref: CodeRef) -> tuple[types.CodeType, dict[str, Any]]:
     the nested code is not there.
     """
     hit = _locate_cache.get(ref)
-    if hit is not None and sys.modules.get(ref.module) is hit[0]:
+    if hit is not None and sys.modules.get(ref.module) is hit[0]():
         return hit[1], hit[2]
     try:
         module = sys.modules.get(ref.module) or importlib.import_module(ref.module)
@@ -164,5 +167,7 @@ def locate(ref: CodeRef) -> tuple[types.CodeType, dict[str, Any]]:
                 "(the function's code changed)"
             )
         code = consts[index]
-    _locate_cache[ref] = (module, code, root.__globals__)
+    module_ref = _locate_cache.ref(module)
+    if module_ref is not None:
+        _locate_cache.put(module, ref, (module_ref, code, root.__globals__))
     return code, root.__globals__

@@ -8,8 +8,9 @@ layer free of frame knowledge.
 
 # _iterators registers the builtin iterators' tags in the encoder and decoder.
 from . import _iterators  # noqa: F401
-from ._decoder import NONE_MARK, Decoder, Deferred, Tag, ext_hook, is_exception, new_ext_hook
+from ._decoder import Decoder, ext_hook, is_exception, new_ext_hook
 from ._encoder import BufferDecisions, Encoder, pack_offered, type_name
+from ._markers import NONE_MARK, Deferred, Tag
 from ._picklers import pickler_id
 from ._tags import EXT_HEADER, EXT_NONE, EXT_SIGNED, NONE_EXT
 

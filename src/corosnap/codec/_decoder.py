@@ -21,47 +21,38 @@ Rules of this file:
 
 from __future__ import annotations
 
-import struct
 import sys
 import types
 from array import array
 from collections import Counter
 from collections.abc import Callable
-from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 from msgpack import ExtType
 
 from .._errors import CorruptSnapshot, LimitExceeded, RestoreError, UnsafeSnapshot
-from ..frames import backend
 from ._globals import (
     NEVER_CALLED,
     SAFE_CALLABLES,
-    WELLKNOWN,
     check_method_allowed,
     load_global,
     module_allowed,
     resolve_method,
 )
+from ._markers import NONE_MARK, Deferred, Tag, ext_hook_for, register_tags
 from ._picklers import loads_with
+from ._speedups import ACTIVE as _HELPERS
 from ._tags import (
     BUFFER_BYTEARRAY,
     BUFFER_BYTES,
     BUFFER_IN_BAND,
     BUFFER_VIEW_READONLY,
     BUFFER_VIEW_WRITABLE,
-    EXT_BIGINT,
     EXT_BUFFER,
     EXT_BYTEARRAY,
-    EXT_COMPLEX,
-    EXT_HEADER,
     EXT_INTLIST,
-    EXT_NONE,
     EXT_PICKLE,
     EXT_REF,
-    EXT_SURROGATE_STR,
-    EXT_TAG,
-    EXT_WELLKNOWN,
     INT_TYPECODES,
     MAX_EQUAL_HASHES,
     SHAPE_MIN,
@@ -106,10 +97,6 @@ MAX_EXCEPTION_CHAIN = 1_000
 form.  CPython 3.11's traceback printer recurses in C once per link, without
 a guard (300,000 links overflow the C stack); a chain that long never comes
 from real code, whose handlers nest no deeper than the recursion limit."""
-
-
-def _is_flat(v: list[Any]) -> bool:
-    return bool(backend().is_flat(v))
 
 
 _TYPE_FLAGS = type.__dict__["__flags__"].__get__
@@ -232,58 +219,7 @@ def is_exception(v: Any) -> bool:
     return bool(_TYPE_FLAGS(type(v)) & _BASE_EXC_SUBCLASS)
 
 
-class Tag:
-    """The decoded form of an EXT_TAG: one shared instance per kind."""
-
-    __slots__ = ("kind",)
-
-    def __init__(self, kind: int) -> None:
-        self.kind = kind
-
-
-class Deferred:
-    """An ext whose meaning depends on the walk (memo order) or its place: REF,
-    BYTEARRAY, PICKLE, frame-slot None.  Resolved by Decoder.dec."""
-
-    __slots__ = ("code", "data")
-
-    def __init__(self, code: int, data: bytes) -> None:
-        self.code = code
-        self.data = data
-
-
-NONE_MARK = Deferred(EXT_NONE, b"\0")
-"""The decoded frame-slot None (in frame slots nil means NULL); only frame slots
-may hold it."""
-
-_TAG_BY_DATA: dict[bytes, Tag] = {}
-_HEADERS = {bytes([b]): ExtType(EXT_HEADER, bytes([b])) for b in range(256)}
-"""One shared ExtType per header byte (building one costs more than unpacking a small blob)."""
-
-
-def constant_exts() -> dict[int, dict[bytes, Any]]:
-    """The exts ext_hook decodes to a constant, by code and payload: tags, the
-    header, a frame slot's None (the C ext_hook of frames/_fastpath.h answers
-    these without calling ext_hook)."""
-    return {EXT_TAG: dict(_TAG_BY_DATA), EXT_HEADER: dict(_HEADERS),
-            EXT_NONE: {b"\0": NONE_MARK}}
-
-
-def shared_header(byte: int) -> ExtType:
-    """The header ext ext_hook returns for this payload byte (always the same object)."""
-    return _HEADERS[bytes([byte])]
 _WALK = frozenset({list, dict, Deferred})
-
-
-def _bigint(data: bytes) -> int:
-    return int.from_bytes(data, "little", signed=True)
-
-
-def _complex(data: bytes) -> complex:
-    if len(data) != 16:
-        raise CorruptSnapshot("complex payload must be 16 bytes")
-    re, im = struct.unpack("<dd", data)
-    return complex(re, im)
 
 
 def _unpack_ints(data: bytes) -> list[int]:
@@ -302,92 +238,31 @@ def _unpack_ints(data: bytes) -> list[int]:
 _BIG_ENDIAN = sys.byteorder == "big"
 
 
-def _wellknown(data: bytes) -> Any:
-    if len(data) != 1 or data[0] >= len(WELLKNOWN):
-        raise CorruptSnapshot("unknown well-known global")
-    return WELLKNOWN[data[0]]
+class FrameHooks(Protocol):
+    """What the decoder asks the snapshot layer for (its FrameDecoder): the
+    codec knows values, not frames."""
 
+    def hook(self, dec: Decoder, v: list[Any], i: int) -> Any:
+        """The generator or coroutine of the frame at ``v[i:]``."""
 
-def _counted(by_hash: dict[int, Any], v: Any) -> Any:
-    """Count a decoded big int / complex by hash (see ext_hook_for)."""
-    h = hash(v)
-    old = by_hash.get(h)
-    if old is None:
-        by_hash[h] = v
-    elif type(old) is set:
-        old.add(v)
-        if len(old) > MAX_EQUAL_HASHES:
-            raise CorruptSnapshot(f"more than {MAX_EQUAL_HASHES} distinct numbers share "
-                                  "one hash: refusing a hash-flooding blob")
-    elif old != v:
-        by_hash[h] = {old, v}
-    return v
+    def coderef(self, dec: Decoder, v: list[Any], i: int) -> tuple[Any, int]:
+        """The code named at ``v[i:]`` (an entry with ``code`` and ``globals``)
+        and the index after its fields."""
 
-
-def ext_hook_for(by_hash: dict[int, Any], code: int, data: bytes) -> Any:
-    """msgpack ext_hook, with one blob's state: decode what needs no context
-    right away, mark the rest.
-
-    Runs inside ``msgpack.unpackb`` for every ext, so it is kept to a dict
-    lookup or two; msgpack's own ExtType constructor costs several times more.
-    (The C ext_hook of frames/_fastpath.h answers the constant exts, tags and
-    the header, itself and calls this for the others.)
-
-    msgpack builds a map's dict itself, before the decoder sees it, and a map
-    key may be an ext: big ints (equal modulo 2**61 - 1) and complex numbers
-    whose hashes collide would make that dict quadratic to build.  So the
-    blob's big ints and complex numbers are counted by hash in ``by_hash``
-    (hash -> the first value, or a set once two differ) as they are read: no
-    more than MAX_EQUAL_HASHES distinct ones may share one.
-    """
-    if code == EXT_TAG:
-        tag = _TAG_BY_DATA.get(data)
-        if tag is None:
-            raise CorruptSnapshot(f"unknown tag {data!r}")
-        return tag
-    if (code == EXT_REF or code == EXT_BYTEARRAY or code == EXT_PICKLE or code == EXT_INTLIST
-            or code == EXT_BUFFER):
-        return Deferred(code, data)
-    if code == EXT_NONE:
-        return NONE_MARK
-    if code == EXT_BIGINT:
-        return _counted(by_hash, _bigint(data))
-    if code == EXT_WELLKNOWN:
-        return _wellknown(data)
-    if code == EXT_COMPLEX:
-        return _counted(by_hash, _complex(data))
-    if code == EXT_SURROGATE_STR:
-        try:
-            return data.decode("utf-8", "surrogatepass")
-        except UnicodeDecodeError as exc:
-            raise CorruptSnapshot(f"malformed string: {exc}") from None
-    if code == EXT_HEADER:
-        header = _HEADERS.get(data)
-        if header is not None:
-            return header
-    return ExtType(code, data)  # a header; anything else is refused by the walk
-
-
-def new_ext_hook() -> Callable[[int, bytes], Any]:
-    """A msgpack ext_hook for one blob (``ext_hook_for`` with fresh state)."""
-    return partial(ext_hook_for, {})
-
-
-FrameHook = Callable[["Decoder", list[Any], int], Any]
-FunctionHook = Callable[["Decoder", list[Any], int], tuple[Any, int]]
+    def fresh(self, entry: Any) -> Any:
+        """A new, created generator/coroutine of an entry's code."""
 
 
 class Decoder:
     """One snapshot's worth of decoding state (memo, string and code tables)."""
 
-    __slots__ = ("memo", "strings", "codes", "shapes", "safe", "allow", "frame_hook",
-                 "code_hook", "active", "depth", "pinned", "follows", "building", "settled",
-                 "walk_budget", "follower_types", "exceptions", "ctx", "buffers")
+    __slots__ = ("memo", "strings", "codes", "shapes", "safe", "allow", "frames", "active",
+                 "depth", "pinned", "follows", "building", "settled", "walk_budget",
+                 "follower_types", "exceptions", "cstate", "buffers")
 
     def __init__(
         self,
-        frame_hook: FrameHook,
-        code_hook: FunctionHook,
+        frames: FrameHooks,
         safe: bool = False,
         allow: tuple[str, ...] = (),
         buffers: list[Any] | None = None,
@@ -419,28 +294,15 @@ class Decoder:
         self.exceptions: list[BaseException] = []  # built by reduces: chains checked at the end
         self.safe = safe
         self.allow = allow
-        self.frame_hook = frame_hook
-        self.code_hook = code_hook
-        self.ctx: list[Any] | None = None
+        self.frames = frames
+        # The snapshot layer's C engine's view of this decoding (a RestoreState
+        # sharing these tables), or None; it refers back to the decoder, so the
+        # snapshot layer drops it when the loads is over.
+        self.cstate: Any = None
         self.buffers = buffers  # loads(buffers=): the out-of-band buffers, by index
 
-    def make_ctx(self) -> list[Any]:
-        """This decoder's state as the snapshot layer's C fast path reads it
-        (DCTX_* in frames/_fastpath.h; ``corosnap.snapshot._api.loads`` builds
-        one without a decoder, which is then made only if a frame needs it).
-        It refers back to the decoder: drop it (``ctx = None``) when done, so
-        the decoder is freed without the GC."""
-        self.ctx = [self, self.memo, self.strings, self.codes, self.active, self.dec,
-                    True if self.safe else False, self.exceptions, self.allow]
-        return self.ctx
-
-    def adopt(self, ctx: list[Any]) -> None:
-        """Become the decoder of a context built without one: share its tables."""
-        self.memo, self.strings, self.codes, self.active = ctx[1], ctx[2], ctx[3], ctx[4]
-        self.exceptions = ctx[7]
-        self.ctx = ctx
-        ctx[0] = self
-        ctx[5] = self.dec
+    # The scan of the engine this process runs (codec/_speedups.py).
+    is_flat = staticmethod(_HELPERS.is_flat)
 
     def string(self, field: Any) -> str:
         """Inverse of Encoder.string: a new string is appended to the table."""
@@ -575,7 +437,7 @@ class Decoder:
     # -- tagged arrays ----------------------------------------------------
     def _flat(self, v: list[Any]) -> Any:
         del v[0]
-        if not _is_flat(v):
+        if not self.is_flat(v):
             raise CorruptSnapshot("a flat list holds a non-scalar")
         self.memo.append(v)
         return v
@@ -697,7 +559,7 @@ class Decoder:
         return cell
 
     def _function(self, v: list[Any]) -> Any:
-        entry, i = self.code_hook(self, v, 1)
+        entry, i = self.frames.coderef(self, v, 1)
         code, globals_ = entry.code, entry.globals
         tail = v[i:] + [None] * (5 - len(v[i:]))
         if len(tail) != 5:
@@ -728,13 +590,13 @@ class Decoder:
         return fn
 
     def _frame(self, v: list[Any]) -> Any:
-        return self.frame_hook(self, v, 1)
+        return self.frames.hook(self, v, 1)
 
     def _done(self, v: list[Any]) -> Any:
-        entry, i = self.code_hook(self, v, 1)
+        entry, i = self.frames.coderef(self, v, 1)
         if i != len(v):
             raise CorruptSnapshot("malformed finished generator")
-        gen = entry.fresh()
+        gen = self.frames.fresh(entry)
         gen.close()  # a created generator closes without running any code
         self.memo.append(gen)
         return gen
@@ -1094,12 +956,18 @@ _TAGGED: dict[int, Callable[[Decoder, list[Any]], Any]] = {
     T_SEQITER: Decoder._seqiter,
 }
 
-_TAG_BY_DATA.update({bytes([kind]): Tag(kind) for kind in _TAGGED})
+register_tags(_TAGGED)
+
+
+def new_ext_hook() -> Callable[[int, bytes], Any]:
+    """A msgpack ext hook for one blob, of the engine this process runs."""
+    return _HELPERS.new_ext_hook()
+
 
 def ext_hook(code: int, data: bytes) -> Any:
     """One ext on its own (no hash counts across calls; ``loads`` uses
     ``new_ext_hook()`` per blob)."""
-    return new_ext_hook()(code, data)
+    return ext_hook_for({}, code, data)
 
 
 __all__ = ["Decoder", "Deferred", "MAX_EXCEPTION_CHAIN", "NONE_MARK", "Tag",

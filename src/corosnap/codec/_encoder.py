@@ -30,18 +30,20 @@ from __future__ import annotations
 import copyreg
 import gc
 import struct
+import sys
 import types
 from collections.abc import Callable
 from pickle import PickleBuffer
 from typing import Any
+from weakref import KeyedRef
 
 from msgpack import ExtType
 
 from .._errors import SnapshotError
 from ..bytecode import CodeRef, describe, fingerprint
-from ..frames import backend
 from ._globals import WELLKNOWN_INDEX, global_name, resolve_method
 from ._picklers import dumps_with
+from ._speedups import ACTIVE as _HELPERS
 from ._tags import (
     BUFFER_BYTEARRAY,
     BUFFER_BYTES,
@@ -114,29 +116,47 @@ def _same(x: Any) -> Any:
     return x
 
 FrameHook = Callable[["Encoder", Any], list[Any]]
-"""``snapshot._capture.encode_frame``; the C fast path also calls it as
-``hook(enc, gen, False)`` for a frame it declined (see its ``fast`` flag)."""
+"""The snapshot layer's frame encoder (``FrameEncoder.hook``): a generator or
+coroutine -> the fields of its frame."""
 
 
-_module_indexes: dict[int, tuple[dict[str, Any], int, dict[int, tuple[str, str, Any]]]] = {}
+_module_indexes: dict[int, tuple[KeyedRef, int, dict[int, tuple[str, str, Any]]]] = {}
+"""id(a module's globals) -> (weak reference to the module, its number of names
+when indexed, the index).  Weak: a module that goes away takes its entry (and
+the values the index holds) with it.  While the entry exists its module is
+alive, and so is the module's dict (a module's __dict__ cannot be replaced):
+the id cannot have been reused."""
+
+
+def _drop_index(wr: KeyedRef) -> None:  # the module is being freed
+    hit = _module_indexes.get(wr.key)
+    if hit is not None and hit[0] is wr:
+        del _module_indexes[wr.key]
 
 
 def _module_index(globals_: dict[str, Any], module: str) -> dict[int, tuple[str, str, Any]]:
     """id -> (module, name, value) for a module's top-level mutable values.
 
-    Built once per module dict and rebuilt when its number of names changes,
-    so dumps() does not scan a large module on every call.  A hit is checked
+    Built once per module and rebuilt when its number of names changes, so
+    dumps() does not scan a large module on every call.  A hit is checked
     against the live dict before use (a name may have been rebound since).
+    Globals that are not an imported module's dict are indexed every time.
     """
     hit = _module_indexes.get(id(globals_))
-    if hit is not None and hit[0] is globals_ and hit[1] == len(globals_):
+    if hit is not None and hit[1] == len(globals_):
         return hit[2]
     index: dict[int, tuple[str, str, Any]] = {}
     for name, value in list(globals_.items()):
         if (type(value) in BY_REFERENCE or _is_plain_instance(value)) and not \
                 name.startswith("__"):
             index.setdefault(id(value), (module, name, value))
-    _module_indexes[id(globals_)] = (globals_, len(globals_), index)
+    owner = sys.modules.get(module)
+    if getattr(owner, "__dict__", None) is globals_:
+        try:
+            wr = KeyedRef(owner, _drop_index, id(globals_))
+        except TypeError:  # a module-like object without weak references: not cached
+            return index
+        _module_indexes[id(globals_)] = (wr, len(globals_), index)
     return index
 
 
@@ -236,7 +256,7 @@ class Encoder:
 
     __slots__ = ("memo", "keep", "strings", "codes", "shapes", "busy", "pid", "frame_hook",
                  "passthrough", "strict", "globals_seen",
-                 "global_values", "global_ids", "modules", "ctx", "pending_globals",
+                 "global_values", "global_ids", "modules", "cstate", "pending_globals",
                  "buffer_callback", "offered", "filling")
 
     def __init__(self, pid: int, frame_hook: FrameHook, strict: bool = False,
@@ -272,17 +292,15 @@ class Encoder:
         # index (id -> (module, name, value)) when there is one, _EVERYTHING
         # when there are more, empty when none.
         self.global_ids: Any = {}
-        self.ctx: tuple[Any, ...] | None = None  # the snapshot layer's C fast-path view
-        if Encoder.is_flat is None:
-            frames = backend()
-            Encoder.is_flat = frames.is_flat
-            Encoder.pack_ints = frames.pack_ints
-            Encoder.str_keys = frames.str_keys
+        # The snapshot layer's C engine's view of this encoding (a CaptureState
+        # sharing these tables), or None; it refers back to the encoder, so the
+        # snapshot layer drops it when the dumps is over.
+        self.cstate: Any = None
 
-    # The frame module's codec helpers (C functions: not bound as methods).
-    is_flat: Any = None
-    pack_ints: Any = None
-    str_keys: Any = None
+    # The scans of the engine this process runs (codec/_speedups.py).
+    is_flat = staticmethod(_HELPERS.is_flat)
+    pack_ints = staticmethod(_HELPERS.pack_ints)
+    str_keys = staticmethod(_HELPERS.str_keys)
 
     # -- tables -----------------------------------------------------------
     def register(self, obj: Any) -> None:

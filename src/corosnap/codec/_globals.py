@@ -22,6 +22,7 @@ import types
 from typing import Any
 
 from .._errors import CorruptSnapshot, RestoreError, UnsafeSnapshot
+from .._weak import IdentityCache
 
 WELLKNOWN: tuple[Any, ...] = (
     builtins.iter,
@@ -90,20 +91,21 @@ def resolve_name(module: str, qualname: str) -> Any:
     return obj
 
 
-_verified: dict[int, tuple[Any, tuple[str, str]]] = {}
+_verified: IdentityCache[tuple[str, str]] = IdentityCache()
 
 
 def global_name(obj: Any) -> tuple[str, str] | None:
     """(module, qualname) if that name resolves back to ``obj`` itself, else None.
 
-    Only positive answers are cached (keyed by id, holding the object): an
-    object reachable as a module attribute lives as long as its module, while
-    caching the many short-lived objects that have no such name (closures,
-    lambdas, bound methods) would grow without bound.
+    Only positive answers are cached, by identity and weakly (an object that
+    cannot be weakly referenced is looked up every time): caching the many
+    short-lived objects that have no such name (closures, lambdas, bound
+    methods) would grow without bound, and holding the named ones would keep
+    a dropped module's functions and classes alive.
     """
-    hit = _verified.get(id(obj))
-    if hit is not None and hit[0] is obj:
-        return hit[1]
+    hit = _verified.get(obj)
+    if hit is not None:
+        return hit
     module = getattr(obj, "__module__", None)
     qualname = getattr(obj, "__qualname__", None)
     if not isinstance(module, str) or not isinstance(qualname, str) or "<" in qualname:
@@ -113,9 +115,7 @@ def global_name(obj: Any) -> tuple[str, str] | None:
             return None
     except Exception:
         return None
-    name = (module, qualname)
-    _verified[id(obj)] = (obj, name)
-    return name
+    return _verified.put(obj, (module, qualname))
 
 
 _DESCRIPTORS = (

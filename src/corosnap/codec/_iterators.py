@@ -56,6 +56,7 @@ from .._errors import CorruptSnapshot
 from ..frames import backend
 from . import _decoder, _encoder
 from ._globals import check_callable_allowed
+from ._markers import NONE_MARK, register_tags
 from ._tags import (
     NONE_EXT,
     T_ACCUMULATE,
@@ -369,7 +370,7 @@ def decode(dec: Any, v: list[Any]) -> Any:
     dec.building.add(id(obj))
     rest = kind.nullable_rest
     null = _layer().NULL
-    mark = _decoder.NONE_MARK
+    mark = NONE_MARK
     fields = []
     for n, x in enumerate(v[1:]):
         if n >= rest >= 0:
@@ -465,7 +466,7 @@ def install() -> None:
         _encoder._DISPATCH[kind.type] = encode
         _encoder.BY_REFERENCE.add(kind.type)
         _decoder._TAGGED[kind.tag] = decode
-        _decoder._TAG_BY_DATA.setdefault(bytes([kind.tag]), _decoder.Tag(kind.tag))
+    register_tags(k.tag for k in KINDS)
 
 
 install()

@@ -4,8 +4,8 @@ One C module per CPython minor version (``_cpython311``, ``_cpython312``, ...),
 each compiled against that interpreter's own internal headers, behind one
 small interface:
 
-``read(gen) -> (state, lasti, localsplus, stack, exc_value, globals)``
-    ``state`` is one of CREATED, SUSPENDED, RUNNING, FINISHED.  For CREATED and
+``read(gen) -> FrameState(state, lasti, localsplus, stack, exc_value, globals)``
+    A named tuple.  ``state`` is one of CREATED, SUSPENDED, RUNNING, FINISHED.  For CREATED and
     SUSPENDED frames, ``lasti`` is the code-unit offset of the ``YIELD_VALUE``
     the frame is suspended on (or that version's created-frame position),
     ``localsplus`` and ``stack`` are lists with :data:`NULL` for empty slots
@@ -24,8 +24,6 @@ small interface:
     and the opcode at ``lasti``; the caller must already have validated
     everything against the bytecode (``corosnap.bytecode``: resume points,
     depths and slot kinds).
-
-``is_flat(list) -> bool``: the codec's fast path (only exact scalars inside).
 
 ``iter_read(it) -> tuple`` / ``iter_write(it, fields)``
     The state of a builtin iterator (itertools' iterators, ``map``,
@@ -48,6 +46,13 @@ alone (``instr_ptr`` semantics, yield-from state), ``_cpython314.c`` and
 ``_cpython315.c`` share ``_stackref_frames.h`` (tagged stack references) and
 differ only in the frame-state enum.  ``_common.h`` holds what is layout-free.
 
+The same operations are offered to corosnap's other C code (the snapshot
+layer's C engine) without Python calls, as the C API declared in ``_capi.h``:
+each frame module exports it as the capsule ``_C_API``, re-exported here as
+``corosnap.frames._C_API`` (the way ``datetime`` offers ``PyDateTime_CAPI``).
+Nothing but struct layouts lives in this package: the codec's and the
+snapshot layer's C engines sit beside the layers they speed up.
+
 Importing this package never fails: on an interpreter without a matching
 module, :func:`backend` raises ``UnsupportedInterpreter`` with the reason.
 """
@@ -59,6 +64,7 @@ import platform
 import sys
 import sysconfig
 from types import ModuleType
+from typing import Any
 
 from .._errors import UnsupportedInterpreter
 
@@ -106,6 +112,7 @@ def _load() -> None:
     if _reason is None:
         try:
             _backend = importlib.import_module(f"{__name__}._cpython{version[0]}{version[1]}")
+            globals()["_C_API"] = _backend._C_API  # the capsule the C engines import
         except ImportError as exc:
             _reason = (
                 f"the frame extension for CPython {version[0]}.{version[1]} is not built "
@@ -122,4 +129,18 @@ def backend() -> ModuleType:
 
 _load()
 
-__all__ = ["SUPPORTED", "PY_MINOR", "backend", "probe"]
+# The frame module's functions and constants, for the Python engine (None on
+# an interpreter without a frame module: dumps/loads call backend() first and
+# raise UnsupportedInterpreter before anything reads these).
+CREATED, SUSPENDED, RUNNING, FINISHED = 0, 1, 2, 3
+"""Frame states (the same numbers on every version; _capi.h's CS_*)."""
+read: Any = getattr(_backend, "read", None)
+write: Any = getattr(_backend, "write", None)
+NULL: Any = getattr(_backend, "NULL", None)
+TaggedInt: Any = getattr(_backend, "TaggedInt", None)
+TAGGED_INTS: bool = bool(getattr(_backend, "TAGGED_INTS", False))
+virtual_iterable: Any = getattr(_backend, "virtual_iterable", None)
+"""3.15 only (None before): whether the interpreter walks an object by index."""
+
+__all__ = ["CREATED", "FINISHED", "NULL", "PY_MINOR", "RUNNING", "SUPPORTED", "SUSPENDED",
+           "TAGGED_INTS", "TaggedInt", "backend", "probe", "read", "virtual_iterable", "write"]

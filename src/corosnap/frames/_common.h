@@ -2,22 +2,26 @@
  *
  * What lives here: the NULL-slot sentinel and the TaggedInt type, the checks
  * that do not depend on struct layouts (target type, the YIELD_VALUE/RESUME
- * pair in the canonical bytecode), and a small scanner used by the codec's
- * fast path.
+ * pair in the canonical bytecode, the shapes write() accepts), the Python
+ * wrappers of read() and write(), and the module scaffolding, which exports
+ * the C API of _capi.h as the capsule `_C_API`.
  * What must never live here: anything that touches _PyInterpreterFrame or a
  * generator's fields.  Those belong to the one _cpython3XX.c file that is
- * compiled against that interpreter's own internal headers.
+ * compiled against that interpreter's own internal headers.  Nor anything
+ * that is not about frame layouts: the codec's and the snapshot layer's C
+ * engines are modules of their own (codec/_ccodec.c, snapshot/_csnapshot.c)
+ * and reach frames through the C API only.
  *
- * Each _cpython3XX.c defines frames_read() and frames_write() and then
- * expands this file's COROSNAP_FRAMES_MODULE(name, init, tagged) macro at its
- * end; `tagged` says whether that interpreter keeps tagged integers in frame
+ * Each _cpython3XX.c defines cs_state(), cs_code_of(), cs_read() and
+ * cs_write() (the C API's read, code_of and write) and then expands this
+ * file's COROSNAP_FRAMES_MODULE(name, init, tagged) macro at its end;
+ * `tagged` says whether that interpreter keeps tagged integers in frame
  * slots (exported as TAGGED_INTS).
  */
 #ifndef COROSNAP_FRAMES_COMMON_H
 #define COROSNAP_FRAMES_COMMON_H
 
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "_capi.h"
 
 /* A unique, immortal-for-our-purposes object standing for an empty (NULL)
  * frame slot: an unbound local or a NULL pushed on the value stack.  It is
@@ -57,13 +61,6 @@ cs_tagged_value(PyObject *v)
     return x;
 }
 
-/* Frame states as the Python layer sees them, independent of the
- * interpreter's own (changing) enum values. */
-#define CS_CREATED 0
-#define CS_SUSPENDED 1
-#define CS_RUNNING 2
-#define CS_FINISHED 3
-
 static int
 cs_check_target(PyObject *gen)
 {
@@ -74,14 +71,6 @@ cs_check_target(PyObject *gen)
         return -1;
     }
     return 0;
-}
-
-/* read()'s answer for a generator that is neither created nor suspended:
- * only its state. */
-static inline PyObject *
-cs_read_nothing(int state)
-{
-    return Py_BuildValue("(iOOOOO)", state, Py_None, Py_None, Py_None, Py_None, Py_None);
 }
 
 /* A list of frame slots (PyObject pointers, NULL for empty) for read(), for
@@ -150,175 +139,45 @@ cs_check_slots(PyObject *list, int tagged, const char *what)
     return 0;
 }
 
-/* The arguments of write(gen, lasti, localsplus, stack, exc_value), parsed
- * and checked against the code object (but not yet against the frame).
- * Layout-free: it reads only the target's type and public code-object fields. */
-typedef struct {
-    PyObject *gen;
-    long lasti;
-    PyObject *locals;
-    PyObject *stack;
-    PyObject *exc;
-} cs_write_args;
-
+/* The checks of write(gen, lasti, localsplus, stack, exc_value) that need
+ * only the code object, not the frame: argument types, shapes, slot values.
+ * Layout-free: it reads only the target's type and public code-object fields
+ * (through the caller's code_of).  0, or -1 with TypeError/ValueError. */
 static int
-cs_parse_write(PyObject *const *args, Py_ssize_t nargs, PyCodeObject *(*code_of)(PyObject *),
-               int tagged, cs_write_args *w)
+cs_check_write(PyObject *gen, long lasti, PyObject *locals, PyObject *stack, PyObject *exc,
+               PyCodeObject *(*code_of)(PyObject *), int tagged)
 {
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "write() takes exactly 5 arguments");
-        return -1;
-    }
-    w->gen = args[0];
-    w->locals = args[2];
-    w->stack = args[3];
-    w->exc = args[4];
-    if (cs_check_target(w->gen) < 0) return -1;
-    w->lasti = PyLong_AsLong(args[1]);
-    if (w->lasti == -1 && PyErr_Occurred()) return -1;
-    if (!PyList_CheckExact(w->locals) || !PyList_CheckExact(w->stack)) {
+    if (cs_check_target(gen) < 0) return -1;
+    if (!PyList_CheckExact(locals) || !PyList_CheckExact(stack)) {
         PyErr_SetString(PyExc_TypeError, "localsplus and stack must be lists");
         return -1;
     }
-    if (w->exc != Py_None && !PyExceptionInstance_Check(w->exc)) {
+    if (exc != Py_None && !PyExceptionInstance_Check(exc)) {
         PyErr_SetString(PyExc_TypeError, "exc_value must be an exception or None");
         return -1;
     }
-    PyCodeObject *co = code_of(w->gen);
+    PyCodeObject *co = code_of(gen);
     int n = co->co_nlocalsplus;
-    if (PyList_GET_SIZE(w->locals) != n) {
+    if (PyList_GET_SIZE(locals) != n) {
         PyErr_Format(PyExc_ValueError, "%R has %d local slots, got %zd", co, n,
-                     PyList_GET_SIZE(w->locals));
+                     PyList_GET_SIZE(locals));
         return -1;
     }
-    Py_ssize_t depth = PyList_GET_SIZE(w->stack);
+    Py_ssize_t depth = PyList_GET_SIZE(stack);
     if (depth > co->co_stacksize) {
         PyErr_Format(PyExc_ValueError, "%R has a stack of %d, got %zd values", co,
                      co->co_stacksize, depth);
         return -1;
     }
-    if (w->lasti < -1) {
-        PyErr_Format(PyExc_ValueError, "offset %ld is not a resume point of %R", w->lasti, co);
+    if (lasti < -1) {
+        PyErr_Format(PyExc_ValueError, "offset %ld is not a resume point of %R", lasti, co);
         return -1;
     }
-    if (cs_check_slots(w->locals, 0, "local") < 0 ||
-        cs_check_slots(w->stack, tagged, "stack") < 0) {
+    if (cs_check_slots(locals, 0, "local") < 0 || cs_check_slots(stack, tagged, "stack") < 0) {
         return -1;
     }
     return 0;
 }
-
-/* Codec fast path: True when every item of the list is exactly one of
- * int, float, str, bytes, bool or None, so msgpack can pack it without any
- * identity bookkeeping.  A pure C loop: ~1 ns per item. */
-static PyObject *
-frames_is_flat(PyObject *module, PyObject *obj)
-{
-    if (!PyList_CheckExact(obj)) {
-        Py_RETURN_FALSE;
-    }
-    Py_ssize_t n = PyList_GET_SIZE(obj);
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *item = PyList_GET_ITEM(obj, i);
-        PyTypeObject *t = Py_TYPE(item);
-        if (t == &PyLong_Type) {
-            int overflow = 0;
-            (void)PyLong_AsLongLongAndOverflow(item, &overflow);
-            if (overflow) {
-                Py_RETURN_FALSE;
-            }
-            continue;
-        }
-        /* None by identity: _PyNone_Type stopped being exported in 3.13. */
-        if (item != Py_None && t != &PyUnicode_Type && t != &PyFloat_Type &&
-            t != &PyBool_Type && t != &PyBytes_Type) {
-            Py_RETURN_FALSE;
-        }
-    }
-    Py_RETURN_TRUE;
-}
-
-/* Codec fast path for lists of ints: the EXT_INTLIST payload (one width
- * byte, then every item as a signed little-endian integer of the narrowest
- * width, 1, 2, 4 or 8 bytes, that holds them all), or None when some item is
- * not exactly an int (bool included) or does not fit in 64 bits.  Two C
- * passes, where msgpack (or array.array) would spend ~20 ns per item. */
-static PyObject *
-frames_pack_ints(PyObject *module, PyObject *obj)
-{
-    if (!PyList_CheckExact(obj)) {
-        Py_RETURN_NONE;
-    }
-    Py_ssize_t n = PyList_GET_SIZE(obj);
-    long long lo = 0, hi = 0;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *item = PyList_GET_ITEM(obj, i);
-        if (!PyLong_CheckExact(item)) {
-            Py_RETURN_NONE;
-        }
-        int overflow = 0;
-        long long v = PyLong_AsLongLongAndOverflow(item, &overflow);
-        if (overflow) {
-            Py_RETURN_NONE;
-        }
-        if (v == -1 && PyErr_Occurred()) {
-            return NULL;
-        }
-        if (v < lo) lo = v;
-        if (v > hi) hi = v;
-    }
-    int width = (lo >= -128 && hi <= 127) ? 1
-              : (lo >= -32768 && hi <= 32767) ? 2
-              : (lo >= -2147483648LL && hi <= 2147483647LL) ? 4 : 8;
-    if (n > (PY_SSIZE_T_MAX - 1) / width) {
-        return PyErr_NoMemory();
-    }
-    PyObject *out = PyBytes_FromStringAndSize(NULL, 1 + n * width);
-    if (out == NULL) return NULL;
-    unsigned char *p = (unsigned char *)PyBytes_AS_STRING(out);
-    *p++ = (unsigned char)width;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        /* The list cannot have changed: no Python code ran since pass 1. */
-        unsigned long long u = (unsigned long long)PyLong_AsLongLong(PyList_GET_ITEM(obj, i));
-        for (int k = 0; k < width; k++) {
-            *p++ = (unsigned char)(u >> (8 * k));
-        }
-    }
-    return out;
-}
-
-/* Codec fast path for dicts: the tuple of the keys when every key is exactly
- * a str (a record's shape), else None. */
-static PyObject *
-frames_str_keys(PyObject *module, PyObject *obj)
-{
-    if (!PyDict_CheckExact(obj)) {
-        Py_RETURN_NONE;
-    }
-    Py_ssize_t n = PyDict_GET_SIZE(obj);
-    PyObject *keys = PyTuple_New(n);
-    if (keys == NULL) return NULL;
-    Py_ssize_t pos = 0, i = 0;
-    PyObject *k, *v;
-    while (PyDict_Next(obj, &pos, &k, &v)) {
-        if (!PyUnicode_CheckExact(k) || i >= n) {
-            Py_DECREF(keys);
-            Py_RETURN_NONE;
-        }
-        PyTuple_SET_ITEM(keys, i++, Py_NewRef(k));
-    }
-    if (i != n) {
-        Py_DECREF(keys);
-        Py_RETURN_NONE;
-    }
-    return keys;
-}
-
-static PyObject *frames_read(PyObject *module, PyObject *gen);
-static PyObject *frames_write(PyObject *module, PyObject *const *args,
-                              Py_ssize_t nargs);
-
-#include "_fastpath.h"
 
 /* Python-level helper types, created once per process (only one version
  * module is ever loaded): NULLType with its single instance, and TaggedInt. */
@@ -334,8 +193,77 @@ static const char cs_helpers_source[] =
     "    __slots__ = ()\n"
     "    def __repr__(self): return f'TaggedInt({int(self)})'\n";
 
+/* frames.read(gen)'s result type: a named tuple of CorosnapFrameState. */
+static PyTypeObject *cs_FrameState = NULL;
+
+static PyStructSequence_Field cs_frame_state_fields[] = {
+    {"state", "CREATED, SUSPENDED, RUNNING or FINISHED"},
+    {"lasti", "the code unit of the YIELD_VALUE the frame is suspended on"},
+    {"localsplus", "the frame's local slots (a list; NULL for an empty slot)"},
+    {"stack", "the live value stack (a list; NULL, TaggedInt on 3.14+)"},
+    {"exc_value", "the exception being handled, or None"},
+    {"globals", "the frame's globals"},
+    {NULL, NULL}};
+
+static PyStructSequence_Desc cs_frame_state_desc = {
+    "corosnap.frames.FrameState",
+    "What frames.read() reports about a generator's frame (None for every field but "
+    "state when it is neither created nor suspended).",
+    cs_frame_state_fields, 6};
+
+/* The layout-specific functions each _cpython3XX.c defines. */
+static int cs_read(PyObject *gen, CorosnapFrameState *out);
+static int cs_write(PyObject *gen, long lasti, PyObject *locals, PyObject *stack,
+                    PyObject *exc);
+static PyCodeObject *cs_code_of(PyObject *gen);
+
+static PyObject *
+frames_read(PyObject *module, PyObject *gen)
+{
+    CorosnapFrameState st = {0};
+    if (cs_read(gen, &st) < 0) return NULL;
+    PyObject *out = PyStructSequence_New(cs_FrameState);
+    if (out == NULL) {
+        CorosnapFrameState_Clear(&st);
+        return NULL;
+    }
+    PyObject *state = PyLong_FromLong(st.state);
+    PyObject *lasti = st.localsplus != NULL ? PyLong_FromLong(st.lasti) : Py_NewRef(Py_None);
+    if (state == NULL || lasti == NULL) {
+        Py_XDECREF(state);
+        Py_XDECREF(lasti);
+        CorosnapFrameState_Clear(&st);
+        Py_DECREF(out);
+        return NULL;
+    }
+    PyObject *items[6] = {state, lasti, st.localsplus, st.stack, st.exc_value, st.globals};
+    for (int i = 0; i < 6; i++) {  /* steals: the struct's references move into `out` */
+        PyStructSequence_SET_ITEM(out, i, items[i] != NULL ? items[i] : Py_NewRef(Py_None));
+    }
+    return out;
+}
+
+static PyObject *
+frames_write(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "write() takes exactly 5 arguments");
+        return NULL;
+    }
+    long lasti = PyLong_AsLong(args[1]);
+    if (lasti == -1 && PyErr_Occurred()) return NULL;
+    if (cs_write(args[0], lasti, args[2], args[3], args[4]) < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+#ifndef CS_VIRTUAL_ITERABLE
+#define CS_VIRTUAL_ITERABLE NULL
+#endif
+
+static CorosnapFramesCAPI cs_capi;
+
 static int
-cs_module_init(PyObject *m, int tagged_ints)
+cs_module_init(PyObject *m, int tagged_ints, int (*virtual_iterable)(PyObject *))
 {
     if (corosnap_NULL == NULL) {
         PyObject *ns = PyDict_New();
@@ -353,9 +281,28 @@ cs_module_init(PyObject *m, int tagged_ints)
         corosnap_NULL = Py_NewRef(null);
         corosnap_TaggedInt = (PyTypeObject *)Py_NewRef(tagged);
         Py_DECREF(ns);
+        cs_FrameState = PyStructSequence_NewType(&cs_frame_state_desc);
+        if (cs_FrameState == NULL) return -1;
     }
-    if (PyModule_AddObjectRef(m, "NULL", corosnap_NULL) < 0 ||
+    cs_capi = (CorosnapFramesCAPI){
+        .version = COROSNAP_FRAMES_CAPI_VERSION,
+        .size = sizeof(CorosnapFramesCAPI),
+        .null = corosnap_NULL,
+        .tagged_int = corosnap_TaggedInt,
+        .tagged_ints = tagged_ints,
+        .read = cs_read,
+        .write = cs_write,
+        .code_of = cs_code_of,
+        .virtual_iterable = virtual_iterable,
+    };
+    PyObject *capsule = PyCapsule_New(&cs_capi, COROSNAP_FRAMES_CAPI_NAME, NULL);
+    if (capsule == NULL) return -1;
+    int rc = PyModule_AddObjectRef(m, "_C_API", capsule);
+    Py_DECREF(capsule);
+    if (rc < 0 ||
+        PyModule_AddObjectRef(m, "NULL", corosnap_NULL) < 0 ||
         PyModule_AddObjectRef(m, "TaggedInt", (PyObject *)corosnap_TaggedInt) < 0 ||
+        PyModule_AddObjectRef(m, "FrameState", (PyObject *)cs_FrameState) < 0 ||
         PyModule_AddIntConstant(m, "TAGGED_INTS", tagged_ints) < 0 ||
         PyModule_AddIntConstant(m, "CREATED", CS_CREATED) < 0 ||
         PyModule_AddIntConstant(m, "SUSPENDED", CS_SUSPENDED) < 0 ||
@@ -386,23 +333,9 @@ cs_module_init(PyObject *m, int tagged_ints)
         CS_EXTRA_METHODS                                                       \
         CS_ITER_METHODS                                                        \
         {"read", (PyCFunction)frames_read, METH_O,                            \
-         "read(gen) -> (state, lasti, localsplus, stack, exc_value, globals)"},\
+         "read(gen) -> FrameState(state, lasti, localsplus, stack, exc_value, globals)"},\
         {"write", (PyCFunction)(void (*)(void))frames_write, METH_FASTCALL,   \
          "write(gen, lasti, localsplus, stack, exc_value) -> None"},          \
-        {"is_flat", (PyCFunction)frames_is_flat, METH_O,                      \
-         "is_flat(list) -> bool: only exact scalar items"},                   \
-        {"configure", (PyCFunction)(void (*)(void))frames_configure,         \
-         METH_FASTCALL, "configure(...): the fast paths' Python objects"},    \
-        {"ext_hook", (PyCFunction)(void (*)(void))frames_ext_hook, METH_FASTCALL,\
-         "ext_hook(state, code, data): msgpack ext_hook, constants first"},  \
-        {"capture", (PyCFunction)(void (*)(void))frames_capture, METH_FASTCALL,\
-         "capture(gen, metas, ctx) -> fields | None"},                        \
-        {"restore", (PyCFunction)(void (*)(void))frames_restore, METH_FASTCALL,\
-         "restore(ctx, v, i, fast_entries, sys_modules, root)"},              \
-        {"str_keys", (PyCFunction)frames_str_keys, METH_O,                    \
-         "str_keys(dict) -> tuple | None: the keys, if all exactly str"},     \
-        {"pack_ints", (PyCFunction)frames_pack_ints, METH_O,                  \
-         "pack_ints(list) -> bytes | None: an all-int list, packed"},         \
         {NULL, NULL, 0, NULL}};                                                \
     static struct PyModuleDef frames_module = {                                \
         PyModuleDef_HEAD_INIT, NAME,                                           \
@@ -412,7 +345,10 @@ cs_module_init(PyObject *m, int tagged_ints)
     {                                                                          \
         PyObject *m = PyModule_Create(&frames_module);                         \
         if (m == NULL) return NULL;                                            \
-        if (cs_module_init(m, (TAGGED)) < 0) { Py_DECREF(m); return NULL; }    \
+        if (cs_module_init(m, (TAGGED), CS_VIRTUAL_ITERABLE) < 0) {            \
+            Py_DECREF(m);                                                      \
+            return NULL;                                                       \
+        }                                                                      \
         return m;                                                              \
     }
 

@@ -50,15 +50,13 @@ cs_code_of(PyObject *gen)
     return _PyFrame_GetCode(cs_frame(gen));
 }
 
-static PyObject *
-frames_read(PyObject *module, PyObject *gen)
+static int
+cs_read(PyObject *gen, CorosnapFrameState *out)
 {
-    if (cs_check_target(gen) < 0) return NULL;
+    if (cs_check_target(gen) < 0) return -1;
     PyGenObject *g = (PyGenObject *)gen;
-    int state = cs_state(g);
-    if (state != CS_CREATED && state != CS_SUSPENDED) {
-        return cs_read_nothing(state);
-    }
+    out->state = cs_state(g);
+    if (out->state != CS_CREATED && out->state != CS_SUSPENDED) return 0;
     _PyInterpreterFrame *f = cs_frame(gen);
     PyCodeObject *co = _PyFrame_GetCode(f);
     int n = co->co_nlocalsplus;
@@ -66,69 +64,72 @@ frames_read(PyObject *module, PyObject *gen)
     if (depth < 0 || depth > co->co_stacksize) {
         PyErr_Format(PyExc_SystemError, "corosnap: inconsistent stack depth %d in %R",
                      depth, co);
-        return NULL;
+        return -1;
     }
     /* Suspended: instr_ptr is the RESUME after the YIELD_VALUE.  Created: it
      * is just past RETURN_GENERATOR (the Python layer ignores lasti then). */
-    int lasti = _PyInterpreterFrame_LASTI(f) - 1;
-    PyObject *locals = cs_objects_to_list(f->localsplus, n);
-    if (locals == NULL) return NULL;
-    PyObject *stack = cs_objects_to_list(f->localsplus + n, depth);
-    if (stack == NULL) { Py_DECREF(locals); return NULL; }
+    out->localsplus = cs_objects_to_list(f->localsplus, n);
+    if (out->localsplus == NULL) return -1;
+    out->stack = cs_objects_to_list(f->localsplus + n, depth);
+    if (out->stack == NULL) {
+        Py_CLEAR(out->localsplus);
+        return -1;
+    }
+    out->lasti = _PyInterpreterFrame_LASTI(f) - 1;
     PyObject *exc = g->gi_exc_state.exc_value;
-    return Py_BuildValue("(iiNNOO)", state, lasti, locals, stack,
-                         exc != NULL ? exc : Py_None, f->f_globals);
+    out->exc_value = Py_NewRef(exc != NULL ? exc : Py_None);
+    out->globals = Py_NewRef(f->f_globals);
+    return 0;
 }
 
-static PyObject *
-frames_write(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+static int
+cs_write(PyObject *gen, long lasti, PyObject *locals, PyObject *stack, PyObject *exc)
 {
-    cs_write_args w;
-    if (cs_parse_write(args, nargs, cs_code_of, 0, &w) < 0) return NULL;
-    PyGenObject *g = (PyGenObject *)w.gen;
-    _PyInterpreterFrame *f = cs_frame(w.gen);
+    if (cs_check_write(gen, lasti, locals, stack, exc, cs_code_of, 0) < 0) return -1;
+    PyGenObject *g = (PyGenObject *)gen;
+    _PyInterpreterFrame *f = cs_frame(gen);
     PyCodeObject *co = _PyFrame_GetCode(f);
     int n = co->co_nlocalsplus;
     if (g->gi_frame_state != FRAME_CREATED || f->stacktop != n) {
         PyErr_SetString(PyExc_ValueError, "write() needs a freshly created generator");
-        return NULL;
+        return -1;
     }
-    if (w.lasti == -1 && PyList_GET_SIZE(w.stack) != 0) {
+    if (lasti == -1 && PyList_GET_SIZE(stack) != 0) {
         /* A created frame keeps the (empty) stack its prologue left. */
         PyErr_SetString(PyExc_ValueError, "a created generator has no stack");
-        return NULL;
+        return -1;
     }
     int yield_oparg = 0;
-    if (w.lasti >= 0) {
-        yield_oparg = cs_yield_oparg(co, w.lasti, YIELD_VALUE, RESUME);
-        if (yield_oparg < 0) return NULL;
+    if (lasti >= 0) {
+        yield_oparg = cs_yield_oparg(co, lasti, YIELD_VALUE, RESUME);
+        if (yield_oparg < 0) return -1;
         if (yield_oparg > 1) {  /* 3.13 compiles only 0 and 1 */
             PyErr_Format(PyExc_ValueError, "unexpected YIELD_VALUE oparg %d in %R",
                          yield_oparg, co);
-            return NULL;
+            return -1;
         }
     }
-    Py_ssize_t depth = PyList_GET_SIZE(w.stack);
+    Py_ssize_t depth = PyList_GET_SIZE(stack);
     /* Everything is checked: commit.  Old values are released only after
      * the frame is fully written, so a destructor that runs during the
      * release sees a consistent frame. */
     PyObject **old = PyMem_Malloc(sizeof(PyObject *) * (n > 0 ? n : 1));
-    if (old == NULL) return PyErr_NoMemory();
+    if (old == NULL) { PyErr_NoMemory(); return -1; }
     for (int i = 0; i < n; i++) {
-        PyObject *v = PyList_GET_ITEM(w.locals, i);
+        PyObject *v = PyList_GET_ITEM(locals, i);
         old[i] = f->localsplus[i];
         f->localsplus[i] = (v == corosnap_NULL) ? NULL : Py_NewRef(v);
     }
     for (Py_ssize_t i = 0; i < depth; i++) {
-        PyObject *v = PyList_GET_ITEM(w.stack, i);
+        PyObject *v = PyList_GET_ITEM(stack, i);
         f->localsplus[n + i] = (v == corosnap_NULL) ? NULL : Py_NewRef(v);
     }
     f->stacktop = n + (int)depth;
     PyObject *old_exc = g->gi_exc_state.exc_value;
-    g->gi_exc_state.exc_value = (w.exc == Py_None) ? NULL : Py_NewRef(w.exc);
-    if (w.lasti >= 0) {
+    g->gi_exc_state.exc_value = (exc == Py_None) ? NULL : Py_NewRef(exc);
+    if (lasti >= 0) {
         /* Exactly what YIELD_VALUE leaves behind (see the top comment). */
-        f->instr_ptr = _PyCode_CODE(co) + w.lasti + 1;
+        f->instr_ptr = _PyCode_CODE(co) + lasti + 1;
         g->gi_frame_state = yield_oparg ? FRAME_SUSPENDED_YIELD_FROM : FRAME_SUSPENDED;
     }
     for (int i = 0; i < n; i++) {
@@ -136,7 +137,7 @@ frames_write(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     PyMem_Free(old);
     Py_XDECREF(old_exc);
-    Py_RETURN_NONE;
+    return 0;
 }
 
 #include "_itertools313.h"

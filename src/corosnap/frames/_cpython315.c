@@ -37,11 +37,20 @@ cs_state(PyGenObject *g)
  * FOR_ITER / SEND then call the type's _tp_iteritem slot directly, without
  * checking it is set.  The restore path asks this before it writes a
  * (sequence, index) pair: only types with the slot may sit there. */
+static int
+cs_virtual_iterable(PyObject *obj)
+{
+    return Py_TYPE(obj)->_tp_iteritem != NULL;
+}
+
 static PyObject *
 frames_virtual_iterable(PyObject *module, PyObject *obj)
 {
-    return PyBool_FromLong(Py_TYPE(obj)->_tp_iteritem != NULL);
+    return PyBool_FromLong(cs_virtual_iterable(obj));
 }
+
+#undef CS_VIRTUAL_ITERABLE
+#define CS_VIRTUAL_ITERABLE cs_virtual_iterable
 
 #undef CS_EXTRA_METHODS
 #define CS_EXTRA_METHODS                                                       \

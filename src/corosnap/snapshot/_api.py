@@ -1,182 +1,275 @@
-"""The public entry points: dumps, loads, dump, load.  No I/O beyond the file
-object a caller hands to dump/load."""
+"""The public entry points: ``Snapshotter``, and ``dumps``/``loads``/``dump``/``load``.
+
+What lives here: the object that owns a caller's options and the caches
+that make repeated snapshots cheap, playing the part ``pickle.Pickler`` and
+``msgpack.Packer`` play for their formats; and the module-level functions,
+which use one shared default instance.  No I/O beyond the file object a
+caller hands to ``dump``/``load``.
+
+Why one object for both directions (pickle has a Pickler and an
+Unpickler): the options are shared (``key`` signs and verifies), and so are
+the caches' subjects (the code objects a process snapshots are those it
+restores), like ``struct.Struct``, which packs and unpacks with one compiled
+format.  Its caches are per instance and weak (``corosnap._weak``): a
+per-code capture record, and per named code a restore record with its
+plans.  Make one Snapshotter and reuse it; ``replace()`` makes another with
+other options that shares them.
+
+Where an option goes.  One that says how to snapshot (``pickler``, ``key``,
+``safe``, ``allow``, ``max_size``; later ``migrate``, ``manifests``,
+``migratable``) is an option of the Snapshotter, a change in three places of
+this file: a keyword of ``Snapshotter.__init__`` (validated there, stored as
+an attribute, listed in ``__slots__`` and ``_OPTIONS``), the same keyword on
+the module function(s) it concerns (passed on to ``replace``, and compared
+with its default on the fast path), and the use of ``self.<option>`` where
+it acts (``dumps``/``loads``, or an argument of what they call).  One that
+belongs to a single blob (``buffer_callback``, ``buffers``, as in pickle's
+``dumps``/``loads``) is a keyword of the ``dumps``/``loads`` methods and of
+the module functions, passed straight through.  Then its tests and docs.
+"""
 
 from __future__ import annotations
 
-import sys
 import threading
 from collections.abc import Callable, Iterable
-from functools import partial
 from pickle import PickleBuffer
 from types import CoroutineType, GeneratorType
 from typing import IO, Any, Literal
 
 import msgpack
 
+from .. import frames as _frames
+from .._accel import ENGINE
 from .._errors import CorosnapError, CorruptSnapshot, LimitExceeded, RestoreError, SnapshotError
-from ..codec import BufferDecisions, Decoder, Encoder, pack_offered, pickler_id
+from .._weak import ModuleCache, RecordCache
+from ..codec import BufferDecisions, pack_offered, pickler_id
 from ..codec._decoder import printable_cause
-from . import _fast
+from ..codec._engines import ENGINES
+from ..frames import backend
 from ._blob import DEFAULT_MAX_SIZE, HEADER, open_blob, sign
-from ._capture import check_target, describe_target, encode_frame
-from ._restore import _fast_entries, adopt, decode_coderef, decode_frame
-
-_local = threading.local()
-_DEFAULT_PICKLER = pickler_id(None)
-
-
-def _packer() -> msgpack.Packer:
-    """A reusable Packer per thread: msgpack.packb builds a new one per call,
-    which costs more than packing a small snapshot."""
-    packer = getattr(_local, "packer", None)
-    if packer is None:
-        packer = _local.packer = msgpack.Packer(use_bin_type=True, autoreset=True)
-    return packer
-
-
-def _blob_ext_hook(frames: Any) -> Any:
-    """This thread's ext_hook for parsing blobs: ``frames.ext_hook`` (the
-    constant exts in C) bound to a state dict (hash counts of the blob's big
-    numbers, see codec ext_hook_for), which loads empties before each blob.
-    One per thread is enough: the state is only used while msgpack parses,
-    which runs no code that could load another blob in this thread."""
-    hook = _local.ext_hook = partial(frames.ext_hook, {})
-    return hook
-
+from ._capture import FrameEncoder, check_target, describe_target
+from ._restore import FrameDecoder
 
 Pickler = Literal["pickle", "cloudpickle", "dill"]
 """The fallback picklers ``dumps(pickler=)`` accepts (None means cloudpickle)."""
 
+BufferCallback = Callable[[PickleBuffer], Any]
+"""``dumps(buffer_callback=)``: as pickle's (protocol 5)."""
 
-def _encode(obj: Any, pid: int, strict: bool,
-            decisions: BufferDecisions | None = None,
-            buffer_callback: Callable[[PickleBuffer], Any] | None = None) -> bytes:
-    enc = Encoder(pid, encode_frame, strict, buffer_callback)
-    enc.memo[id(obj)] = 0  # the root is memo entry 0 (enc.register)
-    enc.keep.append(obj)
-    try:
-        fields = encode_frame(enc, obj)
-    finally:
-        enc.ctx = None  # it refers back to enc (see _capture.encode_frame)
-    fields.insert(0, HEADER)
-    if enc.offered:  # buffers: decided now that nothing can be rolled back
-        try:
-            enc.finish_buffers(decisions or BufferDecisions())
-        except SnapshotError as err:
-            raise SnapshotError(f"in {describe_target(obj)}: {err}") from None
-        return msgpack.Packer(use_bin_type=True, default=pack_offered).pack(fields)
-    packer = getattr(_local, "packer", None) or _packer()
-    try:
-        return packer.pack(fields)
-    except BaseException:
-        _local.packer = None  # a failed pack may leave data in the buffer
-        raise
+_OPTIONS = ("pickler", "key", "safe", "allow", "max_size")
 
 
-def dumps(
-    obj: Any,
-    *,
-    key: bytes | None = None,
-    pickler: Pickler | None = None,
-    buffer_callback: Callable[[PickleBuffer], Any] | None = None,
-) -> bytes:
-    """Capture a suspended or not-yet-started generator/coroutine as bytes.
+class _Caches:
+    """What a Snapshotter and its ``replace()`` copies share: the per-code
+    caches (weak), the frame engines built on them, a reusable msgpack
+    Packer per thread."""
 
-    ``key``: sign the blob with HMAC-SHA256 (``loads(..., key=)`` verifies it).
-    ``pickler``: the fallback pickler for values corosnap cannot store natively:
-    ``"cloudpickle"`` (default), ``"pickle"`` or ``"dill"``.
-    ``buffer_callback``: as pickle's (protocol 5): called, once the snapshot is
-    encoded, with a ``pickle.PickleBuffer`` of every bytes or bytearray value of
-    at least 4 KiB and every memoryview, in order; a false result (e.g.
-    ``list.append``'s None) leaves the buffer out of the blob, which then holds
-    only its index, and ``loads(..., buffers=)`` must be given those buffers.
-    Raises SnapshotError naming the function, the slot and the type at fault.
+    __slots__ = ("engine", "codec", "Encoder", "new_ext_hook", "capture_codes", "restore_codes",
+                 "frames_out", "frames_in", "hook", "local")
+
+    def __init__(self, engine: str) -> None:
+        self.engine = engine
+        self.codec = ENGINES[engine]
+        self.Encoder = self.codec.Encoder
+        self.new_ext_hook = self.codec.new_ext_hook
+        self.capture_codes: RecordCache[Any] = RecordCache()
+        self.restore_codes: ModuleCache[Any] = ModuleCache()
+        self.frames_out = FrameEncoder(self.capture_codes, engine)
+        self.frames_in = FrameDecoder(self.restore_codes, engine)
+        self.hook = self.frames_out.hook
+        self.local = threading.local()
+
+    def packer(self) -> msgpack.Packer:
+        """This thread's Packer: msgpack.packb builds a new one per call,
+        which costs more than packing a small snapshot."""
+        packer = getattr(self.local, "packer", None)
+        if packer is None:
+            packer = self.local.packer = msgpack.Packer(use_bin_type=True, autoreset=True)
+        return packer
+
+
+class Snapshotter:
+    """Captures suspended generators and coroutines as bytes, and rebuilds them.
+
+    Options (each also a keyword of the module functions):
+
+    ``pickler``
+        The fallback pickler for values corosnap cannot store natively:
+        ``"cloudpickle"`` (default), ``"pickle"`` or ``"dill"``.  Used by
+        ``dumps``; ``loads`` reads whichever a blob names.
+    ``key``
+        ``dumps`` signs blobs with HMAC-SHA256 under this key; ``loads``
+        verifies the signature before anything is decoded (SignatureError).
+    ``safe``
+        ``loads`` refuses pickled payloads and any global outside ``allow``.
+        Only give the default (``safe=False``) mode trusted input: like
+        pickle, it can import modules and call the reduce callables a blob
+        names, and the fallback pickler can run arbitrary code.
+    ``allow``
+        Module names (each allowing its submodules) safe mode accepts.
+    ``max_size``
+        ``loads`` refuses larger blobs before parsing them (LimitExceeded).
+
+    The instance holds its caches (per code object and per named function,
+    weakly: dropping a module frees what they hold), so make one and reuse
+    it; ``replace(**options)`` makes one with other options that shares them.
     """
-    if type(obj) is not GeneratorType and type(obj) is not CoroutineType:
-        check_target(obj)  # raises, naming what it got
-    _fast._frames or _fast.frames()  # UnsupportedInterpreter, before anything else
-    pid = _DEFAULT_PICKLER if pickler is None else pickler_id(pickler)
-    decisions = None if buffer_callback is None else BufferDecisions()
-    try:
-        body = _encode(obj, pid, False, decisions, buffer_callback)
-    except (OverflowError, UnicodeEncodeError):
-        # An int outside msgpack's 64-bit range, or a str with a lone
-        # surrogate, slipped through the fast path: encode again, checking.
-        body = _encode(obj, pid, True, decisions, buffer_callback)
-    if key is not None:
-        return sign(body, key, () if decisions is None else decisions.out)
-    return body
 
+    __slots__ = ("pickler", "key", "safe", "allow", "max_size", "_pid", "_caches")
 
-def loads(
-    data: bytes,
-    *,
-    key: bytes | None = None,
-    safe: bool = False,
-    allow: tuple[str, ...] | list[str] = (),
-    max_size: int = DEFAULT_MAX_SIZE,
-    buffers: Iterable[Any] | None = None,
-) -> Any:
-    """Rebuild the generator/coroutine captured in ``data``.
+    def __init__(
+        self,
+        *,
+        pickler: Pickler | None = None,
+        key: bytes | None = None,
+        safe: bool = False,
+        allow: Iterable[str] = (),
+        max_size: int = DEFAULT_MAX_SIZE,
+    ) -> None:
+        self._pid = pickler_id(pickler)  # ValueError naming the choices
+        self.pickler = pickler
+        if key is not None and not isinstance(key, bytes | bytearray | memoryview):
+            raise TypeError(f"key must be bytes or None, got {type(key).__name__}")
+        self.key = None if key is None else bytes(key)
+        self.safe = bool(safe)
+        if isinstance(allow, str | bytes):
+            raise TypeError(f"allow must be an iterable of module names, not a single "
+                            f"{type(allow).__name__} ({allow!r})")
+        self.allow = tuple(allow)
+        if not all(type(name) is str for name in self.allow):
+            raise TypeError(f"allow must hold module names (str), got {self.allow!r}")
+        if type(max_size) is not int or max_size < 0:
+            raise TypeError(f"max_size must be an int >= 0, got {max_size!r}")
+        self.max_size = max_size
+        self._caches = _Caches(ENGINE)
 
-    Only give the default (``safe=False``) mode trusted input: like pickle, it
-    can import modules and call the reduce callables the blob names, and the
-    fallback pickler can run arbitrary code.  ``safe=True`` refuses pickled
-    payloads and any global outside the modules in ``allow``.  ``key``: verify
-    the blob's HMAC-SHA256 signature (which covers ``buffers`` too) before
-    anything is decoded.  ``buffers``: the out-of-band buffers ``dumps``'s
-    ``buffer_callback`` set aside, in order (any bytes-like objects; the
-    restored values share their memory where the type allows, as pickle's do).
-    """
-    frames = _fast._frames or _fast.frames()  # UnsupportedInterpreter, before anything else
-    if buffers is not None:
-        buffers = _check_buffers(buffers)
-    tree = None
-    if key is None and type(data) is bytes and len(data) <= max_size:
-        # The common case inline: an unsigned blob of this version.
-        hook = getattr(_local, "ext_hook", None) or _blob_ext_hook(frames)
-        state = hook.args[0]
-        if state:
-            state.clear()
+    def replace(self, **options: Any) -> Snapshotter:
+        """A Snapshotter with these options changed (the others as here),
+        sharing this one's caches."""
+        unknown = set(options) - set(_OPTIONS)
+        if unknown:
+            raise TypeError(f"unknown option(s) {sorted(unknown)}; options: {list(_OPTIONS)}")
+        new = Snapshotter(**{**{name: getattr(self, name) for name in _OPTIONS}, **options})
+        new._caches = self._caches
+        return new
+
+    def _with_engine(self, engine: str) -> Snapshotter:
+        """This Snapshotter's options on the given engine (``"c"`` or
+        ``"python"``), with caches of its own: for tests and tools that hold
+        the two engines against each other in one process."""
+        if engine == "c" and ENGINE != "c":
+            raise RuntimeError("the C engine is not loaded in this process")
+        new = self.replace()
+        new._caches = _Caches(engine)
+        return new
+
+    def __repr__(self) -> str:
+        key = None if self.key is None else "<set>"
+        return (f"Snapshotter(pickler={self.pickler!r}, key={key}, safe={self.safe!r}, "
+                f"allow={self.allow!r}, max_size={self.max_size!r})")
+
+    # -- capture ----------------------------------------------------------
+    def dumps(self, obj: Any, *, buffer_callback: BufferCallback | None = None) -> bytes:
+        """Capture a suspended or not-yet-started generator/coroutine as bytes.
+
+        ``buffer_callback``: as pickle's (protocol 5): called, once the snapshot
+        is encoded, with a ``pickle.PickleBuffer`` of every bytes or bytearray
+        value of at least 4 KiB and every memoryview, in order; a false result
+        (e.g. ``list.append``'s None) leaves the buffer out of the blob, which
+        then holds only its index, and ``loads(..., buffers=)`` must be given
+        those buffers.
+        Raises SnapshotError naming the function, the slot and the type at fault.
+        """
+        if type(obj) is not GeneratorType and type(obj) is not CoroutineType:
+            check_target(obj)  # raises, naming what it got
+        if _frames._backend is None:
+            backend()  # UnsupportedInterpreter, before anything else
+        caches = self._caches
+        hook = caches.hook
+        decisions = None if buffer_callback is None else BufferDecisions()
+        strict = False
+        while True:
+            enc = caches.Encoder(self._pid, hook, strict, buffer_callback)
+            enc.memo[id(obj)] = 0  # the root is memo entry 0 (enc.register)
+            enc.keep.append(obj)
+            try:
+                fields = hook(enc, obj)
+                fields.insert(0, HEADER)
+                if enc.offered:  # buffers: decided now that nothing can be rolled back
+                    try:
+                        enc.finish_buffers(decisions or BufferDecisions())
+                    except SnapshotError as err:
+                        raise SnapshotError(f"in {describe_target(obj)}: {err}") from None
+                    body = msgpack.Packer(use_bin_type=True, default=pack_offered).pack(fields)
+                else:
+                    packer = getattr(caches.local, "packer", None) or caches.packer()
+                    try:
+                        body = packer.pack(fields)
+                    except BaseException:
+                        caches.local.packer = None  # a failed pack may leave data behind
+                        raise
+                break
+            except (OverflowError, UnicodeEncodeError):
+                # An int outside msgpack's 64-bit range, or a str with a lone
+                # surrogate, slipped through the fast path: encode again, checking.
+                if strict:
+                    raise
+                strict = True
+            finally:
+                enc.cstate = None  # it refers back to enc
+        if self.key is not None:
+            return sign(body, self.key, () if decisions is None else decisions.out)
+        return body
+
+    def dump(self, obj: Any, file: IO[bytes], *,
+             buffer_callback: BufferCallback | None = None) -> None:
+        """``file.write(self.dumps(obj, buffer_callback=buffer_callback))``."""
+        file.write(self.dumps(obj, buffer_callback=buffer_callback))
+
+    # -- restore ----------------------------------------------------------
+    def loads(self, data: bytes, *, buffers: Iterable[Any] | None = None) -> Any:
+        """Rebuild the generator/coroutine captured in ``data``.
+
+        ``buffers``: the out-of-band buffers ``dumps``'s ``buffer_callback`` set
+        aside, in order (any bytes-like objects; the restored values share their
+        memory where the type allows, as pickle's do); a signature covers them.
+        """
+        if _frames._backend is None:
+            backend()  # UnsupportedInterpreter, before anything else
+        if buffers is not None:
+            buffers = _check_buffers(buffers)
+        caches = self._caches
+        tree = None
+        if self.key is None and type(data) is bytes and len(data) <= self.max_size:
+            # The common case inline: an unsigned blob of this version.
+            try:
+                tree = msgpack.unpackb(data, strict_map_key=False,
+                                       ext_hook=caches.new_ext_hook())
+            except Exception:  # noqa: BLE001 - open_blob parses again and says what is wrong
+                tree = None
+            if type(tree) is not list or not tree or tree[0] is not HEADER:
+                tree = None
+        if tree is None:
+            tree = open_blob(data, self.key, self.max_size, buffers, caches.new_ext_hook)
         try:
-            tree = msgpack.unpackb(data, strict_map_key=False, ext_hook=hook)
-        except Exception:  # noqa: BLE001 - open_blob parses again and says what is wrong
-            tree = None
-        if type(tree) is not list or not tree or tree[0] is not HEADER:
-            tree = None
-    if tree is None:
-        tree = open_blob(data, key, max_size, buffers)
-    ctx: list[Any]
-    if buffers is None:
-        # The decoding state, without a Decoder: the C fast path makes one (adopt)
-        # only if a frame needs Python to decode a value (see Decoder.make_ctx).
-        ctx = [None, [], [], [], set(), None, True if safe else False, [],
-               allow if type(allow) is tuple else tuple(allow)]
-    else:
-        ctx = Decoder(decode_frame, decode_coderef, safe, tuple(allow), buffers).make_ctx()
-    try:
-        gen = frames.restore(ctx, tree, 1, _fast_entries, sys.modules, True)
-        if gen is not None:
-            return gen
-        if ctx[0] is None:
-            adopt(ctx)
-        return decode_frame(ctx[0], tree, 1, root=True, fast=False)
-    except CorosnapError:
-        raise
-    except RecursionError:
-        raise LimitExceeded("blob nested too deeply") from None
-    except MemoryError:
-        raise LimitExceeded("blob asks for more memory than is available") from None
-    except (TypeError, ValueError, IndexError, KeyError, AttributeError, OverflowError) as exc:
-        raise CorruptSnapshot(f"malformed blob: {exc!r}") from printable_cause(exc)
-    except KeyboardInterrupt:
-        raise
-    except BaseException as exc:  # user code run by a reduce callable, an import, ...
-        raise RestoreError(f"restoring the snapshot failed: {exc!r}") from printable_cause(exc)
-    finally:
-        if ctx[0] is not None:  # ctx and its decoder refer to each other
-            ctx[0].ctx = None
-            ctx[0] = ctx[5] = None
+            return caches.frames_in.restore(tree, self.safe, self.allow, buffers)
+        except CorosnapError:
+            raise
+        except RecursionError:
+            raise LimitExceeded("blob nested too deeply") from None
+        except MemoryError:
+            raise LimitExceeded("blob asks for more memory than is available") from None
+        except (TypeError, ValueError, IndexError, KeyError, AttributeError, OverflowError) as exc:
+            raise CorruptSnapshot(f"malformed blob: {exc!r}") from printable_cause(exc)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # user code run by a reduce callable, an import, ...
+            raise RestoreError(
+                f"restoring the snapshot failed: {exc!r}") from printable_cause(exc)
+
+    def load(self, file: IO[bytes], *, buffers: Iterable[Any] | None = None) -> Any:
+        """``self.loads(file.read(), buffers=buffers)``."""
+        return self.loads(file.read(), buffers=buffers)
 
 
 def _check_buffers(buffers: Iterable[Any]) -> list[Any]:
@@ -191,11 +284,84 @@ def _check_buffers(buffers: Iterable[Any]) -> list[Any]:
     return out
 
 
-def dump(obj: Any, file: IO[bytes], **kwargs: Any) -> None:
-    """``file.write(dumps(obj, **kwargs))``."""
-    file.write(dumps(obj, **kwargs))
+_default = Snapshotter()
+"""The instance the module functions use (and share caches with)."""
 
 
-def load(file: IO[bytes], **kwargs: Any) -> Any:
-    """``loads(file.read(), **kwargs)``."""
-    return loads(file.read(), **kwargs)
+def default() -> Snapshotter:
+    """The Snapshotter behind ``corosnap.dumps``/``loads`` (its caches are theirs)."""
+    return _default
+
+
+def dumps(
+    obj: Any,
+    *,
+    key: bytes | None = None,
+    pickler: Pickler | None = None,
+    buffer_callback: BufferCallback | None = None,
+) -> bytes:
+    """Capture a suspended or not-yet-started generator/coroutine as bytes.
+
+    ``key``: sign the blob with HMAC-SHA256 (``loads(..., key=)`` verifies it).
+    ``pickler``: the fallback pickler for values corosnap cannot store natively:
+    ``"cloudpickle"`` (default), ``"pickle"`` or ``"dill"``.
+    ``buffer_callback``: as pickle's (protocol 5): called, once the snapshot is
+    encoded, with a ``pickle.PickleBuffer`` of every bytes or bytearray value of
+    at least 4 KiB and every memoryview, in order; a false result (e.g.
+    ``list.append``'s None) leaves the buffer out of the blob, which then holds
+    only its index, and ``loads(..., buffers=)`` must be given those buffers.
+    Raises SnapshotError naming the function, the slot and the type at fault.
+    See ``Snapshotter`` for a reusable object holding the options.
+    """
+    snap = _default if key is None and pickler is None else _default.replace(
+        key=key, pickler=pickler)
+    if buffer_callback is None:
+        return snap.dumps(obj)
+    return snap.dumps(obj, buffer_callback=buffer_callback)
+
+
+def loads(
+    data: bytes,
+    *,
+    key: bytes | None = None,
+    safe: bool = False,
+    allow: Iterable[str] = (),
+    max_size: int = DEFAULT_MAX_SIZE,
+    buffers: Iterable[Any] | None = None,
+) -> Any:
+    """Rebuild the generator/coroutine captured in ``data``.
+
+    Only give the default (``safe=False``) mode trusted input: like pickle, it
+    can import modules and call the reduce callables the blob names, and the
+    fallback pickler can run arbitrary code.  ``safe=True`` refuses pickled
+    payloads and any global outside the modules in ``allow``.  ``key``: verify
+    the blob's HMAC-SHA256 signature (which covers ``buffers`` too) before
+    anything is decoded.  ``max_size``: refuse larger blobs before parsing
+    them.  ``buffers``: the out-of-band buffers ``dumps``'s ``buffer_callback``
+    set aside, in order (any bytes-like objects; the restored values share
+    their memory where the type allows, as pickle's do).
+    """
+    if key is None and safe is False and allow == () and max_size == DEFAULT_MAX_SIZE:
+        snap = _default
+    else:
+        snap = _default.replace(key=key, safe=safe, allow=allow, max_size=max_size)
+    return snap.loads(data) if buffers is None else snap.loads(data, buffers=buffers)
+
+
+def dump(obj: Any, file: IO[bytes], *, key: bytes | None = None,
+         pickler: Pickler | None = None, buffer_callback: BufferCallback | None = None) -> None:
+    """``file.write(dumps(obj, key=key, pickler=pickler, buffer_callback=buffer_callback))``."""
+    file.write(dumps(obj, key=key, pickler=pickler, buffer_callback=buffer_callback))
+
+
+def load(file: IO[bytes], *, key: bytes | None = None, safe: bool = False,
+         allow: Iterable[str] = (), max_size: int = DEFAULT_MAX_SIZE,
+         buffers: Iterable[Any] | None = None) -> Any:
+    """``loads(file.read(), key=key, safe=safe, allow=allow, max_size=max_size,
+    buffers=buffers)``."""
+    return loads(file.read(), key=key, safe=safe, allow=allow, max_size=max_size,
+                 buffers=buffers)
+
+
+__all__ = ["BufferCallback", "Pickler", "Snapshotter", "default", "dump", "dumps", "load",
+           "loads"]

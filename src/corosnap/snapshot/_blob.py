@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgpack
@@ -23,7 +23,7 @@ from msgpack import ExtType
 
 from .._errors import CodeMismatch, CorruptSnapshot, LimitExceeded, SignatureError
 from ..codec import EXT_HEADER, EXT_SIGNED, new_ext_hook
-from ..codec._decoder import shared_header
+from ..codec._markers import shared_header
 from ..frames import PY_MINOR
 
 FORMAT_VERSION = 1
@@ -66,14 +66,15 @@ def sign(body: bytes, key: bytes, buffers: Sequence[Any] = ()) -> bytes:
     return msgpack.packb([SIGNED_HEADER, _tag(key, body, buffers), body], use_bin_type=True)
 
 
-def unpack(data: bytes, max_size: int = DEFAULT_MAX_SIZE) -> list[Any]:
+def unpack(data: bytes, max_size: int = DEFAULT_MAX_SIZE,
+           ext_hook: Callable[[], Any] = new_ext_hook) -> list[Any]:
     """Parse msgpack with limits; any parse failure is CorruptSnapshot."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"loads() takes bytes, got {type(data).__name__}")
     if len(data) > max_size:
         raise LimitExceeded(f"blob of {len(data)} bytes exceeds max_size={max_size}")
     try:
-        tree = msgpack.unpackb(data, strict_map_key=False, ext_hook=new_ext_hook())
+        tree = msgpack.unpackb(data, strict_map_key=False, ext_hook=ext_hook())
     except (ValueError, msgpack.UnpackException, TypeError) as exc:
         raise CorruptSnapshot(f"not a valid msgpack document: {exc}") from None
     except RecursionError:
@@ -84,10 +85,12 @@ def unpack(data: bytes, max_size: int = DEFAULT_MAX_SIZE) -> list[Any]:
 
 
 def open_blob(data: bytes, key: bytes | None, max_size: int,
-              buffers: Sequence[Any] | None = None) -> list[Any]:
+              buffers: Sequence[Any] | None = None,
+              ext_hook: Callable[[], Any] = new_ext_hook) -> list[Any]:
     """Verify and parse a blob, returning ``[HEADER, *root fields]``.
-    ``buffers``: the out-of-band buffers, which a signature also covers."""
-    tree = unpack(data, max_size)
+    ``buffers``: the out-of-band buffers, which a signature also covers;
+    ``ext_hook`` makes msgpack's ext hook for one blob (the codec engine's)."""
+    tree = unpack(data, max_size, ext_hook)
     if tree[0] == HEADER and key is None:
         return tree  # the common case: an unsigned blob of this version
     check_header(tree[0])
@@ -98,7 +101,7 @@ def open_blob(data: bytes, key: bytes | None, max_size: int,
             expected = _tag(key, tree[2], buffers or ())
             if not hmac.compare_digest(expected, tree[1]):
                 raise SignatureError("signature does not match: wrong key or tampered blob")
-        tree = unpack(tree[2], max_size)
+        tree = unpack(tree[2], max_size, ext_hook)
         check_header(tree[0])
         if tree[0].code != EXT_HEADER:
             raise CorruptSnapshot("nested signed blob")

@@ -11,15 +11,20 @@ from __future__ import annotations
 
 import types
 from typing import Any
+from weakref import ref as ref_to
 
 from .._errors import SnapshotError
+from .._weak import RecordCache
 from ..bytecode import CREATED, CodeRef, code_info, describe, fingerprint
 from ..bytecode._analysis import DELEGATE
 from ..bytecode._kinds import NULLABLE, TAGGED, slot_rules
 from ..codec import NONE_EXT, Encoder
+from ..codec._encoder import FrameHook
 from ..codec._tags import T_DONE, TAGS
-from ..frames import backend
-from . import _fast
+from ..frames import CREATED as CREATED_STATE
+from ..frames import FINISHED, NULL, RUNNING, SUSPENDED, TAGGED_INTS, TaggedInt, backend
+from . import _contract
+from ._contract import CaptureCode, CaptureState, Where
 
 _GENERATOR_TYPES = (types.GeneratorType, types.CoroutineType)
 
@@ -46,128 +51,139 @@ def check_target(obj: Any) -> None:
     )
 
 
-class _Meta:
-    """Everything capture needs about one code object, computed once: its
-    analysis, its name and fingerprint, and per suspension offset the stack
-    depth and which stack slot holds the delegated-to sub-generator."""
-
-    __slots__ = ("code", "module", "info", "ref", "fp", "n", "where")
-
-    def __init__(self, code: types.CodeType, module: str | None) -> None:
-        self.code = code
-        self.module = module
-        self.info = code_info(code)
-        self.ref = describe(code, module)
-        self.fp = fingerprint(code)
-        self.n = self.info.nlocalsplus
-        # offset -> (stack depth, index of the delegated sub-generator in the
-        # stack or -1, the stack slots that may hold a 3.14+ tagged integer)
-        self.where: dict[int, tuple[int, int, tuple[int, ...]]] = {}
-        rules = slot_rules(code) if TAGGED else None
-        for lasti, depth in self.info.resume.items():
-            sub_at = depth + DELEGATE
-            tagged = () if rules is None else tuple(
-                j for j, kind in enumerate(rules.stack_kinds(lasti, depth))
-                if kind & ~NULLABLE in TAGGED)
-            self.where[lasti] = (depth, sub_at if lasti in self.info.delegating
-                                 and sub_at >= 0 else -1, tagged)
-        # The same, as the C fast path reads it (frames/_fastpath.h).
-        ref = self.ref
-        _fast_metas[id(code)] = (code, module, self.where, self.n, ref.module,
-                                 None if ref.path else ref.qualname, self.fp, ref)
+def describe_code(codes: RecordCache[Any], code: types.CodeType,
+                  module: str | None) -> Any:
+    """The CaptureCode of ``code`` (run by globals named ``module``): its
+    analysis, name and fingerprint, and per suspension offset the stack
+    depth, which stack slot holds the delegated-to sub-generator and which
+    slots may hold a 3.14+ tagged integer.  Computed once per code (and
+    ``__name__``), kept in ``codes`` as long as the code lives; both engines
+    read it."""
+    info = code_info(code)
+    ref = describe(code, module)
+    fp = fingerprint(code)
+    rules = slot_rules(code) if TAGGED else None
+    where = {}
+    for lasti, depth in info.resume.items():
+        sub_at = depth + DELEGATE
+        tagged = () if rules is None else tuple(
+            j for j, kind in enumerate(rules.stack_kinds(lasti, depth))
+            if kind & ~NULLABLE in TAGGED)
+        where[lasti] = Where(depth=depth, sub_at=sub_at if lasti in info.delegating
+                             and sub_at >= 0 else -1, tagged=tagged)
+    weak = codes.ref(code)
+    meta = CaptureCode(code=weak if weak is not None else ref_to(code), module=module,
+                       nlocals=info.nlocalsplus, where=where, ref=ref, name_module=ref.module,
+                       name_qualname=None if ref.path else ref.qualname, fingerprint=fp,
+                       slot_names=info.slot_names)
+    return codes.put(code, meta)
 
 
-_meta: dict[int, _Meta] = {}
-_fast_metas: dict[int, tuple[Any, ...]] = {}
+class FrameEncoder:
+    """Frames -> fields, for one Snapshotter: its per-code cache and its engine.
 
-
-def encode_frame(enc: Encoder, gen: Any, fast: bool = True) -> list[Any]:
-    """Encode one generator/coroutine frame (its sub-generators recursively).
-
-    The C fast path (``frames.capture``) handles a frame whose code was seen
-    before; it declines anything else, which this function then encodes.
-    ``fast=False``: the C path already declined this frame (it calls back so).
+    ``hook`` is what the codec's Encoder calls for every generator it meets
+    (the root, a delegated sub-generator, one held in a value): ``encode``
+    under the pure-Python engine, ``encode_accelerated`` under the C engine,
+    which lets the C capture do the frame and falls back to ``encode`` when it
+    declines.  The C capture calls ``encode`` itself for a sub-frame it
+    declines, so no frame is offered to it twice.
     """
-    frames = _fast._frames or _fast.frames()
-    if fast:
-        ctx = enc.ctx
-        if ctx is None:
-            # The encoder's tables, in the order of CTX_* in frames/_fastpath.h
-            # (they are only ever mutated in place), and the encoder itself.
-            ctx = enc.ctx = (enc.globals_seen, enc.passthrough, enc.codes, enc.strings,
-                             enc.memo, enc.keep, enc)
+
+    __slots__ = ("codes", "hook", "capture")
+
+    def __init__(self, codes: RecordCache[Any], engine: str) -> None:
+        self.codes = codes
+        self.capture = _contract.capture if engine == "c" else None
+        self.hook: FrameHook = self.encode if self.capture is None else self.encode_accelerated
+
+    def encode_accelerated(self, enc: Encoder, gen: Any) -> list[Any]:
+        """The C engine first (``_csnapshot.capture``), then ``encode``."""
+        state = enc.cstate
+        if state is None:
+            # The encoder's tables, by name; it refers back to the encoder,
+            # which drops it when the dumps is over (Snapshotter.dumps).
+            state = enc.cstate = CaptureState(
+                encoder=enc, memo=enc.memo, keep=enc.keep, strings=enc.strings, codes=enc.codes,
+                globals_seen=enc.globals_seen, passthrough=enc.passthrough,
+                code_cache=self.codes.data, frames=self)
+        assert self.capture is not None
         try:
-            fields = frames.capture(gen, _fast_metas, ctx)
+            fields = self.capture(state, gen)
         except SnapshotError as err:
-            raise _name_failure(enc, gen, frames, err) from None
+            raise _name_failure(enc, gen, err) from None
         except RecursionError:
             raise SnapshotError(f"in {describe_target(gen)}: values nested too deeply") from None
         if fields is not None:
             return fields
-    state, lasti, localsplus, stack, exc, globals_ = frames.read(gen)
-    code = gen.gi_code if type(gen) is types.GeneratorType else gen.cr_code
-    if state != frames.SUSPENDED and state != frames.CREATED:
-        if state == frames.FINISHED and enc.keep and enc.keep[0] is not gen:
-            # A finished generator held as a value (a helper kept in a local):
-            # its frame is gone, so only its code is stored.
-            return [TAGS[T_DONE], *enc.coderef(code, _describe_finished(enc, gen, code))]
-        _refuse_state(gen, state, globals_)
-    if id(globals_) not in enc.globals_seen:
-        enc.note_globals(globals_)
-    module = globals_.get("__name__")
-    meta = _meta.get(id(code))
-    if meta is None or meta.code is not code or meta.module != module:
-        meta = _meta[id(code)] = _Meta(code, module)
-    if state == frames.CREATED:
-        lasti = CREATED
-    where = meta.where.get(lasti)
-    if where is None or len(localsplus) != meta.n or len(stack) != where[0]:
-        raise SnapshotError(
-            f"{_where(gen, globals_)} is suspended at offset {lasti} with {len(stack)} stack "
-            f"values, which its bytecode does not explain "
-            f"(expected {where[0] if where else None})"
-        )
-    if frames.TAGGED_INTS:
-        stack = _untag(code, lasti, stack, frames.TaggedInt, gen, globals_)
-    fields = enc.coderef(code, meta.ref, meta.fp)
-    null = frames.NULL
-    passthrough = enc.passthrough
-    value = enc.enc
-    try:
-        fields.append(lasti if exc is None else [lasti, value(exc)])
-        # In frame slots nil stands for an empty slot (an unbound local is more
-        # common in a suspended frame than a None), and None gets an ext.
-        fields += [None if x is null else NONE_EXT if x is None
-                   else x if type(x) in passthrough else _slot(value(x)) for x in localsplus]
-        sub_at = where[1]
-        if sub_at >= 0 and type(stack[sub_at]) in _GENERATOR_TYPES:
-            # The sub-generator a delegating frame sends to is stored
-            # untagged, in its slot (the top of the stack; on 3.15 the slot
-            # below the top).
+        return self.encode(enc, gen)
+
+    def encode(self, enc: Encoder, gen: Any) -> list[Any]:
+        """Encode one generator/coroutine frame (its sub-generators recursively,
+        through ``enc``): the Python engine."""
+        state, lasti, localsplus, stack, exc, globals_ = backend().read(gen)
+        code = gen.gi_code if type(gen) is types.GeneratorType else gen.cr_code
+        if state != SUSPENDED and state != CREATED_STATE:
+            if state == FINISHED and enc.keep and enc.keep[0] is not gen:
+                # A finished generator held as a value (a helper kept in a local):
+                # its frame is gone, so only its code is stored.
+                return [TAGS[T_DONE], *enc.coderef(code, _describe_finished(enc, gen, code))]
+            _refuse_state(gen, state, globals_)
+        if id(globals_) not in enc.globals_seen:
+            enc.note_globals(globals_)
+        module = globals_.get("__name__")
+        meta = self.codes.data.get(id(code))
+        if meta is None or meta.code() is not code or meta.module != module:
+            meta = describe_code(self.codes, code, module)
+        if state == CREATED_STATE:
+            lasti = CREATED
+        where = meta.where.get(lasti)
+        if where is None or len(localsplus) != meta.nlocals or len(stack) != where.depth:
+            raise SnapshotError(
+                f"{_where(gen, globals_)} is suspended at offset {lasti} with {len(stack)} "
+                f"stack values, which its bytecode does not explain "
+                f"(expected {where.depth if where else None})"
+            )
+        if TAGGED_INTS:
+            stack = _untag(where, stack, gen, globals_)
+        fields = enc.coderef(code, meta.ref, meta.fingerprint)
+        null = NULL
+        passthrough = enc.passthrough
+        value = enc.enc
+        try:
+            fields.append(lasti if exc is None else [lasti, value(exc)])
+            # In frame slots nil stands for an empty slot (an unbound local is
+            # more common in a suspended frame than a None), and None gets an ext.
             fields += [None if x is null else NONE_EXT if x is None
-                       else x if type(x) in passthrough else _slot(value(x))
-                       for x in stack[:sub_at]]
-            fields.append(enc.delegated_frame(stack[sub_at]))
-            fields += [None if x is null else NONE_EXT if x is None
-                       else x if type(x) in passthrough else _slot(value(x))
-                       for x in stack[sub_at + 1:]]
-        else:
-            fields += [None if x is null else NONE_EXT if x is None
-                       else x if type(x) in passthrough else _slot(value(x)) for x in stack]
-    except SnapshotError as err:
-        what, _ = _failing_slot(enc, exc, localsplus, stack, meta.info.slot_names, null)
-        raise SnapshotError(f"in {_where(gen, globals_)}, {what}: {err}") from None
-    except RecursionError:
-        raise SnapshotError(f"in {_where(gen, globals_)}: values nested too deeply") from None
-    return fields
+                       else x if type(x) in passthrough else _slot(value(x)) for x in localsplus]
+            sub_at = where.sub_at
+            if sub_at >= 0 and type(stack[sub_at]) in _GENERATOR_TYPES:
+                # The sub-generator a delegating frame sends to is stored
+                # untagged, in its slot (the top of the stack; on 3.15 the slot
+                # below the top).
+                fields += [None if x is null else NONE_EXT if x is None
+                           else x if type(x) in passthrough else _slot(value(x))
+                           for x in stack[:sub_at]]
+                fields.append(enc.delegated_frame(stack[sub_at]))
+                fields += [None if x is null else NONE_EXT if x is None
+                           else x if type(x) in passthrough else _slot(value(x))
+                           for x in stack[sub_at + 1:]]
+            else:
+                fields += [None if x is null else NONE_EXT if x is None
+                           else x if type(x) in passthrough else _slot(value(x)) for x in stack]
+        except SnapshotError as err:
+            what, _ = _failing_slot(enc, exc, localsplus, stack, meta.slot_names, null)
+            raise SnapshotError(f"in {_where(gen, globals_)}, {what}: {err}") from None
+        except RecursionError:
+            raise SnapshotError(f"in {_where(gen, globals_)}: values nested too deeply") from None
+        return fields
 
 
-def _name_failure(enc: Encoder, gen: Any, frames: Any, err: SnapshotError) -> SnapshotError:
-    """The fast path's error, with the frame and the slot named."""
-    _state, _lasti, localsplus, stack, exc, globals_ = frames.read(gen)
+def _name_failure(enc: Encoder, gen: Any, err: SnapshotError) -> SnapshotError:
+    """The C engine's error, with the frame and the slot named."""
+    _state, _lasti, localsplus, stack, exc, globals_ = backend().read(gen)
     code = gen.gi_code if type(gen) is types.GeneratorType else gen.cr_code
-    what, again = _failing_slot(enc, exc, localsplus, stack, code_info(code).slot_names,
-                                frames.NULL)
+    what, again = _failing_slot(enc, exc, localsplus, stack, code_info(code).slot_names, NULL)
     # The error met again by encoding that slot alone names the frames below
     # this one (the C path recursed into them without naming them).
     return SnapshotError(f"in {_where(gen, globals_)}, {what}: {again or err}")
@@ -178,7 +194,7 @@ def _failing_slot(enc: Encoder, exc: Any, localsplus: list[Any], stack: list[Any
     """Name the slot whose value could not be encoded (for the error message),
     with the error encoding it alone gives.
 
-    The fast path encodes the slots in bulk, so the failing one is found
+    The slots are encoded in bulk, so the failing one is found
     again by encoding each slot's value on its own, in a scratch encoder
     that knows the same modules (a failure does not depend on the memo).
     """
@@ -192,7 +208,7 @@ def _failing_slot(enc: Encoder, exc: Any, localsplus: list[Any], stack: list[Any
     for what, x in candidates:
         if x is null or x is None:
             continue
-        scratch = Encoder(enc.pid, enc.frame_hook, enc.strict, enc.buffer_callback)
+        scratch = type(enc)(enc.pid, enc.frame_hook, enc.strict, enc.buffer_callback)
         if enc.keep:
             scratch.register(enc.keep[0])  # the root: a finished generator elsewhere is a value
         for globals_, _index in enc.global_values:
@@ -204,23 +220,21 @@ def _failing_slot(enc: Encoder, exc: Any, localsplus: list[Any], stack: list[Any
         except RecursionError:
             return what, None
         finally:
-            scratch.ctx = None
+            scratch.cstate = None
     return "a value in the frame", None
 
 
-def _untag(code: types.CodeType, lasti: int, stack: list[Any], tagged_int: Any,
-           gen: Any, globals_: Any) -> list[Any]:
+def _untag(where: Any, stack: list[Any], gen: Any, globals_: Any) -> list[Any]:
     """3.14+: the stack with its tagged integers (a handler's lasti, 3.15's
     sequence indexes) as plain ints, after checking they sit exactly where
-    the bytecode analysis expects tagged slots (the restore side re-tags
-    the same slots)."""
-    if not any(type(x) is tagged_int for x in stack):
+    the bytecode analysis expects tagged slots (``where.tagged``; the restore
+    side re-tags the same slots)."""
+    if not any(type(x) is TaggedInt for x in stack):
         return stack
-    kinds = slot_rules(code).stack_kinds(lasti, len(stack))
     out = list(stack)
     for j, x in enumerate(stack):
-        if type(x) is tagged_int:
-            if kinds[j] & ~NULLABLE not in TAGGED:
+        if type(x) is TaggedInt:
+            if j not in where.tagged:
                 raise SnapshotError(
                     f"{_where(gen, globals_)}: value stack slot {j} holds a tagged integer "
                     "where the bytecode analysis expects an object; corosnap does not know "
@@ -257,7 +271,7 @@ def _where(gen: Any, globals_: dict[str, Any] | None) -> str:
 
 def _refuse_state(gen: Any, state: int, globals_: dict[str, Any] | None) -> None:
     check_target(gen)
-    if state == backend().RUNNING:
+    if state == RUNNING:
         raise SnapshotError(
             f"{_where(gen, globals_)} is running: a generator cannot be captured while it "
             "executes (dumps() must be called from outside it)"

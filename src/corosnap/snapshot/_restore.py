@@ -8,10 +8,17 @@ Order of work for one frame, and why:
    placeholder arguments: only the prologue up to RETURN_GENERATOR runs, no
    user code.  Register it in the memo (its own locals may refer to it).
 4. Decode the slots, check the kinds the interpreter relies on without
-   checking (cells where the code has cells, the exception, the delegated-to
-   iterator), and only then write the frame in one C call.
+   checking (``check_frame``: the stack slots' kinds, the locals that must be
+   bound, cells where the code has cells, the delegated-to iterator), and
+   only then write the frame in one C call.
 A failure at any step leaves no half-written frame behind: the fresh
-generator is simply dropped.
+generator is closed and dropped.
+
+This module is the Python engine and the reference.  Everything it works
+out once per code and offset (a ``RestoreCode``, its ``Plan``s and their
+``Check``s, records of ``_contract``) is also what the C engine
+(``_csnapshot.restore``) reads, and ``check_frame`` is the one Python copy
+of the checks the C engine makes with the same messages.
 """
 
 from __future__ import annotations
@@ -21,12 +28,13 @@ import inspect
 import sys
 import types
 from typing import Any
+from weakref import ref as ref_to
 
 from .._errors import CodeMismatch, CorruptSnapshot, LimitExceeded, RestoreError
+from .._weak import ModuleCache
 from ..bytecode import CodeRef, code_info, fingerprint, locate
 from ..bytecode._analysis import DELEGATE
 from ..bytecode._kinds import (
-    ANY,
     DICT,
     EXC,
     EXC_LIST,
@@ -42,8 +50,11 @@ from ..bytecode._kinds import (
     slot_rules,
 )
 from ..codec import NONE_MARK, Decoder, Deferred, Tag, is_exception
+from ..codec._engines import ENGINES
 from ..codec._globals import check_allowed
-from . import _fast
+from ..frames import NULL, TaggedInt, backend, virtual_iterable
+from . import _contract
+from ._contract import Check, Plan, RestoreCode, RestoreState
 
 _WALK = frozenset({list, dict, Deferred})
 V = sys.version_info[:2]
@@ -51,167 +62,107 @@ V = sys.version_info[:2]
 _RESUMABLE = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ITERABLE_COROUTINE
 
 
-class CodeEntry:
-    """Everything restore needs about one code object, found and checked once."""
-
-    __slots__ = ("module", "code", "globals", "info", "rules", "ncodeunits", "dot0_iter", "fn",
-                 "args", "kwargs", "label", "n", "plans", "fast", "fast_plans")
-
-    def __init__(self, module: types.ModuleType | None, code: types.CodeType,
-                 globals_: dict[str, Any]) -> None:
-        self.module = module
-        self.code = code
-        self.globals = globals_
-        self.info = code_info(code)
-        self.rules = slot_rules(code)
-        self.ncodeunits = len(code.co_code) // 2
-        self.dot0_iter = _dot0_is_iterated(code)
-        self.label = f"{globals_.get('__name__')}.{code.co_qualname}()"
-        self.n = self.info.nlocalsplus
-        self.plans: dict[int, Plan] = {}
-        # What the C fast path (frames.restore) reads: set by enable_fast()
-        # once the code is resolved and checked; plans it may use, by offset.
-        self.fast: tuple[Any, ...] | None = None
-        self.fast_plans: dict[int, tuple[Any, ...]] = {}
-        self.fn: types.FunctionType | None = None
-        self.args: tuple[Any, ...] = ()
-        self.kwargs: dict[str, Any] = {}
-
-    def plan(self, pos: Any) -> Plan:
-        """The restore plan for resume offset ``pos`` (CorruptSnapshot if it is
-        not a resume point of this code)."""
-        depth = self.info.resume.get(pos) if type(pos) is int else None
-        if depth is None:
-            raise CorruptSnapshot(f"{self.label}: offset {pos!r} is not a resume point of "
-                                  "its code")
-        plan = Plan(self, pos, depth)
-        self.plans[pos] = plan
-        fast = _plan_fast(plan, self, pos)
-        if fast is not None:
-            self.fast_plans[pos] = fast
-        return plan
-
-    def slot_error(self, index: int, exc: BaseException) -> BaseException:
-        """``exc``, raised while decoding the value of slot ``index``, as an
-        error of the same class whose message says which local or value stack
-        slot of this frame held the value (the codec only knows the value).
-        Called by decode_frame and by the C fast path (frames/_fastpath.h);
-        anything but a RestoreError is returned as it is."""
-        if not isinstance(exc, RestoreError):
-            return exc
-        n = self.n
-        names = self.info.slot_names
-        where = (f"local {names[index]!r}" if 0 <= index < n and index < len(names)
-                 else f"value stack slot {index - n}")
-        msg = str(exc)
-        if msg.startswith(f"{self.label}: "):  # already names this frame (the C path's own checks)
-            msg = msg[len(self.label) + 2:]
-        try:
-            named = type(exc)(f"{self.label}: {where}: {msg}")
-        except Exception:  # noqa: BLE001 - a subclass with another signature
-            return exc
-        named.__cause__ = exc.__cause__
-        named.__suppress_context__ = True
-        return named
-
-    def enable_fast(self, key: tuple[str, str, int]) -> None:
-        """Let the C fast path restore frames of this code (named by ``key``)."""
-        try:
-            self.prepare()
-        except CorruptSnapshot:
-            return  # not a generator function: the Python path says so
-        if self.kwargs or self.fn is None:
-            return  # keyword-only arguments: the Python path calls fn(**kwargs)
-        self.fast = (self, self.module, self.fn, self.args, self.fast_plans, self.n, self.label)
-        _fast_entries[key] = self.fast
-
-    def prepare(self) -> None:
-        """Build the function and placeholder arguments ``fresh`` calls."""
-        if self.fn is None:
-            code = self.code
-            flags = code.co_flags
-            if not flags & _RESUMABLE or flags & inspect.CO_ASYNC_GENERATOR:
-                raise CorruptSnapshot(f"{self.label} is not a generator or coroutine function")
-            closure = tuple(types.CellType() for _ in code.co_freevars) or None
-            self.fn = types.FunctionType(code, self.globals, code.co_name, None, closure)
-            argc = code.co_argcount
-            # 3.15: a generator expression's prologue runs iter(.0) before
-            # RETURN_GENERATOR, so that argument gets an inert iterable.
-            iterable = self.info.iterable_args
-            self.args = tuple(() if i in iterable else None for i in range(argc))
-            self.kwargs = dict.fromkeys(code.co_varnames[argc : argc + code.co_kwonlyargcount])
-
-    def fresh(self) -> Any:
-        """A new, created generator/coroutine of this code; runs no user code.
-
-        The function is made from the code with placeholder cells and called
-        with placeholder arguments: CPython runs only the prologue (argument
-        binding, MAKE_CELL, COPY_FREE_VARS) up to RETURN_GENERATOR.  Every slot
-        is overwritten by the restore right after.
-        """
-        if self.fn is None:
-            self.prepare()
-        assert self.fn is not None
-        return self.fn(*self.args, **self.kwargs)
+class _Gone:
+    """Stands for a module that cannot be weakly referenced (or is not in
+    ``sys.modules``): its weak reference is dead from the start."""
 
 
-class Plan:
-    """What restoring a frame of one code at one resume offset must check,
-    worked out once from the bytecode analysis and reused by every restore.
+_NO_MODULE = ref_to(_Gone())
 
-    ``checks`` lists ``(slot index, kind, nullable)`` for every stack slot
-    (every stack slot must at least be non-empty unless the bytecode may
-    leave it NULL); ``general`` is set when a slot needs the full rules of
-    ``_check_slots`` (3.14+ tagged ints, 3.15 sequence/index pairs, an
-    except* result list, which is checked item by item and copied).
+
+def make_entry(codes: ModuleCache[Any], module: Any, code: types.CodeType,
+               globals_: dict[str, Any]) -> Any:
+    """Everything restore needs about one code object, found and checked once:
+    a RestoreCode (see ``_contract``).  ``fn`` is the function ``fresh`` calls
+    (None when the code makes no generator: ``fresh`` then says so)."""
+    info = code_info(code)
+    fn: types.FunctionType | None = None
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = {}
+    flags = code.co_flags
+    if flags & _RESUMABLE and not flags & inspect.CO_ASYNC_GENERATOR:
+        closure = tuple(types.CellType() for _ in code.co_freevars) or None
+        fn = types.FunctionType(code, globals_, code.co_name, None, closure)
+        argc = code.co_argcount
+        # 3.15: a generator expression's prologue runs iter(.0) before
+        # RETURN_GENERATOR, so that argument gets an inert iterable.
+        iterable = info.iterable_args
+        args = tuple(() if i in iterable else None for i in range(argc))
+        kwargs = dict.fromkeys(code.co_varnames[argc : argc + code.co_kwonlyargcount])
+    weak = codes.ref(module) if module is not None else None
+    return RestoreCode(
+        module=weak if weak is not None else _NO_MODULE, code=code, globals=globals_,
+        label=f"{globals_.get('__name__')}.{code.co_qualname}()", nlocals=info.nlocalsplus,
+        ncodeunits=len(code.co_code) // 2, slot_names=info.slot_names, cells=info.cell_slots,
+        plans={}, fn=fn, args=args, kwargs=kwargs, dot0_iter=_dot0_is_iterated(code), info=info,
+        rules=slot_rules(code))
+
+
+def make_plan(entry: Any, pos: Any) -> Any:
+    """The restore plan of ``entry``'s code at resume offset ``pos``, made once
+    and kept in ``entry.plans`` (CorruptSnapshot if ``pos`` is not a resume
+    point of that code): what restoring a frame there must check."""
+    depth = entry.info.resume.get(pos) if type(pos) is int else None
+    if depth is None:
+        raise CorruptSnapshot(f"{entry.label}: offset {pos!r} is not a resume point of "
+                              "its code")
+    n = entry.nlocals
+    kinds = entry.rules.stack_kinds(pos, depth)
+    # Every stack slot must at least be non-empty unless the bytecode may
+    # leave it NULL: a slot of kind NULLABLE alone needs no check at all.
+    checks = tuple(
+        Check(slot=n + j, kind=k & ~NULLABLE, nullable=bool(k & NULLABLE),
+              index_above=j + 1 < depth and kinds[j + 1] & ~NULLABLE == INDEX,
+              name=KIND_NAMES[k & ~NULLABLE])
+        for j, k in enumerate(kinds) if k != NULLABLE)
+    delegating = pos in entry.info.delegating
+    delegate_at = n + depth + DELEGATE if delegating else -1
+    plan = Plan(depth=depth, sub_at=delegate_at if delegate_at >= n else -1,
+                delegate_at=delegate_at, checks=checks,
+                bound=tuple(i for i in entry.rules.bound.get(pos, ()) if i < n),
+                dot0=pos == -1 and entry.dot0_iter)
+    entry.plans[pos] = plan
+    return plan
+
+
+def fresh(entry: Any) -> Any:
+    """A new, created generator/coroutine of ``entry``'s code; runs no user code.
+
+    The function is made from the code with placeholder cells and called
+    with placeholder arguments: CPython runs only the prologue (argument
+    binding, MAKE_CELL, COPY_FREE_VARS) up to RETURN_GENERATOR.  Every slot
+    is overwritten by the restore right after.
     """
-
-    __slots__ = ("depth", "sub_at", "checks", "bound", "general", "delegating")
-
-    def __init__(self, entry: CodeEntry, pos: int, depth: int) -> None:
-        n = entry.n
-        self.depth = depth
-        kinds = entry.rules.stack_kinds(pos, depth)
-        self.general = any(k & ~NULLABLE in (INDEX, EXC_LIST) or k & ~NULLABLE in TAGGED
-                           for k in kinds)
-        self.checks = tuple((n + j, k & ~NULLABLE, bool(k & NULLABLE))
-                            for j, k in enumerate(kinds) if k != NULLABLE)
-        self.bound = tuple(i for i in entry.rules.bound.get(pos, ()) if i < n)
-        self.delegating = pos in entry.info.delegating
-        sub_at = n + depth + DELEGATE
-        self.sub_at = sub_at if self.delegating and sub_at >= n else -1
+    if entry.fn is None:
+        raise CorruptSnapshot(f"{entry.label} is not a generator or coroutine function")
+    return entry.fn(*entry.args, **entry.kwargs)
 
 
-
-_FAST_KINDS = {ANY: 0, ITER: 1, LIST: 2, SET: 3, DICT: 4, EXC: 5, EXC_OR_NONE: 6, LASTI: 7}
-"""Slot kinds the C fast path checks itself (codes of frames/_fastpath.h)."""
-_FAST_INDEX = 8
-"""FP_INDEX: a 3.15 index slot (NULL, or an index over a sequence CPython walks in place)."""
-
-
-def _plan_fast(plan: Plan, entry: CodeEntry, pos: int) -> tuple[Any, ...] | None:
-    """The plan as the C fast path reads it, or None where only Python applies
-    the rules (3.14+ tagged lasti slots, an except* result list, a created
-    comprehension's '.0', a kind the C side does not know)."""
-    if pos == -1 and entry.dot0_iter:
-        return None
-    checks = []
-    for index, kind, nullable in plan.checks:
-        if kind == INDEX:
-            # 3.15: the index above a sequence walked in place (or NULL above
-            # an iterator); the C path applies _check_slots' rule for it.
-            checks.append((index, _FAST_INDEX, True, KIND_NAMES[kind]))
-            continue
-        code = _FAST_KINDS.get(kind)
-        if code is None or kind in TAGGED:
-            return None  # 3.14+ tagged lasti, except* lists, kinds C does not know
-        checks.append((index, code, nullable, KIND_NAMES[kind]))
-    names = entry.info.slot_names
-    n = entry.n
-    return (plan.depth, plan.sub_at, tuple(checks),
-            tuple((i, names[i]) for i in plan.bound),
-            tuple((i, names[i]) for i in entry.info.cell_slots),
-            n + plan.depth + DELEGATE if plan.delegating else -1, entry.ncodeunits)
+def slot_error(entry: Any, index: int, exc: BaseException) -> BaseException:
+    """``exc``, raised while decoding the value of slot ``index`` of a frame of
+    ``entry``'s code, as an error of the same class whose message says which
+    local or value stack slot held the value (the codec only knows the
+    value): ``pkg.gen(): local 'f': ...``; an error from a sub-frame keeps
+    the sub-frame's own label after the slot (``pkg.outer(): value stack slot
+    1: pkg.inner(): local 'f': ...``).  Anything but a RestoreError is
+    returned as it is, and so is one whose class cannot be built from a
+    message.  The C engine's cs_name_slot does the same, with the same
+    message."""
+    if not isinstance(exc, RestoreError):
+        return exc
+    n = entry.nlocals
+    names = entry.slot_names
+    where = (f"local {names[index]!r}" if 0 <= index < n and index < len(names)
+             else f"value stack slot {index - n}")
+    try:
+        named = type(exc)(f"{entry.label}: {where}: {exc}")
+    except Exception:  # noqa: BLE001 - a subclass with another signature
+        return exc
+    if not isinstance(named, BaseException):
+        return exc
+    named.__cause__ = exc.__cause__
+    named.__suppress_context__ = True
+    return named
 
 
 def _dot0_is_iterated(code: types.CodeType) -> bool:
@@ -224,92 +175,11 @@ def _dot0_is_iterated(code: types.CodeType) -> bool:
                for a, b in zip(instrs, instrs[1:], strict=False))
 
 
-_entries: dict[tuple[Any, ...], CodeEntry] = {}
-_fast_entries: dict[tuple[str, str, int], tuple[Any, ...]] = {}
-"""(module, qualname, fingerprint) -> CodeEntry.fast, for frames.restore."""
-
-
-def decode_coderef(dec: Decoder, v: list[Any], i: int) -> tuple[CodeEntry, int]:
-    """Read the code fields at v[i:], returning (entry, next index)."""
-    if i >= len(v):
-        raise CorruptSnapshot("truncated code reference")
-    first = v[i]
-    if type(first) is int and first < 0:
-        k = -1 - first
-        if k >= len(dec.codes):
-            raise CorruptSnapshot(f"code reference {k} points past the codes read so far")
-        return dec.codes[k], i + 1
-    if i + 3 > len(v):
-        raise CorruptSnapshot("truncated code reference")
-    qual_f, fp = v[i + 1], v[i + 2]
-    strings = dec.strings
-    if type(fp) is int and not dec.safe:
-        # Fast path: a code seen before, named by a plain module + qualname
-        # (each a new string or an index into the string table).
-        tf, tq = type(first), type(qual_f)
-        module_s = (first if tf is str else strings[first] if tf is int
-                    and 0 <= first < len(strings) else None)
-        qual_s = (qual_f if tq is str else strings[qual_f] if tq is int
-                  and 0 <= qual_f < len(strings) else None)
-        entry = _entries.get((module_s, qual_s, (), fp))
-        if entry is not None and sys.modules.get(module_s or "") is entry.module:
-            if tf is str:
-                strings.append(first)
-            if tq is str:
-                strings.append(qual_f)
-            dec.codes.append(entry)
-            return entry, i + 3
-    if type(first) is str:
-        strings.append(first)
-        module = first
-    else:
-        module = dec.string(first)
-    path: tuple[int, ...] = ()
-    if type(qual_f) is str:
-        strings.append(qual_f)
-        qual = qual_f
-    elif type(qual_f) is list:
-        if not qual_f or not all(type(p) is int and 0 <= p < 1 << 16 for p in qual_f[1:]):
-            raise CorruptSnapshot("malformed nested code path")
-        qual = dec.string(qual_f[0])
-        path = tuple(qual_f[1:])
-    else:
-        qual = dec.string(qual_f)
-    if type(fp) is not int:
-        raise CorruptSnapshot("malformed code fingerprint")
-    if dec.safe:
-        check_allowed(module, qual, dec.allow, "code of")
-    key = (module, qual, path, fp)
-    entry = _entries.get(key)
-    if entry is None or sys.modules.get(module) is not entry.module:
-        ref = CodeRef(module, qual, path)
-        code, globals_ = locate(ref)
-        now = fingerprint(code)
-        if now != fp:
-            raise CodeMismatch(
-                f"{module}.{code.co_qualname}(): its code changed since the snapshot was "
-                f"taken (fingerprint {fp:016x} in the snapshot, {now:016x} now); a changed "
-                "function cannot resume an old frame"
-            )
-        entry = CodeEntry(sys.modules.get(module), code, globals_)
-        _entries[key] = entry
-        if not path:
-            entry.enable_fast((module, qual, fp))
-    dec.codes.append(entry)
-    return entry, i + 3
-
-
-def adopt(ctx: list[Any]) -> None:
-    """The decoder of a restore context built without one (``loads``), made
-    the first time a frame needs it (frames/_fastpath.h, fp_decoder)."""
-    Decoder(decode_frame, decode_coderef, ctx[6], ctx[8]).adopt(ctx)
-
-
 MAX_CHAIN = 10_000
 """The longest yield-from/await chain a blob may hold (frame-chain depth limit)."""
 
 
-def _check_no_delegation_cycle(dec: Decoder, entry: CodeEntry, gen: Any, sub: Any) -> None:
+def check_chain(dec: Decoder, entry: Any, gen: Any, sub: Any) -> None:
     """close()/throw() follow the delegation chain in C without a recursion
     guard: a chain that comes back to a frame (itself, or one still being
     decoded above it) would overflow the C stack."""
@@ -358,190 +228,300 @@ def _describe(v: Any) -> str:
     return type(v).__name__
 
 
-def _check_slots(entry: CodeEntry, pos: int, slots: list[Any], n: int, frames: Any) -> None:
-    """Refuse values the interpreter would use unchecked (see bytecode._kinds);
-    turn the ints of 3.14+ tagged slots into ``frames.TaggedInt`` (in place)."""
-    null = frames.NULL
-    rules = entry.rules
-    if pos == -1 and entry.dot0_iter and not hasattr(type(slots[0]), "__next__"):
-        raise CorruptSnapshot(f"{entry.label}: its '.0' argument must be an iterator "
-                              f"(the first FOR_ITER advances it), got {type(slots[0]).__name__}")
-    kinds = rules.stack_kinds(pos, len(slots) - n)
-    for j, kind in enumerate(kinds):
-        v = slots[n + j]
-        if kind & ~NULLABLE == INDEX and v is not null:
+def check_frame(entry: Any, plan: Any, gen: Any, slots: list[Any], fresh_sub: bool,
+                dec: Decoder) -> None:
+    """Refuse values the interpreter would use unchecked (see bytecode._kinds),
+    before the frame is written: the one copy of these checks in Python (the
+    C engine's cs_check_frame makes them in the same order, with the same
+    messages).  Turns the ints of 3.14+ tagged slots into TaggedInt and copies
+    an except* result list, in place."""
+    label = entry.label
+    n = entry.nlocals
+    if plan.dot0 and not hasattr(type(slots[0]), "__next__"):
+        raise CorruptSnapshot(f"{label}: its '.0' argument must be an iterator (the first "
+                              f"FOR_ITER advances it), got {type(slots[0]).__name__}")
+    null = NULL
+    for check in plan.checks:
+        index = check.slot
+        kind = check.kind
+        v = slots[index]
+        if kind == INDEX and v is not null:
             # 3.15: a sequence walked in place; FOR_ITER / SEND call its
             # type's _tp_iteritem without checking the type has one.
-            if type(v) is not int or v < 0 or j == 0 or not frames.virtual_iterable(
-                    slots[n + j - 1]):
+            if (type(v) is not int or v < 0 or index == n or virtual_iterable is None
+                    or not virtual_iterable(slots[index - 1])):
                 raise CorruptSnapshot(
-                    f"{entry.label}: value stack slots {j - 1}, {j} must be a sequence CPython "
-                    f"walks by index and its index, got {type(slots[n + j - 1]).__name__}, {v!r}"
-                )
-            slots[n + j] = frames.TaggedInt(v)
+                    f"{label}: value stack slots {index - n - 1}, {index - n} must be a "
+                    "sequence CPython walks by index and its index, got "
+                    f"{type(slots[index - 1]).__name__}, {v!r}")
+            slots[index] = TaggedInt(v)
             continue
-        if (j + 1 < len(kinds) and kinds[j + 1] & ~NULLABLE == INDEX
-                and slots[n + j + 1] is not null):
+        if check.index_above and slots[index + 1] is not null:
             continue  # walked by index: checked with the index slot above
         if v is null:
-            if not kind & NULLABLE:
-                raise CorruptSnapshot(
-                    f"{entry.label}: value stack slot {j} is empty where the bytecode always "
-                    "has a value"
-                )
-        elif kind & ~NULLABLE and not _kind_ok(v, kind & ~NULLABLE, entry.ncodeunits):
-            raise CorruptSnapshot(
-                f"{entry.label}: value stack slot {j} must be {KIND_NAMES[kind & ~NULLABLE]}, "
-                f"got {_describe(v)}"
-            )
-        elif kind & ~NULLABLE in TAGGED and v is not null:
-            slots[n + j] = frames.TaggedInt(v)  # 3.14+: the handler's lasti
-        elif kind & ~NULLABLE == EXC_LIST:
+            if not check.nullable:
+                raise CorruptSnapshot(f"{label}: value stack slot {index - n} is empty where "
+                                      "the bytecode always has a value")
+            continue
+        if not kind:
+            continue
+        if not _kind_ok(v, kind, entry.ncodeunits):
+            raise CorruptSnapshot(f"{label}: value stack slot {index - n} must be "
+                                  f"{check.name}, got {_describe(v)}")
+        if kind in TAGGED:
+            slots[index] = TaggedInt(v)  # 3.14+: the handler's lasti
+        elif kind == EXC_LIST:
             # Checked, then copied: only the stack holds this list in a real
             # frame, while a blob could alias it with a list the code appends
             # to (``errors.append((yield))``) before PREP_RERAISE_STAR reads it.
-            slots[n + j] = list(v)
-    bound = rules.bound.get(pos)
-    if bound:
-        for index in bound:
-            if index < n and slots[index] is null:
-                raise CorruptSnapshot(
-                    f"{entry.label}: local {entry.info.slot_names[index]!r} is read without a "
-                    "check after this point, so it cannot be unbound"
-                )
+            slots[index] = list(v)
+    for index in plan.bound:
+        if slots[index] is null:
+            raise CorruptSnapshot(f"{label}: local {entry.slot_names[index]!r} is read "
+                                  "without a check after this point, so it cannot be unbound")
+    for index in entry.cells:
+        if type(slots[index]) is not types.CellType:
+            raise CorruptSnapshot(f"{label}: slot {entry.slot_names[index]!r} must hold a "
+                                  f"cell, got {type(slots[index]).__name__}")
+    if plan.delegate_at >= 0:
+        sub = slots[plan.delegate_at]
+        t = type(sub)
+        if not (t is types.GeneratorType or t is types.CoroutineType
+                or hasattr(t, "__next__")
+                or (virtual_iterable is not None and virtual_iterable(sub))):
+            raise CorruptSnapshot(f"{label}: delegates to a {t.__name__}, which is not an "
+                                  "iterator")
+        if not fresh_sub:
+            # A sub-frame decoded just above is new: its own chain was checked
+            # against this frame (active then) when it was written.
+            check_chain(dec, entry, gen, sub)
 
 
-def decode_frame(dec: Decoder, v: list[Any], i: int, root: bool = False,
-                 fast: bool = True) -> Any:
-    """Rebuild one frame from v[i:] (see the module docstring).  ``root``: the
-    blob's outermost frame, decoded last; the checks that need the whole
-    object graph (``Decoder.finish``) run just before it is written.
+class FrameDecoder:
+    """Fields -> frames, for one Snapshotter: its per-code cache and its engine.
 
-    The C fast path (``frames.restore``) does the whole frame when its code
-    and plan are known already; it declines anything else, before any side
-    effect, and this function does the work.  ``fast=False``: the C path
-    already declined this frame (loads and the C path call back so).
+    The codec's Decoder asks it for frames (``hook``), code references
+    (``coderef``) and fresh generators (``fresh``).  ``hook`` is ``decode``
+    under the pure-Python engine and ``decode_accelerated`` under the C
+    engine, which lets the C restore do the frame and falls back to
+    ``decode`` when it declines.  The C restore calls ``decode`` itself for a
+    sub-frame it declines, so no frame is offered to it twice; it calls
+    ``adopt`` for a Decoder when a value needs Python, and ``check_chain``.
     """
-    frames = _fast._frames or _fast.frames()
-    if fast:
-        gen = frames.restore(dec.ctx or dec.make_ctx(), v, i, _fast_entries, sys.modules, root)
+
+    __slots__ = ("codes", "hook", "restore_c", "restore_root", "decoder")
+
+    def __init__(self, codes: ModuleCache[Any], engine: str) -> None:
+        self.codes = codes
+        self.decoder = ENGINES[engine].Decoder
+        self.restore_c = _contract.restore if engine == "c" else None
+        self.restore_root = _contract.restore_root if engine == "c" else None
+        self.hook = self.decode if self.restore_c is None else self.decode_accelerated
+
+    fresh = staticmethod(fresh)
+    check_chain = staticmethod(check_chain)
+
+    # -- one blob ---------------------------------------------------------
+    def restore(self, tree: list[Any], safe: bool, allow: tuple[str, ...],
+                buffers: list[Any] | None = None) -> Any:
+        """The blob's root frame (``tree[1:]``), with its whole object graph.
+        ``buffers``: the out-of-band buffers of ``loads(buffers=)``."""
+        restore_root = self.restore_root
+        if restore_root is not None and not safe and buffers is None:
+            # The C engine, with a state of its own (its tables made in C; a
+            # Decoder only if a value needs Python).  None: it declined, before
+            # any side effect, and the Python engine does the root.
+            gen = restore_root(self, self.codes.data, tree)
+            if gen is not None:
+                return gen
+            hook = self.decode
+        elif restore_root is not None and not safe:
+            hook = self.hook  # the C engine, with a Decoder that has the buffers
+        else:
+            hook = self.decode
+        dec = self.decoder(self, safe, allow, buffers)
+        try:
+            return hook(dec, tree, 1, root=True)
+        finally:
+            state = dec.cstate  # made by decode_accelerated; they refer to each other
+            if state is not None:
+                dec.cstate = None
+                state.decoder = None
+
+    def adopt(self, state: Any) -> Decoder:
+        """The Decoder of a C engine state built without one: it shares the
+        state's tables (and becomes ``state.decoder``)."""
+        dec = self.decoder(self, state.safe, state.allow)
+        dec.memo, dec.strings, dec.codes = state.memo, state.strings, state.codes
+        dec.active, dec.exceptions = state.active, state.exceptions
+        dec.cstate = state
+        state.decoder = dec
+        return dec
+
+    # -- one frame --------------------------------------------------------
+    def decode_accelerated(self, dec: Decoder, v: list[Any], i: int, root: bool = False) -> Any:
+        """The C engine first (``_csnapshot.restore``), then ``decode``."""
+        state = dec.cstate
+        if state is None:
+            state = dec.cstate = RestoreState(
+                decoder=dec, memo=dec.memo, strings=dec.strings, codes=dec.codes,
+                active=dec.active, exceptions=dec.exceptions, safe=bool(dec.safe),
+                allow=dec.allow, code_cache=self.codes.data, frames=self)
+        assert self.restore_c is not None
+        gen = self.restore_c(state, v, i, root)
         if gen is not None:
             return gen
-    entry, i = decode_coderef(dec, v, i)
-    if i >= len(v):
-        raise CorruptSnapshot(f"{entry.label}: truncated frame")
-    pos = v[i]
-    exc_f = None
-    if type(pos) is list:
-        if len(pos) != 2:
-            raise CorruptSnapshot(f"{entry.label}: malformed position")
-        pos, exc_f = pos
-    plan = entry.plans.get(pos) if type(pos) is int else None
-    if plan is None:
-        plan = entry.plan(pos)
-    i += 1
-    n = entry.n
-    if len(v) - i - n != plan.depth:
-        raise CorruptSnapshot(
-            f"{entry.label}: {len(v) - i - n} stack values at offset {pos}, but its bytecode "
-            f"has {plan.depth} there"
-        )
-    fn = entry.fn
-    gen = fn(*entry.args) if fn is not None and not entry.kwargs else entry.fresh()
-    dec.memo.append(gen)
-    active = dec.active
-    key = id(gen)
-    active.add(key)
-    try:
-        exc = None
-        if exc_f is not None:
-            exc = dec.dec(exc_f)
-            if not is_exception(exc):
-                raise CorruptSnapshot(f"{entry.label}: the handled exception is a "
-                                      f"{type(exc).__name__}")
-        null = frames.NULL
-        decode = dec.dec
-        raw = v[i:]
-        sub_at = plan.sub_at
-        fresh_sub = (sub_at >= 0 and type(raw[sub_at]) is list and raw[sub_at]
-                     and type(raw[sub_at][0]) is not Tag)
-        # Slots in order, so memo indexes match capture; an error names the
-        # slot (len(slots) is the index of the one being decoded).
-        slots: list[Any] = []
-        append = slots.append
+        return self.decode(dec, v, i, root)
+
+    def decode(self, dec: Decoder, v: list[Any], i: int, root: bool = False) -> Any:
+        """Rebuild one frame from v[i:] (see the module docstring): the Python
+        engine.  ``root``: the blob's outermost frame, decoded last; the checks
+        that need the whole object graph (``Decoder.finish``) run just before
+        it is written."""
+        entry, i = self.coderef(dec, v, i)
+        if i >= len(v):
+            raise CorruptSnapshot(f"{entry.label}: truncated frame")
+        pos = v[i]
+        exc_f = None
+        if type(pos) is list:
+            if len(pos) != 2:
+                raise CorruptSnapshot(f"{entry.label}: malformed position")
+            pos, exc_f = pos
+        plan = entry.plans.get(pos) if type(pos) is int else None
+        if plan is None:
+            plan = make_plan(entry, pos)
+        i += 1
+        n = entry.nlocals
+        if len(v) - i - n != plan.depth:
+            raise CorruptSnapshot(
+                f"{entry.label}: {len(v) - i - n} stack values at offset {pos}, but its "
+                f"bytecode has {plan.depth} there"
+            )
+        fn = entry.fn
+        gen = fn(*entry.args) if fn is not None and not entry.kwargs else fresh(entry)
+        dec.memo.append(gen)
+        active = dec.active
+        key = id(gen)
+        active.add(key)
         try:
-            if fresh_sub:
-                # The sub-frame this frame delegates to, stored untagged (see
-                # capture), decoded in its place.
-                for x in raw[:sub_at]:
+            exc = None
+            if exc_f is not None:
+                exc = dec.dec(exc_f)
+                if not is_exception(exc):
+                    raise CorruptSnapshot(f"{entry.label}: the handled exception is a "
+                                          f"{type(exc).__name__}")
+            null = NULL
+            decode = dec.dec
+            raw = v[i:]
+            sub_at = plan.sub_at
+            fresh_sub = bool(sub_at >= 0 and type(raw[sub_at]) is list and raw[sub_at]
+                             and type(raw[sub_at][0]) is not Tag)
+            # Slots in order, so memo indexes match capture; an error names
+            # the slot (len(slots) is the index of the one being decoded).
+            slots: list[Any] = []
+            append = slots.append
+            try:
+                if fresh_sub:
+                    # The sub-frame this frame delegates to, stored untagged
+                    # (see capture), decoded in its place.
+                    for x in raw[:sub_at]:
+                        append(null if x is None else None if x is NONE_MARK else decode(x)
+                               if type(x) in _WALK else x)
+                    append(self.hook(dec, raw[sub_at], 0))
+                    raw = raw[sub_at + 1:]
+                for x in raw:
                     append(null if x is None else None if x is NONE_MARK else decode(x)
                            if type(x) in _WALK else x)
-                append(decode_frame(dec, raw[sub_at], 0))
-                raw = raw[sub_at + 1:]
-            for x in raw:
-                append(null if x is None else None if x is NONE_MARK else decode(x)
-                       if type(x) in _WALK else x)
-        except RestoreError as err:
-            named = entry.slot_error(len(slots), err)
-            raise named from named.__cause__
-        if plan.general:
-            _check_slots(entry, pos, slots, n, frames)
+            except RestoreError as err:
+                named = slot_error(entry, len(slots), err)
+                raise named from named.__cause__
+            check_frame(entry, plan, gen, slots, fresh_sub, dec)
+            if root:
+                dec.finish()
+            try:
+                backend().write(gen, pos, slots[:n], slots[n:], exc)
+            except (TypeError, ValueError) as err:
+                raise CorruptSnapshot(f"{entry.label}: {err}") from err
+            return gen
+        except BaseException:
+            # Refused: the fresh generator is still in its created state
+            # (nothing was written); closing it runs no code and avoids a
+            # "coroutine was never awaited" warning.
+            gen.close()
+            raise
+        finally:
+            active.discard(key)
+
+    def coderef(self, dec: Decoder, v: list[Any], i: int) -> tuple[Any, int]:
+        """Read the code fields at v[i:], returning (entry, next index)."""
+        if i >= len(v):
+            raise CorruptSnapshot("truncated code reference")
+        first = v[i]
+        if type(first) is int and first < 0:
+            k = -1 - first
+            if k >= len(dec.codes):
+                raise CorruptSnapshot(f"code reference {k} points past the codes read so far")
+            return dec.codes[k], i + 1
+        if i + 3 > len(v):
+            raise CorruptSnapshot("truncated code reference")
+        qual_f, fp = v[i + 1], v[i + 2]
+        strings = dec.strings
+        cache = self.codes.data
+        if type(fp) is int and not dec.safe:
+            # A code seen before, named by a plain module + qualname (each a
+            # new string or an index into the string table).
+            tf, tq = type(first), type(qual_f)
+            module_s = (first if tf is str else strings[first] if tf is int
+                        and 0 <= first < len(strings) else None)
+            qual_s = (qual_f if tq is str else strings[qual_f] if tq is int
+                      and 0 <= qual_f < len(strings) else None)
+            entry = cache.get((module_s, qual_s, (), fp))
+            if entry is not None and sys.modules.get(module_s or "") is entry.module():
+                if tf is str:
+                    strings.append(first)
+                if tq is str:
+                    strings.append(qual_f)
+                dec.codes.append(entry)
+                return entry, i + 3
+        if type(first) is str:
+            strings.append(first)
+            module = first
         else:
-            for index, kind, nullable in plan.checks:
-                x = slots[index]
-                if x is null:
-                    if not nullable:
-                        raise CorruptSnapshot(
-                            f"{entry.label}: value stack slot {index - n} is empty where the "
-                            "bytecode always has a value"
-                        )
-                elif kind and not _kind_ok(x, kind, entry.ncodeunits):
-                    raise CorruptSnapshot(
-                        f"{entry.label}: value stack slot {index - n} must be "
-                        f"{KIND_NAMES[kind]}, got {_describe(x)}"
-                    )
-            for index in plan.bound:
-                if slots[index] is null:
-                    raise CorruptSnapshot(
-                        f"{entry.label}: local {entry.info.slot_names[index]!r} is read "
-                        "without a check after this point, so it cannot be unbound"
-                    )
-            if pos == -1 and entry.dot0_iter and not hasattr(type(slots[0]), "__next__"):
-                raise CorruptSnapshot(
-                    f"{entry.label}: its '.0' argument must be an iterator (the first "
-                    f"FOR_ITER advances it), got {type(slots[0]).__name__}")
-        info = entry.info
-        for index in info.cell_slots:
-            if type(slots[index]) is not types.CellType:
-                raise CorruptSnapshot(
-                    f"{entry.label}: slot {info.slot_names[index]!r} must hold a cell, got "
-                    f"{type(slots[index]).__name__}"
+            module = dec.string(first)
+        path: tuple[int, ...] = ()
+        if type(qual_f) is str:
+            strings.append(qual_f)
+            qual = qual_f
+        elif type(qual_f) is list:
+            if not qual_f or not all(type(p) is int and 0 <= p < 1 << 16 for p in qual_f[1:]):
+                raise CorruptSnapshot("malformed nested code path")
+            qual = dec.string(qual_f[0])
+            path = tuple(qual_f[1:])
+        else:
+            qual = dec.string(qual_f)
+        if type(fp) is not int:
+            raise CorruptSnapshot("malformed code fingerprint")
+        if dec.safe:
+            check_allowed(module, qual, dec.allow, "code of")
+        key = (module, qual, path, fp)
+        entry = cache.get(key)
+        if entry is None or sys.modules.get(module) is not entry.module():
+            ref = CodeRef(module, qual, path)
+            code, globals_ = locate(ref)
+            now = fingerprint(code)
+            if now != fp:
+                raise CodeMismatch(
+                    f"{module}.{code.co_qualname}(): its code changed since the snapshot was "
+                    f"taken (fingerprint {fp:016x} in the snapshot, {now:016x} now); a "
+                    "changed function cannot resume an old frame"
                 )
-        if plan.delegating:
-            sub = slots[DELEGATE]
-            t = type(sub)
-            if not (t is types.GeneratorType or t is types.CoroutineType
-                    or hasattr(t, "__next__")
-                    or (V >= (3, 15) and frames.virtual_iterable(sub))):
-                raise CorruptSnapshot(
-                    f"{entry.label}: delegates to a {t.__name__}, which is not an iterator"
-                )
-            if not fresh_sub:
-                # A sub-frame decoded just above is new: its own chain was
-                # checked against this frame (active then) when it was written.
-                _check_no_delegation_cycle(dec, entry, gen, sub)
-        if root:
-            dec.finish()
-        try:
-            frames.write(gen, pos, slots[:n], slots[n:], exc)
-        except (TypeError, ValueError) as err:
-            raise CorruptSnapshot(f"{entry.label}: {err}") from err
-        return gen
-    except BaseException:
-        # Refused: the fresh generator is still in its created state (nothing
-        # was written); closing it runs no code and avoids a "coroutine was
-        # never awaited" warning.
-        gen.close()
-        raise
-    finally:
-        active.discard(key)
+            owner = sys.modules.get(module)
+            entry = make_entry(self.codes, owner, code, globals_)
+            if owner is not None:
+                self.codes.put(owner, key, entry)
+        dec.codes.append(entry)
+        return entry, i + 3
+
+
+__all__ = ["FrameDecoder", "MAX_CHAIN", "check_chain", "check_frame", "fresh", "make_entry",
+           "make_plan", "slot_error"]

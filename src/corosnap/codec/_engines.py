@@ -1,0 +1,48 @@
+"""The codec's classes for each engine.
+
+``ENGINES["c"]`` and ``ENGINES["python"]`` are the Encoder class, the Decoder
+class and the msgpack ext hook factory of each engine (``"c"`` only when the
+C engine is loaded).  The engine this process runs (``corosnap._accel``) uses
+``Encoder`` and ``Decoder`` themselves; the other set binds the same classes
+to the other engine's scans, so that one process can hold the two engines
+against each other (``Snapshotter._with_engine``, ``tests/test_engines.py``).
+A C value encoder and decoder, when they exist, take their place in the C
+engine's entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from ._decoder import Decoder
+from ._encoder import Encoder
+from ._speedups import ACTIVE, PYTHON, C, Helpers
+
+
+class CodecEngine(NamedTuple):
+    """One engine's codec."""
+
+    name: str
+    Encoder: type[Encoder]
+    Decoder: type[Decoder]
+    new_ext_hook: Callable[[], Callable[[int, bytes], Any]]
+
+
+def _bind(helpers: Helpers) -> CodecEngine:
+    if helpers is ACTIVE:
+        return CodecEngine(helpers.engine, Encoder, Decoder, helpers.new_ext_hook)
+    scans = {"__slots__": (), "is_flat": staticmethod(helpers.is_flat),
+             "pack_ints": staticmethod(helpers.pack_ints),
+             "str_keys": staticmethod(helpers.str_keys)}
+    encoder = type(f"{helpers.engine.capitalize()}Encoder", (Encoder,), scans)
+    decoder = type(f"{helpers.engine.capitalize()}Decoder", (Decoder,),
+                   {"__slots__": (), "is_flat": staticmethod(helpers.is_flat)})
+    return CodecEngine(helpers.engine, encoder, decoder, helpers.new_ext_hook)
+
+
+ENGINES: dict[str, CodecEngine] = {"python": _bind(PYTHON)}
+if C is not None:
+    ENGINES["c"] = _bind(C)
+
+__all__ = ["ENGINES", "CodecEngine"]

@@ -1,0 +1,115 @@
+"""The codec's hot helpers, in both engines.
+
+What lives here: the Python reference of the four scans the encoder and the
+decoder run on every blob (``is_flat``, ``pack_ints``, ``str_keys`` and the
+msgpack ext hook), and the choice between them and their C twins in
+``_ccodec.c`` (see ``corosnap._accel``).  The functions below are the
+Python engine's; ``ACTIVE`` is the set of the engine this process runs, which
+the encoder and decoder use, and ``PYTHON`` and ``C`` (None under the
+pure-Python engine) hold each engine's set, for the tests that hold one
+against the other.
+
+Both engines give the same answer for every input (``tests/test_engines.py``
+checks it), so the encoder produces the same bytes whichever runs.
+"""
+
+from __future__ import annotations
+
+import sys
+from array import array
+from collections.abc import Callable
+from functools import partial
+from itertools import compress
+from typing import Any, NamedTuple
+
+from .._accel import accelerator
+from ._markers import ext_hook_for
+from ._tags import INT_TYPECODES
+
+_NONE_TYPE = type(None)
+_FLAT_TYPES = frozenset({int, float, str, bytes, bool, _NONE_TYPE})
+_IS_INT = frozenset({int}).__contains__
+_ONLY_INT = {int}
+_MIN64 = -(2**63)
+_MAX64 = 2**63
+_BIG_ENDIAN = sys.byteorder == "big"
+
+
+def is_flat(v: Any) -> bool:
+    """True when ``v`` is exactly a list whose every item is exactly an int
+    (fitting in 64 signed bits), float, str, bytes, bool or None: msgpack packs
+    it as it is, with no identity bookkeeping."""
+    if type(v) is not list:
+        return False
+    # Scans by builtins (map, set, compress, min, max) iterate in C: a few
+    # times slower than _ccodec's one pass, several times faster than a loop.
+    kinds = set(map(type, v))
+    if not kinds <= _FLAT_TYPES:
+        return False
+    if int in kinds:
+        ints = v if len(kinds) == 1 else list(compress(v, map(_IS_INT, map(type, v))))
+        return _MIN64 <= min(ints) and max(ints) < _MAX64
+    return True
+
+
+_WIDTHS = tuple((width, INT_TYPECODES[width]) for width in (1, 2, 4, 8))
+
+
+def pack_ints(v: Any) -> bytes | None:
+    """The EXT_INTLIST payload of ``v`` (one width byte, then every item as a
+    signed little-endian integer of the narrowest of 1, 2, 4 or 8 bytes that
+    holds them all), or None unless ``v`` is exactly a list of exact ints that
+    fit in 64 bits."""
+    if type(v) is not list or (v and set(map(type, v)) != _ONLY_INT):
+        return None
+    for width, typecode in _WIDTHS:
+        # array() refuses an item out of its range at the first one it meets,
+        # so trying the narrow widths first costs little.
+        try:
+            packed = array(typecode, v)
+        except OverflowError:
+            continue
+        if _BIG_ENDIAN:
+            packed.byteswap()
+        return bytes((width,)) + packed.tobytes()
+    return None
+
+
+def str_keys(v: Any) -> tuple[str, ...] | None:
+    """The keys of ``v`` as a tuple when ``v`` is exactly a dict whose every key
+    is exactly a str (a record's shape), else None."""
+    if type(v) is not dict:
+        return None
+    keys = tuple(v)
+    for k in keys:
+        if type(k) is not str:
+            return None
+    return keys
+
+
+def new_ext_hook() -> Callable[[int, bytes], Any]:
+    """A msgpack ext hook for one blob (``ext_hook_for`` with fresh state)."""
+    return partial(ext_hook_for, {})
+
+
+class Helpers(NamedTuple):
+    """One engine's set of the codec's helpers."""
+
+    engine: str
+    is_flat: Callable[[Any], bool]
+    pack_ints: Callable[[Any], bytes | None]
+    str_keys: Callable[[Any], tuple[str, ...] | None]
+    new_ext_hook: Callable[[], Callable[[int, bytes], Any]]
+
+
+PYTHON = Helpers("python", is_flat, pack_ints, str_keys, new_ext_hook)
+
+_c = accelerator("corosnap.codec._ccodec")
+C = None if _c is None else Helpers("c", _c.is_flat, _c.pack_ints, _c.str_keys, _c.ExtHook)
+"""The C engine's helpers (None when the pure-Python engine runs)."""
+
+ACTIVE = PYTHON if C is None else C
+"""The helpers of the engine this process runs."""
+
+__all__ = ["ACTIVE", "C", "PYTHON", "Helpers", "is_flat", "new_ext_hook", "pack_ints",
+           "str_keys"]

@@ -1,0 +1,110 @@
+/* The frames layer's C API: struct layouts for corosnap's other C code.
+ *
+ * What lives here: the declaration of what each per-version frame module
+ * (_cpython3XX) offers to the rest of corosnap's C code, the way the datetime
+ * module offers PyDateTime_CAPI: read a generator's frame, write a fresh
+ * one, name its code object, and the few constants that go with them.  The
+ * frame module exports a pointer to one CorosnapFramesCAPI struct as the
+ * capsule `_C_API`, which corosnap/frames/__init__.py re-exports as
+ * corosnap.frames._C_API; CorosnapFrames_Import() fetches and checks it.
+ *
+ * What must never live here: any struct layout.  Users of this header (the
+ * snapshot layer's C engine, snapshot/_csnapshot.c) are compiled without
+ * Py_BUILD_CORE and see frames only through these functions.
+ *
+ * The functions behave exactly as their Python twins (frames.read and
+ * frames.write, documented in corosnap/frames/__init__.py), which are thin
+ * wrappers around them.  A change to this struct bumps
+ * COROSNAP_FRAMES_CAPI_VERSION; an importer built against another version
+ * refuses to load (ImportError), never guesses.
+ */
+#ifndef COROSNAP_FRAMES_CAPI_H
+#define COROSNAP_FRAMES_CAPI_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#define COROSNAP_FRAMES_CAPI_VERSION 1
+#define COROSNAP_FRAMES_CAPI_MODULE "corosnap.frames"
+#define COROSNAP_FRAMES_CAPI_NAME "corosnap.frames._C_API"
+
+/* Frame states as corosnap sees them, independent of the interpreter's own
+ * (changing) enum values; frames.CREATED etc. in Python. */
+#define CS_CREATED 0
+#define CS_SUSPENDED 1
+#define CS_RUNNING 2
+#define CS_FINISHED 3
+
+/* What read() reports about one generator's frame.  For CREATED and
+ * SUSPENDED frames every object field is a new reference; for the other
+ * states only `state` is set and the object fields are NULL. */
+typedef struct {
+    int state;
+    int lasti;             /* the YIELD_VALUE's code unit (meaningless when CREATED) */
+    PyObject *localsplus;  /* list; the NULL sentinel for empty slots */
+    PyObject *stack;       /* list; NULL sentinel, TaggedInt for 3.14+ tagged slots */
+    PyObject *exc_value;   /* the exception being handled, or None */
+    PyObject *globals;     /* the frame's globals */
+} CorosnapFrameState;
+
+static inline void
+CorosnapFrameState_Clear(CorosnapFrameState *s)
+{
+    Py_CLEAR(s->localsplus);
+    Py_CLEAR(s->stack);
+    Py_CLEAR(s->exc_value);
+    Py_CLEAR(s->globals);
+}
+
+typedef struct {
+    unsigned int version;          /* COROSNAP_FRAMES_CAPI_VERSION */
+    size_t size;                   /* sizeof(CorosnapFramesCAPI) */
+    PyObject *null;                /* the empty-slot sentinel (frames.NULL) */
+    PyTypeObject *tagged_int;      /* frames.TaggedInt */
+    int tagged_ints;               /* frames.TAGGED_INTS */
+    /* read(gen, out): 0, or -1 with an exception (TypeError: not an exact
+     * generator or coroutine). */
+    int (*read)(PyObject *gen, CorosnapFrameState *out);
+    /* write(gen, lasti, localsplus, stack, exc_value): 0, or -1 with
+     * TypeError/ValueError and the generator untouched. */
+    int (*write)(PyObject *gen, long lasti, PyObject *localsplus, PyObject *stack,
+                 PyObject *exc_value);
+    /* The code object of an exact generator or coroutine (borrowed). */
+    PyCodeObject *(*code_of)(PyObject *gen);
+    /* 3.15: whether the interpreter walks obj by index (frames.virtual_iterable);
+     * NULL on versions that walk every sequence through an iterator object. */
+    int (*virtual_iterable)(PyObject *obj);
+} CorosnapFramesCAPI;
+
+/* The frame module's API, or NULL with ImportError.  Imports
+ * corosnap.frames, which loads this interpreter's frame module. */
+static inline CorosnapFramesCAPI *
+CorosnapFrames_Import(void)
+{
+    PyObject *module = PyImport_ImportModule(COROSNAP_FRAMES_CAPI_MODULE);
+    if (module == NULL) return NULL;
+    PyObject *capsule = PyObject_GetAttrString(module, "_C_API");
+    Py_DECREF(module);
+    if (capsule == NULL) {
+        PyErr_Clear();
+        PyErr_SetString(PyExc_ImportError,
+                        "corosnap: the frame module for this interpreter is not loaded "
+                        "(corosnap.frames._C_API is missing)");
+        return NULL;
+    }
+    CorosnapFramesCAPI *api =
+        (CorosnapFramesCAPI *)PyCapsule_GetPointer(capsule, COROSNAP_FRAMES_CAPI_NAME);
+    Py_DECREF(capsule);
+    if (api == NULL) return NULL;
+    if (api->version != COROSNAP_FRAMES_CAPI_VERSION || api->size != sizeof(CorosnapFramesCAPI)) {
+        PyErr_Format(PyExc_ImportError,
+                     "corosnap: the frame module offers C API version %u (%zu bytes), this "
+                     "module was built for version %u (%zu bytes): rebuild corosnap",
+                     api->version, api->size, (unsigned int)COROSNAP_FRAMES_CAPI_VERSION,
+                     sizeof(CorosnapFramesCAPI));
+        return NULL;
+    }
+    return api;
+}
+
+#endif /* COROSNAP_FRAMES_CAPI_H */

@@ -1,0 +1,1333 @@
+/* The snapshot layer's C engine: capture and restore of a known frame.
+ *
+ * What lives here: the C twin of the per-frame work of snapshot/_capture.py
+ * (capture) and snapshot/_restore.py (restore), for frames whose code the
+ * Python engine has already looked up, checked and planned.  A small frame
+ * costs a few microseconds of Python glue (code lookup, plan lookup, slot
+ * loops, checks), many times the pickle floor of its locals; here that glue
+ * is one call.  Python is called back only for what needs it: encoding or
+ * decoding a non-trivial value, naming a nested code, a sub-frame this
+ * engine declines.
+ *
+ * What must never live here: a struct layout (frames are read and written
+ * through the frames layer's C API, frames/_capi.h), a decision the Python
+ * engine did not make first, or a check of its own: the checks here are the
+ * Python engine's, one for one, with the same messages
+ * (tests/test_engines.py holds the two against each other).
+ *
+ * The contract with Python, defined once, here:
+ *  - Records (see _records.h) built by Python through snapshot/_contract.py,
+ *    read here by field: CaptureCode and Where (per code and offset,
+ *    capture), RestoreCode, Plan and Check (restore), and one CaptureState
+ *    or RestoreState per dumps/loads, which names every table this engine
+ *    reads or fills.  A field missing or unknown on either side is a
+ *    TypeError at construction and an ImportError when _contract.py loads.
+ *  - Python objects this engine hands out or compares with (CorruptSnapshot,
+ *    the decoder's markers, the slot kinds of bytecode/_kinds.py) are
+ *    imported by name when this module is imported; the kind numbers are
+ *    checked against Python's then (KINDS must equal _kinds.KIND_NAMES).
+ *  - Callbacks are methods, by name, of the objects a state names (as
+ *    _pickle calls persistent_id): the encoder's enc / note_globals /
+ *    coderef / delegated_frame, the decoder's dec / finish, and the snapshot
+ *    layer's frames.encode / frames.decode (the Python engine, for a frame
+ *    declined here), frames.adopt (a Decoder, made on demand) and
+ *    frames.check_chain.  Nothing is registered at start-up.
+ *
+ * Declining: capture() and restore() return None, *before any side effect*,
+ * for whatever only the Python engine does: a code seen for the first time
+ * (its record is not in the cache yet), safe mode, a frame suspended inside
+ * an except block, a nested code named by a path, anything malformed (so
+ * that Python names the problem).  The Python engine then does the whole
+ * frame.  Once committed, these functions finish the frame or raise.
+ */
+#include "../_records.h"
+#include "../frames/_capi.h"
+
+static CorosnapFramesCAPI *frames_api = NULL;
+#define NULL_SLOT (frames_api->null)
+
+/* ------------------------------------------------------------------ records */
+
+#define WHERE_FIELDS(F, R)  \
+    F(R, depth, SSIZE, RO)  \
+    F(R, sub_at, SSIZE, RO) \
+    F(R, tagged, TUPLE, RO)
+CS_RECORD(Where, WHERE_FIELDS, "corosnap.snapshot._csnapshot.Where",
+          "Capture, one code at one suspension offset: the stack depth, the stack index of "
+          "the sub-generator a delegating frame sends to (or -1), and the stack indexes that "
+          "may hold a 3.14+ tagged integer.")
+
+#define CAPTURE_CODE_FIELDS(F, R)      \
+    F(R, code, WEAKREF, RO)            \
+    F(R, module, ANY, RO)              \
+    F(R, nlocals, SSIZE, RO)           \
+    F(R, where, DICT, RO)              \
+    F(R, ref, ANY, RO)                 \
+    F(R, name_module, STR, RO)         \
+    F(R, name_qualname, STR_OR_NONE, RO) \
+    F(R, fingerprint, ANY, RO)         \
+    F(R, slot_names, TUPLE, RO)
+CS_RECORD(CaptureCode, CAPTURE_CODE_FIELDS, "corosnap.snapshot._csnapshot.CaptureCode",
+          "Capture, one code object: a weak reference to it, the __name__ of the globals it "
+          "was described with, its number of local slots, {offset: Where}, its CodeRef, the "
+          "module and qualname that name it (qualname None for a nested code), its "
+          "fingerprint and its slot names.")
+
+#define CHECK_FIELDS(F, R)      \
+    F(R, slot, SSIZE, RO)       \
+    F(R, kind, INT, RO)         \
+    F(R, nullable, BOOL, RO)    \
+    F(R, index_above, BOOL, RO) \
+    F(R, name, STR, RO)
+CS_RECORD(Check, CHECK_FIELDS, "corosnap.snapshot._csnapshot.Check",
+          "Restore, one stack slot: its index among the frame's slots, the kind it must "
+          "hold (bytecode._kinds, without NULLABLE), whether it may be empty, whether the "
+          "slot above is a 3.15 sequence index (which checks this one when filled), and the "
+          "kind's name for messages.")
+
+#define PLAN_FIELDS(F, R)        \
+    F(R, depth, SSIZE, RO)       \
+    F(R, sub_at, SSIZE, RO)      \
+    F(R, delegate_at, SSIZE, RO) \
+    F(R, checks, TUPLE, RO)      \
+    F(R, bound, TUPLE, RO)       \
+    F(R, dot0, BOOL, RO)
+CS_RECORD(Plan, PLAN_FIELDS, "corosnap.snapshot._csnapshot.Plan",
+          "Restore, one code at one resume offset: the stack depth, the slot index of an "
+          "untagged sub-frame (or -1), of the iterator a delegating frame sends to (or -1), "
+          "the Checks of the stack slots, the locals that must be bound, and whether the "
+          "'.0' argument of a created comprehension must be an iterator.")
+
+#define RESTORE_CODE_FIELDS(F, R) \
+    F(R, module, WEAKREF, RO)     \
+    F(R, code, ANY, RO)           \
+    F(R, globals, DICT, RO)       \
+    F(R, label, STR, RO)          \
+    F(R, nlocals, SSIZE, RO)      \
+    F(R, ncodeunits, SSIZE, RO)   \
+    F(R, slot_names, TUPLE, RO)   \
+    F(R, cells, TUPLE, RO)        \
+    F(R, plans, DICT, RO)         \
+    F(R, fn, ANY, RO)             \
+    F(R, args, TUPLE, RO)         \
+    F(R, kwargs, DICT, RO)        \
+    F(R, dot0_iter, BOOL, RO)     \
+    F(R, info, ANY, RO)           \
+    F(R, rules, ANY, RO)
+CS_RECORD(RestoreCode, RESTORE_CODE_FIELDS, "corosnap.snapshot._csnapshot.RestoreCode",
+          "Restore, one code object, found by name and checked: a weak reference to its "
+          "module, the code, its globals, its label for messages, its numbers of local "
+          "slots and code units, its slot names and cell slots, {offset: Plan}, the function "
+          "that makes a fresh generator (None if the code makes none) with its placeholder "
+          "arguments, whether '.0' is iterated first, and its bytecode analyses.")
+
+#define CAPTURE_STATE_FIELDS(F, R) \
+    F(R, encoder, ANY, RO)         \
+    F(R, memo, DICT, RO)           \
+    F(R, keep, LIST, RO)           \
+    F(R, strings, DICT, RO)        \
+    F(R, codes, DICT, RO)          \
+    F(R, globals_seen, SET, RO)    \
+    F(R, passthrough, ANYSET, RO)  \
+    F(R, code_cache, DICT, RO)     \
+    F(R, frames, ANY, RO)
+CS_RECORD(CaptureState, CAPTURE_STATE_FIELDS, "corosnap.snapshot._csnapshot.CaptureState",
+          "One dumps, as the C engine sees it: the codec Encoder and its tables (memo, keep, "
+          "strings, codes, globals_seen, passthrough), {id(code): CaptureCode}, and the "
+          "snapshot layer's FrameEncoder (frames.encode: the Python engine).")
+
+#define RESTORE_STATE_FIELDS(F, R) \
+    F(R, decoder, ANY, RW)         \
+    F(R, memo, LIST, RO)           \
+    F(R, strings, LIST, RO)        \
+    F(R, codes, LIST, RO)          \
+    F(R, active, SET, RO)          \
+    F(R, exceptions, LIST, RO)     \
+    F(R, safe, BOOL, RO)           \
+    F(R, allow, TUPLE, RO)         \
+    F(R, code_cache, DICT, RO)     \
+    F(R, frames, ANY, RO)
+CS_RECORD(RestoreState, RESTORE_STATE_FIELDS, "corosnap.snapshot._csnapshot.RestoreState",
+          "One loads, as the C engine sees it: the codec Decoder (None until a value needs "
+          "one: frames.adopt(state) makes it, sharing these tables), the tables (memo, "
+          "strings, codes, active, exceptions), the options (safe, allow), "
+          "{(module, qualname, path, fingerprint): RestoreCode}, and the snapshot layer's "
+          "FrameDecoder.")
+
+/* ------------------------------------------------ names imported from Python */
+
+static PyObject *cs_CorruptSnapshot, *cs_RestoreError, *cs_Tag, *cs_Deferred, *cs_NONE_MARK, *cs_NONE_EXT,
+    *cs_TAG_OF_KIND, *cs_T_RANGEITER, *cs_TAGGED, *cs_KIND_NAMES;
+static PyObject *cs_tag_rangeiter = NULL;  /* cs_TAG_OF_KIND[T_RANGEITER] */
+
+static struct {
+    const char *module, *name;
+    PyObject **target;
+} cs_imports[] = {
+    {"corosnap._errors", "CorruptSnapshot", &cs_CorruptSnapshot},
+    {"corosnap._errors", "RestoreError", &cs_RestoreError},
+    {"corosnap.codec._markers", "Tag", &cs_Tag},
+    {"corosnap.codec._markers", "Deferred", &cs_Deferred},
+    {"corosnap.codec._markers", "NONE_MARK", &cs_NONE_MARK},
+    {"corosnap.codec._markers", "TAG_OF_KIND", &cs_TAG_OF_KIND},
+    {"corosnap.codec._tags", "NONE_EXT", &cs_NONE_EXT},
+    {"corosnap.codec._tags", "T_RANGEITER", &cs_T_RANGEITER},
+    {"corosnap.bytecode._kinds", "TAGGED", &cs_TAGGED},
+    {"corosnap.bytecode._kinds", "KIND_NAMES", &cs_KIND_NAMES},
+};
+
+/* The slot kinds of bytecode/_kinds.py, as this engine numbers them (checked
+ * against Python's numbers at import). */
+enum { K_ANY = 0, K_ITER = 1, K_LIST = 2, K_SET = 3, K_EXC = 4, K_EXC_OR_NONE = 5,
+       K_LASTI = 6, K_INDEX = 7, K_DICT = 8, K_EXC_LIST = 9, K_COUNT = 10 };
+static const char *cs_kind_names[K_COUNT] = {"ANY", "ITER", "LIST", "SET", "EXC", "EXC_OR_NONE",
+                                             "LASTI", "INDEX", "DICT", "EXC_LIST"};
+static unsigned int cs_tagged_kinds = 0; /* bit k: kind k is a tagged integer (3.14+) */
+
+/* Method and attribute names, interned once. */
+static PyObject *s_next, *s_name, *s_enc, *s_note_globals, *s_coderef, *s_delegated_frame,
+    *s_encode, *s_decode, *s_adopt, *s_check_chain, *s_dec, *s_finish, *s_setstate, *s_close;
+
+/* ------------------------------------------------------------------ helpers */
+
+/* hasattr() semantics: 1, 0, or -1 with an error other than AttributeError. */
+static int
+cs_hasattr(PyObject *obj, PyObject *name)
+{
+    PyObject *found = NULL;
+#if PY_VERSION_HEX >= 0x030D0000
+    int rc = PyObject_GetOptionalAttr(obj, name, &found);
+#else
+    int rc = _PyObject_LookupAttr(obj, name, &found);
+#endif
+    Py_XDECREF(found);
+    return rc;
+}
+
+/* obj.<name>(*args) without making a bound method. */
+static PyObject *
+cs_call_method(PyObject *obj, PyObject *name, PyObject *a, PyObject *b, PyObject *c,
+               PyObject *d)
+{
+    PyObject *margs[5] = {obj, a, b, c, d};
+    size_t n = 1 + (a != NULL) + (b != NULL) + (c != NULL) + (d != NULL);
+    return PyObject_VectorcallMethod(name, margs, n | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+}
+
+/* Whether weak reference `ref` refers to `obj` (which the caller holds). */
+static int
+cs_refers_to(PyObject *ref, PyObject *obj)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    PyObject *x = NULL;
+    int rc = PyWeakref_GetRef(ref, &x);
+    if (rc < 0) {
+        PyErr_Clear();
+        return 0;
+    }
+    int same = x == obj;
+    Py_XDECREF(x); /* alive before the call, so not the last reference */
+    return same;
+#else
+    return PyWeakref_GET_OBJECT(ref) == obj;
+#endif
+}
+
+static int
+cs_is_generator(PyObject *x)
+{
+    return PyGen_CheckExact(x) || PyCoro_CheckExact(x);
+}
+
+static PyObject *
+cs_bad_record(const char *what)
+{
+    PyErr_Format(PyExc_SystemError, "corosnap C engine: %s is not the record it should be "
+                 "(a bug: the Python engine built something else)", what);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ capture */
+
+static PyObject *cs_capture_frame(PyObject *state, PyObject *gen);
+
+/* One frame slot, encoded: NULL -> nil, None -> NONE_EXT, a passthrough type
+ * as itself, anything else through encoder.enc() (whose None is NONE_EXT too). */
+static PyObject *
+cs_encode_slot(CaptureState *st, PyObject *x)
+{
+    if (x == NULL_SLOT) return Py_NewRef(Py_None);
+    if (x == Py_None) return Py_NewRef(cs_NONE_EXT);
+    int in = PySet_Contains(st->passthrough, (PyObject *)Py_TYPE(x));
+    if (in < 0) return NULL;
+    if (in) return Py_NewRef(x);
+    PyObject *out = cs_call_method(st->encoder, s_enc, x, NULL, NULL, NULL);
+    if (out == Py_None) {
+        Py_DECREF(out);
+        return Py_NewRef(cs_NONE_EXT);
+    }
+    return out;
+}
+
+static int
+cs_append_new(PyObject *list, PyObject *item)
+{
+    if (item == NULL) return -1;
+    int rc = PyList_Append(list, item);
+    Py_DECREF(item);
+    return rc;
+}
+
+/* A string stored once per blob (Encoder.string): the text the first time,
+ * its index later; new reference. */
+static PyObject *
+cs_string(PyObject *strings, PyObject *text)
+{
+    PyObject *index = PyDict_GetItemWithError(strings, text);
+    if (index != NULL) return Py_NewRef(index);
+    if (PyErr_Occurred()) return NULL;
+    PyObject *next = PyLong_FromSsize_t(PyDict_GET_SIZE(strings));
+    int rc = next == NULL ? -1 : PyDict_SetItem(strings, text, next);
+    Py_XDECREF(next);
+    return rc < 0 ? NULL : Py_NewRef(text);
+}
+
+/* Encoder.coderef for a code without a nested path: [module, qualname,
+ * fingerprint] with each string replaced by its index when the blob has it
+ * already, or [-1 - k] for the k-th code seen. */
+static PyObject *
+cs_coderef(CaptureState *st, PyCodeObject *co, CaptureCode *cc)
+{
+    PyObject *key = PyLong_FromVoidPtr(co);
+    if (key == NULL) return NULL;
+    PyObject *k = PyDict_GetItemWithError(st->codes, key);
+    if (k != NULL) {
+        Py_DECREF(key);
+        Py_ssize_t kk = PyLong_AsSsize_t(k);
+        if (kk == -1 && PyErr_Occurred()) return NULL;
+        return Py_BuildValue("[n]", -1 - kk);
+    }
+    if (PyErr_Occurred()) {
+        Py_DECREF(key);
+        return NULL;
+    }
+    PyObject *count = PyLong_FromSsize_t(PyDict_GET_SIZE(st->codes));
+    int rc = count == NULL ? -1 : PyDict_SetItem(st->codes, key, count);
+    Py_XDECREF(count);
+    Py_DECREF(key);
+    if (rc < 0) return NULL;
+    PyObject *module = cs_string(st->strings, cc->name_module);
+    PyObject *qual = module == NULL ? NULL : cs_string(st->strings, cc->name_qualname);
+    if (qual == NULL) {
+        Py_XDECREF(module);
+        return NULL;
+    }
+    return Py_BuildValue("[NNO]", module, qual, cc->fingerprint);
+}
+
+/* The sub-generator a delegating frame sends to (Encoder.delegated_frame):
+ * a back-reference if the snapshot holds it already, else registered in the
+ * memo and encoded here, or by the Python engine if declined. */
+static PyObject *
+cs_delegated(CaptureState *st, PyObject *x)
+{
+    PyObject *key = PyLong_FromVoidPtr(x);
+    if (key == NULL) return NULL;
+    int known = PyDict_Contains(st->memo, key);
+    if (known != 0) {
+        Py_DECREF(key);
+        if (known < 0) return NULL;
+        return cs_call_method(st->encoder, s_delegated_frame, x, NULL, NULL, NULL);
+    }
+    PyObject *index = PyLong_FromSsize_t(PyList_GET_SIZE(st->keep));
+    int rc = index == NULL ? -1 : PyDict_SetItem(st->memo, key, index);
+    Py_XDECREF(index);
+    Py_DECREF(key);
+    if (rc < 0 || PyList_Append(st->keep, x) < 0) return NULL;
+    if (Py_EnterRecursiveCall(" while capturing a yield from / await chain") < 0) return NULL;
+    PyObject *out = cs_capture_frame((PyObject *)st, x);
+    Py_LeaveRecursiveCall();
+    if (out != Py_None) return out;
+    Py_DECREF(out);
+    /* Declined just above: the Python engine, which does not offer it here again. */
+    return cs_call_method(st->frames, s_encode, st->encoder, x, NULL, NULL);
+}
+
+/* The fields of one frame (see _capture.FrameEncoder.encode), or None. */
+static PyObject *
+cs_capture_frame(PyObject *state, PyObject *gen)
+{
+    CaptureState *st = (CaptureState *)state;
+    if (!cs_is_generator(gen)) Py_RETURN_NONE;
+    CorosnapFrameState fs = {0};
+    if (frames_api->read(gen, &fs) < 0) return NULL;
+    PyObject *fields = NULL, *key = NULL, *lasti = NULL;
+    CaptureCode *cc = NULL;
+    if (fs.state != CS_SUSPENDED && fs.state != CS_CREATED) goto slow;
+    if (!PyDict_Check(fs.globals)) goto slow;
+    key = PyLong_FromVoidPtr(fs.globals);
+    if (key == NULL) goto error;
+    int has = PySet_Contains(st->globals_seen, key);
+    Py_CLEAR(key);
+    if (has < 0) goto error;
+    PyCodeObject *co = frames_api->code_of(gen);
+    key = PyLong_FromVoidPtr(co);
+    if (key == NULL) goto error;
+    PyObject *found = PyDict_GetItemWithError(st->code_cache, key);
+    Py_CLEAR(key);
+    if (found == NULL) {
+        if (PyErr_Occurred()) goto error;
+        goto slow; /* first time: the Python engine makes the record */
+    }
+    if (!CaptureCode_Check(found)) {
+        cs_bad_record("a capture code-cache entry");
+        goto error;
+    }
+    cc = (CaptureCode *)Py_NewRef(found);
+    if (!cs_refers_to(cc->code, (PyObject *)co)) goto slow;
+    PyObject *name = PyDict_GetItemWithError(fs.globals, s_name);
+    if (name == NULL) {
+        if (PyErr_Occurred()) goto error;
+        goto slow;
+    }
+    if (name != cc->module) {
+        int eq = PyObject_RichCompareBool(name, cc->module, Py_EQ);
+        if (eq < 0) goto error;
+        if (!eq) goto slow;
+    }
+    lasti = PyLong_FromLong(fs.state == CS_CREATED ? -1 : fs.lasti);
+    if (lasti == NULL) goto error;
+    PyObject *wobj = PyDict_GetItemWithError(cc->where, lasti);
+    if (wobj == NULL) {
+        if (PyErr_Occurred()) goto error;
+        goto slow; /* the Python engine says what is wrong */
+    }
+    if (!Where_Check(wobj)) {
+        cs_bad_record("a CaptureCode.where entry");
+        goto error;
+    }
+    Where *where = (Where *)wobj;
+    Py_ssize_t n = cc->nlocals, depth = where->depth;
+    if (PyList_GET_SIZE(fs.localsplus) != n || PyList_GET_SIZE(fs.stack) != depth) goto slow;
+    for (Py_ssize_t j = 0; j < depth; j++) {
+        /* 3.14+ tagged integers only where the bytecode analysis expects
+         * them (a handler's lasti, a 3.15 sequence index); anywhere else the
+         * Python engine says what is wrong. */
+        if (Py_IS_TYPE(PyList_GET_ITEM(fs.stack, j), frames_api->tagged_int)) {
+            PyObject *jj = PyLong_FromSsize_t(j);
+            int ok = jj == NULL ? -1 : PySequence_Contains(where->tagged, jj);
+            Py_XDECREF(jj);
+            if (ok < 0) goto error;
+            if (!ok) goto slow;
+        }
+    }
+
+    /* Committed: from here on this frame is encoded here. */
+    if (!has) {
+        PyObject *rc = cs_call_method(st->encoder, s_note_globals, fs.globals, NULL, NULL, NULL);
+        if (rc == NULL) goto error;
+        Py_DECREF(rc);
+    }
+    if (cc->name_qualname == Py_None) { /* a nested code: Encoder.coderef */
+        fields = cs_call_method(st->encoder, s_coderef, (PyObject *)co, cc->ref, cc->fingerprint,
+                                NULL);
+        if (fields != NULL && !PyList_CheckExact(fields)) {
+            PyErr_SetString(PyExc_TypeError, "Encoder.coderef() must return a list");
+            goto error;
+        }
+    }
+    else {
+        fields = cs_coderef(st, co, cc);
+    }
+    if (fields == NULL) goto error;
+    if (fs.exc_value == Py_None) {
+        if (PyList_Append(fields, lasti) < 0) goto error;
+    }
+    else {
+        PyObject *e = cs_call_method(st->encoder, s_enc, fs.exc_value, NULL, NULL, NULL);
+        if (e == NULL) goto error;
+        if (cs_append_new(fields, Py_BuildValue("[ON]", lasti, e)) < 0) goto error;
+    }
+    for (Py_ssize_t j = 0; j < n; j++) {
+        if (cs_append_new(fields, cs_encode_slot(st, PyList_GET_ITEM(fs.localsplus, j))) < 0)
+            goto error;
+    }
+    for (Py_ssize_t j = 0; j < depth; j++) {
+        PyObject *x = PyList_GET_ITEM(fs.stack, j);
+        PyObject *out;
+        if (Py_IS_TYPE(x, frames_api->tagged_int)) {
+            out = PyNumber_Long(x); /* stored as a plain int, re-tagged on restore */
+        }
+        else if (j == where->sub_at && cs_is_generator(x)) {
+            out = cs_delegated(st, x);
+        }
+        else {
+            out = cs_encode_slot(st, x);
+        }
+        if (cs_append_new(fields, out) < 0) goto error;
+    }
+    Py_DECREF(lasti);
+    Py_DECREF(cc);
+    CorosnapFrameState_Clear(&fs);
+    return fields;
+slow:
+    Py_XDECREF(lasti);
+    Py_XDECREF(cc);
+    CorosnapFrameState_Clear(&fs);
+    Py_RETURN_NONE;
+error:
+    Py_XDECREF(key);
+    Py_XDECREF(fields);
+    Py_XDECREF(lasti);
+    Py_XDECREF(cc);
+    CorosnapFrameState_Clear(&fs);
+    return NULL;
+}
+
+static PyObject *
+cs_capture(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !CaptureState_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "capture(state: CaptureState, gen)");
+        return NULL;
+    }
+    return cs_capture_frame(args[0], args[1]);
+}
+
+/* ------------------------------------------------------------------ restore */
+
+static PyObject *
+cs_corrupt(PyObject *label, const char *format, ...)
+{
+    va_list va;
+    va_start(va, format);
+    PyObject *detail = PyUnicode_FromFormatV(format, va);
+    va_end(va);
+    if (detail == NULL) return NULL;
+    PyObject *msg = PyUnicode_FromFormat("%U: %U", label, detail);
+    Py_DECREF(detail);
+    if (msg != NULL) {
+        PyErr_SetObject(cs_CorruptSnapshot, msg);
+        Py_DECREF(msg);
+    }
+    return NULL;
+}
+
+/* A CorruptSnapshot naming a value's type as type(x).__name__ does. */
+static PyObject *
+cs_corrupt_type(PyObject *label, const char *format, PyObject *extra, PyObject *x)
+{
+    PyObject *name = PyType_GetName(Py_TYPE(x));
+    if (name == NULL) return NULL;
+    if (extra != NULL) {
+        cs_corrupt(label, format, extra, name);
+    }
+    else {
+        cs_corrupt(label, format, name);
+    }
+    Py_DECREF(name);
+    return NULL;
+}
+
+/* iter(range(stop)) advanced to `index` and registered in the memo, or
+ * CorruptSnapshot (as Decoder._rangeiter). */
+static PyObject *
+cs_range_iter(PyObject *stop, PyObject *index, PyObject *memo)
+{
+    PyObject *r = PyObject_CallOneArg((PyObject *)&PyRange_Type, stop);
+    PyObject *it = r == NULL ? NULL : PyObject_GetIter(r);
+    Py_XDECREF(r);
+    if (it != NULL) {
+        PyObject *rc = cs_call_method(it, s_setstate, index, NULL, NULL, NULL);
+        if (rc == NULL) Py_CLEAR(it);
+        Py_XDECREF(rc);
+    }
+    if (it == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_TypeError) || PyErr_ExceptionMatches(PyExc_ValueError)
+            || PyErr_ExceptionMatches(PyExc_OverflowError)) {
+            PyObject *type, *value, *tb;
+            PyErr_Fetch(&type, &value, &tb);
+            PyErr_NormalizeException(&type, &value, &tb);
+            PyObject *msg = PyUnicode_FromFormat("malformed range iterator: %S", value);
+            if (msg != NULL) {
+                PyErr_SetObject(cs_CorruptSnapshot, msg);
+                Py_DECREF(msg);
+            }
+            Py_XDECREF(type);
+            Py_XDECREF(value);
+            Py_XDECREF(tb);
+        }
+        return NULL;
+    }
+    if (PyList_Append(memo, it) < 0) {
+        Py_DECREF(it);
+        return NULL;
+    }
+    return it;
+}
+
+/* As _restore._kind_ok: 1, 0, or -1 with an error (SystemError for a kind
+ * this engine does not know: a plan with one is a bug, not bad input). */
+static int
+cs_kind_ok(PyObject *x, int kind, Py_ssize_t ncodeunits)
+{
+    switch (kind) {
+    case K_ANY: return 1;
+    case K_ITER: return cs_hasattr((PyObject *)Py_TYPE(x), s_next);
+    case K_LIST: return PyList_CheckExact(x);
+    case K_SET: return PySet_CheckExact(x);
+    case K_DICT: return PyDict_CheckExact(x);
+    case K_EXC: return PyExceptionInstance_Check(x);
+    case K_EXC_OR_NONE: return x == Py_None || PyExceptionInstance_Check(x);
+    case K_EXC_LIST: {
+        if (!PyList_CheckExact(x)) return 0;
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(x); i++) {
+            PyObject *item = PyList_GET_ITEM(x, i);
+            if (item != Py_None && !PyExceptionInstance_Check(item)) return 0;
+        }
+        return 1;
+    }
+    case K_LASTI: {
+        if (!PyLong_CheckExact(x)) return 0;
+        int overflow = 0;
+        long long v = PyLong_AsLongLongAndOverflow(x, &overflow);
+        if (v == -1 && PyErr_Occurred()) return -1;
+        return !overflow && v >= 0 && v < ncodeunits;
+    }
+    default:
+        PyErr_Format(PyExc_SystemError, "corosnap C engine: unknown slot kind %d", kind);
+        return -1;
+    }
+}
+
+/* As _restore._describe: the type of a refused value, and for a list the
+ * type of its first item that is neither None nor an exception. */
+static PyObject *
+cs_describe(PyObject *x)
+{
+    if (PyList_CheckExact(x)) {
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(x); i++) {
+            PyObject *item = PyList_GET_ITEM(x, i);
+            if (item != Py_None && !PyExceptionInstance_Check(item)) {
+                PyObject *name = PyType_GetName(Py_TYPE(item));
+                if (name == NULL) return NULL;
+                PyObject *out = PyUnicode_FromFormat("a list holding a value of type %U", name);
+                Py_DECREF(name);
+                return out;
+            }
+        }
+    }
+    return PyType_GetName(Py_TYPE(x));
+}
+
+/* The string-table entry a code-reference field names: a str (new), or the
+ * index of an earlier one.  Borrowed; NULL (no error) when malformed. */
+static PyObject *
+cs_string_field(PyObject *field, PyObject *strings)
+{
+    if (PyUnicode_CheckExact(field)) return field;
+    if (!PyLong_CheckExact(field)) return NULL;
+    Py_ssize_t k = PyLong_AsSsize_t(field);
+    if (k == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return NULL;
+    }
+    if (k < 0 || k >= PyList_GET_SIZE(strings)) return NULL;
+    return PyList_GET_ITEM(strings, k);
+}
+
+/* The state's Decoder, made by frames.adopt(state) the first time a frame
+ * needs one (a snapshot whose values are all handled here never builds it).
+ * New reference. */
+static PyObject *
+cs_decoder(RestoreState *st)
+{
+    if (st->decoder == Py_None) {
+        PyObject *rc = cs_call_method(st->frames, s_adopt, (PyObject *)st, NULL, NULL, NULL);
+        if (rc == NULL) return NULL;
+        Py_DECREF(rc);
+        if (st->decoder == Py_None) {
+            PyErr_SetString(PyExc_SystemError, "frames.adopt(state) made no decoder");
+            return NULL;
+        }
+    }
+    return Py_NewRef(st->decoder);
+}
+
+/* The checks of _restore.check_frame, in its order and with its messages,
+ * on the decoded slots of a frame about to be written: 0, or -1 with
+ * CorruptSnapshot (or the error a callback raised).  Converts the ints of
+ * 3.14+ tagged slots to TaggedInt and copies an except* result list, in
+ * place, as the Python engine does. */
+static int
+cs_check_frame(RestoreState *st, RestoreCode *rc, Plan *plan, PyObject *gen, PyObject *slots,
+               int fresh_sub, PyObject **dec)
+{
+    PyObject *label = rc->label;
+    Py_ssize_t n = rc->nlocals, total = PyList_GET_SIZE(slots);
+    if (plan->dot0) {
+        int ok = n > 0 ? cs_hasattr((PyObject *)Py_TYPE(PyList_GET_ITEM(slots, 0)), s_next) : 0;
+        if (ok < 0) return -1;
+        if (!ok) {
+            cs_corrupt_type(label, "its '.0' argument must be an iterator (the first FOR_ITER "
+                            "advances it), got %U", NULL,
+                            n > 0 ? PyList_GET_ITEM(slots, 0) : Py_None);
+            return -1;
+        }
+    }
+    for (Py_ssize_t c = 0; c < PyTuple_GET_SIZE(plan->checks); c++) {
+        PyObject *item = PyTuple_GET_ITEM(plan->checks, c);
+        if (!Check_Check(item)) {
+            cs_bad_record("a Plan.checks item");
+            return -1;
+        }
+        Check *check = (Check *)item;
+        Py_ssize_t index = check->slot;
+        if (index < n || index >= total || (check->index_above && index + 1 >= total)) {
+            cs_bad_record("a Check's slot");
+            return -1;
+        }
+        PyObject *x = PyList_GET_ITEM(slots, index);
+        if (check->kind == K_INDEX && x != NULL_SLOT) {
+            /* 3.15: a sequence walked in place; FOR_ITER / SEND call its
+             * type's _tp_iteritem without checking the type has one. */
+            PyObject *seq = index > n ? PyList_GET_ITEM(slots, index - 1) : NULL;
+            int ok = 0;
+            if (PyLong_CheckExact(x) && seq != NULL && frames_api->virtual_iterable != NULL) {
+                Py_ssize_t iv = PyLong_AsSsize_t(x);
+                if (iv == -1 && PyErr_Occurred()) PyErr_Clear(); /* huge: refused below */
+                ok = iv >= 0 && frames_api->virtual_iterable(seq);
+            }
+            if (!ok) {
+                /* The slot below, as Python's slots[index - 1] (wrapping at 0) names it. */
+                PyObject *prev = PyList_GET_ITEM(slots, index > 0 ? index - 1 : total - 1);
+                PyObject *pname = PyType_GetName(Py_TYPE(prev));
+                if (pname != NULL) {
+                    cs_corrupt(label, "value stack slots %zd, %zd must be a sequence CPython "
+                               "walks by index and its index, got %U, %R", index - n - 1,
+                               index - n, pname, x);
+                    Py_DECREF(pname);
+                }
+                return -1;
+            }
+            PyObject *tagged = PyObject_CallOneArg((PyObject *)frames_api->tagged_int, x);
+            if (tagged == NULL) return -1;
+            PyList_SetItem(slots, index, tagged); /* steals; releases the int */
+            continue;
+        }
+        if (check->index_above && PyList_GET_ITEM(slots, index + 1) != NULL_SLOT) {
+            continue; /* walked by index: checked with the index slot above */
+        }
+        if (x == NULL_SLOT) {
+            if (!check->nullable) {
+                cs_corrupt(label, "value stack slot %zd is empty where the bytecode always "
+                                  "has a value", index - n);
+                return -1;
+            }
+            continue;
+        }
+        if (check->kind == K_ANY) continue;
+        int ok = cs_kind_ok(x, check->kind, rc->ncodeunits);
+        if (ok < 0) return -1;
+        if (!ok) {
+            PyObject *what = cs_describe(x);
+            if (what != NULL) {
+                cs_corrupt(label, "value stack slot %zd must be %U, got %U", index - n,
+                           check->name, what);
+                Py_DECREF(what);
+            }
+            return -1;
+        }
+        if (check->kind < K_COUNT && (cs_tagged_kinds >> check->kind) & 1) {
+            /* 3.14+: the handler's lasti is a tagged integer in the frame */
+            PyObject *tagged = PyObject_CallOneArg((PyObject *)frames_api->tagged_int, x);
+            if (tagged == NULL) return -1;
+            PyList_SetItem(slots, index, tagged);
+        }
+        else if (check->kind == K_EXC_LIST) {
+            /* Checked, then copied: only the stack holds this list in a real
+             * frame, while a blob could alias it with a list the code appends
+             * to before PREP_RERAISE_STAR reads it. */
+            PyObject *copy = PyList_GetSlice(x, 0, PyList_GET_SIZE(x));
+            if (copy == NULL) return -1;
+            PyList_SetItem(slots, index, copy);
+        }
+    }
+    for (Py_ssize_t c = 0; c < PyTuple_GET_SIZE(plan->bound); c++) {
+        Py_ssize_t index = PyLong_AsSsize_t(PyTuple_GET_ITEM(plan->bound, c));
+        if (index == -1 && PyErr_Occurred()) return -1;
+        if (index < 0 || index >= n || index >= PyTuple_GET_SIZE(rc->slot_names)) {
+            cs_bad_record("a Plan.bound item");
+            return -1;
+        }
+        if (PyList_GET_ITEM(slots, index) == NULL_SLOT) {
+            cs_corrupt(label, "local %R is read without a check after this point, so it "
+                              "cannot be unbound", PyTuple_GET_ITEM(rc->slot_names, index));
+            return -1;
+        }
+    }
+    for (Py_ssize_t c = 0; c < PyTuple_GET_SIZE(rc->cells); c++) {
+        Py_ssize_t index = PyLong_AsSsize_t(PyTuple_GET_ITEM(rc->cells, c));
+        if (index == -1 && PyErr_Occurred()) return -1;
+        if (index < 0 || index >= n || index >= PyTuple_GET_SIZE(rc->slot_names)) {
+            cs_bad_record("a RestoreCode.cells item");
+            return -1;
+        }
+        PyObject *x = PyList_GET_ITEM(slots, index);
+        if (!PyCell_Check(x)) {
+            cs_corrupt_type(label, "slot %R must hold a cell, got %U",
+                            PyTuple_GET_ITEM(rc->slot_names, index), x);
+            return -1;
+        }
+    }
+    if (plan->delegate_at >= 0) {
+        if (plan->delegate_at >= total) {
+            cs_bad_record("a Plan's delegate_at");
+            return -1;
+        }
+        PyObject *sub = PyList_GET_ITEM(slots, plan->delegate_at);
+        int ok = cs_is_generator(sub);
+        if (!ok) {
+            ok = cs_hasattr((PyObject *)Py_TYPE(sub), s_next);
+            if (ok < 0) return -1;
+        }
+        if (!ok && frames_api->virtual_iterable != NULL) {
+            ok = frames_api->virtual_iterable(sub);
+        }
+        if (!ok) {
+            cs_corrupt_type(label, "delegates to a %U, which is not an iterator", NULL, sub);
+            return -1;
+        }
+        if (!fresh_sub) {
+            /* A sub-frame decoded just above is new: its own chain was checked
+             * against this frame (active then) when it was written. */
+            if (*dec == NULL && (*dec = cs_decoder(st)) == NULL) return -1;
+            PyObject *r = cs_call_method(st->frames, s_check_chain, *dec, (PyObject *)rc, gen,
+                                         sub);
+            if (r == NULL) return -1;
+            Py_DECREF(r);
+        }
+    }
+    return 0;
+}
+
+static PyObject *cs_restore_frame(RestoreState *st, PyObject *v, Py_ssize_t i, int root);
+
+/* As _restore.slot_error: the RestoreError being raised while slot j of a
+ * frame of rc's code was decoded becomes an error of the same class whose
+ * message says which local or value stack slot held the value (the codec
+ * only knows the value): "<label>: local 'f': <message>".  Any other error,
+ * and one whose class cannot be built from a message (an Exception from its
+ * constructor), is left as it is.  Like Python's `raise named from
+ * exc.__cause__` in an except clause: the cause is kept, the context is the
+ * original error and is not shown. */
+static void
+cs_name_slot(RestoreCode *rc, Py_ssize_t j)
+{
+    if (!PyErr_ExceptionMatches(cs_RestoreError)) return;
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (value == NULL) {
+        PyErr_Restore(type, value, tb);
+        return;
+    }
+    if (tb != NULL) PyException_SetTraceback(value, tb);
+    Py_ssize_t n = rc->nlocals;
+    PyObject *where = (j >= 0 && j < n && j < PyTuple_GET_SIZE(rc->slot_names))
+        ? PyUnicode_FromFormat("local %R", PyTuple_GET_ITEM(rc->slot_names, j))
+        : PyUnicode_FromFormat("value stack slot %zd", j - n);
+    PyObject *text = where == NULL ? NULL
+                                   : PyUnicode_FromFormat("%U: %U: %S", rc->label, where, value);
+    Py_XDECREF(where);
+    if (text == NULL) goto failed; /* as str(exc) failing in Python: that error */
+    PyObject *named = PyObject_CallOneArg((PyObject *)Py_TYPE(value), text);
+    Py_DECREF(text);
+    if (named == NULL || !PyExceptionInstance_Check(named)) {
+        if (named == NULL && !PyErr_ExceptionMatches(PyExc_Exception)) goto failed;
+        /* a subclass with another signature: the error as it was */
+        PyErr_Clear();
+        Py_XDECREF(named);
+        PyErr_Restore(type, value, tb);
+        return;
+    }
+    PyException_SetCause(named, PyException_GetCause(value)); /* steals; suppresses context */
+    PyException_SetContext(named, Py_NewRef(value));          /* steals */
+    Py_DECREF(type);
+    Py_DECREF(value);
+    Py_XDECREF(tb);
+    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(named)), named, NULL);
+    return;
+failed:
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(tb);
+}
+
+/* One decoded slot value (see the slot walk of _restore.FrameDecoder.decode). */
+static PyObject *
+cs_decode_slot(RestoreState *st, PyObject *x, PyObject **dec)
+{
+    if (x == Py_None) return Py_NewRef(NULL_SLOT);
+    if (x == cs_NONE_MARK) return Py_NewRef(Py_None);
+    if (PyList_CheckExact(x) && PyList_GET_SIZE(x) == 3 &&
+        PyList_GET_ITEM(x, 0) == cs_tag_rangeiter && PyLong_CheckExact(PyList_GET_ITEM(x, 1)) &&
+        PyLong_CheckExact(PyList_GET_ITEM(x, 2))) {
+        /* A for loop over range(stop), the commonest stack value: what
+         * Decoder._rangeiter does for this shape, without the round trip
+         * through Python (the same errors become CorruptSnapshot). */
+        return cs_range_iter(PyList_GET_ITEM(x, 1), PyList_GET_ITEM(x, 2), st->memo);
+    }
+    if (PyList_CheckExact(x) || PyDict_CheckExact(x) || Py_IS_TYPE(x, (PyTypeObject *)cs_Deferred)) {
+        if (*dec == NULL && (*dec = cs_decoder(st)) == NULL) return NULL;
+        return cs_call_method(*dec, s_dec, x, NULL, NULL, NULL);
+    }
+    return Py_NewRef(x);
+}
+
+/* The frame at v[i:] (see _restore.FrameDecoder.decode), or None (declined, with
+ * nothing changed). */
+static PyObject *
+cs_restore_frame(RestoreState *st, PyObject *v, Py_ssize_t i, int root)
+{
+    if (st->safe) Py_RETURN_NONE; /* safe mode checks every name: the Python engine */
+    Py_ssize_t len = PyList_GET_SIZE(v);
+    if (i < 0 || i + 2 > len) Py_RETURN_NONE;
+    PyObject *dec = NULL; /* cs_decoder(), when needed */
+    PyObject *found = NULL, *key = NULL, *gen = NULL, *path = NULL;
+    PyObject *gen_id = NULL, *raw = NULL, *slots = NULL, *result = NULL, *exc = NULL;
+
+    /* Pre-phase: find everything, change nothing. */
+    PyObject *first = PyList_GET_ITEM(v, i);
+    PyObject *new_module = NULL, *new_qual = NULL; /* strings to append on commit */
+    Py_ssize_t at;                                /* index of the position field */
+    Py_ssize_t k = -1;
+    if (PyLong_CheckExact(first)) {
+        k = PyLong_AsSsize_t(first);
+        if (k == -1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            goto slow;
+        }
+    }
+    if (k < -1 || (k == -1 && PyLong_CheckExact(first))) {
+        /* A back-reference to the k-th code of the blob. */
+        k = -1 - k;
+        if (k >= PyList_GET_SIZE(st->codes)) goto slow;
+        found = Py_NewRef(PyList_GET_ITEM(st->codes, k));
+        at = i + 1;
+    }
+    else {
+        if (i + 4 > len) goto slow;
+        PyObject *qual_f = PyList_GET_ITEM(v, i + 1), *fp = PyList_GET_ITEM(v, i + 2);
+        if (!PyLong_CheckExact(fp)) goto slow;
+        PyObject *qual_field = qual_f;
+        path = PyTuple_New(0);
+        if (path == NULL) goto error;
+        if (PyList_CheckExact(qual_f)) {
+            /* A nested code: [qualname, *path through co_consts]. */
+            Py_ssize_t depth = PyList_GET_SIZE(qual_f) - 1;
+            if (depth < 0) goto slow;
+            qual_field = PyList_GET_ITEM(qual_f, 0);
+            Py_SETREF(path, PyTuple_New(depth));
+            if (path == NULL) goto error;
+            for (Py_ssize_t p = 0; p < depth; p++) {
+                PyObject *step = PyList_GET_ITEM(qual_f, p + 1);
+                if (!PyLong_CheckExact(step)) goto slow;
+                long x = PyLong_AsLong(step);
+                if (x == -1 && PyErr_Occurred()) {
+                    PyErr_Clear();
+                    goto slow;
+                }
+                if (x < 0 || x >= (1 << 16)) goto slow;
+                PyTuple_SET_ITEM(path, p, Py_NewRef(step));
+            }
+        }
+        PyObject *mod_s = cs_string_field(first, st->strings);
+        PyObject *qual_s = cs_string_field(qual_field, st->strings);
+        if (mod_s == NULL || qual_s == NULL || !PyUnicode_CheckExact(mod_s) ||
+            !PyUnicode_CheckExact(qual_s)) {
+            goto slow; /* malformed: the Python engine says how */
+        }
+        key = PyTuple_Pack(4, mod_s, qual_s, path, fp);
+        if (key == NULL) goto error;
+        found = Py_XNewRef(PyDict_GetItemWithError(st->code_cache, key));
+        Py_CLEAR(key);
+        if (found == NULL) {
+            if (PyErr_Occurred()) goto error;
+            goto slow; /* first time: the Python engine finds and checks the code */
+        }
+        if (!RestoreCode_Check(found)) {
+            cs_bad_record("a restore code-cache entry");
+            goto error;
+        }
+        PyObject *now = PyDict_GetItemWithError(PyImport_GetModuleDict(), mod_s);
+        if (now == NULL && PyErr_Occurred()) goto error;
+        if (now == NULL || !cs_refers_to(((RestoreCode *)found)->module, now)) {
+            goto slow; /* module reloaded or gone */
+        }
+        new_module = PyUnicode_CheckExact(first) ? first : NULL;
+        new_qual = PyUnicode_CheckExact(qual_field) ? qual_field : NULL;
+        at = i + 3;
+    }
+    if (!RestoreCode_Check(found)) goto slow; /* a code the Python engine keeps otherwise */
+    RestoreCode *rc = (RestoreCode *)found;
+    if (rc->fn == Py_None || PyDict_GET_SIZE(rc->kwargs) != 0) {
+        goto slow; /* no generator function, or keyword-only arguments: fn(**kwargs) */
+    }
+    Py_ssize_t n = rc->nlocals;
+    if (at >= len) goto slow;
+    PyObject *pos = PyList_GET_ITEM(v, at), *exc_f = NULL;
+    if (PyList_CheckExact(pos) && PyList_GET_SIZE(pos) == 2) {
+        /* [offset, exception]: suspended inside an except block */
+        exc_f = PyList_GET_ITEM(pos, 1);
+        pos = PyList_GET_ITEM(pos, 0);
+    }
+    if (!PyLong_CheckExact(pos)) goto slow; /* corrupt: the Python engine says how */
+    PyObject *pobj = PyDict_GetItemWithError(rc->plans, pos);
+    if (pobj == NULL) {
+        if (PyErr_Occurred()) goto error;
+        goto slow; /* the Python engine makes the plan, or refuses the offset */
+    }
+    if (!Plan_Check(pobj)) {
+        cs_bad_record("a RestoreCode.plans entry");
+        goto error;
+    }
+    Plan *plan = (Plan *)pobj;
+    Py_ssize_t total = len - at - 1;
+    if (total != n + plan->depth) goto slow; /* the Python engine names the mismatch */
+
+    /* Commit: the same steps, in the same order, as _restore.FrameDecoder.decode. */
+    if ((new_module != NULL && PyList_Append(st->strings, new_module) < 0) ||
+        (new_qual != NULL && PyList_Append(st->strings, new_qual) < 0)) {
+        goto error;
+    }
+    if (at == i + 3 && PyList_Append(st->codes, found) < 0) goto error;
+    gen = PyObject_Call(rc->fn, rc->args, NULL);
+    if (gen == NULL) goto error;
+    if (PyList_Append(st->memo, gen) < 0) goto error;
+    gen_id = PyLong_FromVoidPtr(gen);
+    if (gen_id == NULL || PySet_Add(st->active, gen_id) < 0) {
+        Py_CLEAR(gen_id);
+        goto error;
+    }
+    /* From here on, leave through `done` so the frame leaves state.active. */
+    Py_INCREF(pos);
+    Py_XINCREF(exc_f);
+    raw = PyList_GetSlice(v, at + 1, len); /* callbacks may touch v: walk a copy */
+    if (raw == NULL) goto done;
+    if (exc_f != NULL) {
+        /* The exception being handled, decoded first (memo order, as capture). */
+        if (dec == NULL && (dec = cs_decoder(st)) == NULL) goto done;
+        exc = cs_call_method(dec, s_dec, exc_f, NULL, NULL, NULL);
+        if (exc == NULL) goto done;
+        if (!PyExceptionInstance_Check(exc)) {
+            cs_corrupt_type(rc->label, "the handled exception is a %U", NULL, exc);
+            goto done;
+        }
+    }
+    slots = PyList_New(total);
+    if (slots == NULL) goto done;
+    int fresh_sub = 0;
+    for (Py_ssize_t j = 0; j < total; j++) {
+        PyObject *x = PyList_GET_ITEM(raw, j), *y;
+        if (j == plan->sub_at && PyList_CheckExact(x) && PyList_GET_SIZE(x) > 0 &&
+            !Py_IS_TYPE(PyList_GET_ITEM(x, 0), (PyTypeObject *)cs_Tag)) {
+            /* The untagged sub-frame this frame delegates to: here first,
+             * the Python engine when declined. */
+            y = NULL;
+            if (Py_EnterRecursiveCall(" while restoring a yield from / await chain") == 0) {
+                y = cs_restore_frame(st, x, 0, 0);
+                Py_LeaveRecursiveCall();
+            }
+            if (y == Py_None) {
+                Py_DECREF(y);
+                y = NULL;
+                if (dec != NULL || (dec = cs_decoder(st)) != NULL) {
+                    PyObject *zero = PyLong_FromLong(0);
+                    if (zero != NULL) {
+                        y = cs_call_method(st->frames, s_decode, dec, x, zero, NULL);
+                        Py_DECREF(zero);
+                    }
+                }
+            }
+            fresh_sub = 1;
+        }
+        else {
+            y = cs_decode_slot(st, x, &dec);
+        }
+        if (y == NULL) {
+            cs_name_slot(rc, j);
+            goto done;
+        }
+        PyList_SET_ITEM(slots, j, y);
+    }
+    if (cs_check_frame(st, rc, plan, gen, slots, fresh_sub, &dec) < 0) goto done;
+    if (root && PyList_GET_SIZE(st->exceptions) > 0) {
+        /* Decoder.finish: the checks that need the whole object graph. */
+        if (dec == NULL && (dec = cs_decoder(st)) == NULL) goto done;
+        PyObject *r = cs_call_method(dec, s_finish, NULL, NULL, NULL, NULL);
+        if (r == NULL) goto done;
+        Py_DECREF(r);
+    }
+    {
+        PyObject *loc = PyList_GetSlice(slots, 0, n);
+        PyObject *stk = loc == NULL ? NULL : PyList_GetSlice(slots, n, total);
+        if (stk == NULL) {
+            Py_XDECREF(loc);
+            goto done;
+        }
+        long lasti = PyLong_AsLong(pos);
+        int w = (lasti == -1 && PyErr_Occurred())
+                    ? -1 : frames_api->write(gen, lasti, loc, stk, exc != NULL ? exc : Py_None);
+        Py_DECREF(loc);
+        Py_DECREF(stk);
+        if (w < 0) {
+            if (PyErr_ExceptionMatches(PyExc_TypeError) ||
+                PyErr_ExceptionMatches(PyExc_ValueError) ||
+                PyErr_ExceptionMatches(PyExc_OverflowError)) {
+                PyObject *type, *value, *tb;
+                PyErr_Fetch(&type, &value, &tb);
+                PyErr_NormalizeException(&type, &value, &tb);
+                cs_corrupt(rc->label, "%S", value);
+                if (PyErr_Occurred()) {
+                    PyObject *t2, *v2, *tb2;
+                    PyErr_Fetch(&t2, &v2, &tb2);
+                    PyErr_NormalizeException(&t2, &v2, &tb2);
+                    if (v2 != NULL && value != NULL) {
+                        PyException_SetCause(v2, Py_NewRef(value));
+                    }
+                    PyErr_Restore(t2, v2, tb2);
+                }
+                Py_XDECREF(type);
+                Py_XDECREF(value);
+                Py_XDECREF(tb);
+            }
+            goto done;
+        }
+    }
+    result = Py_NewRef(gen);
+done:
+    {
+        /* state.active.discard(id(gen)), keeping any error being raised; a
+         * refused frame's fresh generator (still in its created state:
+         * nothing was written) is closed, so it goes without a "never
+         * awaited" warning and runs no code. */
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        if (PySet_Discard(st->active, gen_id) < 0) PyErr_Clear();
+        if (result == NULL) {
+            PyObject *r = cs_call_method(gen, s_close, NULL, NULL, NULL, NULL);
+            if (r == NULL) PyErr_Clear();
+            Py_XDECREF(r);
+        }
+        PyErr_Restore(type, value, tb);
+    }
+    Py_DECREF(pos);
+    Py_XDECREF(exc_f);
+    Py_XDECREF(exc);
+    Py_XDECREF(raw);
+    Py_XDECREF(slots);
+    Py_XDECREF(gen_id);
+    Py_XDECREF(gen);
+    Py_XDECREF(found);
+    Py_XDECREF(path);
+    Py_XDECREF(dec);
+    return result;
+slow:
+    Py_XDECREF(found);
+    Py_XDECREF(path);
+    Py_RETURN_NONE;
+error:
+    Py_XDECREF(key);
+    Py_XDECREF(gen);
+    Py_XDECREF(found);
+    Py_XDECREF(path);
+    return NULL;
+}
+
+static PyObject *
+cs_restore(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4 || !RestoreState_Check(args[0]) || !PyList_CheckExact(args[1]) ||
+        !PyLong_CheckExact(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "restore(state: RestoreState, v: list, i: int, root)");
+        return NULL;
+    }
+    int root = PyObject_IsTrue(args[3]);
+    if (root < 0) return NULL;
+    Py_ssize_t i = PyLong_AsSsize_t(args[2]);
+    if (i == -1 && PyErr_Occurred()) return NULL;
+    return cs_restore_frame((RestoreState *)args[0], args[1], i, root);
+}
+
+/* restore_root(frames, code_cache, tree): the root frame of an unsigned
+ * blob in the default (not safe) mode, with a RestoreState made here (the
+ * record Python builds for a frame met inside a value, with fresh tables):
+ * the common case of loads, without building the state's lists in Python.
+ * A Decoder made on demand (frames.adopt) is let go of at the end. */
+static PyObject *
+cs_restore_root(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyDict_CheckExact(args[1]) || !PyList_CheckExact(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "restore_root(frames, code_cache: dict, tree: list)");
+        return NULL;
+    }
+    RestoreState *st = (RestoreState *)PyType_GenericAlloc(&RestoreState_Type.type, 0);
+    if (st == NULL) return NULL;
+    st->decoder = Py_NewRef(Py_None);
+    st->memo = PyList_New(0);
+    st->strings = PyList_New(0);
+    st->codes = PyList_New(0);
+    st->active = PySet_New(NULL);
+    st->exceptions = PyList_New(0);
+    st->safe = 0;
+    st->allow = PyTuple_New(0);
+    st->code_cache = Py_NewRef(args[1]);
+    st->frames = Py_NewRef(args[0]);
+    PyObject *out = NULL;
+    if (st->memo != NULL && st->strings != NULL && st->codes != NULL && st->active != NULL &&
+        st->exceptions != NULL && st->allow != NULL) {
+        out = cs_restore_frame(st, args[2], 1, 1);
+    }
+    /* The decoder refers to this state (its cstate): break the cycle here. */
+    Py_SETREF(st->decoder, Py_NewRef(Py_None));
+    Py_DECREF(st);
+    return out;
+}
+
+/* ------------------------------------------------------------------ module */
+
+static int
+cs_import_names(void)
+{
+    for (size_t k = 0; k < sizeof(cs_imports) / sizeof(cs_imports[0]); k++) {
+        PyObject *module = PyImport_ImportModule(cs_imports[k].module);
+        if (module == NULL) return -1;
+        PyObject *v = PyObject_GetAttrString(module, cs_imports[k].name);
+        Py_DECREF(module);
+        if (v == NULL) return -1;
+        Py_XSETREF(*cs_imports[k].target, v);
+    }
+    if (!PyType_Check(cs_Tag) || !PyType_Check(cs_Deferred) || !PyDict_Check(cs_TAG_OF_KIND) ||
+        !PyDict_Check(cs_KIND_NAMES) || !PyAnySet_Check(cs_TAGGED)) {
+        PyErr_SetString(PyExc_ImportError, "corosnap.snapshot._csnapshot: the Python objects it "
+                                           "imports are not what it was built for");
+        return -1;
+    }
+    cs_tag_rangeiter = PyDict_GetItemWithError(cs_TAG_OF_KIND, cs_T_RANGEITER);
+    if (cs_tag_rangeiter == NULL || !Py_IS_TYPE(cs_tag_rangeiter, (PyTypeObject *)cs_Tag)) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_ImportError, "corosnap.snapshot._csnapshot: the decoder has "
+                                               "no tag for range iterators");
+        }
+        return -1;
+    }
+    Py_INCREF(cs_tag_rangeiter);
+    /* The slot kinds: the same numbers as bytecode/_kinds.py, and all of them. */
+    PyObject *kinds = PyImport_ImportModule("corosnap.bytecode._kinds");
+    if (kinds == NULL) return -1;
+    int rc = 0;
+    for (int k = 0; rc == 0 && k < K_COUNT; k++) {
+        PyObject *v = PyObject_GetAttrString(kinds, cs_kind_names[k]);
+        long x = v == NULL ? -1 : PyLong_AsLong(v);
+        Py_XDECREF(v);
+        if (x != k) {
+            if (!PyErr_Occurred()) {
+                PyErr_Format(PyExc_ImportError, "corosnap.snapshot._csnapshot numbers the slot "
+                             "kind %s %d, bytecode/_kinds.py %ld: rebuild corosnap",
+                             cs_kind_names[k], k, x);
+            }
+            rc = -1;
+        }
+    }
+    Py_DECREF(kinds);
+    if (rc < 0) return -1;
+    if (PyDict_GET_SIZE(cs_KIND_NAMES) != K_COUNT) {
+        PyErr_Format(PyExc_ImportError, "bytecode/_kinds.py has %zd slot kinds, "
+                     "corosnap.snapshot._csnapshot checks %d: teach it the new ones",
+                     PyDict_GET_SIZE(cs_KIND_NAMES), K_COUNT);
+        return -1;
+    }
+    for (int k = 0; k < K_COUNT; k++) {
+        PyObject *kk = PyLong_FromLong(k);
+        int in = kk == NULL ? -1 : PySet_Contains(cs_TAGGED, kk);
+        int named = kk == NULL ? -1 : PyDict_Contains(cs_KIND_NAMES, kk);
+        Py_XDECREF(kk);
+        if (in < 0 || named < 0) return -1;
+        if (!named) {
+            PyErr_Format(PyExc_ImportError, "bytecode/_kinds.py does not name slot kind %s",
+                         cs_kind_names[k]);
+            return -1;
+        }
+        if (in) cs_tagged_kinds |= 1u << k;
+    }
+    return 0;
+}
+
+static int
+cs_intern_names(void)
+{
+    struct {
+        PyObject **var;
+        const char *text;
+    } names[] = {
+        {&s_next, "__next__"}, {&s_name, "__name__"}, {&s_enc, "enc"},
+        {&s_note_globals, "note_globals"}, {&s_coderef, "coderef"},
+        {&s_delegated_frame, "delegated_frame"}, {&s_encode, "encode"}, {&s_decode, "decode"},
+        {&s_adopt, "adopt"}, {&s_check_chain, "check_chain"}, {&s_dec, "dec"},
+        {&s_finish, "finish"}, {&s_setstate, "__setstate__"}, {&s_close, "close"},
+    };
+    for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
+        if (*names[k].var == NULL && (*names[k].var = PyUnicode_InternFromString(names[k].text))
+                                         == NULL) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static PyMethodDef cs_methods[] = {
+    {"capture", (PyCFunction)(void (*)(void))cs_capture, METH_FASTCALL,
+     "capture(state: CaptureState, gen) -> the frame's fields, or None (declined)"},
+    {"restore_root", (PyCFunction)(void (*)(void))cs_restore_root, METH_FASTCALL,
+     "restore_root(frames, code_cache, tree) -> generator, or None (declined): a blob's root "
+     "frame, default mode, with a RestoreState of its own"},
+    {"restore", (PyCFunction)(void (*)(void))cs_restore, METH_FASTCALL,
+     "restore(state: RestoreState, v: list, i: int, root: bool) -> generator, or None "
+     "(declined)"},
+    {NULL, NULL, 0, NULL}};
+
+static struct PyModuleDef cs_module = {
+    PyModuleDef_HEAD_INIT, "corosnap.snapshot._csnapshot",
+    "The snapshot layer's C engine (see corosnap.snapshot._contract).", -1, cs_methods};
+
+PyMODINIT_FUNC
+PyInit__csnapshot(void)
+{
+    frames_api = CorosnapFrames_Import();
+    if (frames_api == NULL) return NULL;
+    if (cs_intern_names() < 0 || cs_import_names() < 0) return NULL;
+    PyObject *m = PyModule_Create(&cs_module);
+    if (m == NULL) return NULL;
+    cs_record_type *records[] = {&Where_Type, &CaptureCode_Type, &Check_Type, &Plan_Type,
+                                 &RestoreCode_Type, &CaptureState_Type, &RestoreState_Type};
+    for (size_t k = 0; k < sizeof(records) / sizeof(records[0]); k++) {
+        if (cs_record_ready(records[k], m) < 0) {
+            Py_DECREF(m);
+            return NULL;
+        }
+    }
+    PyObject *known = PyFrozenSet_New(NULL);
+    for (int k = 0; known != NULL && k < K_COUNT; k++) {
+        PyObject *kk = PyLong_FromLong(k);
+        if (kk == NULL || PySet_Add(known, kk) < 0) Py_CLEAR(known);
+        Py_XDECREF(kk);
+    }
+    if (known == NULL || PyModule_AddObjectRef(m, "KINDS", known) < 0) {
+        Py_XDECREF(known);
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_DECREF(known);
+    return m;
+}

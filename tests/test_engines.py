@@ -1,0 +1,632 @@
+"""The two engines against each other, and the contract between them.
+
+corosnap runs either its C engine (the accelerators beside the codec and the
+snapshot layer) or the pure-Python one (``COROSNAP_PUREPYTHON=1``); the whole
+suite runs both ways.  This file holds them against each other in one
+process, where the C engine is loaded:
+
+- restore: every refusal of a tampered blob comes out the same (class and
+  message) from the Python engine, from the C engine on a code it has not
+  seen (it declines, and its Python engine does the frame) and from the C
+  engine on a code it knows (it does the frame itself, without Python);
+- capture: the blobs are byte-identical, cold and warm;
+- the codec's scans and ext hook answer alike on every input;
+- the records both sides build: the same fields on both sides, a missing,
+  unknown or mistyped field refused at construction, and the C engine
+  knowing every slot kind the bytecode analysis can name.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import msgpack
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import corosnap
+from corosnap import _accel
+from corosnap.bytecode._kinds import KIND_NAMES
+from corosnap.codec import _speedups
+from corosnap.snapshot import _contract
+from corosnap.snapshot._api import default
+from corosnap.snapshot._restore import FrameDecoder
+
+V = sys.version_info[:2]
+C_ENGINE = _accel.ENGINE == "c"
+needs_c = pytest.mark.skipif(not C_ENGINE, reason="the C engine is not loaded "
+                                                  "(COROSNAP_PUREPYTHON=1)")
+
+
+# Sample generators (module level: corosnap finds them by name).
+
+def loop(n):
+    for i in range(n):  # noqa: UP028 - the for loop (an iterator on the stack) is the point
+        yield i
+
+
+def over_list(items):
+    for item in items:  # noqa: UP028 - 3.15 walks the list by index: the point
+        yield item
+
+
+def leaf():
+    yield 1
+    yield 2
+
+
+def delegating():
+    got = yield from leaf()
+    yield got
+
+
+def with_cell():
+    count = 0
+
+    def bump():
+        nonlocal count
+        count += 1
+        return count
+
+    yield bump()
+    yield bump()
+
+
+def in_except():
+    try:
+        raise ValueError("handled")
+    except ValueError:
+        yield 1
+
+
+def delegating_to_in_except():
+    yield from in_except()
+
+
+def doubled(items):
+    yield from (x * 2 for x in items)  # a nested code (a path through co_consts)
+
+
+def keyword_only(*, n=2):
+    yield n
+
+
+def delegating_to_keyword_only():
+    yield from keyword_only(n=3)
+
+
+def value_holder():
+    ints = list(range(-5, 30))
+    wide = [2**40, -(2**40)] * 9
+    huge = [2**70] * 16
+    mixed = [1, "two", 3.0, None, b"five", True] * 4
+    records = [{"id": i, "name": f"n{i}", "tags": ["a", "b"], "score": i / 3} for i in range(6)]
+    by_number = {n: n * n for n in range(20)}
+    got = yield (ints, wide, huge, mixed, records, by_number)
+    yield got
+
+
+def add(a, b):
+    return a + b
+
+
+def calls(f):
+    yield 1
+    yield f(2)
+
+
+def delegating_to_calls():
+    got = yield from calls(functools.partial(add, 1))
+    yield got
+
+
+def _suspended(factory: Callable[[], Iterator[Any]], steps: int = 1) -> Iterator[Any]:
+    g = factory()
+    for _ in range(steps):
+        next(g)
+    return g
+
+
+def _tree(gen: Any) -> list[Any]:
+    return msgpack.unpackb(corosnap.dumps(gen), strict_map_key=False)
+
+
+def _blob(tree: list[Any]) -> bytes:
+    return msgpack.packb(tree, use_bin_type=True)
+
+
+def _outcome(snapshotter: Any, blob: bytes) -> tuple[str, str]:
+    try:
+        g = snapshotter.loads(blob)
+    except corosnap.CorosnapError as exc:
+        return type(exc).__name__, str(exc)
+    try:
+        return "restored", repr(next(g))
+    except StopIteration as stop:
+        return "restored", f"stop {stop.value!r}"
+    finally:
+        g.close()
+
+
+def _is_tag(x: Any) -> bool:
+    return isinstance(x, msgpack.ExtType) and x.code == 0
+
+
+def _last_list(tree: list[Any]) -> list[Any]:
+    """The innermost untagged sub-frame (the tree itself when none)."""
+    node = tree
+    while node and type(node[-1]) is list and node[-1] and not _is_tag(node[-1][0]) \
+            and type(node[-1][0]) in (str, int) and len(node[-1]) > 3:
+        node = node[-1]
+    return node
+
+
+def _sub_frame(tree: list[Any]) -> list[Any]:
+    return next(x for x in tree if type(x) is list and x and not _is_tag(x[0]) and len(x) > 3)
+
+
+def _tagged_slot(frame: list[Any], kind: int) -> int:
+    return next(i for i, x in enumerate(frame)
+                if type(x) is list and x and _is_tag(x[0]) and x[0].data == bytes([kind]))
+
+
+def case_iterator_replaced_by_int() -> tuple[bytes, bytes]:
+    tree = _tree(_suspended(lambda: loop(10)))
+    good = _blob(tree)
+    frame = _last_list(tree)
+    frame[_tagged_slot(frame, 14)] = 5
+    return good, _blob(tree)
+
+
+def case_iterator_slot_emptied() -> tuple[bytes, bytes]:
+    tree = _tree(_suspended(lambda: loop(10)))
+    good = _blob(tree)
+    frame = _last_list(tree)
+    frame[_tagged_slot(frame, 14)] = None
+    return good, _blob(tree)
+
+
+def case_iterator_slot_holds_a_tuple() -> tuple[bytes, bytes]:
+    tree = _tree(_suspended(lambda: loop(10)))
+    good = _blob(tree)
+    frame = _last_list(tree)
+    frame[_tagged_slot(frame, 14)] = [msgpack.ExtType(0, bytes([1])), 1, 2]
+    return good, _blob(tree)
+
+
+def case_delegation_to_an_int() -> tuple[bytes, bytes]:
+    tree = _tree(_suspended(delegating))
+    good = _blob(tree)
+    tree[tree.index(_sub_frame(tree))] = 7
+    return good, _blob(tree)
+
+
+def case_cell_replaced_by_int() -> tuple[bytes, bytes]:
+    tree = _tree(_suspended(with_cell))
+    good = _blob(tree)
+    # The cell was first met in bump's closure; its frame slot is a back-reference.
+    index = next(i for i, x in enumerate(tree) if isinstance(x, msgpack.ExtType)
+                 and x.code == 1)
+    tree[index] = 3
+    return good, _blob(tree)
+
+
+def case_handled_exception_replaced_by_an_int() -> tuple[bytes, bytes]:
+    tree = _tree(_suspended(in_except))
+    good = _blob(tree)
+    position = next(i for i, x in enumerate(tree) if type(x) is list and len(x) == 2
+                    and type(x[0]) is int)
+    tree[position][1] = 12
+    return good, _blob(tree)
+
+
+def case_nested_code_iterator_replaced() -> tuple[bytes, bytes]:
+    tree = _tree(_suspended(lambda: doubled([1, 2, 3])))
+    good = _blob(tree)
+    sub = _sub_frame(tree)
+    sub[-1] = "nope"  # the generator expression's iterator (3.15: its index)
+    return good, _blob(tree)
+
+
+def case_sequence_walked_by_index_replaced() -> tuple[bytes, bytes]:
+    # 3.15 walks a list in place: (list, tagged index) on the stack.
+    tree = _tree(_suspended(lambda: over_list([1, 2, 3])))
+    good = _blob(tree)
+    tree[len(tree) - 2] = 12  # the list below the index slot
+    return good, _blob(tree)
+
+
+def case_index_negative() -> tuple[bytes, bytes]:
+    tree = _tree(_suspended(lambda: over_list([1, 2, 3])))
+    good = _blob(tree)
+    tree[-1] = -4
+    return good, _blob(tree)
+
+
+def case_partial_that_is_its_own_func() -> tuple[bytes, bytes]:
+    # Refused by the codec (an object reaching itself without CPython's
+    # recursion guard), which the C engine calls back: both name the local.
+    tree = _tree(_suspended(lambda: calls(functools.partial(add, 1))))
+    good = _blob(tree)
+    # local f: [tag 11, partial, [[global add]], [tag 1, <func: ref 1>, (1,), {}, None]]
+    tree[5][3][1] = msgpack.ExtType(1, bytes([2]))  # memo 2: the partial itself
+    return good, _blob(tree)
+
+
+def case_partial_that_is_its_own_func_in_a_sub_frame() -> tuple[bytes, bytes]:
+    # The same, one frame down: the delegating frame names its stack slot
+    # holding the sub-frame, then the sub-frame names its local.
+    tree = _tree(_suspended(delegating_to_calls))
+    good = _blob(tree)
+    sub = _sub_frame(tree)
+    partial = next(x for x in sub if type(x) is list and x and _is_tag(x[0]))
+    memo = next(x.data[0] for x in partial[3] if isinstance(x, msgpack.ExtType)
+                and x.code == 1)  # the state's func, a back-reference to add
+    partial[3][1] = msgpack.ExtType(1, bytes([memo + 1]))  # the partial itself
+    return good, _blob(tree)
+
+
+def case_iterator_is_a_reference_past_the_memo() -> tuple[bytes, bytes]:
+    # An error of the codec in a value stack slot names the slot.
+    tree = _tree(_suspended(lambda: loop(10)))
+    good = _blob(tree)
+    frame = _last_list(tree)
+    frame[_tagged_slot(frame, 14)] = msgpack.ExtType(1, bytes([99]))
+    return good, _blob(tree)
+
+
+def case_range_iterator_index_overflows() -> tuple[bytes, bytes]:
+    # The C engine rebuilds range iterators itself: its own error is named
+    # the same way.
+    tree = _tree(_suspended(lambda: loop(10)))
+    good = _blob(tree)
+    frame = _last_list(tree)
+    index = _tagged_slot(frame, 14)
+    frame[index] = [frame[index][0], 10, 2**63 + 5]
+    return good, _blob(tree)
+
+
+def case_intact() -> tuple[bytes, bytes]:
+    blob = corosnap.dumps(_suspended(delegating))
+    return blob, blob
+
+
+CASES = {
+    "partial_that_is_its_own_func": case_partial_that_is_its_own_func,
+    "partial_that_is_its_own_func_in_a_sub_frame":
+        case_partial_that_is_its_own_func_in_a_sub_frame,
+    "iterator_is_a_reference_past_the_memo": case_iterator_is_a_reference_past_the_memo,
+    "range_iterator_index_overflows": case_range_iterator_index_overflows,
+    "iterator_replaced_by_int": case_iterator_replaced_by_int,
+    "iterator_slot_emptied": case_iterator_slot_emptied,
+    "iterator_slot_holds_a_tuple": case_iterator_slot_holds_a_tuple,
+    "delegation_to_an_int": case_delegation_to_an_int,
+    "cell_replaced_by_int": case_cell_replaced_by_int,
+    "handled_exception_replaced_by_an_int": case_handled_exception_replaced_by_an_int,
+    "nested_code_iterator_replaced": case_nested_code_iterator_replaced,
+    "intact": case_intact,
+}
+if V >= (3, 15):
+    CASES["sequence_walked_by_index_replaced"] = case_sequence_walked_by_index_replaced
+    CASES["index_negative"] = case_index_negative
+
+
+# How the message starts for the refusals that name a slot (a regular
+# expression): an error of the codec names the local or value stack slot that
+# held the value, on both engines, one frame label per frame down a
+# delegation chain (the stack slot of a sub-frame depends on the version).
+_SELF_CALLING = (r"an object that reaches itself \(functools\.partial -> "
+                 r"functools\.partial\): CPython calls")
+NAMED = {
+    "partial_that_is_its_own_func":
+        rf"tests\.test_engines\.calls\(\): local 'f': {_SELF_CALLING}",
+    "partial_that_is_its_own_func_in_a_sub_frame":
+        r"tests\.test_engines\.delegating_to_calls\(\): value stack slot \d+: "
+        rf"tests\.test_engines\.calls\(\): local 'f': {_SELF_CALLING}",
+    "iterator_is_a_reference_past_the_memo":
+        r"tests\.test_engines\.loop\(\): value stack slot \d+: back-reference 99 ",
+    "range_iterator_index_overflows":
+        r"tests\.test_engines\.loop\(\): value stack slot \d+: malformed range iterator: ",
+}
+
+
+def _spy_python_engine(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    calls: list[Any] = []
+    real = FrameDecoder.decode
+
+    def spy(self: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(args)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(FrameDecoder, "decode", spy)
+    return calls
+
+
+@needs_c
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_python_and_c_restore_agree(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    good, bad = CASES[name]()
+    python = _outcome(default()._with_engine("python"), bad)
+    cold = _outcome(default()._with_engine("c"), bad)  # declines: its Python engine decides
+    warm_snapshotter = default()._with_engine("c")
+    assert _outcome(warm_snapshotter, good)[0] == "restored"  # resolves the codes, plans
+    calls = _spy_python_engine(monkeypatch)
+    warm = _outcome(warm_snapshotter, bad)
+    assert python == cold == warm
+    assert calls == [], "the warm run should have been decided by the C engine"
+    if name != "intact":
+        assert python[0] == "CorruptSnapshot", python
+    if name in NAMED:
+        assert re.match(NAMED[name], python[1]), python
+
+
+@needs_c
+def test_restore_of_a_known_code_goes_through_c(monkeypatch: pytest.MonkeyPatch) -> None:
+    blob = corosnap.dumps(_suspended(delegating))
+    corosnap.loads(blob).close()
+    calls = _spy_python_engine(monkeypatch)
+    g = corosnap.loads(blob)
+    assert next(g) == 2
+    assert calls == [], "a known code's frames should not need the Python engine"
+
+
+@pytest.mark.parametrize("factory", [lambda: loop(10), delegating, with_cell,
+                                     lambda: over_list([1, 2, 3]), in_except,
+                                     lambda: doubled([1, 2, 3]), value_holder],
+                         ids=["loop", "delegating", "with_cell", "over_list", "in_except",
+                              "nested_code", "values"])
+def test_both_engines_capture_byte_for_byte_alike(factory: Callable[[], Any]) -> None:
+    g = _suspended(factory)
+    python = default()._with_engine("python")
+    assert python._caches.codec.Encoder.pack_ints is _speedups.PYTHON.pack_ints
+    first = python.dumps(g)
+    assert python.dumps(g) == first  # its caches made on the first
+    expected = _outcome(python, first)
+    if C_ENGINE:
+        c = default()._with_engine("c")
+        assert c._caches.codec.Encoder.pack_ints is _speedups.C.pack_ints  # type: ignore[union-attr]
+        assert c.dumps(g) == first  # cold: the C engine declines, Python encodes
+        assert c.dumps(g) == first  # warm: the C engine encodes
+        assert _outcome(c, first) == _outcome(c, first) == expected  # cold, then warm
+
+
+def _count_calls(monkeypatch: pytest.MonkeyPatch, frames: Any, name: str,
+                 calls: list[Any] | None = None) -> list[Any]:
+    real = getattr(frames, name)
+    calls = [] if calls is None else calls
+
+    def counting(*args: Any) -> Any:
+        calls.append(args[1])
+        return real(*args)
+
+    monkeypatch.setattr(frames, name, counting)
+    return calls
+
+
+@needs_c
+@pytest.mark.parametrize("factory", [keyword_only, delegating_to_keyword_only],
+                         ids=["root_declined", "sub_frame_declined"])
+def test_a_frame_the_c_restore_declines_is_not_offered_to_it_again(
+        factory: Callable[[], Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    # A code with keyword-only arguments is left to Python by the C engine.
+    # Only the snapshot layer offers the root to C; the C restore recurses
+    # into sub-frames itself.  So one call, whether the C engine declines the
+    # root or a sub-frame, if nobody offers a declined frame again.
+    snapshotter = default()._with_engine("c")
+    blob = snapshotter.dumps(_suspended(factory))
+    snapshotter.loads(blob).close()  # codes and plans known
+    calls = _count_calls(monkeypatch, snapshotter._caches.frames_in, "restore_c")
+    _count_calls(monkeypatch, snapshotter._caches.frames_in, "restore_root", calls)
+    g = snapshotter.loads(blob)
+    assert len(calls) == 1, calls
+    with pytest.raises(StopIteration):
+        next(g)
+
+
+@needs_c
+def test_a_frame_the_c_capture_declines_is_not_offered_to_it_again(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    snapshotter = default()._with_engine("c")
+    g = _suspended(delegating)
+    snapshotter.dumps(g)  # both codes known
+    frames = snapshotter._caches.frames_out
+    frames.codes.data.pop(id(leaf.__code__))  # the C engine now declines the sub-frame
+    calls = _count_calls(monkeypatch, frames, "capture")
+    blob = snapshotter.dumps(g)
+    assert len(calls) == 1, calls  # the root, whose C capture declined its sub-frame itself
+    assert snapshotter.loads(blob).send(None) == 2
+
+
+# -- the codec's scans ------------------------------------------------------
+
+scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=5),
+    st.binary(max_size=5), st.integers(min_value=2**63 - 2, max_value=2**63 + 2),
+    st.integers(min_value=-(2**63) - 2, max_value=-(2**63) + 2),
+)
+values = st.one_of(scalars, st.lists(scalars, max_size=3), st.tuples(scalars),
+                   st.dictionaries(st.text(max_size=3), scalars, max_size=3))
+
+
+@needs_c
+@settings(max_examples=300, deadline=None)
+@given(st.lists(values, max_size=40))
+def test_both_engines_scan_lists_alike(items: list[Any]) -> None:
+    python, c = _speedups.PYTHON, _speedups.C
+    assert c is not None
+    assert python.is_flat(items) == c.is_flat(items)
+    assert python.pack_ints(items) == c.pack_ints(items)
+    ints = [x for x in items if type(x) is int]
+    assert python.pack_ints(ints) == c.pack_ints(ints)
+    assert python.is_flat(ints) == c.is_flat(ints)
+
+
+@needs_c
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.one_of(st.text(max_size=4), st.integers(), st.none()), scalars,
+                       max_size=8))
+def test_both_engines_scan_dict_keys_alike(d: dict[Any, Any]) -> None:
+    assert _speedups.C is not None
+    assert _speedups.PYTHON.str_keys(d) == _speedups.C.str_keys(d)
+
+
+class Sub(int):
+    pass
+
+
+@needs_c
+def test_both_engines_scan_the_odd_cases_alike() -> None:
+    assert _speedups.C is not None
+    for v in ([], [True] * 20, [Sub(1)] * 20, [1] * 16 + [2**63], [-(2**63)] * 16, (1, 2),
+              [1.5, None, "x", b"y"], {}, {"a": 1, 2: 3}, "abc"):
+        for name in ("is_flat", "pack_ints", "str_keys"):
+            assert getattr(_speedups.PYTHON, name)(v) == getattr(_speedups.C, name)(v), (name, v)
+
+
+def _hook_outcome(hook: Any, code: int, data: bytes) -> Any:
+    try:
+        out = hook(code, data)
+    except Exception as exc:  # noqa: BLE001 - the outcome is the point
+        return "raised", type(exc).__name__, str(exc)
+    if isinstance(out, msgpack.ExtType):
+        return "ext", out.code, out.data
+    if type(out).__name__ == "Deferred":
+        return "deferred", out.code, out.data
+    return "value", type(out).__name__, out
+
+
+@needs_c
+def test_both_engines_ext_hooks_answer_alike() -> None:
+    assert _speedups.C is not None
+    payloads = [b"", b"\0", b"\1", b"\x05", b"\x0e", b"\x7f", b"\xff", b"ab", bytes(16),
+                (2**70).to_bytes(9, "little", signed=True), b"\xed\xa0\x80", b"\xff\xfe",
+                b"\x61" * 3, bytes(range(20))]
+    for code in [*range(12), 0x43, 0x53, 99, 127]:
+        for data in payloads:
+            python = _hook_outcome(_speedups.PYTHON.new_ext_hook(), code, data)
+            c = _hook_outcome(_speedups.C.new_ext_hook(), code, data)
+            if python[0] == "value" and python[2] != python[2]:  # nan
+                assert c[0] == "value" and c[2] != c[2]
+            else:
+                assert python == c, (code, data)
+
+
+@needs_c
+def test_both_ext_hooks_count_colliding_big_numbers_per_blob() -> None:
+    assert _speedups.C is not None
+    colliding = [(k * (2**61 - 1)).to_bytes(16, "little", signed=True) for k in range(10, 80)]
+    for make in (_speedups.PYTHON.new_ext_hook, _speedups.C.new_ext_hook):
+        hook = make()
+        with pytest.raises(corosnap.CorruptSnapshot, match="share one hash"):
+            for data in colliding:
+                hook(2, data)
+        fresh = make()
+        for data in colliding[:40]:
+            fresh(2, data)
+
+
+# -- the records ------------------------------------------------------------
+
+def _valid(name: str) -> dict[str, Any]:
+    """Values of the right kind for every field of record ``name``."""
+    import weakref
+
+    kinds = {
+        "tagged": (), "where": {}, "slot_names": (), "checks": (), "bound": (), "cells": (),
+        "plans": {}, "args": (), "kwargs": {}, "globals": {}, "memo": [], "keep": [],
+        "strings": [], "codes": [], "exceptions": [], "allow": (), "code_cache": {},
+        "active": set(), "globals_seen": set(), "passthrough": frozenset(), "label": "x",
+        "name": "x", "name_module": "m", "name_qualname": "q", "module": None,
+        "nullable": False, "index_above": False, "dot0": False, "dot0_iter": False,
+        "safe": False, "code": weakref.ref(leaf.__code__),
+    }
+    out = {}
+    for field in _contract.FIELDS[name]:
+        out[field] = kinds.get(field, 0)
+    if name == "RestoreCode":
+        out["module"] = weakref.ref(sys.modules[__name__])
+        out["code"] = leaf.__code__
+    if name in ("CaptureState", "RestoreState"):
+        out["strings"] = {} if name == "CaptureState" else []
+        out["codes"] = {} if name == "CaptureState" else []
+        out["memo"] = {} if name == "CaptureState" else []
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(_contract.FIELDS))
+def test_records_have_the_fields_both_sides_expect(name: str) -> None:
+    record = _contract.RECORDS[name]
+    assert record.__fields__ == _contract.FIELDS[name]
+    twin = _contract.python_record(name, _contract.FIELDS[name])
+    assert twin.__fields__ == _contract.FIELDS[name]
+    record(**_valid(name))
+    twin(**_valid(name))
+    if C_ENGINE:
+        assert getattr(_contract.C, name) is record
+
+
+@pytest.mark.parametrize("name", sorted(_contract.FIELDS))
+def test_a_field_on_one_side_only_fails_loudly(name: str) -> None:
+    record = _contract.RECORDS[name]
+    fields = _contract.FIELDS[name]
+    # Python names a field C does not have: refused at import and at construction.
+    with pytest.raises(ImportError, match="the two sides of the contract differ"):
+        _contract.check_fields(record, (*fields, "added_in_python"))
+    with pytest.raises(TypeError):
+        record(**_valid(name), added_in_python=1)
+    # C has a field Python does not pass: refused at import and at construction.
+    with pytest.raises(ImportError, match="the two sides of the contract differ"):
+        _contract.check_fields(record, fields[:-1])
+    partial = _valid(name)
+    del partial[fields[-1]]
+    with pytest.raises(TypeError, match=fields[-1]):
+        record(**partial)
+    with pytest.raises(TypeError):
+        record(*_valid(name).values())  # by position: never
+
+
+@needs_c
+def test_c_records_check_each_field_and_are_read_only() -> None:
+    plan = _valid("Plan")
+    with pytest.raises(TypeError, match="checks must be a tuple"):
+        _contract.Plan(**{**plan, "checks": [1]})
+    with pytest.raises(TypeError, match="depth must be an int"):
+        _contract.Plan(**{**plan, "depth": "3"})
+    with pytest.raises(TypeError, match="dot0 must be a bool"):
+        _contract.Plan(**{**plan, "dot0": 0})
+    made = _contract.Plan(**plan)
+    with pytest.raises(AttributeError):
+        made.depth = 4
+    state = _contract.RestoreState(**_valid("RestoreState"))
+    state.decoder = "anything"  # the one writable field, which C checks where it reads it
+    assert state.decoder == "anything"
+
+
+@needs_c
+def test_the_c_engine_checks_every_slot_kind_the_analysis_names() -> None:
+    assert _contract.C is not None
+    assert _contract.C.KINDS == frozenset(KIND_NAMES)
+
+
+@needs_c
+def test_the_c_engine_refuses_a_state_of_the_wrong_type() -> None:
+    assert _contract.C is not None
+    with pytest.raises(TypeError, match="CaptureState"):
+        _contract.C.capture((), _suspended(leaf))
+    with pytest.raises(TypeError, match="RestoreState"):
+        _contract.C.restore([], [], 1, True)
+
+
+def test_the_engine_is_the_one_the_environment_asks_for() -> None:
+    import os
+
+    pure = os.environ.get("COROSNAP_PUREPYTHON", "") not in ("", "0")
+    assert _accel.PURE_PYTHON == pure
+    assert _accel.ENGINE == ("python" if pure else "c")
+    assert (_contract.C is None) == pure
+    assert (_speedups.C is None) == pure

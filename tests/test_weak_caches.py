@@ -1,0 +1,108 @@
+"""corosnap's caches hold code objects and modules weakly.
+
+A process that creates modules at run time (plugins loaded and unloaded,
+notebooks, tests that build modules) gets their memory back once it drops
+them, even after snapshotting and restoring their generators: nothing in
+corosnap's caches keeps a module, its code objects or its functions alive.
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+import types
+import weakref
+from typing import Any
+
+import corosnap
+from corosnap.snapshot._api import default
+
+SOURCE = '''
+import dataclasses
+
+REGISTRY = []          # a module-level mutable value: stored by reference
+
+@dataclasses.dataclass
+class Point:           # a class: stored by name
+    x: int
+    y: int
+
+def helper(items):
+    total = 0
+    for item in items:
+        total += item
+        got = yield total
+        REGISTRY.append(got)
+    return total
+
+def job(items):
+    origin = Point(0, 0)
+    log = REGISTRY
+    fn = helper
+    doubled = yield from (x * 2 for x in items)   # a nested code
+    result = yield from helper(items)
+    return origin, log, fn, doubled, result
+'''
+
+
+def _make(k: int) -> types.ModuleType:
+    name = f"_corosnap_dynamic_{k}"
+    module = types.ModuleType(name)
+    sys.modules[name] = module
+    exec(compile(SOURCE, f"<{name}>", "exec"), module.__dict__)
+    return module
+
+
+def _cache_sizes(snapshotter: Any) -> tuple[int, int]:
+    return len(snapshotter._caches.capture_codes), len(snapshotter._caches.restore_codes)
+
+
+def test_200_dynamic_modules_snapshotted_restored_and_dropped_are_freed() -> None:
+    snapshotter = corosnap.Snapshotter(key=b"k")  # an instance of its own, beside the default
+    gc.collect()
+    before = (_cache_sizes(default()), _cache_sizes(snapshotter))
+    refs: list[weakref.ref[Any]] = []
+    for k in range(200):
+        module = _make(k)
+        g = module.job([1, 2, 3])
+        next(g)
+        next(g)
+        blob = corosnap.dumps(g)
+        restored = corosnap.loads(blob)
+        assert restored.send(None) == 6  # the generator expression resumed (2, 4, then 6)
+        signed = snapshotter.dumps(g)
+        again = snapshotter.loads(signed)
+        assert again.send(None) == 6
+        refs += [weakref.ref(module), weakref.ref(module.job.__code__),
+                 weakref.ref(module.helper), weakref.ref(module.Point)]
+        g.close()
+        restored.close()
+        again.close()
+        del sys.modules[module.__name__]
+        del module, g, restored, again
+    gc.collect()
+    alive = [r() for r in refs if r() is not None]
+    assert not alive, f"{len(alive)} objects of dropped modules are still alive: {alive[:4]}"
+    assert (_cache_sizes(default()), _cache_sizes(snapshotter)) == before
+
+
+def test_a_module_reloaded_under_the_same_name_gets_fresh_cache_entries() -> None:
+    first = _make(1000)
+    g = first.job([5])
+    next(g)
+    blob = corosnap.dumps(g)
+    g.close()
+    corosnap.loads(blob).close()  # cached for `first`
+    del sys.modules[first.__name__]
+    second = _make(1000)  # same name, same code: the cache must not serve `first`'s entry
+    restored = corosnap.loads(blob)
+    assert restored.gi_frame.f_globals is second.__dict__
+    restored.close()
+    ref = weakref.ref(first)
+    del first
+    gc.collect()
+    assert ref() is None
+    restored = corosnap.loads(blob)  # the entry of `second` survived `first`'s death
+    assert restored.gi_frame.f_globals is second.__dict__
+    restored.close()
+    del sys.modules[second.__name__]
