@@ -978,9 +978,11 @@ cs_restore_frame(RestoreState *st, PyObject *v, Py_ssize_t i, int root)
     if (at >= len) goto slow;
     PyObject *pos = PyList_GET_ITEM(v, at), *exc_f = NULL;
     if (PyList_CheckExact(pos) && PyList_GET_SIZE(pos) == 2) {
-        /* [offset, exception]: suspended inside an except block */
+        /* [offset, exception]: suspended inside an except block; nil there
+         * is no exception, as in FrameDecoder.decode (`if exc_f is not None`) */
         exc_f = PyList_GET_ITEM(pos, 1);
         pos = PyList_GET_ITEM(pos, 0);
+        if (exc_f == Py_None) exc_f = NULL;
     }
     if (!PyLong_CheckExact(pos)) goto slow; /* corrupt: the Python engine says how */
     PyObject *pobj = PyDict_GetItemWithError(rc->plans, pos);
