@@ -21,6 +21,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 # ---------------------------------------------------------------------------
@@ -118,7 +119,7 @@ def answer_request(request):
     return PRICES[request.arg]
 
 
-# 4b. the bare shape the issue names: three ``async def`` levels awaiting a
+# 4b. the bare shape: three ``async def`` levels awaiting a
 #     custom awaitable that carries one value.  The ``checkout`` chain above
 #     carries real data (a customer, an item list, a dataclass request) and is
 #     judged against its pickle floor instead.
@@ -206,6 +207,90 @@ def send_chunks(numbers, payload, chunk_size=65536):
 def make_payload(size=1_000_000):
     # Random bytes (from a fixed seed), so that compression cannot flatter anyone.
     return random.Random(6).randbytes(size)
+
+
+# ---------------------------------------------------------------------------
+# 7. an agent/workflow state: ~200 small frozen dataclass instances and enums
+
+
+class Status(Enum):
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class Role(Enum):
+    USER = 1
+    ASSISTANT = 2
+    TOOL = 3
+
+
+@dataclass(frozen=True)
+class Step:
+    number: int
+    name: str
+    status: Status
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Message:
+    role: Role
+    text: str
+    tokens: int
+
+
+def run_agent(steps, history):
+    results = []
+    for step in steps:
+        reply = yield ("run", step.number, step.name)
+        results.append(Step(step.number, step.name, Status.DONE if reply else Status.FAILED,
+                            step.attempts + 1))
+        history.append(Message(Role.TOOL, f"{step.name}: {reply}", 12))
+    return results
+
+
+def make_agent_state(count=100):
+    rng = random.Random(7)
+    steps = [Step(i, f"step-{i}", Status.PENDING, 0) for i in range(count)]
+    history = [
+        Message(rng.choice(list(Role)), f"message {i}", rng.randrange(5, 200))
+        for i in range(count)
+    ]
+    return run_agent(steps, history)
+
+
+def answer_step(request):
+    _, number, _ = request
+    return number % 4 != 0
+
+
+# ---------------------------------------------------------------------------
+# 8. a token stream: a coroutine collecting what an async generator yields,
+#    the generator awaiting each chunk from its source.  Measured while the
+#    coroutine's ``async for`` has an ``__anext__()`` in flight.
+
+
+async def stream_tokens(prompt, max_chunks):
+    sent = 0
+    while sent < max_chunks:
+        chunk = await Request("chunk", (prompt, sent))
+        sent += 1
+        for token in chunk.split():
+            yield token
+
+
+async def summarize(prompt):
+    tokens = []
+    async for token in stream_tokens(prompt, 6):
+        tokens.append(token)
+    return " ".join(tokens)
+
+
+def answer_chunk(request):
+    prompt, n = request.arg
+    return f"{prompt} part {n}"
 
 
 # ---------------------------------------------------------------------------
@@ -303,11 +388,25 @@ WORKLOADS = [
         reply=decide,
     ),
     Workload(
+        "token_stream",
+        "`async for` over an async generator awaiting each chunk, 3rd chunk in flight",
+        lambda: summarize("weather report"),
+        steps=3,
+        reply=answer_chunk,
+    ),
+    Workload(
         "large",
         "locals holding a 10,000-int list and 1 MB of bytes, after 3 chunks",
         lambda: send_chunks(list(range(10_000)), make_payload()),
         steps=3,
         large=True,
+    ),
+    Workload(
+        "dataclasses",
+        "agent state: 100 frozen dataclass steps and 100 messages holding enums, at step 40",
+        make_agent_state,
+        steps=40,
+        reply=answer_step,
     ),
 ]
 

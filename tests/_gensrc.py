@@ -67,7 +67,14 @@ The coroutine flavour replaces ``yield X`` by ``await Val(X)`` (``Val`` is a
 module-level awaitable whose ``__await__`` is a generator) and ``yield from
 h()`` by ``await h()``, and adds ``async with`` / ``async for`` on module
 classes whose ``__aenter__``/``__aexit__``/``__anext__`` themselves await, and
-async comprehensions (a suspended comprehension frame of its own).
+async comprehensions (a suspended comprehension frame of its own).  It also
+writes async generator helpers (``ag0``, ...: bodies like a coroutine
+helper's, with ``yield <int>`` statements among the awaits, a bare
+``return`` for an early exit and a last ``yield`` instead of a return
+value), which ``main`` and later helpers iterate with ``async for`` (so a
+snapshot often lands while an ``__anext__()`` is in flight inside one), or
+hold in a local and drive with ``await anext(g, -1)`` and ``await
+g.aclose()``.
 """
 
 from __future__ import annotations
@@ -249,6 +256,7 @@ class Scope:
     iters: tuple[str, ...] = ()  # local iterators over ints (maybe partly consumed)
     iter_dicts: tuple[str, ...] = ()  # dicts that an enclosing loop is iterating
     helpers: tuple[str, ...] = ()  # delegatable helpers, each taking (x, y)
+    agens: tuple[str, ...] = ()  # async generator helpers, each taking (x, y, out)
     closures: tuple[str, ...] = ()  # plain callables taking one int, returning int
     gclosures: tuple[str, ...] = ()  # nested generator/coroutine closures taking one int
     pures: tuple[str, ...] = ()  # module-level pure functions taking 3 ints
@@ -294,6 +302,7 @@ class _Builder:
     budget: int = 0  # statements left in the current function
     has_yield: bool = False
     helper_defs: list[str] = field(default_factory=list)
+    in_agen: bool = False  # building an async generator: ``yield <int>`` statements too
 
     # -- primitive draws ---------------------------------------------------
     def n(self, lo: int, hi: int) -> int:
@@ -643,6 +652,8 @@ class _Builder:
                 ("with", 2 if deep else 0),
                 ("async_with", 1 if deep and self.is_async else 0),
                 ("async_for", 1 if loops_ok and self.is_async else 0),
+                ("agen_for", 6 if loops_ok and sc.agens else 0),
+                ("agen_anext", 2 if y and deep and sc.agens else 0),
                 ("raise", 3 if sc.catches and ex else 0),
                 ("raise_uncaught", 2 if not sc.catches and ex else 0),
                 ("reraise", 3 if sc.in_handler and ex else 0),
@@ -711,6 +722,9 @@ class _Builder:
         return [f"{self.draw(st.sampled_from(pool))}['p'] = {self.iexpr(sc)}"], sc
 
     def s_yield(self, sc: Scope) -> tuple[list[str], Scope]:
+        if self.in_agen and self.chance(50):
+            # the async generator's own yield: an int for the consumer's loop
+            return [f"yield {self.iexpr(sc, 1)}"], sc
         return [self.y_stmt(self.yvalue(sc))], sc
 
     def s_yassign(self, sc: Scope) -> tuple[list[str], Scope]:
@@ -1035,6 +1049,34 @@ class _Builder:
         head = f"async for {i} in ARange({self.iexpr(sc, 1)} % 3):"
         return [head] + _indent(self.block(inner)), sc
 
+    def agen_call(self, sc: Scope) -> str:
+        ag = self.draw(st.sampled_from(sc.agens))
+        out = self.draw(st.sampled_from(sc.lists))  # shared with the generator's frame
+        return f"{ag}({self.iexpr(sc, 1)}, {self.iexpr(sc, 1)}, {out})"
+
+    def s_agen_for(self, sc: Scope) -> tuple[list[str], Scope]:
+        i = self.fresh("i")
+        inner = sc.with_(
+            depth=sc.depth + 1, loop_depth=sc.loop_depth + 1, in_loop=True, in_finally=False
+        ).add("ints", i)
+        self.has_yield = True
+        head = f"async for {i} in {self.agen_call(sc)}:"
+        return [head] + _indent(self.block(inner)), sc
+
+    def s_agen_anext(self, sc: Scope) -> tuple[list[str], Scope]:
+        # an async generator held in a local: created, then suspended at a yield
+        # between the statements, then closed (its finally may await)
+        g, a, b = self.fresh("g"), self.fresh("v"), self.fresh("v")
+        self.has_yield = True
+        lines = [f"{g} = {self.agen_call(sc)}"]
+        inner = sc.with_(depth=sc.depth + 1, can_exit=False)
+        lines += self.block(inner, 0, 1)
+        lines.append(f"{a} = await anext({g}, -1)")
+        lines += self.block(inner.add("ints", a), 0, 2)
+        lines.append(f"{b} = await anext({g}, -1)")
+        lines.append(f"await {g}.aclose()")
+        return lines, sc.add("ints", a).add("ints", b)
+
     def _raise(self, sc: Scope) -> list[str]:
         cause = f" from {sc.in_handler}" if sc.in_handler and self.chance(40) else ""
         exc = f"ValueError({self.tag()}, {self.iexpr(sc, 1)}){cause}"
@@ -1074,6 +1116,8 @@ class _Builder:
         return [f"if {self.cond(sc)}:", "    continue"], sc
 
     def s_return(self, sc: Scope) -> tuple[list[str], Scope]:
+        if self.in_agen:  # an async generator returns no value
+            return [f"if {self.cond(sc)}:", "    return"], sc
         if sc.is_main:
             value = f"({self.iexpr(sc, 1)}, 'early', acc)"
         else:
@@ -1165,6 +1209,8 @@ class _Builder:
         body = [ln for stmt in stmts for ln in stmt]
         if is_main:
             ret = f"return ({self.iexpr(sc, 1)}, s0, acc)"
+        elif self.in_agen:
+            ret = f"yield {self.iexpr(sc, 1)}"  # (and it is an async generator for sure)
         else:
             ret = f"return {self.iexpr(sc, 1)}"
         head = f"async def {name}({', '.join(sig)}):" if self.is_async else None
@@ -1194,7 +1240,16 @@ def _build(draw: Callable[[st.SearchStrategy[Any]], Any], kind: str) -> GenModul
         lines = b.function(name, ["x", "y"], hsc, budget=b.n(1, 8), is_main=False, lists=["out"])
         parts.append("\n\n" + "\n".join(lines) + "\n")
         helpers.append(name)
-    msc = base.with_(helpers=tuple(helpers))
+    agens: list[str] = []
+    for i in range(b.n(0, 2) if b.is_async else 0):
+        name = f"ag{i}"
+        hsc = base.with_(helpers=tuple(helpers), agens=tuple(agens), max_loop_depth=1)
+        b.in_agen = True
+        lines = b.function(name, ["x", "y"], hsc, budget=b.n(1, 8), is_main=False, lists=["out"])
+        b.in_agen = False
+        parts.append("\n\n" + "\n".join(lines) + "\n")
+        agens.append(name)
+    msc = base.with_(helpers=tuple(helpers), agens=tuple(agens))
     lines = b.function(ENTRY, ["p0", "p1"], msc, budget=b.n(2, 30), is_main=True)
     parts.append("\n\n" + "\n".join(lines) + "\n")
     args = (b.n(0, 5), b.n(0, 5))

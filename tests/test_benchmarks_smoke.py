@@ -20,7 +20,8 @@ import corosnap
 ROOT = Path(__file__).resolve().parent.parent
 RUN = ROOT / "benchmarks" / "run.py"
 WORKLOADS = [
-    "counter", "running_totals", "chain", "coroutine_chain", "checkout", "records", "large",
+    "counter", "running_totals", "chain", "coroutine_chain", "checkout", "records",
+    "token_stream", "large", "dataclasses",
 ]
 # 3.15 keeps a second stack slot per for loop (NULL, or the index of a
 # sequence walked in place): one more byte (nil) in the counter's blob.

@@ -11,6 +11,10 @@ process, where the C engine is loaded:
   engine on a code it knows (it does the frame itself, without Python);
 - capture: the blobs are byte-identical, cold and warm;
 - the codec's scans and ext hook answer alike on every input;
+- async generators, which the C engine declines (their frames are the Python
+  engine's on both): the same bytes, the same restored behaviour, the same
+  refusals, the event loop's hooks taken alike, with the C engine doing the
+  frames around them;
 - the records both sides build: the same fields on both sides, a missing,
   unknown or mistyped field refused at construction, and the C engine
   knowing every slot kind the bytecode analysis can name.
@@ -29,6 +33,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import agen_samples as ags
 import corosnap
 from corosnap import _accel
 from corosnap.bytecode._kinds import KIND_NAMES
@@ -457,6 +462,198 @@ def test_a_frame_the_c_capture_declines_is_not_offered_to_it_again(
     blob = snapshotter.dumps(g)
     assert len(calls) == 1, calls  # the root, whose C capture declined its sub-frame itself
     assert snapshotter.loads(blob).send(None) == 2
+
+
+# -- async generators ------------------------------------------------------
+#
+# (Originals dropped with an async generator in flight make CPython complain
+# when their cleanup awaits: not what is tested here.)
+#
+# The C engine declines async generator frames (capture: not a generator or
+# coroutine; restore: a code with CO_ASYNC_GENERATOR), so the Python engine
+# does them on both engines, while the C engine does the coroutines around
+# them once it knows their codes.
+
+_quiet = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
+
+def _drive_coro(co: Any, steps: int) -> Any:
+    for _ in range(steps):
+        co.send(None)
+    return co
+
+
+def _agen_at_yield() -> Any:
+    ag = ags.ticker(3)
+    aw = ag.__anext__()
+    aw.send(None)  # the Val await
+    try:
+        aw.send("sent")
+    except StopIteration:
+        pass
+    return ag
+
+
+AGEN_FACTORIES: dict[str, Callable[[], Any]] = {
+    "root_created": lambda: ags.ticker(2),
+    "root_at_yield": _agen_at_yield,
+    "in_flight_under_async_for": lambda: _drive_coro(ags.consume(3), 2),
+    "nested_async_for_and_await": lambda: _drive_coro(ags.pipeline(2), 3),
+    "asend_in_a_local": lambda: _drive_coro(ags.manual(3), 2),
+    "anext_with_default": lambda: _drive_coro(ags.with_anext_default(2), 2),
+}
+
+
+def _agen_outcome(snapshotter: Any, blob: bytes) -> tuple[Any, ...]:
+    """Restore, then drive what came back to its end (values it yields out,
+    how it ends)."""
+    try:
+        obj = snapshotter.loads(blob)
+    except corosnap.CorosnapError as exc:
+        return type(exc).__name__, str(exc)
+    out: list[Any] = []
+    step = obj.__anext__() if type(obj).__name__ == "async_generator" else obj
+    value: Any = None
+    for _ in range(50):
+        try:
+            out.append(step.send(value))
+            value = len(out)
+        except StopIteration as stop:
+            out.append(("return", stop.value))
+            if step is obj:
+                break
+            step = obj.__anext__()
+            value = None
+        except StopAsyncIteration:
+            out.append("end")
+            break
+    return "restored", repr(out)
+
+
+@_quiet
+@pytest.mark.parametrize("name", sorted(AGEN_FACTORIES))
+def test_both_engines_capture_and_restore_async_generators_alike(name: str) -> None:
+    make = AGEN_FACTORIES[name]
+    python = default()._with_engine("python")
+    first = python.dumps(make())
+    assert python.dumps(make()) == first
+    expected = _agen_outcome(python, first)
+    assert expected[0] == "restored", expected
+    if C_ENGINE:
+        c = default()._with_engine("c")
+        assert c.dumps(make()) == first  # cold: Python encodes everything
+        assert c.dumps(make()) == first  # warm: C encodes the coroutines, Python the rest
+        assert _agen_outcome(c, first) == expected  # cold
+        assert _agen_outcome(c, first) == expected  # warm: restore_root, then Python
+
+
+@_quiet
+@needs_c
+def test_the_c_engine_declines_async_generator_frames_and_does_the_rest(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    snapshotter = default()._with_engine("c")
+    blob = snapshotter.dumps(_drive_coro(ags.pipeline(2), 3))
+    warm_up = snapshotter.loads(blob)  # every code and plan known now
+    captured = _count_calls(monkeypatch, snapshotter._caches.frames_out, "capture")
+    snapshotter.dumps(_drive_coro(ags.pipeline(2), 3))
+    # Offered the root (pipeline), each async generator (declined: Python
+    # encodes them) and the coroutine the inner one awaits (helper: offered
+    # again by the Python engine's frame, and done by C).
+    assert [type(x).__name__ for x in captured] == [
+        "coroutine", "async_generator", "async_generator", "coroutine"], captured
+    calls = _spy_python_engine(monkeypatch)
+    co = snapshotter.loads(blob)
+    # the Python engine did exactly the two async generator frames (each
+    # after its tag and flags); C did pipeline and helper
+    assert [args[2] for args in calls] == [2, 2], calls
+    original = _drive_coro(ags.pipeline(2), 3)
+    assert co.send(None) == original.send(None)  # goes on where it stopped
+    del co, warm_up, original  # (closing them mid-await makes the awaited finally blocks complain)
+
+
+def _tagged_list(tree: list[Any], kind: int) -> list[Any]:
+    return next(x for x in tree if type(x) is list and x and _is_tag(x[0])
+                and x[0].data == bytes([kind]))
+
+
+def _consume_tree() -> list[Any]:
+    return _tree(_drive_coro(ags.consume(3), 1))
+
+
+def case_agen_code_in_a_plain_frame() -> tuple[bytes, bytes]:
+    tree = _tree(_agen_at_yield())
+    return _blob(tree), _blob([tree[0], *tree[3:]])
+
+
+def case_agen_tag_on_a_coroutine() -> tuple[bytes, bytes]:
+    tree = _consume_tree()
+    return _blob(tree), _blob([tree[0], tree[-2][0], 0, *tree[1:]])
+
+
+def case_asend_state_out_of_range() -> tuple[bytes, bytes]:
+    tree = _consume_tree()
+    good = _blob(tree)
+    _tagged_list(tree, 23)[2] = 3
+    return good, _blob(tree)
+
+
+def case_in_flight_flag_on_an_agen_at_a_yield() -> tuple[bytes, bytes]:
+    tree = _consume_tree()
+    good = _blob(tree)
+    at_yield = _tree(_agen_at_yield())
+    agen = _tagged_list(tree, 22)
+    agen[:] = [agen[0], 2, *at_yield[3:]]
+    return good, _blob(tree)
+
+
+def case_agen_flags_malformed() -> tuple[bytes, bytes]:
+    tree = _consume_tree()
+    good = _blob(tree)
+    _tagged_list(tree, 22)[1] = 9
+    return good, _blob(tree)
+
+
+AGEN_CASES = {
+    "agen_code_in_a_plain_frame": case_agen_code_in_a_plain_frame,
+    "agen_tag_on_a_coroutine": case_agen_tag_on_a_coroutine,
+    "asend_state_out_of_range": case_asend_state_out_of_range,
+    "in_flight_flag_on_an_agen_at_a_yield": case_in_flight_flag_on_an_agen_at_a_yield,
+    "agen_flags_malformed": case_agen_flags_malformed,
+}
+
+
+@_quiet
+@needs_c
+@pytest.mark.parametrize("name", sorted(AGEN_CASES))
+def test_python_and_c_refuse_hostile_async_generator_blobs_alike(name: str) -> None:
+    good, bad = AGEN_CASES[name]()
+    python = _agen_outcome(default()._with_engine("python"), bad)
+    cold = _agen_outcome(default()._with_engine("c"), bad)
+    warm_snapshotter = default()._with_engine("c")
+    assert _agen_outcome(warm_snapshotter, good)[0] == "restored"
+    warm = _agen_outcome(warm_snapshotter, bad)
+    assert python == cold == warm
+    assert python[0] == "CorruptSnapshot", python
+
+
+@_quiet
+@pytest.mark.parametrize("engine", ["python", "c"])
+def test_restored_generator_in_flight_takes_the_hooks_when_loads_returns(engine: str) -> None:
+    if engine == "c" and not C_ENGINE:
+        pytest.skip("the C engine is not loaded (COROSNAP_PUREPYTHON=1)")
+    snapshotter = default()._with_engine(engine)
+    blob = snapshotter.dumps(_drive_coro(ags.consume(3), 1))
+    for _ in range(2):  # cold, then warm (the C engine's restore_root does the root)
+        seen: list[Any] = []
+        old = sys.get_asyncgen_hooks()
+        sys.set_asyncgen_hooks(firstiter=seen.append, finalizer=lambda ag: None)
+        try:
+            co = snapshotter.loads(blob)
+        finally:
+            sys.set_asyncgen_hooks(*old)
+        assert [type(x).__name__ for x in seen] == ["async_generator"], seen
+        assert seen[0].ag_running  # the one in flight under the restored async for
+        co.close()
 
 
 # -- the codec's scans ------------------------------------------------------

@@ -513,3 +513,47 @@ def test_big_number_hash_counts_are_per_blob(monkeypatch):
     next(g)
     with pytest.raises(corosnap.CorruptSnapshot, match="share one hash"):
         corosnap.loads(corosnap.dumps(g))
+
+
+@pytest.mark.parametrize("how", ["finished", "closed"])
+def test_finished_generator_is_refused_naming_its_module(how):
+    g = samples.counter(1)
+    if how == "finished":
+        list(g)
+    else:
+        next(g)
+        g.close()
+    with pytest.raises(corosnap.SnapshotError) as info:
+        corosnap.dumps(g)
+    assert str(info.value) == ("generator counter() (module samples) has finished or was "
+                               "closed: there is nothing to resume")
+
+
+def test_finished_nested_generator_names_the_module_it_was_defined_in():
+    def inner():
+        yield 1
+
+    g = inner()
+    list(g)
+    with pytest.raises(corosnap.SnapshotError) as info:
+        corosnap.dumps(g)
+    assert f"(module {__name__})" in str(info.value)
+
+
+def test_running_async_generator_is_refused_with_an_article():
+    out = []
+
+    async def agen():
+        try:
+            corosnap.dumps(me[0])
+        except corosnap.SnapshotError as exc:
+            out.append(str(exc))
+        yield 1
+
+    me = [agen()]
+    with pytest.raises(StopIteration):
+        me[0].__anext__().send(None)
+    assert out[0].endswith("is running: an async generator cannot be captured while it "
+                           "executes (dumps() must be called from outside it)")
+    assert out[0].startswith("async generator test_running_async_generator_is_refused_with_an_"
+                             "article.<locals>.agen() (module ")

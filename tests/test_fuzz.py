@@ -37,7 +37,7 @@ def describe(report: fuzz.Report) -> str:
 
 
 def test_seeded_campaign_has_no_failures():
-    report = fuzz.run_campaign(CAMPAIGN_INPUTS, seed=20261123, jobs=2, timeout=5.0)
+    report = fuzz.run_campaign(CAMPAIGN_INPUTS, seed=20261123, jobs=2, timeout=10.0)
     assert report.corpus_failures == []
     assert report.counts["rejected"] + report.counts["restored"] > 0
     assert report.counts["crash"] == 0, describe(report)

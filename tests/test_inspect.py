@@ -167,8 +167,7 @@ def test_memo_matches_the_decoder(monkeypatch: Any) -> None:
         gen = frames.decode(dec, tree, 1, root=True)
         walker = Walker(seed.blob, MINOR, CodeFinder(MINOR, True, False, ()))
         _, count, pos, _ = mp.head(seed.blob, 0)
-        walker.frame(mp.head(seed.blob, pos)[3], count - 1, 0, Node(0, "", None, ""), "root",
-                     None, None)
+        walker.root(mp.head(seed.blob, pos)[3], count - 1, Node(0, "", None, ""))
         assert len(walker.memo) == len(dec.memo), seed.name
         for node, obj in zip(walker.memo, dec.memo, strict=True):
             name = type(obj).__name__
@@ -234,6 +233,41 @@ def test_checkout_names_every_slot() -> None:
     assert [len(f.slots) for f in bare.frames] == [len(f.slots) for f in info.frames]
     assert [(s.id, s.type, s.bytes, s.refs) for s in bare.shared] == [
         (s.id, s.type, s.bytes, s.refs) for s in info.shared]
+
+
+def test_async_generators_and_their_awaitables_are_shown() -> None:
+    import agen_samples as ags
+
+    ag = ags.ticker(3)
+    step = ag.__anext__()
+    step.send(None)
+    with pytest.raises(StopIteration):
+        step.send(1)  # the generator is now suspended at its yield
+    info = corosnap.inspect(corosnap.dumps(ag))
+    check_attribution(info)
+    assert info.frames[0].type == "async_generator" and info.frames[0].offset >= 0
+
+    co = ags.consume(3)
+    co.send(None)
+    blob = corosnap.dumps(co)
+    info = corosnap.inspect(blob)
+    check_attribution(info)
+    assert [(f.qualname, f.type, f.via) for f in info.frames] == [
+        ("consume", "coroutine", "root"),
+        ("ticker", "async_generator", "value"),
+        ("Val.__await__", "generator", "delegate")]
+    by_type = {s.type: s for s in info.frames[0].slots if s.kind == "stack"}
+    assert by_type["async_generator"].summary == "frame #1, in flight"
+    assert by_type["async_generator_asend"].summary == "in flight, of shared #2"
+
+    g = ags.yield_from_wrapper()
+    g.send(None)
+    info = corosnap.inspect(corosnap.dumps(g))
+    check_attribution(info)
+    (wrapper,) = [s for s in info.frames[0].slots if s.type == "coroutine_wrapper"]
+    assert wrapper.summary == "of frame #1" and info.frames[1].type == "coroutine"
+    for x in (co, g):
+        x.close()
 
 
 def test_largest_values_name_the_big_local() -> None:

@@ -142,6 +142,24 @@ def test_the_reconstructor_is_an_importable_function(installed):
     assert "GLOBAL" in ops4
 
 
+def test_async_generators_are_carried_too(installed):
+    import agen_samples as ags
+
+    ag = ags.ticker(3)
+    step = ag.__anext__()
+    step.send(None)
+    with pytest.raises(StopIteration):
+        step.send(1)
+    for lib in LIBS.values():
+        ag2 = lib.loads(lib.dumps({"ag": ag}))["ag"]
+        assert type(ag2) is types.AsyncGeneratorType
+        nxt = ag2.__anext__()
+        assert nxt.send(None) == ("tick", 1)
+        with pytest.raises(StopIteration) as stop:
+            nxt.send(2)
+        assert stop.value.value == (1, 2)
+
+
 @pytest.mark.parametrize("protocol", range(2, pickle.HIGHEST_PROTOCOL + 1))
 def test_every_protocol_from_2(installed, protocol):
     gen = started(ps.holds(b"x" * BUFFER_MIN_SIZE, bytearray(BUFFER_MIN_SIZE),

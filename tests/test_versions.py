@@ -55,7 +55,9 @@ def run(gen: Any, script: list[Any]) -> list[Any]:
 
 
 def code_of(gen: Any) -> types.CodeType:
-    return gen.gi_code if type(gen) is types.GeneratorType else gen.cr_code
+    t = type(gen)
+    return (gen.gi_code if t is types.GeneratorType else gen.cr_code
+            if t is types.CoroutineType else gen.ag_code)
 
 
 def kinds_at(gen: Any, at: int, depth: int) -> tuple[int, ...]:
@@ -97,7 +99,7 @@ def assert_frame_matches_analysis(gen: Any) -> None:
             assert hasattr(type(v), "__next__") or type(nxt) is FRAMES.TaggedInt, where
         elif base in (K.LIST, K.SET, K.DICT):
             assert type(v).__name__ == K.KIND_NAMES[base].split()[-1], where
-        if type(v) in (types.GeneratorType, types.CoroutineType):
+        if type(v) in (types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType):
             assert_frame_matches_analysis(v)
     for index in slot_rules(code_of(gen)).bound.get(at, ()):
         assert localsplus[index] is not FRAMES.NULL, info.slot_names[index]
@@ -156,6 +158,149 @@ def test_delegating_suspensions_keep_gi_yieldfrom_and_delegate_slot():
     c2 = corosnap.loads(corosnap.dumps(c))
     assert type(c2.cr_await) is types.CoroutineType
     assert type(c2.cr_await.cr_await) is types.CoroutineType
+
+
+def test_async_generator_frames_match_the_analysis_at_every_step():
+    """Async generator code on this version: each `yield` is a wrapped value
+    (3.11 ASYNC_GEN_WRAP, 3.12+ CALL_INTRINSIC_1 INTRINSIC_ASYNC_GEN_WRAP) then
+    a non-delegating YIELD_VALUE; each await a delegating one; the real frames
+    (the coroutine, the generators in flight under it) are what the analysis
+    says, and their capture round-trips, at every step."""
+    import dis
+    import gc
+
+    import agen_samples as ags
+
+    for fn in (ags.ticker, ags.inner_pairs, ags.closer):
+        code = fn.__code__
+        info = code_info(code)
+        instrs = [i for i in dis.get_instructions(code) if i.opname != "CACHE"]
+        for k, ins in enumerate(instrs):
+            if ins.opname != "YIELD_VALUE" or ins.offset // 2 not in info.resume:
+                continue
+            wrapped = instrs[k - 1].opname == "ASYNC_GEN_WRAP" or (
+                instrs[k - 1].opname == "CALL_INTRINSIC_1"
+                and instrs[k - 1].argrepr == "INTRINSIC_ASYNC_GEN_WRAP")
+            assert wrapped == (ins.offset // 2 not in info.delegating), (fn, ins)
+            assert (instrs[k - 1].opname == "ASYNC_GEN_WRAP") == (wrapped and V == (3, 11))
+            if V >= (3, 13):
+                assert ins.arg == (0 if wrapped else 1)
+
+    def agens_under(obj: Any) -> list[Any]:
+        out = []
+        while obj is not None:
+            if type(obj).__name__ == "async_generator_asend":
+                obj = next(x for x in gc.get_referents(obj)
+                           if type(x) is types.AsyncGeneratorType)
+            if type(obj) is types.AsyncGeneratorType:
+                out.append(obj)
+                obj = obj.ag_await
+            elif type(obj) is types.CoroutineType:
+                obj = obj.cr_await
+            else:
+                break
+        return out
+
+    seen = 0
+    done: list[Any] = []
+    for k in range(8):
+        co = ags.pipeline(2)
+        try:
+            for value in [None, *range(k)]:
+                co.send(value)
+        except StopIteration:
+            break
+        under = agens_under(co)
+        assert all(a.ag_running for a in under[:-1]), k
+        seen += len(under)
+        for frame_owner in (co, *under):
+            assert_frame_matches_analysis(frame_owner)
+        restored = corosnap.loads(corosnap.dumps(co))
+        assert len(agens_under(restored)) == len(under)
+        for frame_owner in (restored, *agens_under(restored)):
+            assert_frame_matches_analysis(frame_owner)
+        done.extend((co, restored))
+    assert seen >= 4
+    hook = sys.unraisablehook
+    sys.unraisablehook = lambda unraisable: None  # generators closed mid-await complain
+    try:
+        for x in done:
+            try:
+                x.close()
+            except RuntimeError:
+                pass
+        del x, done, co, restored
+        gc.collect()
+    finally:
+        sys.unraisablehook = hook
+
+
+_APPEND_CHILD = """
+import sys, msgpack
+sys.path.insert(0, {tests!r})
+import corosnap, version_samples as vs
+# Let the interpreter specialize the call site (3.13: CALL_LIST_APPEND).
+for _ in range(300):
+    g = vs.appends_what_it_is_sent([])
+    next(g)
+    try:
+        g.send(1)
+    except StopIteration:
+        pass
+g = vs.appends_what_it_is_sent([])
+next(g)
+good = corosnap.dumps(g)
+# Restored once intact: its code and plan are known, so the C engine (when
+# it runs) decides the tampered blob itself, with its own copy of the check.
+corosnap.loads(good).close()
+from corosnap.snapshot._restore import FrameDecoder
+python_frames = []
+real = FrameDecoder.decode
+FrameDecoder.decode = lambda self, *a, **k: python_frames.append(1) or real(self, *a, **k)
+tree = msgpack.unpackb(good, strict_map_key=False)
+assert tree[-2] == [msgpack.ExtType(0, bytes([21])), msgpack.ExtType(5, bytes([14])),
+                    "append"] or sys.version_info < (3, 13), tree
+tree[-1] = None  # the self slot above list.append: empty
+try:
+    g2 = corosnap.loads(msgpack.packb(tree))
+except corosnap.CorruptSnapshot as exc:
+    print("refused:", exc)
+else:
+    try:
+        g2.send(5)
+    except TypeError as exc:
+        print("TypeError:", exc)
+from corosnap import _accel
+print("python engine frames:", len(python_frames), _accel.ENGINE)
+print("alive")
+"""
+
+
+def test_restore_refuses_an_empty_self_under_list_append():
+    # CPython 3.13's CALL_LIST_APPEND reads the self slot above list.append
+    # without checking it for NULL: a blob that empties it must be refused
+    # (a crash otherwise, once the call site is specialized).  In a child:
+    # if this regresses, the child dies, not the test run.
+    proc = subprocess.run([sys.executable, "-c", _APPEND_CHILD.format(tests=TESTS_DIR)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == "alive"
+    frames, engine = proc.stdout.splitlines()[-2].split(": ")[1].split()
+    assert frames == ("0" if engine == "c" else "1"), proc.stdout  # C decided it alone
+    first = proc.stdout.splitlines()[0]
+    if V == (3, 13):
+        assert first.startswith("refused: ") and "list.append" in first, first
+    else:
+        assert first.startswith(("refused: ", "TypeError: ")), first
+
+
+def test_a_legitimate_null_above_list_append_restores():
+    g = vs.unbound_append([1])
+    next(g)
+    g2 = corosnap.loads(corosnap.dumps(g))
+    with pytest.raises(StopIteration) as stop:
+        g2.send(2)
+    assert stop.value.value == [1, 2]
 
 
 def _lasti_slot(c: Any) -> int:

@@ -367,3 +367,16 @@ CASES: dict[str, tuple[Any, list[Any]]] = {
     "await_in_except": (await_in_except, [None, "x"]),
     "await_in_finally_during_exception": (await_in_finally_during_exception, [None, "x"]),
 }
+
+
+def appends_what_it_is_sent(out):
+    """``out.append((yield))``: at the yield the stack holds list.append and
+    its self-or-NULL slot (3.13: above it), consumed by a one-argument CALL."""
+    out.append((yield))
+
+
+def unbound_append(out):
+    """``list.append(out, (yield))``: the NULL above list.append is legitimate
+    here (a two-argument CALL)."""
+    list.append(out, (yield))
+    return out

@@ -1,8 +1,9 @@
-"""Generators and coroutines through pickle, cloudpickle, dill and the
-frameworks built on them (multiprocessing, ``concurrent.futures``, Dask, Ray).
+"""Generators, coroutines and async generators through pickle, cloudpickle,
+dill and the frameworks built on them (multiprocessing, ``concurrent.futures``,
+Dask, Ray).
 
-What lives here: a reducer that turns a suspended generator or coroutine
-into ``(rebuild, (blob, buffers))``, ``install()`` / ``uninstall()`` to
+What lives here: a reducer that turns a suspended generator, coroutine or
+async generator into ``(rebuild, (blob, buffers))``, ``install()`` / ``uninstall()`` to
 register it process-wide (``copyreg``, and dill's own table when dill is
 loaded), and
 ``rebuild``, the importable function a pickle calls to restore it.  Nothing
@@ -56,7 +57,7 @@ from .snapshot._api import Pickler
 
 __all__ = ["Reducer", "install", "installed", "rebuild", "uninstall"]
 
-_TYPES: tuple[type, ...] = (types.GeneratorType, types.CoroutineType)
+_TYPES: tuple[type, ...] = (types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType)
 
 
 class _Buffers(tuple[PickleBuffer, ...]):
@@ -87,7 +88,8 @@ def _detached(pb: PickleBuffer) -> bytes | bytearray:
 
 
 class Reducer:
-    """A reducer for generators and coroutines, with ``corosnap.dumps`` options.
+    """A reducer for generators, coroutines and async generators, with
+    ``corosnap.dumps`` options.
 
     ``reducer(gen)`` returns ``(corosnap.pickling.rebuild, (blob,))``, or
     ``(rebuild, (blob, buffers))`` when the snapshot set large buffers aside.
@@ -119,8 +121,8 @@ class Reducer:
         return rebuild, (blob,)
 
     def dispatch_table(self) -> dict[type, Callable[[Any], Any]]:
-        """``{GeneratorType: self, CoroutineType: self}``, to merge into a
-        pickler's private ``dispatch_table``."""
+        """``{GeneratorType: self, CoroutineType: self, AsyncGeneratorType:
+        self}``, to merge into a pickler's private ``dispatch_table``."""
         return dict.fromkeys(_TYPES, self)
 
     def __repr__(self) -> str:

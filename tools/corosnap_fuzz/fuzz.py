@@ -98,7 +98,12 @@ from corosnap.codec._tags import (
     EXT_SIGNED,
     EXT_TAG,
     EXT_WELLKNOWN,
+    T_ANEXT,
+    T_ASEND,
+    T_ASYNCGEN,
+    T_ATHROW,
     T_CELL,
+    T_CORO_WRAPPER,
     T_DICT,
     T_DICTITER,
     T_DICTVIEW,
@@ -248,6 +253,15 @@ def tag_kind(v: Any) -> int | None:
     return None
 
 
+def frame_start(v: list[Any], i: int) -> int:
+    """Where the frame fields at ``v[i]`` begin: after an async generator's
+    tag and flags when ``v[i]`` is that tag (a blob whose root is one)."""
+    if i < len(v) and type(v[i]) is ExtType and v[i].code == EXT_TAG \
+            and v[i].data == bytes([T_ASYNCGEN]):
+        return i + 2
+    return i
+
+
 def nodes(tree: Any, limit: int = 4000) -> list[tuple[Any, Any]]:
     """(container, key) for every value inside ``tree`` (document order, capped)."""
     out: list[tuple[Any, Any]] = []
@@ -388,6 +402,7 @@ class TreeWalk:
         return code, fields, i + 3
 
     def frame(self, v: list[Any], i: int) -> None:
+        i = frame_start(v, i)
         code, fields, j = self.coderef(v, i)
         fr = FrameRef(v, i, j, code, fields)
         self.frames.append(fr)
@@ -422,6 +437,8 @@ class TreeWalk:
                 self.value(y)
         elif kind == T_FRAME:
             self.frame(x, 1)
+        elif kind == T_ASYNCGEN:
+            self.frame(x, 2)  # after its flags
         elif kind == T_FUNCTION:
             _, _, j = self.coderef(x, 1)
             for y in x[j:]:
@@ -438,7 +455,8 @@ class TreeWalk:
 
 _MEMO_EXTS = frozenset({EXT_BYTEARRAY, EXT_INTLIST, EXT_PICKLE})
 _MEMO_AFTER = frozenset({T_GLOBAL, T_MODULE, T_FLATLIST, T_RANGEITER, T_SEQITER, T_DICTITER,
-                         T_DICTVIEW, T_DONE, T_METHOD})
+                         T_DICTVIEW, T_DONE, T_METHOD, T_ASEND, T_ATHROW, T_CORO_WRAPPER,
+                         T_ANEXT})
 """Tags the decoder registers in the memo once their fields are read."""
 
 
@@ -486,6 +504,7 @@ class MemoWalk(TreeWalk):
         self.memo += 1
 
     def frame(self, v: list[Any], i: int) -> None:
+        i = frame_start(v, i)
         code, fields, j = self.coderef(v, i)
         fr = FrameRef(v, i, j, code, fields)
         self.frames.append(fr)
@@ -531,6 +550,8 @@ class MemoWalk(TreeWalk):
             self.open.pop()
         elif kind == T_FRAME:
             self.frame(x, 1)
+        elif kind == T_ASYNCGEN:
+            self.frame(x, 2)  # after its flags
         elif kind in (T_SET, T_DICT, T_CELL):
             self._opened()
             self._items(x, 1)

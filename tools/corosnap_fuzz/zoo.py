@@ -494,6 +494,134 @@ async def coro_async_with_in_async_for():
     return total
 
 
+# -- async generators: at a yield, in flight, and their awaitables -----------
+
+
+async def agen_ticks(n):
+    """Awaits inside, then yields: each __anext__ is in flight across the await."""
+    try:
+        for i in range(n):  # noqa: UP028
+            got = await Ready(("agen", i))
+            sent = yield (i, got)
+            note(("agen sent", sent))
+    finally:
+        note("agen finally")
+
+
+async def agen_nested(n):
+    """async for over another async generator, async with and an await chain."""
+    async with AsyncResource("ag"):
+        async for i, got in agen_ticks(n):
+            r = await mid_coro(i)
+            yield (got, r)
+
+
+async def coro_agen_async_for(n):
+    out = []
+    async for item in agen_nested(n):
+        out.append(item)
+    return out
+
+
+async def coro_agen_manual():
+    """__anext__ / asend / athrow / aclose driven by hand, awaitables in locals."""
+    ag = agen_ticks(3)
+    first = await ag.__anext__()
+    pending = ag.asend("hello")
+    second = await pending
+    thrower = ag.athrow(KeyError("k"))
+    try:
+        await thrower
+    except KeyError as exc:
+        note(("thrown", exc.args))
+    closing = ag.aclose()
+    await closing
+    return (first, second, ag.ag_running)
+
+
+async def agen_awaits_in_finally():
+    try:
+        yield 1
+        yield 2
+    finally:
+        got = await Ready("closing")
+        note(("closed after", got))
+
+
+async def coro_anext_default(n):
+    """anext(ag, default): an anext_awaitable wrapping the __anext__ in flight."""
+    ag = agen_ticks(n)
+    out = []
+    for _ in range(3):  # not n + 1: past the generator's end nothing suspends
+        out.append(await anext(ag, "end"))
+    return out
+
+
+async def coro_agen_aclose_in_flight():
+    ag = agen_awaits_in_finally()
+    await ag.__anext__()
+    await ag.aclose()
+    return "closed"
+
+
+async def agen_catches():
+    n = 0
+    while n < 300:
+        try:
+            yield n
+        except KeyError:
+            n += 100 + (await Ready("caught") or 0)
+        n += 1
+
+
+async def coro_agen_athrow_in_flight():
+    ag = agen_catches()
+    await ag.__anext__()
+    return await ag.athrow(KeyError("k"))
+
+
+async def coro_wrapper_local():
+    w = leaf_coro(3).__await__()
+    first = w.send(None)
+    got = await Ready(("wrapped", first))
+    try:
+        w.send(got)
+    except StopIteration as stop:
+        return stop.value
+    return None
+
+
+def gen_yield_from_wrapper():
+    return (yield from leaf_coro(4).__await__())
+
+
+def gen_inner_types_coroutine():
+    """types.coroutine inside a function: a flagged copy of the nested code."""
+    import types
+
+    @types.coroutine
+    def step(k):
+        return (yield ("step", k))
+
+    return step(1)
+
+
+async def coro_awaits_inner_types_coroutine():
+    a = await gen_inner_types_coroutine()
+    return a
+
+
+def _started_agen(n: int) -> Any:
+    ag = agen_ticks(n)
+    step = ag.__anext__()
+    try:
+        step.send(None)
+        step.send("s")
+    except StopIteration:
+        pass
+    return ag
+
+
 # -- closures, nonlocal, nested code ----------------------------------------
 
 
@@ -884,6 +1012,18 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("coro_comprehensions", lambda: coro_comprehensions([1, 2]), _sends(*_N[:9])),
     Scenario("coro_async_with_in_async_for", coro_async_with_in_async_for,
              _sends(*_N[:8])),
+    Scenario("coro_agen_async_for", lambda: coro_agen_async_for(2), _sends(*_N[:12])),
+    Scenario("coro_agen_manual", coro_agen_manual, _sends(*_N[:6])),
+    Scenario("coro_anext_default", lambda: coro_anext_default(2), _sends(*_N[:3])),
+    Scenario("coro_agen_aclose_in_flight", coro_agen_aclose_in_flight, _sends(None, "x")),
+    Scenario("coro_agen_athrow_in_flight", coro_agen_athrow_in_flight, _sends(None, 5)),
+    Scenario("coro_wrapper_local", coro_wrapper_local, _sends(None, 1)),
+    Scenario("gen_yield_from_wrapper", gen_yield_from_wrapper, _sends(None, 1)),
+    Scenario("gen_inner_types_coroutine", gen_inner_types_coroutine, _sends(None, 1)),
+    Scenario("coro_awaits_inner_types_coroutine", coro_awaits_inner_types_coroutine,
+             _sends(None, 1)),
+    Scenario("holds_async_generator", lambda: holds((agen_ticks(2), _started_agen(3))),
+             _sends(None)),
     Scenario("lambda_generator_holder", lambda_generator_holder, _sends(None, 1, 2)),
     Scenario("match_sequence", lambda: match_with_yield([1, 2]), _sends(None, True, 3)),
     Scenario("match_fallthrough", lambda: match_with_yield({"k": 5}), _sends(None, True, 1)),

@@ -7,7 +7,7 @@ what it may write into a frame.
 
 from ._analysis import CREATED, CodeInfo, analyze, code_info, slot_names
 from ._fingerprint import fingerprint
-from ._locate import CodeRef, describe, locate
+from ._locate import CodeRef, describe, locate, types_coroutine_copy
 
 __all__ = [
     "CREATED",
@@ -19,4 +19,5 @@ __all__ = [
     "fingerprint",
     "locate",
     "slot_names",
+    "types_coroutine_copy",
 ]

@@ -35,6 +35,16 @@ The dangerous uses (CPython 3.11-3.15), and the kind that guards each:
   sequence type's ``_tp_iteritem`` unchecked when the index is tagged: INDEX
   for that slot.  Tagged integers are plain ints in the blob; the snapshot
   layer converts at the frame boundary, for the kinds in ``TAGGED``.
+- 3.13 only: ``CALL_LIST_APPEND`` (what ``CALL 1`` followed by ``POP_TOP``
+  becomes once it has met ``lst.append(x)``) reads the self-or-NULL slot
+  above ``list.append`` without checking it for NULL (3.14 added the check;
+  plain 3.13.0 code crashes with it too: ``x.append(v)`` after ``x`` was a
+  list and then the ``list`` type).  CALL1_SELF marks a NULLABLE slot that a
+  one-argument ``CALL`` consumes as its self-or-NULL: restore refuses it
+  empty above ``list.append``.  The NULLs ``PUSH_NULL`` and the pair loads
+  push carry their instruction as an origin, like lists (below), so the
+  ``CALL`` that consumes one can mark it; two origins meeting give a shared
+  one that every such ``CALL`` marks (conservative).
 - Every stack slot must be non-NULL except those the bytecode itself fills
   with NULL: ``PUSH_NULL``, the NULL half of ``LOAD_GLOBAL`` / ``LOAD_ATTR`` /
   ``LOAD_SUPER_ATTR`` / ``LOAD_METHOD`` (``dis`` shows it as ``NULL + name`` or
@@ -93,9 +103,15 @@ await; MAP_ADD casts it to a dict unchecked (from BUILD_MAP)."""
 EXC_LIST = 9
 """The list of an ``except*`` block's results: a list whose items are
 exceptions or None (PREP_RERAISE_STAR reads them unchecked)."""
+CALL1_SELF = 10
+"""3.13: the self-or-NULL slot of a one-argument CALL (see the docstring)."""
 NULLABLE = 16
 """Flag: the slot may be empty (NULL)."""
 _ORIGIN = 32
+_MANY = 1 << 24
+"""The origin of a NULL slot reached from two NULL-pushing instructions (3.13)."""
+_NULL_ORIGINS = V == (3, 13)
+"""Whether NULL slots carry their origin (CALL1_SELF, 3.13 only)."""
 """Inside the analysis only: a LIST label also carries ``(offset + 1) *
 _ORIGIN``, the BUILD_LIST that made it, so the lists reaching the except*
 consumer can be told apart; labels leave ``_kinds`` without it."""
@@ -103,7 +119,8 @@ consumer can be told apart; labels leave ``_kinds`` without it."""
 KIND_NAMES = {ANY: "any object", ITER: "an iterator", LIST: "a list", SET: "a set",
               EXC: "an exception", EXC_OR_NONE: "an exception or None",
               LASTI: "an instruction offset", INDEX: "NULL or a sequence index",
-              DICT: "a dict", EXC_LIST: "a list of exceptions or None"}
+              DICT: "a dict", EXC_LIST: "a list of exceptions or None",
+              CALL1_SELF: "a call's self, or NULL where the callable allows it"}
 
 TAGGED = frozenset({LASTI, INDEX}) if V >= (3, 14) else frozenset()
 """Kinds whose values are tagged integers in a 3.14+ frame (ints in the blob)."""
@@ -140,6 +157,8 @@ _PAIRED_LOCALS = frozenset({"LOAD_FAST_LOAD_FAST", "LOAD_FAST_BORROW_LOAD_FAST_B
 def _meet(a: int, b: int) -> int:
     if a == b:
         return a
+    if a % _ORIGIN == b % _ORIGIN == ANY | NULLABLE and (a >= _ORIGIN or b >= _ORIGIN):
+        return ANY | NULLABLE | _ORIGIN * _MANY  # NULLs of two origins: marked together
     if a % _ORIGIN == b % _ORIGIN:
         return a % _ORIGIN  # lists from two BUILD_LISTs: still a list, origin unknown
     return ANY | ((a | b) & NULLABLE)
@@ -198,6 +217,8 @@ def _step(ins: dis.Instruction, labels: tuple[int, ...], jump: bool) -> tuple[in
         rest = EXC_OR_NONE if labels[-2] in (EXC, EXC_OR_NONE) else ANY
         return labels[:-2] + (rest, ANY)
     if name == "PUSH_NULL" or name == "LOAD_FAST_AND_CLEAR":
+        if name == "PUSH_NULL" and _NULL_ORIGINS:
+            return labels + (ANY | NULLABLE | _ORIGIN * (ins.offset + 1),)
         return labels + (ANY | NULLABLE,)
     if name == "FOR_ITER" and not jump:
         if V < (3, 15):
@@ -226,6 +247,8 @@ def _step(ins: dis.Instruction, labels: tuple[int, ...], jump: bool) -> tuple[in
         before, _, after = ins.argrepr.partition("+")
         low = ANY | NULLABLE if "NULL" in before else ANY
         high = ANY | NULLABLE if "NULL" in after else ANY
+        if high != ANY and _NULL_ORIGINS:
+            high |= _ORIGIN * (ins.offset + 1)
         return out + (low, high)
     return out + (ANY,) * pushes
 
@@ -241,6 +264,7 @@ def _kinds(code: types.CodeType) -> dict[int, tuple[int, ...]]:
     state: dict[int, tuple[int, ...]] = {}
     work: list[tuple[int, tuple[int, ...]]] = []
     exc_lists: set[int] = set()  # labels of the lists PREP_RERAISE_STAR reads
+    call1_selfs: set[int] = set()  # labels of the NULLs a one-argument CALL reads (3.13)
 
     def flow(offset: int, labels: tuple[int, ...]) -> None:
         old = state.get(offset)
@@ -265,6 +289,9 @@ def _kinds(code: types.CodeType) -> dict[int, tuple[int, ...]]:
             raise ValueError("label depth disagrees with the depth analysis")
         if _prep_reraise_star(ins) and labels[-1] >= _ORIGIN:
             exc_lists.add(labels[-1])
+        if (_NULL_ORIGINS and ins.opname == "CALL" and ins.arg == 1 and len(labels) >= 2
+                and labels[-2] >= _ORIGIN and labels[-2] % _ORIGIN == ANY | NULLABLE):
+            call1_selfs.add(labels[-2])
         for start, end, target, hdepth, lasti in handlers:
             # 3.15 generator expressions: the outer handler (depth 2, for the
             # iterator pair) also covers END_FOR / POP_ITER / RETURN_VALUE
@@ -284,7 +311,8 @@ def _kinds(code: types.CodeType) -> dict[int, tuple[int, ...]]:
     info = code_info(code)
 
     def final(labels: tuple[int, ...]) -> tuple[int, ...]:
-        return tuple(EXC_LIST if x in exc_lists else x % _ORIGIN for x in labels)
+        return tuple(EXC_LIST if x in exc_lists else CALL1_SELF | NULLABLE
+                     if x in call1_selfs else x % _ORIGIN for x in labels)
 
     out: dict[int, tuple[int, ...]] = {}
     for ins in instrs:
@@ -398,5 +426,6 @@ def slot_rules(code: types.CodeType) -> SlotRules:
     return rules
 
 
-__all__ = ["ANY", "DICT", "EXC", "EXC_LIST", "EXC_OR_NONE", "INDEX", "ITER", "KIND_NAMES",
-           "LASTI", "LIST", "NULLABLE", "SET", "TAGGED", "SlotRules", "slot_names", "slot_rules"]
+__all__ = ["ANY", "CALL1_SELF", "DICT", "EXC", "EXC_LIST", "EXC_OR_NONE", "INDEX", "ITER",
+           "KIND_NAMES", "LASTI", "LIST", "NULLABLE", "SET", "TAGGED", "SlotRules", "slot_names",
+           "slot_rules"]

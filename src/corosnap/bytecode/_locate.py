@@ -12,13 +12,26 @@ never be restored is refused at ``dumps`` time with a message that says why.
 ``locate`` (restore side) imports the module, walks the qualname (unwrapping
 staticmethod, classmethod, bound methods and ``functools.wraps`` chains) and
 follows the path.  Neither runs user code except the module import itself.
+
+One code object is not in its function's constants: ``types.coroutine``
+applied to a generator function swaps in a copy of its code with
+``CO_ITERABLE_COROUTINE`` added (``code.replace(co_flags=...)``, CPython
+3.11-3.15).  For a module-level function that copy is the function's
+``__code__``, found by name as usual; for one defined inside another
+function it exists only on the function object the enclosing call made.  So
+``describe`` also accepts, at the end of a path, a constant whose such copy
+equals the target, and ``types_coroutine_copy`` rebuilds that copy on the
+restore side, where the fingerprint in the blob (it covers the flags)
+decides which of the two the snapshot was taken from.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import sys
 import types
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,10 +89,37 @@ def _resolve(module: types.ModuleType, qualname: str) -> Any:
     return obj
 
 
+_COROUTINE_FLAGS = inspect.CO_COROUTINE | inspect.CO_ITERABLE_COROUTINE
+_copies: weakref.WeakKeyDictionary[types.CodeType, types.CodeType] = weakref.WeakKeyDictionary()
+
+
+def types_coroutine_copy(code: types.CodeType) -> types.CodeType | None:
+    """The code ``types.coroutine`` gives a generator function defined with
+    ``code`` (a copy with CO_ITERABLE_COROUTINE added, cached: one per code),
+    or None where it keeps the code as it is (not a generator's code, or a
+    coroutine's already)."""
+    flags = code.co_flags
+    if flags & _COROUTINE_FLAGS or not flags & inspect.CO_GENERATOR:
+        return None
+    copy = _copies.get(code)
+    if copy is None:
+        copy = _copies[code] = code.replace(co_flags=flags | inspect.CO_ITERABLE_COROUTINE)
+    return copy
+
+
+def _is_copy_of(const: types.CodeType, target: types.CodeType) -> bool:
+    """Whether ``target`` is ``types.coroutine``'s copy of ``const``."""
+    if (const.co_flags | inspect.CO_ITERABLE_COROUTINE != target.co_flags
+            or const.co_qualname != target.co_qualname or const.co_code != target.co_code):
+        return False
+    return types_coroutine_copy(const) == target
+
+
 def _find_path(root: types.CodeType, target: types.CodeType) -> tuple[int, ...] | None:
     for i, const in enumerate(root.co_consts):
         if isinstance(const, types.CodeType):
-            if const is target:
+            if const is target or (target.co_flags & inspect.CO_ITERABLE_COROUTINE
+                                   and _is_copy_of(const, target)):
                 return (i,)
             sub = _find_path(const, target)
             if sub is not None:
@@ -130,8 +170,9 @@ def describe(code: types.CodeType, module_name: str | None) -> CodeRef:
         path = _find_path(root.__code__, code)
         if path is None:
             raise SnapshotError(
-                f"{where}: {module_name}.{root_name} is not the function this code came from "
-                "(was the module reloaded or the function redefined?)"
+                f"{where}: its code is not among the code objects of {module_name}.{root_name} "
+                "(was the module reloaded, the function redefined, or a function's __code__ "
+                "replaced?)"
             )
         ref = CodeRef(module_name, root_name, path)
     return _describe_cache.put(code, ref)

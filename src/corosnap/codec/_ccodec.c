@@ -13,8 +13,8 @@
  * an ImportError, and the ext codes this file knows are checked against
  * codec/_tags.py then too.
  *
- * A later C value codec (encoder and decoder of the value graph) belongs in
- * this module, beside these scans.
+ * Below them, the value encoder: Encoder.enc and Encoder.enc_items in C
+ * (see the section's own header).  The value decoder is Python's.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -353,6 +353,1015 @@ static PyTypeObject ExtHook_Type = {
     .tp_new = ExtHook_new,
 };
 
+/* ------------------------------------------------------------ value encoder
+ *
+ * The C twin of Encoder.enc and Encoder.enc_items (codec/_encoder.py), as
+ * _pickle's Pickler is pickle.py's.  It produces the very tree the Python
+ * methods produce (so msgpack packs the same bytes), reading and writing the
+ * same Encoder's tables (memo, keep, strings, shapes, busy, ...): a value it
+ * does not handle itself is handed to the Encoder's Python method for it,
+ * which calls back into these for the values inside.  Handled here: the
+ * scalars, lists (int lists and flat lists included), dicts (shapes, scalar
+ * keys, T_DICT pairs), tuples, sets, frozensets, back-references, globals by
+ * name, and the reduce protocol of instances (frozen and slotted dataclasses,
+ * enums, datetimes, Decimals: whatever __reduce_ex__(4) or copyreg's
+ * dispatch table gives), with the checkpoint and rollback to the fallback
+ * pickler of Encoder._other.  Everything else (functions, classes, frames,
+ * cells, iterators, buffers, exceptions, the strict re-encoding's checks)
+ * goes to Python: Encoder._enc_other, Encoder._other, Encoder._enc_python.
+ * An instance of a subclass of a type in the encoder's NO_REDUCE (itertools'
+ * types) is not reduced here either: Encoder._other refuses it, with the
+ * same words whichever engine met it.
+ *
+ * The Encoder's tables are its __slots__, read at their offsets (found once,
+ * from the member descriptors of the Encoder class, and checked to be object
+ * slots); each table's type is checked once per call.  The Encoder class and
+ * its dispatch table are looked up when enc() is first called: they live in
+ * codec/_encoder.py, which imports this module.
+ *
+ * What must never live here: a decision the Python encoder does not make the
+ * same way.  tests/test_engines.py holds the two against each other, byte
+ * for byte, on generated values and on the construct zoo.
+ */
+
+#if PY_VERSION_HEX >= 0x030C0000
+#define CV_T_OBJECT_EX Py_T_OBJECT_EX
+#else
+#include <structmember.h>
+#define CV_T_OBJECT_EX T_OBJECT_EX
+#endif
+
+enum { T_TUPLE = 1, T_SET = 2, T_FROZENSET = 3, T_DICT = 4, T_FLATLIST = 5, T_GLOBAL = 6,
+       T_REDUCE = 11, T_NEWOBJ = 12, T_SHAPED = 16, CV_NTAGS = 22 };
+
+static PyObject *cv_Encoder, *cv_encoder_dict, *cv_DISPATCH, *cv_SnapshotError, *cv_global_name,
+    *cv_WELLKNOWN_INDEX, *cv_copyreg_dispatch, *cv_newobj;
+static PyObject *cv_tags[CV_NTAGS];
+static PyObject *cv_refs[256], *cv_wellknown[256];
+static Py_ssize_t cv_intlist_min, cv_shape_min, cv_buffer_min;
+static PyObject *cv_s_enc_other, *cv_s_other, *cv_s_enc_python, *cv_s_module_value,
+    *cv_s_rollback, *cv_s_pickle, *cv_s_class_ref, *cv_s_callable_ref, *cv_s_reduce_ex,
+    *cv_s_module, *cv_s_qualname, *cv_s_no_reduce, *cv_four;
+
+enum { F_MEMO, F_KEEP, F_STRINGS, F_CODES, F_SHAPES, F_BUSY, F_OFFERED, F_STRICT,
+       F_BUFFER_CALLBACK, F_GLOBAL_IDS, F_COUNT };
+static const char *cv_field_names[F_COUNT] = {
+    "memo", "keep", "strings", "codes", "shapes", "busy", "offered", "strict",
+    "buffer_callback", "global_ids"};
+static Py_ssize_t cv_offsets[F_COUNT];
+
+/* One call's view of an Encoder (strong references: a table cannot go away
+ * while Python code called from here runs). */
+typedef struct {
+    PyObject *self, *memo, *keep, *strings, *codes, *shapes, *busy, *offered;
+    int strict, buffers;
+} Enc;
+
+static PyObject *
+cv_slot(PyObject *self, int field)
+{
+    PyObject *v = *(PyObject **)((char *)self + cv_offsets[field]);
+    if (v == NULL) {
+        PyErr_Format(PyExc_AttributeError, "Encoder.%s is not set", cv_field_names[field]);
+    }
+    return v;
+}
+
+static int
+cv_ready(void)
+{
+    if (cv_Encoder != NULL) return 0;
+    PyObject *m = PyImport_ImportModule("corosnap.codec._encoder");
+    if (m == NULL) return -1;
+    PyObject *encoder = PyObject_GetAttrString(m, "Encoder");
+    PyObject *dispatch = PyObject_GetAttrString(m, "_DISPATCH");
+    /* codec/_encoder.py's globals: NO_REDUCE is rebound there by the kinds
+     * that register themselves (codec/_iterators.py), so it is read at each
+     * use, as the Python encoder reads it. */
+    PyObject *mdict = Py_NewRef(PyModule_GetDict(m));
+    Py_DECREF(m);
+    PyObject *errors = PyImport_ImportModule("corosnap._errors");
+    PyObject *globals = PyImport_ImportModule("corosnap.codec._globals");
+    PyObject *copyreg = PyImport_ImportModule("copyreg");
+    PyObject *tags = PyImport_ImportModule("corosnap.codec._tags");
+    int rc = -1;
+    if (encoder == NULL || dispatch == NULL || errors == NULL || globals == NULL ||
+        copyreg == NULL || tags == NULL) goto done;
+    if (!PyType_Check(encoder) || !PyDict_CheckExact(dispatch) ||
+        !PyType_IsSubtype((PyTypeObject *)cc_ExtType, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_ImportError, "corosnap.codec._ccodec: codec/_encoder.py is not "
+                                           "what this module was built for");
+        goto done;
+    }
+    PyObject *tp_dict = ((PyTypeObject *)encoder)->tp_dict;
+    for (int f = 0; f < F_COUNT; f++) {
+        PyObject *d = PyDict_GetItemString(tp_dict, cv_field_names[f]);
+        if (d == NULL || Py_TYPE(d) != &PyMemberDescr_Type ||
+            ((PyMemberDescrObject *)d)->d_member->type != CV_T_OBJECT_EX) {
+            PyErr_Format(PyExc_ImportError, "corosnap.codec._ccodec: Encoder.%s is not a slot",
+                         cv_field_names[f]);
+            goto done;
+        }
+        cv_offsets[f] = ((PyMemberDescrObject *)d)->d_member->offset;
+    }
+    PyObject *all_tags = PyObject_GetAttrString(tags, "TAGS");
+    if (all_tags == NULL) goto done;
+    for (int k = 1; k < CV_NTAGS; k++) {
+        PyObject *key = PyLong_FromLong(k);
+        PyObject *tag = key == NULL ? NULL : PyObject_GetItem(all_tags, key);
+        Py_XDECREF(key);
+        if (tag == NULL) {
+            Py_DECREF(all_tags);
+            goto done;
+        }
+        Py_XSETREF(cv_tags[k], tag);
+    }
+    Py_DECREF(all_tags);
+    struct { PyObject *module; const char *name; Py_ssize_t *target; } sizes[] = {
+        {tags, "INTLIST_MIN", &cv_intlist_min}, {tags, "SHAPE_MIN", &cv_shape_min},
+        {tags, "BUFFER_MIN_SIZE", &cv_buffer_min}};
+    for (size_t k = 0; k < 3; k++) {
+        PyObject *v = PyObject_GetAttrString(sizes[k].module, sizes[k].name);
+        *sizes[k].target = v == NULL ? -1 : PyLong_AsSsize_t(v);
+        Py_XDECREF(v);
+        if (*sizes[k].target < 0) goto done;
+    }
+    struct { PyObject *module; const char *name; PyObject **target; } names[] = {
+        {errors, "SnapshotError", &cv_SnapshotError},
+        {globals, "global_name", &cv_global_name},
+        {globals, "WELLKNOWN_INDEX", &cv_WELLKNOWN_INDEX},
+        {copyreg, "dispatch_table", &cv_copyreg_dispatch},
+        {copyreg, "__newobj__", &cv_newobj}};
+    for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
+        PyObject *v = PyObject_GetAttrString(names[k].module, names[k].name);
+        if (v == NULL) goto done;
+        Py_XSETREF(*names[k].target, v);
+    }
+    if (!PyDict_CheckExact(cv_WELLKNOWN_INDEX) || !PyDict_Check(cv_copyreg_dispatch)) {
+        PyErr_SetString(PyExc_ImportError, "corosnap.codec._ccodec: unexpected tables");
+        goto done;
+    }
+    struct { PyObject **target; const char *text; } strs[] = {
+        {&cv_s_enc_other, "_enc_other"}, {&cv_s_other, "_other"},
+        {&cv_s_enc_python, "_enc_python"}, {&cv_s_module_value, "_module_value"},
+        {&cv_s_rollback, "_rollback"}, {&cv_s_pickle, "_pickle"},
+        {&cv_s_class_ref, "_class_ref"}, {&cv_s_callable_ref, "_callable_ref"},
+        {&cv_s_reduce_ex, "__reduce_ex__"}, {&cv_s_module, "__module__"},
+        {&cv_s_qualname, "__qualname__"}, {&cv_s_no_reduce, "NO_REDUCE"}};
+    for (size_t k = 0; k < sizeof(strs) / sizeof(strs[0]); k++) {
+        if (*strs[k].target == NULL &&
+            (*strs[k].target = PyUnicode_InternFromString(strs[k].text)) == NULL) goto done;
+    }
+    if (cv_four == NULL && (cv_four = PyLong_FromLong(4)) == NULL) goto done;
+    cv_DISPATCH = Py_NewRef(dispatch);
+    Py_XSETREF(cv_encoder_dict, Py_NewRef(mdict));
+    cv_Encoder = Py_NewRef(encoder); /* last: marks the module ready */
+    rc = 0;
+done:
+    Py_XDECREF(encoder);
+    Py_XDECREF(dispatch);
+    Py_DECREF(mdict);
+    Py_XDECREF(errors);
+    Py_XDECREF(globals);
+    Py_XDECREF(copyreg);
+    Py_XDECREF(tags);
+    return rc;
+}
+
+static void
+cv_release(Enc *e)
+{
+    Py_CLEAR(e->memo);
+    Py_CLEAR(e->keep);
+    Py_CLEAR(e->strings);
+    Py_CLEAR(e->codes);
+    Py_CLEAR(e->shapes);
+    Py_CLEAR(e->busy);
+    Py_CLEAR(e->offered);
+}
+
+static int
+cv_load(Enc *e, PyObject *self)
+{
+    memset(e, 0, sizeof(*e));
+    if (cv_ready() < 0) return -1;
+    if (!PyObject_TypeCheck(self, (PyTypeObject *)cv_Encoder)) {
+        PyErr_Format(PyExc_TypeError, "enc() needs a corosnap Encoder, got %.100s",
+                     Py_TYPE(self)->tp_name);
+        return -1;
+    }
+    e->self = self;
+    PyObject *v;
+#define CV_TABLE(field, member, check, what)                                              \
+    if ((v = cv_slot(self, field)) == NULL) goto error;                                   \
+    if (!check(v)) {                                                                      \
+        PyErr_Format(PyExc_TypeError, "Encoder.%s must be a " what ", not %.100s",         \
+                     cv_field_names[field], Py_TYPE(v)->tp_name);                         \
+        goto error;                                                                       \
+    }                                                                                     \
+    e->member = Py_NewRef(v);
+    CV_TABLE(F_MEMO, memo, PyDict_CheckExact, "dict")
+    CV_TABLE(F_KEEP, keep, PyList_CheckExact, "list")
+    CV_TABLE(F_STRINGS, strings, PyDict_CheckExact, "dict")
+    CV_TABLE(F_CODES, codes, PyDict_CheckExact, "dict")
+    CV_TABLE(F_SHAPES, shapes, PyDict_CheckExact, "dict")
+    CV_TABLE(F_BUSY, busy, PySet_CheckExact, "set")
+    CV_TABLE(F_OFFERED, offered, PyList_CheckExact, "list")
+#undef CV_TABLE
+    if ((v = cv_slot(self, F_STRICT)) == NULL) goto error;
+    e->strict = PyObject_IsTrue(v);
+    if (e->strict < 0) goto error;
+    if ((v = cv_slot(self, F_BUFFER_CALLBACK)) == NULL) goto error;
+    e->buffers = v != Py_None;
+    return 0;
+error:
+    cv_release(e);
+    return -1;
+}
+
+/* ExtType(code, payload), payload stolen.  msgpack's ExtType is a namedtuple
+ * whose __new__ only checks the two types (right here by construction), so
+ * it is made as tuple.__new__(ExtType, (code, payload)) does: a fifth of the
+ * cost of calling the class, which matters for every back-reference past the
+ * 256 cached ones. */
+static PyObject *
+cv_ext_steal(int code, PyObject *payload)
+{
+    if (payload == NULL) return NULL;
+    PyObject *code_obj = PyLong_FromLong(code);
+    PyObject *pair = code_obj == NULL ? NULL : PyTuple_Pack(2, code_obj, payload);
+    PyObject *args = pair == NULL ? NULL : PyTuple_Pack(1, pair);
+    PyObject *out = args == NULL ? NULL
+        : PyTuple_Type.tp_new((PyTypeObject *)cc_ExtType, args, NULL);
+    Py_XDECREF(code_obj);
+    Py_XDECREF(pair);
+    Py_XDECREF(args);
+    Py_DECREF(payload);
+    return out;
+}
+
+static PyObject *
+cv_ext(int code, const char *data, Py_ssize_t len)
+{
+    return cv_ext_steal(code, PyBytes_FromStringAndSize(data, len));
+}
+
+/* ref_ext(index) */
+static PyObject *
+cv_ref(Py_ssize_t index)
+{
+    if (index < 256) {
+        if (cv_refs[index] == NULL) {
+            char b = (char)index;
+            cv_refs[index] = cv_ext(EXT_REF, &b, 1);
+        }
+        return Py_XNewRef(cv_refs[index]);
+    }
+    unsigned char b[4];
+    int n = index < 65536 ? 2 : 4;
+    for (int k = 0; k < n; k++) b[k] = (unsigned char)((size_t)index >> (8 * (n - 1 - k)));
+    return cv_ext(EXT_REF, (const char *)b, n);
+}
+
+/* memo lookup: 1 and *out (a back-reference) when v is in the memo, 0 when
+ * not, -1 on error. */
+static int
+cv_memo_ref_key(Enc *e, PyObject *key, PyObject **out)
+{
+    PyObject *i = PyDict_GetItemWithError(e->memo, key);
+    if (i == NULL) return PyErr_Occurred() ? -1 : 0;
+    Py_ssize_t index = PyLong_AsSsize_t(i);
+    if (index == -1 && PyErr_Occurred()) return -1;
+    if (index < 0) {
+        PyErr_SetString(PyExc_ValueError, "negative memo index");
+        return -1;
+    }
+    *out = cv_ref(index);
+    return *out == NULL ? -1 : 1;
+}
+
+static int
+cv_memo_ref(Enc *e, PyObject *v, PyObject **out)
+{
+    PyObject *key = PyLong_FromVoidPtr(v);
+    if (key == NULL) return -1;
+    int r = cv_memo_ref_key(e, key, out);
+    Py_DECREF(key);
+    return r;
+}
+
+/* Encoder.register (key: id(v)) */
+static int
+cv_register_key(Enc *e, PyObject *key, PyObject *v)
+{
+    PyObject *index = PyLong_FromSsize_t(PyList_GET_SIZE(e->keep));
+    int rc = index == NULL ? -1 : PyDict_SetItem(e->memo, key, index);
+    Py_XDECREF(index);
+    if (rc < 0) return -1;
+    return PyList_Append(e->keep, v);
+}
+
+static int
+cv_register(Enc *e, PyObject *v)
+{
+    PyObject *key = PyLong_FromVoidPtr(v);
+    if (key == NULL) return -1;
+    int rc = cv_register_key(e, key, v);
+    Py_DECREF(key);
+    return rc;
+}
+
+static PyObject *
+cv_call(Enc *e, PyObject *name, PyObject *arg)
+{
+    return PyObject_CallMethodOneArg(e->self, name, arg);
+}
+
+/* `if self.global_ids and id(v) in self.global_ids: out = self._module_value(v)`:
+ * 1 and *out when v is a module's global, 0 when not, -1 on error. */
+static int
+cv_module_value(Enc *e, PyObject *v, PyObject *key, PyObject **out)
+{
+    PyObject *ids = cv_slot(e->self, F_GLOBAL_IDS);
+    if (ids == NULL) return -1;
+    int truth, in = 0;
+    if (PyDict_CheckExact(ids)) { /* one module's index (or none) */
+        if (PyDict_GET_SIZE(ids) == 0) return 0;
+        truth = 1;
+        in = PyDict_Contains(ids, key);
+    }
+    else { /* more than one: _EVERYTHING */
+        Py_INCREF(ids);
+        truth = PyObject_IsTrue(ids);
+        if (truth > 0) in = PySequence_Contains(ids, key);
+        Py_DECREF(ids);
+    }
+    if (truth < 0 || in < 0) return -1;
+    if (!truth || !in) return 0;
+    PyObject *r = cv_call(e, cv_s_module_value, v);
+    if (r == NULL) return -1;
+    if (r == Py_None) {
+        Py_DECREF(r);
+        return 0;
+    }
+    *out = r;
+    return 1;
+}
+
+/* Encoder.string */
+static PyObject *
+cv_string(Enc *e, PyObject *text)
+{
+    PyObject *index = PyDict_GetItemWithError(e->strings, text);
+    if (index != NULL) return Py_NewRef(index);
+    if (PyErr_Occurred()) return NULL;
+    PyObject *n = PyLong_FromSsize_t(PyDict_GET_SIZE(e->strings));
+    int rc = n == NULL ? -1 : PyDict_SetItem(e->strings, text, n);
+    Py_XDECREF(n);
+    return rc < 0 ? NULL : Py_NewRef(text);
+}
+
+static PyObject *cv_enc(Enc *e, PyObject *v);
+
+/* A new list: [tag, *(enc(x) for x in items)] (no tag when tag is NULL).
+ * An exact list is walked by index as it is now (as a comprehension does), an
+ * exact tuple as it is, anything else through its iterator. */
+static PyObject *
+cv_items(Enc *e, PyObject *tag, PyObject *items)
+{
+    PyObject *out = PyList_New(0);
+    if (out == NULL) return NULL;
+    if (tag != NULL && PyList_Append(out, tag) < 0) goto error;
+    if (PyList_CheckExact(items) || PyTuple_CheckExact(items)) {
+        int is_list = PyList_CheckExact(items);
+        for (Py_ssize_t i = 0; i < (is_list ? PyList_GET_SIZE(items) : PyTuple_GET_SIZE(items));
+             i++) {
+            PyObject *x = Py_NewRef(is_list ? PyList_GET_ITEM(items, i)
+                                            : PyTuple_GET_ITEM(items, i));
+            PyObject *y = cv_enc(e, x);
+            Py_DECREF(x);
+            if (y == NULL) goto error;
+            int rc = PyList_Append(out, y);
+            Py_DECREF(y);
+            if (rc < 0) goto error;
+        }
+        return out;
+    }
+    PyObject *it = PyObject_GetIter(items);
+    if (it == NULL) goto error;
+    PyObject *x;
+    while ((x = PyIter_Next(it)) != NULL) {
+        PyObject *y = cv_enc(e, x);
+        Py_DECREF(x);
+        if (y == NULL || PyList_Append(out, y) < 0) {
+            Py_XDECREF(y);
+            Py_DECREF(it);
+            goto error;
+        }
+        Py_DECREF(y);
+    }
+    Py_DECREF(it);
+    if (PyErr_Occurred()) goto error;
+    return out;
+error:
+    Py_DECREF(out);
+    return NULL;
+}
+
+/* memo, then a module's global: the two ways a container or instance met
+ * before (or owned by a module) is written.  1 and *out, 0, or -1. */
+static int
+cv_known(Enc *e, PyObject *v, PyObject *key, PyObject **out)
+{
+    int r = cv_memo_ref_key(e, key, out);
+    if (r != 0) return r;
+    return cv_module_value(e, v, key, out);
+}
+
+/* The start of a container or instance's encoding: its id (*key, owned by
+ * the caller) and 1 with *out when it is known already (cv_known). */
+#define CV_KNOWN_OR_RETURN(e, v, key, out)                                    \
+    PyObject *key = PyLong_FromVoidPtr(v);                                    \
+    if (key == NULL) return NULL;                                             \
+    {                                                                         \
+        int r_ = cv_known(e, v, key, &out);                                   \
+        if (r_ != 0) {                                                        \
+            Py_DECREF(key);                                                   \
+            return r_ < 0 ? NULL : out;                                       \
+        }                                                                     \
+    }
+
+/* Encoder._list */
+static PyObject *
+cv_list(Enc *e, PyObject *v)
+{
+    PyObject *out = NULL;
+    CV_KNOWN_OR_RETURN(e, v, key, out)
+    int rc = cv_register_key(e, key, v);
+    Py_DECREF(key);
+    if (rc < 0) return NULL;
+    if (PyList_GET_SIZE(v) >= cv_intlist_min) {
+        PyObject *packed = cc_pack_ints(NULL, v);
+        if (packed == NULL) return NULL;
+        if (packed != Py_None) {
+            return cv_ext_steal(EXT_INTLIST, packed);
+        }
+        Py_DECREF(packed);
+        PyObject *flat = cc_is_flat(NULL, v);
+        if (flat == NULL) return NULL;
+        int is_flat = flat == Py_True;
+        Py_DECREF(flat);
+        if (is_flat && e->buffers) {
+            for (Py_ssize_t i = 0; i < PyList_GET_SIZE(v); i++) {
+                PyObject *x = PyList_GET_ITEM(v, i);
+                if (PyBytes_CheckExact(x) && PyBytes_GET_SIZE(x) >= cv_buffer_min) {
+                    is_flat = 0;
+                    break;
+                }
+            }
+        }
+        if (is_flat) {
+            Py_ssize_t n = PyList_GET_SIZE(v);
+            out = PyList_New(n + 1);
+            if (out == NULL) return NULL;
+            PyList_SET_ITEM(out, 0, Py_NewRef(cv_tags[T_FLATLIST]));
+            for (Py_ssize_t i = 0; i < n; i++) {
+                PyList_SET_ITEM(out, i + 1, Py_NewRef(PyList_GET_ITEM(v, i)));
+            }
+            return out;
+        }
+    }
+    return cv_items(e, NULL, v);
+}
+
+/* [tag?, *(enc(x) for x in d.values())] or {k: enc(x)} or [T_DICT, enc(k),
+ * enc(x), ...] (kind 0, 1, 2), iterating d as a comprehension does: a size
+ * change between two items is the RuntimeError it would raise. */
+static PyObject *
+cv_dict_body(Enc *e, PyObject *d, int kind, PyObject *shape)
+{
+    PyObject *out = kind == 1 ? PyDict_New() : PyList_New(0);
+    if (out == NULL) return NULL;
+    if (kind == 0) {
+        if (PyList_Append(out, cv_tags[T_SHAPED]) < 0 || PyList_Append(out, shape) < 0)
+            goto error;
+    }
+    else if (kind == 2 && PyList_Append(out, cv_tags[T_DICT]) < 0) {
+        goto error;
+    }
+    Py_ssize_t size = PyDict_GET_SIZE(d), pos = 0;
+    PyObject *k, *x;
+    while (PyDict_Next(d, &pos, &k, &x)) {
+        Py_INCREF(k);
+        Py_INCREF(x);
+        PyObject *ek = NULL, *ex = NULL;
+        int rc = -1;
+        if (kind == 2 && (ek = cv_enc(e, k)) == NULL) goto item_done;
+        if ((ex = cv_enc(e, x)) == NULL) goto item_done;
+        if (kind == 1) {
+            rc = PyDict_SetItem(out, k, ex);
+        }
+        else {
+            rc = (ek != NULL && PyList_Append(out, ek) < 0) ? -1 : PyList_Append(out, ex);
+        }
+    item_done:
+        Py_DECREF(k);
+        Py_DECREF(x);
+        Py_XDECREF(ek);
+        Py_XDECREF(ex);
+        if (rc < 0) goto error;
+        if (PyDict_GET_SIZE(d) != size) {
+            PyErr_SetString(PyExc_RuntimeError, "dictionary changed size during iteration");
+            goto error;
+        }
+    }
+    return out;
+error:
+    Py_DECREF(out);
+    return NULL;
+}
+
+/* Encoder._dict (not strict: the strict encoding goes to Python) */
+static PyObject *
+cv_dict(Enc *e, PyObject *v)
+{
+    PyObject *out = NULL;
+    CV_KNOWN_OR_RETURN(e, v, id_key, out)
+    int reg = cv_register_key(e, id_key, v);
+    Py_DECREF(id_key);
+    if (reg < 0) return NULL;
+    PyObject *keys = cc_str_keys(NULL, v);
+    if (keys == NULL) return NULL;
+    if (keys != Py_None) {
+        if (PyTuple_GET_SIZE(keys) >= cv_shape_min) {
+            /* Records repeat their keys: the first dict with these keys
+             * defines a shape, later ones store the shape index and values. */
+            PyObject *shape = PyDict_GetItemWithError(e->shapes, keys);
+            if (shape != NULL) {
+                Py_INCREF(shape);
+                Py_DECREF(keys);
+                out = cv_dict_body(e, v, 0, shape);
+                Py_DECREF(shape);
+                return out;
+            }
+            PyObject *n = PyErr_Occurred() ? NULL : PyLong_FromSsize_t(PyDict_GET_SIZE(e->shapes));
+            int rc = n == NULL ? -1 : PyDict_SetItem(e->shapes, keys, n);
+            Py_XDECREF(n);
+            if (rc < 0) {
+                Py_DECREF(keys);
+                return NULL;
+            }
+        }
+        Py_DECREF(keys);
+        return cv_dict_body(e, v, 1, NULL);
+    }
+    Py_DECREF(keys);
+    /* Some key is not a str: a map when every key is a scalar msgpack takes
+     * as it is (an int in [-2**63, 2**64)), else T_DICT pairs. */
+    int scalar_keys = 1;
+    Py_ssize_t pos = 0;
+    PyObject *k, *x;
+    while (PyDict_Next(v, &pos, &k, &x)) {
+        PyTypeObject *tk = Py_TYPE(k);
+        if (tk == &PyUnicode_Type || tk == &PyFloat_Type || tk == &PyBool_Type ||
+            tk == &PyBytes_Type || k == Py_None) {
+            continue;
+        }
+        if (tk == &PyLong_Type) {
+            int overflow = 0;
+            (void)PyLong_AsLongLongAndOverflow(k, &overflow);
+            if (overflow < 0) {
+                scalar_keys = 0;
+                break;
+            }
+            if (overflow > 0) {
+                (void)PyLong_AsUnsignedLongLong(k);
+                if (PyErr_Occurred()) {
+                    if (!PyErr_ExceptionMatches(PyExc_OverflowError)) return NULL;
+                    PyErr_Clear();
+                    scalar_keys = 0;
+                    break;
+                }
+            }
+            continue;
+        }
+        scalar_keys = 0;
+        break;
+    }
+    return cv_dict_body(e, v, scalar_keys ? 1 : 2, NULL);
+}
+
+/* Encoder._set */
+static PyObject *
+cv_set(Enc *e, PyObject *v)
+{
+    PyObject *out = NULL;
+    CV_KNOWN_OR_RETURN(e, v, key, out)
+    int rc = cv_register_key(e, key, v);
+    Py_DECREF(key);
+    if (rc < 0) return NULL;
+    return cv_items(e, cv_tags[T_SET], v);
+}
+
+/* v registered, as [T_GLOBAL, module, qualname] (name: global_name's pair). */
+static PyObject *
+cv_global_named(Enc *e, PyObject *v, PyObject *name)
+{
+    if (!PyTuple_CheckExact(name) || PyTuple_GET_SIZE(name) != 2) {
+        PyErr_SetString(PyExc_TypeError, "global_name() must return a pair");
+        return NULL;
+    }
+    PyObject *module = NULL, *qualname = NULL;
+    if (cv_register(e, v) < 0 || (module = cv_string(e, PyTuple_GET_ITEM(name, 0))) == NULL ||
+        (qualname = cv_string(e, PyTuple_GET_ITEM(name, 1))) == NULL) {
+        Py_XDECREF(module);
+        return NULL;
+    }
+    PyObject *out = PyList_New(3);
+    if (out == NULL) {
+        Py_DECREF(module);
+        Py_DECREF(qualname);
+        return NULL;
+    }
+    PyList_SET_ITEM(out, 0, Py_NewRef(cv_tags[T_GLOBAL]));
+    PyList_SET_ITEM(out, 1, module);
+    PyList_SET_ITEM(out, 2, qualname);
+    return out;
+}
+
+/* Encoder._global_or_none: a new reference, Py_None (new) when v has no
+ * importable name. */
+static PyObject *
+cv_global_or_none(Enc *e, PyObject *v)
+{
+    PyObject *key = PyLong_FromVoidPtr(v);
+    if (key == NULL) return NULL;
+    PyObject *wk = PyDict_GetItemWithError(cv_WELLKNOWN_INDEX, key);
+    Py_DECREF(key);
+    if (wk != NULL) {
+        long index = PyLong_AsLong(wk);
+        if (index == -1 && PyErr_Occurred()) return NULL;
+        if (index < 0 || index > 255) {
+            PyErr_SetString(PyExc_ValueError, "well-known index out of range");
+            return NULL;
+        }
+        if (cv_wellknown[index] == NULL) {
+            char b = (char)index;
+            if ((cv_wellknown[index] = cv_ext(EXT_WELLKNOWN, &b, 1)) == NULL) return NULL;
+        }
+        return Py_NewRef(cv_wellknown[index]);
+    }
+    if (PyErr_Occurred()) return NULL;
+    PyObject *out = NULL;
+    int r = cv_memo_ref(e, v, &out);
+    if (r != 0) return r < 0 ? NULL : out;
+    PyObject *name = PyObject_CallOneArg(cv_global_name, v);
+    if (name == NULL || name == Py_None) return name;
+    out = cv_global_named(e, v, name);
+    Py_DECREF(name);
+    return out;
+}
+
+/* _class_ref / _callable_ref: the global, or (none) the Python method,
+ * which raises the error naming it (_global_or_none changed nothing). */
+static PyObject *
+cv_named(Enc *e, PyObject *v, PyObject *method)
+{
+    PyObject *out = cv_global_or_none(e, v);
+    if (out != Py_None) return out;
+    Py_DECREF(out);
+    return cv_call(e, method, v);
+}
+
+/* type_name(): the qualname of v's type, with its module unless builtins. */
+static PyObject *
+cv_type_name(PyObject *v)
+{
+    PyObject *t = (PyObject *)Py_TYPE(v);
+    PyObject *module = PyObject_GetAttr(t, cv_s_module);
+    PyObject *qualname = module == NULL ? NULL : PyObject_GetAttr(t, cv_s_qualname);
+    PyObject *out = NULL;
+    if (qualname != NULL) {
+        int builtin = PyUnicode_Check(module) &&
+                      PyUnicode_CompareWithASCIIString(module, "builtins") == 0;
+        out = builtin ? PyObject_Str(qualname) : PyUnicode_FromFormat("%S.%S", module, qualname);
+    }
+    Py_XDECREF(module);
+    Py_XDECREF(qualname);
+    return out;
+}
+
+/* SnapshotError(f"{type_name(v)}{message}") with message's %R/%S filled. */
+static PyObject *
+cv_fail(PyObject *v, const char *format, PyObject *arg1, PyObject *arg2)
+{
+    PyObject *name = cv_type_name(v);
+    if (name == NULL) return NULL;
+    PyObject *tail = PyUnicode_FromFormat(format, arg1, arg2);
+    if (tail != NULL) PyErr_Format(cv_SnapshotError, "%U%U", name, tail);
+    Py_DECREF(name);
+    Py_XDECREF(tail);
+    return NULL;
+}
+
+static int
+cv_append_steal(PyObject *list, PyObject *x)
+{
+    if (x == NULL) return -1;
+    int rc = PyList_Append(list, x);
+    Py_DECREF(x);
+    return rc;
+}
+
+/* Encoder._reduce */
+static PyObject *
+cv_reduce(Enc *e, PyObject *v, PyObject *key)
+{
+    PyObject *reducer = PyDict_GetItemWithError(cv_copyreg_dispatch, (PyObject *)Py_TYPE(v));
+    if (reducer == NULL && PyErr_Occurred()) return NULL;
+    PyObject *rv = reducer != NULL ? PyObject_CallOneArg(reducer, v)
+                                   : PyObject_CallMethodOneArg(v, cv_s_reduce_ex, cv_four);
+    if (rv == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_Exception)) return NULL;
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        PyErr_NormalizeException(&type, &value, &tb);
+        Py_XDECREF(type);
+        Py_XDECREF(tb);
+        cv_fail(v, " cannot be reduced: %S", value, NULL);
+        Py_XDECREF(value);
+        return NULL;
+    }
+    PyObject *out = NULL, *head = NULL;
+    if (PyUnicode_Check(rv)) {
+        PyObject *name = PyObject_CallOneArg(cv_global_name, v);
+        if (name == NULL) goto done;
+        if (name == Py_None) {
+            Py_DECREF(name);
+            PyObject *module = PyObject_GetAttr(v, cv_s_module); /* getattr(v, "__module__", None) */
+            if (module == NULL) {
+                if (!PyErr_ExceptionMatches(PyExc_AttributeError)) goto done;
+                PyErr_Clear();
+                module = Py_NewRef(Py_None);
+            }
+            cv_fail(v, " reduces to the name %S.%S, which does not resolve back to it", module,
+                    rv);
+            Py_DECREF(module);
+            goto done;
+        }
+        out = cv_global_named(e, v, name);
+        Py_DECREF(name);
+        goto done;
+    }
+    if (!PyTuple_Check(rv) || PyTuple_GET_SIZE(rv) < 2 || PyTuple_GET_SIZE(rv) > 6) {
+        cv_fail(v, ".__reduce_ex__ returned %R", rv, NULL);
+        goto done;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(rv);
+    PyObject *func = PyTuple_GET_ITEM(rv, 0), *args = PyTuple_GET_ITEM(rv, 1);
+    PyObject *state = n > 2 ? PyTuple_GET_ITEM(rv, 2) : Py_None;
+    PyObject *listitems = n > 3 ? PyTuple_GET_ITEM(rv, 3) : Py_None;
+    PyObject *dictitems = n > 4 ? PyTuple_GET_ITEM(rv, 4) : Py_None;
+    PyObject *setter = n > 5 ? PyTuple_GET_ITEM(rv, 5) : Py_None;
+    if (setter != Py_None) {
+        cv_fail(v, " uses a state setter, not supported natively", NULL, NULL);
+        goto done;
+    }
+    if (!PyTuple_Check(args)) {
+        cv_fail(v, ".__reduce_ex__ gave non-tuple arguments", NULL, NULL);
+        goto done;
+    }
+    if (PySet_Add(e->busy, key) < 0) goto done;
+    head = PyList_New(0);
+    if (head != NULL) {
+        int rc;
+        if (func == cv_newobj && PyTuple_GET_SIZE(args) > 0 &&
+            PyType_Check(PyTuple_GET_ITEM(args, 0))) {
+            PyObject *rest = PyTuple_GetSlice(args, 1, PyTuple_GET_SIZE(args));
+            rc = PyList_Append(head, cv_tags[T_NEWOBJ]) < 0 ||
+                 cv_append_steal(head, cv_named(e, PyTuple_GET_ITEM(args, 0),
+                                                cv_s_class_ref)) < 0 ||
+                 rest == NULL || cv_append_steal(head, cv_items(e, NULL, rest)) < 0 ? -1 : 0;
+            Py_XDECREF(rest);
+        }
+        else {
+            rc = PyList_Append(head, cv_tags[T_REDUCE]) < 0 ||
+                 cv_append_steal(head, cv_named(e, func, cv_s_callable_ref)) < 0 ||
+                 cv_append_steal(head, cv_items(e, NULL, args)) < 0 ? -1 : 0;
+        }
+        if (rc < 0) Py_CLEAR(head);
+    }
+    /* finally: self.busy.discard(id(v)), keeping an error being raised */
+    {
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        int rc = PySet_Discard(e->busy, key);
+        if (type != NULL) {
+            PyErr_Restore(type, value, tb);
+        }
+        else if (rc < 0) {
+            Py_CLEAR(head);
+        }
+    }
+    if (head == NULL || cv_register_key(e, key, v) < 0) goto done;
+    PyObject *tail[3] = {NULL, NULL, NULL};
+    int ok = 1;
+    if (state != Py_None) {
+        ok = (tail[0] = cv_enc(e, state)) != NULL;
+    }
+    if (ok && listitems != Py_None) {
+        PyObject *items = PySequence_List(listitems);
+        ok = items != NULL && (tail[1] = cv_items(e, NULL, items)) != NULL;
+        Py_XDECREF(items);
+    }
+    if (ok && dictitems != Py_None) {
+        PyObject *flat = PyList_New(0), *it = flat == NULL ? NULL : PyObject_GetIter(dictitems);
+        PyObject *pair;
+        ok = it != NULL;
+        while (ok && (pair = PyIter_Next(it)) != NULL) {
+            PyObject *inner = PyObject_GetIter(pair);
+            Py_DECREF(pair);
+            PyObject *x;
+            ok = inner != NULL;
+            while (ok && (x = PyIter_Next(inner)) != NULL) {
+                ok = cv_append_steal(flat, x) == 0;
+            }
+            ok = ok && !PyErr_Occurred();
+            Py_XDECREF(inner);
+        }
+        ok = ok && !PyErr_Occurred();
+        Py_XDECREF(it);
+        ok = ok && (tail[2] = cv_items(e, NULL, flat)) != NULL;
+        Py_XDECREF(flat);
+    }
+    if (ok) {
+        int last = 2;
+        while (last >= 0 && (tail[last] == NULL || tail[last] == Py_None)) last--;
+        for (int k = 0; ok && k <= last; k++) {
+            ok = PyList_Append(head, tail[k] == NULL ? Py_None : tail[k]) == 0;
+        }
+    }
+    for (int k = 0; k < 3; k++) Py_XDECREF(tail[k]);
+    if (ok) out = Py_NewRef(head);
+done:
+    Py_XDECREF(head);
+    Py_DECREF(rv);
+    return out;
+}
+
+/* Encoder._other for an instance (classes, exceptions and a self-reference
+ * through constructor arguments are Python's): the reduce protocol, rolled
+ * back to the fallback pickler when it raises SnapshotError. */
+static PyObject *
+cv_other(Enc *e, PyObject *v)
+{
+    if (PyType_Check(v) || PyExceptionInstance_Check(v)) return cv_call(e, cv_s_other, v);
+    PyObject *out = NULL;
+    CV_KNOWN_OR_RETURN(e, v, key, out)
+    int busy = PySet_Contains(e->busy, key);
+    if (busy != 0) {
+        Py_DECREF(key);
+        return busy < 0 ? NULL : cv_call(e, cv_s_other, v);
+    }
+    /* `if NO_REDUCE and isinstance(v, NO_REDUCE)`: a subclass of a type
+     * whose reduce must not run (itertools' types, whose own reduce is
+     * deprecated on 3.12 and 3.13 and gone on 3.14); Python's _other refuses
+     * it with the error no fallback may retry. */
+    PyObject *no_reduce = PyDict_GetItemWithError(cv_encoder_dict, cv_s_no_reduce);
+    if (no_reduce == NULL && PyErr_Occurred()) {
+        Py_DECREF(key);
+        return NULL;
+    }
+    if (no_reduce != NULL && PyTuple_Check(no_reduce) && PyTuple_GET_SIZE(no_reduce) > 0) {
+        Py_INCREF(no_reduce);
+        int refused = PyObject_IsInstance(v, no_reduce);
+        Py_DECREF(no_reduce);
+        if (refused != 0) {
+            Py_DECREF(key);
+            return refused < 0 ? NULL : cv_call(e, cv_s_other, v);
+        }
+    }
+    Py_ssize_t cp[5] = {PyList_GET_SIZE(e->keep), PyDict_GET_SIZE(e->strings),
+                        PyDict_GET_SIZE(e->codes), PyDict_GET_SIZE(e->shapes),
+                        PyList_GET_SIZE(e->offered)};
+    out = cv_reduce(e, v, key);
+    Py_DECREF(key);
+    if (out != NULL || !PyErr_ExceptionMatches(cv_SnapshotError)) return out;
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    PyObject *checkpoint = Py_BuildValue("(nnnnn)", cp[0], cp[1], cp[2], cp[3], cp[4]);
+    PyObject *done = checkpoint == NULL ? NULL : cv_call(e, cv_s_rollback, checkpoint);
+    Py_XDECREF(checkpoint);
+    if (done != NULL) {
+        Py_DECREF(done);
+        out = PyObject_CallMethodObjArgs(e->self, cv_s_pickle, v, value, NULL);
+    }
+    Py_XDECREF(value);
+    return out;
+}
+
+/* Encoder.enc */
+static PyObject *
+cv_enc(Enc *e, PyObject *v)
+{
+    PyTypeObject *t = Py_TYPE(v);
+    if (v == Py_None || t == &PyFloat_Type || t == &PyBool_Type) return Py_NewRef(v);
+    if (t == &PyBytes_Type && (!e->buffers || PyBytes_GET_SIZE(v) < cv_buffer_min)) {
+        return Py_NewRef(v);
+    }
+    if (e->strict) {
+        /* the re-encoding that checks every int and str: Python's */
+        return cv_call(e, cv_s_enc_python, v);
+    }
+    if (t == &PyLong_Type || t == &PyUnicode_Type) return Py_NewRef(v);
+    PyObject *out;
+    if (Py_EnterRecursiveCall(" while encoding a value")) return NULL;
+    if (t == &PyList_Type) {
+        out = cv_list(e, v);
+    }
+    else if (t == &PyDict_Type) {
+        out = cv_dict(e, v);
+    }
+    else if (t == &PyTuple_Type) {
+        out = cv_items(e, cv_tags[T_TUPLE], v);
+    }
+    else if (t == &PySet_Type) {
+        out = cv_set(e, v);
+    }
+    else if (t == &PyFrozenSet_Type) {
+        out = cv_items(e, cv_tags[T_FROZENSET], v);
+    }
+    else {
+        PyObject *handler = PyDict_GetItemWithError(cv_DISPATCH, (PyObject *)t);
+        if (handler != NULL) {
+            out = cv_call(e, cv_s_enc_other, v);
+        }
+        else {
+            out = PyErr_Occurred() ? NULL : cv_other(e, v);
+        }
+    }
+    Py_LeaveRecursiveCall();
+    return out;
+}
+
+/* enc(encoder, v) and enc_items(encoder, items): Encoder methods (bound as
+ * such by the instancemethod wrappers the module exports). */
+static PyObject *
+cv_enc_method(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "enc() takes exactly one argument (%zd given)", nargs - 1);
+        return NULL;
+    }
+    Enc e;
+    if (cv_load(&e, args[0]) < 0) return NULL;
+    PyObject *out = cv_enc(&e, args[1]);
+    cv_release(&e);
+    return out;
+}
+
+static PyObject *
+cv_enc_items_method(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "enc_items() takes exactly one argument (%zd given)",
+                     nargs - 1);
+        return NULL;
+    }
+    Enc e;
+    if (cv_load(&e, args[0]) < 0) return NULL;
+    PyObject *out = cv_items(&e, NULL, args[1]);
+    cv_release(&e);
+    return out;
+}
+
+static PyMethodDef cv_enc_def = {
+    "enc", (PyCFunction)(void (*)(void))cv_enc_method, METH_FASTCALL,
+    "enc(v): v as a msgpack-ready tree (Encoder.enc, in C)"};
+static PyMethodDef cv_enc_items_def = {
+    "enc_items", (PyCFunction)(void (*)(void))cv_enc_items_method, METH_FASTCALL,
+    "enc_items(items): [enc(x) for x in items] (Encoder.enc_items, in C)"};
+
+/* Adds enc and enc_items to the module as instance methods. */
+static int
+cv_add_methods(PyObject *m)
+{
+    PyMethodDef *defs[2] = {&cv_enc_def, &cv_enc_items_def};
+    for (int k = 0; k < 2; k++) {
+        PyObject *f = PyCFunction_NewEx(defs[k], NULL, NULL);
+        PyObject *method = f == NULL ? NULL : PyInstanceMethod_New(f);
+        Py_XDECREF(f);
+        if (method == NULL || PyModule_AddObject(m, defs[k]->ml_name, method) < 0) {
+            Py_XDECREF(method);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* ------------------------------------------------------------ module */
 
 static int
@@ -418,7 +1427,8 @@ PyInit__ccodec(void)
     if (PyType_Ready(&ExtHook_Type) < 0) return NULL;
     PyObject *m = PyModule_Create(&cc_module);
     if (m == NULL) return NULL;
-    if (PyModule_AddObjectRef(m, "ExtHook", (PyObject *)&ExtHook_Type) < 0) {
+    if (PyModule_AddObjectRef(m, "ExtHook", (PyObject *)&ExtHook_Type) < 0 ||
+        cv_add_methods(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

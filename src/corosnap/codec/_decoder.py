@@ -252,13 +252,16 @@ class FrameHooks(Protocol):
     def fresh(self, entry: Any) -> Any:
         """A new, created generator/coroutine of an entry's code."""
 
+    def finished(self, entry: Any) -> Any:
+        """A finished generator/coroutine/async generator of an entry's code."""
+
 
 class Decoder:
     """One snapshot's worth of decoding state (memo, string and code tables)."""
 
     __slots__ = ("memo", "strings", "codes", "shapes", "safe", "allow", "frames", "active",
                  "depth", "pinned", "follows", "building", "settled", "walk_budget",
-                 "follower_types", "exceptions", "cstate", "buffers")
+                 "follower_types", "exceptions", "cstate", "buffers", "after")
 
     def __init__(
         self,
@@ -300,6 +303,9 @@ class Decoder:
         # snapshot layer drops it when the loads is over.
         self.cstate: Any = None
         self.buffers = buffers  # loads(buffers=): the out-of-band buffers, by index
+        # Steps to take once the whole blob is restored, added while decoding
+        # (restored async generators in flight take the event loop's hooks).
+        self.after: list[Callable[[], None]] = []
 
     # The scan of the engine this process runs (codec/_speedups.py).
     is_flat = staticmethod(_HELPERS.is_flat)
@@ -596,8 +602,7 @@ class Decoder:
         entry, i = self.frames.coderef(self, v, 1)
         if i != len(v):
             raise CorruptSnapshot("malformed finished generator")
-        gen = self.frames.fresh(entry)
-        gen.close()  # a created generator closes without running any code
+        gen = self.frames.finished(entry)  # made and closed without running any of its code
         self.memo.append(gen)
         return gen
 

@@ -257,7 +257,7 @@ class Encoder:
     __slots__ = ("memo", "keep", "strings", "codes", "shapes", "busy", "pid", "frame_hook",
                  "passthrough", "strict", "globals_seen",
                  "global_values", "global_ids", "modules", "cstate", "pending_globals",
-                 "buffer_callback", "offered", "filling")
+                 "buffer_callback", "offered", "filling", "after")
 
     def __init__(self, pid: int, frame_hook: FrameHook, strict: bool = False,
                  buffer_callback: Callable[[PickleBuffer], Any] | None = None) -> None:
@@ -292,6 +292,9 @@ class Encoder:
         # index (id -> (module, name, value)) when there is one, _EVERYTHING
         # when there are more, empty when none.
         self.global_ids: Any = {}
+        # Checks that need the whole snapshot, added while encoding (an async
+        # generator with an operation in flight needs its awaitable): finish().
+        self.after: list[Callable[[Encoder], None]] = []
         # The snapshot layer's C engine's view of this encoding (a CaptureState
         # sharing these tables), or None; it refers back to the encoder, so the
         # snapshot layer drops it when the dumps is over.
@@ -301,6 +304,11 @@ class Encoder:
     is_flat = staticmethod(_HELPERS.is_flat)
     pack_ints = staticmethod(_HELPERS.pack_ints)
     str_keys = staticmethod(_HELPERS.str_keys)
+
+    def finish(self) -> None:
+        """Run the checks that need the whole snapshot, once it is encoded."""
+        for check in self.after:
+            check(self)
 
     # -- tables -----------------------------------------------------------
     def register(self, obj: Any) -> None:
@@ -378,6 +386,18 @@ class Encoder:
         p = self.passthrough
         enc = self.enc
         return [x if type(x) in p else enc(x) for x in items]
+
+    # The C engine's Encoder replaces enc and enc_items with their C twins
+    # (codec/_ccodec.c), which hand back to these what they leave to Python:
+    # the strict re-encoding (every int and str checked) and the kinds in
+    # _DISPATCH past the containers (functions, classes, frames, buffers...).
+    _enc_python = enc
+
+    def _enc_other(self, v: Any) -> Any:
+        handler = _DISPATCH.get(type(v))
+        if handler is not None:
+            return handler(self, v)
+        return self._other(v)
 
     # -- module-level values ---------------------------------------------
     def note_globals(self, globals_: dict[str, Any]) -> None:

@@ -6,8 +6,9 @@ C engine is loaded).  The engine this process runs (``corosnap._accel``) uses
 ``Encoder`` and ``Decoder`` themselves; the other set binds the same classes
 to the other engine's scans, so that one process can hold the two engines
 against each other (``Snapshotter._with_engine``, ``tests/test_engines.py``).
-A C value encoder and decoder, when they exist, take their place in the C
-engine's entry.
+The C engine's Encoder is always a subclass whose ``enc`` and ``enc_items``
+are the C value encoder's (codec/_ccodec.c); the value decoder is Python's in
+both engines.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from .._accel import accelerator
 from ._decoder import Decoder
 from ._encoder import Encoder
 from ._speedups import ACTIVE, PYTHON, C, Helpers
@@ -30,16 +32,24 @@ class CodecEngine(NamedTuple):
 
 
 def _bind(helpers: Helpers) -> CodecEngine:
-    if helpers is ACTIVE:
-        return CodecEngine(helpers.engine, Encoder, Decoder, helpers.new_ext_hook)
     scans = {"__slots__": (), "is_flat": staticmethod(helpers.is_flat),
              "pack_ints": staticmethod(helpers.pack_ints),
              "str_keys": staticmethod(helpers.str_keys)}
+    if helpers.engine == "c":
+        assert _C_VALUES is not None
+        # The C value encoder: Encoder.enc and Encoder.enc_items in C, the
+        # rest of the Encoder (and everything they leave to it) Python's.
+        scans.update(enc=_C_VALUES.enc, enc_items=_C_VALUES.enc_items)
+    elif helpers is ACTIVE:
+        return CodecEngine(helpers.engine, Encoder, Decoder, helpers.new_ext_hook)
     encoder = type(f"{helpers.engine.capitalize()}Encoder", (Encoder,), scans)
-    decoder = type(f"{helpers.engine.capitalize()}Decoder", (Decoder,),
-                   {"__slots__": (), "is_flat": staticmethod(helpers.is_flat)})
+    decoder = Decoder if helpers is ACTIVE else type(
+        f"{helpers.engine.capitalize()}Decoder", (Decoder,),
+        {"__slots__": (), "is_flat": staticmethod(helpers.is_flat)})
     return CodecEngine(helpers.engine, encoder, decoder, helpers.new_ext_hook)
 
+
+_C_VALUES = accelerator("corosnap.codec._ccodec") if C is not None else None
 
 ENGINES: dict[str, CodecEngine] = {"python": _bind(PYTHON)}
 if C is not None:

@@ -53,6 +53,12 @@ T_EXCEPTION = 18  # [tag, reduce array, cause, context, suppress_context]
 T_DICTITER = 19  # [tag, dict, kind (0 keys, 1 values, 2 items), position]
 T_DICTVIEW = 20  # [tag, dict, kind (0 keys, 1 values, 2 items)]
 T_METHOD = 21  # [tag, obj, name]  (a method found by name on a type: _globals.resolve_method)
+# Async generators and their awaitables (snapshot/_asyncgen.py).
+T_ASYNCGEN = 22  # [tag, flags, frame fields...]  (flags: 1 ag_closed | 2 ag_running_async)
+T_ASEND = 23  # [tag, agen, state] (__anext__()) | [tag, agen, state, value] (asend(value))
+T_ATHROW = 24  # [tag, agen, state] (aclose()) | [tag, agen, state, typ[, val[, tb]]] (athrow)
+T_CORO_WRAPPER = 25  # [tag, coroutine]  (what coroutine.__await__() returns)
+T_ANEXT = 26  # [tag, awaitable, default]  (what anext(it, default) returns)
 
 # Builtin iterators with their position (codec/_iterators.py; the fields are
 # those of frames.iter_read, see frames/_itertools.h).  A block of their own,
@@ -84,7 +90,7 @@ T_FILTER = 87  # [tag, func, it]
 T_REVERSED = 88  # [tag] | [tag, sequence, index]
 T_CALL_ITER = 89  # [tag] | [tag, callable, sentinel]
 
-TAGS = {kind: ExtType(EXT_TAG, bytes([kind])) for kind in (*range(1, 22), *range(64, 90))}
+TAGS = {kind: ExtType(EXT_TAG, bytes([kind])) for kind in (*range(1, 27), *range(64, 90))}
 
 MAX_EQUAL_HASHES = 64
 """At most this many items of one set, frozenset or dict (keys), and at most

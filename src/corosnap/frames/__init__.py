@@ -35,12 +35,24 @@ small interface:
     state first.  ``iter_layouts()`` gives ``sizeof`` of each restated struct,
     for the layout probe (``tests/test_iter_layouts.py``).
 
+Async generators (``_asyncgen.h``): ``read``/``write`` take them like
+generators (same frame, same head).  Beside the frame: ``ag_flags(agen)``
+(bit 0 ``ag_closed``, bit 1 ``ag_running_async``, bit 2 hooks taken),
+``ag_set_flags(agen, flags)`` (a freshly restored one only) and
+``ag_take_hooks(agen, finalizer)`` (what its first operation does before
+calling ``firstiter``).  Their awaitables, whose structs are private to
+CPython and restated there (checked by a probe at first use):
+``aw_types()`` (asend, athrow, coroutine_wrapper, anext_awaitable types),
+``aw_read(obj) -> (kind, target, state, payload)`` and
+``aw_new(kind, target, state, payload)``.
+
 Constants: ``NULL``, ``TaggedInt``, ``TAGGED_INTS`` (whether this version has
 tagged slots), the four states.  3.15 adds ``virtual_iterable(obj) -> bool``:
 whether the interpreter can walk ``obj`` by index (its type's
 ``_tp_iteritem``), which a (sequence, index) stack pair requires.
 
-Which files serve which version: ``_cpython311.c`` and ``_cpython312.c`` share
+Which files serve which version: every module includes ``_asyncgen.h``
+(3.15's athrow differs, selected there); ``_cpython311.c`` and ``_cpython312.c`` share
 ``_prev_instr_frames.h`` (same layout and meaning), ``_cpython313.c`` stands
 alone (``instr_ptr`` semantics, yield-from state), ``_cpython314.c`` and
 ``_cpython315.c`` share ``_stackref_frames.h`` (tagged stack references) and

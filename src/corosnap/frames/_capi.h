@@ -63,13 +63,15 @@ typedef struct {
     PyTypeObject *tagged_int;      /* frames.TaggedInt */
     int tagged_ints;               /* frames.TAGGED_INTS */
     /* read(gen, out): 0, or -1 with an exception (TypeError: not an exact
-     * generator or coroutine). */
+     * generator, coroutine or async generator: all three share the frame
+     * head; the snapshot engine itself takes only the first two). */
     int (*read)(PyObject *gen, CorosnapFrameState *out);
     /* write(gen, lasti, localsplus, stack, exc_value): 0, or -1 with
      * TypeError/ValueError and the generator untouched. */
     int (*write)(PyObject *gen, long lasti, PyObject *localsplus, PyObject *stack,
                  PyObject *exc_value);
-    /* The code object of an exact generator or coroutine (borrowed). */
+    /* The code object of an exact generator, coroutine or async generator
+     * (borrowed). */
     PyCodeObject *(*code_of)(PyObject *gen);
     /* 3.15: whether the interpreter walks obj by index (frames.virtual_iterable);
      * NULL on versions that walk every sequence through an iterator object. */

@@ -64,9 +64,11 @@ cs_tagged_value(PyObject *v)
 static int
 cs_check_target(PyObject *gen)
 {
-    if (!PyGen_CheckExact(gen) && !PyCoro_CheckExact(gen)) {
+    /* An async generator's frame and state beside it are a generator's (the
+     * common _PyGenObject_HEAD); its own fields are _asyncgen.h's. */
+    if (!PyGen_CheckExact(gen) && !PyCoro_CheckExact(gen) && !PyAsyncGen_CheckExact(gen)) {
         PyErr_Format(PyExc_TypeError,
-                     "expected a generator or coroutine, got %.100s",
+                     "expected a generator, coroutine or async generator, got %.100s",
                      Py_TYPE(gen)->tp_name);
         return -1;
     }
@@ -327,11 +329,17 @@ cs_module_init(PyObject *m, int tagged_ints, int (*virtual_iterable)(PyObject *)
 #define CS_ITER_METHODS
 #endif
 
+/* The async generator functions (ag_flags, aw_read, ...): _asyncgen.h. */
+#ifndef CS_ASYNCGEN_METHODS
+#define CS_ASYNCGEN_METHODS
+#endif
+
 /* TAGGED: 1 when this interpreter keeps tagged integers in frame slots. */
 #define COROSNAP_FRAMES_MODULE(NAME, INITFUNC, TAGGED)                         \
     static PyMethodDef frames_methods[] = {                                    \
         CS_EXTRA_METHODS                                                       \
         CS_ITER_METHODS                                                        \
+        CS_ASYNCGEN_METHODS                                                    \
         {"read", (PyCFunction)frames_read, METH_O,                            \
          "read(gen) -> FrameState(state, lasti, localsplus, stack, exc_value, globals)"},\
         {"write", (PyCFunction)(void (*)(void))frames_write, METH_FASTCALL,   \

@@ -141,5 +141,6 @@ cs_write(PyObject *gen, long lasti, PyObject *locals, PyObject *stack, PyObject 
 }
 
 #include "_itertools313.h"
+#include "_asyncgen.h"
 
 COROSNAP_FRAMES_MODULE("corosnap.frames._cpython313", PyInit__cpython313, 0)

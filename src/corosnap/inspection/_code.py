@@ -38,7 +38,7 @@ import types
 from dataclasses import dataclass
 from typing import Any
 
-from ..bytecode import CodeRef, fingerprint, locate
+from ..bytecode import CodeRef, fingerprint, locate, types_coroutine_copy
 
 MAX_SOURCE = 16 * 1024 * 1024
 """Source files larger than this are not compiled."""
@@ -119,6 +119,15 @@ def _nested(code: types.CodeType, path: tuple[int, ...]) -> types.CodeType | Non
     return code
 
 
+def _match(code: types.CodeType, fp: int, path: tuple[int, ...]) -> types.CodeType | None:
+    """``code``, or the copy ``types.coroutine`` makes of nested generator code
+    (``bytecode._locate``), whichever has the fingerprint ``fp``."""
+    if fingerprint(code) == fp:
+        return code
+    copy = types_coroutine_copy(code) if path else None
+    return copy if copy is not None and fingerprint(copy) == fp else None
+
+
 def _all_codes(code: types.CodeType) -> list[types.CodeType]:
     out = [code]
     work = [code]
@@ -197,8 +206,9 @@ class CodeFinder:
         loaded = sys.modules.get(module)
         if loaded is not None and issubclass(type(loaded), types.ModuleType):
             for code in self._from_loaded(loaded, qualname, path):
-                if fingerprint(code) == fp:
-                    return Found(code, "loaded", None), ""
+                match = _match(code, fp, path)
+                if match is not None:
+                    return Found(match, "loaded", None), ""
                 mismatch = "loaded"
         compiled, lines, note = self._compile(module)
         if compiled is not None:
@@ -208,8 +218,9 @@ class CodeFinder:
                 nested = _nested(root, path)
                 if nested is None:
                     continue
-                if fingerprint(nested) == fp:
-                    return Found(nested, "source", lines), ""
+                match = _match(nested, fp, path)
+                if match is not None:
+                    return Found(match, "source", lines), ""
                 mismatch = mismatch or "source"
             note = f"its source has no function {qualname!r} (with that nested code)"
         if self.resolve:
@@ -218,8 +229,9 @@ class CodeFinder:
             except Exception as exc:  # noqa: BLE001 - any import failure is a note
                 note = f"importing it failed: {exc}"
             else:
-                if fingerprint(code) == fp:
-                    return Found(code, "import", None), ""
+                match = _match(code, fp, path)
+                if match is not None:
+                    return Found(match, "import", None), ""
                 mismatch = mismatch or "import"
         if mismatch:
             return None, (f"its code has changed since the snapshot (the {mismatch} code has "

@@ -176,7 +176,7 @@ class Inspector:
         root = Node(0, "generator", None, "")
         try:
             with _deep_enough():
-                walker.frame(pos, count - 1, 0, root, "root", None, None)
+                walker.root(pos, count - 1, root)
         except mp.Malformed as exc:  # msgpack validated it: only a walker bug gets here
             raise CorruptSnapshot(f"malformed blob: {exc}") from None
         # The root frame's extent includes the outer array header (and, the

@@ -61,7 +61,7 @@ def render(info: SnapshotInfo, width: int = 80) -> str:
     add(_fit(f"  fallback pickler: {picklers}", width))
     parts = [f"header {_b(info.header_bytes)}"]
     if info.envelope_bytes:
-        parts.append(f"signature envelope {_b(info.envelope_bytes)}")
+        parts.append(f"envelope {_b(info.envelope_bytes)}")  # the signature's
     if info.unread_bytes:
         parts.append(f"body (not read) {_b(info.unread_bytes)}")
     if info.frames:

@@ -26,7 +26,8 @@ one line of ``TAGS``, a small layout language read by ``Walker.tagged``:
 ``^``  the object is registered in the memo here (done even when the
        trailing fields were dropped)
 ``*``  repeat the previous field to the end of the array
-``F``  frame fields (the rest)      ``S``  values of a shaped dict
+``F``  frame fields (the rest; after raw scalars only: an async generator's flags)
+``S``  values of a shaped dict
 ====  ==================================================================
 
 A tag kind not in the table is shown as ``unknown tag N``: its items are
@@ -34,7 +35,9 @@ walked as values (their bytes still add up), and since the walker cannot
 know whether it registered in the memo, later back-references are marked
 as approximate.  Ext types work the same way (``EXTS``).
 
-Frames: a frame's fields are ``coderef, position, slots..., stack...``; how
+Frames: a frame's fields are ``coderef, position, slots..., stack...``
+(an async generator's frame is behind its tag and flags, also at the root:
+``Walker.root``); how
 many are slots is a property of the code, not stored in the blob.  When the
 code is found (``_code.CodeFinder``), the slots get their names, kinds and
 the stack its depth check; when it is not, fields are named ``#i`` with kind
@@ -74,7 +77,12 @@ from ..codec._tags import (
     EXT_WELLKNOWN,
     PICKLERS,
     SHAPE_MIN,
+    T_ANEXT,
+    T_ASEND,
+    T_ASYNCGEN,
+    T_ATHROW,
     T_CELL,
+    T_CORO_WRAPPER,
     T_DICT,
     T_DICTITER,
     T_DICTVIEW,
@@ -309,6 +317,25 @@ def _rangeiter_summary(w: Walker, node: Node, fields: list[Any]) -> None:
         node.summary = f"at {values[-1]} of range({', '.join(map(str, values[:-1]))})"
 
 
+_AG_FLAGS = {0: "", 1: "closed", 2: "in flight", 3: "closing, in flight"}
+_AW_STATES = {0: "not started", 1: "in flight", 2: "finished"}
+
+
+def _asyncgen_summary(w: Walker, node: Node, fields: list[Any]) -> None:
+    flags = _AG_FLAGS.get(fields[0]) if fields and type(fields[0]) is int else None
+    if flags is None:
+        w.warn(f"{w.where(node)}: malformed async generator flags")
+    elif flags:
+        node.summary += f", {flags}"
+
+
+def _awaitable_summary(w: Walker, node: Node, fields: list[Any]) -> None:
+    state = _AW_STATES.get(fields[1]) if len(fields) > 1 and type(fields[1]) is int else None
+    target = fields[0] if fields and isinstance(fields[0], Node) else None
+    of = f"of {target.summary or target.type}" if target is not None else ""
+    node.summary = ", ".join(x for x in (state, of) if x)
+
+
 def _method_summary(w: Walker, node: Node, fields: list[Any]) -> None:
     if len(fields) >= 2 and isinstance(fields[0], Node) and isinstance(fields[1], str):
         owner = fields[0].name or fields[0].type
@@ -341,6 +368,13 @@ TAGS: dict[int, TagSpec] = {
     T_DICTITER: TagSpec("dict_iterator", "vii^", ("<dict>",), _dictiter_type),
     T_DICTVIEW: TagSpec("dict_view", "vi^", ("<dict>",), _dictview_type),
     T_METHOD: TagSpec("method", "vs^", ("<self>",), _method_summary),
+    T_ASYNCGEN: TagSpec("async_generator", "iF", (), _asyncgen_summary),
+    T_ASEND: TagSpec("async_generator_asend", "viv*^", ("<agen>", "", "<value>"),
+                     _awaitable_summary),
+    T_ATHROW: TagSpec("async_generator_athrow", "viv*^", ("<agen>", "", "<args>[{i}]"),
+                      _awaitable_summary),
+    T_CORO_WRAPPER: TagSpec("coroutine_wrapper", "v^", ("<coroutine>",), _awaitable_summary),
+    T_ANEXT: TagSpec("anext_awaitable", "vv^", ("<awaitable>", "<default>"), _awaitable_summary),
 }
 """Tag kinds, one line each (docs/format.md section 3 has the table)."""
 
@@ -667,6 +701,22 @@ class Walker:
         return not (fam == mp.EXT and code == EXT_TAG)
 
     # -- frames ---------------------------------------------------------------
+    def root(self, pos: int, count: int, holder: Node) -> int:
+        """Walk the root frame's ``count`` fields at ``pos`` (after the
+        header), behind its tag and flags when it is an async generator's.
+        Returns the end."""
+        family, code, start, end = mp.head(self.buf, pos)
+        if count >= 2 and family == mp.EXT and code == EXT_TAG and end - start == 1:
+            if self.buf[start] != T_ASYNCGEN:
+                raise CorruptSnapshot(f"the root is a tag {self.buf[start]}, not a frame")
+            fields: list[Any] = []
+            pos, _ = self._field(holder, "i", end, "", fields, TAGS[T_ASYNCGEN], count - 1)
+            pos, _ = self.frame(pos, count - 2, 0, holder, "root", None, None)
+            _asyncgen_summary(self, holder, fields)
+            return pos
+        pos, _ = self.frame(pos, count, 0, holder, "root", None, None)
+        return pos
+
     def frame(self, pos: int, count: int, start: int, holder: Node, via: str,
               parent: int | None, path: str | None) -> tuple[int, int]:
         """Walk frame fields at ``pos`` (``count`` of them; the frame's
@@ -930,13 +980,20 @@ class Walker:
             node.summary = f"{count:,} items"
             return pos
         node.type = spec.type
-        if spec.layout == "F":
+        fields: list[Any] = []
+        if spec.layout.endswith("F"):
+            for code in spec.layout[:-1]:  # raw scalars first: an async generator's flags
+                if count < 1:
+                    raise CorruptSnapshot(f"{self.where(node)}: truncated {spec.type}")
+                pos, used = self._field(node, code, pos, "", fields, spec, count)
+                count -= used
             loc = self.location(node)
             parent = loc.frame if loc is not None else None
             path = f"{loc.slot}{loc.path}" if loc is not None else None
             pos, _ = self.frame(pos, count, node.start, node, "value", parent, path)
+            if spec.namer is not None:
+                spec.namer(self, node, fields)
             return pos
-        fields: list[Any] = []
         left = count
         for code, star, label in _steps(spec):
             if code == "^":

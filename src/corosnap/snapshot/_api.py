@@ -33,7 +33,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable
 from pickle import PickleBuffer
-from types import CoroutineType, GeneratorType
+from types import AsyncGeneratorType, CoroutineType, GeneratorType
 from typing import IO, Any, Literal
 
 import msgpack
@@ -46,6 +46,7 @@ from ..codec import BufferDecisions, pack_offered, pickler_id
 from ..codec._decoder import printable_cause
 from ..codec._engines import ENGINES
 from ..frames import backend
+from . import _asyncgen
 from ._blob import DEFAULT_MAX_SIZE, HEADER, open_blob, sign
 from ._capture import FrameEncoder, check_target, describe_target
 from ._restore import FrameDecoder
@@ -89,7 +90,7 @@ class _Caches:
 
 
 class Snapshotter:
-    """Captures suspended generators and coroutines as bytes, and rebuilds them.
+    """Captures suspended generators, coroutines and async generators as bytes, and rebuilds them.
 
     Options (each also a keyword of the module functions):
 
@@ -170,7 +171,7 @@ class Snapshotter:
 
     # -- capture ----------------------------------------------------------
     def dumps(self, obj: Any, *, buffer_callback: BufferCallback | None = None) -> bytes:
-        """Capture a suspended or not-yet-started generator/coroutine as bytes.
+        """Capture a suspended or not-yet-started generator/coroutine/async generator.
 
         ``buffer_callback``: as pickle's (protocol 5): called, once the snapshot
         is encoded, with a ``pickle.PickleBuffer`` of every bytes or bytearray
@@ -193,7 +194,10 @@ class Snapshotter:
             enc.memo[id(obj)] = 0  # the root is memo entry 0 (enc.register)
             enc.keep.append(obj)
             try:
-                fields = hook(enc, obj)
+                fields = (hook(enc, obj) if type(obj) is not AsyncGeneratorType
+                          else _asyncgen.encode_root(enc, obj))
+                if enc.after:
+                    enc.finish()
                 fields.insert(0, HEADER)
                 if enc.offered:  # buffers: decided now that nothing can be rolled back
                     try:
@@ -228,7 +232,7 @@ class Snapshotter:
 
     # -- restore ----------------------------------------------------------
     def loads(self, data: bytes, *, buffers: Iterable[Any] | None = None) -> Any:
-        """Rebuild the generator/coroutine captured in ``data``.
+        """Rebuild the generator/coroutine/async generator captured in ``data``.
 
         ``buffers``: the out-of-band buffers ``dumps``'s ``buffer_callback`` set
         aside, in order (any bytes-like objects; the restored values share their
@@ -300,7 +304,7 @@ def dumps(
     pickler: Pickler | None = None,
     buffer_callback: BufferCallback | None = None,
 ) -> bytes:
-    """Capture a suspended or not-yet-started generator/coroutine as bytes.
+    """Capture a suspended or not-yet-started generator/coroutine/async generator.
 
     ``key``: sign the blob with HMAC-SHA256 (``loads(..., key=)`` verifies it).
     ``pickler``: the fallback pickler for values corosnap cannot store natively:
@@ -329,7 +333,7 @@ def loads(
     max_size: int = DEFAULT_MAX_SIZE,
     buffers: Iterable[Any] | None = None,
 ) -> Any:
-    """Rebuild the generator/coroutine captured in ``data``.
+    """Rebuild the generator/coroutine/async generator captured in ``data``.
 
     Only give the default (``safe=False``) mode trusted input: like pickle, it
     can import modules and call the reduce callables the blob names, and the

@@ -1,14 +1,17 @@
-"""Capture: a suspended generator/coroutine -> the fields of one frame.
+"""Capture: a suspended generator/coroutine/async generator -> the fields of one frame.
 
 A frame is encoded as ``[coderef..., position, *localsplus, *stack]``:
 ``coderef`` names the code (see Encoder.coderef), ``position`` is the resume
 offset (``-1`` for a created frame), or ``[offset, exception]`` when the frame
 is suspended inside an ``except`` block.  The number of stack values is not
 stored: it is implied by the code and the offset, and checked on restore.
+An async generator's frame is encoded here too, by the Python engine (the C
+engine declines it); the tag and state around it are ``_asyncgen``'s.
 """
 
 from __future__ import annotations
 
+import sys
 import types
 from typing import Any
 from weakref import ref as ref_to
@@ -29,25 +32,34 @@ from ._contract import CaptureCode, CaptureState, Where
 _GENERATOR_TYPES = (types.GeneratorType, types.CoroutineType)
 
 
+_KIND_NAMES = {types.GeneratorType: "generator", types.CoroutineType: "coroutine",
+               types.AsyncGeneratorType: "async generator"}
+
+
+def _code_of(obj: Any) -> types.CodeType:
+    t = type(obj)
+    return (obj.gi_code if t is types.GeneratorType else obj.cr_code
+            if t is types.CoroutineType else obj.ag_code)
+
+
+def _a(noun: str) -> str:
+    return f"{'an' if noun[:1] in 'aeiou' else 'a'} {noun}"
+
+
 def describe_target(obj: Any) -> str:
-    code = getattr(obj, "gi_code", None) or getattr(obj, "cr_code", None)
-    if code is None:
-        return f"a {type(obj).__qualname__}"
-    kind = "coroutine" if type(obj) is types.CoroutineType else "generator"
-    return f"{kind} {code.co_qualname}()"
+    kind = _KIND_NAMES.get(type(obj))
+    if kind is None:
+        return _a(type(obj).__qualname__)
+    return f"{kind} {_code_of(obj).co_qualname}()"
 
 
 def check_target(obj: Any) -> None:
     t = type(obj)
-    if t is types.GeneratorType or t is types.CoroutineType:
+    if t in _KIND_NAMES:
         return
-    if t is types.AsyncGeneratorType:
-        raise SnapshotError(
-            f"{describe_target(obj)}: async generators are not supported (yet); "
-            "snapshot plain generators and async def coroutines"
-        )
     raise SnapshotError(
-        f"corosnap snapshots generators and coroutines; got {t.__module__}.{t.__qualname__}"
+        "corosnap snapshots generators, coroutines and async generators; got "
+        f"{t.__module__}.{t.__qualname__}"
     )
 
 
@@ -119,10 +131,10 @@ class FrameEncoder:
         return self.encode(enc, gen)
 
     def encode(self, enc: Encoder, gen: Any) -> list[Any]:
-        """Encode one generator/coroutine frame (its sub-generators recursively,
-        through ``enc``): the Python engine."""
+        """Encode one generator/coroutine/async generator frame (its
+        sub-generators recursively, through ``enc``): the Python engine."""
         state, lasti, localsplus, stack, exc, globals_ = backend().read(gen)
-        code = gen.gi_code if type(gen) is types.GeneratorType else gen.cr_code
+        code = _code_of(gen)
         if state != SUSPENDED and state != CREATED_STATE:
             if state == FINISHED and enc.keep and enc.keep[0] is not gen:
                 # A finished generator held as a value (a helper kept in a local):
@@ -182,7 +194,7 @@ class FrameEncoder:
 def _name_failure(enc: Encoder, gen: Any, err: SnapshotError) -> SnapshotError:
     """The C engine's error, with the frame and the slot named."""
     _state, _lasti, localsplus, stack, exc, globals_ = backend().read(gen)
-    code = gen.gi_code if type(gen) is types.GeneratorType else gen.cr_code
+    code = _code_of(gen)
     what, again = _failing_slot(enc, exc, localsplus, stack, code_info(code).slot_names, NULL)
     # The error met again by encoding that slot alone names the frames below
     # this one (the C path recursed into them without naming them).
@@ -265,16 +277,33 @@ def _slot(encoded: Any) -> Any:
 
 
 def _where(gen: Any, globals_: dict[str, Any] | None) -> str:
-    module = globals_.get("__name__") if globals_ else "?"
+    module = globals_.get("__name__") if globals_ else _module_of(_code_of(gen))
     return f"{describe_target(gen)} (module {module})"
+
+
+def _module_of(code: types.CodeType) -> str:
+    """The module a finished generator's code comes from (its frame, and so
+    its globals, are gone): a loaded module of its file where the code is
+    found by name (``describe``), else the first module loaded from its file."""
+    by_file = None
+    for name, module in list(sys.modules.items()):
+        if getattr(module, "__file__", None) != code.co_filename:
+            continue
+        by_file = by_file or name
+        try:
+            describe(code, name)
+        except SnapshotError:
+            continue
+        return name
+    return by_file or "?"
 
 
 def _refuse_state(gen: Any, state: int, globals_: dict[str, Any] | None) -> None:
     check_target(gen)
     if state == RUNNING:
         raise SnapshotError(
-            f"{_where(gen, globals_)} is running: a generator cannot be captured while it "
-            "executes (dumps() must be called from outside it)"
+            f"{_where(gen, globals_)} is running: {_a(_KIND_NAMES[type(gen)])} cannot be "
+            "captured while it executes (dumps() must be called from outside it)"
         )
     raise SnapshotError(f"{_where(gen, globals_)} has finished or was closed: there is "
                         "nothing to resume")

@@ -179,14 +179,18 @@ static struct {
 /* The slot kinds of bytecode/_kinds.py, as this engine numbers them (checked
  * against Python's numbers at import). */
 enum { K_ANY = 0, K_ITER = 1, K_LIST = 2, K_SET = 3, K_EXC = 4, K_EXC_OR_NONE = 5,
-       K_LASTI = 6, K_INDEX = 7, K_DICT = 8, K_EXC_LIST = 9, K_COUNT = 10 };
+       K_LASTI = 6, K_INDEX = 7, K_DICT = 8, K_EXC_LIST = 9, K_CALL1_SELF = 10, K_COUNT = 11 };
 static const char *cs_kind_names[K_COUNT] = {"ANY", "ITER", "LIST", "SET", "EXC", "EXC_OR_NONE",
-                                             "LASTI", "INDEX", "DICT", "EXC_LIST"};
+                                             "LASTI", "INDEX", "DICT", "EXC_LIST",
+                                             "CALL1_SELF"};
+/* list.append (K_CALL1_SELF, CPython 3.13). */
+static PyObject *cs_list_append = NULL;
 static unsigned int cs_tagged_kinds = 0; /* bit k: kind k is a tagged integer (3.14+) */
 
 /* Method and attribute names, interned once. */
 static PyObject *s_next, *s_name, *s_enc, *s_note_globals, *s_coderef, *s_delegated_frame,
-    *s_encode, *s_decode, *s_adopt, *s_check_chain, *s_dec, *s_finish, *s_setstate, *s_close;
+    *s_encode, *s_decode, *s_adopt, *s_check_chain, *s_dec, *s_finish, *s_setstate, *s_close,
+    *s_done;
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -573,6 +577,7 @@ cs_kind_ok(PyObject *x, int kind, Py_ssize_t ncodeunits)
 {
     switch (kind) {
     case K_ANY: return 1;
+    case K_CALL1_SELF: return 1; /* only an empty slot is checked (cs_check_frame) */
     case K_ITER: return cs_hasattr((PyObject *)Py_TYPE(x), s_next);
     case K_LIST: return PyList_CheckExact(x);
     case K_SET: return PySet_CheckExact(x);
@@ -722,6 +727,13 @@ cs_check_frame(RestoreState *st, RestoreCode *rc, Plan *plan, PyObject *gen, PyO
             if (!check->nullable) {
                 cs_corrupt(label, "value stack slot %zd is empty where the bytecode always "
                                   "has a value", index - n);
+                return -1;
+            }
+            if (check->kind == K_CALL1_SELF && index > n &&
+                PyList_GET_ITEM(slots, index - 1) == cs_list_append) {
+                /* 3.13's CALL_LIST_APPEND reads this slot without a NULL check. */
+                cs_corrupt(label, "value stack slot %zd is empty above list.append, which "
+                                  "CPython 3.13 calls without checking its self slot", index - n);
                 return -1;
             }
             continue;
@@ -974,6 +986,12 @@ cs_restore_frame(RestoreState *st, PyObject *v, Py_ssize_t i, int root)
     if (rc->fn == Py_None || PyDict_GET_SIZE(rc->kwargs) != 0) {
         goto slow; /* no generator function, or keyword-only arguments: fn(**kwargs) */
     }
+    if (!PyCode_Check(rc->code) || ((PyCodeObject *)rc->code)->co_flags & CO_ASYNC_GENERATOR) {
+        /* An async generator: its tag's flags and its awaitables are the
+         * Python engine's (snapshot/_asyncgen.py), and so is refusing its
+         * code in a frame without that tag. */
+        goto slow;
+    }
     Py_ssize_t n = rc->nlocals;
     if (at >= len) goto slow;
     PyObject *pos = PyList_GET_ITEM(v, at), *exc_f = NULL;
@@ -1191,6 +1209,13 @@ cs_restore_root(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         st->exceptions != NULL && st->allow != NULL) {
         out = cs_restore_frame(st, args[2], 1, 1);
     }
+    if (out != NULL && out != Py_None && st->decoder != Py_None) {
+        /* FrameDecoder.done: the steps decoding left for after the whole
+         * blob (restored async generators in flight take the loop's hooks). */
+        PyObject *r = cs_call_method(st->frames, s_done, st->decoder, NULL, NULL, NULL);
+        if (r == NULL) Py_CLEAR(out);
+        Py_XDECREF(r);
+    }
     /* The decoder refers to this state (its cstate): break the cycle here. */
     Py_SETREF(st->decoder, Py_NewRef(Py_None));
     Py_DECREF(st);
@@ -1225,6 +1250,10 @@ cs_import_names(void)
         return -1;
     }
     Py_INCREF(cs_tag_rangeiter);
+    /* list.append, as LOAD_ATTR pushes it (the descriptor itself: the type's
+     * getattr returns it unbound). */
+    Py_XSETREF(cs_list_append, PyObject_GetAttrString((PyObject *)&PyList_Type, "append"));
+    if (cs_list_append == NULL) return -1;
     /* The slot kinds: the same numbers as bytecode/_kinds.py, and all of them. */
     PyObject *kinds = PyImport_ImportModule("corosnap.bytecode._kinds");
     if (kinds == NULL) return -1;
@@ -1278,6 +1307,7 @@ cs_intern_names(void)
         {&s_delegated_frame, "delegated_frame"}, {&s_encode, "encode"}, {&s_decode, "decode"},
         {&s_adopt, "adopt"}, {&s_check_chain, "check_chain"}, {&s_dec, "dec"},
         {&s_finish, "finish"}, {&s_setstate, "__setstate__"}, {&s_close, "close"},
+        {&s_done, "done"},
     };
     for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
         if (*names[k].var == NULL && (*names[k].var = PyUnicode_InternFromString(names[k].text))

@@ -1,4 +1,4 @@
-"""Restore: frame fields -> a live generator/coroutine, validated first.
+"""Restore: frame fields -> a live generator/coroutine/async generator, validated first.
 
 Order of work for one frame, and why:
 1. Resolve the code by name and compare fingerprints (CodeMismatch).
@@ -19,6 +19,12 @@ out once per code and offset (a ``RestoreCode``, its ``Plan``s and their
 ``Check``s, records of ``_contract``) is also what the C engine
 (``_csnapshot.restore``) reads, and ``check_frame`` is the one Python copy
 of the checks the C engine makes with the same messages.
+
+Async generators: their frames are restored here, by the Python engine
+only (the C engine declines every code with ``CO_ASYNC_GENERATOR``), with
+the flags ``_asyncgen`` read from their tag (``decode(..., agflags=)``).  A
+frame of an async generator's code without that tag, or the tag on any
+other code, is refused.
 """
 
 from __future__ import annotations
@@ -27,14 +33,16 @@ import dis
 import inspect
 import sys
 import types
+from collections.abc import Callable
 from typing import Any
 from weakref import ref as ref_to
 
 from .._errors import CodeMismatch, CorruptSnapshot, LimitExceeded, RestoreError
 from .._weak import ModuleCache
-from ..bytecode import CodeRef, code_info, fingerprint, locate
+from ..bytecode import CodeRef, code_info, fingerprint, locate, types_coroutine_copy
 from ..bytecode._analysis import DELEGATE
 from ..bytecode._kinds import (
+    CALL1_SELF,
     DICT,
     EXC,
     EXC_LIST,
@@ -52,14 +60,17 @@ from ..bytecode._kinds import (
 from ..codec import NONE_MARK, Decoder, Deferred, Tag, is_exception
 from ..codec._engines import ENGINES
 from ..codec._globals import check_allowed
+from ..codec._tags import T_ASYNCGEN
 from ..frames import NULL, TaggedInt, backend, virtual_iterable
-from . import _contract
+from . import _asyncgen, _contract
 from ._contract import Check, Plan, RestoreCode, RestoreState
 
 _WALK = frozenset({list, dict, Deferred})
+_LIST_APPEND = list.append
 V = sys.version_info[:2]
 
 _RESUMABLE = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ITERABLE_COROUTINE
+_AGEN = inspect.CO_ASYNC_GENERATOR
 
 
 class _Gone:
@@ -80,7 +91,7 @@ def make_entry(codes: ModuleCache[Any], module: Any, code: types.CodeType,
     args: tuple[Any, ...] = ()
     kwargs: dict[str, Any] = {}
     flags = code.co_flags
-    if flags & _RESUMABLE and not flags & inspect.CO_ASYNC_GENERATOR:
+    if flags & (_RESUMABLE | _AGEN):
         closure = tuple(types.CellType() for _ in code.co_freevars) or None
         fn = types.FunctionType(code, globals_, code.co_name, None, closure)
         argc = code.co_argcount
@@ -134,8 +145,20 @@ def fresh(entry: Any) -> Any:
     is overwritten by the restore right after.
     """
     if entry.fn is None:
-        raise CorruptSnapshot(f"{entry.label} is not a generator or coroutine function")
+        raise CorruptSnapshot(f"{entry.label} is not a generator, coroutine or async "
+                              "generator function")
     return entry.fn(*entry.args, **entry.kwargs)
+
+
+def finished(entry: Any) -> Any:
+    """A finished generator/coroutine/async generator of ``entry``'s code,
+    made and closed without running any of its code."""
+    gen = fresh(entry)
+    if type(gen) is types.AsyncGeneratorType:
+        _asyncgen.finished(gen)
+    else:
+        gen.close()  # a created generator closes without running any code
+    return gen
 
 
 def slot_error(entry: Any, index: int, exc: BaseException) -> BaseException:
@@ -196,7 +219,8 @@ def check_chain(dec: Decoder, entry: Any, gen: Any, sub: Any) -> None:
         elif t is types.CoroutineType:
             x = x.cr_await
         else:
-            return
+            # async generators and their awaitables pass it on too
+            x = _asyncgen.delegate_of(x)
     raise LimitExceeded(f"{entry.label}: yield from / await chain longer than {MAX_CHAIN}")
 
 
@@ -262,6 +286,12 @@ def check_frame(entry: Any, plan: Any, gen: Any, slots: list[Any], fresh_sub: bo
             if not check.nullable:
                 raise CorruptSnapshot(f"{label}: value stack slot {index - n} is empty where "
                                       "the bytecode always has a value")
+            if kind == CALL1_SELF and index > n and slots[index - 1] is _LIST_APPEND:
+                # 3.13's CALL_LIST_APPEND reads this slot without a NULL check.
+                raise CorruptSnapshot(
+                    f"{label}: value stack slot {index - n} is empty above list.append, "
+                    "which CPython 3.13 calls without checking its self slot"
+                )
             continue
         if not kind:
             continue
@@ -319,6 +349,7 @@ class FrameDecoder:
         self.hook = self.decode if self.restore_c is None else self.decode_accelerated
 
     fresh = staticmethod(fresh)
+    finished = staticmethod(finished)
     check_chain = staticmethod(check_chain)
 
     # -- one blob ---------------------------------------------------------
@@ -333,20 +364,32 @@ class FrameDecoder:
             # any side effect, and the Python engine does the root.
             gen = restore_root(self, self.codes.data, tree)
             if gen is not None:
-                return gen
-            hook = self.decode
+                return gen  # restore_root called done() if it made a Decoder
+            hook: Callable[..., Any] = self.decode
         elif restore_root is not None and not safe:
             hook = self.hook  # the C engine, with a Decoder that has the buffers
         else:
             hook = self.decode
         dec = self.decoder(self, safe, allow, buffers)
         try:
-            return hook(dec, tree, 1, root=True)
+            gen = hook(dec, tree, 1, root=True)
+            self.done(dec)
+            return gen
         finally:
             state = dec.cstate  # made by decode_accelerated; they refer to each other
             if state is not None:
                 dec.cstate = None
                 state.decoder = None
+
+    @staticmethod
+    def done(dec: Decoder) -> None:
+        """Once the whole blob is restored: the steps decoding left for then
+        (``Decoder.after``: restored async generators in flight take the
+        event loop's hooks).  The C engine's restore_root calls it too."""
+        if dec.after:
+            steps, dec.after = dec.after, []
+            for step in steps:
+                step()
 
     def adopt(self, state: Any) -> Decoder:
         """The Decoder of a C engine state built without one: it shares the
@@ -373,12 +416,23 @@ class FrameDecoder:
             return gen
         return self.decode(dec, v, i, root)
 
-    def decode(self, dec: Decoder, v: list[Any], i: int, root: bool = False) -> Any:
+    def decode(self, dec: Decoder, v: list[Any], i: int, root: bool = False,
+               agflags: int = -1) -> Any:
         """Rebuild one frame from v[i:] (see the module docstring): the Python
         engine.  ``root``: the blob's outermost frame, decoded last; the checks
         that need the whole object graph (``Decoder.finish``) run just before
-        it is written."""
+        it is written.  ``agflags``: the frame is an async generator's, with
+        these flags (``_asyncgen``); -1: a generator's or a coroutine's."""
+        if agflags < 0 and i < len(v) and type(v[i]) is Tag:
+            # A blob whose root is an async generator: its tag and flags first.
+            if not root or v[i].kind != T_ASYNCGEN:
+                raise CorruptSnapshot("malformed frame")
+            return _asyncgen.decode(dec, v, i, root=True)
         entry, i = self.coderef(dec, v, i)
+        if bool(entry.code.co_flags & _AGEN) != (agflags >= 0):
+            raise CorruptSnapshot(f"{entry.label} is {'an' if agflags < 0 else 'not an'} async "
+                                  "generator, where the blob has "
+                                  f"{'a generator or coroutine' if agflags < 0 else 'one'}")
         if i >= len(v):
             raise CorruptSnapshot(f"{entry.label}: truncated frame")
         pos = v[i]
@@ -436,18 +490,27 @@ class FrameDecoder:
                 named = slot_error(entry, len(slots), err)
                 raise named from named.__cause__
             check_frame(entry, plan, gen, slots, fresh_sub, dec)
+            if agflags > 0 and agflags & _asyncgen.RUNNING and plan.delegate_at < 0:
+                raise CorruptSnapshot(f"{entry.label}: an async generator with an operation "
+                                      "in flight is suspended inside an await, not at a yield")
             if root:
                 dec.finish()
+            frames = backend()
             try:
-                backend().write(gen, pos, slots[:n], slots[n:], exc)
+                frames.write(gen, pos, slots[:n], slots[n:], exc)
             except (TypeError, ValueError) as err:
                 raise CorruptSnapshot(f"{entry.label}: {err}") from err
+            if agflags > 0:
+                frames.ag_set_flags(gen, agflags)  # checked by _asyncgen; a fresh generator
             return gen
         except BaseException:
             # Refused: the fresh generator is still in its created state
             # (nothing was written); closing it runs no code and avoids a
-            # "coroutine was never awaited" warning.
-            gen.close()
+            # "coroutine was never awaited" warning.  (A created async
+            # generator has no close() and needs none: dropped, it closes
+            # without running code.)
+            if agflags < 0:
+                gen.close()
             raise
         finally:
             active.discard(key)
@@ -509,6 +572,12 @@ class FrameDecoder:
             ref = CodeRef(module, qual, path)
             code, globals_ = locate(ref)
             now = fingerprint(code)
+            if now != fp and path:
+                # A generator function decorated with types.coroutine inside the
+                # root: its code is a flagged copy of the constant (bytecode/_locate).
+                copy = types_coroutine_copy(code)
+                if copy is not None and fingerprint(copy) == fp:
+                    code, now = copy, fp
             if now != fp:
                 raise CodeMismatch(
                     f"{module}.{code.co_qualname}(): its code changed since the snapshot was "
@@ -523,5 +592,5 @@ class FrameDecoder:
         return entry, i + 3
 
 
-__all__ = ["FrameDecoder", "MAX_CHAIN", "check_chain", "check_frame", "fresh", "make_entry",
-           "make_plan", "slot_error"]
+__all__ = ["FrameDecoder", "MAX_CHAIN", "check_chain", "check_frame", "finished", "fresh",
+           "make_entry", "make_plan", "slot_error"]
