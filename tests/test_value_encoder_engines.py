@@ -7,7 +7,10 @@ codec property tests' values, plus instances that go through the reduce
 protocol: frozen and slotted dataclasses, enums, datetimes, Decimals, big
 ints, shared references and cycles, module globals) and on every suspension
 point of the construct zoo, each captured cold (codes not yet known to the C
-snapshot engine) and warm.  A refusal must be the same too: the same
+snapshot engine) and warm.  Builtin iterators, which the C encoder hands back
+to the Python one, are checked in every place a value can hold them, with the
+refusal of subclasses of itertools' types and module-level iterators stored by
+reference.  A refusal must be the same too: the same
 exception class and message.
 """
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import decimal
+import itertools
 import sys
 from typing import Any
 
@@ -145,3 +149,87 @@ def test_every_zoo_suspension_point_encodes_to_the_same_bytes(
             _same_bytes(obj)
             compared += 1
     assert compared > 100
+
+
+class CountSub(itertools.count):
+    """A subclass of an itertools type: refused by both encoders, never reduced."""
+
+
+class ChainSub(itertools.chain):
+    pass
+
+
+MODULE_COUNT = itertools.count(5)
+MODULE_MAP = map(abs, [-1, -2, -3])
+MODULE_COUNT_SUB = CountSub(3)
+
+
+def _iterator_values() -> list[Any]:
+    src = iter(range(100, 110))
+    t1, t2 = itertools.tee(src)
+    next(t1)
+    grouped = itertools.groupby("aabbbc")
+    next(grouped)
+    islice = itertools.islice(map(abs, [-1, -2, -3, -4]), 1, None)
+    next(islice)
+    return [
+        itertools.count(1000), {"ids": itertools.count(2, 3), "cyc": itertools.cycle("ab")},
+        (t1, t2, t1), grouped, islice,
+        FrozenSlots(itertools.repeat("r", 3), itertools.chain([1], {"k": 2})),
+        zoo.Slotted(itertools.zip_longest([1], "ab", fillvalue=[]), filter(None, [0, 1])),
+        [reversed([1, 2, 3]), iter(list().pop, None), itertools.product("ab", repeat=2)],
+        itertools.starmap(pow, [(2, 3)]),
+    ]
+
+
+@pytest.mark.parametrize("index", range(len(_iterator_values())))
+def test_builtin_iterators_encode_to_the_same_bytes(index: int) -> None:
+    # The C encoder hands each builtin iterator to the Python one
+    # (_enc_other), which calls the C enc again for the values inside.
+    g = zoo.holds(_iterator_values()[index])
+    next(g)
+    _same_bytes(g)
+
+
+@pytest.mark.parametrize("value", [
+    CountSub(1), [1, ChainSub([1], [2])], {"k": CountSub(2)}, FrozenSlots(1, CountSub(3)),
+], ids=["bare", "in_list", "in_dict", "in_reduced_instance"])
+def test_subclasses_of_itertools_types_are_refused_alike(value: Any) -> None:
+    # Not in the dispatch table (an exact-type lookup): the C encoder's
+    # instance path must refuse it as the Python _other does, not reduce it.
+    g = zoo.holds(value)
+    next(g)
+    python = default()._with_engine("python")
+    kind, message = _outcome(python, g)
+    assert kind == "SnapshotError"
+    assert "a subclass of itertools." in message
+    assert "fallback pickler" not in message
+    _same_bytes(g)
+
+
+def _holds_module_iterators() -> Any:
+    held = [MODULE_COUNT, {"m": MODULE_MAP}, MODULE_COUNT]
+    yield held
+
+
+def test_module_level_iterators_are_stored_by_reference_alike() -> None:
+    g = _holds_module_iterators()
+    next(g)
+    _same_bytes(g)
+    for engine in ("python", "c"):
+        snap = default()._with_engine(engine)
+        g2 = snap.loads(snap.dumps(g))
+        held = g2.gi_frame.f_locals["held"]
+        assert held[0] is MODULE_COUNT and held[2] is MODULE_COUNT, engine
+        assert held[1]["m"] is MODULE_MAP, engine
+
+
+def _holds_module_subclass_instance() -> Any:
+    held = [MODULE_COUNT_SUB]
+    yield held
+
+
+def test_a_module_level_subclass_instance_is_treated_alike() -> None:
+    g = _holds_module_subclass_instance()
+    next(g)
+    _same_bytes(g)

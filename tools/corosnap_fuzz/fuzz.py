@@ -508,13 +508,14 @@ class MemoWalk(TreeWalk):
     not yet read) at each place in the tree.
 
     Registration order, as in ``codec._decoder`` and ``snapshot._restore``:
-    plain lists and dicts, sets, dict pairs, shaped dicts and cells before
-    their contents; a frame's generator after its code reference, before its
-    slots; a reduce's object after its callable and arguments, before its
-    state, list and dict items; a function once it is complete; tuples,
-    frozensets and ranges never.  ``sites`` lists, for every value read while
-    something is being built, ``(container, key, open indexes, in_reduce)``:
-    the places a back-reference can close a cycle.
+    plain lists and dicts, sets, dict pairs, shaped dicts, cells and builtin
+    iterators (``codec._iterators``) before their contents; a frame's
+    generator after its code reference, before its slots; a reduce's object
+    after its callable and arguments, before its state, list and dict items;
+    a function once it is complete; tuples, frozensets and ranges never.
+    ``sites`` lists, for every value read while something is being built,
+    ``(container, key, open indexes, in_reduce)``: the places a
+    back-reference can close a cycle.
     """
 
     def __init__(self) -> None:
@@ -603,6 +604,12 @@ class MemoWalk(TreeWalk):
             self.open.pop()
         elif kind in (T_TUPLE, T_FROZENSET, T_RANGE, T_EXCEPTION):
             self._items(x, 1)
+        elif kind in ITERATOR_KINDS:
+            # a builtin iterator: registered before its fields (a fresh one
+            # from its constructor, written once they are decoded)
+            self._opened()
+            self._items(x, 1)
+            self.open.pop()
         elif kind in (T_REDUCE, T_NEWOBJ):
             self.reduce_depth += 1
             self._at(x, 1)
@@ -689,6 +696,8 @@ SAFE_GLOBALS = (
     ("nosuchmodule", "x"), ("corosnap_fuzz.zoo", "Point.nosuch"),
 )
 WELLKNOWN_COUNT = 27
+ITERATOR_KINDS = tuple(range(64, 90))
+"""Tags of the builtin iterators (codec/_iterators.py)."""
 STRINGS = ("", "a", "ready", "__init__", "x" * 40, "\u20ac", "samples", "corosnap_fuzz.zoo",
            "loop_range", "__next__", "\x00", "é" * 3)
 
@@ -798,8 +807,14 @@ class Gen:
         r = self.rng
         kind = r.choice((T_TUPLE, T_SET, T_FROZENSET, T_DICT, T_FLATLIST, T_GLOBAL, T_MODULE,
                          T_CELL, T_FUNCTION, T_FRAME, T_REDUCE, T_NEWOBJ, T_RANGE, T_RANGEITER,
-                         T_SEQITER, T_SHAPED, T_METHOD, 0, 17))
+                         T_SEQITER, T_SHAPED, T_METHOD, 0, 17, *ITERATOR_KINDS))
         items = [self.value(depth + 1) for _ in range(r.randint(0, 4))]
+        if kind in ITERATOR_KINDS:
+            # a builtin iterator (tags 64-89): fields drawn from iterators
+            # (list iterators, back-references) and small or edge ints
+            pool = ([tag(T_SEQITER), [1, 2], 0], ref(r.randint(0, 12)), r.randint(-2, 60),
+                    self.int_(), self.value(depth + 1), [tag(T_TUPLE), "a", "b"])
+            return [tag(kind), *[r.choice(pool) for _ in range(r.randint(0, 6))]]
         if kind == T_METHOD:
             # a bound method: of a value, of a zoo class or object, by a name
             # that may or may not be a method of it (tag 21)
@@ -1051,7 +1066,7 @@ def t_tag(r: random.Random, tree: Any, g: Gen) -> bool:
     lst = c[k]
     choice = r.random()
     if choice < 0.5:
-        lst[0] = tag(r.choice((r.randint(0, 22), tag_kind(lst) or 0)))
+        lst[0] = tag(r.choice((r.randint(0, 22), r.choice(ITERATOR_KINDS), tag_kind(lst) or 0)))
     elif choice < 0.75 and len(lst) > 1:
         del lst[r.randrange(1, len(lst))]
     else:

@@ -263,6 +263,74 @@ def loop_itertools():
         yield ("chain", x)
 
 
+def is_small(x: Any) -> bool:
+    return x < 4
+
+
+def loop_builtin_iterators():
+    """Every builtin iterator corosnap stores with its position (tags 64-89).
+    Infinite ones are cut by a counter, not by islice: a mutated islice
+    position over an endless input would make one next() endless (data, not
+    corosnap: see the rule at the top)."""
+    nums = [3, 1, 4, 1, 5, 9, 2, 6]
+    n = 0
+    for x in itertools.count(7, 3):
+        n += 1
+        if n > 2:
+            break
+        yield ("count", x)
+    for x in itertools.repeat("r", 2):
+        yield ("repeat", x)
+    n = 0
+    for x in itertools.cycle("ab"):
+        n += 1
+        if n > 3:
+            break
+        yield ("cycle", x)
+    for x in itertools.islice(nums, 1, 7, 2):
+        yield ("islice", x)
+    for x in itertools.chain(nums[:2], "xy"):
+        yield ("chain", x)
+    for x in itertools.chain.from_iterable([[1], (2, 3)]):
+        yield ("chain.from_iterable", x)
+    for x in itertools.zip_longest([1], "ab", fillvalue=0):
+        yield ("zip_longest", x)
+    for x in itertools.accumulate(nums[:3], initial=1):
+        yield ("accumulate", x)
+    for x in itertools.pairwise(nums[:3]):
+        yield ("pairwise", x)
+    batched = getattr(itertools, "batched", None)
+    if batched is not None:
+        for x in batched(nums[:5], 2):
+            yield ("batched", x)
+    for x in itertools.compress(nums, [1, 0, 1]):
+        yield ("compress", x)
+    for x in itertools.dropwhile(is_small, nums[3:]):
+        yield ("dropwhile", x)
+    for x in itertools.takewhile(is_small, nums):
+        yield ("takewhile", x)
+    for x in itertools.filterfalse(is_odd, nums[:4]):
+        yield ("filterfalse", x)
+    for x in itertools.starmap(f3, [(1, 2, 3), (4, 5, 6)]):
+        yield ("starmap", x)
+    a, b = itertools.tee(nums[:3])
+    for x in a:
+        yield ("tee", x, next(b))
+    for k, group in itertools.groupby("aabbbc"):
+        for x in group:
+            yield ("groupby", k, x)
+    for x in itertools.product("ab", range(2)):
+        yield ("product", x)
+    for x in itertools.permutations("abc", 2):
+        yield ("permutations", x)
+    for x in itertools.combinations(nums[:4], 2):
+        yield ("combinations", x)
+    for x in itertools.combinations_with_replacement("ab", 2):
+        yield ("cwr", x)
+    for x in reversed(("p", "q")):
+        yield ("reversed", x)
+
+
 def loop_generator():
     for x in loop_range(3):
         yield ("inner", x)
@@ -921,6 +989,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("loop_wrappers", loop_wrappers, _sends(*_N, *_N[:6])),
     Scenario("loop_sets", loop_sets, _sends(*_N[:6])),
     Scenario("loop_itertools", loop_itertools, _sends(*_N[:8])),
+    Scenario("loop_builtin_iterators", loop_builtin_iterators, _sends(*(None,) * 64)),
     Scenario("loop_generator", loop_generator, _sends(*_N[:3])),
     Scenario("loop_nested", lambda: loop_nested(2), _sends(None, 1, 2, 3, 4)),
     Scenario("loop_while", loop_while, _sends(None, 1, None, 2)),

@@ -6,6 +6,8 @@ handed to the frame hooks supplied by ``corosnap.snapshot``, which keeps this
 layer free of frame knowledge.
 """
 
+# _iterators registers the builtin iterators' tags in the encoder and decoder.
+from . import _iterators  # noqa: F401
 from ._decoder import Decoder, ext_hook, is_exception, new_ext_hook
 from ._encoder import BufferDecisions, Encoder, pack_offered, type_name
 from ._markers import NONE_MARK, Deferred, Tag

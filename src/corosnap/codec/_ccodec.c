@@ -369,6 +369,9 @@ static PyTypeObject ExtHook_Type = {
  * pickler of Encoder._other.  Everything else (functions, classes, frames,
  * cells, iterators, buffers, exceptions, the strict re-encoding's checks)
  * goes to Python: Encoder._enc_other, Encoder._other, Encoder._enc_python.
+ * An instance of a subclass of a type in the encoder's NO_REDUCE (itertools'
+ * types) is not reduced here either: Encoder._other refuses it, with the
+ * same words whichever engine met it.
  *
  * The Encoder's tables are its __slots__, read at their offsets (found once,
  * from the member descriptors of the Encoder class, and checked to be object
@@ -391,14 +394,14 @@ static PyTypeObject ExtHook_Type = {
 enum { T_TUPLE = 1, T_SET = 2, T_FROZENSET = 3, T_DICT = 4, T_FLATLIST = 5, T_GLOBAL = 6,
        T_REDUCE = 11, T_NEWOBJ = 12, T_SHAPED = 16, CV_NTAGS = 22 };
 
-static PyObject *cv_Encoder, *cv_DISPATCH, *cv_SnapshotError, *cv_global_name,
+static PyObject *cv_Encoder, *cv_encoder_dict, *cv_DISPATCH, *cv_SnapshotError, *cv_global_name,
     *cv_WELLKNOWN_INDEX, *cv_copyreg_dispatch, *cv_newobj;
 static PyObject *cv_tags[CV_NTAGS];
 static PyObject *cv_refs[256], *cv_wellknown[256];
 static Py_ssize_t cv_intlist_min, cv_shape_min, cv_buffer_min;
 static PyObject *cv_s_enc_other, *cv_s_other, *cv_s_enc_python, *cv_s_module_value,
     *cv_s_rollback, *cv_s_pickle, *cv_s_class_ref, *cv_s_callable_ref, *cv_s_reduce_ex,
-    *cv_s_module, *cv_s_qualname, *cv_four;
+    *cv_s_module, *cv_s_qualname, *cv_s_no_reduce, *cv_four;
 
 enum { F_MEMO, F_KEEP, F_STRINGS, F_CODES, F_SHAPES, F_BUSY, F_OFFERED, F_STRICT,
        F_BUFFER_CALLBACK, F_GLOBAL_IDS, F_COUNT };
@@ -432,6 +435,10 @@ cv_ready(void)
     if (m == NULL) return -1;
     PyObject *encoder = PyObject_GetAttrString(m, "Encoder");
     PyObject *dispatch = PyObject_GetAttrString(m, "_DISPATCH");
+    /* codec/_encoder.py's globals: NO_REDUCE is rebound there by the kinds
+     * that register themselves (codec/_iterators.py), so it is read at each
+     * use, as the Python encoder reads it. */
+    PyObject *mdict = Py_NewRef(PyModule_GetDict(m));
     Py_DECREF(m);
     PyObject *errors = PyImport_ImportModule("corosnap._errors");
     PyObject *globals = PyImport_ImportModule("corosnap.codec._globals");
@@ -500,18 +507,20 @@ cv_ready(void)
         {&cv_s_rollback, "_rollback"}, {&cv_s_pickle, "_pickle"},
         {&cv_s_class_ref, "_class_ref"}, {&cv_s_callable_ref, "_callable_ref"},
         {&cv_s_reduce_ex, "__reduce_ex__"}, {&cv_s_module, "__module__"},
-        {&cv_s_qualname, "__qualname__"}};
+        {&cv_s_qualname, "__qualname__"}, {&cv_s_no_reduce, "NO_REDUCE"}};
     for (size_t k = 0; k < sizeof(strs) / sizeof(strs[0]); k++) {
         if (*strs[k].target == NULL &&
             (*strs[k].target = PyUnicode_InternFromString(strs[k].text)) == NULL) goto done;
     }
     if (cv_four == NULL && (cv_four = PyLong_FromLong(4)) == NULL) goto done;
     cv_DISPATCH = Py_NewRef(dispatch);
+    Py_XSETREF(cv_encoder_dict, Py_NewRef(mdict));
     cv_Encoder = Py_NewRef(encoder); /* last: marks the module ready */
     rc = 0;
 done:
     Py_XDECREF(encoder);
     Py_XDECREF(dispatch);
+    Py_DECREF(mdict);
     Py_XDECREF(errors);
     Py_XDECREF(globals);
     Py_XDECREF(copyreg);
@@ -1213,6 +1222,24 @@ cv_other(Enc *e, PyObject *v)
     if (busy != 0) {
         Py_DECREF(key);
         return busy < 0 ? NULL : cv_call(e, cv_s_other, v);
+    }
+    /* `if NO_REDUCE and isinstance(v, NO_REDUCE)`: a subclass of a type
+     * whose reduce must not run (itertools' types, whose own reduce is
+     * deprecated on 3.12 and 3.13 and gone on 3.14); Python's _other refuses
+     * it with the error no fallback may retry. */
+    PyObject *no_reduce = PyDict_GetItemWithError(cv_encoder_dict, cv_s_no_reduce);
+    if (no_reduce == NULL && PyErr_Occurred()) {
+        Py_DECREF(key);
+        return NULL;
+    }
+    if (no_reduce != NULL && PyTuple_Check(no_reduce) && PyTuple_GET_SIZE(no_reduce) > 0) {
+        Py_INCREF(no_reduce);
+        int refused = PyObject_IsInstance(v, no_reduce);
+        Py_DECREF(no_reduce);
+        if (refused != 0) {
+            Py_DECREF(key);
+            return refused < 0 ? NULL : cv_call(e, cv_s_other, v);
+        }
     }
     Py_ssize_t cp[5] = {PyList_GET_SIZE(e->keep), PyDict_GET_SIZE(e->strings),
                         PyDict_GET_SIZE(e->codes), PyDict_GET_SIZE(e->shapes),

@@ -95,7 +95,9 @@ _PASS_STRICT = frozenset({float, bool, _NONE_TYPE, bytes})
 # is offered as a buffer).
 _PASS_FAST_BUFFERS = _PASS_FAST - {bytes}
 _PASS_STRICT_BUFFERS = _PASS_STRICT - {bytes}
-_BY_REFERENCE = frozenset({list, dict, set, bytearray})
+BY_REFERENCE: set[type] = {list, dict, set, bytearray}
+"""Types whose module-level values are stored by reference (_iterators adds the
+builtin iterators)."""
 _MAP_KEYS = frozenset({str, int, float, bool, _NONE_TYPE, bytes})
 _FLAT_MIN = 16
 _NEWOBJ = copyreg.__newobj__  # type: ignore[attr-defined]
@@ -145,7 +147,7 @@ def _module_index(globals_: dict[str, Any], module: str) -> dict[int, tuple[str,
         return hit[2]
     index: dict[int, tuple[str, str, Any]] = {}
     for name, value in list(globals_.items()):
-        if (type(value) in _BY_REFERENCE or _is_plain_instance(value)) and not \
+        if (type(value) in BY_REFERENCE or _is_plain_instance(value)) and not \
                 name.startswith("__"):
             index.setdefault(id(value), (module, name, value))
     owner = sys.modules.get(module)
@@ -187,6 +189,24 @@ def _is_plain_instance(value: Any) -> bool:
 def type_name(obj: object) -> str:
     t = type(obj)
     return t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
+
+
+NO_REDUCE: tuple[type, ...] = ()
+"""Types whose subclasses must not go through the reduce protocol (the
+itertools types; set by _iterators)."""
+
+
+def _base_name(v: Any) -> str:
+    base = next(t for t in type(v).__mro__ if t in NO_REDUCE)
+    return f"{base.__module__}.{base.__qualname__}"
+
+
+def final_error(message: str) -> SnapshotError:
+    """A SnapshotError no fallback can fix: the encoder does not hand the
+    object, or any object holding it, to the fallback pickler."""
+    err = SnapshotError(message)
+    err.final = True  # type: ignore[attr-defined]
+    return err
 
 
 class Offered:
@@ -237,7 +257,7 @@ class Encoder:
     __slots__ = ("memo", "keep", "strings", "codes", "shapes", "busy", "pid", "frame_hook",
                  "passthrough", "strict", "globals_seen",
                  "global_values", "global_ids", "modules", "cstate", "pending_globals",
-                 "buffer_callback", "offered", "after")
+                 "buffer_callback", "offered", "filling", "after")
 
     def __init__(self, pid: int, frame_hook: FrameHook, strict: bool = False,
                  buffer_callback: Callable[[PickleBuffer], Any] | None = None) -> None:
@@ -247,6 +267,7 @@ class Encoder:
         self.codes: dict[int, int] = {}
         self.shapes: dict[tuple[str, ...], int] = {}
         self.busy: set[int] = set()
+        self.filling: set[int] = set()  # tee buffers whose values are being encoded
         self.pid = pid
         self.frame_hook = frame_hook
         # In strict mode ints and strs always go through enc() (range check,
@@ -844,6 +865,13 @@ class Encoder:
             raise SnapshotError(
                 f"a {type_name(v)} refers to itself through its own constructor arguments"
             )
+        if NO_REDUCE and isinstance(v, NO_REDUCE):
+            # A subclass of an itertools type: its reduce is itertools' own,
+            # deprecated by 3.12 and 3.13 and gone in 3.14 (the fallback
+            # picklers would call it too).
+            raise final_error(f"cannot serialize {type_name(v)}: a subclass of "
+                              f"{_base_name(v)} (only the itertools types themselves are "
+                              "captured)")
         cp = self._checkpoint()
         try:
             if isinstance(v, BaseException):
@@ -921,10 +949,14 @@ class Encoder:
         i = self.memo.get(id(v))
         if i is not None:
             return ref_ext(i)
+        if getattr(why, "final", False):
+            # A value inside v was refused for good (the fallback pickler
+            # already failed on it): pickling v would meet it again.
+            raise final_error(f"cannot serialize {type_name(v)}: {why}") from None
         try:
             payload = dumps_with(self.pid, v)
         except Exception as exc:
-            raise SnapshotError(
+            raise final_error(
                 f"cannot serialize {type_name(v)}: {why}; the fallback pickler failed too: {exc}"
             ) from None
         self.register(v)

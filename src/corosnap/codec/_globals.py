@@ -211,6 +211,61 @@ def check_method_allowed(obj: Any, name: str, func: Any, allow: tuple[str, ...])
     )
 
 
+HARMLESS_CALLABLES = SAFE_CALLABLES | frozenset(
+    id(obj) for obj in (builtins.int, builtins.str, builtins.float, builtins.complex,
+                        builtins.bool, type(None))
+)
+"""Well-known globals an iterator of a safe-mode blob may call on its items
+(``map(str, xs)``, ``filter(bool, xs)``): the safe callables (lazy: ``iter``,
+``zip``...) and constructors of scalars.  Not ``getattr``, ``map``, ``filter``
+or the ``copyreg`` helpers: called on items the blob chooses, they walk
+attributes, call anything or build instances of any class.  Not ``list``,
+``tuple``, ``set``, ``dict``, ``bytes`` and the like either: they consume an
+item that may be an iterator, and an iterator consuming, in C, iterators the
+blob chose can recurse without bound (``map(tuple, iter([m, m, ...]))`` with
+``m`` that very map)."""
+
+
+def check_callable_allowed(func: Any, allow: tuple[str, ...], holder: str,
+                           _depth: int = 0) -> None:
+    """Safe mode gate for a function a restored iterator will call on each
+    item (map's, filter's, a key or predicate function): UnsafeSnapshot unless
+    it is None, a harmless well-known callable, a function or class of an
+    allowed module (or a callable instance of one), a method safe mode lets a
+    blob hold (a function of an allowed module, a C method of a builtin data
+    type but ``str.format``), or a ``functools.partial`` of one of these."""
+    if func is None or id(func) in HARMLESS_CALLABLES:
+        return
+    t = type(func)
+    ok = False
+    if t is types.FunctionType or isinstance(func, type):
+        ok = module_allowed(getattr(func, "__module__", "") or "", allow)
+    elif t is types.MethodType:
+        return check_callable_allowed(func.__func__, allow, holder, _depth + 1)
+    elif t is functools.partial and _depth < 16:
+        return check_callable_allowed(func.func, allow, holder, _depth + 1)
+    elif t in (types.BuiltinMethodType, types.MethodDescriptorType,
+               types.ClassMethodDescriptorType):
+        bound = getattr(func, "__self__", None)
+        owner = getattr(func, "__objclass__", None) or (
+            bound if isinstance(bound, type) else type(bound))
+        name = getattr(func, "__name__", "")
+        if owner is types.ModuleType or bound is None:
+            ok = module_allowed(getattr(func, "__module__", "") or "", allow)
+        elif id(owner) in SAFE_METHOD_OWNERS:
+            ok = name not in _UNSAFE_METHOD_NAMES
+        else:
+            ok = module_allowed(getattr(owner, "__module__", "") or "", allow)
+    elif t.__module__ != "builtins":
+        ok = module_allowed(t.__module__, allow)  # an instance whose class is allowed
+    if not ok:
+        raise UnsafeSnapshot(
+            f"safe mode refused {holder} calling {func!r}: an iterator calls its function "
+            f"on every item, and this one is not a function of a module in allow={allow!r} "
+            "nor a harmless builtin"
+        )
+
+
 def module_allowed(module: str, allow: tuple[str, ...]) -> bool:
     return any(module == a or module.startswith(a + ".") for a in allow)
 

@@ -8,8 +8,12 @@ pickler made it (one byte), so ``loads`` needs no argument to read it.
 
 from __future__ import annotations
 
+import copyreg
 import importlib
+import io
 import pickle
+from collections import ChainMap
+from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
 
@@ -44,8 +48,33 @@ def pickler_id(pickler: Any) -> int:
     return PICKLER_IDS[name]
 
 
+_pickler_classes: dict[str, type] = {}
+
+
+def _pickler_class(name: str) -> type:
+    """The pickler's Pickler with builtin iterators (itertools.count, map,
+    ...) reduced through corosnap's own state access: itertools' reduce warns
+    on 3.12 and 3.13 and is gone from 3.14.  A subclass with a class-level
+    ``dispatch_table``, which every pickler reads (the C pickler only when it
+    is created, so an instance attribute would not reach CloudPickler)."""
+    cls = _pickler_classes.get(name)
+    if cls is None:
+        from ._iterators import PICKLE_REDUCERS
+
+        base = pickler_module(name).Pickler
+        inherited = getattr(base, "dispatch_table", None)
+        if not isinstance(inherited, Mapping):  # the C pickler's member descriptor
+            inherited = copyreg.dispatch_table
+        table: Any = ChainMap(PICKLE_REDUCERS, inherited)  # type: ignore[arg-type]
+        cls = type(f"Corosnap{base.__name__}", (base,), {"dispatch_table": table})
+        _pickler_classes[name] = cls
+    return cls
+
+
 def dumps_with(pid: int, obj: Any) -> bytes:
-    return bytes([pid]) + pickler_module(PICKLERS[pid]).dumps(obj, protocol=5)
+    buf = io.BytesIO()
+    _pickler_class(PICKLERS[pid])(buf, protocol=5).dump(obj)
+    return bytes([pid]) + buf.getvalue()
 
 
 def loads_with(payload: bytes) -> Any:

@@ -60,7 +60,37 @@ T_ATHROW = 24  # [tag, agen, state] (aclose()) | [tag, agen, state, typ[, val[, 
 T_CORO_WRAPPER = 25  # [tag, coroutine]  (what coroutine.__await__() returns)
 T_ANEXT = 26  # [tag, awaitable, default]  (what anext(it, default) returns)
 
-TAGS = {kind: ExtType(EXT_TAG, bytes([kind])) for kind in range(1, 27)}
+# Builtin iterators with their position (codec/_iterators.py; the fields are
+# those of frames.iter_read, see frames/_itertools.h).  A block of their own,
+# from 64, so that the general kinds above can grow without meeting them.
+T_COUNT = 64  # [tag, count] | [tag, start, step]
+T_REPEAT = 65  # [tag, element] | [tag, element, times left]
+T_CYCLE = 66  # [tag, saved, index] | [tag, saved, 0, it] | [tag, saved, 0, it, True]
+T_ISLICE = 67  # [tag] | [tag, it, next, stop, step, count]
+T_CHAIN = 68  # [tag] | [tag, source] | [tag, source, active]
+T_ZIP_LONGEST = 69  # [tag, fillvalue, *iterators (nil: exhausted)]
+T_ACCUMULATE = 70  # [tag, it, initial, func] | [tag, it, initial, func, total]
+T_PAIRWISE = 71  # [tag] | [tag, it] | [tag, it, old]
+T_BATCHED = 72  # [tag] | [tag, it, n] | [tag, it, n, True]
+T_COMPRESS = 73  # [tag, data, selectors]
+T_DROPWHILE = 74  # [tag, func, it] | [tag, func, it, True]
+T_TAKEWHILE = 75  # [tag, func, it] | [tag, func, it, True]
+T_FILTERFALSE = 76  # [tag, func, it]
+T_STARMAP = 77  # [tag, func, it]
+T_TEE = 78  # [tag, buffer, index]
+T_TEE_DATA = 79  # [tag, *values, next buffer or nil, source]
+T_GROUPBY = 80  # [tag, it, key] | [tag, it, key, tgtkey] | [..., tgtkey, currkey, currvalue]
+T_GROUPER = 81  # [tag, groupby, tgtkey] | [tag, groupby, tgtkey, True]
+T_PRODUCT = 82  # [tag] | [tag, pools] | [tag, pools, *indices]
+T_PERMUTATIONS = 83  # [tag] | [tag, pool, r] | [tag, pool, r, *indices, *cycles]
+T_COMBINATIONS = 84  # [tag] | [tag, pool, r] | [tag, pool, r, *indices]
+T_CWR = 85  # combinations_with_replacement, as combinations
+T_MAP = 86  # [tag, func, *iterators] | [tag, func, True, *iterators]
+T_FILTER = 87  # [tag, func, it]
+T_REVERSED = 88  # [tag] | [tag, sequence, index]
+T_CALL_ITER = 89  # [tag] | [tag, callable, sentinel]
+
+TAGS = {kind: ExtType(EXT_TAG, bytes([kind])) for kind in (*range(1, 27), *range(64, 90))}
 
 MAX_EQUAL_HASHES = 64
 """At most this many items of one set, frozenset or dict (keys), and at most

@@ -25,6 +25,16 @@ small interface:
     everything against the bytecode (``corosnap.bytecode``: resume points,
     depths and slot kinds).
 
+``iter_read(it) -> tuple`` / ``iter_write(it, fields)``
+    The state of a builtin iterator (itertools' iterators, ``map``,
+    ``filter``, ``reversed``, ``iter(callable, sentinel)``), which CPython keeps
+    in private structs only: the same abstract fields on every version
+    (documented at the top of ``_itertools.h``), read from and written into
+    each version's restated struct (``_itertools3XX.h``).  ``iter_write``
+    fills a fresh iterator and checks every field against the rest of the
+    state first.  ``iter_layouts()`` gives ``sizeof`` of each restated struct,
+    for the layout probe (``tests/test_iter_layouts.py``).
+
 Async generators (``_asyncgen.h``): ``read``/``write`` take them like
 generators (same frame, same head).  Beside the frame: ``ag_flags(agen)``
 (bit 0 ``ag_closed``, bit 1 ``ag_running_async``, bit 2 hooks taken),

@@ -322,6 +322,13 @@ cs_module_init(PyObject *m, int tagged_ints, int (*virtual_iterable)(PyObject *)
 #define CS_EXTRA_METHODS
 #endif
 
+/* The builtin-iterator functions (iter_read, iter_write, iter_layouts):
+ * defined by _itertools.h, which each module includes through its version's
+ * _itertools3XX.h. */
+#ifndef CS_ITER_METHODS
+#define CS_ITER_METHODS
+#endif
+
 /* The async generator functions (ag_flags, aw_read, ...): _asyncgen.h. */
 #ifndef CS_ASYNCGEN_METHODS
 #define CS_ASYNCGEN_METHODS
@@ -331,6 +338,7 @@ cs_module_init(PyObject *m, int tagged_ints, int (*virtual_iterable)(PyObject *)
 #define COROSNAP_FRAMES_MODULE(NAME, INITFUNC, TAGGED)                         \
     static PyMethodDef frames_methods[] = {                                    \
         CS_EXTRA_METHODS                                                       \
+        CS_ITER_METHODS                                                        \
         CS_ASYNCGEN_METHODS                                                    \
         {"read", (PyCFunction)frames_read, METH_O,                            \
          "read(gen) -> FrameState(state, lasti, localsplus, stack, exc_value, globals)"},\

@@ -14,6 +14,7 @@
 
 #include "_prev_instr_frames.h"
 
+#include "_itertools311.h"
 #include "_asyncgen.h"
 
 COROSNAP_FRAMES_MODULE("corosnap.frames._cpython311", PyInit__cpython311, 0)

@@ -14,6 +14,7 @@
 
 #include "_prev_instr_frames.h"
 
+#include "_itertools312.h"
 #include "_asyncgen.h"
 
 COROSNAP_FRAMES_MODULE("corosnap.frames._cpython312", PyInit__cpython312, 0)

@@ -140,6 +140,7 @@ cs_write(PyObject *gen, long lasti, PyObject *locals, PyObject *stack, PyObject 
     return 0;
 }
 
+#include "_itertools313.h"
 #include "_asyncgen.h"
 
 COROSNAP_FRAMES_MODULE("corosnap.frames._cpython313", PyInit__cpython313, 0)

@@ -28,6 +28,7 @@ cs_state(PyGenObject *g)
 
 #include "_stackref_frames.h"
 
+#include "_itertools314.h"
 #include "_asyncgen.h"
 
 COROSNAP_FRAMES_MODULE("corosnap.frames._cpython314", PyInit__cpython314, 1)

@@ -57,6 +57,7 @@ frames_virtual_iterable(PyObject *module, PyObject *obj)
     {"virtual_iterable", (PyCFunction)frames_virtual_iterable, METH_O,         \
      "virtual_iterable(obj) -> bool: 3.15 can walk obj with a tagged index"},
 
+#include "_itertools314.h"  /* 3.15 lays these out as 3.14 does */
 #include "_asyncgen.h"
 
 COROSNAP_FRAMES_MODULE("corosnap.frames._cpython315", PyInit__cpython315, 1)

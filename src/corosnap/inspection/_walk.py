@@ -379,6 +379,59 @@ TAGS: dict[int, TagSpec] = {
 """Tag kinds, one line each (docs/format.md section 3 has the table)."""
 
 
+def _iterator_summary(w: Walker, node: Node, fields: list[Any]) -> None:
+    if not fields:
+        node.summary = "exhausted"
+
+
+def _count_summary(w: Walker, node: Node, fields: list[Any]) -> None:
+    values = [w.scalar_of(f) for f in fields]
+    if len(values) == 1:
+        node.summary = f"at {values[0]!r}"
+    elif len(values) == 2:
+        node.summary = f"at {values[0]!r}, step {values[1]!r}"
+
+
+def _tee_data_summary(w: Walker, node: Node, fields: list[Any]) -> None:
+    node.summary = f"{max(len(fields) - 2, 0)} values buffered"
+
+
+# Builtin iterators (tags 64-89): registered before their fields; an
+# exhausted one is its tag alone.  (kind: type, layout, labels)
+_ITERATOR_SPECS: dict[int, tuple[str, str, tuple[str, ...]]] = {
+    64: ("itertools.count", "^vv", ("<count>", "<step>")),
+    65: ("itertools.repeat", "^vv", ("<element>", "<times>")),
+    66: ("itertools.cycle", "^vvvv", ("<saved>", "<index>", "<it>", "<first pass>")),
+    67: ("itertools.islice", "^vvvvv", ("<it>", "<next>", "<stop>", "<step>", "<count>")),
+    68: ("itertools.chain", "^vv", ("<source>", "<active>")),
+    69: ("itertools.zip_longest", "^vv*", ("<fillvalue>", "<it {i}>")),
+    70: ("itertools.accumulate", "^vvvv", ("<it>", "<initial>", "<func>", "<total>")),
+    71: ("itertools.pairwise", "^vv", ("<it>", "<old>")),
+    72: ("itertools.batched", "^vvv", ("<it>", "<n>", "<strict>")),
+    73: ("itertools.compress", "^vv", ("<data>", "<selectors>")),
+    74: ("itertools.dropwhile", "^vvv", ("<func>", "<it>", "<done>")),
+    75: ("itertools.takewhile", "^vvv", ("<func>", "<it>", "<done>")),
+    76: ("itertools.filterfalse", "^vv", ("<func>", "<it>")),
+    77: ("itertools.starmap", "^vv", ("<func>", "<it>")),
+    78: ("itertools._tee", "^vv", ("<buffer>", "<index>")),
+    79: ("itertools._tee_dataobject", "^v*", ("<{i}>",)),
+    80: ("itertools.groupby", "^vvvvv", ("<it>", "<key>", "<target>", "<currkey>",
+                                       "<currvalue>")),
+    81: ("itertools._grouper", "^vvv", ("<groupby>", "<target>", "<current>")),
+    82: ("itertools.product", "^vv*", ("<pools>", "<index {i}>")),
+    83: ("itertools.permutations", "^vvv*", ("<pool>", "<r>", "<index {i}>")),
+    84: ("itertools.combinations", "^vvv*", ("<pool>", "<r>", "<index {i}>")),
+    85: ("itertools.combinations_with_replacement", "^vvv*", ("<pool>", "<r>", "<index {i}>")),
+    86: ("map", "^vv*", ("<func>", "<it {i}>")),
+    87: ("filter", "^vv", ("<func>", "<it>")),
+    88: ("reversed", "^vv", ("<sequence>", "<index>")),
+    89: ("callable_iterator", "^vv", ("<callable>", "<sentinel>")),
+}
+TAGS.update({kind: TagSpec(name, layout, labels, _count_summary if kind == 64 else
+                           _tee_data_summary if kind == 79 else _iterator_summary)
+             for kind, (name, layout, labels) in _ITERATOR_SPECS.items()})
+
+
 # -- leaf exts -----------------------------------------------------------------
 
 

@@ -996,7 +996,8 @@ cs_restore_frame(RestoreState *st, PyObject *v, Py_ssize_t i, int root)
     if (at >= len) goto slow;
     PyObject *pos = PyList_GET_ITEM(v, at), *exc_f = NULL;
     if (PyList_CheckExact(pos) && PyList_GET_SIZE(pos) == 2) {
-        /* [offset, exception]: suspended inside an except block */
+        /* [offset, exception]: suspended inside an except block; a nil there
+         * is None, refused below as not an exception (as FrameDecoder.decode) */
         exc_f = PyList_GET_ITEM(pos, 1);
         pos = PyList_GET_ITEM(pos, 0);
     }

@@ -1,0 +1,63 @@
+/* Builtin-iterator layouts that CPython 3.11 (checked: 3.11.7) lays out its
+ * own way; the rest, and the code, are in _itertools.h.
+ *
+ * Restated field for field from 3.11's Modules/itertoolsmodule.c and
+ * Python/bltinmodule.c (the types are static there; no module state yet).
+ */
+#ifndef COROSNAP_ITERTOOLS_VERSION_H
+#define COROSNAP_ITERTOOLS_VERSION_H
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *it;
+    PyObject *saved;
+    Py_ssize_t index;
+    int firstpass;
+} cs_cycle;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *total;
+    PyObject *it;
+    PyObject *binop;
+    PyObject *initial;
+} cs_accumulate;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *it;
+    PyObject *old;
+} cs_pairwise;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *dataobj;          /* teedataobject * */
+    int index;                  /* 0 <= index <= LINKCELLS */
+    PyObject *weakreflist;
+} cs_tee;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *it;
+    PyObject *keyfunc;
+    PyObject *tgtkey;
+    PyObject *currkey;
+    PyObject *currvalue;
+    const void *currgrouper;    /* borrowed reference */
+} cs_groupby;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *iters;
+    PyObject *func;
+} cs_map;
+
+#define CS_IT_CYCLE_FIRSTPASS 1   /* cycle has firstpass; index 0 on the first pass */
+#define CS_IT_BATCHED 0           /* no itertools.batched before 3.12 */
+#define CS_IT_BATCHED_STRICT 0
+#define CS_IT_BATCHED_DONE_SIZE 0
+#define CS_IT_MAP_STRICT 0        /* map(..., strict=) is 3.14+ */
+
+#include "_itertools.h"
+
+#endif

@@ -1,0 +1,77 @@
+/* Builtin-iterator layouts that CPython 3.13 (checked: 3.13.0) lays out its
+ * own way; the rest, and the code, are in _itertools.h.
+ *
+ * Restated field for field from 3.13's Modules/itertoolsmodule.c and
+ * Python/bltinmodule.c.  What changed from 3.12: pairwise keeps a result
+ * tuple it reuses, batched gained strict.
+ */
+#ifndef COROSNAP_ITERTOOLS_VERSION_H
+#define COROSNAP_ITERTOOLS_VERSION_H
+
+#include <stdbool.h>
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *it;
+    PyObject *saved;
+    Py_ssize_t index;
+    int firstpass;
+} cs_cycle;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *total;
+    PyObject *it;
+    PyObject *binop;
+    PyObject *initial;
+    void *state;                /* itertools_state * */
+} cs_accumulate;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *it;
+    PyObject *old;
+    PyObject *result;
+} cs_pairwise;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *it;
+    Py_ssize_t batch_size;
+    bool strict;
+} cs_batched;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *dataobj;          /* teedataobject * */
+    int index;                  /* 0 <= index <= LINKCELLS */
+    PyObject *weakreflist;
+    void *state;                /* itertools_state * */
+} cs_tee;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *it;
+    PyObject *keyfunc;
+    PyObject *tgtkey;
+    PyObject *currkey;
+    PyObject *currvalue;
+    const void *currgrouper;    /* borrowed reference */
+    void *state;                /* itertools_state * */
+} cs_groupby;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *iters;
+    PyObject *func;
+} cs_map;
+
+#define CS_IT_CYCLE_FIRSTPASS 1
+#define CS_IT_BATCHED 1
+#define CS_IT_BATCHED_STRICT 1
+#define CS_IT_BATCHED_DONE_SIZE 0 /* exhausted: it cleared */
+#define CS_IT_MAP_STRICT 0
+
+#include "_itertools.h"
+
+#endif
