@@ -190,7 +190,20 @@ def test_itertools_chain_whose_source_yields_the_chain_is_refused(safe: bool) ->
     """)
     assert "REFUSED" in out
     if sys.version_info < (3, 14):
-        assert "reaches itself (tuple_iterator -> itertools.chain -> tuple_iterator)" in out
+        assert "reaches itself (itertools.chain -> itertools.chain)" in out
+
+
+def test_a_chain_whose_active_iterator_yields_the_chain_still_loads() -> None:
+    # The active iterator's items are only returned, never advanced: harmless,
+    # and not refused (only the source's items are followed).
+    out = run_child("""
+        CH = [tag(T_REDUCE), [tag(T_GLOBAL), "itertools", "chain"], [],
+              [tag(T_TUPLE), [tag(T_REDUCE), ITER, [[1, 2]]],
+               [tag(T_SEQITER), [tag(T_TUPLE), ref(3)], 0]]]
+        expect(holder_tree([CH]), safe=True, allow=("tests._unguarded", "itertools"))
+    """)
+    if sys.version_info < (3, 14):
+        assert "RESTORED" in out
 
 
 def test_a_tuple_iterator_over_values_that_reach_no_iterator_still_loads() -> None:

@@ -21,6 +21,7 @@ Rules of this file:
 
 from __future__ import annotations
 
+import itertools
 import sys
 import types
 from array import array
@@ -99,6 +100,7 @@ a guard (300,000 links overflow the C stack); a chain that long never comes
 from real code, whose handlers nest no deeper than the recursion limit."""
 
 
+_CHAIN = itertools.chain  # see Decoder._check_chain_sources
 _TYPE_FLAGS = type.__dict__["__flags__"].__get__
 _MRO = type.__dict__["__mro__"].__get__
 _TYPE_DICT = type.__dict__["__dict__"].__get__
@@ -262,7 +264,7 @@ class Decoder:
     __slots__ = ("memo", "strings", "codes", "shapes", "safe", "allow", "frames", "active",
                  "depth", "pinned", "follows", "building", "settled", "walk_budget",
                  "follower_types", "exceptions", "cstate", "buffers", "after", "migration",
-                 "seqiters")
+                 "seqiters", "chain_sources")
 
     def __init__(
         self,
@@ -295,12 +297,14 @@ class Decoder:
         self.settled: set[int] = set()
         self.walk_budget = MAX_CYCLE_WALK
         self.follower_types: dict[type, bool] = {}
-        # Sequence iterators over a list or tuple, with their sequence: what
-        # they yield is followed by an unguarded consumer (``itertools.chain``
-        # calls iter() and next() on each item its source yields), and a list
-        # may still be filling when its iterator is made, so their edges are
-        # read in finish(), once every value is decoded.
-        self.seqiters: list[tuple[Any, Any]] = []
+        # Sequence iterators over a list or tuple (by id, with their
+        # sequence), and the reduce-built itertools.chain objects with the
+        # source iterator their state names: a chain calls iter() and next()
+        # on each item its source yields, and a list may still be filling when
+        # its iterator is made, so those edges are read in finish(), once
+        # every value is decoded (_check_chain_sources).
+        self.seqiters: dict[int, tuple[Any, Any]] = {}
+        self.chain_sources: list[tuple[Any, Any]] = []
         self.exceptions: list[BaseException] = []  # built by reduces: chains checked at the end
         self.safe = safe
         self.allow = allow
@@ -366,8 +370,8 @@ class Decoder:
         """Checks that need the whole object graph: run once, when the root
         frame's values are decoded, before that frame is written."""
         check_exception_chains(self.exceptions)
-        if self.seqiters:
-            self._check_sequence_iterators()
+        if self.chain_sources:
+            self._check_chain_sources()
 
     def dec_items(self, items: Any) -> list[Any]:
         if type(items) is not list:
@@ -678,6 +682,8 @@ class Decoder:
                                                 p if type(p) is tuple else (p,))]))
                 if edges is not None:
                     self._add_edges(edges, parts)
+                    if cls is _CHAIN and parts:
+                        self.chain_sources.append((obj, parts[0]))
                 _set_state(obj, state)
             if list_f is not None:
                 items = self.dec_items(list_f)
@@ -776,32 +782,36 @@ class Decoder:
             settled.update(seen)
             settled.add(target)
 
-    def _check_sequence_iterators(self) -> None:
-        """The unguarded-cycle check through sequence iterators, once every
-        value is decoded (``finish``).
+    def _check_chain_sources(self) -> None:
+        """The unguarded-cycle check through what a chain's source yields,
+        once every value is decoded (``finish``).
 
-        An iterator over a list or tuple yields its items, and an unguarded
-        consumer follows them: ``itertools.chain`` calls ``iter()`` then
-        ``next()`` on each item its source yields, so a chain whose source
-        yields the chain itself recursed in C until the stack overflowed
-        (3.11, found by the fuzzing campaign).  A list may still be filling
-        when its iterator is made, so the iterators' edges (the rebuilt
-        objects of the checked kind among the sequence's items, looking inside
-        tuples) are read now, and every cycle through one of them is found by
-        a depth-first search from each (three colours, linear, within the
-        blob's walk budget)."""
+        ``itertools.chain`` calls ``iter()`` then ``next()`` on each item its
+        source iterator yields, so a chain whose source is a list or tuple
+        iterator over a sequence holding the chain (or anything that advances
+        it unguarded) recursed in C until the stack overflowed (3.11, where a
+        blob can set a chain's state; found by the fuzzing campaign).  Other
+        consumers (``islice``, ``zip``, ``map``...) only return or pass on
+        the items they read, so only a chain's source gets these edges: the
+        rebuilt objects of the checked kind among the sequence's items
+        (looking inside tuples), read now since a list may still be filling
+        when its iterator is made.  Then a depth-first search from each such
+        chain (three colours, linear, within the blob's walk budget)."""
         follows = self.follows
-        for it, seq in self.seqiters:
-            edges = follows[id(it)] = []
-            self._add_edges(edges, list(seq))
+        starts = []
+        for chain, source in self.chain_sources:
+            found = self.seqiters.get(id(source))
+            if found is not None and found[0] is source:
+                self._add_edges(follows[id(chain)], list(found[1]))
+                starts.append(chain)
         done: set[int] = set()
         budget = self.walk_budget
-        for it, _ in self.seqiters:
-            if id(it) in done:
+        for start in starts:
+            if id(start) in done:
                 continue
-            path: list[Any] = [it]
-            on_path = {id(it)}
-            work = [iter(follows[id(it)])]
+            path: list[Any] = [start]
+            on_path = {id(start)}
+            work = [iter(follows[id(start)])]
             while work:
                 for nxt in work[-1]:
                     k = id(nxt)
@@ -910,10 +920,7 @@ class Decoder:
         it.__setstate__(v[2])
         self.memo.append(it)
         if type(seq) is list or type(seq) is tuple:
-            # A node of the unguarded-cycle check: what it yields is followed
-            # by unguarded consumers; its edges are read in finish().
-            self.follows[id(it)] = []
-            self.seqiters.append((it, seq))
+            self.seqiters[id(it)] = (it, seq)  # a chain's source? (finish)
         return it
 
 
