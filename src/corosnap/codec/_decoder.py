@@ -366,12 +366,18 @@ class Decoder:
             raise CorruptSnapshot(f"unknown ext type {v.code}")
         return v
 
-    def finish(self) -> None:
+    def finish(self, label: str = "") -> None:
         """Checks that need the whole object graph: run once, when the root
-        frame's values are decoded, before that frame is written."""
+        frame's values are decoded, before that frame is written (``label``:
+        the root frame's, which a refusal names)."""
         check_exception_chains(self.exceptions)
         if self.chain_sources:
-            self._check_chain_sources()
+            try:
+                self._check_chain_sources()
+            except CorruptSnapshot as exc:
+                if not label:
+                    raise
+                raise type(exc)(f"{label}: {exc}") from None
 
     def dec_items(self, items: Any) -> list[Any]:
         if type(items) is not list:
