@@ -44,6 +44,12 @@ Theory of operation, for one frame suspended at old point P:
    code.
 4. ``write_frame`` applies every check of a normal restore.
 
+An async generator's frame goes the same way (``FrameDecoder.decode`` passes
+its flags, read from its tag by ``_asyncgen``): it must stay an async
+generator, one with an operation in flight must resume inside an ``await``
+(as a normal restore requires), and its flags are set once the frame is
+written (never by a check, which writes nothing).
+
 Explicit migrations (registered per function and old fingerprint) replace
 steps 1-3 with user code that gets the old point and the old locals by name
 and returns the new point (by source line or ordinal) and the new locals.

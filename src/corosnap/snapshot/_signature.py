@@ -14,7 +14,7 @@ migrated frame goes through those same checks (``_restore.write_frame``).
 A signature holds no offsets of the new code and nothing that identifies the
 old code beyond its fingerprint (which the blob or the manifest key gives):
 local names in frame order, which slots are cells, how many free variables
-there are, the code's flags (generator / coroutine), for nested code its
+there are, the code's flags (generator / coroutine / async generator), for nested code its
 qualified name and its ordinal among same-named nested code of its function,
 and per resume offset the point's identity (``bytecode._identity``).
 """
