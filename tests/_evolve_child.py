@@ -5,7 +5,7 @@ Reads one JSON request from stdin: ``{"dir": ..., "module": ..., "blob": hex,
 new version of the module is ``<dir>/<module>.py``.  It first asks
 ``corosnap.migrate.check`` what it would do, then restores the blob with
 ``loads(migrate=True)`` and drives the generator, coroutine or async generator to its end
-(``evolution_corpus.step``; an async generator's end is traced as ``end``),
+(``_evolve.step``; an async generator's end is traced as ``end``),
 and prints ``{"verdict": ..., "reason": ..., "trace": [...]}`` or, when the
 restore is refused, ``{"verdict": ..., "error": type, "message": ...}``.
 Values in the trace are ``repr`` strings.
@@ -22,8 +22,8 @@ def main() -> None:
     req = json.loads(sys.stdin.read())
     sys.path.insert(0, req["dir"])
     import corosnap
+    from _evolve import step
     from corosnap.migrate import Manifest, check
-    from evolution_corpus import step
 
     for name in req.get("import", []):
         importlib.import_module(name)

@@ -17,7 +17,6 @@ In sources, ``{OLD_FP}`` is replaced by the old version's fingerprint of
 
 from __future__ import annotations
 
-import types
 from dataclasses import dataclass, field
 
 
@@ -39,19 +38,6 @@ class Case:
     chain_entry: str = ""
     tags: tuple = field(default=())
 
-
-
-def step(gen, value):
-    """One step of a generator, a coroutine or an async generator: what it
-    yields.  An async generator steps by ``asend(value)``: what the awaitable
-    yields (an await inside it suspended) or returns (it yielded); its end is
-    ``StopAsyncIteration``, which callers trace as ``"end"``."""
-    if type(gen) is types.AsyncGeneratorType:
-        try:
-            return gen.asend(value).send(None)
-        except StopIteration as stop:
-            return stop.value
-    return gen.send(value)
 
 
 COUNT = """

@@ -21,10 +21,10 @@ import textwrap
 import pytest
 
 import corosnap
-from _evolve import install
+from _evolve import install, step
 from corosnap.bytecode import fingerprint
 from corosnap.migrate import Manifest
-from evolution_corpus import CASES, Case, step
+from evolution_corpus import CASES, Case
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
