@@ -4,7 +4,8 @@ Reads one JSON request from stdin: ``{"dir": ..., "module": ..., "blob": hex,
 "manifest": <manifest JSON or null>, "sends": [...], "import": [...]}``.  The
 new version of the module is ``<dir>/<module>.py``.  It first asks
 ``corosnap.migrate.check`` what it would do, then restores the blob with
-``loads(migrate=True)`` and drives the generator or coroutine to its end,
+``loads(migrate=True)`` and drives the generator, coroutine or async generator to its end
+(``_evolve.step``; an async generator's end is traced as ``end``),
 and prints ``{"verdict": ..., "reason": ..., "trace": [...]}`` or, when the
 restore is refused, ``{"verdict": ..., "error": type, "message": ...}``.
 Values in the trace are ``repr`` strings.
@@ -21,6 +22,7 @@ def main() -> None:
     req = json.loads(sys.stdin.read())
     sys.path.insert(0, req["dir"])
     import corosnap
+    from _evolve import step
     from corosnap.migrate import Manifest, check
 
     for name in req.get("import", []):
@@ -43,9 +45,12 @@ def main() -> None:
     for _ in range(1000):
         value = sends.pop(0) if sends else None
         try:
-            trace.append(repr(gen.send(value)))
+            trace.append(repr(step(gen, value)))
         except StopIteration as stop:
             trace.append(f"return {stop.value!r}")
+            break
+        except StopAsyncIteration:
+            trace.append("end")
             break
         except Exception as exc:  # noqa: BLE001 - part of the trace
             trace.append(f"raise {type(exc).__name__}{exc.args!r}")

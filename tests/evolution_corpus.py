@@ -39,6 +39,7 @@ class Case:
     tags: tuple = field(default=())
 
 
+
 COUNT = """
 def job(items):
     total = 0
@@ -593,3 +594,84 @@ def other():
     yield 1
 """, "job", ([1],), expect="refused", reason=r"has no function 'job'"),
 ]
+
+ACOUNT = """
+async def job(items):
+    total = 0
+    for x in items:
+        total += x
+        got = yield total
+    yield ("done", total)
+"""
+
+AGEN_CHAIN = STEP + """
+
+async def ticks(n):
+    for i in range(n):
+        got = await Step(("tick", i))
+        yield got
+
+
+async def job(n):
+    seen = []
+    async for t in ticks(n):
+        seen.append(t)
+    return seen
+"""
+
+AGEN_CASES = [
+    Case("async_generator_fix_after_resume_point", ACOUNT,
+         ACOUNT.replace('("done", total)', '("done", total * 10)'), "job", ([1, 2, 3],),
+         trace=("3", "6", "('done', 60)", "end")),
+    Case("async_generator_logging_line_at_top", ACOUNT, """
+import logging
+
+LOG = logging.getLogger("corpus")
+
+
+async def job(items):
+    LOG.info("job %r", items)
+    total = 0
+    for x in items:
+        total += x
+        got = yield total
+    yield ("done", total)
+""", "job", ([1, 2, 3],), trace=("3", "6", "('done', 6)", "end")),
+    Case("async_generator_manifest_beside_a_plain_blob", ACOUNT,
+         ACOUNT.replace('("done", total)', '("done", -total)'), "job", ([1, 2],),
+         mode="manifest", trace=("3", "('done', -3)", "end")),
+    Case("async_generator_in_flight_under_async_for", AGEN_CHAIN,
+         AGEN_CHAIN.replace("yield got", "yield (got, 'v2')"), "job", (2,),
+         sends_after=("a", "b"), trace=("('tick', 1)", "return [('a', 'v2'), ('b', 'v2')]")),
+    Case("async_generator_new_local_read_before_assignment", ACOUNT, """
+async def job(items, scale=1):
+    total = 0
+    factor = scale * 2
+    for x in items:
+        total += x
+        got = yield total
+        total *= factor
+    yield ("done", total)
+""", "job", ([1, 2, 3],), expect="needs-migration",
+         reason=r"new local 'factor' is read at line 8 after the resume point"),
+    Case("async_generator_resume_yield_removed", """
+async def job(a):
+    first = yield a
+    second = yield a + 1
+    yield (first, second)
+""", """
+async def job(a):
+    first = yield a
+    yield (first, None)
+""", "job", (1,), steps=2, mode="manifest", expect="needs-migration",
+         reason=r"`yield a \+ 1` \(line 4 in the old code\) has no counterpart"),
+    Case("async_generator_became_a_generator", ACOUNT, ACOUNT.replace("async def", "def"),
+         "job", ([1, 2],), expect="needs-migration",
+         reason=r"was an async generator and is now a generator"),
+    Case("async_generator_plain_blob_without_a_manifest", ACOUNT,
+         ACOUNT.replace('("done", total)', '("done", -total)'), "job", ([1, 2],),
+         mode="plain", expect="needs-migration",
+         reason=r"carries no description of the old code"),
+]
+
+CASES += AGEN_CASES

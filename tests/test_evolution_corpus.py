@@ -21,7 +21,7 @@ import textwrap
 import pytest
 
 import corosnap
-from _evolve import install
+from _evolve import install, step
 from corosnap.bytecode import fingerprint
 from corosnap.migrate import Manifest
 from evolution_corpus import CASES, Case
@@ -46,7 +46,7 @@ def _snapshot(case: Case, module: str) -> tuple[bytes, dict | None, int]:
         gen = target(*case.args)
         sends = list(case.sends_before)
         for i in range(case.steps):
-            gen.send(sends[i] if i < len(sends) else None)
+            step(gen, sends[i] if i < len(sends) else None)
         blob = corosnap.dumps(gen, migratable=case.mode == "migratable")
         manifest = Manifest.of_module(old).to_json() if case.mode == "manifest" else None
         return blob, manifest, old_fp

@@ -758,3 +758,192 @@ def job(c, a, b):
         corosnap.loads(blob, migrate=True)
     install(MOD, old.replace("return r", "return r, 'v2'"))
     assert drive(corosnap.loads(blob, migrate=True), [5]) == [("return", ([2, 5], "v2"))]
+
+
+# -- async generators -------------------------------------------------------------------
+
+ACOUNT_OLD = """
+async def job(items):
+    total = 0
+    for x in items:
+        total += x
+        got = yield total
+    yield ("done", total)
+"""
+
+AGEN_AWAITED = """
+class Step:
+    def __init__(self, v):
+        self.v = v
+
+    def __await__(self):
+        return (yield self.v)
+
+
+async def ticks(n):
+    for i in range(n):
+        got = await Step(("tick", i))
+        yield got
+
+
+async def job(n):
+    it = ticks(n)
+    seen = []
+    async for t in it:
+        seen.append(t)
+    return seen
+"""
+
+
+def _astep(agen, value=None):
+    """One asend(value) of an async generator that awaits nothing: what it yields."""
+    try:
+        agen.asend(value).send(None)
+    except StopIteration as stop:
+        return stop.value
+    raise AssertionError("the async generator awaited something")
+
+
+def _adrive(agen) -> list:
+    out = []
+    while True:
+        try:
+            out.append(_astep(agen))
+        except StopAsyncIteration:
+            return out
+
+
+def _snap_agen(source: str, args: tuple, steps: int, migratable: bool = True):
+    m = install(MOD, source)
+    agen = m.job(*args)
+    for _ in range(steps):
+        _astep(agen)
+    return corosnap.dumps(agen, migratable=migratable), Manifest.of_module(m)
+
+
+def test_async_generator_fix_after_the_resume_point_migrates():
+    blob, _ = _snap_agen(ACOUNT_OLD, ([1, 2, 3],), 2)
+    install(MOD, ACOUNT_OLD.replace('("done", total)', '("done", total * 10)'))
+    with pytest.raises(corosnap.CodeMismatch):
+        corosnap.loads(blob)
+    agen = corosnap.loads(blob, migrate=True)
+    assert type(agen).__name__ == "async_generator" and not agen.ag_running
+    assert _adrive(agen) == [6, ("done", 60)]
+
+
+def test_async_generator_plain_blob_migrates_with_the_old_manifest():
+    blob, manifest = _snap_agen(ACOUNT_OLD, ([1, 2],), 1, migratable=False)
+    install(MOD, ACOUNT_OLD.replace('("done", total)', '("done", -total)'))
+    with pytest.raises(corosnap.NeedsMigration, match="carries no description"):
+        corosnap.loads(blob, migrate=True)
+    agen = corosnap.loads(blob, migrate=True, manifests=manifest)
+    assert _adrive(agen) == [3, ("done", -3)]
+
+
+def test_async_generator_removed_yield_is_refused_naming_it():
+    old = """
+async def job(a):
+    first = yield a
+    second = yield a + 1
+    yield (first, second)
+"""
+    blob, manifest = _snap_agen(old, (1,), 2, migratable=False)
+    install(MOD, """
+async def job(a):
+    first = yield a
+    yield (first, None)
+""")
+    with pytest.raises(corosnap.NeedsMigration,
+                       match=r"`yield a \+ 1` \(line 4 in the old code\) has no counterpart"):
+        corosnap.loads(blob, migrate=True, manifests=manifest)
+
+
+def test_async_generator_with_an_operation_in_flight_migrates_under_its_awaiter():
+    m = install(MOD, AGEN_AWAITED)
+    coro = m.job(2)
+    assert coro.send(None) == ("tick", 0)  # ticks() is inside its await, asend in flight
+    blob = corosnap.dumps(coro, migratable=True)
+    install(MOD, AGEN_AWAITED.replace("yield got", "yield (got, 'v2')"))
+    coro2 = corosnap.loads(blob, migrate=True)
+    it = coro2.cr_frame.f_locals["it"]
+    assert it.ag_running  # the in-flight flag was set on the migrated generator
+    assert it.ag_code is sys.modules[MOD].ticks.__code__
+    assert drive(coro2, ["a", "b"]) == [("tick", 1), ("return", [("a", "v2"), ("b", "v2")])]
+
+
+def test_explicit_migration_cannot_move_an_in_flight_async_generator_to_a_yield():
+    from corosnap.migrate import Migrations, Resume
+
+    old_fp = _old_fp(AGEN_AWAITED, "ticks")
+    m = install(MOD, AGEN_AWAITED)
+    coro = m.job(2)
+    coro.send(None)
+    blob = corosnap.dumps(coro, migratable=True)
+    new = AGEN_AWAITED.replace("yield got", "yield (got, 'v2')")
+    install(MOD, new)
+    yield_line = new.splitlines().index("        yield (got, 'v2')") + 1
+    reg = Migrations()
+    # The stack the yield needs: the old one without the awaitable (and, on
+    # 3.15, the slot SEND keeps above it).
+    keep = -2 if sys.version_info >= (3, 15) else -1
+    reg.add(f"{MOD}:ticks", old_fp,
+            lambda old: Resume(line=yield_line, locals={**old.locals, "got": 1},
+                               stack=old.stack[:keep]))
+    with pytest.raises(corosnap.NeedsMigration, match="in flight must resume inside an await"):
+        corosnap.loads(blob, migrate=True, migrations=reg)
+
+
+def test_async_generator_description_that_contradicts_the_blob_is_corrupt():
+    blob, manifest = _snap_agen(ACOUNT_OLD, ([1, 2],), 1, migratable=False)
+    data = manifest.to_json()
+    for entry in data["modules"][MOD]["job"].values():
+        entry["flags"] = 0x20  # CO_GENERATOR
+    install(MOD, ACOUNT_OLD.replace('("done", total)', '("done", -total)'))
+    with pytest.raises(corosnap.CorruptSnapshot, match="description says it was a generator"):
+        corosnap.loads(blob, migrate=True, manifests=Manifest.from_json(data))
+
+
+def test_async_generator_turned_generator_is_refused():
+    blob, _ = _snap_agen(ACOUNT_OLD, ([1, 2],), 1)
+    install(MOD, ACOUNT_OLD.replace("async def", "def"))
+    with pytest.raises(corosnap.NeedsMigration,
+                       match="was an async generator and is now a generator"):
+        corosnap.loads(blob, migrate=True)
+
+
+def test_check_classifies_async_generator_blobs(tmp_path, capsys, monkeypatch):
+    import importlib
+    import json
+
+    from corosnap.cli import main
+    from corosnap.migrate import check
+
+    src_dir = tmp_path / "code"
+    src_dir.mkdir()
+    (src_dir / "agenmod.py").write_text(ACOUNT_OLD)
+    monkeypatch.syspath_prepend(str(src_dir))
+    sys.modules.pop("agenmod", None)
+    mod = importlib.import_module("agenmod")
+    blobs = tmp_path / "blobs"
+    blobs.mkdir()
+    for name, migratable in (("a.bin", True), ("b.bin", False)):
+        agen = mod.job([1, 2, 3])
+        _astep(agen)
+        (blobs / name).write_bytes(corosnap.dumps(agen, migratable=migratable))
+    try:
+        # Unchanged code: both resume as they are (a check writes no frame).
+        assert check((blobs / "b.bin").read_bytes()).status == "resumes"
+        assert main(["check", str(blobs)]) == 0
+        assert "2 resume as is" in capsys.readouterr().out
+        (src_dir / "agenmod.py").write_text(
+            ACOUNT_OLD.replace('("done", total)', '("done", -total)'))
+        sys.modules.pop("agenmod", None)
+        importlib.invalidate_caches()
+        assert main(["check", str(blobs), "--json"]) == 1
+        report = json.loads(capsys.readouterr().out)
+        assert report["summary"] == {"migrates": 1, "needs-migration": 1}
+        by_key = {r["key"]: r for r in report["snapshots"]}
+        assert by_key["a.bin"]["status"] == "migrates"
+        assert "carries no description" in by_key["b.bin"]["reason"]
+    finally:
+        sys.modules.pop("agenmod", None)

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 import corosnap
-from _evolve import drive, install
+from _evolve import close, drive, install, step
 from corosnap import Snapshotter
 from corosnap._accel import ENGINE
 from corosnap.bytecode import fingerprint
@@ -57,9 +57,9 @@ def test_both_engines_migrate_alike(case: Case) -> None:
         for name, snap in engines.items():
             gen = target(*case.args)
             for i in range(case.steps):
-                gen.send(case.sends_before[i] if i < len(case.sends_before) else None)
+                step(gen, case.sends_before[i] if i < len(case.sends_before) else None)
             blobs[name] = snap.replace(migratable=case.mode == "migratable").dumps(gen)
-            gen.close()
+            close(gen)
         assert blobs["c"] == blobs["python"]
         manifests = Manifest.of_module(old) if case.mode == "manifest" else None
         install(module, textwrap.dedent(case.new).replace("{OLD_FP}", f"{old_fp:016x}"))

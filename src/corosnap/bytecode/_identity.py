@@ -575,6 +575,12 @@ _UNARY = {"UNARY_NEGATIVE": "-{0}", "UNARY_NOT": "not {0}", "UNARY_INVERT": "~{0
           "UNARY_POSITIVE": "+{0}"}
 
 
+_INTRINSIC_1 = list(getattr(dis, "_intrinsic_1_descs", ()))
+_AGEN_WRAP = (_INTRINSIC_1.index("INTRINSIC_ASYNC_GEN_WRAP")
+              if "INTRINSIC_ASYNC_GEN_WRAP" in _INTRINSIC_1 else -1)
+"""CALL_INTRINSIC_1's operand for an async generator's yield wrap (3.12+)."""
+
+
 class _Renderer:
     """Best-effort source-like text for labels (messages and manifests only)."""
 
@@ -600,6 +606,11 @@ class _Renderer:
             return self(inputs[-1] if V < (3, 13) else inputs[0], depth + 1)
         if op == "anext":
             return f"anext({r[0]})"
+        if op == "ASYNC_GEN_WRAP" or (op == "CALL_INTRINSIC_1" and number == _AGEN_WRAP):
+            # An async generator's `yield v` wraps v before YIELD_VALUE
+            # (3.11: ASYNC_GEN_WRAP; 3.12+: CALL_INTRINSIC_1
+            # INTRINSIC_ASYNC_GEN_WRAP): the text is v's.
+            return r[0] if r else "…"
         if op in ("iter", "iter.index", "GET_AITER", "GET_AWAITABLE", "GET_YIELD_FROM_ITER",
                   "with", "with.enter", "special", "special.self", "except", "TO_BOOL"):
             return r[0] if r else "…"

@@ -44,6 +44,12 @@ Theory of operation, for one frame suspended at old point P:
    code.
 4. ``write_frame`` applies every check of a normal restore.
 
+An async generator's frame goes the same way (``FrameDecoder.decode`` passes
+its flags, read from its tag by ``_asyncgen``): it must stay an async
+generator, one with an operation in flight must resume inside an ``await``
+(as a normal restore requires), and its flags are set once the frame is
+written (never by a check, which writes nothing).
+
 Explicit migrations (registered per function and old fingerprint) replace
 steps 1-3 with user code that gets the old point and the old locals by name
 and returns the new point (by source line or ordinal) and the new locals.
@@ -81,7 +87,8 @@ from ..bytecode._identity import (
 )
 from ..bytecode._locate import _find_path, _root_function, locate
 from ..codec import Tag
-from ..frames import NULL
+from ..frames import NULL, backend
+from . import _asyncgen
 from ._restore import decode_exception, fresh, make_plan, write_frame
 from ._signature import RESUMABLE_FLAGS, CodeSig, PointSig, nested_codes, table_from_blob
 
@@ -286,6 +293,8 @@ class Session:
     def close_fresh(self) -> None:
         """Close the generators a dry run made (created, nothing written: no code runs)."""
         for gen in self.fresh:
+            if type(gen) is types.AsyncGeneratorType:
+                continue  # a created async generator has no close() and needs none
             gen.close()
         self.fresh.clear()
 
@@ -485,7 +494,12 @@ class MigratingEntry:
         return (f"{self.label}: its code changed since the snapshot was taken (fingerprint "
                 f"{self.fp:016x} in the snapshot, {fingerprint(self.new.code):016x} now)")
 
-    def decode_frame(self, dec: Any, v: list[Any], i: int, root: bool) -> Any:
+    def decode_frame(self, dec: Any, v: list[Any], i: int, root: bool,
+                     agflags: int = -1) -> Any:
+        """The old frame at v[i:] moved onto the new code (or NeedsMigration).
+        ``agflags``: the frame is an async generator's, with these flags
+        (``_asyncgen``), set once the frame is written, as
+        ``FrameDecoder.decode`` does; -1: a generator's or a coroutine's."""
         new = self.new
         if i >= len(v):
             raise CorruptSnapshot(f"{self.label}: truncated frame")
@@ -512,7 +526,7 @@ class MigratingEntry:
                 "old version's manifest (corosnap manifest) with manifests=" +
                 (" (the explicit migration registered for it needs it too)" if explicit
                  else ""))
-        self._check_flags()
+        self._check_flags(agflags >= 0)
         plan = None if explicit is not None else self._plan(pos, old, handling)
         nold = len(sig.names)
         raw = v[i + 1:]
@@ -521,6 +535,10 @@ class MigratingEntry:
                 f"{self.label}: {len(raw)} slot and stack values, but the old code's "
                 f"description has {nold} locals and {len(old.stack)} stack values there")
         delegating = old.kind in (KIND_YIELD_FROM, KIND_AWAIT)
+        running = agflags > 0 and bool(agflags & _asyncgen.RUNNING)
+        if running and not delegating:
+            raise CorruptSnapshot(f"{self.label}: an async generator with an operation "
+                                  "in flight is suspended inside an await, not at a yield")
         sub_at = nold + len(old.stack) + DELEGATE if delegating else -1
         if sub_at < nold:
             sub_at = -1
@@ -545,11 +563,24 @@ class MigratingEntry:
                 detail = self._detail(old, plan) if self.session.dry_run else ""
                 how = "automatic"
             new_plan = new.plans.get(new_pos) or make_plan(new, new_pos)
+            if running and new_plan.delegate_at < 0:
+                # (an explicit migration chose a yield: the awaitable in
+                # flight would resume a frame that is not awaiting anything)
+                raise NeedsMigration(
+                    f"{self.label}: an async generator with an __anext__()/asend()/athrow() "
+                    "in flight must resume inside an await, and the migration moves it to "
+                    f"offset {new_pos}, which is not one")
             write_frame(dec, new, new_plan, new_pos, new_slots, exc, gen, root, fresh_sub)
+            if agflags > 0 and not self.session.dry_run:
+                backend().ag_set_flags(gen, agflags)  # checked by _asyncgen
             self.session.outcomes.append(FrameOutcome(str(self.ref), how, detail))
             return gen
         except BaseException:
-            gen.close()
+            # Refused: the fresh generator is still created (nothing was
+            # written): closing it runs no code.  A created async generator
+            # has no close() and needs none (see FrameDecoder.decode).
+            if agflags < 0:
+                gen.close()
             raise
         finally:
             dec.active.discard(key)
@@ -593,15 +624,26 @@ class MigratingEntry:
         known[key] = plan
         return plan
 
-    def _check_flags(self) -> None:
-        """A generator stays a generator, a coroutine a coroutine."""
+    def _check_flags(self, agen: bool) -> None:
+        """A generator stays a generator, a coroutine a coroutine, an async
+        generator an async generator.  ``agen``: the blob stores the frame
+        as an async generator's."""
         assert self.sig is not None
         sig = self.sig
+        if sig.flags and bool(sig.flags & inspect.CO_ASYNC_GENERATOR) != agen:
+            raise CorruptSnapshot(
+                f"{self.label}: the old code's description says it was "
+                f"{_a(_kind_of(sig.flags))}, where the blob stores "
+                f"{'an async generator' if agen else 'a generator or coroutine'}")
         new_flags = self.new.code.co_flags & RESUMABLE_FLAGS
         if sig.flags and new_flags != sig.flags:
             raise NeedsMigration(
-                f"{self._mismatch_head()}: it was a {_kind_of(sig.flags)} and is now a "
-                f"{_kind_of(new_flags)}")
+                f"{self._mismatch_head()}: it was {_a(_kind_of(sig.flags))} and is now "
+                f"{_a(_kind_of(new_flags))}")
+        if bool(new_flags & inspect.CO_ASYNC_GENERATOR) != agen:
+            was = "an async generator" if agen else "a generator or coroutine"
+            raise NeedsMigration(
+                f"{self._mismatch_head()}: it was {was} and is now {_a(_kind_of(new_flags))}")
 
     def _plan_uncached(self, pos: int, old: PointSig, in_except: bool) -> _Plan:
         sh = self._shape()
@@ -904,6 +946,10 @@ def _empty(cell: types.CellType) -> bool:
 
 def _at(line: int | None) -> str:
     return f" at line {line}" if line is not None else ""
+
+
+def _a(noun: str) -> str:
+    return f"an {noun}" if noun[0] in "aeiou" else f"a {noun}"
 
 
 def _kind_of(flags: int) -> str:

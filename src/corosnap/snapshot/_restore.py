@@ -37,7 +37,7 @@ from collections.abc import Callable
 from typing import Any
 from weakref import ref as ref_to
 
-from .._errors import CodeMismatch, CorruptSnapshot, LimitExceeded, NeedsMigration, RestoreError
+from .._errors import CodeMismatch, CorruptSnapshot, LimitExceeded, RestoreError
 from .._weak import ModuleCache
 from ..bytecode import CodeRef, code_info, fingerprint, locate, types_coroutine_copy
 from ..bytecode._analysis import DELEGATE
@@ -479,12 +479,9 @@ class FrameDecoder:
         if type(entry) is not RestoreCode:
             # The code changed and loads(migrate=True) found how to move the
             # frame (snapshot/_migrate.py): it decodes the old fields, maps
-            # them onto the new code and ends in write_frame, as below.
-            if agflags >= 0:
-                raise NeedsMigration(f"{entry.label}: an async generator's frame cannot be "
-                                     "migrated to changed code (only generators and "
-                                     "coroutines can)")
-            return entry.decode_frame(dec, v, i, root)
+            # them onto the new code and ends in write_frame, as below (an
+            # async generator's flags included).
+            return entry.decode_frame(dec, v, i, root, agflags)
         if bool(entry.code.co_flags & _AGEN) != (agflags >= 0):
             raise CorruptSnapshot(f"{entry.label} is {'an' if agflags < 0 else 'not an'} async "
                                   "generator, where the blob has "

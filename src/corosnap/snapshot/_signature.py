@@ -14,7 +14,7 @@ migrated frame goes through those same checks (``_restore.write_frame``).
 A signature holds no offsets of the new code and nothing that identifies the
 old code beyond its fingerprint (which the blob or the manifest key gives):
 local names in frame order, which slots are cells, how many free variables
-there are, the code's flags (generator / coroutine), for nested code its
+there are, the code's flags (generator / coroutine / async generator), for nested code its
 qualified name and its ordinal among same-named nested code of its function,
 and per resume offset the point's identity (``bytecode._identity``).
 """
@@ -40,6 +40,7 @@ MAX_STACK = 1 << 16
 MAX_POINTS = 1 << 16
 MAX_TEXT = 1000
 U32 = 1 << 32
+_AGEN_TYPE = types.AsyncGeneratorType
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,7 +366,8 @@ def signature_table(enc: Encoder, frames: Any) -> list[Any]:
     Built after the blob's fields, from the encoder's tables: every code the
     blob names is the code of a generator, coroutine or function the encoder
     registered (``enc.keep``), and ``enc.codes`` gives its index; each frame's
-    resume offset is read again from the frame.  So capture itself is the same
+    resume offset is read again from the frame.  An async generator's frame is
+    read as a generator's (``frames.read`` takes all three kinds).  So capture itself is the same
     as for any blob (the C engine included).
     """
     n = len(enc.codes)
@@ -373,8 +375,9 @@ def signature_table(enc: Encoder, frames: Any) -> list[Any]:
     offsets: list[set[int]] = [set() for _ in range(n)]
     for obj in enc.keep:
         t = type(obj)
-        if t is types.GeneratorType or t is types.CoroutineType:
-            code = obj.gi_code if t is types.GeneratorType else obj.cr_code
+        if t is types.GeneratorType or t is types.CoroutineType or t is _AGEN_TYPE:
+            code = (obj.gi_code if t is types.GeneratorType else
+                    obj.cr_code if t is types.CoroutineType else obj.ag_code)
             k = enc.codes.get(id(code))
             if k is None:
                 continue
