@@ -285,19 +285,6 @@ def case_partial_that_is_its_own_func() -> tuple[bytes, bytes]:
     return good, _blob(tree)
 
 
-def case_chain_whose_source_yields_the_chain() -> tuple[bytes, bytes]:
-    # An itertools.chain whose source iterator yields the chain: chain_next
-    # would call iter() and next() on itself, in C.  Refused by a check that
-    # needs every value decoded (Decoder.finish), which the warm C engine
-    # must run too (3.11-3.13: 3.14 dropped chain.__setstate__).
-    tree = _tree(_suspended(lambda: calls(functools.partial(add, 1))))
-    good = _blob(tree)
-    t = msgpack.ExtType
-    tree[5] = [t(0, bytes([11])), [t(0, bytes([6])), "itertools", "chain"], [],
-               [t(0, bytes([1])), [t(0, bytes([15])), [t(0, bytes([1])), t(1, bytes([2]))], 0]]]
-    return good, _blob(tree)
-
-
 def case_partial_that_is_its_own_func_in_a_sub_frame() -> tuple[bytes, bytes]:
     # The same, one frame down: the delegating frame names its stack slot
     # holding the sub-frame, then the sub-frame names its local.
@@ -357,8 +344,6 @@ CASES = {
 if V >= (3, 15):
     CASES["sequence_walked_by_index_replaced"] = case_sequence_walked_by_index_replaced
     CASES["index_negative"] = case_index_negative
-if V < (3, 14):
-    CASES["chain_whose_source_yields_the_chain"] = case_chain_whose_source_yields_the_chain
 
 
 # The cases that are not corrupt: every engine restores them.
@@ -380,9 +365,6 @@ NAMED = {
         r"tests\.test_engines\.loop\(\): value stack slot \d+: back-reference 99 ",
     "range_iterator_index_overflows":
         r"tests\.test_engines\.loop\(\): value stack slot \d+: malformed range iterator: ",
-    "chain_whose_source_yields_the_chain":
-        r"tests\.test_engines\.calls\(\): an object that reaches itself \(itertools\.chain -> "
-        r"itertools\.chain\)",
     "handled_exception_is_nil":
         r"tests\.test_engines\.in_except\(\): the handled exception is a NoneType$",
     "nil_handled_exception_outside_an_except_block":

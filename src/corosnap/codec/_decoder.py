@@ -100,7 +100,8 @@ a guard (300,000 links overflow the C stack); a chain that long never comes
 from real code, whose handlers nest no deeper than the recursion limit."""
 
 
-_CHAIN = itertools.chain  # see Decoder._check_chain_sources
+_CHAIN = itertools.chain  # restored with relays (Decoder._reduce)
+_STARMAP = itertools.starmap
 _TYPE_FLAGS = type.__dict__["__flags__"].__get__
 _MRO = type.__dict__["__mro__"].__get__
 _TYPE_DICT = type.__dict__["__dict__"].__get__
@@ -263,8 +264,7 @@ class Decoder:
 
     __slots__ = ("memo", "strings", "codes", "shapes", "safe", "allow", "frames", "active",
                  "depth", "pinned", "follows", "building", "settled", "walk_budget",
-                 "follower_types", "exceptions", "cstate", "buffers", "after", "migration",
-                 "seqiters", "chain_sources")
+                 "follower_types", "exceptions", "cstate", "buffers", "after", "migration")
 
     def __init__(
         self,
@@ -297,14 +297,6 @@ class Decoder:
         self.settled: set[int] = set()
         self.walk_budget = MAX_CYCLE_WALK
         self.follower_types: dict[type, bool] = {}
-        # Sequence iterators over a list or tuple (by id, with their
-        # sequence), and the reduce-built itertools.chain objects with the
-        # source iterator their state names: a chain calls iter() and next()
-        # on each item its source yields, and a list may still be filling when
-        # its iterator is made, so those edges are read in finish(), once
-        # every value is decoded (_check_chain_sources).
-        self.seqiters: dict[int, tuple[Any, Any]] = {}
-        self.chain_sources: list[tuple[Any, Any]] = []
         self.exceptions: list[BaseException] = []  # built by reduces: chains checked at the end
         self.safe = safe
         self.allow = allow
@@ -371,13 +363,6 @@ class Decoder:
         frame's values are decoded, before that frame is written (``label``:
         the root frame's, which a refusal names)."""
         check_exception_chains(self.exceptions)
-        if self.chain_sources:
-            try:
-                self._check_chain_sources()
-            except CorruptSnapshot as exc:
-                if not label:
-                    raise
-                raise type(exc)(f"{label}: {exc}") from None
 
     def dec_items(self, items: Any) -> list[Any]:
         if type(items) is not list:
@@ -643,6 +628,13 @@ class Decoder:
         args = self.dec_items(v[2])
         if self.safe:
             _no_huge_ints(func, args)
+        if func is _STARMAP and len(args) >= 2:
+            # starmap_next makes a tuple of each item, advancing an item that
+            # is an iterator, unguarded: its input comes relayed, as the
+            # native starmap's (codec/_iterators.py).
+            from . import _iterators  # it imports this module
+
+            args = [*_iterators._relay_starmap(tuple(args))]
         if v[0].kind == T_NEWOBJ:
             if not isinstance(func, type):
                 raise CorruptSnapshot("object constructor is not a class")
@@ -688,8 +680,16 @@ class Decoder:
                                                 p if type(p) is tuple else (p,))]))
                 if edges is not None:
                     self._add_edges(edges, parts)
-                    if cls is _CHAIN and parts:
-                        self.chain_sources.append((obj, parts[0]))
+                if cls is _CHAIN and type(state) is tuple:
+                    # chain_next calls iter() and next() on whatever its source
+                    # yields, which no check can see ahead (a source yielding
+                    # the chain made it advance itself in C: SIGSEGV on 3.11,
+                    # found by the fuzzing campaign).  As the native chain
+                    # (codec/_iterators.py), it gets its inputs through Python
+                    # relays, so such a loop ends in RecursionError.
+                    from . import _iterators  # it imports this module
+
+                    state = _iterators._relay_chain(state)
                 _set_state(obj, state)
             if list_f is not None:
                 items = self.dec_items(list_f)
@@ -788,64 +788,6 @@ class Decoder:
             settled.update(seen)
             settled.add(target)
 
-    def _check_chain_sources(self) -> None:
-        """The unguarded-cycle check through what a chain's source yields,
-        once every value is decoded (``finish``).
-
-        ``itertools.chain`` calls ``iter()`` then ``next()`` on each item its
-        source iterator yields, so a chain whose source is a list or tuple
-        iterator over a sequence holding the chain (or anything that advances
-        it unguarded) recursed in C until the stack overflowed (3.11, where a
-        blob can set a chain's state; found by the fuzzing campaign).  Other
-        consumers (``islice``, ``zip``, ``map``...) only return or pass on
-        the items they read, so only a chain's source gets these edges: the
-        rebuilt objects of the checked kind among the sequence's items
-        (looking inside tuples), read now since a list may still be filling
-        when its iterator is made.  Then a depth-first search from each such
-        chain (three colours, linear, within the blob's walk budget)."""
-        follows = self.follows
-        starts = []
-        for chain, source in self.chain_sources:
-            found = self.seqiters.get(id(source))
-            if found is not None and found[0] is source:
-                self._add_edges(follows[id(chain)], list(found[1]))
-                starts.append(chain)
-        done: set[int] = set()
-        budget = self.walk_budget
-        for start in starts:
-            if id(start) in done:
-                continue
-            path: list[Any] = [start]
-            on_path = {id(start)}
-            work = [iter(follows[id(start)])]
-            while work:
-                for nxt in work[-1]:
-                    k = id(nxt)
-                    if k in on_path:
-                        at = next(n for n, y in enumerate(path) if y is nxt)
-                        names = " -> ".join(_type_name(y) for y in [*path[at:], nxt])
-                        raise CorruptSnapshot(
-                            f"an object that reaches itself ({names}): CPython calls or "
-                            "advances such objects through one another without its "
-                            "recursion guard, so using it could overflow the C stack")
-                    if k in done:
-                        continue
-                    budget -= 1
-                    if budget < 0:
-                        raise LimitExceeded(
-                            "checking the blob's partials and iterators for cycles took "
-                            f"more than {MAX_CYCLE_WALK} steps")
-                    path.append(nxt)
-                    on_path.add(k)
-                    work.append(iter(follows[k]))
-                    break
-                else:
-                    work.pop()
-                    y = path.pop()
-                    on_path.discard(id(y))
-                    done.add(id(y))
-        self.walk_budget = budget
-
     def _exception(self, v: list[Any]) -> Any:
         if len(v) != 5 or type(v[4]) is not bool:
             raise CorruptSnapshot("malformed exception")
@@ -925,8 +867,6 @@ class Decoder:
         it = iter(seq)
         it.__setstate__(v[2])
         self.memo.append(it)
-        if type(seq) is list or type(seq) is tuple:
-            self.seqiters[id(it)] = (it, seq)  # a chain's source? (finish)
         return it
 
 
