@@ -88,9 +88,9 @@ def test_memo_walk_follows_the_decoders_memo(monkeypatch):
     sizes: list[int] = []
     finish = Decoder.finish
 
-    def spy(self):
+    def spy(self, *args):
         sizes.append(len(self.memo))
-        finish(self)
+        finish(self, *args)
 
     monkeypatch.setattr(Decoder, "finish", spy)
     monkeypatch.setattr(sys, "unraisablehook", lambda _u: None)  # zoo generators on close
