@@ -358,10 +358,9 @@ class Decoder:
             raise CorruptSnapshot(f"unknown ext type {v.code}")
         return v
 
-    def finish(self, label: str = "") -> None:
+    def finish(self) -> None:
         """Checks that need the whole object graph: run once, when the root
-        frame's values are decoded, before that frame is written (``label``:
-        the root frame's, which a refusal names)."""
+        frame's values are decoded, before that frame is written."""
         check_exception_chains(self.exceptions)
 
     def dec_items(self, items: Any) -> list[Any]:

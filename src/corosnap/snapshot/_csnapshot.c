@@ -1081,12 +1081,11 @@ cs_restore_frame(RestoreState *st, PyObject *v, Py_ssize_t i, int root)
         PyList_SET_ITEM(slots, j, y);
     }
     if (cs_check_frame(st, rc, plan, gen, slots, fresh_sub, &dec) < 0) goto done;
-    if (root && (PyList_GET_SIZE(st->exceptions) > 0 || st->decoder != Py_None)) {
+    if (root && PyList_GET_SIZE(st->exceptions) > 0) {
         /* Decoder.finish: the checks that need the whole object graph (the
-         * exception chains, and what a chain's source yields): whenever the
-         * Python decoder built anything, since only it builds those. */
+         * exception chains: nothing to check without an exception). */
         if (dec == NULL && (dec = cs_decoder(st)) == NULL) goto done;
-        PyObject *r = cs_call_method(dec, s_finish, rc->label, NULL, NULL, NULL);
+        PyObject *r = cs_call_method(dec, s_finish, NULL, NULL, NULL, NULL);
         if (r == NULL) goto done;
         Py_DECREF(r);
     }

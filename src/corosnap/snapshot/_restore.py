@@ -352,7 +352,7 @@ def write_frame(dec: Decoder, entry: Any, plan: Any, pos: int, slots: list[Any],
                               f"but its bytecode has {plan.depth} there")
     check_frame(entry, plan, gen, slots, fresh_sub, dec)
     if root:
-        dec.finish(entry.label)
+        dec.finish()
     migration = dec.migration
     if migration is not None and migration.dry_run:
         migration.checked(gen)  # a check: everything validated, nothing written
