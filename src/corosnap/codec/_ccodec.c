@@ -18,6 +18,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stddef.h>
 
 /* Codec fast path: True when every item of the list is exactly one of
  * int, float, str, bytes, bool or None, so msgpack can pack it without any
@@ -166,7 +167,10 @@ static struct {
 typedef struct {
     PyObject_HEAD
     PyObject *by_hash; /* this blob's big ints and complex numbers, by hash (or NULL) */
+    vectorcallfunc vectorcall;
 } ExtHook;
+
+static Py_ssize_t cc_deferred_code_offset, cc_deferred_data_offset;
 
 static PyObject *
 cc_corrupt(const char *message)
@@ -231,16 +235,35 @@ cc_bigint(PyObject *data)
                                  (size_t)PyBytes_GET_SIZE(data), 1, 1);
 }
 
-/* ExtHook(code, data): as _markers.ext_hook_for(by_hash, code, data). */
+/* A Deferred(code, data), made as object.__new__ then the two slots set:
+ * its __init__ does no more, and costs more than the rest of an ext. */
 static PyObject *
-ExtHook_call(ExtHook *self, PyObject *args, PyObject *kwds)
+cc_deferred(PyObject *code_obj, PyObject *data)
 {
-    PyObject *code_obj, *data;
-    if (kwds != NULL && PyDict_GET_SIZE(kwds) != 0) {
+    PyTypeObject *type = (PyTypeObject *)cc_Deferred;
+    PyObject *out = type->tp_alloc(type, 0);
+    if (out == NULL) return NULL;
+    *(PyObject **)((char *)out + cc_deferred_code_offset) = Py_NewRef(code_obj);
+    *(PyObject **)((char *)out + cc_deferred_data_offset) = Py_NewRef(data);
+    return out;
+}
+
+/* ExtHook(code, data): as _markers.ext_hook_for(by_hash, code, data).
+ * Called through vectorcall by msgpack's unpacker, once per ext. */
+static PyObject *
+ExtHook_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    ExtHook *self = (ExtHook *)callable;
+    if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0) {
         PyErr_SetString(PyExc_TypeError, "ext hook takes no keyword arguments");
         return NULL;
     }
-    if (!PyArg_UnpackTuple(args, "ext_hook", 2, 2, &code_obj, &data)) return NULL;
+    if (PyVectorcall_NARGS(nargsf) != 2) {
+        PyErr_Format(PyExc_TypeError, "ext_hook expected 2 arguments, got %zd",
+                     PyVectorcall_NARGS(nargsf));
+        return NULL;
+    }
+    PyObject *code_obj = args[0], *data = args[1];
     long code = PyLong_AsLong(code_obj);
     if (code == -1 && PyErr_Occurred()) return NULL;
     if (!PyBytes_Check(data)) {
@@ -261,10 +284,8 @@ ExtHook_call(ExtHook *self, PyObject *args, PyObject *kwds)
     case EXT_BYTEARRAY:
     case EXT_PICKLE:
     case EXT_INTLIST:
-    case EXT_BUFFER: {
-        PyObject *cargs[2] = {code_obj, data};
-        return PyObject_Vectorcall(cc_Deferred, cargs, 2, NULL);
-    }
+    case EXT_BUFFER:
+        return cc_deferred(code_obj, data);
     case EXT_NONE:
         return Py_NewRef(cc_NONE_MARK);
     case EXT_BIGINT:
@@ -314,7 +335,9 @@ ExtHook_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_TypeError, "ExtHook() takes no arguments");
         return NULL;
     }
-    return type->tp_alloc(type, 0);
+    ExtHook *self = (ExtHook *)type->tp_alloc(type, 0);
+    if (self != NULL) self->vectorcall = ExtHook_vectorcall;
+    return (PyObject *)self;
 }
 
 static int
@@ -344,8 +367,9 @@ static PyTypeObject ExtHook_Type = {
     .tp_name = "corosnap.codec._ccodec.ExtHook",
     .tp_basicsize = sizeof(ExtHook),
     .tp_dealloc = (destructor)ExtHook_dealloc,
-    .tp_call = (ternaryfunc)ExtHook_call,
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(ExtHook, vectorcall),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
     .tp_doc = "ExtHook(): msgpack's ext_hook for one blob (the C twin of "
               "_markers.ext_hook_for with a fresh by_hash)",
     .tp_traverse = (traverseproc)ExtHook_traverse,
@@ -1345,12 +1369,903 @@ static PyMethodDef cv_enc_items_def = {
     "enc_items", (PyCFunction)(void (*)(void))cv_enc_items_method, METH_FASTCALL,
     "enc_items(items): [enc(x) for x in items] (Encoder.enc_items, in C)"};
 
-/* Adds enc and enc_items to the module as instance methods. */
+/* ------------------------------------------------------------ value decoder
+ *
+ * The C twin of Decoder.dec and Decoder.dec_items (codec/_decoder.py), as
+ * _pickle's Unpickler is pickle.py's.  It turns the tree msgpack parsed into
+ * the very objects the Python methods make, registering them in the same
+ * Decoder's memo in the same order, and raising the same exception classes
+ * with the same messages.  Handled here: plain lists (walked in place) and
+ * dicts (shapes recorded), back-references, tuples (with the nesting count of
+ * recursion-unguarded objects), sets, frozensets, T_DICT pairs (the hash
+ * flooding check of a container past MAX_EQUAL_HASHES items is Python's
+ * _not_flooding), shaped dicts, flat lists, and the reduce protocol of
+ * objects whose type does not follow references unguarded (dataclasses,
+ * enums, datetimes, Decimals...), outside safe mode.
+ *
+ * Everything else goes to the Decoder's Python method for it (the _TAGGED
+ * table), which calls back into these for the values inside.  A reduce is
+ * decoded in three stages (Decoder._reduce, _reduce_with, _reduce_state):
+ * this code runs the common case of each and hands the rest of the reduce
+ * to the Python stage it does not handle, before it has decoded anything
+ * that stage decodes (safe mode, the callables never called, starmap, a
+ * non-class NEWOBJ: _reduce_with; types CPython follows without its
+ * recursion guard, itertools.chain, list or dict items: _reduce_state).
+ * Applying state to an object with no __setstate__ and a state other than
+ * a plain dict is Python's _set_state.
+ *
+ * Recursion is bounded as everywhere in CPython (Py_EnterRecursiveCall,
+ * RecursionError, which loads reports as LimitExceeded).  One C call stands
+ * for one level of nesting where the Python decoder spends two or three
+ * Python frames, so a tree refused as nested too deeply by one engine can
+ * decode on the other: the documented difference, as for the encoder.
+ *
+ * The Decoder's tables are its __slots__, read at their offsets (found once,
+ * from the member descriptors, as the encoder's), each type-checked per call.
+ */
+
+static PyObject *cd_Decoder, *cd_TAGGED, *cd_Tag, *cd_NEVER_CALLED, *cd_STARMAP, *cd_CHAIN,
+    *cd_follows_unguarded, *cd_printable_cause, *cd_py_not_flooding, *cd_py_set_state,
+    *cd_RestoreError, *cd_LimitExceeded;
+static Py_ssize_t cd_max_nesting = -1, cd_shape_min = -1, cd_tag_kind_offset, cd_deferred_code_offset,
+    cd_deferred_data_offset;
+static PyObject *cd_s_reduce_with, *cd_s_reduce_state, *cd_s_deferred, *cd_s_setstate,
+    *cd_s_dict, *cd_s_new, *cd_s_update, *cd_s_qualname;
+
+enum { G_MEMO, G_SHAPES, G_SAFE, G_DEPTH, G_PINNED, G_FOLLOWER_TYPES, G_EXCEPTIONS, G_COUNT };
+static const char *cd_field_names[G_COUNT] = {
+    "memo", "shapes", "safe", "depth", "pinned", "follower_types", "exceptions"};
+static Py_ssize_t cd_offsets[G_COUNT];
+
+/* One call's view of a Decoder (strong references, as the encoder's). */
+typedef struct {
+    PyObject *self, *memo, *shapes, *depth, *pinned, *follower_types, *exceptions;
+    int safe;
+} Dec;
+
+/* The offset of the object slot `name` of class `cls`, or -1 with ImportError. */
+static Py_ssize_t
+cd_slot_offset(PyObject *cls, const char *name)
+{
+    PyObject *d = PyDict_GetItemString(((PyTypeObject *)cls)->tp_dict, name);
+    if (d == NULL || Py_TYPE(d) != &PyMemberDescr_Type ||
+        ((PyMemberDescrObject *)d)->d_member->type != CV_T_OBJECT_EX) {
+        PyErr_Format(PyExc_ImportError, "corosnap.codec._ccodec: %s.%s is not a slot",
+                     ((PyTypeObject *)cls)->tp_name, name);
+        return -1;
+    }
+    return ((PyMemberDescrObject *)d)->d_member->offset;
+}
+
+static int
+cd_ready(void)
+{
+    if (cd_Decoder != NULL) return 0;
+    PyObject *dec_mod = PyImport_ImportModule("corosnap.codec._decoder");
+    PyObject *markers = PyImport_ImportModule("corosnap.codec._markers");
+    PyObject *globals = PyImport_ImportModule("corosnap.codec._globals");
+    PyObject *errors = PyImport_ImportModule("corosnap._errors");
+    PyObject *decoder = NULL;
+    int rc = -1;
+    if (dec_mod == NULL || markers == NULL || globals == NULL || errors == NULL) goto done;
+    struct { PyObject *module; const char *name; PyObject **target; } names[] = {
+        {dec_mod, "_TAGGED", &cd_TAGGED}, {markers, "Tag", &cd_Tag},
+        {globals, "NEVER_CALLED", &cd_NEVER_CALLED}, {dec_mod, "_STARMAP", &cd_STARMAP},
+        {dec_mod, "_CHAIN", &cd_CHAIN}, {dec_mod, "follows_unguarded", &cd_follows_unguarded},
+        {dec_mod, "printable_cause", &cd_printable_cause},
+        {dec_mod, "_not_flooding", &cd_py_not_flooding},
+        {dec_mod, "_set_state", &cd_py_set_state},
+        {errors, "RestoreError", &cd_RestoreError},
+        {errors, "LimitExceeded", &cd_LimitExceeded}};
+    for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
+        PyObject *v = PyObject_GetAttrString(names[k].module, names[k].name);
+        if (v == NULL) goto done;
+        Py_XSETREF(*names[k].target, v);
+    }
+    PyObject *nesting = PyObject_GetAttrString(dec_mod, "MAX_NESTING");
+    cd_max_nesting = nesting == NULL ? -1 : PyLong_AsSsize_t(nesting);
+    Py_XDECREF(nesting);
+    if (cd_max_nesting < 0) goto done;
+    decoder = PyObject_GetAttrString(dec_mod, "Decoder");
+    if (decoder == NULL) goto done;
+    if (!PyType_Check(decoder) || !PyDict_CheckExact(cd_TAGGED) || !PyType_Check(cd_Tag) ||
+        !PyAnySet_CheckExact(cd_NEVER_CALLED)) {
+        PyErr_SetString(PyExc_ImportError, "corosnap.codec._ccodec: codec/_decoder.py is not "
+                                           "what this module was built for");
+        goto done;
+    }
+    for (int f = 0; f < G_COUNT; f++) {
+        if ((cd_offsets[f] = cd_slot_offset(decoder, cd_field_names[f])) < 0) goto done;
+    }
+    if ((cd_tag_kind_offset = cd_slot_offset(cd_Tag, "kind")) < 0 ||
+        (cd_deferred_code_offset = cd_slot_offset(cc_Deferred, "code")) < 0 ||
+        (cd_deferred_data_offset = cd_slot_offset(cc_Deferred, "data")) < 0) goto done;
+    struct { PyObject **target; const char *text; } strs[] = {
+        {&cd_s_reduce_with, "_reduce_with"}, {&cd_s_reduce_state, "_reduce_state"},
+        {&cd_s_deferred, "_deferred"}, {&cd_s_setstate, "__setstate__"},
+        {&cd_s_dict, "__dict__"}, {&cd_s_new, "__new__"}, {&cd_s_update, "update"},
+        {&cd_s_qualname, "__qualname__"}};
+    for (size_t k = 0; k < sizeof(strs) / sizeof(strs[0]); k++) {
+        if (*strs[k].target == NULL &&
+            (*strs[k].target = PyUnicode_InternFromString(strs[k].text)) == NULL) goto done;
+    }
+    PyObject *tags = PyImport_ImportModule("corosnap.codec._tags");
+    if (tags == NULL) goto done;
+    struct { const char *name; long value; } kinds[] = {
+        {"T_TUPLE", T_TUPLE}, {"T_SET", T_SET}, {"T_FROZENSET", T_FROZENSET},
+        {"T_DICT", T_DICT}, {"T_FLATLIST", T_FLATLIST}, {"T_GLOBAL", T_GLOBAL},
+        {"T_REDUCE", T_REDUCE}, {"T_NEWOBJ", T_NEWOBJ}, {"T_SHAPED", T_SHAPED}};
+    for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+        PyObject *v = PyObject_GetAttrString(tags, kinds[k].name);
+        long x = v == NULL ? -1 : PyLong_AsLong(v);
+        Py_XDECREF(v);
+        if (x != kinds[k].value) {
+            if (!PyErr_Occurred()) {
+                PyErr_Format(PyExc_ImportError, "corosnap.codec._ccodec knows %s as %ld, "
+                             "codec/_tags.py says %ld: rebuild corosnap",
+                             kinds[k].name, kinds[k].value, x);
+            }
+            Py_DECREF(tags);
+            goto done;
+        }
+    }
+    PyObject *shape_min = PyObject_GetAttrString(tags, "SHAPE_MIN");
+    cd_shape_min = shape_min == NULL ? -1 : PyLong_AsSsize_t(shape_min);
+    Py_XDECREF(shape_min);
+    Py_DECREF(tags);
+    if (cd_shape_min < 0) goto done;
+    cd_Decoder = Py_NewRef(decoder); /* last: marks the decoder ready */
+    rc = 0;
+done:
+    Py_XDECREF(decoder);
+    Py_XDECREF(dec_mod);
+    Py_XDECREF(markers);
+    Py_XDECREF(globals);
+    Py_XDECREF(errors);
+    return rc;
+}
+
+static void
+cd_release(Dec *d)
+{
+    Py_CLEAR(d->memo);
+    Py_CLEAR(d->shapes);
+    Py_CLEAR(d->depth);
+    Py_CLEAR(d->pinned);
+    Py_CLEAR(d->follower_types);
+    Py_CLEAR(d->exceptions);
+}
+
+static int
+cd_load(Dec *d, PyObject *self)
+{
+    memset(d, 0, sizeof(*d));
+    if (cd_ready() < 0) return -1;
+    if (!PyObject_TypeCheck(self, (PyTypeObject *)cd_Decoder)) {
+        PyErr_Format(PyExc_TypeError, "dec() needs a corosnap Decoder, got %.100s",
+                     Py_TYPE(self)->tp_name);
+        return -1;
+    }
+    d->self = self;
+    PyObject *v;
+#define CD_SLOT(field)                                                                    \
+    v = *(PyObject **)((char *)self + cd_offsets[field]);                                 \
+    if (v == NULL) {                                                                      \
+        PyErr_Format(PyExc_AttributeError, "Decoder.%s is not set", cd_field_names[field]); \
+        goto error;                                                                       \
+    }
+#define CD_TABLE(field, member, check, what)                                              \
+    CD_SLOT(field)                                                                        \
+    if (!check(v)) {                                                                      \
+        PyErr_Format(PyExc_TypeError, "Decoder.%s must be a " what ", not %.100s",         \
+                     cd_field_names[field], Py_TYPE(v)->tp_name);                         \
+        goto error;                                                                       \
+    }                                                                                     \
+    d->member = Py_NewRef(v);
+    CD_TABLE(G_MEMO, memo, PyList_CheckExact, "list")
+    CD_TABLE(G_SHAPES, shapes, PyList_CheckExact, "list")
+    CD_TABLE(G_DEPTH, depth, PyDict_CheckExact, "dict")
+    CD_TABLE(G_PINNED, pinned, PyList_CheckExact, "list")
+    CD_TABLE(G_FOLLOWER_TYPES, follower_types, PyDict_CheckExact, "dict")
+    CD_TABLE(G_EXCEPTIONS, exceptions, PyList_CheckExact, "list")
+    CD_SLOT(G_SAFE)
+    d->safe = PyObject_IsTrue(v);
+    if (d->safe < 0) goto error;
+#undef CD_TABLE
+#undef CD_SLOT
+    return 0;
+error:
+    cd_release(d);
+    return -1;
+}
+
+static PyObject *cd_dec(Dec *d, PyObject *v);
+
+/* type(x) in _WALK: what dec() turns into something else. */
+static inline int
+cd_walks(PyObject *x)
+{
+    PyTypeObject *t = Py_TYPE(x);
+    return t == &PyList_Type || t == &PyDict_Type || t == (PyTypeObject *)cc_Deferred;
+}
+
+/* dec(x) if it walks, else x itself (new reference). */
+static inline PyObject *
+cd_dec_item(Dec *d, PyObject *x)
+{
+    if (!cd_walks(x)) return Py_NewRef(x);
+    Py_INCREF(x);
+    PyObject *out = cd_dec(d, x);
+    Py_DECREF(x);
+    return out;
+}
+
+/* Decoder.dec_items on items[start:] (a new list); items must be a list.
+ * The tree's arrays are not reachable from Python while they are decoded,
+ * but the size is read at every step all the same. */
+static PyObject *
+cd_items_from(Dec *d, PyObject *items, Py_ssize_t start)
+{
+    if (!PyList_CheckExact(items)) return cc_corrupt("expected an array");
+    PyObject *out = PyList_New(0);
+    if (out == NULL) return NULL;
+    for (Py_ssize_t i = start; i < PyList_GET_SIZE(items); i++) {
+        PyObject *y = cd_dec_item(d, PyList_GET_ITEM(items, i));
+        if (y == NULL || PyList_Append(out, y) < 0) {
+            Py_XDECREF(y);
+            Py_DECREF(out);
+            return NULL;
+        }
+        Py_DECREF(y);
+    }
+    return out;
+}
+
+#define CD_ITEMS(seq) (((PyListObject *)(seq))->ob_item)
+#define CD_TITEMS(seq) (((PyTupleObject *)(seq))->ob_item)
+
+/* Decoder._nest over the n objects at parts: 1 + the deepest recorded chain. */
+static Py_ssize_t
+cd_nest_array(Dec *d, PyObject *const *parts, Py_ssize_t n, Py_ssize_t deepest)
+{
+    if (PyDict_GET_SIZE(d->depth) == 0) return deepest;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *key = PyLong_FromVoidPtr(parts[i]);
+        if (key == NULL) return -1;
+        PyObject *depth = PyDict_GetItemWithError(d->depth, key);
+        Py_DECREF(key);
+        if (depth == NULL) {
+            if (PyErr_Occurred()) return -1;
+            continue;
+        }
+        Py_ssize_t x = PyLong_AsSsize_t(depth);
+        if (x == -1 && PyErr_Occurred()) return -1;
+        if (x > deepest) deepest = x;
+    }
+    return deepest;
+}
+
+static Py_ssize_t
+cd_nest_done(Py_ssize_t deepest)
+{
+    if (deepest < 0) return -1;
+    if (deepest >= cd_max_nesting) {
+        PyErr_Format(cd_LimitExceeded, "objects nested more than %zd deep through "
+                     "back-references", cd_max_nesting);
+        return -1;
+    }
+    return deepest + 1;
+}
+
+/* self.depth[id(obj)] = nest */
+static int
+cd_set_depth(Dec *d, PyObject *obj, Py_ssize_t nest)
+{
+    PyObject *key = PyLong_FromVoidPtr(obj);
+    PyObject *value = key == NULL ? NULL : PyLong_FromSsize_t(nest);
+    int rc = value == NULL ? -1 : PyDict_SetItem(d->depth, key, value);
+    Py_XDECREF(key);
+    Py_XDECREF(value);
+    return rc;
+}
+
+/* The current exception, when it is a TypeError, becomes
+ * CorruptSnapshot(f"{what}: {exc}") from exc. */
+static void
+cd_type_error_as_corrupt(const char *what)
+{
+    if (!PyErr_ExceptionMatches(PyExc_TypeError)) return;
+    PyObject *type, *exc, *tb;
+    PyErr_Fetch(&type, &exc, &tb);
+    PyErr_NormalizeException(&type, &exc, &tb);
+    if (tb != NULL) PyException_SetTraceback(exc, tb);
+    PyObject *msg = PyUnicode_FromFormat("%s: %S", what, exc);
+    PyObject *err = msg == NULL ? NULL : PyObject_CallOneArg(cc_CorruptSnapshot, msg);
+    Py_XDECREF(msg);
+    if (err != NULL) {
+        PyException_SetCause(err, Py_NewRef(exc));
+        PyException_SetContext(err, Py_NewRef(exc));
+        PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(err)), err, NULL); /* steals err */
+    }
+    Py_XDECREF(type);
+    Py_XDECREF(exc);
+    Py_XDECREF(tb);
+}
+
+/* The current exception becomes RestoreError(message) from
+ * printable_cause(exc), message being format with exc's repr after arg. */
+static void
+cd_wrap_restore_error(const char *format, PyObject *arg)
+{
+    PyObject *type, *exc, *tb;
+    PyErr_Fetch(&type, &exc, &tb);
+    PyErr_NormalizeException(&type, &exc, &tb);
+    if (tb != NULL) PyException_SetTraceback(exc, tb);
+    PyObject *msg = PyUnicode_FromFormat(format, arg, exc);
+    PyObject *err = msg == NULL ? NULL : PyObject_CallOneArg(cd_RestoreError, msg);
+    PyObject *cause = err == NULL ? NULL : PyObject_CallOneArg(cd_printable_cause, exc);
+    Py_XDECREF(msg);
+    if (cause != NULL) {
+        PyException_SetCause(err, cause); /* steals; sets __suppress_context__ */
+        PyException_SetContext(err, Py_NewRef(exc));
+        PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(err)), err, NULL); /* steals err */
+    }
+    else {
+        Py_XDECREF(err);
+    }
+    Py_XDECREF(type);
+    Py_XDECREF(exc);
+    Py_XDECREF(tb);
+}
+
+/* _not_flooding(items) past MAX_EQUAL_HASHES items: 0, or -1 with its error. */
+static int
+cd_not_flooding(PyObject *items)
+{
+    if (PyList_GET_SIZE(items) <= cc_max_equal_hashes) return 0;
+    PyObject *r = PyObject_CallOneArg(cd_py_not_flooding, items);
+    Py_XDECREF(r);
+    return r == NULL ? -1 : 0;
+}
+
+/* Decoder._tuple */
+static PyObject *
+cd_tuple(Dec *d, PyObject *v)
+{
+    PyObject *items = cd_items_from(d, v, 1);
+    if (items == NULL) return NULL;
+    PyObject *out = PyList_AsTuple(items);
+    Py_DECREF(items);
+    if (out == NULL || PyDict_GET_SIZE(d->depth) == 0) return out;
+    /* Hashed without CPython's recursion guard (see Decoder.__init__). */
+    Py_ssize_t nest = cd_nest_done(cd_nest_array(d, CD_TITEMS(out),
+                                                 PyTuple_GET_SIZE(out), 0));
+    if (nest < 0 || (nest > 1 && (cd_set_depth(d, out, nest) < 0 ||
+                                  PyList_Append(d->pinned, out) < 0))) {
+        Py_DECREF(out);
+        return NULL;
+    }
+    return out;
+}
+
+/* Decoder._set and Decoder._frozenset */
+static PyObject *
+cd_set(Dec *d, PyObject *v, int frozen)
+{
+    PyObject *out = NULL, *items = NULL;
+    if (!frozen) {
+        if ((out = PySet_New(NULL)) == NULL || PyList_Append(d->memo, out) < 0) goto error;
+    }
+    if ((items = cd_items_from(d, v, 1)) == NULL || cd_not_flooding(items) < 0) goto error;
+    if (frozen) {
+        if ((out = PyFrozenSet_New(items)) == NULL) goto hash_error;
+    }
+    else {
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items); i++) {
+            if (PySet_Add(out, PyList_GET_ITEM(items, i)) < 0) goto hash_error;
+        }
+    }
+    Py_DECREF(items);
+    return out;
+hash_error:
+    cd_type_error_as_corrupt(frozen ? "unhashable frozenset item" : "unhashable set item");
+error:
+    Py_XDECREF(out);
+    Py_XDECREF(items);
+    return NULL;
+}
+
+/* Decoder._dict_pairs */
+static PyObject *
+cd_dict_pairs(Dec *d, PyObject *v)
+{
+    if (PyList_GET_SIZE(v) % 2 != 1) return cc_corrupt("dict pairs of odd length");
+    PyObject *out = PyDict_New(), *flat = NULL, *keys = NULL;
+    if (out == NULL || PyList_Append(d->memo, out) < 0) goto error;
+    if ((flat = cd_items_from(d, v, 1)) == NULL) goto error;
+    Py_ssize_t n = PyList_GET_SIZE(flat) / 2;
+    if (n > cc_max_equal_hashes) {
+        if ((keys = PyList_New(n)) == NULL) goto error;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            PyList_SET_ITEM(keys, i, Py_NewRef(PyList_GET_ITEM(flat, 2 * i)));
+        }
+        if (cd_not_flooding(keys) < 0) goto error;
+    }
+    if (PyList_GET_SIZE(flat) % 2) { /* shrunk while decoding: as zip(strict=True) */
+        PyErr_SetString(PyExc_ValueError, "zip() argument 2 is shorter than argument 1");
+        goto error;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (PyDict_SetItem(out, PyList_GET_ITEM(flat, 2 * i), PyList_GET_ITEM(flat, 2 * i + 1)) < 0) {
+            cd_type_error_as_corrupt("unhashable dict key");
+            goto error;
+        }
+    }
+    Py_DECREF(flat);
+    Py_XDECREF(keys);
+    return out;
+error:
+    Py_XDECREF(out);
+    Py_XDECREF(flat);
+    Py_XDECREF(keys);
+    return NULL;
+}
+
+/* Decoder._shaped */
+static PyObject *
+cd_shaped(Dec *d, PyObject *v)
+{
+    Py_ssize_t n = PyList_GET_SIZE(v);
+    PyObject *index_obj = n > 1 ? PyList_GET_ITEM(v, 1) : NULL;
+    Py_ssize_t index = -1;
+    if (index_obj != NULL && PyLong_CheckExact(index_obj)) {
+        index = PyLong_AsSsize_t(index_obj);
+        if (index == -1 && PyErr_Occurred()) {
+            if (!PyErr_ExceptionMatches(PyExc_OverflowError)) return NULL;
+            PyErr_Clear();
+        }
+    }
+    if (index < 0 || index >= PyList_GET_SIZE(d->shapes)) {
+        return cc_corrupt("dict shape reference points past the shapes read so far");
+    }
+    PyObject *keys = Py_NewRef(PyList_GET_ITEM(d->shapes, index));
+    if (!PyTuple_CheckExact(keys)) {
+        Py_DECREF(keys);
+        PyErr_SetString(PyExc_TypeError, "Decoder.shapes holds a non-tuple");
+        return NULL;
+    }
+    if (n - 2 != PyTuple_GET_SIZE(keys)) {
+        Py_DECREF(keys);
+        return cc_corrupt("dict shape and values differ in length");
+    }
+    PyObject *out = PyDict_New();
+    if (out == NULL || PyList_Append(d->memo, out) < 0) goto error;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(keys); i++) {
+        if (i + 2 >= PyList_GET_SIZE(v)) { /* shrunk while decoding: as zip(strict=True) */
+            PyErr_SetString(PyExc_ValueError, "zip() argument 2 is shorter than argument 1");
+            goto error;
+        }
+        PyObject *x = cd_dec_item(d, PyList_GET_ITEM(v, i + 2));
+        int rc = x == NULL ? -1 : PyDict_SetItem(out, PyTuple_GET_ITEM(keys, i), x);
+        Py_XDECREF(x);
+        if (rc < 0) goto error;
+    }
+    Py_DECREF(keys);
+    return out;
+error:
+    Py_DECREF(keys);
+    Py_XDECREF(out);
+    return NULL;
+}
+
+/* Decoder._flat */
+static PyObject *
+cd_flat(Dec *d, PyObject *v)
+{
+    if (PyList_SetSlice(v, 0, 1, NULL) < 0) return NULL;
+    PyObject *flat = cc_is_flat(NULL, v);
+    if (flat == NULL) return NULL;
+    Py_DECREF(flat);
+    if (flat != Py_True) return cc_corrupt("a flat list holds a non-scalar");
+    if (PyList_Append(d->memo, v) < 0) return NULL;
+    return Py_NewRef(v);
+}
+
+/* Whether the current exception passes through a reduce's state untouched:
+ * CorruptSnapshot, RestoreError or KeyboardInterrupt (Decoder._reduce_state). */
+static int
+cd_passes(void)
+{
+    return PyErr_ExceptionMatches(cd_RestoreError) ||
+           PyErr_ExceptionMatches(PyExc_KeyboardInterrupt);
+}
+
+/* _set_state(obj, state) for what needs no Python: a __setstate__, or a
+ * plain dict into obj.__dict__; anything else is _set_state's. */
+static int
+cd_set_state(PyObject *obj, PyObject *state)
+{
+    PyObject *setstate;
+#if PY_VERSION_HEX >= 0x030D0000
+    if (PyObject_GetOptionalAttr(obj, cd_s_setstate, &setstate) < 0) return -1;
+#else
+    /* the same, without making the AttributeError a missing one costs */
+    if (_PyObject_LookupAttr(obj, cd_s_setstate, &setstate) < 0) return -1;
+#endif
+    PyObject *r;
+    if (setstate == Py_None) Py_CLEAR(setstate); /* getattr(obj, "__setstate__", None) */
+    if (setstate != NULL) {
+        r = PyObject_CallOneArg(setstate, state);
+        Py_DECREF(setstate);
+    }
+    else if (PyDict_CheckExact(state)) {
+        if (PyDict_GET_SIZE(state) == 0) return 0;
+        PyObject *dict = PyObject_GetAttr(obj, cd_s_dict);
+        if (dict == NULL) return -1;
+        if (PyDict_CheckExact(dict)) {
+            int rc = PyDict_Update(dict, state);
+            Py_DECREF(dict);
+            return rc;
+        }
+        r = PyObject_CallMethodOneArg(dict, cd_s_update, state);
+        Py_DECREF(dict);
+    }
+    else {
+        PyObject *args[2] = {obj, state};
+        r = PyObject_Vectorcall(cd_py_set_state, args, 2, NULL);
+    }
+    Py_XDECREF(r);
+    return r == NULL ? -1 : 0;
+}
+
+/* Decoder._reduce_state, for an object whose type is no follower, with a
+ * state and no list or dict items. */
+static int
+cd_reduce_state(Dec *d, PyObject *obj, PyObject *state_f, Py_ssize_t nest)
+{
+    PyObject *state = cd_dec(d, state_f); /* self.dec(state_f) */
+    if (state == NULL) return -1;
+    /* nest over state's parts: a dict's values, a tuple's items, else itself */
+    PyObject *parts = PyTuple_CheckExact(state) ? Py_NewRef(state) : PyTuple_Pack(1, state);
+    Py_ssize_t deepest = parts == NULL ? -1 : 0;
+    for (Py_ssize_t k = 0; deepest >= 0 && k < PyTuple_GET_SIZE(parts); k++) {
+        PyObject *p = PyTuple_GET_ITEM(parts, k);
+        if (PyDict_CheckExact(p)) {
+            PyObject *values = PyDict_Values(p);
+            deepest = values == NULL ? -1 : cd_nest_array(
+                d, CD_ITEMS(values), PyList_GET_SIZE(values), deepest);
+            Py_XDECREF(values);
+        }
+        else if (PyTuple_CheckExact(p)) {
+            deepest = cd_nest_array(d, CD_TITEMS(p), PyTuple_GET_SIZE(p), deepest);
+        }
+        else {
+            deepest = cd_nest_array(d, &p, 1, deepest);
+        }
+    }
+    Py_XDECREF(parts);
+    Py_ssize_t nest2 = cd_nest_done(deepest);
+    int rc = nest2 < 0 ? -1 : 0;
+    if (rc == 0 && nest2 > nest) rc = cd_set_depth(d, obj, nest2);
+    if (rc == 0) rc = cd_set_state(obj, state);
+    Py_DECREF(state);
+    return rc;
+}
+
+/* Decoder._reduce (T_REDUCE and T_NEWOBJ) */
+static PyObject *
+cd_reduce(Dec *d, PyObject *v, int newobj)
+{
+    Py_ssize_t n = PyList_GET_SIZE(v);
+    if (n < 3 || n > 6) return cc_corrupt("malformed reduce");
+    PyObject *func = PyList_GET_ITEM(v, 1);
+    Py_INCREF(func);
+    Py_SETREF(func, cd_dec(d, func)); /* self.dec(v[1]): not only what walks */
+    if (func == NULL) return NULL;
+    PyObject *obj = NULL, *args = NULL, *make = NULL;
+    int fast = !d->safe && func != cd_STARMAP &&
+               PyList_CheckExact(PyList_GET_ITEM(v, 2)) &&
+               (newobj ? PyType_Check(func) : PyCallable_Check(func));
+    if (fast) {
+        PyObject *key = PyLong_FromVoidPtr(func);
+        int never = key == NULL ? -1 : PySet_Contains(cd_NEVER_CALLED, key);
+        Py_XDECREF(key);
+        if (never < 0) goto error;
+        fast = !never;
+    }
+    if (!fast) {
+        PyObject *out = PyObject_CallMethodObjArgs(d->self, cd_s_reduce_with, v, func, NULL);
+        Py_DECREF(func);
+        return out;
+    }
+    /* Decoder._reduce_with: arguments, nesting, the call */
+    PyObject *decoded = cd_items_from(d, PyList_GET_ITEM(v, 2), 0);
+    if (decoded == NULL) goto error;
+    if (newobj) {
+        Py_ssize_t k = PyList_GET_SIZE(decoded);
+        args = PyList_New(k + 1);
+        if (args == NULL) {
+            Py_DECREF(decoded);
+            goto error;
+        }
+        PyList_SET_ITEM(args, 0, Py_NewRef(func));
+        for (Py_ssize_t i = 0; i < k; i++) {
+            PyList_SET_ITEM(args, i + 1, Py_NewRef(PyList_GET_ITEM(decoded, i)));
+        }
+        Py_DECREF(decoded);
+        if ((make = PyObject_GetAttr(func, cd_s_new)) == NULL) goto error;
+    }
+    else {
+        args = decoded;
+        make = Py_NewRef(func);
+    }
+    Py_ssize_t nest = cd_nest_done(cd_nest_array(d, CD_ITEMS(args), PyList_GET_SIZE(args), 0));
+    if (nest < 0) goto error;
+    obj = PyObject_Vectorcall(make, CD_ITEMS(args), PyList_GET_SIZE(args), NULL);
+    if (obj == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) goto error;
+        PyObject *name, *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        name = PyObject_GetAttr(func, cd_s_qualname);
+        if (name == NULL && PyErr_ExceptionMatches(PyExc_AttributeError)) PyErr_Clear();
+        if (PyErr_Occurred()) {
+            Py_XDECREF(type);
+            Py_XDECREF(value);
+            Py_XDECREF(tb);
+            goto error;
+        }
+        PyErr_Restore(type, value, tb);
+        if (name == NULL) name = Py_NewRef(func);
+        cd_wrap_restore_error("rebuilding a %R failed: %R", name);
+        Py_DECREF(name);
+        goto error;
+    }
+    if (PyList_Append(d->memo, obj) < 0 || cd_set_depth(d, obj, nest) < 0) goto error;
+    if (PyExceptionInstance_Check(obj) && PyList_Append(d->exceptions, obj) < 0) goto error;
+    /* Decoder._reduce_state */
+    PyObject *cls = (PyObject *)Py_TYPE(obj);
+    PyObject *follower = PyDict_GetItemWithError(d->follower_types, cls);
+    if (follower == NULL) {
+        if (PyErr_Occurred()) goto error;
+        follower = PyObject_CallOneArg(cd_follows_unguarded, cls);
+        if (follower == NULL || PyDict_SetItem(d->follower_types, cls, follower) < 0) {
+            Py_XDECREF(follower);
+            goto error;
+        }
+        Py_DECREF(follower); /* the dict holds it */
+    }
+    int follows = PyObject_IsTrue(follower);
+    if (follows < 0) goto error;
+    PyObject *state_f = n > 3 ? PyList_GET_ITEM(v, 3) : Py_None;
+    int items = (n > 4 && PyList_GET_ITEM(v, 4) != Py_None) ||
+                (n > 5 && PyList_GET_ITEM(v, 5) != Py_None);
+    if (follows || cls == cd_CHAIN || items) {
+        PyObject *out = PyObject_CallMethodObjArgs(d->self, cd_s_reduce_state, v, obj,
+                                                   args, NULL);
+        Py_DECREF(obj);
+        obj = out;
+    }
+    else if (state_f != Py_None) {
+        Py_INCREF(state_f);
+        int rc = cd_reduce_state(d, obj, state_f, nest);
+        Py_DECREF(state_f);
+        if (rc < 0) {
+            if (!cd_passes()) {
+                PyObject *qualname = PyType_GetQualName(Py_TYPE(obj));
+                if (qualname != NULL) {
+                    cd_wrap_restore_error("restoring the state of a %U failed: %R", qualname);
+                    Py_DECREF(qualname);
+                }
+            }
+            goto error;
+        }
+    }
+    Py_DECREF(func);
+    Py_DECREF(args);
+    Py_DECREF(make);
+    return obj;
+error:
+    Py_DECREF(func);
+    Py_XDECREF(args);
+    Py_XDECREF(make);
+    Py_XDECREF(obj);
+    return NULL;
+}
+
+/* A tagged array: the kinds above, or the Decoder's Python method for it. */
+static PyObject *
+cd_tagged(Dec *d, PyObject *v)
+{
+    PyObject *kind_obj = *(PyObject **)((char *)PyList_GET_ITEM(v, 0) + cd_tag_kind_offset);
+    long kind = kind_obj != NULL && PyLong_CheckExact(kind_obj) ? PyLong_AsLong(kind_obj) : -1;
+    switch (kind) {
+    case T_TUPLE: return cd_tuple(d, v);
+    case T_SET: return cd_set(d, v, 0);
+    case T_FROZENSET: return cd_set(d, v, 1);
+    case T_DICT: return cd_dict_pairs(d, v);
+    case T_FLATLIST: return cd_flat(d, v);
+    case T_SHAPED: return cd_shaped(d, v);
+    case T_REDUCE: return cd_reduce(d, v, 0);
+    case T_NEWOBJ: return cd_reduce(d, v, 1);
+    default: break;
+    }
+    if (kind_obj == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "kind");
+        return NULL;
+    }
+    PyObject *method = PyDict_GetItemWithError(cd_TAGGED, kind_obj);
+    if (method == NULL) {
+        if (!PyErr_Occurred()) PyErr_SetObject(PyExc_KeyError, kind_obj);
+        return NULL;
+    }
+    Py_INCREF(method);
+    PyObject *args[2] = {d->self, v};
+    PyObject *out = PyObject_Vectorcall(method, args, 2, NULL);
+    Py_DECREF(method);
+    return out;
+}
+
+/* A plain list, walked in place, as the Python loop over enumerate(v). */
+static PyObject *
+cd_list(Dec *d, PyObject *v)
+{
+    if (PyList_Append(d->memo, v) < 0) return NULL;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(v); i++) {
+        PyObject *x = PyList_GET_ITEM(v, i);
+        if (!cd_walks(x)) continue;
+        PyObject *y = cd_dec_item(d, x);
+        if (y == NULL) return NULL;
+        if (i >= PyList_GET_SIZE(v)) {
+            Py_DECREF(y);
+            PyErr_SetString(PyExc_IndexError, "list assignment index out of range");
+            return NULL;
+        }
+        PyList_SetItem(v, i, y); /* steals y */
+    }
+    return Py_NewRef(v);
+}
+
+/* A plain dict: shape recorded, values decoded in place. */
+static PyObject *
+cd_dict(Dec *d, PyObject *v)
+{
+    if (PyList_Append(d->memo, v) < 0) return NULL;
+    Py_ssize_t size = PyDict_GET_SIZE(v), pos = 0;
+    PyObject *k, *x;
+    if (size >= cd_shape_min) {
+        int all_str = 1;
+        while (PyDict_Next(v, &pos, &k, &x)) {
+            if (!PyUnicode_CheckExact(k)) {
+                all_str = 0;
+                break;
+            }
+        }
+        if (all_str) {
+            PyObject *keys = PyDict_Keys(v);
+            PyObject *shape = keys == NULL ? NULL : PyList_AsTuple(keys);
+            Py_XDECREF(keys);
+            int rc = shape == NULL ? -1 : PyList_Append(d->shapes, shape);
+            Py_XDECREF(shape);
+            if (rc < 0) return NULL;
+        }
+        pos = 0;
+    }
+    while (PyDict_Next(v, &pos, &k, &x)) {
+        if (!cd_walks(x)) continue;
+        Py_INCREF(k);
+        PyObject *y = cd_dec_item(d, x);
+        int rc = y == NULL ? -1 : 0;
+        if (rc == 0 && PyDict_GET_SIZE(v) != size) {
+            PyErr_SetString(PyExc_RuntimeError, "dictionary changed size during iteration");
+            rc = -1;
+        }
+        if (rc == 0) rc = PyDict_SetItem(v, k, y);
+        Py_DECREF(k);
+        Py_XDECREF(y);
+        if (rc < 0) return NULL;
+    }
+    return Py_NewRef(v);
+}
+
+/* A Deferred: back-references here, the rest Decoder._deferred's. */
+static PyObject *
+cd_deferred(Dec *d, PyObject *v)
+{
+    PyObject *code = *(PyObject **)((char *)v + cd_deferred_code_offset);
+    PyObject *data = *(PyObject **)((char *)v + cd_deferred_data_offset);
+    if (code == NULL || data == NULL || !PyLong_CheckExact(code) || !PyBytes_CheckExact(data) ||
+        PyLong_AsLong(code) != EXT_REF) {
+        if (PyErr_Occurred()) return NULL;
+        return PyObject_CallMethodOneArg(d->self, cd_s_deferred, v);
+    }
+    Py_ssize_t len = PyBytes_GET_SIZE(data);
+    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(data);
+    if (len > 0 && len <= 4) {
+        Py_ssize_t index = 0;
+        for (Py_ssize_t k = 0; k < len; k++) index = (index << 8) | p[k];
+        if (index < PyList_GET_SIZE(d->memo)) return Py_NewRef(PyList_GET_ITEM(d->memo, index));
+    }
+    PyObject *index = _PyLong_FromByteArray(p, (size_t)len, 0, 0);
+    if (index != NULL) {
+        PyErr_Format(cc_CorruptSnapshot,
+                     "back-reference %S points past the objects read so far", index);
+        Py_DECREF(index);
+    }
+    return NULL;
+}
+
+/* Decoder.dec */
+static PyObject *
+cd_dec(Dec *d, PyObject *v)
+{
+    PyTypeObject *t = Py_TYPE(v);
+    if (t == (PyTypeObject *)cc_Deferred) return cd_deferred(d, v);
+    if (t != &PyList_Type && t != &PyDict_Type) {
+        if (t == (PyTypeObject *)cc_ExtType && PyTuple_GET_SIZE(v) > 0) {
+            PyErr_Format(cc_CorruptSnapshot, "unknown ext type %S", PyTuple_GET_ITEM(v, 0));
+            return NULL;
+        }
+        return Py_NewRef(v);
+    }
+    if (Py_EnterRecursiveCall(" while decoding a value")) return NULL;
+    PyObject *out;
+    if (t == &PyDict_Type) {
+        out = cd_dict(d, v);
+    }
+    else if (PyList_GET_SIZE(v) > 0 && Py_IS_TYPE(PyList_GET_ITEM(v, 0), (PyTypeObject *)cd_Tag)) {
+        out = cd_tagged(d, v);
+    }
+    else {
+        out = cd_list(d, v);
+    }
+    Py_LeaveRecursiveCall();
+    return out;
+}
+
+/* dec(decoder, v) and dec_items(decoder, items): Decoder methods (bound as
+ * such by the instancemethod wrappers the module exports). */
+static PyObject *
+cd_dec_method(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "dec() takes exactly one argument (%zd given)", nargs - 1);
+        return NULL;
+    }
+    Dec d;
+    if (cd_load(&d, args[0]) < 0) return NULL;
+    PyObject *out = cd_dec(&d, args[1]);
+    cd_release(&d);
+    return out;
+}
+
+static PyObject *
+cd_dec_items_method(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "dec_items() takes exactly one argument (%zd given)",
+                     nargs - 1);
+        return NULL;
+    }
+    Dec d;
+    if (cd_load(&d, args[0]) < 0) return NULL;
+    PyObject *out = cd_items_from(&d, args[1], 0);
+    cd_release(&d);
+    return out;
+}
+
+static PyMethodDef cd_dec_def = {
+    "dec", (PyCFunction)(void (*)(void))cd_dec_method, METH_FASTCALL,
+    "dec(v): the value the msgpack tree v stands for (Decoder.dec, in C)"};
+static PyMethodDef cd_dec_items_def = {
+    "dec_items", (PyCFunction)(void (*)(void))cd_dec_items_method, METH_FASTCALL,
+    "dec_items(items): [dec(x) for x in items] (Decoder.dec_items, in C)"};
+
+/* Adds enc, enc_items, dec and dec_items to the module as instance methods. */
 static int
 cv_add_methods(PyObject *m)
 {
-    PyMethodDef *defs[2] = {&cv_enc_def, &cv_enc_items_def};
-    for (int k = 0; k < 2; k++) {
+    PyMethodDef *defs[4] = {&cv_enc_def, &cv_enc_items_def, &cd_dec_def, &cd_dec_items_def};
+    for (int k = 0; k < 4; k++) {
         PyObject *f = PyCFunction_NewEx(defs[k], NULL, NULL);
         PyObject *method = f == NULL ? NULL : PyInstanceMethod_New(f);
         Py_XDECREF(f);
@@ -1381,6 +2296,8 @@ cc_import_names(void)
                                            "not what this module was built for");
         return -1;
     }
+    if ((cc_deferred_code_offset = cd_slot_offset(cc_Deferred, "code")) < 0 ||
+        (cc_deferred_data_offset = cd_slot_offset(cc_Deferred, "data")) < 0) return -1;
     PyObject *tags = PyImport_ImportModule("corosnap.codec._tags");
     if (tags == NULL) return -1;
     int rc = 0;

@@ -612,10 +612,18 @@ class Decoder:
         self.memo.append(gen)
         return gen
 
+    # A reduce is decoded in three stages, each a method: the C decoder
+    # (codec/_ccodec.c) runs the common case of each itself and hands a
+    # value to the stage it does not handle, before it has decoded anything
+    # that stage decodes.
     def _reduce(self, v: list[Any]) -> Any:
         if not 3 <= len(v) <= 6:
             raise CorruptSnapshot("malformed reduce")
-        func = self.dec(v[1])
+        return self._reduce_with(v, self.dec(v[1]))
+
+    def _reduce_with(self, v: list[Any], func: Any) -> Any:
+        """The reduce at ``v`` whose callable, ``func``, is decoded: checks,
+        arguments, the call; then ``_reduce_state``."""
         if id(func) in NEVER_CALLED:
             raise CorruptSnapshot(f"a blob never rebuilds a {func.__name__} by calling it")
         if self.safe and id(func) not in SAFE_CALLABLES and not (
@@ -655,6 +663,11 @@ class Decoder:
         self.depth[id(obj)] = nest
         if is_exception(obj):
             self.exceptions.append(obj)
+        return self._reduce_state(v, obj, args)
+
+    def _reduce_state(self, v: list[Any], obj: Any, args: list[Any]) -> Any:
+        """The state, list items and dict items of the reduce at ``v``, built
+        (``obj``, in the memo) from ``args``."""
         rest = v[3:] + [None] * (6 - len(v))
         state_f, list_f, dict_f = rest
         cls = type(obj)

@@ -6,9 +6,9 @@ C engine is loaded).  The engine this process runs (``corosnap._accel``) uses
 ``Encoder`` and ``Decoder`` themselves; the other set binds the same classes
 to the other engine's scans, so that one process can hold the two engines
 against each other (``Snapshotter._with_engine``, ``tests/test_engines.py``).
-The C engine's Encoder is always a subclass whose ``enc`` and ``enc_items``
-are the C value encoder's (codec/_ccodec.c); the value decoder is Python's in
-both engines.
+The C engine's Encoder and Decoder are always subclasses whose ``enc`` and
+``enc_items``, ``dec`` and ``dec_items`` are the C value codec's
+(codec/_ccodec.c).
 """
 
 from __future__ import annotations
@@ -35,17 +35,18 @@ def _bind(helpers: Helpers) -> CodecEngine:
     scans = {"__slots__": (), "is_flat": staticmethod(helpers.is_flat),
              "pack_ints": staticmethod(helpers.pack_ints),
              "str_keys": staticmethod(helpers.str_keys)}
+    decoding = {"__slots__": (), "is_flat": staticmethod(helpers.is_flat)}
     if helpers.engine == "c":
         assert _C_VALUES is not None
-        # The C value encoder: Encoder.enc and Encoder.enc_items in C, the
-        # rest of the Encoder (and everything they leave to it) Python's.
+        # The C value codec: Encoder.enc, Encoder.enc_items, Decoder.dec and
+        # Decoder.dec_items in C, the rest of each class (and everything
+        # they leave to it) Python's.
         scans.update(enc=_C_VALUES.enc, enc_items=_C_VALUES.enc_items)
+        decoding.update(dec=_C_VALUES.dec, dec_items=_C_VALUES.dec_items)
     elif helpers is ACTIVE:
         return CodecEngine(helpers.engine, Encoder, Decoder, helpers.new_ext_hook)
     encoder = type(f"{helpers.engine.capitalize()}Encoder", (Encoder,), scans)
-    decoder = Decoder if helpers is ACTIVE else type(
-        f"{helpers.engine.capitalize()}Decoder", (Decoder,),
-        {"__slots__": (), "is_flat": staticmethod(helpers.is_flat)})
+    decoder = type(f"{helpers.engine.capitalize()}Decoder", (Decoder,), decoding)
     return CodecEngine(helpers.engine, encoder, decoder, helpers.new_ext_hook)
 
 

@@ -1,0 +1,342 @@
+"""The C value decoder against the Python one: the same objects, the same refusals.
+
+The C engine's ``Decoder.dec`` and ``Decoder.dec_items`` (codec/_ccodec.c)
+must rebuild from a blob the very object graph the Python methods rebuild
+(the same values, the same sharing and cycles, registered in the same memo
+order), and refuse a damaged or hostile blob with the same exception class
+and message.  "The same graph" is checked by encoding what each engine
+restored with the Python encoder: equal bytes mean equal values and equal
+sharing.  Checked on generated values (the codec property tests' values and
+instances that go through the reduce protocol), every suspension point of
+the construct zoo, thousands of damaged copies of real blobs, and a table of
+hand-made hostile trees, one per refusal the C decoder makes itself or hands
+to a Python stage.  Each blob is loaded by the C engine cold (codes not yet
+known to its snapshot engine) and warm.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+from typing import Any
+
+import msgpack
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from msgpack import ExtType
+
+import corosnap
+from corosnap import _accel
+from corosnap.codec._engines import ENGINES
+from corosnap.snapshot._api import default
+from corosnap_fuzz import fuzz, zoo
+from test_value_encoder_engines import FrozenSlots, mixed
+
+pytestmark = pytest.mark.skipif(_accel.ENGINE != "c", reason="the C engine is not loaded")
+
+T_TUPLE, T_SET, T_FROZENSET, T_DICT, T_FLATLIST, T_GLOBAL = 1, 2, 3, 4, 5, 6
+T_REDUCE, T_NEWOBJ, T_SHAPED = 11, 12, 16
+
+
+def tag(kind: int) -> ExtType:
+    return ExtType(0, bytes([kind]))
+
+
+def ref(i: int) -> ExtType:
+    return ExtType(1, i.to_bytes(4, "big"))
+
+
+def big(n: int) -> ExtType:
+    return ExtType(2, n.to_bytes((n.bit_length() + 8) // 8, "little", signed=True))
+
+
+def glob(module: str, name: str) -> list[Any]:
+    return [tag(T_GLOBAL), module, name]
+
+
+class Refuses:
+    """A class whose state cannot be set."""
+
+    def __setstate__(self, state: Any) -> None:
+        raise ValueError(f"no state for me: {state!r}")
+
+
+class Plain:
+    """An ordinary class: its state goes into its __dict__."""
+
+
+def _outcome(snapshotter: Any, blob: bytes, safe: bool = False) -> tuple[str, Any]:
+    try:
+        g = snapshotter.loads(blob) if not safe else snapshotter.replace(
+            safe=True, allow=("test_value_decoder_engines", "test_value_encoder_engines", "corosnap_fuzz")).loads(blob)
+    except corosnap.CorosnapError as exc:
+        return type(exc).__name__, str(exc)
+    try:
+        return "restored", default()._with_engine("python").dumps(g)
+    except corosnap.CorosnapError as exc:  # restored, but holding what cannot be captured
+        return "restored, " + type(exc).__name__, str(exc)
+    finally:
+        if hasattr(g, "close"):
+            try:
+                g.close()
+            except Exception:  # noqa: BLE001 - a zoo generator's cleanup
+                pass
+
+
+def _same_objects(blob: bytes, warm_with: bytes | None = None, safe: bool = False) -> tuple[str, Any]:
+    python = _outcome(default()._with_engine("python"), blob, safe)
+    cold = _outcome(default()._with_engine("c"), blob, safe)
+    warm_snapshotter = default()._with_engine("c")
+    try:
+        warm_snapshotter.loads(warm_with or blob)
+    except corosnap.CorosnapError:
+        pass
+    warm = _outcome(warm_snapshotter, blob, safe)
+    assert cold == python
+    assert warm == python
+    return python
+
+
+def _held(value: Any) -> bytes:
+    g = zoo.holds(value)
+    next(g)
+    return corosnap.dumps(g)
+
+
+def test_the_c_engine_decodes_values_in_c() -> None:
+    # The engine's Decoder must really be the C one (not a silent fallback).
+    dec = ENGINES["c"].Decoder.__dict__["dec"]
+    assert type(dec).__name__ == "instancemethod"
+    assert type(dec.__func__).__name__ == "builtin_function_or_method"
+    assert "dec" not in ENGINES["python"].Decoder.__dict__
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mixed)
+def test_generated_values_decode_alike(value: Any) -> None:
+    assert _same_objects(_held(value))[0] == "restored"
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(mixed, min_size=1, max_size=5), st.data())
+def test_shared_references_and_cycles_decode_alike(pool: list[Any], data: st.DataObject) -> None:
+    for box in [x for x in pool if type(x) in (list, dict)]:
+        target = data.draw(st.sampled_from(pool))
+        if type(box) is list:
+            box.append(target)
+        else:
+            box["back"] = target
+    assert _same_objects(_held([pool, pool[0], tuple(pool), {1, 2}]))[0] == "restored"
+
+
+CHOSEN = {
+    "dataclasses": [FrozenSlots(i, zoo.Color.RED) for i in range(30)]
+    + [zoo.Frozen(f"n{i}", frozenset({i})) for i in range(30)],
+    "records": [{"id": i, "name": f"n{i}", "tags": ["a", "b"], "score": i / 3} for i in range(40)],
+    "scalar_keys": {1: "a", (1, 2): "tuple key", None: 0, 2**64: "big"},
+    "sets": [set(), frozenset({1, 2}), {1, 2, 3}, {(1, 2), "x"}, bytearray(b"ab"), 1 + 2j],
+    "ints": [2**70, -(2**70), [2**65] * 20, list(range(40)), [1.5, "a", None, b"x"] * 5],
+    "shared_tuple": (lambda t: [t, t, {"t": t}])((1, [2], zoo.Color.RED)),
+    "plain_state": (lambda p: (p.__dict__.update(a=1, b=[p]), [p, p])[1])(Plain()),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CHOSEN))
+def test_chosen_values_decode_alike(name: str) -> None:
+    assert _same_objects(_held(CHOSEN[name]))[0] == "restored"
+
+
+def test_every_zoo_suspension_point_decodes_alike(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "unraisablehook", lambda _u: None)  # zoo generators on close
+    compared = 0
+    for sc in zoo.SCENARIOS:
+        for k in range(len(sc.steps) + 1):
+            obj = sc.make()
+            if not fuzz._advance(obj, sc.steps[:k]):
+                break
+            try:
+                blob = corosnap.dumps(obj)
+            except corosnap.CorosnapError:
+                continue
+            _same_objects(blob)
+            compared += 1
+    assert compared > 100
+
+
+def _damaged(blob: bytes, rng: random.Random) -> bytes:
+    data = bytearray(blob)
+    roll = rng.random()
+    if roll < 0.4:
+        for _ in range(rng.randint(1, 3)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+    elif roll < 0.6:
+        del data[rng.randrange(1, len(data)):]
+    elif roll < 0.8:
+        i = rng.randrange(len(data))
+        data[i:i] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 4)))
+    else:
+        i, j = sorted(rng.randrange(len(data)) for _ in range(2))
+        del data[i:j]
+    return bytes(data)
+
+
+@pytest.mark.parametrize("name", sorted(CHOSEN))
+def test_damaged_blobs_decode_alike(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "unraisablehook", lambda _u: None)
+    blob = _held(CHOSEN[name])
+    rng = random.Random(name)
+    outcomes = set()
+    for _ in range(150):
+        outcomes.add(_same_objects(_damaged(blob, rng), warm_with=blob)[0])
+    assert len(outcomes) > 1  # the damage reached the decoder, not only the parser
+
+
+def _tree_with(value: Any) -> bytes:
+    """A holds() blob whose held value is replaced by ``value`` (a msgpack tree)."""
+    tree = msgpack.unpackb(_held("marker"), strict_map_key=False)
+    spots = [i for i, x in enumerate(tree) if x == "marker"]
+    assert len(spots) == 1, tree
+    tree[spots[0]] = value
+    return msgpack.packb(tree, use_bin_type=True)
+
+
+MOD = "test_value_decoder_engines"
+# 17 floats with one hash (2.0 ** (61 * k): 2**61 = 1 modulo CPython's hash
+# modulus), so 289 distinct pairs of them share one tuple hash; floats are
+# not counted by the ext hook as big ints are.
+_ONES = [2.0 ** (61 * k) for k in range(17)]
+COLLIDING = [[tag(T_TUPLE), a, b] for a in _ONES for b in _ONES][:79]
+
+HOSTILE: dict[str, tuple[Any, str, str]] = {
+    # name: (tree, exception class, start of the message)
+    "reference_past_the_memo": (ref(99), "CorruptSnapshot", "back-reference 99 points past"),
+    "empty_reference": (ExtType(1, b""), "CorruptSnapshot", "back-reference 0 points past"),
+    "long_reference": (ExtType(1, b"\0" * 5), "CorruptSnapshot", "back-reference 0 points"),
+    "unknown_ext_as_state": ([tag(T_NEWOBJ), glob(MOD, "Plain"), [], ExtType(99, b"x")],
+                             "CorruptSnapshot", "unknown ext type 99"),
+    "unknown_ext_as_callable": ([tag(T_REDUCE), ExtType(98, b""), []],
+                                "CorruptSnapshot", "unknown ext type 98"),
+    "shape_past_the_shapes": ([tag(T_SHAPED), 7, 1], "CorruptSnapshot",
+                              "dict shape reference points past"),
+    "shape_index_not_an_int": ([tag(T_SHAPED), "0", 1], "CorruptSnapshot",
+                               "dict shape reference points past"),
+    "shape_index_huge": ([tag(T_SHAPED), big(2**70)], "CorruptSnapshot",
+                         "dict shape reference points past"),
+    "shape_length": ([{"a": 1, "b": 2, "c": 3, "d": 4}, [tag(T_SHAPED), 0, 1]],
+                     "CorruptSnapshot", "dict shape and values differ in length"),
+    "dict_pairs_odd": ([tag(T_DICT), 1, 2, 3], "CorruptSnapshot", "dict pairs of odd length"),
+    "dict_key_unhashable": ([tag(T_DICT), [1], 2], "CorruptSnapshot",
+                            "unhashable dict key: unhashable type: 'list'"),
+    "set_item_unhashable": ([tag(T_SET), 1, {"a": 1}], "CorruptSnapshot",
+                            "unhashable set item: unhashable type: 'dict'"),
+    "frozenset_item_unhashable": ([tag(T_FROZENSET), [1]], "CorruptSnapshot",
+                                  "unhashable frozenset item: unhashable type: 'list'"),
+    "set_flooding": ([tag(T_SET), *COLLIDING], "CorruptSnapshot", "79 of 79 items share"),
+    "dict_flooding": ([tag(T_DICT), *[x for c in COLLIDING for x in (c, 0)]],
+                      "CorruptSnapshot", "79 of 79 items share"),
+    "big_unhashable_set": ([tag(T_SET), *range(70), [1]], "CorruptSnapshot",
+                           "unhashable item: unhashable type: 'list'"),
+    "flat_list_with_a_list": ([tag(T_FLATLIST), 1, [2]], "CorruptSnapshot",
+                              "a flat list holds a non-scalar"),
+    "tuple_items_not_an_array": ([tag(T_REDUCE), glob(MOD, "Plain"), 5], "CorruptSnapshot",
+                                 "expected an array"),
+    "reduce_too_short": ([tag(T_REDUCE), glob(MOD, "Plain")], "CorruptSnapshot",
+                         "malformed reduce"),
+    "reduce_not_callable": ([tag(T_REDUCE), 5, []], "CorruptSnapshot",
+                            "reduce callable is not callable"),
+    "newobj_not_a_class": ([tag(T_NEWOBJ), glob("builtins", "len"), []], "CorruptSnapshot",
+                           "object constructor is not a class"),
+    "reduce_call_fails": ([tag(T_REDUCE), glob("fractions", "Fraction"), ["x"]], "RestoreError",
+                          "rebuilding a 'Fraction' failed: ValueError(\"Invalid literal"),
+    "newobj_call_fails": ([tag(T_NEWOBJ), glob("datetime", "date"), ["x"]], "RestoreError",
+                          "rebuilding a 'date' failed: TypeError("),
+    "setstate_fails": ([tag(T_NEWOBJ), glob(MOD, "Refuses"), [], {"a": 1}], "RestoreError",
+                       "restoring the state of a Refuses failed: ValueError(\"no state for me"),
+    "state_not_a_mapping": ([tag(T_NEWOBJ), glob(MOD, "Plain"), [], [1, 2]], "RestoreError",
+                            "restoring the state of a Plain failed: "),
+    "state_with_a_bad_reference": ([tag(T_NEWOBJ), glob(MOD, "Plain"), [], {"a": ref(999)}],
+                                   "CorruptSnapshot", "back-reference 999 points past"),
+    "nested_too_deep_through_references": (
+        [[tag(T_NEWOBJ), glob(MOD, "Plain"), [], {"p": 0}]]
+        + [[tag(T_NEWOBJ), ref(2), [], {"p": ref(3 + 2 * k)}] for k in range(2100)],
+        "LimitExceeded", "objects nested more than 2000 deep through back-references"),
+    "tuple_nested_too_deep": (
+        [[tag(T_NEWOBJ), glob(MOD, "Plain"), [], {"p": 0}]]
+        + [[tag(T_NEWOBJ), ref(2), [], {"p": [tag(T_TUPLE), ref(3 + 2 * k)]}]
+           for k in range(2100)],
+        "LimitExceeded", "objects nested more than 2000 deep through back-references"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_hostile_trees_are_refused_alike(name: str) -> None:
+    tree, cls, message = HOSTILE[name]
+    kind, text = _same_objects(_tree_with(tree), warm_with=_held(1))
+    assert (kind, text[:len(message)]) == (cls, message) or message in text, (kind, text)
+    assert kind == cls
+
+
+@pytest.mark.parametrize("name", ["reduce_call_fails", "setstate_fails"])
+def test_refusals_keep_the_cause(name: str) -> None:
+    tree, _cls, _message = HOSTILE[name]
+    blob = _tree_with(tree)
+    for engine in ("python", "c"):
+        with pytest.raises(corosnap.RestoreError) as info:
+            default()._with_engine(engine).loads(blob)
+        assert type(info.value.__cause__) in (ValueError, TypeError), engine
+
+
+def test_safe_mode_reduces_decode_alike() -> None:
+    # Safe mode: the C decoder hands every reduce to the Python stage.
+    value = [FrozenSlots(1, zoo.Color.RED), zoo.Frozen("a", frozenset({1}))]
+    python, = {_same_objects(_held(value), safe=True)}
+    assert python[0] == "restored"
+    bad = _tree_with([tag(T_REDUCE), glob("os", "system"), ["true"]])
+    kind, text = _same_objects(bad, warm_with=_held(1), safe=True)
+    assert kind == "UnsafeSnapshot", text
+
+
+def test_a_state_with_a_plain_dict_and_slots_decodes_alike() -> None:
+    # (dict, slotstate) states go through Python's _set_state on both engines.
+    class_tree = glob(MOD, "Plain")
+    tree = [tag(T_NEWOBJ), class_tree, [], [tag(T_TUPLE), {"a": 1}, {"b": 2}]]
+    kind, _blob = _same_objects(_tree_with(tree), warm_with=_held(1))
+    assert kind == "restored"
+
+
+def test_a_process_that_never_encoded_decodes_alike(tmp_path: Any) -> None:
+    # The C decoder must not depend on anything the C encoder sets up on
+    # first use: a process that only loads (a worker) decodes alike.
+    blobs = [_held(CHOSEN[name]) for name in sorted(CHOSEN)]
+    blobs.append(_tree_with(HOSTILE["reduce_call_fails"][0]))
+    blobs.append(_tree_with(HOSTILE["setstate_fails"][0]))
+    for k, blob in enumerate(blobs):
+        (tmp_path / f"{k}.blob").write_bytes(blob)
+    script = f"""
+import pathlib, sys
+import corosnap
+from corosnap.snapshot._api import default
+results = {{}}
+for engine in ("c", "python"):
+    for path in sorted(pathlib.Path({str(tmp_path)!r}).glob("*.blob")):
+        try:
+            results[engine, path.name] = default()._with_engine(engine).loads(path.read_bytes())
+        except corosnap.CorosnapError as exc:
+            results[engine, path.name] = (type(exc).__name__, str(exc))
+out = {{}}
+for (engine, name), r in sorted(results.items()):
+    out[engine, name] = r if type(r) is tuple else default()._with_engine("python").dumps(r)
+names = sorted({{name for _, name in out}})
+bad = [name for name in names if out["c", name] != out["python", name]]
+print("SAME" if not bad else f"DIFFER {{bad}}", len(names))
+"""
+    import os
+    import subprocess
+    here = os.path.dirname(os.path.abspath(__file__))
+    tools = os.path.join(os.path.dirname(here), "tools")
+    proc = subprocess.run([sys.executable, "-W", "ignore", "-c", script], capture_output=True,
+                          text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join([here, tools])})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["SAME", str(len(blobs))], proc.stdout
