@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import re
+import struct
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -861,3 +862,110 @@ def test_the_engine_is_the_one_the_environment_asks_for() -> None:
     assert _accel.ENGINE == ("python" if pure else "c")
     assert (_contract.C is None) == pure
     assert (_speedups.C is None) == pure
+
+
+# -- the blob parser: _ccodec.unpack against msgpack.unpackb -------------------------
+
+
+def _norm(x: Any) -> Any:
+    """A tree with its markers spelled out (Deferred has no __eq__)."""
+    from corosnap.codec._markers import Deferred, Tag
+
+    if type(x) is list:
+        return [_norm(y) for y in x]
+    if type(x) is dict:
+        return {k: _norm(v) for k, v in x.items()}
+    if type(x) is Deferred:
+        return ("Deferred", x.code, x.data)
+    if type(x) is Tag:
+        return ("Tag", x.kind)
+    if type(x) is float:
+        return ("float", struct.pack(">d", x))  # NaNs too
+    return (type(x).__name__, x) if type(x) in (bool, int) else x
+
+
+def _parses_alike(data: bytes) -> str:
+    """'same' when C's unpack gives msgpack's tree, 'declined' when it gives
+    None (then msgpack must parse it, or fail)."""
+    from corosnap.codec._speedups import C, PYTHON
+
+    assert C is not None
+    ours = C.unpack(data)
+    try:
+        theirs = msgpack.unpackb(data, strict_map_key=False, ext_hook=C.new_ext_hook())
+    except Exception:  # noqa: BLE001 - any refusal: C must decline
+        assert ours is None, data
+        assert PYTHON.unpack(data) is None
+        return "declined"
+    if ours is None:
+        return "declined"
+    assert _norm(ours) == _norm(theirs), data
+    return "same"
+
+
+@needs_c
+def test_the_c_parser_reads_every_msgpack_form_as_msgpack_does() -> None:
+    from msgpack import ExtType
+
+    values = [
+        0, 127, 128, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**63 - 1, 2**64 - 1,
+        -1, -32, -33, -128, -129, -32768, -32769, -(2**31), -(2**31) - 1, -(2**63),
+        0.5, -1e300, float("inf"), True, False, None, "", "é", "x" * 31, "x" * 32,
+        "y" * 300, "z" * 70000, b"", b"\0" * 300, b"b" * 70000,
+        list(range(20)), [[]] * 3, {"a": 1, "b": [2, {"c": None}]}, {i: i for i in range(20)},
+        {b"k": 1, 2: 3, None: 4, 1.5: 5, True: 6}, {"dup": 1},
+        ExtType(0, bytes([1])), ExtType(1, b"\0\0\0\1"), ExtType(2, b"\x05"),
+        ExtType(5, b"\0"), ExtType(7, b"\0"), ExtType(0x43, b"\x6b"), ExtType(0x43, b"ab"),
+        ExtType(99, b""), ExtType(42, b"x" * 300),
+        ExtType(42, b"x" * 70000), ExtType(3, bytes(16)), ExtType(8, "\udc80".encode(
+            "utf-8", "surrogatepass")),
+    ]
+    for v in values:
+        data = msgpack.packb(v, use_bin_type=True)
+        if v is not None:  # a lone nil reads as None, which also means "declined": both fine
+            assert _parses_alike(data) == "same", v
+        assert _parses_alike(msgpack.packb([v, [v], {"k": v}], use_bin_type=True)) == "same", v
+    single = msgpack.packb(1.5, use_bin_type=True, use_single_float=True)
+    assert _parses_alike(single) == "same"
+    negative_ext = b"\xc7\x03\xfbabc"  # ext8 of code -5: the hook cannot make an ExtType
+    assert _parses_alike(negative_ext) == "declined"
+    declined = [
+        b"", b"\xc1", b"\x92\x01", b"\x01\x02",  # nothing, never used, truncated, trailing
+        b"\xa2\xff\xfe", b"\xd9\x01", b"\xdd\xff\xff\xff\xff",  # bad UTF-8, truncated headers
+        b"\xd6\xff\0\0\0\0",  # msgpack's Timestamp (ext -1)
+        b"\x81\x91\x01\x02",  # an unhashable (list) key
+        b"\x91" * 600 + b"\xc0",  # past the C parser's depth (msgpack reads it)
+        msgpack.packb(ExtType(0, bytes([250]))),  # an unknown tag: the hook refuses it
+        msgpack.packb(ExtType(3, b"short")),  # a complex payload of the wrong size
+    ]
+    for data in declined:
+        assert _parses_alike(data) == "declined", data
+
+
+@needs_c
+def test_the_c_parser_reads_every_blob_as_msgpack_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    import random
+
+    from corosnap_fuzz import fuzz, zoo
+
+    monkeypatch.setattr(sys, "unraisablehook", lambda _u: None)
+    rng = random.Random(5)
+    seen = {"same": 0, "declined": 0}
+    for sc in zoo.SCENARIOS:
+        for k in range(len(sc.steps) + 1):
+            obj = sc.make()
+            if not fuzz._advance(obj, sc.steps[:k]):
+                break
+            try:
+                blob = corosnap.dumps(obj)
+            except corosnap.CorosnapError:
+                continue
+            assert _parses_alike(blob) == "same"
+            for _ in range(5):
+                data = bytearray(blob)
+                for _ in range(rng.randint(1, 3)):
+                    data[rng.randrange(len(data))] = rng.randrange(256)
+                if rng.random() < 0.3:
+                    del data[rng.randrange(1, len(data)):]
+                seen[_parses_alike(bytes(data))] += 1
+    assert seen["same"] > 100 and seen["declined"] > 100, seen

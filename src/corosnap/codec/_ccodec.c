@@ -226,17 +226,6 @@ error:
     return NULL;
 }
 
-/* int.from_bytes(data, "little", signed=True).  _PyLong_FromByteArray is
- * exported (cpython/longobject.h) on every supported version, 3.11-3.15. */
-static PyObject *
-cc_bigint(PyObject *data)
-{
-    return _PyLong_FromByteArray((const unsigned char *)PyBytes_AS_STRING(data),
-                                 (size_t)PyBytes_GET_SIZE(data), 1, 1);
-}
-
-/* A Deferred(code, data), made as object.__new__ then the two slots set:
- * its __init__ does no more, and costs more than the rest of an ext. */
 static PyObject *
 cc_deferred(PyObject *code_obj, PyObject *data)
 {
@@ -247,6 +236,11 @@ cc_deferred(PyObject *code_obj, PyObject *data)
     *(PyObject **)((char *)out + cc_deferred_data_offset) = Py_NewRef(data);
     return out;
 }
+
+static PyObject *ExtHook_ext(ExtHook *self, PyObject *code_obj, long code, const char *p,
+                             Py_ssize_t len, PyObject *data);
+static PyObject *ExtHook_known(ExtHook *self, PyObject *code_obj, long code, const char *p,
+                               Py_ssize_t len, PyObject *data);
 
 /* ExtHook(code, data): as _markers.ext_hook_for(by_hash, code, data).
  * Called through vectorcall by msgpack's unpacker, once per ext. */
@@ -271,8 +265,41 @@ ExtHook_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyO
                      Py_TYPE(data)->tp_name);
         return NULL;
     }
-    Py_ssize_t len = PyBytes_GET_SIZE(data);
-    const char *p = PyBytes_AS_STRING(data);
+    return ExtHook_ext(self, code_obj, code, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data),
+                       data);
+}
+
+/* The shared Tag of each one-byte payload, once looked up (a kind's Tag
+ * never changes once registered). */
+static PyObject *cc_tag_by_byte[256];
+
+/* The ext (code, the len bytes at p): data is those bytes as a bytes object,
+ * or NULL (then made only when needed). */
+static PyObject *
+ExtHook_ext(ExtHook *self, PyObject *code_obj, long code, const char *p, Py_ssize_t len,
+            PyObject *data)
+{
+    PyObject *made = NULL, *out;
+    if (code == EXT_TAG && len == 1 && cc_tag_by_byte[(unsigned char)p[0]] != NULL) {
+        return Py_NewRef(cc_tag_by_byte[(unsigned char)p[0]]);
+    }
+    if (code != EXT_NONE && code != EXT_BIGINT && code != EXT_WELLKNOWN &&
+        code != EXT_COMPLEX && code != EXT_SURROGATE_STR && data == NULL) {
+        if ((data = made = PyBytes_FromStringAndSize(p, len)) == NULL) return NULL;
+    }
+    out = ExtHook_known(self, code_obj, code, p, len, data);
+    if (out != NULL && code == EXT_TAG && len == 1 && cc_tag_by_byte[(unsigned char)p[0]] == NULL) {
+        cc_tag_by_byte[(unsigned char)p[0]] = Py_NewRef(out);
+    }
+    Py_XDECREF(made);
+    return out;
+}
+
+/* ExtHook_ext's answer for every code (data is set for the codes that need it). */
+static PyObject *
+ExtHook_known(ExtHook *self, PyObject *code_obj, long code, const char *p, Py_ssize_t len,
+              PyObject *data)
+{
     switch (code) {
     case EXT_TAG: {
         PyObject *tag = PyDict_GetItemWithError(cc_TAG_BY_DATA, data);
@@ -289,7 +316,7 @@ ExtHook_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyO
     case EXT_NONE:
         return Py_NewRef(cc_NONE_MARK);
     case EXT_BIGINT:
-        return cc_counted(self, cc_bigint(data));
+        return cc_counted(self, _PyLong_FromByteArray((const unsigned char *)p, (size_t)len, 1, 1));
     case EXT_WELLKNOWN:
         if (len != 1 || (unsigned char)p[0] >= PyTuple_GET_SIZE(cc_WELLKNOWN)) {
             return cc_corrupt("unknown well-known global");
@@ -377,6 +404,233 @@ static PyTypeObject ExtHook_Type = {
     .tp_new = ExtHook_new,
 };
 
+/* ------------------------------------------------------------ parser
+ *
+ * unpack(data): what msgpack.unpackb(data, strict_map_key=False,
+ * ext_hook=ExtHook()) returns, or None.  A blob's own parse, for loads: the
+ * exts go straight to the ext hook's code (no call through msgpack's
+ * PyObject_CallFunction and format strings per ext, no bytes object per
+ * tag), which is most of the time msgpack spends on a blob.
+ *
+ * The contract is msgpack's, and msgpack stays the reference: this parser
+ * only ever answers what unpackb would, or None.  It answers None (and the
+ * caller parses with msgpack, which gives its own result or error) for
+ * anything it is not sure to read exactly as msgpack does: any malformed or
+ * truncated input, trailing bytes, nesting past MAX_DEPTH (msgpack's limit
+ * is deeper), invalid UTF-8, an unhashable map key, the timestamp ext (-1),
+ * and any error the ext hook raises.  What it builds is msgpack's: lists,
+ * dicts (string keys interned, as msgpack's), str, bytes, int, float, bool,
+ * None, and whatever the ext hook returns.  tests/test_engines.py holds the
+ * two parsers against each other on every blob the suite makes and on
+ * damaged copies.
+ */
+
+enum { CU_MAX_DEPTH = 512 };
+
+typedef struct {
+    const unsigned char *p, *end;
+    ExtHook *hook;
+    int depth;
+} Unpacker;
+
+/* A declined parse: NULL, no exception. */
+#define CU_DECLINE() return NULL
+
+static PyObject *cu_value(Unpacker *u);
+
+static inline int
+cu_need(Unpacker *u, Py_ssize_t n)
+{
+    return n >= 0 && u->end - u->p >= n;
+}
+
+static inline uint64_t
+cu_be(const unsigned char *p, int n)
+{
+    uint64_t x = 0;
+    for (int k = 0; k < n; k++) x = (x << 8) | p[k];
+    return x;
+}
+
+static PyObject *
+cu_str(Unpacker *u, Py_ssize_t n)
+{
+    if (!cu_need(u, n)) CU_DECLINE();
+    PyObject *s = PyUnicode_DecodeUTF8((const char *)u->p, n, NULL);
+    if (s == NULL) {
+        PyErr_Clear();
+        CU_DECLINE();
+    }
+    u->p += n;
+    return s;
+}
+
+static PyObject *
+cu_bin(Unpacker *u, Py_ssize_t n)
+{
+    if (!cu_need(u, n)) CU_DECLINE();
+    PyObject *b = PyBytes_FromStringAndSize((const char *)u->p, n);
+    if (b == NULL) {
+        PyErr_Clear();
+        CU_DECLINE();
+    }
+    u->p += n;
+    return b;
+}
+
+static PyObject *
+cu_array(Unpacker *u, Py_ssize_t n)
+{
+    if (!cu_need(u, n) || u->depth >= CU_MAX_DEPTH) CU_DECLINE(); /* an item is >= 1 byte */
+    PyObject *out = PyList_New(n);
+    if (out == NULL) {
+        PyErr_Clear();
+        CU_DECLINE();
+    }
+    u->depth++;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *x = cu_value(u);
+        if (x == NULL) {
+            Py_DECREF(out);
+            CU_DECLINE();
+        }
+        PyList_SET_ITEM(out, i, x);
+    }
+    u->depth--;
+    return out;
+}
+
+static PyObject *
+cu_map(Unpacker *u, Py_ssize_t n)
+{
+    if (n > (u->end - u->p) / 2 || u->depth >= CU_MAX_DEPTH) CU_DECLINE();
+    PyObject *out = PyDict_New();
+    if (out == NULL) {
+        PyErr_Clear();
+        CU_DECLINE();
+    }
+    u->depth++;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *k = cu_value(u);
+        PyObject *v = k == NULL ? NULL : cu_value(u);
+        if (v != NULL && PyUnicode_CheckExact(k)) PyUnicode_InternInPlace(&k);
+        if (v == NULL || PyDict_SetItem(out, k, v) < 0) {
+            PyErr_Clear();
+            Py_XDECREF(k);
+            Py_XDECREF(v);
+            Py_DECREF(out);
+            CU_DECLINE();
+        }
+        Py_DECREF(k);
+        Py_DECREF(v);
+    }
+    u->depth--;
+    return out;
+}
+
+static PyObject *
+cu_ext(Unpacker *u, Py_ssize_t n)
+{
+    if (!cu_need(u, n + 1)) CU_DECLINE();
+    long code = (signed char)u->p[0];
+    const char *p = (const char *)u->p + 1;
+    u->p += n + 1;
+    if (code == -1) CU_DECLINE(); /* msgpack's Timestamp */
+    PyObject *code_obj = PyLong_FromLong(code);
+    PyObject *out = code_obj == NULL ? NULL : ExtHook_ext(u->hook, code_obj, code, p, n, NULL);
+    Py_XDECREF(code_obj);
+    if (out == NULL) PyErr_Clear();
+    return out;
+}
+
+static PyObject *
+cu_value(Unpacker *u)
+{
+    if (!cu_need(u, 1)) CU_DECLINE();
+    unsigned char b = *u->p++;
+    if (b <= 0x7f) return PyLong_FromLong(b);
+    if (b >= 0xe0) return PyLong_FromLong((signed char)b);
+    if (b <= 0x8f) return cu_map(u, b & 0x0f);
+    if (b <= 0x9f) return cu_array(u, b & 0x0f);
+    if (b <= 0xbf) return cu_str(u, b & 0x1f);
+    static const int width[] = {
+        /* c0 */ 0, -1, 0, 0, 1, 2, 4, 1, 2, 4, 4, 8, 1, 2, 4, 8,
+        /* d0 */ 1, 2, 4, 8, 1, 2, 4, 8, 16, 1, 2, 4, 2, 4, 2, 4};
+    int w = width[b - 0xc0];
+    if (w < 0 || !cu_need(u, b >= 0xd4 && b <= 0xd8 ? 1 + w : w)) CU_DECLINE();
+    const unsigned char *q = u->p;
+    switch (b) {
+    case 0xc0: return Py_NewRef(Py_None);
+    case 0xc2: return Py_NewRef(Py_False);
+    case 0xc3: return Py_NewRef(Py_True);
+    case 0xc4: case 0xc5: case 0xc6:
+        u->p += w;
+        return cu_bin(u, (Py_ssize_t)cu_be(q, w));
+    case 0xc7: case 0xc8: case 0xc9:
+        u->p += w;
+        return cu_ext(u, (Py_ssize_t)cu_be(q, w));
+    case 0xca: {
+        u->p += 4;
+        double x = PyFloat_Unpack4((const char *)q, 0);
+        if (x == -1.0 && PyErr_Occurred()) {
+            PyErr_Clear();
+            CU_DECLINE();
+        }
+        return PyFloat_FromDouble(x);
+    }
+    case 0xcb: {
+        u->p += 8;
+        double x = PyFloat_Unpack8((const char *)q, 0);
+        if (x == -1.0 && PyErr_Occurred()) {
+            PyErr_Clear();
+            CU_DECLINE();
+        }
+        return PyFloat_FromDouble(x);
+    }
+    case 0xcc: case 0xcd: case 0xce: case 0xcf:
+        u->p += w;
+        return PyLong_FromUnsignedLongLong(cu_be(q, w));
+    case 0xd0: u->p += 1; return PyLong_FromLong((int8_t)q[0]);
+    case 0xd1: u->p += 2; return PyLong_FromLong((int16_t)cu_be(q, 2));
+    case 0xd2: u->p += 4; return PyLong_FromLong((int32_t)cu_be(q, 4));
+    case 0xd3: u->p += 8; return PyLong_FromLongLong((int64_t)cu_be(q, 8));
+    case 0xd4: case 0xd5: case 0xd6: case 0xd7: case 0xd8:
+        return cu_ext(u, w);
+    case 0xd9: case 0xda: case 0xdb:
+        u->p += w;
+        return cu_str(u, (Py_ssize_t)cu_be(q, w));
+    case 0xdc: case 0xdd:
+        u->p += w;
+        return cu_array(u, (Py_ssize_t)cu_be(q, w));
+    default: /* 0xde, 0xdf */
+        u->p += w;
+        return cu_map(u, (Py_ssize_t)cu_be(q, w));
+    }
+}
+
+static PyObject *
+cu_unpack(PyObject *module, PyObject *data)
+{
+    if (!PyBytes_CheckExact(data)) {
+        PyErr_Format(PyExc_TypeError, "unpack() takes bytes, not %.100s", Py_TYPE(data)->tp_name);
+        return NULL;
+    }
+    ExtHook *hook = (ExtHook *)ExtHook_Type.tp_alloc(&ExtHook_Type, 0);
+    if (hook == NULL) return NULL;
+    hook->vectorcall = ExtHook_vectorcall;
+    Unpacker u = {(const unsigned char *)PyBytes_AS_STRING(data),
+                  (const unsigned char *)PyBytes_AS_STRING(data) + PyBytes_GET_SIZE(data),
+                  hook, 0};
+    PyObject *out = cu_value(&u);
+    Py_DECREF(hook);
+    if (out == NULL || u.p != u.end) { /* declined: msgpack decides */
+        PyErr_Clear();
+        Py_XDECREF(out);
+        Py_RETURN_NONE;
+    }
+    return out;
+}
+
 /* ------------------------------------------------------------ value encoder
  *
  * The C twin of Encoder.enc and Encoder.enc_items (codec/_encoder.py), as
@@ -416,7 +670,8 @@ static PyTypeObject ExtHook_Type = {
 #endif
 
 enum { T_TUPLE = 1, T_SET = 2, T_FROZENSET = 3, T_DICT = 4, T_FLATLIST = 5, T_GLOBAL = 6,
-       T_REDUCE = 11, T_NEWOBJ = 12, T_SHAPED = 16, CV_NTAGS = 22 };
+       T_REDUCE = 11, T_NEWOBJ = 12, T_RANGEITER = 14, T_SEQITER = 15, T_SHAPED = 16,
+       CV_NTAGS = 22 };
 
 static PyObject *cv_Encoder, *cv_encoder_dict, *cv_DISPATCH, *cv_SnapshotError, *cv_global_name,
     *cv_WELLKNOWN_INDEX, *cv_copyreg_dispatch, *cv_newobj;
@@ -425,13 +680,14 @@ static PyObject *cv_refs[256], *cv_wellknown[256];
 static Py_ssize_t cv_intlist_min, cv_shape_min, cv_buffer_min;
 static PyObject *cv_s_enc_other, *cv_s_other, *cv_s_enc_python, *cv_s_module_value,
     *cv_s_rollback, *cv_s_pickle, *cv_s_class_ref, *cv_s_callable_ref, *cv_s_reduce_ex,
-    *cv_s_module, *cv_s_qualname, *cv_s_no_reduce, *cv_four;
+    *cv_s_module, *cv_s_qualname, *cv_s_no_reduce, *cv_four, *cv_s_reduce, *cv_s_start,
+    *cv_s_stop, *cv_s_step;
 
 enum { F_MEMO, F_KEEP, F_STRINGS, F_CODES, F_SHAPES, F_BUSY, F_OFFERED, F_STRICT,
-       F_BUFFER_CALLBACK, F_GLOBAL_IDS, F_COUNT };
+       F_BUFFER_CALLBACK, F_GLOBAL_IDS, F_PENDING_GLOBALS, F_GLOBAL_VALUES, F_COUNT };
 static const char *cv_field_names[F_COUNT] = {
     "memo", "keep", "strings", "codes", "shapes", "busy", "offered", "strict",
-    "buffer_callback", "global_ids"};
+    "buffer_callback", "global_ids", "pending_globals", "global_values"};
 static Py_ssize_t cv_offsets[F_COUNT];
 
 /* One call's view of an Encoder (strong references: a table cannot go away
@@ -531,6 +787,8 @@ cv_ready(void)
         {&cv_s_rollback, "_rollback"}, {&cv_s_pickle, "_pickle"},
         {&cv_s_class_ref, "_class_ref"}, {&cv_s_callable_ref, "_callable_ref"},
         {&cv_s_reduce_ex, "__reduce_ex__"}, {&cv_s_module, "__module__"},
+        {&cv_s_reduce, "__reduce__"}, {&cv_s_start, "start"}, {&cv_s_stop, "stop"},
+        {&cv_s_step, "step"},
         {&cv_s_qualname, "__qualname__"}, {&cv_s_no_reduce, "NO_REDUCE"}};
     for (size_t k = 0; k < sizeof(strs) / sizeof(strs[0]); k++) {
         if (*strs[k].target == NULL &&
@@ -701,6 +959,67 @@ cv_call(Enc *e, PyObject *name, PyObject *arg)
     return PyObject_CallMethodOneArg(e->self, name, arg);
 }
 
+static PyObject *cv_string(Enc *e, PyObject *text);
+
+/* Encoder._module_value once the noted globals are resolved: a global
+ * reference if v is the value of a name in one of the frames' modules
+ * (the index may be older than the module's last assignment: the name must
+ * still be bound to this very object).  1 and *out, 0, or -1. */
+static int
+cv_module_value_c(Enc *e, PyObject *v, PyObject *key, PyObject **out)
+{
+    PyObject *values = cv_slot(e->self, F_GLOBAL_VALUES);
+    if (values == NULL) return -1;
+    if (!PyList_CheckExact(values)) {
+        PyErr_SetString(PyExc_TypeError, "Encoder.global_values must be a list");
+        return -1;
+    }
+    Py_INCREF(values);
+    int rc = 0;
+    for (Py_ssize_t k = 0; rc == 0 && k < PyList_GET_SIZE(values); k++) {
+        PyObject *pair = PyList_GET_ITEM(values, k);
+        if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2 ||
+            !PyDict_CheckExact(PyTuple_GET_ITEM(pair, 0)) ||
+            !PyDict_CheckExact(PyTuple_GET_ITEM(pair, 1))) {
+            PyErr_SetString(PyExc_TypeError, "Encoder.global_values holds a malformed entry");
+            rc = -1;
+            break;
+        }
+        PyObject *hit = PyDict_GetItemWithError(PyTuple_GET_ITEM(pair, 1), key);
+        if (hit == NULL) {
+            if (PyErr_Occurred()) rc = -1;
+            continue;
+        }
+        if (!PyTuple_CheckExact(hit) || PyTuple_GET_SIZE(hit) != 3 ||
+            PyTuple_GET_ITEM(hit, 2) != v) continue;
+        PyObject *bound = PyDict_GetItemWithError(PyTuple_GET_ITEM(pair, 0),
+                                                  PyTuple_GET_ITEM(hit, 1));
+        if (bound != v) {
+            if (bound == NULL && PyErr_Occurred()) rc = -1;
+            continue;
+        }
+        Py_INCREF(hit);
+        PyObject *module = NULL, *name = NULL;
+        if (cv_register_key(e, key, v) < 0 ||
+            (module = cv_string(e, PyTuple_GET_ITEM(hit, 0))) == NULL ||
+            (name = cv_string(e, PyTuple_GET_ITEM(hit, 1))) == NULL ||
+            (*out = PyList_New(3)) == NULL) {
+            Py_XDECREF(module);
+            Py_XDECREF(name);
+            rc = -1;
+        }
+        else {
+            PyList_SET_ITEM(*out, 0, Py_NewRef(cv_tags[T_GLOBAL]));
+            PyList_SET_ITEM(*out, 1, module);
+            PyList_SET_ITEM(*out, 2, name);
+            rc = 1;
+        }
+        Py_DECREF(hit);
+    }
+    Py_DECREF(values);
+    return rc;
+}
+
 /* `if self.global_ids and id(v) in self.global_ids: out = self._module_value(v)`:
  * 1 and *out when v is a module's global, 0 when not, -1 on error. */
 static int
@@ -722,6 +1041,11 @@ cv_module_value(Enc *e, PyObject *v, PyObject *key, PyObject **out)
     }
     if (truth < 0 || in < 0) return -1;
     if (!truth || !in) return 0;
+    PyObject *pending = cv_slot(e->self, F_PENDING_GLOBALS);
+    if (pending == NULL) return -1;
+    if (PyList_CheckExact(pending) && PyList_GET_SIZE(pending) == 0) {
+        return cv_module_value_c(e, v, key, out); /* the globals are resolved */
+    }
     PyObject *r = cv_call(e, cv_s_module_value, v);
     if (r == NULL) return -1;
     if (r == Py_None) {
@@ -1287,6 +1611,99 @@ cv_other(Enc *e, PyObject *v)
     return out;
 }
 
+/* A range field as a C integer: 0, or -1 (with an error, or *ok = 0 when it
+ * does not fit). */
+static int
+cv_range_field(PyObject *r, PyObject *name, Py_ssize_t *out, int *ok)
+{
+    PyObject *x = PyObject_GetAttr(r, name);
+    if (x == NULL) return -1;
+    *out = PyLong_CheckExact(x) ? PyLong_AsSsize_t(x) : -1;
+    Py_DECREF(x);
+    if (*out == -1 && PyErr_Occurred()) {
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError)) return -1;
+        PyErr_Clear();
+        *ok = 0;
+    }
+    return 0;
+}
+
+/* Encoder._rangeiter for the commonest shape, iter(range(stop)) advanced by
+ * index (a for loop over range(n)); any other shape is the Python method's. */
+static PyObject *
+cv_rangeiter(Enc *e, PyObject *v)
+{
+    PyObject *key = PyLong_FromVoidPtr(v);
+    if (key == NULL) return NULL;
+    PyObject *out = NULL;
+    int found = cv_memo_ref_key(e, key, &out);
+    if (found != 0) {
+        Py_DECREF(key);
+        return found < 0 ? NULL : out;
+    }
+    /* 3.11 reduces to (iter, (the whole range,), items consumed); 3.12+ to
+     * (iter, (the remaining range,), None), taken as range(stop) advanced by
+     * start when step is 1 and start >= 0. */
+    PyObject *reduced = PyObject_CallMethodNoArgs(v, cv_s_reduce);
+    Py_ssize_t start = 0, stop = 0, step = 0, index = 0;
+    int ok = 1;
+    if (reduced == NULL) goto error;
+    if (!PyTuple_CheckExact(reduced) || PyTuple_GET_SIZE(reduced) != 3 ||
+        !PyTuple_CheckExact(PyTuple_GET_ITEM(reduced, 1)) ||
+        PyTuple_GET_SIZE(PyTuple_GET_ITEM(reduced, 1)) != 1 ||
+        !PyRange_Check(PyTuple_GET_ITEM(PyTuple_GET_ITEM(reduced, 1), 0))) {
+        ok = 0;
+    }
+    else {
+        PyObject *r = PyTuple_GET_ITEM(PyTuple_GET_ITEM(reduced, 1), 0);
+        PyObject *consumed = PyTuple_GET_ITEM(reduced, 2);
+        if (cv_range_field(r, cv_s_start, &start, &ok) < 0 ||
+            cv_range_field(r, cv_s_stop, &stop, &ok) < 0 ||
+            cv_range_field(r, cv_s_step, &step, &ok) < 0) goto error;
+        if (consumed == Py_None) {
+            if (step == 1 && start >= 0) {
+                index = start;
+                start = 0;
+            }
+        }
+        else if (PyLong_CheckExact(consumed)) {
+            index = PyLong_AsSsize_t(consumed);
+            if (index == -1 && PyErr_Occurred()) {
+                if (!PyErr_ExceptionMatches(PyExc_OverflowError)) goto error;
+                PyErr_Clear();
+                ok = 0;
+            }
+        }
+        else {
+            ok = 0;
+        }
+    }
+    Py_CLEAR(reduced);
+    if (!ok || step != 1 || start != 0) {
+        Py_DECREF(key);
+        return cv_call(e, cv_s_enc_other, v); /* another shape: Python's */
+    }
+    if (cv_register_key(e, key, v) < 0) goto error;
+    Py_CLEAR(key);
+    out = PyList_New(3);
+    if (out == NULL) return NULL;
+    PyList_SET_ITEM(out, 0, Py_NewRef(cv_tags[T_RANGEITER]));
+    PyObject *a = PyLong_FromSsize_t(stop), *b = PyLong_FromSsize_t(index);
+    if (a == NULL || b == NULL) {
+        Py_XDECREF(a);
+        Py_XDECREF(b);
+        Py_DECREF(out);
+        return NULL;
+    }
+    PyList_SET_ITEM(out, 1, a);
+    PyList_SET_ITEM(out, 2, b);
+    return out;
+error:
+    Py_XDECREF(reduced);
+    Py_XDECREF(key);
+    return NULL;
+}
+
 /* Encoder.enc */
 static PyObject *
 cv_enc(Enc *e, PyObject *v)
@@ -1317,6 +1734,9 @@ cv_enc(Enc *e, PyObject *v)
     }
     else if (t == &PyFrozenSet_Type) {
         out = cv_items(e, cv_tags[T_FROZENSET], v);
+    }
+    else if (t == &PyRangeIter_Type) {
+        out = cv_rangeiter(e, v);
     }
     else {
         PyObject *handler = PyDict_GetItemWithError(cv_DISPATCH, (PyObject *)t);
@@ -1412,14 +1832,15 @@ static Py_ssize_t cd_max_nesting = -1, cd_shape_min = -1, cd_tag_kind_offset, cd
 static PyObject *cd_s_reduce_with, *cd_s_reduce_state, *cd_s_deferred, *cd_s_setstate,
     *cd_s_dict, *cd_s_new, *cd_s_update, *cd_s_qualname;
 
-enum { G_MEMO, G_SHAPES, G_SAFE, G_DEPTH, G_PINNED, G_FOLLOWER_TYPES, G_EXCEPTIONS, G_COUNT };
+enum { G_MEMO, G_SHAPES, G_SAFE, G_DEPTH, G_PINNED, G_FOLLOWER_TYPES, G_EXCEPTIONS, G_FOLLOWS,
+       G_COUNT };
 static const char *cd_field_names[G_COUNT] = {
-    "memo", "shapes", "safe", "depth", "pinned", "follower_types", "exceptions"};
+    "memo", "shapes", "safe", "depth", "pinned", "follower_types", "exceptions", "follows"};
 static Py_ssize_t cd_offsets[G_COUNT];
 
 /* One call's view of a Decoder (strong references, as the encoder's). */
 typedef struct {
-    PyObject *self, *memo, *shapes, *depth, *pinned, *follower_types, *exceptions;
+    PyObject *self, *memo, *shapes, *depth, *pinned, *follower_types, *exceptions, *follows;
     int safe;
 } Dec;
 
@@ -1494,7 +1915,9 @@ cd_ready(void)
     struct { const char *name; long value; } kinds[] = {
         {"T_TUPLE", T_TUPLE}, {"T_SET", T_SET}, {"T_FROZENSET", T_FROZENSET},
         {"T_DICT", T_DICT}, {"T_FLATLIST", T_FLATLIST}, {"T_GLOBAL", T_GLOBAL},
-        {"T_REDUCE", T_REDUCE}, {"T_NEWOBJ", T_NEWOBJ}, {"T_SHAPED", T_SHAPED}};
+        {"T_REDUCE", T_REDUCE}, {"T_NEWOBJ", T_NEWOBJ}, {"T_RANGEITER", T_RANGEITER},
+        {"T_SEQITER", T_SEQITER},
+        {"T_SHAPED", T_SHAPED}};
     for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
         PyObject *v = PyObject_GetAttrString(tags, kinds[k].name);
         long x = v == NULL ? -1 : PyLong_AsLong(v);
@@ -1534,6 +1957,7 @@ cd_release(Dec *d)
     Py_CLEAR(d->pinned);
     Py_CLEAR(d->follower_types);
     Py_CLEAR(d->exceptions);
+    Py_CLEAR(d->follows);
 }
 
 static int
@@ -1568,6 +1992,7 @@ cd_load(Dec *d, PyObject *self)
     CD_TABLE(G_PINNED, pinned, PyList_CheckExact, "list")
     CD_TABLE(G_FOLLOWER_TYPES, follower_types, PyDict_CheckExact, "dict")
     CD_TABLE(G_EXCEPTIONS, exceptions, PyList_CheckExact, "list")
+    CD_TABLE(G_FOLLOWS, follows, PyDict_CheckExact, "dict")
     CD_SLOT(G_SAFE)
     d->safe = PyObject_IsTrue(v);
     if (d->safe < 0) goto error;
@@ -1952,6 +2377,28 @@ cd_reduce_state(Dec *d, PyObject *obj, PyObject *state_f, Py_ssize_t nest)
     return rc;
 }
 
+/* Decoder._add_edges: the objects of `follows` among values (a tuple's
+ * items too), appended to edges. */
+static int
+cd_add_edges(Dec *d, PyObject *edges, PyObject *const *values, Py_ssize_t n)
+{
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *x = values[i];
+        if (PyTuple_CheckExact(x)) {
+            if (Py_EnterRecursiveCall(" while decoding a value")) return -1;
+            int rc = cd_add_edges(d, edges, CD_TITEMS(x), PyTuple_GET_SIZE(x));
+            Py_LeaveRecursiveCall();
+            if (rc < 0) return -1;
+            continue;
+        }
+        PyObject *key = PyLong_FromVoidPtr(x);
+        int in = key == NULL ? -1 : PyDict_Contains(d->follows, key);
+        Py_XDECREF(key);
+        if (in < 0 || (in && PyList_Append(edges, x) < 0)) return -1;
+    }
+    return 0;
+}
+
 /* Decoder._reduce (T_REDUCE and T_NEWOBJ) */
 static PyObject *
 cd_reduce(Dec *d, PyObject *v, int newobj)
@@ -2039,7 +2486,18 @@ cd_reduce(Dec *d, PyObject *v, int newobj)
     PyObject *state_f = n > 3 ? PyList_GET_ITEM(v, 3) : Py_None;
     int items = (n > 4 && PyList_GET_ITEM(v, 4) != Py_None) ||
                 (n > 5 && PyList_GET_ITEM(v, 5) != Py_None);
-    if (follows || cls == cd_CHAIN || items) {
+    if (follows && !items && state_f == Py_None && cls != cd_CHAIN) {
+        /* A follower built from its arguments alone: its edges are among
+         * them, and nothing decoded after it can close a cycle through it. */
+        PyObject *edges = PyList_New(0);
+        PyObject *key = edges == NULL ? NULL : PyLong_FromVoidPtr(obj);
+        int rc = key == NULL ? -1 : PyDict_SetItem(d->follows, key, edges);
+        if (rc == 0) rc = cd_add_edges(d, edges, CD_ITEMS(args), PyList_GET_SIZE(args));
+        Py_XDECREF(edges);
+        Py_XDECREF(key);
+        if (rc < 0) goto error;
+    }
+    else if (follows || cls == cd_CHAIN || items) {
         PyObject *out = PyObject_CallMethodObjArgs(d->self, cd_s_reduce_state, v, obj,
                                                    args, NULL);
         Py_DECREF(obj);
@@ -2072,6 +2530,38 @@ error:
     return NULL;
 }
 
+/* Decoder._seqiter */
+static PyObject *
+cd_seqiter(Dec *d, PyObject *v)
+{
+    if (PyList_GET_SIZE(v) != 3 || !PyLong_CheckExact(PyList_GET_ITEM(v, 2))) {
+        return cc_corrupt("malformed sequence iterator");
+    }
+    PyObject *index = Py_NewRef(PyList_GET_ITEM(v, 2));
+    PyObject *seq = PyList_GET_ITEM(v, 1);
+    Py_INCREF(seq);
+    Py_SETREF(seq, cd_dec(d, seq));
+    PyObject *it = NULL;
+    if (seq == NULL) goto done;
+    PyTypeObject *t = Py_TYPE(seq);
+    if (t != &PyList_Type && t != &PyTuple_Type && t != &PyUnicode_Type && t != &PyBytes_Type) {
+        PyObject *name = PyType_GetName(t);
+        if (name != NULL) {
+            PyErr_Format(cc_CorruptSnapshot, "a sequence iterator over a %U", name);
+            Py_DECREF(name);
+        }
+        goto done;
+    }
+    if ((it = PyObject_GetIter(seq)) == NULL) goto done;
+    PyObject *r = PyObject_CallMethodOneArg(it, cd_s_setstate, index);
+    if (r == NULL || PyList_Append(d->memo, it) < 0) Py_CLEAR(it);
+    Py_XDECREF(r);
+done:
+    Py_DECREF(index);
+    Py_XDECREF(seq);
+    return it;
+}
+
 /* A tagged array: the kinds above, or the Decoder's Python method for it. */
 static PyObject *
 cd_tagged(Dec *d, PyObject *v)
@@ -2087,6 +2577,7 @@ cd_tagged(Dec *d, PyObject *v)
     case T_SHAPED: return cd_shaped(d, v);
     case T_REDUCE: return cd_reduce(d, v, 0);
     case T_NEWOBJ: return cd_reduce(d, v, 1);
+    case T_SEQITER: return cd_seqiter(d, v);
     default: break;
     }
     if (kind_obj == NULL) {
@@ -2329,6 +2820,9 @@ static PyMethodDef cc_methods[] = {
      "is_flat(list) -> bool: only exact scalar items"},
     {"pack_ints", (PyCFunction)cc_pack_ints, METH_O,
      "pack_ints(list) -> bytes | None: an all-int list, packed"},
+    {"unpack", (PyCFunction)cu_unpack, METH_O,
+     "unpack(data) -> the tree msgpack.unpackb(data, strict_map_key=False, "
+     "ext_hook=ExtHook()) returns, or None (then msgpack must parse it)"},
     {"str_keys", (PyCFunction)cc_str_keys, METH_O,
      "str_keys(dict) -> tuple | None: the keys, if all exactly str"},
     {NULL, NULL, 0, NULL}};

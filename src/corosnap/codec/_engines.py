@@ -29,6 +29,7 @@ class CodecEngine(NamedTuple):
     Encoder: type[Encoder]
     Decoder: type[Decoder]
     new_ext_hook: Callable[[], Callable[[int, bytes], Any]]
+    unpack: Callable[[bytes], Any]
 
 
 def _bind(helpers: Helpers) -> CodecEngine:
@@ -44,10 +45,11 @@ def _bind(helpers: Helpers) -> CodecEngine:
         scans.update(enc=_C_VALUES.enc, enc_items=_C_VALUES.enc_items)
         decoding.update(dec=_C_VALUES.dec, dec_items=_C_VALUES.dec_items)
     elif helpers is ACTIVE:
-        return CodecEngine(helpers.engine, Encoder, Decoder, helpers.new_ext_hook)
+        return CodecEngine(helpers.engine, Encoder, Decoder, helpers.new_ext_hook,
+                           helpers.unpack)
     encoder = type(f"{helpers.engine.capitalize()}Encoder", (Encoder,), scans)
     decoder = type(f"{helpers.engine.capitalize()}Decoder", (Decoder,), decoding)
-    return CodecEngine(helpers.engine, encoder, decoder, helpers.new_ext_hook)
+    return CodecEngine(helpers.engine, encoder, decoder, helpers.new_ext_hook, helpers.unpack)
 
 
 _C_VALUES = accelerator("corosnap.codec._ccodec") if C is not None else None

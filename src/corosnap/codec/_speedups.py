@@ -22,6 +22,8 @@ from functools import partial
 from itertools import compress
 from typing import Any, NamedTuple
 
+import msgpack
+
 from .._accel import accelerator
 from ._markers import ext_hook_for
 from ._tags import INT_TYPECODES
@@ -92,6 +94,18 @@ def new_ext_hook() -> Callable[[int, bytes], Any]:
     return partial(ext_hook_for, {})
 
 
+def unpack(data: bytes) -> Any:
+    """The tree of a blob's bytes: ``msgpack.unpackb`` with this engine's ext
+    hook, or None when the bytes do not parse (the caller parses them again
+    through ``snapshot/_blob.py``, which says what is wrong).  The C twin
+    reads the bytes itself and declines (None) whatever it is not sure to
+    read as msgpack does."""
+    try:
+        return msgpack.unpackb(data, strict_map_key=False, ext_hook=new_ext_hook())
+    except Exception:  # noqa: BLE001 - the caller parses again and reports
+        return None
+
+
 class Helpers(NamedTuple):
     """One engine's set of the codec's helpers."""
 
@@ -100,16 +114,18 @@ class Helpers(NamedTuple):
     pack_ints: Callable[[Any], bytes | None]
     str_keys: Callable[[Any], tuple[str, ...] | None]
     new_ext_hook: Callable[[], Callable[[int, bytes], Any]]
+    unpack: Callable[[bytes], Any]
 
 
-PYTHON = Helpers("python", is_flat, pack_ints, str_keys, new_ext_hook)
+PYTHON = Helpers("python", is_flat, pack_ints, str_keys, new_ext_hook, unpack)
 
 _c = accelerator("corosnap.codec._ccodec")
-C = None if _c is None else Helpers("c", _c.is_flat, _c.pack_ints, _c.str_keys, _c.ExtHook)
+C = None if _c is None else Helpers("c", _c.is_flat, _c.pack_ints, _c.str_keys, _c.ExtHook,
+                                   _c.unpack)
 """The C engine's helpers (None when the pure-Python engine runs)."""
 
 ACTIVE = PYTHON if C is None else C
 """The helpers of the engine this process runs."""
 
 __all__ = ["ACTIVE", "C", "PYTHON", "Helpers", "is_flat", "new_ext_hook", "pack_ints",
-           "str_keys"]
+           "str_keys", "unpack"]

@@ -75,14 +75,15 @@ class _Caches:
     caches (weak), the frame engines built on them, a reusable msgpack
     Packer per thread."""
 
-    __slots__ = ("engine", "codec", "Encoder", "new_ext_hook", "capture_codes", "restore_codes",
-                 "frames_out", "frames_in", "frames_migrating", "hook", "local")
+    __slots__ = ("engine", "codec", "Encoder", "new_ext_hook", "unpack", "capture_codes",
+                 "restore_codes", "frames_out", "frames_in", "frames_migrating", "hook", "local")
 
     def __init__(self, engine: str) -> None:
         self.engine = engine
         self.codec = ENGINES[engine]
         self.Encoder = self.codec.Encoder
         self.new_ext_hook = self.codec.new_ext_hook
+        self.unpack = self.codec.unpack
         self.capture_codes: RecordCache[Any] = RecordCache()
         self.restore_codes: ModuleCache[Any] = ModuleCache()
         self.frames_out = FrameEncoder(self.capture_codes, engine)
@@ -299,12 +300,9 @@ class Snapshotter:
         caches = self._caches
         tree = None
         if self.key is None and type(data) is bytes and len(data) <= self.max_size:
-            # The common case inline: an unsigned blob of this version.
-            try:
-                tree = msgpack.unpackb(data, strict_map_key=False,
-                                       ext_hook=caches.new_ext_hook())
-            except Exception:  # noqa: BLE001 - open_blob parses again and says what is wrong
-                tree = None
+            # The common case inline: an unsigned blob of this version (None:
+            # open_blob parses again and says what is wrong).
+            tree = caches.unpack(data)
             if type(tree) is not list or not tree or (tree[0] is not HEADER
                                                       and tree[0] is not HEADER2):
                 tree = None
