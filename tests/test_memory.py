@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import sys
 
 import corosnap
 import samples
@@ -35,3 +36,76 @@ def test_100k_rounds_keep_rss_flat():
     gc.collect()
     grown = rss_bytes() - before
     assert grown < 4 * 1024 * 1024, f"RSS grew by {grown / 1e6:.1f} MB"
+
+
+
+def test_100k_value_round_trips_leak_nothing():
+    # The value codec's C paths (records, shapes, sets, tuples, reduces with
+    # state, followers, sequence iterators, the blob parser) and its
+    # refusals, 100,000 loads: the interpreter's count of allocated blocks
+    # must not grow with them.
+    import datetime
+    import decimal
+    import functools
+
+    def holder(v):
+        yield v
+
+    value = {
+        "records": [{"id": i, "name": f"n{i}", "tags": ("a", i), "seen": {i, -i}}
+                    for i in range(10)],
+        "when": datetime.datetime(2024, 1, 2, 3, 4, 5), "price": decimal.Decimal("1.25"),
+        "numbers": enumerate([1, 2, 3]), "walk": iter([1, 2, 3]),
+        "call": functools.partial(max, 1), "frozen": frozenset({1, 2}), "big": 2**70,
+        "state": samples.__dict__.get("Point", int),
+    }
+    g = holder(value)
+    next(g)
+    blob = corosnap.dumps(g)
+    # Refused by the C decoder itself: a constructor that fails (the error
+    # wrapped with its cause) and a back-reference past the memo; and by the
+    # parse (a truncated blob).
+    import msgpack
+    from msgpack import ExtType
+
+    marked = holder("marker")
+    next(marked)
+    tree = msgpack.unpackb(corosnap.dumps(marked), strict_map_key=False)
+    spot = tree.index("marker")
+    tree[spot] = [ExtType(0, bytes([11])), [ExtType(0, bytes([6])), "fractions", "Fraction"],
+                  ["x"]]
+    bad = msgpack.packb(tree, use_bin_type=True)
+    tree[spot] = [{"a": 1}, ExtType(1, (999).to_bytes(4, "big"))]
+    dangling = msgpack.packb(tree, use_bin_type=True)
+    truncated = blob[:-3]
+
+    def refused(data: bytes) -> None:
+        try:
+            corosnap.loads(data)
+        except corosnap.CorosnapError:
+            pass
+
+    def one_round() -> None:
+        corosnap.loads(blob)
+        corosnap.loads(corosnap.dumps(g))
+        refused(bad)
+        refused(dangling)
+        refused(truncated)
+
+    for data, expected in ((bad, corosnap.RestoreError), (dangling, corosnap.CorruptSnapshot),
+                           (truncated, corosnap.CorruptSnapshot)):
+        try:
+            corosnap.loads(data)
+        except expected:
+            pass
+        else:
+            raise AssertionError(f"{data!r} loaded")
+    for _ in range(2_000):
+        one_round()
+    gc.collect()
+    before = sys.getallocatedblocks()
+    for _ in range(20_000):  # five loads per round: 100,000 in all
+        one_round()
+    gc.collect()
+    grown = sys.getallocatedblocks() - before
+    assert grown < 2_000, f"{grown} more allocated blocks after 100,000 loads"

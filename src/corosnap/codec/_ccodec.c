@@ -1842,6 +1842,9 @@ static Py_ssize_t cd_offsets[G_COUNT];
 typedef struct {
     PyObject *self, *memo, *shapes, *depth, *pinned, *follower_types, *exceptions, *follows;
     int safe;
+    /* The last reduce callable found not to be one of NEVER_CALLED: a
+     * blob's instances of one class share it (a strong reference). */
+    PyObject *last_func;
 } Dec;
 
 /* The offset of the object slot `name` of class `cls`, or -1 with ImportError. */
@@ -1958,6 +1961,7 @@ cd_release(Dec *d)
     Py_CLEAR(d->follower_types);
     Py_CLEAR(d->exceptions);
     Py_CLEAR(d->follows);
+    Py_CLEAR(d->last_func);
 }
 
 static int
@@ -2263,7 +2267,7 @@ cd_shaped(Dec *d, PyObject *v)
         Py_DECREF(keys);
         return cc_corrupt("dict shape and values differ in length");
     }
-    PyObject *out = PyDict_New();
+    PyObject *out = _PyDict_NewPresized(n - 2);
     if (out == NULL || PyList_Append(d->memo, out) < 0) goto error;
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(keys); i++) {
         if (i + 2 >= PyList_GET_SIZE(v)) { /* shrunk while decoding: as zip(strict=True) */
@@ -2413,7 +2417,8 @@ cd_reduce(Dec *d, PyObject *v, int newobj)
     int fast = !d->safe && func != cd_STARMAP &&
                PyList_CheckExact(PyList_GET_ITEM(v, 2)) &&
                (newobj ? PyType_Check(func) : PyCallable_Check(func));
-    if (fast) {
+    int known = fast && func == d->last_func;
+    if (fast && !known) {
         PyObject *key = PyLong_FromVoidPtr(func);
         int never = key == NULL ? -1 : PySet_Contains(cd_NEVER_CALLED, key);
         Py_XDECREF(key);
@@ -2446,6 +2451,7 @@ cd_reduce(Dec *d, PyObject *v, int newobj)
         args = decoded;
         make = Py_NewRef(func);
     }
+    if (!known) Py_XSETREF(d->last_func, Py_NewRef(func));
     Py_ssize_t nest = cd_nest_done(cd_nest_array(d, CD_ITEMS(args), PyList_GET_SIZE(args), 0));
     if (nest < 0) goto error;
     obj = PyObject_Vectorcall(make, CD_ITEMS(args), PyList_GET_SIZE(args), NULL);

@@ -81,8 +81,10 @@ cannot be pickled *and unpickled* is recorded as an
 
 from __future__ import annotations
 
+import operator
 import pickle
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -278,19 +280,36 @@ class HistoryEntry:
 
 
 
+# The last history encoded: a run's record is rewritten at every checkpoint
+# with the same history plus the steps since, so its rows are encoded once
+# (entries are frozen; the cache is replaced whole, never mutated, and
+# holds the entries it was made from).
+_last_history: tuple[tuple[HistoryEntry, ...], dict[str, int], list[list[Any]]] = ((), {}, [])
+
+
 def encode_history(entries: tuple[HistoryEntry, ...] | list[HistoryEntry]) -> list[Any]:
     """``[names, rows]``: function names and worker ids are stored once, rows index them.
 
     A row is ``[seq, fn index, ok, attempts, worker index, started, finished]``,
     about 25 bytes, where spelling the names out would take about 75.
     """
-    names: dict[str, int] = {}
-    rows = []
-    for h in entries:
+    global _last_history
+    entries = tuple(entries)
+    done, known, known_rows = _last_history
+    if done and len(done) <= len(entries) and all(map(_same, done, entries)):
+        names, rows, todo = dict(known), list(known_rows), entries[len(done):]
+    else:
+        names, rows, todo = {}, [], entries
+    for h in todo:
         fn = names.setdefault(h.fn, len(names))
         worker = names.setdefault(h.worker, len(names))
         rows.append([h.seq, fn, h.ok, h.attempts, worker, h.started, h.finished])
+    if entries:
+        _last_history = (entries, dict(names), list(rows))
     return [list(names), rows]
+
+
+_same = operator.is_
 
 
 def decode_history(raw: list[Any]) -> tuple[HistoryEntry, ...]:
@@ -385,7 +404,24 @@ def encode_run(rec: RunRecord) -> bytes:
         "pid": rec.pid,
         **rec.extra,
     }
-    return msgpack.packb(body, use_bin_type=True)
+    packer = _packer()
+    try:
+        return packer.pack(body)
+    except BaseException:
+        _local.packer = None  # a failed pack may leave data behind
+        raise
+
+
+_local = threading.local()
+
+
+def _packer() -> msgpack.Packer:
+    """This thread's Packer (``msgpack.packb`` makes one per call, which costs
+    more than packing a run record)."""
+    packer = getattr(_local, "packer", None)
+    if packer is None:
+        packer = _local.packer = msgpack.Packer(use_bin_type=True, autoreset=True)
+    return packer
 
 
 def decode_run(run_id: str, blob: bytes) -> RunRecord:
