@@ -138,6 +138,10 @@ CHOSEN = {
     "sets": [set(), frozenset({1, 2}), {1, 2, 3}, {(1, 2), "x"}, bytearray(b"ab"), 1 + 2j],
     "ints": [2**70, -(2**70), [2**65] * 20, list(range(40)), [1.5, "a", None, b"x"] * 5],
     "shared_tuple": (lambda t: [t, t, {"t": t}])((1, [2], zoo.Color.RED)),
+    "big_containers": [set(range(200)), {i * 7: i for i in range(100)},
+                       frozenset(f"s{i}" for i in range(100)), list(range(-100, 100)),
+                       [2**15 + i for i in range(20)], [-(2**31) - i for i in range(20)],
+                       [2**62 + i for i in range(20)], bytearray(b"x" * 50)],
     "plain_state": (lambda p: (p.__dict__.update(a=1, b=[p]), [p, p])[1])(Plain()),
 }
 
@@ -237,6 +241,11 @@ HOSTILE: dict[str, tuple[Any, str, str]] = {
                       "CorruptSnapshot", "79 of 79 items share"),
     "big_unhashable_set": ([tag(T_SET), *range(70), [1]], "CorruptSnapshot",
                            "unhashable item: unhashable type: 'list'"),
+    "int_list_of_width_3": (ExtType(9, bytes([3]) + bytes(6)), "CorruptSnapshot",
+                            "malformed int list"),
+    "int_list_cut_short": (ExtType(9, bytes([4]) + bytes(6)), "CorruptSnapshot",
+                           "malformed int list"),
+    "int_list_empty_payload": (ExtType(9, b""), "CorruptSnapshot", "malformed int list"),
     "flat_list_with_a_list": ([tag(T_FLATLIST), 1, [2]], "CorruptSnapshot",
                               "a flat list holds a non-scalar"),
     "tuple_items_not_an_array": ([tag(T_REDUCE), glob(MOD, "Plain"), 5], "CorruptSnapshot",

@@ -2147,11 +2147,44 @@ cd_wrap_restore_error(const char *format, PyObject *arg)
     Py_XDECREF(tb);
 }
 
+static int
+cd_compare_hashes(const void *a, const void *b)
+{
+    Py_hash_t x = *(const Py_hash_t *)a, y = *(const Py_hash_t *)b;
+    return (x > y) - (x < y);
+}
+
 /* _not_flooding(items) past MAX_EQUAL_HASHES items: 0, or -1 with its error. */
 static int
 cd_not_flooding(PyObject *items)
 {
-    if (PyList_GET_SIZE(items) <= cc_max_equal_hashes) return 0;
+    Py_ssize_t n = PyList_GET_SIZE(items);
+    if (n <= cc_max_equal_hashes) return 0;
+    /* The largest group of equal hashes, from the sorted hashes; any group
+     * too large, or an unhashable item, is _not_flooding's to report. */
+    Py_hash_t *hashes = PyMem_New(Py_hash_t, n);
+    if (hashes == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    int python = 0;
+    for (Py_ssize_t i = 0; i < n && !python; i++) {
+        hashes[i] = PyObject_Hash(PyList_GET_ITEM(items, i));
+        if (hashes[i] == -1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            python = 1;
+        }
+    }
+    if (!python) {
+        qsort(hashes, (size_t)n, sizeof(Py_hash_t), cd_compare_hashes);
+        Py_ssize_t run = 1;
+        for (Py_ssize_t i = 1; i < n && !python; i++) {
+            run = hashes[i] == hashes[i - 1] ? run + 1 : 1;
+            python = run > cc_max_equal_hashes;
+        }
+    }
+    PyMem_Free(hashes);
+    if (!python) return 0;
     PyObject *r = PyObject_CallOneArg(cd_py_not_flooding, items);
     Py_XDECREF(r);
     return r == NULL ? -1 : 0;
@@ -2670,10 +2703,45 @@ cd_deferred(Dec *d, PyObject *v)
 {
     PyObject *code = *(PyObject **)((char *)v + cd_deferred_code_offset);
     PyObject *data = *(PyObject **)((char *)v + cd_deferred_data_offset);
-    if (code == NULL || data == NULL || !PyLong_CheckExact(code) || !PyBytes_CheckExact(data) ||
-        PyLong_AsLong(code) != EXT_REF) {
+    long kind = code != NULL && PyLong_CheckExact(code) ? PyLong_AsLong(code) : -1;
+    if (data == NULL || !PyBytes_CheckExact(data) ||
+        (kind != EXT_REF && kind != EXT_INTLIST && kind != EXT_BYTEARRAY)) {
         if (PyErr_Occurred()) return NULL;
         return PyObject_CallMethodOneArg(d->self, cd_s_deferred, v);
+    }
+    if (kind == EXT_BYTEARRAY) {
+        PyObject *out = PyByteArray_FromStringAndSize(PyBytes_AS_STRING(data),
+                                                      PyBytes_GET_SIZE(data));
+        if (out != NULL && PyList_Append(d->memo, out) < 0) Py_CLEAR(out);
+        return out;
+    }
+    if (kind == EXT_INTLIST) {
+        /* _unpack_ints: a width byte (1, 2, 4 or 8), then little-endian
+         * signed integers of that width */
+        Py_ssize_t size = PyBytes_GET_SIZE(data);
+        const unsigned char *q = (const unsigned char *)PyBytes_AS_STRING(data);
+        int width = size > 0 ? q[0] : 0;
+        if ((width != 1 && width != 2 && width != 4 && width != 8) || (size - 1) % width) {
+            return cc_corrupt("malformed int list");
+        }
+        Py_ssize_t count = (size - 1) / width;
+        PyObject *out = PyList_New(count);
+        if (out == NULL) return NULL;
+        for (Py_ssize_t i = 0; i < count; i++) {
+            const unsigned char *x = q + 1 + i * width;
+            uint64_t u = 0;
+            for (int k = width - 1; k >= 0; k--) u = (u << 8) | x[k];
+            int64_t s = width == 8 ? (int64_t)u
+                : (int64_t)(u ^ (1ULL << (8 * width - 1))) - (int64_t)(1ULL << (8 * width - 1));
+            PyObject *item = PyLong_FromLongLong(s);
+            if (item == NULL) {
+                Py_DECREF(out);
+                return NULL;
+            }
+            PyList_SET_ITEM(out, i, item);
+        }
+        if (PyList_Append(d->memo, out) < 0) Py_CLEAR(out);
+        return out;
     }
     Py_ssize_t len = PyBytes_GET_SIZE(data);
     const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(data);
