@@ -246,6 +246,16 @@ HOSTILE: dict[str, tuple[Any, str, str]] = {
     "int_list_cut_short": (ExtType(9, bytes([4]) + bytes(6)), "CorruptSnapshot",
                            "malformed int list"),
     "int_list_empty_payload": (ExtType(9, b""), "CorruptSnapshot", "malformed int list"),
+    "global_missing": (glob("os", "no_such_thing"), "RestoreError",
+                       "cannot resolve global os.no_such_thing"),
+    "global_unimportable": (glob("no_such_module_here", "a"), "RestoreError",
+                            "cannot resolve global no_such_module_here.a"),
+    "global_through_a_module": (glob("os", "path.join"), "RestoreError",
+                                "cannot resolve global os.path.join"),
+    "global_bad_string_reference": ([tag(T_GLOBAL), 99, "a"], "CorruptSnapshot",
+                                    "bad string reference 99"),
+    "global_malformed": ([tag(T_GLOBAL), "os"], "CorruptSnapshot",
+                         "malformed global reference"),
     "flat_list_with_a_list": ([tag(T_FLATLIST), 1, [2]], "CorruptSnapshot",
                               "a flat list holds a non-scalar"),
     "tuple_items_not_an_array": ([tag(T_REDUCE), glob(MOD, "Plain"), 5], "CorruptSnapshot",
@@ -349,3 +359,36 @@ print("SAME" if not bad else f"DIFFER {{bad}}", len(names))
                           env={**os.environ, "PYTHONPATH": os.pathsep.join([here, tools])})
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split() == ["SAME", str(len(blobs))], proc.stdout
+
+
+class Callee:
+    """A class that becomes callable in C (a follower) halfway through a test."""
+
+
+def test_a_class_that_becomes_a_follower_is_decoded_as_one(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The C decoder remembers follows_unguarded() across blobs while a class
+    # is unchanged; giving the class a C __call__ must be noticed.
+    from corosnap.codec._decoder import Decoder
+
+    obj = Callee()
+    obj.__dict__["a"] = 1
+    blob = _held(obj)
+    c = default()._with_engine("c")
+    calls: list[Any] = []
+    real = Decoder._reduce_state
+
+    def spy(self: Any, v: Any, built: Any, args: Any) -> Any:
+        calls.append(type(built))
+        return real(self, v, built, args)
+
+    monkeypatch.setattr(Decoder, "_reduce_state", spy)
+    c.loads(blob)
+    assert Callee not in calls  # not a follower: the C decoder sets its state
+    monkeypatch.setattr(Callee, "__call__", len, raising=False)
+    c.loads(blob)
+    assert Callee in calls  # a follower with state: the Python stage
+    monkeypatch.delattr(Callee, "__call__")
+    calls.clear()
+    c.loads(blob)
+    assert Callee not in calls

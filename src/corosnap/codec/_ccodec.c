@@ -1738,6 +1738,11 @@ cv_enc(Enc *e, PyObject *v)
     else if (t == &PyRangeIter_Type) {
         out = cv_rangeiter(e, v);
     }
+    else if (t == &PyFunction_Type) {
+        /* Encoder._function begins with _global_or_none: a module-level
+         * function is a global reference, in C; any other is Python's. */
+        out = cv_named(e, v, cv_s_enc_other);
+    }
     else {
         PyObject *handler = PyDict_GetItemWithError(cv_DISPATCH, (PyObject *)t);
         if (handler != NULL) {
@@ -1826,21 +1831,23 @@ static PyMethodDef cv_enc_items_def = {
 
 static PyObject *cd_Decoder, *cd_TAGGED, *cd_Tag, *cd_NEVER_CALLED, *cd_STARMAP, *cd_CHAIN,
     *cd_follows_unguarded, *cd_printable_cause, *cd_py_not_flooding, *cd_py_set_state,
-    *cd_RestoreError, *cd_LimitExceeded;
+    *cd_RestoreError, *cd_LimitExceeded, *cd_load_global;
 static Py_ssize_t cd_max_nesting = -1, cd_shape_min = -1, cd_tag_kind_offset, cd_deferred_code_offset,
     cd_deferred_data_offset;
 static PyObject *cd_s_reduce_with, *cd_s_reduce_state, *cd_s_deferred, *cd_s_setstate,
     *cd_s_dict, *cd_s_new, *cd_s_update, *cd_s_qualname;
 
 enum { G_MEMO, G_SHAPES, G_SAFE, G_DEPTH, G_PINNED, G_FOLLOWER_TYPES, G_EXCEPTIONS, G_FOLLOWS,
-       G_COUNT };
+       G_STRINGS, G_COUNT };
 static const char *cd_field_names[G_COUNT] = {
-    "memo", "shapes", "safe", "depth", "pinned", "follower_types", "exceptions", "follows"};
+    "memo", "shapes", "safe", "depth", "pinned", "follower_types", "exceptions", "follows",
+    "strings"};
 static Py_ssize_t cd_offsets[G_COUNT];
 
 /* One call's view of a Decoder (strong references, as the encoder's). */
 typedef struct {
-    PyObject *self, *memo, *shapes, *depth, *pinned, *follower_types, *exceptions, *follows;
+    PyObject *self, *memo, *shapes, *depth, *pinned, *follower_types, *exceptions, *follows,
+        *strings;
     int safe;
     /* The last reduce callable found not to be one of NEVER_CALLED: a
      * blob's instances of one class share it (a strong reference). */
@@ -1880,7 +1887,8 @@ cd_ready(void)
         {dec_mod, "_not_flooding", &cd_py_not_flooding},
         {dec_mod, "_set_state", &cd_py_set_state},
         {errors, "RestoreError", &cd_RestoreError},
-        {errors, "LimitExceeded", &cd_LimitExceeded}};
+        {errors, "LimitExceeded", &cd_LimitExceeded},
+        {globals, "load_global", &cd_load_global}};
     for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
         PyObject *v = PyObject_GetAttrString(names[k].module, names[k].name);
         if (v == NULL) goto done;
@@ -1961,6 +1969,7 @@ cd_release(Dec *d)
     Py_CLEAR(d->follower_types);
     Py_CLEAR(d->exceptions);
     Py_CLEAR(d->follows);
+    Py_CLEAR(d->strings);
     Py_CLEAR(d->last_func);
 }
 
@@ -1997,6 +2006,7 @@ cd_load(Dec *d, PyObject *self)
     CD_TABLE(G_FOLLOWER_TYPES, follower_types, PyDict_CheckExact, "dict")
     CD_TABLE(G_EXCEPTIONS, exceptions, PyList_CheckExact, "list")
     CD_TABLE(G_FOLLOWS, follows, PyDict_CheckExact, "dict")
+    CD_TABLE(G_STRINGS, strings, PyList_CheckExact, "list")
     CD_SLOT(G_SAFE)
     d->safe = PyObject_IsTrue(v);
     if (d->safe < 0) goto error;
@@ -2436,6 +2446,51 @@ cd_add_edges(Dec *d, PyObject *edges, PyObject *const *values, Py_ssize_t n)
     return 0;
 }
 
+/* follows_unguarded(cls), remembered across blobs for as long as the class
+ * is unchanged: by the class's address and its version tag, which CPython
+ * renews whenever the class or a class on its MRO is modified (a tag is
+ * never reused, so a new class at a freed one's address misses).  No class
+ * is held; the table is emptied when it grows past 4,096 classes. */
+static PyObject *cd_follower_cache;
+
+static PyObject *
+cd_follows_unguarded_cached(PyObject *cls)
+{
+    unsigned int tag = ((PyTypeObject *)cls)->tp_version_tag;
+    PyObject *key = PyLong_FromVoidPtr(cls);
+    if (key == NULL) return NULL;
+    if (cd_follower_cache == NULL && (cd_follower_cache = PyDict_New()) == NULL) goto error;
+    if (tag != 0) {
+        PyObject *hit = PyDict_GetItemWithError(cd_follower_cache, key);
+        if (hit != NULL && PyTuple_CheckExact(hit) && PyTuple_GET_SIZE(hit) == 2 &&
+            PyLong_AsUnsignedLong(PyTuple_GET_ITEM(hit, 0)) == tag) {
+            Py_DECREF(key);
+            return Py_NewRef(PyTuple_GET_ITEM(hit, 1));
+        }
+        if (PyErr_Occurred()) goto error;
+    }
+    PyObject *follower = PyObject_CallOneArg(cd_follows_unguarded, cls);
+    if (follower == NULL) goto error;
+    tag = ((PyTypeObject *)cls)->tp_version_tag;
+    if (tag != 0) {
+        if (PyDict_GET_SIZE(cd_follower_cache) >= 4096) PyDict_Clear(cd_follower_cache);
+        PyObject *tag_obj = PyLong_FromUnsignedLong(tag);
+        PyObject *entry = tag_obj == NULL ? NULL : PyTuple_Pack(2, tag_obj, follower);
+        int rc = entry == NULL ? -1 : PyDict_SetItem(cd_follower_cache, key, entry);
+        Py_XDECREF(tag_obj);
+        Py_XDECREF(entry);
+        if (rc < 0) {
+            Py_DECREF(follower);
+            goto error;
+        }
+    }
+    Py_DECREF(key);
+    return follower;
+error:
+    Py_DECREF(key);
+    return NULL;
+}
+
 /* Decoder._reduce (T_REDUCE and T_NEWOBJ) */
 static PyObject *
 cd_reduce(Dec *d, PyObject *v, int newobj)
@@ -2513,7 +2568,7 @@ cd_reduce(Dec *d, PyObject *v, int newobj)
     PyObject *follower = PyDict_GetItemWithError(d->follower_types, cls);
     if (follower == NULL) {
         if (PyErr_Occurred()) goto error;
-        follower = PyObject_CallOneArg(cd_follows_unguarded, cls);
+        follower = cd_follows_unguarded_cached(cls);
         if (follower == NULL || PyDict_SetItem(d->follower_types, cls, follower) < 0) {
             Py_XDECREF(follower);
             goto error;
@@ -2569,6 +2624,74 @@ error:
     return NULL;
 }
 
+/* Decoder.string: a new string (appended to the table) or a table index;
+ * a borrowed reference. */
+static PyObject *
+cd_string(Dec *d, PyObject *field)
+{
+    if (PyUnicode_CheckExact(field)) {
+        return PyList_Append(d->strings, field) < 0 ? NULL : field;
+    }
+    if (PyLong_CheckExact(field)) {
+        Py_ssize_t k = PyLong_AsSsize_t(field);
+        if (k == -1 && PyErr_Occurred()) {
+            if (!PyErr_ExceptionMatches(PyExc_OverflowError)) return NULL;
+            PyErr_Clear();
+        }
+        else if (k >= 0 && k < PyList_GET_SIZE(d->strings)) {
+            return PyList_GET_ITEM(d->strings, k);
+        }
+    }
+    PyErr_Format(cc_CorruptSnapshot, "bad string reference %R", field);
+    return NULL;
+}
+
+/* Decoder._global: load_global's answer, found here when it needs no
+ * checks: outside safe mode, a module already imported and a plain name in
+ * it.  Anything else (an import, a dotted name, a missing attribute) is
+ * load_global's, which resolves it again and says what is wrong. */
+static PyObject *
+cd_global(Dec *d, PyObject *v)
+{
+    if (PyList_GET_SIZE(v) != 3) return cc_corrupt("malformed global reference");
+    PyObject *module = cd_string(d, PyList_GET_ITEM(v, 1));
+    if (module == NULL) return NULL;
+    Py_INCREF(module);
+    PyObject *name = cd_string(d, PyList_GET_ITEM(v, 2));
+    if (name == NULL) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    Py_INCREF(name);
+    PyObject *obj = NULL;
+    if (!d->safe && PyUnicode_FindChar(name, '.', 0, PyUnicode_GET_LENGTH(name), 1) == -1) {
+        /* sys.modules.get(module), as resolve_name (not PyImport_GetModule,
+         * which may wait for a module another thread is importing) */
+        PyObject *modules = PyImport_GetModuleDict();
+        PyObject *mod = PyDict_CheckExact(modules) ? PyDict_GetItemWithError(modules, module)
+                                                    : NULL;
+        if (mod != NULL && mod != Py_None) {
+            Py_INCREF(mod);
+            obj = PyObject_GetAttr(mod, name);
+            Py_DECREF(mod);
+        }
+        if (obj == NULL) PyErr_Clear();
+    }
+    if (obj == NULL) {
+        PyObject *args[4] = {module, name, d->safe ? Py_True : Py_False, NULL};
+        PyObject *self_allow = PyObject_GetAttrString(d->self, "allow");
+        if (self_allow != NULL) {
+            args[3] = self_allow;
+            obj = PyObject_Vectorcall(cd_load_global, args, 4, NULL);
+            Py_DECREF(self_allow);
+        }
+    }
+    Py_DECREF(module);
+    Py_DECREF(name);
+    if (obj != NULL && PyList_Append(d->memo, obj) < 0) Py_CLEAR(obj);
+    return obj;
+}
+
 /* Decoder._seqiter */
 static PyObject *
 cd_seqiter(Dec *d, PyObject *v)
@@ -2617,6 +2740,7 @@ cd_tagged(Dec *d, PyObject *v)
     case T_REDUCE: return cd_reduce(d, v, 0);
     case T_NEWOBJ: return cd_reduce(d, v, 1);
     case T_SEQITER: return cd_seqiter(d, v);
+    case T_GLOBAL: return cd_global(d, v);
     default: break;
     }
     if (kind_obj == NULL) {
