@@ -213,7 +213,8 @@ _ONES = [2.0 ** (61 * k) for k in range(17)]
 COLLIDING = [[tag(T_TUPLE), a, b] for a in _ONES for b in _ONES][:79]
 
 HOSTILE: dict[str, tuple[Any, str, str]] = {
-    # name: (tree, exception class, start of the message)
+    # name: (tree, exception class, start of the message; CPython's own words
+    # after it change between versions)
     "reference_past_the_memo": (ref(99), "CorruptSnapshot", "back-reference 99 points past"),
     "empty_reference": (ExtType(1, b""), "CorruptSnapshot", "back-reference 0 points past"),
     "long_reference": (ExtType(1, b"\0" * 5), "CorruptSnapshot", "back-reference 0 points"),
@@ -231,16 +232,16 @@ HOSTILE: dict[str, tuple[Any, str, str]] = {
                      "CorruptSnapshot", "dict shape and values differ in length"),
     "dict_pairs_odd": ([tag(T_DICT), 1, 2, 3], "CorruptSnapshot", "dict pairs of odd length"),
     "dict_key_unhashable": ([tag(T_DICT), [1], 2], "CorruptSnapshot",
-                            "unhashable dict key: unhashable type: 'list'"),
+                            "unhashable dict key: "),
     "set_item_unhashable": ([tag(T_SET), 1, {"a": 1}], "CorruptSnapshot",
-                            "unhashable set item: unhashable type: 'dict'"),
+                            "unhashable set item: "),
     "frozenset_item_unhashable": ([tag(T_FROZENSET), [1]], "CorruptSnapshot",
-                                  "unhashable frozenset item: unhashable type: 'list'"),
+                                  "unhashable frozenset item: "),
     "set_flooding": ([tag(T_SET), *COLLIDING], "CorruptSnapshot", "79 of 79 items share"),
     "dict_flooding": ([tag(T_DICT), *[x for c in COLLIDING for x in (c, 0)]],
                       "CorruptSnapshot", "79 of 79 items share"),
     "big_unhashable_set": ([tag(T_SET), *range(70), [1]], "CorruptSnapshot",
-                           "unhashable item: unhashable type: 'list'"),
+                           "unhashable item: "),
     "int_list_of_width_3": (ExtType(9, bytes([3]) + bytes(6)), "CorruptSnapshot",
                             "malformed int list"),
     "int_list_cut_short": (ExtType(9, bytes([4]) + bytes(6)), "CorruptSnapshot",
@@ -392,3 +393,35 @@ def test_a_class_that_becomes_a_follower_is_decoded_as_one(
     calls.clear()
     c.loads(blob)
     assert Callee not in calls
+
+
+def _tree_changers() -> dict[str, Any]:
+    # A reduce's array is reachable while it is decoded (through the plain
+    # list holding it, already in the memo: memo 1 here), so a blob's own
+    # callables can change it under the decoder (outside safe mode).
+    get_r = [tag(T_REDUCE), glob("operator", "getitem"), [ref(1), 0]]
+    clear_r = [tag(T_REDUCE), glob("builtins", "list.clear"), [get_r]]
+    replace_args = [tag(T_REDUCE), glob("operator", "setitem"), [get_r, 2, None]]
+    grow_r = [tag(T_REDUCE), glob("builtins", "list.extend"), [get_r, [1, 2, 3, 4]]]
+    def clearing(k: int) -> list[Any]:  # list.clear(the parent's item k)
+        return [tag(T_REDUCE), glob("builtins", "list.clear"),
+                [[tag(T_REDUCE), glob("operator", "getitem"), [ref(1), k]]]]
+
+    return {
+        "tuple_item_empties_the_tuple": [[tag(T_TUPLE), clearing(0), 1, 2]],
+        "set_item_empties_the_set": [[tag(T_SET), 1, clearing(0), 2]],
+        "dict_pairs_item_empties_them": [[tag(T_DICT), 1, clearing(0), 2, 3]],
+        "shaped_value_empties_the_shape": [
+            {"a": 1, "b": 2, "c": 3, "d": 4}, [tag(T_SHAPED), 0, clearing(1), 2, 3, 4]],
+        "callable_empties_its_reduce": [[tag(T_REDUCE), clear_r, []]],
+        "argument_replaces_the_arguments": [
+            [tag(T_REDUCE), glob("builtins", "print"),
+             [replace_args] + [[tag(T_TUPLE), i] for i in range(50)]]],
+        "argument_grows_the_reduce": [
+            [tag(T_NEWOBJ), glob(MOD, "Plain"), [grow_r], {"a": 1}]],
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_tree_changers()))
+def test_blobs_that_change_their_own_tree_decode_alike(name: str, capsys: Any) -> None:
+    _same_objects(_tree_with(_tree_changers()[name]), warm_with=_held(1))

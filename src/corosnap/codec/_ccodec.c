@@ -503,7 +503,7 @@ cu_array(Unpacker *u, Py_ssize_t n)
 static PyObject *
 cu_map(Unpacker *u, Py_ssize_t n)
 {
-    if (n > (u->end - u->p) / 2 || u->depth >= CU_MAX_DEPTH) CU_DECLINE();
+    if (n < 0 || n > (u->end - u->p) / 2 || u->depth >= CU_MAX_DEPTH) CU_DECLINE();
     PyObject *out = PyDict_New();
     if (out == NULL) {
         PyErr_Clear();
@@ -531,7 +531,7 @@ cu_map(Unpacker *u, Py_ssize_t n)
 static PyObject *
 cu_ext(Unpacker *u, Py_ssize_t n)
 {
-    if (!cu_need(u, n + 1)) CU_DECLINE();
+    if (n < 0 || !cu_need(u, n + 1)) CU_DECLINE();
     long code = (signed char)u->p[0];
     const char *p = (const char *)u->p + 1;
     u->p += n + 1;
@@ -570,13 +570,13 @@ cu_value(Unpacker *u)
         u->p += w;
         return cu_ext(u, (Py_ssize_t)cu_be(q, w));
     case 0xca: {
+        /* as msgpack: the 4 bytes as a C float, converted by a cast (which
+         * quiets a signalling NaN; PyFloat_Unpack4 keeps it on 3.14+) */
         u->p += 4;
-        double x = PyFloat_Unpack4((const char *)q, 0);
-        if (x == -1.0 && PyErr_Occurred()) {
-            PyErr_Clear();
-            CU_DECLINE();
-        }
-        return PyFloat_FromDouble(x);
+        uint32_t bits = (uint32_t)cu_be(q, 4);
+        float f;
+        memcpy(&f, &bits, 4);
+        return PyFloat_FromDouble((double)f);
     }
     case 0xcb: {
         u->p += 8;
@@ -981,9 +981,16 @@ cv_module_value_c(Enc *e, PyObject *v, PyObject *key, PyObject **out)
         if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2 ||
             !PyDict_CheckExact(PyTuple_GET_ITEM(pair, 0)) ||
             !PyDict_CheckExact(PyTuple_GET_ITEM(pair, 1))) {
-            PyErr_SetString(PyExc_TypeError, "Encoder.global_values holds a malformed entry");
-            rc = -1;
-            break;
+            /* a frame's globals of a dict subclass: Python's lookup */
+            Py_DECREF(values);
+            PyObject *r = cv_call(e, cv_s_module_value, v);
+            if (r == NULL) return -1;
+            if (r == Py_None) {
+                Py_DECREF(r);
+                return 0;
+            }
+            *out = r;
+            return 1;
         }
         PyObject *hit = PyDict_GetItemWithError(PyTuple_GET_ITEM(pair, 1), key);
         if (hit == NULL) {
@@ -2046,6 +2053,15 @@ static PyObject *
 cd_items_from(Dec *d, PyObject *items, Py_ssize_t start)
 {
     if (!PyList_CheckExact(items)) return cc_corrupt("expected an array");
+    if (start > 0) {
+        /* self.dec_items(v[1:]): the items as they are now, whatever Python
+         * code run while they are decoded does to v */
+        PyObject *slice = PyList_GetSlice(items, start, PyList_GET_SIZE(items));
+        if (slice == NULL) return NULL;
+        PyObject *out = cd_items_from(d, slice, 0);
+        Py_DECREF(slice);
+        return out;
+    }
     PyObject *out = PyList_New(0);
     if (out == NULL) return NULL;
     for (Py_ssize_t i = start; i < PyList_GET_SIZE(items); i++) {
@@ -2145,6 +2161,7 @@ cd_wrap_restore_error(const char *format, PyObject *arg)
     PyObject *cause = err == NULL ? NULL : PyObject_CallOneArg(cd_printable_cause, exc);
     Py_XDECREF(msg);
     if (cause != NULL) {
+        if (cause == Py_None) Py_CLEAR(cause); /* "from None" stores no cause */
         PyException_SetCause(err, cause); /* steals; sets __suppress_context__ */
         PyException_SetContext(err, Py_NewRef(exc));
         PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(err)), err, NULL); /* steals err */
@@ -2228,7 +2245,9 @@ cd_set(Dec *d, PyObject *v, int frozen)
     if (!frozen) {
         if ((out = PySet_New(NULL)) == NULL || PyList_Append(d->memo, out) < 0) goto error;
     }
-    if ((items = cd_items_from(d, v, 1)) == NULL || cd_not_flooding(items) < 0) goto error;
+    /* Python's try around out.update(_not_flooding(self.dec_items(v[1:])))
+     * covers the items' decoding too */
+    if ((items = cd_items_from(d, v, 1)) == NULL || cd_not_flooding(items) < 0) goto hash_error;
     if (frozen) {
         if ((out = PyFrozenSet_New(items)) == NULL) goto hash_error;
     }
@@ -2310,22 +2329,23 @@ cd_shaped(Dec *d, PyObject *v)
         Py_DECREF(keys);
         return cc_corrupt("dict shape and values differ in length");
     }
-    PyObject *out = _PyDict_NewPresized(n - 2);
+    /* zip(keys, v[2:]): the values as they are now */
+    PyObject *values = PyList_GetSlice(v, 2, n), *out = NULL;
+    if (values == NULL) goto error;
+    out = _PyDict_NewPresized(n - 2);
     if (out == NULL || PyList_Append(d->memo, out) < 0) goto error;
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(keys); i++) {
-        if (i + 2 >= PyList_GET_SIZE(v)) { /* shrunk while decoding: as zip(strict=True) */
-            PyErr_SetString(PyExc_ValueError, "zip() argument 2 is shorter than argument 1");
-            goto error;
-        }
-        PyObject *x = cd_dec_item(d, PyList_GET_ITEM(v, i + 2));
+        PyObject *x = cd_dec_item(d, PyList_GET_ITEM(values, i));
         int rc = x == NULL ? -1 : PyDict_SetItem(out, PyTuple_GET_ITEM(keys, i), x);
         Py_XDECREF(x);
         if (rc < 0) goto error;
     }
     Py_DECREF(keys);
+    Py_DECREF(values);
     return out;
 error:
     Py_DECREF(keys);
+    Py_XDECREF(values);
     Py_XDECREF(out);
     return NULL;
 }
@@ -2501,8 +2521,12 @@ cd_reduce(Dec *d, PyObject *v, int newobj)
     Py_INCREF(func);
     Py_SETREF(func, cd_dec(d, func)); /* self.dec(v[1]): not only what walks */
     if (func == NULL) return NULL;
-    PyObject *obj = NULL, *args = NULL, *make = NULL;
-    int fast = !d->safe && func != cd_STARMAP &&
+    PyObject *obj = NULL, *args = NULL, *make = NULL, *args_f = NULL;
+    /* v is the tree's array, which Python code run while decoding can reach
+     * (through the plain list holding it, already in the memo) and change:
+     * it is read again after each such step, and a shape the fast path does
+     * not expect is the Python stage's, which reads it as it is then. */
+    int fast = !d->safe && func != cd_STARMAP && PyList_GET_SIZE(v) >= 3 &&
                PyList_CheckExact(PyList_GET_ITEM(v, 2)) &&
                (newobj ? PyType_Check(func) : PyCallable_Check(func));
     int known = fast && func == d->last_func;
@@ -2519,7 +2543,8 @@ cd_reduce(Dec *d, PyObject *v, int newobj)
         return out;
     }
     /* Decoder._reduce_with: arguments, nesting, the call */
-    PyObject *decoded = cd_items_from(d, PyList_GET_ITEM(v, 2), 0);
+    args_f = Py_NewRef(PyList_GET_ITEM(v, 2));
+    PyObject *decoded = cd_items_from(d, args_f, 0);
     if (decoded == NULL) goto error;
     if (newobj) {
         Py_ssize_t k = PyList_GET_SIZE(decoded);
@@ -2577,8 +2602,9 @@ cd_reduce(Dec *d, PyObject *v, int newobj)
     }
     int follows = PyObject_IsTrue(follower);
     if (follows < 0) goto error;
+    n = PyList_GET_SIZE(v); /* as _reduce_state reads it, after the call */
     PyObject *state_f = n > 3 ? PyList_GET_ITEM(v, 3) : Py_None;
-    int items = (n > 4 && PyList_GET_ITEM(v, 4) != Py_None) ||
+    int items = n > 6 || (n > 4 && PyList_GET_ITEM(v, 4) != Py_None) ||
                 (n > 5 && PyList_GET_ITEM(v, 5) != Py_None);
     if (follows && !items && state_f == Py_None && cls != cd_CHAIN) {
         /* A follower built from its arguments alone: its edges are among
@@ -2615,12 +2641,14 @@ cd_reduce(Dec *d, PyObject *v, int newobj)
     Py_DECREF(func);
     Py_DECREF(args);
     Py_DECREF(make);
+    Py_DECREF(args_f);
     return obj;
 error:
     Py_DECREF(func);
     Py_XDECREF(args);
     Py_XDECREF(make);
     Py_XDECREF(obj);
+    Py_XDECREF(args_f);
     return NULL;
 }
 
@@ -2674,8 +2702,33 @@ cd_global(Dec *d, PyObject *v)
             Py_INCREF(mod);
             obj = PyObject_GetAttr(mod, name);
             Py_DECREF(mod);
+            if (obj == NULL) {
+                /* load_global: RestoreError(f"cannot resolve global
+                 * {module}.{qualname}: {exc!r}") from exc, for an Exception;
+                 * anything else (KeyboardInterrupt) goes through */
+                if (!PyErr_ExceptionMatches(PyExc_Exception)) goto done;
+                PyObject *type, *exc, *tb;
+                PyErr_Fetch(&type, &exc, &tb);
+                PyErr_NormalizeException(&type, &exc, &tb);
+                if (tb != NULL) PyException_SetTraceback(exc, tb);
+                PyObject *msg = PyUnicode_FromFormat("cannot resolve global %U.%U: %R", module,
+                                                     name, exc);
+                PyObject *err = msg == NULL ? NULL : PyObject_CallOneArg(cd_RestoreError, msg);
+                Py_XDECREF(msg);
+                if (err != NULL) {
+                    PyException_SetCause(err, Py_NewRef(exc));
+                    PyException_SetContext(err, Py_NewRef(exc));
+                    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(err)), err, NULL);
+                }
+                Py_XDECREF(type);
+                Py_XDECREF(exc);
+                Py_XDECREF(tb);
+                goto done;
+            }
         }
-        if (obj == NULL) PyErr_Clear();
+        else if (PyErr_Occurred()) {
+            goto done;
+        }
     }
     if (obj == NULL) {
         PyObject *args[4] = {module, name, d->safe ? Py_True : Py_False, NULL};
@@ -2686,6 +2739,7 @@ cd_global(Dec *d, PyObject *v)
             Py_DECREF(self_allow);
         }
     }
+done:
     Py_DECREF(module);
     Py_DECREF(name);
     if (obj != NULL && PyList_Append(d->memo, obj) < 0) Py_CLEAR(obj);
