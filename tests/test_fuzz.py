@@ -308,3 +308,20 @@ def test_100k_zoo_rounds_keep_rss_flat(monkeypatch):
         except BaseException:  # noqa: BLE001
             pass
     assert grown < 8 * 1024 * 1024, f"RSS grew by {grown / 1e6:.1f} MB over 100,000 rounds"
+
+
+def test_engines_that_differ_only_by_running_out_of_recursion_are_deep_not_differ():
+    # Input 6921 of seed 11 is a blob nested deeply enough that the Python
+    # engine runs out of recursion ("blob nested too deeply") where the C
+    # engine, one C call a level, restores it: the nesting difference by
+    # design.  Loaded again in both with room to recurse, they agree.
+    report = fuzz.run_campaign(1, seed=11, start=6921, jobs=1, timeout=5.0,
+                               engines=("python", "c"))
+    assert report.counts["differ"] == 0, report.table()
+    assert report.counts["deep"] == 1, report.table()
+    assert fuzz._ran_out_of_recursion("rejected", "LimitExceeded: blob nested too deeply")
+    assert fuzz._ran_out_of_recursion(
+        "rejected", "RestoreError: f(): restoring the state of a partial failed: "
+                    "RecursionError('maximum recursion depth exceeded')")
+    assert not fuzz._ran_out_of_recursion("rejected", "CorruptSnapshot: bad string reference")
+    assert not fuzz._ran_out_of_recursion("restored", "nested too deeply")
