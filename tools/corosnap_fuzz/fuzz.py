@@ -160,11 +160,13 @@ failure.
 One difference is by design: nesting.  The C engine spends one level of the
 recursion limit per container, the Python engine two to six Python frames, so
 a blob nested some hundreds of levels deep can be refused as "nested too
-deeply" by one and load in the other (docs/architecture.md).  When two
-engines differ and one of them ran out of recursion, the input is loaded
-again in both with a recursion limit of DEEP_LIMIT, which either engine's
-walk of any blob fits in: the same outcome then is a ``deep`` input (counted,
-not a failure); a different one is a ``differ`` failure."""
+deeply" by one and load in the other, and a restored value so deep re-dumped
+by one and not the other (docs/architecture.md).  When two engines end an
+input differently (short of a crash, hang or MemoryError), it is loaded again
+in both with a recursion limit of DEEP_LIMIT, which either engine's walk of
+any blob fits in: the same outcome then is a ``deep`` input (counted, not a
+failure: the engines differed only in how deep they could recurse); a
+different one is a ``differ`` failure."""
 
 METHOD_NAMES = ("append", "__exit__", "__enter__", "read", "close", "send", "throw", "format",
                 "join", "get", "__reduce_ex__", "__getattribute__", "__init__", "__class__",
@@ -2476,11 +2478,11 @@ def run_campaign(inputs: int, seed: int = 0, jobs: int = 1, timeout: float = 10.
                         index = job[1]
                         first = _signature(*firsts[index])
                         second = _signature(*res, other.behaviour)
-                        if first != second and (
-                                _ran_out_of_recursion(firsts[index][0], firsts[index][2])
-                                or _ran_out_of_recursion(res[0], res[2])):
-                            # The nesting difference by design: both again,
-                            # with room for either walk (DEEP_LIMIT).
+                        if first != second and not {firsts[index][0], res[0]} & {
+                                "crash", "hang", "memoryerror"}:
+                            # Perhaps the nesting difference by design (in
+                            # loads, or in the encoder of a re-dump): both
+                            # again, with room for either walk (DEEP_LIMIT).
                             (_, deep1), = pool.run(iter([("deep", index)]))
                             first = _signature(*deep1, pool.behaviour)
                             (_, deep2), = other.run(iter([("deep", index)]))

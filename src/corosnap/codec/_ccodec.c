@@ -2329,25 +2329,32 @@ cd_shaped(Dec *d, PyObject *v)
         Py_DECREF(keys);
         return cc_corrupt("dict shape and values differ in length");
     }
-    /* zip(keys, v[2:]): the values as they are now */
-    PyObject *values = PyList_GetSlice(v, 2, n), *out = NULL;
-    if (values == NULL) goto error;
-    out = _PyDict_NewPresized(n - 2);
+    /* zip(keys, v[2:]): the values as they are now (held here: a record's
+     * few fit on the stack) */
+    Py_ssize_t count = n - 2;
+    PyObject *stack[16], **values = count <= 16 ? stack : PyMem_New(PyObject *, count);
+    PyObject *out = NULL;
+    if (values == NULL) {
+        Py_DECREF(keys);
+        return PyErr_NoMemory();
+    }
+    for (Py_ssize_t i = 0; i < count; i++) values[i] = Py_NewRef(PyList_GET_ITEM(v, i + 2));
+    out = _PyDict_NewPresized(count);
     if (out == NULL || PyList_Append(d->memo, out) < 0) goto error;
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(keys); i++) {
-        PyObject *x = cd_dec_item(d, PyList_GET_ITEM(values, i));
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *x = cd_dec_item(d, values[i]);
         int rc = x == NULL ? -1 : PyDict_SetItem(out, PyTuple_GET_ITEM(keys, i), x);
         Py_XDECREF(x);
         if (rc < 0) goto error;
     }
-    Py_DECREF(keys);
-    Py_DECREF(values);
-    return out;
+    goto done;
 error:
+    Py_CLEAR(out);
+done:
+    for (Py_ssize_t i = 0; i < count; i++) Py_DECREF(values[i]);
+    if (values != stack) PyMem_Free(values);
     Py_DECREF(keys);
-    Py_XDECREF(values);
-    Py_XDECREF(out);
-    return NULL;
+    return out;
 }
 
 /* Decoder._flat */
