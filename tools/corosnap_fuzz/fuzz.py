@@ -54,6 +54,7 @@ Theory of operation
 from __future__ import annotations
 
 import argparse
+import builtins
 import collections
 import contextlib
 import dataclasses
@@ -1607,7 +1608,24 @@ def _memory_in_chain(exc: BaseException | None) -> bool:
     return False
 
 
-_short_repr = reprlib.Repr()
+class _ShortRepr(reprlib.Repr):
+    """reprlib's short repr, with object addresses blanked before an instance's
+    repr is cut to length: cut first, an address's varying number of digits
+    moved the cut, and two engines' identical objects read differently."""
+
+    def repr_instance(self, x: Any, level: int) -> str:
+        try:
+            s = _ADDRESS.sub("0x..", builtins.repr(x))
+        except Exception:  # noqa: BLE001 - as reprlib does
+            return f"<{x.__class__.__name__} instance at 0x..>"
+        if len(s) > self.maxother:
+            i = max(0, (self.maxother - 3) // 2)
+            j = max(0, self.maxother - 3 - i)
+            s = s[:i] + "..." + s[len(s) - j:]
+        return s
+
+
+_short_repr = _ShortRepr()
 _short_repr.maxlevel = 3
 _short_repr.maxstring = 40
 _short_repr.maxother = 40
