@@ -887,7 +887,7 @@ def _norm(x: Any) -> Any:
 def _parses_alike(data: bytes) -> str:
     """'same' when C's unpack gives msgpack's tree, 'declined' when it gives
     None (then msgpack must parse it, or fail)."""
-    from corosnap.codec._speedups import C, PYTHON
+    from corosnap.codec._speedups import PYTHON, C
 
     assert C is not None
     ours = C.unpack(data)

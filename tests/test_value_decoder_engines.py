@@ -68,8 +68,10 @@ class Plain:
 
 def _outcome(snapshotter: Any, blob: bytes, safe: bool = False) -> tuple[str, Any]:
     try:
-        g = snapshotter.loads(blob) if not safe else snapshotter.replace(
-            safe=True, allow=("test_value_decoder_engines", "test_value_encoder_engines", "corosnap_fuzz")).loads(blob)
+        if safe:
+            snapshotter = snapshotter.replace(safe=True, allow=(
+                "test_value_decoder_engines", "test_value_encoder_engines", "corosnap_fuzz"))
+        g = snapshotter.loads(blob)
     except corosnap.CorosnapError as exc:
         return type(exc).__name__, str(exc)
     try:
@@ -84,7 +86,8 @@ def _outcome(snapshotter: Any, blob: bytes, safe: bool = False) -> tuple[str, An
                 pass
 
 
-def _same_objects(blob: bytes, warm_with: bytes | None = None, safe: bool = False) -> tuple[str, Any]:
+def _same_objects(blob: bytes, warm_with: bytes | None = None,
+                  safe: bool = False) -> tuple[str, Any]:
     python = _outcome(default()._with_engine("python"), blob, safe)
     cold = _outcome(default()._with_engine("c"), blob, safe)
     warm_snapshotter = default()._with_engine("c")
