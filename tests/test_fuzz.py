@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import importlib.util
 import os
 import random
 import signal
@@ -310,6 +311,8 @@ def test_100k_zoo_rounds_keep_rss_flat(monkeypatch):
     assert grown < 8 * 1024 * 1024, f"RSS grew by {grown / 1e6:.1f} MB over 100,000 rounds"
 
 
+@pytest.mark.skipif(importlib.util.find_spec("corosnap.codec._ccodec") is None,
+                    reason="the C engine is not built")
 def test_engines_that_differ_only_by_running_out_of_recursion_are_deep_not_differ():
     # Input 6921 of seed 11 is a blob nested deeply enough that the Python
     # engine runs out of recursion ("blob nested too deeply") where the C

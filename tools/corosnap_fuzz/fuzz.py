@@ -2055,9 +2055,11 @@ class Child:
                     for fd in (to_child_r, from_child_w, fault.fileno()):
                         os.set_inheritable(fd, True)
                     tools = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-                    env = dict(os.environ, **ENGINES[self.ctx.engine],
-                               PYTHONPATH=os.pathsep.join(
-                                   [tools, *filter(None, [os.environ.get("PYTHONPATH")])]))
+                    # The engine's environment exactly: "c" even when this
+                    # process runs the pure-Python engine.
+                    env = {k: v for k, v in os.environ.items() if k != "COROSNAP_PUREPYTHON"}
+                    env.update(ENGINES[self.ctx.engine], PYTHONPATH=os.pathsep.join(
+                        [tools, *filter(None, [os.environ.get("PYTHONPATH")])]))
                     os.execve(sys.executable, [
                         sys.executable, "-c", "from corosnap_fuzz.fuzz import _worker_main; "
                         f"_worker_main({to_child_r}, {from_child_w}, {fault.fileno()})"], env)
