@@ -139,14 +139,6 @@ recursion is loaded again with (``deep``, below).  A blob's tree nests at most
 1,024 levels (msgpack's own limit); the Python engine spends at most about
 six frames a level, the C engine one C call."""
 
-_RECURSION_REFUSAL = re.compile(r"RecursionError|nested too deeply|maximum recursion depth")
-
-
-def _ran_out_of_recursion(outcome: str, detail: str) -> bool:
-    """A refusal caused by the interpreter's recursion limit (LimitExceeded
-    "blob nested too deeply", or a RecursionError named in the error)."""
-    return outcome in ("rejected", "other") and bool(_RECURSION_REFUSAL.search(detail))
-
 ENGINES: dict[str, dict[str, str]] = {
     "c": {},
     "python": {"COROSNAP_PUREPYTHON": "1"},

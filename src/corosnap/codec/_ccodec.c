@@ -1839,8 +1839,7 @@ static PyMethodDef cv_enc_items_def = {
 static PyObject *cd_Decoder, *cd_TAGGED, *cd_Tag, *cd_NEVER_CALLED, *cd_STARMAP, *cd_CHAIN,
     *cd_follows_unguarded, *cd_printable_cause, *cd_py_not_flooding, *cd_py_set_state,
     *cd_RestoreError, *cd_LimitExceeded, *cd_load_global;
-static Py_ssize_t cd_max_nesting = -1, cd_shape_min = -1, cd_tag_kind_offset, cd_deferred_code_offset,
-    cd_deferred_data_offset;
+static Py_ssize_t cd_max_nesting = -1, cd_shape_min = -1, cd_tag_kind_offset;
 static PyObject *cd_s_reduce_with, *cd_s_reduce_state, *cd_s_deferred, *cd_s_setstate,
     *cd_s_dict, *cd_s_new, *cd_s_update, *cd_s_qualname;
 
@@ -1916,9 +1915,7 @@ cd_ready(void)
     for (int f = 0; f < G_COUNT; f++) {
         if ((cd_offsets[f] = cd_slot_offset(decoder, cd_field_names[f])) < 0) goto done;
     }
-    if ((cd_tag_kind_offset = cd_slot_offset(cd_Tag, "kind")) < 0 ||
-        (cd_deferred_code_offset = cd_slot_offset(cc_Deferred, "code")) < 0 ||
-        (cd_deferred_data_offset = cd_slot_offset(cc_Deferred, "data")) < 0) goto done;
+    if ((cd_tag_kind_offset = cd_slot_offset(cd_Tag, "kind")) < 0) goto done;
     struct { PyObject **target; const char *text; } strs[] = {
         {&cd_s_reduce_with, "_reduce_with"}, {&cd_s_reduce_state, "_reduce_state"},
         {&cd_s_deferred, "_deferred"}, {&cd_s_setstate, "__setstate__"},
@@ -2281,10 +2278,6 @@ cd_dict_pairs(Dec *d, PyObject *v)
             PyList_SET_ITEM(keys, i, Py_NewRef(PyList_GET_ITEM(flat, 2 * i)));
         }
         if (cd_not_flooding(keys) < 0) goto error;
-    }
-    if (PyList_GET_SIZE(flat) % 2) { /* shrunk while decoding: as zip(strict=True) */
-        PyErr_SetString(PyExc_ValueError, "zip() argument 2 is shorter than argument 1");
-        goto error;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
         if (PyDict_SetItem(out, PyList_GET_ITEM(flat, 2 * i), PyList_GET_ITEM(flat, 2 * i + 1)) < 0) {
@@ -2886,8 +2879,8 @@ cd_dict(Dec *d, PyObject *v)
 static PyObject *
 cd_deferred(Dec *d, PyObject *v)
 {
-    PyObject *code = *(PyObject **)((char *)v + cd_deferred_code_offset);
-    PyObject *data = *(PyObject **)((char *)v + cd_deferred_data_offset);
+    PyObject *code = *(PyObject **)((char *)v + cc_deferred_code_offset);
+    PyObject *data = *(PyObject **)((char *)v + cc_deferred_data_offset);
     long kind = code != NULL && PyLong_CheckExact(code) ? PyLong_AsLong(code) : -1;
     if (data == NULL || !PyBytes_CheckExact(data) ||
         (kind != EXT_REF && kind != EXT_INTLIST && kind != EXT_BYTEARRAY)) {
