@@ -159,6 +159,29 @@ class ChainSub(itertools.chain):
     pass
 
 
+@dataclasses.dataclass
+class PosingAsCount:
+    """Not a subclass, but its __class__ says itertools.count: isinstance() is
+    true for it, so both encoders refuse it as they refuse a subclass."""
+
+    n: int
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        return itertools.count
+
+
+@dataclasses.dataclass
+class PosingAsInt:
+    """Its __class__ says int: not an itertools type, so reduced as usual."""
+
+    n: int
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        return int
+
+
 MODULE_COUNT = itertools.count(5)
 MODULE_MAP = map(abs, [-1, -2, -3])
 MODULE_COUNT_SUB = CountSub(3)
@@ -193,7 +216,8 @@ def test_builtin_iterators_encode_to_the_same_bytes(index: int) -> None:
 
 @pytest.mark.parametrize("value", [
     CountSub(1), [1, ChainSub([1], [2])], {"k": CountSub(2)}, FrozenSlots(1, CountSub(3)),
-], ids=["bare", "in_list", "in_dict", "in_reduced_instance"])
+    [PosingAsCount(1)],
+], ids=["bare", "in_list", "in_dict", "in_reduced_instance", "posing_by_class"])
 def test_subclasses_of_itertools_types_are_refused_alike(value: Any) -> None:
     # Not in the dispatch table (an exact-type lookup): the C encoder's
     # instance path must refuse it as the Python _other does, not reduce it.
@@ -204,6 +228,12 @@ def test_subclasses_of_itertools_types_are_refused_alike(value: Any) -> None:
     assert kind == "SnapshotError"
     assert "a subclass of itertools." in message
     assert "fallback pickler" not in message
+    _same_bytes(g)
+
+
+def test_an_instance_whose_class_attribute_is_another_type_is_reduced_alike() -> None:
+    g = zoo.holds([PosingAsInt(4), PosingAsInt(5)])
+    next(g)
     _same_bytes(g)
 
 
@@ -233,3 +263,50 @@ def test_a_module_level_subclass_instance_is_treated_alike() -> None:
     g = _holds_module_subclass_instance()
     next(g)
     _same_bytes(g)
+
+
+def _slots(enc: Any) -> dict[str, Any]:
+    from corosnap.codec._encoder import Encoder
+
+    return {name: getattr(enc, name) for name in Encoder.__slots__}
+
+
+@pytest.mark.parametrize("strict", [False, True])
+@pytest.mark.parametrize("callback", [None, print])
+def test_the_c_encoders_init_sets_every_slot_as_pythons_does(strict: bool,
+                                                              callback: Any) -> None:
+    """Encoder.__init__ is C on the C engine: every slot the same (tables
+    fresh and empty, arguments and passthrough sets the very objects)."""
+    made = {}
+    for engine in ("python", "c"):
+        cls = default()._with_engine(engine)._caches.Encoder
+        made[engine] = (cls(7, len, strict, callback), cls(pid=7, frame_hook=len, strict=strict,
+                                                         buffer_callback=callback))
+    assert type(made["c"][0]).__init__ is not type(made["python"][0]).__init__
+    python = _slots(made["python"][0])
+    for enc in made["c"]:
+        c = _slots(enc)
+        assert set(c) == set(python)
+        for name, value in python.items():
+            assert type(c[name]) is type(value), name
+            if isinstance(value, dict | list | set):
+                assert c[name] == value and c[name] is not python[name], name
+            else:
+                assert c[name] is value, name
+    a, b = made["c"]
+    assert a.memo is not b.memo  # fresh tables per encoder
+
+
+def test_the_c_note_globals_notes_as_pythons_does() -> None:
+    encoders = [default()._with_engine(engine)._caches.Encoder(0, len)
+                for engine in ("python", "c")]
+    for enc in encoders:
+        enc.note_globals(globals())
+        enc.note_globals(globals())  # noted once
+        enc.note_globals(vars(dataclasses))
+    python, c = (_slots(enc) for enc in encoders)
+    for name in ("globals_seen", "pending_globals", "modules", "global_values"):
+        assert c[name] == python[name], name
+    assert c["global_ids"] is python["global_ids"]  # _EVERYTHING, until resolved
+    with pytest.raises(TypeError):
+        type(encoders[1]).note_globals(object(), {})

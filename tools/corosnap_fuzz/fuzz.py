@@ -1616,6 +1616,28 @@ class _ShortRepr(reprlib.Repr):
             s = s[:i] + "..." + s[len(s) - j:]
         return s
 
+    # A set's items in the order of their blanked reprs: reprlib sorts them
+    # only when they compare, and a set of objects hashed by address (an
+    # iterator beside an int) iterates in an order that differs between the
+    # two engines' processes.
+    def _by_repr(self, x: Any) -> list[Any]:
+        try:
+            return sorted(x, key=lambda item: _ADDRESS.sub("0x..", builtins.repr(item)))
+        except Exception:  # noqa: BLE001 - reprlib's own order then
+            return list(x)
+
+    def repr_set(self, x: Any, level: int) -> str:
+        if not x:
+            return "set()"
+        return self._repr_iterable(  # type: ignore[attr-defined]
+            self._by_repr(x), level, "{", "}", self.maxset)
+
+    def repr_frozenset(self, x: Any, level: int) -> str:
+        if not x:
+            return "frozenset()"
+        return self._repr_iterable(  # type: ignore[attr-defined]
+            self._by_repr(x), level, "frozenset({", "})", self.maxfrozenset)
+
 
 _short_repr = _ShortRepr()
 _short_repr.maxlevel = 3

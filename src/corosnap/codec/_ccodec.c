@@ -13,8 +13,10 @@
  * an ImportError, and the ext codes this file knows are checked against
  * codec/_tags.py then too.
  *
- * Below them, the value encoder: Encoder.enc and Encoder.enc_items in C
- * (see the section's own header).  The value decoder is Python's.
+ * Below them: the parser of a blob's bytes (unpack), the msgpack writer
+ * (pack, and the Packed nodes the value encoder writes containers as), the
+ * value encoder (Encoder.enc and Encoder.enc_items) and the value decoder
+ * (Decoder.dec and Decoder.dec_items), each with its section's own header.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -634,8 +636,9 @@ cu_unpack(PyObject *module, PyObject *data)
 /* ------------------------------------------------------------ value encoder
  *
  * The C twin of Encoder.enc and Encoder.enc_items (codec/_encoder.py), as
- * _pickle's Pickler is pickle.py's.  It produces the very tree the Python
- * methods produce (so msgpack packs the same bytes), reading and writing the
+ * _pickle's Pickler is pickle.py's.  It produces the bytes of the very tree
+ * the Python methods produce (containers are written as msgpack bytes: see
+ * the writer's section; the rest is a tree), reading and writing the
  * same Encoder's tables (memo, keep, strings, shapes, busy, ...): a value it
  * does not handle itself is handed to the Encoder's Python method for it,
  * which calls back into these for the values inside.  Handled here: the
@@ -676,18 +679,20 @@ enum { T_TUPLE = 1, T_SET = 2, T_FROZENSET = 3, T_DICT = 4, T_FLATLIST = 5, T_GL
 static PyObject *cv_Encoder, *cv_encoder_dict, *cv_DISPATCH, *cv_SnapshotError, *cv_global_name,
     *cv_WELLKNOWN_INDEX, *cv_copyreg_dispatch, *cv_newobj;
 static PyObject *cv_tags[CV_NTAGS];
+static PyObject *cv_verified_entries; /* global_name's cache (cv_global_name_of) */
 static PyObject *cv_refs[256], *cv_wellknown[256];
 static Py_ssize_t cv_intlist_min, cv_shape_min, cv_buffer_min;
 static PyObject *cv_s_enc_other, *cv_s_other, *cv_s_enc_python, *cv_s_module_value,
     *cv_s_rollback, *cv_s_pickle, *cv_s_class_ref, *cv_s_callable_ref, *cv_s_reduce_ex,
     *cv_s_module, *cv_s_qualname, *cv_s_no_reduce, *cv_four, *cv_s_reduce, *cv_s_start,
-    *cv_s_stop, *cv_s_step;
+    *cv_s_stop, *cv_s_step, *cv_s_class, *cv_s_name, *cv_s_module_indexes, *cv_s_everything,
+    *cv_s_module_index;
 
 enum { F_MEMO, F_KEEP, F_STRINGS, F_CODES, F_SHAPES, F_BUSY, F_OFFERED, F_STRICT,
-       F_BUFFER_CALLBACK, F_GLOBAL_IDS, F_PENDING_GLOBALS, F_GLOBAL_VALUES, F_COUNT };
+       F_BUFFER_CALLBACK, F_GLOBAL_IDS, F_PENDING_GLOBALS, F_GLOBAL_VALUES, F_MODULES, F_COUNT };
 static const char *cv_field_names[F_COUNT] = {
     "memo", "keep", "strings", "codes", "shapes", "busy", "offered", "strict",
-    "buffer_callback", "global_ids", "pending_globals", "global_values"};
+    "buffer_callback", "global_ids", "pending_globals", "global_values", "modules"};
 static Py_ssize_t cv_offsets[F_COUNT];
 
 /* One call's view of an Encoder (strong references: a table cannot go away
@@ -695,6 +700,10 @@ static Py_ssize_t cv_offsets[F_COUNT];
 typedef struct {
     PyObject *self, *memo, *keep, *strings, *codes, *shapes, *busy, *offered;
     int strict, buffers;
+    /* The last shape met (its keys and index, in e->shapes), while no Python
+     * code has run since: the next record with the very same key objects in
+     * the same order has that shape (cw_dict). */
+    PyObject *last_keys, *last_shape;
 } Enc;
 
 static PyObject *
@@ -777,6 +786,21 @@ cv_ready(void)
         if (v == NULL) goto done;
         Py_XSETREF(*names[k].target, v);
     }
+    {
+        /* global_name's cache (read in place: see cv_global_name_of) */
+        PyObject *verified = PyObject_GetAttrString(globals, "_verified");
+        PyObject *entries = verified == NULL ? NULL
+                                             : PyObject_GetAttrString(verified, "_entries");
+        Py_XDECREF(verified);
+        if (entries == NULL) goto done;
+        if (!PyDict_CheckExact(entries)) {
+            Py_DECREF(entries);
+            PyErr_SetString(PyExc_ImportError, "corosnap.codec._ccodec: global_name's cache "
+                                               "is not what this module was built for");
+            goto done;
+        }
+        Py_XSETREF(cv_verified_entries, entries);
+    }
     if (!PyDict_CheckExact(cv_WELLKNOWN_INDEX) || !PyDict_Check(cv_copyreg_dispatch)) {
         PyErr_SetString(PyExc_ImportError, "corosnap.codec._ccodec: unexpected tables");
         goto done;
@@ -789,7 +813,9 @@ cv_ready(void)
         {&cv_s_reduce_ex, "__reduce_ex__"}, {&cv_s_module, "__module__"},
         {&cv_s_reduce, "__reduce__"}, {&cv_s_start, "start"}, {&cv_s_stop, "stop"},
         {&cv_s_step, "step"},
-        {&cv_s_qualname, "__qualname__"}, {&cv_s_no_reduce, "NO_REDUCE"}};
+        {&cv_s_qualname, "__qualname__"}, {&cv_s_no_reduce, "NO_REDUCE"},
+        {&cv_s_name, "__name__"}, {&cv_s_class, "__class__"}, {&cv_s_module_indexes, "_module_indexes"},
+        {&cv_s_everything, "_EVERYTHING"}, {&cv_s_module_index, "_module_index"}};
     for (size_t k = 0; k < sizeof(strs) / sizeof(strs[0]); k++) {
         if (*strs[k].target == NULL &&
             (*strs[k].target = PyUnicode_InternFromString(strs[k].text)) == NULL) goto done;
@@ -820,6 +846,8 @@ cv_release(Enc *e)
     Py_CLEAR(e->shapes);
     Py_CLEAR(e->busy);
     Py_CLEAR(e->offered);
+    Py_CLEAR(e->last_keys);
+    Py_CLEAR(e->last_shape);
 }
 
 static int
@@ -1027,6 +1055,99 @@ cv_module_value_c(Enc *e, PyObject *v, PyObject *key, PyObject **out)
     return rc;
 }
 
+/* Encoder.resolve_globals, for the common case: every noted globals an
+ * exact dict.  Each one's module index comes from _module_indexes when
+ * cached and current (as _module_index checks it), else from
+ * _module_index itself.  1 when done, 0 when it is Python's, -1 on error. */
+static int
+cv_resolve_globals(Enc *e)
+{
+    PyObject *pending = cv_slot(e->self, F_PENDING_GLOBALS);
+    PyObject *values = pending == NULL ? NULL : cv_slot(e->self, F_GLOBAL_VALUES);
+    PyObject *modules = values == NULL ? NULL : cv_slot(e->self, F_MODULES);
+    if (modules == NULL) return -1;
+    if (!PyList_CheckExact(pending) || !PyList_CheckExact(values) ||
+        !PyList_CheckExact(modules)) return 0;
+    for (Py_ssize_t k = 0; k < PyList_GET_SIZE(pending); k++) {
+        if (!PyDict_CheckExact(PyList_GET_ITEM(pending, k))) return 0;
+    }
+    PyObject *indexes = PyDict_GetItemWithError(cv_encoder_dict, cv_s_module_indexes);
+    PyObject *everything = indexes == NULL ? NULL
+        : PyDict_GetItemWithError(cv_encoder_dict, cv_s_everything);
+    PyObject *index_of = everything == NULL ? NULL
+        : PyDict_GetItemWithError(cv_encoder_dict, cv_s_module_index);
+    if (index_of == NULL || !PyDict_CheckExact(indexes)) return PyErr_Occurred() ? -1 : 0;
+    int rc = 0;
+    Py_INCREF(pending);
+    Py_INCREF(values);
+    Py_INCREF(modules);
+    Py_INCREF(indexes);
+    Py_INCREF(everything);
+    Py_INCREF(index_of);
+    for (Py_ssize_t k = 0; rc == 0 && k < PyList_GET_SIZE(pending); k++) {
+        PyObject *g = Py_NewRef(PyList_GET_ITEM(pending, k));
+        PyObject *module = PyDict_GetItemWithError(g, cv_s_name), *index = NULL, *id = NULL;
+        if (module == NULL || !PyUnicode_Check(module)) {
+            if (PyErr_Occurred()) rc = -1;
+            Py_DECREF(g);
+            continue;
+        }
+        Py_INCREF(module);
+        if (PyList_Append(modules, module) < 0 || (id = PyLong_FromVoidPtr(g)) == NULL) {
+            rc = -1;
+        }
+        else {
+            PyObject *hit = PyDict_GetItemWithError(indexes, id);
+            if (hit != NULL && PyTuple_CheckExact(hit) && PyTuple_GET_SIZE(hit) == 3 &&
+                PyLong_CheckExact(PyTuple_GET_ITEM(hit, 1)) &&
+                PyLong_AsSsize_t(PyTuple_GET_ITEM(hit, 1)) == PyDict_GET_SIZE(g)) {
+                index = Py_NewRef(PyTuple_GET_ITEM(hit, 2));
+            }
+            else if (PyErr_Occurred()) {
+                rc = -1;
+            }
+            else {
+                index = PyObject_CallFunctionObjArgs(index_of, g, module, NULL);
+                if (index == NULL) rc = -1;
+            }
+        }
+        if (rc == 0) {
+            int truth = PyObject_IsTrue(index);
+            PyObject *pair = truth > 0 ? PyTuple_Pack(2, g, index) : NULL;
+            if (truth < 0 || (truth > 0 && (pair == NULL || PyList_Append(values, pair) < 0))) {
+                rc = -1;
+            }
+            Py_XDECREF(pair);
+        }
+        Py_XDECREF(index);
+        Py_XDECREF(id);
+        Py_DECREF(module);
+        Py_DECREF(g);
+    }
+    if (rc == 0) rc = PyList_SetSlice(pending, 0, PyList_GET_SIZE(pending), NULL);
+    if (rc == 0) {
+        /* global_ids: the one module's index, _EVERYTHING with more, {} with none */
+        Py_ssize_t n = PyList_GET_SIZE(values);
+        PyObject *ids = n == 1 ? PyTuple_GetItem(PyList_GET_ITEM(values, 0), 1)
+                      : n ? everything : NULL;
+        ids = ids != NULL ? Py_NewRef(ids) : n <= 1 && !PyErr_Occurred() ? PyDict_New() : NULL;
+        if (ids == NULL) {
+            rc = -1;
+        }
+        else {
+            PyObject **slot = (PyObject **)((char *)e->self + cv_offsets[F_GLOBAL_IDS]);
+            Py_XSETREF(*slot, ids);
+        }
+    }
+    Py_DECREF(pending);
+    Py_DECREF(values);
+    Py_DECREF(modules);
+    Py_DECREF(indexes);
+    Py_DECREF(everything);
+    Py_DECREF(index_of);
+    return rc < 0 ? -1 : 1;
+}
+
 /* `if self.global_ids and id(v) in self.global_ids: out = self._module_value(v)`:
  * 1 and *out when v is a module's global, 0 when not, -1 on error. */
 static int
@@ -1052,6 +1173,17 @@ cv_module_value(Enc *e, PyObject *v, PyObject *key, PyObject **out)
     if (pending == NULL) return -1;
     if (PyList_CheckExact(pending) && PyList_GET_SIZE(pending) == 0) {
         return cv_module_value_c(e, v, key, out); /* the globals are resolved */
+    }
+    int resolved = cv_resolve_globals(e);
+    if (resolved < 0) return -1;
+    if (resolved) {
+        /* as _module_value goes on once resolve_globals is done */
+        ids = cv_slot(e->self, F_GLOBAL_IDS);
+        if (ids == NULL) return -1;
+        if (!PyDict_CheckExact(ids) || PyDict_GET_SIZE(ids) != 0) {
+            return cv_module_value_c(e, v, key, out);
+        }
+        return 0;
     }
     PyObject *r = cv_call(e, cv_s_module_value, v);
     if (r == NULL) return -1;
@@ -1146,176 +1278,890 @@ cv_known(Enc *e, PyObject *v, PyObject *key, PyObject **out)
         }                                                                     \
     }
 
-/* Encoder._list */
-static PyObject *
-cv_list(Enc *e, PyObject *v)
+/* ------------------------------------------------------------ writer
+ *
+ * The containers' msgpack bytes, written here, as _pickle writes opcodes.
+ *
+ * A list, dict, tuple, set or frozenset, and everything inside it, goes into
+ * one buffer: the bytes msgpack.Packer(use_bin_type=True) writes for the
+ * tree the Python encoder builds for the same value, with no tree of Python
+ * objects in between.  The result is a Packed node, which sits in the trees
+ * the rest of the encoder builds (a frame's fields, the reduce protocol's
+ * lists) as any other node; pack() -- this engine's msgpack packer -- copies
+ * it into the blob.  The values the writer hands to the tree encoder (an
+ * instance's reduce, a global, a builtin iterator, whatever Python encodes)
+ * come back as trees, packed into the buffer on the spot.
+ *
+ * What must not fail while values are still being encoded is left as a
+ * hole: an object that pack() packs at the very end, where msgpack would
+ * have met it.  That is an int past 64 bits and a str with a lone surrogate
+ * (msgpack's OverflowError and UnicodeEncodeError, on which dumps encodes
+ * again in strict mode, as it does on the Python engine), a buffer's
+ * placeholder (decided once the encoding is over), and anything else pack()
+ * must judge.  A hole keeps its offset and its depth.
+ *
+ * Depth: msgpack refuses a value nested more than 1,024 levels deep
+ * (ValueError "recursion limit exceeded.").  A Packed node keeps the depth
+ * of its deepest value, so that pack() refuses what msgpack would.
+ *
+ * pack(tree, default=None) is msgpack.Packer(use_bin_type=True,
+ * default=default).pack(tree) for the trees the encoder builds: the same
+ * bytes and the same errors (tests/test_packer.py holds it to msgpack).
+ */
+
+#define CW_NEST_LIMIT 1024
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *data;  /* bytes */
+    PyObject *holes; /* NULL, or a list of (offset, depth, object) */
+    int height;      /* the depth of the deepest value, below this one */
+} Packed;
+
+static int
+Packed_traverse(Packed *self, visitproc visit, void *arg)
 {
-    PyObject *out = NULL;
-    CV_KNOWN_OR_RETURN(e, v, key, out)
-    int rc = cv_register_key(e, key, v);
-    Py_DECREF(key);
-    if (rc < 0) return NULL;
-    if (PyList_GET_SIZE(v) >= cv_intlist_min) {
-        PyObject *packed = cc_pack_ints(NULL, v);
-        if (packed == NULL) return NULL;
-        if (packed != Py_None) {
-            return cv_ext_steal(EXT_INTLIST, packed);
-        }
-        Py_DECREF(packed);
-        PyObject *flat = cc_is_flat(NULL, v);
-        if (flat == NULL) return NULL;
-        int is_flat = flat == Py_True;
-        Py_DECREF(flat);
-        if (is_flat && e->buffers) {
-            for (Py_ssize_t i = 0; i < PyList_GET_SIZE(v); i++) {
-                PyObject *x = PyList_GET_ITEM(v, i);
-                if (PyBytes_CheckExact(x) && PyBytes_GET_SIZE(x) >= cv_buffer_min) {
-                    is_flat = 0;
-                    break;
-                }
-            }
-        }
-        if (is_flat) {
-            Py_ssize_t n = PyList_GET_SIZE(v);
-            out = PyList_New(n + 1);
-            if (out == NULL) return NULL;
-            PyList_SET_ITEM(out, 0, Py_NewRef(cv_tags[T_FLATLIST]));
-            for (Py_ssize_t i = 0; i < n; i++) {
-                PyList_SET_ITEM(out, i + 1, Py_NewRef(PyList_GET_ITEM(v, i)));
-            }
-            return out;
-        }
-    }
-    return cv_items(e, NULL, v);
+    Py_VISIT(self->holes);
+    return 0;
 }
 
-/* [tag?, *(enc(x) for x in d.values())] or {k: enc(x)} or [T_DICT, enc(k),
- * enc(x), ...] (kind 0, 1, 2), iterating d as a comprehension does: a size
- * change between two items is the RuntimeError it would raise. */
-static PyObject *
-cv_dict_body(Enc *e, PyObject *d, int kind, PyObject *shape)
+static int
+Packed_clear(Packed *self)
 {
-    PyObject *out = kind == 1 ? PyDict_New() : PyList_New(0);
-    if (out == NULL) return NULL;
-    if (kind == 0) {
-        if (PyList_Append(out, cv_tags[T_SHAPED]) < 0 || PyList_Append(out, shape) < 0)
-            goto error;
+    Py_CLEAR(self->holes);
+    return 0;
+}
+
+static void
+Packed_dealloc(Packed *self)
+{
+    PyObject_GC_UnTrack(self);
+    Py_CLEAR(self->data);
+    Py_CLEAR(self->holes);
+    PyObject_GC_Del(self);
+}
+
+static PyObject *
+Packed_repr(Packed *self)
+{
+    return PyUnicode_FromFormat("<corosnap packed value: %zd bytes, %zd holes>",
+                                PyBytes_GET_SIZE(self->data),
+                                self->holes == NULL ? (Py_ssize_t)0
+                                                    : PyList_GET_SIZE(self->holes));
+}
+
+static PyTypeObject Packed_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "corosnap.codec._ccodec.Packed",
+    .tp_basicsize = sizeof(Packed),
+    .tp_dealloc = (destructor)Packed_dealloc,
+    .tp_repr = (reprfunc)Packed_repr,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "A value's msgpack bytes, written by the C encoder (made only there)",
+    .tp_traverse = (traverseproc)Packed_traverse,
+    .tp_clear = (inquiry)Packed_clear,
+};
+
+typedef struct {
+    char *buf;
+    Py_ssize_t len, cap;
+    PyObject *holes;   /* as Packed's */
+    int depth;         /* of the value being written (the first one: 0) */
+    int height;        /* the deepest depth written */
+    int final;         /* pack(): no holes, msgpack's errors */
+    PyObject *dflt;    /* pack()'s default, or NULL */
+    char small[128];
+} W;
+
+static void
+w_init(W *w)
+{
+    w->buf = w->small;
+    w->len = 0;
+    w->cap = (Py_ssize_t)sizeof(w->small);
+    w->holes = NULL;
+    w->depth = w->height = w->final = 0;
+    w->dflt = NULL;
+}
+
+static void
+w_free(W *w)
+{
+    if (w->buf != w->small) PyMem_Free(w->buf);
+    w->buf = w->small;
+    Py_CLEAR(w->holes);
+}
+
+static int
+w_grow(W *w, Py_ssize_t n)
+{
+    if (n > PY_SSIZE_T_MAX - w->len) {
+        PyErr_NoMemory();
+        return -1;
     }
-    else if (kind == 2 && PyList_Append(out, cv_tags[T_DICT]) < 0) {
-        goto error;
+    Py_ssize_t cap = w->cap;
+    while (cap < w->len + n) {
+        if (cap > PY_SSIZE_T_MAX / 2) {
+            cap = w->len + n;
+            break;
+        }
+        cap *= 2;
     }
-    Py_ssize_t size = PyDict_GET_SIZE(d), pos = 0;
-    PyObject *k, *x;
-    while (PyDict_Next(d, &pos, &k, &x)) {
-        Py_INCREF(k);
-        Py_INCREF(x);
-        PyObject *ek = NULL, *ex = NULL;
-        int rc = -1;
-        if (kind == 2 && (ek = cv_enc(e, k)) == NULL) goto item_done;
-        if ((ex = cv_enc(e, x)) == NULL) goto item_done;
-        if (kind == 1) {
-            rc = PyDict_SetItem(out, k, ex);
+    char *buf = w->buf == w->small ? PyMem_Malloc((size_t)cap)
+                                   : PyMem_Realloc(w->buf, (size_t)cap);
+    if (buf == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (w->buf == w->small) memcpy(buf, w->small, (size_t)w->len);
+    w->buf = buf;
+    w->cap = cap;
+    return 0;
+}
+
+#define W_NEED(w, n)                                                        \
+    do {                                                                    \
+        if ((n) > (w)->cap - (w)->len && w_grow((w), (n)) < 0) return -1;   \
+    } while (0)
+
+static int
+w_raw(W *w, const char *p, Py_ssize_t n)
+{
+    W_NEED(w, n);
+    memcpy(w->buf + w->len, p, (size_t)n);
+    w->len += n;
+    return 0;
+}
+
+/* One byte b, then x big-endian in nbytes bytes. */
+static int
+w_head(W *w, unsigned char b, unsigned long long x, int nbytes)
+{
+    W_NEED(w, 1 + nbytes);
+    unsigned char *p = (unsigned char *)w->buf + w->len;
+    *p++ = b;
+    for (int k = nbytes - 1; k >= 0; k--) *p++ = (unsigned char)(x >> (8 * k));
+    w->len += 1 + nbytes;
+    return 0;
+}
+
+/* msgpack's narrowest encoding of an integer (pack_template.h's order). */
+static int
+w_int(W *w, long long d)
+{
+    if (d < -(1LL << 5)) {
+        if (d < -(1LL << 15)) {
+            return d < -(1LL << 31) ? w_head(w, 0xd3, (unsigned long long)d, 8)
+                                    : w_head(w, 0xd2, (unsigned long long)d, 4);
+        }
+        return d < -(1 << 7) ? w_head(w, 0xd1, (unsigned long long)d, 2)
+                             : w_head(w, 0xd0, (unsigned long long)d, 1);
+    }
+    if (d < (1 << 7)) return w_head(w, (unsigned char)(d & 0xff), 0, 0);
+    if (d < (1LL << 16)) {
+        return d < (1 << 8) ? w_head(w, 0xcc, (unsigned long long)d, 1)
+                            : w_head(w, 0xcd, (unsigned long long)d, 2);
+    }
+    return d < (1LL << 32) ? w_head(w, 0xce, (unsigned long long)d, 4)
+                           : w_head(w, 0xcf, (unsigned long long)d, 8);
+}
+
+static int
+w_hole(W *w, PyObject *obj)
+{
+    if (w->holes == NULL && (w->holes = PyList_New(0)) == NULL) return -1;
+    PyObject *hole = Py_BuildValue("(niO)", w->len, w->depth, obj);
+    int rc = hole == NULL ? -1 : PyList_Append(w->holes, hole);
+    Py_XDECREF(hole);
+    return rc;
+}
+
+/* A str: UTF-8, as msgpack's PyUnicode_AsUTF8AndSize; one it cannot encode
+ * is a hole (pack() raises the UnicodeEncodeError msgpack would). */
+static int
+w_str(W *w, PyObject *s)
+{
+    Py_ssize_t n;
+    const char *p = PyUnicode_AsUTF8AndSize(s, &n);
+    if (p == NULL) {
+        if (w->final || !PyErr_ExceptionMatches(PyExc_UnicodeEncodeError)) return -1;
+        PyErr_Clear();
+        return w_hole(w, s);
+    }
+    int rc;
+    if (n < 32) rc = w_head(w, (unsigned char)(0xa0 | n), 0, 0);
+    else if (n < 256) rc = w_head(w, 0xd9, (unsigned long long)n, 1);
+    else if (n < 65536) rc = w_head(w, 0xda, (unsigned long long)n, 2);
+    else if ((unsigned long long)n <= 0xffffffffULL) rc = w_head(w, 0xdb, (unsigned long long)n, 4);
+    else {
+        PyErr_SetString(PyExc_ValueError, "unicode string is too large");
+        return -1;
+    }
+    return rc < 0 ? -1 : w_raw(w, p, n);
+}
+
+static int
+w_bin(W *w, const char *p, Py_ssize_t n)
+{
+    int rc;
+    if (n < 256) rc = w_head(w, 0xc4, (unsigned long long)n, 1);
+    else if (n < 65536) rc = w_head(w, 0xc5, (unsigned long long)n, 2);
+    else if ((unsigned long long)n <= 0xffffffffULL) rc = w_head(w, 0xc6, (unsigned long long)n, 4);
+    else {
+        PyErr_SetString(PyExc_ValueError, "bytes object is too large");
+        return -1;
+    }
+    return rc < 0 ? -1 : w_raw(w, p, n);
+}
+
+static int
+w_ext(W *w, long code, const char *p, Py_ssize_t n)
+{
+    int rc;
+    switch (n) {
+    case 1: rc = w_head(w, 0xd4, 0, 0); break;
+    case 2: rc = w_head(w, 0xd5, 0, 0); break;
+    case 4: rc = w_head(w, 0xd6, 0, 0); break;
+    case 8: rc = w_head(w, 0xd7, 0, 0); break;
+    case 16: rc = w_head(w, 0xd8, 0, 0); break;
+    default:
+        if (n < 256) rc = w_head(w, 0xc7, (unsigned long long)n, 1);
+        else if (n < 65536) rc = w_head(w, 0xc8, (unsigned long long)n, 2);
+        else if ((unsigned long long)n <= 0xffffffffULL) rc = w_head(w, 0xc9, (unsigned long long)n, 4);
+        else {
+            PyErr_SetString(PyExc_ValueError, "EXT data is too large");
+            return -1;
+        }
+    }
+    if (rc < 0 || w_head(w, (unsigned char)(code & 0xff), 0, 0) < 0) return -1;
+    return w_raw(w, p, n);
+}
+
+/* An array's or a map's header for n entries into out: its length. */
+static int
+w_count_head(unsigned char *out, int map, Py_ssize_t n)
+{
+    if (n < 16) {
+        out[0] = (unsigned char)((map ? 0x80 : 0x90) | n);
+        return 1;
+    }
+    if (n < 65536) {
+        out[0] = map ? 0xde : 0xdc;
+        out[1] = (unsigned char)(n >> 8);
+        out[2] = (unsigned char)n;
+        return 3;
+    }
+    out[0] = map ? 0xdf : 0xdd;
+    for (int k = 0; k < 4; k++) out[1 + k] = (unsigned char)((size_t)n >> (8 * (3 - k)));
+    return 5;
+}
+
+static int
+w_count(W *w, int map, Py_ssize_t n)
+{
+    if ((unsigned long long)n > 0xffffffffULL) {
+        PyErr_SetString(PyExc_ValueError, map ? "dict is too large" : "list is too large");
+        return -1;
+    }
+    unsigned char head[5];
+    return w_raw(w, (const char *)head, w_count_head(head, map, n));
+}
+
+/* An array written at `at` with a header for `expected` items that got
+ * `actual` (a list that changed size while its items were encoded): the
+ * header rewritten, the items moved if its width changed, and the holes
+ * from `first_hole` on with them. */
+static int
+w_recount(W *w, Py_ssize_t at, Py_ssize_t expected, Py_ssize_t actual, Py_ssize_t first_hole)
+{
+    if (actual == expected) return 0;
+    if ((unsigned long long)actual > 0xffffffffULL) {
+        PyErr_SetString(PyExc_ValueError, "list is too large");
+        return -1;
+    }
+    unsigned char old[5], head[5];
+    int old_len = w_count_head(old, 0, expected), new_len = w_count_head(head, 0, actual);
+    Py_ssize_t shift = new_len - old_len;
+    if (shift > 0) W_NEED(w, shift);
+    memmove(w->buf + at + new_len, w->buf + at + old_len, (size_t)(w->len - at - old_len));
+    memcpy(w->buf + at, head, (size_t)new_len);
+    w->len += shift;
+    if (shift != 0 && w->holes != NULL) {
+        for (Py_ssize_t k = first_hole; k < PyList_GET_SIZE(w->holes); k++) {
+            PyObject *hole = PyList_GET_ITEM(w->holes, k);
+            PyObject *moved = Py_BuildValue(
+                "(nOO)", PyLong_AsSsize_t(PyTuple_GET_ITEM(hole, 0)) + shift,
+                PyTuple_GET_ITEM(hole, 1), PyTuple_GET_ITEM(hole, 2));
+            if (moved == NULL) return -1;
+            PyList_SetItem(w->holes, k, moved);
+        }
+    }
+    return 0;
+}
+
+static Py_ssize_t
+w_nholes(W *w)
+{
+    return w->holes == NULL ? 0 : PyList_GET_SIZE(w->holes);
+}
+
+static int w_tree(W *w, PyObject *o);
+
+/* A Packed node at the current depth: its bytes; its holes kept (shifted),
+ * or packed in place by pack(). */
+static int
+w_packed(W *w, Packed *p)
+{
+    if (w->depth + p->height > w->height) w->height = w->depth + p->height;
+    if (w->final && w->depth + p->height > CW_NEST_LIMIT) {
+        PyErr_SetString(PyExc_ValueError, "recursion limit exceeded.");
+        return -1;
+    }
+    const char *data = PyBytes_AS_STRING(p->data);
+    Py_ssize_t n = PyBytes_GET_SIZE(p->data), at = 0, base = w->len;
+    if (p->holes == NULL) return w_raw(w, data, n);
+    if (!w->final) {
+        if (w_raw(w, data, n) < 0) return -1;
+        if (w->holes == NULL && (w->holes = PyList_New(0)) == NULL) return -1;
+        for (Py_ssize_t k = 0; k < PyList_GET_SIZE(p->holes); k++) {
+            PyObject *hole = PyList_GET_ITEM(p->holes, k);
+            PyObject *moved = Py_BuildValue(
+                "(niO)", base + PyLong_AsSsize_t(PyTuple_GET_ITEM(hole, 0)),
+                w->depth + (int)PyLong_AsLong(PyTuple_GET_ITEM(hole, 1)),
+                PyTuple_GET_ITEM(hole, 2));
+            int rc = moved == NULL ? -1 : PyList_Append(w->holes, moved);
+            Py_XDECREF(moved);
+            if (rc < 0) return -1;
+        }
+        return 0;
+    }
+    PyObject *holes = Py_NewRef(p->holes);
+    int rc = 0, depth = w->depth;
+    for (Py_ssize_t k = 0; rc == 0 && k < PyList_GET_SIZE(holes); k++) {
+        PyObject *hole = PyList_GET_ITEM(holes, k);
+        Py_ssize_t off = PyLong_AsSsize_t(PyTuple_GET_ITEM(hole, 0));
+        PyObject *obj = Py_NewRef(PyTuple_GET_ITEM(hole, 2));
+        w->depth = depth + (int)PyLong_AsLong(PyTuple_GET_ITEM(hole, 1));
+        rc = w_raw(w, data + at, off - at);
+        if (rc == 0) rc = w_tree(w, obj);
+        Py_DECREF(obj);
+        at = off;
+    }
+    w->depth = depth;
+    Py_DECREF(holes);
+    return rc < 0 ? -1 : w_raw(w, data + at, n - at);
+}
+
+/* An int, as msgpack packs it; one past 64 bits is a hole, or pack()'s
+ * OverflowError (after its default, as msgpack does). */
+static int
+w_long(W *w, PyObject *o, int *overflowed)
+{
+    int overflow = 0;
+    long long d = PyLong_AsLongLongAndOverflow(o, &overflow);
+    if (!overflow) {
+        if (d == -1 && PyErr_Occurred()) return -1;
+        return w_int(w, d);
+    }
+    if (overflow > 0) {
+        unsigned long long u = PyLong_AsUnsignedLongLong(o);
+        if (!(u == (unsigned long long)-1 && PyErr_Occurred())) {
+            return w_head(w, 0xcf, u, 8);
+        }
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError)) return -1;
+        PyErr_Clear();
+    }
+    if (!w->final) return w_hole(w, o);
+    *overflowed = 1;
+    return 0;
+}
+
+/* msgpack's packing of a tree node (its order of checks: None, bools, int,
+ * float, bytes-like, str, dict, ExtType, list or tuple, memoryview, then
+ * default once), plus Packed nodes. */
+static int
+w_tree(W *w, PyObject *o)
+{
+    PyObject *made = NULL;
+    int rc = 0, default_used = 0;
+again:
+    if (w->depth > w->height) w->height = w->depth;
+    if (w->depth > CW_NEST_LIMIT) {
+        if (!w->final) {
+            rc = w_hole(w, o);
+            goto done;
+        }
+        PyErr_SetString(PyExc_ValueError, "recursion limit exceeded.");
+        rc = -1;
+        goto done;
+    }
+    if (Py_TYPE(o) == &Packed_Type) {
+        rc = w_packed(w, (Packed *)o);
+    }
+    else if (o == Py_None) {
+        rc = w_head(w, 0xc0, 0, 0);
+    }
+    else if (o == Py_True || o == Py_False) {
+        rc = w_head(w, o == Py_True ? 0xc3 : 0xc2, 0, 0);
+    }
+    else if (PyLong_Check(o)) {
+        int overflowed = 0;
+        rc = w_long(w, o, &overflowed);
+        if (rc == 0 && overflowed) {
+            if (w->dflt != NULL && !default_used) goto use_default;
+            PyErr_SetString(PyExc_OverflowError, "Integer value out of range");
+            rc = -1;
+        }
+    }
+    else if (PyFloat_Check(o)) {
+        W_NEED(w, 9);
+        w->buf[w->len] = (char)0xcb;
+        rc = PyFloat_Pack8(PyFloat_AS_DOUBLE(o), w->buf + w->len + 1, 0);
+        if (rc == 0) w->len += 9;
+    }
+    else if (PyBytes_Check(o)) {
+        rc = w_bin(w, PyBytes_AS_STRING(o), PyBytes_GET_SIZE(o));
+    }
+    else if (PyByteArray_Check(o)) {
+        rc = w_bin(w, PyByteArray_AS_STRING(o), PyByteArray_GET_SIZE(o));
+    }
+    else if (PyUnicode_Check(o)) {
+        rc = w_str(w, o);
+    }
+    else if (PyDict_Check(o)) {
+        rc = w_count(w, 1, PyDict_GET_SIZE(o));
+        Py_ssize_t pos = 0, size = PyDict_GET_SIZE(o);
+        PyObject *k, *v;
+        w->depth++;
+        while (rc == 0 && PyDict_Next(o, &pos, &k, &v)) {
+            Py_INCREF(k);
+            Py_INCREF(v);
+            rc = w_tree(w, k);
+            if (rc == 0) rc = w_tree(w, v);
+            Py_DECREF(k);
+            Py_DECREF(v);
+            if (rc == 0 && PyDict_GET_SIZE(o) != size) {
+                PyErr_SetString(PyExc_RuntimeError, "dictionary changed size during packing");
+                rc = -1;
+            }
+        }
+        w->depth--;
+    }
+    else if (PyObject_TypeCheck(o, (PyTypeObject *)cc_ExtType)) {
+        PyObject *code_obj = PyTuple_GET_SIZE(o) == 2 ? PyTuple_GET_ITEM(o, 0) : NULL;
+        PyObject *data = code_obj == NULL ? NULL : PyTuple_GET_ITEM(o, 1);
+        long code = code_obj == NULL || !PyLong_Check(code_obj) ? 1000 : PyLong_AsLong(code_obj);
+        if (code == -1 && PyErr_Occurred()) {
+            rc = -1;
+        }
+        else if (code < -128 || code > 127 || data == NULL || !PyBytes_Check(data)) {
+            PyErr_SetString(PyExc_ValueError, "malformed ExtType");
+            rc = -1;
         }
         else {
-            rc = (ek != NULL && PyList_Append(out, ek) < 0) ? -1 : PyList_Append(out, ex);
-        }
-    item_done:
-        Py_DECREF(k);
-        Py_DECREF(x);
-        Py_XDECREF(ek);
-        Py_XDECREF(ex);
-        if (rc < 0) goto error;
-        if (PyDict_GET_SIZE(d) != size) {
-            PyErr_SetString(PyExc_RuntimeError, "dictionary changed size during iteration");
-            goto error;
+            rc = w_ext(w, code, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data));
         }
     }
-    return out;
-error:
-    Py_DECREF(out);
-    return NULL;
+    else if (PyList_Check(o) || PyTuple_Check(o)) {
+        int is_list = PyList_Check(o);
+        Py_ssize_t n = is_list ? PyList_GET_SIZE(o) : PyTuple_GET_SIZE(o);
+        rc = w_count(w, 0, n);
+        w->depth++;
+        for (Py_ssize_t i = 0; rc == 0 && i < n; i++) {
+            if (is_list && PyList_GET_SIZE(o) != n) {
+                PyErr_SetString(PyExc_RuntimeError, "list changed size during packing");
+                rc = -1;
+                break;
+            }
+            PyObject *x = Py_NewRef(is_list ? PyList_GET_ITEM(o, i) : PyTuple_GET_ITEM(o, i));
+            rc = w_tree(w, x);
+            Py_DECREF(x);
+        }
+        w->depth--;
+    }
+    else if (PyMemoryView_Check(o)) {
+        Py_buffer view;
+        rc = PyObject_GetBuffer(o, &view, PyBUF_SIMPLE);
+        if (rc == 0) {
+            rc = w_bin(w, view.buf, view.len);
+            PyBuffer_Release(&view);
+        }
+    }
+    else if (!w->final) {
+        rc = w_hole(w, o);
+    }
+    else if (w->dflt != NULL && !default_used) {
+        goto use_default;
+    }
+    else {
+        PyErr_Format(PyExc_TypeError, "can not serialize '%.200s' object", Py_TYPE(o)->tp_name);
+        rc = -1;
+    }
+done:
+    Py_XDECREF(made);
+    return rc;
+use_default:
+    default_used = 1;
+    {
+        PyObject *x = PyObject_CallOneArg(w->dflt, o);
+        Py_XSETREF(made, x);
+    }
+    if (made == NULL) {
+        rc = -1;
+        goto done;
+    }
+    o = made;
+    goto again;
 }
 
-/* Encoder._dict (not strict: the strict encoding goes to Python) */
+/* pack(tree, default=None): the blob's bytes (see the section's header). */
 static PyObject *
-cv_dict(Enc *e, PyObject *v)
+cw_pack(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
+    if (nargs < 1 || nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "pack(tree, default=None) takes 1 or 2 arguments");
+        return NULL;
+    }
+    W w;
+    w_init(&w);
+    w.final = 1;
+    w.dflt = nargs == 2 && args[1] != Py_None ? args[1] : NULL;
+    PyObject *out = w_tree(&w, args[0]) < 0 ? NULL : PyBytes_FromStringAndSize(w.buf, w.len);
+    w_free(&w);
+    return out;
+}
+
+/* The Packed node of what w holds (its holes moved into it). */
+static PyObject *
+w_packed_new(W *w)
+{
+    Packed *p = PyObject_GC_New(Packed, &Packed_Type);
+    if (p == NULL) return NULL;
+    p->data = PyBytes_FromStringAndSize(w->buf, w->len);
+    p->holes = w->holes;
+    w->holes = NULL;
+    p->height = w->height;
+    if (p->data == NULL) {
+        Py_DECREF(p);
+        return NULL;
+    }
+    if (p->holes != NULL) PyObject_GC_Track(p);
+    return (PyObject *)p;
+}
+
+/* A tree node written (stolen): what the tree encoder gave back. */
+static int
+w_tree_steal(W *w, PyObject *t)
+{
+    if (t == NULL) return -1;
+    int rc = w_tree(w, t);
+    Py_DECREF(t);
+    return rc;
+}
+
+static int cw_enc(Enc *e, W *w, PyObject *v);
+
+/* The start of a container's encoding: 1 when it is known already (its
+ * back-reference or global reference written), else 0 with *key (its id,
+ * owned by the caller); -1 on error. */
+static int
+cw_known(Enc *e, W *w, PyObject *v, PyObject **key)
+{
+    if ((*key = PyLong_FromVoidPtr(v)) == NULL) return -1;
     PyObject *out = NULL;
-    CV_KNOWN_OR_RETURN(e, v, id_key, out)
-    int reg = cv_register_key(e, id_key, v);
-    Py_DECREF(id_key);
-    if (reg < 0) return NULL;
-    PyObject *keys = cc_str_keys(NULL, v);
-    if (keys == NULL) return NULL;
+    int r = cv_known(e, v, *key, &out);
+    if (r == 0) return 0;
+    Py_CLEAR(*key);
+    if (r < 0) return -1;
+    return w_tree_steal(w, out) < 0 ? -1 : 1;
+}
+
+/* [tag?, *(enc(x) for x in items)]: an exact list walked by index as it is
+ * now (as a comprehension does), an exact tuple as it is, a set or frozenset
+ * through its iterator. */
+static int
+cw_items(Enc *e, W *w, PyObject *tag, PyObject *items)
+{
+    int is_list = PyList_CheckExact(items), is_tuple = PyTuple_CheckExact(items);
+    Py_ssize_t n = is_list ? PyList_GET_SIZE(items)
+                 : is_tuple ? PyTuple_GET_SIZE(items) : PySet_GET_SIZE(items);
+    Py_ssize_t expected = n + (tag != NULL), written = 0, at = w->len, first_hole = w_nholes(w);
+    if (w_count(w, 0, expected) < 0) return -1;
+    int rc = 0;
+    w->depth++;
+    if (tag != NULL) {
+        rc = w_tree(w, tag);
+        written++;
+    }
+    if (is_list || is_tuple) {
+        for (Py_ssize_t i = 0; rc == 0 && i < (is_list ? PyList_GET_SIZE(items) : n); i++) {
+            PyObject *x = Py_NewRef(is_list ? PyList_GET_ITEM(items, i)
+                                            : PyTuple_GET_ITEM(items, i));
+            rc = cw_enc(e, w, x);
+            Py_DECREF(x);
+            written++;
+        }
+    }
+    else {
+        PyObject *it = PyObject_GetIter(items), *x;
+        if (it == NULL) rc = -1;
+        while (rc == 0 && (x = PyIter_Next(it)) != NULL) {
+            rc = cw_enc(e, w, x);
+            Py_DECREF(x);
+            written++;
+        }
+        if (rc == 0 && PyErr_Occurred()) rc = -1;
+        Py_XDECREF(it);
+    }
+    w->depth--;
+    return rc < 0 ? -1 : w_recount(w, at, expected, written, first_hole);
+}
+
+/* Encoder._list */
+static int
+cw_list(Enc *e, W *w, PyObject *v)
+{
+    PyObject *key;
+    int known = cw_known(e, w, v, &key);
+    if (known != 0) return known < 0 ? -1 : 0;
+    int rc = cv_register_key(e, key, v);
+    Py_DECREF(key);
+    if (rc < 0) return -1;
+    Py_ssize_t n = PyList_GET_SIZE(v);
+    if (n < cv_intlist_min) return cw_items(e, w, NULL, v);
+    PyObject *packed = cc_pack_ints(NULL, v);
+    if (packed == NULL) return -1;
+    if (packed != Py_None) {
+        rc = w_ext(w, EXT_INTLIST, PyBytes_AS_STRING(packed), PyBytes_GET_SIZE(packed));
+        Py_DECREF(packed);
+        return rc;
+    }
+    Py_DECREF(packed);
+    PyObject *flat = cc_is_flat(NULL, v);
+    if (flat == NULL) return -1;
+    int is_flat = flat == Py_True;
+    Py_DECREF(flat);
+    if (is_flat && e->buffers) {
+        for (Py_ssize_t i = 0; i < n; i++) {
+            PyObject *x = PyList_GET_ITEM(v, i);
+            if (PyBytes_CheckExact(x) && PyBytes_GET_SIZE(x) >= cv_buffer_min) {
+                is_flat = 0;
+                break;
+            }
+        }
+    }
+    if (!is_flat) return cw_items(e, w, NULL, v);
+    /* [T_FLATLIST, *v]: every item a scalar msgpack takes as it is (no
+     * Python code runs while they are written) */
+    if (w_count(w, 0, n + 1) < 0) return -1;
+    w->depth++;
+    rc = w_tree(w, cv_tags[T_FLATLIST]);
+    for (Py_ssize_t i = 0; rc == 0 && i < n; i++) rc = w_tree(w, PyList_GET_ITEM(v, i));
+    w->depth--;
+    return rc;
+}
+
+/* Encoder._dict (not strict: the strict encoding goes to Python), iterating
+ * the dict as a comprehension does: a size change between two items is the
+ * RuntimeError it would raise.  [T_SHAPED, shape, *values] for a dict whose
+ * str keys repeat an earlier one's, {k: enc(x)} when every key is a scalar
+ * msgpack takes as it is (an int in [-2**63, 2**64)), else [T_DICT, enc(k),
+ * enc(x), ...]. */
+static int
+cw_dict(Enc *e, W *w, PyObject *v)
+{
+    PyObject *key;
+    int known = cw_known(e, w, v, &key);
+    if (known != 0) return known < 0 ? -1 : 0;
+    int rc = cv_register_key(e, key, v);
+    Py_DECREF(key);
+    if (rc < 0) return -1;
+    int kind = 1;
+    PyObject *shape = NULL;
+    if (e->last_keys != NULL && PyTuple_GET_SIZE(e->last_keys) == PyDict_GET_SIZE(v)) {
+        Py_ssize_t pos = 0, i = 0;
+        PyObject *k, *x;
+        while (PyDict_Next(v, &pos, &k, &x) && k == PyTuple_GET_ITEM(e->last_keys, i)) i++;
+        if (i == PyTuple_GET_SIZE(e->last_keys)) {
+            shape = Py_NewRef(e->last_shape);
+            kind = 0;
+        }
+    }
+    PyObject *keys = kind == 0 ? Py_NewRef(Py_None) : cc_str_keys(NULL, v);
+    if (keys == NULL) return -1;
     if (keys != Py_None) {
         if (PyTuple_GET_SIZE(keys) >= cv_shape_min) {
             /* Records repeat their keys: the first dict with these keys
              * defines a shape, later ones store the shape index and values. */
-            PyObject *shape = PyDict_GetItemWithError(e->shapes, keys);
+            shape = PyDict_GetItemWithError(e->shapes, keys);
             if (shape != NULL) {
                 Py_INCREF(shape);
-                Py_DECREF(keys);
-                out = cv_dict_body(e, v, 0, shape);
-                Py_DECREF(shape);
-                return out;
+                kind = 0;
             }
-            PyObject *n = PyErr_Occurred() ? NULL : PyLong_FromSsize_t(PyDict_GET_SIZE(e->shapes));
-            int rc = n == NULL ? -1 : PyDict_SetItem(e->shapes, keys, n);
-            Py_XDECREF(n);
-            if (rc < 0) {
-                Py_DECREF(keys);
-                return NULL;
+            else {
+                shape = PyErr_Occurred() ? NULL : PyLong_FromSsize_t(PyDict_GET_SIZE(e->shapes));
+                rc = shape == NULL ? -1 : PyDict_SetItem(e->shapes, keys, shape);
+                Py_CLEAR(shape);
+            }
+            if (kind == 0) {
+                Py_XSETREF(e->last_keys, Py_NewRef(keys));
+                Py_XSETREF(e->last_shape, Py_NewRef(shape));
             }
         }
-        Py_DECREF(keys);
-        return cv_dict_body(e, v, 1, NULL);
     }
-    Py_DECREF(keys);
-    /* Some key is not a str: a map when every key is a scalar msgpack takes
-     * as it is (an int in [-2**63, 2**64)), else T_DICT pairs. */
-    int scalar_keys = 1;
-    Py_ssize_t pos = 0;
-    PyObject *k, *x;
-    while (PyDict_Next(v, &pos, &k, &x)) {
-        PyTypeObject *tk = Py_TYPE(k);
-        if (tk == &PyUnicode_Type || tk == &PyFloat_Type || tk == &PyBool_Type ||
-            tk == &PyBytes_Type || k == Py_None) {
-            continue;
-        }
-        if (tk == &PyLong_Type) {
+    else if (kind != 0) {
+        /* Some key is not a str: a map when every key is a scalar msgpack
+         * takes as it is, else T_DICT pairs. */
+        Py_ssize_t pos = 0;
+        PyObject *k, *x;
+        while (kind == 1 && PyDict_Next(v, &pos, &k, &x)) {
+            PyTypeObject *tk = Py_TYPE(k);
+            if (tk == &PyUnicode_Type || tk == &PyFloat_Type || tk == &PyBool_Type ||
+                tk == &PyBytes_Type || k == Py_None) {
+                continue;
+            }
+            if (tk != &PyLong_Type) {
+                kind = 2;
+                break;
+            }
             int overflow = 0;
             (void)PyLong_AsLongLongAndOverflow(k, &overflow);
             if (overflow < 0) {
-                scalar_keys = 0;
-                break;
+                kind = 2;
             }
-            if (overflow > 0) {
+            else if (overflow > 0) {
                 (void)PyLong_AsUnsignedLongLong(k);
                 if (PyErr_Occurred()) {
-                    if (!PyErr_ExceptionMatches(PyExc_OverflowError)) return NULL;
+                    if (!PyErr_ExceptionMatches(PyExc_OverflowError)) {
+                        Py_DECREF(keys);
+                        return -1;
+                    }
                     PyErr_Clear();
-                    scalar_keys = 0;
-                    break;
+                    kind = 2;
                 }
             }
-            continue;
         }
-        scalar_keys = 0;
-        break;
     }
-    return cv_dict_body(e, v, scalar_keys ? 1 : 2, NULL);
+    Py_DECREF(keys);
+    if (rc < 0) return -1;
+    Py_ssize_t size = PyDict_GET_SIZE(v), pos = 0;
+    rc = kind == 1 ? w_count(w, 1, size) : w_count(w, 0, kind == 0 ? size + 2 : 2 * size + 1);
+    w->depth++;
+    if (rc == 0 && kind == 0) {
+        rc = w_tree(w, cv_tags[T_SHAPED]);
+        if (rc == 0) rc = w_tree(w, shape);
+    }
+    else if (rc == 0 && kind == 2) {
+        rc = w_tree(w, cv_tags[T_DICT]);
+    }
+    Py_XDECREF(shape);
+    PyObject *k, *x;
+    while (rc == 0 && PyDict_Next(v, &pos, &k, &x)) {
+        Py_INCREF(k);
+        Py_INCREF(x);
+        if (kind == 1) rc = w_tree(w, k);
+        else if (kind == 2) rc = cw_enc(e, w, k);
+        if (rc == 0) rc = cw_enc(e, w, x);
+        Py_DECREF(k);
+        Py_DECREF(x);
+        if (rc == 0 && PyDict_GET_SIZE(v) != size) {
+            PyErr_SetString(PyExc_RuntimeError, "dictionary changed size during iteration");
+            rc = -1;
+        }
+    }
+    w->depth--;
+    return rc;
 }
 
 /* Encoder._set */
-static PyObject *
-cv_set(Enc *e, PyObject *v)
+static int
+cw_set(Enc *e, W *w, PyObject *v)
 {
-    PyObject *out = NULL;
-    CV_KNOWN_OR_RETURN(e, v, key, out)
+    PyObject *key;
+    int known = cw_known(e, w, v, &key);
+    if (known != 0) return known < 0 ? -1 : 0;
     int rc = cv_register_key(e, key, v);
     Py_DECREF(key);
-    if (rc < 0) return NULL;
-    return cv_items(e, cv_tags[T_SET], v);
+    return rc < 0 ? -1 : cw_items(e, w, cv_tags[T_SET], v);
+}
+
+/* A container written: list, dict, tuple, set, frozenset (the caller has
+ * entered the recursion guard). */
+static int
+cw_container(Enc *e, W *w, PyObject *v)
+{
+    PyTypeObject *t = Py_TYPE(v);
+    if (t == &PyList_Type) return cw_list(e, w, v);
+    if (t == &PyDict_Type) return cw_dict(e, w, v);
+    if (t == &PyTuple_Type) return cw_items(e, w, cv_tags[T_TUPLE], v);
+    if (t == &PySet_Type) return cw_set(e, w, v);
+    return cw_items(e, w, cv_tags[T_FROZENSET], v);
+}
+
+#define CW_IS_CONTAINER(t) ((t) == &PyList_Type || (t) == &PyDict_Type || \
+    (t) == &PyTuple_Type || (t) == &PySet_Type || (t) == &PyFrozenSet_Type)
+
+/* Encoder.enc, writing: a scalar or a container here, anything else
+ * through the tree encoder (cv_enc) and packed. */
+static int
+cw_enc(Enc *e, W *w, PyObject *v)
+{
+    PyTypeObject *t = Py_TYPE(v);
+    if (w->depth > w->height) w->height = w->depth;
+    if (v == Py_None) return w_head(w, 0xc0, 0, 0);
+    if (t == &PyLong_Type) {
+        int overflowed = 0;
+        return w_long(w, v, &overflowed);
+    }
+    if (t == &PyUnicode_Type) return w_str(w, v);
+    if (t == &PyFloat_Type || t == &PyBool_Type) return w_tree(w, v);
+    if (t == &PyBytes_Type && (!e->buffers || PyBytes_GET_SIZE(v) < cv_buffer_min)) {
+        return w_bin(w, PyBytes_AS_STRING(v), PyBytes_GET_SIZE(v));
+    }
+    if (!CW_IS_CONTAINER(t)) {
+        /* Python code may run, and roll the shapes back */
+        Py_CLEAR(e->last_keys);
+        Py_CLEAR(e->last_shape);
+        return w_tree_steal(w, cv_enc(e, v));
+    }
+    if (Py_EnterRecursiveCall(" while encoding a value")) return -1;
+    int rc = cw_container(e, w, v);
+    Py_LeaveRecursiveCall();
+    return rc;
+}
+
+/* _globals.global_name(v): its cache's answer read here when it has one
+ * (_verified, an IdentityCache: id -> (weak reference, (module, qualname)),
+ * valid while the reference still points at v), else the Python call. */
+static PyObject *
+cv_global_name_of(PyObject *v)
+{
+    if (cv_verified_entries != NULL) {
+        PyObject *key = PyLong_FromVoidPtr(v);
+        if (key == NULL) return NULL;
+        PyObject *hit = PyDict_GetItemWithError(cv_verified_entries, key);
+        Py_DECREF(key);
+        if (hit == NULL && PyErr_Occurred()) return NULL;
+        if (hit != NULL && PyTuple_CheckExact(hit) && PyTuple_GET_SIZE(hit) == 2 &&
+            PyWeakref_Check(PyTuple_GET_ITEM(hit, 0)) &&
+            PyTuple_CheckExact(PyTuple_GET_ITEM(hit, 1))) {
+            PyObject *name = Py_NewRef(PyTuple_GET_ITEM(hit, 1));
+#if PY_VERSION_HEX >= 0x030D0000
+            PyObject *target = NULL;
+            int alive = PyWeakref_GetRef(PyTuple_GET_ITEM(hit, 0), &target);
+            Py_XDECREF(target); /* compared by address only */
+            if (alive < 0) {
+                Py_DECREF(name);
+                return NULL;
+            }
+#else
+            PyObject *target = PyWeakref_GET_OBJECT(PyTuple_GET_ITEM(hit, 0));
+#endif
+            if (target == v) return name;
+            Py_DECREF(name);
+        }
+    }
+    return PyObject_CallOneArg(cv_global_name, v);
 }
 
 /* v registered, as [T_GLOBAL, module, qualname] (name: global_name's pair). */
@@ -1370,7 +2216,7 @@ cv_global_or_none(Enc *e, PyObject *v)
     PyObject *out = NULL;
     int r = cv_memo_ref(e, v, &out);
     if (r != 0) return r < 0 ? NULL : out;
-    PyObject *name = PyObject_CallOneArg(cv_global_name, v);
+    PyObject *name = cv_global_name_of(v);
     if (name == NULL || name == Py_None) return name;
     out = cv_global_named(e, v, name);
     Py_DECREF(name);
@@ -1449,7 +2295,7 @@ cv_reduce(Enc *e, PyObject *v, PyObject *key)
     }
     PyObject *out = NULL, *head = NULL;
     if (PyUnicode_Check(rv)) {
-        PyObject *name = PyObject_CallOneArg(cv_global_name, v);
+        PyObject *name = cv_global_name_of(v);
         if (name == NULL) goto done;
         if (name == Py_None) {
             Py_DECREF(name);
@@ -1564,6 +2410,41 @@ done:
     return out;
 }
 
+/* isinstance(v, types) for a tuple of classes whose metaclass is exactly
+ * type (no __instancecheck__ of their own), as PyObject_IsInstance answers
+ * it, with one lookup of v.__class__ rather than one per class; any other
+ * tuple: PyObject_IsInstance itself. */
+static int
+cv_isinstance_types(PyObject *v, PyObject *types)
+{
+    Py_ssize_t n = PyTuple_GET_SIZE(types);
+    for (Py_ssize_t k = 0; k < n; k++) {
+        if (!PyType_CheckExact(Py_TYPE(PyTuple_GET_ITEM(types, k))) ||
+            !PyType_Check(PyTuple_GET_ITEM(types, k))) {
+            return PyObject_IsInstance(v, types);
+        }
+    }
+    for (Py_ssize_t k = 0; k < n; k++) {
+        if (PyType_IsSubtype(Py_TYPE(v), (PyTypeObject *)PyTuple_GET_ITEM(types, k))) return 1;
+    }
+    /* object_isinstance's second chance: a __class__ that is not type(v) */
+    PyObject *icls = NULL;
+#if PY_VERSION_HEX >= 0x030D0000
+    if (PyObject_GetOptionalAttr(v, cv_s_class, &icls) < 0) return -1;
+#else
+    if (_PyObject_LookupAttr(v, cv_s_class, &icls) < 0) return -1;
+#endif
+    int out = 0;
+    if (icls != NULL && icls != (PyObject *)Py_TYPE(v) && PyType_Check(icls)) {
+        for (Py_ssize_t k = 0; !out && k < n; k++) {
+            out = PyType_IsSubtype((PyTypeObject *)icls,
+                                   (PyTypeObject *)PyTuple_GET_ITEM(types, k));
+        }
+    }
+    Py_XDECREF(icls);
+    return out;
+}
+
 /* Encoder._other for an instance (classes, exceptions and a self-reference
  * through constructor arguments are Python's): the reduce protocol, rolled
  * back to the fallback pickler when it raises SnapshotError. */
@@ -1589,7 +2470,7 @@ cv_other(Enc *e, PyObject *v)
     }
     if (no_reduce != NULL && PyTuple_Check(no_reduce) && PyTuple_GET_SIZE(no_reduce) > 0) {
         Py_INCREF(no_reduce);
-        int refused = PyObject_IsInstance(v, no_reduce);
+        int refused = cv_isinstance_types(v, no_reduce);
         Py_DECREF(no_reduce);
         if (refused != 0) {
             Py_DECREF(key);
@@ -1711,6 +2592,52 @@ error:
     return NULL;
 }
 
+/* Encoder._seqiter for list and tuple iterators: [T_SEQITER, enc(seq),
+ * index] from the iterator's __reduce__ ((iter, (seq,), index), or (iter,
+ * ((),)) once exhausted), registered after its sequence; a reduce of another
+ * shape is Python's. */
+static PyObject *
+cv_seqiter(Enc *e, PyObject *v)
+{
+    PyObject *key = PyLong_FromVoidPtr(v);
+    if (key == NULL) return NULL;
+    PyObject *out = NULL;
+    int found = cv_memo_ref_key(e, key, &out);
+    if (found != 0) {
+        Py_DECREF(key);
+        return found < 0 ? NULL : out;
+    }
+    PyObject *rv = PyObject_CallMethodNoArgs(v, cv_s_reduce);
+    if (rv == NULL) {
+        Py_DECREF(key);
+        return NULL;
+    }
+    Py_ssize_t n = PyTuple_CheckExact(rv) ? PyTuple_GET_SIZE(rv) : 0;
+    PyObject *args = n >= 2 ? PyTuple_GET_ITEM(rv, 1) : NULL;
+    if (n < 2 || n > 3 || !PyTuple_CheckExact(args) || PyTuple_GET_SIZE(args) < 1 ||
+        (n == 3 && !PyLong_CheckExact(PyTuple_GET_ITEM(rv, 2)))) {
+        Py_DECREF(rv);
+        Py_DECREF(key);
+        return cv_call(e, cv_s_enc_other, v);
+    }
+    PyObject *seq = Py_NewRef(PyTuple_GET_ITEM(args, 0));
+    PyObject *index = n == 3 ? Py_NewRef(PyTuple_GET_ITEM(rv, 2)) : PyLong_FromLong(0);
+    Py_DECREF(rv);
+    PyObject *encoded = index == NULL ? NULL : cv_enc(e, seq);
+    Py_DECREF(seq);
+    if (encoded == NULL || cv_register_key(e, key, v) < 0 || (out = PyList_New(3)) == NULL) {
+        Py_XDECREF(encoded);
+        Py_XDECREF(index);
+        Py_DECREF(key);
+        return NULL;
+    }
+    Py_DECREF(key);
+    PyList_SET_ITEM(out, 0, Py_NewRef(cv_tags[T_SEQITER]));
+    PyList_SET_ITEM(out, 1, encoded);
+    PyList_SET_ITEM(out, 2, index);
+    return out;
+}
+
 /* Encoder.enc */
 static PyObject *
 cv_enc(Enc *e, PyObject *v)
@@ -1727,23 +2654,18 @@ cv_enc(Enc *e, PyObject *v)
     if (t == &PyLong_Type || t == &PyUnicode_Type) return Py_NewRef(v);
     PyObject *out;
     if (Py_EnterRecursiveCall(" while encoding a value")) return NULL;
-    if (t == &PyList_Type) {
-        out = cv_list(e, v);
-    }
-    else if (t == &PyDict_Type) {
-        out = cv_dict(e, v);
-    }
-    else if (t == &PyTuple_Type) {
-        out = cv_items(e, cv_tags[T_TUPLE], v);
-    }
-    else if (t == &PySet_Type) {
-        out = cv_set(e, v);
-    }
-    else if (t == &PyFrozenSet_Type) {
-        out = cv_items(e, cv_tags[T_FROZENSET], v);
+    if (CW_IS_CONTAINER(t)) {
+        /* its bytes, written (the writer's section) */
+        W w;
+        w_init(&w);
+        out = cw_container(e, &w, v) < 0 ? NULL : w_packed_new(&w);
+        w_free(&w);
     }
     else if (t == &PyRangeIter_Type) {
         out = cv_rangeiter(e, v);
+    }
+    else if (t == &PyListIter_Type || t == &PyTupleIter_Type) {
+        out = cv_seqiter(e, v);
     }
     else if (t == &PyFunction_Type) {
         /* Encoder._function begins with _global_or_none: a module-level
@@ -3003,12 +3925,226 @@ static PyMethodDef cd_dec_items_def = {
     "dec_items", (PyCFunction)(void (*)(void))cd_dec_items_method, METH_FASTCALL,
     "dec_items(items): [dec(x) for x in items] (Decoder.dec_items, in C)"};
 
-/* Adds enc, enc_items, dec and dec_items to the module as instance methods. */
+/* ------------------------------------------------------------ encoder set-up
+ *
+ * Encoder.__init__ and Encoder.note_globals of the C engine's Encoder: the
+ * Python methods' work, without a Python frame (they run on every dumps).
+ * The table below names every slot __init__ sets and how; when the Encoder
+ * is first made, it is checked against Encoder.__slots__ (a slot one side
+ * does not know is an ImportError naming it), and
+ * tests/test_value_encoder_engines.py holds a C-made Encoder to a
+ * Python-made one, slot by slot.
+ */
+
+enum { CI_DICT, CI_LIST, CI_SET, CI_PID, CI_HOOK, CI_STRICT, CI_CALLBACK, CI_PASSTHROUGH,
+       CI_NONE };
+static struct {
+    const char *name;
+    int how;
+    Py_ssize_t offset;
+} ci_slots[] = {
+    {"memo", CI_DICT}, {"keep", CI_LIST}, {"strings", CI_DICT}, {"codes", CI_DICT},
+    {"shapes", CI_DICT}, {"busy", CI_SET}, {"filling", CI_SET}, {"pid", CI_PID},
+    {"frame_hook", CI_HOOK}, {"strict", CI_STRICT}, {"passthrough", CI_PASSTHROUGH},
+    {"buffer_callback", CI_CALLBACK}, {"offered", CI_LIST}, {"globals_seen", CI_SET},
+    {"modules", CI_LIST}, {"pending_globals", CI_LIST}, {"global_values", CI_LIST},
+    {"global_ids", CI_DICT}, {"after", CI_LIST}, {"cstate", CI_NONE}};
+#define CI_NSLOTS ((Py_ssize_t)(sizeof(ci_slots) / sizeof(ci_slots[0])))
+/* _PASS_FAST, _PASS_STRICT, _PASS_FAST_BUFFERS, _PASS_STRICT_BUFFERS; _EVERYTHING */
+static PyObject *ci_pass[4], *ci_everything;
+static Py_ssize_t ci_globals_seen_offset = -1;
+
+static int
+ci_ready(void)
+{
+    if (ci_everything != NULL) return 0;
+    if (cv_ready() < 0) return -1;
+    PyObject *slots = PyObject_GetAttrString(cv_Encoder, "__slots__");
+    if (slots == NULL) return -1;
+    PyObject *names = PySequence_Tuple(slots);
+    Py_DECREF(slots);
+    if (names == NULL) return -1;
+    int rc = 0;
+    if (PyTuple_GET_SIZE(names) != CI_NSLOTS) {
+        PyErr_Format(PyExc_ImportError, "corosnap.codec._ccodec sets %zd Encoder slots, "
+                     "Encoder.__slots__ has %zd: rebuild corosnap", CI_NSLOTS,
+                     PyTuple_GET_SIZE(names));
+        rc = -1;
+    }
+    PyObject *tp_dict = ((PyTypeObject *)cv_Encoder)->tp_dict;
+    for (Py_ssize_t k = 0; rc == 0 && k < CI_NSLOTS; k++) {
+        PyObject *name = PyUnicode_FromString(ci_slots[k].name);
+        int in = name == NULL ? -1 : PySequence_Contains(names, name);
+        PyObject *d = in > 0 ? PyDict_GetItemWithError(tp_dict, name) : NULL;
+        Py_XDECREF(name);
+        if (in < 0) {
+            rc = -1;
+        }
+        else if (d == NULL || Py_TYPE(d) != &PyMemberDescr_Type ||
+                 ((PyMemberDescrObject *)d)->d_member->type != CV_T_OBJECT_EX) {
+            if (!PyErr_Occurred()) {
+                PyErr_Format(PyExc_ImportError, "corosnap.codec._ccodec sets Encoder.%s, "
+                             "which is not one of Encoder.__slots__: rebuild corosnap",
+                             ci_slots[k].name);
+            }
+            rc = -1;
+        }
+        else {
+            ci_slots[k].offset = ((PyMemberDescrObject *)d)->d_member->offset;
+            if (strcmp(ci_slots[k].name, "globals_seen") == 0) {
+                ci_globals_seen_offset = ci_slots[k].offset;
+            }
+        }
+    }
+    Py_DECREF(names);
+    const char *pass_names[4] = {"_PASS_FAST", "_PASS_STRICT", "_PASS_FAST_BUFFERS",
+                                 "_PASS_STRICT_BUFFERS"};
+    for (int k = 0; rc == 0 && k < 4; k++) {
+        PyObject *v = PyDict_GetItemString(cv_encoder_dict, pass_names[k]);
+        if (v == NULL || !PyFrozenSet_CheckExact(v)) {
+            PyErr_Format(PyExc_ImportError, "corosnap.codec._ccodec: codec/_encoder.py has no "
+                         "frozenset %s", pass_names[k]);
+            rc = -1;
+        }
+        else {
+            Py_XSETREF(ci_pass[k], Py_NewRef(v));
+        }
+    }
+    if (rc == 0) {
+        PyObject *v = PyDict_GetItemWithError(cv_encoder_dict, cv_s_everything);
+        if (v == NULL) {
+            if (!PyErr_Occurred()) {
+                PyErr_SetString(PyExc_ImportError, "corosnap.codec._ccodec: codec/_encoder.py "
+                                                   "has no _EVERYTHING");
+            }
+            rc = -1;
+        }
+        else {
+            ci_everything = Py_NewRef(v); /* last: marks the set-up ready */
+        }
+    }
+    return rc;
+}
+
+/* Encoder.__init__(self, pid, frame_hook, strict=False, buffer_callback=None) */
+static PyObject *
+ci_init_method(PyObject *module, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    static const char *names[5] = {"self", "pid", "frame_hook", "strict", "buffer_callback"};
+    PyObject *vals[5] = {NULL, NULL, NULL, Py_False, Py_None};
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (nargs < 1 || nargs > 5) {
+        PyErr_SetString(PyExc_TypeError, "Encoder() takes from 2 to 4 positional arguments");
+        return NULL;
+    }
+    for (Py_ssize_t k = 0; k < nargs; k++) vals[k] = args[k];
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    for (Py_ssize_t k = 0; k < nkw; k++) {
+        int j = 1;
+        PyObject *name = PyTuple_GET_ITEM(kwnames, k);
+        while (j < 5 && PyUnicode_CompareWithASCIIString(name, names[j]) != 0) j++;
+        if (j == 5 || j < nargs) {
+            PyErr_Format(PyExc_TypeError, "Encoder() got an unexpected or repeated keyword "
+                         "argument %R", PyTuple_GET_ITEM(kwnames, k));
+            return NULL;
+        }
+        vals[j] = args[nargs + k];
+    }
+    if (vals[1] == NULL || vals[2] == NULL) {
+        PyErr_SetString(PyExc_TypeError, "Encoder() needs pid and frame_hook");
+        return NULL;
+    }
+    if (ci_ready() < 0) return NULL;
+    PyObject *self = vals[0];
+    if (!PyObject_TypeCheck(self, (PyTypeObject *)cv_Encoder)) {
+        PyErr_Format(PyExc_TypeError, "Encoder.__init__ needs a corosnap Encoder, got %.100s",
+                     Py_TYPE(self)->tp_name);
+        return NULL;
+    }
+    int strict = PyObject_IsTrue(vals[3]);
+    if (strict < 0) return NULL;
+    PyObject *pass = ci_pass[(strict ? 1 : 0) + (vals[4] != Py_None ? 2 : 0)];
+    for (Py_ssize_t k = 0; k < CI_NSLOTS; k++) {
+        PyObject *v;
+        switch (ci_slots[k].how) {
+        case CI_DICT: v = PyDict_New(); break;
+        case CI_LIST: v = PyList_New(0); break;
+        case CI_SET: v = PySet_New(NULL); break;
+        case CI_PID: v = Py_NewRef(vals[1]); break;
+        case CI_HOOK: v = Py_NewRef(vals[2]); break;
+        case CI_STRICT: v = Py_NewRef(vals[3]); break;
+        case CI_CALLBACK: v = Py_NewRef(vals[4]); break;
+        case CI_PASSTHROUGH: v = Py_NewRef(pass); break;
+        default: v = Py_NewRef(Py_None); break;
+        }
+        if (v == NULL) return NULL;
+        PyObject **slot = (PyObject **)((char *)self + ci_slots[k].offset);
+        Py_XSETREF(*slot, v);
+    }
+    Py_RETURN_NONE;
+}
+
+/* Encoder.note_globals(self, globals_): a frame's module noted, its index
+ * looked up only when a value may need it (resolve_globals). */
+static PyObject *
+ci_note_globals_method(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "note_globals() takes exactly one argument (%zd given)",
+                     nargs - 1);
+        return NULL;
+    }
+    if (ci_ready() < 0) return NULL;
+    PyObject *self = args[0];
+    if (!PyObject_TypeCheck(self, (PyTypeObject *)cv_Encoder)) {
+        PyErr_Format(PyExc_TypeError, "note_globals() needs a corosnap Encoder, got %.100s",
+                     Py_TYPE(self)->tp_name);
+        return NULL;
+    }
+    PyObject *seen = *(PyObject **)((char *)self + ci_globals_seen_offset);
+    PyObject *pending = cv_slot(self, F_PENDING_GLOBALS);
+    if (seen == NULL || pending == NULL || !PySet_CheckExact(seen) ||
+        !PyList_CheckExact(pending)) {
+        PyErr_SetString(PyExc_TypeError, "Encoder.globals_seen must be a set and "
+                                         "Encoder.pending_globals a list");
+        return NULL;
+    }
+    PyObject *key = PyLong_FromVoidPtr(args[1]);
+    if (key == NULL) return NULL;
+    int in = PySet_Contains(seen, key);
+    if (in != 0) {
+        Py_DECREF(key);
+        if (in < 0) return NULL;
+        Py_RETURN_NONE;
+    }
+    Py_INCREF(seen);
+    Py_INCREF(pending);
+    int rc = PySet_Add(seen, key);
+    if (rc == 0) rc = PyList_Append(pending, args[1]);
+    Py_DECREF(key);
+    Py_DECREF(seen);
+    Py_DECREF(pending);
+    if (rc < 0) return NULL;
+    PyObject **slot = (PyObject **)((char *)self + cv_offsets[F_GLOBAL_IDS]);
+    Py_XSETREF(*slot, Py_NewRef(ci_everything)); /* resolved on first use */
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef ci_init_def = {
+    "encoder_init", (PyCFunction)(void (*)(void))ci_init_method, METH_FASTCALL | METH_KEYWORDS,
+    "Encoder.__init__(pid, frame_hook, strict=False, buffer_callback=None), in C"};
+static PyMethodDef ci_note_globals_def = {
+    "note_globals", (PyCFunction)(void (*)(void))ci_note_globals_method, METH_FASTCALL,
+    "Encoder.note_globals(globals_), in C"};
+
+/* Adds enc, enc_items, dec, dec_items, encoder_init and note_globals to the
+ * module as instance methods. */
 static int
 cv_add_methods(PyObject *m)
 {
-    PyMethodDef *defs[4] = {&cv_enc_def, &cv_enc_items_def, &cd_dec_def, &cd_dec_items_def};
-    for (int k = 0; k < 4; k++) {
+    PyMethodDef *defs[6] = {&cv_enc_def, &cv_enc_items_def, &cd_dec_def, &cd_dec_items_def,
+                            &ci_init_def, &ci_note_globals_def};
+    for (int k = 0; k < 6; k++) {
         PyObject *f = PyCFunction_NewEx(defs[k], NULL, NULL);
         PyObject *method = f == NULL ? NULL : PyInstanceMethod_New(f);
         Py_XDECREF(f);
@@ -3072,6 +4208,9 @@ static PyMethodDef cc_methods[] = {
      "is_flat(list) -> bool: only exact scalar items"},
     {"pack_ints", (PyCFunction)cc_pack_ints, METH_O,
      "pack_ints(list) -> bytes | None: an all-int list, packed"},
+    {"pack", (PyCFunction)(void (*)(void))cw_pack, METH_FASTCALL,
+     "pack(tree, default=None) -> bytes: msgpack.Packer(use_bin_type=True, "
+     "default=default).pack(tree), Packed nodes included"},
     {"unpack", (PyCFunction)cu_unpack, METH_O,
      "unpack(data) -> the tree msgpack.unpackb(data, strict_map_key=False, "
      "ext_hook=ExtHook()) returns, or None (then msgpack must parse it)"},
@@ -3087,10 +4226,11 @@ PyMODINIT_FUNC
 PyInit__ccodec(void)
 {
     if (cc_import_names() < 0) return NULL;
-    if (PyType_Ready(&ExtHook_Type) < 0) return NULL;
+    if (PyType_Ready(&ExtHook_Type) < 0 || PyType_Ready(&Packed_Type) < 0) return NULL;
     PyObject *m = PyModule_Create(&cc_module);
     if (m == NULL) return NULL;
     if (PyModule_AddObjectRef(m, "ExtHook", (PyObject *)&ExtHook_Type) < 0 ||
+        PyModule_AddObjectRef(m, "Packed", (PyObject *)&Packed_Type) < 0 ||
         cv_add_methods(m) < 0) {
         Py_DECREF(m);
         return NULL;

@@ -197,8 +197,13 @@ itertools types; set by _iterators)."""
 
 
 def _base_name(v: Any) -> str:
-    base = next(t for t in type(v).__mro__ if t in NO_REDUCE)
-    return f"{base.__module__}.{base.__qualname__}"
+    """The NO_REDUCE type ``v`` is an instance of: by its type, or else by its
+    ``__class__`` (an object posing as one, which isinstance() believes)."""
+    for cls in (type(v), v.__class__):
+        base = next((t for t in getattr(cls, "__mro__", ()) if t in NO_REDUCE), None)
+        if base is not None:
+            return f"{base.__module__}.{base.__qualname__}"
+    return type_name(v)
 
 
 def final_error(message: str) -> SnapshotError:

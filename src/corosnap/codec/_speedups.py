@@ -16,6 +16,7 @@ checks it), so the encoder produces the same bytes whichever runs.
 from __future__ import annotations
 
 import sys
+import threading
 from array import array
 from collections.abc import Callable
 from functools import partial
@@ -106,6 +107,27 @@ def unpack(data: bytes) -> Any:
         return None
 
 
+_local = threading.local()
+
+
+def pack(tree: Any, default: Callable[[Any], Any] | None = None) -> bytes:
+    """A blob's bytes: ``msgpack.Packer(use_bin_type=True,
+    default=default).pack(tree)``.  Without a default, this thread's Packer is
+    reused (``msgpack.packb`` builds one per call, which costs more than
+    packing a small snapshot).  The C twin also packs the ``Packed`` nodes its
+    encoder writes."""
+    if default is not None:
+        return msgpack.Packer(use_bin_type=True, default=default).pack(tree)
+    packer = getattr(_local, "packer", None)
+    if packer is None:
+        packer = _local.packer = msgpack.Packer(use_bin_type=True, autoreset=True)
+    try:
+        return packer.pack(tree)
+    except BaseException:
+        _local.packer = None  # a failed pack may leave data behind
+        raise
+
+
 class Helpers(NamedTuple):
     """One engine's set of the codec's helpers."""
 
@@ -115,17 +137,18 @@ class Helpers(NamedTuple):
     str_keys: Callable[[Any], tuple[str, ...] | None]
     new_ext_hook: Callable[[], Callable[[int, bytes], Any]]
     unpack: Callable[[bytes], Any]
+    pack: Callable[..., bytes]
 
 
-PYTHON = Helpers("python", is_flat, pack_ints, str_keys, new_ext_hook, unpack)
+PYTHON = Helpers("python", is_flat, pack_ints, str_keys, new_ext_hook, unpack, pack)
 
 _c = accelerator("corosnap.codec._ccodec")
 C = None if _c is None else Helpers("c", _c.is_flat, _c.pack_ints, _c.str_keys, _c.ExtHook,
-                                   _c.unpack)
+                                   _c.unpack, _c.pack)
 """The C engine's helpers (None when the pure-Python engine runs)."""
 
 ACTIVE = PYTHON if C is None else C
 """The helpers of the engine this process runs."""
 
-__all__ = ["ACTIVE", "C", "PYTHON", "Helpers", "is_flat", "new_ext_hook", "pack_ints",
+__all__ = ["ACTIVE", "C", "PYTHON", "Helpers", "is_flat", "new_ext_hook", "pack", "pack_ints",
            "str_keys", "unpack"]

@@ -30,13 +30,10 @@ the module functions, passed straight through.  Then its tests and docs.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterable
 from pickle import PickleBuffer
 from types import AsyncGeneratorType, CoroutineType, GeneratorType
 from typing import IO, Any, Literal
-
-import msgpack
 
 from .. import frames as _frames
 from .._accel import ENGINE
@@ -72,11 +69,10 @@ _OPTIONS = ("pickler", "key", "safe", "allow", "max_size", "migratable", "migrat
 
 class _Caches:
     """What a Snapshotter and its ``replace()`` copies share: the per-code
-    caches (weak), the frame engines built on them, a reusable msgpack
-    Packer per thread."""
+    caches (weak), the frame engines built on them, the engine's codec."""
 
-    __slots__ = ("engine", "codec", "Encoder", "new_ext_hook", "unpack", "capture_codes",
-                 "restore_codes", "frames_out", "frames_in", "frames_migrating", "hook", "local")
+    __slots__ = ("engine", "codec", "Encoder", "new_ext_hook", "unpack", "pack", "capture_codes",
+                 "restore_codes", "frames_out", "frames_in", "frames_migrating", "hook")
 
     def __init__(self, engine: str) -> None:
         self.engine = engine
@@ -84,6 +80,7 @@ class _Caches:
         self.Encoder = self.codec.Encoder
         self.new_ext_hook = self.codec.new_ext_hook
         self.unpack = self.codec.unpack
+        self.pack = self.codec.pack
         self.capture_codes: RecordCache[Any] = RecordCache()
         self.restore_codes: ModuleCache[Any] = ModuleCache()
         self.frames_out = FrameEncoder(self.capture_codes, engine)
@@ -92,16 +89,6 @@ class _Caches:
         # engine restores only unchanged code (snapshot/_migrate.py).
         self.frames_migrating = FrameDecoder(self.restore_codes, engine, frames_in_c=False)
         self.hook = self.frames_out.hook
-        self.local = threading.local()
-
-    def packer(self) -> msgpack.Packer:
-        """This thread's Packer: msgpack.packb builds a new one per call,
-        which costs more than packing a small snapshot."""
-        packer = getattr(self.local, "packer", None)
-        if packer is None:
-            packer = self.local.packer = msgpack.Packer(use_bin_type=True, autoreset=True)
-        return packer
-
 
 class Snapshotter:
     """Captures suspended generators, coroutines and async generators as bytes, and rebuilds them.
@@ -257,14 +244,9 @@ class Snapshotter:
                         enc.finish_buffers(decisions or BufferDecisions())
                     except SnapshotError as err:
                         raise SnapshotError(f"in {describe_target(obj)}: {err}") from None
-                    body = msgpack.Packer(use_bin_type=True, default=pack_offered).pack(fields)
+                    body = caches.pack(fields, pack_offered)
                 else:
-                    packer = getattr(caches.local, "packer", None) or caches.packer()
-                    try:
-                        body = packer.pack(fields)
-                    except BaseException:
-                        caches.local.packer = None  # a failed pack may leave data behind
-                        raise
+                    body = caches.pack(fields)
                 break
             except (OverflowError, UnicodeEncodeError):
                 # An int outside msgpack's 64-bit range, or a str with a lone
@@ -308,7 +290,7 @@ class Snapshotter:
                 tree = None
         if tree is None:
             tree = open_blob(data, self.key, self.max_size, buffers, caches.new_ext_hook)
-        table = _split_table(tree)
+        table = None if tree[0] is HEADER else _split_table(tree)
         migrator = self._migrator
         if migrator is None:
             return self._restore(tree, buffers)

@@ -1,0 +1,214 @@
+"""The C engine's msgpack writer against msgpack itself.
+
+On the C engine the value encoder writes a container's msgpack bytes itself
+(a ``Packed`` node) and ``_ccodec.pack`` packs the blob's tree, where the
+Python engine builds a tree of Python objects and msgpack packs it.  So
+``_ccodec.pack`` must be ``msgpack.Packer(use_bin_type=True,
+default=...).pack`` for every tree: the same bytes, the same errors (an int
+past 64 bits, a str with a lone surrogate, a type it cannot pack, nesting
+past msgpack's limit), the same calls of ``default``.  And what the writer
+cannot write while values are still being encoded (those same ints and
+strs, a buffer's placeholder) must fail or be packed at the end, as msgpack
+would: checked through ``dumps`` on both engines.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import msgpack
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import corosnap
+from corosnap import _accel
+from corosnap.codec import _speedups
+from corosnap.snapshot._api import default
+
+pytestmark = pytest.mark.skipif(_accel.ENGINE != "c", reason="the C engine is not loaded")
+
+C_PACK = _speedups.C.pack if _speedups.C is not None else None
+PY_PACK = _speedups.PYTHON.pack
+
+
+def _outcome(pack: Any, tree: Any, dflt: Any = None) -> tuple[str, Any]:
+    try:
+        return "bytes", pack(tree, dflt) if dflt is not None else pack(tree)
+    except Exception as exc:  # noqa: BLE001 - the outcome is what is compared
+        return type(exc).__name__, str(exc)
+
+
+def _same(tree: Any, dflt: Any = None) -> tuple[str, Any]:
+    expected = _outcome(PY_PACK, tree, dflt)
+    assert _outcome(C_PACK, tree, dflt) == expected
+    return expected
+
+
+scalars = st.one_of(
+    st.none(), st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**64 - 1),
+    st.sampled_from([0, 127, 128, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**63 - 1, 2**63,
+                     2**64 - 1, -1, -32, -33, -128, -129, -32768, -32769, -(2**31),
+                     -(2**31) - 1, -(2**63)]),
+    st.floats(allow_nan=False), st.text(), st.text(min_size=30, max_size=300),
+    st.binary(), st.binary(min_size=250, max_size=70_000).map(bytearray),
+    st.builds(msgpack.ExtType, st.integers(0, 127),
+              st.sampled_from([0, 1, 2, 3, 4, 8, 16, 17, 255, 256, 70_000]).map(bytes)),
+)
+keys = st.one_of(st.text(max_size=40), st.integers(-(2**63), 2**64 - 1), st.binary(max_size=4),
+                 st.none(), st.booleans(), st.floats(allow_nan=False))
+trees = st.recursive(
+    scalars,
+    lambda c: st.lists(c, max_size=20) | st.lists(c, min_size=15, max_size=40).map(tuple)
+    | st.dictionaries(keys, c, max_size=20),
+    max_leaves=60,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(trees)
+def test_pack_writes_what_msgpack_writes(tree: Any) -> None:
+    kind, _ = _same(tree)
+    assert kind == "bytes"
+
+
+@pytest.mark.parametrize("tree", [
+    2**64, -(2**63) - 1, [1, [2, {"a": 2**70}]],  # past 64 bits
+    "\ud800", ["ok", {"k": "\udfff"}], {"\ud800": 1},  # lone surrogates
+    object(), [1, {2: object()}], {object(): 1},  # types msgpack cannot pack
+    {1.5j: 2}, complex(1, 2), memoryview(b"abc"), [memoryview(b"xy")],
+])
+def test_pack_refuses_and_accepts_what_msgpack_does(tree: Any) -> None:
+    _same(tree)
+
+
+def test_pack_calls_default_as_msgpack_does() -> None:
+    seen: list[Any] = []
+
+    def dflt(obj: Any) -> Any:
+        seen.append(obj)
+        if isinstance(obj, complex):
+            return msgpack.ExtType(3, b"c")
+        if isinstance(obj, set):
+            return sorted(obj)
+        if type(obj) is int:
+            raise OverflowError("Integer value out of range")
+        return obj  # packed again: refused, default is asked once per object
+
+    tree = [1j, {1, 2}, object(), 2**65]
+    for k in range(len(tree)):
+        seen.clear()
+        expected = _outcome(PY_PACK, tree[: k + 1], dflt)
+        expected_seen = list(seen)
+        seen.clear()
+        assert _outcome(C_PACK, tree[: k + 1], dflt) == expected
+        assert seen == expected_seen
+
+
+@pytest.mark.parametrize("depth", [1023, 1024, 1025, 1100])
+def test_pack_refuses_nesting_past_msgpacks_limit(depth: int) -> None:
+    tree: Any = 1
+    for _ in range(depth):
+        tree = [tree]
+    _same(tree)
+
+
+def g(x):
+    yield 1
+
+
+def _both(obj_factory: Any, **options: Any) -> tuple[Any, Any]:
+    outcomes = []
+    for engine in ("python", "c"):
+        snapshotter = default().replace(**options)._with_engine(engine)
+        try:
+            outcomes.append(("blob", snapshotter.dumps(obj_factory())))
+        except Exception as exc:  # noqa: BLE001 - the outcome is what is compared
+            outcomes.append((type(exc).__name__, str(exc)))
+    return outcomes[0], outcomes[1]
+
+
+def _started(value: Any) -> Any:
+    gen = g(value)
+    next(gen)
+    return gen
+
+
+@pytest.mark.parametrize("value", [
+    [1, 2**70, [-(2**80)]],  # ints past 64 bits inside written containers
+    {"a": [2**64, "x"], "b": {"c": 2**100}},
+    ("\ud800", ["fine", "\udc00"]),  # lone surrogates inside written containers
+    {"k": {"\ud800": 1, "v": 2}},
+    [{"id": 1, "name": "a", "tags": ["\ud83d"]}, {"id": 2, "name": "b", "tags": []}],
+    [frozenset({2**65}), {2**66}],
+], ids=["big-ints", "big-ints-in-dicts", "surrogates", "surrogate-key", "shaped",
+        "sets"])
+def test_what_the_writer_leaves_for_the_end_retries_strictly_as_msgpack_does(
+        value: Any) -> None:
+    python, c = _both(lambda: _started(value))
+    assert python[0] == "blob"
+    assert c == python
+    restored = corosnap.loads(c[1])  # kept alive: 3.13.0 crashes on a dead generator's frame
+    assert restored.gi_frame.f_locals["x"] == value
+
+
+def test_buffers_inside_written_containers_are_decided_at_the_end() -> None:
+    big, other = b"x" * 5000, bytearray(b"y" * 6000)
+    value = [{"payload": big, "n": 1}, [other, big], (big,)]
+    for keep in (True, False):
+        outs = []
+        for engine in ("python", "c"):
+            sent: list[Any] = []
+            snapshotter = default()._with_engine(engine)
+
+            def callback(buf: Any, sent: list[Any] = sent, keep: bool = keep) -> bool:
+                sent.append(bytes(buf.raw()))
+                return keep
+
+            blob = snapshotter.dumps(_started(value), buffer_callback=callback)
+            outs.append((blob, sent))
+        assert outs[0] == outs[1]
+        blob, sent = outs[1]
+        restored = corosnap.loads(blob, buffers=None if keep else sent)
+        assert restored.gi_frame.f_locals["x"] == value
+
+
+def test_values_nested_past_msgpacks_limit_are_refused_by_both_engines() -> None:
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(20_000)
+    try:
+        value: Any = []
+        for _ in range(1100):
+            value = [value]
+        python, c = _both(lambda: _started(value))
+    finally:
+        sys.setrecursionlimit(limit)
+    assert python == ("ValueError", "recursion limit exceeded.")
+    assert c == python
+
+
+def test_the_c_encoder_writes_containers_as_packed_nodes() -> None:
+    enc_cls = default()._with_engine("c")._caches.Encoder
+    enc = enc_cls(0, None)
+    node = enc.enc([1, "two", {"three": 3.0}])
+    assert type(node).__name__ == "Packed"
+    assert "bytes" in repr(node)
+    python_enc = default()._with_engine("python")._caches.Encoder(0, None)
+    assert C_PACK(node) == PY_PACK(python_enc.enc([1, "two", {"three": 3.0}]))
+
+
+def test_pack_refuses_cyclic_trees_as_msgpack_does() -> None:
+    cyclic_list: list[Any] = []
+    cyclic_list.append(cyclic_list)
+    cyclic_dict: dict[str, Any] = {}
+    cyclic_dict["self"] = cyclic_dict
+    for tree in (cyclic_list, cyclic_dict):
+        assert _same(tree) == ("ValueError", "recursion limit exceeded.")
+
+
+def test_packed_nodes_are_made_only_by_the_encoder() -> None:
+    packed_type = type(default()._with_engine("c")._caches.Encoder(0, None).enc([1]))
+    with pytest.raises(TypeError):
+        packed_type()
