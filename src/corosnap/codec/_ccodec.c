@@ -1310,6 +1310,7 @@ cv_known(Enc *e, PyObject *v, PyObject *key, PyObject **out)
  */
 
 #define CW_NEST_LIMIT 1024
+#define CW_JOIN_LATER 256 /* a Packed node this large is joined by pack(), not copied */
 
 typedef struct {
     PyObject_HEAD
@@ -1619,6 +1620,12 @@ w_packed(W *w, Packed *p)
     }
     const char *data = PyBytes_AS_STRING(p->data);
     Py_ssize_t n = PyBytes_GET_SIZE(p->data), at = 0, base = w->len;
+    if (!w->final && n >= CW_JOIN_LATER) {
+        /* kept by reference, copied once by pack(): an instance's parts
+         * nest Packed nodes as deep as the instances do, and copying each
+         * into its parent would copy the deepest ones once per level */
+        return w_hole(w, (PyObject *)p);
+    }
     if (p->holes == NULL) return w_raw(w, data, n);
     if (!w->final) {
         if (w_raw(w, data, n) < 0) return -1;
@@ -1730,10 +1737,15 @@ again:
     }
     else if (PyDict_Check(o)) {
         rc = w_count(w, 1, PyDict_GET_SIZE(o));
-        Py_ssize_t pos = 0, size = PyDict_GET_SIZE(o);
+        Py_ssize_t pos = 0, size = PyDict_GET_SIZE(o), seen = 0;
         PyObject *k, *v;
         w->depth++;
         while (rc == 0 && PyDict_Next(o, &pos, &k, &v)) {
+            if (++seen > size) {
+                PyErr_SetString(PyExc_RuntimeError, "dictionary keys changed during packing");
+                rc = -1;
+                break;
+            }
             Py_INCREF(k);
             Py_INCREF(v);
             rc = w_tree(w, k);
@@ -1816,16 +1828,22 @@ use_default:
 
 /* pack(tree, default=None): the blob's bytes (see the section's header). */
 static PyObject *
-cw_pack(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+cw_pack(PyObject *module, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
-    if (nargs < 1 || nargs > 2) {
-        PyErr_SetString(PyExc_TypeError, "pack(tree, default=None) takes 1 or 2 arguments");
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    PyObject *dflt = nargs == 2 ? args[1] : Py_None;
+    if (nargs < 1 || nargs + nkw > 2 ||
+        (nkw == 1 && PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0),
+                                                      "default") != 0)) {
+        PyErr_SetString(PyExc_TypeError, "pack(tree, default=None)");
         return NULL;
     }
+    if (nkw == 1) dflt = args[1];
     W w;
     w_init(&w);
     w.final = 1;
-    w.dflt = nargs == 2 && args[1] != Py_None ? args[1] : NULL;
+    w.dflt = dflt != Py_None ? dflt : NULL;
     PyObject *out = w_tree(&w, args[0]) < 0 ? NULL : PyBytes_FromStringAndSize(w.buf, w.len);
     w_free(&w);
     return out;
@@ -1956,7 +1974,11 @@ cw_list(Enc *e, W *w, PyObject *v)
     if (w_count(w, 0, n + 1) < 0) return -1;
     w->depth++;
     rc = w_tree(w, cv_tags[T_FLATLIST]);
-    for (Py_ssize_t i = 0; rc == 0 && i < n; i++) rc = w_tree(w, PyList_GET_ITEM(v, i));
+    for (Py_ssize_t i = 0; rc == 0 && i < n; i++) {
+        PyObject *x = Py_NewRef(PyList_GET_ITEM(v, i));
+        rc = w_tree(w, x);
+        Py_DECREF(x);
+    }
     w->depth--;
     return rc;
 }
@@ -2056,7 +2078,15 @@ cw_dict(Enc *e, W *w, PyObject *v)
     }
     Py_XDECREF(shape);
     PyObject *k, *x;
+    Py_ssize_t seen = 0;
     while (rc == 0 && PyDict_Next(v, &pos, &k, &x)) {
+        if (++seen > size) {
+            /* keys deleted and added while values were encoded: what the
+             * Python encoder's iteration raises */
+            PyErr_SetString(PyExc_RuntimeError, "dictionary keys changed during iteration");
+            rc = -1;
+            break;
+        }
         Py_INCREF(k);
         Py_INCREF(x);
         if (kind == 1) rc = w_tree(w, k);
@@ -2119,10 +2149,14 @@ cw_enc(Enc *e, W *w, PyObject *v)
         return w_bin(w, PyBytes_AS_STRING(v), PyBytes_GET_SIZE(v));
     }
     if (!CW_IS_CONTAINER(t)) {
-        /* Python code may run, and roll the shapes back */
+        /* Python code may run, and roll the shapes back (before and after:
+         * the tree encoder may set the cache itself, then roll back) */
         Py_CLEAR(e->last_keys);
         Py_CLEAR(e->last_shape);
-        return w_tree_steal(w, cv_enc(e, v));
+        PyObject *tree = cv_enc(e, v);
+        Py_CLEAR(e->last_keys);
+        Py_CLEAR(e->last_shape);
+        return w_tree_steal(w, tree);
     }
     if (Py_EnterRecursiveCall(" while encoding a value")) return -1;
     int rc = cw_container(e, w, v);
@@ -2410,6 +2444,41 @@ done:
     return out;
 }
 
+/* Whether t is a subclass of one of the classes in the tuple `types`,
+ * remembered per class for as long as the class is unchanged (its address
+ * and version tag, as cd_follows_unguarded_cached) and for one tuple at a
+ * time (held, so its identity stands for its contents).  No class is held. */
+static struct {
+    PyTypeObject *type;
+    unsigned int tag;
+    int result;
+} cv_subtype_cache[256];
+static PyObject *cv_subtype_cache_types;
+
+static int
+cv_subtype_of_any(PyTypeObject *t, PyObject *types)
+{
+    if (types != cv_subtype_cache_types) {
+        memset(cv_subtype_cache, 0, sizeof(cv_subtype_cache));
+        Py_XSETREF(cv_subtype_cache_types, Py_NewRef(types));
+    }
+    size_t slot = ((uintptr_t)t >> 4) & 255;
+    unsigned int tag = t->tp_version_tag;
+    if (tag != 0 && cv_subtype_cache[slot].type == t && cv_subtype_cache[slot].tag == tag) {
+        return cv_subtype_cache[slot].result;
+    }
+    int out = 0;
+    for (Py_ssize_t k = 0; !out && k < PyTuple_GET_SIZE(types); k++) {
+        out = PyType_IsSubtype(t, (PyTypeObject *)PyTuple_GET_ITEM(types, k));
+    }
+    if (tag != 0) {
+        cv_subtype_cache[slot].type = t;
+        cv_subtype_cache[slot].tag = tag;
+        cv_subtype_cache[slot].result = out;
+    }
+    return out;
+}
+
 /* isinstance(v, types) for a tuple of classes whose metaclass is exactly
  * type (no __instancecheck__ of their own), as PyObject_IsInstance answers
  * it, with one lookup of v.__class__ rather than one per class; any other
@@ -2424,9 +2493,7 @@ cv_isinstance_types(PyObject *v, PyObject *types)
             return PyObject_IsInstance(v, types);
         }
     }
-    for (Py_ssize_t k = 0; k < n; k++) {
-        if (PyType_IsSubtype(Py_TYPE(v), (PyTypeObject *)PyTuple_GET_ITEM(types, k))) return 1;
-    }
+    if (cv_subtype_of_any(Py_TYPE(v), types)) return 1;
     /* object_isinstance's second chance: a __class__ that is not type(v) */
     PyObject *icls = NULL;
 #if PY_VERSION_HEX >= 0x030D0000
@@ -2488,6 +2555,9 @@ cv_other(Enc *e, PyObject *v)
     PyErr_NormalizeException(&type, &value, &tb);
     Py_XDECREF(type);
     Py_XDECREF(tb);
+    /* the shapes are rolled back: the writer's last shape may be among them */
+    Py_CLEAR(e->last_keys);
+    Py_CLEAR(e->last_shape);
     PyObject *checkpoint = Py_BuildValue("(nnnnn)", cp[0], cp[1], cp[2], cp[3], cp[4]);
     PyObject *done = checkpoint == NULL ? NULL : cv_call(e, cv_s_rollback, checkpoint);
     Py_XDECREF(checkpoint);
@@ -4034,7 +4104,7 @@ ci_init_method(PyObject *module, PyObject *const *args, size_t nargsf, PyObject 
     PyObject *vals[5] = {NULL, NULL, NULL, Py_False, Py_None};
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
     if (nargs < 1 || nargs > 5) {
-        PyErr_SetString(PyExc_TypeError, "Encoder() takes from 2 to 4 positional arguments");
+        PyErr_SetString(PyExc_TypeError, "Encoder() takes from 2 to 4 arguments");
         return NULL;
     }
     for (Py_ssize_t k = 0; k < nargs; k++) vals[k] = args[k];
@@ -4208,7 +4278,7 @@ static PyMethodDef cc_methods[] = {
      "is_flat(list) -> bool: only exact scalar items"},
     {"pack_ints", (PyCFunction)cc_pack_ints, METH_O,
      "pack_ints(list) -> bytes | None: an all-int list, packed"},
-    {"pack", (PyCFunction)(void (*)(void))cw_pack, METH_FASTCALL,
+    {"pack", (PyCFunction)(void (*)(void))cw_pack, METH_FASTCALL | METH_KEYWORDS,
      "pack(tree, default=None) -> bytes: msgpack.Packer(use_bin_type=True, "
      "default=default).pack(tree), Packed nodes included"},
     {"unpack", (PyCFunction)cu_unpack, METH_O,
