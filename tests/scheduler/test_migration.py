@@ -11,6 +11,7 @@ two schedulers, as a deploy replaces it between two processes.
 from __future__ import annotations
 
 import sys
+import time
 
 import pytest
 
@@ -18,7 +19,10 @@ from _evolve import install
 from corosnap.bytecode import fingerprint
 from corosnap.migrate import Migrations, Resume
 from corosnap.scheduler import Scheduler, SchedulerError
-from corosnap.stores import MemoryStore
+from corosnap.scheduler._engine import Engine
+from corosnap.scheduler._lease import register, unregister
+from corosnap.scheduler._records import decode_run, run_key
+from corosnap.stores import MemoryStore, Store
 
 MOD = "sched_evolve_wf"
 
@@ -62,11 +66,41 @@ def _cleanup():
     sys.modules.pop(MOD, None)
 
 
-def _suspended_run(store) -> str:
+def _at_the_sleep(store: Store, run_id: str) -> bool:
+    raw = store.get(run_key(run_id))
+    waiting = decode_run(run_id, raw.blob).waiting if raw is not None else None
+    return waiting is not None and [op.kind for op in waiting.ops] == ["sleep"]
+
+
+def _checkpoint_at_the_sleep(sched: Scheduler, run_id: str) -> None:
+    """Drive a worker of ``sched`` until run ``run_id`` is checkpointed at its ``sleep``,
+    then let go of what it holds, as a worker stopped there would.
+
+    Not ``run_until_complete(timeout=0.1)``: under load that deadline can pass
+    before the first checkpoint, leaving the run unstarted (a run with no frame
+    yet has nothing to migrate and rightly reads ``running`` on any code).  One
+    engine step at a time, stopped right after that checkpoint's write, so no
+    timer (the sleep's end) can fire meanwhile either.
+    """
+    engine = Engine(sched, until_idle=True)
+    deadline = time.monotonic() + 60.0
+    register(engine.id)
+    try:
+        while not _at_the_sleep(sched._store, run_id):
+            assert time.monotonic() < deadline, f"run {run_id} never reached its sleep"
+            if not engine.step():
+                engine.wait(deadline, False)
+    finally:
+        engine.release_all()
+        engine.drop_coroutines()
+        unregister(engine.id)
+
+
+def _suspended_run(store: Store) -> str:
+    """A run of V1 checkpointed at its ``sleep`` (after both steps), held by nobody."""
     s, m = _sched(store, V1)
     run_id = s.start(m.order, ["ab", "cde"])
-    with pytest.raises(TimeoutError):
-        s.run_until_complete(timeout=0.1)  # the run now sleeps, checkpointed
+    _checkpoint_at_the_sleep(s, run_id)
     return run_id
 
 
@@ -89,10 +123,8 @@ def test_manifests_are_written_once_per_code_version():
     # Another process checkpointing the same version writes nothing new.
     s, m = _sched(store, V1)
     run2 = s.start(m.order, ["x"])
-    with pytest.raises(TimeoutError):
-        s.run_until_complete(timeout=0.1)
+    _checkpoint_at_the_sleep(s, run2)
     assert {k: store.get(k).version for k in store.keys("manifest/")} == versions
-    del run2
 
 
 def test_a_run_that_cannot_migrate_is_reported_and_kept_until_a_migration_exists():
@@ -120,6 +152,20 @@ def test_a_run_that_cannot_migrate_is_reported_and_kept_until_a_migration_exists
     assert s3.status(run_id).state == "running"
     s3.run_until_complete(timeout=10)
     assert s3.result(run_id) == {"total": 50, "version": 3}
+
+
+def test_a_run_that_never_started_has_nothing_to_migrate_and_starts_on_the_new_code():
+    """A run no worker has advanced holds no frame yet: after a deploy it is
+    ``running`` (not ``needs-migration``), whatever changed, and runs the new code."""
+    store = MemoryStore()
+    s, m = _sched(store, V1)
+    run_id = s.start(m.order, ["ab", "cde"])
+    s2, _ = _sched(store, RENAMED)
+    status = s2.status(run_id)
+    assert (status.state, status.checkpoints, status.problem) == ("running", 0, None)
+    assert list(s2.run_ids(state="needs-migration")) == []
+    s2.run_until_complete(timeout=10)
+    assert s2.result(run_id) == {"total": 50, "version": 3}
 
 
 def test_migrate_false_keeps_the_old_behaviour():
