@@ -21,7 +21,7 @@ import datetime
 import decimal
 import itertools
 import sys
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -310,3 +310,47 @@ def test_the_c_note_globals_notes_as_pythons_does() -> None:
     assert c["global_ids"] is python["global_ids"]  # _EVERYTHING, until resolved
     with pytest.raises(TypeError):
         type(encoders[1]).note_globals(object(), {})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WithClassVar:
+    a: Any
+    b: Any = 2
+    KIND: ClassVar[str] = "k"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class OwnReduce:
+    a: Any
+
+    def __reduce__(self) -> Any:
+        return (OwnReduce, (self.a,))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NewArgs:
+    a: Any
+
+    def __getnewargs__(self) -> tuple[Any, ...]:
+        return (self.a,)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Unset:
+    a: Any
+
+
+@pytest.mark.parametrize("make", [
+    lambda: [WithClassVar(1), WithClassVar([1, 2], {"k": WithClassVar(3)})],
+    lambda: [FrozenSlots(1, 2), FrozenSlots(FrozenSlots(3, 4), [5])],
+    lambda: [OwnReduce(1), OwnReduce([2])],
+    lambda: [NewArgs(1)],
+    lambda: [object.__new__(Unset)],  # a field never set: the reduce fails alike
+], ids=["classvar", "nested", "own-reduce", "getnewargs", "unset-field"])
+def test_slotted_dataclasses_reduce_alike(make: Any) -> None:
+    """The C encoder builds a frozen slotted dataclass's reduce itself (the
+    one object.__reduce_ex__ builds from dataclasses' __getstate__), and
+    leaves every other class to __reduce_ex__."""
+    g = zoo.holds(make())
+    next(g)
+    _same_bytes(g)

@@ -680,6 +680,11 @@ static PyObject *cv_Encoder, *cv_encoder_dict, *cv_DISPATCH, *cv_SnapshotError, 
     *cv_WELLKNOWN_INDEX, *cv_copyreg_dispatch, *cv_newobj;
 static PyObject *cv_tags[CV_NTAGS];
 static PyObject *cv_verified_entries; /* global_name's cache (cv_global_name_of) */
+/* what cv_dataclass_reduce recognizes (loaded by cv_ready) */
+static PyObject *cv_dc_getstate, *cv_dc_FIELD, *cv_object_reduce_ex, *cv_object_reduce,
+    *cv_s_dataclass_fields, *cv_s_field_type, *cv_s_fname, *cv_s_getstate,
+    *cv_s_getnewargs_ex, *cv_s_getnewargs;
+static PyObject *cv_dataclass_reduce(PyObject *v);
 static PyObject *cv_refs[256], *cv_wellknown[256];
 static Py_ssize_t cv_intlist_min, cv_shape_min, cv_buffer_min;
 static PyObject *cv_s_enc_other, *cv_s_other, *cv_s_enc_python, *cv_s_module_value,
@@ -814,13 +819,40 @@ cv_ready(void)
         {&cv_s_reduce, "__reduce__"}, {&cv_s_start, "start"}, {&cv_s_stop, "stop"},
         {&cv_s_step, "step"},
         {&cv_s_qualname, "__qualname__"}, {&cv_s_no_reduce, "NO_REDUCE"},
-        {&cv_s_name, "__name__"}, {&cv_s_class, "__class__"}, {&cv_s_module_indexes, "_module_indexes"},
+        {&cv_s_name, "__name__"}, {&cv_s_class, "__class__"},
+        {&cv_s_dataclass_fields, "__dataclass_fields__"}, {&cv_s_field_type, "_field_type"},
+        {&cv_s_fname, "name"}, {&cv_s_getstate, "__getstate__"},
+        {&cv_s_getnewargs_ex, "__getnewargs_ex__"}, {&cv_s_getnewargs, "__getnewargs__"}, {&cv_s_module_indexes, "_module_indexes"},
         {&cv_s_everything, "_EVERYTHING"}, {&cv_s_module_index, "_module_index"}};
     for (size_t k = 0; k < sizeof(strs) / sizeof(strs[0]); k++) {
         if (*strs[k].target == NULL &&
             (*strs[k].target = PyUnicode_InternFromString(strs[k].text)) == NULL) goto done;
     }
     if (cv_four == NULL && (cv_four = PyLong_FromLong(4)) == NULL) goto done;
+    {
+        /* the slotted dataclass reduce (cv_dataclass_reduce): what it
+         * recognizes; a dataclasses module without them leaves it off */
+        PyObject *dc = PyImport_ImportModule("dataclasses");
+        if (dc == NULL) goto done;
+        PyObject *getstate = PyObject_GetAttrString(dc, "_dataclass_getstate");
+        PyObject *field = getstate == NULL ? NULL : PyObject_GetAttrString(dc, "_FIELD");
+        Py_DECREF(dc);
+        PyObject *rex = PyObject_GetAttr((PyObject *)&PyBaseObject_Type, cv_s_reduce_ex);
+        PyObject *red = rex == NULL ? NULL
+                                    : PyObject_GetAttr((PyObject *)&PyBaseObject_Type, cv_s_reduce);
+        if (rex == NULL || red == NULL) {
+            Py_XDECREF(getstate);
+            Py_XDECREF(field);
+            Py_XDECREF(rex);
+            goto done;
+        }
+        if (field == NULL) PyErr_Clear();
+        Py_XSETREF(cv_object_reduce_ex, rex);
+        Py_XSETREF(cv_object_reduce, red);
+        Py_XSETREF(cv_dc_FIELD, field);
+        Py_XSETREF(cv_dc_getstate, field == NULL ? NULL : getstate);
+        if (field == NULL) Py_XDECREF(getstate);
+    }
     cv_DISPATCH = Py_NewRef(dispatch);
     Py_XSETREF(cv_encoder_dict, Py_NewRef(mdict));
     cv_Encoder = Py_NewRef(encoder); /* last: marks the module ready */
@@ -2314,8 +2346,10 @@ cv_reduce(Enc *e, PyObject *v, PyObject *key)
 {
     PyObject *reducer = PyDict_GetItemWithError(cv_copyreg_dispatch, (PyObject *)Py_TYPE(v));
     if (reducer == NULL && PyErr_Occurred()) return NULL;
-    PyObject *rv = reducer != NULL ? PyObject_CallOneArg(reducer, v)
-                                   : PyObject_CallMethodOneArg(v, cv_s_reduce_ex, cv_four);
+    PyObject *rv = reducer != NULL ? PyObject_CallOneArg(reducer, v) : cv_dataclass_reduce(v);
+    if (rv == NULL && reducer == NULL && !PyErr_Occurred()) {
+        rv = PyObject_CallMethodOneArg(v, cv_s_reduce_ex, cv_four);
+    }
     if (rv == NULL) {
         if (!PyErr_ExceptionMatches(PyExc_Exception)) return NULL;
         PyObject *type, *value, *tb;
@@ -2441,6 +2475,134 @@ cv_reduce(Enc *e, PyObject *v, PyObject *key)
 done:
     Py_XDECREF(head);
     Py_DECREF(rv);
+    return out;
+}
+
+/* A slotted dataclass's reduce, in C.  dataclass(slots=True) gives a class
+ * the Python __getstate__ dataclasses._dataclass_getstate ([getattr(self,
+ * f.name) for f in fields(self)]), which object.__reduce_ex__(4) calls:
+ * for a class that keeps object's __reduce_ex__ and __reduce__, has no
+ * __getnewargs_ex__ or __getnewargs__ and no instance __dict__, and is no
+ * list or dict, the reduce is (copyreg.__newobj__, (type(v),), that list,
+ * None, None), built here the same way.  What each class allows (its field
+ * names, or not eligible) is remembered per class as the subtype cache
+ * does (address and version tag; the names are held, the class is not). */
+static struct {
+    PyTypeObject *type;
+    unsigned int tag;
+    PyObject *names; /* a tuple of the field names, or None: not eligible */
+} cv_dc_cache[64];
+
+static int
+cv_lookup_optional(PyObject *obj, PyObject *name, PyObject **out)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    return PyObject_GetOptionalAttr(obj, name, out);
+#else
+    return _PyObject_LookupAttr(obj, name, out);
+#endif
+}
+
+/* The field names of class t when its instances reduce as above, None when
+ * they do not, NULL on error (new reference). */
+static PyObject *
+cv_dc_names_uncached(PyTypeObject *t)
+{
+    PyObject *type = (PyObject *)t, *attr = NULL;
+    if (t->tp_dictoffset != 0 || t->tp_new == NULL || PyType_IsSubtype(t, &PyList_Type) ||
+        PyType_IsSubtype(t, &PyDict_Type)) {
+        return Py_NewRef(Py_None);
+    }
+    struct { PyObject *name, *expected; } same[3] = {
+        {cv_s_getstate, cv_dc_getstate}, {cv_s_reduce_ex, cv_object_reduce_ex},
+        {cv_s_reduce, cv_object_reduce}};
+    for (int k = 0; k < 3; k++) {
+        if (cv_lookup_optional(type, same[k].name, &attr) < 0) return NULL;
+        int ok = attr == same[k].expected;
+        Py_XDECREF(attr);
+        if (!ok) return Py_NewRef(Py_None);
+    }
+    PyObject *absent[2] = {cv_s_getnewargs_ex, cv_s_getnewargs};
+    for (int k = 0; k < 2; k++) {
+        if (cv_lookup_optional(type, absent[k], &attr) < 0) return NULL;
+        if (attr != NULL) {
+            Py_DECREF(attr);
+            return Py_NewRef(Py_None);
+        }
+    }
+    PyObject *fields = PyObject_GetAttr(type, cv_s_dataclass_fields);
+    if (fields == NULL) return NULL;
+    PyObject *names = PyList_New(0), *out = NULL;
+    if (names == NULL || !PyDict_CheckExact(fields)) goto done;
+    Py_ssize_t pos = 0;
+    PyObject *k, *f;
+    while (PyDict_Next(fields, &pos, &k, &f)) {
+        Py_INCREF(f);
+        PyObject *kind = PyObject_GetAttr(f, cv_s_field_type);
+        PyObject *name = kind == NULL ? NULL : PyObject_GetAttr(f, cv_s_fname);
+        Py_DECREF(f);
+        int rc = name == NULL ? -1 : 0;
+        if (rc == 0 && kind == cv_dc_FIELD) {
+            rc = PyUnicode_Check(name) ? PyList_Append(names, name) : -2;
+        }
+        Py_XDECREF(kind);
+        Py_XDECREF(name);
+        if (rc == -2) { /* a field named by a non-str: Python's path */
+            out = Py_NewRef(Py_None);
+            goto done;
+        }
+        if (rc < 0) goto done;
+    }
+    out = PyList_AsTuple(names);
+done:
+    if (out == NULL && !PyErr_Occurred()) out = Py_NewRef(Py_None);
+    Py_XDECREF(names);
+    Py_DECREF(fields);
+    return out;
+}
+
+/* The reduce of v when it is such a dataclass instance (new reference),
+ * NULL with no error when it is not, NULL with an error. */
+static PyObject *
+cv_dataclass_reduce(PyObject *v)
+{
+    if (cv_dc_getstate == NULL) return NULL;
+    PyTypeObject *t = Py_TYPE(v);
+    size_t slot = ((uintptr_t)t >> 4) & 63;
+    unsigned int tag = t->tp_version_tag;
+    PyObject *names;
+    if (tag != 0 && cv_dc_cache[slot].type == t && cv_dc_cache[slot].tag == tag) {
+        names = Py_NewRef(cv_dc_cache[slot].names);
+    }
+    else {
+        names = cv_dc_names_uncached(t);
+        if (names == NULL) return NULL;
+        tag = t->tp_version_tag;
+        if (tag != 0) {
+            cv_dc_cache[slot].type = t;
+            cv_dc_cache[slot].tag = tag;
+            Py_XSETREF(cv_dc_cache[slot].names, Py_NewRef(names));
+        }
+    }
+    if (names == Py_None) {
+        Py_DECREF(names);
+        return NULL;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(names);
+    PyObject *state = PyList_New(n), *out = NULL;
+    for (Py_ssize_t k = 0; state != NULL && k < n; k++) {
+        PyObject *x = PyObject_GetAttr(v, PyTuple_GET_ITEM(names, k));
+        if (x == NULL) {
+            Py_CLEAR(state);
+            break;
+        }
+        PyList_SET_ITEM(state, k, x);
+    }
+    Py_DECREF(names);
+    PyObject *args = state == NULL ? NULL : PyTuple_Pack(1, (PyObject *)t);
+    if (args != NULL) out = PyTuple_Pack(5, cv_newobj, args, state, Py_None, Py_None);
+    Py_XDECREF(args);
+    Py_XDECREF(state);
     return out;
 }
 
