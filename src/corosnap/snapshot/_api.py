@@ -254,6 +254,13 @@ class Snapshotter:
                 if strict:
                     raise
                 strict = True
+            except ValueError as exc:  # after UnicodeEncodeError, one of them
+                # msgpack's (and _ccodec.pack's) nesting limit, 1,024 levels:
+                # met when the recursion limit lets the encoder go deeper.
+                if str(exc) != "recursion limit exceeded.":
+                    raise
+                raise SnapshotError(
+                    f"in {describe_target(obj)}: values nested too deeply") from None
             finally:
                 enc.cstate = None  # it refers back to enc
         if self.key is not None:
