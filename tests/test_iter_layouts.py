@@ -41,7 +41,7 @@ TYPES: dict[str, type] = {
     if hasattr(it, name)
 }
 TYPES.update(map=map, filter=filter, reversed=reversed,
-             callable_iterator=type(iter(int, 0)))
+             callable_iterator=type(iter(int, 0)), range_iterator=type(iter(range(0))))
 
 
 def test_every_restated_struct_has_the_size_of_its_type() -> None:
@@ -253,6 +253,28 @@ def test_builtins() -> None:
     done = iter(int, 0)
     next(done, None)
     assert read(done) == ()
+
+
+@pytest.mark.parametrize("args", [(10,), (0,), (5, 100, 3), (-7, 20), (50, -50, -7),
+                                  (2**62, 2**62 + 9), (-(2**62), 2**62, 2**61)])
+def test_range_iterator_reads_what_its_reduce_says(args: tuple[int, ...]) -> None:
+    """range_reduce (read by the C value codec for every `for` loop over a
+    range) against the type's own __reduce__, at every position: each field
+    of the struct moves as the iterator advances, so a shifted field fails."""
+    r = iter(range(*args))
+    positions = 0
+    while True:  # every position, the exhausted one included
+        _, (whole,), consumed = r.__reduce__()
+        assert frames.range_reduce(r) == (whole.start, whole.stop, whole.step, consumed)
+        positions += 1
+        if next(r, None) is None:
+            break
+    assert positions == len(range(*args)) + 1
+
+
+def test_range_reduce_takes_only_range_iterators() -> None:
+    for obj in (iter(range(2**70)), iter([]), range(3), 1, None):
+        assert frames.range_reduce(obj) is None
 
 
 def test_other_types_are_refused() -> None:

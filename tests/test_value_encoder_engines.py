@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import decimal
+import functools
 import itertools
 import sys
 from typing import Any, ClassVar
@@ -338,6 +339,79 @@ class NewArgs:
 @dataclasses.dataclass(frozen=True, slots=True)
 class Unset:
     a: Any
+
+
+class Plain:
+    def __init__(self, **attrs: Any) -> None:
+        self.__dict__.update(attrs)
+
+
+@dataclasses.dataclass(frozen=True)
+class FrozenDict:
+    a: Any
+    b: Any = None
+
+
+class OwnGetstate(Plain):
+    def __getstate__(self) -> Any:
+        return {"only": 1}
+
+
+class SlotBase:
+    __slots__ = ("s",)
+
+
+class SlotChild(SlotBase):
+    """An instance dict and a slot: the reduce's state is (dict, slots)."""
+
+
+class NoDict:
+    """Given a __getstate__ of its own in its instance dict, per instance."""
+
+
+def _slot_child() -> SlotChild:
+    x = SlotChild()
+    x.s = 1
+    x.d = 2  # type: ignore[attr-defined]
+    return x
+
+
+def _own_instance_getstate() -> Plain:
+    x = Plain(a=1)
+    x.__getstate__ = functools.partial(dict, replaced=True)  # type: ignore[method-assign]
+    return x
+
+
+@pytest.mark.parametrize("make", [
+    lambda: [Plain(a=1, b="two"), Plain(a=Plain(c=[3]), b={"k": Plain()})],
+    lambda: [FrozenDict(1, 2), FrozenDict(FrozenDict(3), [FrozenDict(4, 5)])],
+    lambda: [Plain(), Plain(a=1), Plain()],  # an empty dict: the state is None
+    lambda: [OwnGetstate(a=1), OwnGetstate()],
+    lambda: [_slot_child(), _slot_child()],
+    lambda: [Plain(a=1), _own_instance_getstate(), Plain(b=2)],
+], ids=["plain", "frozen-dataclass", "empty", "own-getstate", "dict-and-slot",
+        "instance-getstate"])
+def test_instances_with_a_dict_reduce_alike(make: Any) -> None:
+    """The C encoder builds the reduce of an instance with a __dict__ itself
+    (object.__reduce_ex__'s (copyreg.__newobj__, (cls,), its dict)) once the
+    class's first instance showed the real reduce agrees, and leaves any
+    other class, or instance, to __reduce_ex__."""
+    g = zoo.holds(make())
+    next(g)
+    _same_bytes(g)
+
+
+def test_a_class_changed_after_its_reduce_was_cached_is_looked_at_again() -> None:
+    class Changing(Plain):
+        pass
+
+    g = zoo.holds([Changing(a=1)])
+    next(g)
+    _same_bytes(g)
+    Changing.__getstate__ = lambda self: {"changed": True}  # type: ignore[method-assign]
+    _same_bytes(g)
+    restored = corosnap.loads(corosnap.dumps(g)).gi_frame.f_locals["value"]
+    assert restored[0].__dict__ == {"changed": True}
 
 
 @pytest.mark.parametrize("make", [

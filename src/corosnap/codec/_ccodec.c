@@ -22,6 +22,8 @@
 #include <Python.h>
 #include <stddef.h>
 
+#include "../frames/_capi.h"
+
 /* Codec fast path: True when every item of the list is exactly one of
  * int, float, str, bytes, bool or None, so msgpack can pack it without any
  * identity bookkeeping.  A pure C loop: ~1 ns per item. */
@@ -682,7 +684,7 @@ static PyObject *cv_tags[CV_NTAGS];
 static PyObject *cv_verified_entries; /* global_name's cache (cv_global_name_of) */
 /* what cv_dataclass_reduce recognizes (loaded by cv_ready) */
 static PyObject *cv_dc_getstate, *cv_dc_FIELD, *cv_object_reduce_ex, *cv_object_reduce,
-    *cv_s_dataclass_fields, *cv_s_field_type, *cv_s_fname, *cv_s_getstate,
+    *cv_object_getstate, *cv_s_dataclass_fields, *cv_s_field_type, *cv_s_fname, *cv_s_getstate,
     *cv_s_getnewargs_ex, *cv_s_getnewargs;
 static PyObject *cv_dataclass_reduce(PyObject *v);
 static PyObject *cv_refs[256], *cv_wellknown[256];
@@ -840,12 +842,16 @@ cv_ready(void)
         PyObject *rex = PyObject_GetAttr((PyObject *)&PyBaseObject_Type, cv_s_reduce_ex);
         PyObject *red = rex == NULL ? NULL
                                     : PyObject_GetAttr((PyObject *)&PyBaseObject_Type, cv_s_reduce);
-        if (rex == NULL || red == NULL) {
+        PyObject *ogs = red == NULL ? NULL
+                        : PyObject_GetAttr((PyObject *)&PyBaseObject_Type, cv_s_getstate);
+        if (rex == NULL || red == NULL || ogs == NULL) {
             Py_XDECREF(getstate);
             Py_XDECREF(field);
             Py_XDECREF(rex);
+            Py_XDECREF(red);
             goto done;
         }
+        Py_XSETREF(cv_object_getstate, ogs);
         if (field == NULL) PyErr_Clear();
         Py_XSETREF(cv_object_reduce_ex, rex);
         Py_XSETREF(cv_object_reduce, red);
@@ -2478,19 +2484,26 @@ done:
     return out;
 }
 
-/* A slotted dataclass's reduce, in C.  dataclass(slots=True) gives a class
- * the Python __getstate__ dataclasses._dataclass_getstate ([getattr(self,
- * f.name) for f in fields(self)]), which object.__reduce_ex__(4) calls:
- * for a class that keeps object's __reduce_ex__ and __reduce__, has no
- * __getnewargs_ex__ or __getnewargs__ and no instance __dict__, and is no
- * list or dict, the reduce is (copyreg.__newobj__, (type(v),), that list,
- * None, None), built here the same way.  What each class allows (its field
- * names, or not eligible) is remembered per class as the subtype cache
- * does (address and version tag; the names are held, the class is not). */
+/* The commonest reduces, in C: what object.__reduce_ex__(4) builds, for
+ * classes that keep object's __reduce_ex__ and __reduce__, have no
+ * __getnewargs_ex__ or __getnewargs__, and are no list or dict:
+ * (copyreg.__newobj__, (type(v),), state, None, None), where the state is
+ *  - for a slotted dataclass, [getattr(v, f.name) for f in fields(v)]: the
+ *    __getstate__ dataclass(slots=True) gives (dataclasses._dataclass_getstate);
+ *  - for an instance with a __dict__ and object's __getstate__ (a plain
+ *    class, a dataclass without slots), that very dict, or None when it is
+ *    empty.  A class of this kind is checked once against the real reduce
+ *    of its first instance (extra slots, a C base: anything else makes it
+ *    Python's for good), and an instance whose own dict names one of the
+ *    reduce methods is left to the real reduce.
+ * What each class allows is remembered per class as the subtype cache does
+ * (address and version tag; the names are held, the class is not). */
 static struct {
     PyTypeObject *type;
     unsigned int tag;
-    PyObject *names; /* a tuple of the field names, or None: not eligible */
+    /* a tuple of the field names (slotted dataclass), True (instance dict,
+     * checked), or None: not eligible */
+    PyObject *names;
 } cv_dc_cache[64];
 
 static int
@@ -2503,19 +2516,21 @@ cv_lookup_optional(PyObject *obj, PyObject *name, PyObject **out)
 #endif
 }
 
-/* The field names of class t when its instances reduce as above, None when
- * they do not, NULL on error (new reference). */
+/* What class t allows: its field names (a slotted dataclass), False (an
+ * instance dict: to be checked against a real reduce), None (neither), NULL
+ * on error (new reference). */
 static PyObject *
 cv_dc_names_uncached(PyTypeObject *t)
 {
     PyObject *type = (PyObject *)t, *attr = NULL;
-    if (t->tp_dictoffset != 0 || t->tp_new == NULL || PyType_IsSubtype(t, &PyList_Type) ||
-        PyType_IsSubtype(t, &PyDict_Type)) {
+    int with_dict = t->tp_dictoffset != 0;
+    if (t->tp_new == NULL || t->tp_itemsize != 0 || PyType_IsSubtype(t, &PyList_Type) ||
+        PyType_IsSubtype(t, &PyDict_Type) || (!with_dict && cv_dc_getstate == NULL)) {
         return Py_NewRef(Py_None);
     }
     struct { PyObject *name, *expected; } same[3] = {
-        {cv_s_getstate, cv_dc_getstate}, {cv_s_reduce_ex, cv_object_reduce_ex},
-        {cv_s_reduce, cv_object_reduce}};
+        {cv_s_getstate, with_dict ? cv_object_getstate : cv_dc_getstate},
+        {cv_s_reduce_ex, cv_object_reduce_ex}, {cv_s_reduce, cv_object_reduce}};
     for (int k = 0; k < 3; k++) {
         if (cv_lookup_optional(type, same[k].name, &attr) < 0) return NULL;
         int ok = attr == same[k].expected;
@@ -2530,6 +2545,7 @@ cv_dc_names_uncached(PyTypeObject *t)
             return Py_NewRef(Py_None);
         }
     }
+    if (with_dict) return Py_NewRef(Py_False);
     PyObject *fields = PyObject_GetAttr(type, cv_s_dataclass_fields);
     if (fields == NULL) return NULL;
     PyObject *names = PyList_New(0), *out = NULL;
@@ -2561,12 +2577,60 @@ done:
     return out;
 }
 
-/* The reduce of v when it is such a dataclass instance (new reference),
- * NULL with no error when it is not, NULL with an error. */
+/* The instance dict of v when its reduce can be built here, Py_None when it
+ * names a reduce method itself (the real reduce then), NULL on error. */
+static PyObject *
+cv_dc_instance_dict(PyObject *v)
+{
+    PyObject *d = PyObject_GenericGetDict(v, NULL);
+    if (d == NULL) return NULL;
+    if (!PyDict_Check(d)) {
+        Py_DECREF(d);
+        return Py_NewRef(Py_None);
+    }
+    if (PyDict_GET_SIZE(d) != 0) {
+        PyObject *names[5] = {cv_s_reduce_ex, cv_s_reduce, cv_s_getstate, cv_s_getnewargs_ex,
+                              cv_s_getnewargs};
+        for (int k = 0; k < 5; k++) {
+            int in = PyDict_Contains(d, names[k]);
+            if (in != 0) {
+                Py_DECREF(d);
+                return in < 0 ? NULL : Py_NewRef(Py_None);
+            }
+        }
+    }
+    return d;
+}
+
+/* (copyreg.__newobj__, (t,), state, None, None) */
+static PyObject *
+cv_dc_build(PyTypeObject *t, PyObject *state)
+{
+    PyObject *args = PyTuple_Pack(1, (PyObject *)t);
+    PyObject *out = args == NULL ? NULL
+                    : PyTuple_Pack(5, cv_newobj, args, state, Py_None, Py_None);
+    Py_XDECREF(args);
+    return out;
+}
+
+/* Whether rv is what cv_dc_build makes for v (with instance dict d). */
+static int
+cv_dc_same(PyObject *rv, PyObject *v, PyObject *d)
+{
+    return PyTuple_CheckExact(rv) && PyTuple_GET_SIZE(rv) == 5 &&
+           PyTuple_GET_ITEM(rv, 0) == cv_newobj && PyTuple_CheckExact(PyTuple_GET_ITEM(rv, 1)) &&
+           PyTuple_GET_SIZE(PyTuple_GET_ITEM(rv, 1)) == 1 &&
+           PyTuple_GET_ITEM(PyTuple_GET_ITEM(rv, 1), 0) == (PyObject *)Py_TYPE(v) &&
+           PyTuple_GET_ITEM(rv, 2) == (PyDict_GET_SIZE(d) ? d : Py_None) &&
+           PyTuple_GET_ITEM(rv, 3) == Py_None && PyTuple_GET_ITEM(rv, 4) == Py_None;
+}
+
+/* The reduce of v when it is such an instance (new reference), NULL with no
+ * error when it is not, NULL with an error. */
 static PyObject *
 cv_dataclass_reduce(PyObject *v)
 {
-    if (cv_dc_getstate == NULL) return NULL;
+    if (cv_object_getstate == NULL) return NULL;
     PyTypeObject *t = Py_TYPE(v);
     size_t slot = ((uintptr_t)t >> 4) & 63;
     unsigned int tag = t->tp_version_tag;
@@ -2577,6 +2641,33 @@ cv_dataclass_reduce(PyObject *v)
     else {
         names = cv_dc_names_uncached(t);
         if (names == NULL) return NULL;
+        if (names == Py_False) {
+            /* An instance dict: the real reduce of this first instance
+             * decides, and is the answer this time. */
+            Py_DECREF(names);
+            PyObject *d = cv_dc_instance_dict(v);
+            if (d == NULL || d == Py_None) {
+                Py_XDECREF(d);
+                return NULL;
+            }
+            PyObject *rv = PyObject_CallMethodOneArg(v, cv_s_reduce_ex, cv_four);
+            if (rv == NULL) {
+                Py_DECREF(d);
+                return NULL;
+            }
+            names = Py_NewRef(cv_dc_same(rv, v, d) ? Py_True : Py_None);
+            Py_DECREF(d);
+            tag = t->tp_version_tag; /* the reduce may have set __slotnames__ */
+            if (tag != 0) {
+                cv_dc_cache[slot].type = t;
+                cv_dc_cache[slot].tag = tag;
+                Py_XSETREF(cv_dc_cache[slot].names, names);
+            }
+            else {
+                Py_DECREF(names);
+            }
+            return rv;
+        }
         tag = t->tp_version_tag;
         if (tag != 0) {
             cv_dc_cache[slot].type = t;
@@ -2587,6 +2678,17 @@ cv_dataclass_reduce(PyObject *v)
     if (names == Py_None) {
         Py_DECREF(names);
         return NULL;
+    }
+    if (names == Py_True) {
+        Py_DECREF(names);
+        PyObject *d = cv_dc_instance_dict(v);
+        if (d == NULL || d == Py_None) {
+            Py_XDECREF(d);
+            return NULL;
+        }
+        PyObject *out = cv_dc_build(t, PyDict_GET_SIZE(d) ? d : Py_None);
+        Py_DECREF(d);
+        return out;
     }
     Py_ssize_t n = PyTuple_GET_SIZE(names);
     PyObject *state = PyList_New(n), *out = NULL;
@@ -2599,9 +2701,7 @@ cv_dataclass_reduce(PyObject *v)
         PyList_SET_ITEM(state, k, x);
     }
     Py_DECREF(names);
-    PyObject *args = state == NULL ? NULL : PyTuple_Pack(1, (PyObject *)t);
-    if (args != NULL) out = PyTuple_Pack(5, cv_newobj, args, state, Py_None, Py_None);
-    Py_XDECREF(args);
+    if (state != NULL) out = cv_dc_build(t, state);
     Py_XDECREF(state);
     return out;
 }
@@ -2748,6 +2848,9 @@ cv_range_field(PyObject *r, PyObject *name, Py_ssize_t *out, int *ok)
     return 0;
 }
 
+/* The frames layer's C API (its range_reduce), imported on first use. */
+static CorosnapFramesCAPI *cv_frames_api = NULL;
+
 /* Encoder._rangeiter for the commonest shape, iter(range(stop)) advanced by
  * index (a for loop over range(n)); any other shape is the Python method's. */
 static PyObject *
@@ -2763,10 +2866,29 @@ cv_rangeiter(Enc *e, PyObject *v)
     }
     /* 3.11 reduces to (iter, (the whole range,), items consumed); 3.12+ to
      * (iter, (the remaining range,), None), taken as range(stop) advanced by
-     * start when step is 1 and start >= 0. */
-    PyObject *reduced = PyObject_CallMethodNoArgs(v, cv_s_reduce);
+     * start when step is 1 and start >= 0.  The frames layer reads the
+     * iterator's struct and says what the reduce would (a range too big for
+     * C longs has another type: its reduce is called). */
+    PyObject *reduced = NULL;
     Py_ssize_t start = 0, stop = 0, step = 0, index = 0;
     int ok = 1;
+    long fields[4];
+    if (cv_frames_api == NULL && (cv_frames_api = CorosnapFrames_Import()) == NULL) goto error;
+    if (cv_frames_api->range_reduce(v, fields)) {
+        start = fields[0];
+        stop = fields[1];
+        step = fields[2];
+        index = fields[3];
+        if (index < 0) {
+            index = 0;
+            if (step == 1 && start >= 0) {
+                index = start;
+                start = 0;
+            }
+        }
+        goto reduced;
+    }
+    reduced = PyObject_CallMethodNoArgs(v, cv_s_reduce);
     if (reduced == NULL) goto error;
     if (!PyTuple_CheckExact(reduced) || PyTuple_GET_SIZE(reduced) != 3 ||
         !PyTuple_CheckExact(PyTuple_GET_ITEM(reduced, 1)) ||
@@ -2799,6 +2921,7 @@ cv_rangeiter(Enc *e, PyObject *v)
         }
     }
     Py_CLEAR(reduced);
+reduced:
     if (!ok || step != 1 || start != 0) {
         Py_DECREF(key);
         return cv_call(e, cv_s_enc_other, v); /* another shape: Python's */
@@ -4168,8 +4291,12 @@ static PyMethodDef cd_dec_items_def = {
  * Python-made one, slot by slot.
  */
 
+/* CI_IDS: a dict that may be replaced by a shared one (global_ids can be a
+ * module's cached index): a new empty dict, never emptied in place.
+ * CI_NONE: None when made, left as it is by clear() (cstate, the snapshot
+ * layer's view of these tables, which clear() empties in place). */
 enum { CI_DICT, CI_LIST, CI_SET, CI_PID, CI_HOOK, CI_STRICT, CI_CALLBACK, CI_PASSTHROUGH,
-       CI_NONE };
+       CI_IDS, CI_NONE };
 static struct {
     const char *name;
     int how;
@@ -4180,7 +4307,7 @@ static struct {
     {"frame_hook", CI_HOOK}, {"strict", CI_STRICT}, {"passthrough", CI_PASSTHROUGH},
     {"buffer_callback", CI_CALLBACK}, {"offered", CI_LIST}, {"globals_seen", CI_SET},
     {"modules", CI_LIST}, {"pending_globals", CI_LIST}, {"global_values", CI_LIST},
-    {"global_ids", CI_DICT}, {"after", CI_LIST}, {"cstate", CI_NONE}};
+    {"global_ids", CI_IDS}, {"after", CI_LIST}, {"cstate", CI_NONE}};
 #define CI_NSLOTS ((Py_ssize_t)(sizeof(ci_slots) / sizeof(ci_slots[0])))
 /* _PASS_FAST, _PASS_STRICT, _PASS_FAST_BUFFERS, _PASS_STRICT_BUFFERS; _EVERYTHING */
 static PyObject *ci_pass[4], *ci_everything;
@@ -4299,7 +4426,7 @@ ci_init_method(PyObject *module, PyObject *const *args, size_t nargsf, PyObject 
     for (Py_ssize_t k = 0; k < CI_NSLOTS; k++) {
         PyObject *v;
         switch (ci_slots[k].how) {
-        case CI_DICT: v = PyDict_New(); break;
+        case CI_DICT: case CI_IDS: v = PyDict_New(); break;
         case CI_LIST: v = PyList_New(0); break;
         case CI_SET: v = PySet_New(NULL); break;
         case CI_PID: v = Py_NewRef(vals[1]); break;
@@ -4362,6 +4489,61 @@ ci_note_globals_method(PyObject *module, PyObject *const *args, Py_ssize_t nargs
     Py_RETURN_NONE;
 }
 
+/* Encoder.clear(self): every table emptied in place (see Encoder.clear). */
+static PyObject *
+ci_clear_method(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 1) {
+        PyErr_Format(PyExc_TypeError, "clear() takes no arguments (%zd given)", nargs - 1);
+        return NULL;
+    }
+    if (ci_ready() < 0) return NULL;
+    PyObject *self = args[0];
+    if (!PyObject_TypeCheck(self, (PyTypeObject *)cv_Encoder)) {
+        PyErr_Format(PyExc_TypeError, "clear() needs a corosnap Encoder, got %.100s",
+                     Py_TYPE(self)->tp_name);
+        return NULL;
+    }
+    for (Py_ssize_t k = 0; k < CI_NSLOTS; k++) {
+        int how = ci_slots[k].how;
+        if (how != CI_DICT && how != CI_LIST && how != CI_SET && how != CI_IDS) continue;
+        PyObject **slot = (PyObject **)((char *)self + ci_slots[k].offset);
+        PyObject *v = *slot;
+        if (how == CI_IDS || v == NULL) {
+            PyObject *fresh = how == CI_LIST ? PyList_New(0) : how == CI_SET ? PySet_New(NULL)
+                            : PyDict_New();
+            if (fresh == NULL) return NULL;
+            Py_XSETREF(*slot, fresh);
+            continue;
+        }
+        /* Emptying may run arbitrary code (a __del__), which may replace the
+         * slot: the table is held while it is emptied. */
+        Py_INCREF(v);
+        int rc = 0;
+        if (how == CI_DICT && PyDict_Check(v)) {
+            PyDict_Clear(v);
+        }
+        else if (how == CI_LIST && PyList_Check(v)) {
+            rc = PyList_SetSlice(v, 0, PY_SSIZE_T_MAX, NULL);
+        }
+        else if (how == CI_SET && PySet_Check(v)) {
+            rc = PySet_Clear(v);
+        }
+        else {
+            PyErr_Format(PyExc_TypeError, "Encoder.%s holds a %.100s, not the %s it is made "
+                         "with", ci_slots[k].name, Py_TYPE(v)->tp_name,
+                         how == CI_DICT ? "dict" : how == CI_LIST ? "list" : "set");
+            rc = -1;
+        }
+        Py_DECREF(v);
+        if (rc < 0) return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef ci_clear_def = {
+    "encoder_clear", (PyCFunction)(void (*)(void))ci_clear_method, METH_FASTCALL,
+    "Encoder.clear(), in C"};
 static PyMethodDef ci_init_def = {
     "encoder_init", (PyCFunction)(void (*)(void))ci_init_method, METH_FASTCALL | METH_KEYWORDS,
     "Encoder.__init__(pid, frame_hook, strict=False, buffer_callback=None), in C"};
@@ -4369,14 +4551,14 @@ static PyMethodDef ci_note_globals_def = {
     "note_globals", (PyCFunction)(void (*)(void))ci_note_globals_method, METH_FASTCALL,
     "Encoder.note_globals(globals_), in C"};
 
-/* Adds enc, enc_items, dec, dec_items, encoder_init and note_globals to the
- * module as instance methods. */
+/* Adds enc, enc_items, dec, dec_items, encoder_init, encoder_clear and
+ * note_globals to the module as instance methods. */
 static int
 cv_add_methods(PyObject *m)
 {
-    PyMethodDef *defs[6] = {&cv_enc_def, &cv_enc_items_def, &cd_dec_def, &cd_dec_items_def,
-                            &ci_init_def, &ci_note_globals_def};
-    for (int k = 0; k < 6; k++) {
+    PyMethodDef *defs[7] = {&cv_enc_def, &cv_enc_items_def, &cd_dec_def, &cd_dec_items_def,
+                            &ci_init_def, &ci_clear_def, &ci_note_globals_def};
+    for (int k = 0; k < 7; k++) {
         PyObject *f = PyCFunction_NewEx(defs[k], NULL, NULL);
         PyObject *method = f == NULL ? NULL : PyInstanceMethod_New(f);
         Py_XDECREF(f);

@@ -305,6 +305,19 @@ class Encoder:
         # snapshot layer drops it when the dumps is over.
         self.cstate: Any = None
 
+    def clear(self) -> None:
+        """Empty every table in place, so that this encoder can encode another
+        snapshot (as ``pickle.Pickler.clear_memo``): the Snapshotter reuses
+        its encoders instead of making one per ``dumps``.  ``pid``,
+        ``frame_hook``, ``strict``, ``buffer_callback`` and ``passthrough``
+        stay; so does ``cstate``, a view of these very tables.  ``global_ids``
+        is replaced, not emptied: it may be a module's cached index."""
+        for table in (self.memo, self.keep, self.strings, self.codes, self.shapes, self.busy,
+                      self.filling, self.offered, self.globals_seen, self.modules,
+                      self.pending_globals, self.global_values, self.after):
+            table.clear()
+        self.global_ids = {}
+
     # The scans of the engine this process runs (codec/_speedups.py).
     is_flat = staticmethod(_HELPERS.is_flat)
     pack_ints = staticmethod(_HELPERS.pack_ints)

@@ -7,8 +7,8 @@ C engine is loaded).  The engine this process runs (``corosnap._accel``) uses
 to the other engine's scans, so that one process can hold the two engines
 against each other (``Snapshotter._with_engine``, ``tests/test_engines.py``).
 The C engine's Encoder and Decoder are always subclasses whose ``enc`` and
-``enc_items`` (and ``__init__`` and ``note_globals``, which run on every
-dumps), ``dec`` and ``dec_items`` are the C value codec's (codec/_ccodec.c).
+``enc_items`` (and ``__init__``, ``clear`` and ``note_globals``, which run
+on every dumps), ``dec`` and ``dec_items`` are the C value codec's (codec/_ccodec.c).
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ def _bind(helpers: Helpers) -> CodecEngine:
         # Decoder.dec_items in C, the rest of each class (and everything
         # they leave to it) Python's.
         scans.update(enc=_C_VALUES.enc, enc_items=_C_VALUES.enc_items,
-                     __init__=_C_VALUES.encoder_init, note_globals=_C_VALUES.note_globals)
+                     __init__=_C_VALUES.encoder_init, clear=_C_VALUES.encoder_clear,
+                     note_globals=_C_VALUES.note_globals)
         decoding.update(dec=_C_VALUES.dec, dec_items=_C_VALUES.dec_items)
     elif helpers is ACTIVE:
         return CodecEngine(helpers.engine, Encoder, Decoder, helpers.new_ext_hook,

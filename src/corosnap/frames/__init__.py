@@ -35,6 +35,12 @@ small interface:
     state first.  ``iter_layouts()`` gives ``sizeof`` of each restated struct,
     for the layout probe (``tests/test_iter_layouts.py``).
 
+``range_reduce(it)``
+    A range iterator's ``__reduce__`` as four numbers read from its struct,
+    ``(start, stop, step, consumed)`` (``consumed`` None on 3.12+), or None
+    for anything else: what the C value codec reads for a ``for`` loop over
+    a range (its C API's ``range_reduce``), without building the reduce.
+
 Async generators (``_asyncgen.h``): ``read``/``write`` take them like
 generators (same frame, same head).  Beside the frame: ``ag_flags(agen)``
 (bit 0 ``ag_closed``, bit 1 ``ag_running_async``, bit 2 hooks taken),

@@ -9,7 +9,8 @@
  * corosnap.frames._C_API; CorosnapFrames_Import() fetches and checks it.
  *
  * What must never live here: any struct layout.  Users of this header (the
- * snapshot layer's C engine, snapshot/_csnapshot.c) are compiled without
+ * snapshot layer's C engine, snapshot/_csnapshot.c, and the C value codec,
+ * codec/_ccodec.c, for range iterators) are compiled without
  * Py_BUILD_CORE and see frames only through these functions.
  *
  * The functions behave exactly as their Python twins (frames.read and
@@ -24,7 +25,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
-#define COROSNAP_FRAMES_CAPI_VERSION 1
+#define COROSNAP_FRAMES_CAPI_VERSION 2
 #define COROSNAP_FRAMES_CAPI_MODULE "corosnap.frames"
 #define COROSNAP_FRAMES_CAPI_NAME "corosnap.frames._C_API"
 
@@ -76,6 +77,11 @@ typedef struct {
     /* 3.15: whether the interpreter walks obj by index (frames.virtual_iterable);
      * NULL on versions that walk every sequence through an iterator object. */
     int (*virtual_iterable)(PyObject *obj);
+    /* range_reduce(it, out): 1 with out = {start, stop, step, consumed} as
+     * it.__reduce__() gives them ((iter, (range(start, stop, step),),
+     * consumed); consumed -1 for 3.12+'s None) when it is an exact range
+     * iterator, else 0.  Reads only. */
+    int (*range_reduce)(PyObject *it, long out[4]);
 } CorosnapFramesCAPI;
 
 /* The frame module's API, or NULL with ImportError.  Imports

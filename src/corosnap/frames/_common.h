@@ -263,6 +263,7 @@ frames_write(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 #endif
 
 static CorosnapFramesCAPI cs_capi;
+static int cs_range_reduce(PyObject *it, long out[4]); /* _itertools.h */
 
 static int
 cs_module_init(PyObject *m, int tagged_ints, int (*virtual_iterable)(PyObject *))
@@ -296,6 +297,7 @@ cs_module_init(PyObject *m, int tagged_ints, int (*virtual_iterable)(PyObject *)
         .write = cs_write,
         .code_of = cs_code_of,
         .virtual_iterable = virtual_iterable,
+        .range_reduce = cs_range_reduce,
     };
     PyObject *capsule = PyCapsule_New(&cs_capi, COROSNAP_FRAMES_CAPI_NAME, NULL);
     if (capsule == NULL) return -1;

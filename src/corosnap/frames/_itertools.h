@@ -1675,8 +1675,45 @@ frames_iter_write(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+/* ---- the range iterator ---------------------------------------------------
+ * Read only, for the value encoder's commonest iterator (a for loop over
+ * range(n)): what its __reduce__ would say, without building the tuple and
+ * the range.  out = {start, stop, step, consumed} of (iter, (range(start,
+ * stop, step),), consumed); consumed is -1 where the reduce says None
+ * (3.12+, whose iterator keeps only the remaining range).  1 for an exact
+ * range iterator (a range too big for C longs has another type), else 0. */
+static int
+cs_range_reduce(PyObject *it, long out[4])
+{
+    if (!Py_IS_TYPE(it, &PyRangeIter_Type)) return 0;
+    cs_rangeiter *r = (cs_rangeiter *)it;
+    out[0] = r->start;
+    /* CPython's own reduce computes the stop so, in C longs: the iterator's
+     * constructor checked that it fits. */
+    out[1] = r->start + r->len * r->step;
+    out[2] = r->step;
+#if CS_RANGEITER_INDEX
+    out[3] = r->index;
+#else
+    out[3] = -1;
+#endif
+    return 1;
+}
+
+/* range_reduce(it) -> (start, stop, step, consumed or None), or None when it
+ * is not a range iterator: cs_range_reduce, for the tests. */
+static PyObject *
+frames_range_reduce(PyObject *module, PyObject *it)
+{
+    long out[4];
+    if (!cs_range_reduce(it, out)) Py_RETURN_NONE;
+    if (out[3] < 0) return Py_BuildValue("(lllO)", out[0], out[1], out[2], Py_None);
+    return Py_BuildValue("(llll)", out[0], out[1], out[2], out[3]);
+}
+
 /* iter_layouts() -> {name: sizeof(restated struct)} for the kinds this
- * version has (the layout probe compares them with __basicsize__). */
+ * version has, and the range iterator's (the layout probe compares them
+ * with __basicsize__). */
 static PyObject *
 frames_iter_layouts(PyObject *module, PyObject *unused)
 {
@@ -1692,6 +1729,13 @@ frames_iter_layouts(PyObject *module, PyObject *unused)
         }
         Py_DECREF(v);
     }
+    PyObject *v = PyLong_FromSsize_t((Py_ssize_t)sizeof(cs_rangeiter));
+    if (v == NULL || PyDict_SetItemString(out, "range_iterator", v) < 0) {
+        Py_XDECREF(v);
+        Py_DECREF(out);
+        return NULL;
+    }
+    Py_DECREF(v);
     return out;
 }
 
@@ -1702,6 +1746,8 @@ frames_iter_layouts(PyObject *module, PyObject *unused)
     {"iter_write", (PyCFunction)(void (*)(void))frames_iter_write, METH_FASTCALL,\
      "iter_write(it, fields): write a checked state into a fresh iterator"},    \
     {"iter_layouts", (PyCFunction)frames_iter_layouts, METH_NOARGS,             \
-     "iter_layouts() -> {name: sizeof}: the restated iterator structs"},
+     "iter_layouts() -> {name: sizeof}: the restated iterator structs"},        \
+    {"range_reduce", (PyCFunction)frames_range_reduce, METH_O,                  \
+     "range_reduce(it) -> (start, stop, step, consumed or None) or None"},
 
 #endif

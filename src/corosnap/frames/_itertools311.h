@@ -52,6 +52,17 @@ typedef struct {
     PyObject *func;
 } cs_map;
 
+/* Objects/rangeobject.c (also checked against 3.11.7's DWARF type):
+ * range(start, start + len * step, step) with `index` items consumed. */
+typedef struct {
+    PyObject_HEAD
+    long index;
+    long start;
+    long step;
+    long len;
+} cs_rangeiter;
+#define CS_RANGEITER_INDEX 1
+
 #define CS_IT_CYCLE_FIRSTPASS 1   /* cycle has firstpass; index 0 on the first pass */
 #define CS_IT_BATCHED 0           /* no itertools.batched before 3.12 */
 #define CS_IT_BATCHED_STRICT 0

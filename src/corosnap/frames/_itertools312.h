@@ -63,6 +63,12 @@ typedef struct {
     PyObject *func;
 } cs_map;
 
+/* The range iterator: 3.12+ declare it, in internal/pycore_range.h (the
+ * remaining range(start, start + len * step, step); nothing consumed is kept). */
+#include "internal/pycore_range.h"
+typedef _PyRangeIterObject cs_rangeiter;
+#define CS_RANGEITER_INDEX 0
+
 #define CS_IT_CYCLE_FIRSTPASS 1
 #define CS_IT_BATCHED 1
 #define CS_IT_BATCHED_STRICT 0    /* batched(..., strict=) is 3.13+ */

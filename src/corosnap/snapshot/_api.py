@@ -67,12 +67,17 @@ _OPTIONS = ("pickler", "key", "safe", "allow", "max_size", "migratable", "migrat
             "migrations")
 
 
+_SPARE = 4
+"""How many emptied encoders a Snapshotter's caches keep (one per thread
+that snapshots at the same time, up to this many)."""
+
+
 class _Caches:
     """What a Snapshotter and its ``replace()`` copies share: the per-code
     caches (weak), the frame engines built on them, the engine's codec."""
 
     __slots__ = ("engine", "codec", "Encoder", "new_ext_hook", "unpack", "pack", "capture_codes",
-                 "restore_codes", "frames_out", "frames_in", "frames_migrating", "hook")
+                 "restore_codes", "frames_out", "frames_in", "frames_migrating", "hook", "spare")
 
     def __init__(self, engine: str) -> None:
         self.engine = engine
@@ -89,6 +94,10 @@ class _Caches:
         # engine restores only unchanged code (snapshot/_migrate.py).
         self.frames_migrating = FrameDecoder(self.restore_codes, engine, frames_in_c=False)
         self.hook = self.frames_out.hook
+        # Encoders emptied after a dumps (Encoder.clear), for the next: making
+        # one costs about as much as capturing a small frame.  A list, whose
+        # pop and append are atomic, so that threads never share one.
+        self.spare: list[Any] = []
 
 class Snapshotter:
     """Captures suspended generators, coroutines and async generators as bytes, and rebuilds them.
@@ -224,8 +233,21 @@ class Snapshotter:
         hook = caches.hook
         decisions = None if buffer_callback is None else BufferDecisions()
         strict = False
+        spare = caches.spare
         while True:
-            enc = caches.Encoder(self._pid, hook, strict, buffer_callback)
+            # The common encoder (not strict, no buffer callback) is reused:
+            # one emptied by an earlier dumps, else a new one.
+            reuse = not strict and buffer_callback is None
+            enc = None
+            if reuse:
+                try:
+                    enc = spare.pop()
+                    enc.pid = self._pid
+                except IndexError:
+                    pass
+            if enc is None:
+                enc = caches.Encoder(self._pid, hook, strict, buffer_callback)
+            done = False
             enc.memo[id(obj)] = 0  # the root is memo entry 0 (enc.register)
             enc.keep.append(obj)
             try:
@@ -247,6 +269,7 @@ class Snapshotter:
                     body = caches.pack(fields, pack_offered)
                 else:
                     body = caches.pack(fields)
+                done = True
                 break
             except (OverflowError, UnicodeEncodeError):
                 # An int outside msgpack's 64-bit range, or a str with a lone
@@ -262,7 +285,11 @@ class Snapshotter:
                 raise SnapshotError(
                     f"in {describe_target(obj)}: values nested too deeply") from None
             finally:
-                enc.cstate = None  # it refers back to enc
+                if done and reuse and len(spare) < _SPARE:
+                    enc.clear()  # drops every reference to this snapshot's values
+                    spare.append(enc)
+                else:
+                    enc.cstate = None  # it refers back to enc
         if self.key is not None:
             return sign(body, self.key, () if decisions is None else decisions.out)
         return body

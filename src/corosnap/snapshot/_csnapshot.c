@@ -218,6 +218,53 @@ cs_call_method(PyObject *obj, PyObject *name, PyObject *a, PyObject *b, PyObject
     return PyObject_VectorcallMethod(name, margs, n | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
 }
 
+/* The C engine's Encoder class and its enc and note_globals, the C value
+ * codec's functions (codec/_engines.py binds them on it), fetched on first
+ * use.  An encoder of that class has them called as plain functions, with no
+ * method lookup; any other encoder has its methods looked up. */
+static PyObject *cs_c_encoder = NULL, *cs_c_enc = NULL, *cs_c_note_globals = NULL;
+
+static int
+cs_codec_ready(void)
+{
+    if (cs_c_note_globals != NULL) return 0;
+    PyObject *engines = PyImport_ImportModule("corosnap.codec._engines");
+    PyObject *table = engines == NULL ? NULL : PyObject_GetAttrString(engines, "ENGINES");
+    Py_XDECREF(engines);
+    PyObject *c = table == NULL ? NULL : PyMapping_GetItemString(table, "c");
+    Py_XDECREF(table);
+    PyObject *cls = c == NULL ? NULL : PyObject_GetAttrString(c, "Encoder");
+    Py_XDECREF(c);
+    PyObject *enc = cls == NULL ? NULL : PyObject_GetAttr(cls, s_enc);
+    PyObject *note = enc == NULL ? NULL : PyObject_GetAttr(cls, s_note_globals);
+    if (note == NULL || !PyType_Check(cls) || !PyCFunction_Check(enc) || !PyCFunction_Check(note)) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_ImportError, "corosnap.snapshot._csnapshot: the C engine's "
+                                               "Encoder has no C enc and note_globals");
+        }
+        Py_XDECREF(cls);
+        Py_XDECREF(enc);
+        Py_XDECREF(note);
+        return -1;
+    }
+    cs_c_encoder = cls;
+    cs_c_enc = enc;
+    cs_c_note_globals = note; /* last: marks them ready */
+    return 0;
+}
+
+/* encoder.enc(x) (note: 0) or encoder.note_globals(x) (note: 1). */
+static PyObject *
+cs_encoder_call(PyObject *encoder, int note, PyObject *x)
+{
+    if (cs_codec_ready() < 0) return NULL;
+    if ((PyObject *)Py_TYPE(encoder) == cs_c_encoder) {
+        PyObject *args[2] = {encoder, x};
+        return PyObject_Vectorcall(note ? cs_c_note_globals : cs_c_enc, args, 2, NULL);
+    }
+    return cs_call_method(encoder, note ? s_note_globals : s_enc, x, NULL, NULL, NULL);
+}
+
 /* Whether weak reference `ref` refers to `obj` (which the caller holds). */
 static int
 cs_refers_to(PyObject *ref, PyObject *obj)
@@ -265,7 +312,7 @@ cs_encode_slot(CaptureState *st, PyObject *x)
     int in = PySet_Contains(st->passthrough, (PyObject *)Py_TYPE(x));
     if (in < 0) return NULL;
     if (in) return Py_NewRef(x);
-    PyObject *out = cs_call_method(st->encoder, s_enc, x, NULL, NULL, NULL);
+    PyObject *out = cs_encoder_call(st->encoder, 0, x);
     if (out == Py_None) {
         Py_DECREF(out);
         return Py_NewRef(cs_NONE_EXT);
@@ -428,7 +475,7 @@ cs_capture_frame(PyObject *state, PyObject *gen)
 
     /* Committed: from here on this frame is encoded here. */
     if (!has) {
-        PyObject *rc = cs_call_method(st->encoder, s_note_globals, fs.globals, NULL, NULL, NULL);
+        PyObject *rc = cs_encoder_call(st->encoder, 1, fs.globals);
         if (rc == NULL) goto error;
         Py_DECREF(rc);
     }
@@ -448,7 +495,7 @@ cs_capture_frame(PyObject *state, PyObject *gen)
         if (PyList_Append(fields, lasti) < 0) goto error;
     }
     else {
-        PyObject *e = cs_call_method(st->encoder, s_enc, fs.exc_value, NULL, NULL, NULL);
+        PyObject *e = cs_encoder_call(st->encoder, 0, fs.exc_value);
         if (e == NULL) goto error;
         if (cs_append_new(fields, Py_BuildValue("[ON]", lasti, e)) < 0) goto error;
     }
