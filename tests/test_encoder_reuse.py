@@ -183,3 +183,25 @@ def test_threads_never_share_an_encoder(engine: str) -> None:
         t.join()
     assert failures == []
     assert 1 <= len(snap._caches.spare) <= 4
+
+
+def test_both_engines_keep_as_many_spare_encoders() -> None:
+    from corosnap.snapshot import _api, _contract
+
+    if _contract.C is None:
+        pytest.skip("the C engine is not loaded")
+    assert _contract.C.SPARE == _api._SPARE
+    snap = _snapshotter("c")
+    gens = []
+    for _ in range(_api._SPARE + 2):
+        g = counter(3)
+        next(g)
+        gens.append(g)
+    # dumps nested _SPARE + 2 deep: each takes an encoder of its own, and
+    # only _SPARE are kept afterwards
+    outer: Any = None
+    for g in gens:
+        outer = holds(Box(g, snap) if outer is None else Box(outer, snap))
+        next(outer)
+    snap.dumps(outer)
+    assert len(snap._caches.spare) == _api._SPARE

@@ -477,6 +477,7 @@ def test_a_frame_the_c_capture_declines_is_not_offered_to_it_again(
     frames = snapshotter._caches.frames_out
     frames.codes.data.pop(id(leaf.__code__))  # the C engine now declines the sub-frame
     calls = _count_calls(monkeypatch, frames, "capture")
+    _count_calls(monkeypatch, snapshotter._caches, "capture_root", calls)
     blob = snapshotter.dumps(g)
     assert len(calls) == 1, calls  # the root, whose C capture declined its sub-frame itself
     assert snapshotter.loads(blob).send(None) == 2
@@ -573,12 +574,15 @@ def test_the_c_engine_declines_async_generator_frames_and_does_the_rest(
     blob = snapshotter.dumps(_drive_coro(ags.pipeline(2), 3))
     warm_up = snapshotter.loads(blob)  # every code and plan known now
     captured = _count_calls(monkeypatch, snapshotter._caches.frames_out, "capture")
-    snapshotter.dumps(_drive_coro(ags.pipeline(2), 3))
-    # Offered the root (pipeline), each async generator (declined: Python
-    # encodes them) and the coroutine the inner one awaits (helper: offered
-    # again by the Python engine's frame, and done by C).
+    roots = _count_calls(monkeypatch, snapshotter._caches, "capture_root")
+    root = _drive_coro(ags.pipeline(2), 3)
+    snapshotter.dumps(root)
+    # Offered the root (pipeline, through capture_root), each async generator
+    # (declined: Python encodes them) and the coroutine the inner one awaits
+    # (helper: offered again by the Python engine's frame, and done by C).
+    assert len(roots) == 1
     assert [type(x).__name__ for x in captured] == [
-        "coroutine", "async_generator", "async_generator", "coroutine"], captured
+        "async_generator", "async_generator", "coroutine"], captured
     calls = _spy_python_engine(monkeypatch)
     co = snapshotter.loads(blob)
     # the Python engine did exactly the two async generator frames (each

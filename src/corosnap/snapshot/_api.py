@@ -53,6 +53,7 @@ from ..frames import backend
 from . import _asyncgen
 from ._blob import DEFAULT_MAX_SIZE, HEADER, HEADER2, open_blob, sign
 from ._capture import FrameEncoder, check_target, describe_target
+from ._contract import capture_root
 from ._migrate import Migrations, Migrator, Session, make_migrator
 from ._restore import FrameDecoder
 from ._signature import signature_table
@@ -77,7 +78,8 @@ class _Caches:
     caches (weak), the frame engines built on them, the engine's codec."""
 
     __slots__ = ("engine", "codec", "Encoder", "new_ext_hook", "unpack", "pack", "capture_codes",
-                 "restore_codes", "frames_out", "frames_in", "frames_migrating", "hook", "spare")
+                 "restore_codes", "frames_out", "frames_in", "frames_migrating", "hook", "spare",
+                 "capture_root")
 
     def __init__(self, engine: str) -> None:
         self.engine = engine
@@ -98,6 +100,9 @@ class _Caches:
         # one costs about as much as capturing a small frame.  A list, whose
         # pop and append are atomic, so that threads never share one.
         self.spare: list[Any] = []
+        # The C engine's dumps of a generator or coroutine in one call (an
+        # encoder taken from spare, the root captured, the blob packed).
+        self.capture_root = capture_root if engine == "c" else None
 
 class Snapshotter:
     """Captures suspended generators, coroutines and async generators as bytes, and rebuilds them.
@@ -230,6 +235,20 @@ class Snapshotter:
         if _frames._backend is None:
             backend()  # UnsupportedInterpreter, before anything else
         caches = self._caches
+        given = None
+        if (caches.capture_root is not None and buffer_callback is None and not self.migratable
+                and type(obj) is not AsyncGeneratorType):
+            # The C engine's common case in one call (snapshot/_csnapshot.c):
+            # the blob's bytes; or (encoder, root fields), finished below;
+            # or None, the root frame declined before anything happened.  A
+            # failure is met again below, the general way, which names the
+            # frame and the slot at fault.
+            try:
+                given = caches.capture_root(caches, self._pid, obj)
+            except Exception:
+                given = None
+            if type(given) is bytes:
+                return given if self.key is None else sign(given, self.key, ())
         hook = caches.hook
         decisions = None if buffer_callback is None else BufferDecisions()
         strict = False
@@ -238,8 +257,11 @@ class Snapshotter:
             # The common encoder (not strict, no buffer callback) is reused:
             # one emptied by an earlier dumps, else a new one.
             reuse = not strict and buffer_callback is None
-            enc = None
-            if reuse:
+            enc = fields = None
+            if given is not None:
+                enc, fields = given
+                given = None
+            elif reuse:
                 try:
                     enc = spare.pop()
                     enc.pid = self._pid
@@ -248,11 +270,12 @@ class Snapshotter:
             if enc is None:
                 enc = caches.Encoder(self._pid, hook, strict, buffer_callback)
             done = False
-            enc.memo[id(obj)] = 0  # the root is memo entry 0 (enc.register)
-            enc.keep.append(obj)
             try:
-                fields = (hook(enc, obj) if type(obj) is not AsyncGeneratorType
-                          else _asyncgen.encode_root(enc, obj))
+                if fields is None:
+                    enc.memo[id(obj)] = 0  # the root is memo entry 0 (enc.register)
+                    enc.keep.append(obj)
+                    fields = (hook(enc, obj) if type(obj) is not AsyncGeneratorType
+                              else _asyncgen.encode_root(enc, obj))
                 if enc.after:
                     enc.finish()
                 if self.migratable:

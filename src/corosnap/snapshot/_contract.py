@@ -105,6 +105,10 @@ RestoreState: Any = RECORDS["RestoreState"]
 
 capture: Callable[..., Any] | None = None if C is None else C.capture
 """``capture(state, gen)``: the C engine's frame capture (None: pure Python)."""
+capture_root: Callable[..., Any] | None = None if C is None else C.capture_root
+"""``capture_root(caches, pid, gen)``: ``dumps``'s common case in one call (a reused
+encoder, the root registered and captured, the blob packed), with the encoder's
+CaptureState (made once per encoder, kept as its ``cstate``) (None: pure Python)."""
 restore: Callable[..., Any] | None = None if C is None else C.restore
 """``restore(state, v, i, root)``: the C engine's frame restore (None: pure Python)."""
 restore_root: Callable[..., Any] | None = None if C is None else C.restore_root
@@ -112,5 +116,5 @@ restore_root: Callable[..., Any] | None = None if C is None else C.restore_root
 with a RestoreState the C engine makes itself (None: pure Python)."""
 
 __all__ = ["C", "ENGINE", "FIELDS", "RECORDS", "CaptureCode", "CaptureState", "Check", "Plan",
-           "RestoreCode", "RestoreState", "Where", "capture", "check_fields", "python_record",
-           "restore", "restore_root"]
+           "RestoreCode", "RestoreState", "Where", "capture", "capture_root", "check_fields",
+           "python_record", "restore", "restore_root"]

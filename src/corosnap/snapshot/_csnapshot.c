@@ -190,7 +190,8 @@ static unsigned int cs_tagged_kinds = 0; /* bit k: kind k is a tagged integer (3
 /* Method and attribute names, interned once. */
 static PyObject *s_next, *s_name, *s_enc, *s_note_globals, *s_coderef, *s_delegated_frame,
     *s_encode, *s_decode, *s_adopt, *s_check_chain, *s_dec, *s_finish, *s_setstate, *s_close,
-    *s_done;
+    *s_done, *s_cstate, *s_after, *s_offered, *s_spare, *s_pid, *s_Encoder, *s_hook,
+    *s_frames_out, *s_capture_codes, *s_data;
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -222,12 +223,35 @@ cs_call_method(PyObject *obj, PyObject *name, PyObject *a, PyObject *b, PyObject
  * codec's functions (codec/_engines.py binds them on it), fetched on first
  * use.  An encoder of that class has them called as plain functions, with no
  * method lookup; any other encoder has its methods looked up. */
-static PyObject *cs_c_encoder = NULL, *cs_c_enc = NULL, *cs_c_note_globals = NULL;
+static PyObject *cs_c_encoder = NULL, *cs_c_enc = NULL, *cs_c_note_globals = NULL,
+    *cs_c_clear = NULL;
+/* capture_root's: the C engine's pack (codec/_speedups.py's Helpers.pack)
+ * and the blob header (snapshot/_blob.py). */
+static PyObject *cs_c_pack = NULL, *cs_HEADER = NULL;
 
 static int
 cs_codec_ready(void)
 {
     if (cs_c_note_globals != NULL) return 0;
+    if (cs_c_pack == NULL) {
+        PyObject *codec = PyImport_ImportModule("corosnap.codec._ccodec");
+        PyObject *pack = codec == NULL ? NULL : PyObject_GetAttrString(codec, "pack");
+        Py_XDECREF(codec);
+        PyObject *blob = pack == NULL ? NULL : PyImport_ImportModule("corosnap.snapshot._blob");
+        PyObject *header = blob == NULL ? NULL : PyObject_GetAttrString(blob, "HEADER");
+        Py_XDECREF(blob);
+        if (header == NULL || !PyCallable_Check(pack)) {
+            if (!PyErr_Occurred()) {
+                PyErr_SetString(PyExc_ImportError, "corosnap.snapshot._csnapshot: "
+                                                   "corosnap.codec._ccodec.pack is missing");
+            }
+            Py_XDECREF(pack);
+            Py_XDECREF(header);
+            return -1;
+        }
+        cs_HEADER = header;
+        cs_c_pack = pack;
+    }
     PyObject *engines = PyImport_ImportModule("corosnap.codec._engines");
     PyObject *table = engines == NULL ? NULL : PyObject_GetAttrString(engines, "ENGINES");
     Py_XDECREF(engines);
@@ -237,16 +261,21 @@ cs_codec_ready(void)
     Py_XDECREF(c);
     PyObject *enc = cls == NULL ? NULL : PyObject_GetAttr(cls, s_enc);
     PyObject *note = enc == NULL ? NULL : PyObject_GetAttr(cls, s_note_globals);
-    if (note == NULL || !PyType_Check(cls) || !PyCFunction_Check(enc) || !PyCFunction_Check(note)) {
+    PyObject *clear = note == NULL ? NULL : PyObject_GetAttrString(cls, "clear");
+    if (clear == NULL || !PyType_Check(cls) || !PyCFunction_Check(enc) ||
+        !PyCFunction_Check(note) || !PyCFunction_Check(clear)) {
         if (!PyErr_Occurred()) {
             PyErr_SetString(PyExc_ImportError, "corosnap.snapshot._csnapshot: the C engine's "
-                                               "Encoder has no C enc and note_globals");
+                                               "Encoder has no C enc, note_globals and "
+                                               "clear");
         }
         Py_XDECREF(cls);
         Py_XDECREF(enc);
         Py_XDECREF(note);
+        Py_XDECREF(clear);
         return -1;
     }
+    cs_c_clear = clear;
     cs_c_encoder = cls;
     cs_c_enc = enc;
     cs_c_note_globals = note; /* last: marks them ready */
@@ -533,6 +562,154 @@ error:
     Py_XDECREF(cc);
     CorosnapFrameState_Clear(&fs);
     return NULL;
+}
+
+/* The encoder's CaptureState (its cstate), made the first time from its
+ * tables by the record's own constructor (so every field is checked), and
+ * kept there: the Snapshotter reuses its encoders, whose tables are emptied
+ * in place.  New reference. */
+static PyObject *
+cs_encoder_state(PyObject *frames, PyObject *code_cache, PyObject *encoder)
+{
+    PyObject *st = PyObject_GetAttr(encoder, s_cstate);
+    if (st == NULL) return NULL;
+    if (CaptureState_Check(st) && ((CaptureState *)st)->encoder == encoder &&
+        ((CaptureState *)st)->frames == frames && ((CaptureState *)st)->code_cache == code_cache) {
+        return st;
+    }
+    Py_DECREF(st);
+    static const char *tables[] = {"memo", "keep", "strings", "codes", "globals_seen",
+                                   "passthrough"};
+    PyObject *kw = PyDict_New();
+    int rc = kw == NULL ? -1 : 0;
+    for (size_t k = 0; rc == 0 && k < sizeof(tables) / sizeof(tables[0]); k++) {
+        PyObject *v = PyObject_GetAttrString(encoder, tables[k]);
+        rc = v == NULL ? -1 : PyDict_SetItemString(kw, tables[k], v);
+        Py_XDECREF(v);
+    }
+    if (rc == 0) rc = PyDict_SetItemString(kw, "encoder", encoder);
+    if (rc == 0) rc = PyDict_SetItemString(kw, "code_cache", code_cache);
+    if (rc == 0) rc = PyDict_SetItemString(kw, "frames", frames);
+    PyObject *empty = rc == 0 ? PyTuple_New(0) : NULL;
+    st = empty == NULL ? NULL : PyObject_Call((PyObject *)&CaptureState_Type.type, empty, kw);
+    Py_XDECREF(empty);
+    Py_XDECREF(kw);
+    if (st != NULL && PyObject_SetAttr(encoder, s_cstate, st) < 0) Py_CLEAR(st);
+    return st;
+}
+
+/* How many emptied encoders a Snapshotter's caches keep: _api._SPARE, which
+ * tests/test_encoder_reuse.py holds to this module's SPARE. */
+#define CS_SPARE 4
+
+/* capture_root(caches, pid, gen): Snapshotter.dumps's common case in one
+ * call (see there; caches is its _Caches).  An encoder is taken from
+ * caches.spare (or made: caches.Encoder(pid, caches.hook)), gen registered
+ * as memo entry 0 and its frame captured; when nothing is left for later
+ * (encoder.after and encoder.offered empty) the blob is packed, the encoder
+ * emptied (Encoder.clear) and put back, and the bytes returned.  Else
+ * (encoder, the root's fields): Python finishes the blob with that encoder.
+ * None: the C engine declined the root frame, before anything happened
+ * (the encoder is put back).  On an error the encoder is dropped. */
+static PyObject *
+cs_capture_root(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !cs_is_generator(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "capture_root(caches, pid, gen)");
+        return NULL;
+    }
+    PyObject *caches = args[0], *pid = args[1], *gen = args[2];
+    if (cs_codec_ready() < 0) return NULL;
+    PyObject *spare = PyObject_GetAttr(caches, s_spare), *enc = NULL, *st = NULL;
+    PyObject *frames = NULL, *codes = NULL, *code_cache = NULL, *fields = NULL, *out = NULL;
+    PyObject *key = NULL;
+    if (spare == NULL) return NULL;
+    if (!PyList_CheckExact(spare)) {
+        PyErr_SetString(PyExc_TypeError, "capture_root: caches.spare must be a list");
+        goto error;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(spare);
+    if (n > 0) {
+        enc = Py_NewRef(PyList_GET_ITEM(spare, n - 1));
+        if (PyList_SetSlice(spare, n - 1, n, NULL) < 0 || PyObject_SetAttr(enc, s_pid, pid) < 0)
+            goto error;
+    }
+    else {
+        PyObject *cls = PyObject_GetAttr(caches, s_Encoder);
+        PyObject *hook = cls == NULL ? NULL : PyObject_GetAttr(caches, s_hook);
+        if (hook != NULL) enc = PyObject_CallFunctionObjArgs(cls, pid, hook, NULL);
+        Py_XDECREF(cls);
+        Py_XDECREF(hook);
+        if (enc == NULL) goto error;
+    }
+    frames = PyObject_GetAttr(caches, s_frames_out);
+    codes = frames == NULL ? NULL : PyObject_GetAttr(caches, s_capture_codes);
+    code_cache = codes == NULL ? NULL : PyObject_GetAttr(codes, s_data);
+    if (code_cache == NULL) goto error;
+    if (!PyDict_CheckExact(code_cache)) {
+        PyErr_SetString(PyExc_TypeError, "capture_root: the capture code cache must be a dict");
+        goto error;
+    }
+    st = cs_encoder_state(frames, code_cache, enc);
+    if (st == NULL) goto error;
+    CaptureState *cst = (CaptureState *)st;
+    PyObject *zero = PyLong_FromLong(0);
+    key = PyLong_FromVoidPtr(gen);
+    int rc = key == NULL || zero == NULL ? -1 : PyDict_SetItem(cst->memo, key, zero);
+    Py_XDECREF(zero);
+    if (rc < 0 || PyList_Append(cst->keep, gen) < 0) goto error;
+    fields = cs_capture_frame(st, gen);
+    if (fields == NULL) goto error;
+    if (fields == Py_None) {
+        /* declined: nothing happened but the registration, undone */
+        Py_ssize_t k = PyList_GET_SIZE(cst->keep);
+        if (PyDict_DelItem(cst->memo, key) < 0 || PyList_SetSlice(cst->keep, k - 1, k, NULL) < 0)
+            goto error;
+        out = Py_NewRef(Py_None);
+    }
+    else {
+        PyObject *after = PyObject_GetAttr(enc, s_after);
+        PyObject *offered = after == NULL ? NULL : PyObject_GetAttr(enc, s_offered);
+        int more = offered == NULL ? -1 : PyObject_IsTrue(after);
+        if (more == 0) more = PyObject_IsTrue(offered);
+        Py_XDECREF(after);
+        Py_XDECREF(offered);
+        if (more < 0) goto error;
+        if (more) { /* buffers to decide, checks to run: Python finishes the blob */
+            out = PyTuple_Pack(2, enc, fields);
+            Py_CLEAR(enc); /* Python's now */
+            if (out == NULL) goto error;
+            goto done;
+        }
+        if (PyList_Insert(fields, 0, cs_HEADER) < 0) goto error;
+        out = PyObject_Vectorcall(cs_c_pack, &fields, 1, NULL);
+        if (out == NULL) goto error;
+    }
+    /* emptied (it drops every reference to this snapshot's values) and kept */
+    PyObject *cleared = PyObject_Vectorcall(cs_c_clear, &enc, 1, NULL);
+    if (cleared == NULL) goto error;
+    Py_DECREF(cleared);
+    if (PyList_GET_SIZE(spare) < CS_SPARE && PyList_Append(spare, enc) < 0) goto error;
+done:
+    Py_XDECREF(enc);
+    Py_XDECREF(key);
+    Py_XDECREF(fields);
+    Py_XDECREF(st);
+    Py_XDECREF(code_cache);
+    Py_XDECREF(codes);
+    Py_XDECREF(frames);
+    Py_DECREF(spare);
+    return out;
+error:
+    Py_CLEAR(out);
+    if (enc != NULL) {
+        /* dropped, with the cycle through its CaptureState broken */
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        if (PyObject_SetAttr(enc, s_cstate, Py_None) < 0) PyErr_Clear();
+        PyErr_Restore(type, value, tb);
+    }
+    goto done;
 }
 
 static PyObject *
@@ -1354,7 +1531,10 @@ cs_intern_names(void)
         {&s_delegated_frame, "delegated_frame"}, {&s_encode, "encode"}, {&s_decode, "decode"},
         {&s_adopt, "adopt"}, {&s_check_chain, "check_chain"}, {&s_dec, "dec"},
         {&s_finish, "finish"}, {&s_setstate, "__setstate__"}, {&s_close, "close"},
-        {&s_done, "done"},
+        {&s_done, "done"}, {&s_cstate, "cstate"}, {&s_after, "after"},
+        {&s_offered, "offered"}, {&s_spare, "spare"}, {&s_pid, "pid"},
+        {&s_Encoder, "Encoder"}, {&s_hook, "hook"}, {&s_frames_out, "frames_out"},
+        {&s_capture_codes, "capture_codes"}, {&s_data, "data"},
     };
     for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
         if (*names[k].var == NULL && (*names[k].var = PyUnicode_InternFromString(names[k].text))
@@ -1368,6 +1548,9 @@ cs_intern_names(void)
 static PyMethodDef cs_methods[] = {
     {"capture", (PyCFunction)(void (*)(void))cs_capture, METH_FASTCALL,
      "capture(state: CaptureState, gen) -> the frame's fields, or None (declined)"},
+    {"capture_root", (PyCFunction)(void (*)(void))cs_capture_root, METH_FASTCALL,
+     "capture_root(caches, pid, gen) -> the blob's bytes, (encoder, the root's fields) "
+     "(Python finishes the blob), or None (declined, nothing done)"},
     {"restore_root", (PyCFunction)(void (*)(void))cs_restore_root, METH_FASTCALL,
      "restore_root(frames, code_cache, tree) -> generator, or None (declined): a blob's root "
      "frame, default mode, with a RestoreState of its own"},
@@ -1408,5 +1591,9 @@ PyInit__csnapshot(void)
         return NULL;
     }
     Py_DECREF(known);
+    if (PyModule_AddIntConstant(m, "SPARE", CS_SPARE) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
     return m;
 }
