@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import random
 import threading
@@ -34,6 +35,7 @@ from corosnap.scheduler._records import (
     dump_exception,
     encode_run,
     encode_step,
+    evolve,
     validate_run_id,
 )
 
@@ -182,6 +184,23 @@ def test_run_records_round_trip() -> None:
     assert body["state"] == "running" and body["snapshot"] == b"\x01\x02"
     done = RunRecord("r2", "m.wf", state="done", outcome=Outcome.success([1, 2]))
     assert decode_run("r2", encode_run(done)).outcome.load() == [1, 2]  # type: ignore[union-attr]
+
+
+def test_evolve_is_dataclasses_replace() -> None:
+    """The engine's fast replace of a run record, field by field against
+    dataclasses.replace: every field (a field added to RunRecord with
+    init=False or a __post_init__ would break evolve, and this test)."""
+    rec = RunRecord("r1", "m.wf", snapshot=b"x", next_seq=3, outcomes={1: Outcome.success(2)},
+                    extra={"k": 1})
+    changes = {f.name: object() for f in dataclasses.fields(RunRecord)}
+    for name, value in changes.items():
+        assert evolve(rec, **{name: value}) == dataclasses.replace(rec, **{name: value}), name
+    assert evolve(rec, **changes) == dataclasses.replace(rec, **changes)
+    assert evolve(rec) == rec and evolve(rec) is not rec
+    assert all(f.init for f in dataclasses.fields(RunRecord))
+    assert not hasattr(RunRecord, "__post_init__")
+    with pytest.raises(TypeError, match="no field 'nope'"):
+        evolve(rec, nope=1)
 
 
 def test_unknown_fields_are_kept_and_damage_is_reported() -> None:

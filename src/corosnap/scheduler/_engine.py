@@ -79,7 +79,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import BrokenExecutor, Executor, Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -106,6 +106,7 @@ from ._records import (
     decode_step,
     encode_chunk,
     encode_run,
+    evolve,
     marker_key,
     parse_marker_key,
     run_key,
@@ -605,7 +606,7 @@ class Engine:
         if rec.format == 1:
             rec = self.upgrade_legacy(rec)
         now = self.clock()
-        claimed = replace(
+        claimed = evolve(
             rec, owner=self.id, lease=now + self.lease, wake=None, updated=now, pid=self.pid,
             marker=rec.marker if rec.parent is not None or rec.marker else "legacy",
         )  # fmt: skip
@@ -680,7 +681,7 @@ class Engine:
             raw = self.store.get(key)
             if raw is not None:
                 outcomes[op.seq] = decode_step(key, raw.blob).outcome
-        return replace(rec, outcomes=outcomes)
+        return evolve(rec, outcomes=outcomes)
 
     def repair_legacy_markers(self) -> None:
         """Give format-1 top-level runs (which have no ``live/`` marker) one, once per engine.
@@ -763,7 +764,7 @@ class Engine:
         changes.setdefault("owner", self.id)
         changes.setdefault("lease", now + self.lease if changes["owner"] else 0.0)
         changes.setdefault("wake", None)
-        return replace(
+        return evolve(
             rec, history=history, chunks=chunks, updated=now, pid=self.pid, **changes
         )
 

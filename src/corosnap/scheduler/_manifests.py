@@ -88,13 +88,25 @@ class ManifestRecorder:
     def remember(self, obj: Any) -> None:
         """Record every function version in ``obj``'s ``await`` chain (once each)."""
         for _ in range(10_000):
-            code = getattr(obj, "cr_code", None) or getattr(obj, "gi_code", None)
-            if code is None:
+            # Coroutines and generators by type (this runs at every
+            # checkpoint; a getattr that misses costs an exception), anything
+            # else that looks like one by its attributes.
+            t = type(obj)
+            if t is types.CoroutineType:
+                code, following = obj.cr_code, obj.cr_await
+            elif t is types.GeneratorType:
+                code, following = obj.gi_code, obj.gi_yieldfrom
+            elif obj is None:
                 return
+            else:
+                code = getattr(obj, "cr_code", None) or getattr(obj, "gi_code", None)
+                if code is None:
+                    return
+                following = getattr(obj, "cr_await", None) or getattr(obj, "gi_yieldfrom", None)
             if self._codes.get(id(code)) is not code:
                 self._codes[id(code)] = code
                 self._record(code, obj)
-            obj = getattr(obj, "cr_await", None) or getattr(obj, "gi_yieldfrom", None)
+            obj = following
 
     def _record(self, code: types.CodeType, obj: Any) -> None:
         frame = getattr(obj, "cr_frame", None) or getattr(obj, "gi_frame", None)

@@ -86,7 +86,7 @@ import pickle
 import re
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 import msgpack
@@ -353,6 +353,25 @@ class RunRecord:
     def steps_recorded(self) -> int:
         """How many steps of this run are recorded (history entries, chunks included)."""
         return self.chunks * HISTORY_CHUNK + len(self.history)
+
+
+_RUN_FIELDS = tuple(f.name for f in fields(RunRecord))
+_run_values = operator.attrgetter(*_RUN_FIELDS)
+_RUN_INDEX = {name: i for i, name in enumerate(_RUN_FIELDS)}
+
+
+def evolve(rec: RunRecord, **changes: Any) -> RunRecord:
+    """``dataclasses.replace(rec, **changes)`` at about half its cost: a run's
+    record is made anew at every checkpoint.  Every field of RunRecord is an
+    ``__init__`` argument, in field order, with no ``__post_init__``
+    (``tests/scheduler`` holds it to ``replace``)."""
+    values = list(_run_values(rec))
+    for name, value in changes.items():
+        index = _RUN_INDEX.get(name)
+        if index is None:
+            raise TypeError(f"RunRecord has no field {name!r}")
+        values[index] = value
+    return RunRecord(*values)
 
 
 def _encode_waiting(waiting: Waiting) -> dict[str, Any]:

@@ -349,15 +349,6 @@ cs_encode_slot(CaptureState *st, PyObject *x)
     return out;
 }
 
-static int
-cs_append_new(PyObject *list, PyObject *item)
-{
-    if (item == NULL) return -1;
-    int rc = PyList_Append(list, item);
-    Py_DECREF(item);
-    return rc;
-}
-
 /* A string stored once per blob (Encoder.string): the text the first time,
  * its index later; new reference. */
 static PyObject *
@@ -374,35 +365,56 @@ cs_string(PyObject *strings, PyObject *text)
 
 /* Encoder.coderef for a code without a nested path: [module, qualname,
  * fingerprint] with each string replaced by its index when the blob has it
- * already, or [-1 - k] for the k-th code seen. */
+ * already, or [-1 - k] for the k-th code seen; key: id(co).  The list has
+ * room for `extra` more items after these (NULL until set); *at: how many
+ * are set. */
 static PyObject *
-cs_coderef(CaptureState *st, PyCodeObject *co, CaptureCode *cc)
+cs_coderef(CaptureState *st, PyObject *key, CaptureCode *cc, Py_ssize_t extra, Py_ssize_t *at)
 {
-    PyObject *key = PyLong_FromVoidPtr(co);
-    if (key == NULL) return NULL;
-    PyObject *k = PyDict_GetItemWithError(st->codes, key);
+    PyObject *k = PyDict_GetItemWithError(st->codes, key), *out;
     if (k != NULL) {
-        Py_DECREF(key);
         Py_ssize_t kk = PyLong_AsSsize_t(k);
         if (kk == -1 && PyErr_Occurred()) return NULL;
-        return Py_BuildValue("[n]", -1 - kk);
+        PyObject *ref = PyLong_FromSsize_t(-1 - kk);
+        out = ref == NULL ? NULL : PyList_New(1 + extra);
+        if (out == NULL) {
+            Py_XDECREF(ref);
+            return NULL;
+        }
+        PyList_SET_ITEM(out, 0, ref);
+        *at = 1;
+        return out;
     }
-    if (PyErr_Occurred()) {
-        Py_DECREF(key);
-        return NULL;
-    }
+    if (PyErr_Occurred()) return NULL;
     PyObject *count = PyLong_FromSsize_t(PyDict_GET_SIZE(st->codes));
     int rc = count == NULL ? -1 : PyDict_SetItem(st->codes, key, count);
     Py_XDECREF(count);
-    Py_DECREF(key);
     if (rc < 0) return NULL;
     PyObject *module = cs_string(st->strings, cc->name_module);
     PyObject *qual = module == NULL ? NULL : cs_string(st->strings, cc->name_qualname);
-    if (qual == NULL) {
+    out = qual == NULL ? NULL : PyList_New(3 + extra);
+    if (out == NULL) {
         Py_XDECREF(module);
+        Py_XDECREF(qual);
         return NULL;
     }
-    return Py_BuildValue("[NNO]", module, qual, cc->fingerprint);
+    PyList_SET_ITEM(out, 0, module);
+    PyList_SET_ITEM(out, 1, qual);
+    PyList_SET_ITEM(out, 2, Py_NewRef(cc->fingerprint));
+    *at = 3;
+    return out;
+}
+
+/* A list of len(ref) + extra items, ref's first (a Python coderef). */
+static PyObject *
+cs_widen(PyObject *ref, Py_ssize_t extra, Py_ssize_t *at)
+{
+    Py_ssize_t n = PyList_GET_SIZE(ref);
+    PyObject *out = PyList_New(n + extra);
+    if (out == NULL) return NULL;
+    for (Py_ssize_t j = 0; j < n; j++) PyList_SET_ITEM(out, j, Py_NewRef(PyList_GET_ITEM(ref, j)));
+    *at = n;
+    return out;
 }
 
 /* The sub-generator a delegating frame sends to (Encoder.delegated_frame):
@@ -451,10 +463,9 @@ cs_capture_frame(PyObject *state, PyObject *gen)
     Py_CLEAR(key);
     if (has < 0) goto error;
     PyCodeObject *co = frames_api->code_of(gen);
-    key = PyLong_FromVoidPtr(co);
+    key = PyLong_FromVoidPtr(co); /* id(co), kept for the coderef */
     if (key == NULL) goto error;
     PyObject *found = PyDict_GetItemWithError(st->code_cache, key);
-    Py_CLEAR(key);
     if (found == NULL) {
         if (PyErr_Occurred()) goto error;
         goto slow; /* first time: the Python engine makes the record */
@@ -508,29 +519,39 @@ cs_capture_frame(PyObject *state, PyObject *gen)
         if (rc == NULL) goto error;
         Py_DECREF(rc);
     }
+    /* [*coderef, position, *localsplus, *stack], made at its full size and
+     * filled in order (a NULL item is one not filled yet) */
+    Py_ssize_t at = 0, extra = 1 + n + depth;
     if (cc->name_qualname == Py_None) { /* a nested code: Encoder.coderef */
-        fields = cs_call_method(st->encoder, s_coderef, (PyObject *)co, cc->ref, cc->fingerprint,
-                                NULL);
-        if (fields != NULL && !PyList_CheckExact(fields)) {
+        PyObject *ref = cs_call_method(st->encoder, s_coderef, (PyObject *)co, cc->ref,
+                                       cc->fingerprint, NULL);
+        if (ref == NULL) goto error;
+        if (!PyList_CheckExact(ref)) {
+            Py_DECREF(ref);
             PyErr_SetString(PyExc_TypeError, "Encoder.coderef() must return a list");
             goto error;
         }
+        fields = cs_widen(ref, extra, &at);
+        Py_DECREF(ref);
     }
     else {
-        fields = cs_coderef(st, co, cc);
+        fields = cs_coderef(st, key, cc, extra, &at);
     }
+    Py_CLEAR(key);
     if (fields == NULL) goto error;
     if (fs.exc_value == Py_None) {
-        if (PyList_Append(fields, lasti) < 0) goto error;
+        PyList_SET_ITEM(fields, at++, Py_NewRef(lasti));
     }
     else {
         PyObject *e = cs_encoder_call(st->encoder, 0, fs.exc_value);
-        if (e == NULL) goto error;
-        if (cs_append_new(fields, Py_BuildValue("[ON]", lasti, e)) < 0) goto error;
+        PyObject *pos = e == NULL ? NULL : Py_BuildValue("[ON]", lasti, e);
+        if (pos == NULL) goto error;
+        PyList_SET_ITEM(fields, at++, pos);
     }
     for (Py_ssize_t j = 0; j < n; j++) {
-        if (cs_append_new(fields, cs_encode_slot(st, PyList_GET_ITEM(fs.localsplus, j))) < 0)
-            goto error;
+        PyObject *out = cs_encode_slot(st, PyList_GET_ITEM(fs.localsplus, j));
+        if (out == NULL) goto error;
+        PyList_SET_ITEM(fields, at++, out);
     }
     for (Py_ssize_t j = 0; j < depth; j++) {
         PyObject *x = PyList_GET_ITEM(fs.stack, j);
@@ -544,13 +565,15 @@ cs_capture_frame(PyObject *state, PyObject *gen)
         else {
             out = cs_encode_slot(st, x);
         }
-        if (cs_append_new(fields, out) < 0) goto error;
+        if (out == NULL) goto error;
+        PyList_SET_ITEM(fields, at++, out);
     }
     Py_DECREF(lasti);
     Py_DECREF(cc);
     CorosnapFrameState_Clear(&fs);
     return fields;
 slow:
+    Py_XDECREF(key);
     Py_XDECREF(lasti);
     Py_XDECREF(cc);
     CorosnapFrameState_Clear(&fs);
