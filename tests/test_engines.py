@@ -779,7 +779,7 @@ def _valid(name: str) -> dict[str, Any]:
         "active": set(), "globals_seen": set(), "passthrough": frozenset(), "label": "x",
         "name": "x", "name_module": "m", "name_qualname": "q", "module": None,
         "nullable": False, "index_above": False, "dot0": False, "dot0_iter": False,
-        "safe": False, "code": weakref.ref(leaf.__code__),
+        "safe": False, "code": weakref.ref(leaf.__code__), "spare": [],
     }
     out = {}
     for field in _contract.FIELDS[name]:

@@ -1724,6 +1724,28 @@ w_long(W *w, PyObject *o, int *overflowed)
 /* msgpack's packing of a tree node (its order of checks: None, bools, int,
  * float, bytes-like, str, dict, ExtType, list or tuple, memoryview, then
  * default once), plus Packed nodes. */
+/* A list or tuple (a tree node, as msgpack packs it). */
+static int
+w_seq(W *w, PyObject *o)
+{
+    int is_list = PyList_Check(o);
+    Py_ssize_t n = is_list ? PyList_GET_SIZE(o) : PyTuple_GET_SIZE(o);
+    int rc = w_count(w, 0, n);
+    w->depth++;
+    for (Py_ssize_t i = 0; rc == 0 && i < n; i++) {
+        if (is_list && PyList_GET_SIZE(o) != n) {
+            PyErr_SetString(PyExc_RuntimeError, "list changed size during packing");
+            rc = -1;
+            break;
+        }
+        PyObject *x = Py_NewRef(is_list ? PyList_GET_ITEM(o, i) : PyTuple_GET_ITEM(o, i));
+        rc = w_tree(w, x);
+        Py_DECREF(x);
+    }
+    w->depth--;
+    return rc;
+}
+
 static int
 w_tree(W *w, PyObject *o)
 {
@@ -1742,6 +1764,9 @@ again:
     }
     if (Py_TYPE(o) == &Packed_Type) {
         rc = w_packed(w, (Packed *)o);
+    }
+    else if (PyList_CheckExact(o)) { /* the commonest node: none of the kinds below */
+        rc = w_seq(w, o);
     }
     else if (o == Py_None) {
         rc = w_head(w, 0xc0, 0, 0);
@@ -1813,21 +1838,7 @@ again:
         }
     }
     else if (PyList_Check(o) || PyTuple_Check(o)) {
-        int is_list = PyList_Check(o);
-        Py_ssize_t n = is_list ? PyList_GET_SIZE(o) : PyTuple_GET_SIZE(o);
-        rc = w_count(w, 0, n);
-        w->depth++;
-        for (Py_ssize_t i = 0; rc == 0 && i < n; i++) {
-            if (is_list && PyList_GET_SIZE(o) != n) {
-                PyErr_SetString(PyExc_RuntimeError, "list changed size during packing");
-                rc = -1;
-                break;
-            }
-            PyObject *x = Py_NewRef(is_list ? PyList_GET_ITEM(o, i) : PyTuple_GET_ITEM(o, i));
-            rc = w_tree(w, x);
-            Py_DECREF(x);
-        }
-        w->depth--;
+        rc = w_seq(w, o);
     }
     else if (PyMemoryView_Check(o)) {
         Py_buffer view;

@@ -53,7 +53,7 @@ from ..frames import backend
 from . import _asyncgen
 from ._blob import DEFAULT_MAX_SIZE, HEADER, HEADER2, open_blob, sign
 from ._capture import FrameEncoder, check_target, describe_target
-from ._contract import capture_root
+from ._contract import CaptureRoot, capture_root
 from ._migrate import Migrations, Migrator, Session, make_migrator
 from ._restore import FrameDecoder
 from ._signature import signature_table
@@ -79,7 +79,7 @@ class _Caches:
 
     __slots__ = ("engine", "codec", "Encoder", "new_ext_hook", "unpack", "pack", "capture_codes",
                  "restore_codes", "frames_out", "frames_in", "frames_migrating", "hook", "spare",
-                 "capture_root")
+                 "capture_root", "root")
 
     def __init__(self, engine: str) -> None:
         self.engine = engine
@@ -101,8 +101,12 @@ class _Caches:
         # pop and append are atomic, so that threads never share one.
         self.spare: list[Any] = []
         # The C engine's dumps of a generator or coroutine in one call (an
-        # encoder taken from spare, the root captured, the blob packed).
+        # encoder taken from spare, the root captured, the blob packed), and
+        # what it needs of these caches.
         self.capture_root = capture_root if engine == "c" else None
+        self.root = None if self.capture_root is None else CaptureRoot(
+            spare=self.spare, frames=self.frames_out, code_cache=self.capture_codes.data,
+            encoder_class=self.Encoder, hook=self.hook)
 
 class Snapshotter:
     """Captures suspended generators, coroutines and async generators as bytes, and rebuilds them.
@@ -244,7 +248,7 @@ class Snapshotter:
             # failure is met again below, the general way, which names the
             # frame and the slot at fault.
             try:
-                given = caches.capture_root(caches, self._pid, obj)
+                given = caches.capture_root(caches.root, self._pid, obj)
             except Exception:
                 given = None
             if type(given) is bytes:

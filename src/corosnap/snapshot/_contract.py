@@ -9,7 +9,8 @@ fields:
 - ``RestoreCode`` / ``Plan`` / ``Check``: restore's per-code facts, its plans
   per resume offset and the check of each stack slot;
 - ``CaptureState`` / ``RestoreState``: one dumps / one loads as the C engine
-  sees it (every table it reads or fills, by name).
+  sees it (every table it reads or fills, by name);
+- ``CaptureRoot``: what ``capture_root`` needs of a Snapshotter's caches.
 
 Both engines use the same records: the Python engine reads the very plans
 and checks the C engine reads, so there is no second, "fast" copy of any
@@ -45,6 +46,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
                     "cells", "plans", "fn", "args", "kwargs", "dot0_iter", "info", "rules"),
     "CaptureState": ("encoder", "memo", "keep", "strings", "codes", "globals_seen",
                      "passthrough", "code_cache", "frames"),
+    "CaptureRoot": ("spare", "frames", "code_cache", "encoder_class", "hook"),
     "RestoreState": ("decoder", "memo", "strings", "codes", "active", "exceptions", "safe",
                      "allow", "code_cache", "frames"),
 }
@@ -101,20 +103,23 @@ Check: Any = RECORDS["Check"]
 Plan: Any = RECORDS["Plan"]
 RestoreCode: Any = RECORDS["RestoreCode"]
 CaptureState: Any = RECORDS["CaptureState"]
+CaptureRoot: Any = RECORDS["CaptureRoot"]
 RestoreState: Any = RECORDS["RestoreState"]
 
 capture: Callable[..., Any] | None = None if C is None else C.capture
 """``capture(state, gen)``: the C engine's frame capture (None: pure Python)."""
 capture_root: Callable[..., Any] | None = None if C is None else C.capture_root
-"""``capture_root(caches, pid, gen)``: ``dumps``'s common case in one call (a reused
-encoder, the root registered and captured, the blob packed), with the encoder's
-CaptureState (made once per encoder, kept as its ``cstate``) (None: pure Python)."""
+"""``capture_root(root: CaptureRoot, pid, gen)``: ``dumps``'s common case in one call
+(a reused encoder, the root registered and captured, the blob packed), with the
+encoder's CaptureState (made once per encoder, kept as its ``cstate``) (None: pure
+Python)."""
 restore: Callable[..., Any] | None = None if C is None else C.restore
 """``restore(state, v, i, root)``: the C engine's frame restore (None: pure Python)."""
 restore_root: Callable[..., Any] | None = None if C is None else C.restore_root
 """``restore_root(frames, code_cache, tree)``: a blob's root frame in the default mode,
 with a RestoreState the C engine makes itself (None: pure Python)."""
 
-__all__ = ["C", "ENGINE", "FIELDS", "RECORDS", "CaptureCode", "CaptureState", "Check", "Plan",
+__all__ = ["C", "ENGINE", "FIELDS", "RECORDS", "CaptureCode", "CaptureRoot", "CaptureState",
+           "Check", "Plan",
            "RestoreCode", "RestoreState", "Where", "capture", "capture_root", "check_fields",
            "python_record", "restore", "restore_root"]

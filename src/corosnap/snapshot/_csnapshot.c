@@ -136,6 +136,17 @@ CS_RECORD(CaptureState, CAPTURE_STATE_FIELDS, "corosnap.snapshot._csnapshot.Capt
           "strings, codes, globals_seen, passthrough), {id(code): CaptureCode}, and the "
           "snapshot layer's FrameEncoder (frames.encode: the Python engine).")
 
+#define CAPTURE_ROOT_FIELDS(F, R) \
+    F(R, spare, LIST, RO)          \
+    F(R, frames, ANY, RO)          \
+    F(R, code_cache, DICT, RO)     \
+    F(R, encoder_class, ANY, RO)   \
+    F(R, hook, ANY, RO)
+CS_RECORD(CaptureRoot, CAPTURE_ROOT_FIELDS, "corosnap.snapshot._csnapshot.CaptureRoot",
+          "What capture_root needs of a Snapshotter's caches: its spare encoders, the "
+          "snapshot layer's FrameEncoder, {id(code): CaptureCode}, the Encoder class and "
+          "the frame hook a new encoder is made with.")
+
 #define RESTORE_STATE_FIELDS(F, R) \
     F(R, decoder, ANY, RW)         \
     F(R, memo, LIST, RO)           \
@@ -219,6 +230,13 @@ cs_call_method(PyObject *obj, PyObject *name, PyObject *a, PyObject *b, PyObject
     return PyObject_VectorcallMethod(name, margs, n | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
 }
 
+/* Slots of the C engine's Encoder that capture_root reads and sets: their
+ * offsets, from the class's member descriptors (each checked to be an
+ * object slot) by cs_codec_ready.  Only for an encoder of that very class. */
+enum { CS_ENC_PID, CS_ENC_CSTATE, CS_ENC_AFTER, CS_ENC_OFFERED, CS_ENC_NSLOTS };
+static const char *cs_enc_slot_names[CS_ENC_NSLOTS] = {"pid", "cstate", "after", "offered"};
+static Py_ssize_t cs_enc_offsets[CS_ENC_NSLOTS];
+
 /* The C engine's Encoder class and its enc and note_globals, the C value
  * codec's functions (codec/_engines.py binds them on it), fetched on first
  * use.  An encoder of that class has them called as plain functions, with no
@@ -275,10 +293,61 @@ cs_codec_ready(void)
         Py_XDECREF(clear);
         return -1;
     }
+    for (int k = 0; k < CS_ENC_NSLOTS; k++) {
+        PyObject *d = PyObject_GetAttrString(cls, cs_enc_slot_names[k]);
+        int ok = d != NULL && Py_IS_TYPE(d, &PyMemberDescr_Type) &&
+                 ((PyMemberDescrObject *)d)->d_member->type == T_OBJECT_EX;
+        if (ok) cs_enc_offsets[k] = ((PyMemberDescrObject *)d)->d_member->offset;
+        Py_XDECREF(d);
+        if (!ok) {
+            if (!PyErr_Occurred()) {
+                PyErr_Format(PyExc_ImportError, "corosnap.snapshot._csnapshot: Encoder.%s is "
+                             "not one of Encoder.__slots__", cs_enc_slot_names[k]);
+            }
+            Py_DECREF(cls);
+            Py_DECREF(enc);
+            Py_DECREF(note);
+            Py_DECREF(clear);
+            return -1;
+        }
+    }
     cs_c_clear = clear;
     cs_c_encoder = cls;
     cs_c_enc = enc;
     cs_c_note_globals = note; /* last: marks them ready */
+    return 0;
+}
+
+/* encoder.<slot k> (borrowed): AttributeError when unset; TypeError for
+ * after/offered when not lists. */
+static PyObject *
+cs_encoder_slot(PyObject *encoder, int k)
+{
+    if ((PyObject *)Py_TYPE(encoder) != cs_c_encoder) {
+        PyErr_SetString(PyExc_TypeError, "capture_root needs the C engine's Encoder");
+        return NULL;
+    }
+    PyObject *v = *(PyObject **)((char *)encoder + cs_enc_offsets[k]);
+    if (v == NULL) {
+        PyErr_Format(PyExc_AttributeError, "Encoder.%s is not set", cs_enc_slot_names[k]);
+        return NULL;
+    }
+    if ((k == CS_ENC_AFTER || k == CS_ENC_OFFERED) && !PyList_CheckExact(v)) {
+        PyErr_Format(PyExc_TypeError, "Encoder.%s must be a list", cs_enc_slot_names[k]);
+        return NULL;
+    }
+    return v;
+}
+
+static int
+cs_encoder_slot_set(PyObject *encoder, int k, PyObject *v)
+{
+    if ((PyObject *)Py_TYPE(encoder) != cs_c_encoder) {
+        PyErr_SetString(PyExc_TypeError, "capture_root needs the C engine's Encoder");
+        return -1;
+    }
+    PyObject **slot = (PyObject **)((char *)encoder + cs_enc_offsets[k]);
+    Py_XSETREF(*slot, Py_NewRef(v));
     return 0;
 }
 
@@ -594,8 +663,9 @@ error:
 static PyObject *
 cs_encoder_state(PyObject *frames, PyObject *code_cache, PyObject *encoder)
 {
-    PyObject *st = PyObject_GetAttr(encoder, s_cstate);
+    PyObject *st = cs_encoder_slot(encoder, CS_ENC_CSTATE);
     if (st == NULL) return NULL;
+    Py_INCREF(st);
     if (CaptureState_Check(st) && ((CaptureState *)st)->encoder == encoder &&
         ((CaptureState *)st)->frames == frames && ((CaptureState *)st)->code_cache == code_cache) {
         return st;
@@ -617,7 +687,7 @@ cs_encoder_state(PyObject *frames, PyObject *code_cache, PyObject *encoder)
     st = empty == NULL ? NULL : PyObject_Call((PyObject *)&CaptureState_Type.type, empty, kw);
     Py_XDECREF(empty);
     Py_XDECREF(kw);
-    if (st != NULL && PyObject_SetAttr(encoder, s_cstate, st) < 0) Py_CLEAR(st);
+    if (st != NULL && cs_encoder_slot_set(encoder, CS_ENC_CSTATE, st) < 0) Py_CLEAR(st);
     return st;
 }
 
@@ -637,43 +707,28 @@ cs_encoder_state(PyObject *frames, PyObject *code_cache, PyObject *encoder)
 static PyObject *
 cs_capture_root(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 3 || !cs_is_generator(args[2])) {
-        PyErr_SetString(PyExc_TypeError, "capture_root(caches, pid, gen)");
+    if (nargs != 3 || !CaptureRoot_Check(args[0]) || !cs_is_generator(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "capture_root(root: CaptureRoot, pid, gen)");
         return NULL;
     }
-    PyObject *caches = args[0], *pid = args[1], *gen = args[2];
+    CaptureRoot *root = (CaptureRoot *)args[0];
+    PyObject *pid = args[1], *gen = args[2], *spare = root->spare;
     if (cs_codec_ready() < 0) return NULL;
-    PyObject *spare = PyObject_GetAttr(caches, s_spare), *enc = NULL, *st = NULL;
-    PyObject *frames = NULL, *codes = NULL, *code_cache = NULL, *fields = NULL, *out = NULL;
-    PyObject *key = NULL;
-    if (spare == NULL) return NULL;
-    if (!PyList_CheckExact(spare)) {
-        PyErr_SetString(PyExc_TypeError, "capture_root: caches.spare must be a list");
-        goto error;
-    }
+    PyObject *enc = NULL, *st = NULL, *fields = NULL, *out = NULL, *key = NULL;
+    Py_INCREF(root);
     Py_ssize_t n = PyList_GET_SIZE(spare);
     if (n > 0) {
         enc = Py_NewRef(PyList_GET_ITEM(spare, n - 1));
-        if (PyList_SetSlice(spare, n - 1, n, NULL) < 0 || PyObject_SetAttr(enc, s_pid, pid) < 0)
+        if (PyList_SetSlice(spare, n - 1, n, NULL) < 0 ||
+            cs_encoder_slot_set(enc, CS_ENC_PID, pid) < 0) {
             goto error;
+        }
     }
     else {
-        PyObject *cls = PyObject_GetAttr(caches, s_Encoder);
-        PyObject *hook = cls == NULL ? NULL : PyObject_GetAttr(caches, s_hook);
-        if (hook != NULL) enc = PyObject_CallFunctionObjArgs(cls, pid, hook, NULL);
-        Py_XDECREF(cls);
-        Py_XDECREF(hook);
+        enc = PyObject_CallFunctionObjArgs(root->encoder_class, pid, root->hook, NULL);
         if (enc == NULL) goto error;
     }
-    frames = PyObject_GetAttr(caches, s_frames_out);
-    codes = frames == NULL ? NULL : PyObject_GetAttr(caches, s_capture_codes);
-    code_cache = codes == NULL ? NULL : PyObject_GetAttr(codes, s_data);
-    if (code_cache == NULL) goto error;
-    if (!PyDict_CheckExact(code_cache)) {
-        PyErr_SetString(PyExc_TypeError, "capture_root: the capture code cache must be a dict");
-        goto error;
-    }
-    st = cs_encoder_state(frames, code_cache, enc);
+    st = cs_encoder_state(root->frames, root->code_cache, enc);
     if (st == NULL) goto error;
     CaptureState *cst = (CaptureState *)st;
     PyObject *zero = PyLong_FromLong(0);
@@ -691,14 +746,11 @@ cs_capture_root(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         out = Py_NewRef(Py_None);
     }
     else {
-        PyObject *after = PyObject_GetAttr(enc, s_after);
-        PyObject *offered = after == NULL ? NULL : PyObject_GetAttr(enc, s_offered);
-        int more = offered == NULL ? -1 : PyObject_IsTrue(after);
-        if (more == 0) more = PyObject_IsTrue(offered);
-        Py_XDECREF(after);
-        Py_XDECREF(offered);
-        if (more < 0) goto error;
-        if (more) { /* buffers to decide, checks to run: Python finishes the blob */
+        PyObject *after = cs_encoder_slot(enc, CS_ENC_AFTER);
+        PyObject *offered = after == NULL ? NULL : cs_encoder_slot(enc, CS_ENC_OFFERED);
+        if (offered == NULL) goto error;
+        if (PyList_GET_SIZE(after) || PyList_GET_SIZE(offered)) {
+            /* buffers to decide, checks to run: Python finishes the blob */
             out = PyTuple_Pack(2, enc, fields);
             Py_CLEAR(enc); /* Python's now */
             if (out == NULL) goto error;
@@ -718,10 +770,7 @@ done:
     Py_XDECREF(key);
     Py_XDECREF(fields);
     Py_XDECREF(st);
-    Py_XDECREF(code_cache);
-    Py_XDECREF(codes);
-    Py_XDECREF(frames);
-    Py_DECREF(spare);
+    Py_DECREF(root);
     return out;
 error:
     Py_CLEAR(out);
@@ -729,7 +778,7 @@ error:
         /* dropped, with the cycle through its CaptureState broken */
         PyObject *type, *value, *tb;
         PyErr_Fetch(&type, &value, &tb);
-        if (PyObject_SetAttr(enc, s_cstate, Py_None) < 0) PyErr_Clear();
+        if (cs_encoder_slot_set(enc, CS_ENC_CSTATE, Py_None) < 0) PyErr_Clear();
         PyErr_Restore(type, value, tb);
     }
     goto done;
@@ -1572,7 +1621,8 @@ static PyMethodDef cs_methods[] = {
     {"capture", (PyCFunction)(void (*)(void))cs_capture, METH_FASTCALL,
      "capture(state: CaptureState, gen) -> the frame's fields, or None (declined)"},
     {"capture_root", (PyCFunction)(void (*)(void))cs_capture_root, METH_FASTCALL,
-     "capture_root(caches, pid, gen) -> the blob's bytes, (encoder, the root's fields) "
+     "capture_root(root: CaptureRoot, pid, gen) -> the blob's bytes, (encoder, the root's "
+     "fields) "
      "(Python finishes the blob), or None (declined, nothing done)"},
     {"restore_root", (PyCFunction)(void (*)(void))cs_restore_root, METH_FASTCALL,
      "restore_root(frames, code_cache, tree) -> generator, or None (declined): a blob's root "
@@ -1595,7 +1645,8 @@ PyInit__csnapshot(void)
     PyObject *m = PyModule_Create(&cs_module);
     if (m == NULL) return NULL;
     cs_record_type *records[] = {&Where_Type, &CaptureCode_Type, &Check_Type, &Plan_Type,
-                                 &RestoreCode_Type, &CaptureState_Type, &RestoreState_Type};
+                                 &RestoreCode_Type, &CaptureState_Type, &CaptureRoot_Type,
+                                 &RestoreState_Type};
     for (size_t k = 0; k < sizeof(records) / sizeof(records[0]); k++) {
         if (cs_record_ready(records[k], m) < 0) {
             Py_DECREF(m);
