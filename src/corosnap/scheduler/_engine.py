@@ -166,7 +166,7 @@ class _LiveRun:
     coro: Any = None
     pending: set[int] = field(default_factory=set)  # ops of rec.waiting without an outcome
     outcomes: dict[int, Outcome] = field(default_factory=dict)  # ops resolved so far
-    new_history: list[tuple[HistoryEntry, str]] = field(default_factory=list)  # not yet written
+    new_history: list[tuple[HistoryEntry, Op]] = field(default_factory=list)  # not yet written
     writes: int = 0  # successful writes by this engine: renewal timers check it
     chunk_written: int = -1  # index of the last history chunk this engine wrote
     chunk_failed_at: int = -1  # value of `writes` when writing a chunk last failed
@@ -785,11 +785,11 @@ class Engine:
             return False
         self.stats.writes += 1
         self.stats.steps_recorded += len(run.new_history)
-        for entry, describe in run.new_history:
+        for entry, op in run.new_history:
             if log.isEnabledFor(logging.DEBUG):
                 log.debug(
                     "run %s step %s: %s after %d attempt(s) in %.3f s",
-                    run.id, describe, "done" if entry.ok else "failed", entry.attempts,
+                    run.id, op.describe(), "done" if entry.ok else "failed", entry.attempts,
                     entry.finished - entry.started,
                     extra={"scheduler_event": {
                         "event": "step", "run_id": run.id, "seq": entry.seq, "ok": entry.ok,
@@ -1118,7 +1118,7 @@ class Engine:
         run: _LiveRun,
         seq: int,
         outcome: Outcome,
-        recorded: tuple[HistoryEntry, str] | None = None,
+        recorded: tuple[HistoryEntry, Op] | None = None,
     ) -> None:
         """Give op ``seq`` its outcome (``recorded``: a step's, to be written); last one: ready."""
         if seq not in run.pending or not self.holds(run):
@@ -1378,4 +1378,4 @@ class Engine:
             op.seq, attempt.options.name, outcome.ok, attempt.number, self.id,
             attempt.first_started, self.clock(),
         )  # fmt: skip
-        self.resolve(run, op.seq, outcome, (entry, op.describe()))
+        self.resolve(run, op.seq, outcome, (entry, op))  # described only if logged

@@ -179,6 +179,8 @@ def validate_key(key: object) -> str:
             f"a store key must be at most {MAX_KEY_BYTES} UTF-8 bytes; "
             f"this one has {len(key)} characters: {_short_repr(key)}"
         )
+    if key.isascii():  # a flag of the str: one byte per character, no surrogate
+        return key
     try:
         size = len(key.encode("utf-8"))
     except UnicodeEncodeError as exc:
