@@ -1709,7 +1709,12 @@ w_long(W *w, PyObject *o, int *overflowed)
         return w_int(w, d);
     }
     if (overflow > 0) {
-        unsigned long long u = PyLong_AsUnsignedLongLong(o);
+        /* PyLong_AsUnsignedLong reads the digits directly where
+         * PyLong_AsUnsignedLongLong goes through _PyLong_AsByteArray (a
+         * code's fingerprint is such an int, in every frame) */
+        unsigned long long u = sizeof(unsigned long) == sizeof(unsigned long long)
+                                   ? (unsigned long long)PyLong_AsUnsignedLong(o)
+                                   : PyLong_AsUnsignedLongLong(o);
         if (!(u == (unsigned long long)-1 && PyErr_Occurred())) {
             return w_head(w, 0xcf, u, 8);
         }
@@ -1721,9 +1726,21 @@ w_long(W *w, PyObject *o, int *overflowed)
     return 0;
 }
 
-/* msgpack's packing of a tree node (its order of checks: None, bools, int,
- * float, bytes-like, str, dict, ExtType, list or tuple, memoryview, then
- * default once), plus Packed nodes. */
+/* An ExtType (a tree node, as msgpack packs it). */
+static int
+w_exttype(W *w, PyObject *o)
+{
+    PyObject *code_obj = PyTuple_GET_SIZE(o) == 2 ? PyTuple_GET_ITEM(o, 0) : NULL;
+    PyObject *data = code_obj == NULL ? NULL : PyTuple_GET_ITEM(o, 1);
+    long code = code_obj == NULL || !PyLong_Check(code_obj) ? 1000 : PyLong_AsLong(code_obj);
+    if (code == -1 && PyErr_Occurred()) return -1;
+    if (code < -128 || code > 127 || data == NULL || !PyBytes_Check(data)) {
+        PyErr_SetString(PyExc_ValueError, "malformed ExtType");
+        return -1;
+    }
+    return w_ext(w, code, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data));
+}
+
 /* A list or tuple (a tree node, as msgpack packs it). */
 static int
 w_seq(W *w, PyObject *o)
@@ -1746,6 +1763,10 @@ w_seq(W *w, PyObject *o)
     return rc;
 }
 
+/* msgpack's packing of a tree node (its order of checks: None, bools, int,
+ * float, bytes-like, str, dict, ExtType, list or tuple, memoryview, then
+ * default once), plus Packed nodes; an exact list, str or ExtType is tried
+ * first (it can be no other kind). */
 static int
 w_tree(W *w, PyObject *o)
 {
@@ -1765,8 +1786,14 @@ again:
     if (Py_TYPE(o) == &Packed_Type) {
         rc = w_packed(w, (Packed *)o);
     }
-    else if (PyList_CheckExact(o)) { /* the commonest node: none of the kinds below */
+    else if (PyList_CheckExact(o)) { /* the commonest nodes, exactly: none of the other kinds */
         rc = w_seq(w, o);
+    }
+    else if (PyUnicode_CheckExact(o)) {
+        rc = w_str(w, o);
+    }
+    else if (Py_IS_TYPE(o, (PyTypeObject *)cc_ExtType)) {
+        rc = w_exttype(w, o);
     }
     else if (o == Py_None) {
         rc = w_head(w, 0xc0, 0, 0);
@@ -1823,19 +1850,7 @@ again:
         w->depth--;
     }
     else if (PyObject_TypeCheck(o, (PyTypeObject *)cc_ExtType)) {
-        PyObject *code_obj = PyTuple_GET_SIZE(o) == 2 ? PyTuple_GET_ITEM(o, 0) : NULL;
-        PyObject *data = code_obj == NULL ? NULL : PyTuple_GET_ITEM(o, 1);
-        long code = code_obj == NULL || !PyLong_Check(code_obj) ? 1000 : PyLong_AsLong(code_obj);
-        if (code == -1 && PyErr_Occurred()) {
-            rc = -1;
-        }
-        else if (code < -128 || code > 127 || data == NULL || !PyBytes_Check(data)) {
-            PyErr_SetString(PyExc_ValueError, "malformed ExtType");
-            rc = -1;
-        }
-        else {
-            rc = w_ext(w, code, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data));
-        }
+        rc = w_exttype(w, o);
     }
     else if (PyList_Check(o) || PyTuple_Check(o)) {
         rc = w_seq(w, o);

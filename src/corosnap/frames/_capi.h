@@ -25,7 +25,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
-#define COROSNAP_FRAMES_CAPI_VERSION 2
+#define COROSNAP_FRAMES_CAPI_VERSION 3
 #define COROSNAP_FRAMES_CAPI_MODULE "corosnap.frames"
 #define COROSNAP_FRAMES_CAPI_NAME "corosnap.frames._C_API"
 
@@ -42,8 +42,10 @@
 typedef struct {
     int state;
     int lasti;             /* the YIELD_VALUE's code unit (meaningless when CREATED) */
-    PyObject *localsplus;  /* list; the NULL sentinel for empty slots */
-    PyObject *stack;       /* list; NULL sentinel, TaggedInt for 3.14+ tagged slots */
+    int nlocals;           /* how many of `slots` are localsplus; the rest is the stack */
+    PyObject *slots;       /* list: localsplus, then the value stack (one list, as the
+                            * frame lays them out); the NULL sentinel for empty slots,
+                            * TaggedInt for 3.14+ tagged stack slots */
     PyObject *exc_value;   /* the exception being handled, or None */
     PyObject *globals;     /* the frame's globals */
 } CorosnapFrameState;
@@ -51,8 +53,7 @@ typedef struct {
 static inline void
 CorosnapFrameState_Clear(CorosnapFrameState *s)
 {
-    Py_CLEAR(s->localsplus);
-    Py_CLEAR(s->stack);
+    Py_CLEAR(s->slots);
     Py_CLEAR(s->exc_value);
     Py_CLEAR(s->globals);
 }

@@ -230,15 +230,24 @@ frames_read(PyObject *module, PyObject *gen)
         return NULL;
     }
     PyObject *state = PyLong_FromLong(st.state);
-    PyObject *lasti = st.localsplus != NULL ? PyLong_FromLong(st.lasti) : Py_NewRef(Py_None);
-    if (state == NULL || lasti == NULL) {
+    PyObject *lasti = st.slots != NULL ? PyLong_FromLong(st.lasti) : Py_NewRef(Py_None);
+    PyObject *localsplus = NULL, *stack = NULL;
+    if (st.slots != NULL) {
+        localsplus = PyList_GetSlice(st.slots, 0, st.nlocals);
+        stack = PyList_GetSlice(st.slots, st.nlocals, PyList_GET_SIZE(st.slots));
+    }
+    if (state == NULL || lasti == NULL ||
+        (st.slots != NULL && (localsplus == NULL || stack == NULL))) {
         Py_XDECREF(state);
         Py_XDECREF(lasti);
+        Py_XDECREF(localsplus);
+        Py_XDECREF(stack);
         CorosnapFrameState_Clear(&st);
         Py_DECREF(out);
         return NULL;
     }
-    PyObject *items[6] = {state, lasti, st.localsplus, st.stack, st.exc_value, st.globals};
+    Py_CLEAR(st.slots);
+    PyObject *items[6] = {state, lasti, localsplus, stack, st.exc_value, st.globals};
     for (int i = 0; i < 6; i++) {  /* steals: the struct's references move into `out` */
         PyStructSequence_SET_ITEM(out, i, items[i] != NULL ? items[i] : Py_NewRef(Py_None));
     }

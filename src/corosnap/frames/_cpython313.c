@@ -68,13 +68,9 @@ cs_read(PyObject *gen, CorosnapFrameState *out)
     }
     /* Suspended: instr_ptr is the RESUME after the YIELD_VALUE.  Created: it
      * is just past RETURN_GENERATOR (the Python layer ignores lasti then). */
-    out->localsplus = cs_objects_to_list(f->localsplus, n);
-    if (out->localsplus == NULL) return -1;
-    out->stack = cs_objects_to_list(f->localsplus + n, depth);
-    if (out->stack == NULL) {
-        Py_CLEAR(out->localsplus);
-        return -1;
-    }
+    out->slots = cs_objects_to_list(f->localsplus, n + depth); /* the stack follows the locals */
+    if (out->slots == NULL) return -1;
+    out->nlocals = n;
     out->lasti = _PyInterpreterFrame_LASTI(f) - 1;
     PyObject *exc = g->gi_exc_state.exc_value;
     out->exc_value = Py_NewRef(exc != NULL ? exc : Py_None);

@@ -63,13 +63,9 @@ cs_read(PyObject *gen, CorosnapFrameState *out)
                      depth, co);
         return -1;
     }
-    out->localsplus = cs_objects_to_list(f->localsplus, n);
-    if (out->localsplus == NULL) return -1;
-    out->stack = cs_objects_to_list(f->localsplus + n, depth);
-    if (out->stack == NULL) {
-        Py_CLEAR(out->localsplus);
-        return -1;
-    }
+    out->slots = cs_objects_to_list(f->localsplus, n + depth); /* the stack follows the locals */
+    if (out->slots == NULL) return -1;
+    out->nlocals = n;
     out->lasti = _PyInterpreterFrame_LASTI(f);
     PyObject *exc = g->gi_exc_state.exc_value;
     out->exc_value = Py_NewRef(exc != NULL ? exc : Py_None);

@@ -398,7 +398,7 @@ cs_bad_record(const char *what)
 
 /* ------------------------------------------------------------------ capture */
 
-static PyObject *cs_capture_frame(PyObject *state, PyObject *gen);
+static PyObject *cs_capture_frame(PyObject *state, PyObject *gen, PyObject *noted);
 
 /* One frame slot, encoded: NULL -> nil, None -> NONE_EXT, a passthrough type
  * as itself, anything else through encoder.enc() (whose None is NONE_EXT too). */
@@ -490,23 +490,23 @@ cs_widen(PyObject *ref, Py_ssize_t extra, Py_ssize_t *at)
  * a back-reference if the snapshot holds it already, else registered in the
  * memo and encoded here, or by the Python engine if declined. */
 static PyObject *
-cs_delegated(CaptureState *st, PyObject *x)
+cs_delegated(CaptureState *st, PyObject *x, PyObject *noted)
 {
     PyObject *key = PyLong_FromVoidPtr(x);
-    if (key == NULL) return NULL;
-    int known = PyDict_Contains(st->memo, key);
-    if (known != 0) {
-        Py_DECREF(key);
-        if (known < 0) return NULL;
+    PyObject *index = key == NULL ? NULL : PyLong_FromSsize_t(PyList_GET_SIZE(st->keep));
+    /* registered, unless the memo has it already (one lookup: the memo
+     * grows only when it is new) */
+    Py_ssize_t before = PyDict_GET_SIZE(st->memo);
+    PyObject *had = index == NULL ? NULL : PyDict_SetDefault(st->memo, key, index);
+    Py_XDECREF(key);
+    Py_XDECREF(index);
+    if (had == NULL) return NULL;
+    if (PyDict_GET_SIZE(st->memo) == before) {
         return cs_call_method(st->encoder, s_delegated_frame, x, NULL, NULL, NULL);
     }
-    PyObject *index = PyLong_FromSsize_t(PyList_GET_SIZE(st->keep));
-    int rc = index == NULL ? -1 : PyDict_SetItem(st->memo, key, index);
-    Py_XDECREF(index);
-    Py_DECREF(key);
-    if (rc < 0 || PyList_Append(st->keep, x) < 0) return NULL;
+    if (PyList_Append(st->keep, x) < 0) return NULL;
     if (Py_EnterRecursiveCall(" while capturing a yield from / await chain") < 0) return NULL;
-    PyObject *out = cs_capture_frame((PyObject *)st, x);
+    PyObject *out = cs_capture_frame((PyObject *)st, x, noted);
     Py_LeaveRecursiveCall();
     if (out != Py_None) return out;
     Py_DECREF(out);
@@ -514,9 +514,11 @@ cs_delegated(CaptureState *st, PyObject *x)
     return cs_call_method(st->frames, s_encode, st->encoder, x, NULL, NULL);
 }
 
-/* The fields of one frame (see _capture.FrameEncoder.encode), or None. */
+/* The fields of one frame (see _capture.FrameEncoder.encode), or None.
+ * noted: globals the encoder has noted already (the delegating frame's), or
+ * NULL. */
 static PyObject *
-cs_capture_frame(PyObject *state, PyObject *gen)
+cs_capture_frame(PyObject *state, PyObject *gen, PyObject *noted)
 {
     CaptureState *st = (CaptureState *)state;
     if (!cs_is_generator(gen)) Py_RETURN_NONE;
@@ -526,11 +528,14 @@ cs_capture_frame(PyObject *state, PyObject *gen)
     CaptureCode *cc = NULL;
     if (fs.state != CS_SUSPENDED && fs.state != CS_CREATED) goto slow;
     if (!PyDict_Check(fs.globals)) goto slow;
-    key = PyLong_FromVoidPtr(fs.globals);
-    if (key == NULL) goto error;
-    int has = PySet_Contains(st->globals_seen, key);
-    Py_CLEAR(key);
-    if (has < 0) goto error;
+    int has = 1;
+    if (fs.globals != noted) {
+        key = PyLong_FromVoidPtr(fs.globals);
+        if (key == NULL) goto error;
+        has = PySet_Contains(st->globals_seen, key);
+        Py_CLEAR(key);
+        if (has < 0) goto error;
+    }
     PyCodeObject *co = frames_api->code_of(gen);
     key = PyLong_FromVoidPtr(co); /* id(co), kept for the coderef */
     if (key == NULL) goto error;
@@ -568,12 +573,12 @@ cs_capture_frame(PyObject *state, PyObject *gen)
     }
     Where *where = (Where *)wobj;
     Py_ssize_t n = cc->nlocals, depth = where->depth;
-    if (PyList_GET_SIZE(fs.localsplus) != n || PyList_GET_SIZE(fs.stack) != depth) goto slow;
+    if (fs.nlocals != n || PyList_GET_SIZE(fs.slots) != n + depth) goto slow;
     for (Py_ssize_t j = 0; j < depth; j++) {
         /* 3.14+ tagged integers only where the bytecode analysis expects
          * them (a handler's lasti, a 3.15 sequence index); anywhere else the
          * Python engine says what is wrong. */
-        if (Py_IS_TYPE(PyList_GET_ITEM(fs.stack, j), frames_api->tagged_int)) {
+        if (Py_IS_TYPE(PyList_GET_ITEM(fs.slots, n + j), frames_api->tagged_int)) {
             PyObject *jj = PyLong_FromSsize_t(j);
             int ok = jj == NULL ? -1 : PySequence_Contains(where->tagged, jj);
             Py_XDECREF(jj);
@@ -618,18 +623,18 @@ cs_capture_frame(PyObject *state, PyObject *gen)
         PyList_SET_ITEM(fields, at++, pos);
     }
     for (Py_ssize_t j = 0; j < n; j++) {
-        PyObject *out = cs_encode_slot(st, PyList_GET_ITEM(fs.localsplus, j));
+        PyObject *out = cs_encode_slot(st, PyList_GET_ITEM(fs.slots, j));
         if (out == NULL) goto error;
         PyList_SET_ITEM(fields, at++, out);
     }
     for (Py_ssize_t j = 0; j < depth; j++) {
-        PyObject *x = PyList_GET_ITEM(fs.stack, j);
+        PyObject *x = PyList_GET_ITEM(fs.slots, n + j);
         PyObject *out;
         if (Py_IS_TYPE(x, frames_api->tagged_int)) {
             out = PyNumber_Long(x); /* stored as a plain int, re-tagged on restore */
         }
         else if (j == where->sub_at && cs_is_generator(x)) {
-            out = cs_delegated(st, x);
+            out = cs_delegated(st, x, fs.globals);
         }
         else {
             out = cs_encode_slot(st, x);
@@ -736,7 +741,7 @@ cs_capture_root(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     int rc = key == NULL || zero == NULL ? -1 : PyDict_SetItem(cst->memo, key, zero);
     Py_XDECREF(zero);
     if (rc < 0 || PyList_Append(cst->keep, gen) < 0) goto error;
-    fields = cs_capture_frame(st, gen);
+    fields = cs_capture_frame(st, gen, NULL);
     if (fields == NULL) goto error;
     if (fields == Py_None) {
         /* declined: nothing happened but the registration, undone */
@@ -791,7 +796,7 @@ cs_capture(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "capture(state: CaptureState, gen)");
         return NULL;
     }
-    return cs_capture_frame(args[0], args[1]);
+    return cs_capture_frame(args[0], args[1], NULL);
 }
 
 /* ------------------------------------------------------------------ restore */
