@@ -973,3 +973,33 @@ def test_the_c_parser_reads_every_blob_as_msgpack_does(monkeypatch: pytest.Monke
                     del data[rng.randrange(1, len(data)):]
                 seen[_parses_alike(bytes(data))] += 1
     assert seen["same"] > 100 and seen["declined"] > 100, seen
+
+
+class _GcWalker:
+    """A value whose reduce walks every list the collector knows, item by
+    item: a list the C capture is still filling must not be among them."""
+
+    def __reduce__(self) -> Any:
+        import gc
+
+        for o in gc.get_objects():
+            if type(o) is list:
+                for _ in o:
+                    pass
+        return (_GcWalker, ())
+
+
+def _holds_walker() -> Any:
+    a = 1
+    w = _GcWalker()
+    b = "after"
+    yield a, w, b
+
+
+@needs_c
+def test_python_code_run_while_a_frame_is_captured_sees_no_half_filled_list() -> None:
+    snapshotter = default()._with_engine("c")
+    for _ in range(3):  # cold, then warm (the C capture does the frame)
+        g = _holds_walker()
+        next(g)
+        assert snapshotter.loads(snapshotter.dumps(g)).gi_frame is not None

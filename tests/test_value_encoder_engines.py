@@ -365,8 +365,47 @@ class SlotChild(SlotBase):
     """An instance dict and a slot: the reduce's state is (dict, slots)."""
 
 
-class NoDict:
-    """Given a __getstate__ of its own in its instance dict, per instance."""
+class SlottedBase:
+    __slots__ = ("a",)
+
+
+class DictOverSlots(SlottedBase):
+    """An instance dict over a slotted base: the state is (dict, slots) only
+    when the slot is set, so a first instance without it proves nothing."""
+
+
+class Moody:
+    """Answers the reduce's own lookup of __getstate__ itself, per instance."""
+
+    def __getattribute__(self, name: str) -> Any:
+        if name == "__getstate__" and object.__getattribute__(self, "__dict__").get("custom"):
+            return functools.partial(dict, replaced=True)
+        return object.__getattribute__(self, name)
+
+
+class SlotNamesMeta(type):
+    """Changes its class while copyreg looks the class's slots up."""
+
+    def __setattr__(cls, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if name == "__slotnames__":
+            super().__setattr__("__getstate__", lambda self: {"mutated": True})
+            cls.__doc__  # noqa: B018 - a lookup, which gives the class a new version tag
+
+
+def _dict_over_slots(**attrs: Any) -> DictOverSlots:
+    x = DictOverSlots()
+    for name, value in attrs.items():
+        setattr(x, name, value)
+    return x
+
+
+def _moody(custom: bool) -> Moody:
+    x = Moody()
+    x.__dict__.update(k=1, **({"custom": 1} if custom else {}))
+    return x
+
+
 
 
 def _slot_child() -> SlotChild:
@@ -389,8 +428,10 @@ def _own_instance_getstate() -> Plain:
     lambda: [OwnGetstate(a=1), OwnGetstate()],
     lambda: [_slot_child(), _slot_child()],
     lambda: [Plain(a=1), _own_instance_getstate(), Plain(b=2)],
+    lambda: [_dict_over_slots(x=1), _dict_over_slots(x=2, a="slot")],
+    lambda: [_moody(False), _moody(False), _moody(True)],
 ], ids=["plain", "frozen-dataclass", "empty", "own-getstate", "dict-and-slot",
-        "instance-getstate"])
+        "instance-getstate", "slot-unset-first", "own-getattribute"])
 def test_instances_with_a_dict_reduce_alike(make: Any) -> None:
     """The C encoder builds the reduce of an instance with a __dict__ itself
     (object.__reduce_ex__'s (copyreg.__newobj__, (cls,), its dict)) once the
@@ -399,6 +440,30 @@ def test_instances_with_a_dict_reduce_alike(make: Any) -> None:
     g = zoo.holds(make())
     next(g)
     _same_bytes(g)
+
+
+@pytest.mark.parametrize("engine", ["python", "c"])
+def test_a_class_changed_while_its_first_instance_is_reduced_is_not_cached(
+        engine: str) -> None:
+    """The first instance's real reduce runs Python code (here: copyreg
+    storing __slotnames__ gives the class a __getstate__): what the C engine
+    learnt from it is not kept, and the next instance gets the new reduce."""
+    changing = SlotNamesMeta("Changing", (), {"__module__": __name__})
+    globals()["Changing"] = changing  # importable by name, as a class must be
+    try:
+        snap = default()._with_engine(engine)
+        a, b = changing(), changing()
+        a.x, b.x = 1, 2
+        g = zoo.holds([a])
+        next(g)
+        snap.dumps(g)  # the first reduce, during which the class changes
+        g = zoo.holds([b])
+        next(g)
+        restored = snap.loads(snap.dumps(g))
+        assert b.__reduce_ex__(4)[2] == {"mutated": True}
+        assert next(restored)[0][0].__dict__ == {"mutated": True}
+    finally:
+        del globals()["Changing"]
 
 
 def test_a_class_changed_after_its_reduce_was_cached_is_looked_at_again() -> None:

@@ -679,7 +679,7 @@ enum { T_TUPLE = 1, T_SET = 2, T_FROZENSET = 3, T_DICT = 4, T_FLATLIST = 5, T_GL
        CV_NTAGS = 22 };
 
 static PyObject *cv_Encoder, *cv_encoder_dict, *cv_DISPATCH, *cv_SnapshotError, *cv_global_name,
-    *cv_WELLKNOWN_INDEX, *cv_copyreg_dispatch, *cv_newobj;
+    *cv_WELLKNOWN_INDEX, *cv_copyreg_dispatch, *cv_newobj, *cv_slotnames;
 static PyObject *cv_tags[CV_NTAGS];
 static PyObject *cv_verified_entries; /* global_name's cache (cv_global_name_of) */
 /* what cv_dataclass_reduce recognizes (loaded by cv_ready) */
@@ -787,7 +787,7 @@ cv_ready(void)
         {globals, "global_name", &cv_global_name},
         {globals, "WELLKNOWN_INDEX", &cv_WELLKNOWN_INDEX},
         {copyreg, "dispatch_table", &cv_copyreg_dispatch},
-        {copyreg, "__newobj__", &cv_newobj}};
+        {copyreg, "__newobj__", &cv_newobj}, {copyreg, "_slotnames", &cv_slotnames}};
     for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
         PyObject *v = PyObject_GetAttrString(names[k].module, names[k].name);
         if (v == NULL) goto done;
@@ -2550,8 +2550,11 @@ cv_dc_names_uncached(PyTypeObject *t)
 {
     PyObject *type = (PyObject *)t, *attr = NULL;
     int with_dict = t->tp_dictoffset != 0;
-    if (t->tp_new == NULL || t->tp_itemsize != 0 || PyType_IsSubtype(t, &PyList_Type) ||
-        PyType_IsSubtype(t, &PyDict_Type) || (!with_dict && cv_dc_getstate == NULL)) {
+    /* an own __getattribute__ or __getattr__ may answer the reduce's lookups
+     * on the instance otherwise */
+    if (t->tp_new == NULL || t->tp_itemsize != 0 || t->tp_getattro != PyObject_GenericGetAttr ||
+        PyType_IsSubtype(t, &PyList_Type) || PyType_IsSubtype(t, &PyDict_Type) ||
+        (!with_dict && cv_dc_getstate == NULL)) {
         return Py_NewRef(Py_None);
     }
     struct { PyObject *name, *expected; } same[3] = {
@@ -2571,7 +2574,16 @@ cv_dc_names_uncached(PyTypeObject *t)
             return Py_NewRef(Py_None);
         }
     }
-    if (with_dict) return Py_NewRef(Py_False);
+    if (with_dict) {
+        /* slots beside the dict (a subclass of a slotted class): the state is
+         * (dict, slots) when any is set, which a first instance with them
+         * unset would not show; copyreg._slotnames is what the reduce reads */
+        PyObject *slots = PyObject_CallOneArg(cv_slotnames, type);
+        if (slots == NULL) return NULL;
+        int none = PyList_CheckExact(slots) && PyList_GET_SIZE(slots) == 0;
+        Py_DECREF(slots);
+        return Py_NewRef(none ? Py_False : Py_None);
+    }
     PyObject *fields = PyObject_GetAttr(type, cv_s_dataclass_fields);
     if (fields == NULL) return NULL;
     PyObject *names = PyList_New(0), *out = NULL;
@@ -2676,6 +2688,7 @@ cv_dataclass_reduce(PyObject *v)
                 Py_XDECREF(d);
                 return NULL;
             }
+            unsigned int before = t->tp_version_tag;
             PyObject *rv = PyObject_CallMethodOneArg(v, cv_s_reduce_ex, cv_four);
             if (rv == NULL) {
                 Py_DECREF(d);
@@ -2683,8 +2696,10 @@ cv_dataclass_reduce(PyObject *v)
             }
             names = Py_NewRef(cv_dc_same(rv, v, d) ? Py_True : Py_None);
             Py_DECREF(d);
-            tag = t->tp_version_tag; /* the reduce may have set __slotnames__ */
-            if (tag != 0) {
+            /* remembered only if the class did not change meanwhile (the
+             * reduce runs Python code): else the next instance checks again */
+            tag = t->tp_version_tag;
+            if (tag != 0 && tag == before) {
                 cv_dc_cache[slot].type = t;
                 cv_dc_cache[slot].tag = tag;
                 Py_XSETREF(cv_dc_cache[slot].names, names);
@@ -2718,6 +2733,9 @@ cv_dataclass_reduce(PyObject *v)
     }
     Py_ssize_t n = PyTuple_GET_SIZE(names);
     PyObject *state = PyList_New(n), *out = NULL;
+    /* out of the collector's sight until every item is set (getattr may run
+     * Python code, which could find it through gc.get_objects()) */
+    if (state != NULL) PyObject_GC_UnTrack(state);
     for (Py_ssize_t k = 0; state != NULL && k < n; k++) {
         PyObject *x = PyObject_GetAttr(v, PyTuple_GET_ITEM(names, k));
         if (x == NULL) {
@@ -2726,6 +2744,7 @@ cv_dataclass_reduce(PyObject *v)
         }
         PyList_SET_ITEM(state, k, x);
     }
+    if (state != NULL) PyObject_GC_Track(state);
     Py_DECREF(names);
     if (state != NULL) out = cv_dc_build(t, state);
     Py_XDECREF(state);

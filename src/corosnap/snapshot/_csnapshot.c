@@ -450,6 +450,7 @@ cs_coderef(CaptureState *st, PyObject *key, CaptureCode *cc, Py_ssize_t extra, P
             Py_XDECREF(ref);
             return NULL;
         }
+        PyObject_GC_UnTrack(out); /* tracked again once filled (cs_capture_frame) */
         PyList_SET_ITEM(out, 0, ref);
         *at = 1;
         return out;
@@ -467,6 +468,7 @@ cs_coderef(CaptureState *st, PyObject *key, CaptureCode *cc, Py_ssize_t extra, P
         Py_XDECREF(qual);
         return NULL;
     }
+    PyObject_GC_UnTrack(out); /* tracked again once filled (cs_capture_frame) */
     PyList_SET_ITEM(out, 0, module);
     PyList_SET_ITEM(out, 1, qual);
     PyList_SET_ITEM(out, 2, Py_NewRef(cc->fingerprint));
@@ -481,6 +483,7 @@ cs_widen(PyObject *ref, Py_ssize_t extra, Py_ssize_t *at)
     Py_ssize_t n = PyList_GET_SIZE(ref);
     PyObject *out = PyList_New(n + extra);
     if (out == NULL) return NULL;
+    PyObject_GC_UnTrack(out); /* tracked again once filled (cs_capture_frame) */
     for (Py_ssize_t j = 0; j < n; j++) PyList_SET_ITEM(out, j, Py_NewRef(PyList_GET_ITEM(ref, j)));
     *at = n;
     return out;
@@ -524,7 +527,11 @@ cs_capture_frame(PyObject *state, PyObject *gen, PyObject *noted)
     if (!cs_is_generator(gen)) Py_RETURN_NONE;
     CorosnapFrameState fs = {0};
     if (frames_api->read(gen, &fs) < 0) return NULL;
+    /* the frame's values, out of the collector's sight: Python code run by
+     * encoding a slot must not reach (and change) the list being walked */
+    if (fs.slots != NULL) PyObject_GC_UnTrack(fs.slots);
     PyObject *fields = NULL, *key = NULL, *lasti = NULL;
+    Where *where = NULL; /* held: cc->where is a plain dict Python code can change */
     CaptureCode *cc = NULL;
     if (fs.state != CS_SUSPENDED && fs.state != CS_CREATED) goto slow;
     if (!PyDict_Check(fs.globals)) goto slow;
@@ -571,7 +578,7 @@ cs_capture_frame(PyObject *state, PyObject *gen, PyObject *noted)
         cs_bad_record("a CaptureCode.where entry");
         goto error;
     }
-    Where *where = (Where *)wobj;
+    where = (Where *)Py_NewRef(wobj);
     Py_ssize_t n = cc->nlocals, depth = where->depth;
     if (fs.nlocals != n || PyList_GET_SIZE(fs.slots) != n + depth) goto slow;
     for (Py_ssize_t j = 0; j < depth; j++) {
@@ -594,7 +601,9 @@ cs_capture_frame(PyObject *state, PyObject *gen, PyObject *noted)
         Py_DECREF(rc);
     }
     /* [*coderef, position, *localsplus, *stack], made at its full size and
-     * filled in order (a NULL item is one not filled yet) */
+     * filled in order (a NULL item is one not filled yet), out of the
+     * collector's sight until it is full: encoding a slot runs Python code,
+     * which must not find it through gc.get_objects() */
     Py_ssize_t at = 0, extra = 1 + n + depth;
     if (cc->name_qualname == Py_None) { /* a nested code: Encoder.coderef */
         PyObject *ref = cs_call_method(st->encoder, s_coderef, (PyObject *)co, cc->ref,
@@ -642,17 +651,21 @@ cs_capture_frame(PyObject *state, PyObject *gen, PyObject *noted)
         if (out == NULL) goto error;
         PyList_SET_ITEM(fields, at++, out);
     }
+    PyObject_GC_Track(fields);
+    Py_DECREF(where);
     Py_DECREF(lasti);
     Py_DECREF(cc);
     CorosnapFrameState_Clear(&fs);
     return fields;
 slow:
+    Py_XDECREF(where);
     Py_XDECREF(key);
     Py_XDECREF(lasti);
     Py_XDECREF(cc);
     CorosnapFrameState_Clear(&fs);
     Py_RETURN_NONE;
 error:
+    Py_XDECREF(where);
     Py_XDECREF(key);
     Py_XDECREF(fields);
     Py_XDECREF(lasti);
