@@ -1944,18 +1944,53 @@ w_tree_steal(W *w, PyObject *t)
 static int cw_enc(Enc *e, W *w, PyObject *v);
 
 /* The start of a container's encoding: 1 when it is known already (its
- * back-reference or global reference written), else 0 with *key (its id,
- * owned by the caller); -1 on error. */
+ * back-reference or global reference written), 0 once it is registered
+ * (memo and keep), -1 on error: cv_known then cv_register_key.  When the
+ * frames' modules are resolved and indexed by one dict (global_ids) that
+ * does not hold v, the memo is asked and filled with one lookup
+ * (PyDict_SetDefault); no Python code runs in between. */
 static int
-cw_known(Enc *e, W *w, PyObject *v, PyObject **key)
+cw_start(Enc *e, W *w, PyObject *v)
 {
-    if ((*key = PyLong_FromVoidPtr(v)) == NULL) return -1;
-    PyObject *out = NULL;
-    int r = cv_known(e, v, *key, &out);
-    if (r == 0) return 0;
-    Py_CLEAR(*key);
-    if (r < 0) return -1;
-    return w_tree_steal(w, out) < 0 ? -1 : 1;
+    PyObject *key = PyLong_FromVoidPtr(v), *out = NULL;
+    if (key == NULL) return -1;
+    PyObject *ids = cv_slot(e->self, F_GLOBAL_IDS);
+    PyObject *pending = ids == NULL ? NULL : cv_slot(e->self, F_PENDING_GLOBALS);
+    int r = pending == NULL ? -1 : 0;
+    int fast = r == 0 && PyDict_CheckExact(ids) && PyList_CheckExact(pending) &&
+               PyList_GET_SIZE(pending) == 0;
+    if (fast && PyDict_GET_SIZE(ids) != 0) {
+        int in = PyDict_Contains(ids, key);
+        if (in < 0) r = -1;
+        fast = in == 0;
+    }
+    if (r == 0 && fast) {
+        Py_ssize_t size = PyDict_GET_SIZE(e->memo);
+        PyObject *index = PyLong_FromSsize_t(PyList_GET_SIZE(e->keep));
+        PyObject *had = index == NULL ? NULL : PyDict_SetDefault(e->memo, key, index);
+        Py_XDECREF(index);
+        if (had == NULL) {
+            r = -1;
+        }
+        else if (PyDict_GET_SIZE(e->memo) != size) { /* new: registered */
+            r = PyList_Append(e->keep, v) < 0 ? -1 : 0;
+        }
+        else { /* met before: its back-reference */
+            r = cv_memo_ref_key(e, key, &out);
+            if (r > 0) r = w_tree_steal(w, out) < 0 ? -1 : 1;
+        }
+        Py_DECREF(key);
+        return r;
+    }
+    if (r == 0) r = cv_known(e, v, key, &out);
+    if (r == 0) {
+        r = cv_register_key(e, key, v) < 0 ? -1 : 0;
+    }
+    else if (r > 0) {
+        r = w_tree_steal(w, out) < 0 ? -1 : 1;
+    }
+    Py_DECREF(key);
+    return r;
 }
 
 /* [tag?, *(enc(x) for x in items)]: an exact list walked by index as it is
@@ -2003,12 +2038,8 @@ cw_items(Enc *e, W *w, PyObject *tag, PyObject *items)
 static int
 cw_list(Enc *e, W *w, PyObject *v)
 {
-    PyObject *key;
-    int known = cw_known(e, w, v, &key);
+    int known = cw_start(e, w, v), rc;
     if (known != 0) return known < 0 ? -1 : 0;
-    int rc = cv_register_key(e, key, v);
-    Py_DECREF(key);
-    if (rc < 0) return -1;
     Py_ssize_t n = PyList_GET_SIZE(v);
     if (n < cv_intlist_min) return cw_items(e, w, NULL, v);
     PyObject *packed = cc_pack_ints(NULL, v);
@@ -2056,12 +2087,8 @@ cw_list(Enc *e, W *w, PyObject *v)
 static int
 cw_dict(Enc *e, W *w, PyObject *v)
 {
-    PyObject *key;
-    int known = cw_known(e, w, v, &key);
+    int known = cw_start(e, w, v), rc = 0;
     if (known != 0) return known < 0 ? -1 : 0;
-    int rc = cv_register_key(e, key, v);
-    Py_DECREF(key);
-    if (rc < 0) return -1;
     int kind = 1;
     PyObject *shape = NULL;
     if (e->last_keys != NULL && PyTuple_GET_SIZE(e->last_keys) == PyDict_GET_SIZE(v)) {
@@ -2171,12 +2198,9 @@ cw_dict(Enc *e, W *w, PyObject *v)
 static int
 cw_set(Enc *e, W *w, PyObject *v)
 {
-    PyObject *key;
-    int known = cw_known(e, w, v, &key);
+    int known = cw_start(e, w, v);
     if (known != 0) return known < 0 ? -1 : 0;
-    int rc = cv_register_key(e, key, v);
-    Py_DECREF(key);
-    return rc < 0 ? -1 : cw_items(e, w, cv_tags[T_SET], v);
+    return cw_items(e, w, cv_tags[T_SET], v);
 }
 
 /* A container written: list, dict, tuple, set, frozenset (the caller has

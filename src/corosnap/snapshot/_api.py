@@ -240,6 +240,7 @@ class Snapshotter:
             backend()  # UnsupportedInterpreter, before anything else
         caches = self._caches
         given = None
+        strict = False
         if (caches.capture_root is not None and buffer_callback is None and not self.migratable
                 and type(obj) is not AsyncGeneratorType):
             # The C engine's common case in one call (snapshot/_csnapshot.c):
@@ -249,13 +250,14 @@ class Snapshotter:
             # frame and the slot at fault.
             try:
                 given = caches.capture_root(caches.root, self._pid, obj)
+            except (OverflowError, UnicodeEncodeError):
+                strict = True  # as below: an int past 64 bits, a lone surrogate
             except Exception:
                 given = None
             if type(given) is bytes:
                 return given if self.key is None else sign(given, self.key, ())
         hook = caches.hook
         decisions = None if buffer_callback is None else BufferDecisions()
-        strict = False
         spare = caches.spare
         while True:
             # The common encoder (not strict, no buffer callback) is reused:
