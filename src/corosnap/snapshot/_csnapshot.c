@@ -201,8 +201,7 @@ static unsigned int cs_tagged_kinds = 0; /* bit k: kind k is a tagged integer (3
 /* Method and attribute names, interned once. */
 static PyObject *s_next, *s_name, *s_enc, *s_note_globals, *s_coderef, *s_delegated_frame,
     *s_encode, *s_decode, *s_adopt, *s_check_chain, *s_dec, *s_finish, *s_setstate, *s_close,
-    *s_done, *s_cstate, *s_after, *s_offered, *s_spare, *s_pid, *s_Encoder, *s_hook,
-    *s_frames_out, *s_capture_codes, *s_data;
+    *s_done;
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -1621,10 +1620,7 @@ cs_intern_names(void)
         {&s_delegated_frame, "delegated_frame"}, {&s_encode, "encode"}, {&s_decode, "decode"},
         {&s_adopt, "adopt"}, {&s_check_chain, "check_chain"}, {&s_dec, "dec"},
         {&s_finish, "finish"}, {&s_setstate, "__setstate__"}, {&s_close, "close"},
-        {&s_done, "done"}, {&s_cstate, "cstate"}, {&s_after, "after"},
-        {&s_offered, "offered"}, {&s_spare, "spare"}, {&s_pid, "pid"},
-        {&s_Encoder, "Encoder"}, {&s_hook, "hook"}, {&s_frames_out, "frames_out"},
-        {&s_capture_codes, "capture_codes"}, {&s_data, "data"},
+        {&s_done, "done"},
     };
     for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
         if (*names[k].var == NULL && (*names[k].var = PyUnicode_InternFromString(names[k].text))
