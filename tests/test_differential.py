@@ -116,6 +116,18 @@ def test_generated_modules_are_well_formed(kind: str, load_generated: Callable) 
     check()
 
 
+def test_an_edit_never_goes_between_an_if_and_its_elif() -> None:
+    """Every edit site keeps an if/elif/else chain whole: a statement put
+    before an ``elif`` would end the ``if`` (a SyntaxError, met once)."""
+    source = ("def f(x):\n    if x < 0:\n        pass\n    elif x < 1:\n        pass\n"
+              "    else:\n        pass\n    yield x\n")
+    lines = source.split("\n")
+    for first, last, col in _gensrc._statement_sites(source):
+        for at in (first - 1, last):
+            edited = lines[:at] + [" " * col + "pass"] + lines[at:]
+            compile("\n".join(edited), "edited", "exec")
+
+
 @KINDS
 def test_generated_modules_run_the_same_in_the_worker(
     kind: str, load_generated: Callable, worker, gen_dir: str
