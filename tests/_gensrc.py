@@ -1308,7 +1308,8 @@ def _statement_sites(source: str) -> list[tuple[int, int, int]]:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             for sub in ast.walk(node):
                 if isinstance(sub, ast.stmt) and sub is not node and sub.end_lineno is not None:
-                    if isinstance(sub, ast.If) and lines[sub.lineno - 1].lstrip().startswith("elif"):
+                    elif_ = lines[sub.lineno - 1].lstrip().startswith("elif")
+                    if isinstance(sub, ast.If) and elif_:
                         continue  # an elif: a statement before it would end the if
                     sites.append((sub.lineno, sub.end_lineno, sub.col_offset))
     return sorted(set(sites))
