@@ -454,14 +454,22 @@ def _count_calls(monkeypatch: pytest.MonkeyPatch, frames: Any, name: str,
 def test_a_frame_the_c_restore_declines_is_not_offered_to_it_again(
         factory: Callable[[], Any], monkeypatch: pytest.MonkeyPatch) -> None:
     # A code with keyword-only arguments is left to Python by the C engine.
-    # Only the snapshot layer offers the root to C; the C restore recurses
-    # into sub-frames itself.  So one call, whether the C engine declines the
-    # root or a sub-frame, if nobody offers a declined frame again.
+    # Only the snapshot layer offers the root to C (load_root, the whole
+    # loads in one call); the C restore recurses into sub-frames itself.  So
+    # one call, whether the C engine declines the root or a sub-frame, if
+    # nobody offers a declined frame again.
     snapshotter = default()._with_engine("c")
     blob = snapshotter.dumps(_suspended(factory))
     snapshotter.loads(blob).close()  # codes and plans known
     calls = _count_calls(monkeypatch, snapshotter._caches.frames_in, "restore_c")
     _count_calls(monkeypatch, snapshotter._caches.frames_in, "restore_root", calls)
+    real_load_root = snapshotter._caches.load_root
+
+    def counting_load_root(data: bytes) -> Any:
+        calls.append(data)
+        return real_load_root(data)
+
+    monkeypatch.setattr(snapshotter._caches, "load_root", counting_load_root)
     g = snapshotter.loads(blob)
     assert len(calls) == 1, calls
     with pytest.raises(StopIteration):
@@ -994,6 +1002,42 @@ def _holds_walker() -> Any:
     w = _GcWalker()
     b = "after"
     yield a, w, b
+
+
+def _walk_then_make() -> _RestoreGcWalker:
+    import gc
+
+    for o in gc.get_objects():
+        if type(o) is list:
+            for _ in o:
+                pass
+    return _RestoreGcWalker()
+
+
+class _RestoreGcWalker:
+    """A value rebuilt by a function that walks every list the collector
+    knows, item by item: a list the C restore is still filling must not be
+    among them."""
+
+    def __reduce__(self) -> Any:
+        return (_walk_then_make, ())
+
+
+def _holds_restore_walker() -> Any:
+    a = 1
+    w = _RestoreGcWalker()
+    b = "after"
+    yield a, w, b
+
+
+@needs_c
+def test_python_code_run_while_a_frame_is_restored_sees_no_half_filled_list() -> None:
+    snapshotter = default()._with_engine("c")
+    for _ in range(3):  # cold, then warm (the C restore does the frame)
+        g = _holds_restore_walker()
+        next(g)
+        h = snapshotter.loads(snapshotter.dumps(g))
+        assert type(h.gi_frame.f_locals["w"]) is _RestoreGcWalker
 
 
 @needs_c

@@ -51,7 +51,9 @@ scalars = st.one_of(
     st.integers(min_value=-(2**63), max_value=2**64 - 1),
     st.sampled_from([0, 127, 128, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**63 - 1, 2**63,
                      2**64 - 1, -1, -32, -33, -128, -129, -32768, -32769, -(2**31),
-                     -(2**31) - 1, -(2**63)]),
+                     -(2**31) - 1, -(2**63),
+                     # around one 30-bit digit: the ints read without a call
+                     2**30 - 1, 2**30, 2**30 + 1, -(2**30) + 1, -(2**30), -(2**30) - 1]),
     st.floats(allow_nan=False), st.text(), st.text(min_size=30, max_size=300),
     st.binary(), st.binary(min_size=250, max_size=70_000).map(bytearray),
     st.builds(msgpack.ExtType, st.integers(0, 127),
@@ -354,3 +356,19 @@ def test_nested_instances_encode_alike() -> None:
         python = _dumps_outcome("python", chain(n))
         assert python[0] == "blob"
         assert _dumps_outcome("c", chain(n)) == python
+
+
+@pytest.mark.parametrize("ints", [
+    [0, 1, -1, 2**30 - 1, -(2**30) + 1],
+    [2**30, -(2**30), 2**31 - 1, -(2**31)],
+    [2**30 - 1, 2**30, 2**62, -(2**63), 2**63 - 1],
+    [True, 1],  # a bool is not an int here
+    [2**64],  # past 64 bits
+])
+def test_int_lists_and_flat_lists_around_one_digit(ints: list[Any]) -> None:
+    """The fast paths over lists of ints read one-digit ints inline: at and
+    past the digit's edge they agree with the Python ones."""
+    assert _speedups.C is not None
+    assert _speedups.C.pack_ints(ints) == _speedups.PYTHON.pack_ints(ints)
+    assert _speedups.C.is_flat(ints) == _speedups.PYTHON.is_flat(ints)
+    _same(ints)

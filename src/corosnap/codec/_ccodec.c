@@ -24,6 +24,40 @@
 
 #include "../frames/_capi.h"
 
+/* An int's value when it fits in one digit (|v| < 2**30: most ints a frame
+ * holds), read as CPython's own inline accessors read it, with no call;
+ * else 0 and the caller asks PyLong_AsLongLongAndOverflow.  `o` is a
+ * PyLong (an exact int, or a bool). */
+static inline int
+cc_compact_long(PyObject *o, long long *out)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    if (PyUnstable_Long_IsCompact((PyLongObject *)o)) {
+        *out = (long long)PyUnstable_Long_CompactValue((PyLongObject *)o);
+        return 1;
+    }
+#else
+    Py_ssize_t size = Py_SIZE(o); /* 3.11: the sign and number of digits */
+    if (size >= -1 && size <= 1) {
+        *out = (long long)size * (long long)((PyLongObject *)o)->ob_digit[0];
+        return 1;
+    }
+#endif
+    return 0;
+}
+
+/* PyLong_AsLongLongAndOverflow, with the one-digit case inline. */
+static inline long long
+cc_as_long_long(PyObject *o, int *overflow)
+{
+    long long v;
+    if (cc_compact_long(o, &v)) {
+        *overflow = 0;
+        return v;
+    }
+    return PyLong_AsLongLongAndOverflow(o, overflow);
+}
+
 /* Codec fast path: True when every item of the list is exactly one of
  * int, float, str, bytes, bool or None, so msgpack can pack it without any
  * identity bookkeeping.  A pure C loop: ~1 ns per item. */
@@ -39,7 +73,7 @@ cc_is_flat(PyObject *module, PyObject *obj)
         PyTypeObject *t = Py_TYPE(item);
         if (t == &PyLong_Type) {
             int overflow = 0;
-            (void)PyLong_AsLongLongAndOverflow(item, &overflow);
+            (void)cc_as_long_long(item, &overflow);
             if (overflow) {
                 Py_RETURN_FALSE;
             }
@@ -73,7 +107,7 @@ cc_pack_ints(PyObject *module, PyObject *obj)
             Py_RETURN_NONE;
         }
         int overflow = 0;
-        long long v = PyLong_AsLongLongAndOverflow(item, &overflow);
+        long long v = cc_as_long_long(item, &overflow);
         if (overflow) {
             Py_RETURN_NONE;
         }
@@ -95,7 +129,9 @@ cc_pack_ints(PyObject *module, PyObject *obj)
     *p++ = (unsigned char)width;
     for (Py_ssize_t i = 0; i < n; i++) {
         /* The list cannot have changed: no Python code ran since pass 1. */
-        unsigned long long u = (unsigned long long)PyLong_AsLongLong(PyList_GET_ITEM(obj, i));
+        int overflow = 0;
+        unsigned long long u =
+            (unsigned long long)cc_as_long_long(PyList_GET_ITEM(obj, i), &overflow);
         for (int k = 0; k < width; k++) {
             *p++ = (unsigned char)(u >> (8 * k));
         }
@@ -491,6 +527,9 @@ cu_array(Unpacker *u, Py_ssize_t n)
         PyErr_Clear();
         CU_DECLINE();
     }
+    /* An unknown ext is made by msgpack's ExtType, in Python: out of the
+     * collector's view (gc.get_objects) until every item is set. */
+    PyObject_GC_UnTrack(out);
     u->depth++;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *x = cu_value(u);
@@ -501,6 +540,7 @@ cu_array(Unpacker *u, Py_ssize_t n)
         PyList_SET_ITEM(out, i, x);
     }
     u->depth--;
+    PyObject_GC_Track(out);
     return out;
 }
 
@@ -1703,7 +1743,7 @@ static int
 w_long(W *w, PyObject *o, int *overflowed)
 {
     int overflow = 0;
-    long long d = PyLong_AsLongLongAndOverflow(o, &overflow);
+    long long d = cc_as_long_long(o, &overflow);
     if (!overflow) {
         if (d == -1 && PyErr_Occurred()) return -1;
         return w_int(w, d);
@@ -2138,7 +2178,7 @@ cw_dict(Enc *e, W *w, PyObject *v)
                 break;
             }
             int overflow = 0;
-            (void)PyLong_AsLongLongAndOverflow(k, &overflow);
+            (void)cc_as_long_long(k, &overflow);
             if (overflow < 0) {
                 kind = 2;
             }

@@ -25,7 +25,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
-#define COROSNAP_FRAMES_CAPI_VERSION 3
+#define COROSNAP_FRAMES_CAPI_VERSION 4
 #define COROSNAP_FRAMES_CAPI_MODULE "corosnap.frames"
 #define COROSNAP_FRAMES_CAPI_NAME "corosnap.frames._C_API"
 
@@ -68,9 +68,12 @@ typedef struct {
      * generator, coroutine or async generator: all three share the frame
      * head; the snapshot engine itself takes only the first two). */
     int (*read)(PyObject *gen, CorosnapFrameState *out);
-    /* write(gen, lasti, localsplus, stack, exc_value): 0, or -1 with
-     * TypeError/ValueError and the generator untouched. */
-    int (*write)(PyObject *gen, long lasti, PyObject *localsplus, PyObject *stack,
+    /* write(gen, lasti, slots, nlocals, exc_value): 0, or -1 with
+     * TypeError/ValueError and the generator untouched.  `slots` is one
+     * list, the localsplus (its first `nlocals` items) and then the stack,
+     * as read() gives them; frames.write(gen, lasti, localsplus, stack,
+     * exc_value) is the same with two lists. */
+    int (*write)(PyObject *gen, long lasti, PyObject *slots, Py_ssize_t nlocals,
                  PyObject *exc_value);
     /* The code object of an exact generator, coroutine or async generator
      * (borrowed). */

@@ -120,20 +120,20 @@ cs_yield_oparg(PyCodeObject *co, long lasti, int yield_op, int resume_op)
     return oparg;
 }
 
-/* Check every item of a localsplus/stack list before anything is written:
- * no TaggedInt in localsplus, and none on the stack unless the interpreter
- * has tagged slots (`tagged`), each in range. */
+/* Check items [start, end) of a frame's slot list before anything is
+ * written: no TaggedInt among the locals, and none on the stack unless the
+ * interpreter has tagged slots (`tagged`), each in range.  Items are
+ * numbered from `start` in messages. */
 static int
-cs_check_slots(PyObject *list, int tagged, const char *what)
+cs_check_slots(PyObject *list, Py_ssize_t start, Py_ssize_t end, int tagged, const char *what)
 {
-    Py_ssize_t n = PyList_GET_SIZE(list);
-    for (Py_ssize_t i = 0; i < n; i++) {
+    for (Py_ssize_t i = start; i < end; i++) {
         PyObject *v = PyList_GET_ITEM(list, i);
         if (!cs_is_tagged(v)) continue;
         if (!tagged) {
             PyErr_Format(PyExc_ValueError,
                          "%s slot %zd: this interpreter has no tagged integer slots",
-                         what, i);
+                         what, i - start);
             return -1;
         }
         if (cs_tagged_value(v) < 0) return -1;
@@ -141,17 +141,17 @@ cs_check_slots(PyObject *list, int tagged, const char *what)
     return 0;
 }
 
-/* The checks of write(gen, lasti, localsplus, stack, exc_value) that need
+/* The checks of write(gen, lasti, slots, nlocals, exc_value) that need
  * only the code object, not the frame: argument types, shapes, slot values.
  * Layout-free: it reads only the target's type and public code-object fields
  * (through the caller's code_of).  0, or -1 with TypeError/ValueError. */
 static int
-cs_check_write(PyObject *gen, long lasti, PyObject *locals, PyObject *stack, PyObject *exc,
+cs_check_write(PyObject *gen, long lasti, PyObject *slots, Py_ssize_t nlocals, PyObject *exc,
                PyCodeObject *(*code_of)(PyObject *), int tagged)
 {
     if (cs_check_target(gen) < 0) return -1;
-    if (!PyList_CheckExact(locals) || !PyList_CheckExact(stack)) {
-        PyErr_SetString(PyExc_TypeError, "localsplus and stack must be lists");
+    if (!PyList_CheckExact(slots)) {
+        PyErr_SetString(PyExc_TypeError, "the frame's slots must be a list");
         return -1;
     }
     if (exc != Py_None && !PyExceptionInstance_Check(exc)) {
@@ -160,12 +160,12 @@ cs_check_write(PyObject *gen, long lasti, PyObject *locals, PyObject *stack, PyO
     }
     PyCodeObject *co = code_of(gen);
     int n = co->co_nlocalsplus;
-    if (PyList_GET_SIZE(locals) != n) {
+    if (nlocals != n || PyList_GET_SIZE(slots) < n) {
         PyErr_Format(PyExc_ValueError, "%R has %d local slots, got %zd", co, n,
-                     PyList_GET_SIZE(locals));
+                     nlocals < PyList_GET_SIZE(slots) ? nlocals : PyList_GET_SIZE(slots));
         return -1;
     }
-    Py_ssize_t depth = PyList_GET_SIZE(stack);
+    Py_ssize_t depth = PyList_GET_SIZE(slots) - n;
     if (depth > co->co_stacksize) {
         PyErr_Format(PyExc_ValueError, "%R has a stack of %d, got %zd values", co,
                      co->co_stacksize, depth);
@@ -175,7 +175,8 @@ cs_check_write(PyObject *gen, long lasti, PyObject *locals, PyObject *stack, PyO
         PyErr_Format(PyExc_ValueError, "offset %ld is not a resume point of %R", lasti, co);
         return -1;
     }
-    if (cs_check_slots(locals, 0, "local") < 0 || cs_check_slots(stack, tagged, "stack") < 0) {
+    if (cs_check_slots(slots, 0, n, 0, "local") < 0 ||
+        cs_check_slots(slots, n, n + depth, tagged, "stack") < 0) {
         return -1;
     }
     return 0;
@@ -215,7 +216,7 @@ static PyStructSequence_Desc cs_frame_state_desc = {
 
 /* The layout-specific functions each _cpython3XX.c defines. */
 static int cs_read(PyObject *gen, CorosnapFrameState *out);
-static int cs_write(PyObject *gen, long lasti, PyObject *locals, PyObject *stack,
+static int cs_write(PyObject *gen, long lasti, PyObject *slots, Py_ssize_t nlocals,
                     PyObject *exc);
 static PyCodeObject *cs_code_of(PyObject *gen);
 
@@ -263,7 +264,16 @@ frames_write(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     long lasti = PyLong_AsLong(args[1]);
     if (lasti == -1 && PyErr_Occurred()) return NULL;
-    if (cs_write(args[0], lasti, args[2], args[3], args[4]) < 0) return NULL;
+    if (!PyList_CheckExact(args[2]) || !PyList_CheckExact(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "localsplus and stack must be lists");
+        return NULL;
+    }
+    /* The C API takes one list, locals then stack, as the frame lays them out. */
+    PyObject *slots = PySequence_Concat(args[2], args[3]);
+    if (slots == NULL) return NULL;
+    int rc = cs_write(args[0], lasti, slots, PyList_GET_SIZE(args[2]), args[4]);
+    Py_DECREF(slots);
+    if (rc < 0) return NULL;
     Py_RETURN_NONE;
 }
 

@@ -74,9 +74,9 @@ cs_read(PyObject *gen, CorosnapFrameState *out)
 }
 
 static int
-cs_write(PyObject *gen, long lasti, PyObject *locals, PyObject *stack, PyObject *exc)
+cs_write(PyObject *gen, long lasti, PyObject *slots, Py_ssize_t nlocals, PyObject *exc)
 {
-    if (cs_check_write(gen, lasti, locals, stack, exc, cs_code_of, 0) < 0) return -1;
+    if (cs_check_write(gen, lasti, slots, nlocals, exc, cs_code_of, 0) < 0) return -1;
     PyGenObject *g = (PyGenObject *)gen;
     _PyInterpreterFrame *f = (_PyInterpreterFrame *)g->gi_iframe;
     PyCodeObject *co = f->f_code;
@@ -85,7 +85,7 @@ cs_write(PyObject *gen, long lasti, PyObject *locals, PyObject *stack, PyObject 
         PyErr_SetString(PyExc_ValueError, "write() needs a freshly created generator");
         return -1;
     }
-    Py_ssize_t depth = PyList_GET_SIZE(stack);
+    Py_ssize_t depth = PyList_GET_SIZE(slots) - n;
     if (lasti == -1 && depth != 0) {
         /* A created frame keeps the (empty) stack its prologue left. */
         PyErr_SetString(PyExc_ValueError, "a created generator has no stack");
@@ -97,15 +97,16 @@ cs_write(PyObject *gen, long lasti, PyObject *locals, PyObject *stack, PyObject 
     /* Everything is checked: commit.  Old values are released only after
      * the frame is fully written, so a destructor that runs during the
      * release sees a consistent frame. */
-    PyObject **old = PyMem_Malloc(sizeof(PyObject *) * (n > 0 ? n : 1));
+    PyObject *small[16];
+    PyObject **old = n <= 16 ? small : PyMem_Malloc(sizeof(PyObject *) * n);
     if (old == NULL) { PyErr_NoMemory(); return -1; }
     for (int i = 0; i < n; i++) {
-        PyObject *v = PyList_GET_ITEM(locals, i);
+        PyObject *v = PyList_GET_ITEM(slots, i);
         old[i] = f->localsplus[i];
         f->localsplus[i] = (v == corosnap_NULL) ? NULL : Py_NewRef(v);
     }
     for (Py_ssize_t i = 0; i < depth; i++) {
-        PyObject *v = PyList_GET_ITEM(stack, i);
+        PyObject *v = PyList_GET_ITEM(slots, n + i);
         f->localsplus[n + i] = (v == corosnap_NULL) ? NULL : Py_NewRef(v);
     }
     f->stacktop = n + (int)depth;
@@ -118,7 +119,7 @@ cs_write(PyObject *gen, long lasti, PyObject *locals, PyObject *stack, PyObject 
     for (int i = 0; i < n; i++) {
         Py_XDECREF(old[i]);
     }
-    PyMem_Free(old);
+    if (old != small) PyMem_Free(old);
     Py_XDECREF(old_exc);
     return 0;
 }

@@ -119,9 +119,9 @@ cs_read(PyObject *gen, CorosnapFrameState *out)
 }
 
 static int
-cs_write(PyObject *gen, long lasti, PyObject *locals, PyObject *stack, PyObject *exc)
+cs_write(PyObject *gen, long lasti, PyObject *slots, Py_ssize_t nlocals, PyObject *exc)
 {
-    if (cs_check_write(gen, lasti, locals, stack, exc, cs_code_of, 1) < 0) return -1;
+    if (cs_check_write(gen, lasti, slots, nlocals, exc, cs_code_of, 1) < 0) return -1;
     PyGenObject *g = (PyGenObject *)gen;
     _PyInterpreterFrame *f = &g->gi_iframe;
     PyCodeObject *co = _PyFrame_GetCode(f);
@@ -134,7 +134,7 @@ cs_write(PyObject *gen, long lasti, PyObject *locals, PyObject *stack, PyObject 
         PyErr_SetString(PyExc_ValueError, "write() needs a freshly created generator");
         return -1;
     }
-    Py_ssize_t depth = PyList_GET_SIZE(stack);
+    Py_ssize_t depth = PyList_GET_SIZE(slots) - n;
     if (lasti == -1 && depth != fresh) {
         /* A created frame keeps the shape its prologue gave it. */
         PyErr_Format(PyExc_ValueError, "a created %R has %zd stack values, got %zd", co,
@@ -155,16 +155,17 @@ cs_write(PyObject *gen, long lasti, PyObject *locals, PyObject *stack, PyObject 
      * stack) are released only after the frame is fully written, so a
      * destructor that runs during the release sees a consistent frame. */
     Py_ssize_t nold = n + fresh;
-    _PyStackRef *old = PyMem_Malloc(sizeof(_PyStackRef) * (nold > 0 ? nold : 1));
+    _PyStackRef small[16];
+    _PyStackRef *old = nold <= 16 ? small : PyMem_Malloc(sizeof(_PyStackRef) * nold);
     if (old == NULL) { PyErr_NoMemory(); return -1; }
     for (Py_ssize_t i = 0; i < nold; i++) {
         old[i] = f->localsplus[i];
     }
     for (int i = 0; i < n; i++) {
-        f->localsplus[i] = cs_object_to_slot(PyList_GET_ITEM(locals, i));
+        f->localsplus[i] = cs_object_to_slot(PyList_GET_ITEM(slots, i));
     }
     for (Py_ssize_t i = 0; i < depth; i++) {
-        f->localsplus[n + i] = cs_object_to_slot(PyList_GET_ITEM(stack, i));
+        f->localsplus[n + i] = cs_object_to_slot(PyList_GET_ITEM(slots, n + i));
     }
     f->stackpointer = f->localsplus + n + depth;
     PyObject *old_exc = g->gi_exc_state.exc_value;
@@ -177,7 +178,7 @@ cs_write(PyObject *gen, long lasti, PyObject *locals, PyObject *stack, PyObject 
     for (Py_ssize_t i = 0; i < nold; i++) {
         PyStackRef_XCLOSE(old[i]);
     }
-    PyMem_Free(old);
+    if (old != small) PyMem_Free(old);
     Py_XDECREF(old_exc);
     return 0;
 }

@@ -31,6 +31,7 @@ the module functions, passed straight through.  Then its tests and docs.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from functools import partial
 from pickle import PickleBuffer
 from types import AsyncGeneratorType, CoroutineType, GeneratorType
 from typing import IO, Any, Literal
@@ -53,7 +54,7 @@ from ..frames import backend
 from . import _asyncgen
 from ._blob import DEFAULT_MAX_SIZE, HEADER, HEADER2, open_blob, sign
 from ._capture import FrameEncoder, check_target, describe_target
-from ._contract import CaptureRoot, capture_root
+from ._contract import CaptureRoot, capture_root, load_root
 from ._migrate import Migrations, Migrator, Session, make_migrator
 from ._restore import FrameDecoder
 from ._signature import signature_table
@@ -79,7 +80,7 @@ class _Caches:
 
     __slots__ = ("engine", "codec", "Encoder", "new_ext_hook", "unpack", "pack", "capture_codes",
                  "restore_codes", "frames_out", "frames_in", "frames_migrating", "hook", "spare",
-                 "capture_root", "root")
+                 "capture_root", "root", "load_root")
 
     def __init__(self, engine: str) -> None:
         self.engine = engine
@@ -104,6 +105,10 @@ class _Caches:
         # encoder taken from spare, the root captured, the blob packed), and
         # what it needs of these caches.
         self.capture_root = capture_root if engine == "c" else None
+        # And its loads of an unsigned blob in the default mode in one call
+        # (the bytes parsed, the header checked, the root restored).
+        self.load_root = None if load_root is None or engine != "c" else partial(
+            load_root, self.frames_in, self.restore_codes.data)
         self.root = None if self.capture_root is None else CaptureRoot(
             spare=self.spare, frames=self.frames_out, code_cache=self.capture_codes.data,
             encoder_class=self.Encoder, hook=self.hook)
@@ -340,9 +345,34 @@ class Snapshotter:
         """
         if _frames._backend is None:
             backend()  # UnsupportedInterpreter, before anything else
+        caches = self._caches
+        load_root = caches.load_root  # None but on the C engine
+        if (load_root is not None and buffers is None and type(data) is bytes
+                and self.key is None and self.safe is False and self._migrator is None
+                and len(data) <= self.max_size):
+            # The C engine's common case in one call: parsed, checked and
+            # restored.  A list back: a blob of this version whose root it
+            # declined, untouched (Python restores it); None: Python opens
+            # the blob and says what is wrong.
+            try:
+                out = load_root(data)
+            except BaseException as exc:
+                failure = _restore_failure(exc)
+                if failure is None:
+                    raise
+                raise failure[0] from failure[1]
+            if type(out) is list:  # not offered to the C engine again if it declined it
+                if out[0] is HEADER:
+                    return self._restore(out, None, declined=True)
+            elif out is not None:
+                return out
+            else:
+                out = open_blob(data, None, self.max_size, None, caches.new_ext_hook)
+            if out[0] is not HEADER:
+                _split_table(out)
+            return self._restore(out, None)
         if buffers is not None:
             buffers = _check_buffers(buffers)
-        caches = self._caches
         tree = None
         if self.key is None and type(data) is bytes and len(data) <= self.max_size:
             # The common case inline: an unsigned blob of this version (None:
@@ -369,32 +399,42 @@ class Snapshotter:
         return self._restore(tree, buffers, Session(migrator, table))
 
     def _restore(self, tree: list[Any], buffers: list[Any] | None,
-                 session: Session | None = None) -> Any:
+                 session: Session | None = None, declined: bool = False) -> Any:
         """The root frame of a parsed, verified blob (``[header, *root fields]``);
         ``session``: a migration session (frames in Python, see _migrate.py)."""
         caches = self._caches
         try:
             if session is None:
-                return caches.frames_in.restore(tree, self.safe, self.allow, buffers)
+                return caches.frames_in.restore(tree, self.safe, self.allow, buffers,
+                                                declined=declined)
             return caches.frames_migrating.restore(tree, self.safe, self.allow, buffers,
                                                    session)
-        except CorosnapError:
-            raise
-        except RecursionError:
-            raise LimitExceeded("blob nested too deeply") from None
-        except MemoryError:
-            raise LimitExceeded("blob asks for more memory than is available") from None
-        except (TypeError, ValueError, IndexError, KeyError, AttributeError, OverflowError) as exc:
-            raise CorruptSnapshot(f"malformed blob: {exc!r}") from printable_cause(exc)
-        except KeyboardInterrupt:
-            raise
-        except BaseException as exc:  # user code run by a reduce callable, an import, ...
-            raise RestoreError(
-                f"restoring the snapshot failed: {exc!r}") from printable_cause(exc)
+        except BaseException as exc:
+            failure = _restore_failure(exc)
+            if failure is None:
+                raise
+            raise failure[0] from failure[1]
 
     def load(self, file: IO[bytes], *, buffers: Iterable[Any] | None = None) -> Any:
         """``self.loads(file.read(), buffers=buffers)``."""
         return self.loads(file.read(), buffers=buffers)
+
+
+def _restore_failure(exc: BaseException) -> tuple[BaseException, BaseException | None] | None:
+    """What ``loads`` raises for ``exc``, raised while a parsed blob was
+    restored, and its cause; None: ``exc`` itself goes through (a corosnap
+    error, KeyboardInterrupt)."""
+    if isinstance(exc, CorosnapError | KeyboardInterrupt):
+        return None
+    if isinstance(exc, RecursionError):
+        return LimitExceeded("blob nested too deeply"), None
+    if isinstance(exc, MemoryError):
+        return LimitExceeded("blob asks for more memory than is available"), None
+    if isinstance(exc, TypeError | ValueError | IndexError | KeyError | AttributeError
+                  | OverflowError):
+        return CorruptSnapshot(f"malformed blob: {exc!r}"), printable_cause(exc)
+    # user code run by a reduce callable, an import, ...
+    return RestoreError(f"restoring the snapshot failed: {exc!r}"), printable_cause(exc)
 
 
 def _split_table(tree: list[Any]) -> Any:

@@ -18,9 +18,10 @@ decision to keep in step.  Under the C engine the records are the C types of
 ``_csnapshot`` (typed fields, checked at construction, read-only); under the
 pure-Python engine, plain classes with the same fields.  Every record is
 built through this module, by keyword, every field exactly once; the one
-exception is the C engine's ``restore_root``, which makes the RestoreState
-of a whole blob itself (the same record, with fresh tables) to save
-``loads`` building them in Python.
+exception is the C engine's ``restore_root`` (and ``load_root``, which calls
+it), which makes the RestoreState of a whole blob itself (the same record,
+with empty tables, kept between calls) to save ``loads`` building them in
+Python.
 
 What must never happen: a field added on one side only.  ``FIELDS`` below
 names every field once more; at import each C record's ``__fields__`` must
@@ -118,8 +119,13 @@ restore: Callable[..., Any] | None = None if C is None else C.restore
 restore_root: Callable[..., Any] | None = None if C is None else C.restore_root
 """``restore_root(frames, code_cache, tree)``: a blob's root frame in the default mode,
 with a RestoreState the C engine makes itself (None: pure Python)."""
+load_root: Callable[..., Any] | None = None if C is None else C.load_root
+"""``load_root(frames, code_cache, data)``: ``loads``'s common case in one call (the
+bytes parsed, the header checked, the root restored as ``restore_root`` does).  It
+returns the restored object, the parsed tree (a list: Python restores it) or None
+(Python opens the blob and says what is wrong) (None: pure Python)."""
 
 __all__ = ["C", "ENGINE", "FIELDS", "RECORDS", "CaptureCode", "CaptureRoot", "CaptureState",
            "Check", "Plan",
            "RestoreCode", "RestoreState", "Where", "capture", "capture_root", "check_fields",
-           "python_record", "restore", "restore_root"]
+           "load_root", "python_record", "restore", "restore_root"]

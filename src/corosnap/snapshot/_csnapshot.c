@@ -33,6 +33,12 @@
  *    declined here), frames.adopt (a Decoder, made on demand) and
  *    frames.check_chain.  Nothing is registered at start-up.
  *
+ * The common cases in one call: capture_root (a whole dumps of a generator
+ * or coroutine: an encoder taken from the caches' spare list, the root
+ * captured, the blob packed) and load_root (a whole loads of an unsigned
+ * blob in the default mode: the bytes parsed, the header checked, the root
+ * restored with a RestoreState kept emptied between calls).
+ *
  * Declining: capture() and restore() return None, *before any side effect*,
  * for whatever only the Python engine does: a code seen for the first time
  * (its record is not in the cache yet), safe mode, a frame suspended inside
@@ -245,6 +251,8 @@ static PyObject *cs_c_encoder = NULL, *cs_c_enc = NULL, *cs_c_note_globals = NUL
 /* capture_root's: the C engine's pack (codec/_speedups.py's Helpers.pack)
  * and the blob header (snapshot/_blob.py). */
 static PyObject *cs_c_pack = NULL, *cs_HEADER = NULL;
+/* load_root's: the C engine's unpack and the migratable blob's header. */
+static PyObject *cs_c_unpack = NULL, *cs_HEADER2 = NULL;
 
 static int
 cs_codec_ready(void)
@@ -253,21 +261,28 @@ cs_codec_ready(void)
     if (cs_c_pack == NULL) {
         PyObject *codec = PyImport_ImportModule("corosnap.codec._ccodec");
         PyObject *pack = codec == NULL ? NULL : PyObject_GetAttrString(codec, "pack");
+        PyObject *unpack = pack == NULL ? NULL : PyObject_GetAttrString(codec, "unpack");
         Py_XDECREF(codec);
-        PyObject *blob = pack == NULL ? NULL : PyImport_ImportModule("corosnap.snapshot._blob");
+        PyObject *blob = unpack == NULL ? NULL : PyImport_ImportModule("corosnap.snapshot._blob");
         PyObject *header = blob == NULL ? NULL : PyObject_GetAttrString(blob, "HEADER");
+        PyObject *header2 = header == NULL ? NULL : PyObject_GetAttrString(blob, "HEADER2");
         Py_XDECREF(blob);
-        if (header == NULL || !PyCallable_Check(pack)) {
+        if (header2 == NULL || !PyCFunction_Check(pack) || !PyCFunction_Check(unpack)) {
             if (!PyErr_Occurred()) {
                 PyErr_SetString(PyExc_ImportError, "corosnap.snapshot._csnapshot: "
-                                                   "corosnap.codec._ccodec.pack is missing");
+                                                   "corosnap.codec._ccodec has no C pack "
+                                                   "and unpack");
             }
             Py_XDECREF(pack);
+            Py_XDECREF(unpack);
             Py_XDECREF(header);
+            Py_XDECREF(header2);
             return -1;
         }
         cs_HEADER = header;
+        cs_HEADER2 = header2;
         cs_c_pack = pack;
+        cs_c_unpack = unpack;
     }
     PyObject *engines = PyImport_ImportModule("corosnap.codec._engines");
     PyObject *table = engines == NULL ? NULL : PyObject_GetAttrString(engines, "ENGINES");
@@ -1220,7 +1235,7 @@ cs_restore_frame(RestoreState *st, PyObject *v, Py_ssize_t i, int root)
     if (i < 0 || i + 2 > len) Py_RETURN_NONE;
     PyObject *dec = NULL; /* cs_decoder(), when needed */
     PyObject *found = NULL, *key = NULL, *gen = NULL, *path = NULL;
-    PyObject *gen_id = NULL, *raw = NULL, *slots = NULL, *result = NULL, *exc = NULL;
+    PyObject *gen_id = NULL, *slots = NULL, *result = NULL, *exc = NULL;
 
     /* Pre-phase: find everything, change nothing. */
     PyObject *first = PyList_GET_ITEM(v, i);
@@ -1345,8 +1360,6 @@ cs_restore_frame(RestoreState *st, PyObject *v, Py_ssize_t i, int root)
     /* From here on, leave through `done` so the frame leaves state.active. */
     Py_INCREF(pos);
     Py_XINCREF(exc_f);
-    raw = PyList_GetSlice(v, at + 1, len); /* callbacks may touch v: walk a copy */
-    if (raw == NULL) goto done;
     if (exc_f != NULL) {
         /* The exception being handled, decoded first (memo order, as capture). */
         if (dec == NULL && (dec = cs_decoder(st)) == NULL) goto done;
@@ -1359,9 +1372,19 @@ cs_restore_frame(RestoreState *st, PyObject *v, Py_ssize_t i, int root)
     }
     slots = PyList_New(total);
     if (slots == NULL) goto done;
+    /* Filled while Python code may run (reduces, a declined sub-frame): out
+     * of the collector's view (gc.get_objects) until every item is set. */
+    PyObject_GC_UnTrack(slots);
     int fresh_sub = 0;
     for (Py_ssize_t j = 0; j < total; j++) {
-        PyObject *x = PyList_GET_ITEM(raw, j), *y;
+        /* v is the tree's, which no Python code sees; still, each field is
+         * held while it is decoded, and v's size checked before each read. */
+        if (PyList_GET_SIZE(v) != len) {
+            cs_corrupt(rc->label, "its fields changed while it was restored");
+            goto done;
+        }
+        PyObject *x = PyList_GET_ITEM(v, at + 1 + j), *y;
+        Py_INCREF(x);
         if (j == plan->sub_at && PyList_CheckExact(x) && PyList_GET_SIZE(x) > 0 &&
             !Py_IS_TYPE(PyList_GET_ITEM(x, 0), (PyTypeObject *)cs_Tag)) {
             /* The untagged sub-frame this frame delegates to: here first,
@@ -1387,12 +1410,14 @@ cs_restore_frame(RestoreState *st, PyObject *v, Py_ssize_t i, int root)
         else {
             y = cs_decode_slot(st, x, &dec);
         }
+        Py_DECREF(x);
         if (y == NULL) {
             cs_name_slot(rc, j);
             goto done;
         }
         PyList_SET_ITEM(slots, j, y);
     }
+    PyObject_GC_Track(slots);
     if (cs_check_frame(st, rc, plan, gen, slots, fresh_sub, &dec) < 0) goto done;
     if (root && PyList_GET_SIZE(st->exceptions) > 0) {
         /* Decoder.finish: the checks that need the whole object graph (the
@@ -1403,17 +1428,9 @@ cs_restore_frame(RestoreState *st, PyObject *v, Py_ssize_t i, int root)
         Py_DECREF(r);
     }
     {
-        PyObject *loc = PyList_GetSlice(slots, 0, n);
-        PyObject *stk = loc == NULL ? NULL : PyList_GetSlice(slots, n, total);
-        if (stk == NULL) {
-            Py_XDECREF(loc);
-            goto done;
-        }
         long lasti = PyLong_AsLong(pos);
         int w = (lasti == -1 && PyErr_Occurred())
-                    ? -1 : frames_api->write(gen, lasti, loc, stk, exc != NULL ? exc : Py_None);
-        Py_DECREF(loc);
-        Py_DECREF(stk);
+                    ? -1 : frames_api->write(gen, lasti, slots, n, exc != NULL ? exc : Py_None);
         if (w < 0) {
             if (PyErr_ExceptionMatches(PyExc_TypeError) ||
                 PyErr_ExceptionMatches(PyExc_ValueError) ||
@@ -1458,7 +1475,6 @@ done:
     Py_DECREF(pos);
     Py_XDECREF(exc_f);
     Py_XDECREF(exc);
-    Py_XDECREF(raw);
     Py_XDECREF(slots);
     Py_XDECREF(gen_id);
     Py_XDECREF(gen);
@@ -1493,6 +1509,109 @@ cs_restore(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return cs_restore_frame((RestoreState *)args[0], args[1], i, root);
 }
 
+/* The RestoreState of the last root restore, emptied, for the next one
+ * (NULL while one is in use: a loads run by a reduce inside another makes
+ * its own).  Making one costs five containers; emptying keeps them.  While
+ * it waits here it names no Snapshotter's caches (cs_no_cache, None). */
+static RestoreState *cs_spare_state = NULL;
+static PyObject *cs_no_cache = NULL;
+
+static RestoreState *
+cs_take_state(PyObject *frames, PyObject *code_cache)
+{
+    RestoreState *st = cs_spare_state;
+    if (st != NULL) {
+        cs_spare_state = NULL;
+        Py_SETREF(st->code_cache, Py_NewRef(code_cache));
+        Py_SETREF(st->frames, Py_NewRef(frames));
+        return st;
+    }
+    st = (RestoreState *)PyType_GenericAlloc(&RestoreState_Type.type, 0);
+    if (st == NULL) return NULL;
+    st->decoder = Py_NewRef(Py_None);
+    st->memo = PyList_New(0);
+    st->strings = PyList_New(0);
+    st->codes = PyList_New(0);
+    st->active = PySet_New(NULL);
+    st->exceptions = PyList_New(0);
+    st->safe = 0;
+    st->allow = PyTuple_New(0);
+    st->code_cache = Py_NewRef(code_cache);
+    st->frames = Py_NewRef(frames);
+    if (st->memo == NULL || st->strings == NULL || st->codes == NULL || st->active == NULL ||
+        st->exceptions == NULL || st->allow == NULL) {
+        Py_DECREF(st);
+        return NULL;
+    }
+    return st;
+}
+
+/* Whether `st` is held by nothing but the caller, and so are its tables
+ * (a Decoder adopted it and lives on, or a table escaped: not reused). */
+static int
+cs_state_alone(RestoreState *st)
+{
+    return Py_REFCNT(st) == 1 && st->decoder == Py_None && Py_REFCNT(st->memo) == 1 &&
+           Py_REFCNT(st->strings) == 1 && Py_REFCNT(st->codes) == 1 &&
+           Py_REFCNT(st->active) == 1 && Py_REFCNT(st->exceptions) == 1;
+}
+
+/* Done with a root's state: emptied and kept for the next root when
+ * nothing else holds it, else released.  Keeps any error being raised. */
+static void
+cs_give_back_state(RestoreState *st)
+{
+    /* The decoder refers to this state (its cstate): break the cycle here. */
+    Py_SETREF(st->decoder, Py_NewRef(Py_None));
+#ifndef Py_GIL_DISABLED
+    if (cs_spare_state == NULL && cs_no_cache != NULL && cs_state_alone(st)) {
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        /* Emptying releases values, whose finalizers may run any code
+         * (another loads included): through the list API only, and the
+         * state is kept only if it is still alone afterwards. */
+        int ok = PyList_SetSlice(st->memo, 0, PY_SSIZE_T_MAX, NULL) == 0 &&
+                 PyList_SetSlice(st->strings, 0, PY_SSIZE_T_MAX, NULL) == 0 &&
+                 PyList_SetSlice(st->codes, 0, PY_SSIZE_T_MAX, NULL) == 0 &&
+                 PyList_SetSlice(st->exceptions, 0, PY_SSIZE_T_MAX, NULL) == 0 &&
+                 (PySet_GET_SIZE(st->active) == 0 || PySet_Clear(st->active) == 0);
+        if (!ok) PyErr_Clear();
+        Py_SETREF(st->code_cache, Py_NewRef(cs_no_cache));
+        Py_SETREF(st->frames, Py_NewRef(Py_None));
+        if (ok && cs_spare_state == NULL && cs_state_alone(st) &&
+            PyList_GET_SIZE(st->memo) == 0 && PyList_GET_SIZE(st->strings) == 0 &&
+            PyList_GET_SIZE(st->codes) == 0 && PyList_GET_SIZE(st->exceptions) == 0 &&
+            PySet_GET_SIZE(st->active) == 0) {
+            cs_spare_state = st;
+            PyErr_Restore(type, value, tb);
+            return;
+        }
+        PyErr_Restore(type, value, tb);
+    }
+#endif
+    Py_DECREF(st);
+}
+
+/* The root frame of a parsed blob (`tree`: [header, *root fields]) in the
+ * default mode, with a state of its own: the generator, None (declined,
+ * before any side effect) or NULL. */
+static PyObject *
+cs_root(PyObject *frames, PyObject *code_cache, PyObject *tree)
+{
+    RestoreState *st = cs_take_state(frames, code_cache);
+    if (st == NULL) return NULL;
+    PyObject *out = cs_restore_frame(st, tree, 1, 1);
+    if (out != NULL && out != Py_None && st->decoder != Py_None) {
+        /* FrameDecoder.done: the steps decoding left for after the whole
+         * blob (restored async generators in flight take the loop's hooks). */
+        PyObject *r = cs_call_method(st->frames, s_done, st->decoder, NULL, NULL, NULL);
+        if (r == NULL) Py_CLEAR(out);
+        Py_XDECREF(r);
+    }
+    cs_give_back_state(st);
+    return out;
+}
+
 /* restore_root(frames, code_cache, tree): the root frame of an unsigned
  * blob in the default (not safe) mode, with a RestoreState made here (the
  * record Python builds for a frame met inside a value, with fresh tables):
@@ -1505,33 +1624,40 @@ cs_restore_root(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "restore_root(frames, code_cache: dict, tree: list)");
         return NULL;
     }
-    RestoreState *st = (RestoreState *)PyType_GenericAlloc(&RestoreState_Type.type, 0);
-    if (st == NULL) return NULL;
-    st->decoder = Py_NewRef(Py_None);
-    st->memo = PyList_New(0);
-    st->strings = PyList_New(0);
-    st->codes = PyList_New(0);
-    st->active = PySet_New(NULL);
-    st->exceptions = PyList_New(0);
-    st->safe = 0;
-    st->allow = PyTuple_New(0);
-    st->code_cache = Py_NewRef(args[1]);
-    st->frames = Py_NewRef(args[0]);
-    PyObject *out = NULL;
-    if (st->memo != NULL && st->strings != NULL && st->codes != NULL && st->active != NULL &&
-        st->exceptions != NULL && st->allow != NULL) {
-        out = cs_restore_frame(st, args[2], 1, 1);
+    return cs_root(args[0], args[1], args[2]);
+}
+
+/* load_root(frames, code_cache, data): the whole of an unsigned loads in
+ * the default mode, in one call: the bytes parsed by the C codec's unpack,
+ * the header checked, the root restored by cs_root.  Returns
+ *  - the restored generator or coroutine;
+ *  - the parsed tree (a list), when the bytes are a blob of this version
+ *    (HEADER, or HEADER2: migratable) whose root this engine declines or
+ *    does not read: Python restores it from there, nothing done;
+ *  - None, when they are not (or the C unpack declines them): Python
+ *    parses them again (snapshot/_blob.py), which says what is wrong. */
+static PyObject *
+cs_load_root(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyDict_CheckExact(args[1]) || !PyBytes_CheckExact(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "load_root(frames, code_cache: dict, data: bytes)");
+        return NULL;
     }
-    if (out != NULL && out != Py_None && st->decoder != Py_None) {
-        /* FrameDecoder.done: the steps decoding left for after the whole
-         * blob (restored async generators in flight take the loop's hooks). */
-        PyObject *r = cs_call_method(st->frames, s_done, st->decoder, NULL, NULL, NULL);
-        if (r == NULL) Py_CLEAR(out);
-        Py_XDECREF(r);
+    if (cs_codec_ready() < 0) return NULL;
+    PyObject *tree = PyObject_CallOneArg(cs_c_unpack, args[2]);
+    if (tree == NULL) return NULL;
+    if (!PyList_CheckExact(tree) || PyList_GET_SIZE(tree) < 1 ||
+        (PyList_GET_ITEM(tree, 0) != cs_HEADER && PyList_GET_ITEM(tree, 0) != cs_HEADER2)) {
+        Py_DECREF(tree);
+        Py_RETURN_NONE;
     }
-    /* The decoder refers to this state (its cstate): break the cycle here. */
-    Py_SETREF(st->decoder, Py_NewRef(Py_None));
-    Py_DECREF(st);
+    if (PyList_GET_ITEM(tree, 0) != cs_HEADER) return tree;
+    PyObject *out = cs_root(args[0], args[1], tree);
+    if (out == Py_None) {
+        Py_DECREF(out);
+        return tree;
+    }
+    Py_DECREF(tree);
     return out;
 }
 
@@ -1638,6 +1764,9 @@ static PyMethodDef cs_methods[] = {
      "capture_root(root: CaptureRoot, pid, gen) -> the blob's bytes, (encoder, the root's "
      "fields) "
      "(Python finishes the blob), or None (declined, nothing done)"},
+    {"load_root", (PyCFunction)(void (*)(void))cs_load_root, METH_FASTCALL,
+     "load_root(frames, code_cache, data: bytes) -> the restored generator, the parsed "
+     "tree (declined: Python restores it) or None (not parsed: Python opens the blob)"},
     {"restore_root", (PyCFunction)(void (*)(void))cs_restore_root, METH_FASTCALL,
      "restore_root(frames, code_cache, tree) -> generator, or None (declined): a blob's root "
      "frame, default mode, with a RestoreState of its own"},
@@ -1656,6 +1785,7 @@ PyInit__csnapshot(void)
     frames_api = CorosnapFrames_Import();
     if (frames_api == NULL) return NULL;
     if (cs_intern_names() < 0 || cs_import_names() < 0) return NULL;
+    if (cs_no_cache == NULL && (cs_no_cache = PyDict_New()) == NULL) return NULL;
     PyObject *m = PyModule_Create(&cs_module);
     if (m == NULL) return NULL;
     cs_record_type *records[] = {&Where_Type, &CaptureCode_Type, &Check_Type, &Plan_Type,

@@ -394,25 +394,29 @@ class FrameDecoder:
 
     # -- one blob ---------------------------------------------------------
     def restore(self, tree: list[Any], safe: bool, allow: tuple[str, ...],
-                buffers: list[Any] | None = None, migration: Any = None) -> Any:
+                buffers: list[Any] | None = None, migration: Any = None,
+                declined: bool = False) -> Any:
         """The blob's root frame (``tree[1:]``), with its whole object graph.
         ``buffers``: the out-of-band buffers of ``loads(buffers=)``;
         ``migration``: the session of ``loads(migrate=True)`` (snapshot/_migrate.py)
         that a changed code is handed to, on a FrameDecoder with its frames in
-        Python."""
+        Python; ``declined``: the C engine's ``load_root`` already declined
+        the root (it is not offered again)."""
         restore_root = self.restore_root
         if migration is not None:
             dec = self.decoder(self, safe, allow, buffers)
             dec.migration = migration
             return self.decode(dec, tree, 1, root=True)
-        if restore_root is not None and not safe and buffers is None:
+        if declined:
+            hook: Callable[..., Any] = self.decode
+        elif restore_root is not None and not safe and buffers is None:
             # The C engine, with a state of its own (its tables made in C; a
             # Decoder only if a value needs Python).  None: it declined, before
             # any side effect, and the Python engine does the root.
             gen = restore_root(self, self.codes.data, tree)
             if gen is not None:
                 return gen  # restore_root called done() if it made a Decoder
-            hook: Callable[..., Any] = self.decode
+            hook = self.decode
         elif restore_root is not None and not safe:
             hook = self.hook  # the C engine, with a Decoder that has the buffers
         else:

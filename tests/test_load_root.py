@@ -1,0 +1,201 @@
+"""``loads``'s common case in one C call: ``_csnapshot.load_root``.
+
+On the C engine, ``Snapshotter.loads`` of an unsigned blob in the default
+mode hands the bytes to ``load_root``, which parses them, checks the header
+and restores the root with a RestoreState of its own, kept emptied between
+calls.  What must hold:
+
+- its three answers (the restored object; the parsed tree, untouched, when
+  it declines; None when the bytes are not a blob of this version) each lead
+  ``loads`` to the same result as the general path;
+- the kept state holds nothing of the last blob (no restored value stays
+  alive because of it), and a ``loads`` run inside another (by a reduce)
+  gets a state of its own;
+- errors raised inside are the ones the general path raises.
+"""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from collections.abc import Iterator
+from typing import Any
+
+import msgpack
+import pytest
+
+import corosnap
+from corosnap import CorruptSnapshot, RestoreError, Snapshotter, _accel
+from corosnap.snapshot import _contract
+
+needs_c = pytest.mark.skipif(_accel.ENGINE != "c", reason="the C engine is not loaded "
+                                                         "(COROSNAP_PUREPYTHON=1)")
+
+
+class Payload:
+    """A plain instance, restored through the C value codec."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+
+def holds(value: Any) -> Iterator[Any]:
+    kept = value
+    yield 1
+    yield kept
+
+
+def counter(n: int) -> Iterator[int]:
+    for i in range(n):  # noqa: UP028 - a range iterator on the stack
+        yield i
+
+
+def _warm(snap: Snapshotter, blob: bytes) -> None:
+    """Restore once, so the Python engine has found and checked the code
+    (the C engine declines a code it meets for the first time)."""
+    snap.loads(blob).close()
+
+
+def _load_root(snap: Snapshotter) -> Any:
+    caches = snap._caches
+    assert caches.load_root is not None
+    return caches.load_root
+
+
+@needs_c
+def test_its_three_answers() -> None:
+    snap = Snapshotter()._with_engine("c")
+    g = counter(10)
+    next(g)
+    blob = snap.dumps(g)
+    load_root = _load_root(snap)
+    first = load_root(blob)  # a code met for the first time: declined, untouched
+    assert type(first) is list and first == msgpack.unpackb(blob, ext_hook=_ext,
+                                                              strict_map_key=False)
+    _warm(snap, blob)
+    restored = load_root(blob)
+    assert type(restored).__name__ == "generator" and list(restored) == list(range(1, 10))
+    assert load_root(b"\x93\x01\x02\x03") is None  # not a blob: Python opens it
+    assert load_root(blob[:-1]) is None  # truncated: the C unpack declines it
+    migratable = snap.replace(migratable=True).dumps(counter(3))
+    tree = load_root(migratable)  # format 2: restored by Python, from this tree
+    assert type(tree) is list and len(tree) == len(msgpack.unpackb(
+        migratable, ext_hook=_ext, strict_map_key=False))
+
+
+def _ext(code: int, data: bytes) -> Any:
+    from corosnap.codec import new_ext_hook
+
+    return new_ext_hook()(code, data)
+
+
+@needs_c
+def test_loads_gives_what_the_general_path_gives() -> None:
+    fast = Snapshotter()._with_engine("c")
+    general = Snapshotter(max_size=10**9)._with_engine("c")
+    general._caches.load_root = None  # the path before load_root
+    for make in (lambda: counter(20), lambda: holds(Payload(3)), lambda: holds([1, {"a": 2}])):
+        g = make()
+        next(g)
+        blob = fast.dumps(g)
+        for _ in range(3):  # cold, then warm
+            a, b = fast.loads(blob), general.loads(blob)
+            assert [repr(x) if not isinstance(x, Payload) else x.n for x in a] == \
+                [repr(x) if not isinstance(x, Payload) else x.n for x in b]
+
+
+@needs_c
+def test_the_kept_state_keeps_no_value_alive() -> None:
+    snap = Snapshotter()._with_engine("c")
+    g = holds(Payload(1))
+    next(g)
+    blob = snap.dumps(g)
+    _warm(snap, blob)
+    for _ in range(3):
+        restored = snap.loads(blob)
+        frame_value = restored.gi_frame.f_locals["kept"]
+        ref = weakref.ref(frame_value)
+        del frame_value
+        restored.close()
+        del restored
+        gc.collect()
+        assert ref() is None
+
+
+_inner_results: list[Any] = []
+
+
+def _load_inside(blob: bytes) -> Payload:
+    """A reduce callable that runs a whole loads while the outer one is in
+    progress: it must get a RestoreState of its own."""
+    inner = corosnap.loads(blob)
+    _inner_results.append(list(inner))
+    return Payload(7)
+
+
+class LoadsInside:
+    def __init__(self, blob: bytes) -> None:
+        self.blob = blob
+
+    def __reduce__(self) -> Any:
+        return (_load_inside, (self.blob,))
+
+
+@needs_c
+def test_a_loads_inside_a_loads() -> None:
+    inner_gen = counter(5)
+    next(inner_gen)
+    inner_blob = corosnap.dumps(inner_gen)
+    corosnap.loads(inner_blob).close()  # warm
+    g = holds(LoadsInside(inner_blob))
+    next(g)
+    blob = corosnap.dumps(g)
+    _inner_results.clear()
+    for _ in range(3):
+        restored = corosnap.loads(blob)
+        assert next(restored).n == 7
+    assert _inner_results == [[1, 2, 3, 4]] * 3
+
+
+def _fails() -> None:
+    raise LookupError("refused by the reduce")
+
+
+class FailsOnLoad:
+    def __reduce__(self) -> Any:
+        return (_fails, ())
+
+
+@needs_c
+def test_errors_are_the_general_paths() -> None:
+    snap = Snapshotter()._with_engine("c")
+    g = holds(FailsOnLoad())
+    next(g)
+    blob = snap.dumps(g)
+    for _ in range(3):
+        with pytest.raises(RestoreError, match="refused by the reduce") as info:
+            snap.loads(blob)
+        assert isinstance(info.value.__cause__, LookupError)
+    h = counter(4)
+    next(h)
+    good = snap.dumps(h)
+    _warm(snap, good)
+    tree = msgpack.unpackb(good, ext_hook=_ext, strict_map_key=False)
+    tree[-1] = "not a range iterator"  # the for loop's iterator
+    bad = msgpack.packb(tree, use_bin_type=True, default=_pack_ext)
+    with pytest.raises(CorruptSnapshot, match="counter"):
+        snap.loads(bad)
+
+
+def _pack_ext(obj: Any) -> Any:
+    if isinstance(obj, msgpack.ExtType):
+        return obj
+    raise TypeError(type(obj).__name__)
+
+
+def test_the_contract_names_load_root() -> None:
+    assert "load_root" in _contract.__all__
+    if _accel.ENGINE == "c":
+        assert callable(_contract.load_root)
+    else:
+        assert _contract.load_root is None
