@@ -1226,6 +1226,8 @@ cv_resolve_globals(Enc *e)
     return rc < 0 ? -1 : 1;
 }
 
+static PyObject *ci_everything; /* codec/_encoder.py's _EVERYTHING (ci_ready) */
+
 /* `if self.global_ids and id(v) in self.global_ids: out = self._module_value(v)`:
  * 1 and *out when v is a module's global, 0 when not, -1 on error. */
 static int
@@ -1239,7 +1241,10 @@ cv_module_value(Enc *e, PyObject *v, PyObject *key, PyObject **out)
         truth = 1;
         in = PyDict_Contains(ids, key);
     }
-    else { /* more than one: _EVERYTHING */
+    else if (ids == ci_everything) { /* more than one, or not resolved yet */
+        truth = in = 1; /* _Everything: true, and holds everything */
+    }
+    else {
         Py_INCREF(ids);
         truth = PyObject_IsTrue(ids);
         if (truth > 0) in = PySequence_Contains(ids, key);
@@ -4419,7 +4424,7 @@ static struct {
     {"global_ids", CI_IDS}, {"after", CI_LIST}, {"cstate", CI_NONE}};
 #define CI_NSLOTS ((Py_ssize_t)(sizeof(ci_slots) / sizeof(ci_slots[0])))
 /* _PASS_FAST, _PASS_STRICT, _PASS_FAST_BUFFERS, _PASS_STRICT_BUFFERS; _EVERYTHING */
-static PyObject *ci_pass[4], *ci_everything;
+static PyObject *ci_pass[4];
 static Py_ssize_t ci_globals_seen_offset = -1;
 
 static int
