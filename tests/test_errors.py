@@ -13,6 +13,8 @@ import pytest
 
 import corosnap
 import samples
+from corosnap.codec._engines import ENGINES
+from corosnap.codec._tags import EXT_PICKLE
 from corosnap.snapshot._blob import HEADER
 
 
@@ -185,6 +187,31 @@ def test_safe_mode_refuses_pickles_and_foreign_globals():
         corosnap.loads(corosnap.dumps(samples.counter(2)), safe=True, allow=("other",))
     assert list(corosnap.loads(corosnap.dumps(samples.counter(2)), safe=True,
                                allow=("samples",))) == [0, 1]
+
+
+def test_a_pickled_value_that_asks_for_too_much_memory_is_a_limit():
+    """pickle makes a BYTEARRAY8's bytearray at the length its header gives
+    before reading it: a damaged length is a MemoryError on any CPython,
+    which loads reports as the limit it is, naming the slot (both engines)."""
+    class Local:
+        pass
+
+    blob = corosnap.dumps(suspended_holding(Local()))
+    huge = b"\x80\x05\x96" + (2**62).to_bytes(8, "little")
+
+    def damage(code, data):
+        if code == EXT_PICKLE:
+            return msgpack.ExtType(code, data[:1] + huge)  # the pickler id, then pickle's bytes
+        return msgpack.ExtType(code, data)
+
+    bad = msgpack.packb(msgpack.unpackb(blob, ext_hook=damage, strict_map_key=False),
+                        use_bin_type=True)
+    for engine in ENGINES:
+        snap = corosnap.Snapshotter()._with_engine(engine)
+        with pytest.raises(corosnap.LimitExceeded, match="fallback pickler asked for more "
+                                                         "memory") as info:
+            snap.loads(bad)
+        assert "suspended_holding" in str(info.value) or "local" in str(info.value)
 
 
 def _suspended_tree(gen, steps=1):

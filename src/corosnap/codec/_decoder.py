@@ -411,6 +411,11 @@ class Decoder:
                 )
             try:
                 obj = loads_with(data)
+            except MemoryError:
+                # a damaged payload's length or size field (as anywhere else
+                # in a blob that asks for too much: LimitExceeded)
+                raise LimitExceeded("the fallback pickler asked for more memory than is "
+                                    "available") from None
             except Exception as exc:
                 raise RestoreError(f"the fallback pickler could not load a value: {exc!r}") from exc
             self.memo.append(obj)
