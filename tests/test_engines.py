@@ -23,9 +23,11 @@ process, where the C engine is loaded:
 from __future__ import annotations
 
 import functools
+import gc
 import re
 import struct
 import sys
+import types
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -1028,6 +1030,64 @@ def _holds_restore_walker() -> Any:
     w = _RestoreGcWalker()
     b = "after"
     yield a, w, b
+
+
+_SWAP_ARMED: list[bool] = []
+
+
+class _SwapperMeta(type):
+    """Answers hasattr(type(x), "__next__") (a restore check) after swapping
+    every cell in every list the collector knows for an int: a value that
+    was checked must not be what changes before the frame is written."""
+
+    def __getattribute__(cls, name: str) -> Any:
+        if name == "__next__" and _SWAP_ARMED:
+            for o in gc.get_objects():
+                if type(o) is list and any(type(x) is _SwappingIter for x in o):
+                    for k, x in enumerate(o):
+                        if type(x) is types.CellType:
+                            o[k] = 10**6
+        return super().__getattribute__(name)
+
+
+class _SwappingIter(metaclass=_SwapperMeta):
+    def __init__(self) -> None:
+        self.n = 2
+
+    def __iter__(self) -> _SwappingIter:
+        return self
+
+    def __next__(self) -> int:
+        self.n -= 1
+        if self.n < 0:
+            raise StopIteration
+        return self.n
+
+
+def _delegates_beside_a_cell() -> Any:
+    c = 5
+
+    def inner() -> int:
+        return c
+
+    yield from _SwappingIter()
+    yield c  # LOAD_DEREF: reads the cell slot unchecked
+    yield inner()
+
+
+@pytest.mark.parametrize("engine", ["c", "python"] if C_ENGINE else ["python"])
+def test_a_checked_value_cannot_be_swapped_before_the_frame_is_written(engine: str) -> None:
+    snapshotter = default()._with_engine(engine)
+    g = _delegates_beside_a_cell()
+    next(g)
+    blob = snapshotter.dumps(g)
+    snapshotter.loads(blob).close()  # cold; then warm (the C restore does the frame)
+    _SWAP_ARMED.append(True)
+    try:
+        h = snapshotter.loads(blob)
+    finally:
+        _SWAP_ARMED.clear()
+    assert list(h) == [0, 5, 5]
 
 
 @needs_c

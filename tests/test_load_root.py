@@ -193,3 +193,30 @@ def test_the_contract_names_load_root() -> None:
         assert callable(_contract.load_root)
     else:
         assert _contract.load_root is None
+
+
+def holds_twice(a: Any, b: Any) -> Iterator[Any]:
+    x = a
+    y = b
+    yield 1
+    yield x, y
+
+
+@needs_c
+def test_a_kept_state_changed_while_it_waits_is_not_used() -> None:
+    """Python code can reach the kept RestoreState (gc.get_objects) between
+    two loads; whatever it puts in its tables must not reach the next blob
+    (a back-reference would resolve to it)."""
+    p = Payload(1)
+    g = holds_twice(p, p)
+    next(g)
+    blob = corosnap.dumps(g)
+    corosnap.loads(blob).close()  # warm
+    corosnap.loads(blob).close()  # a state is kept
+    kept = [o for o in gc.get_objects() if type(o) is _contract.RestoreState]
+    assert kept, "no RestoreState kept between loads"
+    for state in kept:
+        state.memo.extend(["INJECTED"] * 3)
+    del kept, state
+    x, y = next(corosnap.loads(blob))
+    assert type(x) is Payload and x is y and x.n == 1

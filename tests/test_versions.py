@@ -591,3 +591,18 @@ def test_the_analysis_checks_itself_against_dis_on_the_standard_library():
 def test_cross_version_matrix_is_declared():
     assert frames_pkg.SUPPORTED == ((3, 11), (3, 12), (3, 13), (3, 14), (3, 15))
 
+
+
+def test_frames_write_checks_its_arguments_in_order():
+    """frames.write (two lists) over the C API's write (one list): the
+    target is checked first, then the lists, then their shapes."""
+    g = vs.plain(3)
+    with pytest.raises(TypeError, match="expected a generator, coroutine or async generator"):
+        FRAMES.write(42, 0, None, None, None)
+    with pytest.raises(TypeError, match="localsplus and stack must be lists"):
+        FRAMES.write(g, -1, (), [], None)
+    n = g.gi_code.co_nlocals + len(g.gi_code.co_cellvars) + len(g.gi_code.co_freevars)
+    with pytest.raises(ValueError, match=f"has {n} local slots, got {n + 1}"):
+        FRAMES.write(g, -1, [None] * (n + 1), [], None)
+    with pytest.raises(ValueError, match="has a stack of"):
+        FRAMES.write(g, -1, [None] * n, [None] * (g.gi_code.co_stacksize + 1), None)

@@ -264,6 +264,7 @@ frames_write(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     long lasti = PyLong_AsLong(args[1]);
     if (lasti == -1 && PyErr_Occurred()) return NULL;
+    if (cs_check_target(args[0]) < 0) return NULL; /* first, as write() checks */
     if (!PyList_CheckExact(args[2]) || !PyList_CheckExact(args[3])) {
         PyErr_SetString(PyExc_TypeError, "localsplus and stack must be lists");
         return NULL;

@@ -1084,14 +1084,7 @@ cs_check_frame(RestoreState *st, RestoreCode *rc, Plan *plan, PyObject *gen, PyO
             if (tagged == NULL) return -1;
             PyList_SetItem(slots, index, tagged);
         }
-        else if (check->kind == K_EXC_LIST) {
-            /* Checked, then copied: only the stack holds this list in a real
-             * frame, while a blob could alias it with a list the code appends
-             * to before PREP_RERAISE_STAR reads it. */
-            PyObject *copy = PyList_GetSlice(x, 0, PyList_GET_SIZE(x));
-            if (copy == NULL) return -1;
-            PyList_SetItem(slots, index, copy);
-        }
+        /* K_EXC_LIST: copied by cs_copy_exc_lists, just before the write. */
     }
     for (Py_ssize_t c = 0; c < PyTuple_GET_SIZE(plan->bound); c++) {
         Py_ssize_t index = PyLong_AsSsize_t(PyTuple_GET_ITEM(plan->bound, c));
@@ -1147,6 +1140,46 @@ cs_check_frame(RestoreState *st, RestoreCode *rc, Plan *plan, PyObject *gen, PyO
             if (r == NULL) return -1;
             Py_DECREF(r);
         }
+    }
+    return 0;
+}
+
+/* As _restore.final_slots, once every check has passed and just before the
+ * write, with no Python code in between: an except* result list is copied
+ * (only the stack holds this list in a real frame, while a blob could alias
+ * it with a list the code appends to before PREP_RERAISE_STAR reads it),
+ * and the copy checked again (code run since the check, a reduce or a
+ * type's __getattribute__, may have changed the list). */
+static int
+cs_copy_exc_lists(RestoreCode *rc, Plan *plan, PyObject *slots)
+{
+    Py_ssize_t n = rc->nlocals, total = PyList_GET_SIZE(slots);
+    for (Py_ssize_t c = 0; c < PyTuple_GET_SIZE(plan->checks); c++) {
+        Check *check = (Check *)PyTuple_GET_ITEM(plan->checks, c); /* checked before */
+        Py_ssize_t index = check->slot;
+        if (check->kind != K_EXC_LIST || index < n || index >= total) continue;
+        if (check->index_above && index + 1 < total &&
+            PyList_GET_ITEM(slots, index + 1) != NULL_SLOT) {
+            continue;
+        }
+        PyObject *x = PyList_GET_ITEM(slots, index);
+        if (x == NULL_SLOT) continue;
+        PyObject *copy = PyList_CheckExact(x) ? PyList_GetSlice(x, 0, PyList_GET_SIZE(x)) : NULL;
+        if (copy == NULL && PyErr_Occurred()) return -1;
+        int ok = copy != NULL ? cs_kind_ok(copy, K_EXC_LIST, rc->ncodeunits) : 0;
+        if (ok <= 0) {
+            if (ok == 0) {
+                PyObject *what = cs_describe(copy != NULL ? copy : x);
+                if (what != NULL) {
+                    cs_corrupt(rc->label, "value stack slot %zd must be %U, got %U", index - n,
+                               check->name, what);
+                    Py_DECREF(what);
+                }
+            }
+            Py_XDECREF(copy);
+            return -1;
+        }
+        PyList_SetItem(slots, index, copy);
     }
     return 0;
 }
@@ -1236,6 +1269,9 @@ cs_restore_frame(RestoreState *st, PyObject *v, Py_ssize_t i, int root)
     PyObject *dec = NULL; /* cs_decoder(), when needed */
     PyObject *found = NULL, *key = NULL, *gen = NULL, *path = NULL;
     PyObject *gen_id = NULL, *slots = NULL, *result = NULL, *exc = NULL;
+    /* Held from when they are read: Python code (a finalizer, when making the
+     * generator runs the collector) may change the tree or the code's plans. */
+    PyObject *pos = NULL, *exc_f = NULL, *plan_ref = NULL;
 
     /* Pre-phase: find everything, change nothing. */
     PyObject *first = PyList_GET_ITEM(v, i);
@@ -1322,13 +1358,15 @@ cs_restore_frame(RestoreState *st, PyObject *v, Py_ssize_t i, int root)
     }
     Py_ssize_t n = rc->nlocals;
     if (at >= len) goto slow;
-    PyObject *pos = PyList_GET_ITEM(v, at), *exc_f = NULL;
+    pos = PyList_GET_ITEM(v, at);
     if (PyList_CheckExact(pos) && PyList_GET_SIZE(pos) == 2) {
         /* [offset, exception]: suspended inside an except block; a nil there
          * is None, refused below as not an exception (as FrameDecoder.decode) */
         exc_f = PyList_GET_ITEM(pos, 1);
         pos = PyList_GET_ITEM(pos, 0);
     }
+    Py_INCREF(pos);
+    Py_XINCREF(exc_f);
     if (!PyLong_CheckExact(pos)) goto slow; /* corrupt: the Python engine says how */
     PyObject *pobj = PyDict_GetItemWithError(rc->plans, pos);
     if (pobj == NULL) {
@@ -1339,6 +1377,7 @@ cs_restore_frame(RestoreState *st, PyObject *v, Py_ssize_t i, int root)
         cs_bad_record("a RestoreCode.plans entry");
         goto error;
     }
+    plan_ref = Py_NewRef(pobj);
     Plan *plan = (Plan *)pobj;
     Py_ssize_t total = len - at - 1;
     if (total != n + plan->depth) goto slow; /* the Python engine names the mismatch */
@@ -1358,8 +1397,6 @@ cs_restore_frame(RestoreState *st, PyObject *v, Py_ssize_t i, int root)
         goto error;
     }
     /* From here on, leave through `done` so the frame leaves state.active. */
-    Py_INCREF(pos);
-    Py_XINCREF(exc_f);
     if (exc_f != NULL) {
         /* The exception being handled, decoded first (memo order, as capture). */
         if (dec == NULL && (dec = cs_decoder(st)) == NULL) goto done;
@@ -1372,13 +1409,16 @@ cs_restore_frame(RestoreState *st, PyObject *v, Py_ssize_t i, int root)
     }
     slots = PyList_New(total);
     if (slots == NULL) goto done;
-    /* Filled while Python code may run (reduces, a declined sub-frame): out
-     * of the collector's view (gc.get_objects) until every item is set. */
+    /* Python code runs while it is filled and checked (reduces, a declined
+     * sub-frame, a type's __getattribute__): out of the collector's view
+     * (gc.get_objects) for good, so that no value can be swapped after it
+     * was checked.  It never escapes this function, so it can be part of
+     * no cycle. */
     PyObject_GC_UnTrack(slots);
     int fresh_sub = 0;
     for (Py_ssize_t j = 0; j < total; j++) {
-        /* v is the tree's, which no Python code sees; still, each field is
-         * held while it is decoded, and v's size checked before each read. */
+        /* Python code may reach v (gc.get_objects): each field is held
+         * while it is decoded, and v's size checked before each read. */
         if (PyList_GET_SIZE(v) != len) {
             cs_corrupt(rc->label, "its fields changed while it was restored");
             goto done;
@@ -1417,7 +1457,6 @@ cs_restore_frame(RestoreState *st, PyObject *v, Py_ssize_t i, int root)
         }
         PyList_SET_ITEM(slots, j, y);
     }
-    PyObject_GC_Track(slots);
     if (cs_check_frame(st, rc, plan, gen, slots, fresh_sub, &dec) < 0) goto done;
     if (root && PyList_GET_SIZE(st->exceptions) > 0) {
         /* Decoder.finish: the checks that need the whole object graph (the
@@ -1427,6 +1466,7 @@ cs_restore_frame(RestoreState *st, PyObject *v, Py_ssize_t i, int root)
         if (r == NULL) goto done;
         Py_DECREF(r);
     }
+    if (cs_copy_exc_lists(rc, plan, slots) < 0) goto done;
     {
         long lasti = PyLong_AsLong(pos);
         int w = (lasti == -1 && PyErr_Occurred())
@@ -1472,8 +1512,9 @@ done:
         }
         PyErr_Restore(type, value, tb);
     }
-    Py_DECREF(pos);
+    Py_XDECREF(pos);
     Py_XDECREF(exc_f);
+    Py_XDECREF(plan_ref);
     Py_XDECREF(exc);
     Py_XDECREF(slots);
     Py_XDECREF(gen_id);
@@ -1483,10 +1524,16 @@ done:
     Py_XDECREF(dec);
     return result;
 slow:
+    Py_XDECREF(pos);
+    Py_XDECREF(exc_f);
+    Py_XDECREF(plan_ref);
     Py_XDECREF(found);
     Py_XDECREF(path);
     Py_RETURN_NONE;
 error:
+    Py_XDECREF(pos);
+    Py_XDECREF(exc_f);
+    Py_XDECREF(plan_ref);
     Py_XDECREF(key);
     Py_XDECREF(gen);
     Py_XDECREF(found);
@@ -1516,15 +1563,25 @@ cs_restore(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 static RestoreState *cs_spare_state = NULL;
 static PyObject *cs_no_cache = NULL;
 
+static int cs_state_alone(RestoreState *st);
+static int cs_state_empty(RestoreState *st);
+
 static RestoreState *
 cs_take_state(PyObject *frames, PyObject *code_cache)
 {
     RestoreState *st = cs_spare_state;
     if (st != NULL) {
         cs_spare_state = NULL;
-        Py_SETREF(st->code_cache, Py_NewRef(code_cache));
-        Py_SETREF(st->frames, Py_NewRef(frames));
-        return st;
+        /* Python code can reach it while it waits (gc.get_objects): used
+         * again only as it was left, alone and empty. */
+        if (cs_state_alone(st) && cs_state_empty(st) && st->frames == Py_None &&
+            st->code_cache == cs_no_cache && PyDict_GET_SIZE(cs_no_cache) == 0 && !st->safe &&
+            PyTuple_GET_SIZE(st->allow) == 0) {
+            Py_SETREF(st->code_cache, Py_NewRef(code_cache));
+            Py_SETREF(st->frames, Py_NewRef(frames));
+            return st;
+        }
+        Py_DECREF(st);
     }
     st = (RestoreState *)PyType_GenericAlloc(&RestoreState_Type.type, 0);
     if (st == NULL) return NULL;
@@ -1556,6 +1613,15 @@ cs_state_alone(RestoreState *st)
            Py_REFCNT(st->active) == 1 && Py_REFCNT(st->exceptions) == 1;
 }
 
+/* Whether every table of `st` is empty. */
+static int
+cs_state_empty(RestoreState *st)
+{
+    return PyList_GET_SIZE(st->memo) == 0 && PyList_GET_SIZE(st->strings) == 0 &&
+           PyList_GET_SIZE(st->codes) == 0 && PyList_GET_SIZE(st->exceptions) == 0 &&
+           PySet_GET_SIZE(st->active) == 0;
+}
+
 /* Done with a root's state: emptied and kept for the next root when
  * nothing else holds it, else released.  Keeps any error being raised. */
 static void
@@ -1578,10 +1644,7 @@ cs_give_back_state(RestoreState *st)
         if (!ok) PyErr_Clear();
         Py_SETREF(st->code_cache, Py_NewRef(cs_no_cache));
         Py_SETREF(st->frames, Py_NewRef(Py_None));
-        if (ok && cs_spare_state == NULL && cs_state_alone(st) &&
-            PyList_GET_SIZE(st->memo) == 0 && PyList_GET_SIZE(st->strings) == 0 &&
-            PyList_GET_SIZE(st->codes) == 0 && PyList_GET_SIZE(st->exceptions) == 0 &&
-            PySet_GET_SIZE(st->active) == 0) {
+        if (ok && cs_spare_state == NULL && cs_state_alone(st) && cs_state_empty(st)) {
             cs_spare_state = st;
             PyErr_Restore(type, value, tb);
             return;

@@ -252,13 +252,14 @@ def _describe(v: Any) -> str:
     return type(v).__name__
 
 
-def check_frame(entry: Any, plan: Any, gen: Any, slots: list[Any], fresh_sub: bool,
+def check_frame(entry: Any, plan: Any, gen: Any, slots: tuple[Any, ...], fresh_sub: bool,
                 dec: Decoder) -> None:
     """Refuse values the interpreter would use unchecked (see bytecode._kinds),
     before the frame is written: the one copy of these checks in Python (the
     C engine's cs_check_frame makes them in the same order, with the same
-    messages).  Turns the ints of 3.14+ tagged slots into TaggedInt and copies
-    an except* result list, in place."""
+    messages).  ``slots`` is a tuple, which the code the checks may run (a
+    type's ``__getattribute__``) cannot change; ``final_slots`` makes what
+    is written from it."""
     label = entry.label
     n = entry.nlocals
     if plan.dot0 and not hasattr(type(slots[0]), "__next__"):
@@ -278,7 +279,6 @@ def check_frame(entry: Any, plan: Any, gen: Any, slots: list[Any], fresh_sub: bo
                     f"{label}: value stack slots {index - n - 1}, {index - n} must be a "
                     "sequence CPython walks by index and its index, got "
                     f"{type(slots[index - 1]).__name__}, {v!r}")
-            slots[index] = TaggedInt(v)
             continue
         if check.index_above and slots[index + 1] is not null:
             continue  # walked by index: checked with the index slot above
@@ -298,13 +298,6 @@ def check_frame(entry: Any, plan: Any, gen: Any, slots: list[Any], fresh_sub: bo
         if not _kind_ok(v, kind, entry.ncodeunits):
             raise CorruptSnapshot(f"{label}: value stack slot {index - n} must be "
                                   f"{check.name}, got {_describe(v)}")
-        if kind in TAGGED:
-            slots[index] = TaggedInt(v)  # 3.14+: the handler's lasti
-        elif kind == EXC_LIST:
-            # Checked, then copied: only the stack holds this list in a real
-            # frame, while a blob could alias it with a list the code appends
-            # to (``errors.append((yield))``) before PREP_RERAISE_STAR reads it.
-            slots[index] = list(v)
     for index in plan.bound:
         if slots[index] is null:
             raise CorruptSnapshot(f"{label}: local {entry.slot_names[index]!r} is read "
@@ -325,6 +318,38 @@ def check_frame(entry: Any, plan: Any, gen: Any, slots: list[Any], fresh_sub: bo
             # A sub-frame decoded just above is new: its own chain was checked
             # against this frame (active then) when it was written.
             check_chain(dec, entry, gen, sub)
+
+
+def final_slots(entry: Any, plan: Any, slots: tuple[Any, ...]) -> list[Any]:
+    """What is written into the frame, from checked ``slots``, with no code
+    but this function's run in between (as the C engine's cs_copy_exc_lists):
+    the ints of 3.14+ tagged slots as TaggedInt, and an except* result list
+    copied (only the stack holds this list in a real frame, while a blob
+    could alias it with a list the code appends to, ``errors.append((yield))``,
+    before PREP_RERAISE_STAR reads it) and checked again, since code run
+    after its check (a reduce, a type's ``__getattribute__``) may have
+    changed it."""
+    out = list(slots)
+    null = NULL
+    n = entry.nlocals
+    for check in plan.checks:
+        index = check.slot
+        kind = check.kind
+        v = slots[index]
+        if kind == INDEX and v is not null:
+            out[index] = TaggedInt(v)
+            continue
+        if (check.index_above and slots[index + 1] is not null) or v is null:
+            continue
+        if kind in TAGGED:
+            out[index] = TaggedInt(v)  # 3.14+: the handler's lasti
+        elif kind == EXC_LIST:
+            copy = list(v)
+            if not _kind_ok(copy, kind, entry.ncodeunits):
+                raise CorruptSnapshot(f"{entry.label}: value stack slot {index - n} must be "
+                                      f"{check.name}, got {_describe(copy)}")
+            out[index] = copy
+    return out
 
 
 def decode_exception(dec: Decoder, entry: Any, exc_f: Any) -> Any:
@@ -350,15 +375,17 @@ def write_frame(dec: Decoder, entry: Any, plan: Any, pos: int, slots: list[Any],
     if len(slots) != n + plan.depth:
         raise CorruptSnapshot(f"{entry.label}: {len(slots) - n} stack values at offset {pos}, "
                               f"but its bytecode has {plan.depth} there")
-    check_frame(entry, plan, gen, slots, fresh_sub, dec)
+    frozen = tuple(slots)
+    check_frame(entry, plan, gen, frozen, fresh_sub, dec)
     if root:
         dec.finish()
     migration = dec.migration
     if migration is not None and migration.dry_run:
         migration.checked(gen)  # a check: everything validated, nothing written
         return gen
+    out = final_slots(entry, plan, frozen)
     try:
-        backend().write(gen, pos, slots[:n], slots[n:], exc)
+        backend().write(gen, pos, out[:n], out[n:], exc)
     except (TypeError, ValueError) as err:
         raise CorruptSnapshot(f"{entry.label}: {err}") from err
     return gen
