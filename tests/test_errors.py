@@ -3,6 +3,7 @@ exceptions; restores are validated before any frame write."""
 
 from __future__ import annotations
 
+import pickle
 import re
 import socket
 import sys
@@ -206,12 +207,17 @@ def test_a_pickled_value_that_asks_for_too_much_memory_is_a_limit():
 
     bad = msgpack.packb(msgpack.unpackb(blob, ext_hook=damage, strict_map_key=False),
                         use_bin_type=True)
+    try:
+        pickle.loads(huge)
+    except MemoryError:  # up to 3.14
+        expected, match = corosnap.LimitExceeded, "fallback pickler asked for more memory"
+    except pickle.UnpicklingError:  # 3.15 reads such a bytearray in chunks
+        expected, match = corosnap.RestoreError, "fallback pickler could not load a value"
     for engine in ENGINES:
         snap = corosnap.Snapshotter()._with_engine(engine)
-        with pytest.raises(corosnap.LimitExceeded, match="fallback pickler asked for more "
-                                                         "memory") as info:
+        with pytest.raises(expected, match=match) as info:
             snap.loads(bad)
-        assert "suspended_holding" in str(info.value) or "local" in str(info.value)
+        assert "local 'value'" in str(info.value)
 
 
 def _suspended_tree(gen, steps=1):
