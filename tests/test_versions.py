@@ -599,8 +599,8 @@ def test_frames_write_checks_its_arguments_in_order():
     g = vs.plain(3)
     with pytest.raises(TypeError, match="expected a generator, coroutine or async generator"):
         FRAMES.write(42, 0, None, None, None)
-    with pytest.raises(TypeError, match="localsplus and stack must be lists"):
-        FRAMES.write(g, -1, (), [], None)
+    with pytest.raises(TypeError, match="localsplus and stack must be lists or tuples"):
+        FRAMES.write(g, -1, None, [], None)
     n = g.gi_code.co_nlocals + len(g.gi_code.co_cellvars) + len(g.gi_code.co_freevars)
     with pytest.raises(ValueError, match=f"has {n} local slots, got {n + 1}"):
         FRAMES.write(g, -1, [None] * (n + 1), [], None)

@@ -16,7 +16,9 @@ small interface:
     generator expressions (``iter(.0)`` runs before ``RETURN_GENERATOR``).
 
 ``write(gen, lasti, localsplus, stack, exc_value)``
-    Overwrites a freshly created generator's frame.  ``lasti == -1`` keeps it
+    Overwrites a freshly created generator's frame (``localsplus`` and
+    ``stack``: lists or tuples; the C API's ``write`` takes the two as one
+    list).  ``lasti == -1`` keeps it
     in the created state (with the stack shape its prologue gave it).  Any
     other ``lasti`` leaves it suspended exactly as ``YIELD_VALUE`` would,
     including 3.13+'s separate yield-from state.  ``TaggedInt`` values are

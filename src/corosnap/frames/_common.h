@@ -265,14 +265,24 @@ frames_write(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     long lasti = PyLong_AsLong(args[1]);
     if (lasti == -1 && PyErr_Occurred()) return NULL;
     if (cs_check_target(args[0]) < 0) return NULL; /* first, as write() checks */
-    if (!PyList_CheckExact(args[2]) || !PyList_CheckExact(args[3])) {
-        PyErr_SetString(PyExc_TypeError, "localsplus and stack must be lists");
+    PyObject *loc = args[2], *stk = args[3];
+    if (!(PyList_CheckExact(loc) || PyTuple_CheckExact(loc)) ||
+        !(PyList_CheckExact(stk) || PyTuple_CheckExact(stk))) {
+        PyErr_SetString(PyExc_TypeError, "localsplus and stack must be lists or tuples");
         return NULL;
     }
-    /* The C API takes one list, locals then stack, as the frame lays them out. */
-    PyObject *slots = PySequence_Concat(args[2], args[3]);
+    /* The C API takes one list, locals then stack, as the frame lays them
+     * out: a new one, which no other code sees. */
+    Py_ssize_t nl = PySequence_Fast_GET_SIZE(loc), ns = PySequence_Fast_GET_SIZE(stk);
+    PyObject *slots = PyList_New(nl + ns);
     if (slots == NULL) return NULL;
-    int rc = cs_write(args[0], lasti, slots, PyList_GET_SIZE(args[2]), args[4]);
+    for (Py_ssize_t i = 0; i < nl; i++) {
+        PyList_SET_ITEM(slots, i, Py_NewRef(PySequence_Fast_GET_ITEM(loc, i)));
+    }
+    for (Py_ssize_t i = 0; i < ns; i++) {
+        PyList_SET_ITEM(slots, nl + i, Py_NewRef(PySequence_Fast_GET_ITEM(stk, i)));
+    }
+    int rc = cs_write(args[0], lasti, slots, nl, args[4]);
     Py_DECREF(slots);
     if (rc < 0) return NULL;
     Py_RETURN_NONE;

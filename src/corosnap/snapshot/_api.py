@@ -405,8 +405,8 @@ class Snapshotter:
         caches = self._caches
         try:
             if session is None:
-                return caches.frames_in.restore(tree, self.safe, self.allow, buffers,
-                                                declined=declined)
+                return caches.frames_in.restore(tree, self.safe, self.allow, buffers, None,
+                                                declined)
             return caches.frames_migrating.restore(tree, self.safe, self.allow, buffers,
                                                    session)
         except BaseException as exc:

@@ -253,23 +253,25 @@ def _describe(v: Any) -> str:
 
 
 def check_frame(entry: Any, plan: Any, gen: Any, slots: tuple[Any, ...], fresh_sub: bool,
-                dec: Decoder) -> None:
+                dec: Decoder) -> bool:
     """Refuse values the interpreter would use unchecked (see bytecode._kinds),
     before the frame is written: the one copy of these checks in Python (the
     C engine's cs_check_frame makes them in the same order, with the same
     messages).  ``slots`` is a tuple, which the code the checks may run (a
     type's ``__getattribute__``) cannot change; ``final_slots`` makes what
-    is written from it."""
+    is written from it when this returns True (a slot to convert or copy)."""
     label = entry.label
     n = entry.nlocals
     if plan.dot0 and not hasattr(type(slots[0]), "__next__"):
         raise CorruptSnapshot(f"{label}: its '.0' argument must be an iterator (the first "
                               f"FOR_ITER advances it), got {type(slots[0]).__name__}")
     null = NULL
+    converts = False
     for check in plan.checks:
         index = check.slot
         kind = check.kind
         v = slots[index]
+        converts = converts or kind in _CONVERTED
         if kind == INDEX and v is not null:
             # 3.15: a sequence walked in place; FOR_ITER / SEND call its
             # type's _tp_iteritem without checking the type has one.
@@ -318,6 +320,7 @@ def check_frame(entry: Any, plan: Any, gen: Any, slots: tuple[Any, ...], fresh_s
             # A sub-frame decoded just above is new: its own chain was checked
             # against this frame (active then) when it was written.
             check_chain(dec, entry, gen, sub)
+    return converts
 
 
 def final_slots(entry: Any, plan: Any, slots: tuple[Any, ...]) -> list[Any]:
@@ -331,10 +334,11 @@ def final_slots(entry: Any, plan: Any, slots: tuple[Any, ...]) -> list[Any]:
     changed it."""
     out = list(slots)
     null = NULL
-    n = entry.nlocals
     for check in plan.checks:
-        index = check.slot
         kind = check.kind
+        if kind not in _CONVERTED:
+            continue
+        index = check.slot
         v = slots[index]
         if kind == INDEX and v is not null:
             out[index] = TaggedInt(v)
@@ -346,10 +350,15 @@ def final_slots(entry: Any, plan: Any, slots: tuple[Any, ...]) -> list[Any]:
         elif kind == EXC_LIST:
             copy = list(v)
             if not _kind_ok(copy, kind, entry.ncodeunits):
-                raise CorruptSnapshot(f"{entry.label}: value stack slot {index - n} must be "
-                                      f"{check.name}, got {_describe(copy)}")
+                raise CorruptSnapshot(f"{entry.label}: value stack slot "
+                                      f"{index - entry.nlocals} must be {check.name}, "
+                                      f"got {_describe(copy)}")
             out[index] = copy
     return out
+
+
+_CONVERTED = frozenset({INDEX, EXC_LIST, *TAGGED})
+"""The slot kinds whose value final_slots converts or copies."""
 
 
 def decode_exception(dec: Decoder, entry: Any, exc_f: Any) -> Any:
@@ -376,14 +385,14 @@ def write_frame(dec: Decoder, entry: Any, plan: Any, pos: int, slots: list[Any],
         raise CorruptSnapshot(f"{entry.label}: {len(slots) - n} stack values at offset {pos}, "
                               f"but its bytecode has {plan.depth} there")
     frozen = tuple(slots)
-    check_frame(entry, plan, gen, frozen, fresh_sub, dec)
+    converts = check_frame(entry, plan, gen, frozen, fresh_sub, dec)
     if root:
         dec.finish()
     migration = dec.migration
     if migration is not None and migration.dry_run:
         migration.checked(gen)  # a check: everything validated, nothing written
         return gen
-    out = final_slots(entry, plan, frozen)
+    out = final_slots(entry, plan, frozen) if converts else frozen
     try:
         backend().write(gen, pos, out[:n], out[n:], exc)
     except (TypeError, ValueError) as err:
