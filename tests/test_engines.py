@@ -990,29 +990,29 @@ class _GcWalker:
     item: a list the C capture is still filling must not be among them."""
 
     def __reduce__(self) -> Any:
-        import gc
-
-        for o in gc.get_objects():
-            if type(o) is list:
-                for _ in o:
-                    pass
+        _walk_every_list()
         return (_GcWalker, ())
 
 
-def _holds_walker() -> Any:
-    a = 1
-    w = _GcWalker()
-    b = "after"
-    yield a, w, b
-
-
-def _walk_then_make() -> _RestoreGcWalker:
-    import gc
-
+def _walk_every_list() -> None:
     for o in gc.get_objects():
         if type(o) is list:
             for _ in o:
                 pass
+
+
+def _holds(w: Any) -> Any:
+    a = 1
+    b = "after"
+    yield a, w, b
+
+
+def _holds_walker() -> Any:
+    return _holds(_GcWalker())
+
+
+def _walk_then_make() -> _RestoreGcWalker:
+    _walk_every_list()
     return _RestoreGcWalker()
 
 
@@ -1026,10 +1026,7 @@ class _RestoreGcWalker:
 
 
 def _holds_restore_walker() -> Any:
-    a = 1
-    w = _RestoreGcWalker()
-    b = "after"
-    yield a, w, b
+    return _holds(_RestoreGcWalker())
 
 
 _SWAP_ARMED: list[bool] = []
