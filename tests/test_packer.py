@@ -14,6 +14,7 @@ would: checked through ``dumps`` on both engines.
 
 from __future__ import annotations
 
+import gc
 import sys
 from typing import Any
 
@@ -372,3 +373,38 @@ def test_int_lists_and_flat_lists_around_one_digit(ints: list[Any]) -> None:
     assert _speedups.C.pack_ints(ints) == _speedups.PYTHON.pack_ints(ints)
     assert _speedups.C.is_flat(ints) == _speedups.PYTHON.is_flat(ints)
     _same(ints)
+
+
+class _WalkerOnCollect:
+    """Walks every list the collector knows, item by item, when collected."""
+
+    walks = 0
+
+    def __del__(self) -> None:
+        _WalkerOnCollect.walks += 1
+        for o in gc.get_objects():
+            if type(o) is list:
+                for _ in o:
+                    pass
+
+
+def test_a_list_being_parsed_is_not_seen_half_filled() -> None:
+    """The C unpack fills an array while msgpack's ExtType (Python) makes an
+    unknown ext: a collection then may run a finalizer that walks
+    gc.get_objects(), which must not meet the half-filled array."""
+    assert _speedups.C is not None
+    data = msgpack.packb([[1, 2, msgpack.ExtType(99, b"x"), [3, msgpack.ExtType(98, b"y"), 5], 6]
+                          for _ in range(100)], use_bin_type=True)
+    before = gc.get_threshold()
+    _WalkerOnCollect.walks = 0
+    try:
+        for threshold in range(2, 60, 7):
+            gc.collect()
+            gc.set_threshold(threshold)
+            w = _WalkerOnCollect()
+            w.cycle = [w]  # collected by the collector, during the unpack
+            del w
+            assert _speedups.C.unpack(data) == msgpack.unpackb(data)
+    finally:
+        gc.set_threshold(*before)
+    assert _WalkerOnCollect.walks > 0
