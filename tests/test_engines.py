@@ -1007,10 +1007,6 @@ def _holds(w: Any) -> Any:
     yield a, w, b
 
 
-def _holds_walker() -> Any:
-    return _holds(_GcWalker())
-
-
 def _walk_then_make() -> _RestoreGcWalker:
     _walk_every_list()
     return _RestoreGcWalker()
@@ -1023,10 +1019,6 @@ class _RestoreGcWalker:
 
     def __reduce__(self) -> Any:
         return (_walk_then_make, ())
-
-
-def _holds_restore_walker() -> Any:
-    return _holds(_RestoreGcWalker())
 
 
 _SWAP_ARMED: list[bool] = []
@@ -1088,19 +1080,12 @@ def test_a_checked_value_cannot_be_swapped_before_the_frame_is_written(engine: s
 
 
 @needs_c
-def test_python_code_run_while_a_frame_is_restored_sees_no_half_filled_list() -> None:
+@pytest.mark.parametrize("walker", [_GcWalker, _RestoreGcWalker], ids=["captured", "restored"])
+def test_python_code_run_while_a_frame_is_captured_or_restored_sees_no_half_filled_list(
+        walker: type) -> None:
     snapshotter = default()._with_engine("c")
-    for _ in range(3):  # cold, then warm (the C restore does the frame)
-        g = _holds_restore_walker()
+    for _ in range(3):  # cold, then warm (the C engine does the frame)
+        g = _holds(walker())
         next(g)
         h = snapshotter.loads(snapshotter.dumps(g))
-        assert type(h.gi_frame.f_locals["w"]) is _RestoreGcWalker
-
-
-@needs_c
-def test_python_code_run_while_a_frame_is_captured_sees_no_half_filled_list() -> None:
-    snapshotter = default()._with_engine("c")
-    for _ in range(3):  # cold, then warm (the C capture does the frame)
-        g = _holds_walker()
-        next(g)
-        assert snapshotter.loads(snapshotter.dumps(g)).gi_frame is not None
+        assert type(h.gi_frame.f_locals["w"]) is walker
