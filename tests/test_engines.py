@@ -957,6 +957,36 @@ def test_the_c_parser_reads_every_msgpack_form_as_msgpack_does() -> None:
 
 
 @needs_c
+def test_the_c_parser_shares_one_marker_per_one_byte_back_reference() -> None:
+    """A back-reference of one-byte index is made once per parse and shared
+    by every place that holds it (records refer to their class hundreds of
+    times); any other ext is made per place, and nothing is shared between
+    two parses."""
+    from msgpack import ExtType
+
+    from corosnap.codec._speedups import C
+
+    assert C is not None
+    refs = [ExtType(1, bytes([k])) for k in (0, 1, 255)]
+    wider = ExtType(1, b"\1\0")
+    other = ExtType(4, b"\1")  # a bytearray: made per place
+    data = msgpack.packb([refs, refs, [wider, other], [wider, other]], use_bin_type=True)
+    assert _parses_alike(data) == "same"
+    tree = C.unpack(data)
+    for a, b in zip(tree[0], tree[1], strict=True):
+        assert a is b
+    assert len({id(x) for x in tree[0]}) == 3
+    assert tree[2][0] is not tree[3][0] and tree[2][1] is not tree[3][1]
+    again = C.unpack(data)
+    assert again[0][0] is not tree[0][0]
+    marker = tree[0][1]
+    held = sys.getrefcount(marker)
+    del again, tree
+    left = sys.getrefcount(marker)
+    assert left == held - 2  # held by the two lists of the tree only: the parse keeps none
+
+
+@needs_c
 def test_the_c_parser_reads_every_blob_as_msgpack_does(monkeypatch: pytest.MonkeyPatch) -> None:
     import random
 

@@ -16,6 +16,7 @@ known to its snapshot engine) and warm.
 
 from __future__ import annotations
 
+import abc
 import random
 import sys
 from typing import Any
@@ -326,6 +327,53 @@ def test_a_state_with_a_plain_dict_and_slots_decodes_alike() -> None:
     tree = [tag(T_NEWOBJ), class_tree, [], [tag(T_TUPLE), {"a": 1}, {"b": 2}]]
     kind, _blob = _same_objects(_tree_with(tree), warm_with=_held(1))
     assert kind == "restored"
+
+
+class Abstract(abc.ABC):
+    """A class object.__new__ refuses to make."""
+
+    @abc.abstractmethod
+    def run(self) -> None: ...
+
+
+class NewByMeta(type):
+    """A metaclass answering __new__ with its own maker: the class's tp_new
+    is still object's, but func.__new__ is not object.__new__."""
+
+    def __getattribute__(cls, name: str) -> Any:
+        if name == "__new__":
+            return lambda c, *args: ("made by the metaclass", c.__name__, args)
+        return super().__getattribute__(name)
+
+
+class MadeByMeta(metaclass=NewByMeta):
+    pass
+
+
+class NewAssigned:
+    """A class whose __new__ is assigned after it is made."""
+
+
+NewAssigned.__new__ = staticmethod(lambda c, *args: ("assigned", args))  # type: ignore
+
+
+class WithArgs:
+    """An object.__new__ class rebuilt with arguments (refused by object.__new__)."""
+
+
+@pytest.mark.parametrize("name", ["Plain", "Abstract", "MadeByMeta", "NewAssigned", "WithArgs"])
+def test_objects_made_by_object_new_are_made_alike(name: str) -> None:
+    """NEWOBJ of a class whose __new__ is object's calls object's tp_new
+    directly in C; any other class (an abstract one, a metaclass that
+    answers __new__ itself, a __new__ assigned later, extra arguments) gives
+    the very outcome Python's cls.__new__(cls, *args) gives."""
+    args = [1] if name == "WithArgs" else []
+    tree = [tag(T_NEWOBJ), glob(MOD, name), args]
+    if name in ("Plain", "Abstract", "WithArgs"):
+        tree.append({"x": 1})  # a state: the others make a tuple
+    kind, text = _same_objects(_tree_with(tree), warm_with=_held(1))
+    expected = "restored" if name in ("Plain", "MadeByMeta", "NewAssigned") else "RestoreError"
+    assert kind.startswith(expected), (kind, text)
 
 
 def test_a_process_that_never_encoded_decodes_alike(tmp_path: Any) -> None:

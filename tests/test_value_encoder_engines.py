@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 
 import corosnap
 from corosnap import _accel
+from corosnap.codec._engines import ENGINES
 from corosnap.snapshot._api import default
 from corosnap_fuzz import fuzz, zoo
 from test_codec_properties import values as property_values
@@ -296,6 +297,43 @@ def test_the_c_encoders_init_sets_every_slot_as_pythons_does(strict: bool,
                 assert c[name] is value, name
     a, b = made["c"]
     assert a.memo is not b.memo  # fresh tables per encoder
+
+
+@pytest.mark.parametrize("how", ["positional", "keywords", "defaults"])
+def test_the_c_decoders_init_sets_every_slot_as_pythons_does(how: str) -> None:
+    """Decoder.__init__ is C on the C engine: every slot the same (tables
+    fresh and empty, arguments the very objects)."""
+    from corosnap.codec._decoder import Decoder
+
+    frames, allow, buffers = object(), ("a", "b"), [b"x"]
+    made = {}
+    for engine in ("python", "c"):
+        cls = ENGINES[engine].Decoder
+        if how == "positional":
+            made[engine] = cls(frames, True, allow, buffers)
+        elif how == "keywords":
+            made[engine] = cls(frames=frames, buffers=buffers, allow=allow, safe=True)
+        else:
+            made[engine] = cls(frames)
+    assert ENGINES["c"].Decoder.__init__ is not ENGINES["python"].Decoder.__init__
+    python = {name: getattr(made["python"], name) for name in Decoder.__slots__}
+    c = {name: getattr(made["c"], name) for name in Decoder.__slots__}
+    for name, value in python.items():
+        assert type(c[name]) is type(value), name
+        if isinstance(value, dict | list | set) and value is not buffers:
+            assert c[name] == value and c[name] is not value, name  # a fresh table
+        else:
+            assert c[name] == value, name
+            if name != "walk_budget":
+                assert c[name] is value, name  # an argument, or None
+    other = ENGINES["c"].Decoder(frames)
+    assert other.memo is not made["c"].memo and other.depth is not made["c"].depth
+    with pytest.raises(TypeError):
+        ENGINES["c"].Decoder()
+    with pytest.raises(TypeError):
+        ENGINES["c"].Decoder(frames, nope=1)
+    with pytest.raises(TypeError):
+        ENGINES["c"].Decoder.__init__(object(), frames)
 
 
 def test_the_c_note_globals_notes_as_pythons_does() -> None:

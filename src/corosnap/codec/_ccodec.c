@@ -471,6 +471,13 @@ typedef struct {
     const unsigned char *p, *end;
     ExtHook *hook;
     int depth;
+    /* The back-references of one-byte index met so far in this parse, each
+     * made once and shared by every place that holds it (a Deferred is only
+     * read, by value: Decoder.dec resolves it against the memo).  Allocated
+     * members hundreds of times.  refs[k] is set only where bit k of
+     * has_ref is (only the bitmap is zeroed for each parse). */
+    uint64_t has_ref[4];
+    PyObject *refs[256];
 } Unpacker;
 
 /* A declined parse: NULL, no exception. */
@@ -580,10 +587,16 @@ cu_ext(Unpacker *u, Py_ssize_t n)
     const char *p = (const char *)u->p + 1;
     u->p += n + 1;
     if (code == -1) CU_DECLINE(); /* msgpack's Timestamp */
+    int ref = code == EXT_REF && n == 1 ? (unsigned char)p[0] : -1;
+    if (ref >= 0 && (u->has_ref[ref >> 6] >> (ref & 63)) & 1) return Py_NewRef(u->refs[ref]);
     PyObject *code_obj = PyLong_FromLong(code);
     PyObject *out = code_obj == NULL ? NULL : ExtHook_ext(u->hook, code_obj, code, p, n, NULL);
     Py_XDECREF(code_obj);
     if (out == NULL) PyErr_Clear();
+    else if (ref >= 0) {
+        u->refs[ref] = Py_NewRef(out);
+        u->has_ref[ref >> 6] |= (uint64_t)1 << (ref & 63);
+    }
     return out;
 }
 
@@ -662,11 +675,21 @@ cu_unpack(PyObject *module, PyObject *data)
     ExtHook *hook = (ExtHook *)ExtHook_Type.tp_alloc(&ExtHook_Type, 0);
     if (hook == NULL) return NULL;
     hook->vectorcall = ExtHook_vectorcall;
-    Unpacker u = {(const unsigned char *)PyBytes_AS_STRING(data),
-                  (const unsigned char *)PyBytes_AS_STRING(data) + PyBytes_GET_SIZE(data),
-                  hook, 0};
+    Unpacker u;
+    u.p = (const unsigned char *)PyBytes_AS_STRING(data);
+    u.end = u.p + PyBytes_GET_SIZE(data);
+    u.hook = hook;
+    u.depth = 0;
+    memset(u.has_ref, 0, sizeof(u.has_ref));
     PyObject *out = cu_value(&u);
     Py_DECREF(hook);
+    for (int w = 0; w < 4; w++) {
+        for (uint64_t bits = u.has_ref[w]; bits != 0; bits &= bits - 1) {
+            int k = 0;
+            while (!((bits >> k) & 1)) k++;
+            Py_DECREF(u.refs[w * 64 + k]);
+        }
+    }
     if (out == NULL || u.p != u.end) { /* declined: msgpack decides */
         PyErr_Clear();
         Py_XDECREF(out);
@@ -3230,6 +3253,8 @@ static PyMethodDef cv_enc_items_def = {
 static PyObject *cd_Decoder, *cd_TAGGED, *cd_Tag, *cd_NEVER_CALLED, *cd_STARMAP, *cd_CHAIN,
     *cd_follows_unguarded, *cd_printable_cause, *cd_py_not_flooding, *cd_py_set_state,
     *cd_RestoreError, *cd_LimitExceeded, *cd_load_global;
+/* object.__new__ (the same builtin every time it is looked up) and () */
+static PyObject *cd_object_new, *cd_empty_tuple;
 static Py_ssize_t cd_max_nesting = -1, cd_shape_min = -1, cd_tag_kind_offset;
 static PyObject *cd_s_reduce_with, *cd_s_reduce_state, *cd_s_deferred, *cd_s_setstate,
     *cd_s_dict, *cd_s_new, *cd_s_update, *cd_s_qualname;
@@ -3307,6 +3332,10 @@ cd_ready(void)
         if ((cd_offsets[f] = cd_slot_offset(decoder, cd_field_names[f])) < 0) goto done;
     }
     if ((cd_tag_kind_offset = cd_slot_offset(cd_Tag, "kind")) < 0) goto done;
+    if (cd_object_new == NULL &&
+        (cd_object_new = PyObject_GetAttrString((PyObject *)&PyBaseObject_Type, "__new__")) ==
+            NULL) goto done;
+    if (cd_empty_tuple == NULL && (cd_empty_tuple = PyTuple_New(0)) == NULL) goto done;
     struct { PyObject **target; const char *text; } strs[] = {
         {&cd_s_reduce_with, "_reduce_with"}, {&cd_s_reduce_state, "_reduce_state"},
         {&cd_s_deferred, "_deferred"}, {&cd_s_setstate, "__setstate__"},
@@ -3437,6 +3466,22 @@ cd_dec_item(Dec *d, PyObject *x)
 /* Decoder.dec_items on items[start:] (a new list); items must be a list.
  * The tree's arrays are not reachable from Python while they are decoded,
  * but the size is read at every step all the same. */
+/* Appends dec(x) for each item of the list `items` (as it is when each is
+ * read) to the list `out`. */
+static int
+cd_items_into(Dec *d, PyObject *items, PyObject *out)
+{
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items); i++) {
+        PyObject *y = cd_dec_item(d, PyList_GET_ITEM(items, i));
+        if (y == NULL || PyList_Append(out, y) < 0) {
+            Py_XDECREF(y);
+            return -1;
+        }
+        Py_DECREF(y);
+    }
+    return 0;
+}
+
 static PyObject *
 cd_items_from(Dec *d, PyObject *items, Py_ssize_t start)
 {
@@ -3452,15 +3497,7 @@ cd_items_from(Dec *d, PyObject *items, Py_ssize_t start)
     }
     PyObject *out = PyList_New(0);
     if (out == NULL) return NULL;
-    for (Py_ssize_t i = start; i < PyList_GET_SIZE(items); i++) {
-        PyObject *y = cd_dec_item(d, PyList_GET_ITEM(items, i));
-        if (y == NULL || PyList_Append(out, y) < 0) {
-            Py_XDECREF(y);
-            Py_DECREF(out);
-            return NULL;
-        }
-        Py_DECREF(y);
-    }
+    if (cd_items_into(d, items, out) < 0) Py_CLEAR(out);
     return out;
 }
 
@@ -3814,10 +3851,12 @@ cd_reduce_state(Dec *d, PyObject *obj, PyObject *state_f, Py_ssize_t nest)
     for (Py_ssize_t k = 0; deepest >= 0 && k < PyTuple_GET_SIZE(parts); k++) {
         PyObject *p = PyTuple_GET_ITEM(parts, k);
         if (PyDict_CheckExact(p)) {
-            PyObject *values = PyDict_Values(p);
-            deepest = values == NULL ? -1 : cd_nest_array(
-                d, CD_ITEMS(values), PyList_GET_SIZE(values), deepest);
-            Py_XDECREF(values);
+            /* the dict's values, in place: only looked up, no code runs */
+            Py_ssize_t pos = 0;
+            PyObject *key, *value;
+            while (deepest >= 0 && PyDict_Next(p, &pos, &key, &value)) {
+                deepest = cd_nest_array(d, &value, 1, deepest);
+            }
         }
         else if (PyTuple_CheckExact(p)) {
             deepest = cd_nest_array(d, CD_TITEMS(p), PyTuple_GET_SIZE(p), deepest);
@@ -3935,30 +3974,29 @@ cd_reduce(Dec *d, PyObject *v, int newobj)
     }
     /* Decoder._reduce_with: arguments, nesting, the call */
     args_f = Py_NewRef(PyList_GET_ITEM(v, 2));
-    PyObject *decoded = cd_items_from(d, args_f, 0);
-    if (decoded == NULL) goto error;
     if (newobj) {
-        Py_ssize_t k = PyList_GET_SIZE(decoded);
-        args = PyList_New(k + 1);
-        if (args == NULL) {
-            Py_DECREF(decoded);
-            goto error;
-        }
-        PyList_SET_ITEM(args, 0, Py_NewRef(func));
-        for (Py_ssize_t i = 0; i < k; i++) {
-            PyList_SET_ITEM(args, i + 1, Py_NewRef(PyList_GET_ITEM(decoded, i)));
-        }
-        Py_DECREF(decoded);
+        /* [func, *self.dec_items(v[2])] */
+        if ((args = PyList_New(0)) == NULL || PyList_Append(args, func) < 0 ||
+            cd_items_into(d, args_f, args) < 0) goto error;
         if ((make = PyObject_GetAttr(func, cd_s_new)) == NULL) goto error;
     }
     else {
-        args = decoded;
+        if ((args = cd_items_from(d, args_f, 0)) == NULL) goto error;
         make = Py_NewRef(func);
     }
     if (!known) Py_XSETREF(d->last_func, Py_NewRef(func));
     Py_ssize_t nest = cd_nest_done(cd_nest_array(d, CD_ITEMS(args), PyList_GET_SIZE(args), 0));
     if (nest < 0) goto error;
-    obj = PyObject_Vectorcall(make, CD_ITEMS(args), PyList_GET_SIZE(args), NULL);
+    if (make == cd_object_new && PyList_GET_SIZE(args) == 1 &&
+        ((PyTypeObject *)func)->tp_new == PyBaseObject_Type.tp_new) {
+        /* func.__new__(func) is object.__new__(func): what its wrapper
+         * calls once its checks pass (func is a class whose own tp_new is
+         * object's, so they do), as _pickle's NEWOBJ calls tp_new. */
+        obj = PyBaseObject_Type.tp_new((PyTypeObject *)func, cd_empty_tuple, NULL);
+    }
+    else {
+        obj = PyObject_Vectorcall(make, CD_ITEMS(args), PyList_GET_SIZE(args), NULL);
+    }
     if (obj == NULL) {
         if (PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) goto error;
         PyObject *name, *type, *value, *tb;
@@ -4665,14 +4703,157 @@ static PyMethodDef ci_note_globals_def = {
     "note_globals", (PyCFunction)(void (*)(void))ci_note_globals_method, METH_FASTCALL,
     "Encoder.note_globals(globals_), in C"};
 
-/* Adds enc, enc_items, dec, dec_items, encoder_init, encoder_clear and
- * note_globals to the module as instance methods. */
+/* ------------------------------------------------------------ decoder set-up
+ *
+ * Decoder.__init__ of the C engine's Decoder: the Python method's work
+ * without a Python frame (a loads whose frames hold a list or a dict makes
+ * one).  As the encoder's: the table names every slot __init__ sets and
+ * how; it is checked against Decoder.__slots__ when the first Decoder is
+ * made (a slot one side does not know is an ImportError naming it), and
+ * tests/test_value_encoder_engines.py holds a C-made Decoder to a
+ * Python-made one, slot by slot.
+ */
+
+/* DI_BUDGET: MAX_CYCLE_WALK of codec/_decoder.py; DI_NONE: None (cstate,
+ * migration: set later by the snapshot layer). */
+enum { DI_LIST, DI_SET, DI_DICT, DI_FRAMES, DI_SAFE, DI_ALLOW, DI_BUFFERS, DI_BUDGET, DI_NONE };
+static struct {
+    const char *name;
+    int how;
+    Py_ssize_t offset;
+} di_slots[] = {
+    {"memo", DI_LIST}, {"strings", DI_LIST}, {"codes", DI_LIST}, {"shapes", DI_LIST},
+    {"safe", DI_SAFE}, {"allow", DI_ALLOW}, {"frames", DI_FRAMES}, {"active", DI_SET},
+    {"depth", DI_DICT}, {"pinned", DI_LIST}, {"follows", DI_DICT}, {"building", DI_SET},
+    {"settled", DI_SET}, {"walk_budget", DI_BUDGET}, {"follower_types", DI_DICT},
+    {"exceptions", DI_LIST}, {"cstate", DI_NONE}, {"buffers", DI_BUFFERS},
+    {"after", DI_LIST}, {"migration", DI_NONE}};
+#define DI_NSLOTS ((Py_ssize_t)(sizeof(di_slots) / sizeof(di_slots[0])))
+static PyObject *di_walk_budget; /* set last: marks the set-up ready */
+
+static int
+di_ready(void)
+{
+    if (di_walk_budget != NULL) return 0;
+    if (cd_ready() < 0) return -1;
+    PyObject *slots = PyObject_GetAttrString(cd_Decoder, "__slots__");
+    PyObject *names = slots == NULL ? NULL : PySequence_Tuple(slots);
+    Py_XDECREF(slots);
+    if (names == NULL) return -1;
+    int rc = 0;
+    if (PyTuple_GET_SIZE(names) != DI_NSLOTS) {
+        PyErr_Format(PyExc_ImportError, "corosnap.codec._ccodec sets %zd Decoder slots, "
+                     "Decoder.__slots__ has %zd: rebuild corosnap", DI_NSLOTS,
+                     PyTuple_GET_SIZE(names));
+        rc = -1;
+    }
+    PyObject *tp_dict = ((PyTypeObject *)cd_Decoder)->tp_dict;
+    for (Py_ssize_t k = 0; rc == 0 && k < DI_NSLOTS; k++) {
+        PyObject *name = PyUnicode_FromString(di_slots[k].name);
+        int in = name == NULL ? -1 : PySequence_Contains(names, name);
+        PyObject *d = in > 0 ? PyDict_GetItemWithError(tp_dict, name) : NULL;
+        Py_XDECREF(name);
+        if (in < 0) {
+            rc = -1;
+        }
+        else if (d == NULL || Py_TYPE(d) != &PyMemberDescr_Type ||
+                 ((PyMemberDescrObject *)d)->d_member->type != CV_T_OBJECT_EX) {
+            if (!PyErr_Occurred()) {
+                PyErr_Format(PyExc_ImportError, "corosnap.codec._ccodec sets Decoder.%s, "
+                             "which is not one of Decoder.__slots__: rebuild corosnap",
+                             di_slots[k].name);
+            }
+            rc = -1;
+        }
+        else {
+            di_slots[k].offset = ((PyMemberDescrObject *)d)->d_member->offset;
+        }
+    }
+    Py_DECREF(names);
+    if (rc == 0) {
+        PyObject *dec_mod = PyImport_ImportModule("corosnap.codec._decoder");
+        PyObject *budget = dec_mod == NULL ? NULL : PyObject_GetAttrString(dec_mod,
+                                                                         "MAX_CYCLE_WALK");
+        Py_XDECREF(dec_mod);
+        if (budget != NULL && !PyLong_CheckExact(budget)) {
+            PyErr_SetString(PyExc_ImportError, "corosnap.codec._ccodec: MAX_CYCLE_WALK of "
+                                               "codec/_decoder.py is not an int");
+            Py_CLEAR(budget);
+        }
+        if (budget == NULL) rc = -1;
+        else di_walk_budget = budget;
+    }
+    return rc;
+}
+
+/* Decoder.__init__(self, frames, safe=False, allow=(), buffers=None) */
+static PyObject *
+di_init_method(PyObject *module, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    static const char *names[5] = {"self", "frames", "safe", "allow", "buffers"};
+    PyObject *vals[5] = {NULL, NULL, Py_False, NULL, Py_None}; /* allow: () below */
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (nargs < 1 || nargs > 5) {
+        PyErr_SetString(PyExc_TypeError, "Decoder() takes from 1 to 4 arguments");
+        return NULL;
+    }
+    for (Py_ssize_t k = 0; k < nargs; k++) vals[k] = args[k];
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    for (Py_ssize_t k = 0; k < nkw; k++) {
+        int j = 1;
+        PyObject *name = PyTuple_GET_ITEM(kwnames, k);
+        while (j < 5 && PyUnicode_CompareWithASCIIString(name, names[j]) != 0) j++;
+        if (j == 5 || j < nargs) {
+            PyErr_Format(PyExc_TypeError, "Decoder() got an unexpected or repeated keyword "
+                         "argument %R", PyTuple_GET_ITEM(kwnames, k));
+            return NULL;
+        }
+        vals[j] = args[nargs + k];
+    }
+    if (vals[1] == NULL) {
+        PyErr_SetString(PyExc_TypeError, "Decoder() needs frames");
+        return NULL;
+    }
+    if (di_ready() < 0) return NULL;
+    if (vals[3] == NULL) vals[3] = cd_empty_tuple;
+    PyObject *self = vals[0];
+    if (!PyObject_TypeCheck(self, (PyTypeObject *)cd_Decoder)) {
+        PyErr_Format(PyExc_TypeError, "Decoder.__init__ needs a corosnap Decoder, got %.100s",
+                     Py_TYPE(self)->tp_name);
+        return NULL;
+    }
+    for (Py_ssize_t k = 0; k < DI_NSLOTS; k++) {
+        PyObject *v;
+        switch (di_slots[k].how) {
+        case DI_LIST: v = PyList_New(0); break;
+        case DI_SET: v = PySet_New(NULL); break;
+        case DI_DICT: v = PyDict_New(); break;
+        case DI_FRAMES: v = Py_NewRef(vals[1]); break;
+        case DI_SAFE: v = Py_NewRef(vals[2]); break;
+        case DI_ALLOW: v = Py_NewRef(vals[3]); break;
+        case DI_BUFFERS: v = Py_NewRef(vals[4]); break;
+        case DI_BUDGET: v = Py_NewRef(di_walk_budget); break;
+        default: v = Py_NewRef(Py_None); break;
+        }
+        if (v == NULL) return NULL;
+        PyObject **slot = (PyObject **)((char *)self + di_slots[k].offset);
+        Py_XSETREF(*slot, v);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef di_init_def = {
+    "decoder_init", (PyCFunction)(void (*)(void))di_init_method, METH_FASTCALL | METH_KEYWORDS,
+    "Decoder.__init__(frames, safe=False, allow=(), buffers=None), in C"};
+
+/* Adds enc, enc_items, dec, dec_items, encoder_init, encoder_clear,
+ * note_globals and decoder_init to the module as instance methods. */
 static int
 cv_add_methods(PyObject *m)
 {
-    PyMethodDef *defs[7] = {&cv_enc_def, &cv_enc_items_def, &cd_dec_def, &cd_dec_items_def,
-                            &ci_init_def, &ci_clear_def, &ci_note_globals_def};
-    for (int k = 0; k < 7; k++) {
+    PyMethodDef *defs[8] = {&cv_enc_def, &cv_enc_items_def, &cd_dec_def, &cd_dec_items_def,
+                            &ci_init_def, &ci_clear_def, &ci_note_globals_def, &di_init_def};
+    for (int k = 0; k < 8; k++) {
         PyObject *f = PyCFunction_NewEx(defs[k], NULL, NULL);
         PyObject *method = f == NULL ? NULL : PyInstanceMethod_New(f);
         Py_XDECREF(f);

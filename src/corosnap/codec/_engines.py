@@ -8,7 +8,8 @@ to the other engine's scans, so that one process can hold the two engines
 against each other (``Snapshotter._with_engine``, ``tests/test_engines.py``).
 The C engine's Encoder and Decoder are always subclasses whose ``enc`` and
 ``enc_items`` (and ``__init__``, ``clear`` and ``note_globals``, which run
-on every dumps), ``dec`` and ``dec_items`` are the C value codec's (codec/_ccodec.c).
+on every dumps), ``dec``, ``dec_items`` and ``__init__`` are the C value codec's
+(codec/_ccodec.c).
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ def _bind(helpers: Helpers) -> CodecEngine:
         scans.update(enc=_C_VALUES.enc, enc_items=_C_VALUES.enc_items,
                      __init__=_C_VALUES.encoder_init, clear=_C_VALUES.encoder_clear,
                      note_globals=_C_VALUES.note_globals)
-        decoding.update(dec=_C_VALUES.dec, dec_items=_C_VALUES.dec_items)
+        decoding.update(dec=_C_VALUES.dec, dec_items=_C_VALUES.dec_items,
+                        __init__=_C_VALUES.decoder_init)
     elif helpers is ACTIVE:
         return CodecEngine(helpers.engine, Encoder, Decoder, helpers.new_ext_hook,
                            helpers.unpack, helpers.pack)
