@@ -220,3 +220,71 @@ def test_a_kept_state_changed_while_it_waits_is_not_used() -> None:
     del kept, state
     x, y = next(corosnap.loads(blob))
     assert type(x) is Payload and x is y and x.n == 1
+
+
+@needs_c
+def test_the_c_adopt_makes_the_decoder_frame_decoder_adopt_makes() -> None:
+    """The C engine makes a state's Decoder (the first value that needs the
+    codec) with the codec's C adopt_decoder: slot by slot what the Python
+    FrameDecoder.adopt makes, sharing the state's tables."""
+    from corosnap.codec import _ccodec  # type: ignore[attr-defined]
+    from corosnap.codec._decoder import Decoder
+
+    frames = corosnap.snapshot._api.default()._caches.frames_in
+    made = []
+    for _ in range(2):
+        state = _contract.RestoreState(
+            decoder=None, memo=[], strings=[], codes=[], active=set(), exceptions=[],
+            safe=False, allow=(), code_cache={}, frames=frames)
+        made.append(state)
+    python = frames.adopt(made[0])
+    c = _ccodec.adopt_decoder(frames.decoder, frames, made[1].safe, made[1].allow,
+                              made[1].memo, made[1].strings, made[1].codes, made[1].active,
+                              made[1].exceptions, made[1])
+    assert type(c) is type(python) is frames.decoder
+    shared = {"memo", "strings", "codes", "active", "exceptions"}
+    for name in Decoder.__slots__:
+        p, q = getattr(python, name), getattr(c, name)
+        assert type(p) is type(q), name
+        if name in shared:
+            assert p is getattr(made[0], name) and q is getattr(made[1], name), name
+        elif name == "cstate":
+            assert p is made[0] and q is made[1]
+        elif isinstance(p, dict | list | set):
+            assert p == q and p is not q, name  # fresh and empty
+        else:
+            assert p == q, name
+    with pytest.raises(TypeError):
+        _ccodec.adopt_decoder(object, frames, False, (), [], [], [], set(), [], None)
+    with pytest.raises(TypeError):
+        _ccodec.adopt_decoder(frames.decoder, frames, False, (), (), [], [], set(), [], None)
+
+
+
+@needs_c
+def test_steps_left_for_after_the_blob_run_on_the_one_call_path() -> None:
+    """A coroutine root restored in C whose frame holds an async generator
+    in flight: the generator (restored by Python) leaves a step for after
+    the whole blob, taking the event loop's hooks, which load_root runs
+    (FrameDecoder.done) before it returns."""
+    import sys
+
+    import agen_samples as ags
+
+    c = ags.consume(3)
+    assert c.send(None) == ("tick", 0)  # ticker's await is in flight
+    blob = corosnap.dumps(c)
+    snap = corosnap.snapshot._api.default()
+    _warm(snap, blob)
+    seen: list[Any] = []
+    old = sys.get_asyncgen_hooks()
+    sys.set_asyncgen_hooks(firstiter=seen.append, finalizer=lambda _ag: None)
+    try:
+        restored = _load_root(snap)(blob)
+        assert type(restored).__name__ == "coroutine"  # the one-call path restored it
+        assert [type(x).__name__ for x in seen] == ["async_generator"]
+        assert seen[0].ag_frame is not None
+    finally:
+        sys.set_asyncgen_hooks(*old)
+        restored.close()
+        c.close()

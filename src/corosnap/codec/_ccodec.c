@@ -4842,6 +4842,72 @@ di_init_method(PyObject *module, PyObject *const *args, size_t nargsf, PyObject 
     Py_RETURN_NONE;
 }
 
+/* The Decoder of the snapshot layer's C engine state, as FrameDecoder.adopt
+ * makes it: adopt_decoder(cls, frames, safe, allow, memo, strings, codes,
+ * active, exceptions, cstate) is cls(frames, safe, allow) whose memo,
+ * strings, codes, active and exceptions are the given tables and whose
+ * cstate is the given state, made without the five tables __init__ would
+ * make and drop (tests/test_load_root.py holds it to FrameDecoder.adopt,
+ * slot by slot). */
+static PyObject *
+di_adopt(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    static const char *shared[6] = {"memo", "strings", "codes", "active", "exceptions",
+                                    "cstate"};
+    if (nargs != 10) {
+        PyErr_SetString(PyExc_TypeError, "adopt_decoder(cls, frames, safe, allow, memo, "
+                                          "strings, codes, active, exceptions, cstate)");
+        return NULL;
+    }
+    if (di_ready() < 0) return NULL;
+    PyObject *cls = args[0];
+    if (!PyType_Check(cls) || !PyType_IsSubtype((PyTypeObject *)cls,
+                                                (PyTypeObject *)cd_Decoder)) {
+        PyErr_Format(PyExc_TypeError, "adopt_decoder needs a corosnap Decoder class, got %R",
+                     cls);
+        return NULL;
+    }
+    if (!PyList_CheckExact(args[4]) || !PyList_CheckExact(args[5]) ||
+        !PyList_CheckExact(args[6]) || !PySet_CheckExact(args[7]) ||
+        !PyList_CheckExact(args[8])) {
+        PyErr_SetString(PyExc_TypeError, "adopt_decoder: memo, strings, codes and exceptions "
+                                         "must be lists, active a set");
+        return NULL;
+    }
+    PyObject *self = ((PyTypeObject *)cls)->tp_alloc((PyTypeObject *)cls, 0);
+    if (self == NULL) return NULL;
+    for (Py_ssize_t k = 0; k < DI_NSLOTS; k++) {
+        PyObject *v = NULL;
+        for (int j = 0; j < 6; j++) {
+            if (strcmp(di_slots[k].name, shared[j]) == 0) v = Py_NewRef(args[4 + j]);
+        }
+        if (v == NULL) {
+            switch (di_slots[k].how) {
+            case DI_LIST: v = PyList_New(0); break;
+            case DI_SET: v = PySet_New(NULL); break;
+            case DI_DICT: v = PyDict_New(); break;
+            case DI_FRAMES: v = Py_NewRef(args[1]); break;
+            case DI_SAFE: v = Py_NewRef(args[2]); break;
+            case DI_ALLOW: v = Py_NewRef(args[3]); break;
+            case DI_BUDGET: v = Py_NewRef(di_walk_budget); break;
+            default: v = Py_NewRef(Py_None); break; /* buffers, migration */
+            }
+        }
+        if (v == NULL) {
+            Py_DECREF(self);
+            return NULL;
+        }
+        PyObject **slot = (PyObject **)((char *)self + di_slots[k].offset);
+        Py_XSETREF(*slot, v);
+    }
+    return self;
+}
+
+static PyMethodDef di_adopt_def = {
+    "adopt_decoder", (PyCFunction)(void (*)(void))di_adopt, METH_FASTCALL,
+    "adopt_decoder(cls, frames, safe, allow, memo, strings, codes, active, exceptions, "
+    "cstate): FrameDecoder.adopt's Decoder, in C"};
+
 static PyMethodDef di_init_def = {
     "decoder_init", (PyCFunction)(void (*)(void))di_init_method, METH_FASTCALL | METH_KEYWORDS,
     "Decoder.__init__(frames, safe=False, allow=(), buffers=None), in C"};
@@ -4938,6 +5004,12 @@ PyInit__ccodec(void)
     if (PyType_Ready(&ExtHook_Type) < 0 || PyType_Ready(&Packed_Type) < 0) return NULL;
     PyObject *m = PyModule_Create(&cc_module);
     if (m == NULL) return NULL;
+    PyObject *adopt = PyCFunction_NewEx(&di_adopt_def, NULL, NULL);
+    if (adopt == NULL || PyModule_AddObject(m, "adopt_decoder", adopt) < 0) {
+        Py_XDECREF(adopt);
+        Py_DECREF(m);
+        return NULL;
+    }
     if (PyModule_AddObjectRef(m, "ExtHook", (PyObject *)&ExtHook_Type) < 0 ||
         PyModule_AddObjectRef(m, "Packed", (PyObject *)&Packed_Type) < 0 ||
         cv_add_methods(m) < 0) {

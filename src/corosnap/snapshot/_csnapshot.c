@@ -30,8 +30,9 @@
  *    _pickle calls persistent_id): the encoder's enc / note_globals /
  *    coderef / delegated_frame, the decoder's dec / finish, and the snapshot
  *    layer's frames.encode / frames.decode (the Python engine, for a frame
- *    declined here), frames.adopt (a Decoder, made on demand) and
- *    frames.check_chain.  Nothing is registered at start-up.
+ *    declined here), frames.done and frames.check_chain.  The Decoder a
+ *    value needs is made on demand by the codec's C adopt_decoder, as
+ *    FrameDecoder.adopt makes it.  Nothing is registered at start-up.
  *
  * The common cases in one call: capture_root (a whole dumps of a generator
  * or coroutine: an encoder taken from the caches' spare list, the root
@@ -206,8 +207,8 @@ static unsigned int cs_tagged_kinds = 0; /* bit k: kind k is a tagged integer (3
 
 /* Method and attribute names, interned once. */
 static PyObject *s_next, *s_name, *s_enc, *s_note_globals, *s_coderef, *s_delegated_frame,
-    *s_encode, *s_decode, *s_adopt, *s_check_chain, *s_dec, *s_finish, *s_setstate, *s_close,
-    *s_done;
+    *s_encode, *s_decode, *s_decoder, *s_check_chain, *s_dec, *s_finish, *s_setstate, *s_close,
+    *s_done, *s_after;
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -969,20 +970,33 @@ cs_string_field(PyObject *field, PyObject *strings)
     return PyList_GET_ITEM(strings, k);
 }
 
-/* The state's Decoder, made by frames.adopt(state) the first time a frame
- * needs one (a snapshot whose values are all handled here never builds it).
- * New reference. */
+/* The state's Decoder, made as frames.adopt(state) makes it the first time
+ * a frame needs one (a snapshot whose values are all handled here never
+ * builds it).  New reference. */
+static PyObject *cs_adopt_decoder = NULL; /* the codec's C adopt_decoder */
+
 static PyObject *
 cs_decoder(RestoreState *st)
 {
     if (st->decoder == Py_None) {
-        PyObject *rc = cs_call_method(st->frames, s_adopt, (PyObject *)st, NULL, NULL, NULL);
-        if (rc == NULL) return NULL;
-        Py_DECREF(rc);
-        if (st->decoder == Py_None) {
-            PyErr_SetString(PyExc_SystemError, "frames.adopt(state) made no decoder");
-            return NULL;
+        /* FrameDecoder.adopt(state), in C: the codec's adopt_decoder makes
+         * frames.decoder(frames, safe, allow) sharing the state's tables. */
+        if (cs_adopt_decoder == NULL) {
+            PyObject *codec = PyImport_ImportModule("corosnap.codec._ccodec");
+            cs_adopt_decoder = codec == NULL ? NULL
+                                             : PyObject_GetAttrString(codec, "adopt_decoder");
+            Py_XDECREF(codec);
+            if (cs_adopt_decoder == NULL) return NULL;
         }
+        PyObject *cls = PyObject_GetAttr(st->frames, s_decoder);
+        if (cls == NULL) return NULL;
+        PyObject *args[10] = {cls, st->frames, st->safe ? Py_True : Py_False, st->allow,
+                              st->memo, st->strings, st->codes, st->active, st->exceptions,
+                              (PyObject *)st};
+        PyObject *dec = PyObject_Vectorcall(cs_adopt_decoder, args, 10, NULL);
+        Py_DECREF(cls);
+        if (dec == NULL) return NULL;
+        Py_SETREF(st->decoder, dec);
     }
     return Py_NewRef(st->decoder);
 }
@@ -1666,8 +1680,15 @@ cs_root(PyObject *frames, PyObject *code_cache, PyObject *tree)
     PyObject *out = cs_restore_frame(st, tree, 1, 1);
     if (out != NULL && out != Py_None && st->decoder != Py_None) {
         /* FrameDecoder.done: the steps decoding left for after the whole
-         * blob (restored async generators in flight take the loop's hooks). */
-        PyObject *r = cs_call_method(st->frames, s_done, st->decoder, NULL, NULL, NULL);
+         * blob (restored async generators in flight take the loop's hooks);
+         * it does nothing when Decoder.after is an empty list. */
+        PyObject *after = PyObject_GetAttr(st->decoder, s_after), *r = NULL;
+        if (after != NULL) {
+            int none = PyList_CheckExact(after) && PyList_GET_SIZE(after) == 0;
+            Py_DECREF(after);
+            r = none ? Py_NewRef(Py_None)
+                     : cs_call_method(st->frames, s_done, st->decoder, NULL, NULL, NULL);
+        }
         if (r == NULL) Py_CLEAR(out);
         Py_XDECREF(r);
     }
@@ -1679,7 +1700,7 @@ cs_root(PyObject *frames, PyObject *code_cache, PyObject *tree)
  * blob in the default (not safe) mode, with a RestoreState made here (the
  * record Python builds for a frame met inside a value, with fresh tables):
  * the common case of loads, without building the state's lists in Python.
- * A Decoder made on demand (frames.adopt) is let go of at the end. */
+ * A Decoder made on demand (as frames.adopt makes it) is let go of at the end. */
 static PyObject *
 cs_restore_root(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -1807,7 +1828,8 @@ cs_intern_names(void)
         {&s_next, "__next__"}, {&s_name, "__name__"}, {&s_enc, "enc"},
         {&s_note_globals, "note_globals"}, {&s_coderef, "coderef"},
         {&s_delegated_frame, "delegated_frame"}, {&s_encode, "encode"}, {&s_decode, "decode"},
-        {&s_adopt, "adopt"}, {&s_check_chain, "check_chain"}, {&s_dec, "dec"},
+        {&s_decoder, "decoder"}, {&s_after, "after"}, {&s_check_chain, "check_chain"},
+        {&s_dec, "dec"},
         {&s_finish, "finish"}, {&s_setstate, "__setstate__"}, {&s_close, "close"},
         {&s_done, "done"},
     };
