@@ -65,6 +65,15 @@ def test_clear_empties_every_table_in_place(engine: str) -> None:
         else:
             assert type(now) is type(new) and now == new and not now, name
             assert now is before[name], f"{name} was replaced, not emptied"
+    # Cleared again, already empty: every table stays itself, but an empty
+    # global_ids something else holds (an empty module's index) is replaced.
+    tables = {name: getattr(enc, name) for name in Encoder.__slots__}
+    enc.global_ids = empty_index = {}
+    enc.clear()
+    assert enc.global_ids == {} and enc.global_ids is not empty_index
+    for name, table in tables.items():
+        if name != "global_ids":
+            assert getattr(enc, name) is table, name
 
 
 def counter(n: int) -> Any:

@@ -4661,6 +4661,15 @@ ci_clear_method(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         if (how != CI_DICT && how != CI_LIST && how != CI_SET && how != CI_IDS) continue;
         PyObject **slot = (PyObject **)((char *)self + ci_slots[k].offset);
         PyObject *v = *slot;
+        /* Already empty: left as it is (global_ids: an empty dict nothing
+         * else holds is as good as the new one Python's clear makes). */
+        if (v != NULL && (how == CI_LIST ? PyList_CheckExact(v) && PyList_GET_SIZE(v) == 0
+                          : how == CI_SET ? PySet_CheckExact(v) && PySet_GET_SIZE(v) == 0
+                          : how == CI_IDS ? PyDict_CheckExact(v) && PyDict_GET_SIZE(v) == 0 &&
+                                                Py_REFCNT(v) == 1
+                                          : PyDict_CheckExact(v) && PyDict_GET_SIZE(v) == 0)) {
+            continue;
+        }
         if (how == CI_IDS || v == NULL) {
             PyObject *fresh = how == CI_LIST ? PyList_New(0) : how == CI_SET ? PySet_New(NULL)
                             : PyDict_New();
