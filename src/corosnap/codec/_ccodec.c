@@ -147,11 +147,13 @@ cc_str_keys(PyObject *module, PyObject *obj)
     if (!PyDict_CheckExact(obj)) {
         Py_RETURN_NONE;
     }
-    Py_ssize_t n = PyDict_GET_SIZE(obj);
+    Py_ssize_t n = PyDict_GET_SIZE(obj), pos = 0, i = 0;
+    PyObject *k, *v;
+    /* the first key first: a dict keyed by ints makes no tuple */
+    if (PyDict_Next(obj, &pos, &k, &v) && !PyUnicode_CheckExact(k)) Py_RETURN_NONE;
+    pos = 0;
     PyObject *keys = PyTuple_New(n);
     if (keys == NULL) return NULL;
-    Py_ssize_t pos = 0, i = 0;
-    PyObject *k, *v;
     while (PyDict_Next(obj, &pos, &k, &v)) {
         if (!PyUnicode_CheckExact(k) || i >= n) {
             Py_DECREF(keys);
@@ -4723,8 +4725,8 @@ static PyMethodDef ci_note_globals_def = {
  * Python-made one, slot by slot.
  */
 
-/* DI_BUDGET: MAX_CYCLE_WALK of codec/_decoder.py; DI_NONE: None (cstate,
- * migration: set later by the snapshot layer). */
+/* DI_BUDGET: MAX_CYCLE_WALK of codec/_decoder.py (read at each __init__);
+ * DI_NONE: None (cstate, migration: set later by the snapshot layer). */
 enum { DI_LIST, DI_SET, DI_DICT, DI_FRAMES, DI_SAFE, DI_ALLOW, DI_BUFFERS, DI_BUDGET, DI_NONE };
 static struct {
     const char *name;
@@ -4738,13 +4740,16 @@ static struct {
     {"exceptions", DI_LIST}, {"cstate", DI_NONE}, {"buffers", DI_BUFFERS},
     {"after", DI_LIST}, {"migration", DI_NONE}};
 #define DI_NSLOTS ((Py_ssize_t)(sizeof(di_slots) / sizeof(di_slots[0])))
-static PyObject *di_walk_budget; /* set last: marks the set-up ready */
+/* codec/_decoder.py's globals, set last: marks the set-up ready */
+static PyObject *di_decoder_globals, *di_s_budget;
 
 static int
 di_ready(void)
 {
-    if (di_walk_budget != NULL) return 0;
+    if (di_decoder_globals != NULL) return 0;
     if (cd_ready() < 0) return -1;
+    if (di_s_budget == NULL && (di_s_budget = PyUnicode_InternFromString("MAX_CYCLE_WALK")) ==
+        NULL) return -1;
     PyObject *slots = PyObject_GetAttrString(cd_Decoder, "__slots__");
     PyObject *names = slots == NULL ? NULL : PySequence_Tuple(slots);
     Py_XDECREF(slots);
@@ -4781,18 +4786,24 @@ di_ready(void)
     Py_DECREF(names);
     if (rc == 0) {
         PyObject *dec_mod = PyImport_ImportModule("corosnap.codec._decoder");
-        PyObject *budget = dec_mod == NULL ? NULL : PyObject_GetAttrString(dec_mod,
-                                                                         "MAX_CYCLE_WALK");
+        PyObject *globals = dec_mod == NULL ? NULL : PyModule_GetDict(dec_mod); /* borrowed */
+        if (globals != NULL) di_decoder_globals = Py_NewRef(globals);
         Py_XDECREF(dec_mod);
-        if (budget != NULL && !PyLong_CheckExact(budget)) {
-            PyErr_SetString(PyExc_ImportError, "corosnap.codec._ccodec: MAX_CYCLE_WALK of "
-                                               "codec/_decoder.py is not an int");
-            Py_CLEAR(budget);
-        }
-        if (budget == NULL) rc = -1;
-        else di_walk_budget = budget;
+        if (globals == NULL) rc = -1;
     }
     return rc;
+}
+
+/* MAX_CYCLE_WALK, read from codec/_decoder.py's globals each time, as
+ * Decoder.__init__ reads it (a test may lower it).  New reference. */
+static PyObject *
+di_budget(void)
+{
+    PyObject *budget = PyDict_GetItemWithError(di_decoder_globals, di_s_budget);
+    if (budget == NULL && !PyErr_Occurred()) {
+        PyErr_SetString(PyExc_NameError, "name 'MAX_CYCLE_WALK' is not defined");
+    }
+    return Py_XNewRef(budget);
 }
 
 /* Decoder.__init__(self, frames, safe=False, allow=(), buffers=None) */
@@ -4841,7 +4852,7 @@ di_init_method(PyObject *module, PyObject *const *args, size_t nargsf, PyObject 
         case DI_SAFE: v = Py_NewRef(vals[2]); break;
         case DI_ALLOW: v = Py_NewRef(vals[3]); break;
         case DI_BUFFERS: v = Py_NewRef(vals[4]); break;
-        case DI_BUDGET: v = Py_NewRef(di_walk_budget); break;
+        case DI_BUDGET: v = di_budget(); break;
         default: v = Py_NewRef(Py_None); break;
         }
         if (v == NULL) return NULL;
@@ -4898,7 +4909,7 @@ di_adopt(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             case DI_FRAMES: v = Py_NewRef(args[1]); break;
             case DI_SAFE: v = Py_NewRef(args[2]); break;
             case DI_ALLOW: v = Py_NewRef(args[3]); break;
-            case DI_BUDGET: v = Py_NewRef(di_walk_budget); break;
+            case DI_BUDGET: v = di_budget(); break;
             default: v = Py_NewRef(Py_None); break; /* buffers, migration */
             }
         }
