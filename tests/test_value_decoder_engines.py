@@ -37,7 +37,7 @@ from test_value_encoder_engines import FrozenSlots, mixed
 pytestmark = pytest.mark.skipif(_accel.ENGINE != "c", reason="the C engine is not loaded")
 
 T_TUPLE, T_SET, T_FROZENSET, T_DICT, T_FLATLIST, T_GLOBAL = 1, 2, 3, 4, 5, 6
-T_REDUCE, T_NEWOBJ, T_SHAPED = 11, 12, 16
+T_REDUCE, T_NEWOBJ, T_SHAPED, T_METHOD = 11, 12, 16, 21
 
 
 def tag(kind: int) -> ExtType:
@@ -65,6 +65,13 @@ class Refuses:
 
 class Plain:
     """An ordinary class: its state goes into its __dict__."""
+
+
+class WithMethod:
+    """An ordinary class with a method (a blob may hold its bound methods)."""
+
+    def m(self) -> None:
+        pass
 
 
 def _outcome(snapshotter: Any, blob: bytes, safe: bool = False) -> tuple[str, Any]:
@@ -284,6 +291,14 @@ HOSTILE: dict[str, tuple[Any, str, str]] = {
     "nested_too_deep_through_references": (
         [[tag(T_NEWOBJ), glob(MOD, "Plain"), [], {"p": 0}]]
         + [[tag(T_NEWOBJ), ref(2), [], {"p": ref(3 + 2 * k)}] for k in range(2100)],
+        "LimitExceeded", "objects nested more than 2000 deep through back-references"),
+    # Every other link a bound method, whose nesting count Python's stage
+    # writes (the C decoder's filter of counted objects must see it).
+    "nested_too_deep_through_methods": (
+        [[tag(T_NEWOBJ), glob(MOD, "WithMethod"), [], {"p": 0}]]
+        + [x for k in range(1100)
+           for x in ([tag(T_METHOD), ref(3 + 3 * k), "m"],
+                     [tag(T_NEWOBJ), ref(2), [], {"p": ref(5 + 3 * k)}])],
         "LimitExceeded", "objects nested more than 2000 deep through back-references"),
     "tuple_nested_too_deep": (
         [[tag(T_NEWOBJ), glob(MOD, "Plain"), [], {"p": 0}]]

@@ -3276,6 +3276,14 @@ typedef struct {
     /* The last reduce callable found not to be one of NEVER_CALLED: a
      * blob's instances of one class share it (a strong reference). */
     PyObject *last_func;
+    /* A filter of the ids in depth (see cd_depth_filter): NULL until this
+     * call has looked enough ids up; its bits answer "not in depth" for as
+     * long as depth has filter_size entries. */
+    uint64_t *filter;
+    Py_ssize_t filter_size, lookups;
+    /* The depth key last made (PyLong_FromVoidPtr(key_of)), for the second
+     * write of a reduced object's depth once its state is decoded. */
+    PyObject *key_of, *key;
 } Dec;
 
 /* The offset of the object slot `name` of class `cls`, or -1 with ImportError. */
@@ -3397,6 +3405,9 @@ cd_release(Dec *d)
     Py_CLEAR(d->follows);
     Py_CLEAR(d->strings);
     Py_CLEAR(d->last_func);
+    PyMem_Free(d->filter);
+    d->filter = NULL;
+    Py_CLEAR(d->key);
 }
 
 static int
@@ -3506,12 +3517,76 @@ cd_items_from(Dec *d, PyObject *items, Py_ssize_t start)
 #define CD_ITEMS(seq) (((PyListObject *)(seq))->ob_item)
 #define CD_TITEMS(seq) (((PyTupleObject *)(seq))->ob_item)
 
+/* The depth filter.  Decoder.depth maps id(obj) to a nesting count for the
+ * objects a blob rebuilds; _nest looks up each part of each rebuilt object,
+ * and most parts (ints, strs, enum members' neighbours) are in no entry:
+ * each such lookup made an int of the address only to miss.  The filter is
+ * a bitset over the addresses that are keys of depth, built from depth once
+ * a call to dec() has looked up 32 ids and an eighth as many as depth holds
+ * (building it costs a pass over depth's keys), kept up to date by this
+ * call's own inserts, and trusted only while depth still has the number of
+ * entries it has absorbed: depth only ever gains entries (nothing deletes
+ * from it), so any other insert (a Python stage, a nested dec()) shows as a
+ * size it did not see, and the filter is dropped until it pays again.  A
+ * bit set answers nothing (the dict is asked); a bit clear means "not in
+ * depth", as the dict would say. */
+enum { CD_FILTER_BITS = 14, CD_FILTER_MIN = 32 };
+
+static inline size_t
+cd_filter_bit(PyObject *p)
+{
+    uint64_t x = (uint64_t)((uintptr_t)p >> 4) * 0x9E3779B97F4A7C15ULL;
+    return (size_t)(x >> (64 - CD_FILTER_BITS));
+}
+
+/* 1 when d->filter answers for d->depth now, 0 when it does not (the dict
+ * must be asked), -1 with an error. */
+static int
+cd_depth_filter(Dec *d)
+{
+    Py_ssize_t size = PyDict_GET_SIZE(d->depth);
+    if (d->filter != NULL) {
+        if (size == d->filter_size) return 1;
+        PyMem_Free(d->filter); /* an insert it did not see */
+        d->filter = NULL;
+        d->lookups = 0;
+    }
+    if (++d->lookups < CD_FILTER_MIN || d->lookups < size / 8) return 0;
+    d->filter = (uint64_t *)PyMem_Calloc((size_t)1 << (CD_FILTER_BITS - 6), sizeof(uint64_t));
+    if (d->filter == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(d->depth, &pos, &key, &value)) {
+        void *p = PyLong_CheckExact(key) ? PyLong_AsVoidPtr(key) : NULL;
+        if (p == NULL) { /* not an address (nothing of ours puts one there) */
+            PyErr_Clear();
+            PyMem_Free(d->filter);
+            d->filter = NULL;
+            d->lookups = PY_SSIZE_T_MIN; /* never again in this call */
+            return 0;
+        }
+        size_t bit = cd_filter_bit((PyObject *)p);
+        d->filter[bit >> 6] |= (uint64_t)1 << (bit & 63);
+    }
+    d->filter_size = size;
+    return 1;
+}
+
 /* Decoder._nest over the n objects at parts: 1 + the deepest recorded chain. */
 static Py_ssize_t
 cd_nest_array(Dec *d, PyObject *const *parts, Py_ssize_t n, Py_ssize_t deepest)
 {
     if (PyDict_GET_SIZE(d->depth) == 0) return deepest;
+    int filtered = cd_depth_filter(d); /* no Python code runs below */
+    if (filtered < 0) return -1;
     for (Py_ssize_t i = 0; i < n; i++) {
+        if (filtered) {
+            size_t bit = cd_filter_bit(parts[i]);
+            if (!((d->filter[bit >> 6] >> (bit & 63)) & 1)) continue; /* not in depth */
+        }
         PyObject *key = PyLong_FromVoidPtr(parts[i]);
         if (key == NULL) return -1;
         PyObject *depth = PyDict_GetItemWithError(d->depth, key);
@@ -3543,11 +3618,24 @@ cd_nest_done(Py_ssize_t deepest)
 static int
 cd_set_depth(Dec *d, PyObject *obj, Py_ssize_t nest)
 {
-    PyObject *key = PyLong_FromVoidPtr(obj);
-    PyObject *value = key == NULL ? NULL : PyLong_FromSsize_t(nest);
-    int rc = value == NULL ? -1 : PyDict_SetItem(d->depth, key, value);
-    Py_XDECREF(key);
+    Py_ssize_t before = PyDict_GET_SIZE(d->depth);
+    if (d->key == NULL || d->key_of != obj) {
+        /* obj is alive (in the memo or pinned) as long as this call: its
+         * address names it */
+        Py_XSETREF(d->key, PyLong_FromVoidPtr(obj));
+        d->key_of = obj;
+        if (d->key == NULL) return -1;
+    }
+    PyObject *value = PyLong_FromSsize_t(nest);
+    int rc = value == NULL ? -1 : PyDict_SetItem(d->depth, d->key, value);
     Py_XDECREF(value);
+    if (rc == 0 && d->filter != NULL && before == d->filter_size) {
+        /* an insert of this call: the filter absorbs it (an int key and
+         * value: no Python code ran) */
+        size_t bit = cd_filter_bit(obj);
+        d->filter[bit >> 6] |= (uint64_t)1 << (bit & 63);
+        d->filter_size = PyDict_GET_SIZE(d->depth);
+    }
     return rc;
 }
 
