@@ -683,3 +683,37 @@ def test_dict_display_slot_must_be_a_dict():
             pass
         print("OK")
     """))
+
+
+# -- 9. State that CPython's own __setstate__ does not check ------------------
+
+
+def test_a_partials_instance_dict_must_be_a_dict():
+    # partial.__setstate__ of 3.11-3.13 takes any object as the partial's
+    # __dict__; the next attribute lookup or assignment on it raises
+    # SystemError or segfaults (3.13: ``p.x = 1``).  Found by the fuzzing
+    # campaign (seed 22, input 27,685 on 3.11: the restored partial crashed
+    # the pure-Python engine's dumps of it).  Refused on both engines.
+    assert_ok(run_child("""
+        import functools
+        from corosnap.snapshot._api import default
+        g = zoo.holds(functools.partial(print, 1, sep="")); next(g)
+        t = tree_of(g)
+        state = t[5][3]
+        assert state[0] == tag(T_TUPLE) and len(state) == 5, state  # fn, args, kw, dict
+        for bad in ([1], 5, "d"):
+            state[4] = bad
+            for engine in ("python", "c"):
+                try:
+                    p = default()._with_engine(engine).loads(blob_of(t))
+                except corosnap.CorruptSnapshot as exc:
+                    assert "instance dict must be a dict or None" in str(exc), exc
+                else:
+                    raise AssertionError(f"{engine} restored a partial with a {bad!r} dict")
+        state[4] = {"note": 1}  # a dict is fine
+        for engine in ("python", "c"):
+            v, _ = default()._with_engine(engine).loads(blob_of(t)).send(None)
+            v.extra = 2
+            assert v.note == 1 and v.extra == 2
+        print("OK")
+    """))

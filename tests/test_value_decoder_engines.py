@@ -17,6 +17,7 @@ known to its snapshot engine) and warm.
 from __future__ import annotations
 
 import abc
+import functools
 import random
 import sys
 from typing import Any
@@ -65,6 +66,10 @@ class Refuses:
 
 class Plain:
     """An ordinary class: its state goes into its __dict__."""
+
+
+class PartialSub(functools.partial):
+    """A subclass of functools.partial (its state goes through partial's __setstate__)."""
 
 
 class WithMethod:
@@ -300,6 +305,18 @@ HOSTILE: dict[str, tuple[Any, str, str]] = {
            for x in ([tag(T_METHOD), ref(3 + 3 * k), "m"],
                      [tag(T_NEWOBJ), ref(2), [], {"p": ref(5 + 3 * k)}])],
         "LimitExceeded", "objects nested more than 2000 deep through back-references"),
+    # partial.__setstate__ of 3.11-3.13 takes any object as the instance
+    # dict; attribute access then fails in CPython or crashes it.
+    "partial_with_a_list_for_its_dict": (
+        [tag(T_REDUCE), glob("functools", "partial"), [glob("builtins", "print")],
+         [tag(T_TUPLE), glob("builtins", "print"), [tag(T_TUPLE)], {}, [1]]],
+        "CorruptSnapshot", "a functools.partial's instance dict must be a dict or None, "
+                           "got list"),
+    "partial_subclass_with_an_int_for_its_dict": (
+        [tag(T_REDUCE), glob(MOD, "PartialSub"), [glob("builtins", "print")],
+         [tag(T_TUPLE), glob("builtins", "print"), [tag(T_TUPLE)], None, 5]],
+        "CorruptSnapshot", "a functools.partial's instance dict must be a dict or None, "
+                           "got int"),
     "tuple_nested_too_deep": (
         [[tag(T_NEWOBJ), glob(MOD, "Plain"), [], {"p": 0}]]
         + [[tag(T_NEWOBJ), ref(2), [], {"p": [tag(T_TUPLE), ref(3 + 2 * k)]}]

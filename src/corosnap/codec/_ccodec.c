@@ -3257,6 +3257,8 @@ static PyObject *cd_Decoder, *cd_TAGGED, *cd_Tag, *cd_NEVER_CALLED, *cd_STARMAP,
     *cd_RestoreError, *cd_LimitExceeded, *cd_load_global;
 /* object.__new__ (the same builtin every time it is looked up) and () */
 static PyObject *cd_object_new, *cd_empty_tuple;
+/* functools.partial, and _decoder.check_partial_state (see _set_state) */
+static PyObject *cd_partial, *cd_check_partial_state;
 static Py_ssize_t cd_max_nesting = -1, cd_shape_min = -1, cd_tag_kind_offset;
 static PyObject *cd_s_reduce_with, *cd_s_reduce_state, *cd_s_deferred, *cd_s_setstate,
     *cd_s_dict, *cd_s_new, *cd_s_update, *cd_s_qualname;
@@ -3318,6 +3320,8 @@ cd_ready(void)
         {dec_mod, "printable_cause", &cd_printable_cause},
         {dec_mod, "_not_flooding", &cd_py_not_flooding},
         {dec_mod, "_set_state", &cd_py_set_state},
+        {dec_mod, "check_partial_state", &cd_check_partial_state},
+        {dec_mod, "functools", &cd_partial},
         {errors, "RestoreError", &cd_RestoreError},
         {errors, "LimitExceeded", &cd_LimitExceeded},
         {globals, "load_global", &cd_load_global}};
@@ -3326,6 +3330,8 @@ cd_ready(void)
         if (v == NULL) goto done;
         Py_XSETREF(*names[k].target, v);
     }
+    Py_SETREF(cd_partial, PyObject_GetAttrString(cd_partial, "partial")); /* functools. */
+    if (cd_partial == NULL) goto done;
     PyObject *nesting = PyObject_GetAttrString(dec_mod, "MAX_NESTING");
     cd_max_nesting = nesting == NULL ? -1 : PyLong_AsSsize_t(nesting);
     Py_XDECREF(nesting);
@@ -3905,7 +3911,12 @@ cd_set_state(PyObject *obj, PyObject *state)
     PyObject *r;
     if (setstate == Py_None) Py_CLEAR(setstate); /* getattr(obj, "__setstate__", None) */
     if (setstate != NULL) {
-        r = PyObject_CallOneArg(setstate, state);
+        int partial = PyObject_IsInstance(obj, cd_partial);
+        r = partial < 0 ? NULL : partial ? PyObject_CallOneArg(cd_check_partial_state, state)
+                                         : Py_NewRef(Py_None);
+        if (r != NULL) {
+            Py_SETREF(r, PyObject_CallOneArg(setstate, state));
+        }
         Py_DECREF(setstate);
     }
     else if (PyDict_CheckExact(state)) {

@@ -21,6 +21,7 @@ Rules of this file:
 
 from __future__ import annotations
 
+import functools
 import itertools
 import sys
 import types
@@ -966,6 +967,8 @@ def _set_state(obj: Any, state: Any) -> None:
     """Apply reduce state exactly as pickle's BUILD opcode does."""
     setstate = getattr(obj, "__setstate__", None)
     if setstate is not None:
+        if isinstance(obj, functools.partial):
+            check_partial_state(state)
         setstate(state)
         return
     slotstate = None
@@ -976,6 +979,20 @@ def _set_state(obj: Any, state: Any) -> None:
     if slotstate:
         for k, x in slotstate.items():
             setattr(obj, k, x)
+
+
+def check_partial_state(state: Any) -> None:
+    """Refuse the state of a ``functools.partial`` whose instance dict is not a
+    dict.  ``partial.__setstate__`` of CPython 3.11-3.13 takes any object as
+    the partial's ``__dict__`` (3.14 checks it), and the first attribute
+    lookup or assignment on the partial then fails inside CPython, or
+    crashes it (3.13: SIGSEGV on ``p.x = 1``; found by the fuzzing campaign).
+    The C engine calls this too, before the same ``__setstate__``."""
+    if type(state) is tuple and len(state) == 4:
+        instance_dict = state[3]
+        if instance_dict is not None and not isinstance(instance_dict, dict):
+            raise CorruptSnapshot(f"a functools.partial's instance dict must be a dict or "
+                                  f"None, got {type(instance_dict).__name__}")
 
 
 _TAGGED: dict[int, Callable[[Decoder, list[Any]], Any]] = {
