@@ -979,6 +979,16 @@ def test_the_c_parser_shares_one_marker_per_one_byte_back_reference() -> None:
     assert tree[2][0] is not tree[3][0] and tree[2][1] is not tree[3][1]
     again = C.unpack(data)
     assert again[0][0] is not tree[0][0]
+    # A map key keeps its marker as it is (never resolved): its own, as
+    # msgpack's parse gives it, or two dicts would share a key object and a
+    # map naming it twice would lose an entry.
+    keyed = msgpack.packb([{refs[1]: 1}, {refs[1]: 2}, refs[1]], use_bin_type=True)
+    first, second, value = C.unpack(keyed)
+    (k1,), (k2,) = first, second
+    assert k1 is not k2 and k1 is not value and k2 is not value
+    twice = b"\x82\xd4\x01\x01\x01\xd4\x01\x01\x02"  # {ref 1: 1, ref 1: 2}
+    assert len(C.unpack(twice)) == len(msgpack.unpackb(twice, strict_map_key=False,
+                                                       ext_hook=C.new_ext_hook())) == 2
     marker = tree[0][1]
     held = sys.getrefcount(marker)
     del again, tree

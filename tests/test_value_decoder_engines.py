@@ -353,6 +353,15 @@ def test_safe_mode_reduces_decode_alike() -> None:
     assert kind == "UnsafeSnapshot", text
 
 
+def test_back_references_used_as_map_keys_decode_alike() -> None:
+    # The decoder keeps map keys as they are (markers included): the C parse
+    # must give each key its own marker, as msgpack's does (found by review:
+    # sharing one made two dicts share a key and re-encode differently).
+    r1 = ExtType(1, b"\x01")
+    for tree in ([{r1: 1}, {r1: 2}], [{r1: 1}, r1], {r1: [r1, {r1: 3}]}):
+        _same_objects(_tree_with(tree), warm_with=_held(1))
+
+
 def test_a_state_with_a_plain_dict_and_slots_decodes_alike() -> None:
     # (dict, slotstate) states go through Python's _set_state on both engines.
     class_tree = glob(MOD, "Plain")

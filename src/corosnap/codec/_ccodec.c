@@ -473,11 +473,16 @@ typedef struct {
     const unsigned char *p, *end;
     ExtHook *hook;
     int depth;
+    /* > 0 while a map key is read: a key is kept as it is (never walked,
+     * never replaced by Decoder.dec), so its marker must be its own */
+    int in_key;
     /* The back-references of one-byte index met so far in this parse, each
-     * made once and shared by every place that holds it (a Deferred is only
-     * read, by value: Decoder.dec resolves it against the memo).  Allocated
-     * members hundreds of times.  refs[k] is set only where bit k of
-     * has_ref is (only the bitmap is zeroed for each parse). */
+     * made once and shared by every value place that holds it (a Deferred
+     * there is only read, by value: Decoder.dec resolves it against the
+     * memo; a map key is kept as it is, so a key's marker is its own): a
+     * blob of records refers to its classes and enum members hundreds of
+     * times.  refs[k] is set only where bit k of has_ref is (only the
+     * bitmap is zeroed for each parse). */
     uint64_t has_ref[4];
     PyObject *refs[256];
 } Unpacker;
@@ -564,7 +569,9 @@ cu_map(Unpacker *u, Py_ssize_t n)
     }
     u->depth++;
     for (Py_ssize_t i = 0; i < n; i++) {
+        u->in_key++;
         PyObject *k = cu_value(u);
+        u->in_key--;
         PyObject *v = k == NULL ? NULL : cu_value(u);
         if (v != NULL && PyUnicode_CheckExact(k)) PyUnicode_InternInPlace(&k);
         if (v == NULL || PyDict_SetItem(out, k, v) < 0) {
@@ -589,7 +596,7 @@ cu_ext(Unpacker *u, Py_ssize_t n)
     const char *p = (const char *)u->p + 1;
     u->p += n + 1;
     if (code == -1) CU_DECLINE(); /* msgpack's Timestamp */
-    int ref = code == EXT_REF && n == 1 ? (unsigned char)p[0] : -1;
+    int ref = code == EXT_REF && n == 1 && !u->in_key ? (unsigned char)p[0] : -1;
     if (ref >= 0 && (u->has_ref[ref >> 6] >> (ref & 63)) & 1) return Py_NewRef(u->refs[ref]);
     PyObject *code_obj = PyLong_FromLong(code);
     PyObject *out = code_obj == NULL ? NULL : ExtHook_ext(u->hook, code_obj, code, p, n, NULL);
@@ -682,6 +689,7 @@ cu_unpack(PyObject *module, PyObject *data)
     u.end = u.p + PyBytes_GET_SIZE(data);
     u.hook = hook;
     u.depth = 0;
+    u.in_key = 0;
     memset(u.has_ref, 0, sizeof(u.has_ref));
     PyObject *out = cu_value(&u);
     Py_DECREF(hook);
