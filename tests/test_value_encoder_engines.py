@@ -334,6 +334,10 @@ def test_the_c_decoders_init_sets_every_slot_as_pythons_does(how: str) -> None:
         ENGINES["c"].Decoder(frames, nope=1)
     with pytest.raises(TypeError):
         ENGINES["c"].Decoder.__init__(object(), frames)
+    with pytest.raises(TypeError, match="needs frame_hook"):
+        ENGINES["c"].Encoder(7)
+    with pytest.raises(TypeError, match="takes at most 4 arguments"):
+        ENGINES["c"].Encoder(7, len, False, None, 5)
 
 
 def test_the_c_note_globals_notes_as_pythons_does() -> None:

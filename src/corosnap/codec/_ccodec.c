@@ -4558,11 +4558,95 @@ static PyMethodDef cd_dec_items_def = {
  * layer's view of these tables, which clear() empties in place). */
 enum { CI_DICT, CI_LIST, CI_SET, CI_PID, CI_HOOK, CI_STRICT, CI_CALLBACK, CI_PASSTHROUGH,
        CI_IDS, CI_NONE };
-static struct {
+/* One slot an __init__ in C sets: its name, how (the table's own enum),
+ * and its offset in the instance, found by cc_slot_offsets. */
+typedef struct {
     const char *name;
     int how;
     Py_ssize_t offset;
-} ci_slots[] = {
+} SlotSpec;
+
+/* The offsets of the n slots of `slots` in class `cls` (Encoder, Decoder):
+ * each must be one of cls.__slots__, an object slot, and the table must name
+ * as many as __slots__ has; else an ImportError naming the first one that is
+ * not (the C and Python sides were built apart). */
+static int
+cc_slot_offsets(PyObject *cls, SlotSpec *slots, Py_ssize_t n)
+{
+    const char *what = ((PyTypeObject *)cls)->tp_name;
+    PyObject *declared = PyObject_GetAttrString(cls, "__slots__");
+    PyObject *names = declared == NULL ? NULL : PySequence_Tuple(declared);
+    Py_XDECREF(declared);
+    if (names == NULL) return -1;
+    int rc = 0;
+    if (PyTuple_GET_SIZE(names) != n) {
+        PyErr_Format(PyExc_ImportError, "corosnap.codec._ccodec sets %zd %s slots, "
+                     "%s.__slots__ has %zd: rebuild corosnap", n, what, what,
+                     PyTuple_GET_SIZE(names));
+        rc = -1;
+    }
+    PyObject *tp_dict = ((PyTypeObject *)cls)->tp_dict;
+    for (Py_ssize_t k = 0; rc == 0 && k < n; k++) {
+        PyObject *name = PyUnicode_FromString(slots[k].name);
+        int in = name == NULL ? -1 : PySequence_Contains(names, name);
+        PyObject *d = in > 0 ? PyDict_GetItemWithError(tp_dict, name) : NULL;
+        Py_XDECREF(name);
+        if (in < 0) {
+            rc = -1;
+        }
+        else if (d == NULL || Py_TYPE(d) != &PyMemberDescr_Type ||
+                 ((PyMemberDescrObject *)d)->d_member->type != CV_T_OBJECT_EX) {
+            if (!PyErr_Occurred()) {
+                PyErr_Format(PyExc_ImportError, "corosnap.codec._ccodec sets %s.%s, "
+                             "which is not one of %s.__slots__: rebuild corosnap", what,
+                             slots[k].name, what);
+            }
+            rc = -1;
+        }
+        else {
+            slots[k].offset = ((PyMemberDescrObject *)d)->d_member->offset;
+        }
+    }
+    Py_DECREF(names);
+    return rc;
+}
+
+/* The arguments of an __init__ in C called as vectorcall: vals[0..n) set
+ * from the positional and keyword arguments, by names[] (names[0] is self;
+ * vals[] holds the defaults, NULL for a required one).  0, or -1 with a
+ * TypeError naming `what`. */
+static int
+cc_init_args(const char *what, const char *const *names, PyObject **vals, int n,
+             PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (nargs < 1 || nargs > n) {
+        PyErr_Format(PyExc_TypeError, "%s() takes at most %d arguments", what, n - 1);
+        return -1;
+    }
+    for (Py_ssize_t k = 0; k < nargs; k++) vals[k] = args[k];
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    for (Py_ssize_t k = 0; k < nkw; k++) {
+        int j = 1;
+        PyObject *name = PyTuple_GET_ITEM(kwnames, k);
+        while (j < n && PyUnicode_CompareWithASCIIString(name, names[j]) != 0) j++;
+        if (j == n || j < nargs) {
+            PyErr_Format(PyExc_TypeError, "%s() got an unexpected or repeated keyword "
+                         "argument %R", what, PyTuple_GET_ITEM(kwnames, k));
+            return -1;
+        }
+        vals[j] = args[nargs + k];
+    }
+    for (int j = 1; j < n; j++) {
+        if (vals[j] == NULL) {
+            PyErr_Format(PyExc_TypeError, "%s() needs %s", what, names[j]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static SlotSpec ci_slots[] = {
     {"memo", CI_DICT}, {"keep", CI_LIST}, {"strings", CI_DICT}, {"codes", CI_DICT},
     {"shapes", CI_DICT}, {"busy", CI_SET}, {"filling", CI_SET}, {"pid", CI_PID},
     {"frame_hook", CI_HOOK}, {"strict", CI_STRICT}, {"passthrough", CI_PASSTHROUGH},
@@ -4579,44 +4663,12 @@ ci_ready(void)
 {
     if (ci_everything != NULL) return 0;
     if (cv_ready() < 0) return -1;
-    PyObject *slots = PyObject_GetAttrString(cv_Encoder, "__slots__");
-    if (slots == NULL) return -1;
-    PyObject *names = PySequence_Tuple(slots);
-    Py_DECREF(slots);
-    if (names == NULL) return -1;
-    int rc = 0;
-    if (PyTuple_GET_SIZE(names) != CI_NSLOTS) {
-        PyErr_Format(PyExc_ImportError, "corosnap.codec._ccodec sets %zd Encoder slots, "
-                     "Encoder.__slots__ has %zd: rebuild corosnap", CI_NSLOTS,
-                     PyTuple_GET_SIZE(names));
-        rc = -1;
-    }
-    PyObject *tp_dict = ((PyTypeObject *)cv_Encoder)->tp_dict;
+    int rc = cc_slot_offsets(cv_Encoder, ci_slots, CI_NSLOTS);
     for (Py_ssize_t k = 0; rc == 0 && k < CI_NSLOTS; k++) {
-        PyObject *name = PyUnicode_FromString(ci_slots[k].name);
-        int in = name == NULL ? -1 : PySequence_Contains(names, name);
-        PyObject *d = in > 0 ? PyDict_GetItemWithError(tp_dict, name) : NULL;
-        Py_XDECREF(name);
-        if (in < 0) {
-            rc = -1;
-        }
-        else if (d == NULL || Py_TYPE(d) != &PyMemberDescr_Type ||
-                 ((PyMemberDescrObject *)d)->d_member->type != CV_T_OBJECT_EX) {
-            if (!PyErr_Occurred()) {
-                PyErr_Format(PyExc_ImportError, "corosnap.codec._ccodec sets Encoder.%s, "
-                             "which is not one of Encoder.__slots__: rebuild corosnap",
-                             ci_slots[k].name);
-            }
-            rc = -1;
-        }
-        else {
-            ci_slots[k].offset = ((PyMemberDescrObject *)d)->d_member->offset;
-            if (strcmp(ci_slots[k].name, "globals_seen") == 0) {
-                ci_globals_seen_offset = ci_slots[k].offset;
-            }
+        if (strcmp(ci_slots[k].name, "globals_seen") == 0) {
+            ci_globals_seen_offset = ci_slots[k].offset;
         }
     }
-    Py_DECREF(names);
     const char *pass_names[4] = {"_PASS_FAST", "_PASS_STRICT", "_PASS_FAST_BUFFERS",
                                  "_PASS_STRICT_BUFFERS"};
     for (int k = 0; rc == 0 && k < 4; k++) {
@@ -4650,30 +4702,10 @@ ci_ready(void)
 static PyObject *
 ci_init_method(PyObject *module, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
-    static const char *names[5] = {"self", "pid", "frame_hook", "strict", "buffer_callback"};
+    static const char *const names[5] = {"self", "pid", "frame_hook", "strict",
+                                          "buffer_callback"};
     PyObject *vals[5] = {NULL, NULL, NULL, Py_False, Py_None};
-    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    if (nargs < 1 || nargs > 5) {
-        PyErr_SetString(PyExc_TypeError, "Encoder() takes from 2 to 4 arguments");
-        return NULL;
-    }
-    for (Py_ssize_t k = 0; k < nargs; k++) vals[k] = args[k];
-    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
-    for (Py_ssize_t k = 0; k < nkw; k++) {
-        int j = 1;
-        PyObject *name = PyTuple_GET_ITEM(kwnames, k);
-        while (j < 5 && PyUnicode_CompareWithASCIIString(name, names[j]) != 0) j++;
-        if (j == 5 || j < nargs) {
-            PyErr_Format(PyExc_TypeError, "Encoder() got an unexpected or repeated keyword "
-                         "argument %R", PyTuple_GET_ITEM(kwnames, k));
-            return NULL;
-        }
-        vals[j] = args[nargs + k];
-    }
-    if (vals[1] == NULL || vals[2] == NULL) {
-        PyErr_SetString(PyExc_TypeError, "Encoder() needs pid and frame_hook");
-        return NULL;
-    }
+    if (cc_init_args("Encoder", names, vals, 5, args, nargsf, kwnames) < 0) return NULL;
     if (ci_ready() < 0) return NULL;
     PyObject *self = vals[0];
     if (!PyObject_TypeCheck(self, (PyTypeObject *)cv_Encoder)) {
@@ -4835,11 +4867,7 @@ static PyMethodDef ci_note_globals_def = {
 /* DI_BUDGET: MAX_CYCLE_WALK of codec/_decoder.py (read at each __init__);
  * DI_NONE: None (cstate, migration: set later by the snapshot layer). */
 enum { DI_LIST, DI_SET, DI_DICT, DI_FRAMES, DI_SAFE, DI_ALLOW, DI_BUFFERS, DI_BUDGET, DI_NONE };
-static struct {
-    const char *name;
-    int how;
-    Py_ssize_t offset;
-} di_slots[] = {
+static SlotSpec di_slots[] = {
     {"memo", DI_LIST}, {"strings", DI_LIST}, {"codes", DI_LIST}, {"shapes", DI_LIST},
     {"safe", DI_SAFE}, {"allow", DI_ALLOW}, {"frames", DI_FRAMES}, {"active", DI_SET},
     {"depth", DI_DICT}, {"pinned", DI_LIST}, {"follows", DI_DICT}, {"building", DI_SET},
@@ -4857,40 +4885,7 @@ di_ready(void)
     if (cd_ready() < 0) return -1;
     if (di_s_budget == NULL && (di_s_budget = PyUnicode_InternFromString("MAX_CYCLE_WALK")) ==
         NULL) return -1;
-    PyObject *slots = PyObject_GetAttrString(cd_Decoder, "__slots__");
-    PyObject *names = slots == NULL ? NULL : PySequence_Tuple(slots);
-    Py_XDECREF(slots);
-    if (names == NULL) return -1;
-    int rc = 0;
-    if (PyTuple_GET_SIZE(names) != DI_NSLOTS) {
-        PyErr_Format(PyExc_ImportError, "corosnap.codec._ccodec sets %zd Decoder slots, "
-                     "Decoder.__slots__ has %zd: rebuild corosnap", DI_NSLOTS,
-                     PyTuple_GET_SIZE(names));
-        rc = -1;
-    }
-    PyObject *tp_dict = ((PyTypeObject *)cd_Decoder)->tp_dict;
-    for (Py_ssize_t k = 0; rc == 0 && k < DI_NSLOTS; k++) {
-        PyObject *name = PyUnicode_FromString(di_slots[k].name);
-        int in = name == NULL ? -1 : PySequence_Contains(names, name);
-        PyObject *d = in > 0 ? PyDict_GetItemWithError(tp_dict, name) : NULL;
-        Py_XDECREF(name);
-        if (in < 0) {
-            rc = -1;
-        }
-        else if (d == NULL || Py_TYPE(d) != &PyMemberDescr_Type ||
-                 ((PyMemberDescrObject *)d)->d_member->type != CV_T_OBJECT_EX) {
-            if (!PyErr_Occurred()) {
-                PyErr_Format(PyExc_ImportError, "corosnap.codec._ccodec sets Decoder.%s, "
-                             "which is not one of Decoder.__slots__: rebuild corosnap",
-                             di_slots[k].name);
-            }
-            rc = -1;
-        }
-        else {
-            di_slots[k].offset = ((PyMemberDescrObject *)d)->d_member->offset;
-        }
-    }
-    Py_DECREF(names);
+    int rc = cc_slot_offsets(cd_Decoder, di_slots, DI_NSLOTS);
     if (rc == 0) {
         PyObject *dec_mod = PyImport_ImportModule("corosnap.codec._decoder");
         PyObject *globals = dec_mod == NULL ? NULL : PyModule_GetDict(dec_mod); /* borrowed */
@@ -4913,59 +4908,54 @@ di_budget(void)
     return Py_XNewRef(budget);
 }
 
+/* Every slot of Decoder self as __init__ sets it from vals (self, frames,
+ * safe, allow, buffers); with `shared`, memo, strings, codes, active,
+ * exceptions and cstate are those six objects instead (adopt_decoder). */
+static int
+di_fill(PyObject *self, PyObject *const *vals, PyObject *const *shared)
+{
+    static const char *shared_names[6] = {"memo", "strings", "codes", "active", "exceptions",
+                                          "cstate"};
+    for (Py_ssize_t k = 0; k < DI_NSLOTS; k++) {
+        PyObject *v = NULL;
+        for (int j = 0; shared != NULL && j < 6; j++) {
+            if (strcmp(di_slots[k].name, shared_names[j]) == 0) v = Py_NewRef(shared[j]);
+        }
+        if (v == NULL) {
+            switch (di_slots[k].how) {
+            case DI_LIST: v = PyList_New(0); break;
+            case DI_SET: v = PySet_New(NULL); break;
+            case DI_DICT: v = PyDict_New(); break;
+            case DI_FRAMES: v = Py_NewRef(vals[1]); break;
+            case DI_SAFE: v = Py_NewRef(vals[2]); break;
+            case DI_ALLOW: v = Py_NewRef(vals[3]); break;
+            case DI_BUFFERS: v = Py_NewRef(vals[4]); break;
+            case DI_BUDGET: v = di_budget(); break;
+            default: v = Py_NewRef(Py_None); break;
+            }
+        }
+        if (v == NULL) return -1;
+        PyObject **slot = (PyObject **)((char *)self + di_slots[k].offset);
+        Py_XSETREF(*slot, v);
+    }
+    return 0;
+}
+
 /* Decoder.__init__(self, frames, safe=False, allow=(), buffers=None) */
 static PyObject *
 di_init_method(PyObject *module, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
-    static const char *names[5] = {"self", "frames", "safe", "allow", "buffers"};
-    PyObject *vals[5] = {NULL, NULL, Py_False, NULL, Py_None}; /* allow: () below */
-    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    if (nargs < 1 || nargs > 5) {
-        PyErr_SetString(PyExc_TypeError, "Decoder() takes from 1 to 4 arguments");
-        return NULL;
-    }
-    for (Py_ssize_t k = 0; k < nargs; k++) vals[k] = args[k];
-    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
-    for (Py_ssize_t k = 0; k < nkw; k++) {
-        int j = 1;
-        PyObject *name = PyTuple_GET_ITEM(kwnames, k);
-        while (j < 5 && PyUnicode_CompareWithASCIIString(name, names[j]) != 0) j++;
-        if (j == 5 || j < nargs) {
-            PyErr_Format(PyExc_TypeError, "Decoder() got an unexpected or repeated keyword "
-                         "argument %R", PyTuple_GET_ITEM(kwnames, k));
-            return NULL;
-        }
-        vals[j] = args[nargs + k];
-    }
-    if (vals[1] == NULL) {
-        PyErr_SetString(PyExc_TypeError, "Decoder() needs frames");
-        return NULL;
-    }
-    if (di_ready() < 0) return NULL;
-    if (vals[3] == NULL) vals[3] = cd_empty_tuple;
+    static const char *const names[5] = {"self", "frames", "safe", "allow", "buffers"};
+    if (di_ready() < 0) return NULL; /* cd_empty_tuple, allow's default */
+    PyObject *vals[5] = {NULL, NULL, Py_False, cd_empty_tuple, Py_None};
+    if (cc_init_args("Decoder", names, vals, 5, args, nargsf, kwnames) < 0) return NULL;
     PyObject *self = vals[0];
     if (!PyObject_TypeCheck(self, (PyTypeObject *)cd_Decoder)) {
         PyErr_Format(PyExc_TypeError, "Decoder.__init__ needs a corosnap Decoder, got %.100s",
                      Py_TYPE(self)->tp_name);
         return NULL;
     }
-    for (Py_ssize_t k = 0; k < DI_NSLOTS; k++) {
-        PyObject *v;
-        switch (di_slots[k].how) {
-        case DI_LIST: v = PyList_New(0); break;
-        case DI_SET: v = PySet_New(NULL); break;
-        case DI_DICT: v = PyDict_New(); break;
-        case DI_FRAMES: v = Py_NewRef(vals[1]); break;
-        case DI_SAFE: v = Py_NewRef(vals[2]); break;
-        case DI_ALLOW: v = Py_NewRef(vals[3]); break;
-        case DI_BUFFERS: v = Py_NewRef(vals[4]); break;
-        case DI_BUDGET: v = di_budget(); break;
-        default: v = Py_NewRef(Py_None); break;
-        }
-        if (v == NULL) return NULL;
-        PyObject **slot = (PyObject **)((char *)self + di_slots[k].offset);
-        Py_XSETREF(*slot, v);
-    }
+    if (di_fill(self, vals, NULL) < 0) return NULL;
     Py_RETURN_NONE;
 }
 
@@ -4979,8 +4969,6 @@ di_init_method(PyObject *module, PyObject *const *args, size_t nargsf, PyObject 
 static PyObject *
 di_adopt(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    static const char *shared[6] = {"memo", "strings", "codes", "active", "exceptions",
-                                    "cstate"};
     if (nargs != 10) {
         PyErr_SetString(PyExc_TypeError, "adopt_decoder(cls, frames, safe, allow, memo, "
                                           "strings, codes, active, exceptions, cstate)");
@@ -5003,30 +4991,8 @@ di_adopt(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     PyObject *self = ((PyTypeObject *)cls)->tp_alloc((PyTypeObject *)cls, 0);
     if (self == NULL) return NULL;
-    for (Py_ssize_t k = 0; k < DI_NSLOTS; k++) {
-        PyObject *v = NULL;
-        for (int j = 0; j < 6; j++) {
-            if (strcmp(di_slots[k].name, shared[j]) == 0) v = Py_NewRef(args[4 + j]);
-        }
-        if (v == NULL) {
-            switch (di_slots[k].how) {
-            case DI_LIST: v = PyList_New(0); break;
-            case DI_SET: v = PySet_New(NULL); break;
-            case DI_DICT: v = PyDict_New(); break;
-            case DI_FRAMES: v = Py_NewRef(args[1]); break;
-            case DI_SAFE: v = Py_NewRef(args[2]); break;
-            case DI_ALLOW: v = Py_NewRef(args[3]); break;
-            case DI_BUDGET: v = di_budget(); break;
-            default: v = Py_NewRef(Py_None); break; /* buffers, migration */
-            }
-        }
-        if (v == NULL) {
-            Py_DECREF(self);
-            return NULL;
-        }
-        PyObject **slot = (PyObject **)((char *)self + di_slots[k].offset);
-        Py_XSETREF(*slot, v);
-    }
+    PyObject *vals[5] = {NULL, args[1], args[2], args[3], Py_None};
+    if (di_fill(self, vals, args + 4) < 0) Py_CLEAR(self); /* buffers, migration: None */
     return self;
 }
 
