@@ -408,8 +408,9 @@ class FrameDecoder:
     under the pure-Python engine and ``decode_accelerated`` under the C
     engine, which lets the C restore do the frame and falls back to
     ``decode`` when it declines.  The C restore calls ``decode`` itself for a
-    sub-frame it declines, so no frame is offered to it twice; it calls
-    ``adopt`` for a Decoder when a value needs Python, and ``check_chain``.
+    sub-frame it declines, so no frame is offered to it twice, and it calls
+    ``check_chain``.  When a value needs the codec's Decoder, it makes one as
+    ``adopt`` does, with the codec's C twin (``_ccodec.adopt_decoder``).
     """
 
     __slots__ = ("codes", "hook", "restore_c", "restore_root", "decoder")
@@ -480,7 +481,9 @@ class FrameDecoder:
 
     def adopt(self, state: Any) -> Decoder:
         """The Decoder of a C engine state built without one: it shares the
-        state's tables (and becomes ``state.decoder``)."""
+        state's tables (and becomes ``state.decoder``).  The reference for the
+        C engine's ``_ccodec.adopt_decoder``, which the C restore calls
+        instead (``tests/test_load_root.py`` holds the two slot by slot)."""
         dec = self.decoder(self, state.safe, state.allow)
         dec.memo, dec.strings, dec.codes = state.memo, state.strings, state.codes
         dec.active, dec.exceptions = state.active, state.exceptions
