@@ -31,10 +31,10 @@ the module functions, passed straight through.  Then its tests and docs.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from functools import partial
+from functools import partial, update_wrapper
 from pickle import PickleBuffer
 from types import AsyncGeneratorType, CoroutineType, GeneratorType
-from typing import IO, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal, NoReturn
 
 from .. import frames as _frames
 from .._accel import ENGINE
@@ -55,6 +55,7 @@ from . import _asyncgen
 from ._blob import DEFAULT_MAX_SIZE, HEADER, HEADER2, open_blob, sign
 from ._capture import FrameEncoder, check_target, describe_target
 from ._contract import CaptureRoot, capture_root, load_root
+from ._contract import Loads as _Loads
 from ._migrate import Migrations, Migrator, Session, make_migrator
 from ._restore import FrameDecoder
 from ._signature import signature_table
@@ -351,26 +352,14 @@ class Snapshotter:
                 and self.key is None and self.safe is False and self._migrator is None
                 and len(data) <= self.max_size):
             # The C engine's common case in one call: parsed, checked and
-            # restored.  A list back: a blob of this version whose root it
-            # declined, untouched (Python restores it); None: Python opens
-            # the blob and says what is wrong.
+            # restored (what the module function's C entry does too).
             try:
                 out = load_root(data)
             except BaseException as exc:
-                failure = _restore_failure(exc)
-                if failure is None:
-                    raise
-                raise failure[0] from failure[1]
-            if type(out) is list:  # not offered to the C engine again if it declined it
-                if out[0] is HEADER:
-                    return self._restore(out, None, declined=True)
-            elif out is not None:
+                self._failed(exc)
+            if out is not None and type(out) is not list:
                 return out
-            else:
-                out = open_blob(data, None, self.max_size, None, caches.new_ext_hook)
-            if out[0] is not HEADER:
-                _split_table(out)
-            return self._restore(out, None)
+            return self._loaded(data, out)
         if buffers is not None:
             buffers = _check_buffers(buffers)
         tree = None
@@ -398,6 +387,31 @@ class Snapshotter:
             _split_table(tree)
         return self._restore(tree, buffers, Session(migrator, table))
 
+    def _loaded(self, data: bytes, out: list[Any] | None) -> Any:
+        """The rest of a loads the C engine's ``load_root`` did not finish:
+        ``out`` is the parsed blob (a list: a blob of this version whose root
+        it declined, untouched, restored here and not offered to it again),
+        or None (the bytes are not a blob it reads: opened again here, which
+        says what is wrong)."""
+        if out is None:
+            out = open_blob(data, None, self.max_size, None, self._caches.new_ext_hook)
+        elif out[0] is HEADER:
+            return self._restore(out, None, declined=True)
+        if out[0] is not HEADER:
+            _split_table(out)
+        return self._restore(out, None)
+
+    @staticmethod
+    def _failed(exc: BaseException) -> NoReturn:
+        """Raise what ``loads`` raises for ``exc``, raised while a parsed blob
+        was restored (``_restore_failure``)."""
+        failure = _restore_failure(exc)
+        if failure is None:
+            raise exc
+        error, cause = failure
+        error.__context__ = exc  # as when raised in the handler (the C entry calls this)
+        raise error from cause
+
     def _restore(self, tree: list[Any], buffers: list[Any] | None,
                  session: Session | None = None, declined: bool = False) -> Any:
         """The root frame of a parsed, verified blob (``[header, *root fields]``);
@@ -410,10 +424,7 @@ class Snapshotter:
             return caches.frames_migrating.restore(tree, self.safe, self.allow, buffers,
                                                    session)
         except BaseException as exc:
-            failure = _restore_failure(exc)
-            if failure is None:
-                raise
-            raise failure[0] from failure[1]
+            self._failed(exc)
 
     def load(self, file: IO[bytes], *, buffers: Iterable[Any] | None = None) -> Any:
         """``self.loads(file.read(), buffers=buffers)``."""
@@ -568,6 +579,18 @@ def load(file: IO[bytes], *, key: bytes | None = None, safe: bool = False,
     return loads(file.read(), key=key, safe=safe, allow=allow, max_size=max_size,
                  buffers=buffers, migrate=migrate, manifests=manifests, migrations=migrations)
 
+
+if not TYPE_CHECKING and _Loads is not None and _default._caches.load_root is not None:
+    # On the C engine, ``loads(data)`` with nothing else given is answered in
+    # C (snapshot/_csnapshot.c: Loads, as _pickle.loads is pickle's); every
+    # other call, and whatever the C engine leaves, goes to the function
+    # above, the reference.  update_wrapper gives it that function's name,
+    # docstring and signature (inspect.signature follows __wrapped__).
+    loads = update_wrapper(
+        _Loads(frames=_default._caches.frames_in, code_cache=_default._caches.restore_codes.data,
+               max_size=DEFAULT_MAX_SIZE, reference=loads, finish=_default._loaded,
+               failure=_default._failed),
+        loads)
 
 __all__ = ["BufferCallback", "Pickler", "Snapshotter", "default", "dump", "dumps", "load",
            "loads"]

@@ -10,7 +10,9 @@ fields:
   per resume offset and the check of each stack slot;
 - ``CaptureState`` / ``RestoreState``: one dumps / one loads as the C engine
   sees it (every table it reads or fills, by name);
-- ``CaptureRoot``: what ``capture_root`` needs of a Snapshotter's caches.
+- ``CaptureRoot``: what ``capture_root`` needs of a Snapshotter's caches;
+- ``Loads``: the C entry of the module function ``loads`` (an entry point,
+  not a record: the Python function is its reference, see ``ENTRIES``).
 
 Both engines use the same records: the Python engine reads the very plans
 and checks the C engine reads, so there is no second, "fast" copy of any
@@ -107,6 +109,21 @@ CaptureState: Any = RECORDS["CaptureState"]
 CaptureRoot: Any = RECORDS["CaptureRoot"]
 RestoreState: Any = RECORDS["RestoreState"]
 
+ENTRIES: dict[str, tuple[str, ...]] = {
+    "Loads": ("frames", "code_cache", "max_size", "reference", "finish", "failure"),
+}
+"""The C engine's entry points that are made by keyword, with their fields in
+order.  They have no pure-Python twin: each stands in for a Python function,
+which is the reference (``Loads``: the module function ``loads``)."""
+
+Loads: Any = None
+"""``Loads(frames=, code_cache=, max_size=, reference=, finish=, failure=)``: the C
+entry of ``corosnap.loads`` (snapshot/_api.py puts it in the function's place),
+or None (pure Python)."""
+if C is not None:
+    check_fields(C.Loads, ENTRIES["Loads"])
+    Loads = C.Loads
+
 capture: Callable[..., Any] | None = None if C is None else C.capture
 """``capture(state, gen)``: the C engine's frame capture (None: pure Python)."""
 capture_root: Callable[..., Any] | None = None if C is None else C.capture_root
@@ -125,7 +142,7 @@ bytes parsed, the header checked, the root restored as ``restore_root`` does).  
 returns the restored object, the parsed tree (a list: Python restores it) or None
 (Python opens the blob and says what is wrong) (None: pure Python)."""
 
-__all__ = ["C", "ENGINE", "FIELDS", "RECORDS", "CaptureCode", "CaptureRoot", "CaptureState",
-           "Check", "Plan",
+__all__ = ["C", "ENGINE", "ENTRIES", "FIELDS", "RECORDS", "CaptureCode", "CaptureRoot",
+           "CaptureState", "Check", "Loads", "Plan",
            "RestoreCode", "RestoreState", "Where", "capture", "capture_root", "check_fields",
            "load_root", "python_record", "restore", "restore_root"]

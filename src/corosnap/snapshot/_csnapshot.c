@@ -1711,24 +1711,22 @@ cs_restore_root(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return cs_root(args[0], args[1], args[2]);
 }
 
-/* load_root(frames, code_cache, data): the whole of an unsigned loads in
- * the default mode, in one call: the bytes parsed by the C codec's unpack,
- * the header checked, the root restored by cs_root.  Returns
+/* The whole of an unsigned loads in the default mode: the bytes parsed by
+ * the C codec's unpack, the header checked, the root restored by cs_root.
+ * Returns
  *  - the restored generator or coroutine;
  *  - the parsed tree (a list), when the bytes are a blob of this version
  *    (HEADER, or HEADER2: migratable) whose root this engine declines or
  *    does not read: Python restores it from there, nothing done;
  *  - None, when they are not (or the C unpack declines them): Python
- *    parses them again (snapshot/_blob.py), which says what is wrong. */
+ *    parses them again (snapshot/_blob.py), which says what is wrong;
+ *  - NULL, with the error restoring raised (Python says what loads raises
+ *    for it: Snapshotter._failed). */
 static PyObject *
-cs_load_root(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+cs_load(PyObject *frames, PyObject *code_cache, PyObject *data)
 {
-    if (nargs != 3 || !PyDict_CheckExact(args[1]) || !PyBytes_CheckExact(args[2])) {
-        PyErr_SetString(PyExc_TypeError, "load_root(frames, code_cache: dict, data: bytes)");
-        return NULL;
-    }
     if (cs_codec_ready() < 0) return NULL;
-    PyObject *tree = PyObject_CallOneArg(cs_c_unpack, args[2]);
+    PyObject *tree = PyObject_CallOneArg(cs_c_unpack, data);
     if (tree == NULL) return NULL;
     if (!PyList_CheckExact(tree) || PyList_GET_SIZE(tree) < 1 ||
         (PyList_GET_ITEM(tree, 0) != cs_HEADER && PyList_GET_ITEM(tree, 0) != cs_HEADER2)) {
@@ -1736,7 +1734,7 @@ cs_load_root(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         Py_RETURN_NONE;
     }
     if (PyList_GET_ITEM(tree, 0) != cs_HEADER) return tree;
-    PyObject *out = cs_root(args[0], args[1], tree);
+    PyObject *out = cs_root(frames, code_cache, tree);
     if (out == Py_None) {
         Py_DECREF(out);
         return tree;
@@ -1744,6 +1742,207 @@ cs_load_root(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_DECREF(tree);
     return out;
 }
+
+/* load_root(frames, code_cache, data): cs_load, for Snapshotter.loads. */
+static PyObject *
+cs_load_root(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyDict_CheckExact(args[1]) || !PyBytes_CheckExact(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "load_root(frames, code_cache: dict, data: bytes)");
+        return NULL;
+    }
+    return cs_load(args[0], args[1], args[2]);
+}
+
+/* --------------------------------------------------------- the loads entry */
+
+/* Loads: the module function corosnap.loads, as _pickle.loads is pickle's.
+ *
+ * The Python function (snapshot/_api.py: loads) is the reference and stays
+ * the whole of the behaviour; this object is put in its place when the C
+ * engine is loaded, and answers one call itself: loads(data) with data a
+ * bytes object no larger than max_size, nothing else given, which is
+ * cs_load on the default Snapshotter's caches.  What cs_load does not
+ * finish goes back to Python: a tree or None to `finish(data, out)`
+ * (Snapshotter._loaded), an error to `failure(exc)` (Snapshotter._failed,
+ * which raises what loads raises for it).  Any other call (a keyword, a
+ * bytearray, a larger blob) is the reference's, unchanged.
+ *
+ * Why: the Python layers of the default case (the module function's nine
+ * keyword defaults compared, then Snapshotter.loads's checks) cost a third
+ * of loading a small frame.  It has a __dict__, so that
+ * functools.update_wrapper gives it the reference's name, docstring and
+ * __wrapped__ (inspect.signature follows that). */
+typedef struct {
+    PyObject_HEAD
+    PyObject *frames, *code_cache, *reference, *finish, *failure;
+    Py_ssize_t max_size;
+    PyObject *dict;
+    vectorcallfunc vectorcall;
+} Loads;
+
+static PyTypeObject Loads_Type;
+
+static PyObject *
+loads_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Loads *self = (Loads *)callable;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (nargs != 1 || kwnames != NULL || !PyBytes_CheckExact(args[0]) ||
+        PyBytes_GET_SIZE(args[0]) > self->max_size) {
+        return PyObject_Vectorcall(self->reference, args, nargsf, kwnames);
+    }
+    PyObject *data = args[0];
+    PyObject *out = cs_load(self->frames, self->code_cache, data);
+    if (out == NULL) {
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        PyErr_NormalizeException(&type, &value, &tb);
+        if (value == NULL) {
+            Py_XDECREF(type);
+            Py_XDECREF(tb);
+            PyErr_SetString(PyExc_SystemError, "corosnap.loads: an error without an exception");
+            return NULL;
+        }
+        if (tb != NULL) PyException_SetTraceback(value, tb);
+        Py_XDECREF(type);
+        Py_XDECREF(tb);
+        PyObject *r = PyObject_CallOneArg(self->failure, value);
+        Py_DECREF(value);
+        if (r != NULL) {
+            Py_DECREF(r);
+            PyErr_SetString(PyExc_SystemError, "corosnap.loads: Loads.failure returned");
+        }
+        return NULL;
+    }
+    if (out != Py_None && !PyList_CheckExact(out)) return out;
+    PyObject *finish_args[2] = {data, out};
+    PyObject *r = PyObject_Vectorcall(self->finish, finish_args, 2, NULL);
+    Py_DECREF(out);
+    return r;
+}
+
+static PyObject *
+loads_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"frames", "code_cache", "max_size", "reference", "finish",
+                             "failure", NULL};
+    PyObject *frames = NULL, *code_cache = NULL, *reference = NULL, *finish = NULL,
+             *failure = NULL;
+    Py_ssize_t max_size = -1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|$OO!nOOO:Loads", kwlist, &frames,
+                                     &PyDict_Type, &code_cache, &max_size, &reference, &finish,
+                                     &failure)) {
+        return NULL;
+    }
+    if (frames == NULL || code_cache == NULL || max_size < 0 || reference == NULL ||
+        finish == NULL || failure == NULL) {
+        PyErr_SetString(PyExc_TypeError,
+                        "Loads() takes every field by keyword: frames, code_cache (a dict), "
+                        "max_size (an int >= 0), reference, finish, failure");
+        return NULL;
+    }
+    if (!PyDict_CheckExact(code_cache) || !PyCallable_Check(reference) ||
+        !PyCallable_Check(finish) || !PyCallable_Check(failure)) {
+        PyErr_SetString(PyExc_TypeError, "Loads(): code_cache must be a dict, and reference, "
+                                         "finish and failure callables");
+        return NULL;
+    }
+    Loads *self = (Loads *)type->tp_alloc(type, 0);
+    if (self == NULL) return NULL;
+    self->frames = Py_NewRef(frames);
+    self->code_cache = Py_NewRef(code_cache);
+    self->max_size = max_size;
+    self->reference = Py_NewRef(reference);
+    self->finish = Py_NewRef(finish);
+    self->failure = Py_NewRef(failure);
+    self->vectorcall = loads_vectorcall;
+    return (PyObject *)self;
+}
+
+static int
+loads_traverse(Loads *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->frames);
+    Py_VISIT(self->code_cache);
+    Py_VISIT(self->reference);
+    Py_VISIT(self->finish);
+    Py_VISIT(self->failure);
+    Py_VISIT(self->dict);
+    return 0;
+}
+
+static int
+loads_clear(Loads *self)
+{
+    Py_CLEAR(self->frames);
+    Py_CLEAR(self->code_cache);
+    Py_CLEAR(self->reference);
+    Py_CLEAR(self->finish);
+    Py_CLEAR(self->failure);
+    Py_CLEAR(self->dict);
+    return 0;
+}
+
+static void
+loads_dealloc(Loads *self)
+{
+    PyObject_GC_UnTrack(self);
+    loads_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+loads_repr(Loads *self)
+{
+    return PyUnicode_FromString("<function corosnap.loads (C entry)>");
+}
+
+/* pickle (and copy) find it by name, as a function: corosnap.loads. */
+static PyObject *
+loads_reduce(Loads *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyUnicode_FromString("loads");
+}
+
+static PyMethodDef loads_methods[] = {
+    {"__reduce__", (PyCFunction)loads_reduce, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL}};
+
+static PyMemberDef loads_members[] = {
+    {"frames", T_OBJECT, offsetof(Loads, frames), READONLY, NULL},
+    {"code_cache", T_OBJECT, offsetof(Loads, code_cache), READONLY, NULL},
+    {"max_size", T_PYSSIZET, offsetof(Loads, max_size), READONLY, NULL},
+    {"reference", T_OBJECT, offsetof(Loads, reference), READONLY, NULL},
+    {"finish", T_OBJECT, offsetof(Loads, finish), READONLY, NULL},
+    {"failure", T_OBJECT, offsetof(Loads, failure), READONLY, NULL},
+    {"__dictoffset__", T_PYSSIZET, offsetof(Loads, dict), READONLY, NULL},
+    {"__vectorcalloffset__", T_PYSSIZET, offsetof(Loads, vectorcall), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL}};
+
+static PyGetSetDef loads_getset[] = {
+    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL}};
+
+static PyTypeObject Loads_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "corosnap.snapshot._csnapshot.Loads",
+    .tp_basicsize = sizeof(Loads),
+    .tp_dealloc = (destructor)loads_dealloc,
+    .tp_vectorcall_offset = offsetof(Loads, vectorcall),
+    .tp_repr = (reprfunc)loads_repr,
+    .tp_call = PyVectorcall_Call,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "Loads(*, frames, code_cache, max_size, reference, finish, failure): the C "
+              "entry of corosnap.loads (its reference: the Python function `reference`).",
+    .tp_traverse = (traverseproc)loads_traverse,
+    .tp_clear = (inquiry)loads_clear,
+    .tp_methods = loads_methods,
+    .tp_members = loads_members,
+    .tp_getset = loads_getset,
+    .tp_dictoffset = offsetof(Loads, dict),
+    .tp_new = loads_new,
+};
 
 /* ------------------------------------------------------------------ module */
 
@@ -1842,6 +2041,20 @@ cs_intern_names(void)
     return 0;
 }
 
+/* The Loads type, with its __fields__ (the keywords it is made with, in
+ * order: _contract.FIELDS["Loads"] must equal them). */
+static int
+cs_loads_ready(PyObject *m)
+{
+    if (Loads_Type.tp_dict == NULL && (Loads_Type.tp_dict = PyDict_New()) == NULL) return -1;
+    PyObject *fields = Py_BuildValue("(ssssss)", "frames", "code_cache", "max_size",
+                                     "reference", "finish", "failure");
+    int rc = fields == NULL ? -1 : PyDict_SetItemString(Loads_Type.tp_dict, "__fields__", fields);
+    Py_XDECREF(fields);
+    if (rc < 0 || PyType_Ready(&Loads_Type) < 0) return -1;
+    return PyModule_AddObjectRef(m, "Loads", (PyObject *)&Loads_Type);
+}
+
 static PyMethodDef cs_methods[] = {
     {"capture", (PyCFunction)(void (*)(void))cs_capture, METH_FASTCALL,
      "capture(state: CaptureState, gen) -> the frame's fields, or None (declined)"},
@@ -1894,7 +2107,7 @@ PyInit__csnapshot(void)
         return NULL;
     }
     Py_DECREF(known);
-    if (PyModule_AddIntConstant(m, "SPARE", CS_SPARE) < 0) {
+    if (cs_loads_ready(m) < 0 || PyModule_AddIntConstant(m, "SPARE", CS_SPARE) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -1,0 +1,242 @@
+"""``corosnap.loads`` on the C engine: a C entry in front of the Python function.
+
+The Python function ``snapshot._api.loads`` is the reference.  On the C
+engine the module's ``loads`` is a ``_csnapshot.Loads`` made from it (as
+``_pickle.loads`` stands for ``pickle.loads``): it answers ``loads(data)``
+for a bytes ``data`` no larger than its ``max_size`` with nothing else
+given, hands whatever it does not finish back to Python (``finish``: a tree
+or None; ``failure``: an error), and passes every other call to the
+reference unchanged.  What must hold:
+
+- it looks like the reference to a caller (name, docstring, signature,
+  pickling by name);
+- every answer is the reference's: a restored generator, each error, a
+  declined blob, a migratable one, bytes that are not a blob;
+- a call it does not answer reaches the reference with exactly its
+  arguments;
+- it is built by keyword, every field, as the contract says.
+"""
+
+from __future__ import annotations
+
+import copy
+import gc
+import inspect
+import pickle
+import weakref
+from collections.abc import Iterator
+from typing import Any
+
+import msgpack
+import pytest
+
+import corosnap
+from corosnap import CorruptSnapshot, RestoreError, _accel
+from corosnap.snapshot import _api, _contract
+
+needs_c = pytest.mark.skipif(_accel.ENGINE != "c", reason="the C engine is not loaded "
+                                                         "(COROSNAP_PUREPYTHON=1)")
+
+
+def counter(n: int) -> Iterator[int]:
+    for i in range(n):  # noqa: UP028 - a range iterator on the stack
+        yield i
+
+
+def counter_met_once(n: int) -> Iterator[int]:
+    """A code the C engine meets for the first time in its test."""
+    for i in range(n):  # noqa: UP028
+        yield i
+
+
+def holds(value: Any) -> Iterator[Any]:
+    kept = value
+    yield 1
+    yield kept
+
+
+def _fails() -> None:
+    raise LookupError("refused by the reduce")
+
+
+class FailsOnLoad:
+    def __reduce__(self) -> Any:
+        return (_fails, ())
+
+
+def _started(g: Iterator[Any]) -> Iterator[Any]:
+    next(g)
+    return g
+
+
+def _outcome(load: Any, blob: Any) -> tuple[str, Any]:
+    """What a load gives: the rest of the restored generator, or the error's
+    class, message, and its cause's and context's classes."""
+    try:
+        g = load(blob)
+    except Exception as exc:  # noqa: BLE001 - compared, not hidden
+        return ("raised", (type(exc).__name__, str(exc), type(exc.__cause__).__name__,
+                           type(exc.__context__).__name__))
+    return ("restored", [repr(x) for x in g])
+
+
+def test_the_module_function_is_the_c_entry_only_on_the_c_engine() -> None:
+    if _accel.ENGINE == "c":
+        assert type(corosnap.loads) is _contract.Loads
+        assert corosnap.loads is _api.loads
+        reference = corosnap.loads.reference
+        assert inspect.isfunction(reference) and reference.__name__ == "loads"
+        assert corosnap.loads.__wrapped__ is reference
+    else:
+        assert _contract.Loads is None
+        assert inspect.isfunction(corosnap.loads)
+        reference = corosnap.loads
+    assert corosnap.loads.__name__ == "loads"
+    assert corosnap.loads.__doc__ == reference.__doc__
+    assert inspect.signature(corosnap.loads) == inspect.signature(reference)
+    assert pickle.loads(pickle.dumps(corosnap.loads)) is corosnap.loads
+    assert copy.deepcopy(corosnap.loads) is corosnap.loads
+
+
+@needs_c
+def test_every_answer_is_the_references() -> None:
+    reference = corosnap.loads.reference
+    good = corosnap.dumps(_started(counter(6)))
+    fails = corosnap.dumps(_started(holds(FailsOnLoad())))
+    tree = msgpack.unpackb(good, strict_map_key=False)  # exts left as ExtType
+    tree[-1] = "not a range iterator"  # the for loop's iterator (3.15: its index)
+    corrupt = msgpack.packb(tree, use_bin_type=True)
+    blobs = {
+        "first met (declined, then restored by Python)":
+            corosnap.dumps(_started(counter_met_once(4))),
+        "good": good,
+        "a reduce that raises": fails,
+        "a corrupt slot": corrupt,
+        "migratable": corosnap.dumps(_started(counter(5)), migratable=True),
+        "not a blob": b"\x93\x01\x02\x03",
+        "truncated": good[:-1],
+        "empty": b"",
+        "a bytes subclass": type("B", (bytes,), {})(good),
+    }
+    for name, blob in blobs.items():
+        for _ in range(2):  # cold, then warm
+            assert _outcome(corosnap.loads, blob) == _outcome(reference, blob), name
+    assert _outcome(corosnap.loads, fails)[1][:3] == (
+        "RestoreError", "tests.test_loads_entry.holds(): local 'value': rebuilding a '_fails' "
+        "failed: LookupError('refused by the reduce')", "LookupError")
+    assert _outcome(corosnap.loads, corrupt)[1][0] == "CorruptSnapshot"
+    with pytest.raises(RestoreError) as info:
+        corosnap.loads(fails)
+    assert isinstance(info.value.__cause__, LookupError)
+
+
+class Spy:
+    def __init__(self, answer: Any = "the reference's") -> None:
+        self.calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+        self.answer = answer
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls.append((args, kwargs))
+        if isinstance(self.answer, BaseException):
+            raise self.answer
+        return self.answer
+
+
+def _entry(max_size: int = 1000, **fields: Any) -> Any:
+    caches = _api.default()._caches
+    made = {"frames": caches.frames_in, "code_cache": caches.restore_codes.data,
+            "max_size": max_size, "reference": Spy(), "finish": Spy("finished"),
+            "failure": Spy(), **fields}
+    return _contract.Loads(**made)
+
+
+@needs_c
+def test_a_call_it_does_not_answer_goes_to_the_reference_unchanged() -> None:
+    entry = _entry(max_size=100)
+    good = corosnap.dumps(_started(counter(6)))
+    corosnap.loads(good).close()  # warm: the C engine answers this code
+    restored = entry(good)
+    assert list(restored) == [1, 2, 3, 4, 5]
+    assert entry.reference.calls == [] and entry.finish.calls == []
+    key = b"k" * 32
+    calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = [
+        ((good,), {"key": key}),
+        ((good,), {"safe": False}),  # even a default given by name
+        ((bytearray(good),), {}),
+        ((memoryview(good),), {}),
+        ((b"x" * 101,), {}),  # larger than max_size
+        ((good, good), {}),
+        ((), {}),
+        ((), {"data": good}),
+    ]
+    for args, kwargs in calls:
+        assert entry(*args, **kwargs) == "the reference's"
+    assert entry.reference.calls == calls
+    assert entry(b"x" * 100) == "finished"  # max_size itself is answered
+    assert entry.finish.calls == [((b"x" * 100, None), {})]
+
+
+@needs_c
+def test_what_it_leaves_goes_to_finish_and_failure() -> None:
+    entry = _entry()
+    first = corosnap.dumps(_started(counter_met_once(3)))
+    assert entry(b"\x93\x01\x02\x03") == "finished"
+    assert entry.finish.calls[-1] == ((b"\x93\x01\x02\x03", None), {})
+    # a blob whose root the C engine declines (its code is not in this
+    # cache) reaches finish as its parsed tree, untouched
+    cold = _contract.Loads(frames=_api.default()._with_engine("c")._caches.frames_in,
+                          code_cache={}, max_size=1000, reference=Spy(), finish=Spy("finished"),
+                          failure=Spy())
+    assert cold(first) == "finished"
+    (data, tree), _ = cold.finish.calls[0]
+    assert data is first and type(tree) is list and tree[0] is _api.HEADER
+    fails = corosnap.dumps(_started(holds(FailsOnLoad())))
+    corosnap.loads(corosnap.dumps(_started(holds(1)))).close()  # warm holds
+    failing = _entry(failure=Spy(CorruptSnapshot("said by failure")))
+    with pytest.raises(CorruptSnapshot, match="said by failure"):
+        failing(fails)
+    (exc,), _ = failing.failure.calls[0]
+    assert type(exc) is RestoreError
+    assert isinstance(exc.__cause__, LookupError)
+    returning = _entry()  # a failure that returns is a bug, said so
+    with pytest.raises(SystemError, match="failure returned"):
+        returning(fails)
+
+
+@needs_c
+def test_it_is_made_by_keyword_every_field_once() -> None:
+    assert _contract.Loads.__fields__ == _contract.ENTRIES["Loads"]
+    caches = _api.default()._caches
+    fields = {"frames": caches.frames_in, "code_cache": {}, "max_size": 10,
+              "reference": len, "finish": len, "failure": len}
+    _contract.Loads(**fields)
+    for missing in fields:
+        with pytest.raises(TypeError, match="every field by keyword"):
+            _contract.Loads(**{k: v for k, v in fields.items() if k != missing})
+    with pytest.raises(TypeError):
+        _contract.Loads(*fields.values())
+    with pytest.raises(TypeError, match="at most 6 keyword"):
+        _contract.Loads(**fields, extra=1)
+    with pytest.raises(TypeError):
+        _contract.Loads(**{**fields, "code_cache": []})
+    with pytest.raises(TypeError, match="callables"):
+        _contract.Loads(**{**fields, "finish": 3})
+    with pytest.raises(TypeError, match="every field by keyword"):
+        _contract.Loads(**{**fields, "max_size": -1})
+
+
+class Marker:
+    pass
+
+
+@needs_c
+def test_a_cycle_through_it_is_collected() -> None:
+    def cycle() -> weakref.ref[Marker]:
+        marker = Marker()
+        box: list[Any] = [marker]
+        box.append(_entry(finish=lambda data, out: box))  # box -> entry -> lambda -> box
+        return weakref.ref(marker)
+
+    ref = cycle()
+    gc.collect()
+    assert ref() is None
