@@ -1025,6 +1025,45 @@ def test_the_c_parser_reads_every_blob_as_msgpack_does(monkeypatch: pytest.Monke
     assert seen["same"] > 100 and seen["declined"] > 100, seen
 
 
+@needs_c
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(
+    st.text(max_size=60),
+    st.text(alphabet="ab", max_size=50),  # many strings of a length, few bytes apart
+    st.sampled_from(["", "a", "x" * 48, "x" * 49, "y" * 47 + "\u00e9", "id", "name"]),
+), max_size=40))
+def test_the_c_parser_shares_short_strings_and_never_confuses_them(texts: list[str]) -> None:
+    """The parser's table of short strings (one slot per hash of the bytes,
+    shared between parses) never gives a string other than the one in the
+    bytes: same lengths, near misses, the 48-byte limit, non-ASCII."""
+    from corosnap.codec._speedups import C
+
+    assert C is not None
+    data = msgpack.packb([texts, {t: i for i, t in enumerate(texts)}], use_bin_type=True)
+    first, second = C.unpack(data), C.unpack(data)
+    assert first == second == [texts, {t: i for i, t in enumerate(texts)}]
+    assert [type(t) for t in second[0]] == [str] * len(texts)
+    for key in second[1]:
+        assert sys.intern(key) is key  # map keys are interned, as before
+
+
+@needs_c
+def test_the_c_parser_gives_the_same_name_object_each_parse() -> None:
+    """A name met in the last parse is not made again (nor hashed again when
+    used as a key), and a map key is the interned string."""
+    from corosnap.codec._speedups import C
+
+    assert C is not None
+    data = msgpack.packb(["workloads", "counter.<locals>.gen", {"attribute": 1}, "é" * 3],
+                         use_bin_type=True)
+    first, second = C.unpack(data), C.unpack(data)
+    assert first == second
+    assert first[0] is second[0] and first[1] is second[1]
+    (key1,), (key2,) = first[2], second[2]
+    assert key1 is key2 is sys.intern("attribute")
+    assert first[3] is not second[3]  # not ASCII: made each time
+
+
 class _GcWalker:
     """A value whose reduce walks every list the collector knows, item by
     item: a list the C capture is still filling must not be among them."""

@@ -719,3 +719,46 @@ def test_a_partials_instance_dict_must_be_a_dict():
             assert v.note == 1 and v.extra == 2
         print("OK")
     """))
+
+
+def test_a_sub_frame_delegating_back_to_the_frame_above_it_is_refused():
+    # outer -> mid -> leaf, with mid's sub-frame replaced by a back-reference
+    # to outer (memo 0), which is still being restored when mid is: accepted,
+    # outer and mid would delegate to each other, and close() would recurse
+    # in C until the stack overflows.  The chain check must see outer as a
+    # frame in progress on both engines (the C engine registers a frame as
+    # in progress only before a step that can restore another frame).
+    assert_ok(run_child("""
+        from corosnap import _accel
+        from corosnap.snapshot._api import default
+
+        def leaf(n):
+            yield n
+
+        def mid(n):
+            got = yield from leaf(n)
+            return got
+
+        def outer(n):
+            got = yield from mid(n)
+            return got
+
+        engines = ("python", "c") if _accel.ENGINE == "c" else ("python",)
+        g = outer(1); next(g)
+        good = corosnap.dumps(g)
+        t = tree_of(g)
+        m = max(i for i, x in enumerate(t) if type(x) is list)  # outer's sub-frame: mid
+        s = max(i for i, x in enumerate(t[m]) if type(x) is list)  # mid's: leaf
+        t[m][s] = ref(0)  # mid delegates to outer
+        for engine in engines:
+            snap = default()._with_engine(engine)
+            snap.loads(good).close()  # the C engine restores code it has met
+            for _ in range(2):
+                try:
+                    snap.loads(blob_of(t))
+                except corosnap.CorruptSnapshot as exc:
+                    assert "loops back" in str(exc), exc
+                else:
+                    raise AssertionError(f"{engine} restored a chain that loops back")
+        print("OK")
+    """))

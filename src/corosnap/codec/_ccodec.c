@@ -314,6 +314,9 @@ ExtHook_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyO
 /* The shared Tag of each one-byte payload, once looked up (a kind's Tag
  * never changes once registered). */
 static PyObject *cc_tag_by_byte[256];
+/* The header ext last met and its marker (HEADERS[data]): every blob starts
+ * with one, nearly always the same. */
+static PyObject *cc_last_header_data = NULL, *cc_last_header = NULL;
 
 /* The ext (code, the len bytes at p): data is those bytes as a bytes object,
  * or NULL (then made only when needed). */
@@ -324,6 +327,11 @@ ExtHook_ext(ExtHook *self, PyObject *code_obj, long code, const char *p, Py_ssiz
     PyObject *made = NULL, *out;
     if (code == EXT_TAG && len == 1 && cc_tag_by_byte[(unsigned char)p[0]] != NULL) {
         return Py_NewRef(cc_tag_by_byte[(unsigned char)p[0]]);
+    }
+    if (code == EXT_HEADER && cc_last_header != NULL &&
+        PyBytes_GET_SIZE(cc_last_header_data) == len &&
+        memcmp(PyBytes_AS_STRING(cc_last_header_data), p, (size_t)len) == 0) {
+        return Py_NewRef(cc_last_header); /* every blob starts with one */
     }
     if (code != EXT_NONE && code != EXT_BIGINT && code != EXT_WELLKNOWN &&
         code != EXT_COMPLEX && code != EXT_SURROGATE_STR && data == NULL) {
@@ -385,7 +393,11 @@ ExtHook_known(ExtHook *self, PyObject *code_obj, long code, const char *p, Py_ss
     }
     case EXT_HEADER: {
         PyObject *header = PyDict_GetItemWithError(cc_HEADERS, data);
-        if (header != NULL) return Py_NewRef(header);
+        if (header != NULL) {
+            Py_XSETREF(cc_last_header_data, Py_NewRef(data));
+            Py_XSETREF(cc_last_header, Py_NewRef(header));
+            return Py_NewRef(header);
+        }
         if (PyErr_Occurred()) return NULL;
         break;
     }
@@ -506,15 +518,65 @@ cu_be(const unsigned char *p, int n)
     return x;
 }
 
+/* Short ASCII strings met before, shared: the parse of a blob makes the
+ * same names again and again (module names and qualnames, attribute names,
+ * the keys of dict shapes, enum member names), and each fresh copy costs
+ * its allocation, its decoding and, once used as a key, its hash.  A
+ * direct-mapped table of CU_STRINGS slots, each holding the last string of
+ * at most CU_STRING_MAX bytes whose hash of its bytes picked the slot (a
+ * strong reference: a str is immutable and holds nothing, so sharing one
+ * is invisible but to `is`, as CPython's own interning; no reference to a
+ * code object or module).  A map key, interned as before, replaces its
+ * slot's string, so the next parse gets the interned one.  At most
+ * CU_STRINGS * (CU_STRING_MAX + a str header) bytes stay alive. */
+enum { CU_STRINGS = 1024, CU_STRING_MAX = 48 };
+static PyObject *cu_strings[CU_STRINGS];
+
+static inline size_t
+cu_string_slot(const unsigned char *p, Py_ssize_t n)
+{
+    uint64_t h = (uint64_t)n * 0x9E3779B97F4A7C15ull;
+    Py_ssize_t k = 0;
+    for (; k + 8 <= n; k += 8) {
+        uint64_t w;
+        memcpy(&w, p + k, 8);
+        h = (h ^ w) * 0xff51afd7ed558ccdull;
+        h ^= h >> 29;
+    }
+    for (; k < n; k++) h = (h ^ p[k]) * 0x100000001b3ull;
+    h ^= h >> 32;
+    return (size_t)(h & (CU_STRINGS - 1));
+}
+
+/* Remember `s` (a str, any) in its slot if it is short and ASCII. */
+static void
+cu_string_keep(PyObject *s)
+{
+    if (!PyUnicode_IS_ASCII(s) || PyUnicode_GET_LENGTH(s) > CU_STRING_MAX) return;
+    size_t slot = cu_string_slot(PyUnicode_1BYTE_DATA(s), PyUnicode_GET_LENGTH(s));
+    Py_XSETREF(cu_strings[slot], Py_NewRef(s));
+}
+
 static PyObject *
 cu_str(Unpacker *u, Py_ssize_t n)
 {
     if (!cu_need(u, n)) CU_DECLINE();
+    size_t slot = 0;
+    if (n <= CU_STRING_MAX) {
+        slot = cu_string_slot(u->p, n);
+        PyObject *known = cu_strings[slot];
+        if (known != NULL && PyUnicode_GET_LENGTH(known) == n &&
+            memcmp(PyUnicode_1BYTE_DATA(known), u->p, (size_t)n) == 0) {
+            u->p += n;
+            return Py_NewRef(known);
+        }
+    }
     PyObject *s = PyUnicode_DecodeUTF8((const char *)u->p, n, NULL);
     if (s == NULL) {
         PyErr_Clear();
         CU_DECLINE();
     }
+    if (n <= CU_STRING_MAX && PyUnicode_IS_ASCII(s)) Py_XSETREF(cu_strings[slot], Py_NewRef(s));
     u->p += n;
     return s;
 }
@@ -573,7 +635,10 @@ cu_map(Unpacker *u, Py_ssize_t n)
         PyObject *k = cu_value(u);
         u->in_key--;
         PyObject *v = k == NULL ? NULL : cu_value(u);
-        if (v != NULL && PyUnicode_CheckExact(k)) PyUnicode_InternInPlace(&k);
+        if (v != NULL && PyUnicode_CheckExact(k) && !PyUnicode_CHECK_INTERNED(k)) {
+            PyUnicode_InternInPlace(&k);
+            cu_string_keep(k);
+        }
         if (v == NULL || PyDict_SetItem(out, k, v) < 0) {
             PyErr_Clear();
             Py_XDECREF(k);

@@ -871,7 +871,19 @@ cs_range_iter(PyObject *stop, PyObject *index, PyObject *memo)
     PyObject *it = r == NULL ? NULL : PyObject_GetIter(r);
     Py_XDECREF(r);
     if (it != NULL) {
-        PyObject *rc = cs_call_method(it, s_setstate, index, NULL, NULL, NULL);
+        /* range_iterator's own __setstate__, found once (a range too large
+         * for a C long makes a longrange_iterator: looked up by name) */
+        static PyObject *setstate = NULL;
+        static PyTypeObject *iter_type = NULL;
+        if (setstate == NULL && Py_IS_TYPE(it, &PyRangeIter_Type)) {
+            setstate = PyObject_GetAttr((PyObject *)&PyRangeIter_Type, s_setstate);
+            if (setstate == NULL) PyErr_Clear();
+            else iter_type = &PyRangeIter_Type;
+        }
+        PyObject *sargs[2] = {it, index};
+        PyObject *rc = Py_IS_TYPE(it, iter_type) && setstate != NULL
+                           ? PyObject_Vectorcall(setstate, sargs, 2, NULL)
+                           : cs_call_method(it, s_setstate, index, NULL, NULL, NULL);
         if (rc == NULL) Py_CLEAR(it);
         Py_XDECREF(rc);
     }
@@ -1251,9 +1263,32 @@ failed:
     Py_XDECREF(tb);
 }
 
-/* One decoded slot value (see the slot walk of _restore.FrameDecoder.decode). */
+/* Register the frame being restored in state.active (id(gen)), once: what
+ * _restore.check_chain reads to refuse a delegation chain that comes back to
+ * a frame still being restored.  Only code run while this frame is half
+ * made can read it (a value's decoding, which may restore other frames, a
+ * sub-frame, the chain check), so it is done just before the first such
+ * step: a frame whose slots are all plain values (a counter's ints and
+ * range iterator) never pays for it.  The Python engine registers every
+ * frame up front; the answers are the same. */
+static int
+cs_activate(RestoreState *st, PyObject *gen, PyObject **gen_id)
+{
+    if (*gen_id != NULL) return 0;
+    PyObject *k = PyLong_FromVoidPtr(gen);
+    if (k == NULL) return -1;
+    if (PySet_Add(st->active, k) < 0) {
+        Py_DECREF(k);
+        return -1;
+    }
+    *gen_id = k;
+    return 0;
+}
+
+/* One decoded slot value (see the slot walk of _restore.FrameDecoder.decode);
+ * the frame is registered as active before the decoder runs. */
 static PyObject *
-cs_decode_slot(RestoreState *st, PyObject *x, PyObject **dec)
+cs_decode_slot(RestoreState *st, PyObject *x, PyObject **dec, PyObject *gen, PyObject **gen_id)
 {
     if (x == Py_None) return Py_NewRef(NULL_SLOT);
     if (x == cs_NONE_MARK) return Py_NewRef(Py_None);
@@ -1266,6 +1301,7 @@ cs_decode_slot(RestoreState *st, PyObject *x, PyObject **dec)
         return cs_range_iter(PyList_GET_ITEM(x, 1), PyList_GET_ITEM(x, 2), st->memo);
     }
     if (PyList_CheckExact(x) || PyDict_CheckExact(x) || Py_IS_TYPE(x, (PyTypeObject *)cs_Deferred)) {
+        if (cs_activate(st, gen, gen_id) < 0) return NULL;
         if (*dec == NULL && (*dec = cs_decoder(st)) == NULL) return NULL;
         return cs_call_method(*dec, s_dec, x, NULL, NULL, NULL);
     }
@@ -1405,14 +1441,11 @@ cs_restore_frame(RestoreState *st, PyObject *v, Py_ssize_t i, int root)
     gen = PyObject_Call(rc->fn, rc->args, NULL);
     if (gen == NULL) goto error;
     if (PyList_Append(st->memo, gen) < 0) goto error;
-    gen_id = PyLong_FromVoidPtr(gen);
-    if (gen_id == NULL || PySet_Add(st->active, gen_id) < 0) {
-        Py_CLEAR(gen_id);
-        goto error;
-    }
-    /* From here on, leave through `done` so the frame leaves state.active. */
+    /* From here on, leave through `done` so the frame leaves state.active
+     * (cs_activate registers it there before the first step that needs it). */
     if (exc_f != NULL) {
         /* The exception being handled, decoded first (memo order, as capture). */
+        if (cs_activate(st, gen, &gen_id) < 0) goto done;
         if (dec == NULL && (dec = cs_decoder(st)) == NULL) goto done;
         exc = cs_call_method(dec, s_dec, exc_f, NULL, NULL, NULL);
         if (exc == NULL) goto done;
@@ -1444,7 +1477,8 @@ cs_restore_frame(RestoreState *st, PyObject *v, Py_ssize_t i, int root)
             /* The untagged sub-frame this frame delegates to: here first,
              * the Python engine when declined. */
             y = NULL;
-            if (Py_EnterRecursiveCall(" while restoring a yield from / await chain") == 0) {
+            if (cs_activate(st, gen, &gen_id) == 0 &&
+                Py_EnterRecursiveCall(" while restoring a yield from / await chain") == 0) {
                 y = cs_restore_frame(st, x, 0, 0);
                 Py_LeaveRecursiveCall();
             }
@@ -1462,7 +1496,7 @@ cs_restore_frame(RestoreState *st, PyObject *v, Py_ssize_t i, int root)
             fresh_sub = 1;
         }
         else {
-            y = cs_decode_slot(st, x, &dec);
+            y = cs_decode_slot(st, x, &dec, gen, &gen_id);
         }
         Py_DECREF(x);
         if (y == NULL) {
@@ -1471,10 +1505,14 @@ cs_restore_frame(RestoreState *st, PyObject *v, Py_ssize_t i, int root)
         }
         PyList_SET_ITEM(slots, j, y);
     }
+    if ((plan->delegate_at >= 0 || plan->dot0) && cs_activate(st, gen, &gen_id) < 0) {
+        goto done; /* the checks below look up attributes, and may check the chain */
+    }
     if (cs_check_frame(st, rc, plan, gen, slots, fresh_sub, &dec) < 0) goto done;
     if (root && PyList_GET_SIZE(st->exceptions) > 0) {
         /* Decoder.finish: the checks that need the whole object graph (the
          * exception chains: nothing to check without an exception). */
+        if (cs_activate(st, gen, &gen_id) < 0) goto done;
         if (dec == NULL && (dec = cs_decoder(st)) == NULL) goto done;
         PyObject *r = cs_call_method(dec, s_finish, NULL, NULL, NULL, NULL);
         if (r == NULL) goto done;
@@ -1518,7 +1556,7 @@ done:
          * awaited" warning and runs no code. */
         PyObject *type, *value, *tb;
         PyErr_Fetch(&type, &value, &tb);
-        if (PySet_Discard(st->active, gen_id) < 0) PyErr_Clear();
+        if (gen_id != NULL && PySet_Discard(st->active, gen_id) < 0) PyErr_Clear();
         if (result == NULL) {
             PyObject *r = cs_call_method(gen, s_close, NULL, NULL, NULL, NULL);
             if (r == NULL) PyErr_Clear();
