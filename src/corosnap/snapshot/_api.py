@@ -55,6 +55,7 @@ from . import _asyncgen
 from ._blob import DEFAULT_MAX_SIZE, HEADER, HEADER2, open_blob, sign
 from ._capture import FrameEncoder, check_target, describe_target
 from ._contract import CaptureRoot, capture_root, load_root
+from ._contract import Dumps as _Dumps
 from ._contract import Loads as _Loads
 from ._migrate import Migrations, Migrator, Session, make_migrator
 from ._restore import FrameDecoder
@@ -245,23 +246,33 @@ class Snapshotter:
         if _frames._backend is None:
             backend()  # UnsupportedInterpreter, before anything else
         caches = self._caches
-        given = None
-        strict = False
         if (caches.capture_root is not None and buffer_callback is None and not self.migratable
                 and type(obj) is not AsyncGeneratorType):
-            # The C engine's common case in one call (snapshot/_csnapshot.c):
-            # the blob's bytes; or (encoder, root fields), finished below;
-            # or None, the root frame declined before anything happened.  A
-            # failure is met again below, the general way, which names the
-            # frame and the slot at fault.
+            # The C engine's common case in one call (snapshot/_csnapshot.c;
+            # what the module function's C entry does too): the blob's
+            # bytes, or what _captured finishes.
             try:
                 given = caches.capture_root(caches.root, self._pid, obj)
-            except (OverflowError, UnicodeEncodeError):
-                strict = True  # as below: an int past 64 bits, a lone surrogate
-            except Exception:
-                given = None
+            except Exception as exc:
+                given = exc
             if type(given) is bytes:
                 return given if self.key is None else sign(given, self.key, ())
+            return self._captured(obj, given)
+        return self._captured(obj, None, buffer_callback)
+
+    def _captured(self, obj: Any, given: Any,
+                  buffer_callback: BufferCallback | None = None) -> bytes:
+        """The rest of a dumps the C engine's ``capture_root`` did not finish
+        (or all of it): ``given`` is its answer, ``(encoder, root fields)``
+        (buffers to decide, checks to run: the blob is finished here), None
+        (the root frame declined before anything happened, or no C engine),
+        or the exception it raised, met again here the general way, which
+        names the frame and the slot at fault (an int past 64 bits or a lone
+        surrogate: encoded again, checking every value)."""
+        caches = self._caches
+        strict = isinstance(given, OverflowError | UnicodeEncodeError)
+        if isinstance(given, BaseException):
+            given = None
         hook = caches.hook
         decisions = None if buffer_callback is None else BufferDecisions()
         spare = caches.spare
@@ -580,17 +591,23 @@ def load(file: IO[bytes], *, key: bytes | None = None, safe: bool = False,
                  buffers=buffers, migrate=migrate, manifests=manifests, migrations=migrations)
 
 
-if not TYPE_CHECKING and _Loads is not None and _default._caches.load_root is not None:
-    # On the C engine, ``loads(data)`` with nothing else given is answered in
-    # C (snapshot/_csnapshot.c: Loads, as _pickle.loads is pickle's); every
-    # other call, and whatever the C engine leaves, goes to the function
-    # above, the reference.  update_wrapper gives it that function's name,
-    # docstring and signature (inspect.signature follows __wrapped__).
+if (not TYPE_CHECKING and _Loads is not None and _default._caches.load_root is not None
+        and _default._caches.root is not None):
+    # On the C engine, ``loads(data)`` and ``dumps(obj)`` with nothing else
+    # given are answered in C (snapshot/_csnapshot.c: Loads and Dumps, as
+    # _pickle.loads is pickle's); every other call, and whatever the C engine
+    # leaves, goes to the functions above, the reference.  update_wrapper
+    # gives each that function's name, docstring and signature
+    # (inspect.signature follows __wrapped__).
     loads = update_wrapper(
         _Loads(frames=_default._caches.frames_in, code_cache=_default._caches.restore_codes.data,
                max_size=DEFAULT_MAX_SIZE, reference=loads, finish=_default._loaded,
                failure=_default._failed),
         loads)
+    dumps = update_wrapper(
+        _Dumps(root=_default._caches.root, pid=_default._pid, reference=dumps,
+               finish=_default._captured),
+        dumps)
 
 __all__ = ["BufferCallback", "Pickler", "Snapshotter", "default", "dump", "dumps", "load",
            "loads"]

@@ -11,8 +11,9 @@ fields:
 - ``CaptureState`` / ``RestoreState``: one dumps / one loads as the C engine
   sees it (every table it reads or fills, by name);
 - ``CaptureRoot``: what ``capture_root`` needs of a Snapshotter's caches;
-- ``Loads``: the C entry of the module function ``loads`` (an entry point,
-  not a record: the Python function is its reference, see ``ENTRIES``).
+- ``Loads`` / ``Dumps``: the C entries of the module functions ``loads`` and
+  ``dumps`` (entry points, not records: each Python function is its entry's
+  reference, see ``ENTRIES``).
 
 Both engines use the same records: the Python engine reads the very plans
 and checks the C engine reads, so there is no second, "fast" copy of any
@@ -111,18 +112,24 @@ RestoreState: Any = RECORDS["RestoreState"]
 
 ENTRIES: dict[str, tuple[str, ...]] = {
     "Loads": ("frames", "code_cache", "max_size", "reference", "finish", "failure"),
+    "Dumps": ("root", "pid", "reference", "finish"),
 }
 """The C engine's entry points that are made by keyword, with their fields in
 order.  They have no pure-Python twin: each stands in for a Python function,
-which is the reference (``Loads``: the module function ``loads``)."""
+which is the reference (``Loads``, ``Dumps``: the module functions ``loads``
+and ``dumps``)."""
 
 Loads: Any = None
 """``Loads(frames=, code_cache=, max_size=, reference=, finish=, failure=)``: the C
 entry of ``corosnap.loads`` (snapshot/_api.py puts it in the function's place),
 or None (pure Python)."""
+Dumps: Any = None
+"""``Dumps(root=, pid=, reference=, finish=)``: the C entry of ``corosnap.dumps``,
+or None (pure Python)."""
 if C is not None:
     check_fields(C.Loads, ENTRIES["Loads"])
-    Loads = C.Loads
+    check_fields(C.Dumps, ENTRIES["Dumps"])
+    Loads, Dumps = C.Loads, C.Dumps
 
 capture: Callable[..., Any] | None = None if C is None else C.capture
 """``capture(state, gen)``: the C engine's frame capture (None: pure Python)."""
@@ -143,6 +150,6 @@ returns the restored object, the parsed tree (a list: Python restores it) or Non
 (Python opens the blob and says what is wrong) (None: pure Python)."""
 
 __all__ = ["C", "ENGINE", "ENTRIES", "FIELDS", "RECORDS", "CaptureCode", "CaptureRoot",
-           "CaptureState", "Check", "Loads", "Plan",
+           "CaptureState", "Check", "Dumps", "Loads", "Plan",
            "RestoreCode", "RestoreState", "Where", "capture", "capture_root", "check_fields",
            "load_root", "python_record", "restore", "restore_root"]

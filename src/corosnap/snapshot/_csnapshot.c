@@ -1792,34 +1792,67 @@ cs_load_root(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return cs_load(args[0], args[1], args[2]);
 }
 
-/* --------------------------------------------------------- the loads entry */
+/* ------------------------------------------------------- the module entries */
 
-/* Loads: the module function corosnap.loads, as _pickle.loads is pickle's.
+/* Loads and Dumps: the module functions corosnap.loads and corosnap.dumps,
+ * as _pickle.loads stands for pickle.loads.
  *
- * The Python function (snapshot/_api.py: loads) is the reference and stays
- * the whole of the behaviour; this object is put in its place when the C
- * engine is loaded, and answers one call itself: loads(data) with data a
- * bytes object no larger than max_size, nothing else given, which is
- * cs_load on the default Snapshotter's caches.  What cs_load does not
- * finish goes back to Python: a tree or None to `finish(data, out)`
- * (Snapshotter._loaded), an error to `failure(exc)` (Snapshotter._failed,
- * which raises what loads raises for it).  Any other call (a keyword, a
- * bytearray, a larger blob) is the reference's, unchanged.
+ * Each Python function (snapshot/_api.py) is the reference and stays the
+ * whole of the behaviour; its entry is put in its place when the C engine
+ * is loaded, and answers one call itself, the common one:
+ *  - loads(data), data a bytes object no larger than max_size: cs_load on
+ *    the default Snapshotter's caches;
+ *  - dumps(obj), obj a generator or a coroutine: cs_capture_root with the
+ *    default Snapshotter's CaptureRoot and pickler id.
+ * Nothing else given.  What the C engine does not finish goes back to
+ * Python, to the default Snapshotter's methods: `finish(x, out)`
+ * (Snapshotter._loaded / _captured: a tree or None, an encoder's fields, an
+ * exception to meet again the general way) and, for loads, `failure(exc)`
+ * (Snapshotter._failed, which raises what loads raises for it).  Any other
+ * call (a keyword, a bytearray, an async generator) is the reference's,
+ * unchanged.
  *
- * Why: the Python layers of the default case (the module function's nine
- * keyword defaults compared, then Snapshotter.loads's checks) cost a third
- * of loading a small frame.  It has a __dict__, so that
- * functools.update_wrapper gives it the reference's name, docstring and
- * __wrapped__ (inspect.signature follows that). */
+ * Why: the Python layers of the common case (the module function's keyword
+ * defaults compared, then the Snapshotter method's checks) cost a third of
+ * loading a small frame, a quarter of capturing one.  An entry has a
+ * __dict__, so that functools.update_wrapper gives it the reference's name,
+ * docstring and __wrapped__ (inspect.signature follows that), and pickles by
+ * that name, as a function does. */
+#define CS_ENTRY_HEAD      \
+    PyObject_HEAD          \
+    vectorcallfunc vectorcall; \
+    PyObject *dict, *reference, *finish;
+
 typedef struct {
-    PyObject_HEAD
-    PyObject *frames, *code_cache, *reference, *finish, *failure;
+    CS_ENTRY_HEAD
+} Entry;
+
+typedef struct {
+    CS_ENTRY_HEAD
+    PyObject *frames, *code_cache, *failure;
     Py_ssize_t max_size;
-    PyObject *dict;
-    vectorcallfunc vectorcall;
 } Loads;
 
-static PyTypeObject Loads_Type;
+typedef struct {
+    CS_ENTRY_HEAD
+    PyObject *root, *pid;
+} Dumps;
+
+static PyTypeObject Loads_Type, Dumps_Type;
+
+/* The error being raised, normalized, its traceback attached (NULL: none). */
+static PyObject *
+cs_take_error(void)
+{
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (value != NULL && tb != NULL) PyException_SetTraceback(value, tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    if (value == NULL) PyErr_SetString(PyExc_SystemError, "corosnap: an error without an exception");
+    return value;
+}
 
 static PyObject *
 loads_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
@@ -1833,20 +1866,10 @@ loads_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObj
     PyObject *data = args[0];
     PyObject *out = cs_load(self->frames, self->code_cache, data);
     if (out == NULL) {
-        PyObject *type, *value, *tb;
-        PyErr_Fetch(&type, &value, &tb);
-        PyErr_NormalizeException(&type, &value, &tb);
-        if (value == NULL) {
-            Py_XDECREF(type);
-            Py_XDECREF(tb);
-            PyErr_SetString(PyExc_SystemError, "corosnap.loads: an error without an exception");
-            return NULL;
-        }
-        if (tb != NULL) PyException_SetTraceback(value, tb);
-        Py_XDECREF(type);
-        Py_XDECREF(tb);
-        PyObject *r = PyObject_CallOneArg(self->failure, value);
-        Py_DECREF(value);
+        PyObject *exc = cs_take_error();
+        if (exc == NULL) return NULL;
+        PyObject *r = PyObject_CallOneArg(self->failure, exc);
+        Py_DECREF(exc);
         if (r != NULL) {
             Py_DECREF(r);
             PyErr_SetString(PyExc_SystemError, "corosnap.loads: Loads.failure returned");
@@ -1861,126 +1884,224 @@ loads_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObj
 }
 
 static PyObject *
+dumps_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Dumps *self = (Dumps *)callable;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (nargs != 1 || kwnames != NULL || !cs_is_generator(args[0])) {
+        return PyObject_Vectorcall(self->reference, args, nargsf, kwnames);
+    }
+    PyObject *obj = args[0];
+    PyObject *cargs[3] = {self->root, self->pid, obj};
+    PyObject *out = cs_capture_root(NULL, cargs, 3);
+    if (out != NULL && PyBytes_CheckExact(out)) return out;
+    if (out == NULL) {
+        /* as Snapshotter.dumps: an Exception is met again the general way,
+         * which names the frame and the slot at fault; KeyboardInterrupt
+         * and the like go through */
+        if (!PyErr_ExceptionMatches(PyExc_Exception)) return NULL;
+        if ((out = cs_take_error()) == NULL) return NULL;
+    }
+    PyObject *finish_args[2] = {obj, out};
+    PyObject *r = PyObject_Vectorcall(self->finish, finish_args, 2, NULL);
+    Py_DECREF(out);
+    return r;
+}
+
+/* Keyword-only construction, every field given: `names` (NULL-terminated),
+ * the parsed values into `out` (borrowed), all callables where `callable`
+ * says so.  The entries' own checks come after. */
+static int
+cs_entry_args(const char *type, PyObject *args, PyObject *kwargs, const char *const *names,
+              PyObject **out, int n)
+{
+    if (PyTuple_GET_SIZE(args) != 0) {
+        PyErr_Format(PyExc_TypeError, "%s() takes its fields by keyword only", type);
+        return -1;
+    }
+    Py_ssize_t given = kwargs == NULL ? 0 : PyDict_GET_SIZE(kwargs);
+    for (int i = 0; i < n; i++) {
+        out[i] = kwargs == NULL ? NULL : PyDict_GetItemString(kwargs, names[i]);
+        if (out[i] == NULL) {
+            PyErr_Format(PyExc_TypeError, "%s() takes every field by keyword: %s missing",
+                         type, names[i]);
+            return -1;
+        }
+    }
+    if (given != n) {
+        PyErr_Format(PyExc_TypeError, "%s() takes exactly %d fields by keyword, got %zd", type,
+                     n, given);
+        return -1;
+    }
+    return 0;
+}
+
+static const char *const loads_fields[] = {"frames", "code_cache", "max_size", "reference",
+                                           "finish", "failure", NULL};
+static const char *const dumps_fields[] = {"root", "pid", "reference", "finish", NULL};
+
+static PyObject *
 loads_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
-    static char *kwlist[] = {"frames", "code_cache", "max_size", "reference", "finish",
-                             "failure", NULL};
-    PyObject *frames = NULL, *code_cache = NULL, *reference = NULL, *finish = NULL,
-             *failure = NULL;
-    Py_ssize_t max_size = -1;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|$OO!nOOO:Loads", kwlist, &frames,
-                                     &PyDict_Type, &code_cache, &max_size, &reference, &finish,
-                                     &failure)) {
-        return NULL;
-    }
-    if (frames == NULL || code_cache == NULL || max_size < 0 || reference == NULL ||
-        finish == NULL || failure == NULL) {
-        PyErr_SetString(PyExc_TypeError,
-                        "Loads() takes every field by keyword: frames, code_cache (a dict), "
-                        "max_size (an int >= 0), reference, finish, failure");
-        return NULL;
-    }
-    if (!PyDict_CheckExact(code_cache) || !PyCallable_Check(reference) ||
-        !PyCallable_Check(finish) || !PyCallable_Check(failure)) {
-        PyErr_SetString(PyExc_TypeError, "Loads(): code_cache must be a dict, and reference, "
-                                         "finish and failure callables");
+    PyObject *v[6];
+    if (cs_entry_args("Loads", args, kwargs, loads_fields, v, 6) < 0) return NULL;
+    Py_ssize_t max_size = PyLong_Check(v[2]) ? PyLong_AsSsize_t(v[2]) : -1;
+    if (max_size == -1 && PyErr_Occurred()) return NULL;
+    if (!PyDict_CheckExact(v[1]) || max_size < 0 || !PyCallable_Check(v[3]) ||
+        !PyCallable_Check(v[4]) || !PyCallable_Check(v[5])) {
+        PyErr_SetString(PyExc_TypeError, "Loads(): code_cache must be a dict, max_size an int "
+                                         ">= 0, and reference, finish and failure callables");
         return NULL;
     }
     Loads *self = (Loads *)type->tp_alloc(type, 0);
     if (self == NULL) return NULL;
-    self->frames = Py_NewRef(frames);
-    self->code_cache = Py_NewRef(code_cache);
+    self->frames = Py_NewRef(v[0]);
+    self->code_cache = Py_NewRef(v[1]);
     self->max_size = max_size;
-    self->reference = Py_NewRef(reference);
-    self->finish = Py_NewRef(finish);
-    self->failure = Py_NewRef(failure);
+    self->reference = Py_NewRef(v[3]);
+    self->finish = Py_NewRef(v[4]);
+    self->failure = Py_NewRef(v[5]);
     self->vectorcall = loads_vectorcall;
     return (PyObject *)self;
 }
 
-static int
-loads_traverse(Loads *self, visitproc visit, void *arg)
+static PyObject *
+dumps_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
-    Py_VISIT(self->frames);
-    Py_VISIT(self->code_cache);
-    Py_VISIT(self->reference);
-    Py_VISIT(self->finish);
-    Py_VISIT(self->failure);
-    Py_VISIT(self->dict);
+    PyObject *v[4];
+    if (cs_entry_args("Dumps", args, kwargs, dumps_fields, v, 4) < 0) return NULL;
+    if (!CaptureRoot_Check(v[0]) || !PyCallable_Check(v[2]) || !PyCallable_Check(v[3])) {
+        PyErr_SetString(PyExc_TypeError, "Dumps(): root must be a CaptureRoot, and reference "
+                                         "and finish callables");
+        return NULL;
+    }
+    Dumps *self = (Dumps *)type->tp_alloc(type, 0);
+    if (self == NULL) return NULL;
+    self->root = Py_NewRef(v[0]);
+    self->pid = Py_NewRef(v[1]);
+    self->reference = Py_NewRef(v[2]);
+    self->finish = Py_NewRef(v[3]);
+    self->vectorcall = dumps_vectorcall;
+    return (PyObject *)self;
+}
+
+static int
+entry_traverse(PyObject *self, visitproc visit, void *arg)
+{
+    Entry *e = (Entry *)self;
+    Py_VISIT(e->dict);
+    Py_VISIT(e->reference);
+    Py_VISIT(e->finish);
+    if (Py_IS_TYPE(self, &Loads_Type)) {
+        Py_VISIT(((Loads *)self)->frames);
+        Py_VISIT(((Loads *)self)->code_cache);
+        Py_VISIT(((Loads *)self)->failure);
+    }
+    else {
+        Py_VISIT(((Dumps *)self)->root);
+        Py_VISIT(((Dumps *)self)->pid);
+    }
     return 0;
 }
 
 static int
-loads_clear(Loads *self)
+entry_clear(PyObject *self)
 {
-    Py_CLEAR(self->frames);
-    Py_CLEAR(self->code_cache);
-    Py_CLEAR(self->reference);
-    Py_CLEAR(self->finish);
-    Py_CLEAR(self->failure);
-    Py_CLEAR(self->dict);
+    Entry *e = (Entry *)self;
+    Py_CLEAR(e->dict);
+    Py_CLEAR(e->reference);
+    Py_CLEAR(e->finish);
+    if (Py_IS_TYPE(self, &Loads_Type)) {
+        Py_CLEAR(((Loads *)self)->frames);
+        Py_CLEAR(((Loads *)self)->code_cache);
+        Py_CLEAR(((Loads *)self)->failure);
+    }
+    else {
+        Py_CLEAR(((Dumps *)self)->root);
+        Py_CLEAR(((Dumps *)self)->pid);
+    }
     return 0;
 }
 
 static void
-loads_dealloc(Loads *self)
+entry_dealloc(PyObject *self)
 {
     PyObject_GC_UnTrack(self);
-    loads_clear(self);
-    Py_TYPE(self)->tp_free((PyObject *)self);
+    entry_clear(self);
+    Py_TYPE(self)->tp_free(self);
 }
 
 static PyObject *
-loads_repr(Loads *self)
+entry_repr(PyObject *self)
 {
-    return PyUnicode_FromString("<function corosnap.loads (C entry)>");
+    return PyUnicode_FromFormat("<function corosnap.%s (C entry)>",
+                                Py_IS_TYPE(self, &Loads_Type) ? "loads" : "dumps");
 }
 
-/* pickle (and copy) find it by name, as a function: corosnap.loads. */
+/* pickle (and copy) find it by name, as a function: corosnap.loads / dumps. */
 static PyObject *
-loads_reduce(Loads *self, PyObject *Py_UNUSED(ignored))
+entry_reduce(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
-    return PyUnicode_FromString("loads");
+    return PyUnicode_FromString(Py_IS_TYPE(self, &Loads_Type) ? "loads" : "dumps");
 }
 
-static PyMethodDef loads_methods[] = {
-    {"__reduce__", (PyCFunction)loads_reduce, METH_NOARGS, NULL},
+static PyMethodDef entry_methods[] = {
+    {"__reduce__", (PyCFunction)entry_reduce, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL}};
 
-static PyMemberDef loads_members[] = {
-    {"frames", T_OBJECT, offsetof(Loads, frames), READONLY, NULL},
-    {"code_cache", T_OBJECT, offsetof(Loads, code_cache), READONLY, NULL},
-    {"max_size", T_PYSSIZET, offsetof(Loads, max_size), READONLY, NULL},
-    {"reference", T_OBJECT, offsetof(Loads, reference), READONLY, NULL},
-    {"finish", T_OBJECT, offsetof(Loads, finish), READONLY, NULL},
-    {"failure", T_OBJECT, offsetof(Loads, failure), READONLY, NULL},
-    {"__dictoffset__", T_PYSSIZET, offsetof(Loads, dict), READONLY, NULL},
-    {"__vectorcalloffset__", T_PYSSIZET, offsetof(Loads, vectorcall), READONLY, NULL},
-    {NULL, 0, 0, 0, NULL}};
-
-static PyGetSetDef loads_getset[] = {
+static PyGetSetDef entry_getset[] = {
     {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
     {NULL, NULL, NULL, NULL, NULL}};
 
-static PyTypeObject Loads_Type = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "corosnap.snapshot._csnapshot.Loads",
-    .tp_basicsize = sizeof(Loads),
-    .tp_dealloc = (destructor)loads_dealloc,
-    .tp_vectorcall_offset = offsetof(Loads, vectorcall),
-    .tp_repr = (reprfunc)loads_repr,
-    .tp_call = PyVectorcall_Call,
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
-    .tp_doc = "Loads(*, frames, code_cache, max_size, reference, finish, failure): the C "
-              "entry of corosnap.loads (its reference: the Python function `reference`).",
-    .tp_traverse = (traverseproc)loads_traverse,
-    .tp_clear = (inquiry)loads_clear,
-    .tp_methods = loads_methods,
-    .tp_members = loads_members,
-    .tp_getset = loads_getset,
-    .tp_dictoffset = offsetof(Loads, dict),
-    .tp_new = loads_new,
-};
+#define CS_ENTRY_MEMBERS                                                        \
+    {"reference", T_OBJECT, offsetof(Entry, reference), READONLY, NULL},          \
+    {"finish", T_OBJECT, offsetof(Entry, finish), READONLY, NULL},                \
+    {"__dictoffset__", T_PYSSIZET, offsetof(Entry, dict), READONLY, NULL},        \
+    {"__vectorcalloffset__", T_PYSSIZET, offsetof(Entry, vectorcall), READONLY, NULL},
+
+static PyMemberDef loads_members[] = {
+    CS_ENTRY_MEMBERS
+    {"frames", T_OBJECT, offsetof(Loads, frames), READONLY, NULL},
+    {"code_cache", T_OBJECT, offsetof(Loads, code_cache), READONLY, NULL},
+    {"max_size", T_PYSSIZET, offsetof(Loads, max_size), READONLY, NULL},
+    {"failure", T_OBJECT, offsetof(Loads, failure), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL}};
+
+static PyMemberDef dumps_members[] = {
+    CS_ENTRY_MEMBERS
+    {"root", T_OBJECT, offsetof(Dumps, root), READONLY, NULL},
+    {"pid", T_OBJECT, offsetof(Dumps, pid), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL}};
+
+#define CS_ENTRY_TYPE(NAME, STRUCT, NEW, MEMBERS, DOC)                                 \
+    {                                                                                   \
+        PyVarObject_HEAD_INIT(NULL, 0)                                                  \
+        .tp_name = "corosnap.snapshot._csnapshot." NAME,                                \
+        .tp_basicsize = sizeof(STRUCT),                                                 \
+        .tp_dealloc = entry_dealloc,                                                    \
+        .tp_vectorcall_offset = offsetof(Entry, vectorcall),                            \
+        .tp_repr = entry_repr,                                                          \
+        .tp_call = PyVectorcall_Call,                                                   \
+        .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL, \
+        .tp_doc = DOC,                                                                  \
+        .tp_traverse = entry_traverse,                                                  \
+        .tp_clear = entry_clear,                                                        \
+        .tp_methods = entry_methods,                                                    \
+        .tp_members = MEMBERS,                                                          \
+        .tp_getset = entry_getset,                                                      \
+        .tp_dictoffset = offsetof(Entry, dict),                                         \
+        .tp_new = NEW,                                                                  \
+    }
+
+static PyTypeObject Loads_Type = CS_ENTRY_TYPE(
+    "Loads", Loads, loads_new, loads_members,
+    "Loads(*, frames, code_cache, max_size, reference, finish, failure): the C entry of "
+    "corosnap.loads (its reference: the Python function `reference`).");
+
+static PyTypeObject Dumps_Type = CS_ENTRY_TYPE(
+    "Dumps", Dumps, dumps_new, dumps_members,
+    "Dumps(*, root, pid, reference, finish): the C entry of corosnap.dumps (its reference: "
+    "the Python function `reference`).");
 
 /* ------------------------------------------------------------------ module */
 
@@ -2079,18 +2200,31 @@ cs_intern_names(void)
     return 0;
 }
 
-/* The Loads type, with its __fields__ (the keywords it is made with, in
- * order: _contract.FIELDS["Loads"] must equal them). */
+/* An entry type, with its __fields__ (the keywords it is made with, in
+ * order: _contract.ENTRIES[name] must equal them). */
 static int
-cs_loads_ready(PyObject *m)
+cs_entry_ready(PyObject *m, PyTypeObject *t, const char *name, const char *const *names)
 {
-    if (Loads_Type.tp_dict == NULL && (Loads_Type.tp_dict = PyDict_New()) == NULL) return -1;
-    PyObject *fields = Py_BuildValue("(ssssss)", "frames", "code_cache", "max_size",
-                                     "reference", "finish", "failure");
-    int rc = fields == NULL ? -1 : PyDict_SetItemString(Loads_Type.tp_dict, "__fields__", fields);
-    Py_XDECREF(fields);
-    if (rc < 0 || PyType_Ready(&Loads_Type) < 0) return -1;
-    return PyModule_AddObjectRef(m, "Loads", (PyObject *)&Loads_Type);
+    Py_ssize_t n = 0;
+    while (names[n] != NULL) n++;
+    PyObject *fields = PyTuple_New(n);
+    if (fields == NULL) return -1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *f = PyUnicode_FromString(names[i]);
+        if (f == NULL) {
+            Py_DECREF(fields);
+            return -1;
+        }
+        PyTuple_SET_ITEM(fields, i, f);
+    }
+    if (t->tp_dict == NULL && (t->tp_dict = PyDict_New()) == NULL) {
+        Py_DECREF(fields);
+        return -1;
+    }
+    int rc = PyDict_SetItemString(t->tp_dict, "__fields__", fields);
+    Py_DECREF(fields);
+    if (rc < 0 || PyType_Ready(t) < 0) return -1;
+    return PyModule_AddObjectRef(m, name, (PyObject *)t);
 }
 
 static PyMethodDef cs_methods[] = {
@@ -2145,7 +2279,9 @@ PyInit__csnapshot(void)
         return NULL;
     }
     Py_DECREF(known);
-    if (cs_loads_ready(m) < 0 || PyModule_AddIntConstant(m, "SPARE", CS_SPARE) < 0) {
+    if (cs_entry_ready(m, &Loads_Type, "Loads", loads_fields) < 0 ||
+        cs_entry_ready(m, &Dumps_Type, "Dumps", dumps_fields) < 0 ||
+        PyModule_AddIntConstant(m, "SPARE", CS_SPARE) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -1,20 +1,25 @@
-"""``corosnap.loads`` on the C engine: a C entry in front of the Python function.
+"""``corosnap.loads`` and ``corosnap.dumps`` on the C engine: C entries in
+front of the Python functions.
 
-The Python function ``snapshot._api.loads`` is the reference.  On the C
-engine the module's ``loads`` is a ``_csnapshot.Loads`` made from it (as
-``_pickle.loads`` stands for ``pickle.loads``): it answers ``loads(data)``
-for a bytes ``data`` no larger than its ``max_size`` with nothing else
-given, hands whatever it does not finish back to Python (``finish``: a tree
-or None; ``failure``: an error), and passes every other call to the
-reference unchanged.  What must hold:
+The Python functions ``snapshot._api.loads`` and ``dumps`` are the
+references.  On the C engine the module's ``loads`` is a
+``_csnapshot.Loads`` made from its function, and ``dumps`` a
+``_csnapshot.Dumps`` (as ``_pickle.loads`` stands for ``pickle.loads``).
+``loads`` answers ``loads(data)`` for a bytes ``data`` no larger than its
+``max_size``, ``dumps`` answers ``dumps(obj)`` for a generator or coroutine,
+with nothing else given; each hands whatever it does not finish back to
+Python (``finish``: a tree or None, an encoder's fields, an exception to
+meet again; ``failure``: an error of ``loads``), and passes every other call
+to the reference unchanged.  What must hold:
 
-- it looks like the reference to a caller (name, docstring, signature,
+- each looks like its reference to a caller (name, docstring, signature,
   pickling by name);
-- every answer is the reference's: a restored generator, each error, a
-  declined blob, a migratable one, bytes that are not a blob;
-- a call it does not answer reaches the reference with exactly its
+- every answer is the reference's: restored generators, blobs byte for byte,
+  each error, declined blobs and frames, migratable blobs, bytes that are not
+  a blob, values only the strict encoder takes;
+- a call an entry does not answer reaches the reference with exactly its
   arguments;
-- it is built by keyword, every field, as the contract says.
+- each is built by keyword, every field, as the contract says.
 """
 
 from __future__ import annotations
@@ -80,22 +85,25 @@ def _outcome(load: Any, blob: Any) -> tuple[str, Any]:
     return ("restored", [repr(x) for x in g])
 
 
-def test_the_module_function_is_the_c_entry_only_on_the_c_engine() -> None:
+@pytest.mark.parametrize("name", ["loads", "dumps"])
+def test_the_module_function_is_the_c_entry_only_on_the_c_engine(name: str) -> None:
+    function = getattr(corosnap, name)
     if _accel.ENGINE == "c":
-        assert type(corosnap.loads) is _contract.Loads
-        assert corosnap.loads is _api.loads
-        reference = corosnap.loads.reference
-        assert inspect.isfunction(reference) and reference.__name__ == "loads"
-        assert corosnap.loads.__wrapped__ is reference
+        assert type(function) is getattr(_contract, name.capitalize())
+        assert function is getattr(_api, name)
+        reference = function.reference
+        assert inspect.isfunction(reference) and reference.__name__ == name
+        assert function.__wrapped__ is reference
+        assert repr(function) == f"<function corosnap.{name} (C entry)>"
     else:
-        assert _contract.Loads is None
-        assert inspect.isfunction(corosnap.loads)
-        reference = corosnap.loads
-    assert corosnap.loads.__name__ == "loads"
-    assert corosnap.loads.__doc__ == reference.__doc__
-    assert inspect.signature(corosnap.loads) == inspect.signature(reference)
-    assert pickle.loads(pickle.dumps(corosnap.loads)) is corosnap.loads
-    assert copy.deepcopy(corosnap.loads) is corosnap.loads
+        assert getattr(_contract, name.capitalize()) is None
+        assert inspect.isfunction(function)
+        reference = function
+    assert function.__name__ == name
+    assert function.__doc__ == reference.__doc__
+    assert inspect.signature(function) == inspect.signature(reference)
+    assert pickle.loads(pickle.dumps(function)) is function
+    assert copy.deepcopy(function) is function
 
 
 @needs_c
@@ -122,7 +130,7 @@ def test_every_answer_is_the_references() -> None:
         for _ in range(2):  # cold, then warm
             assert _outcome(corosnap.loads, blob) == _outcome(reference, blob), name
     assert _outcome(corosnap.loads, fails)[1][:3] == (
-        "RestoreError", "tests.test_loads_entry.holds(): local 'value': rebuilding a '_fails' "
+        "RestoreError", "tests.test_entries.holds(): local 'value': rebuilding a '_fails' "
         "failed: LookupError('refused by the reduce')", "LookupError")
     assert _outcome(corosnap.loads, corrupt)[1][0] == "CorruptSnapshot"
     with pytest.raises(RestoreError) as info:
@@ -206,23 +214,35 @@ def test_what_it_leaves_goes_to_finish_and_failure() -> None:
 @needs_c
 def test_it_is_made_by_keyword_every_field_once() -> None:
     assert _contract.Loads.__fields__ == _contract.ENTRIES["Loads"]
+    assert _contract.Dumps.__fields__ == _contract.ENTRIES["Dumps"]
     caches = _api.default()._caches
     fields = {"frames": caches.frames_in, "code_cache": {}, "max_size": 10,
               "reference": len, "finish": len, "failure": len}
     _contract.Loads(**fields)
     for missing in fields:
-        with pytest.raises(TypeError, match="every field by keyword"):
+        with pytest.raises(TypeError, match=f"{missing} missing"):
             _contract.Loads(**{k: v for k, v in fields.items() if k != missing})
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="by keyword only"):
         _contract.Loads(*fields.values())
-    with pytest.raises(TypeError, match="at most 6 keyword"):
+    with pytest.raises(TypeError, match="exactly 6 fields by keyword, got 7"):
         _contract.Loads(**fields, extra=1)
     with pytest.raises(TypeError):
         _contract.Loads(**{**fields, "code_cache": []})
     with pytest.raises(TypeError, match="callables"):
         _contract.Loads(**{**fields, "finish": 3})
-    with pytest.raises(TypeError, match="every field by keyword"):
+    with pytest.raises(TypeError, match="max_size an int >= 0"):
         _contract.Loads(**{**fields, "max_size": -1})
+    with pytest.raises(TypeError, match="max_size an int >= 0"):
+        _contract.Loads(**{**fields, "max_size": "10"})
+    made = {"root": caches.root, "pid": 2, "reference": len, "finish": len}
+    _contract.Dumps(**made)
+    for missing in made:
+        with pytest.raises(TypeError, match=f"{missing} missing"):
+            _contract.Dumps(**{k: v for k, v in made.items() if k != missing})
+    with pytest.raises(TypeError, match="root must be a CaptureRoot"):
+        _contract.Dumps(**{**made, "root": object()})
+    with pytest.raises(TypeError, match="callables"):
+        _contract.Dumps(**{**made, "reference": None})
 
 
 class Marker:
@@ -240,3 +260,105 @@ def test_a_cycle_through_it_is_collected() -> None:
     ref = cycle()
     gc.collect()
     assert ref() is None
+
+
+# -- dumps ------------------------------------------------------------------
+
+
+async def awaits(x: Any) -> Any:
+    return await x
+
+
+class Step:
+    def __await__(self) -> Any:
+        got = yield "step"
+        return got
+
+
+async def twice() -> Any:
+    a = await Step()
+    b = await Step()
+    return a, b
+
+
+async def agen() -> Any:
+    yield 1
+
+
+def holds_met_once(value: Any) -> Iterator[Any]:
+    """A code the C capture meets for the first time in its test."""
+    kept = value
+    yield 1
+    yield kept
+
+
+def _dumps_outcome(dump: Any, obj: Any) -> tuple[str, Any]:
+    try:
+        return ("blob", dump(obj))
+    except Exception as exc:  # noqa: BLE001 - compared, not hidden
+        return ("raised", (type(exc).__name__, str(exc)))
+
+
+@needs_c
+def test_every_dumps_answer_is_the_references() -> None:
+    import threading
+
+    reference = corosnap.dumps.reference
+    coroutine = twice()
+    coroutine.send(None)
+    makers = {
+        "a counter": lambda: _started(counter(6)),
+        "a coroutine": lambda: coroutine,
+        "an int past 64 bits (encoded again, strictly)": lambda: _started(holds(2**70)),
+        "a lone surrogate": lambda: _started(holds("a\udc80b")),
+        "a lock (refused, naming the slot)": lambda: _started(holds(threading.Lock())),
+        "a frame met for the first time": lambda: _started(holds_met_once([1, 2])),
+        "a dict and a list": lambda: _started(holds({"a": [1, 2.5, None]})),
+    }
+    for name, make in makers.items():
+        for _ in range(2):  # cold, then warm
+            obj = make()
+            ours, theirs = _dumps_outcome(corosnap.dumps, obj), _dumps_outcome(reference, obj)
+            assert ours == theirs, name
+    assert _dumps_outcome(corosnap.dumps, makers["a lock (refused, naming the slot)"]())[1][0] \
+        == "SnapshotError"
+    assert "'value'" in _dumps_outcome(
+        corosnap.dumps, makers["a lock (refused, naming the slot)"]())[1][1]
+    big = corosnap.dumps(_started(holds(2**70)))
+    assert next(corosnap.loads(big)) == 2**70
+    for other in (agen(), counter, 3, None):  # the reference's: it names what it got
+        assert _dumps_outcome(corosnap.dumps, other) == _dumps_outcome(reference, other)
+
+
+@needs_c
+def test_a_dumps_call_it_does_not_answer_goes_to_the_reference_unchanged() -> None:
+    caches = _api.default()._caches
+    entry = _contract.Dumps(root=caches.root, pid=_api.default()._pid, reference=Spy(),
+                            finish=Spy("finished"))
+    g = _started(counter(6))
+    corosnap.dumps(g)  # the C capture knows this code now
+    assert entry(g) == corosnap.dumps(g)
+    assert entry.reference.calls == [] and entry.finish.calls == []
+    a = agen()
+    calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = [
+        ((g,), {"key": b"k" * 32}),
+        ((g,), {"migratable": False}),  # even a default given by name
+        ((a,), {}),
+        ((counter,), {}),
+        ((g, g), {}),
+        ((), {}),
+        ((), {"obj": g}),
+    ]
+    for args, kwargs in calls:
+        assert entry(*args, **kwargs) == "the reference's"
+    assert entry.reference.calls == calls
+    fresh = _started(holds_met_once(5))
+    cold = _contract.Dumps(root=_api.default()._with_engine("c")._caches.root,
+                           pid=_api.default()._pid, reference=Spy(), finish=Spy("finished"))
+    assert cold(fresh) == "finished"  # a code met for the first time: declined
+    assert cold.finish.calls == [((fresh, None), {})]
+    big = _started(holds(2**70))
+    corosnap.dumps(_started(holds(1)))
+    assert entry(big) == "finished"  # the C capture raised: met again in Python
+    (obj, exc), _ = entry.finish.calls[-1]
+    assert obj is big and isinstance(exc, OverflowError)
