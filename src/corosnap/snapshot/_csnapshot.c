@@ -1210,7 +1210,16 @@ cs_copy_exc_lists(RestoreCode *rc, Plan *plan, PyObject *slots)
     return 0;
 }
 
-static PyObject *cs_restore_frame(RestoreState *st, PyObject *v, Py_ssize_t i, int root);
+/* A frame being restored by cs_restore_frame, linked to the one whose
+ * sub-frame it is (the C recursion of a yield from / await chain). */
+typedef struct CsLink {
+    PyObject *gen;    /* the fresh generator (borrowed), NULL before it is made */
+    PyObject *gen_id; /* id(gen), once registered in state.active */
+    struct CsLink *up;
+} CsLink;
+
+static PyObject *cs_restore_frame(RestoreState *st, PyObject *v, Py_ssize_t i, int root,
+                                  CsLink *up);
 
 /* As _restore.slot_error: the RestoreError being raised while slot j of a
  * frame of rc's code was decoded becomes an error of the same class whose
@@ -1263,32 +1272,38 @@ failed:
     Py_XDECREF(tb);
 }
 
-/* Register the frame being restored in state.active (id(gen)), once: what
+/* Register the frames being restored in state.active (id(gen)): what
  * _restore.check_chain reads to refuse a delegation chain that comes back to
- * a frame still being restored.  Only code run while this frame is half
- * made can read it (a value's decoding, which may restore other frames, a
- * sub-frame, the chain check), so it is done just before the first such
- * step: a frame whose slots are all plain values (a counter's ints and
- * range iterator) never pays for it.  The Python engine registers every
- * frame up front; the answers are the same. */
+ * a frame still being restored.  Only Python code run while a frame is half
+ * made can read it (a value's decoding, which may restore other frames, the
+ * Python engine's restore of a declined sub-frame, the chain check, an
+ * attribute lookup), so this runs just before the first such step, and
+ * registers the frame with every frame above it in this C recursion (a
+ * frame registered has all those above it registered too).  A chain whose
+ * slots are all plain values (ints, None, range iterators, sub-frames
+ * restored here) never pays for it; the Python engine registers every frame
+ * up front, with the same answers.  Each frame leaves state.active itself,
+ * when it is done. */
 static int
-cs_activate(RestoreState *st, PyObject *gen, PyObject **gen_id)
+cs_activate(RestoreState *st, CsLink *link)
 {
-    if (*gen_id != NULL) return 0;
-    PyObject *k = PyLong_FromVoidPtr(gen);
-    if (k == NULL) return -1;
-    if (PySet_Add(st->active, k) < 0) {
-        Py_DECREF(k);
-        return -1;
+    for (CsLink *l = link; l != NULL && l->gen_id == NULL; l = l->up) {
+        if (l->gen == NULL) continue;
+        PyObject *k = PyLong_FromVoidPtr(l->gen);
+        if (k == NULL) return -1;
+        if (PySet_Add(st->active, k) < 0) {
+            Py_DECREF(k);
+            return -1;
+        }
+        l->gen_id = k;
     }
-    *gen_id = k;
     return 0;
 }
 
 /* One decoded slot value (see the slot walk of _restore.FrameDecoder.decode);
  * the frame is registered as active before the decoder runs. */
 static PyObject *
-cs_decode_slot(RestoreState *st, PyObject *x, PyObject **dec, PyObject *gen, PyObject **gen_id)
+cs_decode_slot(RestoreState *st, PyObject *x, PyObject **dec, CsLink *me)
 {
     if (x == Py_None) return Py_NewRef(NULL_SLOT);
     if (x == cs_NONE_MARK) return Py_NewRef(Py_None);
@@ -1301,7 +1316,7 @@ cs_decode_slot(RestoreState *st, PyObject *x, PyObject **dec, PyObject *gen, PyO
         return cs_range_iter(PyList_GET_ITEM(x, 1), PyList_GET_ITEM(x, 2), st->memo);
     }
     if (PyList_CheckExact(x) || PyDict_CheckExact(x) || Py_IS_TYPE(x, (PyTypeObject *)cs_Deferred)) {
-        if (cs_activate(st, gen, gen_id) < 0) return NULL;
+        if (cs_activate(st, me) < 0) return NULL;
         if (*dec == NULL && (*dec = cs_decoder(st)) == NULL) return NULL;
         return cs_call_method(*dec, s_dec, x, NULL, NULL, NULL);
     }
@@ -1311,14 +1326,15 @@ cs_decode_slot(RestoreState *st, PyObject *x, PyObject **dec, PyObject *gen, PyO
 /* The frame at v[i:] (see _restore.FrameDecoder.decode), or None (declined, with
  * nothing changed). */
 static PyObject *
-cs_restore_frame(RestoreState *st, PyObject *v, Py_ssize_t i, int root)
+cs_restore_frame(RestoreState *st, PyObject *v, Py_ssize_t i, int root, CsLink *up)
 {
     if (st->safe) Py_RETURN_NONE; /* safe mode checks every name: the Python engine */
     Py_ssize_t len = PyList_GET_SIZE(v);
     if (i < 0 || i + 2 > len) Py_RETURN_NONE;
     PyObject *dec = NULL; /* cs_decoder(), when needed */
     PyObject *found = NULL, *key = NULL, *gen = NULL, *path = NULL;
-    PyObject *gen_id = NULL, *slots = NULL, *result = NULL, *exc = NULL;
+    PyObject *slots = NULL, *result = NULL, *exc = NULL;
+    CsLink me = {NULL, NULL, up};
     /* Held from when they are read: Python code (a finalizer, when making the
      * generator runs the collector) may change the tree or the code's plans. */
     PyObject *pos = NULL, *exc_f = NULL, *plan_ref = NULL;
@@ -1441,11 +1457,12 @@ cs_restore_frame(RestoreState *st, PyObject *v, Py_ssize_t i, int root)
     gen = PyObject_Call(rc->fn, rc->args, NULL);
     if (gen == NULL) goto error;
     if (PyList_Append(st->memo, gen) < 0) goto error;
+    me.gen = gen;
     /* From here on, leave through `done` so the frame leaves state.active
      * (cs_activate registers it there before the first step that needs it). */
     if (exc_f != NULL) {
         /* The exception being handled, decoded first (memo order, as capture). */
-        if (cs_activate(st, gen, &gen_id) < 0) goto done;
+        if (cs_activate(st, &me) < 0) goto done;
         if (dec == NULL && (dec = cs_decoder(st)) == NULL) goto done;
         exc = cs_call_method(dec, s_dec, exc_f, NULL, NULL, NULL);
         if (exc == NULL) goto done;
@@ -1477,15 +1494,15 @@ cs_restore_frame(RestoreState *st, PyObject *v, Py_ssize_t i, int root)
             /* The untagged sub-frame this frame delegates to: here first,
              * the Python engine when declined. */
             y = NULL;
-            if (cs_activate(st, gen, &gen_id) == 0 &&
-                Py_EnterRecursiveCall(" while restoring a yield from / await chain") == 0) {
-                y = cs_restore_frame(st, x, 0, 0);
+            if (Py_EnterRecursiveCall(" while restoring a yield from / await chain") == 0) {
+                y = cs_restore_frame(st, x, 0, 0, &me);
                 Py_LeaveRecursiveCall();
             }
             if (y == Py_None) {
                 Py_DECREF(y);
                 y = NULL;
-                if (dec != NULL || (dec = cs_decoder(st)) != NULL) {
+                if (cs_activate(st, &me) == 0 &&
+                    (dec != NULL || (dec = cs_decoder(st)) != NULL)) {
                     PyObject *zero = PyLong_FromLong(0);
                     if (zero != NULL) {
                         y = cs_call_method(st->frames, s_decode, dec, x, zero, NULL);
@@ -1496,7 +1513,7 @@ cs_restore_frame(RestoreState *st, PyObject *v, Py_ssize_t i, int root)
             fresh_sub = 1;
         }
         else {
-            y = cs_decode_slot(st, x, &dec, gen, &gen_id);
+            y = cs_decode_slot(st, x, &dec, &me);
         }
         Py_DECREF(x);
         if (y == NULL) {
@@ -1505,14 +1522,23 @@ cs_restore_frame(RestoreState *st, PyObject *v, Py_ssize_t i, int root)
         }
         PyList_SET_ITEM(slots, j, y);
     }
-    if ((plan->delegate_at >= 0 || plan->dot0) && cs_activate(st, gen, &gen_id) < 0) {
-        goto done; /* the checks below look up attributes, and may check the chain */
+    {
+        /* The checks below look up an attribute of a type (the '.0'
+         * argument's, a delegate's that is not a generator) and check the
+         * chain of a delegate that is not a sub-frame restored here. */
+        PyObject *sub = plan->delegate_at >= 0 && plan->delegate_at < total
+                            ? PyList_GET_ITEM(slots, plan->delegate_at) : NULL;
+        if ((plan->dot0 || (plan->delegate_at >= 0 && !(fresh_sub && sub != NULL &&
+                                                        cs_is_generator(sub)))) &&
+            cs_activate(st, &me) < 0) {
+            goto done;
+        }
     }
     if (cs_check_frame(st, rc, plan, gen, slots, fresh_sub, &dec) < 0) goto done;
     if (root && PyList_GET_SIZE(st->exceptions) > 0) {
         /* Decoder.finish: the checks that need the whole object graph (the
          * exception chains: nothing to check without an exception). */
-        if (cs_activate(st, gen, &gen_id) < 0) goto done;
+        if (cs_activate(st, &me) < 0) goto done;
         if (dec == NULL && (dec = cs_decoder(st)) == NULL) goto done;
         PyObject *r = cs_call_method(dec, s_finish, NULL, NULL, NULL, NULL);
         if (r == NULL) goto done;
@@ -1556,7 +1582,7 @@ done:
          * awaited" warning and runs no code. */
         PyObject *type, *value, *tb;
         PyErr_Fetch(&type, &value, &tb);
-        if (gen_id != NULL && PySet_Discard(st->active, gen_id) < 0) PyErr_Clear();
+        if (me.gen_id != NULL && PySet_Discard(st->active, me.gen_id) < 0) PyErr_Clear();
         if (result == NULL) {
             PyObject *r = cs_call_method(gen, s_close, NULL, NULL, NULL, NULL);
             if (r == NULL) PyErr_Clear();
@@ -1569,7 +1595,7 @@ done:
     Py_XDECREF(plan_ref);
     Py_XDECREF(exc);
     Py_XDECREF(slots);
-    Py_XDECREF(gen_id);
+    Py_XDECREF(me.gen_id);
     Py_XDECREF(gen);
     Py_XDECREF(found);
     Py_XDECREF(path);
@@ -1605,7 +1631,7 @@ cs_restore(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (root < 0) return NULL;
     Py_ssize_t i = PyLong_AsSsize_t(args[2]);
     if (i == -1 && PyErr_Occurred()) return NULL;
-    return cs_restore_frame((RestoreState *)args[0], args[1], i, root);
+    return cs_restore_frame((RestoreState *)args[0], args[1], i, root, NULL);
 }
 
 /* The RestoreState of the last root restore, emptied, for the next one
@@ -1715,7 +1741,7 @@ cs_root(PyObject *frames, PyObject *code_cache, PyObject *tree)
 {
     RestoreState *st = cs_take_state(frames, code_cache);
     if (st == NULL) return NULL;
-    PyObject *out = cs_restore_frame(st, tree, 1, 1);
+    PyObject *out = cs_restore_frame(st, tree, 1, 1, NULL);
     if (out != NULL && out != Py_None && st->decoder != Py_None) {
         /* FrameDecoder.done: the steps decoding left for after the whole
          * blob (restored async generators in flight take the loop's hooks);
