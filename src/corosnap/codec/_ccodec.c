@@ -746,9 +746,16 @@ cu_unpack(PyObject *module, PyObject *data)
         PyErr_Format(PyExc_TypeError, "unpack() takes bytes, not %.100s", Py_TYPE(data)->tp_name);
         return NULL;
     }
-    ExtHook *hook = (ExtHook *)ExtHook_Type.tp_alloc(&ExtHook_Type, 0);
-    if (hook == NULL) return NULL;
-    hook->vectorcall = ExtHook_vectorcall;
+    /* The hook of the last parse, kept when nothing else held it (it never
+     * leaves this function: no Python code sees it): a parse makes none. */
+    static ExtHook *spare_hook = NULL;
+    ExtHook *hook = spare_hook;
+    spare_hook = NULL;
+    if (hook == NULL) {
+        hook = (ExtHook *)ExtHook_Type.tp_alloc(&ExtHook_Type, 0);
+        if (hook == NULL) return NULL;
+        hook->vectorcall = ExtHook_vectorcall;
+    }
     Unpacker u;
     u.p = (const unsigned char *)PyBytes_AS_STRING(data);
     u.end = u.p + PyBytes_GET_SIZE(data);
@@ -757,7 +764,14 @@ cu_unpack(PyObject *module, PyObject *data)
     u.in_key = 0;
     memset(u.has_ref, 0, sizeof(u.has_ref));
     PyObject *out = cu_value(&u);
-    Py_DECREF(hook);
+    if (spare_hook == NULL && Py_REFCNT(hook) == 1) {
+        Py_CLEAR(hook->by_hash); /* this blob's numbers */
+        if (spare_hook == NULL && Py_REFCNT(hook) == 1) spare_hook = hook;
+        else Py_DECREF(hook);
+    }
+    else {
+        Py_DECREF(hook);
+    }
     for (int w = 0; w < 4; w++) {
         for (uint64_t bits = u.has_ref[w]; bits != 0; bits &= bits - 1) {
             int k = 0;

@@ -1700,6 +1700,13 @@ cs_state_empty(RestoreState *st)
            PySet_GET_SIZE(st->active) == 0;
 }
 
+/* del lst[:], through the list API (a list already empty is left alone). */
+static inline int
+cs_list_empty(PyObject *lst)
+{
+    return PyList_GET_SIZE(lst) == 0 ? 0 : PyList_SetSlice(lst, 0, PY_SSIZE_T_MAX, NULL);
+}
+
 /* Done with a root's state: emptied and kept for the next root when
  * nothing else holds it, else released.  Keeps any error being raised. */
 static void
@@ -1714,10 +1721,8 @@ cs_give_back_state(RestoreState *st)
         /* Emptying releases values, whose finalizers may run any code
          * (another loads included): through the list API only, and the
          * state is kept only if it is still alone afterwards. */
-        int ok = PyList_SetSlice(st->memo, 0, PY_SSIZE_T_MAX, NULL) == 0 &&
-                 PyList_SetSlice(st->strings, 0, PY_SSIZE_T_MAX, NULL) == 0 &&
-                 PyList_SetSlice(st->codes, 0, PY_SSIZE_T_MAX, NULL) == 0 &&
-                 PyList_SetSlice(st->exceptions, 0, PY_SSIZE_T_MAX, NULL) == 0 &&
+        int ok = cs_list_empty(st->memo) == 0 && cs_list_empty(st->strings) == 0 &&
+                 cs_list_empty(st->codes) == 0 && cs_list_empty(st->exceptions) == 0 &&
                  (PySet_GET_SIZE(st->active) == 0 || PySet_Clear(st->active) == 0);
         if (!ok) PyErr_Clear();
         Py_SETREF(st->code_cache, Py_NewRef(cs_no_cache));
