@@ -1064,6 +1064,28 @@ def test_the_c_parser_gives_the_same_name_object_each_parse() -> None:
     assert first[3] is not second[3]  # not ASCII: made each time
 
 
+@needs_c
+def test_the_c_parser_reads_each_header_it_meets() -> None:
+    """The header ext last met is kept: blobs of both formats, alternated,
+    each get their own header marker (and bytes that only look like one do
+    not)."""
+    from corosnap.codec._speedups import C
+    from corosnap.snapshot._blob import HEADER, HEADER2
+
+    assert C is not None
+    plain = corosnap.dumps(_gen_for_header())
+    migratable = corosnap.dumps(_gen_for_header(), migratable=True)
+    for _ in range(3):
+        assert C.unpack(plain)[0] is HEADER
+        assert C.unpack(migratable)[0] is HEADER2
+    fake = msgpack.packb([msgpack.ExtType(67, b"+x")], use_bin_type=True)
+    assert C.unpack(fake)[0] not in (HEADER, HEADER2)
+
+
+def _gen_for_header() -> Iterator[int]:
+    yield 1
+
+
 class _GcWalker:
     """A value whose reduce walks every list the collector knows, item by
     item: a list the C capture is still filling must not be among them."""

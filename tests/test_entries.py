@@ -69,20 +69,50 @@ class FailsOnLoad:
         return (_fails, ())
 
 
+def _no_memory() -> None:
+    raise MemoryError("made up")
+
+
+class FailsWithMemoryError:
+    def __reduce__(self) -> Any:
+        return (_no_memory, ())
+
+
 def _started(g: Iterator[Any]) -> Iterator[Any]:
     next(g)
     return g
 
 
+def _chain(exc: BaseException | None) -> list[str]:
+    """An exception and its __context__ chain, as class names (with each
+    one's __cause__)."""
+    out = []
+    while exc is not None and len(out) < 8:
+        out.append(f"{type(exc).__name__} (cause {type(exc.__cause__).__name__})")
+        exc = exc.__context__
+    return out
+
+
 def _outcome(load: Any, blob: Any) -> tuple[str, Any]:
     """What a load gives: the rest of the restored generator, or the error's
-    class, message, and its cause's and context's classes."""
+    class, message, cause and context chain, raised on its own and raised
+    while the caller handles an exception of its own."""
     try:
         g = load(blob)
     except Exception as exc:  # noqa: BLE001 - compared, not hidden
-        return ("raised", (type(exc).__name__, str(exc), type(exc.__cause__).__name__,
-                           type(exc.__context__).__name__))
-    return ("restored", [repr(x) for x in g])
+        error = exc
+    else:
+        return ("restored", [repr(x) for x in g])
+    handled = None
+    try:
+        raise KeyError("the caller's")
+    except KeyError:
+        try:
+            load(blob)
+        except Exception as inner:  # noqa: BLE001
+            handled = _chain(inner)
+    return ("raised", (type(error).__name__, str(error), type(error.__cause__).__name__,
+                       type(error.__context__).__name__, _chain(error), handled))
 
 
 @pytest.mark.parametrize("name", ["loads", "dumps"])
@@ -104,6 +134,18 @@ def test_the_module_function_is_the_c_entry_only_on_the_c_engine(name: str) -> N
     assert inspect.signature(function) == inspect.signature(reference)
     assert pickle.loads(pickle.dumps(function)) is function
     assert copy.deepcopy(function) is function
+    assert weakref.ref(function)() is function
+
+
+def test_the_default_snapshotters_options_are_fixed() -> None:
+    """The C entries are made from them once: a change would hold for the
+    Python functions only."""
+    snap = _api.default()
+    for name, value in (("safe", True), ("key", b"k" * 32), ("max_size", 10),
+                        ("migratable", True)):
+        with pytest.raises(AttributeError, match=f"options are fixed \\(setting '{name}'\\)"):
+            setattr(snap, name, value)
+    assert snap.safe is False and snap.key is None and snap.replace(safe=True).safe is True
 
 
 @needs_c
@@ -132,6 +174,10 @@ def test_every_answer_is_the_references() -> None:
     assert _outcome(corosnap.loads, fails)[1][:3] == (
         "RestoreError", "tests.test_entries.holds(): local 'value': rebuilding a '_fails' "
         "failed: LookupError('refused by the reduce')", "LookupError")
+    # raised while the caller handles an exception, the chain reaches it last
+    assert _outcome(corosnap.loads, fails)[1][5][-1] == "KeyError (cause NoneType)"
+    memory = corosnap.dumps(_started(holds(FailsWithMemoryError())))
+    assert _outcome(corosnap.loads, memory) == _outcome(reference, memory)
     assert _outcome(corosnap.loads, corrupt)[1][0] == "CorruptSnapshot"
     with pytest.raises(RestoreError) as info:
         corosnap.loads(fails)

@@ -746,12 +746,17 @@ cu_unpack(PyObject *module, PyObject *data)
         PyErr_Format(PyExc_TypeError, "unpack() takes bytes, not %.100s", Py_TYPE(data)->tp_name);
         return NULL;
     }
-    /* The hook of the last parse, kept when nothing else held it (it never
-     * leaves this function: no Python code sees it): a parse makes none. */
+    /* The hook of the last parse, kept when nothing else held it, out of the
+     * collector's view while it waits (it never leaves this function, and no
+     * Python code can reach it): a parse makes none. */
     static ExtHook *spare_hook = NULL;
     ExtHook *hook = spare_hook;
     spare_hook = NULL;
-    if (hook == NULL) {
+    if (hook != NULL) {
+        PyObject_GC_Track(hook); /* out of the collector's view while it waited */
+        Py_CLEAR(hook->by_hash);
+    }
+    else {
         hook = (ExtHook *)ExtHook_Type.tp_alloc(&ExtHook_Type, 0);
         if (hook == NULL) return NULL;
         hook->vectorcall = ExtHook_vectorcall;
@@ -766,8 +771,13 @@ cu_unpack(PyObject *module, PyObject *data)
     PyObject *out = cu_value(&u);
     if (spare_hook == NULL && Py_REFCNT(hook) == 1) {
         Py_CLEAR(hook->by_hash); /* this blob's numbers */
-        if (spare_hook == NULL && Py_REFCNT(hook) == 1) spare_hook = hook;
-        else Py_DECREF(hook);
+        if (spare_hook == NULL && Py_REFCNT(hook) == 1) {
+            PyObject_GC_UnTrack(hook); /* gc.get_objects() cannot reach it */
+            spare_hook = hook;
+        }
+        else {
+            Py_DECREF(hook);
+        }
     }
     else {
         Py_DECREF(hook);

@@ -419,9 +419,7 @@ class Snapshotter:
         failure = _restore_failure(exc)
         if failure is None:
             raise exc
-        error, cause = failure
-        error.__context__ = exc  # as when raised in the handler (the C entry calls this)
-        raise error from cause
+        raise failure[0] from failure[1]
 
     def _restore(self, tree: list[Any], buffers: list[Any] | None,
                  session: Session | None = None, declined: bool = False) -> Any:
@@ -481,7 +479,26 @@ def _check_buffers(buffers: Iterable[Any]) -> list[Any]:
     return out
 
 
-_default = Snapshotter()
+class _Default(Snapshotter):
+    """The Snapshotter behind the module functions, whose options are fixed:
+    the C entries of ``loads`` and ``dumps`` are made from them once (a
+    changed option would hold for the Python functions only)."""
+
+    __slots__ = ("_fixed",)
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._fixed = True
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if getattr(self, "_fixed", False):
+            raise AttributeError(f"the default Snapshotter's options are fixed (setting "
+                                 f"{name!r}); make one: Snapshotter(...) or default().replace("
+                                 "...)")
+        super().__setattr__(name, value)
+
+
+_default: Snapshotter = _Default()
 """The instance the module functions use (and share caches with)."""
 
 

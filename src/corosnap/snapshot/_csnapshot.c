@@ -1847,12 +1847,13 @@ cs_load_root(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
  * defaults compared, then the Snapshotter method's checks) cost a third of
  * loading a small frame, a quarter of capturing one.  An entry has a
  * __dict__, so that functools.update_wrapper gives it the reference's name,
- * docstring and __wrapped__ (inspect.signature follows that), and pickles by
- * that name, as a function does. */
+ * docstring and __wrapped__ (inspect.signature follows that); it pickles by
+ * that name and can be weakly referenced, as a function.  Unlike a function
+ * it is no descriptor (a class attribute does not bind), as _pickle.loads. */
 #define CS_ENTRY_HEAD      \
     PyObject_HEAD          \
     vectorcallfunc vectorcall; \
-    PyObject *dict, *reference, *finish;
+    PyObject *dict, *weakrefs, *reference, *finish;
 
 typedef struct {
     CS_ENTRY_HEAD
@@ -1899,7 +1900,14 @@ loads_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObj
     if (out == NULL) {
         PyObject *exc = cs_take_error();
         if (exc == NULL) return NULL;
+        /* failure runs as in Snapshotter.loads's `except` clause: with exc
+         * the exception being handled, so that what it raises has exc as
+         * its __context__ (not whatever the caller was handling) */
+        PyObject *handled = PyErr_GetHandledException();
+        PyErr_SetHandledException(exc);
         PyObject *r = PyObject_CallOneArg(self->failure, exc);
+        PyErr_SetHandledException(handled);
+        Py_XDECREF(handled);
         Py_DECREF(exc);
         if (r != NULL) {
             Py_DECREF(r);
@@ -2058,6 +2066,7 @@ static void
 entry_dealloc(PyObject *self)
 {
     PyObject_GC_UnTrack(self);
+    if (((Entry *)self)->weakrefs != NULL) PyObject_ClearWeakRefs(self);
     entry_clear(self);
     Py_TYPE(self)->tp_free(self);
 }
@@ -2121,6 +2130,7 @@ static PyMemberDef dumps_members[] = {
         .tp_members = MEMBERS,                                                          \
         .tp_getset = entry_getset,                                                      \
         .tp_dictoffset = offsetof(Entry, dict),                                         \
+        .tp_weaklistoffset = offsetof(Entry, weakrefs),                                 \
         .tp_new = NEW,                                                                  \
     }
 
