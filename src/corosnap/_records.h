@@ -346,6 +346,25 @@ done:
     return out;
 }
 
+/* Type `t` readied with `fields` (a tuple of its field names, stolen) as its
+ * __fields__, and added to `module` under the last part of its name: what a
+ * record or an entry point shows Python (_contract.py checks __fields__). */
+static int
+cs_ready_with_fields(PyObject *module, PyTypeObject *t, PyObject *fields)
+{
+    /* __fields__ goes into the type's dict before PyType_Ready, which keeps
+     * a dict it finds there. */
+    if (t->tp_dict == NULL && (t->tp_dict = PyDict_New()) == NULL) {
+        Py_DECREF(fields);
+        return -1;
+    }
+    int rc = PyDict_SetItemString(t->tp_dict, "__fields__", fields);
+    Py_DECREF(fields);
+    if (rc < 0 || PyType_Ready(t) < 0) return -1;
+    const char *dot = strrchr(t->tp_name, '.');
+    return PyModule_AddObjectRef(module, dot != NULL ? dot + 1 : t->tp_name, (PyObject *)t);
+}
+
 /* Make a record type ready and add it to `module` under its short name. */
 static int
 cs_record_ready(cs_record_type *rt, PyObject *module)
@@ -376,17 +395,7 @@ cs_record_ready(cs_record_type *rt, PyObject *module)
         rt->names[i] = Py_NewRef(name);
         PyTuple_SET_ITEM(fields, i, name);
     }
-    /* __fields__ goes into the type's dict before PyType_Ready, which keeps
-     * a dict it finds there. */
-    if (t->tp_dict == NULL && (t->tp_dict = PyDict_New()) == NULL) {
-        Py_DECREF(fields);
-        return -1;
-    }
-    int rc = PyDict_SetItemString(t->tp_dict, "__fields__", fields);
-    Py_DECREF(fields);
-    if (rc < 0 || PyType_Ready(t) < 0) return -1;
-    const char *dot = strrchr(t->tp_name, '.');
-    return PyModule_AddObjectRef(module, dot != NULL ? dot + 1 : t->tp_name, (PyObject *)t);
+    return cs_ready_with_fields(module, t, fields);
 }
 
 #endif /* COROSNAP_RECORDS_H */

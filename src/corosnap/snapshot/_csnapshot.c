@@ -2244,7 +2244,7 @@ cs_intern_names(void)
 /* An entry type, with its __fields__ (the keywords it is made with, in
  * order: _contract.ENTRIES[name] must equal them). */
 static int
-cs_entry_ready(PyObject *m, PyTypeObject *t, const char *name, const char *const *names)
+cs_entry_ready(PyObject *m, PyTypeObject *t, const char *const *names)
 {
     Py_ssize_t n = 0;
     while (names[n] != NULL) n++;
@@ -2258,14 +2258,7 @@ cs_entry_ready(PyObject *m, PyTypeObject *t, const char *name, const char *const
         }
         PyTuple_SET_ITEM(fields, i, f);
     }
-    if (t->tp_dict == NULL && (t->tp_dict = PyDict_New()) == NULL) {
-        Py_DECREF(fields);
-        return -1;
-    }
-    int rc = PyDict_SetItemString(t->tp_dict, "__fields__", fields);
-    Py_DECREF(fields);
-    if (rc < 0 || PyType_Ready(t) < 0) return -1;
-    return PyModule_AddObjectRef(m, name, (PyObject *)t);
+    return cs_ready_with_fields(m, t, fields);
 }
 
 static PyMethodDef cs_methods[] = {
@@ -2320,8 +2313,8 @@ PyInit__csnapshot(void)
         return NULL;
     }
     Py_DECREF(known);
-    if (cs_entry_ready(m, &Loads_Type, "Loads", loads_fields) < 0 ||
-        cs_entry_ready(m, &Dumps_Type, "Dumps", dumps_fields) < 0 ||
+    if (cs_entry_ready(m, &Loads_Type, loads_fields) < 0 ||
+        cs_entry_ready(m, &Dumps_Type, dumps_fields) < 0 ||
         PyModule_AddIntConstant(m, "SPARE", CS_SPARE) < 0) {
         Py_DECREF(m);
         return NULL;
