@@ -17,6 +17,8 @@ calls.  What must hold:
 from __future__ import annotations
 
 import gc
+import sys
+import types
 import weakref
 from collections.abc import Iterator
 from typing import Any
@@ -25,6 +27,7 @@ import msgpack
 import pytest
 
 import corosnap
+import samples
 from corosnap import CorruptSnapshot, RestoreError, Snapshotter, _accel
 from corosnap.snapshot import _contract
 
@@ -288,3 +291,97 @@ def test_steps_left_for_after_the_blob_run_on_the_one_call_path() -> None:
         sys.set_asyncgen_hooks(*old)
         restored.close()
         c.close()
+
+
+@needs_c
+def test_codes_told_apart_only_by_their_path_restore_as_themselves() -> None:
+    """The C restore keeps the code keys it met (by their fingerprint's low
+    bits): two codes with the same module, qualname and fingerprint, told
+    apart only by their path through co_consts, each find their own code."""
+    a, b = samples.twin_genexprs(range(10), range(100, 110))
+    next(a)
+    next(b)
+    ta, tb = (msgpack.unpackb(corosnap.dumps(g), strict_map_key=False) for g in (a, b))
+    assert ta[1:2] == tb[1:2] and ta[3] == tb[3] and ta[2] != tb[2]  # only the path differs
+    blobs = [(corosnap.dumps(a), a.gi_code, 1), (corosnap.dumps(b), b.gi_code, 101)]
+    for _ in range(3):
+        for blob, code, first in blobs:
+            g = corosnap.loads(blob)
+            assert g.gi_code is code
+            assert next(g) == first
+
+
+@needs_c
+def test_codes_sharing_a_slot_of_the_key_table_restore_as_themselves() -> None:
+    """100 generator functions, more than the table of code keys has slots:
+    loaded round-robin, each frame finds its own code."""
+    name = "corosnap_test_many_codes"
+    module = types.ModuleType(name)
+    exec("\n".join(f"def g{i}(n):\n    for k in range(n):\n        yield k * {i + 1}\n"
+                   for i in range(100)), module.__dict__)
+    sys.modules[name] = module
+    try:
+        gens = [getattr(module, f"g{i}")(10) for i in range(100)]
+        for g in gens:
+            next(g)
+        blobs = [corosnap.dumps(g) for g in gens]
+        for _ in range(3):
+            for i, blob in enumerate(blobs):
+                g = corosnap.loads(blob)
+                assert g.gi_code is getattr(module, f"g{i}").__code__
+                assert next(g) == i + 1
+                g.close()
+    finally:
+        del sys.modules[name]
+
+
+@needs_c
+def test_the_same_body_under_two_names_restores_as_itself() -> None:
+    """Two functions of one module with the same body: the same fingerprint,
+    told apart by the qualname only."""
+    name = "corosnap_test_same_body"
+    module = types.ModuleType(name)
+    exec("def g(n):\n    for k in range(n):\n        yield k\n"
+         "def h(n):\n    for k in range(n):\n        yield k\n", module.__dict__)
+    sys.modules[name] = module
+    try:
+        gens = [module.g(5), module.h(5)]
+        for g in gens:
+            next(g)
+        trees = [msgpack.unpackb(corosnap.dumps(g), strict_map_key=False) for g in gens]
+        assert trees[0][3] == trees[1][3] and trees[0][2] != trees[1][2]
+        blobs = [corosnap.dumps(g) for g in gens]
+        for _ in range(3):
+            for fn, blob in zip((module.g, module.h), blobs, strict=True):
+                g = corosnap.loads(blob)
+                assert g.gi_code is fn.__code__
+                g.close()
+    finally:
+        del sys.modules[name]
+
+
+@needs_c
+def test_the_same_code_in_two_modules_restores_in_its_own() -> None:
+    """Identical source in two modules: the same qualname and fingerprint,
+    told apart by the module name only."""
+    made = []
+    for name in ("corosnap_test_twin_a", "corosnap_test_twin_b"):
+        module = types.ModuleType(name)
+        exec("def g(n):\n    for k in range(n):\n        yield k\n", module.__dict__)
+        sys.modules[name] = module
+        made.append(module)
+    try:
+        gens = [m.g(5) for m in made]
+        for g in gens:
+            next(g)
+        trees = [msgpack.unpackb(corosnap.dumps(g), strict_map_key=False) for g in gens]
+        assert trees[0][2:4] == trees[1][2:4] and trees[0][1] != trees[1][1]
+        blobs = [corosnap.dumps(g) for g in gens]
+        for _ in range(3):
+            for module, blob in zip(made, blobs, strict=True):
+                g = corosnap.loads(blob)
+                assert g.gi_code is module.g.__code__
+                g.close()
+    finally:
+        for module in made:
+            del sys.modules[module.__name__]

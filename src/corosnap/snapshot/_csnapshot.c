@@ -1300,6 +1300,73 @@ cs_activate(RestoreState *st, CsLink *link)
     return 0;
 }
 
+/* The code keys met lately: finding a frame's RestoreCode in the code cache
+ * (keyed by (module, qualname, path, fingerprint)) made and hashed a 4-tuple
+ * per frame, a twentieth of loading a small chain.  A key met before is
+ * kept here with its hash, in a slot picked by its fingerprint's low bits,
+ * and looked up as it is.  The table holds the keys only (two strings, a
+ * tuple of small ints, an int: no code object, module or record), so the
+ * cache stays the only holder of what it finds, and an entry it dropped is
+ * simply not found. */
+enum { CS_KEYS = 64 };
+static struct {
+    PyObject *key;
+    Py_hash_t hash;
+    unsigned long long fp;
+} cs_keys[CS_KEYS];
+
+/* Whether str `a` is str `b`, or equal to it (no Python code). */
+static inline int
+cs_same_str(PyObject *a, PyObject *b)
+{
+    if (a == b) return 1;
+    Py_ssize_t n = PyUnicode_GET_LENGTH(a);
+    return n == PyUnicode_GET_LENGTH(b) && PyUnicode_KIND(a) == PyUnicode_KIND(b) &&
+           memcmp(PyUnicode_DATA(a), PyUnicode_DATA(b), (size_t)n * PyUnicode_KIND(a)) == 0;
+}
+
+/* code_cache[(mod_s, qual_s, path, fp)] (a new reference), or NULL: not
+ * there (no error set) or an error.  mod_s and qual_s are exact strs, path a
+ * tuple of ints, fp an exact int. */
+static PyObject *
+cs_find_code(PyObject *code_cache, PyObject *mod_s, PyObject *qual_s, PyObject *path,
+             PyObject *fp)
+{
+    unsigned long long fpv = PyLong_AsUnsignedLongLong(fp);
+    int memo = !(fpv == (unsigned long long)-1 && PyErr_Occurred());
+    if (!memo) PyErr_Clear(); /* a negative or huge fingerprint: no slot */
+    size_t slot = (size_t)(fpv & (CS_KEYS - 1));
+    PyObject *key = memo ? cs_keys[slot].key : NULL;
+    if (key != NULL && cs_keys[slot].fp == fpv &&
+        cs_same_str(PyTuple_GET_ITEM(key, 0), mod_s) &&
+        cs_same_str(PyTuple_GET_ITEM(key, 1), qual_s)) {
+        PyObject *kpath = PyTuple_GET_ITEM(key, 2);
+        int same = kpath == path;
+        if (!same && PyTuple_GET_SIZE(kpath) == PyTuple_GET_SIZE(path)) {
+            same = 1;
+            for (Py_ssize_t k = 0; same && k < PyTuple_GET_SIZE(path); k++) {
+                same = PyLong_AsLong(PyTuple_GET_ITEM(kpath, k)) ==
+                       PyLong_AsLong(PyTuple_GET_ITEM(path, k)); /* both < 2**16 */
+            }
+        }
+        if (same) {
+            return Py_XNewRef(_PyDict_GetItem_KnownHash(code_cache, key, cs_keys[slot].hash));
+        }
+    }
+    key = PyTuple_Pack(4, mod_s, qual_s, path, fp);
+    if (key == NULL) return NULL;
+    Py_hash_t hash = PyObject_Hash(key);
+    PyObject *found = hash == -1 ? NULL : _PyDict_GetItem_KnownHash(code_cache, key, hash);
+    if (found != NULL && memo) {
+        Py_XSETREF(cs_keys[slot].key, key);
+        cs_keys[slot].hash = hash;
+        cs_keys[slot].fp = fpv;
+        return Py_NewRef(found);
+    }
+    Py_DECREF(key);
+    return Py_XNewRef(found);
+}
+
 /* One decoded slot value (see the slot walk of _restore.FrameDecoder.decode);
  * the frame is registered as active before the decoder runs. */
 static PyObject *
@@ -1332,7 +1399,7 @@ cs_restore_frame(RestoreState *st, PyObject *v, Py_ssize_t i, int root, CsLink *
     Py_ssize_t len = PyList_GET_SIZE(v);
     if (i < 0 || i + 2 > len) Py_RETURN_NONE;
     PyObject *dec = NULL; /* cs_decoder(), when needed */
-    PyObject *found = NULL, *key = NULL, *gen = NULL, *path = NULL;
+    PyObject *found = NULL, *gen = NULL, *path = NULL;
     PyObject *slots = NULL, *result = NULL, *exc = NULL;
     CsLink me = {NULL, NULL, up};
     /* Held from when they are read: Python code (a finalizer, when making the
@@ -1390,10 +1457,7 @@ cs_restore_frame(RestoreState *st, PyObject *v, Py_ssize_t i, int root, CsLink *
             !PyUnicode_CheckExact(qual_s)) {
             goto slow; /* malformed: the Python engine says how */
         }
-        key = PyTuple_Pack(4, mod_s, qual_s, path, fp);
-        if (key == NULL) goto error;
-        found = Py_XNewRef(PyDict_GetItemWithError(st->code_cache, key));
-        Py_CLEAR(key);
+        found = cs_find_code(st->code_cache, mod_s, qual_s, path, fp);
         if (found == NULL) {
             if (PyErr_Occurred()) goto error;
             goto slow; /* first time: the Python engine finds and checks the code */
@@ -1612,7 +1676,6 @@ error:
     Py_XDECREF(pos);
     Py_XDECREF(exc_f);
     Py_XDECREF(plan_ref);
-    Py_XDECREF(key);
     Py_XDECREF(gen);
     Py_XDECREF(found);
     Py_XDECREF(path);
