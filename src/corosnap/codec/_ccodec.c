@@ -4964,6 +4964,8 @@ static SlotSpec di_slots[] = {
     {"exceptions", DI_LIST}, {"cstate", DI_NONE}, {"buffers", DI_BUFFERS},
     {"after", DI_LIST}, {"migration", DI_NONE}};
 #define DI_NSLOTS ((Py_ssize_t)(sizeof(di_slots) / sizeof(di_slots[0])))
+#define DI_NSLOTS_MAX 32
+_Static_assert(sizeof(di_slots) / sizeof(di_slots[0]) <= DI_NSLOTS_MAX, "di_slots grew");
 /* codec/_decoder.py's globals, set last: marks the set-up ready */
 static PyObject *di_decoder_globals, *di_s_budget;
 
@@ -5003,13 +5005,22 @@ di_budget(void)
 static int
 di_fill(PyObject *self, PyObject *const *vals, PyObject *const *shared)
 {
+    /* which of the six shared objects slot k takes, or -1: found by name once */
     static const char *shared_names[6] = {"memo", "strings", "codes", "active", "exceptions",
                                           "cstate"};
-    for (Py_ssize_t k = 0; k < DI_NSLOTS; k++) {
-        PyObject *v = NULL;
-        for (int j = 0; shared != NULL && j < 6; j++) {
-            if (strcmp(di_slots[k].name, shared_names[j]) == 0) v = Py_NewRef(shared[j]);
+    static signed char shared_of[DI_NSLOTS_MAX];
+    static int shared_known = 0;
+    if (!shared_known) {
+        for (Py_ssize_t k = 0; k < DI_NSLOTS; k++) {
+            shared_of[k] = -1;
+            for (int j = 0; j < 6; j++) {
+                if (strcmp(di_slots[k].name, shared_names[j]) == 0) shared_of[k] = (signed char)j;
+            }
         }
+        shared_known = 1;
+    }
+    for (Py_ssize_t k = 0; k < DI_NSLOTS; k++) {
+        PyObject *v = shared != NULL && shared_of[k] >= 0 ? Py_NewRef(shared[shared_of[k]]) : NULL;
         if (v == NULL) {
             switch (di_slots[k].how) {
             case DI_LIST: v = PyList_New(0); break;

@@ -249,6 +249,9 @@ static Py_ssize_t cs_enc_offsets[CS_ENC_NSLOTS];
  * method lookup; any other encoder has its methods looked up. */
 static PyObject *cs_c_encoder = NULL, *cs_c_enc = NULL, *cs_c_note_globals = NULL,
     *cs_c_clear = NULL;
+/* The same for the C engine's Decoder and its dec: a decoder of that very
+ * class has dec called as a plain function. */
+static PyObject *cs_c_decoder = NULL, *cs_c_dec = NULL;
 /* capture_root's: the C engine's pack (codec/_speedups.py's Helpers.pack)
  * and the blob header (snapshot/_blob.py). */
 static PyObject *cs_c_pack = NULL, *cs_HEADER = NULL;
@@ -290,8 +293,20 @@ cs_codec_ready(void)
     Py_XDECREF(engines);
     PyObject *c = table == NULL ? NULL : PyMapping_GetItemString(table, "c");
     Py_XDECREF(table);
-    PyObject *cls = c == NULL ? NULL : PyObject_GetAttrString(c, "Encoder");
+    PyObject *dcls = c == NULL ? NULL : PyObject_GetAttrString(c, "Decoder");
+    PyObject *dec = dcls == NULL ? NULL : PyObject_GetAttr(dcls, s_dec);
+    PyObject *cls = dec == NULL ? NULL : PyObject_GetAttrString(c, "Encoder");
     Py_XDECREF(c);
+    if (cls != NULL && (!PyType_Check(dcls) || !PyCFunction_Check(dec))) {
+        PyErr_SetString(PyExc_ImportError, "corosnap.snapshot._csnapshot: the C engine's "
+                                           "Decoder has no C dec");
+        Py_CLEAR(cls);
+    }
+    if (cls == NULL) {
+        Py_XDECREF(dcls);
+        Py_XDECREF(dec);
+        return -1;
+    }
     PyObject *enc = cls == NULL ? NULL : PyObject_GetAttr(cls, s_enc);
     PyObject *note = enc == NULL ? NULL : PyObject_GetAttr(cls, s_note_globals);
     PyObject *clear = note == NULL ? NULL : PyObject_GetAttrString(cls, "clear");
@@ -306,6 +321,8 @@ cs_codec_ready(void)
         Py_XDECREF(enc);
         Py_XDECREF(note);
         Py_XDECREF(clear);
+        Py_DECREF(dcls);
+        Py_DECREF(dec);
         return -1;
     }
     for (int k = 0; k < CS_ENC_NSLOTS; k++) {
@@ -323,10 +340,14 @@ cs_codec_ready(void)
             Py_DECREF(enc);
             Py_DECREF(note);
             Py_DECREF(clear);
+            Py_DECREF(dcls);
+            Py_DECREF(dec);
             return -1;
         }
     }
     cs_c_clear = clear;
+    cs_c_decoder = dcls;
+    cs_c_dec = dec;
     cs_c_encoder = cls;
     cs_c_enc = enc;
     cs_c_note_globals = note; /* last: marks them ready */
@@ -1367,6 +1388,17 @@ cs_find_code(PyObject *code_cache, PyObject *mod_s, PyObject *qual_s, PyObject *
     return Py_XNewRef(found);
 }
 
+/* dec.dec(x): the C function itself for the C engine's Decoder. */
+static PyObject *
+cs_dec_call(PyObject *dec, PyObject *x)
+{
+    if (cs_c_decoder != NULL && (PyObject *)Py_TYPE(dec) == cs_c_decoder) {
+        PyObject *args[2] = {dec, x};
+        return PyObject_Vectorcall(cs_c_dec, args, 2, NULL);
+    }
+    return cs_call_method(dec, s_dec, x, NULL, NULL, NULL);
+}
+
 /* One decoded slot value (see the slot walk of _restore.FrameDecoder.decode);
  * the frame is registered as active before the decoder runs. */
 static PyObject *
@@ -1385,7 +1417,7 @@ cs_decode_slot(RestoreState *st, PyObject *x, PyObject **dec, CsLink *me)
     if (PyList_CheckExact(x) || PyDict_CheckExact(x) || Py_IS_TYPE(x, (PyTypeObject *)cs_Deferred)) {
         if (cs_activate(st, me) < 0) return NULL;
         if (*dec == NULL && (*dec = cs_decoder(st)) == NULL) return NULL;
-        return cs_call_method(*dec, s_dec, x, NULL, NULL, NULL);
+        return cs_dec_call(*dec, x);
     }
     return Py_NewRef(x);
 }
@@ -1528,7 +1560,7 @@ cs_restore_frame(RestoreState *st, PyObject *v, Py_ssize_t i, int root, CsLink *
         /* The exception being handled, decoded first (memo order, as capture). */
         if (cs_activate(st, &me) < 0) goto done;
         if (dec == NULL && (dec = cs_decoder(st)) == NULL) goto done;
-        exc = cs_call_method(dec, s_dec, exc_f, NULL, NULL, NULL);
+        exc = cs_dec_call(dec, exc_f);
         if (exc == NULL) goto done;
         if (!PyExceptionInstance_Check(exc)) {
             cs_corrupt_type(rc->label, "the handled exception is a %U", NULL, exc);
