@@ -385,3 +385,43 @@ def test_the_same_code_in_two_modules_restores_in_its_own() -> None:
     finally:
         for module in made:
             del sys.modules[module.__name__]
+
+
+def plain_values() -> Iterator[Any]:
+    a = [1, "x", None, 2.5, b"y", True]
+    b: list[Any] = []
+    c: dict[Any, Any] = {}
+    d = {"k": 1}
+    e = {"k": [1]}
+    f = [[1], 2]
+    g = {1: "one"}
+    h = {"a": 1, "b": 2}
+    again = (a, b, c, d, e, f, g, h, e["k"], f[0])
+    yield 1
+    yield again
+
+
+def test_plain_lists_and_small_dicts_in_slots_restore_as_the_python_engine_does() -> None:
+    """Lists of scalars and dicts of at most one key are restored by the C
+    restore without a decoder: each must be its own object, registered in
+    the memo in the same order as the decoder registers it (the tuple's
+    back-references to them, and to values nested in them, find the right
+    ones), on both engines."""
+    original = plain_values()
+    next(original)
+    want = original.gi_frame.f_locals
+    names = "abcdefgh"
+    for engine in ("c", "python") if _accel.ENGINE == "c" else ("python",):
+        snap = Snapshotter()._with_engine(engine)
+        blob = snap.dumps(original)
+        for _ in range(3):  # cold, then warm (load_root's path on the C engine)
+            restored = snap.loads(blob)
+            got = restored.gi_frame.f_locals
+            assert {n: got[n] for n in names} == {n: want[n] for n in names}
+            again = next(restored)
+            assert again == want["again"]
+            for k, n in enumerate(names):
+                assert again[k] is got[n], (engine, n)
+            assert again[8] is got["e"]["k"] and again[9] is got["f"][0]
+            assert len({id(got[n]) for n in names}) == len(names)
+            restored.close()

@@ -175,8 +175,9 @@ CS_RECORD(RestoreState, RESTORE_STATE_FIELDS, "corosnap.snapshot._csnapshot.Rest
 /* ------------------------------------------------ names imported from Python */
 
 static PyObject *cs_CorruptSnapshot, *cs_RestoreError, *cs_Tag, *cs_Deferred, *cs_NONE_MARK, *cs_NONE_EXT,
-    *cs_TAG_OF_KIND, *cs_T_RANGEITER, *cs_TAGGED, *cs_KIND_NAMES;
+    *cs_TAG_OF_KIND, *cs_T_RANGEITER, *cs_TAGGED, *cs_KIND_NAMES, *cs_SHAPE_MIN;
 static PyObject *cs_tag_rangeiter = NULL;  /* cs_TAG_OF_KIND[T_RANGEITER] */
+static Py_ssize_t cs_shape_min = 0;        /* SHAPE_MIN, as a C integer */
 
 static struct {
     const char *module, *name;
@@ -190,6 +191,7 @@ static struct {
     {"corosnap.codec._markers", "TAG_OF_KIND", &cs_TAG_OF_KIND},
     {"corosnap.codec._tags", "NONE_EXT", &cs_NONE_EXT},
     {"corosnap.codec._tags", "T_RANGEITER", &cs_T_RANGEITER},
+    {"corosnap.codec._tags", "SHAPE_MIN", &cs_SHAPE_MIN},
     {"corosnap.bytecode._kinds", "TAGGED", &cs_TAGGED},
     {"corosnap.bytecode._kinds", "KIND_NAMES", &cs_KIND_NAMES},
 };
@@ -1388,6 +1390,39 @@ cs_find_code(PyObject *code_cache, PyObject *mod_s, PyObject *qual_s, PyObject *
     return Py_XNewRef(found);
 }
 
+/* Whether the decoder would leave x (a tree value) as it is, every item
+ * included, and only register it in the memo: an untagged list, or a dict of
+ * fewer keys than a shape has (SHAPE_MIN), whose items are no list, dict or
+ * deferred value (see codec/_decoder.py: Decoder.dec). */
+static inline int
+cs_walks(PyObject *x)
+{
+    PyTypeObject *t = Py_TYPE(x);
+    return t == &PyList_Type || t == &PyDict_Type || t == (PyTypeObject *)cs_Deferred;
+}
+
+static int
+cs_plain(PyObject *x)
+{
+    if (PyList_CheckExact(x)) {
+        Py_ssize_t n = PyList_GET_SIZE(x);
+        if (n > 0 && Py_IS_TYPE(PyList_GET_ITEM(x, 0), (PyTypeObject *)cs_Tag)) return 0;
+        for (Py_ssize_t j = 0; j < n; j++) {
+            if (cs_walks(PyList_GET_ITEM(x, j))) return 0;
+        }
+        return 1;
+    }
+    if (PyDict_CheckExact(x) && PyDict_GET_SIZE(x) < cs_shape_min) {
+        Py_ssize_t pos = 0;
+        PyObject *k, *value;
+        while (PyDict_Next(x, &pos, &k, &value)) {
+            if (cs_walks(value)) return 0;
+        }
+        return 1;
+    }
+    return 0;
+}
+
 /* dec.dec(x): the C function itself for the C engine's Decoder. */
 static PyObject *
 cs_dec_call(PyObject *dec, PyObject *x)
@@ -1413,6 +1448,13 @@ cs_decode_slot(RestoreState *st, PyObject *x, PyObject **dec, CsLink *me)
          * Decoder._rangeiter does for this shape, without the round trip
          * through Python (the same errors become CorruptSnapshot). */
         return cs_range_iter(PyList_GET_ITEM(x, 1), PyList_GET_ITEM(x, 2), st->memo);
+    }
+    if (cs_plain(x)) {
+        /* What Decoder.dec does with a list of scalars (or a small dict of
+         * scalars): the tree's own object,
+         * registered in the memo.  No decoder is needed, no code runs. */
+        if (PyList_Append(st->memo, x) < 0) return NULL;
+        return Py_NewRef(x);
     }
     if (PyList_CheckExact(x) || PyDict_CheckExact(x) || Py_IS_TYPE(x, (PyTypeObject *)cs_Deferred)) {
         if (cs_activate(st, me) < 0) return NULL;
@@ -2256,6 +2298,13 @@ cs_import_names(void)
         !PyDict_Check(cs_KIND_NAMES) || !PyAnySet_Check(cs_TAGGED)) {
         PyErr_SetString(PyExc_ImportError, "corosnap.snapshot._csnapshot: the Python objects it "
                                            "imports are not what it was built for");
+        return -1;
+    }
+    cs_shape_min = PyLong_Check(cs_SHAPE_MIN) ? PyLong_AsSsize_t(cs_SHAPE_MIN) : -1;
+    if (cs_shape_min < 1) {
+        PyErr_Clear();
+        PyErr_SetString(PyExc_ImportError, "corosnap.snapshot._csnapshot: SHAPE_MIN is not a "
+                                           "positive int");
         return -1;
     }
     cs_tag_rangeiter = PyDict_GetItemWithError(cs_TAG_OF_KIND, cs_T_RANGEITER);
