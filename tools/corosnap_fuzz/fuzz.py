@@ -2508,10 +2508,15 @@ def run_campaign(inputs: int, seed: int = 0, jobs: int = 1, timeout: float = 10.
                         print(f"  {done}/{inputs} inputs, {fails} failures, "
                               f"{done / (last - t0):.0f}/s", file=sys.stderr, flush=True)
                 for engine, other in others:
-                    for job, res in other.run(("index", i) for i in indexes):
+                    # Every result of the batch (with the behaviour it came with)
+                    # before any "deep" rerun: a rerun on the same workers while
+                    # the batch is still running would take the batch's results.
+                    batch_results = [(job, res, other.behaviour)
+                                     for job, res in other.run(("index", i) for i in indexes)]
+                    for job, res, behaviour in batch_results:
                         index = job[1]
                         first = _signature(*firsts[index])
-                        second = _signature(*res, other.behaviour)
+                        second = _signature(*res, behaviour)
                         if first != second and not {firsts[index][0], res[0]} & {
                                 "crash", "hang", "memoryerror"}:
                             # Perhaps the nesting difference by design (in
