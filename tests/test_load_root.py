@@ -395,22 +395,43 @@ def plain_values() -> Iterator[Any]:
     e = {"k": [1]}
     f = [[1], 2]
     g = {1: "one"}
-    h = {"a": 1, "b": 2}
-    again = (a, b, c, d, e, f, g, h, e["k"], f[0])
+    h = {"a": 1, "b": 2}  # a shape, read again by h2
+    h2 = {"a": 3, "b": 4}
+    i = [a]  # a back-reference inside a list
+    j = [bytearray(b"z")]
+    k = [{}]
+    t = (1, 2)
+    again = (a, b, c, d, e, f, g, h, h2, i, j, k, t, e["k"], f[0], k[0])
     yield 1
     yield again
 
 
+def only_plain_values() -> Iterator[Any]:
+    items = ["apple", "pear", 3, 4.5, None, b"x"]
+    done: list[Any] = []
+    seen: dict[str, int] = {}
+    one = {"k": "v"}
+    yield 0
+    yield items, done, seen, one
+
+
+def one_nested_list() -> Iterator[Any]:
+    nested = [[1, 2]]
+    yield 0
+    yield nested
+
+
 def test_plain_lists_and_small_dicts_in_slots_restore_as_the_python_engine_does() -> None:
-    """Lists of scalars and dicts of at most one key are restored by the C
-    restore without a decoder: each must be its own object, registered in
-    the memo in the same order as the decoder registers it (the tuple's
+    """Lists of scalars and dicts of fewer keys than a shape are restored by
+    the C restore without a decoder: each must be its own object, registered
+    in the memo in the same order as the decoder registers it (the tuple's
     back-references to them, and to values nested in them, find the right
-    ones), on both engines."""
+    ones), and a dict of as many keys as a shape still records it for the
+    next dict with those keys; on both engines."""
     original = plain_values()
     next(original)
     want = original.gi_frame.f_locals
-    names = "abcdefgh"
+    names = ("a", "b", "c", "d", "e", "f", "g", "h", "h2", "i", "j", "k", "t")
     for engine in ("c", "python") if _accel.ENGINE == "c" else ("python",):
         snap = Snapshotter()._with_engine(engine)
         blob = snap.dumps(original)
@@ -420,8 +441,76 @@ def test_plain_lists_and_small_dicts_in_slots_restore_as_the_python_engine_does(
             assert {n: got[n] for n in names} == {n: want[n] for n in names}
             again = next(restored)
             assert again == want["again"]
-            for k, n in enumerate(names):
-                assert again[k] is got[n], (engine, n)
-            assert again[8] is got["e"]["k"] and again[9] is got["f"][0]
-            assert len({id(got[n]) for n in names}) == len(names)
+            for index, n in enumerate(names):
+                # a tuple is a value: equal, not necessarily the same object
+                assert again[index] is got[n] or n == "t", (engine, n)
+            assert again[-3] is got["e"]["k"] and again[-2] is got["f"][0]
+            assert again[-1] is got["k"][0] and got["i"][0] is got["a"]
+            assert len({id(got[n]) for n in names if n != "t"}) == len(names) - 1
             restored.close()
+
+
+@needs_c
+def test_a_frame_of_plain_values_makes_no_decoder_call() -> None:
+    """The C restore takes a slot's list of scalars or small dict of scalars
+    as it is: restoring a frame that holds only such values asks the decoder
+    nothing, where a frame holding a list of lists does."""
+    base: Any = corosnap.codec._engines.ENGINES["c"].Decoder
+
+    class CountingDecoder(base):  # type: ignore[misc, valid-type]
+        """The C engine's Decoder, counting the values handed to dec."""
+
+        __slots__ = ()
+        calls = 0
+
+        def dec(self, v: Any) -> Any:
+            CountingDecoder.calls += 1
+            return super().dec(v)
+
+    snap = Snapshotter()._with_engine("c")
+    frames = snap._caches.frames_in
+    for make, plain in ((only_plain_values, True), (one_nested_list, False)):
+        g = make()
+        next(g)
+        blob = snap.dumps(g)
+        want = next(g)
+        _warm(snap, blob)
+        frames.decoder = CountingDecoder
+        CountingDecoder.calls = 0
+        try:
+            restored = _load_root(snap)(blob)
+            assert type(restored).__name__ == "generator"
+            assert next(restored) == want
+        finally:
+            frames.decoder = base
+        assert (CountingDecoder.calls == 0) is plain, (make.__name__, CountingDecoder.calls)
+
+
+@needs_c
+def test_a_decoder_dec_replaced_after_first_use_is_called() -> None:
+    """The C restore calls the C engine's Decoder.dec directly only while the
+    class is unchanged: a dec replaced on the class (a spy) is called."""
+    cls = corosnap.codec._engines.ENGINES["c"].Decoder
+    snap = Snapshotter()._with_engine("c")
+    g = one_nested_list()
+    next(g)
+    blob = snap.dumps(g)
+    want = next(g)
+    _warm(snap, blob)  # the direct call is set up by now
+    attribute = cls.__dict__["dec"]  # the C function, as an instance method
+    original = cls.dec
+    seen: list[Any] = []
+
+    def spy(self: Any, v: Any) -> Any:
+        seen.append(v)
+        return original(self, v)
+
+    cls.dec = spy
+    try:
+        restored = _load_root(snap)(blob)
+        assert next(restored) == want
+    finally:
+        cls.dec = attribute
+    assert seen == [[[1, 2]]]
+    seen.clear()
+    assert next(_load_root(snap)(blob)) == want and seen == []  # direct again

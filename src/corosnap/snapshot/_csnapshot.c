@@ -252,8 +252,13 @@ static Py_ssize_t cs_enc_offsets[CS_ENC_NSLOTS];
 static PyObject *cs_c_encoder = NULL, *cs_c_enc = NULL, *cs_c_note_globals = NULL,
     *cs_c_clear = NULL;
 /* The same for the C engine's Decoder and its dec: a decoder of that very
- * class has dec called as a plain function. */
+ * class has dec called as a plain function while the class's dec is that C
+ * function.  Checked by the class's version tag (CPython renews it whenever
+ * the class or a base changes, and never reuses one), and by looking dec up
+ * again when the tag moved: a dec replaced later (a spy), or one that is not
+ * the C function, is looked up and called as a method. */
 static PyObject *cs_c_decoder = NULL, *cs_c_dec = NULL;
+static unsigned int cs_c_decoder_tag = 0;
 /* capture_root's: the C engine's pack (codec/_speedups.py's Helpers.pack)
  * and the blob header (snapshot/_blob.py). */
 static PyObject *cs_c_pack = NULL, *cs_HEADER = NULL;
@@ -299,16 +304,19 @@ cs_codec_ready(void)
     PyObject *dec = dcls == NULL ? NULL : PyObject_GetAttr(dcls, s_dec);
     PyObject *cls = dec == NULL ? NULL : PyObject_GetAttrString(c, "Encoder");
     Py_XDECREF(c);
-    if (cls != NULL && (!PyType_Check(dcls) || !PyCFunction_Check(dec))) {
+    if (cls != NULL && !PyType_Check(dcls)) {
         PyErr_SetString(PyExc_ImportError, "corosnap.snapshot._csnapshot: the C engine's "
-                                           "Decoder has no C dec");
+                                           "Decoder is not a class");
         Py_CLEAR(cls);
     }
+    if (cls != NULL && !PyCFunction_Check(dec)) Py_CLEAR(dec); /* looked up as a method */
     if (cls == NULL) {
         Py_XDECREF(dcls);
         Py_XDECREF(dec);
         return -1;
     }
+    /* read after the lookup of dec, which gave the class a tag if it had none */
+    unsigned int dtag = ((PyTypeObject *)dcls)->tp_version_tag;
     PyObject *enc = cls == NULL ? NULL : PyObject_GetAttr(cls, s_enc);
     PyObject *note = enc == NULL ? NULL : PyObject_GetAttr(cls, s_note_globals);
     PyObject *clear = note == NULL ? NULL : PyObject_GetAttrString(cls, "clear");
@@ -324,7 +332,7 @@ cs_codec_ready(void)
         Py_XDECREF(note);
         Py_XDECREF(clear);
         Py_DECREF(dcls);
-        Py_DECREF(dec);
+        Py_XDECREF(dec);
         return -1;
     }
     for (int k = 0; k < CS_ENC_NSLOTS; k++) {
@@ -343,13 +351,14 @@ cs_codec_ready(void)
             Py_DECREF(note);
             Py_DECREF(clear);
             Py_DECREF(dcls);
-            Py_DECREF(dec);
+            Py_XDECREF(dec);
             return -1;
         }
     }
     cs_c_clear = clear;
     cs_c_decoder = dcls;
     cs_c_dec = dec;
+    cs_c_decoder_tag = dtag;
     cs_c_encoder = cls;
     cs_c_enc = enc;
     cs_c_note_globals = note; /* last: marks them ready */
@@ -1014,6 +1023,8 @@ static PyObject *
 cs_decoder(RestoreState *st)
 {
     if (st->decoder == Py_None) {
+        /* whichever entry restores, dec is then called directly (cs_dec_call) */
+        if (cs_codec_ready() < 0) return NULL;
         /* FrameDecoder.adopt(state), in C: the codec's adopt_decoder makes
          * frames.decoder(frames, safe, allow) sharing the state's tables. */
         if (cs_adopt_decoder == NULL) {
@@ -1424,10 +1435,24 @@ cs_plain(PyObject *x)
 }
 
 /* dec.dec(x): the C function itself for the C engine's Decoder. */
+static int
+cs_dec_direct(PyTypeObject *t)
+{
+    if (cs_c_dec == NULL || (PyObject *)t != cs_c_decoder) return 0;
+    if (t->tp_version_tag != 0 && t->tp_version_tag == cs_c_decoder_tag) return 1;
+    /* The class changed since: is its dec (looked up without running any
+     * code) still the C function?  Then the new tag is trusted again. */
+    PyObject *entry = _PyType_Lookup(t, s_dec); /* borrowed */
+    int same = entry != NULL && PyInstanceMethod_Check(entry) &&
+               PyInstanceMethod_GET_FUNCTION(entry) == cs_c_dec;
+    if (same) cs_c_decoder_tag = t->tp_version_tag;
+    return same;
+}
+
 static PyObject *
 cs_dec_call(PyObject *dec, PyObject *x)
 {
-    if (cs_c_decoder != NULL && (PyObject *)Py_TYPE(dec) == cs_c_decoder) {
+    if (cs_dec_direct(Py_TYPE(dec))) {
         PyObject *args[2] = {dec, x};
         return PyObject_Vectorcall(cs_c_dec, args, 2, NULL);
     }
