@@ -300,23 +300,8 @@ cs_codec_ready(void)
     Py_XDECREF(engines);
     PyObject *c = table == NULL ? NULL : PyMapping_GetItemString(table, "c");
     Py_XDECREF(table);
-    PyObject *dcls = c == NULL ? NULL : PyObject_GetAttrString(c, "Decoder");
-    PyObject *dec = dcls == NULL ? NULL : PyObject_GetAttr(dcls, s_dec);
-    PyObject *cls = dec == NULL ? NULL : PyObject_GetAttrString(c, "Encoder");
+    PyObject *cls = c == NULL ? NULL : PyObject_GetAttrString(c, "Encoder");
     Py_XDECREF(c);
-    if (cls != NULL && !PyType_Check(dcls)) {
-        PyErr_SetString(PyExc_ImportError, "corosnap.snapshot._csnapshot: the C engine's "
-                                           "Decoder is not a class");
-        Py_CLEAR(cls);
-    }
-    if (cls != NULL && !PyCFunction_Check(dec)) Py_CLEAR(dec); /* looked up as a method */
-    if (cls == NULL) {
-        Py_XDECREF(dcls);
-        Py_XDECREF(dec);
-        return -1;
-    }
-    /* read after the lookup of dec, which gave the class a tag if it had none */
-    unsigned int dtag = ((PyTypeObject *)dcls)->tp_version_tag;
     PyObject *enc = cls == NULL ? NULL : PyObject_GetAttr(cls, s_enc);
     PyObject *note = enc == NULL ? NULL : PyObject_GetAttr(cls, s_note_globals);
     PyObject *clear = note == NULL ? NULL : PyObject_GetAttrString(cls, "clear");
@@ -331,8 +316,6 @@ cs_codec_ready(void)
         Py_XDECREF(enc);
         Py_XDECREF(note);
         Py_XDECREF(clear);
-        Py_DECREF(dcls);
-        Py_XDECREF(dec);
         return -1;
     }
     for (int k = 0; k < CS_ENC_NSLOTS; k++) {
@@ -350,18 +333,49 @@ cs_codec_ready(void)
             Py_DECREF(enc);
             Py_DECREF(note);
             Py_DECREF(clear);
-            Py_DECREF(dcls);
-            Py_XDECREF(dec);
             return -1;
         }
     }
     cs_c_clear = clear;
-    cs_c_decoder = dcls;
-    cs_c_dec = dec;
-    cs_c_decoder_tag = dtag;
     cs_c_encoder = cls;
     cs_c_enc = enc;
     cs_c_note_globals = note; /* last: marks them ready */
+    return 0;
+}
+
+/* cs_c_decoder (the C engine's Decoder class) and cs_c_dec (the codec's C
+ * dec function, which codec/_engines.py sets on that class), read once: the
+ * restore needs nothing of the encoder's.  Whether the class's dec is that
+ * function is cs_dec_direct's question, asked again whenever the class
+ * changes. */
+static int
+cs_decoder_ready(void)
+{
+    if (cs_c_decoder != NULL) return 0;
+    PyObject *codec = PyImport_ImportModule("corosnap.codec._ccodec");
+    PyObject *method = codec == NULL ? NULL : PyObject_GetAttr(codec, s_dec);
+    Py_XDECREF(codec);
+    PyObject *engines = method == NULL ? NULL : PyImport_ImportModule("corosnap.codec._engines");
+    PyObject *table = engines == NULL ? NULL : PyObject_GetAttrString(engines, "ENGINES");
+    Py_XDECREF(engines);
+    PyObject *c = table == NULL ? NULL : PyMapping_GetItemString(table, "c");
+    Py_XDECREF(table);
+    PyObject *cls = c == NULL ? NULL : PyObject_GetAttrString(c, "Decoder");
+    Py_XDECREF(c);
+    if (cls != NULL && (!PyType_Check(cls) || !PyInstanceMethod_Check(method) ||
+                        !PyCFunction_Check(PyInstanceMethod_GET_FUNCTION(method)))) {
+        PyErr_SetString(PyExc_ImportError, "corosnap.snapshot._csnapshot: the C engine's "
+                                           "Decoder is not a class, or the codec has no C dec");
+        Py_CLEAR(cls);
+    }
+    if (cls == NULL) {
+        Py_XDECREF(method);
+        return -1;
+    }
+    cs_c_dec = Py_NewRef(PyInstanceMethod_GET_FUNCTION(method));
+    Py_DECREF(method);
+    cs_c_decoder_tag = 0; /* cs_dec_direct looks dec up the first time */
+    cs_c_decoder = cls;   /* last: marks them ready */
     return 0;
 }
 
@@ -1024,7 +1038,7 @@ cs_decoder(RestoreState *st)
 {
     if (st->decoder == Py_None) {
         /* whichever entry restores, dec is then called directly (cs_dec_call) */
-        if (cs_codec_ready() < 0) return NULL;
+        if (cs_decoder_ready() < 0) return NULL;
         /* FrameDecoder.adopt(state), in C: the codec's adopt_decoder makes
          * frames.decoder(frames, safe, allow) sharing the state's tables. */
         if (cs_adopt_decoder == NULL) {
