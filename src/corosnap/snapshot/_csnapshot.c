@@ -1448,7 +1448,7 @@ cs_plain(PyObject *x)
     return 0;
 }
 
-/* dec.dec(x): the C function itself for the C engine's Decoder. */
+/* Whether a decoder of type t has dec called as the C function itself. */
 static int
 cs_dec_direct(PyTypeObject *t)
 {
@@ -1463,6 +1463,7 @@ cs_dec_direct(PyTypeObject *t)
     return same;
 }
 
+/* dec.dec(x) */
 static PyObject *
 cs_dec_call(PyObject *dec, PyObject *x)
 {
@@ -1490,8 +1491,8 @@ cs_decode_slot(RestoreState *st, PyObject *x, PyObject **dec, CsLink *me)
     }
     if (cs_plain(x)) {
         /* What Decoder.dec does with a list of scalars (or a small dict of
-         * scalars): the tree's own object,
-         * registered in the memo.  No decoder is needed, no code runs. */
+         * scalars): the tree's own object, registered in the memo.  No
+         * decoder is needed, and no code runs. */
         if (PyList_Append(st->memo, x) < 0) return NULL;
         return Py_NewRef(x);
     }
