@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import gc
 import os
 import sys
 import warnings
@@ -145,6 +146,14 @@ def discard(obj: Any, module: ModuleType) -> None:
                 except RuntimeError:
                     continue
         except BaseException:  # noqa: B036 - whatever the program does on close: not tested
+            pass
+        try:
+            # What closing left in reference cycles (an async generator the
+            # coroutine was iterating, held through a traceback) is finalized
+            # now, not by a later collection in the middle of the resumed
+            # run, where its cleanup would reach LOG.
+            gc.collect()
+        except BaseException:  # noqa: B036, S110 - the program's finalizers: not tested
             pass
         finally:
             sys.unraisablehook = hook
