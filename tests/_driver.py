@@ -21,9 +21,9 @@ and lists, so ``repr`` is exact and identical in every process.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import importlib
-import gc
 import os
 import sys
 import warnings
