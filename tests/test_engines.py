@@ -800,8 +800,17 @@ def _valid(name: str) -> dict[str, Any]:
     if name in ("CaptureState", "RestoreState"):
         out["strings"] = {} if name == "CaptureState" else []
         out["codes"] = {} if name == "CaptureState" else []
-        out["memo"] = {} if name == "CaptureState" else []
+        out["memo"] = _encoder_memo() if name == "CaptureState" else []
     return out
+
+
+def _encoder_memo() -> Any:
+    """A fresh Encoder.memo of this process's engine: the C table, or a dict."""
+    if not C_ENGINE:
+        return {}
+    from corosnap.codec import _ccodec
+
+    return _ccodec.Memo()
 
 
 @pytest.mark.parametrize("name", sorted(_contract.FIELDS))
@@ -848,6 +857,8 @@ def test_c_records_check_each_field_and_are_read_only() -> None:
     made = _contract.Plan(**plan)
     with pytest.raises(AttributeError):
         made.depth = 4
+    with pytest.raises(TypeError, match="memo must be a corosnap Memo .*got dict"):
+        _contract.CaptureState(**{**_valid("CaptureState"), "memo": {}})
     state = _contract.RestoreState(**_valid("RestoreState"))
     state.decoder = "anything"  # the one writable field, which C checks where it reads it
     assert state.decoder == "anything"

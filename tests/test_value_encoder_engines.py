@@ -285,11 +285,18 @@ def test_the_c_encoders_init_sets_every_slot_as_pythons_does(strict: bool,
         made[engine] = (cls(7, len, strict, callback), cls(pid=7, frame_hook=len, strict=strict,
                                                          buffer_callback=callback))
     assert type(made["c"][0]).__init__ is not type(made["python"][0]).__init__
+    from corosnap.codec import _ccodec
+
     python = _slots(made["python"][0])
     for enc in made["c"]:
         c = _slots(enc)
         assert set(c) == set(python)
+        # the one table of another type: the memo, a C table of addresses
+        assert type(c.pop("memo")) is _ccodec.Memo and len(enc.memo) == 0
+        assert type(python["memo"]) is dict and python["memo"] == {}
         for name, value in python.items():
+            if name == "memo":
+                continue
             assert type(c[name]) is type(value), name
             if isinstance(value, dict | list | set):
                 assert c[name] == value and c[name] is not python[name], name

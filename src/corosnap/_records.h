@@ -15,7 +15,8 @@
  *    field missing from the Python side, or one C does not know, is a
  *    TypeError at construction;
  *  - every field has a kind checked at construction (an exact tuple, dict,
- *    list, set, str, weakref, a C-sized int or bool, or any object), so the
+ *    list, set, str, weakref, the codec's C memo table, a C-sized int or
+ *    bool, or any object), so the
  *    engine may use the value without checking its type again;
  *  - fields are read-only from Python unless declared RW, and an RW field
  *    must be of kind ANY (the engine checks what it reads from one);
@@ -40,8 +41,12 @@
 /* Field kinds. */
 enum {
     CS_K_ANY, CS_K_SSIZE, CS_K_INT, CS_K_BOOL, CS_K_TUPLE, CS_K_DICT, CS_K_LIST, CS_K_SET,
-    CS_K_ANYSET, CS_K_STR, CS_K_STR_OR_NONE, CS_K_WEAKREF,
+    CS_K_ANYSET, CS_K_STR, CS_K_STR_OR_NONE, CS_K_WEAKREF, CS_K_MEMO,
 };
+
+/* CS_K_MEMO: the codec's C memo table (codec/_memo.h), whose type the
+ * including module sets here when it imports the codec's C engine. */
+static PyTypeObject *cs_record_memo_type = NULL;
 
 #define CS_CTYPE_ANY PyObject *
 #define CS_CTYPE_SSIZE Py_ssize_t
@@ -55,6 +60,7 @@ enum {
 #define CS_CTYPE_STR PyObject *
 #define CS_CTYPE_STR_OR_NONE PyObject *
 #define CS_CTYPE_WEAKREF PyObject *
+#define CS_CTYPE_MEMO PyObject *
 
 #define CS_MTYPE_ANY T_OBJECT_EX
 #define CS_MTYPE_SSIZE T_PYSSIZET
@@ -68,6 +74,7 @@ enum {
 #define CS_MTYPE_STR T_OBJECT_EX
 #define CS_MTYPE_STR_OR_NONE T_OBJECT_EX
 #define CS_MTYPE_WEAKREF T_OBJECT_EX
+#define CS_MTYPE_MEMO T_OBJECT_EX
 
 #define CS_FLAGS_RO READONLY
 #define CS_FLAGS_RW 0
@@ -139,6 +146,7 @@ cs_kind_name(int kind)
     case CS_K_STR: return "a str";
     case CS_K_STR_OR_NONE: return "a str or None";
     case CS_K_WEAKREF: return "a weak reference";
+    case CS_K_MEMO: return "a corosnap Memo (corosnap.codec._ccodec.Memo)";
     default: return "an object";
     }
 }
@@ -183,6 +191,7 @@ cs_record_set(PyObject *self, Py_ssize_t i, PyObject *v)
     case CS_K_STR: ok = PyUnicode_CheckExact(v); break;
     case CS_K_STR_OR_NONE: ok = v == Py_None || PyUnicode_CheckExact(v); break;
     case CS_K_WEAKREF: ok = PyWeakref_CheckRef(v); break;
+    case CS_K_MEMO: ok = cs_record_memo_type != NULL && Py_IS_TYPE(v, cs_record_memo_type); break;
     default: ok = 1;
     }
     if (!ok) {

@@ -23,6 +23,7 @@
 #include <stddef.h>
 
 #include "../frames/_capi.h"
+#include "_memo.h"
 
 /* An int's value when it fits in one digit (|v| < 2**30: most ints a frame
  * holds), read as CPython's own inline accessors read it, with no call;
@@ -864,6 +865,250 @@ static const char *cv_field_names[F_COUNT] = {
     "buffer_callback", "global_ids", "pending_globals", "global_values", "modules"};
 static Py_ssize_t cv_offsets[F_COUNT];
 
+
+/* ------------------------------------------------ the encoder's memo table */
+
+/* Memo: Encoder.memo under the C engine (codec/_memo.h says why and how).
+ * From Python it is a mapping of object ids to memo indexes, with the
+ * operations the Python encoder uses on its dict: get, [], in, del, len,
+ * clear, and iteration over the ids.  Keys are ints that can be an address
+ * (an id is a positive int); any other key is simply absent. */
+static PyTypeObject Memo_Type;
+#define Memo_CheckExact(o) Py_IS_TYPE(o, &Memo_Type)
+
+/* 1 and *out for a key that can be an object's id, 0 for any other. */
+static int
+memo_key(PyObject *k, void **out)
+{
+    if (!PyLong_Check(k) || PyBool_Check(k)) return 0;
+    int overflow = 0;
+    long long x = PyLong_AsLongLongAndOverflow(k, &overflow);
+    if (x == -1 && PyErr_Occurred()) return -1;
+    if (overflow < 0 || (overflow == 0 && x <= 0)) return 0;
+    void *p = PyLong_AsVoidPtr(k);
+    if (p == NULL) {
+        if (!PyErr_Occurred()) return 0;
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError)) return -1;
+        PyErr_Clear();
+        return 0;
+    }
+    *out = p;
+    return 1;
+}
+
+static PyObject *
+memo_make(PyTypeObject *type)
+{
+    MemoObject *m = (MemoObject *)type->tp_alloc(type, 0);
+    if (m == NULL) return NULL;
+    m->table = PyMem_Calloc(MEMO_MIN_SLOTS, sizeof(MemoEntry));
+    if (m->table == NULL) {
+        Py_DECREF(m);
+        return PyErr_NoMemory();
+    }
+    m->mask = MEMO_MIN_SLOTS - 1;
+    m->used = 0;
+    return (PyObject *)m;
+}
+
+static PyObject *
+memo_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    if (PyTuple_GET_SIZE(args) != 0 || (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0)) {
+        PyErr_SetString(PyExc_TypeError, "Memo() takes no arguments");
+        return NULL;
+    }
+    return memo_make(type);
+}
+
+static void
+memo_dealloc(PyObject *self)
+{
+    PyMem_Free(((MemoObject *)self)->table);
+    Py_TYPE(self)->tp_free(self);
+}
+
+static Py_ssize_t
+memo_length(PyObject *self)
+{
+    return ((MemoObject *)self)->used;
+}
+
+static PyObject *
+memo_subscript(PyObject *self, PyObject *k)
+{
+    void *key = NULL;
+    int r = memo_key(k, &key);
+    if (r < 0) return NULL;
+    Py_ssize_t i = r ? memo_get((MemoObject *)self, key) : -1;
+    if (i < 0) {
+        PyErr_SetObject(PyExc_KeyError, k);
+        return NULL;
+    }
+    return PyLong_FromSsize_t(i);
+}
+
+static int
+memo_ass_subscript(PyObject *self, PyObject *k, PyObject *v)
+{
+    MemoObject *m = (MemoObject *)self;
+    void *key = NULL;
+    int r = memo_key(k, &key);
+    if (r < 0) return -1;
+    if (v == NULL) {
+        if (r == 0 || memo_del(m, key) == 0) {
+            PyErr_SetObject(PyExc_KeyError, k);
+            return -1;
+        }
+        return 0;
+    }
+    if (r == 0) {
+        PyErr_Format(PyExc_TypeError, "a Memo key is an object's id (a positive int), not %R",
+                     k);
+        return -1;
+    }
+    Py_ssize_t value = PyLong_Check(v) && !PyBool_Check(v) ? PyLong_AsSsize_t(v) : -2;
+    if (value == -1 && PyErr_Occurred()) return -1;
+    if (value < 0) {
+        PyErr_Format(PyExc_TypeError, "a Memo value is a memo index (an int >= 0), not %R",
+                     v);
+        return -1;
+    }
+    return memo_put(m, key, value, 1, NULL) < 0 ? -1 : 0;
+}
+
+static int
+memo_contains(PyObject *self, PyObject *k)
+{
+    void *key = NULL;
+    int r = memo_key(k, &key);
+    if (r <= 0) return r;
+    return memo_get((MemoObject *)self, key) >= 0;
+}
+
+static PyObject *
+memo_get_method(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 1 || nargs > 2) {
+        PyErr_Format(PyExc_TypeError, "get expected 1 or 2 arguments, got %zd", nargs);
+        return NULL;
+    }
+    void *key = NULL;
+    int r = memo_key(args[0], &key);
+    if (r < 0) return NULL;
+    Py_ssize_t i = r ? memo_get((MemoObject *)self, key) : -1;
+    if (i >= 0) return PyLong_FromSsize_t(i);
+    return Py_NewRef(nargs == 2 ? args[1] : Py_None);
+}
+
+static PyObject *
+memo_clear_method(PyObject *self, PyObject *unused)
+{
+    if (memo_clear((MemoObject *)self) < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+/* [(id, index)] in table order: what items() and iteration read. */
+static PyObject *
+memo_pairs(MemoObject *m, int keys_only)
+{
+    PyObject *out = PyList_New(0);
+    for (size_t i = 0; out != NULL && i <= m->mask; i++) {
+        if (m->table[i].key == NULL) continue;
+        PyObject *k = PyLong_FromVoidPtr(m->table[i].key);
+        PyObject *x = k == NULL || keys_only ? Py_XNewRef(k)
+            : Py_BuildValue("(Nn)", Py_NewRef(k), m->table[i].value);
+        Py_XDECREF(k);
+        if (x == NULL || PyList_Append(out, x) < 0) Py_CLEAR(out);
+        Py_XDECREF(x);
+    }
+    return out;
+}
+
+static PyObject *
+memo_items_method(PyObject *self, PyObject *unused)
+{
+    return memo_pairs((MemoObject *)self, 0);
+}
+
+static PyObject *
+memo_iter(PyObject *self)
+{
+    PyObject *keys = memo_pairs((MemoObject *)self, 1);
+    if (keys == NULL) return NULL;
+    PyObject *it = PyObject_GetIter(keys);
+    Py_DECREF(keys);
+    return it;
+}
+
+static PyObject *
+memo_repr(PyObject *self)
+{
+    MemoObject *m = (MemoObject *)self;
+    return PyUnicode_FromFormat("<corosnap Memo: %zd entries in %zu slots>", m->used,
+                                m->mask + 1);
+}
+
+/* == and != with another Memo or a dict: the same ids with the same indexes. */
+static PyObject *
+memo_richcompare(PyObject *self, PyObject *other, int op)
+{
+    if ((op != Py_EQ && op != Py_NE) || !(Memo_CheckExact(other) || PyDict_Check(other))) {
+        Py_RETURN_NOTIMPLEMENTED;
+    }
+    MemoObject *m = (MemoObject *)self;
+    int equal = (Py_ssize_t)m->used == PyObject_Length(other);
+    if (equal && Memo_CheckExact(other)) {
+        for (size_t i = 0; equal && i <= m->mask; i++) {
+            if (m->table[i].key == NULL) continue;
+            equal = memo_get((MemoObject *)other, m->table[i].key) == m->table[i].value;
+        }
+    }
+    else if (equal) {
+        Py_ssize_t pos = 0;
+        PyObject *k, *x;
+        while (equal && PyDict_Next(other, &pos, &k, &x)) {
+            void *key = NULL;
+            int r = memo_key(k, &key);
+            if (r < 0) return NULL;
+            Py_ssize_t want = PyLong_Check(x) && !PyBool_Check(x) ? PyLong_AsSsize_t(x) : -2;
+            if (want == -1 && PyErr_Occurred()) {
+                if (!PyErr_ExceptionMatches(PyExc_OverflowError)) return NULL;
+                PyErr_Clear();
+                want = -2;
+            }
+            equal = r == 1 && want >= 0 && memo_get(m, key) == want;
+        }
+    }
+    return PyBool_FromLong(op == Py_EQ ? equal : !equal);
+}
+
+static PyMappingMethods memo_as_mapping = {memo_length, memo_subscript, memo_ass_subscript};
+static PySequenceMethods memo_as_sequence = {.sq_contains = memo_contains};
+static PyMethodDef memo_methods[] = {
+    {"get", (PyCFunction)(void (*)(void))memo_get_method, METH_FASTCALL,
+     "get(id, default=None): the memo index of the object with this id, or default."},
+    {"clear", memo_clear_method, METH_NOARGS, "Empty the memo (it keeps its slots)."},
+    {"items", memo_items_method, METH_NOARGS, "[(id, memo index)], in no particular order."},
+    {NULL, NULL, 0, NULL}};
+
+static PyTypeObject Memo_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "corosnap.codec._ccodec.Memo",
+    .tp_basicsize = sizeof(MemoObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Encoder.memo under the C engine: {id(object): memo index} as a C table of "
+              "addresses (codec/_memo.h).",
+    .tp_new = memo_new,
+    .tp_dealloc = memo_dealloc,
+    .tp_repr = memo_repr,
+    .tp_iter = memo_iter,
+    .tp_richcompare = memo_richcompare,
+    .tp_as_mapping = &memo_as_mapping,
+    .tp_as_sequence = &memo_as_sequence,
+    .tp_methods = memo_methods,
+    .tp_hash = PyObject_HashNotImplemented,
+};
+
 /* One call's view of an Encoder (strong references: a table cannot go away
  * while Python code called from here runs). */
 typedef struct {
@@ -1070,7 +1315,7 @@ cv_load(Enc *e, PyObject *self)
         goto error;                                                                       \
     }                                                                                     \
     e->member = Py_NewRef(v);
-    CV_TABLE(F_MEMO, memo, PyDict_CheckExact, "dict")
+    CV_TABLE(F_MEMO, memo, Memo_CheckExact, "corosnap Memo")
     CV_TABLE(F_KEEP, keep, PyList_CheckExact, "list")
     CV_TABLE(F_STRINGS, strings, PyDict_CheckExact, "dict")
     CV_TABLE(F_CODES, codes, PyDict_CheckExact, "dict")
@@ -1133,52 +1378,33 @@ cv_ref(Py_ssize_t index)
     return cv_ext(EXT_REF, (const char *)b, n);
 }
 
+#define CV_MEMO(e) ((MemoObject *)(e)->memo)
+
 /* memo lookup: 1 and *out (a back-reference) when v is in the memo, 0 when
  * not, -1 on error. */
 static int
-cv_memo_ref_key(Enc *e, PyObject *key, PyObject **out)
+cv_memo_ref(Enc *e, PyObject *v, PyObject **out)
 {
-    PyObject *i = PyDict_GetItemWithError(e->memo, key);
-    if (i == NULL) return PyErr_Occurred() ? -1 : 0;
-    Py_ssize_t index = PyLong_AsSsize_t(i);
-    if (index == -1 && PyErr_Occurred()) return -1;
-    if (index < 0) {
-        PyErr_SetString(PyExc_ValueError, "negative memo index");
-        return -1;
-    }
+    Py_ssize_t index = memo_get(CV_MEMO(e), v);
+    if (index < 0) return 0;
     *out = cv_ref(index);
     return *out == NULL ? -1 : 1;
 }
 
+/* Encoder.register: v is memo entry len(keep) (key: id(v), for the callers
+ * that hold it for the other tables; the memo is keyed by the address). */
 static int
-cv_memo_ref(Enc *e, PyObject *v, PyObject **out)
+cv_register(Enc *e, PyObject *v)
 {
-    PyObject *key = PyLong_FromVoidPtr(v);
-    if (key == NULL) return -1;
-    int r = cv_memo_ref_key(e, key, out);
-    Py_DECREF(key);
-    return r;
-}
-
-/* Encoder.register (key: id(v)) */
-static int
-cv_register_key(Enc *e, PyObject *key, PyObject *v)
-{
-    PyObject *index = PyLong_FromSsize_t(PyList_GET_SIZE(e->keep));
-    int rc = index == NULL ? -1 : PyDict_SetItem(e->memo, key, index);
-    Py_XDECREF(index);
-    if (rc < 0) return -1;
+    if (memo_put(CV_MEMO(e), v, PyList_GET_SIZE(e->keep), 1, NULL) < 0) return -1;
     return PyList_Append(e->keep, v);
 }
 
 static int
-cv_register(Enc *e, PyObject *v)
+cv_register_key(Enc *e, PyObject *key, PyObject *v)
 {
-    PyObject *key = PyLong_FromVoidPtr(v);
-    if (key == NULL) return -1;
-    int rc = cv_register_key(e, key, v);
-    Py_DECREF(key);
-    return rc;
+    (void)key;
+    return cv_register(e, v);
 }
 
 static PyObject *
@@ -1465,7 +1691,7 @@ error:
 static int
 cv_known(Enc *e, PyObject *v, PyObject *key, PyObject **out)
 {
-    int r = cv_memo_ref_key(e, key, out);
+    int r = cv_memo_ref(e, v, out);
     if (r != 0) return r;
     return cv_module_value(e, v, key, out);
 }
@@ -2119,36 +2345,34 @@ static int cw_enc(Enc *e, W *w, PyObject *v);
 static int
 cw_start(Enc *e, W *w, PyObject *v)
 {
-    PyObject *key = PyLong_FromVoidPtr(v), *out = NULL;
-    if (key == NULL) return -1;
+    PyObject *key = NULL, *out = NULL;
     PyObject *ids = cv_slot(e->self, F_GLOBAL_IDS);
     PyObject *pending = ids == NULL ? NULL : cv_slot(e->self, F_PENDING_GLOBALS);
-    int r = pending == NULL ? -1 : 0;
-    int fast = r == 0 && PyDict_CheckExact(ids) && PyList_CheckExact(pending) &&
+    if (pending == NULL) return -1;
+    int r = 0;
+    int fast = PyDict_CheckExact(ids) && PyList_CheckExact(pending) &&
                PyList_GET_SIZE(pending) == 0;
     if (fast && PyDict_GET_SIZE(ids) != 0) {
+        if ((key = PyLong_FromVoidPtr(v)) == NULL) return -1;
         int in = PyDict_Contains(ids, key);
         if (in < 0) r = -1;
         fast = in == 0;
     }
     if (r == 0 && fast) {
-        Py_ssize_t size = PyDict_GET_SIZE(e->memo);
-        PyObject *index = PyLong_FromSsize_t(PyList_GET_SIZE(e->keep));
-        PyObject *had = index == NULL ? NULL : PyDict_SetDefault(e->memo, key, index);
-        Py_XDECREF(index);
-        if (had == NULL) {
-            r = -1;
-        }
-        else if (PyDict_GET_SIZE(e->memo) != size) { /* new: registered */
+        /* one probe: registered when new, else its back-reference */
+        Py_ssize_t had = -1;
+        r = memo_put(CV_MEMO(e), v, PyList_GET_SIZE(e->keep), 0, &had);
+        if (r > 0) {
             r = PyList_Append(e->keep, v) < 0 ? -1 : 0;
         }
-        else { /* met before: its back-reference */
-            r = cv_memo_ref_key(e, key, &out);
-            if (r > 0) r = w_tree_steal(w, out) < 0 ? -1 : 1;
+        else if (r == 0) {
+            out = cv_ref(had);
+            r = out == NULL || w_tree_steal(w, out) < 0 ? -1 : 1;
         }
-        Py_DECREF(key);
+        Py_XDECREF(key);
         return r;
     }
+    if (r == 0 && key == NULL && (key = PyLong_FromVoidPtr(v)) == NULL) r = -1;
     if (r == 0) r = cv_known(e, v, key, &out);
     if (r == 0) {
         r = cv_register_key(e, key, v) < 0 ? -1 : 0;
@@ -2156,7 +2380,7 @@ cw_start(Enc *e, W *w, PyObject *v)
     else if (r > 0) {
         r = w_tree_steal(w, out) < 0 ? -1 : 1;
     }
-    Py_DECREF(key);
+    Py_XDECREF(key);
     return r;
 }
 
@@ -3095,7 +3319,7 @@ cv_rangeiter(Enc *e, PyObject *v)
     PyObject *key = PyLong_FromVoidPtr(v);
     if (key == NULL) return NULL;
     PyObject *out = NULL;
-    int found = cv_memo_ref_key(e, key, &out);
+    int found = cv_memo_ref(e, v, &out);
     if (found != 0) {
         Py_DECREF(key);
         return found < 0 ? NULL : out;
@@ -3193,7 +3417,7 @@ cv_seqiter(Enc *e, PyObject *v)
     PyObject *key = PyLong_FromVoidPtr(v);
     if (key == NULL) return NULL;
     PyObject *out = NULL;
-    int found = cv_memo_ref_key(e, key, &out);
+    int found = cv_memo_ref(e, v, &out);
     if (found != 0) {
         Py_DECREF(key);
         return found < 0 ? NULL : out;
@@ -4645,7 +4869,7 @@ static PyMethodDef cd_dec_items_def = {
  * module's cached index): a new empty dict, never emptied in place.
  * CI_NONE: None when made, left as it is by clear() (cstate, the snapshot
  * layer's view of these tables, which clear() empties in place). */
-enum { CI_DICT, CI_LIST, CI_SET, CI_PID, CI_HOOK, CI_STRICT, CI_CALLBACK, CI_PASSTHROUGH,
+enum { CI_MEMO, CI_DICT, CI_LIST, CI_SET, CI_PID, CI_HOOK, CI_STRICT, CI_CALLBACK, CI_PASSTHROUGH,
        CI_IDS, CI_NONE };
 /* One slot an __init__ in C sets: its name, how (the table's own enum),
  * and its offset in the instance, found by cc_slot_offsets. */
@@ -4736,7 +4960,7 @@ cc_init_args(const char *what, const char *const *names, PyObject **vals, int n,
 }
 
 static SlotSpec ci_slots[] = {
-    {"memo", CI_DICT}, {"keep", CI_LIST}, {"strings", CI_DICT}, {"codes", CI_DICT},
+    {"memo", CI_MEMO}, {"keep", CI_LIST}, {"strings", CI_DICT}, {"codes", CI_DICT},
     {"shapes", CI_DICT}, {"busy", CI_SET}, {"filling", CI_SET}, {"pid", CI_PID},
     {"frame_hook", CI_HOOK}, {"strict", CI_STRICT}, {"passthrough", CI_PASSTHROUGH},
     {"buffer_callback", CI_CALLBACK}, {"offered", CI_LIST}, {"globals_seen", CI_SET},
@@ -4808,6 +5032,7 @@ ci_init_method(PyObject *module, PyObject *const *args, size_t nargsf, PyObject 
     for (Py_ssize_t k = 0; k < CI_NSLOTS; k++) {
         PyObject *v;
         switch (ci_slots[k].how) {
+        case CI_MEMO: v = memo_make(&Memo_Type); break;
         case CI_DICT: case CI_IDS: v = PyDict_New(); break;
         case CI_LIST: v = PyList_New(0); break;
         case CI_SET: v = PySet_New(NULL); break;
@@ -4888,6 +5113,16 @@ ci_clear_method(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     for (Py_ssize_t k = 0; k < CI_NSLOTS; k++) {
         int how = ci_slots[k].how;
+        if (how == CI_MEMO) {
+            PyObject *v = *(PyObject **)((char *)self + ci_slots[k].offset);
+            if (v == NULL || !Memo_CheckExact(v)) {
+                PyErr_Format(PyExc_TypeError, "Encoder.memo holds a %.100s, not the corosnap "
+                             "Memo it is made with", v == NULL ? "nothing" : Py_TYPE(v)->tp_name);
+                return NULL;
+            }
+            if (memo_clear((MemoObject *)v) < 0) return NULL;
+            continue;
+        }
         if (how != CI_DICT && how != CI_LIST && how != CI_SET && how != CI_IDS) continue;
         PyObject **slot = (PyObject **)((char *)self + ci_slots[k].offset);
         PyObject *v = *slot;
@@ -5194,7 +5429,10 @@ PyMODINIT_FUNC
 PyInit__ccodec(void)
 {
     if (cc_import_names() < 0) return NULL;
-    if (PyType_Ready(&ExtHook_Type) < 0 || PyType_Ready(&Packed_Type) < 0) return NULL;
+    if (PyType_Ready(&ExtHook_Type) < 0 || PyType_Ready(&Packed_Type) < 0 ||
+        PyType_Ready(&Memo_Type) < 0) {
+        return NULL;
+    }
     PyObject *m = PyModule_Create(&cc_module);
     if (m == NULL) return NULL;
     PyObject *adopt = PyCFunction_NewEx(&di_adopt_def, NULL, NULL);
@@ -5204,6 +5442,7 @@ PyInit__ccodec(void)
         return NULL;
     }
     if (PyModule_AddObjectRef(m, "ExtHook", (PyObject *)&ExtHook_Type) < 0 ||
+        PyModule_AddObjectRef(m, "Memo", (PyObject *)&Memo_Type) < 0 ||
         PyModule_AddObjectRef(m, "Packed", (PyObject *)&Packed_Type) < 0 ||
         cv_add_methods(m) < 0) {
         Py_DECREF(m);

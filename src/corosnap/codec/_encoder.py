@@ -12,6 +12,10 @@ Rules of this file:
   scalars are values: they are not memoised.
 - Every memoised object is kept alive until the encoder is dropped, so an
   ``id()`` can never be reused by a temporary created during encoding.
+- The memo is ``{id(obj): index}``.  Here it is a dict; the C engine's
+  Encoder holds a C table of addresses instead (``_ccodec.Memo``,
+  codec/_memo.h), which this file's methods use through the same mapping
+  operations (get, [], in, del, len, clear): nothing here may rely on more.
 - Anything not handled natively goes through the reduce protocol (like
   pickle, with ``copyreg.dispatch_table`` first); if that needs something not
   importable by name, the object is handed whole to the fallback pickler.  A
@@ -32,7 +36,7 @@ import gc
 import struct
 import sys
 import types
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from pickle import PickleBuffer
 from typing import Any
 from weakref import KeyedRef
@@ -266,7 +270,7 @@ class Encoder:
 
     def __init__(self, pid: int, frame_hook: FrameHook, strict: bool = False,
                  buffer_callback: Callable[[PickleBuffer], Any] | None = None) -> None:
-        self.memo: dict[int, int] = {}
+        self.memo: MutableMapping[int, int] = {}  # the C engine's: a _ccodec.Memo
         self.keep: list[Any] = []
         self.strings: dict[str, int] = {}
         self.codes: dict[int, int] = {}

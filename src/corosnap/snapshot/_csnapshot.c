@@ -49,6 +49,7 @@
  */
 #include "../_records.h"
 #include "../frames/_capi.h"
+#include "../codec/_memo.h"
 
 static CorosnapFramesCAPI *frames_api = NULL;
 #define NULL_SLOT (frames_api->null)
@@ -130,7 +131,7 @@ CS_RECORD(RestoreCode, RESTORE_CODE_FIELDS, "corosnap.snapshot._csnapshot.Restor
 
 #define CAPTURE_STATE_FIELDS(F, R) \
     F(R, encoder, ANY, RO)         \
-    F(R, memo, DICT, RO)           \
+    F(R, memo, MEMO, RO)           \
     F(R, keep, LIST, RO)           \
     F(R, strings, DICT, RO)        \
     F(R, codes, DICT, RO)          \
@@ -175,7 +176,7 @@ CS_RECORD(RestoreState, RESTORE_STATE_FIELDS, "corosnap.snapshot._csnapshot.Rest
 /* ------------------------------------------------ names imported from Python */
 
 static PyObject *cs_CorruptSnapshot, *cs_RestoreError, *cs_Tag, *cs_Deferred, *cs_NONE_MARK, *cs_NONE_EXT,
-    *cs_TAG_OF_KIND, *cs_T_RANGEITER, *cs_TAGGED, *cs_KIND_NAMES, *cs_SHAPE_MIN;
+    *cs_TAG_OF_KIND, *cs_T_RANGEITER, *cs_TAGGED, *cs_KIND_NAMES, *cs_SHAPE_MIN, *cs_Memo;
 static PyObject *cs_tag_rangeiter = NULL;  /* cs_TAG_OF_KIND[T_RANGEITER] */
 static Py_ssize_t cs_shape_min = 0;        /* SHAPE_MIN, as a C integer */
 
@@ -192,6 +193,7 @@ static struct {
     {"corosnap.codec._tags", "NONE_EXT", &cs_NONE_EXT},
     {"corosnap.codec._tags", "T_RANGEITER", &cs_T_RANGEITER},
     {"corosnap.codec._tags", "SHAPE_MIN", &cs_SHAPE_MIN},
+    {"corosnap.codec._ccodec", "Memo", &cs_Memo},
     {"corosnap.bytecode._kinds", "TAGGED", &cs_TAGGED},
     {"corosnap.bytecode._kinds", "KIND_NAMES", &cs_KIND_NAMES},
 };
@@ -556,18 +558,10 @@ cs_widen(PyObject *ref, Py_ssize_t extra, Py_ssize_t *at)
 static PyObject *
 cs_delegated(CaptureState *st, PyObject *x, PyObject *noted)
 {
-    PyObject *key = PyLong_FromVoidPtr(x);
-    PyObject *index = key == NULL ? NULL : PyLong_FromSsize_t(PyList_GET_SIZE(st->keep));
-    /* registered, unless the memo has it already (one lookup: the memo
-     * grows only when it is new) */
-    Py_ssize_t before = PyDict_GET_SIZE(st->memo);
-    PyObject *had = index == NULL ? NULL : PyDict_SetDefault(st->memo, key, index);
-    Py_XDECREF(key);
-    Py_XDECREF(index);
-    if (had == NULL) return NULL;
-    if (PyDict_GET_SIZE(st->memo) == before) {
-        return cs_call_method(st->encoder, s_delegated_frame, x, NULL, NULL, NULL);
-    }
+    /* registered, unless the memo has it already (one probe) */
+    int r = memo_put((MemoObject *)st->memo, x, PyList_GET_SIZE(st->keep), 0, NULL);
+    if (r < 0) return NULL;
+    if (r == 0) return cs_call_method(st->encoder, s_delegated_frame, x, NULL, NULL, NULL);
     if (PyList_Append(st->keep, x) < 0) return NULL;
     if (Py_EnterRecursiveCall(" while capturing a yield from / await chain") < 0) return NULL;
     PyObject *out = cs_capture_frame((PyObject *)st, x, noted);
@@ -793,7 +787,7 @@ cs_capture_root(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     CaptureRoot *root = (CaptureRoot *)args[0];
     PyObject *pid = args[1], *gen = args[2], *spare = root->spare;
     if (cs_codec_ready() < 0) return NULL;
-    PyObject *enc = NULL, *st = NULL, *fields = NULL, *out = NULL, *key = NULL;
+    PyObject *enc = NULL, *st = NULL, *fields = NULL, *out = NULL;
     Py_INCREF(root);
     Py_ssize_t n = PyList_GET_SIZE(spare);
     if (n > 0) {
@@ -810,18 +804,17 @@ cs_capture_root(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     st = cs_encoder_state(root->frames, root->code_cache, enc);
     if (st == NULL) goto error;
     CaptureState *cst = (CaptureState *)st;
-    PyObject *zero = PyLong_FromLong(0);
-    key = PyLong_FromVoidPtr(gen);
-    int rc = key == NULL || zero == NULL ? -1 : PyDict_SetItem(cst->memo, key, zero);
-    Py_XDECREF(zero);
-    if (rc < 0 || PyList_Append(cst->keep, gen) < 0) goto error;
+    if (memo_put((MemoObject *)cst->memo, gen, 0, 1, NULL) < 0 ||
+        PyList_Append(cst->keep, gen) < 0) {
+        goto error;
+    }
     fields = cs_capture_frame(st, gen, NULL);
     if (fields == NULL) goto error;
     if (fields == Py_None) {
         /* declined: nothing happened but the registration, undone */
         Py_ssize_t k = PyList_GET_SIZE(cst->keep);
-        if (PyDict_DelItem(cst->memo, key) < 0 || PyList_SetSlice(cst->keep, k - 1, k, NULL) < 0)
-            goto error;
+        memo_del((MemoObject *)cst->memo, gen);
+        if (PyList_SetSlice(cst->keep, k - 1, k, NULL) < 0) goto error;
         out = Py_NewRef(Py_None);
     }
     else {
@@ -846,7 +839,6 @@ cs_capture_root(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (PyList_GET_SIZE(spare) < CS_SPARE && PyList_Append(spare, enc) < 0) goto error;
 done:
     Py_XDECREF(enc);
-    Py_XDECREF(key);
     Py_XDECREF(fields);
     Py_XDECREF(st);
     Py_DECREF(root);
@@ -2335,11 +2327,13 @@ cs_import_names(void)
         Py_XSETREF(*cs_imports[k].target, v);
     }
     if (!PyType_Check(cs_Tag) || !PyType_Check(cs_Deferred) || !PyDict_Check(cs_TAG_OF_KIND) ||
-        !PyDict_Check(cs_KIND_NAMES) || !PyAnySet_Check(cs_TAGGED)) {
+        !PyDict_Check(cs_KIND_NAMES) || !PyAnySet_Check(cs_TAGGED) || !PyType_Check(cs_Memo) ||
+        ((PyTypeObject *)cs_Memo)->tp_basicsize != (Py_ssize_t)sizeof(MemoObject)) {
         PyErr_SetString(PyExc_ImportError, "corosnap.snapshot._csnapshot: the Python objects it "
                                            "imports are not what it was built for");
         return -1;
     }
+    cs_record_memo_type = (PyTypeObject *)cs_Memo;
     cs_shape_min = PyLong_Check(cs_SHAPE_MIN) ? PyLong_AsSsize_t(cs_SHAPE_MIN) : -1;
     if (cs_shape_min < 1) {
         PyErr_Clear();

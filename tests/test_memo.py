@@ -1,0 +1,143 @@
+"""The C engine's encoder memo (codec/_memo.h, ``corosnap.codec._ccodec.Memo``).
+
+Under the C engine ``Encoder.memo`` is a C table of addresses instead of the
+Python encoder's ``{id(obj): index}`` dict; the Python encoder's methods use it
+through the same mapping operations.  These tests hold the table to a dict:
+random operations (with keys that collide in the table, so deletion's
+shifting is exercised), growth, clearing (which keeps or shrinks the table),
+and the errors a wrong key or value gets.
+"""
+
+from __future__ import annotations
+
+import gc
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import corosnap
+from corosnap import _accel
+
+pytestmark = pytest.mark.skipif(_accel.ENGINE != "c", reason="the C engine is not loaded")
+
+
+def _memo() -> object:
+    from corosnap.codec import _ccodec
+
+    return _ccodec.Memo()
+
+
+def _slots(memo: object) -> int:
+    return int(repr(memo).split(" in ")[1].split()[0])
+
+
+# Keys 16 apart (as object addresses are) share table neighbourhoods; a few
+# fixed "far" keys land anywhere.
+keys = st.one_of(st.integers(1, 400).map(lambda k: 0x7F0000000000 + 16 * k),
+                 st.sampled_from([1, 2, 2**40, 2**63 - 1, 2**64 - 16]))
+operations = st.lists(st.one_of(
+    st.tuples(st.just("set"), keys, st.integers(0, 2**40)),
+    st.tuples(st.just("del"), keys, st.just(0)),
+    st.tuples(st.just("get"), keys, st.just(0)),
+    st.tuples(st.just("clear"), st.just(0), st.just(0)),
+), max_size=300)
+
+
+@settings(max_examples=300, deadline=None)
+@given(operations)
+def test_the_memo_answers_as_a_dict_does(ops: list[tuple[str, int, int]]) -> None:
+    memo, model = _memo(), {}
+    for op, key, value in ops:
+        if op == "set":
+            memo[key] = value
+            model[key] = value
+        elif op == "del":
+            if key in model:
+                del memo[key]
+                del model[key]
+            else:
+                with pytest.raises(KeyError):
+                    del memo[key]
+        elif op == "get":
+            assert memo.get(key) == model.get(key)
+            assert memo.get(key, "none") == model.get(key, "none")
+            assert (key in memo) == (key in model)
+        else:
+            memo.clear()
+            model.clear()
+        assert len(memo) == len(model)
+    assert memo == model and not (memo != model)
+    assert sorted(memo) == sorted(model)
+    assert sorted(memo.items()) == sorted(model.items())
+    for key, value in model.items():
+        assert memo[key] == value
+
+
+def test_many_entries_grow_the_table_and_deleting_half_keeps_the_rest() -> None:
+    objs = [object() for _ in range(20_000)]
+    memo = _memo()
+    for i, obj in enumerate(objs):
+        memo[id(obj)] = i
+    assert len(memo) == len(objs) and _slots(memo) >= len(objs) * 3 // 2
+    for obj in objs[::2]:
+        del memo[id(obj)]
+    assert len(memo) == len(objs) // 2
+    for i, obj in enumerate(objs):
+        assert memo.get(id(obj)) == (None if i % 2 == 0 else i)
+
+
+def test_clearing_keeps_the_slots_a_snapshot_needs_and_drops_the_rest() -> None:
+    memo = _memo()
+    small = _slots(memo)
+    objs = [object() for _ in range(1_000)]
+    for i, obj in enumerate(objs):
+        memo[id(obj)] = i
+    grown = _slots(memo)
+    memo.clear()  # it held enough to need its slots: kept, emptied
+    assert len(memo) == 0 and _slots(memo) == grown and id(objs[0]) not in memo
+    memo[id(objs[0])] = 0
+    memo.clear()  # it held far fewer than it has room for: back to the smallest
+    assert len(memo) == 0 and _slots(memo) == small
+
+
+def test_a_wrong_key_or_value_is_refused_by_name() -> None:
+    memo = _memo()
+    for key in ("x", 1.5, None, 0, -16, True, 2**70):
+        assert memo.get(key) is None and key not in memo
+        with pytest.raises(KeyError):
+            memo[key]
+        with pytest.raises(KeyError):
+            del memo[key]
+    for key in ("x", 0, -16, 2**70):
+        with pytest.raises(TypeError, match="a Memo key is an object's id"):
+            memo[key] = 1
+    for value in (-1, "1", 1.0, True, None):
+        with pytest.raises(TypeError, match="a Memo value is a memo index"):
+            memo[16] = value
+    assert len(memo) == 0
+    with pytest.raises(TypeError, match="takes no arguments"):
+        type(memo)({})
+    with pytest.raises(TypeError):
+        hash(memo)
+
+
+def test_the_encoders_memo_is_the_table_and_is_emptied_after_each_dumps() -> None:
+    """dumps registers the root and every container in the encoder's memo and
+    hands the emptied encoder back to the Snapshotter's spares."""
+
+    def gen(items):
+        yield items
+        yield dict(items=items)
+
+    snap = corosnap.Snapshotter()
+    g = gen([[1], [2], {"a": [3]}])
+    next(g)
+    blob = snap.dumps(g)
+    spare = snap._caches.spare[-1]
+    assert type(spare.memo).__name__ == "Memo" and len(spare.memo) == 0
+    again = corosnap.loads(blob)
+    assert next(again) == {"items": [[1], [2], {"a": [3]}]}
+    again.close()
+    g.close()
+    gc.collect()
