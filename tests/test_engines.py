@@ -799,7 +799,7 @@ def _valid(name: str) -> dict[str, Any]:
         out["code"] = leaf.__code__
     if name in ("CaptureState", "RestoreState"):
         out["strings"] = {} if name == "CaptureState" else []
-        out["codes"] = {} if name == "CaptureState" else []
+        out["codes"] = _encoder_memo() if name == "CaptureState" else []
         out["memo"] = _encoder_memo() if name == "CaptureState" else []
     return out
 

@@ -141,3 +141,98 @@ def test_the_encoders_memo_is_the_table_and_is_emptied_after_each_dumps() -> Non
     again.close()
     g.close()
     gc.collect()
+
+
+SHARED = [1, 2]  # a module value: written as a global reference
+OTHER = {"k": 1}
+
+
+def test_a_module_index_keeps_a_table_of_its_ids_that_answers_as_the_index() -> None:
+    """The C engine asks a module's index (ModuleIndex) whether a container is
+    a module value through a table of the index's ids, made on first use and
+    made again if the index's size no longer matches it."""
+    from corosnap.codec import _encoder
+
+    def gen(a, b):
+        yield a, b
+
+    g = gen(SHARED, [3])
+    next(g)
+    corosnap.dumps(g)
+    index = _encoder._module_index(globals(), __name__)
+    assert type(index) is _encoder.ModuleIndex
+    table = index.addresses
+    assert type(table).__name__ == "Memo"
+    assert sorted(table) == sorted(index) and id(SHARED) in table and id(OTHER) in table
+    restored = corosnap.loads(corosnap.dumps(g))
+    frame = restored.gi_frame.f_locals
+    assert frame["a"] is SHARED and frame["b"] == [3]  # by reference, and by value
+    # The index changed behind the table (never done by corosnap): made again.
+    # (The name is not bound in the module: the value is written as a value.)
+    extra = [9]
+    index[id(extra)] = (__name__, "not_bound_here", extra)
+    try:
+        h = gen(extra, SHARED)
+        next(h)
+        again = corosnap.loads(corosnap.dumps(h))
+        assert id(extra) in index.addresses and len(index.addresses) == len(index)
+        assert again.gi_frame.f_locals["a"] == [9] and again.gi_frame.f_locals["b"] is SHARED
+        again.close()
+        h.close()
+    finally:
+        del index[id(extra)]
+    g.close()
+    restored.close()
+
+
+def _inner(n):
+    yield n
+    yield n + 1
+
+
+class ReducesToAGenerator:
+    """For corosnap (protocol 4) its reduce holds a suspended generator and then
+    the object itself, which corosnap refuses (an object in its own constructor
+    arguments), so the encoder rolls back what that generator registered (its
+    frame's code among it) and hands the object to the fallback pickler, whose
+    protocol-5 reduce is plain."""
+
+    def __init__(self, tag):
+        self.tag = tag
+
+    def __reduce_ex__(self, protocol):
+        if protocol == 4:
+            g = _inner(1)
+            next(g)
+            _KEEP.append(g)
+            return (ReducesToAGenerator, (g, self))
+        return (ReducesToAGenerator, (self.tag,))
+
+
+_KEEP: list = []
+
+
+@pytest.mark.parametrize("engine", ["python", "c"])
+def test_a_rolled_back_value_leaves_no_code_behind(engine: str) -> None:
+    """The rollback removes the codes registered after its checkpoint (the C
+    engine's codes table keeps no order: they are found by index), so a frame
+    of the same code met later is written in full, and the blob loads."""
+
+    def outer(holder, later):
+        yield holder, later
+
+    later = _inner(5)
+    next(later)
+    g = outer(ReducesToAGenerator("t"), later)
+    next(g)
+    snap = corosnap.Snapshotter()._with_engine(engine)
+    blob = snap.dumps(g)
+    python = corosnap.Snapshotter()._with_engine("python").dumps(g)
+    assert blob == python
+    restored = snap.loads(blob)
+    holder, again = restored.gi_frame.f_locals["holder"], restored.gi_frame.f_locals["later"]
+    assert type(holder) is ReducesToAGenerator and holder.tag == "t"
+    assert next(again) == 6
+    for x in (restored, again, later, g, *_KEEP):
+        x.close()
+    _KEEP.clear()

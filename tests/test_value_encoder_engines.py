@@ -291,11 +291,12 @@ def test_the_c_encoders_init_sets_every_slot_as_pythons_does(strict: bool,
     for enc in made["c"]:
         c = _slots(enc)
         assert set(c) == set(python)
-        # the one table of another type: the memo, a C table of addresses
-        assert type(c.pop("memo")) is _ccodec.Memo and len(enc.memo) == 0
-        assert type(python["memo"]) is dict and python["memo"] == {}
+        # the tables of another type: the memo and codes, C tables of addresses
+        for table in ("memo", "codes"):
+            assert type(c.pop(table)) is _ccodec.Memo and len(getattr(enc, table)) == 0
+            assert type(python[table]) is dict and python[table] == {}
         for name, value in python.items():
-            if name == "memo":
+            if name in ("memo", "codes"):
                 continue
             assert type(c[name]) is type(value), name
             if isinstance(value, dict | list | set):
@@ -303,7 +304,7 @@ def test_the_c_encoders_init_sets_every_slot_as_pythons_does(strict: bool,
             else:
                 assert c[name] is value, name
     a, b = made["c"]
-    assert a.memo is not b.memo  # fresh tables per encoder
+    assert a.memo is not b.memo and a.codes is not b.codes  # fresh tables per encoder
 
 
 @pytest.mark.parametrize("how", ["positional", "keywords", "defaults"])

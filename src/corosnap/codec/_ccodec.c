@@ -864,6 +864,12 @@ static const char *cv_field_names[F_COUNT] = {
     "memo", "keep", "strings", "codes", "shapes", "busy", "offered", "strict",
     "buffer_callback", "global_ids", "pending_globals", "global_values", "modules"};
 static Py_ssize_t cv_offsets[F_COUNT];
+/* codec/_encoder.py's ModuleIndex and the offset of its `addresses` slot
+ * (cv_ready). */
+static PyTypeObject *cv_ModuleIndex;
+static Py_ssize_t cv_addresses_offset;
+/* global_ids or an entry of global_values: one module's index (or {}) */
+#define CV_IS_INDEX(ids) (PyDict_CheckExact(ids) || Py_IS_TYPE(ids, cv_ModuleIndex))
 
 
 /* ------------------------------------------------ the encoder's memo table */
@@ -1167,6 +1173,21 @@ cv_ready(void)
         }
         cv_offsets[f] = ((PyMemberDescrObject *)d)->d_member->offset;
     }
+    {
+        PyObject *index_type = PyDict_GetItemString(mdict, "ModuleIndex");
+        PyObject *d = index_type != NULL && PyType_Check(index_type) &&
+                      PyType_IsSubtype((PyTypeObject *)index_type, &PyDict_Type)
+            ? PyDict_GetItemString(((PyTypeObject *)index_type)->tp_dict, "addresses") : NULL;
+        if (d == NULL || Py_TYPE(d) != &PyMemberDescr_Type ||
+            ((PyMemberDescrObject *)d)->d_member->type != CV_T_OBJECT_EX) {
+            PyErr_SetString(PyExc_ImportError, "corosnap.codec._ccodec: codec/_encoder.py has "
+                                               "no dict subclass ModuleIndex with a slot "
+                                               "addresses");
+            goto done;
+        }
+        cv_addresses_offset = ((PyMemberDescrObject *)d)->d_member->offset;
+        Py_XSETREF(cv_ModuleIndex, (PyTypeObject *)Py_NewRef(index_type));
+    }
     PyObject *all_tags = PyObject_GetAttrString(tags, "TAGS");
     if (all_tags == NULL) goto done;
     for (int k = 1; k < CV_NTAGS; k++) {
@@ -1318,7 +1339,7 @@ cv_load(Enc *e, PyObject *self)
     CV_TABLE(F_MEMO, memo, Memo_CheckExact, "corosnap Memo")
     CV_TABLE(F_KEEP, keep, PyList_CheckExact, "list")
     CV_TABLE(F_STRINGS, strings, PyDict_CheckExact, "dict")
-    CV_TABLE(F_CODES, codes, PyDict_CheckExact, "dict")
+    CV_TABLE(F_CODES, codes, Memo_CheckExact, "corosnap Memo")
     CV_TABLE(F_SHAPES, shapes, PyDict_CheckExact, "dict")
     CV_TABLE(F_BUSY, busy, PySet_CheckExact, "set")
     CV_TABLE(F_OFFERED, offered, PyList_CheckExact, "list")
@@ -1434,7 +1455,7 @@ cv_module_value_c(Enc *e, PyObject *v, PyObject *key, PyObject **out)
         PyObject *pair = PyList_GET_ITEM(values, k);
         if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2 ||
             !PyDict_CheckExact(PyTuple_GET_ITEM(pair, 0)) ||
-            !PyDict_CheckExact(PyTuple_GET_ITEM(pair, 1))) {
+            !CV_IS_INDEX(PyTuple_GET_ITEM(pair, 1))) {
             /* a frame's globals of a dict subclass: Python's lookup */
             Py_DECREF(values);
             PyObject *r = cv_call(e, cv_s_module_value, v);
@@ -1576,6 +1597,51 @@ cv_resolve_globals(Enc *e)
 
 static PyObject *ci_everything; /* codec/_encoder.py's _EVERYTHING (ci_ready) */
 
+
+/* Is the object at v's address a key of `ids`, a dict of ids (a module's
+ * index, or a plain dict)?  1, 0, or -1.  A ModuleIndex answers from the
+ * table of its ids kept in its `addresses` slot (made here on first use: an
+ * index is never changed once built; one whose size no longer matches is
+ * asked again), a plain dict with an int made for the id. */
+static int
+cv_index_has(PyObject *ids, PyObject *v)
+{
+    if (Py_IS_TYPE(ids, cv_ModuleIndex)) {
+        PyObject **slot = (PyObject **)((char *)ids + cv_addresses_offset);
+        PyObject *table = *slot;
+        if (table == NULL || !Memo_CheckExact(table) ||
+            ((MemoObject *)table)->used != PyDict_GET_SIZE(ids)) {
+            table = memo_make(&Memo_Type);
+            if (table == NULL) return -1;
+            Py_ssize_t pos = 0;
+            PyObject *k, *x;
+            int ok = 1;
+            while (ok && PyDict_Next(ids, &pos, &k, &x)) {
+                void *p = NULL;
+                int r = memo_key(k, &p);
+                ok = r > 0 && memo_put((MemoObject *)table, p, 0, 1, NULL) >= 0;
+                if (r < 0 || PyErr_Occurred()) {
+                    Py_DECREF(table);
+                    return -1;
+                }
+            }
+            if (!ok) { /* a key that is no id: asked as a dict */
+                Py_DECREF(table);
+                goto as_dict;
+            }
+            Py_XSETREF(*slot, table);
+        }
+        return memo_get((MemoObject *)table, v) >= 0;
+    }
+as_dict:;
+    PyObject *key = PyLong_FromVoidPtr(v);
+    if (key == NULL) return -1;
+    int in = PyDict_Contains(ids, key);
+    Py_DECREF(key);
+    return in;
+}
+
+
 /* `if self.global_ids and id(v) in self.global_ids: out = self._module_value(v)`:
  * 1 and *out when v is a module's global, 0 when not, -1 on error. */
 static int
@@ -1584,10 +1650,12 @@ cv_module_value(Enc *e, PyObject *v, PyObject *key, PyObject **out)
     PyObject *ids = cv_slot(e->self, F_GLOBAL_IDS);
     if (ids == NULL) return -1;
     int truth, in = 0;
-    if (PyDict_CheckExact(ids)) { /* one module's index (or none) */
+    if (CV_IS_INDEX(ids)) { /* one module's index (or none) */
         if (PyDict_GET_SIZE(ids) == 0) return 0;
         truth = 1;
-        in = PyDict_Contains(ids, key);
+        Py_INCREF(ids);
+        in = cv_index_has(ids, v);
+        Py_DECREF(ids);
     }
     else if (ids == ci_everything) { /* more than one, or not resolved yet */
         truth = in = 1; /* _Everything: true, and holds everything */
@@ -1611,7 +1679,7 @@ cv_module_value(Enc *e, PyObject *v, PyObject *key, PyObject **out)
         /* as _module_value goes on once resolve_globals is done */
         ids = cv_slot(e->self, F_GLOBAL_IDS);
         if (ids == NULL) return -1;
-        if (!PyDict_CheckExact(ids) || PyDict_GET_SIZE(ids) != 0) {
+        if (!CV_IS_INDEX(ids) || PyDict_GET_SIZE(ids) != 0) {
             return cv_module_value_c(e, v, key, out);
         }
         return 0;
@@ -2350,11 +2418,11 @@ cw_start(Enc *e, W *w, PyObject *v)
     PyObject *pending = ids == NULL ? NULL : cv_slot(e->self, F_PENDING_GLOBALS);
     if (pending == NULL) return -1;
     int r = 0;
-    int fast = PyDict_CheckExact(ids) && PyList_CheckExact(pending) &&
-               PyList_GET_SIZE(pending) == 0;
+    int fast = CV_IS_INDEX(ids) && PyList_CheckExact(pending) && PyList_GET_SIZE(pending) == 0;
     if (fast && PyDict_GET_SIZE(ids) != 0) {
-        if ((key = PyLong_FromVoidPtr(v)) == NULL) return -1;
-        int in = PyDict_Contains(ids, key);
+        Py_INCREF(ids);
+        int in = cv_index_has(ids, v);
+        Py_DECREF(ids);
         if (in < 0) r = -1;
         fast = in == 0;
     }
@@ -3267,7 +3335,7 @@ cv_other(Enc *e, PyObject *v)
         }
     }
     Py_ssize_t cp[5] = {PyList_GET_SIZE(e->keep), PyDict_GET_SIZE(e->strings),
-                        PyDict_GET_SIZE(e->codes), PyDict_GET_SIZE(e->shapes),
+                        ((MemoObject *)e->codes)->used, PyDict_GET_SIZE(e->shapes),
                         PyList_GET_SIZE(e->offered)};
     out = cv_reduce(e, v, key);
     Py_DECREF(key);
@@ -4960,7 +5028,7 @@ cc_init_args(const char *what, const char *const *names, PyObject **vals, int n,
 }
 
 static SlotSpec ci_slots[] = {
-    {"memo", CI_MEMO}, {"keep", CI_LIST}, {"strings", CI_DICT}, {"codes", CI_DICT},
+    {"memo", CI_MEMO}, {"keep", CI_LIST}, {"strings", CI_DICT}, {"codes", CI_MEMO},
     {"shapes", CI_DICT}, {"busy", CI_SET}, {"filling", CI_SET}, {"pid", CI_PID},
     {"frame_hook", CI_HOOK}, {"strict", CI_STRICT}, {"passthrough", CI_PASSTHROUGH},
     {"buffer_callback", CI_CALLBACK}, {"offered", CI_LIST}, {"globals_seen", CI_SET},
@@ -5116,8 +5184,9 @@ ci_clear_method(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         if (how == CI_MEMO) {
             PyObject *v = *(PyObject **)((char *)self + ci_slots[k].offset);
             if (v == NULL || !Memo_CheckExact(v)) {
-                PyErr_Format(PyExc_TypeError, "Encoder.memo holds a %.100s, not the corosnap "
-                             "Memo it is made with", v == NULL ? "nothing" : Py_TYPE(v)->tp_name);
+                PyErr_Format(PyExc_TypeError, "Encoder.%s holds a %.100s, not the corosnap "
+                             "Memo it is made with", ci_slots[k].name,
+                             v == NULL ? "nothing" : Py_TYPE(v)->tp_name);
                 return NULL;
             }
             if (memo_clear((MemoObject *)v) < 0) return NULL;

@@ -12,10 +12,11 @@ Rules of this file:
   scalars are values: they are not memoised.
 - Every memoised object is kept alive until the encoder is dropped, so an
   ``id()`` can never be reused by a temporary created during encoding.
-- The memo is ``{id(obj): index}``.  Here it is a dict; the C engine's
-  Encoder holds a C table of addresses instead (``_ccodec.Memo``,
-  codec/_memo.h), which this file's methods use through the same mapping
-  operations (get, [], in, del, len, clear): nothing here may rely on more.
+- The memo is ``{id(obj): index}``, and so is ``codes`` (``{id(code): its
+  index in the blob}``).  Here they are dicts; the C engine's Encoder holds
+  C tables of addresses instead (``_ccodec.Memo``, codec/_memo.h), which this
+  file's methods use through the same mapping operations (get, [], in, del,
+  len, clear, items): nothing here may rely on more, not even on their order.
 - Anything not handled natively goes through the reduce protocol (like
   pickle, with ``copyreg.dispatch_table`` first); if that needs something not
   importable by name, the object is handed whole to the fallback pickler.  A
@@ -124,7 +125,7 @@ FrameHook = Callable[["Encoder", Any], list[Any]]
 coroutine -> the fields of its frame."""
 
 
-_module_indexes: dict[int, tuple[KeyedRef, int, dict[int, tuple[str, str, Any]]]] = {}
+_module_indexes: dict[int, tuple[KeyedRef, int, ModuleIndex]] = {}
 """id(a module's globals) -> (weak reference to the module, its number of names
 when indexed, the index).  Weak: a module that goes away takes its entry (and
 the values the index holds) with it.  While the entry exists its module is
@@ -138,18 +139,31 @@ def _drop_index(wr: KeyedRef) -> None:  # the module is being freed
         del _module_indexes[wr.key]
 
 
-def _module_index(globals_: dict[str, Any], module: str) -> dict[int, tuple[str, str, Any]]:
+class ModuleIndex(dict[int, tuple[str, str, Any]]):
+    """A module's index (see _module_index), never changed once built.
+
+    ``addresses`` is the C engine's: the index's ids as a C table
+    (``_ccodec.Memo``), made on first use, so that asking whether a
+    container is some module value needs no int object for its id.  The
+    Python engine leaves it unset."""
+
+    __slots__ = ("addresses",)
+
+
+def _module_index(globals_: dict[str, Any], module: str) -> ModuleIndex:
     """id -> (module, name, value) for a module's top-level mutable values.
 
     Built once per module and rebuilt when its number of names changes, so
     dumps() does not scan a large module on every call.  A hit is checked
     against the live dict before use (a name may have been rebound since).
     Globals that are not an imported module's dict are indexed every time.
+    An index is never changed once returned (the C engine keeps a table of
+    its ids beside it).
     """
     hit = _module_indexes.get(id(globals_))
     if hit is not None and hit[1] == len(globals_):
         return hit[2]
-    index: dict[int, tuple[str, str, Any]] = {}
+    index = ModuleIndex()
     for name, value in list(globals_.items()):
         if (type(value) in BY_REFERENCE or _is_plain_instance(value)) and not \
                 name.startswith("__"):
@@ -273,7 +287,7 @@ class Encoder:
         self.memo: MutableMapping[int, int] = {}  # the C engine's: a _ccodec.Memo
         self.keep: list[Any] = []
         self.strings: dict[str, int] = {}
-        self.codes: dict[int, int] = {}
+        self.codes: MutableMapping[int, int] = {}  # the C engine's: a _ccodec.Memo
         self.shapes: dict[tuple[str, ...], int] = {}
         self.busy: set[int] = set()
         self.filling: set[int] = set()  # tee buffers whose values are being encoded
@@ -379,8 +393,9 @@ class Encoder:
         del self.keep[nkeep:]
         for text in list(self.strings)[nstrings:]:
             del self.strings[text]
-        for code_id in list(self.codes)[ncodes:]:
-            del self.codes[code_id]
+        for code_id, k in list(self.codes.items()):  # the C engine's codes keep no order
+            if k >= ncodes:
+                del self.codes[code_id]
         for shape in list(self.shapes)[nshapes:]:
             del self.shapes[shape]
 

@@ -134,7 +134,7 @@ CS_RECORD(RestoreCode, RESTORE_CODE_FIELDS, "corosnap.snapshot._csnapshot.Restor
     F(R, memo, MEMO, RO)           \
     F(R, keep, LIST, RO)           \
     F(R, strings, DICT, RO)        \
-    F(R, codes, DICT, RO)          \
+    F(R, codes, MEMO, RO)          \
     F(R, globals_seen, SET, RO)    \
     F(R, passthrough, ANYSET, RO)  \
     F(R, code_cache, DICT, RO)     \
@@ -497,16 +497,16 @@ cs_string(PyObject *strings, PyObject *text)
 
 /* Encoder.coderef for a code without a nested path: [module, qualname,
  * fingerprint] with each string replaced by its index when the blob has it
- * already, or [-1 - k] for the k-th code seen; key: id(co).  The list has
+ * already, or [-1 - k] for the k-th code seen (code: the code object).  The list has
  * room for `extra` more items after these (NULL until set); *at: how many
  * are set. */
 static PyObject *
-cs_coderef(CaptureState *st, PyObject *key, CaptureCode *cc, Py_ssize_t extra, Py_ssize_t *at)
+cs_coderef(CaptureState *st, PyObject *code, CaptureCode *cc, Py_ssize_t extra, Py_ssize_t *at)
 {
-    PyObject *k = PyDict_GetItemWithError(st->codes, key), *out;
-    if (k != NULL) {
-        Py_ssize_t kk = PyLong_AsSsize_t(k);
-        if (kk == -1 && PyErr_Occurred()) return NULL;
+    MemoObject *codes = (MemoObject *)st->codes;
+    Py_ssize_t kk = memo_get(codes, code);
+    PyObject *out;
+    if (kk >= 0) {
         PyObject *ref = PyLong_FromSsize_t(-1 - kk);
         out = ref == NULL ? NULL : PyList_New(1 + extra);
         if (out == NULL) {
@@ -518,11 +518,7 @@ cs_coderef(CaptureState *st, PyObject *key, CaptureCode *cc, Py_ssize_t extra, P
         *at = 1;
         return out;
     }
-    if (PyErr_Occurred()) return NULL;
-    PyObject *count = PyLong_FromSsize_t(PyDict_GET_SIZE(st->codes));
-    int rc = count == NULL ? -1 : PyDict_SetItem(st->codes, key, count);
-    Py_XDECREF(count);
-    if (rc < 0) return NULL;
+    if (memo_put(codes, code, codes->used, 0, NULL) < 0) return NULL;
     PyObject *module = cs_string(st->strings, cc->name_module);
     PyObject *qual = module == NULL ? NULL : cs_string(st->strings, cc->name_qualname);
     out = qual == NULL ? NULL : PyList_New(3 + extra);
@@ -673,7 +669,7 @@ cs_capture_frame(PyObject *state, PyObject *gen, PyObject *noted)
         Py_DECREF(ref);
     }
     else {
-        fields = cs_coderef(st, key, cc, extra, &at);
+        fields = cs_coderef(st, (PyObject *)co, cc, extra, &at);
     }
     Py_CLEAR(key);
     if (fields == NULL) goto error;
