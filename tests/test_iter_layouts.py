@@ -41,7 +41,8 @@ TYPES: dict[str, type] = {
     if hasattr(it, name)
 }
 TYPES.update(map=map, filter=filter, reversed=reversed,
-             callable_iterator=type(iter(int, 0)), range_iterator=type(iter(range(0))))
+             callable_iterator=type(iter(int, 0)), range_iterator=type(iter(range(0))),
+             list_iterator=type(iter([])), tuple_iterator=type(iter(())))
 
 
 def test_every_restated_struct_has_the_size_of_its_type() -> None:
@@ -275,6 +276,48 @@ def test_range_iterator_reads_what_its_reduce_says(args: tuple[int, ...]) -> Non
 def test_range_reduce_takes_only_range_iterators() -> None:
     for obj in (iter(range(2**70)), iter([]), range(3), 1, None):
         assert frames.range_reduce(obj) is None
+
+
+@pytest.mark.parametrize("seq", [[], [1], [1, "two", 3.0, None], (), (1,), (1, [2], 3, 4, 5),
+                                 list(range(100))])
+def test_list_and_tuple_iterators_read_what_their_reduce_says(seq: Any) -> None:
+    """seqiter_reduce (read by the C value codec for every list or tuple
+    iterator) against the type's own __reduce__ at every position: the very
+    sequence and the index while it runs; nothing once exhausted (the reduce
+    then makes a fresh empty sequence, which the codec asks for itself)."""
+    i = iter(seq)
+    positions = 0
+    while True:  # every position, the exhausted one included
+        reduced = i.__reduce__()
+        if len(reduced) == 3:
+            _, (whole,), index = reduced
+            got = frames.seqiter_reduce(i)
+            assert got is not None and got[0] is whole is seq and got[1] == index
+        else:
+            assert frames.seqiter_reduce(i) is None
+        positions += 1
+        if next(i, StopIteration) is StopIteration:
+            break
+    assert positions == len(seq) + 1
+    assert frames.seqiter_reduce(i) is None  # exhausted for good
+
+
+def test_a_list_iterator_past_a_shrunk_list_reads_as_its_reduce() -> None:
+    items = [1, 2, 3]
+    i = iter(items)
+    next(i), next(i)
+    items.clear()  # the index now points past the end; the reduce still says it
+    _, (whole,), index = i.__reduce__()
+    assert frames.seqiter_reduce(i) == (whole, index) and index == 2
+
+
+def test_seqiter_reduce_takes_only_list_and_tuple_iterators() -> None:
+    class L(list):
+        pass
+
+    for obj in (iter(range(3)), iter({}), iter("ab"), [1], (1,), reversed([1]), 1, None):
+        assert frames.seqiter_reduce(obj) is None
+    assert frames.seqiter_reduce(iter(L([1]))) == (L([1]), 0)  # a list iterator all the same
 
 
 def test_other_types_are_refused() -> None:

@@ -216,6 +216,35 @@ def test_builtin_iterators_encode_to_the_same_bytes(index: int) -> None:
     _same_bytes(g)
 
 
+def _sequence_iterators() -> list[Any]:
+    shared = [1, [2], 3]
+    mid, done, shrunk = iter(shared), iter([7]), iter([4, 5, 6])
+    next(mid)
+    next(done, None), next(done, None)
+    next(shrunk), next(shrunk)
+    shrunk_list = shrunk.__reduce__()[1][0]
+    shrunk_list.clear()
+    tup = iter((1, (2, 3), "x"))
+    next(tup)
+    tup_done = iter(())
+    next(tup_done, None)
+    return [
+        [iter(shared), mid, shared, mid],  # the list shared with its iterators
+        [done, iter([])], [shrunk], [tup, tup_done, iter((1,))],
+        {"a": iter([{"k": 1}]), "b": iter((None,))},
+    ]
+
+
+@pytest.mark.parametrize("index", range(len(_sequence_iterators())))
+def test_list_and_tuple_iterators_encode_to_the_same_bytes(index: int) -> None:
+    """The C encoder reads a running list or tuple iterator's struct (the
+    frames layer's seqiter_reduce) instead of calling __reduce__; an exhausted
+    one goes through __reduce__ (a fresh empty sequence) on both engines."""
+    g = zoo.holds(_sequence_iterators()[index])
+    next(g)
+    _same_bytes(g)
+
+
 @pytest.mark.parametrize("value", [
     CountSub(1), [1, ChainSub([1], [2])], {"k": CountSub(2)}, FrozenSlots(1, CountSub(3)),
     [PosingAsCount(1)],

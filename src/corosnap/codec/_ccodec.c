@@ -3478,43 +3478,44 @@ error:
 /* Encoder._seqiter for list and tuple iterators: [T_SEQITER, enc(seq),
  * index] from the iterator's __reduce__ ((iter, (seq,), index), or (iter,
  * ((),)) once exhausted), registered after its sequence; a reduce of another
- * shape is Python's. */
+ * shape is Python's.  While the iterator is not exhausted the frames layer
+ * reads its struct and says what the reduce would, without building it. */
 static PyObject *
 cv_seqiter(Enc *e, PyObject *v)
 {
-    PyObject *key = PyLong_FromVoidPtr(v);
-    if (key == NULL) return NULL;
     PyObject *out = NULL;
     int found = cv_memo_ref(e, v, &out);
-    if (found != 0) {
-        Py_DECREF(key);
-        return found < 0 ? NULL : out;
-    }
-    PyObject *rv = PyObject_CallMethodNoArgs(v, cv_s_reduce);
-    if (rv == NULL) {
-        Py_DECREF(key);
+    if (found != 0) return found < 0 ? NULL : out;
+    if (cv_frames_api == NULL && (cv_frames_api = CorosnapFrames_Import()) == NULL) {
         return NULL;
     }
-    Py_ssize_t n = PyTuple_CheckExact(rv) ? PyTuple_GET_SIZE(rv) : 0;
-    PyObject *args = n >= 2 ? PyTuple_GET_ITEM(rv, 1) : NULL;
-    if (n < 2 || n > 3 || !PyTuple_CheckExact(args) || PyTuple_GET_SIZE(args) < 1 ||
-        (n == 3 && !PyLong_CheckExact(PyTuple_GET_ITEM(rv, 2)))) {
-        Py_DECREF(rv);
-        Py_DECREF(key);
-        return cv_call(e, cv_s_enc_other, v);
+    PyObject *seq, *index;
+    Py_ssize_t at;
+    if (cv_frames_api->seqiter_reduce(v, &seq, &at)) {
+        seq = Py_NewRef(seq);
+        index = PyLong_FromSsize_t(at);
     }
-    PyObject *seq = Py_NewRef(PyTuple_GET_ITEM(args, 0));
-    PyObject *index = n == 3 ? Py_NewRef(PyTuple_GET_ITEM(rv, 2)) : PyLong_FromLong(0);
-    Py_DECREF(rv);
+    else {
+        PyObject *rv = PyObject_CallMethodNoArgs(v, cv_s_reduce);
+        if (rv == NULL) return NULL;
+        Py_ssize_t n = PyTuple_CheckExact(rv) ? PyTuple_GET_SIZE(rv) : 0;
+        PyObject *args = n >= 2 ? PyTuple_GET_ITEM(rv, 1) : NULL;
+        if (n < 2 || n > 3 || !PyTuple_CheckExact(args) || PyTuple_GET_SIZE(args) < 1 ||
+            (n == 3 && !PyLong_CheckExact(PyTuple_GET_ITEM(rv, 2)))) {
+            Py_DECREF(rv);
+            return cv_call(e, cv_s_enc_other, v);
+        }
+        seq = Py_NewRef(PyTuple_GET_ITEM(args, 0));
+        index = n == 3 ? Py_NewRef(PyTuple_GET_ITEM(rv, 2)) : PyLong_FromLong(0);
+        Py_DECREF(rv);
+    }
     PyObject *encoded = index == NULL ? NULL : cv_enc(e, seq);
     Py_DECREF(seq);
-    if (encoded == NULL || cv_register_key(e, key, v) < 0 || (out = PyList_New(3)) == NULL) {
+    if (encoded == NULL || cv_register(e, v) < 0 || (out = PyList_New(3)) == NULL) {
         Py_XDECREF(encoded);
         Py_XDECREF(index);
-        Py_DECREF(key);
         return NULL;
     }
-    Py_DECREF(key);
     PyList_SET_ITEM(out, 0, Py_NewRef(cv_tags[T_SEQITER]));
     PyList_SET_ITEM(out, 1, encoded);
     PyList_SET_ITEM(out, 2, index);

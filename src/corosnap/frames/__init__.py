@@ -43,6 +43,13 @@ small interface:
     for anything else: what the C value codec reads for a ``for`` loop over
     a range (its C API's ``range_reduce``), without building the reduce.
 
+``seqiter_reduce(it)``
+    A list or tuple iterator's ``__reduce__`` read from its struct,
+    ``(seq, index)`` (the very sequence), or None for anything else and for
+    an exhausted one (whose reduce makes a fresh empty sequence): what the C
+    value codec reads for a ``for`` loop over a list or tuple (its C API's
+    ``seqiter_reduce``).
+
 Async generators (``_asyncgen.h``): ``read``/``write`` take them like
 generators (same frame, same head).  Beside the frame: ``ag_flags(agen)``
 (bit 0 ``ag_closed``, bit 1 ``ag_running_async``, bit 2 hooks taken),

@@ -10,7 +10,7 @@
  *
  * What must never live here: any struct layout.  Users of this header (the
  * snapshot layer's C engine, snapshot/_csnapshot.c, and the C value codec,
- * codec/_ccodec.c, for range iterators) are compiled without
+ * codec/_ccodec.c, for range, list and tuple iterators) are compiled without
  * Py_BUILD_CORE and see frames only through these functions.
  *
  * The functions behave exactly as their Python twins (frames.read and
@@ -25,7 +25,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
-#define COROSNAP_FRAMES_CAPI_VERSION 4
+#define COROSNAP_FRAMES_CAPI_VERSION 5
 #define COROSNAP_FRAMES_CAPI_MODULE "corosnap.frames"
 #define COROSNAP_FRAMES_CAPI_NAME "corosnap.frames._C_API"
 
@@ -86,6 +86,10 @@ typedef struct {
      * consumed); consumed -1 for 3.12+'s None) when it is an exact range
      * iterator, else 0.  Reads only. */
     int (*range_reduce)(PyObject *it, long out[4]);
+    /* seqiter_reduce(it, &seq, &index): 1 with seq (borrowed) and index as
+     * it.__reduce__() gives them ((iter, (seq,), index)) when it is an exact
+     * list or tuple iterator that is not exhausted, else 0.  Reads only. */
+    int (*seqiter_reduce)(PyObject *it, PyObject **seq, Py_ssize_t *index);
 } CorosnapFramesCAPI;
 
 /* The frame module's API, or NULL with ImportError.  Imports

@@ -294,6 +294,7 @@ frames_write(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 
 static CorosnapFramesCAPI cs_capi;
 static int cs_range_reduce(PyObject *it, long out[4]); /* _itertools.h */
+static int cs_seqiter_reduce(PyObject *it, PyObject **seq, Py_ssize_t *index); /* _itertools.h */
 
 static int
 cs_module_init(PyObject *m, int tagged_ints, int (*virtual_iterable)(PyObject *))
@@ -328,6 +329,7 @@ cs_module_init(PyObject *m, int tagged_ints, int (*virtual_iterable)(PyObject *)
         .code_of = cs_code_of,
         .virtual_iterable = virtual_iterable,
         .range_reduce = cs_range_reduce,
+        .seqiter_reduce = cs_seqiter_reduce,
     };
     PyObject *capsule = PyCapsule_New(&cs_capi, COROSNAP_FRAMES_CAPI_NAME, NULL);
     if (capsule == NULL) return -1;

@@ -1700,6 +1700,46 @@ cs_range_reduce(PyObject *it, long out[4])
     return 1;
 }
 
+/* ---- list and tuple iterators ----------------------------------------------
+ * Read only, for the value encoder's next commonest iterator (a for loop over
+ * a list or tuple, or an explicit iter() of one): what __reduce__ would say,
+ * (iter, (seq,), index), without building it.  1 with *seq (borrowed) and
+ * *index for an exact list or tuple iterator that is not exhausted, else 0
+ * (an exhausted one reduces to a fresh empty sequence: the caller asks
+ * __reduce__ itself). */
+static int
+cs_seqiter_reduce(PyObject *it, PyObject **seq, Py_ssize_t *index)
+{
+    PyObject *s;
+    Py_ssize_t i;
+    if (Py_IS_TYPE(it, &PyListIter_Type)) {
+        s = (PyObject *)((cs_listiter *)it)->it_seq;
+        i = ((cs_listiter *)it)->it_index;
+    }
+    else if (Py_IS_TYPE(it, &PyTupleIter_Type)) {
+        s = (PyObject *)((cs_tupleiter *)it)->it_seq;
+        i = ((cs_tupleiter *)it)->it_index;
+    }
+    else {
+        return 0;
+    }
+    if (s == NULL || i < 0) return 0;
+    *seq = s;
+    *index = i;
+    return 1;
+}
+
+/* seqiter_reduce(it) -> (seq, index), or None: cs_seqiter_reduce, for the
+ * tests. */
+static PyObject *
+frames_seqiter_reduce(PyObject *module, PyObject *it)
+{
+    PyObject *seq;
+    Py_ssize_t index;
+    if (!cs_seqiter_reduce(it, &seq, &index)) Py_RETURN_NONE;
+    return Py_BuildValue("(On)", seq, index);
+}
+
 /* range_reduce(it) -> (start, stop, step, consumed or None), or None when it
  * is not a range iterator: cs_range_reduce, for the tests. */
 static PyObject *
@@ -1729,13 +1769,21 @@ frames_iter_layouts(PyObject *module, PyObject *unused)
         }
         Py_DECREF(v);
     }
-    PyObject *v = PyLong_FromSsize_t((Py_ssize_t)sizeof(cs_rangeiter));
-    if (v == NULL || PyDict_SetItemString(out, "range_iterator", v) < 0) {
-        Py_XDECREF(v);
-        Py_DECREF(out);
-        return NULL;
+    struct {
+        const char *name;
+        size_t size;
+    } more[] = {{"range_iterator", sizeof(cs_rangeiter)},
+                {"list_iterator", sizeof(cs_listiter)},
+                {"tuple_iterator", sizeof(cs_tupleiter)}};
+    for (size_t k = 0; k < sizeof(more) / sizeof(more[0]); k++) {
+        PyObject *v = PyLong_FromSsize_t((Py_ssize_t)more[k].size);
+        if (v == NULL || PyDict_SetItemString(out, more[k].name, v) < 0) {
+            Py_XDECREF(v);
+            Py_DECREF(out);
+            return NULL;
+        }
+        Py_DECREF(v);
     }
-    Py_DECREF(v);
     return out;
 }
 
@@ -1748,6 +1796,8 @@ frames_iter_layouts(PyObject *module, PyObject *unused)
     {"iter_layouts", (PyCFunction)frames_iter_layouts, METH_NOARGS,             \
      "iter_layouts() -> {name: sizeof}: the restated iterator structs"},        \
     {"range_reduce", (PyCFunction)frames_range_reduce, METH_O,                  \
-     "range_reduce(it) -> (start, stop, step, consumed or None) or None"},
+     "range_reduce(it) -> (start, stop, step, consumed or None) or None"},      \
+    {"seqiter_reduce", (PyCFunction)frames_seqiter_reduce, METH_O,              \
+     "seqiter_reduce(it) -> (seq, index) or None"},
 
 #endif

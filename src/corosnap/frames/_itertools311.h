@@ -63,6 +63,15 @@ typedef struct {
 } cs_rangeiter;
 #define CS_RANGEITER_INDEX 1
 
+/* Objects/listobject.c and Objects/tupleobject.c (static there in 3.11; the
+ * same fields as 3.12+'s _PyListIterObject and _PyTupleIterObject). */
+typedef struct {
+    PyObject_HEAD
+    Py_ssize_t it_index;
+    PyObject *it_seq;           /* NULL once exhausted */
+} cs_listiter;
+typedef cs_listiter cs_tupleiter;
+
 #define CS_IT_CYCLE_FIRSTPASS 1   /* cycle has firstpass; index 0 on the first pass */
 #define CS_IT_BATCHED 0           /* no itertools.batched before 3.12 */
 #define CS_IT_BATCHED_STRICT 0

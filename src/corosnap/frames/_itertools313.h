@@ -71,6 +71,10 @@ typedef struct {
 #include "internal/pycore_range.h"
 typedef _PyRangeIterObject cs_rangeiter;
 #define CS_RANGEITER_INDEX 0
+#include "internal/pycore_list.h"
+#include "internal/pycore_tuple.h"
+typedef _PyListIterObject cs_listiter;
+typedef _PyTupleIterObject cs_tupleiter;
 
 #define CS_IT_CYCLE_FIRSTPASS 1
 #define CS_IT_BATCHED 1
