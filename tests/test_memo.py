@@ -89,6 +89,8 @@ def test_many_entries_grow_the_table_and_deleting_half_keeps_the_rest() -> None:
 
 def test_clearing_keeps_the_slots_a_snapshot_needs_and_drops_the_rest() -> None:
     memo = _memo()
+    assert _slots(memo) == 0  # no table before the first entry
+    memo[16] = 0
     small = _slots(memo)
     objs = [object() for _ in range(1_000)]
     for i, obj in enumerate(objs):

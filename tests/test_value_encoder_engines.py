@@ -355,6 +355,9 @@ def test_the_c_decoders_init_sets_every_slot_as_pythons_does(how: str) -> None:
     assert ENGINES["c"].Decoder.__init__ is not ENGINES["python"].Decoder.__init__
     python = {name: getattr(made["python"], name) for name in Decoder.__slots__}
     c = {name: getattr(made["c"], name) for name in Decoder.__slots__}
+    # the table of another type: depth, a C table of addresses
+    assert type(c.pop("depth")).__name__ == "Memo" and len(made["c"].depth) == 0
+    assert python.pop("depth") == {}
     for name, value in python.items():
         assert type(c[name]) is type(value), name
         if isinstance(value, dict | list | set) and value is not buffers:

@@ -907,12 +907,8 @@ memo_make(PyTypeObject *type)
 {
     MemoObject *m = (MemoObject *)type->tp_alloc(type, 0);
     if (m == NULL) return NULL;
-    m->table = PyMem_Calloc(MEMO_MIN_SLOTS, sizeof(MemoEntry));
-    if (m->table == NULL) {
-        Py_DECREF(m);
-        return PyErr_NoMemory();
-    }
-    m->mask = MEMO_MIN_SLOTS - 1;
+    m->table = NULL; /* made by the first entry */
+    m->mask = 0;
     m->used = 0;
     return (PyObject *)m;
 }
@@ -1019,7 +1015,7 @@ static PyObject *
 memo_pairs(MemoObject *m, int keys_only)
 {
     PyObject *out = PyList_New(0);
-    for (size_t i = 0; out != NULL && i <= m->mask; i++) {
+    for (size_t i = 0; out != NULL && m->table != NULL && i <= m->mask; i++) {
         if (m->table[i].key == NULL) continue;
         PyObject *k = PyLong_FromVoidPtr(m->table[i].key);
         PyObject *x = k == NULL || keys_only ? Py_XNewRef(k)
@@ -1052,7 +1048,7 @@ memo_repr(PyObject *self)
 {
     MemoObject *m = (MemoObject *)self;
     return PyUnicode_FromFormat("<corosnap Memo: %zd entries in %zu slots>", m->used,
-                                m->mask + 1);
+                                m->table == NULL ? (size_t)0 : m->mask + 1);
 }
 
 /* == and != with another Memo or a dict: the same ids with the same indexes. */
@@ -1065,7 +1061,7 @@ memo_richcompare(PyObject *self, PyObject *other, int op)
     MemoObject *m = (MemoObject *)self;
     int equal = (Py_ssize_t)m->used == PyObject_Length(other);
     if (equal && Memo_CheckExact(other)) {
-        for (size_t i = 0; equal && i <= m->mask; i++) {
+        for (size_t i = 0; equal && m->table != NULL && i <= m->mask; i++) {
             if (m->table[i].key == NULL) continue;
             equal = memo_get((MemoObject *)other, m->table[i].key) == m->table[i].value;
         }
@@ -3668,15 +3664,9 @@ typedef struct {
     /* The last reduce callable found not to be one of NEVER_CALLED: a
      * blob's instances of one class share it (a strong reference). */
     PyObject *last_func;
-    /* A filter of the ids in depth (see cd_depth_filter): NULL until this
-     * call has looked enough ids up; its bits answer "not in depth" for as
-     * long as depth has filter_size entries. */
-    uint64_t *filter;
-    Py_ssize_t filter_size, lookups;
-    /* The depth key last made (PyLong_FromVoidPtr(key_of)), for the second
-     * write of a reduced object's depth once its state is decoded. */
-    PyObject *key_of, *key;
 } Dec;
+
+#define CD_DEPTH(d) ((MemoObject *)(d)->depth)
 
 /* The offset of the object slot `name` of class `cls`, or -1 with ImportError. */
 static Py_ssize_t
@@ -3801,9 +3791,6 @@ cd_release(Dec *d)
     Py_CLEAR(d->follows);
     Py_CLEAR(d->strings);
     Py_CLEAR(d->last_func);
-    PyMem_Free(d->filter);
-    d->filter = NULL;
-    Py_CLEAR(d->key);
 }
 
 static int
@@ -3834,7 +3821,7 @@ cd_load(Dec *d, PyObject *self)
     d->member = Py_NewRef(v);
     CD_TABLE(G_MEMO, memo, PyList_CheckExact, "list")
     CD_TABLE(G_SHAPES, shapes, PyList_CheckExact, "list")
-    CD_TABLE(G_DEPTH, depth, PyDict_CheckExact, "dict")
+    CD_TABLE(G_DEPTH, depth, Memo_CheckExact, "corosnap Memo")
     CD_TABLE(G_PINNED, pinned, PyList_CheckExact, "list")
     CD_TABLE(G_FOLLOWER_TYPES, follower_types, PyDict_CheckExact, "dict")
     CD_TABLE(G_EXCEPTIONS, exceptions, PyList_CheckExact, "list")
@@ -3913,86 +3900,20 @@ cd_items_from(Dec *d, PyObject *items, Py_ssize_t start)
 #define CD_ITEMS(seq) (((PyListObject *)(seq))->ob_item)
 #define CD_TITEMS(seq) (((PyTupleObject *)(seq))->ob_item)
 
-/* The depth filter.  Decoder.depth maps id(obj) to a nesting count for the
- * objects a blob rebuilds; _nest looks up each part of each rebuilt object,
- * and most parts (ints, strs, enum members' neighbours) are in no entry:
- * each such lookup made an int of the address only to miss.  The filter is
- * a bitset over the addresses that are keys of depth, built from depth once
- * a call to dec() has looked up 32 ids and an eighth as many as depth holds
- * (building it costs a pass over depth's keys), kept up to date by this
- * call's own inserts, and trusted only while depth still has the number of
- * entries it has absorbed: depth only ever gains entries (nothing deletes
- * from it), so any other insert (a Python stage, a nested dec()) shows as a
- * size it did not see, and the filter is dropped until it pays again.  A
- * bit set answers nothing (the dict is asked); a bit clear means "not in
- * depth", as the dict would say. */
-enum { CD_FILTER_BITS = 14, CD_FILTER_MIN = 32 };
-
-static inline size_t
-cd_filter_bit(PyObject *p)
-{
-    uint64_t x = (uint64_t)((uintptr_t)p >> 4) * 0x9E3779B97F4A7C15ULL;
-    return (size_t)(x >> (64 - CD_FILTER_BITS));
-}
-
-/* 1 when d->filter answers for d->depth now, 0 when it does not (the dict
- * must be asked), -1 with an error. */
-static int
-cd_depth_filter(Dec *d)
-{
-    Py_ssize_t size = PyDict_GET_SIZE(d->depth);
-    if (d->filter != NULL) {
-        if (size == d->filter_size) return 1;
-        PyMem_Free(d->filter); /* an insert it did not see */
-        d->filter = NULL;
-        d->lookups = 0;
-    }
-    if (++d->lookups < CD_FILTER_MIN || d->lookups < size / 8) return 0;
-    d->filter = (uint64_t *)PyMem_Calloc((size_t)1 << (CD_FILTER_BITS - 6), sizeof(uint64_t));
-    if (d->filter == NULL) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    Py_ssize_t pos = 0;
-    PyObject *key, *value;
-    while (PyDict_Next(d->depth, &pos, &key, &value)) {
-        void *p = PyLong_CheckExact(key) ? PyLong_AsVoidPtr(key) : NULL;
-        if (p == NULL) { /* not an address (nothing of ours puts one there) */
-            PyErr_Clear();
-            PyMem_Free(d->filter);
-            d->filter = NULL;
-            d->lookups = PY_SSIZE_T_MIN; /* never again in this call */
-            return 0;
-        }
-        size_t bit = cd_filter_bit((PyObject *)p);
-        d->filter[bit >> 6] |= (uint64_t)1 << (bit & 63);
-    }
-    d->filter_size = size;
-    return 1;
-}
+/* Decoder.depth maps id(obj) to a nesting count for the objects a blob
+ * rebuilds; _nest looks up each part of each rebuilt object, and most parts
+ * (ints, strs, enum members' neighbours) are in no entry.  Under the C
+ * engine it is a Memo (codec/_memo.h): a miss is one probe of a table of
+ * addresses, no int made for the id. */
 
 /* Decoder._nest over the n objects at parts: 1 + the deepest recorded chain. */
 static Py_ssize_t
 cd_nest_array(Dec *d, PyObject *const *parts, Py_ssize_t n, Py_ssize_t deepest)
 {
-    if (PyDict_GET_SIZE(d->depth) == 0) return deepest;
-    int filtered = cd_depth_filter(d); /* no Python code runs below */
-    if (filtered < 0) return -1;
+    MemoObject *depth = CD_DEPTH(d);
+    if (depth->used == 0) return deepest;
     for (Py_ssize_t i = 0; i < n; i++) {
-        if (filtered) {
-            size_t bit = cd_filter_bit(parts[i]);
-            if (!((d->filter[bit >> 6] >> (bit & 63)) & 1)) continue; /* not in depth */
-        }
-        PyObject *key = PyLong_FromVoidPtr(parts[i]);
-        if (key == NULL) return -1;
-        PyObject *depth = PyDict_GetItemWithError(d->depth, key);
-        Py_DECREF(key);
-        if (depth == NULL) {
-            if (PyErr_Occurred()) return -1;
-            continue;
-        }
-        Py_ssize_t x = PyLong_AsSsize_t(depth);
-        if (x == -1 && PyErr_Occurred()) return -1;
+        Py_ssize_t x = memo_get(depth, parts[i]);
         if (x > deepest) deepest = x;
     }
     return deepest;
@@ -4014,25 +3935,7 @@ cd_nest_done(Py_ssize_t deepest)
 static int
 cd_set_depth(Dec *d, PyObject *obj, Py_ssize_t nest)
 {
-    Py_ssize_t before = PyDict_GET_SIZE(d->depth);
-    if (d->key == NULL || d->key_of != obj) {
-        /* obj is alive (in the memo or pinned) as long as this call: its
-         * address names it */
-        Py_XSETREF(d->key, PyLong_FromVoidPtr(obj));
-        d->key_of = obj;
-        if (d->key == NULL) return -1;
-    }
-    PyObject *value = PyLong_FromSsize_t(nest);
-    int rc = value == NULL ? -1 : PyDict_SetItem(d->depth, d->key, value);
-    Py_XDECREF(value);
-    if (rc == 0 && d->filter != NULL && before == d->filter_size) {
-        /* an insert of this call: the filter absorbs it (an int key and
-         * value: no Python code ran) */
-        size_t bit = cd_filter_bit(obj);
-        d->filter[bit >> 6] |= (uint64_t)1 << (bit & 63);
-        d->filter_size = PyDict_GET_SIZE(d->depth);
-    }
-    return rc;
+    return memo_put(CD_DEPTH(d), obj, nest, 1, NULL) < 0 ? -1 : 0;
 }
 
 /* The current exception, when it is a TypeError, becomes
@@ -4136,7 +4039,7 @@ cd_tuple(Dec *d, PyObject *v)
     if (items == NULL) return NULL;
     PyObject *out = PyList_AsTuple(items);
     Py_DECREF(items);
-    if (out == NULL || PyDict_GET_SIZE(d->depth) == 0) return out;
+    if (out == NULL || CD_DEPTH(d)->used == 0) return out;
     /* Hashed without CPython's recursion guard (see Decoder.__init__). */
     Py_ssize_t nest = cd_nest_done(cd_nest_array(d, CD_TITEMS(out),
                                                  PyTuple_GET_SIZE(out), 0));
@@ -5260,11 +5163,11 @@ static PyMethodDef ci_note_globals_def = {
 
 /* DI_BUDGET: MAX_CYCLE_WALK of codec/_decoder.py (read at each __init__);
  * DI_NONE: None (cstate, migration: set later by the snapshot layer). */
-enum { DI_LIST, DI_SET, DI_DICT, DI_FRAMES, DI_SAFE, DI_ALLOW, DI_BUFFERS, DI_BUDGET, DI_NONE };
+enum { DI_MEMO, DI_LIST, DI_SET, DI_DICT, DI_FRAMES, DI_SAFE, DI_ALLOW, DI_BUFFERS, DI_BUDGET, DI_NONE };
 static SlotSpec di_slots[] = {
     {"memo", DI_LIST}, {"strings", DI_LIST}, {"codes", DI_LIST}, {"shapes", DI_LIST},
     {"safe", DI_SAFE}, {"allow", DI_ALLOW}, {"frames", DI_FRAMES}, {"active", DI_SET},
-    {"depth", DI_DICT}, {"pinned", DI_LIST}, {"follows", DI_DICT}, {"building", DI_SET},
+    {"depth", DI_MEMO}, {"pinned", DI_LIST}, {"follows", DI_DICT}, {"building", DI_SET},
     {"settled", DI_SET}, {"walk_budget", DI_BUDGET}, {"follower_types", DI_DICT},
     {"exceptions", DI_LIST}, {"cstate", DI_NONE}, {"buffers", DI_BUFFERS},
     {"after", DI_LIST}, {"migration", DI_NONE}};
@@ -5328,6 +5231,7 @@ di_fill(PyObject *self, PyObject *const *vals, PyObject *const *shared)
         PyObject *v = shared != NULL && shared_of[k] >= 0 ? Py_NewRef(shared[shared_of[k]]) : NULL;
         if (v == NULL) {
             switch (di_slots[k].how) {
+            case DI_MEMO: v = memo_make(&Memo_Type); break;
             case DI_LIST: v = PyList_New(0); break;
             case DI_SET: v = PySet_New(NULL); break;
             case DI_DICT: v = PyDict_New(); break;

@@ -27,7 +27,7 @@ import sys
 import types
 from array import array
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from typing import Any, Protocol
 
 from msgpack import ExtType
@@ -287,7 +287,7 @@ class Decoder:
         # items without the guard (3.12+ hash a slice's fields the same way),
         # so a tuple counts one more than its deepest item, and is pinned
         # while it is counted (it is not in the memo; its id must stay its own).
-        self.depth: dict[int, int] = {}
+        self.depth: MutableMapping[int, int] = {}  # the C engine's: a _ccodec.Memo
         self.pinned: list[Any] = []
         # The unguarded-cycle check (_check_no_unguarded_cycle): for each
         # rebuilt object whose type follows_unguarded(), the rebuilt objects

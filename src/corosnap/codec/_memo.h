@@ -17,7 +17,9 @@
  *
  * The table: open addressing, linear probing, a power-of-two size kept at
  * most two thirds full; NULL marks an empty slot (no object has address 0);
- * deletion shifts the entries after it back, so no tombstones.  The type
+ * deletion shifts the entries after it back, so no tombstones.  A new Memo
+ * has no table until its first entry (table NULL, mask 0): most decoders
+ * never record a depth.  The type
  * object (codec/_ccodec.c: corosnap.codec._ccodec.Memo) is defined once;
  * this header gives every C file that includes it the same operations on
  * the same struct.  It holds no Python object: the encoder's `keep` list
@@ -70,6 +72,7 @@ memo_slot(MemoObject *m, const void *key)
 static inline Py_ssize_t
 memo_get(MemoObject *m, const void *key)
 {
+    if (m->table == NULL) return -1;
     MemoEntry *e = memo_slot(m, key);
     return e->key == NULL ? -1 : e->value;
 }
@@ -86,7 +89,7 @@ memo_resize(MemoObject *m, size_t slots)
     }
     m->table = table;
     m->mask = slots - 1;
-    for (size_t i = 0; old != NULL && i < old_slots; i++) {
+    for (size_t i = 0; old != NULL && i < old_slots; i++) { /* old NULL: no table yet */
         if (old[i].key != NULL) *memo_slot(m, old[i].key) = old[i];
     }
     PyMem_Free(old);
@@ -99,6 +102,7 @@ memo_resize(MemoObject *m, size_t slots)
 static inline int
 memo_put(MemoObject *m, void *key, Py_ssize_t value, int replace, Py_ssize_t *had)
 {
+    if (m->table == NULL && memo_resize(m, MEMO_MIN_SLOTS) < 0) return -1;
     MemoEntry *e = memo_slot(m, key);
     if (e->key != NULL) {
         if (had != NULL) *had = e->value;
@@ -122,6 +126,7 @@ memo_put(MemoObject *m, void *key, Py_ssize_t value, int replace, Py_ssize_t *ha
 static inline int
 memo_del(MemoObject *m, const void *key)
 {
+    if (m->table == NULL) return 0;
     MemoEntry *e = memo_slot(m, key);
     if (e->key == NULL) return 0;
     size_t hole = (size_t)(e - m->table), j = hole;
@@ -147,6 +152,7 @@ memo_del(MemoObject *m, const void *key)
 static inline int
 memo_clear(MemoObject *m)
 {
+    if (m->table == NULL) return 0;
     size_t slots = m->mask + 1;
     if (slots > MEMO_MIN_SLOTS && (size_t)m->used * 4 < slots) {
         MemoEntry *table = PyMem_Calloc(MEMO_MIN_SLOTS, sizeof(MemoEntry));
