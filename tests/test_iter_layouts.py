@@ -302,6 +302,21 @@ def test_list_and_tuple_iterators_read_what_their_reduce_says(seq: Any) -> None:
     assert frames.seqiter_reduce(i) is None  # exhausted for good
 
 
+@pytest.mark.parametrize("seq", [[1, 2, 3], (1, 2, 3)])
+@pytest.mark.parametrize("state", [-5, -1, 0, 2, 3, 10])
+def test_an_iterator_set_to_any_position_reads_as_its_reduce(seq: Any, state: int) -> None:
+    """__setstate__ clamps; on 3.13+ a negative one leaves a list iterator
+    marked exhausted (index -1) with its list still set, which its reduce
+    gives as a fresh empty list: seqiter_reduce must say nothing then."""
+    i = iter(seq)
+    i.__setstate__(state)  # type: ignore[attr-defined]
+    reduced = i.__reduce__()
+    if len(reduced) == 3:
+        assert frames.seqiter_reduce(i) == (reduced[1][0], reduced[2])
+    else:
+        assert frames.seqiter_reduce(i) is None
+
+
 def test_a_list_iterator_past_a_shrunk_list_reads_as_its_reduce() -> None:
     items = [1, 2, 3]
     i = iter(items)

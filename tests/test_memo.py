@@ -238,3 +238,25 @@ def test_a_rolled_back_value_leaves_no_code_behind(engine: str) -> None:
     for x in (restored, again, later, g, *_KEEP):
         x.close()
     _KEEP.clear()
+
+
+def test_deleting_an_entry_moves_back_the_ones_that_wrapped_past_the_end() -> None:
+    """Backward-shift deletion across the end of the table: two keys whose
+    home is the last slot (the second wraps to slot 0) and one whose home is
+    slot 0 (pushed to slot 1); deleting the first must move both back."""
+    mask64 = (1 << 64) - 1
+
+    def home(key: int) -> int:
+        x = ((key >> 4) * 0x9E3779B97F4A7C15) & mask64
+        return (x ^ (x >> 29)) & 63
+
+    candidates = range(16, 16 * 100_000, 16)
+    a, b = [k for k in candidates if home(k) == 63][:2]
+    c = next(k for k in candidates if home(k) == 0)
+    memo = _memo()
+    memo[a], memo[b], memo[c] = 1, 2, 3
+    assert _slots(memo) == 64  # the homes above are for the smallest table
+    del memo[a]
+    assert memo.get(a) is None and memo.get(b) == 2 and memo.get(c) == 3 and len(memo) == 2
+    del memo[c]
+    assert memo.get(b) == 2 and len(memo) == 1

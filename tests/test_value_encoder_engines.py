@@ -216,6 +216,14 @@ def test_builtin_iterators_encode_to_the_same_bytes(index: int) -> None:
     _same_bytes(g)
 
 
+class ListSub(list[Any]):
+    pass
+
+
+class TupleSub(tuple[Any, ...]):
+    pass
+
+
 def _sequence_iterators() -> list[Any]:
     shared = [1, [2], 3]
     mid, done, shrunk = iter(shared), iter([7]), iter([4, 5, 6])
@@ -228,10 +236,15 @@ def _sequence_iterators() -> list[Any]:
     next(tup)
     tup_done = iter(())
     next(tup_done, None)
+    reset = iter([1, 2])
+    reset.__setstate__(-1)  # type: ignore[attr-defined]  # exhausted on 3.13+
+    inside = [1]
+    inside.append(iter(inside))  # an iterator inside its own list
     return [
         [iter(shared), mid, shared, mid],  # the list shared with its iterators
         [done, iter([])], [shrunk], [tup, tup_done, iter((1,))],
-        {"a": iter([{"k": 1}]), "b": iter((None,))},
+        {"a": iter([{"k": 1}]), "b": iter((None,))}, [reset], inside,
+        [iter(ListSub([1, 2])), iter(TupleSub((3,)))],  # over subclasses: reduced
     ]
 
 
@@ -240,9 +253,41 @@ def test_list_and_tuple_iterators_encode_to_the_same_bytes(index: int) -> None:
     """The C encoder reads a running list or tuple iterator's struct (the
     frames layer's seqiter_reduce) instead of calling __reduce__; an exhausted
     one goes through __reduce__ (a fresh empty sequence) on both engines."""
-    g = zoo.holds(_sequence_iterators()[index])
+    value = _sequence_iterators()[index]
+    g = zoo.holds(value)
     next(g)
     _same_bytes(g)
+    restored = corosnap.loads(corosnap.dumps(g))  # and it loads
+    assert type(restored.gi_frame.f_locals["value"]) is type(value)
+    restored.close()
+    g.close()
+
+
+class _RollsBackAnIteratorInItsList:
+    """Its protocol-4 reduce holds an iterator inside its own list (met twice:
+    registered twice) and then itself, which is refused: the rollback must
+    drop the iterator's memo entry once, and the fallback pickles it."""
+
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        if protocol == 4:
+            items: list[Any] = [1]
+            items.append(iter(items))
+            return (_RollsBackAnIteratorInItsList, (items, self))
+        return (_RollsBackAnIteratorInItsList, (self.tag,))
+
+
+def test_a_rollback_over_an_object_registered_twice_is_clean() -> None:
+    for engine in ("python", "c"):
+        snap = default()._with_engine(engine)
+        g = zoo.holds([_RollsBackAnIteratorInItsList("t")])
+        next(g)
+        restored = snap.loads(snap.dumps(g))
+        assert restored.gi_frame.f_locals["value"][0].tag == "t"
+        restored.close()
+        g.close()
 
 
 @pytest.mark.parametrize("value", [

@@ -27,6 +27,8 @@ class Point:           # a class: stored by name
     x: int
     y: int
 
+SETTINGS = Point(7, 7)  # a module-level instance: in the module's index, by reference
+
 def helper(items):
     total = 0
     for item in items:
@@ -37,6 +39,7 @@ def helper(items):
 
 def job(items):
     origin = Point(0, 0)
+    settings = SETTINGS
     log = REGISTRY
     fn = helper
     doubled = yield from (x * 2 for x in items)   # a nested code
@@ -73,8 +76,10 @@ def test_200_dynamic_modules_snapshotted_restored_and_dropped_are_freed() -> Non
         signed = snapshotter.dumps(g)
         again = snapshotter.loads(signed)
         assert again.send(None) == 6
+        assert restored.gi_frame.f_locals["settings"] is module.SETTINGS
         refs += [weakref.ref(module), weakref.ref(module.job.__code__),
-                 weakref.ref(module.helper), weakref.ref(module.Point)]
+                 weakref.ref(module.helper), weakref.ref(module.Point),
+                 weakref.ref(module.SETTINGS)]
         g.close()
         restored.close()
         again.close()

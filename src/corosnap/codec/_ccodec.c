@@ -1059,7 +1059,9 @@ memo_richcompare(PyObject *self, PyObject *other, int op)
         Py_RETURN_NOTIMPLEMENTED;
     }
     MemoObject *m = (MemoObject *)self;
-    int equal = (Py_ssize_t)m->used == PyObject_Length(other);
+    Py_ssize_t n = PyObject_Length(other);
+    if (n < 0) return NULL;
+    int equal = m->used == n;
     if (equal && Memo_CheckExact(other)) {
         for (size_t i = 0; equal && m->table != NULL && i <= m->mask; i++) {
             if (m->table[i].key == NULL) continue;
@@ -1090,7 +1092,8 @@ static PySequenceMethods memo_as_sequence = {.sq_contains = memo_contains};
 static PyMethodDef memo_methods[] = {
     {"get", (PyCFunction)(void (*)(void))memo_get_method, METH_FASTCALL,
      "get(id, default=None): the memo index of the object with this id, or default."},
-    {"clear", memo_clear_method, METH_NOARGS, "Empty the memo (it keeps its slots)."},
+    {"clear", memo_clear_method, METH_NOARGS,
+     "Empty the memo (it keeps its slots, unless it had far more than it held)."},
     {"items", memo_items_method, METH_NOARGS, "[(id, memo index)], in no particular order."},
     {NULL, NULL, 0, NULL}};
 
@@ -3504,6 +3507,12 @@ cv_seqiter(Enc *e, PyObject *v)
         seq = Py_NewRef(PyTuple_GET_ITEM(args, 0));
         index = n == 3 ? Py_NewRef(PyTuple_GET_ITEM(rv, 2)) : PyLong_FromLong(0);
         Py_DECREF(rv);
+    }
+    if (!PyList_CheckExact(seq) && !PyTuple_CheckExact(seq)) {
+        /* over a subclass: the reduce protocol, as Encoder._seqiter says */
+        Py_DECREF(seq);
+        Py_XDECREF(index);
+        return cv_call(e, cv_s_enc_other, v);
     }
     PyObject *encoded = index == NULL ? NULL : cv_enc(e, seq);
     Py_DECREF(seq);

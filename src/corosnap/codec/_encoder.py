@@ -388,8 +388,12 @@ class Encoder:
     def _rollback(self, cp: tuple[int, int, int, int, int]) -> None:
         nkeep, nstrings, ncodes, nshapes, noffered = cp
         del self.offered[noffered:]
+        memo = self.memo
         for obj in self.keep[nkeep:]:
-            del self.memo[id(obj)]
+            # an object may be in keep twice (an iterator met again inside its
+            # own sequence is registered by both visits): its entry goes once
+            if id(obj) in memo:
+                del memo[id(obj)]
         del self.keep[nkeep:]
         for text in list(self.strings)[nstrings:]:
             del self.strings[text]
@@ -719,6 +723,10 @@ class Encoder:
             return ref_ext(i)
         rv = v.__reduce__()
         seq = rv[1][0]
+        if type(seq) not in _SEQ_TYPES:
+            # over a subclass of list, tuple, str or bytes: the reduce
+            # protocol (the decoder takes T_SEQITER over the four types only)
+            return self._other(v)
         index = rv[2] if len(rv) > 2 else 0
         encoded = self.enc(seq)
         self.register(v)
@@ -999,6 +1007,9 @@ class Encoder:
         self.register(v)
         return ExtType(EXT_PICKLE, payload)
 
+
+_SEQ_TYPES = frozenset({list, tuple, str, bytes})
+"""The sequences a T_SEQITER iterates (the decoder's _SEQ_TYPES)."""
 
 _DICT_ITER_KINDS: dict[type, int] = {
     type(iter({})): 0, type(iter({}.values())): 1, type(iter({}.items())): 2,

@@ -22,9 +22,12 @@
  * never record a depth.  The type
  * object (codec/_ccodec.c: corosnap.codec._ccodec.Memo) is defined once;
  * this header gives every C file that includes it the same operations on
- * the same struct.  It holds no Python object: the encoder's `keep` list
- * keeps every registered object alive, so an address cannot be reused while
- * it is in the table.
+ * the same struct.  It holds no Python object: whoever fills one keeps its
+ * keys' objects alive for as long as their addresses are in it, so an
+ * address cannot be reused meanwhile (Encoder.memo: the encoder's `keep`
+ * list; Encoder.codes: the generators being captured, which hold their
+ * code; Decoder.depth: the decoder's memo and `pinned`; a ModuleIndex's
+ * table: the index's own values).
  */
 #ifndef COROSNAP_MEMO_H
 #define COROSNAP_MEMO_H
@@ -148,23 +151,21 @@ memo_del(MemoObject *m, const void *key)
 }
 
 /* Empty the table.  It keeps its slots unless a quarter of them would have
- * held what it held: then it goes back to the smallest size. */
+ * held what it held: then it goes back to the smallest size (kept and
+ * emptied when there is no memory for that).  Never fails. */
 static inline int
 memo_clear(MemoObject *m)
 {
     if (m->table == NULL) return 0;
     size_t slots = m->mask + 1;
-    if (slots > MEMO_MIN_SLOTS && (size_t)m->used * 4 < slots) {
-        MemoEntry *table = PyMem_Calloc(MEMO_MIN_SLOTS, sizeof(MemoEntry));
-        if (table == NULL) {
-            PyErr_NoMemory();
-            return -1;
-        }
+    MemoEntry *table = slots > MEMO_MIN_SLOTS && (size_t)m->used * 4 < slots
+        ? PyMem_Calloc(MEMO_MIN_SLOTS, sizeof(MemoEntry)) : NULL;
+    if (table != NULL) {
         PyMem_Free(m->table);
         m->table = table;
         m->mask = MEMO_MIN_SLOTS - 1;
     }
-    else if (m->used != 0) {
+    else if (m->used != 0) { /* kept (or no memory for a smaller one): emptied */
         memset(m->table, 0, slots * sizeof(MemoEntry));
     }
     m->used = 0;
