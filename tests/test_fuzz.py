@@ -336,3 +336,22 @@ def test_a_set_of_objects_hashed_by_address_reads_the_same_in_any_order() -> Non
         views.add(fuzz._short_repr.repr(set(items)))
         views.add(fuzz._short_repr.repr(frozenset(items)).replace("frozenset(", "", 1)[:-1])
     assert len(views) == 1, views
+
+
+def test_the_fuzzer_calls_only_functions_running_the_zoos_own_code() -> None:
+    """A function rebuilt from a damaged pickle payload (default mode unpickles,
+    which runs whatever code the payload carries) must not be called by the
+    fuzzer: CPython executes damaged bytecode as it is.  A zoo function that
+    went through the fallback pickler is still called (its code compares equal)."""
+    import types
+
+    import cloudpickle
+
+    assert fuzz._callable_ok(zoo.square) and fuzz._callable_ok(zoo.double)
+    assert fuzz._callable_ok(cloudpickle.loads(cloudpickle.dumps(zoo.square)))
+    damaged = zoo.square.__code__.replace(co_code=bytes(len(zoo.square.__code__.co_code)))
+    rebuilt = types.FunctionType(damaged, vars(zoo), "<lambda>")
+    assert rebuilt.__module__ == "corosnap_fuzz.zoo" and not fuzz._callable_ok(rebuilt)
+    assert not fuzz._callable_ok(functools.partial(rebuilt, 1))
+    klass = type("Made", (), {"__init__": rebuilt, "__module__": "corosnap_fuzz.zoo"})
+    assert not fuzz._callable_ok(klass) and fuzz._callable_ok(zoo.Point)

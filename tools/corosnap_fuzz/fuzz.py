@@ -1726,6 +1726,38 @@ _SAFE_BUILTINS = frozenset({"len", "max", "min", "abs", "repr", "hash", "iter", 
 ``breakpoint``, ``open``, ``exit``: a blob may name any global in default mode)."""
 
 
+def _zoo_codes() -> frozenset[types.CodeType]:
+    """Every code object the zoo's own source defines (functions, methods,
+    lambdas and nested code, through co_consts)."""
+    found: set[types.CodeType] = set()
+    todo: list[Any] = list(vars(zoo).values())
+    seen: set[int] = set()
+    while todo:
+        obj = todo.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, types.CodeType):
+            found.add(obj)
+            todo.extend(c for c in obj.co_consts if isinstance(c, types.CodeType))
+        elif isinstance(obj, types.FunctionType):
+            todo.append(obj.__code__)
+        elif isinstance(obj, (staticmethod, classmethod)):
+            todo.append(obj.__func__)
+        elif isinstance(obj, property):
+            todo.extend(f for f in (obj.fget, obj.fset, obj.fdel) if f is not None)
+        elif isinstance(obj, type) and obj.__module__ == zoo.__name__:
+            todo.extend(vars(obj).values())
+    return frozenset(found)
+
+
+_ZOO_CODES = _zoo_codes()
+"""A function the fuzzer calls must run one of these (compared with ==, so a
+zoo lambda that went through the fallback pickler still qualifies): a function
+rebuilt from a damaged pickle payload carries bytecode of the damage's making,
+which CPython executes as it is (default mode runs pickled code by design)."""
+
+
 def _callable_ok(v: Any) -> bool:
     """Whether calling ``v`` can only run code of the zoo, of data types and of
     the harmless builtins above.  Partials and methods are unwrapped; one that
@@ -1750,9 +1782,13 @@ def _callable_ok(v: Any) -> bool:
                    types.MethodDescriptorType):
         return getattr(v, "__objclass__", type).__module__ in _SAFE_CALL_MODULES
     module = getattr(v, "__module__", None)
-    if isinstance(v, type) or type(v) is types.FunctionType:
-        return module == "corosnap_fuzz.zoo" or (isinstance(v, type) and
-                                                 module in _SAFE_CALL_MODULES)
+    if type(v) is types.FunctionType:
+        return module == "corosnap_fuzz.zoo" and v.__code__ in _ZOO_CODES
+    if isinstance(v, type):
+        if module == "corosnap_fuzz.zoo":  # its methods' code the zoo's own, as above
+            return all(f.__code__ in _ZOO_CODES for klass in v.__mro__
+                       for f in vars(klass).values() if type(f) is types.FunctionType)
+        return module in _SAFE_CALL_MODULES
     return type(v).__module__ in _SAFE_CALL_MODULES and callable(v)
 
 
