@@ -1411,20 +1411,13 @@ cv_memo_ref(Enc *e, PyObject *v, PyObject **out)
     return *out == NULL ? -1 : 1;
 }
 
-/* Encoder.register: v is memo entry len(keep) (key: id(v), for the callers
- * that hold it for the other tables; the memo is keyed by the address). */
+/* Encoder.register: v is memo entry len(keep) (the memo is keyed by the
+ * address itself). */
 static int
 cv_register(Enc *e, PyObject *v)
 {
     if (memo_put(CV_MEMO(e), v, PyList_GET_SIZE(e->keep), 1, NULL) < 0) return -1;
     return PyList_Append(e->keep, v);
-}
-
-static int
-cv_register_key(Enc *e, PyObject *key, PyObject *v)
-{
-    (void)key;
-    return cv_register(e, v);
 }
 
 static PyObject *
@@ -1481,7 +1474,7 @@ cv_module_value_c(Enc *e, PyObject *v, PyObject *key, PyObject **out)
         }
         Py_INCREF(hit);
         PyObject *module = NULL, *name = NULL;
-        if (cv_register_key(e, key, v) < 0 ||
+        if (cv_register(e, v) < 0 ||
             (module = cv_string(e, PyTuple_GET_ITEM(hit, 0))) == NULL ||
             (name = cv_string(e, PyTuple_GET_ITEM(hit, 1))) == NULL ||
             (*out = PyList_New(3)) == NULL) {
@@ -2405,7 +2398,7 @@ static int cw_enc(Enc *e, W *w, PyObject *v);
 
 /* The start of a container's encoding: 1 when it is known already (its
  * back-reference or global reference written), 0 once it is registered
- * (memo and keep), -1 on error: cv_known then cv_register_key.  When the
+ * (memo and keep), -1 on error: cv_known then cv_register.  When the
  * frames' modules are resolved and indexed by one dict (global_ids) that
  * does not hold v, the memo is asked and filled with one lookup
  * (PyDict_SetDefault); no Python code runs in between. */
@@ -2442,7 +2435,7 @@ cw_start(Enc *e, W *w, PyObject *v)
     if (r == 0 && key == NULL && (key = PyLong_FromVoidPtr(v)) == NULL) r = -1;
     if (r == 0) r = cv_known(e, v, key, &out);
     if (r == 0) {
-        r = cv_register_key(e, key, v) < 0 ? -1 : 0;
+        r = cv_register(e, v) < 0 ? -1 : 0;
     }
     else if (r > 0) {
         r = w_tree_steal(w, out) < 0 ? -1 : 1;
@@ -2946,7 +2939,7 @@ cv_reduce(Enc *e, PyObject *v, PyObject *key)
             Py_CLEAR(head);
         }
     }
-    if (head == NULL || cv_register_key(e, key, v) < 0) goto done;
+    if (head == NULL || cv_register(e, v) < 0) goto done;
     PyObject *tail[3] = {NULL, NULL, NULL};
     int ok = 1;
     if (state != Py_None) {
@@ -3383,14 +3376,9 @@ static CorosnapFramesCAPI *cv_frames_api = NULL;
 static PyObject *
 cv_rangeiter(Enc *e, PyObject *v)
 {
-    PyObject *key = PyLong_FromVoidPtr(v);
-    if (key == NULL) return NULL;
     PyObject *out = NULL;
     int found = cv_memo_ref(e, v, &out);
-    if (found != 0) {
-        Py_DECREF(key);
-        return found < 0 ? NULL : out;
-    }
+    if (found != 0) return found < 0 ? NULL : out;
     /* 3.11 reduces to (iter, (the whole range,), items consumed); 3.12+ to
      * (iter, (the remaining range,), None), taken as range(stop) advanced by
      * start when step is 1 and start >= 0.  The frames layer reads the
@@ -3450,11 +3438,9 @@ cv_rangeiter(Enc *e, PyObject *v)
     Py_CLEAR(reduced);
 reduced:
     if (!ok || step != 1 || start != 0) {
-        Py_DECREF(key);
         return cv_call(e, cv_s_enc_other, v); /* another shape: Python's */
     }
-    if (cv_register_key(e, key, v) < 0) goto error;
-    Py_CLEAR(key);
+    if (cv_register(e, v) < 0) goto error;
     out = PyList_New(3);
     if (out == NULL) return NULL;
     PyList_SET_ITEM(out, 0, Py_NewRef(cv_tags[T_RANGEITER]));
@@ -3470,7 +3456,6 @@ reduced:
     return out;
 error:
     Py_XDECREF(reduced);
-    Py_XDECREF(key);
     return NULL;
 }
 
