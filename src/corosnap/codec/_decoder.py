@@ -57,6 +57,7 @@ from ._tags import (
     EXT_REF,
     INT_TYPECODES,
     MAX_EQUAL_HASHES,
+    SEQITER_TYPES,
     SHAPE_MIN,
     T_CELL,
     T_DICT,
@@ -80,8 +81,6 @@ from ._tags import (
     T_SHAPED,
     T_TUPLE,
 )
-
-_SEQ_TYPES = frozenset({list, tuple, str, bytes})
 
 MAX_NESTING = 2_000
 """The deepest chain of recursion-unguarded objects a blob may build (iterators
@@ -880,7 +879,7 @@ class Decoder:
         if len(v) != 3 or type(v[2]) is not int:
             raise CorruptSnapshot("malformed sequence iterator")
         seq = self.dec(v[1])
-        if type(seq) not in _SEQ_TYPES:
+        if type(seq) not in SEQITER_TYPES:
             raise CorruptSnapshot(f"a sequence iterator over a {type(seq).__name__}")
         it = iter(seq)
         it.__setstate__(v[2])

@@ -66,6 +66,7 @@ from ._tags import (
     EXT_SURROGATE_STR,
     EXT_WELLKNOWN,
     INTLIST_MIN,
+    SEQITER_TYPES,
     SHAPE_MIN,
     T_CELL,
     T_DICT,
@@ -723,7 +724,7 @@ class Encoder:
             return ref_ext(i)
         rv = v.__reduce__()
         seq = rv[1][0]
-        if type(seq) not in _SEQ_TYPES:
+        if type(seq) not in SEQITER_TYPES:
             # over a subclass of list, tuple, str or bytes: the reduce
             # protocol (the decoder takes T_SEQITER over the four types only)
             return self._other(v)
@@ -1007,9 +1008,6 @@ class Encoder:
         self.register(v)
         return ExtType(EXT_PICKLE, payload)
 
-
-_SEQ_TYPES = frozenset({list, tuple, str, bytes})
-"""The sequences a T_SEQITER iterates (the decoder's _SEQ_TYPES)."""
 
 _DICT_ITER_KINDS: dict[type, int] = {
     type(iter({})): 0, type(iter({}.values())): 1, type(iter({}.items())): 2,

@@ -97,6 +97,10 @@ MAX_EQUAL_HASHES = 64
 this many distinct big ints or complex numbers of one blob, may share a hash
 (hash flooding); smaller containers are not checked."""
 
+SEQITER_TYPES = frozenset({list, tuple, str, bytes})
+"""The exact types a T_SEQITER iterates; an iterator over anything else (a
+subclass) goes through the reduce protocol."""
+
 SHAPE_MIN = 2
 """A dict with at least this many keys, all str, defines or reuses a shape."""
 
