@@ -514,3 +514,30 @@ def test_a_decoder_dec_replaced_after_first_use_is_called() -> None:
     assert seen == [[[1, 2]]]
     seen.clear()
     assert next(_load_root(snap)(blob)) == want and seen == []  # direct again
+
+
+@needs_c
+def test_a_fingerprint_with_the_hash_of_a_kept_one_is_told_apart() -> None:
+    """The C restore keeps the code keys it met, in a slot picked by their
+    fingerprint's hash: a blob whose fingerprint has the same hash as a kept
+    key's (it differs by 2**61 - 1) but names the same function is refused
+    as the Python engine refuses it, not restored with the kept code."""
+    g = counter(20)
+    next(g)
+    blob = corosnap.dumps(g)
+    for _ in range(3):  # found by the Python engine, then kept by the C one
+        corosnap.loads(blob).close()
+    tree = msgpack.unpackb(blob, strict_map_key=False)
+    fp, m = tree[3], 2**61 - 1
+    tree[3] = fp - m if fp >= m else fp + m
+    assert hash(tree[3]) == hash(fp) and tree[3] != fp
+    forged = msgpack.packb(tree)
+    general = Snapshotter()._with_engine("python")
+    with pytest.raises(corosnap.CodeMismatch) as python_error:
+        general.loads(forged)
+    for _ in range(2):
+        with pytest.raises(corosnap.CodeMismatch) as c_error:
+            corosnap.loads(forged)
+        assert str(c_error.value) == str(python_error.value)
+    restored = corosnap.loads(blob)  # the kept key still finds its code
+    assert next(restored) == 1

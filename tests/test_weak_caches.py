@@ -111,3 +111,30 @@ def test_a_module_reloaded_under_the_same_name_gets_fresh_cache_entries() -> Non
     assert restored.gi_frame.f_globals is second.__dict__
     restored.close()
     del sys.modules[second.__name__]
+
+
+def test_entries_the_c_engine_found_again_still_go_with_their_module() -> None:
+    """The C restore stores a cache entry again under the key it keeps (an
+    equal tuple): after several loads, the entry still goes when its module
+    dies, and the module is freed."""
+    gc.collect()
+    before = _cache_sizes(default())
+    module = _make(3000)
+    g = module.job([1, 2, 3])
+    next(g)
+    next(g)
+    blob = corosnap.dumps(g)
+    g.close()
+    for _ in range(4):  # found by the Python engine, then kept and found by the C one
+        restored = corosnap.loads(blob)
+        assert restored.send(None) == 6
+        restored.close()
+    data = default()._caches.restore_codes.data
+    owner = default()._caches.restore_codes._owner
+    assert set(data) <= set(owner)
+    ref = weakref.ref(module)
+    del sys.modules[module.__name__]
+    del module, g, restored
+    gc.collect()
+    assert ref() is None
+    assert _cache_sizes(default()) == before

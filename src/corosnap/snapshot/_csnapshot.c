@@ -1339,16 +1339,23 @@ cs_activate(RestoreState *st, CsLink *link)
 /* The code keys met lately: finding a frame's RestoreCode in the code cache
  * (keyed by (module, qualname, path, fingerprint)) made and hashed a 4-tuple
  * per frame, a twentieth of loading a small chain.  A key met before is
- * kept here with its hash, in a slot picked by its fingerprint's low bits,
- * and looked up as it is.  The table holds the keys only (two strings, a
- * tuple of small ints, an int: no code object, module or record), so the
- * cache stays the only holder of what it finds, and an entry it dropped is
- * simply not found. */
+ * kept here with its hash, in a slot picked by its fingerprint's hash, and
+ * looked up as it is.  The table holds the keys only (two strings, a tuple
+ * of small ints, an int: no code object, module or record), so the cache
+ * stays the only holder of what it finds, and an entry it dropped is simply
+ * not found.
+ *
+ * The cache's own key for an entry is an equal tuple made by the Python
+ * engine, so a lookup with the tuple kept here compared the two item by
+ * item (two string compares and two int compares, a tenth of loading a
+ * chain on 3.12).  The first time a key is kept here, the entry is stored
+ * again under it (same value, an equal key: the ModuleCache's other tables
+ * find it as before), and later lookups match the cache's key by identity. */
 enum { CS_KEYS = 64 };
 static struct {
     PyObject *key;
-    Py_hash_t hash;
-    unsigned long long fp;
+    Py_hash_t hash;   /* of key */
+    Py_hash_t fphash; /* of its fingerprint */
 } cs_keys[CS_KEYS];
 
 /* Whether str `a` is str `b`, or equal to it (no Python code). */
@@ -1361,6 +1368,19 @@ cs_same_str(PyObject *a, PyObject *b)
            memcmp(PyUnicode_DATA(a), PyUnicode_DATA(b), (size_t)n * PyUnicode_KIND(a)) == 0;
 }
 
+/* Whether the exact ints a and b are equal (no Python code, cannot fail). */
+static inline int
+cs_same_int(PyObject *a, PyObject *b)
+{
+    if (a == b) return 1;
+    int eq = PyObject_RichCompareBool(a, b, Py_EQ);
+    if (eq < 0) {
+        PyErr_Clear();
+        return 0;
+    }
+    return eq;
+}
+
 /* code_cache[(mod_s, qual_s, path, fp)] (a new reference), or NULL: not
  * there (no error set) or an error.  mod_s and qual_s are exact strs, path a
  * tuple of ints, fp an exact int. */
@@ -1368,14 +1388,15 @@ static PyObject *
 cs_find_code(PyObject *code_cache, PyObject *mod_s, PyObject *qual_s, PyObject *path,
              PyObject *fp)
 {
-    unsigned long long fpv = PyLong_AsUnsignedLongLong(fp);
-    int memo = !(fpv == (unsigned long long)-1 && PyErr_Occurred());
-    if (!memo) PyErr_Clear(); /* a negative or huge fingerprint: no slot */
-    size_t slot = (size_t)(fpv & (CS_KEYS - 1));
-    PyObject *key = memo ? cs_keys[slot].key : NULL;
-    if (key != NULL && cs_keys[slot].fp == fpv &&
+    /* an exact int's hash: its value modulo 2**61 - 1, read from its digits */
+    Py_hash_t fph = PyObject_Hash(fp);
+    if (fph == -1) return NULL;
+    size_t slot = (size_t)fph & (CS_KEYS - 1);
+    PyObject *key = cs_keys[slot].key;
+    if (key != NULL && cs_keys[slot].fphash == fph &&
         cs_same_str(PyTuple_GET_ITEM(key, 0), mod_s) &&
-        cs_same_str(PyTuple_GET_ITEM(key, 1), qual_s)) {
+        cs_same_str(PyTuple_GET_ITEM(key, 1), qual_s) &&
+        cs_same_int(PyTuple_GET_ITEM(key, 3), fp)) {
         PyObject *kpath = PyTuple_GET_ITEM(key, 2);
         int same = kpath == path;
         if (!same && PyTuple_GET_SIZE(kpath) == PyTuple_GET_SIZE(path)) {
@@ -1393,14 +1414,23 @@ cs_find_code(PyObject *code_cache, PyObject *mod_s, PyObject *qual_s, PyObject *
     if (key == NULL) return NULL;
     Py_hash_t hash = PyObject_Hash(key);
     PyObject *found = hash == -1 ? NULL : _PyDict_GetItem_KnownHash(code_cache, key, hash);
-    if (found != NULL && memo) {
-        Py_XSETREF(cs_keys[slot].key, key);
-        cs_keys[slot].hash = hash;
-        cs_keys[slot].fp = fpv;
-        return Py_NewRef(found);
+    if (found == NULL) {
+        Py_DECREF(key);
+        return NULL;
     }
-    Py_DECREF(key);
-    return Py_XNewRef(found);
+    Py_INCREF(found);
+    /* Stored again under this key (see above).  Only strings, ints and a
+     * tuple are released: no code runs.  Should it fail, the entry is gone
+     * from the cache and the Python engine makes it again next time. */
+    if (PyDict_DelItem(code_cache, key) < 0 || PyDict_SetItem(code_cache, key, found) < 0) {
+        PyErr_Clear();
+        Py_DECREF(key);
+        return found;
+    }
+    Py_XSETREF(cs_keys[slot].key, key);
+    cs_keys[slot].hash = hash;
+    cs_keys[slot].fphash = fph;
+    return found;
 }
 
 /* Whether the decoder would leave x (a tree value) as it is, every item
@@ -1865,11 +1895,35 @@ cs_state_empty(RestoreState *st)
            PySet_GET_SIZE(st->active) == 0;
 }
 
-/* del lst[:], through the list API (a list already empty is left alone). */
+/* del lst[:], keeping the list's buffer for the next loads (del lst[:]
+ * frees it, and each loads then grew its tables again from empty, a resize
+ * every few appends).  The items are taken out first: while they are
+ * released (their finalizers may run any code, and reach the list through
+ * gc.get_objects) the list is empty and has no buffer.  The buffer goes back
+ * afterwards unless the list has one again by then, or it is large (a big
+ * snapshot's memo is not kept for the next).  Used with the GIL only: the
+ * free-threaded build keeps list buffers its own way. */
+enum { CS_KEEP_BUFFER = 1024 };
+
 static inline int
 cs_list_empty(PyObject *lst)
 {
-    return PyList_GET_SIZE(lst) == 0 ? 0 : PyList_SetSlice(lst, 0, PY_SSIZE_T_MAX, NULL);
+    PyListObject *l = (PyListObject *)lst;
+    Py_ssize_t n = Py_SIZE(l), cap = l->allocated;
+    if (n == 0) return 0;
+    PyObject **items = l->ob_item;
+    l->ob_item = NULL;
+    Py_SET_SIZE(l, 0);
+    l->allocated = 0;
+    while (--n >= 0) Py_XDECREF(items[n]);
+    if (cap <= CS_KEEP_BUFFER && l->ob_item == NULL && Py_SIZE(l) == 0 && l->allocated == 0) {
+        l->ob_item = items;
+        l->allocated = cap;
+    }
+    else {
+        PyMem_Free(items);
+    }
+    return 0;
 }
 
 /* Done with a root's state: emptied and kept for the next root when
