@@ -1522,6 +1522,9 @@ cs_decode_slot(RestoreState *st, PyObject *x, PyObject **dec, CsLink *me)
     return Py_NewRef(x);
 }
 
+static PyObject *cs_slots_take(Py_ssize_t total);
+static void cs_slots_give_back(PyObject *slots);
+
 /* The frame at v[i:] (see _restore.FrameDecoder.decode), or None (declined, with
  * nothing changed). */
 static PyObject *
@@ -1650,7 +1653,8 @@ cs_restore_frame(RestoreState *st, PyObject *v, Py_ssize_t i, int root, CsLink *
         goto error;
     }
     if (at == i + 3 && PyList_Append(st->codes, found) < 0) goto error;
-    gen = PyObject_Call(rc->fn, rc->args, NULL);
+    gen = PyObject_Vectorcall(rc->fn, &PyTuple_GET_ITEM(rc->args, 0), PyTuple_GET_SIZE(rc->args),
+                              NULL);
     if (gen == NULL) goto error;
     if (PyList_Append(st->memo, gen) < 0) goto error;
     me.gen = gen;
@@ -1667,14 +1671,13 @@ cs_restore_frame(RestoreState *st, PyObject *v, Py_ssize_t i, int root, CsLink *
             goto done;
         }
     }
-    slots = PyList_New(total);
-    if (slots == NULL) goto done;
     /* Python code runs while it is filled and checked (reduces, a declined
      * sub-frame, a type's __getattribute__): out of the collector's view
      * (gc.get_objects) for good, so that no value can be swapped after it
      * was checked.  It never escapes this function, so it can be part of
      * no cycle. */
-    PyObject_GC_UnTrack(slots);
+    slots = cs_slots_take(total);
+    if (slots == NULL) goto done;
     int fresh_sub = 0;
     for (Py_ssize_t j = 0; j < total; j++) {
         /* Python code may reach v (gc.get_objects): each field is held
@@ -1790,7 +1793,7 @@ done:
     Py_XDECREF(exc_f);
     Py_XDECREF(plan_ref);
     Py_XDECREF(exc);
-    Py_XDECREF(slots);
+    if (slots != NULL) cs_slots_give_back(slots);
     Py_XDECREF(me.gen_id);
     Py_XDECREF(gen);
     Py_XDECREF(found);
@@ -1924,6 +1927,62 @@ cs_list_empty(PyObject *lst)
         PyMem_Free(items);
     }
     return 0;
+}
+
+/* The slot lists of frames restored lately, emptied, for the next frames: a
+ * list made and freed for every frame restored was a tenth of restoring a
+ * small chain.  A list kept here is untracked, empty (with its buffer) and
+ * referenced from here only; one still referenced elsewhere when its frame
+ * is done is released as usual.  With the GIL only. */
+#ifndef Py_GIL_DISABLED
+enum { CS_SPARE_SLOTS = 8, CS_SLOTS_KEEP = 256 };
+static PyObject *cs_spare_slots[CS_SPARE_SLOTS];
+static int cs_nspare_slots = 0;
+#endif
+
+/* A list of `total` NULL items, untracked by the collector: a kept one, or
+ * a new one.  New reference. */
+static PyObject *
+cs_slots_take(Py_ssize_t total)
+{
+#ifndef Py_GIL_DISABLED
+    if (total > 0 && cs_nspare_slots > 0) {
+        PyListObject *l = (PyListObject *)cs_spare_slots[cs_nspare_slots - 1];
+        if (l->allocated >= total) {
+            cs_spare_slots[--cs_nspare_slots] = NULL;
+            memset(l->ob_item, 0, (size_t)total * sizeof(PyObject *));
+            Py_SET_SIZE(l, total);
+            return (PyObject *)l;
+        }
+    }
+#endif
+    PyObject *slots = PyList_New(total);
+    if (slots != NULL) PyObject_GC_UnTrack(slots);
+    return slots;
+}
+
+/* Done with a frame's slot list (a reference the caller gives up): kept,
+ * emptied, when nothing else holds it, else released.  Keeps any error
+ * being raised. */
+static void
+cs_slots_give_back(PyObject *slots)
+{
+#ifndef Py_GIL_DISABLED
+    PyListObject *l = (PyListObject *)slots;
+    if (Py_REFCNT(slots) == 1 && cs_nspare_slots < CS_SPARE_SLOTS &&
+        l->allocated <= CS_SLOTS_KEEP && !PyObject_GC_IsTracked(slots)) {
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        cs_list_empty(slots); /* releasing the values may run code */
+        PyErr_Restore(type, value, tb);
+        if (Py_REFCNT(slots) == 1 && Py_SIZE(l) == 0 && l->ob_item != NULL &&
+            !PyObject_GC_IsTracked(slots) && cs_nspare_slots < CS_SPARE_SLOTS) {
+            cs_spare_slots[cs_nspare_slots++] = slots;
+            return;
+        }
+    }
+#endif
+    Py_DECREF(slots);
 }
 
 /* Done with a root's state: emptied and kept for the next root when
