@@ -541,3 +541,126 @@ def test_a_fingerprint_with_the_hash_of_a_kept_one_is_told_apart() -> None:
         assert str(c_error.value) == str(python_error.value)
     restored = corosnap.loads(blob)  # the kept key still finds its code
     assert next(restored) == 1
+
+
+def _decoders() -> list[Any]:
+    """The C engine's Decoders alive now (found as a test finds them: the
+    collector's list)."""
+    cls = corosnap.snapshot._api.default()._caches.frames_in.decoder
+    gc.collect()
+    return [o for o in gc.get_objects() if type(o) is cls]
+
+
+def _tuple_holder() -> Iterator[Any]:
+    return holds((Payload(5), "a tuple needs the value decoder"))
+
+
+@needs_c
+def test_the_decoder_of_one_loads_is_kept_empty_for_the_next() -> None:
+    """A loads whose frame holds a tuple makes a Decoder; once done, the
+    codec keeps it for the next loads, holding nothing of the last one."""
+    g = _tuple_holder()
+    next(g)
+    blob = corosnap.dumps(g)
+    _warm(corosnap.snapshot._api.default(), blob)
+    restored = corosnap.loads(blob)
+    next(restored)
+    value = restored.gi_frame.f_locals["kept"]
+    ref = weakref.ref(value[0])
+    del value
+    restored.close()
+    del restored
+    kept = _decoders()
+    assert len(kept) == 1
+    dec = kept[0]
+    assert ref() is None  # the kept Decoder holds no value of that loads
+    for name in ("memo", "strings", "codes", "active", "exceptions", "cstate", "frames",
+                 "safe", "allow", "buffers", "walk_budget", "migration"):
+        assert getattr(dec, name) is None, name
+    for name in ("shapes", "pinned", "after", "follows", "building", "settled",
+                 "follower_types", "depth"):
+        assert len(getattr(dec, name)) == 0, name
+    del kept, dec
+    g = holds((DecoderId(), "which Decoder decodes this"))
+    next(g)
+    blob = corosnap.dumps(g)
+    _warm(corosnap.snapshot._api.default(), blob)
+    for _ in range(3):  # used again, and kept again
+        kept_id = [id(d) for d in _decoders()]
+        assert len(kept_id) == 1
+        _DECODING.clear()
+        again = corosnap.loads(blob)
+        assert _DECODING == kept_id  # the kept one (alive until now: its id is its own)
+        again.close()
+        del again
+    assert len(_decoders()) == 1
+
+
+_DECODING: list[int] = []  # the ids of the Decoders decoding when DecoderId was restored
+
+
+def _decoder_id() -> str:
+    cls = corosnap.snapshot._api.default()._caches.frames_in.decoder
+    _DECODING.extend(id(o) for o in gc.get_objects() if type(o) is cls and o.cstate is not None)
+    return "seen"
+
+
+class DecoderId:
+    def __reduce__(self) -> Any:
+        return (_decoder_id, ())
+
+
+@needs_c
+def test_a_decoder_held_elsewhere_is_not_used_again() -> None:
+    """A Decoder something else holds (here: found through the collector
+    while it decodes, by a reduce) is left alone: the next loads makes its
+    own, and the held one keeps what it had.  A kept Decoder whose tables
+    something filled while it waited is not used either."""
+    g = holds((GrabDecoder(), "x"))
+    next(g)
+    blob = corosnap.dumps(g)
+    _warm(corosnap.snapshot._api.default(), blob)
+    _HELD.clear()
+    first = corosnap.loads(blob)
+    assert len(_HELD) == 1
+    grabbed = _HELD[0]
+    assert grabbed.memo is not None  # not emptied: it was not the codec's to keep
+    second = corosnap.loads(blob)
+    assert len(_HELD) == 2 and _HELD[1] is not grabbed
+    assert next(first)[0] == next(second)[0] == "grabbed"
+    first.close()
+    second.close()
+    _HELD.clear()
+    del grabbed
+    # now one Decoder is kept; something finds it and fills a table
+    g = _tuple_holder()
+    next(g)
+    plain = corosnap.dumps(g)
+    _warm(corosnap.snapshot._api.default(), plain)
+    spare = _decoders()
+    assert len(spare) == 1
+    spare[0].pinned.append(Payload(9))
+    del spare
+    third = corosnap.loads(blob)
+    assert next(third)[0] == "grabbed"
+    assert len(_HELD) == 1 and _PINNED_SEEN[-1] == []  # a fresh Decoder: nothing pinned yet
+    third.close()
+    _HELD.clear()
+
+
+_HELD: list[Any] = []
+_PINNED_SEEN: list[list[Any]] = []  # what the Decoder _grab found had pinned then
+
+
+def _grab() -> str:
+    cls = corosnap.snapshot._api.default()._caches.frames_in.decoder
+    found = [o for o in gc.get_objects() if type(o) is cls and o.cstate is not None
+             and all(o is not h for h in _HELD)]
+    _PINNED_SEEN.extend(list(o.pinned) for o in found)
+    _HELD.extend(found)
+    return "grabbed"
+
+
+class GrabDecoder:
+    def __reduce__(self) -> Any:
+        return (_grab, ())

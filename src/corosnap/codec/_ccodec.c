@@ -5204,10 +5204,11 @@ di_budget(void)
 /* Every slot of Decoder self as __init__ sets it from vals (self, frames,
  * safe, allow, buffers); with `shared`, memo, strings, codes, active,
  * exceptions and cstate are those six objects instead (adopt_decoder). */
-static int
-di_fill(PyObject *self, PyObject *const *vals, PyObject *const *shared)
+/* Which of the six objects adopt_decoder shares (memo, strings, codes,
+ * active, exceptions, cstate) slot k takes, or -1: found by name once. */
+static const signed char *
+di_shared_of(void)
 {
-    /* which of the six shared objects slot k takes, or -1: found by name once */
     static const char *shared_names[6] = {"memo", "strings", "codes", "active", "exceptions",
                                           "cstate"};
     static signed char shared_of[DI_NSLOTS_MAX];
@@ -5221,7 +5222,27 @@ di_fill(PyObject *self, PyObject *const *vals, PyObject *const *shared)
         }
         shared_known = 1;
     }
+    return shared_of;
+}
+
+/* Whether slot k of a Decoder is one of its own tables (a container
+ * __init__ makes and adopt_decoder does not share). */
+static inline int
+di_own_table(Py_ssize_t k)
+{
+    int how = di_slots[k].how;
+    return di_shared_of()[k] < 0 &&
+           (how == DI_MEMO || how == DI_LIST || how == DI_SET || how == DI_DICT);
+}
+
+static int
+di_fill(PyObject *self, PyObject *const *vals, PyObject *const *shared, int keep_own)
+{
+    const signed char *shared_of = di_shared_of();
     for (Py_ssize_t k = 0; k < DI_NSLOTS; k++) {
+        /* keep_own: a Decoder used again (di_take_spare), whose own tables
+         * were checked empty: they stay */
+        if (keep_own && di_own_table(k)) continue;
         PyObject *v = shared != NULL && shared_of[k] >= 0 ? Py_NewRef(shared[shared_of[k]]) : NULL;
         if (v == NULL) {
             switch (di_slots[k].how) {
@@ -5258,7 +5279,7 @@ di_init_method(PyObject *module, PyObject *const *args, size_t nargsf, PyObject 
                      Py_TYPE(self)->tp_name);
         return NULL;
     }
-    if (di_fill(self, vals, NULL) < 0) return NULL;
+    if (di_fill(self, vals, NULL, 0) < 0) return NULL;
     Py_RETURN_NONE;
 }
 
@@ -5269,6 +5290,8 @@ di_init_method(PyObject *module, PyObject *const *args, size_t nargsf, PyObject 
  * cstate is the given state, made without the five tables __init__ would
  * make and drop (tests/test_load_root.py holds it to FrameDecoder.adopt,
  * slot by slot). */
+static PyObject *di_take_spare(PyTypeObject *cls);
+
 static PyObject *
 di_adopt(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -5292,12 +5315,127 @@ di_adopt(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                                          "must be lists, active a set");
         return NULL;
     }
-    PyObject *self = ((PyTypeObject *)cls)->tp_alloc((PyTypeObject *)cls, 0);
-    if (self == NULL) return NULL;
+    PyObject *self = di_take_spare((PyTypeObject *)cls);
+    int keep_own = self != NULL; /* its own tables stay (di_fill) */
+    if (self == NULL) {
+        if (PyErr_Occurred()) return NULL;
+        self = ((PyTypeObject *)cls)->tp_alloc((PyTypeObject *)cls, 0);
+        if (self == NULL) return NULL;
+    }
     PyObject *vals[5] = {NULL, args[1], args[2], args[3], Py_None};
-    if (di_fill(self, vals, args + 4) < 0) Py_CLEAR(self); /* buffers, migration: None */
+    if (di_fill(self, vals, args + 4, keep_own) < 0) Py_CLEAR(self); /* buffers, migration: None */
     return self;
 }
+
+/* release_decoder(dec): the snapshot layer is done with the Decoder
+ * adopt_decoder made for one loads.  A loads whose frames hold anything but
+ * plain values makes one, and making it (eight empty tables) and freeing it
+ * again was a fifth of restoring a small frame holding a tuple.  So the last
+ * one is kept, emptied, for the next adopt_decoder, on these conditions:
+ *  - nothing else holds it (a value restored with it, a reduce that kept
+ *    it, gc.get_objects: then it is simply released);
+ *  - every slot that refers to the loads is let go of first: the shared
+ *    tables, the state, the frame hooks, the options, the buffers;
+ *  - its own tables are emptied (which runs the finalizers of what they
+ *    held: any code, another loads included), and it is kept only if it is
+ *    still alone afterwards and no other Decoder was kept meanwhile;
+ *  - adopt_decoder uses it again only for a class of exactly its type, if it
+ *    is still alone and every own table is still the empty container
+ *    __init__ makes (else it makes a new one), and then sets every other
+ *    slot as for a new one.
+ * The Python engine has no twin: it makes a Decoder per loads (and this
+ * changes no result).  With the GIL only. */
+static PyObject *di_spare = NULL;
+
+/* The kept Decoder, taken, if it can serve a class `cls` (new reference),
+ * or NULL (no error: make a new one). */
+static PyObject *
+di_take_spare(PyTypeObject *cls)
+{
+    PyObject *dec = di_spare;
+    if (dec == NULL) return NULL;
+    di_spare = NULL;
+    int ok = Py_TYPE(dec) == cls && Py_REFCNT(dec) == 1;
+    for (Py_ssize_t k = 0; ok && k < DI_NSLOTS; k++) {
+        if (!di_own_table(k)) continue;
+        PyObject *v = *(PyObject **)((char *)dec + di_slots[k].offset);
+        switch (di_slots[k].how) {
+        case DI_MEMO: ok = v != NULL && Memo_CheckExact(v) && ((MemoObject *)v)->used == 0; break;
+        case DI_LIST: ok = v != NULL && PyList_CheckExact(v) && PyList_GET_SIZE(v) == 0; break;
+        case DI_SET: ok = v != NULL && PySet_CheckExact(v) && PySet_GET_SIZE(v) == 0; break;
+        default: ok = v != NULL && PyDict_CheckExact(v) && PyDict_GET_SIZE(v) == 0; break;
+        }
+        ok = ok && Py_REFCNT(v) == 1;
+    }
+    if (!ok) {
+        Py_DECREF(dec);
+        return NULL;
+    }
+    return dec;
+}
+
+static PyObject *
+di_release(PyObject *module, PyObject *dec)
+{
+#ifndef Py_GIL_DISABLED
+    if (di_ready() < 0) return NULL;
+    if (di_spare != NULL || !PyObject_TypeCheck(dec, (PyTypeObject *)cd_Decoder) ||
+        Py_REFCNT(dec) != 1) {
+        Py_RETURN_NONE; /* the caller's reference goes as usual */
+    }
+    Py_INCREF(dec); /* held while its slots are let go of (code may run) */
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    int ok = 1;
+    for (Py_ssize_t k = 0; k < DI_NSLOTS; k++) {
+        PyObject **slot = (PyObject **)((char *)dec + di_slots[k].offset);
+        PyObject *v = *slot;
+        if (!di_own_table(k)) {
+            /* what refers to the loads: None until adopt_decoder sets it */
+            Py_XSETREF(*slot, Py_NewRef(Py_None));
+            continue;
+        }
+        if (v == NULL) {
+            ok = 0;
+            continue;
+        }
+        Py_INCREF(v);
+        switch (di_slots[k].how) {
+        case DI_MEMO:
+            if (Memo_CheckExact(v)) memo_clear((MemoObject *)v);
+            else ok = 0;
+            break;
+        case DI_LIST:
+            if (!PyList_CheckExact(v) ||
+                (PyList_GET_SIZE(v) && PyList_SetSlice(v, 0, PY_SSIZE_T_MAX, NULL) < 0)) {
+                ok = 0;
+            }
+            break;
+        case DI_SET:
+            if (!PySet_CheckExact(v) || (PySet_GET_SIZE(v) && PySet_Clear(v) < 0)) ok = 0;
+            break;
+        default:
+            if (PyDict_CheckExact(v)) PyDict_Clear(v);
+            else ok = 0;
+            break;
+        }
+        Py_DECREF(v);
+    }
+    PyErr_Clear();
+    PyErr_Restore(type, value, tb);
+    if (ok && di_spare == NULL && Py_REFCNT(dec) == 2) {
+        di_spare = dec; /* the reference taken above */
+        Py_RETURN_NONE;
+    }
+    Py_DECREF(dec);
+#endif
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef di_release_def = {
+    "release_decoder", (PyCFunction)di_release, METH_O,
+    "release_decoder(dec): the snapshot layer is done with a Decoder adopt_decoder made "
+    "(kept, emptied, for the next one when nothing else holds it)"};
 
 static PyMethodDef di_adopt_def = {
     "adopt_decoder", (PyCFunction)(void (*)(void))di_adopt, METH_FASTCALL,
@@ -5406,6 +5544,12 @@ PyInit__ccodec(void)
     PyObject *adopt = PyCFunction_NewEx(&di_adopt_def, NULL, NULL);
     if (adopt == NULL || PyModule_AddObject(m, "adopt_decoder", adopt) < 0) {
         Py_XDECREF(adopt);
+        Py_DECREF(m);
+        return NULL;
+    }
+    PyObject *release = PyCFunction_NewEx(&di_release_def, NULL, NULL);
+    if (release == NULL || PyModule_AddObject(m, "release_decoder", release) < 0) {
+        Py_XDECREF(release);
         Py_DECREF(m);
         return NULL;
     }

@@ -1019,7 +1019,8 @@ cs_string_field(PyObject *field, PyObject *strings)
 /* The state's Decoder, made as frames.adopt(state) makes it the first time
  * a frame needs one (a snapshot whose values are all handled here never
  * builds it).  New reference. */
-static PyObject *cs_adopt_decoder = NULL; /* the codec's C adopt_decoder */
+static PyObject *cs_adopt_decoder = NULL;  /* the codec's C adopt_decoder */
+static PyObject *cs_release_decoder = NULL; /* and its release_decoder */
 
 static PyObject *
 cs_decoder(RestoreState *st)
@@ -1031,10 +1032,17 @@ cs_decoder(RestoreState *st)
          * frames.decoder(frames, safe, allow) sharing the state's tables. */
         if (cs_adopt_decoder == NULL) {
             PyObject *codec = PyImport_ImportModule("corosnap.codec._ccodec");
-            cs_adopt_decoder = codec == NULL ? NULL
-                                             : PyObject_GetAttrString(codec, "adopt_decoder");
+            PyObject *release = codec == NULL ? NULL
+                                              : PyObject_GetAttrString(codec, "release_decoder");
+            PyObject *adopt = release == NULL ? NULL
+                                              : PyObject_GetAttrString(codec, "adopt_decoder");
             Py_XDECREF(codec);
-            if (cs_adopt_decoder == NULL) return NULL;
+            if (adopt == NULL) {
+                Py_XDECREF(release);
+                return NULL;
+            }
+            cs_release_decoder = release;
+            cs_adopt_decoder = adopt;
         }
         PyObject *cls = PyObject_GetAttr(st->frames, s_decoder);
         if (cls == NULL) return NULL;
@@ -1990,8 +1998,20 @@ cs_slots_give_back(PyObject *slots)
 static void
 cs_give_back_state(RestoreState *st)
 {
-    /* The decoder refers to this state (its cstate): break the cycle here. */
-    Py_SETREF(st->decoder, Py_NewRef(Py_None));
+    /* The decoder refers to this state (its cstate): break the cycle here.
+     * The codec keeps it for the next loads when nothing else holds it
+     * (release_decoder), after letting go of everything of this one. */
+    PyObject *dec = st->decoder;
+    st->decoder = Py_NewRef(Py_None);
+    if (dec != Py_None && cs_release_decoder != NULL) {
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        PyObject *r = PyObject_CallOneArg(cs_release_decoder, dec);
+        if (r == NULL) PyErr_Clear();
+        Py_XDECREF(r);
+        PyErr_Restore(type, value, tb);
+    }
+    Py_DECREF(dec);
 #ifndef Py_GIL_DISABLED
     if (cs_spare_state == NULL && cs_no_cache != NULL && cs_state_alone(st)) {
         PyObject *type, *value, *tb;
