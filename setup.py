@@ -26,6 +26,7 @@ from setuptools import Extension, setup
 PACKAGE = os.path.join("src", "corosnap")
 FRAMES = os.path.join(PACKAGE, "frames")
 HEADERS = sorted(glob.glob(os.path.join(FRAMES, "*.h")) + [os.path.join(PACKAGE, "_records.h"),
+                                                          os.path.join(PACKAGE, "_lists.h"),
                                                           os.path.join(PACKAGE, "codec", "_memo.h")])
 COMPILE_ARGS = ["-O2", "-Wall", "-Wno-missing-field-initializers"]
 

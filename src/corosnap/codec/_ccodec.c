@@ -24,6 +24,7 @@
 
 #include "../frames/_capi.h"
 #include "_memo.h"
+#include "../_lists.h"
 
 /* An int's value when it fits in one digit (|v| < 2**30: most ints a frame
  * holds), read as CPython's own inline accessors read it, with no call;
@@ -1563,7 +1564,7 @@ cv_resolve_globals(Enc *e)
         Py_DECREF(module);
         Py_DECREF(g);
     }
-    if (rc == 0) rc = PyList_SetSlice(pending, 0, PyList_GET_SIZE(pending), NULL);
+    if (rc == 0) corosnap_list_empty(pending); /* an exact list (checked above) */
     if (rc == 0) {
         /* global_ids: the one module's index, _EVERYTHING with more, {} with none */
         Py_ssize_t n = PyList_GET_SIZE(values);
@@ -5115,6 +5116,9 @@ ci_clear_method(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         int rc = 0;
         if (how == CI_DICT && PyDict_Check(v)) {
             PyDict_Clear(v);
+        }
+        else if (how == CI_LIST && PyList_CheckExact(v)) {
+            corosnap_list_empty(v);
         }
         else if (how == CI_LIST && PyList_Check(v)) {
             rc = PyList_SetSlice(v, 0, PY_SSIZE_T_MAX, NULL);

@@ -693,6 +693,7 @@ frames_aw_new(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return obj;
 }
 
+#undef CS_ASYNCGEN_METHODS /* _common.h's empty default */
 #define CS_ASYNCGEN_METHODS                                                    \
     {"aw_types", (PyCFunction)frames_aw_types, METH_NOARGS,                   \
      "aw_types() -> (asend, athrow, coroutine_wrapper, anext_awaitable types)"},\

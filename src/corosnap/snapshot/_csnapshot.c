@@ -50,6 +50,7 @@
 #include "../_records.h"
 #include "../frames/_capi.h"
 #include "../codec/_memo.h"
+#include "../_lists.h"
 
 static CorosnapFramesCAPI *frames_api = NULL;
 #define NULL_SLOT (frames_api->null)
@@ -787,11 +788,11 @@ cs_capture_root(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_INCREF(root);
     Py_ssize_t n = PyList_GET_SIZE(spare);
     if (n > 0) {
-        enc = Py_NewRef(PyList_GET_ITEM(spare, n - 1));
-        if (PyList_SetSlice(spare, n - 1, n, NULL) < 0 ||
-            cs_encoder_slot_set(enc, CS_ENC_PID, pid) < 0) {
-            goto error;
-        }
+        /* spare.pop(), keeping the list's buffer (an exact list: the
+         * record's LIST field); the list's reference is now ours */
+        enc = PyList_GET_ITEM(spare, n - 1);
+        Py_SET_SIZE(spare, n - 1);
+        if (cs_encoder_slot_set(enc, CS_ENC_PID, pid) < 0) goto error;
     }
     else {
         enc = PyObject_CallFunctionObjArgs(root->encoder_class, pid, root->hook, NULL);
@@ -1906,37 +1907,6 @@ cs_state_empty(RestoreState *st)
            PySet_GET_SIZE(st->active) == 0;
 }
 
-/* del lst[:], keeping the list's buffer for the next loads (del lst[:]
- * frees it, and each loads then grew its tables again from empty, a resize
- * every few appends).  The items are taken out first: while they are
- * released (their finalizers may run any code, and reach the list through
- * gc.get_objects) the list is empty and has no buffer.  The buffer goes back
- * afterwards unless the list has one again by then, or it is large (a big
- * snapshot's memo is not kept for the next).  Used with the GIL only: the
- * free-threaded build keeps list buffers its own way. */
-enum { CS_KEEP_BUFFER = 1024 };
-
-static inline int
-cs_list_empty(PyObject *lst)
-{
-    PyListObject *l = (PyListObject *)lst;
-    Py_ssize_t n = Py_SIZE(l), cap = l->allocated;
-    if (n == 0) return 0;
-    PyObject **items = l->ob_item;
-    l->ob_item = NULL;
-    Py_SET_SIZE(l, 0);
-    l->allocated = 0;
-    while (--n >= 0) Py_XDECREF(items[n]);
-    if (cap <= CS_KEEP_BUFFER && l->ob_item == NULL && Py_SIZE(l) == 0 && l->allocated == 0) {
-        l->ob_item = items;
-        l->allocated = cap;
-    }
-    else {
-        PyMem_Free(items);
-    }
-    return 0;
-}
-
 /* The slot lists of frames restored lately, emptied, for the next frames: a
  * list made and freed for every frame restored was a tenth of restoring a
  * small chain.  A list kept here is untracked, empty (with its buffer) and
@@ -1981,7 +1951,7 @@ cs_slots_give_back(PyObject *slots)
         l->allocated <= CS_SLOTS_KEEP && !PyObject_GC_IsTracked(slots)) {
         PyObject *type, *value, *tb;
         PyErr_Fetch(&type, &value, &tb);
-        cs_list_empty(slots); /* releasing the values may run code */
+        corosnap_list_empty(slots); /* releasing the values may run code */
         PyErr_Restore(type, value, tb);
         if (Py_REFCNT(slots) == 1 && Py_SIZE(l) == 0 && l->ob_item != NULL &&
             !PyObject_GC_IsTracked(slots) && cs_nspare_slots < CS_SPARE_SLOTS) {
@@ -2019,9 +1989,11 @@ cs_give_back_state(RestoreState *st)
         /* Emptying releases values, whose finalizers may run any code
          * (another loads included): through the list API only, and the
          * state is kept only if it is still alone afterwards. */
-        int ok = cs_list_empty(st->memo) == 0 && cs_list_empty(st->strings) == 0 &&
-                 cs_list_empty(st->codes) == 0 && cs_list_empty(st->exceptions) == 0 &&
-                 (PySet_GET_SIZE(st->active) == 0 || PySet_Clear(st->active) == 0);
+        corosnap_list_empty(st->memo);
+        corosnap_list_empty(st->strings);
+        corosnap_list_empty(st->codes);
+        corosnap_list_empty(st->exceptions);
+        int ok = PySet_GET_SIZE(st->active) == 0 || PySet_Clear(st->active) == 0;
         if (!ok) PyErr_Clear();
         Py_SETREF(st->code_cache, Py_NewRef(cs_no_cache));
         Py_SETREF(st->frames, Py_NewRef(Py_None));
