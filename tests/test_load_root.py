@@ -664,3 +664,147 @@ def _grab() -> str:
 class GrabDecoder:
     def __reduce__(self) -> Any:
         return (_grab, ())
+
+
+@needs_c
+def test_a_kept_decoder_holds_no_large_table() -> None:
+    """The kept Decoder's tables go back to their smallest size: a loads of
+    100,000 slices (one `depth` entry each, a table of megabytes) leaves no
+    such table behind for the next loads."""
+    import tracemalloc
+
+    g = holds([slice(i, i + 1) for i in range(100_000)])
+    next(g)
+    blob = corosnap.dumps(g)
+    g.close()
+    tracemalloc.start()  # before the first loads: whatever it keeps is traced
+    try:
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(2):  # found by the Python engine, then restored in C
+            restored = corosnap.loads(blob)
+            restored.close()
+            del restored
+        gc.collect()
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert len(_decoders()) == 1  # kept
+    assert after - before < 256 * 1024, f"{(after - before) // 1024} KiB still held"
+
+
+@needs_c
+def test_a_kept_decoder_found_and_held_is_not_used() -> None:
+    """Something that found the kept Decoder (gc.get_objects) and holds it
+    while the next loads runs: that loads makes a Decoder of its own."""
+    g = holds((DecoderId(), "which Decoder decodes this"))
+    next(g)
+    blob = corosnap.dumps(g)
+    _warm(corosnap.snapshot._api.default(), blob)
+    held = _decoders()
+    assert len(held) == 1
+    _DECODING.clear()
+    restored = corosnap.loads(blob)
+    assert len(_DECODING) == 1 and _DECODING[0] != id(held[0])
+    assert held[0].memo is None  # untouched while held
+    restored.close()
+
+
+class Refill:
+    """Its finalizer appends a value to every RestoreState's memo: run while
+    the kept state is emptied after a failed loads."""
+
+    def __reduce__(self) -> Any:
+        return (Refill, ())
+
+    def __del__(self) -> None:
+        for o in gc.get_objects():
+            if type(o) is _contract.RestoreState:
+                p = Payload(0)
+                _REFILLED.append(weakref.ref(p))
+                o.memo.append(p)
+
+
+_REFILLED: list[Any] = []
+_FAIL = [False]
+
+
+def _maybe_fail() -> int:
+    if _FAIL[0]:
+        raise ValueError("refused on purpose")
+    return 0
+
+
+class FailLater:
+    def __reduce__(self) -> Any:
+        return (_maybe_fail, ())
+
+
+@needs_c
+def test_values_added_to_a_table_while_it_is_emptied_are_released() -> None:
+    """A finalizer run while the kept state's tables are emptied (after a
+    loads that failed) fills one again: what it added is released, not
+    kept with a buffer the list no longer owns."""
+    g = holds((Refill(), FailLater()))
+    next(g)
+    blob = corosnap.dumps(g)
+    g.close()
+    for _ in range(3):
+        corosnap.loads(blob).close()
+    gc.collect()
+    _REFILLED.clear()
+    _FAIL[0] = True
+    try:
+        with pytest.raises(RestoreError):
+            corosnap.loads(blob)
+    finally:
+        _FAIL[0] = False
+    gc.collect()
+    assert _REFILLED, "the finalizer did not run while the state was emptied"
+    assert [r for r in _REFILLED if r() is not None] == []
+
+
+class LoadsWhenFreed:
+    """Its finalizer runs a whole loads: while a Decoder's tables are
+    emptied (it was only there, a loads having failed after it)."""
+
+    def __reduce__(self) -> Any:
+        return (LoadsWhenFreed, ())
+
+    def __del__(self) -> None:
+        if _NESTED_BLOB:
+            inner = corosnap.loads(_NESTED_BLOB[0])
+            _NESTED_RESULTS.append(next(inner)[0].n)
+            inner.close()
+
+
+_NESTED_BLOB: list[bytes] = []
+_NESTED_RESULTS: list[int] = []
+
+
+@needs_c
+def test_a_loads_run_while_a_decoder_is_emptied() -> None:
+    g = holds((Payload(4), "tuple"))
+    next(g)
+    _NESTED_BLOB[:] = [corosnap.dumps(g)]
+    h = holds(([LoadsWhenFreed(), (LoadsWhenFreed(),)], FailLater()))
+    next(h)
+    blob = corosnap.dumps(h)
+    try:
+        for _ in range(3):
+            corosnap.loads(blob).close()
+            corosnap.loads(_NESTED_BLOB[0]).close()
+        _FAIL[0] = True
+        for _ in range(5):
+            _NESTED_RESULTS.clear()
+            with pytest.raises(RestoreError):
+                corosnap.loads(blob)
+            gc.collect()
+            assert _NESTED_RESULTS and set(_NESTED_RESULTS) == {4}
+            restored = corosnap.loads(_NESTED_BLOB[0])  # the decoders left are sound
+            assert next(restored)[0].n == 4
+            restored.close()
+    finally:
+        _FAIL[0] = False
+        _NESTED_BLOB.clear()
+    assert len(_decoders()) <= 1

@@ -5406,7 +5406,7 @@ di_release(PyObject *module, PyObject *dec)
         Py_INCREF(v);
         switch (di_slots[k].how) {
         case DI_MEMO:
-            if (Memo_CheckExact(v)) memo_clear((MemoObject *)v);
+            if (Memo_CheckExact(v)) memo_shrink((MemoObject *)v);
             else ok = 0;
             break;
         case DI_LIST:

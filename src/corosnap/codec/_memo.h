@@ -172,4 +172,21 @@ memo_clear(MemoObject *m)
     return 0;
 }
 
+/* Empty the table and let go of its slots beyond the smallest size: a
+ * table kept for the next user (the C engine's kept Decoder, whose `depth`
+ * is never thinned by deletions) holds no memory a large snapshot needed.
+ * A table of the smallest size is emptied and kept.  Never fails. */
+static inline void
+memo_shrink(MemoObject *m)
+{
+    if (m->table != NULL && m->mask + 1 > MEMO_MIN_SLOTS) {
+        PyMem_Free(m->table);
+        m->table = NULL; /* made again on the next entry */
+        m->mask = 0;
+        m->used = 0;
+        return;
+    }
+    memo_clear(m);
+}
+
 #endif /* COROSNAP_MEMO_H */

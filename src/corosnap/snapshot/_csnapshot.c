@@ -788,10 +788,16 @@ cs_capture_root(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_INCREF(root);
     Py_ssize_t n = PyList_GET_SIZE(spare);
     if (n > 0) {
+#ifndef Py_GIL_DISABLED
         /* spare.pop(), keeping the list's buffer (an exact list: the
          * record's LIST field); the list's reference is now ours */
         enc = PyList_GET_ITEM(spare, n - 1);
         Py_SET_SIZE(spare, n - 1);
+#else
+        /* another thread may pop the same list: through the list API */
+        enc = PyObject_CallMethod(spare, "pop", NULL);
+        if (enc == NULL) goto error;
+#endif
         if (cs_encoder_slot_set(enc, CS_ENC_PID, pid) < 0) goto error;
     }
     else {
@@ -1357,9 +1363,12 @@ cs_activate(RestoreState *st, CsLink *link)
  * The cache's own key for an entry is an equal tuple made by the Python
  * engine, so a lookup with the tuple kept here compared the two item by
  * item (two string compares and two int compares, a tenth of loading a
- * chain on 3.12).  The first time a key is kept here, the entry is stored
+ * chain on 3.12).  When a key is kept in an empty slot, the entry is stored
  * again under it (same value, an equal key: the ModuleCache's other tables
- * find it as before), and later lookups match the cache's key by identity. */
+ * find it as before), and later lookups match the cache's key by identity.
+ * A key that takes over an occupied slot is only kept: storing the entry
+ * again each time two codes in use take turns in a slot would cost more
+ * than the compares it saves. */
 enum { CS_KEYS = 64 };
 static struct {
     PyObject *key;
@@ -1416,7 +1425,13 @@ cs_find_code(PyObject *code_cache, PyObject *mod_s, PyObject *qual_s, PyObject *
             }
         }
         if (same) {
-            return Py_XNewRef(_PyDict_GetItem_KnownHash(code_cache, key, cs_keys[slot].hash));
+            /* held: a key of the cache that compares equal may run code
+             * (a nested loads) that replaces this slot */
+            Py_INCREF(key);
+            PyObject *found = Py_XNewRef(_PyDict_GetItem_KnownHash(code_cache, key,
+                                                                   cs_keys[slot].hash));
+            Py_DECREF(key);
+            return found;
         }
     }
     key = PyTuple_Pack(4, mod_s, qual_s, path, fp);
@@ -1428,15 +1443,25 @@ cs_find_code(PyObject *code_cache, PyObject *mod_s, PyObject *qual_s, PyObject *
         return NULL;
     }
     Py_INCREF(found);
-    /* Stored again under this key (see above).  Only strings, ints and a
-     * tuple are released: no code runs.  Should it fail, the entry is gone
-     * from the cache and the Python engine makes it again next time. */
+    if (cs_keys[slot].key != NULL) {
+        /* An occupied slot (two codes in use whose fingerprints share it):
+         * the key is kept without storing the entry again, which would
+         * happen on every other lookup; found by equality as before. */
+        Py_SETREF(cs_keys[slot].key, key);
+        cs_keys[slot].hash = hash;
+        cs_keys[slot].fphash = fph;
+        return found;
+    }
+    /* The slot's first key: stored again under it (see above).  Only
+     * strings, ints and a tuple are released: no code runs.  Should it fail,
+     * the entry is gone from the cache and the Python engine makes it again
+     * next time. */
     if (PyDict_DelItem(code_cache, key) < 0 || PyDict_SetItem(code_cache, key, found) < 0) {
         PyErr_Clear();
         Py_DECREF(key);
         return found;
     }
-    Py_XSETREF(cs_keys[slot].key, key);
+    cs_keys[slot].key = key;
     cs_keys[slot].hash = hash;
     cs_keys[slot].fphash = fph;
     return found;
