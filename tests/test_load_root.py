@@ -546,9 +546,18 @@ def test_a_fingerprint_with_the_hash_of_a_kept_one_is_told_apart() -> None:
 def _decoders() -> list[Any]:
     """The C engine's Decoders alive now (found as a test finds them: the
     collector's list)."""
-    cls = corosnap.snapshot._api.default()._caches.frames_in.decoder
     gc.collect()
+    return _alive_decoders()
+
+
+def _alive_decoders() -> list[Any]:
+    cls = corosnap.snapshot._api.default()._caches.frames_in.decoder
     return [o for o in gc.get_objects() if type(o) is cls]
+
+
+def _decoding() -> list[Any]:
+    """The Decoders decoding now (their state set), found from a reduce."""
+    return [o for o in _alive_decoders() if o.cstate is not None]
 
 
 def _tuple_holder() -> Iterator[Any]:
@@ -600,8 +609,7 @@ _DECODING: list[int] = []  # the ids of the Decoders decoding when DecoderId was
 
 
 def _decoder_id() -> str:
-    cls = corosnap.snapshot._api.default()._caches.frames_in.decoder
-    _DECODING.extend(id(o) for o in gc.get_objects() if type(o) is cls and o.cstate is not None)
+    _DECODING.extend(id(o) for o in _decoding())
     return "seen"
 
 
@@ -653,9 +661,7 @@ _PINNED_SEEN: list[list[Any]] = []  # what the Decoder _grab found had pinned th
 
 
 def _grab() -> str:
-    cls = corosnap.snapshot._api.default()._caches.frames_in.decoder
-    found = [o for o in gc.get_objects() if type(o) is cls and o.cstate is not None
-             and all(o is not h for h in _HELD)]
+    found = [o for o in _decoding() if all(o is not h for h in _HELD)]
     _PINNED_SEEN.extend(list(o.pinned) for o in found)
     _HELD.extend(found)
     return "grabbed"
