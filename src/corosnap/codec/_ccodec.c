@@ -5410,10 +5410,8 @@ di_release(PyObject *module, PyObject *dec)
             else ok = 0;
             break;
         case DI_LIST:
-            if (!PyList_CheckExact(v) ||
-                (PyList_GET_SIZE(v) && PyList_SetSlice(v, 0, PY_SSIZE_T_MAX, NULL) < 0)) {
-                ok = 0;
-            }
+            if (PyList_CheckExact(v)) corosnap_list_empty(v);
+            else ok = 0;
             break;
         case DI_SET:
             if (!PySet_CheckExact(v) || (PySet_GET_SIZE(v) && PySet_Clear(v) < 0)) ok = 0;

@@ -2012,8 +2012,9 @@ cs_give_back_state(RestoreState *st)
         PyObject *type, *value, *tb;
         PyErr_Fetch(&type, &value, &tb);
         /* Emptying releases values, whose finalizers may run any code
-         * (another loads included): through the list API only, and the
-         * state is kept only if it is still alone afterwards. */
+         * (another loads included): each list is empty while its items are
+         * released (corosnap_list_empty), and the state is kept only if it
+         * is still alone afterwards. */
         corosnap_list_empty(st->memo);
         corosnap_list_empty(st->strings);
         corosnap_list_empty(st->codes);
