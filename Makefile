@@ -9,6 +9,8 @@
 #   make bench-matrix  the benchmark on every .venv-3.X made so far, one table per version
 #   make bench-scheduler  checkpoint overhead per await and workflow throughput on SQLite
 #   make bench-migration  bytes and time migratable snapshots add, migration onto edited code
+#   make bench-instructions  instructions per dumps/loads call, counted by valgrind (steady
+#                    where timings move by a few percent: compare two copies call for call)
 #   make demo-deploy a workflow suspended at a step, a bug fixed after it, the deploy, the run
 #                    finishing on the fixed code (docs/evolution.md)
 #   make fuzz        the long fuzzing campaign: 100,000 inputs on 3.11; FUZZ_VERSION=3.12
@@ -30,7 +32,7 @@ VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .PHONY: test lint typecheck pytest pytest-pure demo demo-deploy bench bench-matrix \
-	bench-scheduler bench-migration fuzz test-matrix dist clean venv
+	bench-scheduler bench-migration bench-instructions fuzz test-matrix dist clean venv
 
 venv: $(STAMP)
 
@@ -79,6 +81,9 @@ bench-scheduler: $(STAMP)
 
 bench-migration: $(STAMP)
 	$(VPY) benchmarks/bench_migration.py $(BENCH_ARGS)
+
+bench-instructions: $(STAMP)
+	$(VPY) benchmarks/instructions.py $(BENCH_ARGS)
 
 demo-deploy: $(STAMP)
 	$(VPY) examples/deploy_demo.py

@@ -1059,6 +1059,24 @@ def test_the_c_parser_shares_short_strings_and_never_confuses_them(texts: list[s
 
 
 @needs_c
+def test_the_c_parser_tells_apart_names_one_byte_apart_at_every_place() -> None:
+    """Short names are compared a word at a time (the first and last 8 or 4
+    bytes, overlapping): every length up to the 48-byte limit, with the one
+    differing byte at every place, parsed right after the name it differs
+    from, is itself."""
+    from corosnap.codec._speedups import C
+
+    assert C is not None
+    for n in range(49):
+        base = "".join(chr(97 + (k * 7) % 26) for k in range(n))
+        near = [base[:k] + "#" + base[k + 1:] for k in range(n)]
+        for text in near:
+            assert C.unpack(msgpack.packb([base, text])) == [base, text]
+            assert C.unpack(msgpack.packb([text, base])) == [text, base]
+        assert C.unpack(msgpack.packb(near)) == near
+
+
+@needs_c
 def test_the_c_parser_gives_the_same_name_object_each_parse() -> None:
     """A name met in the last parse is not made again (nor hashed again when
     used as a key), and a map key is the interned string."""

@@ -415,10 +415,44 @@ def only_plain_values() -> Iterator[Any]:
     yield items, done, seen, one
 
 
+def refs_tuples_and_iterators() -> Iterator[Any]:
+    items = ["apple", "pear", "fig", "plum"]
+    alias = items  # a back-reference
+    pair = (1, "x", None)  # a tuple of plain items
+    for item in items:  # a list iterator over a back-reference, on the stack
+        if item == "pear":
+            yield 0
+            yield alias, pair, item, next(iter(()), "after")
+    yield "done"
+
+
 def one_nested_list() -> Iterator[Any]:
     nested = [[1, 2]]
     yield 0
     yield nested
+
+
+def test_references_tuples_and_list_iterators_in_slots_restore_as_the_python_engine_does(
+) -> None:
+    """A back-reference, a tuple of plain items and a for loop over a list
+    met before are restored by the C restore without a decoder (the codec's
+    dec_plain): the reference is the very list, the loop goes on at the
+    right item over it, on both engines."""
+    for engine in ("c", "python") if _accel.ENGINE == "c" else ("python",):
+        snap = Snapshotter()._with_engine(engine)
+        original = refs_tuples_and_iterators()
+        next(original)
+        blob = snap.dumps(original)
+        for _ in range(3):  # cold, then warm
+            restored = snap.loads(blob)
+            alias, pair, item, _after = next(restored)
+            got = restored.gi_frame.f_locals
+            assert alias is got["items"] and alias == ["apple", "pear", "fig", "plum"]
+            assert pair == (1, "x", None) and item == "pear"
+            alias.append("kiwi")  # the loop runs over the very list
+            assert list(restored) == ["done"]
+        assert next(original)[1:] == ((1, "x", None), "pear", "after")
+        assert list(original) == ["done"]
 
 
 def test_plain_lists_and_small_dicts_in_slots_restore_as_the_python_engine_does() -> None:
@@ -469,7 +503,8 @@ def test_a_frame_of_plain_values_makes_no_decoder_call() -> None:
 
     snap = Snapshotter()._with_engine("c")
     frames = snap._caches.frames_in
-    for make, plain in ((only_plain_values, True), (one_nested_list, False)):
+    for make, plain in ((only_plain_values, True), (refs_tuples_and_iterators, True),
+                        (one_nested_list, False)):
         g = make()
         next(g)
         blob = snap.dumps(g)

@@ -20,6 +20,7 @@ import abc
 import functools
 import random
 import sys
+import types
 from typing import Any
 
 import msgpack
@@ -415,6 +416,150 @@ def test_objects_made_by_object_new_are_made_alike(name: str) -> None:
     kind, text = _same_objects(_tree_with(tree), warm_with=_held(1))
     expected = "restored" if name in ("Plain", "MadeByMeta", "NewAssigned") else "RestoreError"
     assert kind.startswith(expected), (kind, text)
+
+
+T_SEQITER = 15
+_MEMO_SEEDS = ([1, 2, 3], (4, 5), "abc", b"xy", {"k": 1})
+
+
+def _plain_trees() -> dict[str, Any]:
+    return {
+        "reference": ref(0),
+        "reference_to_a_dict": ref(4),
+        "reference_past_the_memo": ref(5),
+        "empty_reference": ExtType(1, b""),
+        "long_reference": ExtType(1, b"\0" * 5),
+        "bytearray": ExtType(4, b"abc"),
+        "int_list": ExtType(9, bytes([2]) + (7).to_bytes(2, "little") + (-3).to_bytes(
+            2, "little", signed=True)),
+        "malformed_int_list": ExtType(9, bytes([3, 1, 2, 3])),
+        "pickled_value": ExtType(6, b"not a pickle"),
+        "tuple": [tag(T_TUPLE), 1, "a", None, 2.5, b"z", True],
+        "empty_tuple": [tag(T_TUPLE)],
+        "tuple_of_a_list": [tag(T_TUPLE), [1]],
+        "tuple_of_a_reference": [tag(T_TUPLE), ref(0)],
+        "list_iterator": [tag(T_SEQITER), ref(0), 1],
+        "tuple_iterator": [tag(T_SEQITER), ref(1), 1],
+        "str_iterator": [tag(T_SEQITER), ref(2), 2],
+        "bytes_iterator": [tag(T_SEQITER), ref(3), 0],
+        "iterator_past_the_end": [tag(T_SEQITER), ref(0), 9],
+        "iterator_before_the_start": [tag(T_SEQITER), ref(0), -4],
+        "iterator_at_a_huge_index": [tag(T_SEQITER), ref(0), 2**64 - 1],
+        "iterator_at_a_str_index": [tag(T_SEQITER), ref(0), "1"],
+        "iterator_over_a_dict": [tag(T_SEQITER), ref(4), 0],
+        "iterator_over_an_inline_list": [tag(T_SEQITER), [1, 2], 1],
+        "iterator_past_the_memo": [tag(T_SEQITER), ref(7), 0],
+        "short_iterator": [tag(T_SEQITER), ref(0)],
+        "set": [tag(T_SET), 1],
+        "plain_list": [1, 2],
+        "int": 5,
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_plain_trees()))
+def test_dec_plain_gives_what_the_decoder_gives_or_declines(name: str) -> None:
+    """The codec's dec_plain (what the C restore asks first for a frame
+    slot, with no Decoder) gives what Decoder.dec gives, registering the same
+    objects in the memo, for a back-reference, a tuple of plain items and a
+    sequence iterator over a back-reference; anything else, or a step that
+    fails, is NotImplemented with nothing changed (the Decoder's then, which
+    says what is wrong)."""
+    from corosnap.codec import _ccodec
+    from corosnap.codec._speedups import C
+
+    assert C is not None
+    tree = C.unpack(msgpack.packb(_plain_trees()[name], use_bin_type=True))
+    memo = list(_MEMO_SEEDS)
+    got = _ccodec.dec_plain(memo, tree)
+    dec = ENGINES["python"].Decoder(None)
+    dec.memo.extend(_MEMO_SEEDS)
+    try:
+        want: Any = dec.dec(tree)
+    except Exception as exc:  # noqa: BLE001 - the decoder's refusal
+        want = exc
+    if got is NotImplemented:
+        assert memo == list(_MEMO_SEEDS)
+        handled = {"plain_list", "int", "set", "tuple_of_a_list", "tuple_of_a_reference",
+                   "iterator_over_a_dict", "iterator_over_an_inline_list", "pickled_value"}
+        assert isinstance(want, Exception) or name in handled, (name, want)
+        return
+    assert not isinstance(want, BaseException), (name, want)
+    assert type(got) is type(want)
+    if name.startswith("reference"):
+        assert got is want  # the same seed objects are in both memos
+    elif name in ("bytearray", "int_list"):
+        assert got == want and memo[-1] is got and len(memo) == len(dec.memo)
+    elif "iterator" in name:
+        assert list(got) == list(want) and memo[-1] is got and len(memo) == len(dec.memo)
+    else:
+        assert got == want and len(memo) == len(dec.memo)
+    with pytest.raises(TypeError):
+        _ccodec.dec_plain((), tree)
+
+
+class _PropertyModule(types.ModuleType):
+    """A module type whose property hides the dict entry of the same name."""
+
+    @property
+    def x(self) -> int:
+        return 43
+
+
+def _modules_for_globals() -> dict[str, types.ModuleType]:
+    plain = types.ModuleType("_cs_plain_globals")
+    plain.x = 41  # type: ignore[attr-defined]
+    plain.__doc__ = "the plain one"
+    lazy = types.ModuleType("_cs_lazy_globals")
+    lazy.__getattr__ = lambda name: 42 if name == "x" else None  # type: ignore[attr-defined]
+    hidden = _PropertyModule("_cs_hidden_globals")
+    hidden.__dict__["x"] = 0
+    return {m.__name__: m for m in (plain, lazy, hidden)}
+
+
+@pytest.mark.parametrize(("module", "name", "value"), [
+    ("_cs_plain_globals", "x", 41),
+    ("_cs_plain_globals", "__doc__", "the plain one"),
+    ("_cs_lazy_globals", "x", 42),
+    ("_cs_hidden_globals", "x", 43),
+])
+def test_globals_resolve_as_getattr_resolves_them(
+        module: str, name: str, value: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A global in a plain module is read from the module's dict in C; a name
+    ModuleType itself defines, a module-level __getattr__ and a module of a
+    ModuleType subclass give what getattr(module, name) gives."""
+    for mod_name, mod in _modules_for_globals().items():
+        monkeypatch.setitem(sys.modules, mod_name, mod)
+    blob = _tree_with(glob(module, name))
+    kind, _text = _same_objects(blob, warm_with=_held(1))
+    assert kind == "restored"
+    g = default()._with_engine("c").loads(blob)
+    assert g.gi_frame.f_locals["value"] == value
+    g.close()
+
+
+@pytest.mark.skipif(not hasattr(types, "LazyImportType"), reason="no lazy imports (PEP 810)")
+def test_a_global_imported_lazily_is_the_imported_object(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A module's dict holds a placeholder for a name imported lazily until
+    getattr on the module imports it: a global naming it is the imported
+    module, as getattr gives it, on both engines."""
+    import colorsys
+
+    mod = types.ModuleType("_cs_lazy_import_globals")
+    exec(compile("lazy import colorsys\n", mod.__name__, "exec"), mod.__dict__)
+    assert type(mod.__dict__["colorsys"]) is types.LazyImportType
+    monkeypatch.setitem(sys.modules, mod.__name__, mod)
+    blob = _tree_with(glob(mod.__name__, "colorsys"))
+    for engine in ("python", "c", "c"):
+        mod.__dict__["colorsys"] = _lazy_placeholder()
+        g = default()._with_engine(engine).loads(blob)
+        assert g.gi_frame.f_locals["value"] is colorsys, engine
+        g.close()
+
+
+def _lazy_placeholder() -> Any:
+    scratch: dict[str, Any] = {"__name__": "_cs_lazy_scratch"}
+    exec(compile("lazy import colorsys\n", "_cs_lazy_scratch", "exec"), scratch)
+    return scratch["colorsys"]
 
 
 def test_a_process_that_never_encoded_decodes_alike(tmp_path: Any) -> None:

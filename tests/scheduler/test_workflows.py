@@ -384,6 +384,7 @@ def test_runs_that_cannot_be_restored_are_left_alone_and_reported() -> None:
     from corosnap.scheduler._records import decode_run, encode_run
 
     store = MemoryStore()
+    wf.reset(store)  # not the workflows' state an earlier test left
     s = wf.register(Scheduler(store))
     parent = s.start(wf.waits_for_child, 2.0)
     other = s.start(wf.one, 5)

@@ -534,20 +534,65 @@ cu_be(const unsigned char *p, int n)
 enum { CU_STRINGS = 1024, CU_STRING_MAX = 48 };
 static PyObject *cu_strings[CU_STRINGS];
 
+static inline uint64_t
+cu_word(const unsigned char *p)
+{
+    uint64_t w;
+    memcpy(&w, p, 8);
+    return w;
+}
+
+static inline uint32_t
+cu_half(const unsigned char *p)
+{
+    uint32_t w;
+    memcpy(&w, p, 4);
+    return w;
+}
+
+/* The slot of the n bytes at p: their first and last word (overlapping for
+ * fewer than 16 bytes) and every word between, mixed with n, then every
+ * bit of that spread over the slot's bits (murmur3's final mix).  Strings
+ * that share a slot simply take turns in it. */
 static inline size_t
 cu_string_slot(const unsigned char *p, Py_ssize_t n)
 {
     uint64_t h = (uint64_t)n * 0x9E3779B97F4A7C15ull;
-    Py_ssize_t k = 0;
-    for (; k + 8 <= n; k += 8) {
-        uint64_t w;
-        memcpy(&w, p + k, 8);
-        h = (h ^ w) * 0xff51afd7ed558ccdull;
-        h ^= h >> 29;
+    if (n >= 8) {
+        h = (h ^ cu_word(p)) * 0xff51afd7ed558ccdull;
+        for (Py_ssize_t k = 8; k + 8 < n; k += 8) {
+            h ^= h >> 33;
+            h = (h ^ cu_word(p + k)) * 0xff51afd7ed558ccdull;
+        }
+        h ^= h >> 33;
+        h ^= cu_word(p + n - 8);
     }
-    for (; k < n; k++) h = (h ^ p[k]) * 0x100000001b3ull;
-    h ^= h >> 32;
+    else if (n >= 4) {
+        h ^= ((uint64_t)cu_half(p) << 32) | cu_half(p + n - 4);
+    }
+    else if (n > 0) {
+        h ^= (uint64_t)p[0] | ((uint64_t)p[n / 2] << 8) | ((uint64_t)p[n - 1] << 16);
+    }
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ull;
+    h ^= h >> 33;
     return (size_t)(h & (CU_STRINGS - 1));
+}
+
+/* Whether the n bytes at a and at b are the same (n <= CU_STRING_MAX): a
+ * short name is compared as one or two words, without a call. */
+static inline int
+cu_same_bytes(const unsigned char *a, const unsigned char *b, Py_ssize_t n)
+{
+    if (n > 16) return memcmp(a, b, (size_t)n) == 0;
+    if (n >= 8) return cu_word(a) == cu_word(b) && cu_word(a + n - 8) == cu_word(b + n - 8);
+    if (n >= 4) return cu_half(a) == cu_half(b) && cu_half(a + n - 4) == cu_half(b + n - 4);
+    for (Py_ssize_t k = 0; k < n; k++) {
+        if (a[k] != b[k]) return 0;
+    }
+    return 1;
 }
 
 /* Remember `s` (a str, any) in its slot if it is short and ASCII. */
@@ -568,7 +613,7 @@ cu_str(Unpacker *u, Py_ssize_t n)
         slot = cu_string_slot(u->p, n);
         PyObject *known = cu_strings[slot];
         if (known != NULL && PyUnicode_GET_LENGTH(known) == n &&
-            memcmp(PyUnicode_1BYTE_DATA(known), u->p, (size_t)n) == 0) {
+            cu_same_bytes(PyUnicode_1BYTE_DATA(known), u->p, n)) {
             u->p += n;
             return Py_NewRef(known);
         }
@@ -3640,6 +3685,9 @@ static PyObject *cd_Decoder, *cd_TAGGED, *cd_Tag, *cd_NEVER_CALLED, *cd_STARMAP,
 static PyObject *cd_object_new, *cd_empty_tuple;
 /* functools.partial, and _decoder.check_partial_state (see _set_state) */
 static PyObject *cd_partial, *cd_check_partial_state;
+/* types.LazyImportType (3.15+, PEP 810), or NULL: a module's dict holds one
+ * for a name imported lazily until getattr on the module makes the import */
+static PyTypeObject *cd_lazy_import_type;
 static Py_ssize_t cd_max_nesting = -1, cd_shape_min = -1, cd_tag_kind_offset;
 static PyObject *cd_s_reduce_with, *cd_s_reduce_state, *cd_s_deferred, *cd_s_setstate,
     *cd_s_dict, *cd_s_new, *cd_s_update, *cd_s_qualname;
@@ -3707,6 +3755,17 @@ cd_ready(void)
     }
     Py_SETREF(cd_partial, PyObject_GetAttrString(cd_partial, "partial")); /* functools. */
     if (cd_partial == NULL) goto done;
+#if PY_VERSION_HEX >= 0x030F0000
+    if (cd_lazy_import_type == NULL) {
+        PyObject *types_mod = PyImport_ImportModule("types");
+        PyObject *lazy = types_mod == NULL ? NULL
+                                           : PyObject_GetAttrString(types_mod, "LazyImportType");
+        Py_XDECREF(types_mod);
+        if (lazy == NULL) PyErr_Clear(); /* a 3.15 without it: every global through getattr */
+        else if (!PyType_Check(lazy)) Py_DECREF(lazy);
+        else cd_lazy_import_type = (PyTypeObject *)lazy;
+    }
+#endif
     PyObject *nesting = PyObject_GetAttrString(dec_mod, "MAX_NESTING");
     cd_max_nesting = nesting == NULL ? -1 : PyLong_AsSsize_t(nesting);
     Py_XDECREF(nesting);
@@ -3878,6 +3937,11 @@ cd_items_from(Dec *d, PyObject *items, Py_ssize_t start)
 {
     if (!PyList_CheckExact(items)) return cc_corrupt("expected an array");
     if (start > 0) {
+        /* items that are themselves once decoded (no list, dict or deferred
+         * value: the common case) are the slice, and no code runs */
+        Py_ssize_t n = PyList_GET_SIZE(items), i = start;
+        while (i < n && !cd_walks(PyList_GET_ITEM(items, i))) i++;
+        if (i >= n) return PyList_GetSlice(items, start, n);
         /* self.dec_items(v[1:]): the items as they are now, whatever Python
          * code run while they are decoded does to v */
         PyObject *slice = PyList_GetSlice(items, start, PyList_GET_SIZE(items));
@@ -4030,10 +4094,21 @@ cd_not_flooding(PyObject *items)
 static PyObject *
 cd_tuple(Dec *d, PyObject *v)
 {
-    PyObject *items = cd_items_from(d, v, 1);
-    if (items == NULL) return NULL;
-    PyObject *out = PyList_AsTuple(items);
-    Py_DECREF(items);
+    PyObject *out;
+    Py_ssize_t n = PyList_GET_SIZE(v), i = 1;
+    while (i < n && !cd_walks(PyList_GET_ITEM(v, i))) i++;
+    if (i >= n) {
+        /* every item is itself once decoded: the tuple of v[1:], made
+         * directly (no code runs) */
+        if ((out = PyTuple_New(n - 1)) == NULL) return NULL;
+        for (i = 1; i < n; i++) PyTuple_SET_ITEM(out, i - 1, Py_NewRef(PyList_GET_ITEM(v, i)));
+    }
+    else {
+        PyObject *items = cd_items_from(d, v, 1);
+        if (items == NULL) return NULL;
+        out = PyList_AsTuple(items);
+        Py_DECREF(items);
+    }
     if (out == NULL || CD_DEPTH(d)->used == 0) return out;
     /* Hashed without CPython's recursion guard (see Decoder.__init__). */
     Py_ssize_t nest = cd_nest_done(cd_nest_array(d, CD_TITEMS(out),
@@ -4288,46 +4363,39 @@ cd_add_edges(Dec *d, PyObject *edges, PyObject *const *values, Py_ssize_t n)
 /* follows_unguarded(cls), remembered across blobs for as long as the class
  * is unchanged: by the class's address and its version tag, which CPython
  * renews whenever the class or a class on its MRO is modified (a tag is
- * never reused, so a new class at a freed one's address misses).  No class
- * is held; the table is emptied when it grows past 4,096 classes. */
-static PyObject *cd_follower_cache;
+ * never reused, so a new class at a freed one's address misses).  A
+ * direct-mapped table of the classes met lately, picked by address: no
+ * class is held, and no object is made to look one up. */
+enum { CD_FOLLOWERS = 256 };
+static struct {
+    PyTypeObject *cls; /* not held: compared only */
+    unsigned int tag;  /* its tp_version_tag then, never 0 */
+    int follows;
+} cd_followers[CD_FOLLOWERS];
 
 static PyObject *
 cd_follows_unguarded_cached(PyObject *cls)
 {
-    unsigned int tag = ((PyTypeObject *)cls)->tp_version_tag;
-    PyObject *key = PyLong_FromVoidPtr(cls);
-    if (key == NULL) return NULL;
-    if (cd_follower_cache == NULL && (cd_follower_cache = PyDict_New()) == NULL) goto error;
-    if (tag != 0) {
-        PyObject *hit = PyDict_GetItemWithError(cd_follower_cache, key);
-        if (hit != NULL && PyTuple_CheckExact(hit) && PyTuple_GET_SIZE(hit) == 2 &&
-            PyLong_AsUnsignedLong(PyTuple_GET_ITEM(hit, 0)) == tag) {
-            Py_DECREF(key);
-            return Py_NewRef(PyTuple_GET_ITEM(hit, 1));
-        }
-        if (PyErr_Occurred()) goto error;
+    PyTypeObject *t = (PyTypeObject *)cls;
+    size_t slot = ((uintptr_t)cls >> 4) & (CD_FOLLOWERS - 1);
+    unsigned int tag = t->tp_version_tag;
+    if (tag != 0 && cd_followers[slot].cls == t && cd_followers[slot].tag == tag) {
+        return Py_NewRef(cd_followers[slot].follows ? Py_True : Py_False);
     }
     PyObject *follower = PyObject_CallOneArg(cd_follows_unguarded, cls);
-    if (follower == NULL) goto error;
-    tag = ((PyTypeObject *)cls)->tp_version_tag;
-    if (tag != 0) {
-        if (PyDict_GET_SIZE(cd_follower_cache) >= 4096) PyDict_Clear(cd_follower_cache);
-        PyObject *tag_obj = PyLong_FromUnsignedLong(tag);
-        PyObject *entry = tag_obj == NULL ? NULL : PyTuple_Pack(2, tag_obj, follower);
-        int rc = entry == NULL ? -1 : PyDict_SetItem(cd_follower_cache, key, entry);
-        Py_XDECREF(tag_obj);
-        Py_XDECREF(entry);
-        if (rc < 0) {
-            Py_DECREF(follower);
-            goto error;
-        }
+    if (follower == NULL) return NULL;
+    int follows = PyObject_IsTrue(follower);
+    if (follows < 0) {
+        Py_DECREF(follower);
+        return NULL;
     }
-    Py_DECREF(key);
+    tag = t->tp_version_tag; /* as it is after the call */
+    if (tag != 0 && PyBool_Check(follower)) {
+        cd_followers[slot].cls = t;
+        cd_followers[slot].tag = tag;
+        cd_followers[slot].follows = follows;
+    }
     return follower;
-error:
-    Py_DECREF(key);
-    return NULL;
 }
 
 /* Decoder._reduce (T_REDUCE and T_NEWOBJ) */
@@ -4367,7 +4435,13 @@ cd_reduce(Dec *d, PyObject *v, int newobj)
         /* [func, *self.dec_items(v[2])] */
         if ((args = PyList_New(0)) == NULL || PyList_Append(args, func) < 0 ||
             cd_items_into(d, args_f, args) < 0) goto error;
-        if ((make = PyObject_GetAttr(func, cd_s_new)) == NULL) goto error;
+        if (Py_IS_TYPE(func, &PyType_Type) &&
+            _PyType_Lookup((PyTypeObject *)func, cd_s_new) == cd_object_new) {
+            /* func.__new__ of a class of metaclass type that inherits
+             * object's: what type's getattr returns (a builtin, no __get__) */
+            make = Py_NewRef(cd_object_new);
+        }
+        else if ((make = PyObject_GetAttr(func, cd_s_new)) == NULL) goto error;
     }
     else {
         if ((args = cd_items_from(d, args_f, 0)) == NULL) goto error;
@@ -4518,7 +4592,20 @@ cd_global(Dec *d, PyObject *v)
                                                     : NULL;
         if (mod != NULL && mod != Py_None) {
             Py_INCREF(mod);
-            obj = PyObject_GetAttr(mod, name);
+            if (Py_IS_TYPE(mod, &PyModule_Type) && _PyType_Lookup(&PyModule_Type, name) == NULL &&
+                (PY_VERSION_HEX < 0x030F0000 || cd_lazy_import_type != NULL)) {
+                /* what getattr finds in a plain module: its dict's entry,
+                 * no descriptor of ModuleType coming first (a miss is
+                 * getattr's, which runs the module's __getattr__, and so is
+                 * a name imported lazily, which getattr imports) */
+                obj = PyDict_GetItemWithError(PyModule_GetDict(mod), name);
+                if (obj != NULL && cd_lazy_import_type != NULL &&
+                    Py_IS_TYPE(obj, cd_lazy_import_type)) {
+                    obj = NULL;
+                }
+                Py_XINCREF(obj);
+            }
+            if (obj == NULL && !PyErr_Occurred()) obj = PyObject_GetAttr(mod, name);
             Py_DECREF(mod);
             if (obj == NULL) {
                 /* load_global: RestoreError(f"cannot resolve global
@@ -4659,19 +4746,22 @@ cd_dict(Dec *d, PyObject *v)
     Py_ssize_t size = PyDict_GET_SIZE(v), pos = 0;
     PyObject *k, *x;
     if (size >= cd_shape_min) {
-        int all_str = 1;
+        /* tuple(v) when every key is a str: made as the keys are checked
+         * (no code runs, so v stays as it is) */
+        PyObject *shape = PyTuple_New(size);
+        if (shape == NULL) return NULL;
+        Py_ssize_t j = 0;
         while (PyDict_Next(v, &pos, &k, &x)) {
-            if (!PyUnicode_CheckExact(k)) {
-                all_str = 0;
+            if (!PyUnicode_CheckExact(k) || j >= size) {
+                Py_CLEAR(shape);
                 break;
             }
+            PyTuple_SET_ITEM(shape, j++, Py_NewRef(k));
         }
-        if (all_str) {
-            PyObject *keys = PyDict_Keys(v);
-            PyObject *shape = keys == NULL ? NULL : PyList_AsTuple(keys);
-            Py_XDECREF(keys);
-            int rc = shape == NULL ? -1 : PyList_Append(d->shapes, shape);
-            Py_XDECREF(shape);
+        if (shape != NULL && j != size) Py_CLEAR(shape);
+        if (shape != NULL) {
+            int rc = PyList_Append(d->shapes, shape);
+            Py_DECREF(shape);
             if (rc < 0) return NULL;
         }
         pos = 0;
@@ -4694,21 +4784,25 @@ cd_dict(Dec *d, PyObject *v)
 }
 
 /* A Deferred: back-references here, the rest Decoder._deferred's. */
+/* Decoder._deferred for the kinds whose decoding runs no code, against
+ * `memo` (the Decoder's): a back-reference (the object it names), a
+ * bytearray or an int list (made, and registered in the memo).  A new
+ * reference; NULL with CorruptSnapshot for a malformed one; NULL with no
+ * error for any other kind (the Decoder's Python method). */
 static PyObject *
-cd_deferred(Dec *d, PyObject *v)
+cd_deferred_plain(PyObject *memo, PyObject *v)
 {
     PyObject *code = *(PyObject **)((char *)v + cc_deferred_code_offset);
     PyObject *data = *(PyObject **)((char *)v + cc_deferred_data_offset);
     long kind = code != NULL && PyLong_CheckExact(code) ? PyLong_AsLong(code) : -1;
     if (data == NULL || !PyBytes_CheckExact(data) ||
         (kind != EXT_REF && kind != EXT_INTLIST && kind != EXT_BYTEARRAY)) {
-        if (PyErr_Occurred()) return NULL;
-        return PyObject_CallMethodOneArg(d->self, cd_s_deferred, v);
+        return NULL; /* with PyLong_AsLong's error, if any */
     }
     if (kind == EXT_BYTEARRAY) {
         PyObject *out = PyByteArray_FromStringAndSize(PyBytes_AS_STRING(data),
                                                       PyBytes_GET_SIZE(data));
-        if (out != NULL && PyList_Append(d->memo, out) < 0) Py_CLEAR(out);
+        if (out != NULL && PyList_Append(memo, out) < 0) Py_CLEAR(out);
         return out;
     }
     if (kind == EXT_INTLIST) {
@@ -4736,7 +4830,7 @@ cd_deferred(Dec *d, PyObject *v)
             }
             PyList_SET_ITEM(out, i, item);
         }
-        if (PyList_Append(d->memo, out) < 0) Py_CLEAR(out);
+        if (PyList_Append(memo, out) < 0) Py_CLEAR(out);
         return out;
     }
     Py_ssize_t len = PyBytes_GET_SIZE(data);
@@ -4744,7 +4838,7 @@ cd_deferred(Dec *d, PyObject *v)
     if (len > 0 && len <= 4) {
         Py_ssize_t index = 0;
         for (Py_ssize_t k = 0; k < len; k++) index = (index << 8) | p[k];
-        if (index < PyList_GET_SIZE(d->memo)) return Py_NewRef(PyList_GET_ITEM(d->memo, index));
+        if (index < PyList_GET_SIZE(memo)) return Py_NewRef(PyList_GET_ITEM(memo, index));
     }
     PyObject *index = _PyLong_FromByteArray(p, (size_t)len, 0, 0);
     if (index != NULL) {
@@ -4753,6 +4847,14 @@ cd_deferred(Dec *d, PyObject *v)
         Py_DECREF(index);
     }
     return NULL;
+}
+
+static PyObject *
+cd_deferred(Dec *d, PyObject *v)
+{
+    PyObject *out = cd_deferred_plain(d->memo, v);
+    if (out != NULL || PyErr_Occurred()) return out;
+    return PyObject_CallMethodOneArg(d->self, cd_s_deferred, v);
 }
 
 /* Decoder.dec */
@@ -5174,6 +5276,7 @@ static SlotSpec di_slots[] = {
 _Static_assert(sizeof(di_slots) / sizeof(di_slots[0]) <= DI_NSLOTS_MAX, "di_slots grew");
 /* codec/_decoder.py's globals, set last: marks the set-up ready */
 static PyObject *di_decoder_globals, *di_s_budget;
+static void di_find_shared(void);
 
 static int
 di_ready(void)
@@ -5183,6 +5286,7 @@ di_ready(void)
     if (di_s_budget == NULL && (di_s_budget = PyUnicode_InternFromString("MAX_CYCLE_WALK")) ==
         NULL) return -1;
     int rc = cc_slot_offsets(cd_Decoder, di_slots, DI_NSLOTS);
+    if (rc == 0) di_find_shared();
     if (rc == 0) {
         PyObject *dec_mod = PyImport_ImportModule("corosnap.codec._decoder");
         PyObject *globals = dec_mod == NULL ? NULL : PyModule_GetDict(dec_mod); /* borrowed */
@@ -5205,44 +5309,37 @@ di_budget(void)
     return Py_XNewRef(budget);
 }
 
-/* Every slot of Decoder self as __init__ sets it from vals (self, frames,
- * safe, allow, buffers); with `shared`, memo, strings, codes, active,
- * exceptions and cstate are those six objects instead (adopt_decoder). */
 /* Which of the six objects adopt_decoder shares (memo, strings, codes,
- * active, exceptions, cstate) slot k takes, or -1: found by name once. */
-static const signed char *
-di_shared_of(void)
+ * active, exceptions, cstate) slot k takes, or -1; and whether slot k is one
+ * of the Decoder's own tables (a container __init__ makes and adopt_decoder
+ * does not share).  Found by name once, when the slots are (di_ready). */
+static signed char di_shared[DI_NSLOTS_MAX], di_own[DI_NSLOTS_MAX];
+
+static void
+di_find_shared(void)
 {
     static const char *shared_names[6] = {"memo", "strings", "codes", "active", "exceptions",
                                           "cstate"};
-    static signed char shared_of[DI_NSLOTS_MAX];
-    static int shared_known = 0;
-    if (!shared_known) {
-        for (Py_ssize_t k = 0; k < DI_NSLOTS; k++) {
-            shared_of[k] = -1;
-            for (int j = 0; j < 6; j++) {
-                if (strcmp(di_slots[k].name, shared_names[j]) == 0) shared_of[k] = (signed char)j;
-            }
+    for (Py_ssize_t k = 0; k < DI_NSLOTS; k++) {
+        di_shared[k] = -1;
+        for (int j = 0; j < 6; j++) {
+            if (strcmp(di_slots[k].name, shared_names[j]) == 0) di_shared[k] = (signed char)j;
         }
-        shared_known = 1;
+        int how = di_slots[k].how;
+        di_own[k] = di_shared[k] < 0 &&
+                    (how == DI_MEMO || how == DI_LIST || how == DI_SET || how == DI_DICT);
     }
-    return shared_of;
 }
 
-/* Whether slot k of a Decoder is one of its own tables (a container
- * __init__ makes and adopt_decoder does not share). */
-static inline int
-di_own_table(Py_ssize_t k)
-{
-    int how = di_slots[k].how;
-    return di_shared_of()[k] < 0 &&
-           (how == DI_MEMO || how == DI_LIST || how == DI_SET || how == DI_DICT);
-}
+#define di_own_table(k) (di_own[(k)])
 
+/* Every slot of Decoder self as __init__ sets it from vals (self, frames,
+ * safe, allow, buffers); with `shared`, memo, strings, codes, active,
+ * exceptions and cstate are those six objects instead (adopt_decoder). */
 static int
 di_fill(PyObject *self, PyObject *const *vals, PyObject *const *shared, int keep_own)
 {
-    const signed char *shared_of = di_shared_of();
+    const signed char *shared_of = di_shared;
     for (Py_ssize_t k = 0; k < DI_NSLOTS; k++) {
         /* keep_own: a Decoder used again (di_take_spare), whose own tables
          * were checked empty: they stay */
@@ -5434,6 +5531,100 @@ di_release(PyObject *module, PyObject *dec)
     Py_RETURN_NONE;
 }
 
+/* dec_plain(memo, x): what Decoder.dec(x) gives for the values whose
+ * decoding needs no Decoder and runs no Python code, or NotImplemented (no
+ * error, nothing changed) for anything else.  The snapshot layer asks it
+ * first for a frame slot, so a frame holding only such values (and the
+ * plain lists it handles itself) makes no Decoder:
+ *  - a back-reference within the memo: the object it names; a bytearray or
+ *    a list of ints (registered in the memo);
+ *  - a tuple whose items are themselves once decoded (no list, dict or
+ *    deferred value among them): the tuple of them (Decoder._tuple; such a
+ *    tuple gets no depth entry, its items having none);
+ *  - a sequence iterator (a for loop over a list, a tuple, a str or bytes)
+ *    over a back-reference within the memo, at an int index: iter(seq) set
+ *    to the index, registered in the memo (Decoder._seqiter).  A step that
+ *    fails is left to the Decoder, which says what is wrong.
+ * memo is the loads' memo list (RestoreState.memo, which the Decoder shares):
+ * the same objects, in the same memo order, as Decoder.dec. */
+static PyObject *
+cd_plain_ref(PyObject *memo, PyObject *x)
+{
+    if (!Py_IS_TYPE(x, (PyTypeObject *)cc_Deferred)) return NULL;
+    PyObject *code = *(PyObject **)((char *)x + cc_deferred_code_offset);
+    PyObject *data = *(PyObject **)((char *)x + cc_deferred_data_offset);
+    if (code == NULL || !PyLong_CheckExact(code) || data == NULL || !PyBytes_CheckExact(data)) {
+        return NULL;
+    }
+    int overflow = 0;
+    long kind = PyLong_AsLongAndOverflow(code, &overflow);
+    Py_ssize_t len = PyBytes_GET_SIZE(data);
+    if (kind != EXT_REF || overflow || len < 1 || len > 4) return NULL;
+    const unsigned char *q = (const unsigned char *)PyBytes_AS_STRING(data);
+    Py_ssize_t index = 0;
+    for (Py_ssize_t k = 0; k < len; k++) index = (index << 8) | q[k];
+    return index < PyList_GET_SIZE(memo) ? PyList_GET_ITEM(memo, index) : NULL; /* borrowed */
+}
+
+static PyObject *
+cd_dec_plain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyList_CheckExact(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "dec_plain(memo, x): memo must be a list");
+        return NULL;
+    }
+    if (cd_ready() < 0) return NULL;
+    PyObject *memo = args[0], *x = args[1];
+    if (Py_IS_TYPE(x, (PyTypeObject *)cc_Deferred)) {
+        PyObject *out = cd_deferred_plain(memo, x);
+        if (out != NULL) return out;
+        PyErr_Clear(); /* the Decoder does it again and says what is wrong */
+        Py_RETURN_NOTIMPLEMENTED;
+    }
+    Py_ssize_t n = PyList_CheckExact(x) ? PyList_GET_SIZE(x) : 0;
+    if (n == 0 || !Py_IS_TYPE(PyList_GET_ITEM(x, 0), (PyTypeObject *)cd_Tag)) {
+        Py_RETURN_NOTIMPLEMENTED;
+    }
+    PyObject *kind_obj = *(PyObject **)((char *)PyList_GET_ITEM(x, 0) + cd_tag_kind_offset);
+    long kind = kind_obj != NULL && PyLong_CheckExact(kind_obj) ? PyLong_AsLong(kind_obj) : -1;
+    if (kind == -1 && PyErr_Occurred()) PyErr_Clear();
+    if (kind == T_TUPLE) {
+        for (Py_ssize_t i = 1; i < n; i++) {
+            if (cd_walks(PyList_GET_ITEM(x, i))) Py_RETURN_NOTIMPLEMENTED;
+        }
+        PyObject *out = PyTuple_New(n - 1);
+        if (out == NULL) return NULL;
+        for (Py_ssize_t i = 1; i < n; i++) PyTuple_SET_ITEM(out, i - 1, Py_NewRef(PyList_GET_ITEM(x, i)));
+        return out;
+    }
+    if (kind == T_SEQITER && n == 3 && PyLong_CheckExact(PyList_GET_ITEM(x, 2))) {
+        PyObject *seq = cd_plain_ref(memo, PyList_GET_ITEM(x, 1));
+        PyTypeObject *t = seq == NULL ? NULL : Py_TYPE(seq);
+        if (t != &PyList_Type && t != &PyTuple_Type && t != &PyUnicode_Type && t != &PyBytes_Type) {
+            Py_RETURN_NOTIMPLEMENTED;
+        }
+        PyObject *index = Py_NewRef(PyList_GET_ITEM(x, 2));
+        PyObject *it = PyObject_GetIter(seq); /* the builtin iterator: C code only */
+        PyObject *r = it == NULL ? NULL : PyObject_CallMethodOneArg(it, cd_s_setstate, index);
+        Py_DECREF(index);
+        if (r == NULL || PyList_Append(memo, it) < 0) {
+            Py_XDECREF(r);
+            Py_XDECREF(it);
+            PyErr_Clear(); /* the Decoder does it again and says what is wrong */
+            Py_RETURN_NOTIMPLEMENTED;
+        }
+        Py_DECREF(r);
+        return it;
+    }
+    Py_RETURN_NOTIMPLEMENTED;
+}
+
+static PyMethodDef cd_dec_plain_def = {
+    "dec_plain", (PyCFunction)(void (*)(void))cd_dec_plain, METH_FASTCALL,
+    "dec_plain(memo, x): Decoder.dec(x) for a back-reference, a bytearray, an int list, a "
+    "tuple of plain items or a sequence iterator over a back-reference, with no Decoder; "
+    "NotImplemented otherwise"};
+
 static PyMethodDef di_release_def = {
     "release_decoder", (PyCFunction)di_release, METH_O,
     "release_decoder(dec): the snapshot layer is done with a Decoder adopt_decoder made "
@@ -5552,6 +5743,12 @@ PyInit__ccodec(void)
     PyObject *release = PyCFunction_NewEx(&di_release_def, NULL, NULL);
     if (release == NULL || PyModule_AddObject(m, "release_decoder", release) < 0) {
         Py_XDECREF(release);
+        Py_DECREF(m);
+        return NULL;
+    }
+    PyObject *plain = PyCFunction_NewEx(&cd_dec_plain_def, NULL, NULL);
+    if (plain == NULL || PyModule_AddObject(m, "dec_plain", plain) < 0) {
+        Py_XDECREF(plain);
         Py_DECREF(m);
         return NULL;
     }

@@ -1500,6 +1500,42 @@ cs_plain(PyObject *x)
     return 0;
 }
 
+/* dec.after (a new reference).  For the C engine's Decoder it is read at
+ * its slot's offset, as the codec reads and writes that slot, while the
+ * class is the one whose member was looked up (its version tag) and reads
+ * attributes the generic way; any other decoder goes through getattr. */
+#if PY_VERSION_HEX >= 0x030C0000
+#define CS_T_OBJECT_EX Py_T_OBJECT_EX
+#else
+#include <structmember.h>
+#define CS_T_OBJECT_EX T_OBJECT_EX
+#endif
+static Py_ssize_t cs_after_offset = -1;
+static unsigned int cs_after_tag = 0;
+
+static PyObject *
+cs_decoder_after(PyObject *dec)
+{
+    PyTypeObject *t = Py_TYPE(dec);
+    if ((PyObject *)t == cs_c_decoder && t->tp_version_tag != 0 &&
+        t->tp_getattro == PyObject_GenericGetAttr) {
+        if (t->tp_version_tag != cs_after_tag) {
+            PyObject *d = _PyType_Lookup(t, s_after); /* borrowed; runs no code */
+            cs_after_offset = -1;
+            if (d != NULL && Py_IS_TYPE(d, &PyMemberDescr_Type) &&
+                ((PyMemberDescrObject *)d)->d_member->type == CS_T_OBJECT_EX) {
+                cs_after_offset = ((PyMemberDescrObject *)d)->d_member->offset;
+            }
+            cs_after_tag = t->tp_version_tag;
+        }
+        if (cs_after_offset >= 0) {
+            PyObject *v = *(PyObject **)((char *)dec + cs_after_offset);
+            if (v != NULL) return Py_NewRef(v);
+        }
+    }
+    return PyObject_GetAttr(dec, s_after);
+}
+
 /* Whether a decoder of type t has dec called as the C function itself. */
 static int
 cs_dec_direct(PyTypeObject *t)
@@ -1526,6 +1562,29 @@ cs_dec_call(PyObject *dec, PyObject *x)
     return cs_call_method(dec, s_dec, x, NULL, NULL, NULL);
 }
 
+/* The codec's dec_plain(memo, x) (corosnap.codec._ccodec), looked up once. */
+static PyObject *cs_c_dec_plain = NULL;
+
+static PyObject *
+cs_dec_plain(PyObject *memo, PyObject *x)
+{
+    if (cs_c_dec_plain == NULL) {
+        PyObject *codec = PyImport_ImportModule("corosnap.codec._ccodec");
+        PyObject *f = codec == NULL ? NULL : PyObject_GetAttrString(codec, "dec_plain");
+        Py_XDECREF(codec);
+        if (f == NULL) return NULL;
+        if (!PyCFunction_Check(f)) {
+            Py_DECREF(f);
+            PyErr_SetString(PyExc_ImportError, "corosnap.snapshot._csnapshot: the codec's "
+                                               "dec_plain is not its C function");
+            return NULL;
+        }
+        cs_c_dec_plain = f;
+    }
+    PyObject *args[2] = {memo, x};
+    return PyObject_Vectorcall(cs_c_dec_plain, args, 2, NULL);
+}
+
 /* One decoded slot value (see the slot walk of _restore.FrameDecoder.decode);
  * the frame is registered as active before the decoder runs. */
 static PyObject *
@@ -1547,6 +1606,16 @@ cs_decode_slot(RestoreState *st, PyObject *x, PyObject **dec, CsLink *me)
          * decoder is needed, and no code runs. */
         if (PyList_Append(st->memo, x) < 0) return NULL;
         return Py_NewRef(x);
+    }
+    if (Py_IS_TYPE(x, (PyTypeObject *)cs_Deferred) ||
+        (PyList_CheckExact(x) && PyList_GET_SIZE(x) > 0 &&
+         Py_IS_TYPE(PyList_GET_ITEM(x, 0), (PyTypeObject *)cs_Tag))) {
+        /* A back-reference, a tuple of plain items, a for loop over a list
+         * met before: the codec's dec_plain, with no decoder, running no
+         * code (NotImplemented: the decoder's, below). */
+        PyObject *out = cs_dec_plain(st->memo, x);
+        if (out != Py_NotImplemented) return out;
+        Py_DECREF(out);
     }
     if (PyList_CheckExact(x) || PyDict_CheckExact(x) || Py_IS_TYPE(x, (PyTypeObject *)cs_Deferred)) {
         if (cs_activate(st, me) < 0) return NULL;
@@ -2047,7 +2116,7 @@ cs_root(PyObject *frames, PyObject *code_cache, PyObject *tree)
         /* FrameDecoder.done: the steps decoding left for after the whole
          * blob (restored async generators in flight take the loop's hooks);
          * it does nothing when Decoder.after is an empty list. */
-        PyObject *after = PyObject_GetAttr(st->decoder, s_after), *r = NULL;
+        PyObject *after = cs_decoder_after(st->decoder), *r = NULL;
         if (after != NULL) {
             int none = PyList_CheckExact(after) && PyList_GET_SIZE(after) == 0;
             Py_DECREF(after);
