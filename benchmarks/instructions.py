@@ -18,8 +18,10 @@ The child runs twice under callgrind, with N calls and with none; the
 difference over N is the cost of one call in the steady state, start-up,
 set-up and the first calls cancelling out.  The count is for the interpreter and corosnap
 code running under this Python (``PYTHONPATH`` selects the corosnap copy),
-so two copies compare call for call: run it once per copy.  It is a count,
-not a time: a cache miss and an add count the same.
+so two copies compare call for call: run it once per copy.  The child runs
+with PYTHONHASHSEED=0: with random str hashes, dict probes (and so the
+count) differ by a few percent from run to run.  It is a count, not a time:
+a cache miss and an add count the same.
 """
 
 from __future__ import annotations
@@ -61,7 +63,8 @@ def count(name: str, mode: str, calls: int) -> int:
     """Instructions of one run of the child (all of it, start-up included)."""
     cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
            sys.executable, __file__, "--child", name, "--mode", mode, "--calls", str(calls)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ, check=False)
+    env = {**os.environ, "PYTHONHASHSEED": "0"}  # the same str hashes, so the same probes
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     found = re.search(r"Collected : (\d+)", proc.stderr)
     if proc.returncode != 0 or found is None:
         raise SystemExit(f"valgrind failed on {name} {mode}:\n{proc.stderr[-2000:]}")

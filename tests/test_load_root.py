@@ -17,6 +17,7 @@ calls.  What must hold:
 from __future__ import annotations
 
 import gc
+import subprocess
 import sys
 import types
 import weakref
@@ -519,6 +520,41 @@ def test_a_frame_of_plain_values_makes_no_decoder_call() -> None:
         finally:
             frames.decoder = base
         assert (CountingDecoder.calls == 0) is plain, (make.__name__, CountingDecoder.calls)
+
+
+_FOREIGN_AFTER = """
+import corosnap
+from corosnap.codec._engines import ENGINES
+
+class Other:
+    __slots__ = tuple(f"s{i}" for i in range(4000))
+
+def g():
+    x = {1, 2}  # a set: the restore makes a Decoder
+    yield x
+
+gen = g()
+next(gen)
+blob = corosnap.dumps(gen)
+corosnap.loads(blob).close()  # the fast read of Decoder.after is set up
+ENGINES["c"].Decoder.after = Other.__dict__["s21"]  # a slot far past a Decoder's end
+try:
+    corosnap.loads(blob)
+except corosnap.CorosnapError as exc:
+    print(type(exc).__name__, exc)
+"""
+
+
+@needs_c
+def test_a_foreign_slot_assigned_as_the_decoders_after_is_refused_as_getattr_refuses() -> None:
+    """The C restore reads Decoder.after at its slot's offset only for a slot
+    of the Decoder's own layout: another class's slot assigned to the class
+    is getattr's, which refuses it (reading at that offset read past the
+    object's end and crashed)."""
+    proc = subprocess.run([sys.executable, "-c", _FOREIGN_AFTER], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
+    assert proc.stdout.startswith("CorruptSnapshot") and "doesn't apply" in proc.stdout, proc.stdout
 
 
 @needs_c

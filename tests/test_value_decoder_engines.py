@@ -470,7 +470,7 @@ def test_dec_plain_gives_what_the_decoder_gives_or_declines(name: str) -> None:
     assert C is not None
     tree = C.unpack(msgpack.packb(_plain_trees()[name], use_bin_type=True))
     memo = list(_MEMO_SEEDS)
-    got = _ccodec.dec_plain(memo, tree)
+    got = _ccodec.dec_plain(memo, tree, None)
     dec = ENGINES["python"].Decoder(None)
     dec.memo.extend(_MEMO_SEEDS)
     try:
@@ -494,7 +494,34 @@ def test_dec_plain_gives_what_the_decoder_gives_or_declines(name: str) -> None:
     else:
         assert got == want and len(memo) == len(dec.memo)
     with pytest.raises(TypeError):
-        _ccodec.dec_plain((), tree)
+        _ccodec.dec_plain((), tree, None)
+    with pytest.raises(TypeError):
+        _ccodec.dec_plain(memo, tree)
+
+
+def _two_values() -> Any:
+    a = "MARK_A"
+    b = "MARK_B"
+    yield a, b
+
+
+def test_a_tuple_after_a_deep_chain_is_refused_alike() -> None:
+    """A tuple in a frame slot counts its items' nesting when the loads'
+    Decoder has recorded some (dec_plain leaves it to the Decoder then): here
+    slot a rebuilds a chain of 1,998 objects whose last one is given to
+    operator.truth, so True itself gets a depth of 2,000, and slot b's tuple
+    holding True is one level too deep, on every engine."""
+    g = _two_values()
+    next(g)
+    tree = msgpack.unpackb(corosnap.dumps(g), strict_map_key=False)
+    n = 1998
+    chain = ([[tag(T_NEWOBJ), glob(MOD, "Plain"), [], {"p": 0}]]
+             + [[tag(T_NEWOBJ), ref(2), [], {"p": ref(3 + 2 * k)}] for k in range(n)]
+             + [[tag(T_REDUCE), glob("operator", "truth"), [ref(3 + 2 * n)]]])
+    tree[tree.index("MARK_A")] = chain
+    tree[tree.index("MARK_B")] = [tag(T_TUPLE), True]
+    kind, text = _same_objects(msgpack.packb(tree, use_bin_type=True))
+    assert kind == "LimitExceeded" and "nested more than" in text, (kind, text)
 
 
 class _PropertyModule(types.ModuleType):

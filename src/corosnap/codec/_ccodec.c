@@ -3937,15 +3937,16 @@ cd_items_from(Dec *d, PyObject *items, Py_ssize_t start)
 {
     if (!PyList_CheckExact(items)) return cc_corrupt("expected an array");
     if (start > 0) {
-        /* items that are themselves once decoded (no list, dict or deferred
-         * value: the common case) are the slice, and no code runs */
-        Py_ssize_t n = PyList_GET_SIZE(items), i = start;
-        while (i < n && !cd_walks(PyList_GET_ITEM(items, i))) i++;
-        if (i >= n) return PyList_GetSlice(items, start, n);
         /* self.dec_items(v[1:]): the items as they are now, whatever Python
          * code run while they are decoded does to v */
         PyObject *slice = PyList_GetSlice(items, start, PyList_GET_SIZE(items));
         if (slice == NULL) return NULL;
+        /* items that are themselves once decoded (no list, dict or deferred
+         * value: the common case) are the slice itself (checked once it is
+         * made: nothing runs between the check and the return) */
+        Py_ssize_t n = PyList_GET_SIZE(slice), i = 0;
+        while (i < n && !cd_walks(PyList_GET_ITEM(slice, i))) i++;
+        if (i >= n) return slice;
         PyObject *out = cd_items_from(d, slice, 0);
         Py_DECREF(slice);
         return out;
@@ -4090,20 +4091,40 @@ cd_not_flooding(PyObject *items)
     return r == NULL ? -1 : 0;
 }
 
+/* tuple(v[1:]) when no item of the tagged array v walks (each is itself
+ * once decoded); NULL with no error when one does (or v changed while the
+ * tuple was made: making it can run the collector, and so finalizers, which
+ * may reach a tree array through the memo), NULL with an error on failure.
+ * The items are checked as they are copied, with nothing run in between. */
+static PyObject *
+cd_plain_tuple(PyObject *v)
+{
+    Py_ssize_t n = PyList_GET_SIZE(v);
+    for (Py_ssize_t i = 1; i < n; i++) {
+        if (cd_walks(PyList_GET_ITEM(v, i))) return NULL; /* before making anything */
+    }
+    PyObject *out = PyTuple_New(n > 0 ? n - 1 : 0);
+    if (out == NULL) return NULL;
+    if (PyList_GET_SIZE(v) != n) goto decline;
+    for (Py_ssize_t i = 1; i < n; i++) {
+        PyObject *x = PyList_GET_ITEM(v, i);
+        if (cd_walks(x)) goto decline;
+        PyTuple_SET_ITEM(out, i - 1, Py_NewRef(x));
+    }
+    return out;
+decline:
+    Py_DECREF(out); /* its unset items are NULL: tuple_dealloc skips them */
+    return NULL;
+}
+
 /* Decoder._tuple */
 static PyObject *
 cd_tuple(Dec *d, PyObject *v)
 {
-    PyObject *out;
-    Py_ssize_t n = PyList_GET_SIZE(v), i = 1;
-    while (i < n && !cd_walks(PyList_GET_ITEM(v, i))) i++;
-    if (i >= n) {
-        /* every item is itself once decoded: the tuple of v[1:], made
-         * directly (no code runs) */
-        if ((out = PyTuple_New(n - 1)) == NULL) return NULL;
-        for (i = 1; i < n; i++) PyTuple_SET_ITEM(out, i - 1, Py_NewRef(PyList_GET_ITEM(v, i)));
-    }
-    else {
+    /* every item is itself once decoded: the tuple of v[1:], made directly */
+    PyObject *out = cd_plain_tuple(v);
+    if (out == NULL && PyErr_Occurred()) return NULL;
+    if (out == NULL) {
         PyObject *items = cd_items_from(d, v, 1);
         if (items == NULL) return NULL;
         out = PyList_AsTuple(items);
@@ -5531,7 +5552,7 @@ di_release(PyObject *module, PyObject *dec)
     Py_RETURN_NONE;
 }
 
-/* dec_plain(memo, x): what Decoder.dec(x) gives for the values whose
+/* dec_plain(memo, x, decoder): what Decoder.dec(x) gives for the values whose
  * decoding needs no Decoder and runs no Python code, or NotImplemented (no
  * error, nothing changed) for anything else.  The snapshot layer asks it
  * first for a frame slot, so a frame holding only such values (and the
@@ -5539,14 +5560,16 @@ di_release(PyObject *module, PyObject *dec)
  *  - a back-reference within the memo: the object it names; a bytearray or
  *    a list of ints (registered in the memo);
  *  - a tuple whose items are themselves once decoded (no list, dict or
- *    deferred value among them): the tuple of them (Decoder._tuple; such a
- *    tuple gets no depth entry, its items having none);
+ *    deferred value among them): the tuple of them (Decoder._tuple), when
+ *    `decoder` (the loads' Decoder so far, or None) has no depth entry;
  *  - a sequence iterator (a for loop over a list, a tuple, a str or bytes)
  *    over a back-reference within the memo, at an int index: iter(seq) set
  *    to the index, registered in the memo (Decoder._seqiter).  A step that
  *    fails is left to the Decoder, which says what is wrong.
  * memo is the loads' memo list (RestoreState.memo, which the Decoder shares):
- * the same objects, in the same memo order, as Decoder.dec. */
+ * the same objects, in the same memo order, as Decoder.dec.  Making an
+ * object can run the collector, and so finalizers: what is read before is
+ * held, or read again after. */
 static PyObject *
 cd_plain_ref(PyObject *memo, PyObject *x)
 {
@@ -5569,12 +5592,12 @@ cd_plain_ref(PyObject *memo, PyObject *x)
 static PyObject *
 cd_dec_plain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 2 || !PyList_CheckExact(args[0])) {
-        PyErr_SetString(PyExc_TypeError, "dec_plain(memo, x): memo must be a list");
+    if (nargs != 3 || !PyList_CheckExact(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "dec_plain(memo, x, decoder): memo must be a list");
         return NULL;
     }
     if (cd_ready() < 0) return NULL;
-    PyObject *memo = args[0], *x = args[1];
+    PyObject *memo = args[0], *x = args[1], *dec = args[2];
     if (Py_IS_TYPE(x, (PyTypeObject *)cc_Deferred)) {
         PyObject *out = cd_deferred_plain(memo, x);
         if (out != NULL) return out;
@@ -5589,13 +5612,21 @@ cd_dec_plain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     long kind = kind_obj != NULL && PyLong_CheckExact(kind_obj) ? PyLong_AsLong(kind_obj) : -1;
     if (kind == -1 && PyErr_Occurred()) PyErr_Clear();
     if (kind == T_TUPLE) {
-        for (Py_ssize_t i = 1; i < n; i++) {
-            if (cd_walks(PyList_GET_ITEM(x, i))) Py_RETURN_NOTIMPLEMENTED;
+        /* Decoder._tuple also counts the items' nesting when the Decoder's
+         * depth table has entries (a rebuilt object can be a shared one, True
+         * or a small int, with an entry): only with no Decoder, or one whose
+         * table is empty, is the tuple all there is to it */
+        if (dec != Py_None) {
+            if (!PyObject_TypeCheck(dec, (PyTypeObject *)cd_Decoder)) Py_RETURN_NOTIMPLEMENTED;
+            PyObject *depth = *(PyObject **)((char *)dec + cd_offsets[G_DEPTH]);
+            if (depth == NULL || !Memo_CheckExact(depth) || ((MemoObject *)depth)->used != 0) {
+                Py_RETURN_NOTIMPLEMENTED;
+            }
         }
-        PyObject *out = PyTuple_New(n - 1);
-        if (out == NULL) return NULL;
-        for (Py_ssize_t i = 1; i < n; i++) PyTuple_SET_ITEM(out, i - 1, Py_NewRef(PyList_GET_ITEM(x, i)));
-        return out;
+        PyObject *out = cd_plain_tuple(x);
+        if (out != NULL) return out;
+        PyErr_Clear();
+        Py_RETURN_NOTIMPLEMENTED;
     }
     if (kind == T_SEQITER && n == 3 && PyLong_CheckExact(PyList_GET_ITEM(x, 2))) {
         PyObject *seq = cd_plain_ref(memo, PyList_GET_ITEM(x, 1));
@@ -5603,10 +5634,13 @@ cd_dec_plain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         if (t != &PyList_Type && t != &PyTuple_Type && t != &PyUnicode_Type && t != &PyBytes_Type) {
             Py_RETURN_NOTIMPLEMENTED;
         }
+        /* held, as the index: making the iterator can run the collector */
+        Py_INCREF(seq);
         PyObject *index = Py_NewRef(PyList_GET_ITEM(x, 2));
         PyObject *it = PyObject_GetIter(seq); /* the builtin iterator: C code only */
         PyObject *r = it == NULL ? NULL : PyObject_CallMethodOneArg(it, cd_s_setstate, index);
         Py_DECREF(index);
+        Py_DECREF(seq);
         if (r == NULL || PyList_Append(memo, it) < 0) {
             Py_XDECREF(r);
             Py_XDECREF(it);
@@ -5621,7 +5655,7 @@ cd_dec_plain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 
 static PyMethodDef cd_dec_plain_def = {
     "dec_plain", (PyCFunction)(void (*)(void))cd_dec_plain, METH_FASTCALL,
-    "dec_plain(memo, x): Decoder.dec(x) for a back-reference, a bytearray, an int list, a "
+    "dec_plain(memo, x, decoder): Decoder.dec(x) for a back-reference, a bytearray, an int list, a "
     "tuple of plain items or a sequence iterator over a back-reference, with no Decoder; "
     "NotImplemented otherwise"};
 

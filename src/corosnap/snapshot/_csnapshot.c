@@ -1522,9 +1522,17 @@ cs_decoder_after(PyObject *dec)
         if (t->tp_version_tag != cs_after_tag) {
             PyObject *d = _PyType_Lookup(t, s_after); /* borrowed; runs no code */
             cs_after_offset = -1;
+            /* a slot of this class or a base (another class's member
+             * descriptor assigned to the class is getattr's, which refuses
+             * it), inside the object */
             if (d != NULL && Py_IS_TYPE(d, &PyMemberDescr_Type) &&
-                ((PyMemberDescrObject *)d)->d_member->type == CS_T_OBJECT_EX) {
-                cs_after_offset = ((PyMemberDescrObject *)d)->d_member->offset;
+                ((PyMemberDescrObject *)d)->d_member->type == CS_T_OBJECT_EX &&
+                PyType_IsSubtype(t, PyDescr_TYPE(d))) {
+                Py_ssize_t off = ((PyMemberDescrObject *)d)->d_member->offset;
+                if (off >= (Py_ssize_t)sizeof(PyObject) &&
+                    off + (Py_ssize_t)sizeof(PyObject *) <= t->tp_basicsize) {
+                    cs_after_offset = off;
+                }
             }
             cs_after_tag = t->tp_version_tag;
         }
@@ -1562,11 +1570,12 @@ cs_dec_call(PyObject *dec, PyObject *x)
     return cs_call_method(dec, s_dec, x, NULL, NULL, NULL);
 }
 
-/* The codec's dec_plain(memo, x) (corosnap.codec._ccodec), looked up once. */
+/* The codec's dec_plain(memo, x, decoder) (corosnap.codec._ccodec), looked
+ * up once: decoder is the loads' Decoder so far, or None. */
 static PyObject *cs_c_dec_plain = NULL;
 
 static PyObject *
-cs_dec_plain(PyObject *memo, PyObject *x)
+cs_dec_plain(PyObject *memo, PyObject *x, PyObject *decoder)
 {
     if (cs_c_dec_plain == NULL) {
         PyObject *codec = PyImport_ImportModule("corosnap.codec._ccodec");
@@ -1581,8 +1590,8 @@ cs_dec_plain(PyObject *memo, PyObject *x)
         }
         cs_c_dec_plain = f;
     }
-    PyObject *args[2] = {memo, x};
-    return PyObject_Vectorcall(cs_c_dec_plain, args, 2, NULL);
+    PyObject *args[3] = {memo, x, decoder};
+    return PyObject_Vectorcall(cs_c_dec_plain, args, 3, NULL);
 }
 
 /* One decoded slot value (see the slot walk of _restore.FrameDecoder.decode);
@@ -1613,7 +1622,7 @@ cs_decode_slot(RestoreState *st, PyObject *x, PyObject **dec, CsLink *me)
         /* A back-reference, a tuple of plain items, a for loop over a list
          * met before: the codec's dec_plain, with no decoder, running no
          * code (NotImplemented: the decoder's, below). */
-        PyObject *out = cs_dec_plain(st->memo, x);
+        PyObject *out = cs_dec_plain(st->memo, x, st->decoder);
         if (out != Py_NotImplemented) return out;
         Py_DECREF(out);
     }
