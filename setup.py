@@ -28,7 +28,11 @@ FRAMES = os.path.join(PACKAGE, "frames")
 HEADERS = sorted(glob.glob(os.path.join(FRAMES, "*.h")) + [os.path.join(PACKAGE, "_records.h"),
                                                           os.path.join(PACKAGE, "_lists.h"),
                                                           os.path.join(PACKAGE, "codec", "_memo.h")])
-COMPILE_ARGS = ["-O2", "-Wall", "-Wno-missing-field-initializers"]
+# -falign-functions=64: every function starts on a cache line, so adding or
+# moving one does not shift the others' alignment.  Without it, a change to
+# the decoder alone made the unchanged encoder 4-7% slower on 3.11 (the same
+# instruction count: code placement), and such swings hid real changes.
+COMPILE_ARGS = ["-O2", "-falign-functions=64", "-Wall", "-Wno-missing-field-initializers"]
 
 ext_modules = []
 tag = f"{sys.version_info[0]}{sys.version_info[1]}"
