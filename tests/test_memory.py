@@ -109,3 +109,58 @@ def test_100k_value_round_trips_leak_nothing():
     gc.collect()
     grown = sys.getallocatedblocks() - before
     assert grown < 2_000, f"{grown} more allocated blocks after 100,000 loads"
+
+
+def test_100k_plain_slot_loads_leak_nothing():
+    # The slots the C restore decodes without a Decoder (codec dec_plain): a
+    # list two names share, a tuple of plain items, a bytearray, an int list
+    # and a for loop over a list, and the ones it declines and the Decoder
+    # refuses (a back-reference past the memo, a malformed int list), 100,000
+    # loads: the interpreter's count of allocated blocks must not grow.
+    import msgpack
+    from msgpack import ExtType
+
+    def plain_slots(items):
+        alias = items
+        pair = (1, "x", None)
+        raw = bytearray(b"xy")
+        ints = list(range(40))
+        for item in items:
+            yield alias, pair, raw, ints, item
+
+    g = plain_slots(["apple", "pear", "fig"])
+    next(g)
+    blob = corosnap.dumps(g)
+
+    def marker():
+        value = "marker"
+        yield value
+
+    m = marker()
+    next(m)
+    tree = msgpack.unpackb(corosnap.dumps(m), strict_map_key=False)
+    spot = tree.index("marker")
+    tree[spot] = ExtType(1, (999).to_bytes(4, "big"))
+    dangling = msgpack.packb(tree, use_bin_type=True)
+    tree[spot] = ExtType(9, bytes([3, 1, 2, 3]))
+    malformed = msgpack.packb(tree, use_bin_type=True)
+
+    def one_round() -> None:
+        corosnap.loads(blob).close()
+        for data in (dangling, malformed):
+            try:
+                corosnap.loads(data)
+            except corosnap.CorruptSnapshot:
+                pass
+            else:
+                raise AssertionError(f"{data!r} loaded")
+
+    for _ in range(2_000):
+        one_round()
+    gc.collect()
+    before = sys.getallocatedblocks()
+    for _ in range(33_400):  # three loads per round: 100,000 in all
+        one_round()
+    gc.collect()
+    grown = sys.getallocatedblocks() - before
+    assert grown < 2_000, f"{grown} more allocated blocks after 100,000 loads"
