@@ -7,7 +7,8 @@
 Timings on a shared 2-core machine move by 5% from run to run, which hides
 the changes a C fast path makes (1-3% each).  The number of instructions a
 call executes does not move: this counts them with valgrind's callgrind tool
-(``Ir``, instructions executed), for each workload of ``workloads.py`` at its
+(``Ir``, instructions executed), for the workloads of ``workloads.py`` named
+(by default counter, chain, coroutine_chain, checkout and records) at their
 measurement point, and prints instructions per call.
 
 Theory of operation: a child process (this file, ``--child``) makes the

@@ -508,7 +508,7 @@ def _two_values() -> Any:
 def test_a_tuple_after_a_deep_chain_is_refused_alike() -> None:
     """A tuple in a frame slot counts its items' nesting when the loads'
     Decoder has recorded some (dec_plain leaves it to the Decoder then): here
-    slot a rebuilds a chain of 1,998 objects whose last one is given to
+    slot a rebuilds a chain of 1,999 objects whose last one is given to
     operator.truth, so True itself gets a depth of 2,000, and slot b's tuple
     holding True is one level too deep, on every engine."""
     g = _two_values()
