@@ -26,6 +26,19 @@ def one_round() -> None:
     next(g2)
 
 
+def _blocks_grown(one_round, rounds: int) -> int:
+    """How many more blocks the interpreter has allocated after `rounds` calls
+    of one_round than before them (after 2,000 calls that warm the caches)."""
+    for _ in range(2_000):
+        one_round()
+    gc.collect()
+    before = sys.getallocatedblocks()
+    for _ in range(rounds):
+        one_round()
+    gc.collect()
+    return sys.getallocatedblocks() - before
+
+
 def test_100k_rounds_keep_rss_flat():
     for _ in range(5_000):  # warm caches and allocator pools
         one_round()
@@ -100,14 +113,7 @@ def test_100k_value_round_trips_leak_nothing():
             pass
         else:
             raise AssertionError(f"{data!r} loaded")
-    for _ in range(2_000):
-        one_round()
-    gc.collect()
-    before = sys.getallocatedblocks()
-    for _ in range(20_000):  # five loads per round: 100,000 in all
-        one_round()
-    gc.collect()
-    grown = sys.getallocatedblocks() - before
+    grown = _blocks_grown(one_round, 20_000)  # five loads per round: 100,000 in all
     assert grown < 2_000, f"{grown} more allocated blocks after 100,000 loads"
 
 
@@ -155,12 +161,5 @@ def test_100k_plain_slot_loads_leak_nothing():
             else:
                 raise AssertionError(f"{data!r} loaded")
 
-    for _ in range(2_000):
-        one_round()
-    gc.collect()
-    before = sys.getallocatedblocks()
-    for _ in range(33_400):  # three loads per round: 100,000 in all
-        one_round()
-    gc.collect()
-    grown = sys.getallocatedblocks() - before
+    grown = _blocks_grown(one_round, 33_400)  # three loads per round: 100,000 in all
     assert grown < 2_000, f"{grown} more allocated blocks after 100,000 loads"

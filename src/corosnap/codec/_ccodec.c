@@ -5573,20 +5573,18 @@ di_release(PyObject *module, PyObject *dec)
 static PyObject *
 cd_plain_ref(PyObject *memo, PyObject *x)
 {
+    /* the object back-reference x names in memo (a new reference), or NULL
+     * with no error for anything else: cd_deferred_plain's reading of it */
     if (!Py_IS_TYPE(x, (PyTypeObject *)cc_Deferred)) return NULL;
     PyObject *code = *(PyObject **)((char *)x + cc_deferred_code_offset);
-    PyObject *data = *(PyObject **)((char *)x + cc_deferred_data_offset);
-    if (code == NULL || !PyLong_CheckExact(code) || data == NULL || !PyBytes_CheckExact(data)) {
+    int overflow = 0;
+    if (code == NULL || !PyLong_CheckExact(code) ||
+        PyLong_AsLongAndOverflow(code, &overflow) != EXT_REF || overflow) {
         return NULL;
     }
-    int overflow = 0;
-    long kind = PyLong_AsLongAndOverflow(code, &overflow);
-    Py_ssize_t len = PyBytes_GET_SIZE(data);
-    if (kind != EXT_REF || overflow || len < 1 || len > 4) return NULL;
-    const unsigned char *q = (const unsigned char *)PyBytes_AS_STRING(data);
-    Py_ssize_t index = 0;
-    for (Py_ssize_t k = 0; k < len; k++) index = (index << 8) | q[k];
-    return index < PyList_GET_SIZE(memo) ? PyList_GET_ITEM(memo, index) : NULL; /* borrowed */
+    PyObject *out = cd_deferred_plain(memo, x);
+    if (out == NULL) PyErr_Clear();
+    return out;
 }
 
 static PyObject *
@@ -5629,13 +5627,13 @@ cd_dec_plain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         Py_RETURN_NOTIMPLEMENTED;
     }
     if (kind == T_SEQITER && n == 3 && PyLong_CheckExact(PyList_GET_ITEM(x, 2))) {
+        /* held, as the index: making the iterator can run the collector */
         PyObject *seq = cd_plain_ref(memo, PyList_GET_ITEM(x, 1));
         PyTypeObject *t = seq == NULL ? NULL : Py_TYPE(seq);
         if (t != &PyList_Type && t != &PyTuple_Type && t != &PyUnicode_Type && t != &PyBytes_Type) {
+            Py_XDECREF(seq);
             Py_RETURN_NOTIMPLEMENTED;
         }
-        /* held, as the index: making the iterator can run the collector */
-        Py_INCREF(seq);
         PyObject *index = Py_NewRef(PyList_GET_ITEM(x, 2));
         PyObject *it = PyObject_GetIter(seq); /* the builtin iterator: C code only */
         PyObject *r = it == NULL ? NULL : PyObject_CallMethodOneArg(it, cd_s_setstate, index);
