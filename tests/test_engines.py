@@ -801,6 +801,9 @@ def _valid(name: str) -> dict[str, Any]:
         out["strings"] = {} if name == "CaptureState" else []
         out["codes"] = _encoder_memo() if name == "CaptureState" else []
         out["memo"] = _encoder_memo() if name == "CaptureState" else []
+    if name == "RestoreState":
+        out["shapes"] = []
+        out["depth"] = _encoder_memo()  # Decoder.depth: the same table kind
     return out
 
 

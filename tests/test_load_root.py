@@ -239,14 +239,15 @@ def test_the_c_adopt_makes_the_decoder_frame_decoder_adopt_makes() -> None:
     for _ in range(2):
         state = _contract.RestoreState(
             decoder=None, memo=[], strings=[], codes=[], active=set(), exceptions=[],
-            safe=False, allow=(), code_cache={}, frames=frames)
+            shapes=[], depth=_ccodec.Memo(), safe=False, allow=(), code_cache={},
+            frames=frames)
         made.append(state)
     python = frames.adopt(made[0])
     c = _ccodec.adopt_decoder(frames.decoder, frames, made[1].safe, made[1].allow,
                               made[1].memo, made[1].strings, made[1].codes, made[1].active,
-                              made[1].exceptions, made[1])
+                              made[1].exceptions, made[1].shapes, made[1].depth, made[1])
     assert type(c) is type(python) is frames.decoder
-    shared = {"memo", "strings", "codes", "active", "exceptions"}
+    shared = {"memo", "strings", "codes", "active", "exceptions", "shapes", "depth"}
     for name in Decoder.__slots__:
         p, q = getattr(python, name), getattr(c, name)
         assert type(p) is type(q), name
@@ -259,9 +260,16 @@ def test_the_c_adopt_makes_the_decoder_frame_decoder_adopt_makes() -> None:
         else:
             assert p == q, name
     with pytest.raises(TypeError):
-        _ccodec.adopt_decoder(object, frames, False, (), [], [], [], set(), [], None)
+        _ccodec.adopt_decoder(object, frames, False, (), [], [], [], set(), [], [],
+                              _ccodec.Memo(), None)
     with pytest.raises(TypeError):
-        _ccodec.adopt_decoder(frames.decoder, frames, False, (), (), [], [], set(), [], None)
+        _ccodec.adopt_decoder(frames.decoder, frames, False, (), (), [], [], set(), [], [],
+                              _ccodec.Memo(), None)
+    with pytest.raises(TypeError):  # depth: the codec's Memo, as Decoder.__init__ makes it
+        _ccodec.adopt_decoder(frames.decoder, frames, False, (), [], [], [], set(), [], [],
+                              {}, None)
+    with pytest.raises(TypeError):  # the tables it shares before this version's two more
+        _ccodec.adopt_decoder(frames.decoder, frames, False, (), [], [], [], set(), [], None)
 
 
 
@@ -654,11 +662,10 @@ def test_the_decoder_of_one_loads_is_kept_empty_for_the_next() -> None:
     assert len(kept) == 1
     dec = kept[0]
     assert ref() is None  # the kept Decoder holds no value of that loads
-    for name in ("memo", "strings", "codes", "active", "exceptions", "cstate", "frames",
-                 "safe", "allow", "buffers", "walk_budget", "migration"):
+    for name in ("memo", "strings", "codes", "active", "exceptions", "shapes", "depth",
+                 "cstate", "frames", "safe", "allow", "buffers", "walk_budget", "migration"):
         assert getattr(dec, name) is None, name
-    for name in ("shapes", "pinned", "after", "follows", "building", "settled",
-                 "follower_types", "depth"):
+    for name in ("pinned", "after", "follows", "building", "settled", "follower_types"):
         assert len(getattr(dec, name)) == 0, name
     del kept, dec
     g = holds((DecoderId(), "which Decoder decodes this"))

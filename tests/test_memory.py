@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import sys
 
@@ -117,10 +118,18 @@ def test_100k_value_round_trips_leak_nothing():
     assert grown < 2_000, f"{grown} more allocated blocks after 100,000 loads"
 
 
+@dataclasses.dataclass
+class _Request:
+    kind: str
+    arg: object
+
+
 def test_100k_plain_slot_loads_leak_nothing():
     # The slots the C restore decodes without a Decoder (codec dec_plain): a
-    # list two names share, a tuple of plain items, a bytearray, an int list
-    # and a for loop over a list, and the ones it declines and the Decoder
+    # list two names share, a tuple of plain items, a bytearray, an int list,
+    # a for loop over a list and dataclass instances (one with a
+    # back-reference in its state, one whose state is a shape reference, which
+    # the Decoder then makes), and the ones it declines and the Decoder
     # refuses (a back-reference past the memo, a malformed int list), 100,000
     # loads: the interpreter's count of allocated blocks must not grow.
     import msgpack
@@ -131,8 +140,10 @@ def test_100k_plain_slot_loads_leak_nothing():
         pair = (1, "x", None)
         raw = bytearray(b"xy")
         ints = list(range(40))
+        first = _Request("price", alias)  # a state holding a back-reference
+        second = _Request("stock", 3)  # a state written as the first one's shape
         for item in items:
-            yield alias, pair, raw, ints, item
+            yield alias, pair, raw, ints, item, first, second
 
     g = plain_slots(["apple", "pear", "fig"])
     next(g)

@@ -17,7 +17,10 @@ known to its snapshot engine) and warm.
 from __future__ import annotations
 
 import abc
+import dataclasses
 import functools
+import importlib
+import operator
 import random
 import sys
 import types
@@ -419,14 +422,51 @@ def test_objects_made_by_object_new_are_made_alike(name: str) -> None:
 
 
 T_SEQITER = 15
-_MEMO_SEEDS = ([1, 2, 3], (4, 5), "abc", b"xy", {"k": 1})
+T_SHAPED = 16
+_MEMO_SEEDS = ([1, 2, 3], (4, 5), "abc", b"xy", {"k": 1}, Plain)
+_STRING_SEEDS = (MOD,)
+_SHAPE_SEEDS = (("x", "y"),)
+
+
+class SetsState:
+    """A class with a __setstate__ of its own (Python code)."""
+
+    def __setstate__(self, state: Any) -> None:
+        self.__dict__.update(state, by_setstate=True)
+
+
+class Looks:
+    """A class whose missing attributes are answered by Python code."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AttributeError(name)
+
+
+class CallsInC:
+    """A class whose __call__ is C code: a follower (follows_unguarded)."""
+
+    __call__ = operator.truth
+
+
+class Slotted:
+    """A class with slots and no __dict__."""
+
+    __slots__ = ("x",)
+
+
+class PropertyDict:
+    """A class whose __dict__ is a property (Python code)."""
+
+    @property  # type: ignore[misc]
+    def __dict__(self) -> Any:  # noqa: PLE0307
+        return {}
 
 
 def _plain_trees() -> dict[str, Any]:
     return {
         "reference": ref(0),
         "reference_to_a_dict": ref(4),
-        "reference_past_the_memo": ref(5),
+        "reference_past_the_memo": ref(9),
         "empty_reference": ExtType(1, b""),
         "long_reference": ExtType(1, b"\0" * 5),
         "bytearray": ExtType(4, b"abc"),
@@ -453,7 +493,73 @@ def _plain_trees() -> dict[str, Any]:
         "set": [tag(T_SET), 1],
         "plain_list": [1, 2],
         "int": 5,
+        "instance": [tag(T_NEWOBJ), glob(MOD, "Plain"), [], {"x": 1, "y": "a", "z": None}],
+        "instance_named_by_string_indexes": [tag(T_NEWOBJ), [tag(T_GLOBAL), 0, "Plain"], [],
+                                             {"x": 1, "y": 2}],
+        "instance_of_a_referenced_class": [tag(T_NEWOBJ), ref(5), [], {"x": 1, "y": 2}],
+        "instance_with_no_state": [tag(T_NEWOBJ), glob(MOD, "Plain"), []],
+        "instance_with_a_none_state": [tag(T_NEWOBJ), glob(MOD, "Plain"), [], None],
+        "instance_with_an_empty_state": [tag(T_NEWOBJ), glob(MOD, "Plain"), [], {}],
+        "instance_with_one_attribute": [tag(T_NEWOBJ), glob(MOD, "Plain"), [], {"x": 1}],
+        "instance_with_a_scalar_attribute": [tag(T_NEWOBJ), glob(MOD, "Plain"), [], {"x": 2.5}],
+        "instance_holding_a_list": [tag(T_NEWOBJ), glob(MOD, "Plain"), [], {"x": [1], "y": 2}],
+        "instance_holding_a_reference": [tag(T_NEWOBJ), glob(MOD, "Plain"), [],
+                                         {"x": ref(0), "y": 2}],
+        "instance_with_an_int_key": [tag(T_NEWOBJ), glob(MOD, "Plain"), [], {1: 1, "y": 2}],
+        "instance_with_a_shaped_state": [tag(T_NEWOBJ), glob(MOD, "Plain"), [],
+                                         [tag(T_SHAPED), 0, 1, ref(0)]],
+        "instance_with_a_short_shaped_state": [tag(T_NEWOBJ), glob(MOD, "Plain"), [],
+                                               [tag(T_SHAPED), 0, 1]],
+        "instance_with_a_shape_past_the_table": [tag(T_NEWOBJ), glob(MOD, "Plain"), [],
+                                                 [tag(T_SHAPED), 1, 1, 2]],
+        "instance_with_a_shaped_list": [tag(T_NEWOBJ), glob(MOD, "Plain"), [],
+                                        [tag(T_SHAPED), 0, [1], 2]],
+        "instance_holding_a_reference_past_the_memo": [tag(T_NEWOBJ), glob(MOD, "Plain"), [],
+                                                       {"x": ref(9), "y": 2}],
+        "instance_holding_a_tuple": [tag(T_NEWOBJ), glob(MOD, "Plain"), [],
+                                     {"x": [tag(T_TUPLE), 1], "y": 2}],
+        "instance_with_a_big_state": [tag(T_NEWOBJ), glob(MOD, "Plain"), [],
+                                      {f"a{i}": i for i in range(40)}],
+        "instance_with_arguments": [tag(T_NEWOBJ), glob(MOD, "Plain"), [1], {"x": 1}],
+        "instance_with_items": [tag(T_NEWOBJ), glob(MOD, "Plain"), [], {"x": 1}, [1]],
+        "instance_of_an_abstract_class": [tag(T_NEWOBJ), glob(MOD, "Abstract"), [], {"x": 1}],
+        "instance_of_a_class_with_setstate": [tag(T_NEWOBJ), glob(MOD, "SetsState"), [],
+                                              {"x": 1, "y": 2}],
+        "instance_of_a_class_with_getattr": [tag(T_NEWOBJ), glob(MOD, "Looks"), [],
+                                             {"x": 1, "y": 2}],
+        "instance_of_a_follower": [tag(T_NEWOBJ), glob(MOD, "CallsInC"), [], {"x": 1, "y": 2}],
+        "instance_of_a_slotted_class": [tag(T_NEWOBJ), glob(MOD, "Slotted"), [], {"x": 1}],
+        "instance_of_a_class_with_a_property_dict": [tag(T_NEWOBJ), glob(MOD, "PropertyDict"),
+                                                     [], {"x": 1}],
+        "instance_of_a_metaclass_made_class": [tag(T_NEWOBJ), glob(MOD, "MadeByMeta"), []],
+        "instance_of_an_exception": [tag(T_NEWOBJ), glob("builtins", "ValueError"), [], {}],
+        "instance_of_a_builtin_type": [tag(T_NEWOBJ), glob("builtins", "object"), []],
+        "instance_of_a_missing_class": [tag(T_NEWOBJ), glob(MOD, "NoSuchClass"), [], {}],
+        "instance_of_a_dotted_name": [tag(T_NEWOBJ), glob(MOD, "Plain.__class__"), []],
+        "instance_of_an_unimported_module": [tag(T_NEWOBJ), glob("_cs_never_imported", "X"), []],
+        "instance_of_a_bad_string_index": [tag(T_NEWOBJ), [tag(T_GLOBAL), 7, "Plain"], []],
+        "instance_of_a_non_global": [tag(T_NEWOBJ), [tag(T_TUPLE), 1], []],
+        "reduce_calling_a_class": [tag(T_REDUCE), glob(MOD, "Plain"), []],
     }
+
+
+# dec_plain's answers for these are NotImplemented although the Decoder
+# decodes them: a list, a set, a reduce that runs Python code or is checked
+_DECODER_ONLY = {
+    "plain_list", "int", "set", "tuple_of_a_list", "tuple_of_a_reference", "iterator_over_a_dict",
+    "iterator_over_an_inline_list", "pickled_value", "instance_holding_a_list",
+    "instance_with_a_shaped_list", "instance_holding_a_tuple", "instance_with_a_big_state",
+    "instance_with_an_int_key", "instance_with_items", "instance_of_a_class_with_setstate",
+    "instance_of_a_class_with_getattr", "instance_of_a_follower",
+    "instance_of_a_class_with_a_property_dict", "instance_of_a_metaclass_made_class",
+    "instance_of_an_exception", "instance_of_a_builtin_type", "reduce_calling_a_class",
+    "instance_of_a_dotted_name"}
+
+
+def _memo_shape(memo: list[Any]) -> list[Any]:
+    """The memo's objects by kind: the classes and seeds themselves, the rest by type."""
+    return [x if isinstance(x, type) or any(x is y for y in _MEMO_SEEDS) else type(x)
+            for x in memo]
 
 
 @pytest.mark.parametrize("name", sorted(_plain_trees()))
@@ -468,21 +574,26 @@ def test_dec_plain_gives_what_the_decoder_gives_or_declines(name: str) -> None:
     from corosnap.codec._speedups import C
 
     assert C is not None
+    importlib.import_module(MOD)  # a global of a module not imported is the Decoder's
     tree = C.unpack(msgpack.packb(_plain_trees()[name], use_bin_type=True))
-    memo = list(_MEMO_SEEDS)
-    got = _ccodec.dec_plain(memo, tree, None)
+    memo, strings, shapes = list(_MEMO_SEEDS), list(_STRING_SEEDS), list(_SHAPE_SEEDS)
+    depth = _ccodec.Memo()
+    got = _ccodec.dec_plain(memo, strings, shapes, depth, tree)
     dec = ENGINES["python"].Decoder(None)
     dec.memo.extend(_MEMO_SEEDS)
+    dec.strings.extend(_STRING_SEEDS)
+    dec.shapes.extend(_SHAPE_SEEDS)
+    tree = C.unpack(msgpack.packb(_plain_trees()[name], use_bin_type=True))
     try:
         want: Any = dec.dec(tree)
     except Exception as exc:  # noqa: BLE001 - the decoder's refusal
         want = exc
     if got is NotImplemented:
-        assert memo == list(_MEMO_SEEDS)
-        handled = {"plain_list", "int", "set", "tuple_of_a_list", "tuple_of_a_reference",
-                   "iterator_over_a_dict", "iterator_over_an_inline_list", "pickled_value"}
-        assert isinstance(want, Exception) or name in handled, (name, want)
+        assert memo == list(_MEMO_SEEDS) and strings == list(_STRING_SEEDS)
+        assert shapes == list(_SHAPE_SEEDS) and len(depth) == 0
+        assert isinstance(want, Exception) or name in _DECODER_ONLY, (name, want)
         return
+    assert name not in _DECODER_ONLY, name
     assert not isinstance(want, BaseException), (name, want)
     assert type(got) is type(want)
     if name.startswith("reference"):
@@ -491,12 +602,128 @@ def test_dec_plain_gives_what_the_decoder_gives_or_declines(name: str) -> None:
         assert got == want and memo[-1] is got and len(memo) == len(dec.memo)
     elif "iterator" in name:
         assert list(got) == list(want) and memo[-1] is got and len(memo) == len(dec.memo)
+    elif name.startswith("instance"):
+        # the same attributes, and every side effect the Decoder has: the
+        # same objects registered in the memo in its order, the same names
+        # in the string table, the same shapes, the same nesting depth
+        stateless = name in ("instance_with_no_state", "instance_with_a_none_state")
+        assert got.__dict__ == want.__dict__ and memo[-1 if stateless else -2] is got
+        assert _memo_shape(memo) == _memo_shape(dec.memo)
+        assert strings == dec.strings and shapes == dec.shapes
+        assert len(depth) == len(dec.depth) == 1 and depth[id(got)] == dec.depth[id(want)]
+        for key, value in got.__dict__.items():  # a back-reference names the seed itself
+            if any(value is x for x in _MEMO_SEEDS):
+                assert value is want.__dict__[key], key
     else:
         assert got == want and len(memo) == len(dec.memo)
     with pytest.raises(TypeError):
-        _ccodec.dec_plain((), tree, None)
+        _ccodec.dec_plain((), strings, shapes, depth, tree)
     with pytest.raises(TypeError):
-        _ccodec.dec_plain(memo, tree)
+        _ccodec.dec_plain(memo, strings, shapes, {}, tree)
+    with pytest.raises(TypeError):
+        _ccodec.dec_plain(memo, tree, None)
+
+
+def test_dec_plain_counts_the_nesting_the_decoder_counts() -> None:
+    """An instance dec_plain makes records its depth as the Decoder does:
+    one more than the deepest of its class and its state's values already
+    recorded; and one whose depth would pass the limit is left to the
+    Decoder, which refuses it."""
+    from corosnap.codec import _ccodec
+    from corosnap.codec._decoder import MAX_NESTING
+    from corosnap.codec._speedups import C
+
+    assert C is not None
+    importlib.import_module(MOD)
+    shared = 7  # a small int: one object wherever it appears
+    for deep in (3, MAX_NESTING - 1, MAX_NESTING):
+        tree = C.unpack(msgpack.packb(
+            [tag(T_NEWOBJ), glob(MOD, "Plain"), [], {"x": shared, "y": "s"}], use_bin_type=True))
+        memo, strings, shapes, depth = [], [], [], _ccodec.Memo()
+        depth[id(shared)] = deep
+        got = _ccodec.dec_plain(memo, strings, shapes, depth, tree)
+        if deep >= MAX_NESTING:
+            assert got is NotImplemented and memo == [] and strings == [] and len(depth) == 1
+            dec = ENGINES["c"].Decoder(None)
+            dec.depth[id(shared)] = deep
+            with pytest.raises(corosnap.LimitExceeded):
+                dec.dec(tree)
+            continue
+        assert type(got) is sys.modules[MOD].Plain and got.x == shared
+        assert depth[id(got)] == deep + 1
+
+
+def test_dec_plain_sees_a_class_changed_after_it_answered_for_it() -> None:
+    """dec_plain remembers which classes it can make with no code run; a
+    class changed afterwards (a __setstate__, a C __call__, a __getattr__
+    added to it or to a base) is the Decoder's from then on."""
+    from corosnap.codec import _ccodec
+    from corosnap.codec._speedups import C
+
+    assert C is not None
+    module = types.ModuleType("_cs_changing_classes")
+    sys.modules[module.__name__] = module
+    try:
+        for change in ("__setstate__", "__call__", "__getattr__", "base __setstate__"):
+            base = type("Base", (), {})
+            cls = type("Changing", (base,), {"__module__": module.__name__})
+            module.Changing = cls  # type: ignore[attr-defined]
+            tree0 = [tag(T_NEWOBJ), glob(module.__name__, "Changing"), [], {"x": 1, "y": 2}]
+
+            def answer(tree0: Any = tree0) -> Any:
+                tree = C.unpack(msgpack.packb(tree0, use_bin_type=True))
+                return _ccodec.dec_plain([], [], [], _ccodec.Memo(), tree)
+
+            assert type(answer()) is cls
+            if change == "__setstate__":
+                cls.__setstate__ = lambda self, state: None  # type: ignore[attr-defined]
+            elif change == "__call__":
+                cls.__call__ = operator.truth  # type: ignore[attr-defined]
+            elif change == "__getattr__":
+                cls.__getattr__ = lambda self, name: 1  # type: ignore[attr-defined]
+            else:
+                base.__setstate__ = lambda self, state: None  # type: ignore[attr-defined]
+            assert answer() is NotImplemented, change
+    finally:
+        del sys.modules[module.__name__]
+
+
+@dataclasses.dataclass
+class Request:
+    kind: str
+    arg: Any
+
+
+def _requests() -> Any:
+    first = Request("price", "pear")
+    second = Request("price", "fig")
+    both = (first, second)
+    attrs = first.__dict__
+    yield first
+    yield both, attrs
+
+
+def test_instances_restored_without_a_decoder_share_its_tables() -> None:
+    """A frame whose slots hold dataclass instances: the first one is made
+    without a Decoder (dec_plain); the second names the class by a
+    back-reference and its state by the first one's shape, and the tuple
+    holding both counts their depth, which the Decoder made for them reads
+    from the tables it shares with the restore.  Every engine restores the
+    same objects, shared as they were."""
+    g = _requests()
+    next(g)
+    blob = corosnap.dumps(g)
+    text = repr(msgpack.unpackb(blob, strict_map_key=False))
+    assert text.count("ExtType(code=0, data=b'\\x0c')") == 2  # two NEWOBJ
+    assert "ExtType(code=0, data=b'\\x10')" in text  # a shaped dict
+    kind, _ = _same_objects(blob)
+    assert kind == "restored"
+    for engine in ("c", "python"):
+        h = default()._with_engine(engine).loads(blob)
+        (first, second), attrs = next(h)
+        assert type(first) is type(second) is Request
+        # the state dict is a value of its own, as pickle's BUILD leaves it
+        assert (first.arg, second.arg) == ("pear", "fig") and attrs == first.__dict__
 
 
 def _two_values() -> Any:

@@ -3690,7 +3690,7 @@ static PyObject *cd_partial, *cd_check_partial_state;
 static PyTypeObject *cd_lazy_import_type;
 static Py_ssize_t cd_max_nesting = -1, cd_shape_min = -1, cd_tag_kind_offset;
 static PyObject *cd_s_reduce_with, *cd_s_reduce_state, *cd_s_deferred, *cd_s_setstate,
-    *cd_s_dict, *cd_s_new, *cd_s_update, *cd_s_qualname;
+    *cd_s_dict, *cd_s_new, *cd_s_update, *cd_s_qualname, *cd_s_call, *cd_s_next;
 
 enum { G_MEMO, G_SHAPES, G_SAFE, G_DEPTH, G_PINNED, G_FOLLOWER_TYPES, G_EXCEPTIONS, G_FOLLOWS,
        G_STRINGS, G_COUNT };
@@ -3790,7 +3790,7 @@ cd_ready(void)
         {&cd_s_reduce_with, "_reduce_with"}, {&cd_s_reduce_state, "_reduce_state"},
         {&cd_s_deferred, "_deferred"}, {&cd_s_setstate, "__setstate__"},
         {&cd_s_dict, "__dict__"}, {&cd_s_new, "__new__"}, {&cd_s_update, "update"},
-        {&cd_s_qualname, "__qualname__"}};
+        {&cd_s_qualname, "__qualname__"}, {&cd_s_call, "__call__"}, {&cd_s_next, "__next__"}};
     for (size_t k = 0; k < sizeof(strs) / sizeof(strs[0]); k++) {
         if (*strs[k].target == NULL &&
             (*strs[k].target = PyUnicode_InternFromString(strs[k].text)) == NULL) goto done;
@@ -4587,6 +4587,25 @@ cd_string(Dec *d, PyObject *field)
     return NULL;
 }
 
+/* What getattr(mod, name) gives when finding it runs no code: for a plain
+ * module (exactly ModuleType), its dict's entry, no descriptor of ModuleType
+ * coming first.  A new reference, or NULL: with no error when getattr must
+ * answer (a miss runs the module's __getattr__; a name imported lazily is
+ * imported by getattr), with one when the lookup failed. */
+static PyObject *
+cd_module_entry(PyObject *mod, PyObject *name)
+{
+    if (!Py_IS_TYPE(mod, &PyModule_Type) || _PyType_Lookup(&PyModule_Type, name) != NULL ||
+        (PY_VERSION_HEX >= 0x030F0000 && cd_lazy_import_type == NULL)) {
+        return NULL;
+    }
+    PyObject *obj = PyDict_GetItemWithError(PyModule_GetDict(mod), name);
+    if (obj != NULL && cd_lazy_import_type != NULL && Py_IS_TYPE(obj, cd_lazy_import_type)) {
+        return NULL;
+    }
+    return Py_XNewRef(obj);
+}
+
 /* Decoder._global: load_global's answer, found here when it needs no
  * checks: outside safe mode, a module already imported and a plain name in
  * it.  Anything else (an import, a dotted name, a missing attribute) is
@@ -4613,19 +4632,7 @@ cd_global(Dec *d, PyObject *v)
                                                     : NULL;
         if (mod != NULL && mod != Py_None) {
             Py_INCREF(mod);
-            if (Py_IS_TYPE(mod, &PyModule_Type) && _PyType_Lookup(&PyModule_Type, name) == NULL &&
-                (PY_VERSION_HEX < 0x030F0000 || cd_lazy_import_type != NULL)) {
-                /* what getattr finds in a plain module: its dict's entry,
-                 * no descriptor of ModuleType coming first (a miss is
-                 * getattr's, which runs the module's __getattr__, and so is
-                 * a name imported lazily, which getattr imports) */
-                obj = PyDict_GetItemWithError(PyModule_GetDict(mod), name);
-                if (obj != NULL && cd_lazy_import_type != NULL &&
-                    Py_IS_TYPE(obj, cd_lazy_import_type)) {
-                    obj = NULL;
-                }
-                Py_XINCREF(obj);
-            }
+            obj = cd_module_entry(mod, name);
             if (obj == NULL && !PyErr_Occurred()) obj = PyObject_GetAttr(mod, name);
             Py_DECREF(mod);
             if (obj == NULL) {
@@ -5330,20 +5337,22 @@ di_budget(void)
     return Py_XNewRef(budget);
 }
 
-/* Which of the six objects adopt_decoder shares (memo, strings, codes,
- * active, exceptions, cstate) slot k takes, or -1; and whether slot k is one
- * of the Decoder's own tables (a container __init__ makes and adopt_decoder
- * does not share).  Found by name once, when the slots are (di_ready). */
+/* Which of the eight objects adopt_decoder shares (memo, strings, codes,
+ * active, exceptions, shapes, depth, cstate) slot k takes, or -1; and
+ * whether slot k is one of the Decoder's own tables (a container __init__
+ * makes and adopt_decoder does not share).  Found by name once, when the
+ * slots are (di_ready). */
+enum { DI_NSHARED = 8 };
 static signed char di_shared[DI_NSLOTS_MAX], di_own[DI_NSLOTS_MAX];
 
 static void
 di_find_shared(void)
 {
-    static const char *shared_names[6] = {"memo", "strings", "codes", "active", "exceptions",
-                                          "cstate"};
+    static const char *shared_names[DI_NSHARED] = {"memo", "strings", "codes", "active",
+                                                   "exceptions", "shapes", "depth", "cstate"};
     for (Py_ssize_t k = 0; k < DI_NSLOTS; k++) {
         di_shared[k] = -1;
-        for (int j = 0; j < 6; j++) {
+        for (int j = 0; j < DI_NSHARED; j++) {
             if (strcmp(di_slots[k].name, shared_names[j]) == 0) di_shared[k] = (signed char)j;
         }
         int how = di_slots[k].how;
@@ -5356,7 +5365,8 @@ di_find_shared(void)
 
 /* Every slot of Decoder self as __init__ sets it from vals (self, frames,
  * safe, allow, buffers); with `shared`, memo, strings, codes, active,
- * exceptions and cstate are those six objects instead (adopt_decoder). */
+ * exceptions, shapes, depth and cstate are those eight objects instead
+ * (adopt_decoder). */
 static int
 di_fill(PyObject *self, PyObject *const *vals, PyObject *const *shared, int keep_own)
 {
@@ -5407,19 +5417,20 @@ di_init_method(PyObject *module, PyObject *const *args, size_t nargsf, PyObject 
 
 /* The Decoder of the snapshot layer's C engine state, as FrameDecoder.adopt
  * makes it: adopt_decoder(cls, frames, safe, allow, memo, strings, codes,
- * active, exceptions, cstate) is cls(frames, safe, allow) whose memo,
- * strings, codes, active and exceptions are the given tables and whose
- * cstate is the given state, made without the five tables __init__ would
- * make and drop (tests/test_load_root.py holds it to FrameDecoder.adopt,
- * slot by slot). */
+ * active, exceptions, shapes, depth, cstate) is cls(frames, safe, allow)
+ * whose memo, strings, codes, active, exceptions, shapes and depth are the
+ * given tables and whose cstate is the given state, made without the seven
+ * tables __init__ would make and drop (tests/test_load_root.py holds it to
+ * FrameDecoder.adopt, slot by slot). */
 static PyObject *di_take_spare(PyTypeObject *cls);
 
 static PyObject *
 di_adopt(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 10) {
+    if (nargs != 4 + DI_NSHARED) {
         PyErr_SetString(PyExc_TypeError, "adopt_decoder(cls, frames, safe, allow, memo, "
-                                          "strings, codes, active, exceptions, cstate)");
+                                          "strings, codes, active, exceptions, shapes, depth, "
+                                          "cstate)");
         return NULL;
     }
     if (di_ready() < 0) return NULL;
@@ -5432,9 +5443,10 @@ di_adopt(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     if (!PyList_CheckExact(args[4]) || !PyList_CheckExact(args[5]) ||
         !PyList_CheckExact(args[6]) || !PySet_CheckExact(args[7]) ||
-        !PyList_CheckExact(args[8])) {
-        PyErr_SetString(PyExc_TypeError, "adopt_decoder: memo, strings, codes and exceptions "
-                                         "must be lists, active a set");
+        !PyList_CheckExact(args[8]) || !PyList_CheckExact(args[9]) ||
+        !Memo_CheckExact(args[10])) {
+        PyErr_SetString(PyExc_TypeError, "adopt_decoder: memo, strings, codes, exceptions and "
+                                         "shapes must be lists, active a set, depth a Memo");
         return NULL;
     }
     PyObject *self = di_take_spare((PyTypeObject *)cls);
@@ -5451,7 +5463,7 @@ di_adopt(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 
 /* release_decoder(dec): the snapshot layer is done with the Decoder
  * adopt_decoder made for one loads.  A loads whose frames hold anything but
- * plain values makes one, and making it (eight empty tables) and freeing it
+ * plain values makes one, and making it (its empty tables) and freeing it
  * again was a fifth of restoring a small frame holding a tuple.  So the last
  * one is kept, emptied, for the next adopt_decoder, on these conditions:
  *  - nothing else holds it (a value restored with it, a reduce that kept
@@ -5552,24 +5564,30 @@ di_release(PyObject *module, PyObject *dec)
     Py_RETURN_NONE;
 }
 
-/* dec_plain(memo, x, decoder): what Decoder.dec(x) gives for the values whose
- * decoding needs no Decoder and runs no Python code, or NotImplemented (no
- * error, nothing changed) for anything else.  The snapshot layer asks it
- * first for a frame slot, so a frame holding only such values (and the
- * plain lists it handles itself) makes no Decoder:
+/* dec_plain(memo, strings, shapes, depth, x): what Decoder.dec(x) gives for
+ * the values whose decoding needs no Decoder and runs no Python code, or
+ * NotImplemented (no error, nothing changed) for anything else.  The
+ * snapshot layer asks it first for a frame slot, so a frame holding only
+ * such values (and the plain lists it handles itself) makes no Decoder:
  *  - a back-reference within the memo: the object it names; a bytearray or
  *    a list of ints (registered in the memo);
  *  - a tuple whose items are themselves once decoded (no list, dict or
  *    deferred value among them): the tuple of them (Decoder._tuple), when
- *    `decoder` (the loads' Decoder so far, or None) has no depth entry;
+ *    `depth` has no entry;
  *  - a sequence iterator (a for loop over a list, a tuple, a str or bytes)
  *    over a back-reference within the memo, at an int index: iter(seq) set
  *    to the index, registered in the memo (Decoder._seqiter).  A step that
- *    fails is left to the Decoder, which says what is wrong.
- * memo is the loads' memo list (RestoreState.memo, which the Decoder shares):
- * the same objects, in the same memo order, as Decoder.dec.  Making an
- * object can run the collector, and so finalizers: what is read before is
- * held, or read again after. */
+ *    fails is left to the Decoder, which says what is wrong;
+ *  - an instance of a plain class (a dataclass, a class of attributes) with
+ *    a dict of plain values as its state: NEWOBJ of a class named by a
+ *    global found in an imported module's dict, or by a back-reference,
+ *    with no arguments (cd_plain_newobj).
+ * The tables are the loads' own, which its Decoder shares once it has one
+ * (RestoreState: memo, strings, shapes and depth, a Memo): the same
+ * objects, strings, shapes and depths, in the same order, as Decoder.dec.
+ * Outside safe mode only (the C restore declines a safe loads first).
+ * Making an object can run the collector, and so finalizers: what is read
+ * before is held, or read again after. */
 static PyObject *
 cd_plain_ref(PyObject *memo, PyObject *x)
 {
@@ -5587,15 +5605,319 @@ cd_plain_ref(PyObject *memo, PyObject *x)
     return out;
 }
 
+/* Whether an instance of `cls` is made, and its dict state set, with no
+ * Python code run, and with no check of the Decoder's to pass: a class of
+ * metaclass type whose tp_new and __new__ are object's (NEWOBJ makes it
+ * as _pickle's NEWOBJ does), not abstract, no exception (Decoder.exceptions),
+ * no follower (follows_unguarded: no C __call__ or __next__), with the
+ * generic getattr, no __setstate__ and a C __dict__ descriptor (_set_state:
+ * obj.__dict__.update(state)).  None of NEVER_CALLED is such a class (each
+ * has its own tp_new), nor is itertools.chain.  Remembered by the class's
+ * address and version tag, as the follower table. */
+enum { CD_PLAIN_CLASSES = 64 };
+static struct {
+    PyTypeObject *cls; /* not held: compared only */
+    unsigned int tag;  /* never 0 */
+    int plain;
+    /* its __dict__ descriptor (on its MRO, held by it while the tag holds) */
+    PyGetSetDescrObject *dict_descr;
+} cd_plain_classes[CD_PLAIN_CLASSES];
+
+static int
+cd_follower_attr(PyTypeObject *t, PyObject *name)
+{
+    PyObject *attr = _PyType_Lookup(t, name); /* the MRO's dicts, no code run */
+    return attr != NULL && !PyFunction_Check(attr);
+}
+
+static int
+cd_plain_class(PyObject *cls, PyGetSetDescrObject **dict_get)
+{
+    if (!Py_IS_TYPE(cls, &PyType_Type)) return 0;
+    PyTypeObject *t = (PyTypeObject *)cls;
+    size_t slot = ((uintptr_t)cls >> 4) & (CD_PLAIN_CLASSES - 1);
+    unsigned int tag = t->tp_version_tag;
+    if (tag != 0 && cd_plain_classes[slot].cls == t && cd_plain_classes[slot].tag == tag) {
+        *dict_get = cd_plain_classes[slot].dict_descr;
+        return cd_plain_classes[slot].plain;
+    }
+    unsigned long flags = t->tp_flags;
+    PyObject *dict_descr = NULL;
+    int plain = (flags & Py_TPFLAGS_HEAPTYPE) && !(flags & Py_TPFLAGS_IS_ABSTRACT) &&
+                !(flags & Py_TPFLAGS_BASE_EXC_SUBCLASS) &&
+                t->tp_new == PyBaseObject_Type.tp_new &&
+                _PyType_Lookup(t, cd_s_new) == cd_object_new &&
+                t->tp_getattro == PyObject_GenericGetAttr &&
+                _PyType_Lookup(t, cd_s_setstate) == NULL &&
+                !cd_follower_attr(t, cd_s_call) && !cd_follower_attr(t, cd_s_next) &&
+                (dict_descr = _PyType_Lookup(t, cd_s_dict)) != NULL &&
+                Py_IS_TYPE(dict_descr, &PyGetSetDescr_Type) &&
+                ((PyGetSetDescrObject *)dict_descr)->d_getset->get != NULL &&
+                PyType_IsSubtype(t, PyDescr_TYPE(dict_descr));
+    *dict_get = plain ? (PyGetSetDescrObject *)dict_descr : NULL;
+    tag = t->tp_version_tag; /* as it is after the lookups */
+    if (tag != 0) {
+        cd_plain_classes[slot].cls = t;
+        cd_plain_classes[slot].tag = tag;
+        cd_plain_classes[slot].plain = plain;
+        cd_plain_classes[slot].dict_descr = *dict_get;
+    }
+    return plain;
+}
+
+/* A string field of a global as Decoder.string reads it, without appending:
+ * a str (*fresh set: to append at commit) or the index of one in `strings`,
+ * or of `pending` (a str read before it in the same reference, at the index
+ * it will have).  Borrowed; NULL (no error) for anything else. */
+static PyObject *
+cd_plain_string(PyObject *field, PyObject *strings, PyObject *pending, int *fresh)
+{
+    *fresh = 0;
+    if (PyUnicode_CheckExact(field)) {
+        *fresh = 1;
+        return field;
+    }
+    if (!PyLong_CheckExact(field)) return NULL;
+    Py_ssize_t k = PyLong_AsSsize_t(field);
+    if (k == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return NULL;
+    }
+    Py_ssize_t len = PyList_GET_SIZE(strings);
+    if (k >= 0 && k < len) return PyList_GET_ITEM(strings, k);
+    if (pending != NULL && k == len) return pending;
+    return NULL;
+}
+
+/* The most state entries cd_plain_newobj answers (a larger state is the
+ * Decoder's). */
+enum { CD_PLAIN_STATE_MAX = 32 };
+
+/* Decoder._reduce for [T_NEWOBJ, cls, [], state] (or no state) of a plain
+ * class (cd_plain_class) named by a global (found in an imported module's
+ * dict, as cd_global finds it) or by a back-reference.  The state is a dict
+ * of str keys (the tree's own, as Decoder.dec keeps it) or a dict of a shape
+ * read before ([T_SHAPED, index, *values]: a new dict, as Decoder._shaped
+ * makes it), whose values are plain (no list, dict or deferred value) or
+ * back-references within the memo (replaced by what they name, in place, as
+ * Decoder.dec replaces them).  The instance, with every side effect
+ * Decoder.dec has, in its order: the strings of the name, the class, the
+ * instance and the state dict in the memo, a new shape, the instance's
+ * depth.  NotImplemented, nothing changed, for anything else, or for what
+ * the Decoder would refuse (a bad reference, too deep a nesting). */
+static PyObject *
+cd_plain_newobj(PyObject *memo, PyObject *strings, PyObject *shapes, MemoObject *depth,
+                PyObject *x)
+{
+    Py_ssize_t n = PyList_GET_SIZE(x);
+    if (n != 3 && n != 4) Py_RETURN_NOTIMPLEMENTED;
+    PyObject *func_f = PyList_GET_ITEM(x, 1), *args_f = PyList_GET_ITEM(x, 2);
+    PyObject *state_f = n == 4 ? PyList_GET_ITEM(x, 3) : Py_None;
+    if (!PyList_CheckExact(args_f) || PyList_GET_SIZE(args_f) != 0) Py_RETURN_NOTIMPLEMENTED;
+    /* the state's keys (a shape's tuple, or NULL: the tree dict's own) */
+    PyObject *keys = NULL;
+    Py_ssize_t size = 0;
+    if (PyDict_CheckExact(state_f)) {
+        size = PyDict_GET_SIZE(state_f);
+    }
+    else if (PyList_CheckExact(state_f) && PyList_GET_SIZE(state_f) >= 2 &&
+             Py_IS_TYPE(PyList_GET_ITEM(state_f, 0), (PyTypeObject *)cd_Tag)) {
+        PyObject *kind_obj = *(PyObject **)((char *)PyList_GET_ITEM(state_f, 0) +
+                                            cd_tag_kind_offset);
+        PyObject *index_obj = PyList_GET_ITEM(state_f, 1);
+        int overflow = 0;
+        long kind = kind_obj != NULL && PyLong_CheckExact(kind_obj)
+                        ? PyLong_AsLongAndOverflow(kind_obj, &overflow) : -1;
+        long index = kind == T_SHAPED && PyLong_CheckExact(index_obj)
+                         ? PyLong_AsLongAndOverflow(index_obj, &overflow) : -1;
+        if (overflow || index < 0 || index >= PyList_GET_SIZE(shapes)) {
+            PyErr_Clear();
+            Py_RETURN_NOTIMPLEMENTED;
+        }
+        keys = PyList_GET_ITEM(shapes, index);
+        size = PyList_GET_SIZE(state_f) - 2;
+        if (!PyTuple_CheckExact(keys) || PyTuple_GET_SIZE(keys) != size) {
+            Py_RETURN_NOTIMPLEMENTED;
+        }
+    }
+    else if (state_f != Py_None) {
+        Py_RETURN_NOTIMPLEMENTED;
+    }
+    if (size > CD_PLAIN_STATE_MAX) Py_RETURN_NOTIMPLEMENTED;
+    /* Held from here: the class; the strings naming it, to append; the
+     * state field and the shape's keys (making an object can run the
+     * collector, and so finalizers); each state value as decoded. */
+    PyObject *cls = NULL, *module = NULL, *name = NULL, *obj = NULL, *state = NULL;
+    PyObject *shape = NULL, *values[CD_PLAIN_STATE_MAX];
+    Py_ssize_t nvalues = 0, refs = 0, pos = 0;
+    Py_INCREF(state_f);
+    Py_XINCREF(keys);
+    int fresh_module = 0, fresh_name = 0;
+    if (Py_IS_TYPE(func_f, (PyTypeObject *)cc_Deferred)) {
+        cls = cd_plain_ref(memo, func_f);
+    }
+    else if (PyList_CheckExact(func_f) && PyList_GET_SIZE(func_f) == 3 &&
+             Py_IS_TYPE(PyList_GET_ITEM(func_f, 0), (PyTypeObject *)cd_Tag)) {
+        PyObject *kind_obj = *(PyObject **)((char *)PyList_GET_ITEM(func_f, 0) +
+                                            cd_tag_kind_offset);
+        if (kind_obj == NULL || !PyLong_CheckExact(kind_obj) ||
+            PyLong_AsLong(kind_obj) != T_GLOBAL) {
+            goto decline;
+        }
+        module = cd_plain_string(PyList_GET_ITEM(func_f, 1), strings, NULL, &fresh_module);
+        name = module == NULL ? NULL
+                              : cd_plain_string(PyList_GET_ITEM(func_f, 2), strings,
+                                                fresh_module ? module : NULL, &fresh_name);
+        if (name == NULL || !PyUnicode_IS_ASCII(name) ||
+            memchr(PyUnicode_1BYTE_DATA(name), '.', (size_t)PyUnicode_GET_LENGTH(name))) {
+            module = name = NULL; /* borrowed until here; a dotted name: load_global's */
+            goto decline;
+        }
+        Py_INCREF(module);
+        Py_INCREF(name);
+        PyObject *modules = PyImport_GetModuleDict();
+        PyObject *mod = PyDict_CheckExact(modules) ? PyDict_GetItemWithError(modules, module)
+                                                    : NULL;
+        cls = mod == NULL || mod == Py_None ? NULL : cd_module_entry(mod, name);
+    }
+    PyGetSetDescrObject *dict_get = NULL; /* the class's __dict__ descriptor */
+    if (cls == NULL || !cd_plain_class(cls, &dict_get)) goto decline;
+    /* the state's values, decoded (nothing changed yet): plain ones as they
+     * are, back-references as what they name; str keys only */
+    PyObject *k, *v;
+    for (Py_ssize_t j = 0; j < size; j++) {
+        if (keys != NULL) {
+            k = PyTuple_GET_ITEM(keys, j);
+            v = PyList_GET_ITEM(state_f, j + 2);
+        }
+        else if (!PyDict_Next(state_f, &pos, &k, &v)) {
+            goto decline;
+        }
+        if (!PyUnicode_CheckExact(k)) goto decline;
+        if (!cd_walks(v)) {
+            values[nvalues++] = Py_NewRef(v);
+            continue;
+        }
+        PyObject *named = cd_plain_ref(memo, v);
+        if (named == NULL) goto decline; /* a list, a dict, another deferred: the Decoder's */
+        values[nvalues++] = named;
+        refs++;
+    }
+    /* Decoder._nest: of the arguments [cls], then of the state's values */
+    Py_ssize_t nest = 0, nest2 = 0;
+    if (depth->used != 0) {
+        nest = memo_get(depth, cls);
+        for (Py_ssize_t j = 0; j < nvalues; j++) {
+            Py_ssize_t at = memo_get(depth, values[j]);
+            if (at > nest2) nest2 = at;
+        }
+    }
+    if (nest < 0) nest = 0;
+    if (nest >= cd_max_nesting || nest2 >= cd_max_nesting) goto decline; /* LimitExceeded */
+    nest = (nest2 > nest ? nest2 : nest) + 1; /* max(self.depth[id(obj)], _nest(values)) */
+    /* Commit: what the Decoder does, in its order.  Nothing is declined
+     * from here; an error (no memory) is the loads'. */
+    if ((fresh_module && PyList_Append(strings, module) < 0) ||
+        (fresh_name && PyList_Append(strings, name) < 0) ||
+        (module != NULL && PyList_Append(memo, cls) < 0)) {
+        goto error;
+    }
+    obj = PyBaseObject_Type.tp_new((PyTypeObject *)cls, cd_empty_tuple, NULL);
+    if (obj == NULL || PyList_Append(memo, obj) < 0 || memo_put(depth, obj, nest, 1, NULL) < 0) {
+        if (!PyErr_Occurred()) PyErr_NoMemory();
+        goto error;
+    }
+    if (state_f != Py_None) {
+        /* Decoder.dec(state_f): the tree's dict (its shape recorded, its
+         * references replaced), or a new dict of the shape's keys */
+        state = keys == NULL ? Py_NewRef(state_f) : PyDict_New();
+        if (state == NULL || PyList_Append(memo, state) < 0) goto error;
+        if (keys == NULL && size >= cd_shape_min) {
+            if ((shape = PyTuple_New(size)) == NULL) goto error;
+            Py_ssize_t j = 0;
+            for (pos = 0; j < size && PyDict_Next(state, &pos, &k, &v); j++) {
+                PyTuple_SET_ITEM(shape, j, Py_NewRef(k));
+            }
+            if (j != size || PyDict_GET_SIZE(state) != size) goto changed;
+            if (PyList_Append(shapes, shape) < 0) goto error;
+        }
+        if (keys != NULL || refs != 0) {
+            /* out[k] = value, in the keys' order (a key already in the
+             * tree's dict keeps its place) */
+            Py_ssize_t j = 0;
+            for (pos = 0; j < nvalues; j++) {
+                if (keys != NULL) {
+                    k = PyTuple_GET_ITEM(keys, j);
+                }
+                else if (!PyDict_Next(state, &pos, &k, &v)) {
+                    goto changed;
+                }
+                Py_INCREF(k);
+                int rc = PyDict_SetItem(state, k, values[j]);
+                Py_DECREF(k);
+                if (rc < 0) goto error;
+            }
+            if (PyDict_GET_SIZE(state) != size) goto changed;
+        }
+        if (size != 0) {
+            /* _set_state: obj.__dict__.update(state), the dict the class's C
+             * descriptor gives (what getattr calls: a data descriptor of an
+             * instance's type comes first; checked to be of its class) */
+            PyObject *dict = dict_get->d_getset->get(obj, dict_get->d_getset->closure);
+            int rc = dict == NULL ? -1 : PyDict_CheckExact(dict) ? PyDict_Update(dict, state) : 1;
+            Py_XDECREF(dict);
+            if (rc > 0) {
+                PyErr_SetString(PyExc_TypeError, "an instance __dict__ that is not a dict");
+            }
+            if (rc != 0 && !cd_passes()) {
+                PyObject *qualname = PyType_GetQualName((PyTypeObject *)cls);
+                if (qualname != NULL) {
+                    cd_wrap_restore_error("restoring the state of a %U failed: %R", qualname);
+                    Py_DECREF(qualname);
+                }
+            }
+            if (rc != 0) goto error;
+        }
+    }
+    goto done;
+changed:
+    /* a finalizer changed the tree while the instance was made */
+    PyErr_SetString(PyExc_RuntimeError, "dictionary changed size during iteration");
+error:
+    Py_CLEAR(obj);
+done:
+    for (Py_ssize_t j = 0; j < nvalues; j++) Py_DECREF(values[j]);
+    Py_XDECREF(shape);
+    Py_XDECREF(state);
+    Py_DECREF(state_f);
+    Py_XDECREF(keys);
+    Py_DECREF(cls);
+    Py_XDECREF(module);
+    Py_XDECREF(name);
+    return obj;
+decline:
+    PyErr_Clear();
+    for (Py_ssize_t j = 0; j < nvalues; j++) Py_DECREF(values[j]);
+    Py_DECREF(state_f);
+    Py_XDECREF(keys);
+    Py_XDECREF(cls);
+    Py_XDECREF(module);
+    Py_XDECREF(name);
+    Py_RETURN_NOTIMPLEMENTED;
+}
+
 static PyObject *
 cd_dec_plain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 3 || !PyList_CheckExact(args[0])) {
-        PyErr_SetString(PyExc_TypeError, "dec_plain(memo, x, decoder): memo must be a list");
+    if (nargs != 5 || !PyList_CheckExact(args[0]) || !PyList_CheckExact(args[1]) ||
+        !PyList_CheckExact(args[2]) || !Memo_CheckExact(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "dec_plain(memo, strings, shapes, depth, x): memo, "
+                                         "strings and shapes must be lists, depth a Memo");
         return NULL;
     }
     if (cd_ready() < 0) return NULL;
-    PyObject *memo = args[0], *x = args[1], *dec = args[2];
+    PyObject *memo = args[0], *x = args[4];
+    MemoObject *depth = (MemoObject *)args[3];
     if (Py_IS_TYPE(x, (PyTypeObject *)cc_Deferred)) {
         PyObject *out = cd_deferred_plain(memo, x);
         if (out != NULL) return out;
@@ -5614,13 +5936,7 @@ cd_dec_plain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
          * depth table has entries (a rebuilt object can be a shared one, True
          * or a small int, with an entry): only with no Decoder, or one whose
          * table is empty, is the tuple all there is to it */
-        if (dec != Py_None) {
-            if (!PyObject_TypeCheck(dec, (PyTypeObject *)cd_Decoder)) Py_RETURN_NOTIMPLEMENTED;
-            PyObject *depth = *(PyObject **)((char *)dec + cd_offsets[G_DEPTH]);
-            if (depth == NULL || !Memo_CheckExact(depth) || ((MemoObject *)depth)->used != 0) {
-                Py_RETURN_NOTIMPLEMENTED;
-            }
-        }
+        if (depth->used != 0) Py_RETURN_NOTIMPLEMENTED;
         PyObject *out = cd_plain_tuple(x);
         if (out != NULL) return out;
         PyErr_Clear();
@@ -5648,13 +5964,15 @@ cd_dec_plain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         Py_DECREF(r);
         return it;
     }
+    if (kind == T_NEWOBJ) return cd_plain_newobj(memo, args[1], args[2], depth, x);
     Py_RETURN_NOTIMPLEMENTED;
 }
 
 static PyMethodDef cd_dec_plain_def = {
     "dec_plain", (PyCFunction)(void (*)(void))cd_dec_plain, METH_FASTCALL,
-    "dec_plain(memo, x, decoder): Decoder.dec(x) for a back-reference, a bytearray, an int list, a "
-    "tuple of plain items or a sequence iterator over a back-reference, with no Decoder; "
+    "dec_plain(memo, strings, shapes, depth, x): Decoder.dec(x) with the loads' tables for a "
+    "back-reference, a bytearray, an int list, a tuple of plain items, a sequence iterator over "
+    "a back-reference or a plain class's instance with a dict of plain values, with no Decoder; "
     "NotImplemented otherwise"};
 
 static PyMethodDef di_release_def = {

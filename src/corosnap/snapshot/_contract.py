@@ -51,8 +51,8 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "CaptureState": ("encoder", "memo", "keep", "strings", "codes", "globals_seen",
                      "passthrough", "code_cache", "frames"),
     "CaptureRoot": ("spare", "frames", "code_cache", "encoder_class", "hook"),
-    "RestoreState": ("decoder", "memo", "strings", "codes", "active", "exceptions", "safe",
-                     "allow", "code_cache", "frames"),
+    "RestoreState": ("decoder", "memo", "strings", "codes", "active", "exceptions", "shapes",
+                     "depth", "safe", "allow", "code_cache", "frames"),
 }
 """Every record's fields, in order: the Python side of the contract."""
 

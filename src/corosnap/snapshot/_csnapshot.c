@@ -163,6 +163,8 @@ CS_RECORD(CaptureRoot, CAPTURE_ROOT_FIELDS, "corosnap.snapshot._csnapshot.Captur
     F(R, codes, LIST, RO)          \
     F(R, active, SET, RO)          \
     F(R, exceptions, LIST, RO)     \
+    F(R, shapes, LIST, RO)         \
+    F(R, depth, MEMO, RO)          \
     F(R, safe, BOOL, RO)           \
     F(R, allow, TUPLE, RO)         \
     F(R, code_cache, DICT, RO)     \
@@ -170,7 +172,7 @@ CS_RECORD(CaptureRoot, CAPTURE_ROOT_FIELDS, "corosnap.snapshot._csnapshot.Captur
 CS_RECORD(RestoreState, RESTORE_STATE_FIELDS, "corosnap.snapshot._csnapshot.RestoreState",
           "One loads, as the C engine sees it: the codec Decoder (None until a value needs "
           "one: frames.adopt(state) makes it, sharing these tables), the tables (memo, "
-          "strings, codes, active, exceptions), the options (safe, allow), "
+          "strings, codes, active, exceptions, shapes, depth), the options (safe, allow), "
           "{(module, qualname, path, fingerprint): RestoreCode}, and the snapshot layer's "
           "FrameDecoder.")
 
@@ -1053,10 +1055,10 @@ cs_decoder(RestoreState *st)
         }
         PyObject *cls = PyObject_GetAttr(st->frames, s_decoder);
         if (cls == NULL) return NULL;
-        PyObject *args[10] = {cls, st->frames, st->safe ? Py_True : Py_False, st->allow,
+        PyObject *args[12] = {cls, st->frames, st->safe ? Py_True : Py_False, st->allow,
                               st->memo, st->strings, st->codes, st->active, st->exceptions,
-                              (PyObject *)st};
-        PyObject *dec = PyObject_Vectorcall(cs_adopt_decoder, args, 10, NULL);
+                              st->shapes, st->depth, (PyObject *)st};
+        PyObject *dec = PyObject_Vectorcall(cs_adopt_decoder, args, 12, NULL);
         Py_DECREF(cls);
         if (dec == NULL) return NULL;
         Py_SETREF(st->decoder, dec);
@@ -1570,12 +1572,12 @@ cs_dec_call(PyObject *dec, PyObject *x)
     return cs_call_method(dec, s_dec, x, NULL, NULL, NULL);
 }
 
-/* The codec's dec_plain(memo, x, decoder) (corosnap.codec._ccodec), looked
- * up once: decoder is the loads' Decoder so far, or None. */
+/* The codec's dec_plain(memo, strings, shapes, depth, x)
+ * (corosnap.codec._ccodec), looked up once, with the loads' tables. */
 static PyObject *cs_c_dec_plain = NULL;
 
 static PyObject *
-cs_dec_plain(PyObject *memo, PyObject *x, PyObject *decoder)
+cs_dec_plain(RestoreState *st, PyObject *x)
 {
     if (cs_c_dec_plain == NULL) {
         PyObject *codec = PyImport_ImportModule("corosnap.codec._ccodec");
@@ -1590,8 +1592,8 @@ cs_dec_plain(PyObject *memo, PyObject *x, PyObject *decoder)
         }
         cs_c_dec_plain = f;
     }
-    PyObject *args[3] = {memo, x, decoder};
-    return PyObject_Vectorcall(cs_c_dec_plain, args, 3, NULL);
+    PyObject *args[5] = {st->memo, st->strings, st->shapes, st->depth, x};
+    return PyObject_Vectorcall(cs_c_dec_plain, args, 5, NULL);
 }
 
 /* One decoded slot value (see the slot walk of _restore.FrameDecoder.decode);
@@ -1620,9 +1622,10 @@ cs_decode_slot(RestoreState *st, PyObject *x, PyObject **dec, CsLink *me)
         (PyList_CheckExact(x) && PyList_GET_SIZE(x) > 0 &&
          Py_IS_TYPE(PyList_GET_ITEM(x, 0), (PyTypeObject *)cs_Tag))) {
         /* A back-reference, a tuple of plain items, a for loop over a list
-         * met before: the codec's dec_plain, with no decoder, running no
-         * code (NotImplemented: the decoder's, below). */
-        PyObject *out = cs_dec_plain(st->memo, x, st->decoder);
+         * met before, a dataclass of plain values: the codec's dec_plain,
+         * with no decoder, running no code (NotImplemented: the decoder's,
+         * below). */
+        PyObject *out = cs_dec_plain(st, x);
         if (out != Py_NotImplemented) return out;
         Py_DECREF(out);
     }
@@ -1946,7 +1949,7 @@ cs_restore(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 
 /* The RestoreState of the last root restore, emptied, for the next one
  * (NULL while one is in use: a loads run by a reduce inside another makes
- * its own).  Making one costs five containers; emptying keeps them.  While
+ * its own).  Making one costs seven containers; emptying keeps them.  While
  * it waits here it names no Snapshotter's caches (cs_no_cache, None). */
 static RestoreState *cs_spare_state = NULL;
 static PyObject *cs_no_cache = NULL;
@@ -1979,12 +1982,20 @@ cs_take_state(PyObject *frames, PyObject *code_cache)
     st->codes = PyList_New(0);
     st->active = PySet_New(NULL);
     st->exceptions = PyList_New(0);
+    st->shapes = PyList_New(0);
+    /* a Memo as Memo() makes it: no table until its first entry */
+    st->depth = cs_record_memo_type == NULL ? NULL
+                                            : PyType_GenericAlloc(cs_record_memo_type, 0);
     st->safe = 0;
     st->allow = PyTuple_New(0);
     st->code_cache = Py_NewRef(code_cache);
     st->frames = Py_NewRef(frames);
     if (st->memo == NULL || st->strings == NULL || st->codes == NULL || st->active == NULL ||
-        st->exceptions == NULL || st->allow == NULL) {
+        st->exceptions == NULL || st->shapes == NULL || st->depth == NULL || st->allow == NULL) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_SystemError, "corosnap.snapshot._csnapshot: the codec's Memo "
+                                               "type is not imported");
+        }
         Py_DECREF(st);
         return NULL;
     }
@@ -1998,7 +2009,8 @@ cs_state_alone(RestoreState *st)
 {
     return Py_REFCNT(st) == 1 && st->decoder == Py_None && Py_REFCNT(st->memo) == 1 &&
            Py_REFCNT(st->strings) == 1 && Py_REFCNT(st->codes) == 1 &&
-           Py_REFCNT(st->active) == 1 && Py_REFCNT(st->exceptions) == 1;
+           Py_REFCNT(st->active) == 1 && Py_REFCNT(st->exceptions) == 1 &&
+           Py_REFCNT(st->shapes) == 1 && Py_REFCNT(st->depth) == 1;
 }
 
 /* Whether every table of `st` is empty. */
@@ -2007,6 +2019,7 @@ cs_state_empty(RestoreState *st)
 {
     return PyList_GET_SIZE(st->memo) == 0 && PyList_GET_SIZE(st->strings) == 0 &&
            PyList_GET_SIZE(st->codes) == 0 && PyList_GET_SIZE(st->exceptions) == 0 &&
+           PyList_GET_SIZE(st->shapes) == 0 && ((MemoObject *)st->depth)->used == 0 &&
            PySet_GET_SIZE(st->active) == 0;
 }
 
@@ -2097,6 +2110,10 @@ cs_give_back_state(RestoreState *st)
         corosnap_list_empty(st->strings);
         corosnap_list_empty(st->codes);
         corosnap_list_empty(st->exceptions);
+        corosnap_list_empty(st->shapes);
+        if (((MemoObject *)st->depth)->used != 0) {
+            memo_shrink((MemoObject *)st->depth); /* emptied; its table kept if small */
+        }
         int ok = PySet_GET_SIZE(st->active) == 0 || PySet_Clear(st->active) == 0;
         if (!ok) PyErr_Clear();
         Py_SETREF(st->code_cache, Py_NewRef(cs_no_cache));

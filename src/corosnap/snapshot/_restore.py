@@ -487,6 +487,7 @@ class FrameDecoder:
         dec = self.decoder(self, state.safe, state.allow)
         dec.memo, dec.strings, dec.codes = state.memo, state.strings, state.codes
         dec.active, dec.exceptions = state.active, state.exceptions
+        dec.shapes, dec.depth = state.shapes, state.depth
         dec.cstate = state
         state.decoder = dec
         return dec
@@ -498,7 +499,8 @@ class FrameDecoder:
         if state is None:
             state = dec.cstate = RestoreState(
                 decoder=dec, memo=dec.memo, strings=dec.strings, codes=dec.codes,
-                active=dec.active, exceptions=dec.exceptions, safe=bool(dec.safe),
+                active=dec.active, exceptions=dec.exceptions, shapes=dec.shapes,
+                depth=dec.depth, safe=bool(dec.safe),
                 allow=dec.allow, code_cache=self.codes.data, frames=self)
         assert self.restore_c is not None
         gen = self.restore_c(state, v, i, root)
