@@ -688,6 +688,51 @@ def test_dec_plain_sees_a_class_changed_after_it_answered_for_it() -> None:
         del sys.modules[module.__name__]
 
 
+_STATE_KEYS = st.sampled_from(["x", "y", "z", "w", "x", "y", 1])
+_STATE_VALUES = st.one_of(
+    st.integers(-3, 300), st.sampled_from(["a", "", None, True, 2.5, b"b", 7, "c"]),
+    st.integers(0, 4).map(ref),  # within the holder's memo, or past it
+    st.sampled_from([[1, 2], [tag(T_TUPLE), 1], 3, "d", None, 4.5]))
+
+
+@pytest.fixture(scope="module")
+def globals_module() -> Any:
+    """This file as the blobs' globals name it (imported here, not inside a
+    generated test: importing it defines generated tests)."""
+    return importlib.import_module(MOD)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(["Plain"] * 5 + ["SetsState", "Looks", "Slotted", "CallsInC", "Abstract"]),
+       st.dictionaries(_STATE_KEYS, _STATE_VALUES, max_size=6), st.booleans(), st.booleans())
+def test_generated_instances_in_a_slot_restore_alike(globals_module: Any, name: str,
+                                                      state: dict[Any, Any], twice: bool,
+                                                      shaped: bool) -> None:
+    """An instance in a frame slot, of a class dec_plain makes or leaves to
+    the Decoder, with a generated state (plain values, references within
+    and past the memo, lists, tuples, an int key), once or twice in the frame
+    (the second one by a back-reference to the class and, when it can be, a
+    reference to the first one's shape): every engine restores the same
+    objects or refuses alike."""
+    first = [tag(T_NEWOBJ), glob(MOD, name), [], state]
+    if not twice:
+        _same_objects(_tree_with(first))
+        return
+    # two slots of one frame: the second instance names the same class, and
+    # its state is the first one's shape, or a tuple holding the first one
+    second_state: Any = dict(state)
+    if shaped and len(state) >= 2 and all(type(k) is str for k in state):
+        second_state = [tag(T_SHAPED), 0, *state.values()]
+    elif shaped:
+        second_state = [tag(T_TUPLE), ref(3), 1]
+    g = _two_values()
+    next(g)
+    tree = msgpack.unpackb(corosnap.dumps(g), strict_map_key=False)
+    tree[tree.index("MARK_A")] = first
+    tree[tree.index("MARK_B")] = [tag(T_NEWOBJ), glob(MOD, name), [], second_state]
+    _same_objects(msgpack.packb(tree, use_bin_type=True))
+
+
 @dataclasses.dataclass
 class Request:
     kind: str
