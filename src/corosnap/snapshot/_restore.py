@@ -37,6 +37,7 @@ from collections.abc import Callable
 from typing import Any
 from weakref import ref as ref_to
 
+from .._accel import accelerator
 from .._errors import CodeMismatch, CorruptSnapshot, LimitExceeded, RestoreError
 from .._weak import ModuleCache
 from ..bytecode import CodeRef, code_info, fingerprint, locate, types_coroutine_copy
@@ -64,6 +65,9 @@ from ..codec._tags import T_ASYNCGEN
 from ..frames import NULL, TaggedInt, backend, virtual_iterable
 from . import _asyncgen, _contract
 from ._contract import Check, Plan, RestoreCode, RestoreState
+
+_C_MEMO: Any = getattr(accelerator("corosnap.codec._ccodec"), "Memo", None)
+"""The C codec's Memo (Decoder.depth under the C engine), or None."""
 
 _WALK = frozenset({list, dict, Deferred})
 _LIST_APPEND = list.append
@@ -494,9 +498,14 @@ class FrameDecoder:
 
     # -- one frame --------------------------------------------------------
     def decode_accelerated(self, dec: Decoder, v: list[Any], i: int, root: bool = False) -> Any:
-        """The C engine first (``_csnapshot.restore``), then ``decode``."""
+        """The C engine first (``_csnapshot.restore``), then ``decode``.  The C
+        engine shares the Decoder's tables, its depth table included, which it
+        reads as the C codec's ``Memo``: a Decoder of the pure-Python codec
+        (whose depth is a dict) has its frames decoded in Python."""
         state = dec.cstate
         if state is None:
+            if type(dec.depth) is not _C_MEMO:
+                return self.decode(dec, v, i, root)
             state = dec.cstate = RestoreState(
                 decoder=dec, memo=dec.memo, strings=dec.strings, codes=dec.codes,
                 active=dec.active, exceptions=dec.exceptions, shapes=dec.shapes,
