@@ -19,9 +19,11 @@ from __future__ import annotations
 import abc
 import dataclasses
 import functools
+import gc
 import importlib
 import operator
 import random
+import subprocess
 import sys
 import types
 from typing import Any
@@ -731,6 +733,205 @@ def test_generated_instances_in_a_slot_restore_alike(globals_module: Any, name: 
     tree[tree.index("MARK_A")] = first
     tree[tree.index("MARK_B")] = [tag(T_NEWOBJ), glob(MOD, name), [], second_state]
     _same_objects(msgpack.packb(tree, use_bin_type=True))
+
+
+_BASES_SWAPPED = r"""
+import gc, sys, types
+import corosnap
+
+source = (
+    "class B: pass\n"
+    "class B2: pass\n"
+    "class C(B): pass\n"
+    "def gen():\n"
+    "    shared = [1]\n"
+    "    c = C()\n"
+    "    c.x = shared\n"
+    "    c.y = 1\n"
+    "    yield shared, c\n")
+mod = types.ModuleType("_cs_swapped_bases")
+mod.__file__ = "<_cs_swapped_bases>"
+sys.modules[mod.__name__] = mod
+exec(compile(source, mod.__file__, "exec"), mod.__dict__)
+g = mod.gen()
+next(g)
+blob = corosnap.dumps(g)
+del g
+corosnap.loads(blob).close()  # the code is known to the C restore
+fired = []
+pad = []
+junk = []
+PAD = int(sys.argv[1])  # moves the collections by a few allocations
+
+class Swap:
+    def __del__(self):
+        # the class's __dict__ descriptor is its base's: the base is freed
+        fired.append("swap")
+        mod.C.__bases__ = (mod.B2,)
+        del mod.B
+        gc.collect()
+        junk.extend(bytes([65] * 30) for _ in range(20000))  # over the freed memory
+
+class Trigger:
+    def __del__(self):
+        # run by the collector inside the restore: once the loads' memo
+        # holds the class (dec_plain has committed and is making the
+        # instance), put a Swap in the tree's state dict, freed when
+        # dec_plain writes the state's values back
+        for o in gc.get_referrers(mod.C):
+            if type(o) is list and len(o) == 3 and o[2] is mod.C and o[1] == [1]:
+                for d in gc.get_objects():
+                    if type(d) is dict and d.get("y") == 1 and "x" in d and len(d) == 2:
+                        fired.append("planted")
+                        d["y"] = Swap()
+                        return
+        if len(fired) < 10000:
+            fired.append(1)
+            t = Trigger()
+            t.self = t
+            pad.extend([] for _ in range(PAD))
+
+gc.collect()
+gc.disable()
+t = Trigger()
+t.self = t
+del t
+gc.set_threshold(1)
+gc.enable()
+try:
+    h = corosnap.loads(blob)
+    outcome = sorted(h.gi_frame.f_locals["c"].__dict__.items(), key=repr)
+except corosnap.CorosnapError as exc:
+    outcome = type(exc).__name__
+gc.set_threshold(700)
+print([f for f in fired if f != 1], outcome)
+"""
+
+
+def test_a_class_whose_bases_change_while_its_instance_is_made_is_read_as_it_is_then() -> None:
+    """A finalizer run by the collector while dec_plain makes an instance
+    (3.11 collects inside allocations) swaps the class's bases and frees the
+    base whose __dict__ descriptor the class had: the descriptor is looked
+    up again and held for the call (it was read freed and crashed)."""
+    swapped = 0
+    for pad in range(2):
+        proc = subprocess.run([sys.executable, "-c", _BASES_SWAPPED, str(pad)],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, (pad, proc.returncode, proc.stderr[-2000:])
+        assert "[('x', [1])" in proc.stdout or "RestoreError" in proc.stdout, proc.stdout
+        swapped += "'swap'" in proc.stdout
+    # 3.11 collects inside allocations: the base is freed inside dec_plain
+    assert swapped or sys.version_info >= (3, 12)
+
+
+def test_a_string_table_entry_that_is_no_str_is_refused_alike() -> None:
+    """A global naming its module or class by a string-table entry that is
+    not a str (only code reaching the loads' table can put one there) is
+    declined by dec_plain and refused by both Decoders as the Python one
+    refuses it (the C Decoder read it as a str and crashed)."""
+    from corosnap.codec import _ccodec
+    from corosnap.codec._speedups import C
+
+    assert C is not None
+    importlib.import_module(MOD)
+    for table in ([MOD, b"Plain"], [b"mod", "Plain"], [MOD, ("Plain",)]):
+        tree0 = [tag(T_NEWOBJ), [tag(T_GLOBAL), 0, 1], [], {"x": 1}]
+        tree = C.unpack(msgpack.packb(tree0, use_bin_type=True))
+        memo: list[Any] = []
+        strings = list(table)
+        got = _ccodec.dec_plain(memo, strings, [], _ccodec.Memo(), tree)
+        assert got is NotImplemented and memo == [] and strings == table
+        outcomes = []
+        for engine in ("c", "python"):
+            dec = ENGINES[engine].Decoder(None)
+            dec.strings.extend(table)
+            with pytest.raises(corosnap.CorruptSnapshot) as info:
+                dec.dec(C.unpack(msgpack.packb(tree0[1], use_bin_type=True)))
+            outcomes.append(str(info.value))
+        assert outcomes[0] == outcomes[1] and "non-string" in outcomes[0], outcomes
+
+
+def test_a_state_changed_while_its_instance_is_made_is_a_restore_error() -> None:
+    """A finalizer run while dec_plain makes an instance that drops a key of
+    the tree's state dict: a RestoreError naming the class, as the Decoder
+    says of a state that fails (it was a bare RuntimeError)."""
+    from corosnap.codec import _ccodec
+    from corosnap.codec._speedups import C
+
+    assert C is not None
+    if sys.version_info >= (3, 12):
+        pytest.skip("the collector runs inside allocations only up to 3.11")
+    importlib.import_module(MOD)
+    tree = C.unpack(msgpack.packb(
+        [tag(T_NEWOBJ), glob(MOD, "Plain"), [], {"x": ref(0), "y": 1}], use_bin_type=True))
+    state = tree[3]
+    strings: list[Any] = []
+
+    class Trigger:
+        def __del__(self) -> None:
+            if not strings:  # before the commit: again, at the next collection
+                again = Trigger()
+                again.self = again  # type: ignore[attr-defined]
+                return
+            state.pop("y", None)
+
+    gc.collect()
+    gc.disable()
+    first = Trigger()
+    first.self = first  # type: ignore[attr-defined]
+    del first
+    threshold = gc.get_threshold()
+    gc.set_threshold(1)
+    gc.enable()
+    try:
+        got: Any = _ccodec.dec_plain([[1]], strings, [], _ccodec.Memo(), tree)
+    except corosnap.CorosnapError as exc:
+        got = exc
+    finally:
+        gc.set_threshold(*threshold)
+        gc.collect()
+    assert "y" not in state  # the finalizer ran inside dec_plain, once it had committed
+    assert type(got) is corosnap.RestoreError, got
+    assert "restoring the state of a Plain failed" in str(got), got
+
+
+def test_dec_plain_runs_no_code_for_a_class_with_a_key_that_is_no_str() -> None:
+    """A class whose dict (or a base's) holds a key that is not a str, here
+    one whose hash is `__setstate__`'s: looking names up on it could call
+    that key's __eq__, so dec_plain leaves it to the Decoder, having run
+    nothing."""
+    from corosnap.codec import _ccodec
+    from corosnap.codec._speedups import C
+
+    assert C is not None
+    ran: list[str] = []
+
+    class Key:
+        def __init__(self, text: str) -> None:
+            self.text = text
+
+        def __hash__(self) -> int:
+            return hash(self.text)
+
+        def __eq__(self, other: object) -> bool:
+            ran.append(self.text)
+            return False
+
+    module = types.ModuleType("_cs_keys_that_are_no_str")
+    sys.modules[module.__name__] = module
+    try:
+        base = type("Base", (), {Key("__setstate__"): 1})  # type: ignore[dict-item]
+        module.Own = type("Own", (), {Key("__setstate__"): 1, "__module__": module.__name__})
+        module.Inherits = type("Inherits", (base,), {"__module__": module.__name__})
+        module.Clean = type("Clean", (), {"__module__": module.__name__})
+        for name in ("Own", "Inherits", "Clean"):
+            tree = C.unpack(msgpack.packb([tag(T_NEWOBJ), glob(module.__name__, name), [],
+                                           {"a": 1}], use_bin_type=True))
+            got = _ccodec.dec_plain([], [], [], _ccodec.Memo(), tree)
+            assert ran == [], (name, ran)
+            assert (got is NotImplemented) == (name != "Clean"), (name, got)
+    finally:
+        del sys.modules[module.__name__]
 
 
 @dataclasses.dataclass

@@ -4624,7 +4624,10 @@ cd_global(Dec *d, PyObject *v)
     }
     Py_INCREF(name);
     PyObject *obj = NULL;
-    if (!d->safe && PyUnicode_FindChar(name, '.', 0, PyUnicode_GET_LENGTH(name), 1) == -1) {
+    /* (a table entry that is no str, which only code reaching the table
+     * can put there, is load_global's, which says what is wrong) */
+    if (!d->safe && PyUnicode_CheckExact(module) && PyUnicode_CheckExact(name) &&
+        PyUnicode_FindChar(name, '.', 0, PyUnicode_GET_LENGTH(name), 1) == -1) {
         /* sys.modules.get(module), as resolve_name (not PyImport_GetModule,
          * which may wait for a module another thread is importing) */
         PyObject *modules = PyImport_GetModuleDict();
@@ -5643,7 +5646,26 @@ cd_plain_class(PyObject *cls, PyGetSetDescrObject **dict_get)
     }
     unsigned long flags = t->tp_flags;
     PyObject *dict_descr = NULL;
-    int plain = (flags & Py_TPFLAGS_HEAPTYPE) && !(flags & Py_TPFLAGS_IS_ABSTRACT) &&
+    /* Every key of every dict on its MRO a str: the lookups below then
+     * compare strs only (a key of another type whose hash matches a name
+     * would have its __eq__ called).  A static type's dict (not in tp_dict
+     * from 3.12 on) has the names its C code defines, and no other. */
+    int str_keys = t->tp_mro != NULL && PyTuple_CheckExact(t->tp_mro);
+    for (Py_ssize_t m = 0; str_keys && m < PyTuple_GET_SIZE(t->tp_mro); m++) {
+        PyObject *base = PyTuple_GET_ITEM(t->tp_mro, m), *key, *value;
+        if (!PyType_Check(base)) {
+            str_keys = 0;
+            break;
+        }
+        if (!(((PyTypeObject *)base)->tp_flags & Py_TPFLAGS_HEAPTYPE)) continue;
+        PyObject *base_dict = ((PyTypeObject *)base)->tp_dict;
+        Py_ssize_t at = 0;
+        str_keys = base_dict != NULL && PyDict_CheckExact(base_dict);
+        while (str_keys && PyDict_Next(base_dict, &at, &key, &value)) {
+            str_keys = PyUnicode_CheckExact(key);
+        }
+    }
+    int plain = str_keys && (flags & Py_TPFLAGS_HEAPTYPE) && !(flags & Py_TPFLAGS_IS_ABSTRACT) &&
                 !(flags & Py_TPFLAGS_BASE_EXC_SUBCLASS) &&
                 t->tp_new == PyBaseObject_Type.tp_new &&
                 _PyType_Lookup(t, cd_s_new) == cd_object_new &&
@@ -5684,9 +5706,10 @@ cd_plain_string(PyObject *field, PyObject *strings, PyObject *pending, int *fres
         return NULL;
     }
     Py_ssize_t len = PyList_GET_SIZE(strings);
-    if (k >= 0 && k < len) return PyList_GET_ITEM(strings, k);
-    if (pending != NULL && k == len) return pending;
-    return NULL;
+    PyObject *out = k >= 0 && k < len ? PyList_GET_ITEM(strings, k)
+                    : pending != NULL && k == len ? pending : NULL;
+    /* the table's entries are the blob's strs, unless code reached it */
+    return out != NULL && PyUnicode_CheckExact(out) ? out : NULL;
 }
 
 /* The most state entries cd_plain_newobj answers (a larger state is the
@@ -5748,7 +5771,8 @@ cd_plain_newobj(PyObject *memo, PyObject *strings, PyObject *shapes, MemoObject 
      * state field and the shape's keys (making an object can run the
      * collector, and so finalizers); each state value as decoded. */
     PyObject *cls = NULL, *module = NULL, *name = NULL, *obj = NULL, *state = NULL;
-    PyObject *shape = NULL, *values[CD_PLAIN_STATE_MAX];
+    PyObject *shape = NULL, *values[CD_PLAIN_STATE_MAX], *names[CD_PLAIN_STATE_MAX];
+    PyGetSetDescrObject *dict_get = NULL; /* the class's __dict__ descriptor */
     Py_ssize_t nvalues = 0, refs = 0, pos = 0;
     Py_INCREF(state_f);
     Py_XINCREF(keys);
@@ -5778,12 +5802,13 @@ cd_plain_newobj(PyObject *memo, PyObject *strings, PyObject *shapes, MemoObject 
         PyObject *modules = PyImport_GetModuleDict();
         PyObject *mod = PyDict_CheckExact(modules) ? PyDict_GetItemWithError(modules, module)
                                                     : NULL;
+        Py_XINCREF(mod);
         cls = mod == NULL || mod == Py_None ? NULL : cd_module_entry(mod, name);
+        Py_XDECREF(mod);
     }
-    PyGetSetDescrObject *dict_get = NULL; /* the class's __dict__ descriptor */
     if (cls == NULL || !cd_plain_class(cls, &dict_get)) goto decline;
-    /* the state's values, decoded (nothing changed yet): plain ones as they
-     * are, back-references as what they name; str keys only */
+    /* the state's keys and values, decoded (nothing changed yet): plain
+     * values as they are, back-references as what they name; str keys only */
     PyObject *k, *v;
     for (Py_ssize_t j = 0; j < size; j++) {
         if (keys != NULL) {
@@ -5794,14 +5819,11 @@ cd_plain_newobj(PyObject *memo, PyObject *strings, PyObject *shapes, MemoObject 
             goto decline;
         }
         if (!PyUnicode_CheckExact(k)) goto decline;
-        if (!cd_walks(v)) {
-            values[nvalues++] = Py_NewRef(v);
-            continue;
-        }
-        PyObject *named = cd_plain_ref(memo, v);
+        PyObject *named = !cd_walks(v) ? Py_NewRef(v) : cd_plain_ref(memo, v);
         if (named == NULL) goto decline; /* a list, a dict, another deferred: the Decoder's */
+        refs += named != v;
+        names[nvalues] = Py_NewRef(k);
         values[nvalues++] = named;
-        refs++;
     }
     /* Decoder._nest: of the arguments [cls], then of the state's values */
     Py_ssize_t nest = 0, nest2 = 0;
@@ -5829,10 +5851,11 @@ cd_plain_newobj(PyObject *memo, PyObject *strings, PyObject *shapes, MemoObject 
     }
     if (state_f != Py_None) {
         /* Decoder.dec(state_f): the tree's dict (its shape recorded, its
-         * references replaced), or a new dict of the shape's keys */
+         * references replaced in place), or a new dict of the shape's keys */
         state = keys == NULL ? Py_NewRef(state_f) : PyDict_New();
         if (state == NULL || PyList_Append(memo, state) < 0) goto error;
         if (keys == NULL && size >= cd_shape_min) {
+            /* tuple(state), as the keys are now */
             if ((shape = PyTuple_New(size)) == NULL) goto error;
             Py_ssize_t j = 0;
             for (pos = 0; j < size && PyDict_Next(state, &pos, &k, &v); j++) {
@@ -5841,52 +5864,52 @@ cd_plain_newobj(PyObject *memo, PyObject *strings, PyObject *shapes, MemoObject 
             if (j != size || PyDict_GET_SIZE(state) != size) goto changed;
             if (PyList_Append(shapes, shape) < 0) goto error;
         }
-        if (keys != NULL || refs != 0) {
-            /* out[k] = value, in the keys' order (a key already in the
-             * tree's dict keeps its place) */
-            Py_ssize_t j = 0;
-            for (pos = 0; j < nvalues; j++) {
-                if (keys != NULL) {
-                    k = PyTuple_GET_ITEM(keys, j);
-                }
-                else if (!PyDict_Next(state, &pos, &k, &v)) {
-                    goto changed;
-                }
-                Py_INCREF(k);
-                int rc = PyDict_SetItem(state, k, values[j]);
-                Py_DECREF(k);
-                if (rc < 0) goto error;
-            }
-            if (PyDict_GET_SIZE(state) != size) goto changed;
+        /* out[k] = value for each key read (for the tree's dict, only where
+         * a reference was replaced: the other values are in it already) */
+        for (Py_ssize_t j = 0; j < nvalues && (keys != NULL || refs != 0); j++) {
+            if (keys == NULL && PyDict_GetItemWithError(state, names[j]) == values[j]) continue;
+            if (PyErr_Occurred() || PyDict_SetItem(state, names[j], values[j]) < 0) goto error;
         }
         if (size != 0) {
             /* _set_state: obj.__dict__.update(state), the dict the class's C
              * descriptor gives (what getattr calls: a data descriptor of an
-             * instance's type comes first; checked to be of its class) */
+             * instance's type comes first; checked to be of its class).  The
+             * class as it is now, and its descriptor then, held for the call:
+             * code run by the collector during an allocation above may have
+             * changed the class (its bases) since it was looked at. */
+            if (!cd_plain_class(cls, &dict_get)) goto changed;
+            Py_INCREF(dict_get);
             PyObject *dict = dict_get->d_getset->get(obj, dict_get->d_getset->closure);
+            Py_DECREF(dict_get);
             int rc = dict == NULL ? -1 : PyDict_CheckExact(dict) ? PyDict_Update(dict, state) : 1;
             Py_XDECREF(dict);
             if (rc > 0) {
                 PyErr_SetString(PyExc_TypeError, "an instance __dict__ that is not a dict");
             }
-            if (rc != 0 && !cd_passes()) {
-                PyObject *qualname = PyType_GetQualName((PyTypeObject *)cls);
-                if (qualname != NULL) {
-                    cd_wrap_restore_error("restoring the state of a %U failed: %R", qualname);
-                    Py_DECREF(qualname);
-                }
-            }
-            if (rc != 0) goto error;
+            if (rc != 0) goto wrap;
         }
     }
     goto done;
 changed:
-    /* a finalizer changed the tree while the instance was made */
-    PyErr_SetString(PyExc_RuntimeError, "dictionary changed size during iteration");
+    /* code run by the collector (a finalizer) changed the state or the class
+     * while the instance was made: as _reduce_state says of what fails */
+    PyErr_SetString(PyExc_RuntimeError, "the state or the class changed while the instance "
+                                        "was made");
+wrap:
+    if (!cd_passes()) {
+        PyObject *qualname = PyType_GetQualName((PyTypeObject *)cls);
+        if (qualname != NULL) {
+            cd_wrap_restore_error("restoring the state of a %U failed: %R", qualname);
+            Py_DECREF(qualname);
+        }
+    }
 error:
     Py_CLEAR(obj);
 done:
-    for (Py_ssize_t j = 0; j < nvalues; j++) Py_DECREF(values[j]);
+    for (Py_ssize_t j = 0; j < nvalues; j++) {
+        Py_DECREF(values[j]);
+        Py_DECREF(names[j]);
+    }
     Py_XDECREF(shape);
     Py_XDECREF(state);
     Py_DECREF(state_f);
@@ -5897,7 +5920,10 @@ done:
     return obj;
 decline:
     PyErr_Clear();
-    for (Py_ssize_t j = 0; j < nvalues; j++) Py_DECREF(values[j]);
+    for (Py_ssize_t j = 0; j < nvalues; j++) {
+        Py_DECREF(values[j]);
+        Py_DECREF(names[j]);
+    }
     Py_DECREF(state_f);
     Py_XDECREF(keys);
     Py_XDECREF(cls);
