@@ -934,6 +934,57 @@ def test_dec_plain_runs_no_code_for_a_class_with_a_key_that_is_no_str() -> None:
         del sys.modules[module.__name__]
 
 
+_SHAPED_CUT = r"""
+import sys, types
+import msgpack
+from msgpack import ExtType
+from corosnap.codec import _ccodec
+from corosnap.codec._speedups import C
+
+holder = {}
+
+class Key:
+    # a key of the module's dict that is no str, whose hash is the class
+    # name's: finding the class calls its __eq__, which cuts the tree's
+    # shaped state list short and reuses the memory its items had
+    def __hash__(self):
+        return hash("Plain")
+
+    def __eq__(self, other):
+        state = holder.get("state")
+        if state is not None:
+            del state[2:]
+            holder["junk"] = [bytes([65]) * 40 for _ in range(10000)]
+        return False
+
+mod = types.ModuleType("_cs_shaped_cut")
+sys.modules[mod.__name__] = mod
+mod.__dict__[Key()] = 1
+mod.Plain = type("Plain", (), {"__module__": mod.__name__})
+values = ["v%d" % i * 50 for i in range(30)]
+keys = tuple("k%d" % i for i in range(30))
+tree = C.unpack(msgpack.packb([ExtType(0, bytes([12])),
+                               [ExtType(0, bytes([6])), mod.__name__, "Plain"], [],
+                               [ExtType(0, bytes([16])), 0, *values]], use_bin_type=True))
+del values
+holder["state"] = tree[3]
+got = _ccodec.dec_plain([], [], [keys], _ccodec.Memo(), tree)
+print(type(got).__name__)
+"""
+
+
+def test_a_shaped_state_cut_short_while_the_class_is_found_is_declined() -> None:
+    """Finding the class compares the blob's name with the keys of the
+    module's dict; a key that is no str and whose hash is the name's has its
+    __eq__ called, which here cuts the tree's shaped state short: dec_plain
+    reads its length again and leaves it to the Decoder (it read the items
+    past the end, freed: a crash on 3.11)."""
+    proc = subprocess.run([sys.executable, "-c", _SHAPED_CUT], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
+    assert proc.stdout.strip() == "NotImplementedType", proc.stdout
+
+
 @dataclasses.dataclass
 class Request:
     kind: str

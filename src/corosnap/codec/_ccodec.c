@@ -5807,6 +5807,11 @@ cd_plain_newobj(PyObject *memo, PyObject *strings, PyObject *shapes, MemoObject 
         Py_XDECREF(mod);
     }
     if (cls == NULL || !cd_plain_class(cls, &dict_get)) goto decline;
+    /* Finding the class compared the blob's names with the keys of
+     * sys.modules and of the module's dict: a key that is no str, whose hash
+     * is a name's, had its __eq__ called, which could change the shaped
+     * state's list (held, but not its items): its length is read again. */
+    if (keys != NULL && PyList_GET_SIZE(state_f) != size + 2) goto decline;
     /* the state's keys and values, decoded (nothing changed yet): plain
      * values as they are, back-references as what they name; str keys only */
     PyObject *k, *v;
@@ -5845,30 +5850,42 @@ cd_plain_newobj(PyObject *memo, PyObject *strings, PyObject *shapes, MemoObject 
         goto error;
     }
     obj = PyBaseObject_Type.tp_new((PyTypeObject *)cls, cd_empty_tuple, NULL);
-    if (obj == NULL || PyList_Append(memo, obj) < 0 || memo_put(depth, obj, nest, 1, NULL) < 0) {
+    if (obj == NULL) {
+        /* _reduce_with: RestoreError(f"rebuilding a {qualname!r} failed: ...") */
+        if (!PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) {
+            PyObject *qualname = PyType_GetQualName((PyTypeObject *)cls);
+            if (qualname != NULL) {
+                cd_wrap_restore_error("rebuilding a %R failed: %R", qualname);
+                Py_DECREF(qualname);
+            }
+        }
+        goto error;
+    }
+    if (PyList_Append(memo, obj) < 0 || memo_put(depth, obj, nest, 1, NULL) < 0) {
         if (!PyErr_Occurred()) PyErr_NoMemory();
         goto error;
     }
+    /* from here, what fails is _reduce_state's: a RestoreError (wrap) */
     if (state_f != Py_None) {
         /* Decoder.dec(state_f): the tree's dict (its shape recorded, its
          * references replaced in place), or a new dict of the shape's keys */
         state = keys == NULL ? Py_NewRef(state_f) : PyDict_New();
-        if (state == NULL || PyList_Append(memo, state) < 0) goto error;
+        if (state == NULL || PyList_Append(memo, state) < 0) goto wrap;
         if (keys == NULL && size >= cd_shape_min) {
             /* tuple(state), as the keys are now */
-            if ((shape = PyTuple_New(size)) == NULL) goto error;
+            if ((shape = PyTuple_New(size)) == NULL) goto wrap;
             Py_ssize_t j = 0;
             for (pos = 0; j < size && PyDict_Next(state, &pos, &k, &v); j++) {
                 PyTuple_SET_ITEM(shape, j, Py_NewRef(k));
             }
             if (j != size || PyDict_GET_SIZE(state) != size) goto changed;
-            if (PyList_Append(shapes, shape) < 0) goto error;
+            if (PyList_Append(shapes, shape) < 0) goto wrap;
         }
         /* out[k] = value for each key read (for the tree's dict, only where
          * a reference was replaced: the other values are in it already) */
         for (Py_ssize_t j = 0; j < nvalues && (keys != NULL || refs != 0); j++) {
             if (keys == NULL && PyDict_GetItemWithError(state, names[j]) == values[j]) continue;
-            if (PyErr_Occurred() || PyDict_SetItem(state, names[j], values[j]) < 0) goto error;
+            if (PyErr_Occurred() || PyDict_SetItem(state, names[j], values[j]) < 0) goto wrap;
         }
         if (size != 0) {
             /* _set_state: obj.__dict__.update(state), the dict the class's C
