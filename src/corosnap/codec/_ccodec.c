@@ -3966,17 +3966,24 @@ cd_items_from(Dec *d, PyObject *items, Py_ssize_t start)
  * engine it is a Memo (codec/_memo.h): a miss is one probe of a table of
  * addresses, no int made for the id. */
 
-/* Decoder._nest over the n objects at parts: 1 + the deepest recorded chain. */
+/* Decoder._nest over the n objects at parts, in a depth table: the deepest
+ * recorded chain among them, or `deepest` if that is deeper. */
 static Py_ssize_t
-cd_nest_array(Dec *d, PyObject *const *parts, Py_ssize_t n, Py_ssize_t deepest)
+cd_nest_in(MemoObject *depth, PyObject *const *parts, Py_ssize_t n, Py_ssize_t deepest)
 {
-    MemoObject *depth = CD_DEPTH(d);
     if (depth->used == 0) return deepest;
     for (Py_ssize_t i = 0; i < n; i++) {
         Py_ssize_t x = memo_get(depth, parts[i]);
         if (x > deepest) deepest = x;
     }
     return deepest;
+}
+
+/* The same, in the Decoder's table. */
+static Py_ssize_t
+cd_nest_array(Dec *d, PyObject *const *parts, Py_ssize_t n, Py_ssize_t deepest)
+{
+    return cd_nest_in(CD_DEPTH(d), parts, n, deepest);
 }
 
 static Py_ssize_t
@@ -5831,15 +5838,8 @@ cd_plain_newobj(PyObject *memo, PyObject *strings, PyObject *shapes, MemoObject 
         values[nvalues++] = named;
     }
     /* Decoder._nest: of the arguments [cls], then of the state's values */
-    Py_ssize_t nest = 0, nest2 = 0;
-    if (depth->used != 0) {
-        nest = memo_get(depth, cls);
-        for (Py_ssize_t j = 0; j < nvalues; j++) {
-            Py_ssize_t at = memo_get(depth, values[j]);
-            if (at > nest2) nest2 = at;
-        }
-    }
-    if (nest < 0) nest = 0;
+    Py_ssize_t nest = cd_nest_in(depth, &cls, 1, 0);
+    Py_ssize_t nest2 = cd_nest_in(depth, values, nvalues, 0);
     if (nest >= cd_max_nesting || nest2 >= cd_max_nesting) goto decline; /* LimitExceeded */
     nest = (nest2 > nest ? nest2 : nest) + 1; /* max(self.depth[id(obj)], _nest(values)) */
     /* Commit: what the Decoder does, in its order.  Nothing is declined
@@ -5922,6 +5922,11 @@ wrap:
     }
 error:
     Py_CLEAR(obj);
+    goto done;
+decline:
+    /* before the commit: nothing changed */
+    PyErr_Clear();
+    obj = Py_NewRef(Py_NotImplemented);
 done:
     for (Py_ssize_t j = 0; j < nvalues; j++) {
         Py_DECREF(values[j]);
@@ -5931,22 +5936,10 @@ done:
     Py_XDECREF(state);
     Py_DECREF(state_f);
     Py_XDECREF(keys);
-    Py_DECREF(cls);
-    Py_XDECREF(module);
-    Py_XDECREF(name);
-    return obj;
-decline:
-    PyErr_Clear();
-    for (Py_ssize_t j = 0; j < nvalues; j++) {
-        Py_DECREF(values[j]);
-        Py_DECREF(names[j]);
-    }
-    Py_DECREF(state_f);
-    Py_XDECREF(keys);
     Py_XDECREF(cls);
     Py_XDECREF(module);
     Py_XDECREF(name);
-    Py_RETURN_NOTIMPLEMENTED;
+    return obj;
 }
 
 static PyObject *
