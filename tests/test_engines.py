@@ -437,6 +437,101 @@ def test_both_engines_capture_byte_for_byte_alike(factory: Callable[[], Any]) ->
         assert _outcome(c, first) == _outcome(c, first) == expected  # cold, then warm
 
 
+def _dumps_outcome(snapshotter: Any, gen: Any) -> Any:
+    """The blob, or the error's class and message."""
+    try:
+        return snapshotter.dumps(gen)
+    except Exception as exc:  # noqa: BLE001 - the outcome compared is any error
+        return type(exc).__name__, str(exc)
+
+
+def test_one_code_under_two_module_names_is_captured_alike() -> None:
+    """The C capture keeps each code's record (CaptureCode) by the code's
+    address and offset, and checks the frame's __name__ against the one the
+    record was made for: one code run by the globals of two modules (the
+    code cache holds one record at a time) is captured alike by both
+    engines, however the two alternate.  The name in the blob is where the
+    code was first found (bytecode._locate.describe)."""
+    twin = types.ModuleType("corosnap_test_twin_module")
+    twin.loop = types.FunctionType(loop.__code__, twin.__dict__, "loop")  # type: ignore[attr-defined]
+    sys.modules[twin.__name__] = twin
+    try:
+        python = default()._with_engine("python")
+        c = default()._with_engine("c") if C_ENGINE else None
+        for _ in range(3):
+            for fn in (loop, twin.loop, twin.loop, loop):  # type: ignore[attr-defined]
+                g = _suspended(lambda f=fn: f(10))
+                expected = python.dumps(g)
+                assert b"tests.test_engines" in expected
+                if c is not None:
+                    assert c.dumps(g) == expected
+    finally:
+        del sys.modules[twin.__name__]
+
+
+def test_a_code_freed_and_its_address_reused_is_not_taken_for_the_old_one() -> None:
+    """The C capture's kept records are keyed by the code's address, which a
+    new code can take once the old one is freed: the record is used only
+    while its weak reference still points at the frame's code."""
+    python = default()._with_engine("python")
+    c = default()._with_engine("c") if C_ENGINE else None
+    seen: set[int] = set()
+    reused = 0
+    for k in range(30):
+        mod = types.ModuleType("corosnap_test_reused")  # one name: only the code differs
+        exec(f"def gen_{k}(n):\n    for i in range(n):\n        yield i * {k}\n", mod.__dict__)
+        sys.modules[mod.__name__] = mod
+        try:
+            fn = getattr(mod, f"gen_{k}")
+            reused += id(fn.__code__) in seen
+            seen.add(id(fn.__code__))
+            g = _suspended(lambda: fn(5))
+            expected = python.dumps(g)
+            assert f"gen_{k}".encode() in expected
+            if c is not None:
+                assert c.dumps(g) == expected  # cold (or a kept record of a freed code)
+                assert c.dumps(g) == expected  # warm
+        finally:
+            del sys.modules[mod.__name__]
+        del mod, fn, g
+        gc.collect()
+    assert reused > 0, "no code address was reused: the case is not exercised"
+
+
+class _LikeInt(type):
+    """A metaclass whose classes compare equal to int (and hash alike)."""
+
+    def __eq__(cls, other: object) -> bool:
+        return other is int or cls is other
+
+    def __hash__(cls) -> int:
+        return hash(int)
+
+
+class _IntLookalike(int, metaclass=_LikeInt):
+    pass
+
+
+def holds_lookalike():
+    x = _IntLookalike(5)
+    y = 7
+    yield x + y
+
+
+def test_a_type_equal_to_a_passthrough_type_is_treated_alike() -> None:
+    """``type(x) in passthrough`` is a set lookup, which a metaclass's
+    __eq__/__hash__ can answer: the C capture answers the codec's frozensets
+    of builtin types by identity only for types whose metaclass is type."""
+    g = _suspended(holds_lookalike)
+    python = default()._with_engine("python")
+    expected = _dumps_outcome(python, g)
+    assert _dumps_outcome(python, g) == expected
+    if C_ENGINE:
+        c = default()._with_engine("c")
+        assert _dumps_outcome(c, g) == expected  # cold
+        assert _dumps_outcome(c, g) == expected  # warm: the C capture does the frame
+
+
 def _count_calls(monkeypatch: pytest.MonkeyPatch, frames: Any, name: str,
                  calls: list[Any] | None = None) -> list[Any]:
     real = getattr(frames, name)

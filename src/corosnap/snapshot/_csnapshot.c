@@ -219,6 +219,35 @@ static PyObject *s_next, *s_name, *s_enc, *s_note_globals, *s_coderef, *s_delega
 
 /* ------------------------------------------------------------------ helpers */
 
+/* The error being raised, if any, set aside while cleanup code runs and
+ * raised again after it (the cleanup leaves no error of its own: what it
+ * raised is cleared).  PyErr_Fetch/PyErr_Restore do the same, but cost a
+ * few dozen instructions even with no error, and every frame restored has
+ * such a cleanup on its success path. */
+typedef struct {
+    PyObject *type, *value, *tb;
+    int pending;
+} CsSavedError;
+
+static inline void
+cs_error_save(CsSavedError *s)
+{
+    s->type = s->value = s->tb = NULL;
+    s->pending = PyErr_Occurred() != NULL;
+    if (s->pending) PyErr_Fetch(&s->type, &s->value, &s->tb);
+}
+
+static inline void
+cs_error_restore(CsSavedError *s)
+{
+    if (s->pending) {
+        PyErr_Restore(s->type, s->value, s->tb);
+    }
+    else if (PyErr_Occurred()) {
+        PyErr_Clear();
+    }
+}
+
 /* hasattr() semantics: 1, 0, or -1 with an error other than AttributeError. */
 static int
 cs_hasattr(PyObject *obj, PyObject *name)
@@ -466,6 +495,71 @@ cs_bad_record(const char *what)
 
 static PyObject *cs_capture_frame(PyObject *state, PyObject *gen, PyObject *noted);
 
+/* `type(x) in passthrough`, the check of every frame slot.  The codec's
+ * passthrough sets are frozensets of some of six builtin types (str, int,
+ * float, bool, NoneType, bytes), so a frozenset met before that holds
+ * nothing else is answered by comparing the type with those six: a set
+ * lookup was a twentieth of capturing a small chain.  A frozenset cannot
+ * change, and one kept here (held, so its address is not reused) keeps its
+ * answer.  A type whose metaclass is not `type` may compare equal to one of
+ * them (its own __eq__ and __hash__), so it is looked up as before; so is
+ * anything in a set that is not one of these frozensets. */
+enum { CS_PASS_SETS = 4 };
+static struct {
+    PyObject *set; /* held */
+    unsigned bits; /* which of the six it holds (cs_pass_bit) */
+} cs_pass_sets[CS_PASS_SETS];
+
+static unsigned
+cs_pass_bit(PyObject *t)
+{
+    return t == (PyObject *)&PyUnicode_Type ? 1u : t == (PyObject *)&PyLong_Type ? 2u
+         : t == (PyObject *)&PyFloat_Type ? 4u : t == (PyObject *)&PyBool_Type ? 8u
+         : t == (PyObject *)Py_TYPE(Py_None) ? 16u : t == (PyObject *)&PyBytes_Type ? 32u : 0u;
+}
+
+/* The bits of frozenset `set` (1 << 31 when it holds anything else), or
+ * (unsigned)-1 on an error.  Iterating a frozenset of types runs no code. */
+static unsigned
+cs_pass_learn(PyObject *set)
+{
+    PyObject *it = PyObject_GetIter(set), *t;
+    if (it == NULL) return (unsigned)-1;
+    unsigned bits = 0;
+    while ((t = PyIter_Next(it)) != NULL) {
+        unsigned b = cs_pass_bit(t);
+        bits |= b != 0 ? b : 1u << 31;
+        Py_DECREF(t);
+    }
+    Py_DECREF(it);
+    return PyErr_Occurred() ? (unsigned)-1 : bits;
+}
+
+static int
+cs_passes(PyObject *pass, PyTypeObject *t)
+{
+    if (PyFrozenSet_CheckExact(pass) && Py_IS_TYPE(t, &PyType_Type)) {
+        int k = 0;
+        while (k < CS_PASS_SETS && cs_pass_sets[k].set != pass) k++;
+        if (k == CS_PASS_SETS) {
+            unsigned bits = cs_pass_learn(pass);
+            if (bits == (unsigned)-1) return -1;
+            /* the newest first; the oldest dropped (a frozenset of types:
+             * releasing it runs no code) */
+            Py_XDECREF(cs_pass_sets[CS_PASS_SETS - 1].set);
+            memmove(&cs_pass_sets[1], &cs_pass_sets[0],
+                    (CS_PASS_SETS - 1) * sizeof(cs_pass_sets[0]));
+            cs_pass_sets[0].set = Py_NewRef(pass);
+            cs_pass_sets[0].bits = bits;
+            k = 0;
+        }
+        if (!(cs_pass_sets[k].bits & (1u << 31))) {
+            return (cs_pass_sets[k].bits & cs_pass_bit((PyObject *)t)) != 0;
+        }
+    }
+    return PySet_Contains(pass, (PyObject *)t);
+}
+
 /* One frame slot, encoded: NULL -> nil, None -> NONE_EXT, a passthrough type
  * as itself, anything else through encoder.enc() (whose None is NONE_EXT too). */
 static PyObject *
@@ -473,7 +567,7 @@ cs_encode_slot(CaptureState *st, PyObject *x)
 {
     if (x == NULL_SLOT) return Py_NewRef(Py_None);
     if (x == Py_None) return Py_NewRef(cs_NONE_EXT);
-    int in = PySet_Contains(st->passthrough, (PyObject *)Py_TYPE(x));
+    int in = cs_passes(st->passthrough, Py_TYPE(x));
     if (in < 0) return NULL;
     if (in) return Py_NewRef(x);
     PyObject *out = cs_encoder_call(st->encoder, 0, x);
@@ -571,6 +665,75 @@ cs_delegated(CaptureState *st, PyObject *x, PyObject *noted)
     return cs_call_method(st->frames, s_encode, st->encoder, x, NULL, NULL);
 }
 
+/* The CaptureCode and Where of the frames captured lately.  Finding them
+ * took two dict lookups per frame, each with an int made for its key (the
+ * code's id, then its offset): a tenth of capturing a small chain on 3.12.
+ * They are kept here, in a slot picked by the code's address and the
+ * offset, with the code cache they came from.  An entry holds the two
+ * records (no code object, module or function: a CaptureCode refers to its
+ * code weakly), and is used only while that weak reference still points at
+ * the frame's code, whose __name__ is checked as before; an entry that
+ * fails either check is forgotten and the cache asked again.  A
+ * CaptureCode, and its Where for an offset, are made once from the code and
+ * its module's name (_capture.describe_code) and never changed. */
+enum { CS_CAPTURED = 64 };
+static struct {
+    void *code;       /* the code's address: compared, never read */
+    PyObject *cache;  /* the code cache's address: compared, never read */
+    long lasti;
+    CaptureCode *cc;  /* held */
+    Where *where;     /* held */
+} cs_captured[CS_CAPTURED];
+
+static inline size_t
+cs_captured_slot(PyCodeObject *co, long lasti)
+{
+    uint64_t h = ((uint64_t)(uintptr_t)co >> 4) ^ ((uint64_t)lasti * 0x9E3779B97F4A7C15ull);
+    h ^= h >> 29;
+    return (size_t)(h & (CS_CAPTURED - 1));
+}
+
+/* 1 and new references in *cc and *where, or 0 (not kept). */
+static int
+cs_captured_get(CaptureState *st, size_t k, PyCodeObject *co, long lasti, CaptureCode **cc,
+                Where **where)
+{
+    if (cs_captured[k].cc == NULL || cs_captured[k].code != (void *)co ||
+        cs_captured[k].lasti != lasti || cs_captured[k].cache != st->code_cache) {
+        return 0;
+    }
+    *cc = (CaptureCode *)Py_NewRef(cs_captured[k].cc);
+    *where = (Where *)Py_NewRef(cs_captured[k].where);
+    return 1;
+}
+
+/* Releasing records runs no Python code: their fields are strings, ints,
+ * tuples, dicts of records, a weak reference and a CodeRef of strings. */
+static void
+cs_captured_forget(size_t k)
+{
+    CaptureCode *cc = cs_captured[k].cc;
+    Where *where = cs_captured[k].where;
+    cs_captured[k].cc = NULL;
+    cs_captured[k].where = NULL;
+    cs_captured[k].code = NULL;
+    cs_captured[k].cache = NULL;
+    Py_XDECREF(cc);
+    Py_XDECREF(where);
+}
+
+static void
+cs_captured_put(CaptureState *st, size_t k, PyCodeObject *co, long lasti, CaptureCode *cc,
+                Where *where)
+{
+    cs_captured_forget(k);
+    cs_captured[k].code = (void *)co;
+    cs_captured[k].cache = st->code_cache;
+    cs_captured[k].lasti = lasti;
+    cs_captured[k].cc = (CaptureCode *)Py_NewRef(cc);
+    cs_captured[k].where = (Where *)Py_NewRef(where);
+}
+
 /* The fields of one frame (see _capture.FrameEncoder.encode), or None.
  * noted: globals the encoder has noted already (the delegating frame's), or
  * NULL. */
@@ -598,19 +761,29 @@ cs_capture_frame(PyObject *state, PyObject *gen, PyObject *noted)
         if (has < 0) goto error;
     }
     PyCodeObject *co = frames_api->code_of(gen);
-    key = PyLong_FromVoidPtr(co); /* id(co), kept for the coderef */
-    if (key == NULL) goto error;
-    PyObject *found = PyDict_GetItemWithError(st->code_cache, key);
-    if (found == NULL) {
-        if (PyErr_Occurred()) goto error;
-        goto slow; /* first time: the Python engine makes the record */
+    long at_lasti = fs.state == CS_CREATED ? -1 : fs.lasti;
+    size_t kept = cs_captured_slot(co, at_lasti);
+    int from_kept = cs_captured_get(st, kept, co, at_lasti, &cc, &where);
+lookup:
+    if (!from_kept) {
+        key = PyLong_FromVoidPtr(co); /* id(co) */
+        if (key == NULL) goto error;
+        PyObject *found = PyDict_GetItemWithError(st->code_cache, key);
+        Py_CLEAR(key);
+        if (found == NULL) {
+            if (PyErr_Occurred()) goto error;
+            goto slow; /* first time: the Python engine makes the record */
+        }
+        if (!CaptureCode_Check(found)) {
+            cs_bad_record("a capture code-cache entry");
+            goto error;
+        }
+        cc = (CaptureCode *)Py_NewRef(found);
     }
-    if (!CaptureCode_Check(found)) {
-        cs_bad_record("a capture code-cache entry");
-        goto error;
+    if (!cs_refers_to(cc->code, (PyObject *)co)) {
+        if (from_kept) goto again; /* the code died and another one has its address */
+        goto slow;
     }
-    cc = (CaptureCode *)Py_NewRef(found);
-    if (!cs_refers_to(cc->code, (PyObject *)co)) goto slow;
     PyObject *name = PyDict_GetItemWithError(fs.globals, s_name);
     if (name == NULL) {
         if (PyErr_Occurred()) goto error;
@@ -619,20 +792,35 @@ cs_capture_frame(PyObject *state, PyObject *gen, PyObject *noted)
     if (name != cc->module) {
         int eq = PyObject_RichCompareBool(name, cc->module, Py_EQ);
         if (eq < 0) goto error;
-        if (!eq) goto slow;
+        if (!eq) {
+            if (from_kept) goto again; /* described again since, for another __name__? */
+            goto slow;
+        }
     }
-    lasti = PyLong_FromLong(fs.state == CS_CREATED ? -1 : fs.lasti);
+    lasti = PyLong_FromLong(at_lasti);
     if (lasti == NULL) goto error;
-    PyObject *wobj = PyDict_GetItemWithError(cc->where, lasti);
-    if (wobj == NULL) {
-        if (PyErr_Occurred()) goto error;
-        goto slow; /* the Python engine says what is wrong */
+    if (!from_kept) {
+        PyObject *wobj = PyDict_GetItemWithError(cc->where, lasti);
+        if (wobj == NULL) {
+            if (PyErr_Occurred()) goto error;
+            goto slow; /* the Python engine says what is wrong */
+        }
+        if (!Where_Check(wobj)) {
+            cs_bad_record("a CaptureCode.where entry");
+            goto error;
+        }
+        where = (Where *)Py_NewRef(wobj);
+        cs_captured_put(st, kept, co, at_lasti, cc, where);
     }
-    if (!Where_Check(wobj)) {
-        cs_bad_record("a CaptureCode.where entry");
-        goto error;
+    if (0) {
+    again:
+        /* A kept answer that does not fit: forgotten, and the cache asked. */
+        cs_captured_forget(kept);
+        Py_CLEAR(cc);
+        Py_CLEAR(where);
+        from_kept = 0;
+        goto lookup;
     }
-    where = (Where *)Py_NewRef(wobj);
     Py_ssize_t n = cc->nlocals, depth = where->depth;
     if (fs.nlocals != n || PyList_GET_SIZE(fs.slots) != n + depth) goto slow;
     for (Py_ssize_t j = 0; j < depth; j++) {
@@ -1894,15 +2082,15 @@ done:
          * refused frame's fresh generator (still in its created state:
          * nothing was written) is closed, so it goes without a "never
          * awaited" warning and runs no code. */
-        PyObject *type, *value, *tb;
-        PyErr_Fetch(&type, &value, &tb);
+        CsSavedError saved;
+        cs_error_save(&saved);
         if (me.gen_id != NULL && PySet_Discard(st->active, me.gen_id) < 0) PyErr_Clear();
         if (result == NULL) {
             PyObject *r = cs_call_method(gen, s_close, NULL, NULL, NULL, NULL);
             if (r == NULL) PyErr_Clear();
             Py_XDECREF(r);
         }
-        PyErr_Restore(type, value, tb);
+        cs_error_restore(&saved);
     }
     Py_XDECREF(pos);
     Py_XDECREF(exc_f);
@@ -2065,10 +2253,10 @@ cs_slots_give_back(PyObject *slots)
     PyListObject *l = (PyListObject *)slots;
     if (Py_REFCNT(slots) == 1 && cs_nspare_slots < CS_SPARE_SLOTS &&
         l->allocated <= CS_SLOTS_KEEP && !PyObject_GC_IsTracked(slots)) {
-        PyObject *type, *value, *tb;
-        PyErr_Fetch(&type, &value, &tb);
+        CsSavedError saved;
+        cs_error_save(&saved);
         corosnap_list_empty(slots); /* releasing the values may run code */
-        PyErr_Restore(type, value, tb);
+        cs_error_restore(&saved);
         if (Py_REFCNT(slots) == 1 && Py_SIZE(l) == 0 && l->ob_item != NULL &&
             !PyObject_GC_IsTracked(slots) && cs_nspare_slots < CS_SPARE_SLOTS) {
             cs_spare_slots[cs_nspare_slots++] = slots;
@@ -2090,18 +2278,18 @@ cs_give_back_state(RestoreState *st)
     PyObject *dec = st->decoder;
     st->decoder = Py_NewRef(Py_None);
     if (dec != Py_None && cs_release_decoder != NULL) {
-        PyObject *type, *value, *tb;
-        PyErr_Fetch(&type, &value, &tb);
+        CsSavedError saved;
+        cs_error_save(&saved);
         PyObject *r = PyObject_CallOneArg(cs_release_decoder, dec);
         if (r == NULL) PyErr_Clear();
         Py_XDECREF(r);
-        PyErr_Restore(type, value, tb);
+        cs_error_restore(&saved);
     }
     Py_DECREF(dec);
 #ifndef Py_GIL_DISABLED
     if (cs_spare_state == NULL && cs_no_cache != NULL && cs_state_alone(st)) {
-        PyObject *type, *value, *tb;
-        PyErr_Fetch(&type, &value, &tb);
+        CsSavedError saved;
+        cs_error_save(&saved);
         /* Emptying releases values, whose finalizers may run any code
          * (another loads included): each list is empty while its items are
          * released (corosnap_list_empty), and the state is kept only if it
@@ -2120,10 +2308,10 @@ cs_give_back_state(RestoreState *st)
         Py_SETREF(st->frames, Py_NewRef(Py_None));
         if (ok && cs_spare_state == NULL && cs_state_alone(st) && cs_state_empty(st)) {
             cs_spare_state = st;
-            PyErr_Restore(type, value, tb);
+            cs_error_restore(&saved);
             return;
         }
-        PyErr_Restore(type, value, tb);
+        cs_error_restore(&saved);
     }
 #endif
     Py_DECREF(st);
