@@ -1157,6 +1157,53 @@ def test_the_c_parser_shares_short_strings_and_never_confuses_them(texts: list[s
 
 
 @needs_c
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(
+    st.integers(min_value=2**32, max_value=2**64 - 1),  # msgpack's uint 64 form
+    st.integers(min_value=2**32, max_value=2**32 + 200),  # many near one another
+    st.sampled_from([2**32, 2**63 - 1, 2**63, 2**64 - 1, 2**64 - 2]),
+    st.integers(min_value=-2**63, max_value=2**32 - 1),  # the other int forms
+), max_size=200))
+def test_the_c_parser_shares_64_bit_ints_and_never_confuses_them(values: list[int]) -> None:
+    """The parser's table of unsigned 64-bit ints (one slot per value,
+    shared between parses: a blob's fingerprints) never gives an int other
+    than the one in the bytes, however many values share a slot."""
+    from corosnap.codec._speedups import C
+
+    assert C is not None
+    data = msgpack.packb(values)
+    first, second = C.unpack(data), C.unpack(data)
+    assert first == second == values
+    assert [type(v) for v in second] == [int] * len(values)
+
+
+@needs_c
+def test_the_c_parser_gives_a_fingerprint_met_before_as_the_same_int() -> None:
+    """What the table is for: the same blob parsed twice gives its
+    fingerprints as the very same int objects (the restore then finds each
+    frame's code by identity), and a value that takes over a slot is itself."""
+    from corosnap.codec._speedups import C
+
+    assert C is not None
+    blob = corosnap.dumps(_suspended(delegating))
+    fingerprints = [x for x in _flatten(C.unpack(blob)) if type(x) is int and x >= 2**32]
+    assert fingerprints, "the blob holds no 64-bit fingerprint"
+    again = [x for x in _flatten(C.unpack(blob)) if type(x) is int and x >= 2**32]
+    assert all(a is b for a, b in zip(fingerprints, again, strict=True))
+    others = [2**40 + k for k in range(500)]  # every slot taken over, some many times
+    assert C.unpack(msgpack.packb(others)) == others
+    assert [x for x in _flatten(C.unpack(blob)) if type(x) is int and x >= 2**32] == fingerprints
+
+
+def _flatten(tree: Any) -> Iterator[Any]:
+    if isinstance(tree, list):
+        for x in tree:
+            yield from _flatten(x)
+    else:
+        yield tree
+
+
+@needs_c
 def test_the_c_parser_tells_apart_names_one_byte_apart_at_every_place() -> None:
     """Short names are compared a word at a time (the first and last 8 or 4
     bytes, overlapping): every length up to the 48-byte limit, with the one

@@ -628,6 +628,34 @@ cu_str(Unpacker *u, Py_ssize_t n)
     return s;
 }
 
+/* Unsigned 64-bit ints met before, shared like the short strings above (an
+ * int is immutable and holds nothing, so sharing one is invisible but to
+ * `is`).  msgpack's uint 64 form, the only one read here, is written for
+ * ints of 2**32 and more; a blob holds one per frame, its code's
+ * fingerprint, the same from one parse of the blob to the next, which the
+ * restore then finds its code by (an int met before is compared by
+ * identity, without its value).  A direct-mapped table of CU_U64 slots,
+ * each holding the last int whose value picked it. */
+enum { CU_U64 = 64 };
+static struct {
+    uint64_t value;
+    PyObject *obj; /* held; NULL: empty */
+} cu_u64[CU_U64];
+
+static PyObject *
+cu_u64_int(uint64_t v)
+{
+    size_t slot = (size_t)((v ^ (v >> 23) ^ (v >> 47)) & (CU_U64 - 1));
+    PyObject *known = cu_u64[slot].obj;
+    if (known != NULL && cu_u64[slot].value == v) return Py_NewRef(known);
+    PyObject *x = PyLong_FromUnsignedLongLong(v);
+    if (x == NULL) return NULL;
+    cu_u64[slot].obj = Py_NewRef(x);
+    cu_u64[slot].value = v;
+    Py_XDECREF(known); /* an int: releasing it runs no code */
+    return x;
+}
+
 static PyObject *
 cu_bin(Unpacker *u, Py_ssize_t n)
 {
@@ -765,9 +793,12 @@ cu_value(Unpacker *u)
         }
         return PyFloat_FromDouble(x);
     }
-    case 0xcc: case 0xcd: case 0xce: case 0xcf:
+    case 0xcc: case 0xcd: case 0xce:
         u->p += w;
         return PyLong_FromUnsignedLongLong(cu_be(q, w));
+    case 0xcf:
+        u->p += 8;
+        return cu_u64_int(cu_be(q, 8));
     case 0xd0: u->p += 1; return PyLong_FromLong((int8_t)q[0]);
     case 0xd1: u->p += 2; return PyLong_FromLong((int16_t)cu_be(q, 2));
     case 0xd2: u->p += 4; return PyLong_FromLong((int32_t)cu_be(q, 4));
