@@ -28,6 +28,7 @@ import re
 import struct
 import sys
 import types
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -448,10 +449,13 @@ def _dumps_outcome(snapshotter: Any, gen: Any) -> Any:
 def test_one_code_under_two_module_names_is_captured_alike() -> None:
     """The C capture keeps each code's record (CaptureCode) by the code's
     address and offset, and checks the frame's __name__ against the one the
-    record was made for: one code run by the globals of two modules (the
-    code cache holds one record at a time) is captured alike by both
-    engines, however the two alternate.  The name in the blob is where the
-    code was first found (bytecode._locate.describe)."""
+    record was made for, as the Python engine checks its cache's record: one
+    code run by the globals of two modules (the code cache holds one record
+    at a time, made again at each change of name) is captured alike by both
+    engines, however the two alternate.  What is written does not depend on
+    which record is used: the name in the blob is where the code was first
+    found (bytecode._locate.describe caches it per code), so this checks the
+    engines agree and the kept path's retry, not the name check itself."""
     twin = types.ModuleType("corosnap_test_twin_module")
     twin.loop = types.FunctionType(loop.__code__, twin.__dict__, "loop")  # type: ignore[attr-defined]
     sys.modules[twin.__name__] = twin
@@ -485,7 +489,7 @@ def test_a_code_freed_and_its_address_reused_is_not_taken_for_the_old_one() -> N
             fn = getattr(mod, f"gen_{k}")
             reused += id(fn.__code__) in seen
             seen.add(id(fn.__code__))
-            g = _suspended(lambda: fn(5))
+            g = _suspended(functools.partial(fn, 5))
             expected = python.dumps(g)
             assert f"gen_{k}".encode() in expected
             if c is not None:
@@ -496,6 +500,38 @@ def test_a_code_freed_and_its_address_reused_is_not_taken_for_the_old_one() -> N
         del mod, fn, g
         gc.collect()
     assert reused > 0, "no code address was reused: the case is not exercised"
+
+
+class _EqRaises(str):
+    """A module __name__ whose == raises (its != is str's)."""
+
+    def __eq__(self, other: object) -> bool:
+        raise ValueError("no == for this name")
+
+    __hash__ = str.__hash__
+
+
+def test_a_module_name_of_a_str_subclass_is_compared_as_python_does() -> None:
+    """The C capture compares a frame's __name__ with its record's only when
+    both are exact strs (no code runs); anything else is the Python
+    engine's, which compares with != (a str subclass's own == is not run)."""
+    mod = types.ModuleType("corosnap_test_eq_raises")
+    mod.loop = types.FunctionType(loop.__code__, mod.__dict__, "loop")  # type: ignore[attr-defined]
+    sys.modules[mod.__name__] = mod
+    try:
+        g = _suspended(functools.partial(mod.loop, 10))  # type: ignore[attr-defined]
+        default()._with_engine("python").dumps(g)  # the code described, under its name
+        c = default()._with_engine("c") if C_ENGINE else None
+        if c is not None:
+            c.dumps(g)
+            c.dumps(g)  # the record made, and kept by the C capture
+        mod.__dict__["__name__"] = _EqRaises("corosnap_test_eq_raises_too")
+        got = [] if c is None else [_dumps_outcome(c, g) for _ in range(3)]
+        expected = _dumps_outcome(default()._with_engine("python"), g)
+        assert isinstance(expected, bytes)
+        assert got == [expected] * len(got)
+    finally:
+        del sys.modules["corosnap_test_eq_raises"]
 
 
 class _LikeInt(type):
@@ -530,6 +566,35 @@ def test_a_type_equal_to_a_passthrough_type_is_treated_alike() -> None:
         c = default()._with_engine("c")
         assert _dumps_outcome(c, g) == expected  # cold
         assert _dumps_outcome(c, g) == expected  # warm: the C capture does the frame
+
+
+class _Marker:
+    pass
+
+
+@needs_c
+def test_a_passthrough_set_holding_anything_else_is_not_kept() -> None:
+    """The C capture keeps the passthrough frozensets it met lately only when
+    they hold nothing but the six builtin types it answers for: a set
+    holding anything else (Encoder.passthrough can be set from Python) is
+    looked up each time and never held, so what it holds is freed with it."""
+    snapshotter = default()._with_engine("c")
+    gen = _suspended(lambda: loop(10))
+    expected = snapshotter.dumps(gen)
+    assert snapshotter.dumps(gen) == expected  # warm: the C capture
+    marker = _Marker()
+    probe = weakref.ref(marker)
+    caches = snapshotter._caches
+    caches.spare.clear()
+    encoder = caches.Encoder(0, caches.hook)
+    encoder.passthrough = frozenset([str, int, float, bool, type(None), marker])
+    caches.spare.append(encoder)
+    del encoder
+    assert snapshotter.dumps(gen) == expected  # the same types pass through
+    caches.spare.clear()
+    del marker
+    gc.collect()
+    assert probe() is None, "the C capture kept a passthrough set holding a non-type"
 
 
 def _count_calls(monkeypatch: pytest.MonkeyPatch, frames: Any, name: str,

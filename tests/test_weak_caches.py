@@ -138,3 +138,63 @@ def test_entries_the_c_engine_found_again_still_go_with_their_module() -> None:
     gc.collect()
     assert ref() is None
     assert _cache_sizes(default()) == before
+
+
+class _Sentinel:
+    pass
+
+
+def test_a_dropped_snapshotter_is_freed_with_its_caches_after_c_captures() -> None:
+    """The C capture keeps the records of the frames it captured lately
+    (process-wide): what it keeps is a copy that refers to nothing of the
+    Snapshotter, whose caches (and whatever they hold) go with it."""
+    mod = types.ModuleType("corosnap_test_dropped_snapshotter")
+    sys.modules[mod.__name__] = mod
+    try:
+        exec(SOURCE, mod.__dict__)
+        snapshotter = corosnap.Snapshotter()
+        gen = mod.job([1, 2, 3])
+        next(gen)
+        for _ in range(3):  # the first by the Python engine, then by the C engine
+            snapshotter.dumps(gen)
+        sentinel = _Sentinel()
+        probe = weakref.ref(sentinel)
+        snapshotter._caches.capture_codes.data[-1] = sentinel
+        del sentinel, snapshotter
+        gc.collect()
+        assert probe() is None, "the dropped Snapshotter's code cache is still alive"
+        gen.close()
+    finally:
+        del sys.modules[mod.__name__]
+
+
+class _NameHolding(str):
+    """A module __name__ that holds something (a str subclass can)."""
+
+    hold: Any = None
+
+
+def test_a_module_name_holding_its_globals_does_not_keep_them_alive() -> None:
+    """A code whose globals' __name__ is a str subclass holding the globals:
+    nothing the C capture keeps refers to such a name, so the module, its
+    code and its globals are freed once dropped with the Snapshotter (whose
+    code cache holds the name while the code lives, on both engines)."""
+    name = "corosnap_test_name_holding"
+    mod = types.ModuleType(name)
+    sys.modules[name] = mod
+    exec(SOURCE, mod.__dict__)
+    snapshotter = corosnap.Snapshotter()
+    gen = mod.job([1, 2, 3])
+    next(gen)
+    snapshotter.dumps(gen)
+    held = _NameHolding(name + "_renamed")  # described again, under this name
+    held.hold = mod.__dict__
+    mod.__dict__["__name__"] = held
+    for _ in range(3):  # described again for the new name, then by the C engine
+        snapshotter.dumps(gen)
+    probe = weakref.ref(mod.job.__code__)
+    gen.close()
+    del sys.modules[name]
+    del mod, gen, held, snapshotter
+    gc.collect()
+    assert probe() is None, "the module's code is still alive"

@@ -501,9 +501,10 @@ static PyObject *cs_capture_frame(PyObject *state, PyObject *gen, PyObject *note
  * nothing else is answered by comparing the type with those six: a set
  * lookup was a twentieth of capturing a small chain.  A frozenset cannot
  * change, and one kept here (held, so its address is not reused) keeps its
- * answer.  A type whose metaclass is not `type` may compare equal to one of
+ * answer; only a frozenset of those types is kept (releasing it runs no
+ * code).  A type whose metaclass is not `type` may compare equal to one of
  * them (its own __eq__ and __hash__), so it is looked up as before; so is
- * anything in a set that is not one of these frozensets. */
+ * anything in any other set (Encoder.passthrough can be set from Python). */
 enum { CS_PASS_SETS = 4 };
 static struct {
     PyObject *set; /* held */
@@ -538,23 +539,24 @@ cs_pass_learn(PyObject *set)
 static int
 cs_passes(PyObject *pass, PyTypeObject *t)
 {
-    if (PyFrozenSet_CheckExact(pass) && Py_IS_TYPE(t, &PyType_Type)) {
+    if (PyFrozenSet_CheckExact(pass) && Py_IS_TYPE(t, &PyType_Type) &&
+        PySet_GET_SIZE(pass) <= 6) {
         int k = 0;
         while (k < CS_PASS_SETS && cs_pass_sets[k].set != pass) k++;
-        if (k == CS_PASS_SETS) {
-            unsigned bits = cs_pass_learn(pass);
-            if (bits == (unsigned)-1) return -1;
-            /* the newest first; the oldest dropped (a frozenset of types:
-             * releasing it runs no code) */
-            Py_XDECREF(cs_pass_sets[CS_PASS_SETS - 1].set);
+        if (k < CS_PASS_SETS) return (cs_pass_sets[k].bits & cs_pass_bit((PyObject *)t)) != 0;
+        unsigned bits = cs_pass_learn(pass);
+        if (bits == (unsigned)-1) return -1;
+        if (!(bits & (1u << 31))) {
+            /* Kept, the newest first, the oldest dropped: detached before
+             * it is released (a frozenset of the six types: releasing it
+             * runs no code).  A set holding anything else is not kept. */
+            PyObject *oldest = cs_pass_sets[CS_PASS_SETS - 1].set;
             memmove(&cs_pass_sets[1], &cs_pass_sets[0],
                     (CS_PASS_SETS - 1) * sizeof(cs_pass_sets[0]));
             cs_pass_sets[0].set = Py_NewRef(pass);
             cs_pass_sets[0].bits = bits;
-            k = 0;
-        }
-        if (!(cs_pass_sets[k].bits & (1u << 31))) {
-            return (cs_pass_sets[k].bits & cs_pass_bit((PyObject *)t)) != 0;
+            Py_XDECREF(oldest);
+            return (bits & cs_pass_bit((PyObject *)t)) != 0;
         }
     }
     return PySet_Contains(pass, (PyObject *)t);
@@ -669,19 +671,31 @@ cs_delegated(CaptureState *st, PyObject *x, PyObject *noted)
  * took two dict lookups per frame, each with an int made for its key (the
  * code's id, then its offset): a tenth of capturing a small chain on 3.12.
  * They are kept here, in a slot picked by the code's address and the
- * offset, with the code cache they came from.  An entry holds the two
- * records (no code object, module or function: a CaptureCode refers to its
- * code weakly), and is used only while that weak reference still points at
- * the frame's code, whose __name__ is checked as before; an entry that
- * fails either check is forgotten and the cache asked again.  A
- * CaptureCode, and its Where for an offset, are made once from the code and
- * its module's name (_capture.describe_code) and never changed. */
+ * offset, with the address of the code cache they came from.
+ *
+ * What a slot holds must keep nothing of a Snapshotter or a module alive.
+ * The cache's own CaptureCode cannot be held: its weak reference to the
+ * code has a callback that holds the cache's tables.  A slot holds a copy
+ * instead, with a weak reference of its own (no callback) and the same
+ * facts: exact strs, ints, tuples of them, the CodeRef (exact strs and
+ * ints), the {offset: Where} dict (records of ints).  A record whose
+ * module name is not an exact str (a str subclass can hold anything) is
+ * not kept.  So releasing a slot runs no Python code.
+ *
+ * A slot is used only while its weak reference still points at the frame's
+ * code (a freed code's address can be taken by a new one) and the frame's
+ * __name__ is the one its record was made for (the cache holds the record
+ * of the last name a code was described with); otherwise it is forgotten
+ * and the cache asked, as before.  A CaptureCode and its Where for an
+ * offset are made once from the code and its module's name
+ * (_capture.describe_code) and never changed, so a copy says what the
+ * cache's record says. */
 enum { CS_CAPTURED = 64 };
 static struct {
     void *code;       /* the code's address: compared, never read */
     PyObject *cache;  /* the code cache's address: compared, never read */
     long lasti;
-    CaptureCode *cc;  /* held */
+    CaptureCode *cc;  /* held: a copy (cs_captured_copy) */
     Where *where;     /* held */
 } cs_captured[CS_CAPTURED];
 
@@ -707,8 +721,37 @@ cs_captured_get(CaptureState *st, size_t k, PyCodeObject *co, long lasti, Captur
     return 1;
 }
 
-/* Releasing records runs no Python code: their fields are strings, ints,
- * tuples, dicts of records, a weak reference and a CodeRef of strings. */
+/* A copy of the cache's record cc (of code co) to keep: NULL, with no error
+ * set, when it is not to be kept (see above). */
+static CaptureCode *
+cs_captured_copy(CaptureCode *cc, PyCodeObject *co)
+{
+    if (!PyUnicode_CheckExact(cc->module)) return NULL;
+    PyObject *weak = PyWeakref_NewRef((PyObject *)co, NULL);
+    if (weak == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    CaptureCode *copy = (CaptureCode *)PyType_GenericAlloc(&CaptureCode_Type.type, 0);
+    if (copy == NULL) {
+        PyErr_Clear();
+        Py_DECREF(weak);
+        return NULL;
+    }
+    copy->code = weak;
+    copy->module = Py_NewRef(cc->module);
+    copy->nlocals = cc->nlocals;
+    copy->where = Py_NewRef(cc->where);
+    copy->ref = Py_NewRef(cc->ref);
+    copy->name_module = Py_NewRef(cc->name_module);
+    copy->name_qualname = Py_NewRef(cc->name_qualname);
+    copy->fingerprint = Py_NewRef(cc->fingerprint);
+    copy->slot_names = Py_NewRef(cc->slot_names);
+    return copy;
+}
+
+/* The slot emptied first, then what it held released (no Python code runs:
+ * see above). */
 static void
 cs_captured_forget(size_t k)
 {
@@ -722,16 +765,22 @@ cs_captured_forget(size_t k)
     Py_XDECREF(where);
 }
 
+/* Keep (a copy of) cc and where in slot k, if they may be kept. */
 static void
 cs_captured_put(CaptureState *st, size_t k, PyCodeObject *co, long lasti, CaptureCode *cc,
                 Where *where)
 {
-    cs_captured_forget(k);
+    CaptureCode *copy = cs_captured_copy(cc, co);
+    if (copy == NULL) return;
+    CaptureCode *old_cc = cs_captured[k].cc;
+    Where *old_where = cs_captured[k].where;
     cs_captured[k].code = (void *)co;
     cs_captured[k].cache = st->code_cache;
     cs_captured[k].lasti = lasti;
-    cs_captured[k].cc = (CaptureCode *)Py_NewRef(cc);
+    cs_captured[k].cc = copy;
     cs_captured[k].where = (Where *)Py_NewRef(where);
+    Py_XDECREF(old_cc);
+    Py_XDECREF(old_where);
 }
 
 /* The fields of one frame (see _capture.FrameEncoder.encode), or None.
@@ -790,6 +839,9 @@ lookup:
         goto slow;
     }
     if (name != cc->module) {
+        /* Two exact strs are compared without running code; anything else
+         * (a str subclass's own __eq__ or __ne__) is the Python engine's. */
+        if (!PyUnicode_CheckExact(name) || !PyUnicode_CheckExact(cc->module)) goto slow;
         int eq = PyObject_RichCompareBool(name, cc->module, Py_EQ);
         if (eq < 0) goto error;
         if (!eq) {
