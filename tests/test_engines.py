@@ -502,6 +502,31 @@ def test_a_code_freed_and_its_address_reused_is_not_taken_for_the_old_one() -> N
     assert reused > 0, "no code address was reused: the case is not exercised"
 
 
+def test_many_codes_sharing_the_c_captures_table_are_captured_alike() -> None:
+    """More codes and offsets in use than the C capture's table has slots
+    (each takes one of two slots, and a third replaces the second): every
+    frame is still captured as the Python engine captures it."""
+    mod = types.ModuleType("corosnap_test_many_codes")
+    sys.modules[mod.__name__] = mod
+    try:
+        source = "".join(f"def gen_{k}(n):\n    x = {k}\n    yield x\n    yield x + n\n"
+                         for k in range(150))
+        exec(source, mod.__dict__)
+        python = default()._with_engine("python")
+        c = default()._with_engine("c") if C_ENGINE else None
+        gens = []
+        for k in range(150):
+            for steps in (1, 2):  # two offsets per code
+                gens.append(_suspended(functools.partial(getattr(mod, f"gen_{k}"), k), steps))
+        for _ in range(2):
+            for g in gens:
+                expected = python.dumps(g)
+                if c is not None:
+                    assert c.dumps(g) == expected
+    finally:
+        del sys.modules[mod.__name__]
+
+
 class _EqRaises(str):
     """A module __name__ whose == raises (its != is str's)."""
 
@@ -532,6 +557,40 @@ def test_a_module_name_of_a_str_subclass_is_compared_as_python_does() -> None:
         assert got == [expected] * len(got)
     finally:
         del sys.modules["corosnap_test_eq_raises"]
+
+
+class _NeRaises(str):
+    """A module __name__ whose != raises (the Python engine's comparison)."""
+
+    def __ne__(self, other: object) -> bool:
+        raise ValueError("no != for this name")
+
+    __hash__ = str.__hash__
+
+
+def test_a_module_name_whose_ne_raises_fails_alike_on_both_engines() -> None:
+    """The Python engine compares its record's module name with the frame's
+    by `!=`, even when they are one object; the C capture leaves a name that
+    is not an exact str to it, so both give the same outcomes in turn."""
+    name = "corosnap_test_ne_raises"
+    mod = types.ModuleType(name)
+    mod.loop = types.FunctionType(loop.__code__, mod.__dict__, "loop")  # type: ignore[attr-defined]
+    sys.modules[name] = mod
+    try:
+        g = _suspended(functools.partial(mod.loop, 10))  # type: ignore[attr-defined]
+        default()._with_engine("python").dumps(g)  # the code described, under its name
+        mod.__dict__["__name__"] = _NeRaises(name)
+        engines = ["python", "c"] if C_ENGINE else ["python"]
+        outcomes = {}
+        for engine in engines:
+            snapshotter = corosnap.Snapshotter()._with_engine(engine)
+            outcomes[engine] = [_dumps_outcome(snapshotter, g) for _ in range(3)]
+        python = outcomes["python"]
+        assert isinstance(python[0], bytes)
+        assert python[1:] == [("ValueError", "no != for this name")] * 2
+        assert all(found == python for found in outcomes.values())
+    finally:
+        del sys.modules[name]
 
 
 class _LikeInt(type):

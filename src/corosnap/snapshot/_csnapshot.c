@@ -688,9 +688,13 @@ cs_delegated(CaptureState *st, PyObject *x, PyObject *noted)
  * of the last name a code was described with); otherwise it is forgotten
  * and the cache asked, as before.  A CaptureCode and its Where for an
  * offset are made once from the code and its module's name
- * (_capture.describe_code) and never changed, so a copy says what the
- * cache's record says. */
-enum { CS_CAPTURED = 64 };
+ * (_capture.describe_code, from process-wide caches of the code's name,
+ * analysis and fingerprint) and never changed, so a copy says what the
+ * cache's record says.  The cache's address is compared, never read: a
+ * slot outlives its cache, and a new cache at the same address may be
+ * answered from it before it holds the record itself, with the same
+ * record it would make. */
+enum { CS_CAPTURED = 128 };
 static struct {
     void *code;       /* the code's address: compared, never read */
     PyObject *cache;  /* the code cache's address: compared, never read */
@@ -699,26 +703,62 @@ static struct {
     Where *where;     /* held */
 } cs_captured[CS_CAPTURED];
 
+/* The first of the two slots (k, k ^ 1) a code and offset may take: two
+ * codes whose first slot is the same both stay kept, instead of each
+ * replacing the other (a copy made each time). */
 static inline size_t
 cs_captured_slot(PyCodeObject *co, long lasti)
 {
     uint64_t h = ((uint64_t)(uintptr_t)co >> 4) ^ ((uint64_t)lasti * 0x9E3779B97F4A7C15ull);
     h ^= h >> 29;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 32;
     return (size_t)(h & (CS_CAPTURED - 1));
 }
 
-/* 1 and new references in *cc and *where, or 0 (not kept). */
+static inline int
+cs_captured_is(size_t k, CaptureState *st, PyCodeObject *co, long lasti)
+{
+    return cs_captured[k].cc != NULL && cs_captured[k].code == (void *)co &&
+           cs_captured[k].lasti == lasti && cs_captured[k].cache == st->code_cache;
+}
+
+/* 1 and new references in *cc and *where, and *k set to the slot, or 0
+ * (not kept). */
 static int
-cs_captured_get(CaptureState *st, size_t k, PyCodeObject *co, long lasti, CaptureCode **cc,
+cs_captured_get(CaptureState *st, size_t *k, PyCodeObject *co, long lasti, CaptureCode **cc,
                 Where **where)
 {
-    if (cs_captured[k].cc == NULL || cs_captured[k].code != (void *)co ||
-        cs_captured[k].lasti != lasti || cs_captured[k].cache != st->code_cache) {
-        return 0;
+    if (!cs_captured_is(*k, st, co, lasti)) {
+        *k ^= 1;
+        if (!cs_captured_is(*k, st, co, lasti)) {
+            *k ^= 1;
+            return 0;
+        }
     }
-    *cc = (CaptureCode *)Py_NewRef(cs_captured[k].cc);
-    *where = (Where *)Py_NewRef(cs_captured[k].where);
+    *cc = (CaptureCode *)Py_NewRef(cs_captured[*k].cc);
+    *where = (Where *)Py_NewRef(cs_captured[*k].where);
     return 1;
+}
+
+/* Whether slot k holds nothing worth keeping: empty, or its code freed. */
+static int
+cs_captured_free(size_t k)
+{
+    CaptureCode *cc = cs_captured[k].cc;
+    if (cc == NULL) return 1;
+#if PY_VERSION_HEX >= 0x030D0000
+    PyObject *x = NULL;
+    if (PyWeakref_GetRef(cc->code, &x) < 0) {
+        PyErr_Clear();
+        return 1;
+    }
+    int dead = x == NULL;
+    Py_XDECREF(x); /* alive before the call: not the last reference */
+    return dead;
+#else
+    return PyWeakref_GET_OBJECT(cc->code) == Py_None;
+#endif
 }
 
 /* A copy of the cache's record cc (of code co) to keep: NULL, with no error
@@ -765,11 +805,17 @@ cs_captured_forget(size_t k)
     Py_XDECREF(where);
 }
 
-/* Keep (a copy of) cc and where in slot k, if they may be kept. */
+/* Keep (a copy of) cc and where in slot k or k ^ 1 (k: the first slot),
+ * if they may be kept: in the slot that holds them already (a record
+ * forgotten), an empty one or one whose code was freed, else the second. */
 static void
 cs_captured_put(CaptureState *st, size_t k, PyCodeObject *co, long lasti, CaptureCode *cc,
                 Where *where)
 {
+    if (!cs_captured_free(k) && !(cs_captured[k].code == (void *)co &&
+                                  cs_captured[k].lasti == lasti)) {
+        k ^= 1;
+    }
     CaptureCode *copy = cs_captured_copy(cc, co);
     if (copy == NULL) return;
     CaptureCode *old_cc = cs_captured[k].cc;
@@ -812,7 +858,7 @@ cs_capture_frame(PyObject *state, PyObject *gen, PyObject *noted)
     PyCodeObject *co = frames_api->code_of(gen);
     long at_lasti = fs.state == CS_CREATED ? -1 : fs.lasti;
     size_t kept = cs_captured_slot(co, at_lasti);
-    int from_kept = cs_captured_get(st, kept, co, at_lasti, &cc, &where);
+    int from_kept = cs_captured_get(st, &kept, co, at_lasti, &cc, &where);
 lookup:
     if (!from_kept) {
         key = PyLong_FromVoidPtr(co); /* id(co) */
@@ -838,10 +884,12 @@ lookup:
         if (PyErr_Occurred()) goto error;
         goto slow;
     }
+    /* Two exact strs are compared without running code; anything else (a
+     * str subclass's own __eq__ or __ne__, which the Python engine's `!=`
+     * runs even on the record's own name) is the Python engine's. */
+    if (!PyUnicode_CheckExact(name)) goto slow;
     if (name != cc->module) {
-        /* Two exact strs are compared without running code; anything else
-         * (a str subclass's own __eq__ or __ne__) is the Python engine's. */
-        if (!PyUnicode_CheckExact(name) || !PyUnicode_CheckExact(cc->module)) goto slow;
+        if (!PyUnicode_CheckExact(cc->module)) goto slow;
         int eq = PyObject_RichCompareBool(name, cc->module, Py_EQ);
         if (eq < 0) goto error;
         if (!eq) {
