@@ -90,8 +90,10 @@ demo-deploy: $(STAMP)
 
 # The fuzzing campaign (tools/corosnap_fuzz, not part of the wheel), nice'd, on one
 # version; report and failing inputs in build/fuzz/<version>/.  FUZZ_SEED, FUZZ_JOBS,
-# FUZZ_ENGINES ("c,python": every input through both engines) and FUZZ_ARGS pass through.
+# FUZZ_ENGINES (default "c,python": every input through both engines, which must
+# agree; "c" or "python" for one) and FUZZ_ARGS pass through.
 FUZZ_VERSION ?= $(PYVER)
+FUZZ_ENGINES ?= c,python
 FUZZ_INPUTS ?= 100000
 fuzz:
 	FUZZ_SEED=$(FUZZ_SEED) FUZZ_JOBS=$(FUZZ_JOBS) FUZZ_ENGINES=$(FUZZ_ENGINES) \

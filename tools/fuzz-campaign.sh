@@ -8,8 +8,9 @@
 # the failing inputs under build/fuzz/X.Y/.  The last lines are the outcome
 # table, with the throughput (inputs/s) on its first line.
 #
-# Env knobs: FUZZ_SEED (0), FUZZ_JOBS (1), FUZZ_ENGINES (engines to compare,
-# e.g. "c,python"; empty: this interpreter's only).  Exit status: 1 when any
+# Env knobs: FUZZ_SEED (0), FUZZ_JOBS (1), FUZZ_ENGINES (the engines every
+# input goes through, which must agree; default "c,python"; "c" or "python"
+# for one).  Exit status: 1 when any
 # input failed (crash, hang, other, memoryerror, engines that differ).
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -40,9 +41,8 @@ PY=$(find_python "$VER")
 make -s venv PYTHON="$PY" >&2 || exit 2
 OUT=build/fuzz/$VER
 mkdir -p "$OUT"
-ENGINES=()
-[ -n "${FUZZ_ENGINES:-}" ] && ENGINES=(--engines "$FUZZ_ENGINES")
-echo "fuzz-campaign: CPython $VER ($PY), $INPUTS inputs, seed ${FUZZ_SEED:-0}, ${FUZZ_JOBS:-1} job(s); report in $OUT/fuzz.json" >&2
+ENGINES=(--engines "${FUZZ_ENGINES:-c,python}")
+echo "fuzz-campaign: CPython $VER ($PY), $INPUTS inputs, seed ${FUZZ_SEED:-0}, ${FUZZ_JOBS:-1} job(s), engines ${FUZZ_ENGINES:-c,python}; report in $OUT/fuzz.json" >&2
 PYTHONPATH=tools exec nice ".venv-$VER/bin/python" -m corosnap_fuzz --inputs "$INPUTS" \
     --seed "${FUZZ_SEED:-0}" --jobs "${FUZZ_JOBS:-1}" --report "$OUT/fuzz.json" \
     --crash-dir "$OUT/findings" "${ENGINES[@]}" "$@"
