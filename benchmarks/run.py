@@ -316,13 +316,66 @@ class Measurement:
         }
 
 
-def paired_ratio(mine: Measurement, floor: Measurement) -> float:
+# How many results a teardown measurement makes before it times freeing them:
+# few enough that they are still in the CPU caches (and reuse the memory the
+# previous pool freed), enough to amortise the clock reads.
+TEARDOWN_POOL = 32
+
+
+@dataclass
+class TeardownMeasurement(Measurement):
+    """The end of a result's life, alone: the part of a loads timing that runs
+    after the result is made.  ``function(argument)`` makes the results, in
+    pools of ``TEARDOWN_POOL``, outside the clock; the clock runs while each is
+    ``close()``d (with ``close``: CPython's close of a restored generator or
+    coroutine, what ``corosnap_loads`` runs) and the pool is freed.
+
+    ``corosnap_loads`` minus ``corosnap_teardown`` is what ``loads`` spends
+    making the object; ``pickle_loads`` minus ``pickle_teardown`` is the same
+    for the floor."""
+
+    close: bool = False
+
+    def batch(self, number: int) -> int:
+        make, argument = self.function, self.argument
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        elapsed = 0
+        try:
+            left = number
+            while left > 0:
+                pool = [make(argument) for _ in range(min(left, TEARDOWN_POOL))]
+                left -= len(pool)
+                closers = [obj.close for obj in pool] if self.close else []
+                start = time.perf_counter_ns()
+                for closer in closers:
+                    closer()
+                pool.clear()
+                elapsed += time.perf_counter_ns() - start
+                closers.clear()  # the bound methods held the objects: now freed, unclocked
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+        return max(elapsed, 1)
+
+
+def paired_ratio(
+    mine: Measurement,
+    floor: Measurement,
+    mine_minus: Measurement | None = None,
+    floor_minus: Measurement | None = None,
+) -> float:
     """The median over rounds of (mine / floor) within the same round.
 
     Both ran back to back in every round, so a change of machine speed
     between rounds (frequency scaling, a noisy neighbour: steps of 2x were seen
-    on the development VM) cancels out of each round's ratio."""
-    return statistics.median(a / b for a, b in zip(mine.samples, floor.samples, strict=True))
+    on the development VM) cancels out of each round's ratio.  With the
+    ``_minus`` measurements, the ratio of ``mine - mine_minus`` to ``floor -
+    floor_minus``, each from the samples of the same round."""
+    if mine_minus is None or floor_minus is None:
+        return statistics.median(a / b for a, b in zip(mine.samples, floor.samples, strict=True))
+    rounds = zip(mine.samples, mine_minus.samples, floor.samples, floor_minus.samples, strict=True)
+    return statistics.median((a - am) / (b - bm) for a, am, b, bm in rounds)
 
 
 def measure(measurements: list[Measurement], budget_s: float, min_rounds: int) -> None:
@@ -357,7 +410,10 @@ def bench_workload(
         "round_trip": {"ok": None, "detail": snap.reason or "n/a"},
         "size": {"corosnap": None, "msgpack_floor": None, "pickle_floor": None},
         "time": {},
-        "ratio": {"dumps": None, "loads": None},  # corosnap / pickle floor, paired by round
+        # corosnap / pickle floor, paired by round.  Not targets: loads_making,
+        # loads without the end of the result's life on both sides; teardown,
+        # that end (CPython's close and freeing / freeing the floor's result)
+        "ratio": {"dumps": None, "loads": None, "loads_making": None, "teardown": None},
         "errors": [],  # corosnap raised: the run exits 1
         "notes": [],  # e.g. a floor that cannot be computed
     }
@@ -384,6 +440,8 @@ def bench_workload(
         Measurement("pickle_dumps", pickle_dumps, pickle_floor_value(frames)),
         Measurement("pickle_loads", pickle.loads, pickled),
     ]
+    if not workload.large:
+        measurements.append(TeardownMeasurement("pickle_teardown", pickle.loads, pickled))
 
     timed_obj = None
     if snap.available:
@@ -401,6 +459,10 @@ def bench_workload(
                 Measurement("corosnap_dumps", snap.dumps, timed_obj),
                 Measurement("corosnap_loads", snap.load_and_close, blob),
             ]
+            if not workload.large:
+                measurements.append(
+                    TeardownMeasurement("corosnap_teardown", snap.loads, blob, close=True)
+                )
 
     measure(measurements, budget_s, min_rounds)
     by_label = {m.label: m for m in measurements}
@@ -410,6 +472,16 @@ def bench_workload(
         mine, floor = by_label.get(f"corosnap_{direction}"), by_label.get(f"pickle_{direction}")
         if mine is not None and floor is not None:
             result["ratio"][direction] = paired_ratio(mine, floor)
+    if "corosnap_teardown" in by_label and "pickle_teardown" in by_label:
+        result["ratio"]["loads_making"] = paired_ratio(
+            by_label["corosnap_loads"],
+            by_label["pickle_loads"],
+            mine_minus=by_label["corosnap_teardown"],
+            floor_minus=by_label["pickle_teardown"],
+        )
+        result["ratio"]["teardown"] = paired_ratio(
+            by_label["corosnap_teardown"], by_label["pickle_teardown"]
+        )
     close(floor_obj)
     if timed_obj is not None:
         close(timed_obj)
@@ -613,6 +685,33 @@ def markdown(env: dict[str, Any], results: list[dict[str, Any]], rows: list[dict
             f"{fmt_us(m['pickle_dumps'])} | {fmt_us(m['pickle_loads'])} | "
             f"{fmt_ratio(r['ratio']['dumps'])} | "
             f"{fmt_ratio(r['ratio']['loads'])} |"
+        )
+    add("")
+    add("## Making the object, and the end of its life, inside the loads times")
+    add("")
+    add(
+        "`loads` above times `loads(blob).close()` and `pickle.loads(data)`, each"
+        " result freed at once. Here that time is split: the teardown (CPython's"
+        " `close()` of the restored generator or coroutine, which throws"
+        " `GeneratorExit` into every frame suspended in an `await`, then freeing"
+        " it; freeing the floor's result) timed alone, and the rest, making the"
+        " object. Not targets."
+    )
+    add("")
+    add(
+        "| workload | loads | of it teardown | pickle.loads | of it teardown |"
+        " making / pickle's making | teardown / pickle's teardown |"
+    )
+    add("|---|--:|--:|--:|--:|--:|--:|")
+    for r in results:
+        mine, floor = median(r, "corosnap_teardown"), median(r, "pickle_teardown")
+        if mine is None or floor is None:
+            continue
+        add(
+            f"| {r['name']} | {fmt_us(median(r, 'corosnap_loads'))} | {fmt_us(mine)} | "
+            f"{fmt_us(median(r, 'pickle_loads'))} | {fmt_us(floor)} | "
+            f"{fmt_ratio(r['ratio'].get('loads_making'))} | "
+            f"{fmt_ratio(r['ratio'].get('teardown'))} |"
         )
     add("")
     add("## Targets")

@@ -96,3 +96,88 @@ def test_records_snapshot_is_no_larger_than_the_pickle_floor(bench):
     require_core(bench)
     size = bench["by_name"]["records"]["size"]
     assert size["corosnap"] <= size["pickle_floor"], size
+
+
+def test_the_loads_time_is_split_into_making_and_teardown(bench):
+    """Every workload but `large` times the end of its results' lives alone, on
+    both sides, and reports loads without it (the "Making the object" table)."""
+    require_core(bench)
+    for workload in bench["workloads"]:
+        times, ratios = workload["time"], workload["ratio"]
+        if workload["large"]:
+            assert "corosnap_teardown" not in times and ratios["loads_making"] is None
+            continue
+        for label in ("corosnap_teardown", "pickle_teardown"):
+            assert times[label]["median_us"] > 0, (workload["name"], label)
+        assert ratios["loads_making"] is not None and ratios["teardown"] > 0
+    assert "## Making the object, and the end of its life" in bench["stdout"]
+
+
+def _bench_module():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import run
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    return run
+
+
+def test_a_teardown_measurement_times_close_and_free_and_not_the_making():
+    run = _bench_module()
+    made, closed, freed = [], [], []
+
+    class Result:
+        def __init__(self):
+            made.append(self)
+
+        def close(self):
+            closed.append(1)
+
+        def __del__(self):
+            freed.append(1)
+
+    def make(_argument):
+        return Result()
+
+    m = run.TeardownMeasurement("t", make, None, close=True)
+    assert m.batch(run.TEARDOWN_POOL + 5) > 0
+    assert len(made) == len(closed) == run.TEARDOWN_POOL + 5
+    made.clear()
+    assert len(freed) == run.TEARDOWN_POOL + 5
+    # what is made outside the clock is not timed: a slow maker, a fast close
+    import time
+
+    def slow(_argument):
+        time.sleep(0.002)
+        return Result()
+
+    m = run.TeardownMeasurement("t", slow, None, close=True)
+    assert m.batch(10) < 10 * 2_000_000 / 4
+    made.clear()
+
+
+def test_paired_ratio_without_the_teardowns():
+    run = _bench_module()
+    mine, mine_end = run.Measurement("a", None, None), run.Measurement("b", None, None)
+    floor, floor_end = run.Measurement("c", None, None), run.Measurement("d", None, None)
+    mine.samples, mine_end.samples = [30.0, 40.0, 50.0], [10.0, 10.0, 20.0]
+    floor.samples, floor_end.samples = [12.0, 12.0, 12.0], [2.0, 2.0, 2.0]
+    assert run.paired_ratio(mine, floor) == 40.0 / 12.0
+    assert run.paired_ratio(mine, floor, mine_end, floor_end) == 3.0
+
+
+def test_the_scheduler_benchmark_checks_its_targets(capsys):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import bench_scheduler
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    store = bench_scheduler.TARGET_STORE
+    assert bench_scheduler.check_targets({store: {"per await": 39e-6, "corosnap.dumps": 9e-6}})
+    assert "| per await | 39 µs | <= 40 µs | PASS |" in capsys.readouterr().out
+    assert not bench_scheduler.check_targets(
+        {store: {"per await": 41e-6, "corosnap.dumps": 9e-6}}
+    )
+    assert "| per await | 41 µs | <= 40 µs | FAIL |" in capsys.readouterr().out
+    assert bench_scheduler.check_targets({})  # nothing measured: SKIP, not a failure
+    assert "| corosnap.dumps | n/a | <= 10 µs | SKIP |" in capsys.readouterr().out
