@@ -198,3 +198,57 @@ def test_a_module_name_holding_its_globals_does_not_keep_them_alive() -> None:
     del mod, gen, held, snapshotter
     gc.collect()
     assert probe() is None, "the module's code is still alive"
+
+
+MIGRATED_SOURCE = '''
+def job(items):
+    total = 0
+    for item in items:
+        total += item
+        yield total
+    return total
+'''
+
+EDITED_SOURCE = '''
+def job(items):
+    total = 0
+    for item in items:
+        total += item
+        yield total
+        seen = total   # a new local, assigned before any read: the frame migrates
+    return total
+'''
+
+
+def test_50_dynamic_modules_migrated_and_dropped_are_freed() -> None:
+    """Migration's bytecode analyses (the suspension shapes of the old and the
+    new code, the new code's assignment graph) are cached per code object:
+    the code of modules created, snapshotted with ``migratable=True``, edited,
+    restored with ``migrate=True`` and dropped is freed all the same."""
+    from corosnap.bytecode import _assign, _identity
+
+    gc.collect()
+    before = (len(_identity._cache), len(_assign._cache))
+    refs: list[weakref.ref[Any]] = []
+    for k in range(50):
+        name = f"_corosnap_migrated_{k}"
+        module = types.ModuleType(name)
+        sys.modules[name] = module
+        exec(compile(MIGRATED_SOURCE, f"<{name}>", "exec"), module.__dict__)
+        g = module.job([1, 2, 3])
+        assert next(g) == 1
+        blob = corosnap.dumps(g, migratable=True)
+        refs += [weakref.ref(module), weakref.ref(module.job.__code__)]
+        exec(compile(EDITED_SOURCE, f"<{name}>", "exec"), module.__dict__)  # edited in place
+        refs.append(weakref.ref(module.job.__code__))
+        restored = corosnap.loads(blob, migrate=True)
+        assert restored.gi_code is module.job.__code__  # moved onto the new code
+        assert list(restored) == [3, 6]
+        g.close()
+        del sys.modules[name]
+        del module, g, restored
+    assert len(_identity._cache) > before[0] and len(_assign._cache) > before[1]  # were cached
+    gc.collect()
+    alive = [r() for r in refs if r() is not None]
+    assert not alive, f"{len(alive)} objects of dropped modules are still alive: {alive[:4]}"
+    assert (len(_identity._cache), len(_assign._cache)) == before

@@ -45,6 +45,7 @@ import dis
 import types
 from dataclasses import dataclass
 
+from .._weak import IdentityCache
 from . import _identity
 from ._analysis import CREATED, JUMPS, TERMINAL, UNCONDITIONAL, slot_names
 
@@ -186,15 +187,18 @@ class _Graph:
         return [j for j in (i + 1,) if j < len(self.instrs)] + self.exc[i]
 
 
-_cache: dict[int, tuple[types.CodeType, _Graph]] = {}
+# Theory of operation: one _Graph per code object (with its memo of answers),
+# keyed by identity and holding the code weakly (corosnap._weak.IdentityCache):
+# an entry goes when its code dies, so code of modules created and dropped at
+# run time is freed after migrating their frames.  A _Graph refers to no code
+# object but nested ones (constants in its instructions), never its own.
+_cache: IdentityCache[_Graph] = IdentityCache()
 
 
 def _graph(code: types.CodeType) -> _Graph:
-    hit = _cache.get(id(code))
-    if hit is not None and hit[0] is code:
-        return hit[1]
-    g = _Graph(code)
-    _cache[id(code)] = (code, g)
+    g = _cache.get(code)
+    if g is None:
+        g = _cache.put(code, _Graph(code))
     return g
 
 

@@ -80,6 +80,7 @@ import types
 from dataclasses import dataclass
 from typing import Any
 
+from .._weak import IdentityCache
 from ._analysis import CREATED, DELEGATE, JUMPS, TERMINAL, UNCONDITIONAL, code_info, effect
 from ._analysis import stack_depths as _stack_depths
 
@@ -867,17 +868,23 @@ def label_states(code: types.CodeType) -> LabelStates:
         raise UnsupportedShape(f"{code.co_qualname}: {exc!r}") from exc
 
 
-_cache: dict[int, tuple[types.CodeType, Shape]] = {}
+# Theory of operation: one Shape per code object, keyed by identity and
+# holding the code weakly (corosnap._weak.IdentityCache): migration asks for
+# the shape of every old and new code it meets, and a process that creates
+# and drops modules at run time must get their code back, so an entry goes
+# when its code dies.  A Shape refers to no code object (only offsets, hashes
+# and strings), so the entry cannot keep its own key alive.
+_cache: IdentityCache[Shape] = IdentityCache()
 
 
 def shape(code: types.CodeType) -> Shape:
-    """The suspension points of ``code`` (cached by identity).
+    """The suspension points of ``code`` (cached by identity, holding it weakly).
 
     Raises UnsupportedShape for code this analysis cannot follow.
     """
-    hit = _cache.get(id(code))
-    if hit is not None and hit[0] is code:
-        return hit[1]
+    hit = _cache.get(code)
+    if hit is not None:
+        return hit
     try:
         result = _compute(code)
     except (KeyError, IndexError) as exc:
@@ -886,5 +893,4 @@ def shape(code: types.CodeType) -> Shape:
         if isinstance(exc, UnsupportedShape):
             raise
         raise UnsupportedShape(f"{code.co_qualname}: {exc}") from exc
-    _cache[id(code)] = (code, result)
-    return result
+    return _cache.put(code, result)
