@@ -89,6 +89,24 @@ def stores(directory: Path) -> list[str]:
             assert record is not None
             assert_type(record, Record)
             assert record.version == version + 1
+            # save/restore take dumps's and loads's keywords, spelt out.
+            corosnap.save(store, "job/1", gen, pickler="pickle", migratable=True,
+                          buffer_callback=None, expected_version=record.version)
+            again = corosnap.restore(store, "job/1", safe=True, allow=["public_api_program"],
+                                     max_size=1 << 20, migrate=True, buffers=None)
+            assert again.send(2) == 7
+            try:
+                corosnap.save(store, "job/1", gen, pickler="json")  # type: ignore[arg-type]
+            except ValueError:
+                pass
+            else:
+                raise AssertionError("save(pickler='json') was accepted")
+            try:
+                corosnap.restore(store, "job/1", sfae=True)  # type: ignore[call-arg]
+            except TypeError as exc:
+                assert "sfae" in str(exc)
+            else:
+                raise AssertionError("restore(sfae=True) was accepted")
             keys.extend(store.keys("job/"))
     return keys
 
