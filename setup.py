@@ -34,6 +34,13 @@ HEADERS = sorted(glob.glob(os.path.join(FRAMES, "*.h")) + [os.path.join(PACKAGE,
 # (instruction counts within 0.4%: code placement), and such swings hid
 # real changes.
 COMPILE_ARGS = ["-O2", "-falign-functions=64", "-Wall", "-Wno-missing-field-initializers"]
+# -fno-plt (ELF): a call into libpython reads its address from the GOT
+# instead of jumping through a PLT stub.  Under cachegrind a checkout loads on
+# 3.11 ran 200 fewer instructions, 39 fewer I1 misses and 27 fewer mispredicted
+# indirect branches per call; timed on 3.14 (a distribution build whose
+# pickle is compiled into the interpreter) loads and dumps took 3-4% less.
+if sys.platform.startswith("linux"):
+    COMPILE_ARGS.append("-fno-plt")
 
 ext_modules = []
 tag = f"{sys.version_info[0]}{sys.version_info[1]}"
