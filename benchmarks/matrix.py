@@ -11,8 +11,8 @@ The table gives, per version and workload, the snapshot size, the median
 ``dumps``/``loads`` times and their ratios to the pickle floor measured in the
 same run, the ``loads`` ratio without the end of both results' lives (CPython's
 ``close()`` of the restored object and freeing it; freeing the floor's result:
-run.py's "Making the object" table; not a target), and the number of targets
-met.  Absolute times move with the machine's load; compare the ratios.
+run.py's "Making the object" table; not a target) and the ratio of those ends,
+and the number of targets met.  Absolute times move with the machine's load; compare the ratios.
 
 Exit status: 1 if any interpreter's run failed (a broken round trip included).
 """
@@ -51,8 +51,9 @@ def version_of(result: dict[str, Any]) -> str:
 def table(results: list[dict[str, Any]]) -> str:
     lines = [
         "| CPython | workload | size (B) | dumps (µs) | loads (µs) | dumps / pickle.dumps "
-        "| loads / pickle.loads | loads making / pickle's making |",
-        "|---|---|--:|--:|--:|--:|--:|--:|",
+        "| loads / pickle.loads | loads making / pickle's making "
+        "| teardown / pickle's teardown |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for result in results:
         version = version_of(result)
@@ -67,10 +68,11 @@ def table(results: list[dict[str, Any]]) -> str:
             ratios = w.get("ratio") or {}
             rd = ratios.get("dumps")
             rl = ratios.get("loads")
-            rm = ratios.get("loads_making")
+            rm, rt = ratios.get("loads_making"), ratios.get("teardown")
             lines.append(
                 f"| {version} | {w['name']} | {w['size']['corosnap']:,} | "
-                f"{_num(dumps)} | {_num(loads)} | {_ratio(rd)} | {_ratio(rl)} | {_ratio(rm)} |"
+                f"{_num(dumps)} | {_num(loads)} | {_ratio(rd)} | {_ratio(rl)} | {_ratio(rm)} "
+                f"| {_ratio(rt)} |"
             )
     lines.append("")
     lines.append("| CPython | targets met |")
