@@ -365,9 +365,10 @@ class TeardownMeasurement(Measurement):
                 start = time.perf_counter_ns()
                 for closer in closers:
                     closer()
-                pool.clear()
+                closer = None  # the bound methods hold the objects too
+                closers.clear()
+                pool.clear()  # the last references: each result is freed here
                 elapsed += time.perf_counter_ns() - start
-                closers.clear()  # the bound methods held the objects: now freed, unclocked
         finally:
             if gc_was_enabled:
                 gc.enable()
@@ -380,7 +381,7 @@ def paired_ratio(
     floor: Measurement,
     mine_minus: Measurement | None = None,
     floor_minus: Measurement | None = None,
-) -> float:
+) -> float | None:
     """The median over rounds of (mine / floor) within the same round.
 
     Both ran back to back in every round, so a change of machine speed
@@ -391,7 +392,10 @@ def paired_ratio(
     if mine_minus is None or floor_minus is None:
         return statistics.median(a / b for a, b in zip(mine.samples, floor.samples, strict=True))
     rounds = zip(mine.samples, mine_minus.samples, floor.samples, floor_minus.samples, strict=True)
-    return statistics.median((a - am) / (b - bm) for a, am, b, bm in rounds)
+    # A round whose floor part is not positive (a noisy round, a floor whose
+    # teardown is most of it) has no ratio; with none left there is no answer.
+    ratios = [(a - am) / (b - bm) for a, am, b, bm in rounds if b - bm > 0]
+    return statistics.median(ratios) if ratios else None
 
 
 def measure(measurements: list[Measurement], budget_s: float, min_rounds: int) -> None:

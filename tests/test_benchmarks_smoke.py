@@ -156,6 +156,35 @@ def test_a_teardown_measurement_times_close_and_free_and_not_the_making():
     made.clear()
 
 
+@pytest.mark.parametrize("close", [True, False])
+def test_a_teardown_measurement_times_freeing_the_results(close):
+    """Freeing is inside the clock on both sides: with close() too, whose
+    bound methods hold the results until they are cleared."""
+    run = _bench_module()
+    import time
+
+    class SlowToFree:
+        def close(self):
+            pass
+
+        def __del__(self):
+            time.sleep(0.001)
+
+    elapsed = run.TeardownMeasurement("t", lambda _: SlowToFree(), None, close=close).batch(8)
+    assert elapsed >= 8 * 1_000_000
+
+
+def test_paired_ratio_skips_rounds_without_a_floor_part():
+    run = _bench_module()
+    mine, mine_end = run.Measurement("a", None, None), run.Measurement("b", None, None)
+    floor, floor_end = run.Measurement("c", None, None), run.Measurement("d", None, None)
+    mine.samples, mine_end.samples = [30.0, 40.0], [10.0, 10.0]
+    floor.samples, floor_end.samples = [12.0, 2.0], [2.0, 2.5]
+    assert run.paired_ratio(mine, floor, mine_end, floor_end) == 2.0
+    floor.samples = [2.0, 2.0]
+    assert run.paired_ratio(mine, floor, mine_end, floor_end) is None
+
+
 def test_paired_ratio_without_the_teardowns():
     run = _bench_module()
     mine, mine_end = run.Measurement("a", None, None), run.Measurement("b", None, None)
