@@ -62,6 +62,17 @@ def test_fix_after_the_resume_point_migrates():
     assert drive(gen) == [6, ("return", 60)]
 
 
+def test_true_values_other_than_true_ask_for_a_migratable_blob_and_a_migration():
+    # migratable=1 and migrate=1 (what a caller forwarding a flag may pass)
+    # once picked the plain default, silently: no description, no migration.
+    blob, _ = snap_old(COUNT_OLD, "job", ([1, 2, 3],), 2, migratable=1)
+    sys.modules.pop(MOD, None)
+    again, _ = snap_old(COUNT_OLD, "job", ([1, 2, 3],), 2, migratable=True)
+    assert blob == again
+    install(MOD, COUNT_OLD.replace("return total", "return total * 10"))
+    assert drive(corosnap.loads(blob, migrate=1)) == [6, ("return", 60)]
+
+
 def test_logging_line_at_the_top_and_comments_migrate():
     blob, _ = snap_old(COUNT_OLD, "job", ([1, 2, 3],), 1)
     install(MOD, '''

@@ -200,3 +200,17 @@ def test_options_left_at_their_defaults_are_not_passed_on(
     loads_sig = inspect.signature(restore).parameters
     restore(store, "wf/2", **{name: loads_sig[name].default for name in RESTORE_OPTIONS})
     assert spy == [("dumps", {}), ("dumps", {}), ("loads", {}), ("loads", {})]
+
+
+@pytest.mark.parametrize("helper, target", [(save, corosnap.dumps), (restore, corosnap.loads)],
+                         ids=["save", "restore"])
+def test_the_annotations_resolve_at_run_time_as_those_of_dumps_and_loads(
+        helper: Any, target: Any) -> None:
+    import typing
+
+    hints = typing.get_type_hints(helper)
+    target_hints = typing.get_type_hints(getattr(target, "__wrapped__", target))
+    shared = [name for name in hints if name in target_hints and name != "return"]
+    assert "key" in shared and len(shared) >= 4, shared
+    for name in shared:
+        assert hints[name] == target_hints[name], name

@@ -539,7 +539,7 @@ def dumps(
     See ``Snapshotter`` for a reusable object holding the options.
     """
     if key is None and pickler is None:
-        snap = _migratable if migratable is True else _default
+        snap = _migratable if migratable else _default
     else:
         snap = _default.replace(key=key, pickler=pickler, migratable=migratable)
     if buffer_callback is None:
@@ -582,7 +582,7 @@ def loads(
     """
     if (key is None and safe is False and allow == () and max_size == DEFAULT_MAX_SIZE
             and manifests is None and migrations is None):
-        snap = _migrating if migrate is True else _default
+        snap = _migrating if migrate else _default
     else:
         snap = _default.replace(key=key, safe=safe, allow=allow, max_size=max_size,
                                 migrate=migrate, manifests=manifests, migrations=migrations)

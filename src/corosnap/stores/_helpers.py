@@ -22,16 +22,13 @@ collide with the store key (named ``store_key`` here for that reason).
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from typing import Any
 
+from ..snapshot._api import BufferCallback, Pickler
 from ..snapshot._blob import DEFAULT_MAX_SIZE
+from ..snapshot._migrate import Migrations
 from ._base import NotFound, Store
-
-if TYPE_CHECKING:
-    from collections.abc import Iterable
-
-    from ..snapshot._api import BufferCallback, Pickler
-    from ..snapshot._migrate import Migrations
 
 
 def save(
