@@ -109,7 +109,9 @@ def test_the_loads_time_is_split_into_making_and_teardown(bench):
             continue
         for label in ("corosnap_teardown", "pickle_teardown"):
             assert times[label]["median_us"] > 0, (workload["name"], label)
-        assert ratios["loads_making"] is not None and ratios["teardown"] > 0
+        # loads_making is None only when no round had a floor part left (noise)
+        assert ratios["loads_making"] is None or ratios["loads_making"] > 0
+        assert ratios["teardown"] > 0
     assert "## Making the object, and the end of its life" in bench["stdout"]
 
 

@@ -62,15 +62,25 @@ def test_fix_after_the_resume_point_migrates():
     assert drive(gen) == [6, ("return", 60)]
 
 
-def test_true_values_other_than_true_ask_for_a_migratable_blob_and_a_migration():
-    # migratable=1 and migrate=1 (what a caller forwarding a flag may pass)
-    # once picked the plain default, silently: no description, no migration.
-    blob, _ = snap_old(COUNT_OLD, "job", ([1, 2, 3],), 2, migratable=1)
-    sys.modules.pop(MOD, None)
-    again, _ = snap_old(COUNT_OLD, "job", ([1, 2, 3],), 2, migratable=True)
-    assert blob == again
-    install(MOD, COUNT_OLD.replace("return total", "return total * 10"))
-    assert drive(corosnap.loads(blob, migrate=1)) == [6, ("return", 60)]
+@pytest.mark.parametrize("flag", [1, 0, "yes", None])
+def test_a_migratable_or_migrate_flag_that_is_no_bool_is_a_type_error(flag):
+    # With no other option given, dumps/loads once tested `flag is True` and
+    # went on with the plain default: migratable=1 made a plain blob, and
+    # migrate=1 refused changed code, silently.  Every path now refuses it
+    # as the Snapshotter does, naming the flag.
+    m = install(MOD, COUNT_OLD)
+    gen = m.job([1, 2, 3])
+    next(gen)
+    blob = corosnap.dumps(gen, migratable=True)
+    for call in (lambda: corosnap.dumps(gen, migratable=flag),
+                 lambda: corosnap.dumps(gen, migratable=flag, key=b"k"),
+                 lambda: corosnap.Snapshotter(migratable=flag)):
+        with pytest.raises(TypeError, match="migratable must be True or False"):
+            call()
+    for call in (lambda: corosnap.loads(blob, migrate=flag),
+                 lambda: corosnap.loads(blob, migrate=flag, safe=True)):
+        with pytest.raises(TypeError, match="migrate must be True or False"):
+            call()
 
 
 def test_logging_line_at_the_top_and_comments_migrate():

@@ -538,9 +538,9 @@ def dumps(
     Raises SnapshotError naming the function, the slot and the type at fault.
     See ``Snapshotter`` for a reusable object holding the options.
     """
-    if key is None and pickler is None:
+    if key is None and pickler is None and type(migratable) is bool:
         snap = _migratable if migratable else _default
-    else:
+    else:  # (a flag that is no bool: the Snapshotter's TypeError names it)
         snap = _default.replace(key=key, pickler=pickler, migratable=migratable)
     if buffer_callback is None:
         return snap.dumps(obj)
@@ -581,7 +581,7 @@ def loads(
     ``corosnap.migrate.migrations``).  See docs/evolution.md.
     """
     if (key is None and safe is False and allow == () and max_size == DEFAULT_MAX_SIZE
-            and manifests is None and migrations is None):
+            and manifests is None and migrations is None and type(migrate) is bool):
         snap = _migrating if migrate else _default
     else:
         snap = _default.replace(key=key, safe=safe, allow=allow, max_size=max_size,
