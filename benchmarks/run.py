@@ -292,14 +292,18 @@ class Measurement:
                 gc.enable()
         return max(elapsed, 1)
 
+    def whole_ns(self, elapsed: int) -> int:
+        """What the last batch cost the run (``elapsed``: its clocked part)."""
+        return elapsed
+
     def calibrate(self, batch_ns: int) -> None:
         self.batch(1)  # warm up
         number = 1
         while True:
-            elapsed = self.batch(number)
-            if elapsed >= batch_ns:
+            whole = self.whole_ns(self.batch(number))
+            if whole >= batch_ns:
                 break
-            number = max(number * 2, int(number * batch_ns * 1.2 / elapsed))
+            number = max(number * 2, int(number * batch_ns * 1.2 / max(whole, 1)))
         self.number = number
 
     def stats(self) -> dict[str, Any]:
@@ -337,18 +341,12 @@ class TeardownMeasurement(Measurement):
     close: bool = False
     wall_ns: int = 0  # the last batch's whole time, making the results included
 
-    def calibrate(self, batch_ns: int) -> None:
-        """Sized by the batch's whole time: making the results, outside the
-        clock, is most of it (9x the teardown for ``dataclasses``), and the
-        benchmark's time per round should not grow by as much."""
-        self.batch(1)  # warm up
-        number = 1
-        while True:
-            self.batch(number)
-            if self.wall_ns >= batch_ns:
-                break
-            number = max(number * 2, int(number * batch_ns * 1.2 / max(self.wall_ns, 1)))
-        self.number = number
+    def whole_ns(self, elapsed: int) -> int:
+        """The batch's whole time, making the results included: it sizes the
+        batches and counts against the budget, so that the benchmark's time
+        per round does not grow by what is made outside the clock (9x the
+        teardown for ``dataclasses``)."""
+        return self.wall_ns
 
     def batch(self, number: int) -> int:
         make, argument = self.function, self.argument
@@ -407,8 +405,7 @@ def measure(measurements: list[Measurement], budget_s: float, min_rounds: int) -
         for m in measurements:
             elapsed = m.batch(m.number)
             m.samples.append(elapsed / m.number)
-            # a teardown's budget is its whole time, what it makes included
-            m.total_ns += getattr(m, "wall_ns", 0) or elapsed
+            m.total_ns += m.whole_ns(elapsed)
         rounds += 1
         if rounds >= min_rounds and all(m.total_ns >= budget_ns for m in measurements):
             return
