@@ -947,8 +947,14 @@ class Sub(int):
 @needs_c
 def test_both_engines_scan_the_odd_cases_alike() -> None:
     assert _speedups.C is not None
+    # Every width's edges, reached first, last or only in the middle (the
+    # Python engine guesses the width from the first and last items).
+    edges = [lo + d for hi in (2**7, 2**15, 2**31, 2**63) for lo in (-hi, hi - 1)
+             for d in (-1, 0, 1)]
+    widths = [[0] * 7 + [x] + [0] * 8 for x in edges] + [[x] + [0] * 15 for x in edges]
+    widths += [[0] * 15 + [x] for x in edges] + [[x, 2**62] + [1] * 14 for x in edges]
     for v in ([], [True] * 20, [Sub(1)] * 20, [1] * 16 + [2**63], [-(2**63)] * 16, (1, 2),
-              [1.5, None, "x", b"y"], {}, {"a": 1, 2: 3}, "abc"):
+              [1.5, None, "x", b"y"], {}, {"a": 1, 2: 3}, "abc", *widths):
         for name in ("is_flat", "pack_ints", "str_keys"):
             assert getattr(_speedups.PYTHON, name)(v) == getattr(_speedups.C, name)(v), (name, v)
 
