@@ -281,10 +281,11 @@ class HistoryEntry:
 
 
 # The last history encoded: a run's record is rewritten at every checkpoint
-# with the same history plus the steps since, so its rows are encoded once
-# (entries are frozen; the cache is replaced whole, never mutated, and
-# holds the entries it was made from).
-_last_history: tuple[tuple[HistoryEntry, ...], dict[str, int], list[list[Any]]] = ((), {}, [])
+# with the same history plus the steps since, so its rows are encoded once.
+# The cache is (entries, names, rows), replaced whole and never mutated
+# (rows is a tuple, which msgpack writes as an array, as it does a list).
+_last_history: tuple[tuple[HistoryEntry, ...], dict[str, int], tuple[list[Any], ...]] = (
+    (), {}, ())
 
 
 def encode_history(entries: tuple[HistoryEntry, ...] | list[HistoryEntry]) -> list[Any]:
@@ -295,21 +296,24 @@ def encode_history(entries: tuple[HistoryEntry, ...] | list[HistoryEntry]) -> li
     """
     global _last_history
     entries = tuple(entries)
-    done, known, known_rows = _last_history
-    if done and len(done) <= len(entries) and all(map(_same, done, entries)):
-        names, rows, todo = dict(known), list(known_rows), entries[len(done):]
-    else:
-        names, rows, todo = {}, [], entries
-    for h in todo:
-        fn = names.setdefault(h.fn, len(names))
-        worker = names.setdefault(h.worker, len(names))
-        rows.append([h.seq, fn, h.ok, h.attempts, worker, h.started, h.finished])
+    done, names, rows = _last_history
+    # Entries are frozen and a row depends only on their fields, so equal
+    # entries (the same objects, in practice: tuple equality checks identity
+    # first, in C) encode to the same rows.
+    if not done or entries[:len(done)] != done:
+        names, rows = {}, ()
+        done = ()
+    if len(entries) > len(done):
+        names = dict(names)
+        more = []
+        for h in entries[len(done):]:
+            fn = names.setdefault(h.fn, len(names))
+            worker = names.setdefault(h.worker, len(names))
+            more.append([h.seq, fn, h.ok, h.attempts, worker, h.started, h.finished])
+        rows += tuple(more)
     if entries:
-        _last_history = (entries, dict(names), list(rows))
+        _last_history = (entries, names, rows)
     return [list(names), rows]
-
-
-_same = operator.is_
 
 
 def decode_history(raw: list[Any]) -> tuple[HistoryEntry, ...]:
