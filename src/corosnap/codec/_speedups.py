@@ -19,7 +19,8 @@ import struct
 import threading
 from collections.abc import Callable
 from functools import partial
-from itertools import compress
+from itertools import compress, repeat
+from operator import is_
 from typing import Any, NamedTuple
 
 import msgpack
@@ -28,10 +29,13 @@ from .._accel import accelerator
 from ._markers import ext_hook_for
 
 _NONE_TYPE = type(None)
-_FLAT_TYPES = frozenset({int, float, str, bytes, bool, _NONE_TYPE})
-_IS_INT = frozenset({int}).__contains__
 _MIN64 = -(2**63)
 _MAX64 = 2**63
+
+
+def _flat_kind(kind: type) -> bool:
+    return (kind is int or kind is str or kind is float or kind is bytes or kind is bool
+            or kind is _NONE_TYPE)
 
 
 def is_flat(v: Any) -> bool:
@@ -42,11 +46,18 @@ def is_flat(v: Any) -> bool:
         return False
     # Scans by builtins (map, set, compress, min, max) iterate in C: a few
     # times slower than _ccodec's one pass, several times faster than a loop.
-    kinds = set(map(type, v))
-    if not kinds <= _FLAT_TYPES:
+    # Types are decided by identity, as the C scan does.  The six flat types'
+    # metaclass is type itself; an item whose class has another metaclass is
+    # not flat, and is ruled out before the types are hashed into a set (its
+    # metaclass's __hash__ and __eq__ could say anything, or be missing).
+    types = list(map(type, v))
+    if not all(map(is_, map(type, types), repeat(type))):
+        return False
+    kinds = set(types)
+    if not all(map(_flat_kind, kinds)):
         return False
     if int in kinds:
-        ints = v if len(kinds) == 1 else list(compress(v, map(_IS_INT, map(type, v))))
+        ints = v if len(kinds) == 1 else list(compress(v, map(is_, types, repeat(int))))
         return _MIN64 <= min(ints) and max(ints) < _MAX64
     return True
 
@@ -65,13 +76,13 @@ def pack_ints(v: Any) -> bytes | None:
     if type(v) is not list:
         return None
     n = len(v)
-    # Exact ints only (a bool, an IntEnum or another int subclass is not one):
-    # list(map(type)).count(int) runs in C, at about half the cost of a set
-    # of the types, and the type check comes first so that no __index__ of a
-    # user's class runs.
+    # Exact ints only (a bool, an IntEnum or another int subclass is not one),
+    # by identity: comparing types with == or hashing them would run the
+    # __eq__ or __hash__ of a metaclass, which may say anything.  The check
+    # comes first, so that no __index__ of a user's class runs either.
     if not n:
         return b"\x01"
-    if list(map(type, v)).count(int) != n:
+    if not all(map(is_, map(type, v), repeat(int))):
         return None
     # The first and last items bound the narrowest width from below (lists of
     # ids and ranges are often sorted: then they decide it); struct.pack
