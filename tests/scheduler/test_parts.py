@@ -209,6 +209,14 @@ def test_run_record_bytes_are_msgpacks_own() -> None:
     assert decode_run("r1", blob) == rec
     with pytest.raises(TypeError, match="can not serialize 'object' object"):
         encode_run(dataclasses.replace(rec, extra={"bad": object()}))
+    # A field a newer format wrote as a msgpack timestamp (ext -1) is read as
+    # a Timestamp and written back as it came.
+    body = msgpack.unpackb(blob)
+    body["since"] = msgpack.Timestamp(1718000000, 5)
+    newer = msgpack.packb(body, use_bin_type=True)
+    kept = decode_run("r1", newer)
+    assert kept.extra["since"] == msgpack.Timestamp(1718000000, 5)
+    assert encode_run(kept) == newer
 
 
 def _history_uncached(entries: tuple[HistoryEntry, ...]) -> list[Any]:
@@ -223,12 +231,13 @@ def test_encoding_a_history_again_gives_what_encoding_it_afresh_gives() -> None:
     entries added since: across runs taking turns, histories that lose their
     oldest chunk, equal entries that are other objects and entries that
     differ in one field, its output (and the record's bytes) is what encoding
-    from nothing gives."""
+    from nothing gives.  (Equal entries may be written differently: -0.0 and
+    0.0 are equal, so are True and 1, and 3 and 3.0.)"""
     rng = random.Random(7)
 
     def entry(seq: int) -> HistoryEntry:
         return HistoryEntry(seq, rng.choice(["m.a", "m.b", "m.c"]), rng.random() < 0.8,
-                            rng.randrange(1, 4), rng.choice(["w1", "w2"]), seq + 0.25, seq + 0.5)
+                            rng.randrange(1, 4), rng.choice(["w1", "w2"]), float(seq), seq + 0.5)
 
     runs: list[tuple[HistoryEntry, ...]] = [(), (), ()]
     for _ in range(600):
@@ -240,7 +249,10 @@ def test_encoding_a_history_again_gives_what_encoding_it_afresh_gives() -> None:
         elif roll < 0.7 and len(h) > 4:
             h = h[4:]  # a chunk moved out
         elif roll < 0.8 and h:
-            h = tuple(dataclasses.replace(e) for e in h)  # equal, not identical
+            # Equal, not identical, and written differently: 0.0 and -0.0,
+            # True and 1, an int time and a float one.
+            h = tuple(dataclasses.replace(e, ok=int(e.ok), started=int(e.started))
+                      for e in h)
         elif roll < 0.9 and h:
             k = rng.randrange(len(h))  # one entry differs
             h = h[:k] + (dataclasses.replace(h[k], ok=not h[k].ok),) + h[k + 1:]
@@ -248,6 +260,10 @@ def test_encoding_a_history_again_gives_what_encoding_it_afresh_gives() -> None:
         got = encode_history(h)
         assert [got[0], list(got[1])] == _history_uncached(h)
         assert msgpack.packb(got) == msgpack.packb(_history_uncached(h))
+    zero = HistoryEntry(1, "m.a", True, 1, "w1", -0.0, 1.0)
+    encode_history((zero,))
+    again = (dataclasses.replace(zero, started=0.0), entry(2))
+    assert msgpack.packb(encode_history(again)) == msgpack.packb(_history_uncached(again))
 
 
 def test_evolve_is_dataclasses_replace() -> None:

@@ -282,6 +282,8 @@ class HistoryEntry:
 
 # The last history encoded: a run's record is rewritten at every checkpoint
 # with the same history plus the steps since, so its rows are encoded once.
+_same = operator.is_
+
 # The cache is (entries, names, rows), replaced whole and never mutated
 # (rows is a tuple, which msgpack writes as an array, as it does a list).
 _last_history: tuple[tuple[HistoryEntry, ...], dict[str, int], tuple[list[Any], ...]] = (
@@ -297,10 +299,10 @@ def encode_history(entries: tuple[HistoryEntry, ...] | list[HistoryEntry]) -> li
     global _last_history
     entries = tuple(entries)
     done, names, rows = _last_history
-    # Entries are frozen and a row depends only on their fields, so equal
-    # entries (the same objects, in practice: tuple equality checks identity
-    # first, in C) encode to the same rows.
-    if not done or entries[:len(done)] != done:
+    # The same entry objects (frozen) encode to the same rows.  Identity, not
+    # equality: equal entries may still be written differently (-0.0 and 0.0,
+    # 1 and True).
+    if not done or len(entries) < len(done) or not all(map(_same, done, entries)):
         names, rows = {}, ()
         done = ()
     if len(entries) > len(done):
@@ -427,13 +429,22 @@ def encode_run(rec: RunRecord) -> bytes:
         "pid": rec.pid,
         **rec.extra,
     }
-    return _pack(body)
+    try:
+        return _pack(body)
+    except TypeError:
+        # A value the codec's writer does not write and msgpack's Packer does:
+        # a msgpack Timestamp that a newer record format stored in a field
+        # this version keeps in ``extra`` (decode_run reads ext -1 as one).
+        # Anything msgpack cannot write either raises its TypeError here.
+        return msgpack.packb(body, use_bin_type=True)
 
 
 # The codec's msgpack writer (``codec/_speedups.py``): the same bytes as
-# ``msgpack.Packer(use_bin_type=True).pack``, which tests/test_packer.py holds
-# it to; the C engine's is about three times faster than msgpack's on a run
-# record's rows of ints and floats, and a run record is packed at every await.
+# ``msgpack.Packer(use_bin_type=True).pack`` for the plain dicts, lists,
+# strings, bytes, numbers, booleans, None and ExtTypes a record holds
+# (tests/test_packer.py and test_run_record_bytes_are_msgpacks_own); the C
+# engine's is about three times faster than msgpack's on a run record's rows
+# of ints and floats, and a run record is packed at every await.
 _pack = ACTIVE.pack
 
 
